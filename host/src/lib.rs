@@ -1,0 +1,1 @@
+//! The ccproxy host: CLI, config, plugin loader, registry, hook pipeline, server.

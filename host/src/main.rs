@@ -1,0 +1,2 @@
+//! The `ccproxy` binary.
+fn main() {}

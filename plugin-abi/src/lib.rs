@@ -1,0 +1,1 @@
+//! ccproxy plugin interface (placeholder while the SDK is written).
