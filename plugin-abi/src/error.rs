@@ -53,7 +53,9 @@ impl ErrorKind {
         }
     }
 
-    fn from_code(code: ErrorCode) -> Self {
+    /// The kind for a raw error code (used by the host).
+    #[doc(hidden)]
+    pub fn from_code(code: ErrorCode) -> Self {
         match code {
             ErrorCode::Internal => ErrorKind::Internal,
             ErrorCode::Unsupported => ErrorKind::Unsupported,

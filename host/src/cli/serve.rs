@@ -1,0 +1,98 @@
+//! `ccproxy serve`: load plugins, serve until SIGINT/SIGTERM, stop in order.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use serde_json::json;
+use tokio::sync::watch;
+
+use super::exit;
+use crate::{
+    config::Loaded,
+    paths,
+    plugins::{
+        lifecycle,
+        registry::{self, Status},
+    },
+    server::{self, App},
+    services::Shared,
+    telemetry,
+};
+
+/// Runs the server; returns when it has shut down.
+pub(super) fn run(loaded: Loaded) -> anyhow::Result<u8> {
+    let started = Instant::now();
+    telemetry::init(&loaded.config)?;
+    match &loaded.file {
+        Some(file) => tracing::info!(file = %file.display(), "config loaded"),
+        None => tracing::info!("no config file found; using defaults, environment and flags"),
+    }
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ccproxy")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(loaded, started))?;
+    Ok(exit::OK)
+}
+
+async fn serve(loaded: Loaded, started: Instant) -> anyhow::Result<()> {
+    let config = loaded.config;
+    let address = format!("{}:{}", config.server.host, config.server.port);
+    // Bind before loading plugins so a busy port fails fast, before any plugin
+    // initialises; the "listening" line is only printed once everything is ready.
+    let listener = tokio::net::TcpListener::bind(&address)
+        .await
+        .with_context(|| format!("cannot listen on {address}; pick another --port or stop what uses it"))?;
+    let bound = listener.local_addr().context("cannot read the bound address")?;
+
+    let search = registry::search_path(&config);
+    let grace = config.server.shutdown_grace();
+    let shared = Shared::new(config, paths::data_dir(), paths::config_dir());
+    let prepared = registry::prepare(&shared.config, &search);
+    let registry = Arc::new(lifecycle::initialize_all(prepared, &shared).await);
+    shared.hooks.install(&registry.active);
+
+    let hooks = &shared.hooks;
+    hooks.observe("app.startup", None, || json!({"phase": "startup"}));
+    for plugin in &registry.active {
+        hooks.observe("plugin.loaded", None, || {
+            json!({"plugin": plugin.manifest.name, "version": plugin.manifest.version, "file": plugin.file.display().to_string()})
+        });
+    }
+    for entry in registry.entries.iter().filter(|e| e.status != Status::Active) {
+        hooks.observe("plugin.error", None, || {
+            json!({"plugin": entry.display_name(), "status": entry.status.as_str(), "error": entry.reason, "file": entry.file.display().to_string()})
+        });
+    }
+
+    let app = Arc::new(App::new(shared.clone(), registry.clone()));
+    let (stop_tasks, tasks_stopped) = watch::channel(false);
+    lifecycle::spawn_tasks(&registry.active, tasks_stopped);
+
+    let not_active = registry.entries.iter().filter(|e| e.status != Status::Active).count();
+    tracing::info!(
+        plugins = registry.active.len(),
+        not_active,
+        ready_ms = started.elapsed().as_secs_f64() * 1e3,
+        "listening on {}",
+        server::describe(bound)
+    );
+    hooks.observe("app.ready", None, || json!({"address": bound.to_string()}));
+
+    server::serve(app, listener, server::shutdown_signal(), grace).await;
+
+    let _ = stop_tasks.send(true);
+    hooks.observe("app.shutdown", None, || json!({"phase": "shutdown"}));
+    // Observers hear `app.shutdown` before the plugins behind them stop.
+    hooks.drain(Duration::from_secs(2)).await;
+    lifecycle::shutdown_all(&registry, &shared).await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,232 @@
+//! The hook pipeline: who hears which event, in what order, and on which task.
+//!
+//! Two paths, chosen by the event:
+//! - **observing** events (every event but `provider.request.prepared`) are put
+//!   on a bounded queue and delivered by one background task, so a slow hook
+//!   never adds latency to a request. When the queue is full the event is
+//!   dropped and counted (`/plugins/status` shows the count).
+//! - **mutating** events run inline, in priority order (lower first, then
+//!   registration order); each hook sees the previous one's changes.
+//!
+//! Building an event's data costs something, so callers ask
+//! [`HookBus::wants`] first and skip the work when nobody listens.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use ccproxy_plugin_abi::protocol::{HookInput, HookOutput, op};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::plugins::registry::ActivePlugin;
+
+/// How long one hook call may take before it is abandoned.
+const HOOK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One subscription of one plugin hook to one event.
+#[derive(Clone)]
+struct Subscriber {
+    plugin: Arc<ActivePlugin>,
+    hook: String,
+    priority: i32,
+}
+
+/// An observed event waiting in the queue.
+struct Observed {
+    event: &'static str,
+    request_id: Option<String>,
+    data: Value,
+    timestamp_ms: u64,
+}
+
+/// Counters shown in `/plugins/status`.
+#[derive(Debug, Default)]
+pub struct HookCounters {
+    /// Observed events queued.
+    pub queued: AtomicU64,
+    /// Observed events dropped because the queue was full.
+    pub dropped: AtomicU64,
+    /// Hook calls that failed (error, panic or timeout).
+    pub failed: AtomicU64,
+}
+
+/// The hook pipeline.
+pub struct HookBus {
+    subscribers: OnceLock<HashMap<String, Vec<Subscriber>>>,
+    queue: mpsc::Sender<Observed>,
+    receiver: std::sync::Mutex<Option<mpsc::Receiver<Observed>>>,
+    /// Counters.
+    pub counters: HookCounters,
+}
+
+impl std::fmt::Debug for HookBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HookBus").field("counters", &self.counters).finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl HookBus {
+    /// A bus whose observer queue holds `capacity` events.
+    pub fn new(capacity: usize) -> Self {
+        let (queue, receiver) = mpsc::channel(capacity.max(1));
+        Self {
+            subscribers: OnceLock::new(),
+            queue,
+            receiver: std::sync::Mutex::new(Some(receiver)),
+            counters: HookCounters::default(),
+        }
+    }
+
+    /// Registers the hooks of `plugins` (in initialisation order) and starts the
+    /// observer task. Called once, after plugins are initialised.
+    pub fn install(self: &Arc<Self>, plugins: &[Arc<ActivePlugin>]) {
+        let mut by_event: HashMap<String, Vec<Subscriber>> = HashMap::new();
+        for plugin in plugins {
+            for spec in &plugin.manifest.hooks {
+                for event in &spec.events {
+                    by_event.entry(event.clone()).or_default().push(Subscriber {
+                        plugin: plugin.clone(),
+                        hook: spec.name.clone(),
+                        priority: spec.priority,
+                    });
+                }
+            }
+        }
+        // A stable sort keeps registration order among equal priorities.
+        for subscribers in by_event.values_mut() {
+            subscribers.sort_by_key(|s| s.priority);
+        }
+        if self.subscribers.set(by_event).is_err() {
+            tracing::warn!("hooks installed twice; keeping the first set");
+            return;
+        }
+        let receiver = self.receiver.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(mut receiver) = receiver {
+            let bus = self.clone();
+            tokio::spawn(async move {
+                while let Some(observed) = receiver.recv().await {
+                    bus.deliver(observed).await;
+                }
+            });
+        }
+    }
+
+    fn subscribers(&self, event: &str) -> &[Subscriber] {
+        self.subscribers
+            .get()
+            .and_then(|map| map.get(event))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// Whether any hook listens to `event`.
+    pub fn wants(&self, event: &str) -> bool {
+        !self.subscribers(event).is_empty()
+    }
+
+    /// Queues an observing event; never waits. `data` is only built when
+    /// someone listens.
+    pub fn observe(&self, event: &'static str, request_id: Option<&str>, data: impl FnOnce() -> Value) {
+        if !self.wants(event) {
+            return;
+        }
+        let observed = Observed {
+            event,
+            request_id: request_id.map(str::to_owned),
+            data: data(),
+            timestamp_ms: now_ms(),
+        };
+        match self.queue.try_send(observed) {
+            Ok(()) => {
+                self.counters.queued.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                let dropped = self.counters.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if dropped.is_power_of_two() {
+                    tracing::warn!(event, dropped, "hook queue full; observed events are being dropped");
+                }
+            }
+        }
+    }
+
+    async fn deliver(&self, observed: Observed) {
+        for subscriber in self.subscribers(observed.event) {
+            let input = HookInput {
+                hook: subscriber.hook.clone(),
+                event: observed.event.to_owned(),
+                timestamp_ms: observed.timestamp_ms,
+                request_id: observed.request_id.clone(),
+                data: observed.data.clone(),
+            };
+            let started = Instant::now();
+            let result = subscriber
+                .plugin
+                .handle
+                .call_with_timeout::<_, HookOutput>(op::HOOK, &input, Vec::new(), HOOK_TIMEOUT)
+                .await;
+            subscriber.plugin.handle.record_hook_time(started);
+            if let Err(error) = result {
+                self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(plugin = %subscriber.plugin.manifest.name, hook = %subscriber.hook, event = observed.event, %error, "hook failed");
+            }
+        }
+    }
+
+    /// Runs a mutating event inline through every subscribed hook in priority
+    /// order; returns the final data and body. A failing hook is logged and
+    /// skipped: it cannot break the request.
+    pub async fn mutate(&self, event: &'static str, request_id: Option<&str>, mut data: Value, mut body: Vec<u8>) -> (Value, Vec<u8>) {
+        for subscriber in self.subscribers(event) {
+            let input = HookInput {
+                hook: subscriber.hook.clone(),
+                event: event.to_owned(),
+                timestamp_ms: now_ms(),
+                request_id: request_id.map(str::to_owned),
+                data: data.clone(),
+            };
+            let started = Instant::now();
+            let result = subscriber
+                .plugin
+                .handle
+                .call_with_timeout::<_, HookOutput>(op::HOOK, &input, body.clone(), HOOK_TIMEOUT)
+                .await;
+            subscriber.plugin.handle.record_hook_time(started);
+            match result {
+                Ok(reply) => {
+                    if let Some(new_data) = reply.meta.data {
+                        data = new_data;
+                    }
+                    if reply.meta.replace_body {
+                        body = reply.body;
+                    }
+                }
+                Err(error) => {
+                    self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(plugin = %subscriber.plugin.manifest.name, hook = %subscriber.hook, event, %error, "mutating hook failed; request continues unchanged by it");
+                }
+            }
+        }
+        (data, body)
+    }
+
+    /// Waits until the observer queue is empty or `deadline` passes (shutdown).
+    pub async fn drain(&self, deadline: Duration) {
+        let started = Instant::now();
+        while self.queue.capacity() < self.queue.max_capacity() && started.elapsed() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}

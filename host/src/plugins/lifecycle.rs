@@ -1,0 +1,164 @@
+//! Starting plugins in dependency order, running their tasks, and stopping them
+//! in reverse order.
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
+
+use ccproxy_plugin_abi::protocol::{InitializeInput, TaskInput, capability, op};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::{
+    handle::PluginHandle,
+    registry::{ActivePlugin, Prepared, Registry, Status, dependencies_of},
+};
+use crate::services::{Shared, host_handle_for};
+
+/// How long `plugin.initialize` may take.
+const INIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `plugin.shutdown` may take.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Instantiates and initialises every prepared plugin in order. A plugin whose
+/// initialisation fails is marked failed, and so is everything depending on it;
+/// the rest keep going.
+pub async fn initialize_all(mut prepared: Prepared, shared: &Arc<Shared>) -> Registry {
+    let mut active = Vec::new();
+    let mut failed: HashSet<String> = HashSet::new();
+    let order = prepared.order.clone();
+    let mut initialized_order = Vec::new();
+    for name in &order {
+        let Some(library) = prepared.libraries.remove(name) else { continue };
+        let deps = dependencies_of(&library.manifest, &prepared.services);
+        if let Some(dep) = deps.iter().find(|d| failed.contains(*d)) {
+            mark(&mut prepared, name, Status::Disabled, format!("dependency {dep} failed to initialise"));
+            failed.insert(name.clone());
+            continue;
+        }
+        let config = prepared
+            .entry_mut(name)
+            .and_then(|e| e.config.clone())
+            .unwrap_or(Value::Null);
+        let data_dir = shared.data_dir.join("plugins").join(name);
+        if let Err(error) = std::fs::create_dir_all(&data_dir) {
+            tracing::warn!(plugin = %name, dir = %data_dir.display(), %error, "cannot create the plugin's data folder");
+        }
+        let handle = match PluginHandle::instantiate(&library, host_handle_for(name, shared)) {
+            Ok(handle) => handle,
+            Err(error) => {
+                mark(&mut prepared, name, Status::Failed, format!("instantiation failed: {error}"));
+                failed.insert(name.clone());
+                continue;
+            }
+        };
+        let input = InitializeInput {
+            plugin_name: name.clone(),
+            config,
+            data_dir: data_dir.to_string_lossy().into_owned(),
+            config_dir: shared.config_dir.to_string_lossy().into_owned(),
+            capabilities: [capability::SLEEP, capability::HTTP, capability::SERVICES, capability::EMIT, capability::SPAWN]
+                .map(str::to_owned)
+                .to_vec(),
+        };
+        let plugin = Arc::new(ActivePlugin {
+            manifest: library.manifest.clone(),
+            file: library.path.clone(),
+            handle,
+            initialized: Default::default(),
+        });
+        // Registered before initialisation so the plugin's own service calls
+        // during `init` resolve, but services only once it is up.
+        shared.plugins.insert(name.clone(), plugin.clone());
+        match plugin
+            .handle
+            .call_with_timeout::<_, Value>(op::INITIALIZE, &input, Vec::new(), INIT_TIMEOUT)
+            .await
+        {
+            Ok(_) => {
+                plugin.initialized.store(true, Ordering::Release);
+                for service in &plugin.manifest.provides {
+                    if prepared.services.get(service) == Some(name) {
+                        shared.services.insert(service.clone(), name.clone());
+                    }
+                }
+                tracing::info!(plugin = %name, version = %plugin.manifest.version, file = %plugin.file.display(), "plugin loaded");
+                initialized_order.push(name.clone());
+                active.push(plugin);
+            }
+            Err(error) => {
+                shared.plugins.remove(name);
+                mark(&mut prepared, name, Status::Failed, format!("initialisation failed: {error}"));
+                failed.insert(name.clone());
+            }
+        }
+    }
+    Registry {
+        entries: prepared.entries,
+        active,
+        order: initialized_order,
+    }
+}
+
+fn mark(prepared: &mut Prepared, name: &str, status: Status, reason: String) {
+    tracing::warn!(plugin = %name, status = status.as_str(), "plugin {name}: {reason}");
+    if let Some(entry) = prepared.entry_mut(name) {
+        entry.status = status;
+        entry.reason = Some(reason);
+    }
+}
+
+/// Starts every enabled task of `plugins` on its interval until `stop` changes.
+/// A run never overlaps the previous run of the same task.
+pub fn spawn_tasks(plugins: &[Arc<ActivePlugin>], stop: watch::Receiver<bool>) {
+    for plugin in plugins {
+        for task in plugin.manifest.tasks.iter().filter(|t| t.enabled) {
+            if !(task.interval_seconds.is_finite() && task.interval_seconds > 0.0) {
+                tracing::warn!(plugin = %plugin.manifest.name, task = %task.name, "task interval must be a positive number of seconds; task not scheduled");
+                continue;
+            }
+            let period = Duration::from_secs_f64(task.interval_seconds.max(0.01));
+            let plugin = plugin.clone();
+            let task = task.clone();
+            let mut stop = stop.clone();
+            tokio::spawn(async move {
+                let mut interval = tokio::time::interval(period);
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                if !task.run_at_start {
+                    interval.tick().await;
+                }
+                let mut run = 0u64;
+                loop {
+                    tokio::select! {
+                        _ = interval.tick() => {}
+                        _ = stop.changed() => break,
+                    }
+                    let input = TaskInput { task: task.name.clone(), run };
+                    let limit = period.max(Duration::from_secs(30));
+                    if let Err(error) = plugin.handle.call_with_timeout::<_, Value>(op::TASK, &input, Vec::new(), limit).await {
+                        tracing::warn!(plugin = %plugin.manifest.name, task = %task.name, %error, "task run failed");
+                    }
+                    run += 1;
+                }
+            });
+        }
+    }
+}
+
+/// Shuts plugins down in reverse initialisation order.
+pub async fn shutdown_all(registry: &Registry, shared: &Shared) {
+    for plugin in registry.active.iter().rev() {
+        let name = &plugin.manifest.name;
+        match plugin
+            .handle
+            .call_with_timeout::<_, Value>(op::SHUTDOWN, &json!({}), Vec::new(), SHUTDOWN_TIMEOUT)
+            .await
+        {
+            Ok(_) => tracing::info!(plugin = %name, "plugin stopped"),
+            Err(error) => tracing::warn!(plugin = %name, %error, "plugin shutdown failed"),
+        }
+        shared.hooks.observe("plugin.unloaded", None, || json!({"plugin": name}));
+    }
+}

@@ -1,0 +1,259 @@
+//! The registry: every plugin file the host found, what became of it, and the
+//! running plugins.
+
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    sync::{Arc, atomic::AtomicBool},
+};
+
+use ccproxy_plugin_abi::manifest::Manifest;
+use serde_json::Value;
+
+use super::{
+    deps,
+    discover::{self, Candidate, Origin, SearchPath},
+    handle::PluginHandle,
+    load::{self, LoadedLibrary, Refusal},
+};
+use crate::config::{self, Config};
+
+/// What became of a plugin file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Loaded and initialised (or, before initialisation, ready to be).
+    Active,
+    /// Loaded but not started: by config, a dependency or a config error.
+    Disabled,
+    /// Not loaded: the file failed a check.
+    Refused,
+    /// Loaded, but its initialisation failed.
+    Failed,
+}
+
+impl Status {
+    /// Lower-case name for listings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::Disabled => "disabled",
+            Status::Refused => "refused",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+/// One plugin file and its fate.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The file.
+    pub file: PathBuf,
+    /// Where it was found.
+    pub origin: Origin,
+    /// The manifest, when the file could be loaded.
+    pub manifest: Option<Manifest>,
+    /// The plugin API version it was built for, when known.
+    pub api_version: Option<String>,
+    /// What became of it.
+    pub status: Status,
+    /// Why it is not active.
+    pub reason: Option<String>,
+    /// Its validated config, for active plugins.
+    pub config: Option<Value>,
+}
+
+impl Entry {
+    /// The plugin's name, or the file name when the manifest is unknown.
+    pub fn display_name(&self) -> String {
+        match &self.manifest {
+            Some(manifest) => manifest.name.clone(),
+            None => self
+                .file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// A running plugin.
+pub struct ActivePlugin {
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// Its file.
+    pub file: PathBuf,
+    /// The instance.
+    pub handle: PluginHandle,
+    /// Whether `plugin.initialize` succeeded.
+    pub initialized: AtomicBool,
+}
+
+impl std::fmt::Debug for ActivePlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActivePlugin")
+            .field("name", &self.manifest.name)
+            .field("file", &self.file)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Plugins found, loaded and resolved, before anything is initialised; what
+/// `ccproxy plugins list` shows.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    /// Every file, in discovery order.
+    pub entries: Vec<Entry>,
+    /// Libraries of active entries, by name.
+    pub libraries: BTreeMap<String, LoadedLibrary>,
+    /// Initialisation order.
+    pub order: Vec<String>,
+    /// Which plugin provides each service.
+    pub services: BTreeMap<String, String>,
+}
+
+/// The search path `config` describes, with the executable's folder for bundled plugins.
+pub fn search_path(config: &Config) -> SearchPath {
+    let executable_dir = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.canonicalize().ok())
+        .and_then(|exe| exe.parent().map(PathBuf::from));
+    let user_dir = (!config.plugin_discovery.disable_local_discovery).then(|| crate::paths::config_dir().join("plugins"));
+    SearchPath {
+        executable_dir,
+        user_dir,
+        configured: config.plugin_discovery.directories.clone(),
+    }
+}
+
+/// Discovers, loads, filters and resolves plugins. Never fails as a whole: each
+/// problem becomes one entry's status and reason.
+pub fn prepare(config: &Config, search: &SearchPath) -> Prepared {
+    let candidates = if config.enable_plugins {
+        discover::discover(search)
+    } else {
+        Vec::new()
+    };
+    prepare_candidates(config, candidates)
+}
+
+/// [`prepare`] for an explicit list of candidates.
+pub fn prepare_candidates(config: &Config, candidates: Vec<Candidate>) -> Prepared {
+    let mut prepared = Prepared::default();
+    for candidate in candidates {
+        let mut entry = Entry {
+            file: candidate.path.clone(),
+            origin: candidate.origin,
+            manifest: None,
+            api_version: None,
+            status: Status::Active,
+            reason: None,
+            config: None,
+        };
+        match load::load(&candidate.path) {
+            Ok(library) => {
+                let name = library.manifest.name.clone();
+                entry.manifest = Some(library.manifest.clone());
+                entry.api_version = Some(library.api_version.to_string());
+                if let Some(first) = prepared.libraries.get(&name) {
+                    refuse(
+                        &mut entry,
+                        Refusal::DuplicateName {
+                            name,
+                            first: first.path.clone(),
+                        },
+                    );
+                } else if let Err(reason) = config::plugin_allowed(config, &name) {
+                    entry.status = Status::Disabled;
+                    entry.reason = Some(reason);
+                } else {
+                    match config::validate_plugin_section(&name, &library.manifest.config.defaults, config.plugins.get(&name)) {
+                        Ok(value) => {
+                            entry.config = Some(value);
+                            prepared.libraries.insert(name, library);
+                        }
+                        Err(error) => {
+                            entry.status = Status::Disabled;
+                            entry.reason = Some(format!("config error: {error}"));
+                        }
+                    }
+                }
+            }
+            Err(refusal) => {
+                if let Refusal::IncompatibleMajor { plugin } | Refusal::NeedsNewerHost { plugin } = &refusal {
+                    entry.api_version = Some(plugin.to_string());
+                }
+                refuse(&mut entry, refusal);
+            }
+        }
+        if entry.status != Status::Active {
+            let reason = entry.reason.as_deref().unwrap_or_default();
+            tracing::warn!(file = %entry.file.display(), status = entry.status.as_str(), "plugin {}: {reason}", entry.display_name());
+        }
+        prepared.entries.push(entry);
+    }
+
+    let manifests: Vec<&Manifest> = prepared.libraries.values().map(|l| &l.manifest).collect();
+    // Resolve in discovery order, not name order.
+    let mut ordered: Vec<&Manifest> = Vec::new();
+    for entry in &prepared.entries {
+        if let Some(manifest) = manifests.iter().find(|m| entry.status == Status::Active && entry.manifest.as_ref().is_some_and(|e| e.name == m.name)) {
+            ordered.push(manifest);
+        }
+    }
+    let resolution = deps::resolve(&ordered);
+    for (name, reason) in &resolution.disabled {
+        tracing::warn!(plugin = %name, "plugin disabled: {reason}");
+        if let Some(entry) = prepared
+            .entries
+            .iter_mut()
+            .find(|e| e.status == Status::Active && e.manifest.as_ref().is_some_and(|m| &m.name == name))
+        {
+            entry.status = Status::Disabled;
+            entry.reason = Some(reason.clone());
+        }
+        prepared.libraries.remove(name);
+    }
+    prepared.order = resolution.order;
+    prepared.services = resolution.services;
+    prepared
+}
+
+fn refuse(entry: &mut Entry, refusal: Refusal) {
+    entry.status = Status::Refused;
+    entry.reason = Some(refusal.to_string());
+}
+
+impl Prepared {
+    /// The entry of active plugin `name`.
+    pub fn entry_mut(&mut self, name: &str) -> Option<&mut Entry> {
+        self.entries
+            .iter_mut()
+            .find(|e| e.status == Status::Active && e.manifest.as_ref().is_some_and(|m| m.name == name))
+    }
+}
+
+/// Plugins a plugin depends on: its dependencies and the providers of the
+/// services it requires.
+pub fn dependencies_of(manifest: &Manifest, services: &BTreeMap<String, String>) -> Vec<String> {
+    let mut deps = manifest.dependencies.clone();
+    deps.extend(manifest.requires.iter().filter_map(|s| services.get(s).cloned()));
+    deps
+}
+
+/// The registry kept while serving.
+#[derive(Debug)]
+pub struct Registry {
+    /// Every plugin file and its fate.
+    pub entries: Vec<Entry>,
+    /// Running plugins, in initialisation order.
+    pub active: Vec<Arc<ActivePlugin>>,
+    /// Initialisation order (names).
+    pub order: Vec<String>,
+}
+
+impl Registry {
+    /// The running plugin `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<ActivePlugin>> {
+        self.active.iter().find(|p| p.manifest.name == name)
+    }
+}

@@ -1,0 +1,245 @@
+//! The host's own endpoints: health and the `/plugins` family.
+
+use std::{
+    sync::atomic::Ordering,
+    time::{Duration, SystemTime},
+};
+
+use ccproxy_plugin_abi::protocol::{HealthOutput, op};
+use http::{Response, StatusCode};
+use serde_json::{Value, json};
+
+use super::{
+    App,
+    response::{Body, error_response, json_bytes, json_response},
+    router::CoreRoute,
+};
+use crate::plugins::registry::{ActivePlugin, Status};
+
+/// A panic within this window makes a plugin unhealthy.
+const PANIC_WINDOW: Duration = Duration::from_secs(300);
+/// How long a plugin's health check may take.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Answers core route `route`.
+pub async fn handle(app: &App, route: CoreRoute, params: &[(String, String)]) -> Response<Body> {
+    match route {
+        CoreRoute::Health => health(app),
+        CoreRoute::Live => json_response(
+            StatusCode::OK,
+            &json!({"status": "pass", "version": env!("CARGO_PKG_VERSION"), "output": "alive"}),
+        ),
+        CoreRoute::Ready => {
+            let ready = app.ready.load(Ordering::Acquire);
+            let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            json_response(
+                status,
+                &json!({
+                    "status": if ready { "pass" } else { "fail" },
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "output": if ready { format!("ready: {} plugins active", app.registry.active.len()) } else { "shutting down".to_owned() },
+                }),
+            )
+        }
+        CoreRoute::Plugins => plugins(app),
+        CoreRoute::PluginsStatus => status(app),
+        CoreRoute::PluginHealth => {
+            let name = params.iter().find(|(k, _)| k == "name").map(|(_, v)| v.as_str()).unwrap_or_default();
+            plugin_health(app, name).await
+        }
+    }
+}
+
+fn recent_panic(plugin: &ActivePlugin) -> Option<String> {
+    let last = plugin.handle.stats.last_panic.lock().ok()?.clone()?;
+    let age = SystemTime::now().duration_since(last.0).unwrap_or_default();
+    (age < PANIC_WINDOW).then_some(last.1)
+}
+
+fn health(app: &App) -> Response<Body> {
+    let inactive = app.registry.entries.iter().filter(|e| e.status != Status::Active).count();
+    let panicking: Vec<&str> = app
+        .registry
+        .active
+        .iter()
+        .filter(|p| recent_panic(p).is_some())
+        .map(|p| p.manifest.name.as_str())
+        .collect();
+    let plugin_status = if panicking.is_empty() && inactive == 0 { "pass" } else { "warn" };
+    let mut output = Vec::new();
+    if inactive > 0 {
+        output.push(format!("{inactive} plugin file(s) not active; see /plugins/status"));
+    }
+    if !panicking.is_empty() {
+        output.push(format!("recent panics in: {}", panicking.join(", ")));
+    }
+    let body = json!({
+        "status": plugin_status,
+        "version": env!("CARGO_PKG_VERSION"),
+        "serviceId": "ccproxy",
+        "description": "ccproxy LLM API proxy",
+        "checks": {
+            "plugins:active": [{
+                "componentType": "component",
+                "observedValue": app.registry.active.len(),
+                "status": plugin_status,
+                "output": output.join("; "),
+            }],
+            "hooks:dropped": [{
+                "componentType": "component",
+                "observedValue": app.shared.hooks.counters.dropped.load(Ordering::Relaxed),
+                "status": "pass",
+            }],
+        },
+    });
+    json_bytes(StatusCode::OK, serde_json::to_vec(&body).unwrap_or_default(), "application/health+json")
+}
+
+fn plugins(app: &App) -> Response<Body> {
+    let plugins: Vec<Value> = app
+        .registry
+        .entries
+        .iter()
+        .map(|entry| {
+            json!({
+                "name": entry.display_name(),
+                "type": entry.manifest.as_ref().map(|m| m.kind.as_str()),
+                "status": entry.status.as_str(),
+                "version": entry.manifest.as_ref().map(|m| m.version.clone()),
+            })
+        })
+        .collect();
+    json_response(StatusCode::OK, &json!({"plugins": plugins, "total": plugins.len()}))
+}
+
+fn status(app: &App) -> Response<Body> {
+    let services: serde_json::Map<String, Value> = app
+        .shared
+        .services
+        .iter()
+        .map(|kv| (kv.key().clone(), Value::String(kv.value().clone())))
+        .collect();
+    let plugins: Vec<Value> = app
+        .registry
+        .entries
+        .iter()
+        .map(|entry| {
+            let active = entry
+                .manifest
+                .as_ref()
+                .filter(|_| entry.status == Status::Active)
+                .and_then(|m| app.registry.get(&m.name));
+            let mut value = json!({
+                "name": entry.display_name(),
+                "status": entry.status.as_str(),
+                "reason": entry.reason,
+                "file": entry.file.display().to_string(),
+                "origin": entry.origin.as_str(),
+                "api_version": entry.api_version,
+                "initialized": active.is_some_and(|p| p.initialized.load(Ordering::Acquire)),
+            });
+            if let Some(manifest) = &entry.manifest {
+                let extra = json!({
+                    "version": manifest.version,
+                    "type": manifest.kind.as_str(),
+                    "description": manifest.description,
+                    "dependencies": manifest.dependencies,
+                    "provides": manifest.provides,
+                    "requires": manifest.requires,
+                    "optional_requires": manifest.optional_requires,
+                    "routes": manifest.routes.iter().flat_map(|g| g.routes.iter().map(move |r| format!("{} {}{}", r.method, g.prefix.trim_end_matches('/'), r.path))).collect::<Vec<_>>(),
+                    "hooks": manifest.hooks.iter().map(|h| json!({"name": h.name, "events": h.events, "priority": h.priority})).collect::<Vec<_>>(),
+                    "tasks": manifest.tasks.iter().map(|t| json!({"name": t.name, "interval_seconds": t.interval_seconds, "enabled": t.enabled})).collect::<Vec<_>>(),
+                    "middleware": manifest.middleware.iter().map(|m| json!({"name": m.name, "layer": m.layer})).collect::<Vec<_>>(),
+                    "cli_safe": manifest.cli_safe,
+                });
+                merge(&mut value, extra);
+            }
+            if let Some(plugin) = active {
+                let stats = &plugin.handle.stats;
+                let hook_nanos = stats.hook_nanos.load(Ordering::Relaxed);
+                let hook_calls = stats.hook_calls.load(Ordering::Relaxed);
+                merge(
+                    &mut value,
+                    json!({
+                        "calls": stats.calls.load(Ordering::Relaxed),
+                        "errors": stats.errors.load(Ordering::Relaxed),
+                        "panics": stats.panics.load(Ordering::Relaxed),
+                        "hook_calls": hook_calls,
+                        "hook_time_ms": hook_nanos as f64 / 1e6,
+                        "hook_mean_us": if hook_calls == 0 { 0.0 } else { hook_nanos as f64 / hook_calls as f64 / 1e3 },
+                    }),
+                );
+            }
+            value
+        })
+        .collect();
+    let counters = &app.shared.hooks.counters;
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "initialization_order": app.registry.order,
+            "services": services,
+            "plugins": plugins,
+            "hooks": {
+                "queued": counters.queued.load(Ordering::Relaxed),
+                "dropped": counters.dropped.load(Ordering::Relaxed),
+                "failed": counters.failed.load(Ordering::Relaxed),
+            },
+            "route_conflicts": app.route_conflicts.iter().map(|c| json!({"plugin": c.plugin, "route": c.route, "reason": c.reason})).collect::<Vec<_>>(),
+        }),
+    )
+}
+
+fn merge(target: &mut Value, extra: Value) {
+    if let (Value::Object(target), Value::Object(extra)) = (target, extra) {
+        target.extend(extra);
+    }
+}
+
+async fn plugin_health(app: &App, name: &str) -> Response<Body> {
+    let Some(plugin) = app.registry.get(name) else {
+        return match app.registry.entries.iter().find(|e| e.display_name() == name) {
+            Some(entry) => json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"plugin": name, "status": "unknown", "adapter_loaded": false, "details": {"status": entry.status.as_str(), "reason": entry.reason}}),
+            ),
+            None => error_response(StatusCode::NOT_FOUND, "not_found", &format!("no plugin named {name}; see GET /plugins")),
+        };
+    };
+    let stats = &plugin.handle.stats;
+    let reported = plugin
+        .handle
+        .call_with_timeout::<_, HealthOutput>(op::HEALTH, &json!({}), Vec::new(), HEALTH_TIMEOUT)
+        .await;
+    let (mut status, mut details) = match reported {
+        Ok(reply) => (reply.meta.status, reply.meta.details),
+        Err(error) => ("unhealthy".to_owned(), json!({"health_check_error": error.message})),
+    };
+    if let Some(message) = recent_panic(plugin) {
+        status = "unhealthy".to_owned();
+        merge(&mut details, json!({"last_panic": message}));
+        if !details.is_object() {
+            details = json!({"last_panic": message});
+        }
+    }
+    let summary = json!({
+        "type": plugin.manifest.kind.as_str(),
+        "initialized": plugin.initialized.load(Ordering::Acquire),
+        "version": plugin.manifest.version,
+        "panics": stats.panics.load(Ordering::Relaxed),
+        "errors": stats.errors.load(Ordering::Relaxed),
+        "calls": stats.calls.load(Ordering::Relaxed),
+    });
+    let mut all_details = summary;
+    if details.is_object() {
+        merge(&mut all_details, details);
+    } else if !details.is_null() {
+        merge(&mut all_details, json!({"plugin": details}));
+    }
+    let http_status = if status == "unhealthy" { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    json_response(
+        http_status,
+        &json!({"plugin": name, "status": status, "adapter_loaded": plugin.manifest.kind == ccproxy_plugin_abi::PluginKind::Provider, "details": all_details}),
+    )
+}

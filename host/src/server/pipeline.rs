@@ -1,0 +1,332 @@
+//! The life of one client request, as a fixed sequence of small steps.
+//!
+//! 1. request id: taken from `x-request-id` when sane, else generated;
+//! 2. `request.started` observed (only built when someone listens);
+//! 3. route lookup: 404 / 405 with a JSON body when nothing matches;
+//! 4. body read under `server.max_request_body_bytes` (413 beyond it);
+//! 5. plugin middleware, request side, by layer (may answer early);
+//! 6. the route: a core endpoint or the plugin's `route.handle`;
+//! 7. plugin middleware, response side, in reverse layer order;
+//! 8. `x-request-id` and `server` headers;
+//! 9. `request.completed` or `request.failed` observed.
+
+use std::{net::SocketAddr, sync::Arc, time::Instant};
+
+use bytes::Bytes;
+use ccproxy_plugin_abi::protocol::{
+    MiddlewareRequestInput, MiddlewareRequestOutput, MiddlewareResponseInput, RequestHead, ResponseHead, RouteInput, op,
+};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::json;
+
+use super::{
+    App, endpoints,
+    response::{Body, error_response, full},
+    router::{Lookup, Target},
+};
+use crate::{plugins::handle::CallErrorKind, telemetry::redact_header};
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What `request.completed` needs to know about the answer.
+struct Outcome {
+    status: u16,
+    bytes_sent: u64,
+    error: Option<String>,
+}
+
+/// Handles one request; never fails (every error is a response).
+pub async fn handle(app: Arc<App>, request: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
+    let started = Instant::now();
+    let request_id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let method = request.method().as_str().to_owned();
+    let path = request.uri().path().to_owned();
+    let query = request.uri().query().unwrap_or_default().to_owned();
+    let span = tracing::debug_span!("request", request_id = %request_id, method = %method, path = %path);
+    let _guard = span.enter();
+
+    let hooks = &app.shared.hooks;
+    hooks.observe("request.started", Some(&request_id), || {
+        json!({
+            "request_id": request_id, "method": method, "path": path, "query": query,
+            "url": request.uri().to_string(), "client_ip": remote.ip().to_string(),
+            "headers": masked_headers(request.headers()),
+        })
+    });
+    let user_agent = request
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let completed_headers = hooks.wants("request.completed").then(|| masked_headers(request.headers()));
+
+    let mut response = route(&app, request, &request_id, &method, &path, &query).await;
+
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        headers.insert(REQUEST_ID, value);
+    }
+    headers.insert(header::SERVER, HeaderValue::from_static("ccproxy"));
+    let status = response.status().as_u16();
+    let outcome = Outcome {
+        status,
+        bytes_sent: http_body::Body::size_hint(response.body()).exact().unwrap_or(0),
+        error: response.extensions().get::<FailureNote>().map(|n| n.0.clone()),
+    };
+    let duration_ms = started.elapsed().as_secs_f64() * 1e3;
+    let event = if outcome.error.is_some() { "request.failed" } else { "request.completed" };
+    hooks.observe(event, Some(&request_id), || {
+        json!({
+            "request_id": request_id, "method": method, "path": path, "query": query,
+            "url": if query.is_empty() { path.clone() } else { format!("{path}?{query}") },
+            "status_code": outcome.status, "response_status": outcome.status,
+            "duration_ms": duration_ms, "client_ip": remote.ip().to_string(),
+            "user_agent": user_agent, "bytes_sent": outcome.bytes_sent, "streaming": false,
+            "provider": null, "model": null, "usage": null,
+            "headers": completed_headers, "error": outcome.error,
+        })
+    });
+    tracing::debug!(status, duration_ms, "request done");
+    response
+}
+
+/// Marks a response as a failed request (for `request.failed`).
+#[derive(Clone)]
+struct FailureNote(String);
+
+fn fail(mut response: Response<Body>, note: String) -> Response<Body> {
+    response.extensions_mut().insert(FailureNote(note));
+    response
+}
+
+async fn route(
+    app: &Arc<App>,
+    request: Request<Incoming>,
+    request_id: &str,
+    method: &str,
+    path: &str,
+    query: &str,
+) -> Response<Body> {
+    let (target, params) = match app.routes.lookup(method, path) {
+        Lookup::Found(target, params) => (target.clone(), params),
+        Lookup::MethodNotAllowed(allowed) => {
+            let mut response = error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                &format!("{method} is not allowed on {path}; use {}", allowed.join(", ")),
+            );
+            if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
+                response.headers_mut().insert(header::ALLOW, value);
+            }
+            return response;
+        }
+        Lookup::NotFound => {
+            return error_response(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                &format!("no route for {method} {path}; GET /plugins/status lists every route"),
+            );
+        }
+    };
+
+    let mut head = RequestHead {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        query: query.to_owned(),
+        headers: request
+            .headers()
+            .iter()
+            .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+            .collect(),
+        request_id: request_id.to_owned(),
+    };
+
+    // Middleware, request side.
+    for middleware in &app.middleware {
+        let input = MiddlewareRequestInput {
+            middleware: middleware.name.clone(),
+            request: head.clone(),
+        };
+        match middleware
+            .plugin
+            .handle
+            .call::<_, MiddlewareRequestOutput>(op::MIDDLEWARE_REQUEST, &input, Vec::new())
+            .await
+        {
+            Ok(reply) => {
+                if let Some(respond) = reply.meta.respond {
+                    return plugin_response(respond, reply.body);
+                }
+                for (name, value) in reply.meta.set_headers {
+                    head.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(&name));
+                    head.headers.push((name.to_ascii_lowercase(), value));
+                }
+            }
+            Err(error) => {
+                let name = &middleware.plugin.manifest.name;
+                return fail(
+                    error_response(
+                        StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                        "middleware_error",
+                        &format!("middleware {} of plugin {name} failed: {}", middleware.name, error.message),
+                    ),
+                    error.message,
+                );
+            }
+        }
+    }
+
+    let response = match target {
+        Target::Core(core) => endpoints::handle(app, core, &params).await,
+        Target::Plugin { plugin, pattern } => {
+            let limit = usize::try_from(app.shared.config.server.max_request_body_bytes).unwrap_or(usize::MAX);
+            let body = match Limited::new(request.into_body(), limit).collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(error) => {
+                    return if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                        error_response(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "request_too_large",
+                            &format!("request body exceeds {limit} bytes; raise server.max_request_body_bytes if this is intended"),
+                        )
+                    } else {
+                        error_response(StatusCode::BAD_REQUEST, "bad_request", &format!("could not read the request body: {error}"))
+                    };
+                }
+            };
+            call_route(app, &plugin, &pattern, &head, params, body).await
+        }
+    };
+
+    // Middleware, response side, outermost last.
+    let mut response = response;
+    for middleware in app.middleware.iter().rev().filter(|m| m.on_response) {
+        let input = MiddlewareResponseInput {
+            middleware: middleware.name.clone(),
+            request: head.clone(),
+            response: ResponseHead {
+                status: response.status().as_u16(),
+                headers: response
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                    .collect(),
+            },
+        };
+        match middleware
+            .plugin
+            .handle
+            .call::<_, ResponseHead>(op::MIDDLEWARE_RESPONSE, &input, Vec::new())
+            .await
+        {
+            Ok(reply) => {
+                if let Ok(status) = StatusCode::from_u16(reply.meta.status) {
+                    *response.status_mut() = status;
+                }
+                let headers = response.headers_mut();
+                headers.clear();
+                append_headers(headers, reply.meta.headers);
+            }
+            Err(error) => tracing::warn!(plugin = %middleware.plugin.manifest.name, middleware = %middleware.name, %error, "response middleware failed; response sent unchanged"),
+        }
+    }
+    response
+}
+
+async fn call_route(
+    app: &App,
+    plugin: &Arc<crate::plugins::registry::ActivePlugin>,
+    pattern: &str,
+    head: &RequestHead,
+    params: Vec<(String, String)>,
+    body: Bytes,
+) -> Response<Body> {
+    let input = RouteInput {
+        head: head.clone(),
+        route: pattern.to_owned(),
+        params,
+    };
+    match plugin.handle.call::<_, ResponseHead>(op::ROUTE, &input, body.to_vec()).await {
+        Ok(reply) => plugin_response(reply.meta, reply.body),
+        Err(error) => {
+            let name = &plugin.manifest.name;
+            let (error_type, message) = match error.kind {
+                CallErrorKind::Panicked => {
+                    app.shared.hooks.observe("plugin.error", Some(&head.request_id), || {
+                        json!({"plugin": name, "error": error.message, "route": pattern})
+                    });
+                    (
+                        "plugin_panicked",
+                        format!(
+                            "plugin {name} panicked while handling {} {}: {}; this request failed, the server keeps serving",
+                            head.method, head.path, error.message
+                        ),
+                    )
+                }
+                CallErrorKind::Plugin(kind) => (error_type_of(kind), error.message.clone()),
+                _ => ("plugin_error", format!("plugin {name}: {}", error.message)),
+            };
+            let status = StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            fail(error_response(status, error_type, &message), message)
+        }
+    }
+}
+
+fn error_type_of(kind: ccproxy_plugin_abi::ErrorKind) -> &'static str {
+    use ccproxy_plugin_abi::ErrorKind::*;
+    match kind {
+        Invalid => "invalid_request_error",
+        Unauthorized => "authentication_error",
+        Forbidden => "permission_error",
+        NotFound => "not_found_error",
+        RateLimited => "rate_limit_error",
+        Upstream => "upstream_error",
+        Timeout => "timeout_error",
+        Unavailable | NotInitialized => "service_unavailable",
+        _ => "api_error",
+    }
+}
+
+fn plugin_response(head: ResponseHead, body: Vec<u8>) -> Response<Body> {
+    let mut response = Response::new(full(body));
+    *response.status_mut() = StatusCode::from_u16(head.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    append_headers(response.headers_mut(), head.headers);
+    response
+}
+
+fn append_headers(headers: &mut http::HeaderMap, pairs: Vec<(String, String)>) {
+    for (name, value) in pairs {
+        // Framing headers are the server's business, not the plugin's.
+        if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("transfer-encoding") {
+            continue;
+        }
+        match (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value)) {
+            (Ok(name), Ok(value)) => {
+                headers.append(name, value);
+            }
+            _ => tracing::warn!(header = %name, "plugin returned an invalid header; dropped"),
+        }
+    }
+}
+
+fn masked_headers(headers: &http::HeaderMap) -> serde_json::Value {
+    let map: serde_json::Map<String, serde_json::Value> = headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                serde_json::Value::String(redact_header(name.as_str(), &String::from_utf8_lossy(value.as_bytes()))),
+            )
+        })
+        .collect();
+    serde_json::Value::Object(map)
+}
