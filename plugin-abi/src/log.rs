@@ -30,7 +30,19 @@ pub enum Level {
 // Internal: each plugin library has its own copy of this static, so a library
 // holds exactly one host handle and one target.
 pub(crate) fn install(host: HostBox, plugin_name: &str) {
-    let _ = HOST.set((host, format!("plugin::{plugin_name}")));
+    if HOST.set((host, format!("plugin::{plugin_name}"))).is_ok() {
+        // This library has its own std and so its own panic hook; without this,
+        // a caught panic would print an unstructured message to stderr. The
+        // panic itself is still caught and reported to the host as an error.
+        std::panic::set_hook(Box::new(|info| {
+            let location = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            let message = crate::raw::panic_message(info.payload());
+            record(Level::Error, &format!("panic{location}: {message}"));
+        }));
+    }
 }
 
 /// Whether `level` is enabled for this plugin. Used by the macros.
