@@ -218,8 +218,10 @@ impl MockHost {
 
     /// Sets the user's config section for the plugin (`[plugins.<name>]` as
     /// JSON). As the real host does, it is merged key by key over the defaults
-    /// the plugin declares, the reserved key `enabled` is removed, and a key the
-    /// plugin does not declare makes [`start`](MockHost::start) fail.
+    /// the plugin declares (nested tables too; an empty default table takes any
+    /// keys), the reserved key `enabled` is dropped unless the plugin declares
+    /// it, and a key the plugin does not declare makes
+    /// [`start`](MockHost::start) fail.
     ///
     /// ```
     /// use ccproxy_plugin_abi::{json, testing::MockHost};
@@ -551,10 +553,12 @@ impl MockHost {
     }
 }
 
-/// The merged config the host would pass: the user's keys over the declared
-/// defaults, without the reserved `enabled`, refusing undeclared keys.
+/// The merged config the host would pass (as the host's
+/// `validate_plugin_section`): the user's keys over the declared defaults,
+/// nested tables merged key by key, an empty default table taking any keys,
+/// the reserved `enabled` dropped unless declared, undeclared keys refused.
 fn merged_config(manifest: &Manifest, user: &Value) -> Result<Value, PluginError> {
-    let mut user = match user {
+    let user = match user {
         Value::Null => Map::new(),
         Value::Object(map) => map.clone(),
         other => {
@@ -564,25 +568,69 @@ fn merged_config(manifest: &Manifest, user: &Value) -> Result<Value, PluginError
             )));
         }
     };
-    user.remove("enabled");
-    match &manifest.config.defaults {
-        Value::Object(defaults) => {
-            if let Some(unknown) = user.keys().find(|key| !defaults.contains_key(*key)) {
-                let mut known: Vec<&str> = defaults.keys().map(String::as_str).collect();
-                known.sort_unstable();
+    let defaults = match &manifest.config.defaults {
+        Value::Object(defaults) => defaults.clone(),
+        Value::Null => Map::new(),
+        other => {
+            return Err(PluginError::invalid(format!(
+                "plugin {} declares config defaults that are not a table: {other}",
+                manifest.name
+            )));
+        }
+    };
+    let mut merged = defaults.clone();
+    merge_table(
+        &format!("plugins.{}", manifest.name),
+        &mut merged,
+        &defaults,
+        &user,
+        true,
+    )?;
+    Ok(Value::Object(merged))
+}
+
+fn merge_table(
+    prefix: &str,
+    merged: &mut Map<String, Value>,
+    defaults: &Map<String, Value>,
+    given: &Map<String, Value>,
+    top: bool,
+) -> Result<(), PluginError> {
+    for (key, value) in given {
+        match defaults.get(key) {
+            None if top && key == "enabled" => {}
+            None => {
+                let known: Vec<&str> = defaults.keys().map(String::as_str).collect();
                 return Err(PluginError::invalid(format!(
-                    "unknown config key {unknown} for plugin {}; known keys: {}",
-                    manifest.name,
+                    "unknown config key {prefix}.{key}; known keys: {}",
                     known.join(", ")
                 )));
             }
-            let mut merged = defaults.clone();
-            merged.extend(user);
-            Ok(Value::Object(merged))
+            Some(Value::Object(inner_defaults)) if !inner_defaults.is_empty() => {
+                let Value::Object(inner_given) = value else {
+                    return Err(PluginError::invalid(format!(
+                        "config key {prefix}.{key} must be a table, got {value}"
+                    )));
+                };
+                let target = merged
+                    .entry(key.clone())
+                    .or_insert_with(|| Value::Object(inner_defaults.clone()));
+                if let Value::Object(target) = target {
+                    merge_table(
+                        &format!("{prefix}.{key}"),
+                        target,
+                        inner_defaults,
+                        inner_given,
+                        false,
+                    )?;
+                }
+            }
+            Some(_) => {
+                merged.insert(key.clone(), value.clone());
+            }
         }
-        defaults if user.is_empty() => Ok(defaults.clone()),
-        _ => Ok(Value::Object(user)),
     }
+    Ok(())
 }
 
 fn fresh_temp_dir(plugin_name: &str) -> PathBuf {
@@ -1672,7 +1720,53 @@ mod tests {
             .unwrap_err();
         assert_eq!(error.kind(), ErrorKind::Invalid);
         assert!(
-            error.message().contains("unknown config key greting"),
+            error
+                .message()
+                .contains("unknown config key plugins.probe.greting"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn nested_tables_merge_deeply_and_empty_tables_are_free_form() {
+        #[derive(Serialize, Deserialize, Default)]
+        #[serde(default, deny_unknown_fields)]
+        struct Limits {
+            requests: u32,
+            tokens: u32,
+        }
+        #[derive(Serialize, Deserialize, Default)]
+        #[serde(default, deny_unknown_fields)]
+        struct NestedConfig {
+            limits: Limits,
+            labels: std::collections::BTreeMap<String, String>,
+        }
+        struct Nested(Value);
+        impl Plugin for Nested {
+            type Config = NestedConfig;
+            fn manifest() -> Manifest {
+                Manifest::new("nested", "1.0.0")
+            }
+            async fn init(_ctx: Context, config: NestedConfig) -> Result<Self, PluginError> {
+                Ok(Nested(serde_json::to_value(config)?))
+            }
+            async fn on_health(&self) -> Health {
+                Health::with(HealthStatus::Healthy, self.0.clone())
+            }
+        }
+        let host =
+            MockHost::new().config(json!({"limits": {"tokens": 5}, "labels": {"team": "a"}}));
+        let plugin = host.start::<Nested>().unwrap();
+        assert_eq!(
+            plugin.health().unwrap().details,
+            json!({"limits": {"requests": 0, "tokens": 5}, "labels": {"team": "a"}})
+        );
+        let error = MockHost::new()
+            .config(json!({"limits": {"token": 5}}))
+            .start::<Nested>()
+            .unwrap_err();
+        assert!(
+            error.message().contains("plugins.nested.limits.token"),
             "{error}"
         );
     }
