@@ -1,0 +1,505 @@
+//! The list of core keys and their kinds: what env values are parsed as, what a value is
+//! checked against, and what "known keys" an error lists.
+//!
+//! Internal: this table must agree with the serde structs in `model.rs`; the tests at the
+//! bottom of this file prove it does in both directions.
+
+use toml::Value;
+
+/// What a core key holds; decides how an env value is parsed and how a value is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A non-empty host name or address.
+    Host,
+    /// An integer 0-65535.
+    Port,
+    /// `true` or `false`.
+    Bool,
+    /// A non-negative integer of at least `min`.
+    Count { min: i64 },
+    /// A level or `tracing` filter directives.
+    LogLevel,
+    /// `auto`, `text` or `json`.
+    LogFormat,
+    /// A path (relative ones are resolved against the layer's base folder).
+    Path,
+    /// A secret string.
+    Secret,
+    /// A list of paths.
+    PathList,
+    /// A list of plugin names.
+    NameList,
+}
+
+/// One core key.
+#[derive(Debug)]
+pub(crate) struct Field {
+    pub(crate) name: &'static str,
+    pub(crate) kind: Kind,
+}
+
+/// One `[section]` of core keys.
+#[derive(Debug)]
+pub(crate) struct Section {
+    pub(crate) name: &'static str,
+    pub(crate) fields: &'static [Field],
+}
+
+const fn field(name: &'static str, kind: Kind) -> Field {
+    Field { name, kind }
+}
+
+const SECONDS: Kind = Kind::Count { min: 0 };
+const POSITIVE: Kind = Kind::Count { min: 1 };
+
+/// Every `[section]` of the core config, in the order of `Config`.
+pub(crate) const SECTIONS: &[Section] = &[
+    Section {
+        name: "server",
+        fields: &[
+            field("host", Kind::Host),
+            field("port", Kind::Port),
+            field("bypass_mode", Kind::Bool),
+            field("max_request_body_bytes", POSITIVE),
+            field("shutdown_grace_seconds", SECONDS),
+            field("request_timeout_seconds", POSITIVE),
+        ],
+    },
+    Section {
+        name: "logging",
+        fields: &[
+            field("level", Kind::LogLevel),
+            field("format", Kind::LogFormat),
+            field("file", Kind::Path),
+        ],
+    },
+    Section {
+        name: "security",
+        fields: &[field("auth_token", Kind::Secret)],
+    },
+    Section {
+        name: "http",
+        fields: &[
+            field("connect_timeout_seconds", POSITIVE),
+            field("read_timeout_seconds", POSITIVE),
+            field("pool_idle_timeout_seconds", SECONDS),
+            field("pool_max_idle_per_host", SECONDS),
+            field("http2", Kind::Bool),
+        ],
+    },
+    Section {
+        name: "plugin_discovery",
+        fields: &[
+            field("directories", Kind::PathList),
+            field("disable_local_discovery", Kind::Bool),
+        ],
+    },
+    Section {
+        name: "hooks",
+        fields: &[field("observer_queue_capacity", POSITIVE)],
+    },
+];
+
+/// Top-level keys that are plain values, not sections.
+pub(crate) const TOP_LEVEL_FIELDS: &[Field] = &[
+    field("enable_plugins", Kind::Bool),
+    field("enabled_plugins", Kind::NameList),
+    field("disabled_plugins", Kind::NameList),
+];
+
+/// The table of per-plugin sections.
+pub(crate) const PLUGINS: &str = "plugins";
+
+/// The original's top-level spelling of `plugin_discovery.disable_local_discovery`.
+pub(crate) const LEGACY_DISABLE_LOCAL_DISCOVERY: &str = "plugins_disable_local_discovery";
+
+/// The reserved per-plugin key that disables a plugin.
+pub(crate) const PLUGIN_ENABLED_KEY: &str = "enabled";
+
+/// Finds a section by name.
+pub(crate) fn section(name: &str) -> Option<&'static Section> {
+    SECTIONS.iter().find(|section| section.name == name)
+}
+
+/// Finds a core key by its dotted name (`server.port`, `enable_plugins`).
+pub(crate) fn field_at(dotted: &str) -> Option<&'static Field> {
+    match dotted.split_once('.') {
+        Some((section_name, field_name)) => section(section_name)?
+            .fields
+            .iter()
+            .find(|field| field.name == field_name),
+        None => TOP_LEVEL_FIELDS.iter().find(|field| field.name == dotted),
+    }
+}
+
+/// Every key allowed at the top of a config file.
+pub(crate) fn top_level_keys() -> Vec<&'static str> {
+    let mut keys: Vec<&'static str> = SECTIONS.iter().map(|section| section.name).collect();
+    keys.extend(TOP_LEVEL_FIELDS.iter().map(|field| field.name));
+    keys.push(PLUGINS);
+    keys
+}
+
+/// Whether the dotted key holds a secret whose value must never be printed.
+pub(crate) fn is_secret_key(dotted: &str) -> bool {
+    field_at(dotted).is_some_and(|field| field.kind == Kind::Secret)
+}
+
+/// Advice for keys of the Python original that this version does not have, so a migrated
+/// config file gets a useful error instead of a bare "unknown".
+pub(crate) fn legacy_hint(dotted: &str) -> Option<&'static str> {
+    const RENAMED: &[(&str, &str)] = &[
+        ("server.log_level", "use logging.level"),
+        (
+            "security.enable_auth",
+            "set security.auth_token to turn client auth on",
+        ),
+    ];
+    const DROPPED_KEYS: &[&str] = &[
+        "server.workers",
+        "server.reload",
+        "logging.verbose_api",
+        "logging.request_log_dir",
+        "logging.plugin_log_base_dir",
+        "security.confirmation_timeout_seconds",
+        "http.compression_enabled",
+        "http.accept_encoding",
+    ];
+    if let Some((_, hint)) = RENAMED.iter().find(|(key, _)| *key == dotted) {
+        return Some(hint);
+    }
+    let top = dotted.split('.').next().unwrap_or(dotted);
+    if DROPPED_KEYS.contains(&dotted) || legacy_section(top) {
+        return Some("a setting of the Python ccproxy that this version does not have; remove it");
+    }
+    None
+}
+
+/// Sections of the Python original that this version does not have.
+pub(crate) fn legacy_section(name: &str) -> bool {
+    matches!(
+        name,
+        "cors" | "auth" | "binary" | "scheduler" | "llm" | "observability" | "claude"
+    )
+}
+
+/// The closest known key to `unknown`, if one is close enough to be a likely typo.
+pub(crate) fn suggest<'a>(unknown: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|candidate| (edit_distance(unknown, candidate), *candidate))
+        .filter(|(distance, candidate)| *distance <= 2.min(candidate.len() / 2).max(1))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
+fn edit_distance(left: &str, right: &str) -> usize {
+    let right_chars: Vec<char> = right.chars().collect();
+    let mut previous: Vec<usize> = (0..=right_chars.len()).collect();
+    for (row, left_char) in left.chars().enumerate() {
+        let mut current = vec![row + 1];
+        for (column, right_char) in right_chars.iter().enumerate() {
+            let substitution = previous[column] + usize::from(left_char != *right_char);
+            let insertion = current[column] + 1;
+            let deletion = previous[column + 1] + 1;
+            current.push(substitution.min(insertion).min(deletion));
+        }
+        previous = current;
+    }
+    previous[right_chars.len()]
+}
+
+const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
+
+impl Kind {
+    /// What a valid value looks like, for error messages ("expected …").
+    pub(crate) fn expected(self) -> String {
+        match self {
+            Kind::Host => "a non-empty host name or IP address".to_owned(),
+            Kind::Port => "an integer 0-65535".to_owned(),
+            Kind::Bool => "true or false".to_owned(),
+            Kind::Count { min: 0 } => "a non-negative integer".to_owned(),
+            Kind::Count { min } => format!("an integer >= {min}"),
+            Kind::LogLevel => "a level (trace, debug, info, warn, error, off) or tracing filter \
+                               directives such as `info,ccproxy=debug`"
+                .to_owned(),
+            Kind::LogFormat => "one of auto, text, json".to_owned(),
+            Kind::Path => "a path string".to_owned(),
+            Kind::Secret => "a string".to_owned(),
+            Kind::PathList => "a list of path strings".to_owned(),
+            Kind::NameList => "a list of plugin names".to_owned(),
+        }
+    }
+
+    /// Checks a value and returns it normalised (levels lower-cased, names trimmed), or `None`
+    /// when it does not fit.
+    pub(crate) fn check(self, value: &Value) -> Option<Value> {
+        match (self, value) {
+            (Kind::Host, Value::String(host)) if !host.trim().is_empty() => {
+                Some(Value::String(host.trim().to_owned()))
+            }
+            (Kind::Port, Value::Integer(port)) if u16::try_from(*port).is_ok() => {
+                Some(value.clone())
+            }
+            (Kind::Bool, Value::Boolean(_)) => Some(value.clone()),
+            (Kind::Count { min }, Value::Integer(count)) if *count >= min => Some(value.clone()),
+            (Kind::LogLevel, Value::String(level)) => normalize_level(level).map(Value::String),
+            (Kind::LogFormat, Value::String(format)) => {
+                let format = format.trim().to_ascii_lowercase();
+                matches!(format.as_str(), "auto" | "text" | "json").then_some(Value::String(format))
+            }
+            (Kind::Path | Kind::Secret, Value::String(_)) => Some(value.clone()),
+            (Kind::PathList, Value::Array(items)) => {
+                items.iter().all(Value::is_str).then(|| value.clone())
+            }
+            (Kind::NameList, Value::Array(items)) => {
+                let names: Option<Vec<Value>> = items
+                    .iter()
+                    .map(|item| {
+                        let name = item.as_str()?.trim();
+                        (!name.is_empty()).then(|| Value::String(name.to_owned()))
+                    })
+                    .collect();
+                names.map(Value::Array)
+            }
+            _ => None,
+        }
+    }
+
+    /// Parses an environment variable's value for this kind. String-typed keys keep the text
+    /// as it is (a token of digits stays a string); the result still goes through
+    /// [`Kind::check`].
+    pub(crate) fn parse_env(self, raw: &str) -> Option<Value> {
+        match self {
+            Kind::Host | Kind::LogLevel | Kind::LogFormat | Kind::Path | Kind::Secret => {
+                Some(Value::String(raw.to_owned()))
+            }
+            Kind::Port | Kind::Count { .. } => raw.trim().parse::<i64>().ok().map(Value::Integer),
+            Kind::Bool => parse_bool(raw).map(Value::Boolean),
+            Kind::PathList => parse_toml_array(raw).or_else(|| {
+                let paths = std::env::split_paths(raw)
+                    .filter(|path| !path.as_os_str().is_empty())
+                    .map(|path| Value::String(path.to_string_lossy().into_owned()))
+                    .collect();
+                Some(Value::Array(paths))
+            }),
+            Kind::NameList => parse_toml_array(raw).or_else(|| {
+                let names = raw
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|name| !name.is_empty())
+                    .map(|name| Value::String(name.to_owned()))
+                    .collect();
+                Some(Value::Array(names))
+            }),
+        }
+    }
+}
+
+/// Reads `true`/`false` the way the original's pydantic did for env values: also `1`/`0`,
+/// `yes`/`no`, `on`/`off`, any case.
+pub(crate) fn parse_bool(raw: &str) -> Option<bool> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_toml_array(raw: &str) -> Option<Value> {
+    if !raw.trim_start().starts_with('[') {
+        return None;
+    }
+    parse_toml_value(raw).filter(Value::is_array)
+}
+
+/// Parses `raw` as one TOML value (`60`, `true`, `["a", "b"]`, `{ a = 1 }`, `"text"`), or
+/// `None` when it is not one.
+pub(crate) fn parse_toml_value(raw: &str) -> Option<Value> {
+    let mut table: toml::Table = toml::from_str(&format!("value = {raw}")).ok()?;
+    // A value with a newline could smuggle in more keys; accept exactly one.
+    if table.len() != 1 {
+        return None;
+    }
+    table.remove("value")
+}
+
+/// Lower-cases a lone level (mapping the original's `warning`/`critical`) and checks
+/// comma-separated `target=level` directives.
+fn normalize_level(raw: &str) -> Option<String> {
+    let trimmed = raw.trim();
+    let lower = trimmed.to_ascii_lowercase();
+    let lone = match lower.as_str() {
+        "warning" => Some("warn"),
+        "critical" | "fatal" => Some("error"),
+        level if LEVELS.contains(&level) => Some(level),
+        _ => None,
+    };
+    if let Some(level) = lone {
+        return Some(level.to_owned());
+    }
+    let lone = !trimmed.contains(',');
+    let directives_ok = !trimmed.is_empty()
+        && trimmed.split(',').all(|directive| {
+            let directive = directive.trim();
+            if directive.contains('[') {
+                // Span filters (`target[span{field=value}]=level`) are left to tracing's parser.
+                return true;
+            }
+            match directive.rsplit_once('=') {
+                Some((target, level)) => {
+                    !target.trim().is_empty()
+                        && LEVELS.contains(&level.trim().to_ascii_lowercase().as_str())
+                }
+                None => {
+                    LEVELS.contains(&directive.to_ascii_lowercase().as_str())
+                        || is_target(directive, lone)
+                }
+            }
+        });
+    directives_ok.then(|| trimmed.to_owned())
+}
+
+/// A bare target (`ccproxy::server`) is a valid directive meaning "everything from it".
+///
+/// Internal: `tracing` would take any word as a target, so `verbose` would silently log
+/// nothing; a lone word is therefore accepted only when it looks like one of our targets
+/// (`ccproxy…`, `plugin::…`, `access_log`, or any path with `::`).
+fn is_target(directive: &str, lone: bool) -> bool {
+    let identifier = !directive.is_empty()
+        && directive
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':' || c == '-');
+    identifier
+        && (!lone
+            || directive.contains("::")
+            || directive.starts_with("ccproxy")
+            || directive == "access_log")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::config::model::Config;
+
+    /// A valid sample value for each kind.
+    fn sample(kind: Kind) -> Value {
+        match kind {
+            Kind::Host => Value::String("0.0.0.0".into()),
+            Kind::Port | Kind::Count { .. } => Value::Integer(7),
+            Kind::Bool => Value::Boolean(true),
+            Kind::LogLevel => Value::String("debug".into()),
+            Kind::LogFormat => Value::String("json".into()),
+            Kind::Path | Kind::Secret => Value::String("x".into()),
+            Kind::PathList | Kind::NameList => Value::Array(vec![Value::String("x".into())]),
+        }
+    }
+
+    #[test]
+    fn every_schema_key_is_a_config_field() {
+        let mut table = toml::Table::new();
+        for section in SECTIONS {
+            let mut inner = toml::Table::new();
+            for field in section.fields {
+                assert!(
+                    field.kind.check(&sample(field.kind)).is_some(),
+                    "{}",
+                    field.name
+                );
+                inner.insert(field.name.into(), sample(field.kind));
+            }
+            table.insert(section.name.into(), Value::Table(inner));
+        }
+        for field in TOP_LEVEL_FIELDS {
+            table.insert(field.name.into(), sample(field.kind));
+        }
+        table.insert(PLUGINS.into(), Value::Table(toml::Table::new()));
+        let mut ignored = Vec::new();
+        let parsed: Result<Config, _> =
+            serde_ignored::deserialize(Value::Table(table), |path| ignored.push(path.to_string()));
+        assert!(parsed.is_ok(), "{parsed:?}");
+        assert!(
+            ignored.is_empty(),
+            "schema keys the struct does not have: {ignored:?}"
+        );
+    }
+
+    #[test]
+    fn every_config_field_is_in_the_schema() {
+        let mut config = Config {
+            enabled_plugins: Some(Vec::new()),
+            disabled_plugins: Some(Vec::new()),
+            ..Config::default()
+        };
+        config.logging.file = Some("x".into());
+        config.security.auth_token = Some("x".into());
+        let json = serde_json::to_value(&config).expect("a config serialises");
+        let object = json.as_object().expect("a config is an object");
+        let top: BTreeSet<&str> = object.keys().map(String::as_str).collect();
+        assert_eq!(top, top_level_keys().into_iter().collect::<BTreeSet<_>>());
+        for section in SECTIONS {
+            let fields: BTreeSet<&str> = object[section.name]
+                .as_object()
+                .expect("a section is an object")
+                .keys()
+                .map(String::as_str)
+                .collect();
+            let schema: BTreeSet<&str> = section.fields.iter().map(|field| field.name).collect();
+            assert_eq!(fields, schema, "[{}]", section.name);
+        }
+    }
+
+    fn check_level(raw: &str, expected: Option<&str>) {
+        assert_eq!(normalize_level(raw).as_deref(), expected, "{raw}");
+    }
+
+    #[test]
+    fn log_levels() {
+        check_level("INFO", Some("info"));
+        check_level("Warning", Some("warn"));
+        check_level("critical", Some("error"));
+        check_level("info,ccproxy=debug", Some("info,ccproxy=debug"));
+        check_level("ccproxy::server=trace", Some("ccproxy::server=trace"));
+        check_level("ccproxy", Some("ccproxy"));
+        check_level("info,hyper", Some("info,hyper"));
+        check_level("verbose", None);
+        check_level("info,ccproxy=loud", None);
+        check_level("", None);
+    }
+
+    #[test]
+    fn env_values_by_kind() {
+        assert_eq!(
+            Kind::Secret.parse_env("12345"),
+            Some(Value::String("12345".into()))
+        );
+        assert_eq!(Kind::Port.parse_env(" 9000 "), Some(Value::Integer(9000)));
+        assert_eq!(Kind::Port.parse_env("abc"), None);
+        assert_eq!(Kind::Bool.parse_env("Yes"), Some(Value::Boolean(true)));
+        let names = Kind::NameList
+            .parse_env("a, b,,c")
+            .expect("a comma list parses");
+        assert_eq!(names.as_array().map(Vec::len), Some(3));
+        let names = Kind::NameList
+            .parse_env("[\"a\",\"b\"]")
+            .expect("a TOML array parses");
+        assert_eq!(names.as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn toml_value_parsing_refuses_smuggled_keys() {
+        assert_eq!(parse_toml_value("60"), Some(Value::Integer(60)));
+        assert_eq!(parse_toml_value("1\nother = 2"), None);
+        assert_eq!(parse_toml_value("not toml"), None);
+    }
+
+    #[test]
+    fn suggestions_catch_typos_only() {
+        let known = ["host", "port", "bypass_mode"];
+        assert_eq!(suggest("prot", &known), Some("port"));
+        assert_eq!(suggest("bypass", &known), None);
+        assert_eq!(suggest("zzzzzz", &known), None);
+    }
+}

@@ -1,0 +1,130 @@
+//! `Secret`: a string that never shows up in logs, `Debug` output or rendered config.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The text every masked secret is printed as.
+pub(crate) const MASK: &str = "***";
+
+/// A secret string (bearer token, API key).
+///
+/// `Debug`, `Display` and `Serialize` all print `***`, so a secret cannot leak through
+/// `tracing` fields, `{:?}` of a config, or a rendered config file. Read the real value with
+/// [`Secret::expose`], and compare a client's credential with [`Secret::matches`], which takes
+/// the same time whatever the input.
+///
+/// Because `Serialize` masks, serialising a [`Config`](super::Config) and reading it back does
+/// not round-trip the secret: code that writes a token to a file must write `expose()` itself.
+#[derive(Clone, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The real value. Call this only where the secret is used, never to log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the secret is the empty string.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Compares `candidate` with the secret in time that depends only on the lengths, so a
+    /// client cannot learn the token byte by byte from response timings.
+    pub fn matches(&self, candidate: &str) -> bool {
+        let expected = self.0.as_bytes();
+        let given = candidate.as_bytes();
+        // Fold over the longer input so the loop length does not depend on where they differ.
+        let mut difference = u8::from(expected.len() != given.len());
+        for index in 0..expected.len().max(given.len()) {
+            let left = expected.get(index).copied().unwrap_or(0);
+            let right = given.get(index).copied().unwrap_or(0);
+            difference |= left ^ right;
+        }
+        difference == 0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(MASK)
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(MASK)
+    }
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.matches(&other.0)
+    }
+}
+
+impl Eq for Secret {}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self(value.to_owned())
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(MASK)
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_display_and_serialize_mask_the_value() {
+        let secret = Secret::new("hunter2");
+        assert_eq!(format!("{secret:?}"), "***");
+        assert_eq!(secret.to_string(), "***");
+        assert_eq!(
+            serde_json::to_string(&secret).ok().as_deref(),
+            Some("\"***\"")
+        );
+        assert_eq!(secret.expose(), "hunter2");
+    }
+
+    #[test]
+    fn matches_compares_whole_values() {
+        let secret = Secret::new("abc");
+        assert!(secret.matches("abc"));
+        assert!(!secret.matches("abd"));
+        assert!(!secret.matches("ab"));
+        assert!(!secret.matches("abcd"));
+        assert!(!secret.matches(""));
+        assert!(Secret::new("").matches(""));
+    }
+
+    #[test]
+    fn deserializes_from_a_plain_string() {
+        let secret: Secret = serde_json::from_str("\"tok\"").expect("a JSON string is a secret");
+        assert_eq!(secret.expose(), "tok");
+    }
+}
