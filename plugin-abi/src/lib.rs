@@ -65,7 +65,8 @@ pub use hooks::{HookContext, HookEvent, HookOutcome};
 pub use http::{Headers, HttpRequest, HttpResponse, Request, Response};
 pub use manifest::{Manifest, PluginKind, Route, layer};
 pub use plugin::{
-    Health, HealthStatus, MiddlewareAction, MiddlewareRequest, MiddlewareResponse, Plugin, ServiceCall,
+    Health, HealthStatus, MiddlewareAction, MiddlewareRequest, MiddlewareResponse, Plugin,
+    ProviderRequest, ServiceCall, UpstreamRequest,
 };
 
 /// The plugin API version this SDK implements (semver).
@@ -77,16 +78,19 @@ pub use serde_json::{self, Value, json};
 /// Everything a plugin usually needs: `use ccproxy_plugin_abi::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Context, ErrorKind, Headers, Health, HealthStatus, HookContext, HookEvent, HookOutcome, HttpRequest,
-        HttpResponse, Manifest, MiddlewareAction, MiddlewareRequest, MiddlewareResponse, Plugin, PluginError,
-        PluginKind, Request, Response, Route, ServiceCall, export_plugin, json, layer,
+        Context, ErrorKind, Headers, Health, HealthStatus, HookContext, HookEvent, HookOutcome,
+        HttpRequest, HttpResponse, Manifest, MiddlewareAction, MiddlewareRequest,
+        MiddlewareResponse, Plugin, PluginError, PluginKind, ProviderRequest, Request, Response,
+        Route, ServiceCall, UpstreamRequest, export_plugin, json, layer,
     };
     pub use crate::{debug, error, info, trace, warn};
 }
 
 #[doc(hidden)]
 pub mod __private {
-    pub use abi_stable::library::{CheckTypeLayout, LibHeader, RootModuleResult, __call_root_module_loader};
+    pub use abi_stable::library::{
+        __call_root_module_loader, CheckTypeLayout, LibHeader, RootModuleResult,
+    };
 }
 
 /// Exports `$plugin` (a type implementing [`Plugin`]) as this library's plugin.

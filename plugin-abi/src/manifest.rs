@@ -107,6 +107,29 @@ pub struct Manifest {
     /// Whether the CLI may load this plugin (cheap to initialise, no server needed).
     #[serde(default)]
     pub cli_safe: bool,
+    /// For provider plugins: the upstream's wire format and the endpoints the
+    /// host serves for it, converting formats and streaming on the plugin's behalf.
+    #[serde(default)]
+    pub provider: Option<ProviderSpec>,
+}
+
+/// What a provider plugin proxies.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct ProviderSpec {
+    /// The format the upstream speaks, e.g. `anthropic.messages`.
+    pub native_format: String,
+    /// `POST` endpoints the host answers for this provider.
+    #[serde(default)]
+    pub endpoints: Vec<ProviderEndpoint>,
+}
+
+/// One provider endpoint: a full path and the format clients speak on it.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct ProviderEndpoint {
+    /// Full path, e.g. `/claude/v1/chat/completions`.
+    pub path: String,
+    /// The client format on this path.
+    pub format: String,
 }
 
 /// Routes mounted under one prefix.
@@ -307,7 +330,12 @@ impl Manifest {
         self
     }
     /// Subscribes hook `name` to `events` at `priority`.
-    pub fn hook<'a>(mut self, name: &str, events: impl IntoIterator<Item = &'a str>, priority: i32) -> Self {
+    pub fn hook<'a>(
+        mut self,
+        name: &str,
+        events: impl IntoIterator<Item = &'a str>,
+        priority: i32,
+    ) -> Self {
         self.hooks.push(HookSpec {
             name: name.to_owned(),
             events: events.into_iter().map(str::to_owned).collect(),
@@ -345,9 +373,30 @@ impl Manifest {
         self.cli_safe = true;
         self
     }
+    /// Declares the provider's native format; add endpoints with
+    /// [`Manifest::provider_endpoint`].
+    pub fn provider(mut self, native_format: &str) -> Self {
+        self.kind = PluginKind::Provider;
+        self.provider = Some(ProviderSpec {
+            native_format: native_format.to_owned(),
+            endpoints: Vec::new(),
+        });
+        self
+    }
+    /// Adds a provider endpoint at `path` where clients speak `format`.
+    pub fn provider_endpoint(mut self, path: &str, format: &str) -> Self {
+        let spec = self.provider.get_or_insert_with(ProviderSpec::default);
+        spec.endpoints.push(ProviderEndpoint {
+            path: path.to_owned(),
+            format: format.to_owned(),
+        });
+        self
+    }
     /// Documents config key `key`.
     pub fn config_key(mut self, key: &str, description: &str) -> Self {
-        self.config.descriptions.push((key.to_owned(), description.to_owned()));
+        self.config
+            .descriptions
+            .push((key.to_owned(), description.to_owned()));
         self
     }
 }

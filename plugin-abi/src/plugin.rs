@@ -50,11 +50,19 @@ pub trait Plugin: Sized + Send + Sync + 'static {
 
     /// Creates the plugin once its dependencies are initialised. An error
     /// disables this plugin (and those depending on it) with the message as reason.
-    fn init(ctx: Context, config: Self::Config) -> impl Future<Output = Result<Self, PluginError>> + Send;
+    fn init(
+        ctx: Context,
+        config: Self::Config,
+    ) -> impl Future<Output = Result<Self, PluginError>> + Send;
 
     /// Answers a request on one of the manifest's routes. Default: 404.
     fn on_route(&self, req: Request) -> impl Future<Output = Result<Response, PluginError>> + Send {
-        async move { Err(PluginError::not_found(format!("no handler for {} {}", req.method, req.path))) }
+        async move {
+            Err(PluginError::not_found(format!(
+                "no handler for {} {}",
+                req.method, req.path
+            )))
+        }
     }
 
     /// Receives an event for one of the manifest's hooks. Default: continue.
@@ -62,7 +70,10 @@ pub trait Plugin: Sized + Send + Sync + 'static {
     /// Observing events arrive off the request path, in order per hook; the
     /// answer is ignored. For mutating events (`provider.request.prepared`) the
     /// call is inline and [`HookOutcome::Modify`] changes the request.
-    fn on_hook(&self, hook: HookContext) -> impl Future<Output = Result<HookOutcome, PluginError>> + Send {
+    fn on_hook(
+        &self,
+        hook: HookContext,
+    ) -> impl Future<Output = Result<HookOutcome, PluginError>> + Send {
         let _ = hook;
         async { Ok(HookOutcome::Continue) }
     }
@@ -74,7 +85,10 @@ pub trait Plugin: Sized + Send + Sync + 'static {
     }
 
     /// Answers a call to a service in the manifest's `provides`. Default: not found.
-    fn on_service_call(&self, call: ServiceCall) -> impl Future<Output = Result<Value, PluginError>> + Send {
+    fn on_service_call(
+        &self,
+        call: ServiceCall,
+    ) -> impl Future<Output = Result<Value, PluginError>> + Send {
         async move {
             Err(PluginError::not_found(format!(
                 "service {} has no method {}",
@@ -90,7 +104,11 @@ pub trait Plugin: Sized + Send + Sync + 'static {
         middleware: MiddlewareRequest,
     ) -> impl Future<Output = Result<MiddlewareAction, PluginError>> + Send {
         let _ = middleware;
-        async { Ok(MiddlewareAction::Continue { set_headers: Vec::new() }) }
+        async {
+            Ok(MiddlewareAction::Continue {
+                set_headers: Vec::new(),
+            })
+        }
     }
 
     /// Sees a response head on its way out, for middleware declared with
@@ -100,6 +118,22 @@ pub trait Plugin: Sized + Send + Sync + 'static {
         middleware: MiddlewareResponse,
     ) -> impl Future<Output = Result<(u16, Headers), PluginError>> + Send {
         async move { Ok((middleware.status, middleware.headers)) }
+    }
+
+    /// For provider plugins: turns a client request on one of the manifest's
+    /// provider endpoints into the upstream request (URL, credentials, headers,
+    /// body shaping). The host has already converted the body to the native
+    /// format, and will send the request, convert the answer back and stream it.
+    fn on_prepare_upstream(
+        &self,
+        req: ProviderRequest,
+    ) -> impl Future<Output = Result<UpstreamRequest, PluginError>> + Send {
+        async move {
+            Err(PluginError::unsupported(format!(
+                "plugin declares provider endpoint {} but does not implement on_prepare_upstream",
+                req.endpoint
+            )))
+        }
     }
 
     /// Reports health. Default: healthy.
@@ -218,4 +252,42 @@ impl Health {
     pub fn with(status: HealthStatus, details: Value) -> Self {
         Self { status, details }
     }
+}
+
+/// A client request on a provider endpoint, as the provider plugin sees it.
+#[derive(Debug, Clone)]
+pub struct ProviderRequest {
+    /// The endpoint path from the manifest.
+    pub endpoint: String,
+    /// The format the client speaks.
+    pub client_format: String,
+    /// The provider's native format; `body` is in it.
+    pub native_format: String,
+    /// Whether the client asked for a stream.
+    pub stream: bool,
+    /// The model the client asked for.
+    pub model: Option<String>,
+    /// The client's headers, its own credentials included: never forward them.
+    pub headers: Headers,
+    /// The body in the native format.
+    pub body: Vec<u8>,
+    /// The request id.
+    pub request_id: String,
+}
+
+/// The upstream request a provider plugin prepares.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamRequest {
+    /// Method, upper case.
+    pub method: String,
+    /// Absolute URL.
+    pub url: String,
+    /// Headers, credentials included.
+    pub headers: Headers,
+    /// Body.
+    pub body: Vec<u8>,
+    /// Whether the upstream answers with an SSE stream.
+    pub stream: bool,
+    /// The model id to show the client, when the upstream model differs.
+    pub model_alias: Option<String>,
 }

@@ -35,6 +35,10 @@ pub mod op {
     /// Adjust a response head on its way out:
     /// [`super::MiddlewareResponseInput`] → [`super::ResponseHead`].
     pub const MIDDLEWARE_RESPONSE: &str = "middleware.response";
+    /// Turn a client request on a provider endpoint into the upstream request:
+    /// [`super::ProviderPrepareInput`] + body (already in the provider's native
+    /// format) → [`super::ProviderPrepareOutput`] + upstream body.
+    pub const PROVIDER_PREPARE: &str = "provider.prepare";
 }
 
 /// Operation names a plugin sends to the host.
@@ -262,4 +266,44 @@ pub struct EmitInput {
     /// Event data.
     #[serde(default)]
     pub data: Value,
+}
+
+/// Input of [`op::PROVIDER_PREPARE`]; the request body, converted to the
+/// provider's native format, travels as the message body.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct ProviderPrepareInput {
+    /// The provider endpoint's path, as declared in the manifest.
+    pub endpoint: String,
+    /// The format the client speaks (`anthropic.messages`, `openai.chat_completions`, `openai.responses`).
+    pub client_format: String,
+    /// The provider's native format (the body is in it).
+    pub native_format: String,
+    /// Whether the client asked for a stream.
+    #[serde(default)]
+    pub stream: bool,
+    /// The model id the client asked for.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// The client's request head. It carries the client's own credentials:
+    /// never forward them upstream.
+    pub request: RequestHead,
+}
+
+/// Output of [`op::PROVIDER_PREPARE`]; the upstream body travels as the message body.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct ProviderPrepareOutput {
+    /// Method, upper case.
+    pub method: String,
+    /// Absolute upstream URL.
+    pub url: String,
+    /// Upstream headers (credentials included).
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    /// Whether the upstream answers with an SSE stream.
+    #[serde(default)]
+    pub stream: bool,
+    /// The model id to show the client in responses (its alias), when the
+    /// upstream model differs.
+    #[serde(default)]
+    pub model_alias: Option<String>,
 }

@@ -22,11 +22,13 @@ use crate::{
     context::parse_meta,
     hooks::{HookContext, HookEvent, HookOutcome},
     http::{Headers, Request},
-    plugin::{MiddlewareAction, MiddlewareRequest, MiddlewareResponse, ServiceCall},
+    plugin::{
+        MiddlewareAction, MiddlewareRequest, MiddlewareResponse, ProviderRequest, ServiceCall,
+    },
     protocol::{self, op},
     raw::{
-        AbiError, CallResult, ErrorCode, HostBox, Message, PluginBox, PluginObject, PluginObject_TO, catch_panic,
-        catch_panic_future, Exported,
+        AbiError, CallResult, ErrorCode, Exported, HostBox, Message, PluginBox, PluginObject,
+        PluginObject_TO, catch_panic, catch_panic_future,
     },
 };
 
@@ -43,9 +45,11 @@ struct Instance<P: Plugin> {
 impl<P: Plugin> Exported for Shim<P> {
     fn manifest_json() -> Result<String, String> {
         let mut manifest = P::manifest();
-        manifest.config.defaults = serde_json::to_value(P::Config::default())
-            .map_err(|error| format!("the config type's default could not be serialised: {error}"))?;
-        serde_json::to_string(&manifest).map_err(|error| format!("the manifest could not be serialised: {error}"))
+        manifest.config.defaults = serde_json::to_value(P::Config::default()).map_err(|error| {
+            format!("the config type's default could not be serialised: {error}")
+        })?;
+        serde_json::to_string(&manifest)
+            .map_err(|error| format!("the manifest could not be serialised: {error}"))
     }
 
     fn instantiate(host: HostBox) -> Result<PluginBox, String> {
@@ -73,8 +77,12 @@ impl<P: Plugin> PluginObject for Instance<P> {
 }
 
 fn encode<T: Serialize>(meta: &T, body: Vec<u8>) -> Result<Message, AbiError> {
-    let meta = serde_json::to_string(meta)
-        .map_err(|error| AbiError::new(ErrorCode::Internal, format!("answer could not be serialised: {error}")))?;
+    let meta = serde_json::to_string(meta).map_err(|error| {
+        AbiError::new(
+            ErrorCode::Internal,
+            format!("answer could not be serialised: {error}"),
+        )
+    })?;
     Ok(Message {
         meta: meta.into(),
         body: body.into(),
@@ -104,7 +112,10 @@ impl<P: Plugin> Instance<P> {
                 Box::pin(async move {
                     let plugin = P::init(ctx, config).await.map_err(PluginError::into_abi)?;
                     if slot.set(Arc::new(plugin)).is_err() {
-                        return Err(AbiError::new(ErrorCode::Invalid, "plugin was initialised twice"));
+                        return Err(AbiError::new(
+                            ErrorCode::Invalid,
+                            "plugin was initialised twice",
+                        ));
                     }
                     Ok(Message::default())
                 })
@@ -112,7 +123,12 @@ impl<P: Plugin> Instance<P> {
             op::ROUTE => {
                 let plugin = self.initialized()?;
                 let route: protocol::RouteInput = decode(&input)?;
-                let req = Request::from_head(route.head, route.route, route.params, input.body.into_vec());
+                let req = Request::from_head(
+                    route.head,
+                    route.route,
+                    route.params,
+                    input.body.into_vec(),
+                );
                 Box::pin(async move {
                     let response = plugin.on_route(req).await.map_err(PluginError::into_abi)?;
                     let (head, body) = response.into_parts();
@@ -132,7 +148,9 @@ impl<P: Plugin> Instance<P> {
                 };
                 Box::pin(async move {
                     match plugin.on_hook(ctx).await.map_err(PluginError::into_abi)? {
-                        HookOutcome::Continue => encode(&protocol::HookOutput::default(), Vec::new()),
+                        HookOutcome::Continue => {
+                            encode(&protocol::HookOutput::default(), Vec::new())
+                        }
                         HookOutcome::Modify { data, body } => {
                             let replace_body = body.is_some();
                             encode(
@@ -150,7 +168,10 @@ impl<P: Plugin> Instance<P> {
                 let plugin = self.initialized()?;
                 let task: protocol::TaskInput = decode(&input)?;
                 Box::pin(async move {
-                    plugin.on_task(task.task).await.map_err(PluginError::into_abi)?;
+                    plugin
+                        .on_task(task.task)
+                        .await
+                        .map_err(PluginError::into_abi)?;
                     Ok(Message::default())
                 })
             }
@@ -164,7 +185,10 @@ impl<P: Plugin> Instance<P> {
                     caller: call.caller,
                 };
                 Box::pin(async move {
-                    let value = plugin.on_service_call(call).await.map_err(PluginError::into_abi)?;
+                    let value = plugin
+                        .on_service_call(call)
+                        .await
+                        .map_err(PluginError::into_abi)?;
                     encode(&value, Vec::new())
                 })
             }
@@ -179,7 +203,11 @@ impl<P: Plugin> Instance<P> {
                     request_id: input.request.request_id,
                 };
                 Box::pin(async move {
-                    match plugin.on_middleware_request(request).await.map_err(PluginError::into_abi)? {
+                    match plugin
+                        .on_middleware_request(request)
+                        .await
+                        .map_err(PluginError::into_abi)?
+                    {
                         MiddlewareAction::Continue { set_headers } => encode(
                             &protocol::MiddlewareRequestOutput {
                                 respond: None,
@@ -221,6 +249,36 @@ impl<P: Plugin> Instance<P> {
                             headers: headers.0,
                         },
                         Vec::new(),
+                    )
+                })
+            }
+            op::PROVIDER_PREPARE => {
+                let plugin = self.initialized()?;
+                let prepare: protocol::ProviderPrepareInput = decode(&input)?;
+                let req = ProviderRequest {
+                    endpoint: prepare.endpoint,
+                    client_format: prepare.client_format,
+                    native_format: prepare.native_format,
+                    stream: prepare.stream,
+                    model: prepare.model,
+                    headers: Headers(prepare.request.headers),
+                    body: input.body.into_vec(),
+                    request_id: prepare.request.request_id,
+                };
+                Box::pin(async move {
+                    let upstream = plugin
+                        .on_prepare_upstream(req)
+                        .await
+                        .map_err(PluginError::into_abi)?;
+                    encode(
+                        &protocol::ProviderPrepareOutput {
+                            method: upstream.method,
+                            url: upstream.url,
+                            headers: upstream.headers.0,
+                            stream: upstream.stream,
+                            model_alias: upstream.model_alias,
+                        },
+                        upstream.body,
                     )
                 })
             }
