@@ -78,7 +78,7 @@ use serde_json::{Map, Value};
 use crate::{
     API_VERSION, Health, HealthStatus, HookContext, HookEvent, HookOutcome, HttpRequest,
     HttpResponse, MiddlewareAction, MiddlewareRequest, MiddlewareResponse, Plugin, PluginError,
-    ServiceCall,
+    ProviderRequest, ServiceCall, UpstreamRequest,
     context::parse_meta,
     http::{Headers, Request, Response},
     manifest::Manifest,
@@ -1094,6 +1094,98 @@ impl TestPlugin {
         Ok((head.status, Headers(head.headers)))
     }
 
+    /// Asks a provider plugin to prepare the upstream request for `req`, as
+    /// the host does on a provider endpoint (after converting the body to the
+    /// native format). An empty `req.native_format` is filled from the
+    /// manifest. Fails with [`ErrorKind::NotFound`](crate::ErrorKind::NotFound)
+    /// when the manifest declares no provider endpoint `req.endpoint`.
+    ///
+    /// ```
+    /// # use ccproxy_plugin_abi::prelude::*;
+    /// # use ccproxy_plugin_abi::testing::MockHost;
+    /// # struct Upstream;
+    /// # impl Plugin for Upstream {
+    /// #     type Config = ();
+    /// #     fn manifest() -> Manifest {
+    /// #         Manifest::new("upstream", "1.0.0")
+    /// #             .provider("anthropic.messages")
+    /// #             .provider_endpoint("/upstream/v1/messages", "anthropic.messages")
+    /// #     }
+    /// #     async fn init(_ctx: Context, _config: ()) -> Result<Self, PluginError> { Ok(Upstream) }
+    /// #     async fn on_prepare_upstream(&self, req: ProviderRequest) -> Result<UpstreamRequest, PluginError> {
+    /// #         Ok(UpstreamRequest {
+    /// #             method: "POST".into(),
+    /// #             url: "https://api.example.test/v1/messages".into(),
+    /// #             body: req.body,
+    /// #             stream: req.stream,
+    /// #             ..UpstreamRequest::default()
+    /// #         })
+    /// #     }
+    /// # }
+    /// let plugin = MockHost::new().start::<Upstream>().unwrap();
+    /// let upstream = plugin
+    ///     .prepare_upstream(ProviderRequest {
+    ///         endpoint: "/upstream/v1/messages".into(),
+    ///         client_format: "anthropic.messages".into(),
+    ///         native_format: String::new(),
+    ///         stream: false,
+    ///         model: None,
+    ///         headers: Headers::default(),
+    ///         body: b"{}".to_vec(),
+    ///         request_id: "r1".into(),
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!(upstream.url, "https://api.example.test/v1/messages");
+    /// ```
+    pub fn prepare_upstream(&self, req: ProviderRequest) -> Result<UpstreamRequest, PluginError> {
+        let spec = self
+            .manifest
+            .provider
+            .as_ref()
+            .filter(|spec| {
+                spec.endpoints
+                    .iter()
+                    .any(|endpoint| endpoint.path == req.endpoint)
+            })
+            .ok_or_else(|| {
+                PluginError::not_found(format!(
+                    "plugin {} declares no provider endpoint {}",
+                    self.manifest.name, req.endpoint
+                ))
+            })?;
+        let input = protocol::ProviderPrepareInput {
+            endpoint: req.endpoint,
+            client_format: req.client_format,
+            native_format: if req.native_format.is_empty() {
+                spec.native_format.clone()
+            } else {
+                req.native_format
+            },
+            stream: req.stream,
+            model: req.model,
+            request: protocol::RequestHead {
+                method: "POST".to_owned(),
+                path: String::new(),
+                query: String::new(),
+                headers: req.headers.0,
+                request_id: req.request_id,
+            },
+        };
+        let (output, body) = self.call::<_, protocol::ProviderPrepareOutput>(
+            op::PROVIDER_PREPARE,
+            &input,
+            req.body,
+        )?;
+        Ok(UpstreamRequest {
+            method: output.method,
+            url: output.url,
+            headers: Headers(output.headers),
+            body,
+            stream: output.stream,
+            model_alias: output.model_alias,
+        })
+    }
+
     /// Asks the plugin for its health.
     ///
     /// ```
@@ -2053,6 +2145,24 @@ mod tests {
         plugin.task("probe_task").unwrap();
         assert!(!host.logged("probe_task run"));
         assert!(host.logged("probe initialised"));
+    }
+
+    #[test]
+    fn undeclared_provider_endpoints_are_not_found() {
+        let plugin = start_probe(&MockHost::new());
+        let error = plugin
+            .prepare_upstream(ProviderRequest {
+                endpoint: "/probe/v1/messages".into(),
+                client_format: "anthropic.messages".into(),
+                native_format: String::new(),
+                stream: false,
+                model: None,
+                headers: Headers::default(),
+                body: Vec::new(),
+                request_id: "r1".into(),
+            })
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::NotFound);
     }
 
     #[test]
