@@ -1,0 +1,521 @@
+//! Access log lines: the client log in Common, Combined or structured (JSON
+//! lines) format, and the provider log, always structured.
+//!
+//! Records are read from hook event data with the keys the host emits (see
+//! `lib.rs`); a missing key becomes `-` in the text formats and is left out of
+//! JSON lines, as in the original.
+
+use ccproxy_plugin_abi::{HookContext, HookEvent, Value, serde_json};
+use serde::{Deserialize, Serialize};
+
+/// The client log's format (`client_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ClientFormat {
+    /// NCSA Common Log Format.
+    Common,
+    /// Common plus referer and user agent.
+    Combined,
+    /// One JSON object per line.
+    Structured,
+}
+
+/// Token counts, under the original's names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub(crate) struct Tokens {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tokens_input: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tokens_output: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_read_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_write_tokens: Option<u64>,
+}
+
+impl Tokens {
+    /// Reads a `usage` object (`input_tokens`, `output_tokens`,
+    /// `cache_read_input_tokens`, `cache_creation_input_tokens`); `None` when
+    /// it is absent, null or has none of them.
+    fn from_usage(usage: Option<&Value>) -> Option<Self> {
+        let usage = usage?;
+        let tokens = Self {
+            tokens_input: usage.get("input_tokens").and_then(Value::as_u64),
+            tokens_output: usage.get("output_tokens").and_then(Value::as_u64),
+            cache_read_tokens: usage.get("cache_read_input_tokens").and_then(Value::as_u64),
+            cache_write_tokens: usage
+                .get("cache_creation_input_tokens")
+                .and_then(Value::as_u64),
+        };
+        (tokens != Self::default()).then_some(tokens)
+    }
+}
+
+/// A client request that was answered (`request.completed`) or failed
+/// (`request.failed`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct ClientRecord {
+    pub(crate) timestamp_ms: u64,
+    pub(crate) request_id: String,
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) query: String,
+    pub(crate) status_code: u16,
+    pub(crate) duration_ms: f64,
+    pub(crate) client_ip: Option<String>,
+    pub(crate) user_agent: Option<String>,
+    pub(crate) bytes_sent: u64,
+    pub(crate) streaming: bool,
+    pub(crate) provider: Option<String>,
+    pub(crate) model: Option<String>,
+    pub(crate) tokens: Option<Tokens>,
+    pub(crate) error: Option<String>,
+}
+
+impl ClientRecord {
+    /// Reads a `request.completed` or `request.failed` event.
+    pub(crate) fn from_hook(hook: &HookContext) -> Self {
+        let data = &hook.data;
+        let failed = hook.event == HookEvent::RequestFailed;
+        let (url_path, url_query) = split_url(text(data, "url").as_deref().unwrap_or(""));
+        Self {
+            timestamp_ms: hook.timestamp_ms,
+            request_id: request_id(hook),
+            method: text(data, "method").unwrap_or_default(),
+            path: text(data, "path").unwrap_or(url_path),
+            query: match data.get("query") {
+                Some(_) => text(data, "query").unwrap_or_default(),
+                None => url_query,
+            },
+            status_code: number(data, "status_code")
+                .or_else(|| number(data, "response_status"))
+                .and_then(|status| u16::try_from(status).ok())
+                .unwrap_or(if failed { 500 } else { 0 }),
+            duration_ms: data
+                .get("duration_ms")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0),
+            client_ip: text(data, "client_ip"),
+            user_agent: text(data, "user_agent"),
+            bytes_sent: number(data, "bytes_sent").unwrap_or(0),
+            streaming: data
+                .get("streaming")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            provider: text(data, "provider"),
+            model: text(data, "model"),
+            tokens: Tokens::from_usage(data.get("usage")),
+            error: data.get("error").and_then(error_text),
+        }
+    }
+
+    /// The line in `format`, without its newline.
+    pub(crate) fn line(&self, format: ClientFormat) -> String {
+        match format {
+            ClientFormat::Common => self.common(),
+            ClientFormat::Combined => self.combined(),
+            ClientFormat::Structured => self.structured(),
+        }
+    }
+
+    /// `host ident authuser [date] "request" status bytes`, with `-` for a
+    /// missing host or zero bytes.
+    fn common(&self) -> String {
+        let target = if self.query.is_empty() {
+            self.path.clone()
+        } else {
+            format!("{}?{}", self.path, self.query)
+        };
+        let bytes = if self.bytes_sent > 0 {
+            self.bytes_sent.to_string()
+        } else {
+            "-".to_owned()
+        };
+        format!(
+            "{} - - [{}] \"{} {} HTTP/1.1\" {} {}",
+            escape(self.client_ip.as_deref().unwrap_or("-")),
+            clf_time(self.timestamp_ms),
+            escape(or_dash(&self.method)),
+            escape(or_dash(&target)),
+            self.status_code,
+            bytes
+        )
+    }
+
+    /// Common plus `"referer" "user agent"`; API clients send no referer.
+    fn combined(&self) -> String {
+        format!(
+            "{} \"-\" \"{}\"",
+            self.common(),
+            escape(self.user_agent.as_deref().unwrap_or("-"))
+        )
+    }
+
+    fn structured(&self) -> String {
+        #[derive(Serialize)]
+        struct Line<'a> {
+            timestamp: f64,
+            request_id: &'a str,
+            method: &'a str,
+            path: &'a str,
+            query: &'a str,
+            status_code: u16,
+            duration_ms: f64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            client_ip: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            user_agent: Option<&'a str>,
+            bytes_sent: u64,
+            streaming: bool,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            provider: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            model: Option<&'a str>,
+            #[serde(flatten, skip_serializing_if = "Option::is_none")]
+            tokens: Option<Tokens>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            error: Option<&'a str>,
+        }
+        json_line(&Line {
+            timestamp: epoch_seconds(self.timestamp_ms),
+            request_id: &self.request_id,
+            method: &self.method,
+            path: &self.path,
+            query: &self.query,
+            status_code: self.status_code,
+            duration_ms: self.duration_ms,
+            client_ip: self.client_ip.as_deref(),
+            user_agent: self.user_agent.as_deref(),
+            bytes_sent: self.bytes_sent,
+            streaming: self.streaming,
+            provider: self.provider.as_deref(),
+            model: self.model.as_deref(),
+            tokens: self.tokens,
+            error: self.error.as_deref(),
+        })
+    }
+}
+
+/// A provider event (`provider.response.received`, `provider.error`,
+/// `provider.stream.end`) as one structured line.
+pub(crate) fn provider_line(hook: &HookContext) -> String {
+    #[derive(Serialize)]
+    struct Line<'a> {
+        timestamp: f64,
+        event: &'a str,
+        request_id: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        provider: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        method: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        status_code: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        duration_ms: Option<f64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        streaming: Option<bool>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        total_chunks: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        total_bytes: Option<u64>,
+        #[serde(flatten, skip_serializing_if = "Option::is_none")]
+        tokens: Option<Tokens>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        model: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    }
+    let data = &hook.data;
+    json_line(&Line {
+        timestamp: epoch_seconds(hook.timestamp_ms),
+        event: hook.event.as_str(),
+        request_id: request_id(hook),
+        provider: text(data, "provider"),
+        method: text(data, "method"),
+        url: text(data, "url"),
+        status_code: number(data, "status_code"),
+        duration_ms: data.get("duration_ms").and_then(Value::as_f64),
+        streaming: (hook.event == HookEvent::ProviderStreamEnd).then_some(true),
+        total_chunks: number(data, "total_chunks"),
+        total_bytes: number(data, "total_bytes"),
+        tokens: Tokens::from_usage(data.get("usage")),
+        model: text(data, "model"),
+        error: data.get("error").and_then(error_text),
+    })
+}
+
+fn json_line<T: Serialize>(line: &T) -> String {
+    // Internal: every field is a string, number or bool, so serialising cannot fail.
+    serde_json::to_string(line).unwrap_or_else(|error| format!("{{\"error\":\"{error}\"}}"))
+}
+
+fn request_id(hook: &HookContext) -> String {
+    text(&hook.data, "request_id")
+        .or_else(|| hook.request_id.clone())
+        .unwrap_or_else(|| "-".to_owned())
+}
+
+/// A non-empty string field.
+fn text(data: &Value, key: &str) -> Option<String> {
+    data.get(key)
+        .and_then(Value::as_str)
+        .filter(|value| !value.is_empty())
+        .map(str::to_owned)
+}
+
+fn number(data: &Value, key: &str) -> Option<u64> {
+    data.get(key).and_then(Value::as_u64)
+}
+
+/// An `error` value as text: a string as is, a structure as JSON.
+fn error_text(error: &Value) -> Option<String> {
+    match error {
+        Value::Null => None,
+        Value::String(text) => Some(text.clone()),
+        Value::Object(map) => match map.get("message").and_then(Value::as_str) {
+            Some(message) => Some(message.to_owned()),
+            None => Some(error.to_string()),
+        },
+        other => Some(other.to_string()),
+    }
+}
+
+/// The path and query of a URL or of an origin-form target.
+fn split_url(url: &str) -> (String, String) {
+    let target = match url.find("://") {
+        Some(scheme_end) => {
+            let after_scheme = &url[scheme_end + 3..];
+            after_scheme
+                .find('/')
+                .map_or("/", |slash| &after_scheme[slash..])
+        }
+        None => url,
+    };
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    (path.to_owned(), query.to_owned())
+}
+
+fn or_dash(text: &str) -> &str {
+    if text.is_empty() { "-" } else { text }
+}
+
+/// Escapes `"`, `\` and control characters so one record stays one parseable
+/// line (as Apache's `mod_log_config` does).
+fn escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for character in text.chars() {
+        match character {
+            '"' => escaped.push_str("\\\""),
+            '\\' => escaped.push_str("\\\\"),
+            control if control.is_control() => {
+                escaped.push_str(&format!("\\x{:02x}", u32::from(control)));
+            }
+            other => escaped.push(other),
+        }
+    }
+    escaped
+}
+
+fn epoch_seconds(timestamp_ms: u64) -> f64 {
+    timestamp_ms as f64 / 1000.0
+}
+
+/// `10/Oct/2000:13:55:36 +0000`: the Common Log Format date, in UTC.
+pub(crate) fn clf_time(timestamp_ms: u64) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let seconds = timestamp_ms / 1000;
+    let (year, month, day) = civil_from_days((seconds / 86_400) as i64);
+    let second_of_day = seconds % 86_400;
+    format!(
+        "{day:02}/{}/{year:04}:{:02}:{:02}:{:02} +0000",
+        MONTHS[(month - 1) as usize],
+        second_of_day / 3600,
+        second_of_day % 3600 / 60,
+        second_of_day % 60
+    )
+}
+
+/// Year, month (1–12) and day of the month of a day counted from 1970-01-01
+/// (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use ccproxy_plugin_abi::json;
+
+    use super::*;
+
+    fn hook(event: HookEvent, data: Value) -> HookContext {
+        HookContext {
+            hook: "access_log".into(),
+            event,
+            timestamp_ms: 1_700_000_000_123,
+            request_id: None,
+            data,
+            body: Vec::new(),
+        }
+    }
+
+    fn completed() -> HookContext {
+        hook(
+            HookEvent::RequestCompleted,
+            json!({
+                "request_id": "req-1", "method": "POST", "path": "/v1/messages", "query": "beta=true",
+                "url": "http://127.0.0.1:8000/v1/messages?beta=true", "status_code": 200,
+                "duration_ms": 12.5, "client_ip": "127.0.0.1", "user_agent": "curl/8.5.0",
+                "bytes_sent": 512, "streaming": true, "provider": "claude_api", "model": "claude-sonnet-4",
+                "usage": {"input_tokens": 10, "output_tokens": 20, "cache_read_input_tokens": 0,
+                          "cache_creation_input_tokens": null},
+                "headers": {"user-agent": "curl/8.5.0"},
+            }),
+        )
+    }
+
+    #[test]
+    fn common() {
+        let record = ClientRecord::from_hook(&completed());
+        assert_eq!(
+            record.line(ClientFormat::Common),
+            r#"127.0.0.1 - - [14/Nov/2023:22:13:20 +0000] "POST /v1/messages?beta=true HTTP/1.1" 200 512"#
+        );
+    }
+
+    #[test]
+    fn combined() {
+        let record = ClientRecord::from_hook(&completed());
+        assert_eq!(
+            record.line(ClientFormat::Combined),
+            r#"127.0.0.1 - - [14/Nov/2023:22:13:20 +0000] "POST /v1/messages?beta=true HTTP/1.1" 200 512 "-" "curl/8.5.0""#
+        );
+    }
+
+    #[test]
+    fn structured() {
+        let record = ClientRecord::from_hook(&completed());
+        assert_eq!(
+            record.line(ClientFormat::Structured),
+            concat!(
+                r#"{"timestamp":1700000000.123,"request_id":"req-1","method":"POST","path":"/v1/messages","#,
+                r#""query":"beta=true","status_code":200,"duration_ms":12.5,"client_ip":"127.0.0.1","#,
+                r#""user_agent":"curl/8.5.0","bytes_sent":512,"streaming":true,"provider":"claude_api","#,
+                r#""model":"claude-sonnet-4","tokens_input":10,"tokens_output":20,"cache_read_tokens":0}"#
+            )
+        );
+    }
+
+    #[test]
+    fn missing_fields_become_dashes_or_are_left_out() {
+        let record = ClientRecord::from_hook(&hook(
+            HookEvent::RequestCompleted,
+            json!({"request_id": "r", "method": "GET", "path": "/x", "query": "", "status_code": 204,
+                   "provider": null, "model": null, "usage": null, "bytes_sent": 0}),
+        ));
+        assert_eq!(
+            record.line(ClientFormat::Combined),
+            r#"- - - [14/Nov/2023:22:13:20 +0000] "GET /x HTTP/1.1" 204 - "-" "-""#
+        );
+        assert_eq!(
+            record.line(ClientFormat::Structured),
+            r#"{"timestamp":1700000000.123,"request_id":"r","method":"GET","path":"/x","query":"","status_code":204,"duration_ms":0.0,"bytes_sent":0,"streaming":false}"#
+        );
+    }
+
+    #[test]
+    fn failed_requests_carry_the_error() {
+        let record = ClientRecord::from_hook(&hook(
+            HookEvent::RequestFailed,
+            json!({"request_id": "r", "method": "GET", "path": "/x", "error": "upstream timed out"}),
+        ));
+        assert_eq!(record.status_code, 500);
+        let line: Value = serde_json::from_str(&record.line(ClientFormat::Structured)).unwrap();
+        assert_eq!(line["error"], "upstream timed out");
+    }
+
+    #[test]
+    fn path_and_query_fall_back_to_the_url() {
+        let record = ClientRecord::from_hook(&hook(
+            HookEvent::RequestCompleted,
+            json!({"url": "https://proxy.test:8000/api/v1?x=1", "response_status": 201}),
+        ));
+        assert_eq!(
+            (
+                record.path.as_str(),
+                record.query.as_str(),
+                record.status_code
+            ),
+            ("/api/v1", "x=1", 201)
+        );
+        assert_eq!(split_url("/a?b"), ("/a".to_owned(), "b".to_owned()));
+        assert_eq!(split_url("http://host"), ("/".to_owned(), String::new()));
+    }
+
+    #[test]
+    fn quotes_and_control_characters_are_escaped() {
+        let mut record = ClientRecord::from_hook(&completed());
+        record.user_agent = Some("evil\"agent\n".into());
+        assert!(
+            record
+                .line(ClientFormat::Combined)
+                .ends_with(r#""-" "evil\"agent\x0a""#)
+        );
+    }
+
+    #[test]
+    fn provider_lines() {
+        let received = hook(
+            HookEvent::ProviderResponseReceived,
+            json!({"request_id": "req-1", "provider": "claude_api", "url": "https://api.anthropic.com/v1/messages",
+                   "method": "POST", "status_code": 200, "duration_ms": 80.0}),
+        );
+        assert_eq!(
+            provider_line(&received),
+            concat!(
+                r#"{"timestamp":1700000000.123,"event":"provider.response.received","request_id":"req-1","#,
+                r#""provider":"claude_api","method":"POST","url":"https://api.anthropic.com/v1/messages","#,
+                r#""status_code":200,"duration_ms":80.0}"#
+            )
+        );
+        let error = hook(
+            HookEvent::ProviderError,
+            json!({"request_id": "req-2", "provider": "codex", "url": "https://x.test/", "error": {"message": "reset"}}),
+        );
+        assert!(provider_line(&error).ends_with(r#""url":"https://x.test/","error":"reset"}"#));
+        let end = hook(
+            HookEvent::ProviderStreamEnd,
+            json!({"request_id": "req-3", "provider": "codex", "total_chunks": 7, "total_bytes": 900,
+                   "usage": {"input_tokens": 1, "output_tokens": 2}}),
+        );
+        assert!(provider_line(&end).ends_with(
+            r#""streaming":true,"total_chunks":7,"total_bytes":900,"tokens_input":1,"tokens_output":2}"#
+        ));
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(clf_time(0), "01/Jan/1970:00:00:00 +0000");
+        assert_eq!(clf_time(951_782_400_000), "29/Feb/2000:00:00:00 +0000");
+        assert_eq!(clf_time(971_186_136_000), "10/Oct/2000:13:55:36 +0000");
+        assert_eq!(clf_time(4_107_542_399_000), "28/Feb/2100:23:59:59 +0000");
+        assert_eq!(clf_time(4_133_980_799_000), "31/Dec/2100:23:59:59 +0000");
+    }
+}
