@@ -1,0 +1,871 @@
+//! OpenAI Chat Completions to and from the internal representation.
+
+use serde_json::Value;
+
+use super::ir::{self, Block, Part, Role};
+use super::{ConvertError, ErrorKind};
+use crate::openai_chat as api;
+use crate::{Extra, Format, sse};
+
+pub(crate) fn decode_request(
+    request: api::Request,
+    target: Format,
+) -> Result<ir::Request, ConvertError> {
+    let mut messages: Vec<ir::Message> = Vec::with_capacity(request.messages.len());
+    for (index, message) in request.messages.into_iter().enumerate() {
+        let path = |field: &str| format!("messages[{index}]{field}");
+        let role = match message.role.as_str() {
+            "system" => Role::System,
+            "developer" => Role::Developer,
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            "tool" => {
+                let call_id = message.tool_call_id.ok_or_else(|| ConvertError::Invalid {
+                    format: Format::OpenAiChat,
+                    path: path(".tool_call_id"),
+                    message: "a tool message needs tool_call_id".to_owned(),
+                })?;
+                let content = decode_content(message.content, &path, target)?;
+                let result = Part::ToolResult {
+                    call_id,
+                    content,
+                    is_error: false,
+                };
+                match messages.last_mut() {
+                    Some(last)
+                        if last.role == Role::User
+                            && last
+                                .parts
+                                .iter()
+                                .all(|part| matches!(part, Part::ToolResult { .. })) =>
+                    {
+                        last.parts.push(result)
+                    }
+                    _ => messages.push(ir::Message::new(Role::User, vec![result])),
+                }
+                continue;
+            }
+            other => {
+                return Err(ConvertError::Unsupported {
+                    path: path(".role"),
+                    what: format!("role `{other}`"),
+                    target,
+                });
+            }
+        };
+        let mut parts = Vec::new();
+        if let Some(reasoning) = message.reasoning_content.filter(|text| !text.is_empty()) {
+            parts.push(Part::Reasoning {
+                text: reasoning,
+                signature: None,
+            });
+        }
+        parts.extend(decode_content(message.content, &path, target)?);
+        if let Some(refusal) = message.refusal.filter(|text| !text.is_empty()) {
+            parts.push(Part::Text(refusal));
+        }
+        for call in message.tool_calls.unwrap_or_default() {
+            parts.push(Part::ToolCall {
+                id: call.id,
+                name: call.function.name,
+                arguments: call.function.arguments,
+            });
+        }
+        messages.push(ir::Message::new(role, parts));
+    }
+    let tools = request
+        .tools
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|tool| {
+            let function = tool.function.filter(|_| tool.kind == "function")?;
+            Some(ir::Tool {
+                name: function.name,
+                description: function.description,
+                parameters: function
+                    .parameters
+                    .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}})),
+                strict: function.strict,
+            })
+        })
+        .collect();
+    let tool_choice = request.tool_choice.and_then(|choice| match choice {
+        api::ToolChoice::Mode(mode) => decode_mode(&mode),
+        api::ToolChoice::Named(named) => Some(ir::ToolChoice::Named(named.function.name)),
+    });
+    let response_format = request.response_format.and_then(|format| {
+        Some(match format.kind.as_str() {
+            "json_object" => ir::ResponseFormat::JsonObject,
+            "json_schema" => {
+                let schema = format.json_schema?;
+                ir::ResponseFormat::JsonSchema {
+                    name: schema.name,
+                    description: schema.description,
+                    schema: schema.schema.unwrap_or(Value::Object(Default::default())),
+                    strict: schema.strict,
+                }
+            }
+            _ => ir::ResponseFormat::Text,
+        })
+    });
+    Ok(ir::Request {
+        model: request.model,
+        messages,
+        max_tokens: request.max_completion_tokens.or(request.max_tokens),
+        temperature: request.temperature,
+        top_p: request.top_p,
+        top_k: None,
+        stop: match request.stop {
+            None => Vec::new(),
+            Some(api::Stop::One(stop)) => vec![stop],
+            Some(api::Stop::Many(stops)) => stops,
+        },
+        stream: request.stream,
+        tools,
+        tool_choice,
+        parallel_tool_calls: request.parallel_tool_calls,
+        reasoning: request.reasoning_effort.map(|effort| ir::Reasoning {
+            effort: Some(effort),
+            budget_tokens: None,
+        }),
+        response_format,
+        user: request.user,
+    })
+}
+
+pub(crate) fn decode_mode(mode: &str) -> Option<ir::ToolChoice> {
+    match mode {
+        "auto" => Some(ir::ToolChoice::Auto),
+        "none" => Some(ir::ToolChoice::None),
+        "required" => Some(ir::ToolChoice::Required),
+        _ => None,
+    }
+}
+
+fn decode_content(
+    content: Option<api::Content>,
+    path: &dyn Fn(&str) -> String,
+    target: Format,
+) -> Result<Vec<Part>, ConvertError> {
+    match content {
+        None => Ok(Vec::new()),
+        Some(api::Content::Text(text)) if text.is_empty() => Ok(Vec::new()),
+        Some(api::Content::Text(text)) => Ok(vec![Part::Text(text)]),
+        Some(api::Content::Parts(parts)) => parts
+            .into_iter()
+            .enumerate()
+            .map(|(index, part)| {
+                Ok(match part {
+                    api::ContentPart::Text(text) => Part::Text(text.text),
+                    api::ContentPart::Refusal(refusal) => Part::Text(refusal.refusal),
+                    api::ContentPart::ImageUrl(image) => {
+                        Part::Image(ir::Media::from_url(&image.image_url.url))
+                    }
+                    api::ContentPart::File(file) => Part::File {
+                        media: match (file.file.file_data, file.file.file_id) {
+                            (Some(data), _) => ir::Media::from_url(&data),
+                            (None, Some(id)) => ir::Media::FileId(id),
+                            (None, None) => {
+                                return Err(ConvertError::Invalid {
+                                    format: Format::OpenAiChat,
+                                    path: path(&format!(".content[{index}].file")),
+                                    message: "a file part needs file_data or file_id".to_owned(),
+                                });
+                            }
+                        },
+                        filename: file.file.filename,
+                    },
+                    api::ContentPart::Other(object) => {
+                        return Err(ConvertError::Unsupported {
+                            path: path(&format!(".content[{index}]")),
+                            what: format!(
+                                "content part type `{}`",
+                                object
+                                    .get("type")
+                                    .and_then(Value::as_str)
+                                    .unwrap_or_default()
+                            ),
+                            target,
+                        });
+                    }
+                })
+            })
+            .collect(),
+    }
+}
+
+pub(crate) fn encode_request(request: ir::Request) -> api::Request {
+    let mut messages = Vec::with_capacity(request.messages.len() + 1);
+    for message in request.messages {
+        match message.role {
+            // Internal: `developer` is new; `system` works on every Chat server, and OpenAI
+            // treats it as developer for the models that want one.
+            Role::System | Role::Developer => {
+                let text = ir::joined_text(&message.parts, "\n");
+                if !text.is_empty() {
+                    messages.push(plain_message("system", Some(api::Content::Text(text))));
+                }
+            }
+            Role::User => {
+                // Tool results become `tool` messages, in order with the rest of the turn.
+                let mut pending: Vec<api::ContentPart> = Vec::new();
+                for part in message.parts {
+                    match part {
+                        Part::ToolResult {
+                            call_id, content, ..
+                        } => {
+                            flush_user(&mut pending, &mut messages);
+                            let mut tool = plain_message(
+                                "tool",
+                                Some(api::Content::Text(ir::joined_text(&content, "\n"))),
+                            );
+                            tool.tool_call_id = Some(ir::openai_call_id(&call_id));
+                            messages.push(tool);
+                        }
+                        other => pending.extend(encode_part(other)),
+                    }
+                }
+                flush_user(&mut pending, &mut messages);
+            }
+            Role::Assistant => {
+                let text = ir::joined_text(&message.parts, "");
+                let tool_calls: Vec<api::ToolCall> = message
+                    .parts
+                    .into_iter()
+                    .filter_map(|part| match part {
+                        Part::ToolCall {
+                            id,
+                            name,
+                            arguments,
+                        } => Some(api::ToolCall {
+                            id: ir::openai_call_id(&id),
+                            kind: "function".to_owned(),
+                            function: api::FunctionCall {
+                                name,
+                                arguments,
+                                extra: Extra::new(),
+                            },
+                            extra: Extra::new(),
+                        }),
+                        _ => None,
+                    })
+                    .collect();
+                if text.is_empty() && tool_calls.is_empty() {
+                    continue;
+                }
+                let mut assistant = plain_message(
+                    "assistant",
+                    (!text.is_empty()).then_some(api::Content::Text(text)),
+                );
+                assistant.tool_calls = (!tool_calls.is_empty()).then_some(tool_calls);
+                messages.push(assistant);
+            }
+        }
+    }
+    let stream = request.stream;
+    api::Request {
+        model: request.model,
+        messages,
+        max_completion_tokens: request.max_tokens,
+        max_tokens: None,
+        temperature: request.temperature,
+        top_p: request.top_p,
+        stop: (!request.stop.is_empty()).then_some(api::Stop::Many(request.stop)),
+        stream,
+        stream_options: (stream == Some(true)).then(|| api::StreamOptions {
+            include_usage: Some(true),
+            extra: Extra::new(),
+        }),
+        tools: (!request.tools.is_empty()).then(|| {
+            request
+                .tools
+                .into_iter()
+                .map(|tool| api::Tool {
+                    kind: "function".to_owned(),
+                    function: Some(api::FunctionDefinition {
+                        name: tool.name,
+                        description: tool.description,
+                        parameters: Some(tool.parameters),
+                        strict: tool.strict,
+                        extra: Extra::new(),
+                    }),
+                    extra: Extra::new(),
+                })
+                .collect()
+        }),
+        tool_choice: request.tool_choice.map(|choice| match choice {
+            ir::ToolChoice::Auto => api::ToolChoice::Mode("auto".to_owned()),
+            ir::ToolChoice::None => api::ToolChoice::Mode("none".to_owned()),
+            ir::ToolChoice::Required => api::ToolChoice::Mode("required".to_owned()),
+            ir::ToolChoice::Named(name) => api::ToolChoice::Named(api::NamedToolChoice {
+                kind: "function".to_owned(),
+                function: api::NamedFunction {
+                    name,
+                    extra: Extra::new(),
+                },
+                extra: Extra::new(),
+            }),
+        }),
+        parallel_tool_calls: request.parallel_tool_calls,
+        response_format: request.response_format.map(|format| match format {
+            ir::ResponseFormat::Text => api::ResponseFormat {
+                kind: "text".to_owned(),
+                json_schema: None,
+                extra: Extra::new(),
+            },
+            ir::ResponseFormat::JsonObject => api::ResponseFormat {
+                kind: "json_object".to_owned(),
+                json_schema: None,
+                extra: Extra::new(),
+            },
+            ir::ResponseFormat::JsonSchema {
+                name,
+                description,
+                schema,
+                strict,
+            } => api::ResponseFormat {
+                kind: "json_schema".to_owned(),
+                json_schema: Some(api::JsonSchema {
+                    name,
+                    description,
+                    schema: Some(schema),
+                    strict,
+                    extra: Extra::new(),
+                }),
+                extra: Extra::new(),
+            },
+        }),
+        reasoning_effort: request.reasoning.map(|reasoning| reasoning.effort()),
+        user: request.user,
+        extra: Extra::new(),
+    }
+}
+
+fn plain_message(role: &str, content: Option<api::Content>) -> api::Message {
+    api::Message {
+        role: role.to_owned(),
+        content,
+        name: None,
+        tool_calls: None,
+        tool_call_id: None,
+        refusal: None,
+        reasoning_content: None,
+        extra: Extra::new(),
+    }
+}
+
+fn flush_user(pending: &mut Vec<api::ContentPart>, messages: &mut Vec<api::Message>) {
+    if pending.is_empty() {
+        return;
+    }
+    let parts = std::mem::take(pending);
+    let content = match parts.as_slice() {
+        [api::ContentPart::Text(text)] => api::Content::Text(text.text.clone()),
+        _ => api::Content::Parts(parts),
+    };
+    messages.push(plain_message("user", Some(content)));
+}
+
+/// A user content part; reasoning and file ids without data have no Chat form.
+fn encode_part(part: Part) -> Option<api::ContentPart> {
+    match part {
+        Part::Text(text) => Some(api::ContentPart::Text(api::TextPart {
+            text,
+            extra: Extra::new(),
+        })),
+        Part::Image(media) => media.to_url().map(|url| {
+            api::ContentPart::ImageUrl(api::ImageUrlPart {
+                image_url: api::ImageUrl {
+                    url,
+                    detail: None,
+                    extra: Extra::new(),
+                },
+                extra: Extra::new(),
+            })
+        }),
+        Part::File { media, filename } => {
+            let (file_data, file_id) = match media {
+                ir::Media::Base64 { .. } => (media.to_url(), None),
+                ir::Media::FileId(id) => (None, Some(id)),
+                // Chat file parts take no URLs.
+                ir::Media::Url(_) => return None,
+            };
+            Some(api::ContentPart::File(api::FilePart {
+                file: api::FileData {
+                    file_data,
+                    file_id,
+                    filename,
+                    extra: Extra::new(),
+                },
+                extra: Extra::new(),
+            }))
+        }
+        _ => None,
+    }
+}
+
+fn decode_usage(usage: &api::Usage) -> ir::Usage {
+    ir::Usage {
+        input: usage.prompt_tokens,
+        output: usage.completion_tokens,
+        cache_read: usage
+            .prompt_tokens_details
+            .as_ref()
+            .and_then(|details| details.cached_tokens)
+            .unwrap_or(0),
+        cache_creation: usage
+            .extra
+            .get("cache_creation_input_tokens")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+        reasoning: usage
+            .completion_tokens_details
+            .as_ref()
+            .and_then(|details| details.reasoning_tokens)
+            .unwrap_or(0),
+    }
+}
+
+pub(crate) fn encode_usage(usage: &ir::Usage) -> api::Usage {
+    let mut extra = Extra::new();
+    if usage.cache_creation > 0 {
+        extra.insert(
+            "cache_creation_input_tokens".to_owned(),
+            Value::from(usage.cache_creation),
+        );
+    }
+    api::Usage {
+        prompt_tokens: usage.input,
+        completion_tokens: usage.output,
+        total_tokens: usage.input + usage.output,
+        prompt_tokens_details: Some(api::PromptTokensDetails {
+            cached_tokens: Some(usage.cache_read),
+            extra: Extra::new(),
+        }),
+        completion_tokens_details: Some(api::CompletionTokensDetails {
+            reasoning_tokens: Some(usage.reasoning),
+            extra: Extra::new(),
+        }),
+        extra,
+    }
+}
+
+fn reasoning_extension(extra: &Extra) -> Option<&str> {
+    // Internal: OpenRouter and some others name the field `reasoning`.
+    extra.get("reasoning").and_then(Value::as_str)
+}
+
+pub(crate) fn decode_response(response: api::Response) -> ir::Response {
+    let mut parts = Vec::new();
+    let mut stop = ir::Stop::default();
+    // Only the first choice is converted; the other formats have one answer per response.
+    if let Some(choice) = response.choices.into_iter().next() {
+        let message = choice.message;
+        let reasoning = message
+            .reasoning_content
+            .clone()
+            .or_else(|| reasoning_extension(&message.extra).map(str::to_owned));
+        if let Some(text) = reasoning.filter(|text| !text.is_empty()) {
+            parts.push(Part::Reasoning {
+                text,
+                signature: None,
+            });
+        }
+        match message.content {
+            Some(api::Content::Text(text)) if !text.is_empty() => parts.push(Part::Text(text)),
+            Some(api::Content::Parts(content)) => {
+                for part in content {
+                    match part {
+                        api::ContentPart::Text(text) => parts.push(Part::Text(text.text)),
+                        api::ContentPart::Refusal(refusal) => {
+                            parts.push(Part::Text(refusal.refusal))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+        if let Some(refusal) = message.refusal.filter(|text| !text.is_empty()) {
+            parts.push(Part::Text(refusal));
+            stop.reason = ir::StopReason::Refusal;
+        }
+        for call in message.tool_calls.unwrap_or_default() {
+            parts.push(Part::ToolCall {
+                id: call.id,
+                name: call.function.name,
+                arguments: call.function.arguments,
+            });
+        }
+        if let Some(reason) = choice.finish_reason.as_deref() {
+            stop.reason = ir::StopReason::from_chat(reason);
+        }
+    }
+    ir::Response {
+        id: response.id,
+        model: response.model,
+        created: Some(response.created),
+        parts,
+        stop,
+        usage: response
+            .usage
+            .as_ref()
+            .map(decode_usage)
+            .unwrap_or_default(),
+    }
+}
+
+pub(crate) fn encode_response(response: ir::Response) -> api::Response {
+    let stop = response.effective_stop();
+    let text = ir::joined_text(&response.parts, "");
+    let reasoning: Vec<&str> = response
+        .parts
+        .iter()
+        .filter_map(|part| match part {
+            Part::Reasoning { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    let reasoning = (!reasoning.is_empty()).then(|| reasoning.join("\n\n"));
+    let tool_calls: Vec<api::ToolCall> = response
+        .parts
+        .iter()
+        .filter_map(|part| match part {
+            Part::ToolCall {
+                id,
+                name,
+                arguments,
+            } => Some(api::ToolCall {
+                id: ir::openai_call_id(id),
+                kind: "function".to_owned(),
+                function: api::FunctionCall {
+                    name: name.clone(),
+                    arguments: arguments.clone(),
+                    extra: Extra::new(),
+                },
+                extra: Extra::new(),
+            }),
+            _ => None,
+        })
+        .collect();
+    let content = if text.is_empty() && !tool_calls.is_empty() {
+        None
+    } else {
+        Some(api::Content::Text(text))
+    };
+    let mut message = plain_message("assistant", content);
+    message.reasoning_content = reasoning;
+    message.tool_calls = (!tool_calls.is_empty()).then_some(tool_calls);
+    api::Response {
+        id: response.id,
+        object: "chat.completion".to_owned(),
+        created: response.created.unwrap_or_else(super::stream::unix_now),
+        model: response.model,
+        choices: vec![api::Choice {
+            index: 0,
+            message,
+            finish_reason: Some(stop.chat().to_owned()),
+            extra: Extra::new(),
+        }],
+        usage: Some(encode_usage(&response.usage)),
+        extra: Extra::new(),
+    }
+}
+
+/// Chat chunks to internal events.
+#[derive(Debug, Default)]
+pub(crate) struct StreamDecoder {
+    started: bool,
+    /// The kind of block last opened: text, reasoning, or the Chat index of a tool call.
+    current: Option<Current>,
+    /// Chat indexes of the tool calls already opened (and maybe closed).
+    seen_tools: Vec<u32>,
+    stop: Option<ir::Stop>,
+    usage: Option<ir::Usage>,
+    finished: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Current {
+    Text,
+    Reasoning,
+    Tool(u32),
+}
+
+impl StreamDecoder {
+    pub(crate) fn push(&mut self, event: &sse::Event, out: &mut Vec<ir::Event>) {
+        if self.finished {
+            return;
+        }
+        let Ok(event) = api::StreamEvent::parse(event) else {
+            return;
+        };
+        let chunk = match event {
+            api::StreamEvent::Done => {
+                self.finish(out);
+                return;
+            }
+            api::StreamEvent::Error(error) => {
+                self.finished = true;
+                out.push(ir::Event::Error {
+                    kind: error
+                        .error
+                        .kind
+                        .as_deref()
+                        .and_then(ErrorKind::from_type)
+                        .unwrap_or(ErrorKind::Api),
+                    message: error.error.message,
+                });
+                return;
+            }
+            api::StreamEvent::Chunk(chunk) => chunk,
+        };
+        if !self.started && (!chunk.choices.is_empty() || chunk.usage.is_some()) {
+            self.started = true;
+            out.push(ir::Event::Start {
+                id: chunk.id.clone(),
+                model: chunk.model.clone(),
+                created: Some(chunk.created).filter(|created| *created > 0),
+                usage: ir::Usage::default(),
+            });
+        }
+        for choice in chunk.choices.into_iter().filter(|choice| choice.index == 0) {
+            let delta = choice.delta;
+            let reasoning = delta
+                .reasoning_content
+                .as_deref()
+                .or_else(|| reasoning_extension(&delta.extra));
+            if let Some(text) = reasoning.filter(|text| !text.is_empty()) {
+                self.open(Current::Reasoning, None, out);
+                out.push(ir::Event::Reasoning(text.to_owned()));
+            }
+            for text in [delta.content, delta.refusal].into_iter().flatten() {
+                if !text.is_empty() {
+                    self.open(Current::Text, None, out);
+                    out.push(ir::Event::Text(text));
+                }
+            }
+            for call in delta.tool_calls.unwrap_or_default() {
+                let function = call.function.unwrap_or_default();
+                if !self.seen_tools.contains(&call.index) {
+                    // Internal: some servers send no id; the stream still needs one.
+                    let id = call
+                        .id
+                        .unwrap_or_else(|| format!("call_{}_{}", chunk.id, call.index));
+                    self.seen_tools.push(call.index);
+                    self.open(
+                        Current::Tool(call.index),
+                        Some(Block::ToolCall {
+                            id,
+                            name: function.name.unwrap_or_default(),
+                        }),
+                        out,
+                    );
+                }
+                // Fragments of a call that is no longer the current one (a server that
+                // interleaves parallel calls) cannot be placed in a sequential stream.
+                if self.current == Some(Current::Tool(call.index))
+                    && let Some(arguments) = function.arguments.filter(|args| !args.is_empty())
+                {
+                    out.push(ir::Event::ToolArgs(arguments));
+                }
+            }
+            if let Some(reason) = choice.finish_reason {
+                self.close(out);
+                self.stop = Some(ir::Stop {
+                    reason: ir::StopReason::from_chat(&reason),
+                    sequence: None,
+                });
+            }
+        }
+        if let Some(usage) = &chunk.usage {
+            self.usage = Some(decode_usage(usage));
+        }
+        if self.stop.is_some() && self.usage.is_some() {
+            self.finish(out);
+        }
+    }
+
+    fn open(&mut self, kind: Current, block: Option<Block>, out: &mut Vec<ir::Event>) {
+        if self.current == Some(kind) {
+            return;
+        }
+        self.close(out);
+        self.current = Some(kind);
+        out.push(ir::Event::BlockStart(match (kind, block) {
+            (_, Some(block)) => block,
+            (Current::Reasoning, None) => Block::Reasoning,
+            _ => Block::Text,
+        }));
+    }
+
+    fn close(&mut self, out: &mut Vec<ir::Event>) {
+        if self.current.take().is_some() {
+            out.push(ir::Event::BlockStop);
+        }
+    }
+
+    /// The stream ended (`[DONE]` or end of body): a finish reason seen without a usage
+    /// chunk still finishes the response.
+    pub(crate) fn finish(&mut self, out: &mut Vec<ir::Event>) {
+        if self.finished {
+            return;
+        }
+        if let Some(stop) = self.stop.take() {
+            self.finished = true;
+            self.close(out);
+            out.push(ir::Event::Finish {
+                stop,
+                usage: self.usage.unwrap_or_default(),
+            });
+        }
+    }
+}
+
+/// Internal events to Chat chunks.
+#[derive(Debug, Default)]
+pub(crate) struct StreamEncoder {
+    model_override: Option<String>,
+    id: String,
+    model: String,
+    created: u64,
+    /// Chat index of the current tool call; the count of tool calls so far.
+    tool_index: u32,
+    in_tool: bool,
+    saw_tool_call: bool,
+}
+
+impl StreamEncoder {
+    pub(crate) fn new(model: Option<String>) -> Self {
+        StreamEncoder {
+            model_override: model,
+            ..StreamEncoder::default()
+        }
+    }
+
+    fn chunk(&self, delta: api::ChunkDelta, finish_reason: Option<String>) -> api::StreamEvent {
+        api::StreamEvent::Chunk(api::Chunk {
+            id: self.id.clone(),
+            object: "chat.completion.chunk".to_owned(),
+            created: self.created,
+            model: self.model.clone(),
+            choices: vec![api::ChunkChoice {
+                index: 0,
+                delta,
+                finish_reason,
+                extra: Extra::new(),
+            }],
+            usage: None,
+            extra: Extra::new(),
+        })
+    }
+
+    fn tool_delta(&self, call: api::ToolCallDelta) -> api::StreamEvent {
+        self.chunk(
+            api::ChunkDelta {
+                tool_calls: Some(vec![call]),
+                ..api::ChunkDelta::default()
+            },
+            None,
+        )
+    }
+
+    pub(crate) fn push(&mut self, event: ir::Event, out: &mut Vec<sse::Event>) {
+        let chunk = match event {
+            ir::Event::Start {
+                id, model, created, ..
+            } => {
+                self.id = id;
+                self.model = self.model_override.clone().unwrap_or(model);
+                self.created = created.unwrap_or_else(super::stream::unix_now);
+                self.chunk(
+                    api::ChunkDelta {
+                        role: Some("assistant".to_owned()),
+                        content: Some(String::new()),
+                        ..api::ChunkDelta::default()
+                    },
+                    None,
+                )
+            }
+            ir::Event::BlockStart(Block::ToolCall { id, name }) => {
+                self.in_tool = true;
+                self.saw_tool_call = true;
+                self.tool_delta(api::ToolCallDelta {
+                    index: self.tool_index,
+                    id: Some(ir::openai_call_id(&id)),
+                    kind: Some("function".to_owned()),
+                    function: Some(api::FunctionDelta {
+                        name: Some(name),
+                        arguments: Some(String::new()),
+                        extra: Extra::new(),
+                    }),
+                    extra: Extra::new(),
+                })
+            }
+            ir::Event::BlockStart(_) | ir::Event::Signature(_) => return,
+            ir::Event::BlockStop => {
+                if self.in_tool {
+                    self.in_tool = false;
+                    self.tool_index += 1;
+                }
+                return;
+            }
+            ir::Event::Text(text) => self.chunk(
+                api::ChunkDelta {
+                    content: Some(text),
+                    ..api::ChunkDelta::default()
+                },
+                None,
+            ),
+            ir::Event::Reasoning(text) => self.chunk(
+                api::ChunkDelta {
+                    reasoning_content: Some(text),
+                    ..api::ChunkDelta::default()
+                },
+                None,
+            ),
+            ir::Event::ToolArgs(arguments) => self.tool_delta(api::ToolCallDelta {
+                index: self.tool_index,
+                id: None,
+                kind: None,
+                function: Some(api::FunctionDelta {
+                    name: None,
+                    arguments: Some(arguments),
+                    extra: Extra::new(),
+                }),
+                extra: Extra::new(),
+            }),
+            ir::Event::Finish { stop, usage } => {
+                let reason = if stop.reason == ir::StopReason::EndTurn && self.saw_tool_call {
+                    ir::StopReason::ToolUse
+                } else {
+                    stop.reason
+                };
+                let mut chunk =
+                    self.chunk(api::ChunkDelta::default(), Some(reason.chat().to_owned()));
+                if let api::StreamEvent::Chunk(chunk) = &mut chunk {
+                    chunk.usage = Some(encode_usage(&usage));
+                }
+                out.push(chunk.to_sse());
+                api::StreamEvent::Done
+            }
+            ir::Event::Error { kind, message } => {
+                out.push(
+                    api::StreamEvent::Error(api::ErrorBody {
+                        error: api::ErrorDetail {
+                            message,
+                            kind: Some(kind.openai_type().to_owned()),
+                            param: None,
+                            code: kind.openai_code().map(Value::from),
+                            extra: Extra::new(),
+                        },
+                        extra: Extra::new(),
+                    })
+                    .to_sse(),
+                );
+                api::StreamEvent::Done
+            }
+        };
+        out.push(chunk.to_sse());
+    }
+}

@@ -1,0 +1,364 @@
+//! Streaming conversion: an incremental state machine per stream.
+//!
+//! A [`StreamConverter`] is a decoder of the upstream format, a normaliser, and an encoder
+//! of the client's format. Events go in one at a time and converted events come out at
+//! once; nothing waits for the end of the response. State is a few counters and ids per
+//! stream, plus, for a Responses client only, the finished output items that
+//! `response.completed` must repeat.
+
+use super::ir::{self, Block};
+use super::{ErrorKind, anthropic, openai_chat, openai_responses};
+use crate::{Format, sse};
+
+/// Seconds since the Unix epoch, for the `created` fields a source format lacks.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+/// Converts a stream of server-sent events from one format to another, event by event.
+///
+/// `push` each upstream event as the [`sse::Decoder`] produces it, send what lands in `out`
+/// to the client, and call `finish` when the upstream body ends. If the upstream stopped
+/// before its final event, `finish` emits the client format's error ending (Anthropic
+/// `error`, a Chat error chunk and `[DONE]`, Responses `response.failed`), so the client
+/// always sees a well-formed stream.
+///
+/// ```
+/// use ccproxy_formats::{Format, convert::StreamConverter, sse};
+///
+/// let mut converter = StreamConverter::new(Format::OpenAiChat, Format::AnthropicMessages);
+/// let mut out = Vec::new();
+/// converter.push(&sse::Event::data(r#"{"id":"c1","model":"gpt-4o","choices":[{"index":0,"delta":{"role":"assistant","content":"Hi"}}]}"#), &mut out);
+/// converter.push(&sse::Event::data(r#"{"id":"c1","model":"gpt-4o","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#), &mut out);
+/// converter.push(&sse::Event::done(), &mut out);
+/// converter.finish(&mut out);
+/// let names: Vec<_> = out.iter().map(|event| event.event.as_deref().unwrap()).collect();
+/// assert_eq!(names, ["message_start", "content_block_start", "content_block_delta",
+///     "content_block_stop", "message_delta", "message_stop"]);
+/// ```
+#[derive(Debug)]
+pub struct StreamConverter {
+    from: Format,
+    to: Format,
+    stages: Stages,
+}
+
+#[derive(Debug)]
+enum Stages {
+    /// Same format: events pass through (with the model id rewritten if asked).
+    Identity { model: Option<String> },
+    /// One hop through the internal representation.
+    Convert(Box<Hop>),
+    /// Several hops, each feeding the next.
+    Chain(Vec<StreamConverter>),
+}
+
+#[derive(Debug)]
+struct Hop {
+    decoder: Decoder,
+    normalizer: Normalizer,
+    encoder: Encoder,
+    /// Scratch buffer reused between pushes.
+    events: Vec<ir::Event>,
+}
+
+#[derive(Debug)]
+enum Decoder {
+    Anthropic(anthropic::StreamDecoder),
+    Chat(openai_chat::StreamDecoder),
+    Responses(openai_responses::StreamDecoder),
+}
+
+#[derive(Debug)]
+enum Encoder {
+    Anthropic(anthropic::StreamEncoder),
+    Chat(openai_chat::StreamEncoder),
+    Responses(openai_responses::StreamEncoder),
+}
+
+impl StreamConverter {
+    /// A converter from the upstream format `from` to the client format `to`.
+    pub fn new(from: Format, to: Format) -> Self {
+        StreamConverter::build(from, to, None)
+    }
+
+    /// A converter through every format of `formats` in turn, from the first (upstream) to
+    /// the last (client): the chain a route declares. Consecutive duplicates collapse.
+    /// `None` for an empty list.
+    pub fn chain(formats: &[Format]) -> Option<Self> {
+        let (&first, rest) = formats.split_first()?;
+        let mut hops = Vec::new();
+        let mut previous = first;
+        for &format in rest {
+            if format != previous {
+                hops.push(StreamConverter::new(previous, format));
+                previous = format;
+            }
+        }
+        Some(match hops.len() {
+            0 => StreamConverter::new(first, first),
+            1 => hops.remove(0),
+            _ => StreamConverter {
+                from: first,
+                to: previous,
+                stages: Stages::Chain(hops),
+            },
+        })
+    }
+
+    fn build(from: Format, to: Format, model: Option<String>) -> Self {
+        let stages = if from == to {
+            Stages::Identity { model }
+        } else {
+            Stages::Convert(Box::new(Hop {
+                decoder: match from {
+                    Format::AnthropicMessages => Decoder::Anthropic(Default::default()),
+                    Format::OpenAiChat => Decoder::Chat(Default::default()),
+                    Format::OpenAiResponses => Decoder::Responses(Default::default()),
+                },
+                normalizer: Normalizer::default(),
+                encoder: match to {
+                    Format::AnthropicMessages => {
+                        Encoder::Anthropic(anthropic::StreamEncoder::new(model))
+                    }
+                    Format::OpenAiChat => Encoder::Chat(openai_chat::StreamEncoder::new(model)),
+                    Format::OpenAiResponses => {
+                        Encoder::Responses(openai_responses::StreamEncoder::new(model))
+                    }
+                },
+                events: Vec::new(),
+            }))
+        };
+        StreamConverter { from, to, stages }
+    }
+
+    /// Reports `model` as the model id in the converted stream (the alias the client asked
+    /// for) instead of the upstream's.
+    pub fn with_model(self, model: impl Into<String>) -> Self {
+        let model = model.into();
+        match self.stages {
+            Stages::Chain(mut hops) => {
+                if let Some(last) = hops.pop() {
+                    hops.push(last.with_model(model));
+                }
+                StreamConverter {
+                    stages: Stages::Chain(hops),
+                    ..self
+                }
+            }
+            _ => StreamConverter::build(self.from, self.to, Some(model)),
+        }
+    }
+
+    /// The upstream format.
+    pub fn from(&self) -> Format {
+        self.from
+    }
+
+    /// The client format.
+    pub fn to(&self) -> Format {
+        self.to
+    }
+
+    /// Converts one upstream event, appending the client events it yields to `out`.
+    ///
+    /// Events that are not valid JSON of the upstream format, keep-alive pings and event
+    /// types the client format has no counterpart for yield nothing.
+    pub fn push(&mut self, event: &sse::Event, out: &mut Vec<sse::Event>) {
+        match &mut self.stages {
+            Stages::Identity { model } => {
+                let mut event = event.clone();
+                if let Some(model) = model {
+                    super::rewrite_model_event(&mut event, model);
+                }
+                out.push(event);
+            }
+            Stages::Convert(hop) => {
+                let Hop {
+                    decoder,
+                    normalizer,
+                    encoder,
+                    events,
+                } = &mut **hop;
+                match decoder {
+                    Decoder::Anthropic(decoder) => decoder.push(event, events),
+                    Decoder::Chat(decoder) => decoder.push(event, events),
+                    Decoder::Responses(decoder) => decoder.push(event, events),
+                }
+                for event in events.drain(..) {
+                    normalizer.push(event, &mut |event| encoder.push(event, out));
+                }
+            }
+            Stages::Chain(hops) => {
+                let mut events = vec![event.clone()];
+                for hop in hops {
+                    let mut next = Vec::with_capacity(events.len());
+                    for event in &events {
+                        hop.push(event, &mut next);
+                    }
+                    events = next;
+                }
+                out.extend(events);
+            }
+        }
+    }
+
+    /// Ends the stream. Emits the final events still pending, or the client format's error
+    /// ending when the upstream stopped before its last event. Later pushes yield nothing.
+    pub fn finish(&mut self, out: &mut Vec<sse::Event>) {
+        match &mut self.stages {
+            Stages::Identity { .. } => {}
+            Stages::Convert(hop) => {
+                let Hop {
+                    decoder,
+                    normalizer,
+                    encoder,
+                    events,
+                } = &mut **hop;
+                if let Decoder::Chat(decoder) = decoder {
+                    decoder.finish(events);
+                }
+                for event in events.drain(..) {
+                    normalizer.push(event, &mut |event| encoder.push(event, out));
+                }
+                normalizer.finish(&mut |event| encoder.push(event, out));
+            }
+            Stages::Chain(hops) => {
+                let mut events: Vec<sse::Event> = Vec::new();
+                for hop in hops {
+                    let mut next = Vec::with_capacity(events.len());
+                    for event in &events {
+                        hop.push(event, &mut next);
+                    }
+                    hop.finish(&mut next);
+                    events = next;
+                }
+                out.extend(events);
+            }
+        }
+    }
+}
+
+impl Encoder {
+    fn push(&mut self, event: ir::Event, out: &mut Vec<sse::Event>) {
+        match self {
+            Encoder::Anthropic(encoder) => encoder.push(event, out),
+            Encoder::Chat(encoder) => encoder.push(event, out),
+            Encoder::Responses(encoder) => encoder.push(event, out),
+        }
+    }
+}
+
+/// Turns whatever a decoder produced into the well-formed sequence encoders rely on (see
+/// [`ir::Event`]): synthesises a missing start, opens a block for a stray text or reasoning
+/// delta, closes a block left open, drops deltas that fit no block (tool arguments without a
+/// tool call) and everything after the end.
+#[derive(Debug, Default)]
+struct Normalizer {
+    started: bool,
+    open: Option<Open>,
+    ended: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Open {
+    Text,
+    Reasoning,
+    Tool,
+}
+
+impl Normalizer {
+    fn push(&mut self, event: ir::Event, emit: &mut dyn FnMut(ir::Event)) {
+        if self.ended {
+            return;
+        }
+        if let ir::Event::Start { .. } = event {
+            // Internal: a second start (Responses sends created and in_progress) adds
+            // nothing.
+            if !self.started {
+                self.started = true;
+                emit(event);
+            }
+            return;
+        }
+        if !self.started {
+            self.started = true;
+            emit(ir::Event::Start {
+                id: "msg_unknown".to_owned(),
+                model: String::new(),
+                created: None,
+                usage: ir::Usage::default(),
+            });
+        }
+        match event {
+            ir::Event::Start { .. } => {}
+            ir::Event::BlockStart(block) => {
+                self.close(emit);
+                self.open = Some(match block {
+                    Block::Text => Open::Text,
+                    Block::Reasoning => Open::Reasoning,
+                    Block::ToolCall { .. } => Open::Tool,
+                });
+                emit(ir::Event::BlockStart(block));
+            }
+            ir::Event::Text(text) => {
+                self.ensure(Open::Text, Block::Text, emit);
+                emit(ir::Event::Text(text));
+            }
+            ir::Event::Reasoning(text) => {
+                self.ensure(Open::Reasoning, Block::Reasoning, emit);
+                emit(ir::Event::Reasoning(text));
+            }
+            ir::Event::Signature(signature) => {
+                if self.open == Some(Open::Reasoning) {
+                    emit(ir::Event::Signature(signature));
+                }
+            }
+            ir::Event::ToolArgs(arguments) => {
+                if self.open == Some(Open::Tool) {
+                    emit(ir::Event::ToolArgs(arguments));
+                }
+            }
+            ir::Event::BlockStop => self.close(emit),
+            ir::Event::Finish { .. } => {
+                self.close(emit);
+                self.ended = true;
+                emit(event);
+            }
+            ir::Event::Error { .. } => {
+                self.ended = true;
+                emit(event);
+            }
+        }
+    }
+
+    fn ensure(&mut self, kind: Open, block: Block, emit: &mut dyn FnMut(ir::Event)) {
+        if self.open != Some(kind) {
+            self.close(emit);
+            self.open = Some(kind);
+            emit(ir::Event::BlockStart(block));
+        }
+    }
+
+    fn close(&mut self, emit: &mut dyn FnMut(ir::Event)) {
+        if self.open.take().is_some() {
+            emit(ir::Event::BlockStop);
+        }
+    }
+
+    /// The upstream ended: a stream without its final event ends in an error.
+    fn finish(&mut self, emit: &mut dyn FnMut(ir::Event)) {
+        if !self.ended {
+            self.push(
+                ir::Event::Error {
+                    kind: ErrorKind::Api,
+                    message: "the upstream stream ended before the response was complete"
+                        .to_owned(),
+                },
+                emit,
+            );
+        }
+    }
+}
