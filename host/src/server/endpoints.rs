@@ -31,7 +31,11 @@ pub async fn handle(app: &App, route: CoreRoute, params: &[(String, String)]) ->
         ),
         CoreRoute::Ready => {
             let ready = app.ready.load(Ordering::Acquire);
-            let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            let status = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
             json_response(
                 status,
                 &json!({
@@ -44,7 +48,11 @@ pub async fn handle(app: &App, route: CoreRoute, params: &[(String, String)]) ->
         CoreRoute::Plugins => plugins(app),
         CoreRoute::PluginsStatus => status(app),
         CoreRoute::PluginHealth => {
-            let name = params.iter().find(|(k, _)| k == "name").map(|(_, v)| v.as_str()).unwrap_or_default();
+            let name = params
+                .iter()
+                .find(|(k, _)| k == "name")
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_default();
             plugin_health(app, name).await
         }
     }
@@ -57,7 +65,12 @@ fn recent_panic(plugin: &ActivePlugin) -> Option<String> {
 }
 
 fn health(app: &App) -> Response<Body> {
-    let inactive = app.registry.entries.iter().filter(|e| e.status != Status::Active).count();
+    let inactive = app
+        .registry
+        .entries
+        .iter()
+        .filter(|e| e.status != Status::Active)
+        .count();
     let panicking: Vec<&str> = app
         .registry
         .active
@@ -65,10 +78,16 @@ fn health(app: &App) -> Response<Body> {
         .filter(|p| recent_panic(p).is_some())
         .map(|p| p.manifest.name.as_str())
         .collect();
-    let plugin_status = if panicking.is_empty() && inactive == 0 { "pass" } else { "warn" };
+    let plugin_status = if panicking.is_empty() && inactive == 0 {
+        "pass"
+    } else {
+        "warn"
+    };
     let mut output = Vec::new();
     if inactive > 0 {
-        output.push(format!("{inactive} plugin file(s) not active; see /plugins/status"));
+        output.push(format!(
+            "{inactive} plugin file(s) not active; see /plugins/status"
+        ));
     }
     if !panicking.is_empty() {
         output.push(format!("recent panics in: {}", panicking.join(", ")));
@@ -92,7 +111,11 @@ fn health(app: &App) -> Response<Body> {
             }],
         },
     });
-    json_bytes(StatusCode::OK, serde_json::to_vec(&body).unwrap_or_default(), "application/health+json")
+    json_bytes(
+        StatusCode::OK,
+        serde_json::to_vec(&body).unwrap_or_default(),
+        "application/health+json",
+    )
 }
 
 fn plugins(app: &App) -> Response<Body> {
@@ -109,7 +132,10 @@ fn plugins(app: &App) -> Response<Body> {
             })
         })
         .collect();
-    json_response(StatusCode::OK, &json!({"plugins": plugins, "total": plugins.len()}))
+    json_response(
+        StatusCode::OK,
+        &json!({"plugins": plugins, "total": plugins.len()}),
+    )
 }
 
 fn status(app: &App) -> Response<Body> {
@@ -199,12 +225,21 @@ fn merge(target: &mut Value, extra: Value) {
 
 async fn plugin_health(app: &App, name: &str) -> Response<Body> {
     let Some(plugin) = app.registry.get(name) else {
-        return match app.registry.entries.iter().find(|e| e.display_name() == name) {
+        return match app
+            .registry
+            .entries
+            .iter()
+            .find(|e| e.display_name() == name)
+        {
             Some(entry) => json_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &json!({"plugin": name, "status": "unknown", "adapter_loaded": false, "details": {"status": entry.status.as_str(), "reason": entry.reason}}),
             ),
-            None => error_response(StatusCode::NOT_FOUND, "not_found", &format!("no plugin named {name}; see GET /plugins")),
+            None => error_response(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                &format!("no plugin named {name}; see GET /plugins"),
+            ),
         };
     };
     let stats = &plugin.handle.stats;
@@ -214,7 +249,10 @@ async fn plugin_health(app: &App, name: &str) -> Response<Body> {
         .await;
     let (mut status, mut details) = match reported {
         Ok(reply) => (reply.meta.status, reply.meta.details),
-        Err(error) => ("unhealthy".to_owned(), json!({"health_check_error": error.message})),
+        Err(error) => (
+            "unhealthy".to_owned(),
+            json!({"health_check_error": error.message}),
+        ),
     };
     if let Some(message) = recent_panic(plugin) {
         status = "unhealthy".to_owned();
@@ -237,7 +275,11 @@ async fn plugin_health(app: &App, name: &str) -> Response<Body> {
     } else if !details.is_null() {
         merge(&mut all_details, json!({"plugin": details}));
     }
-    let http_status = if status == "unhealthy" { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    let http_status = if status == "unhealthy" {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
     json_response(
         http_status,
         &json!({"plugin": name, "status": status, "adapter_loaded": plugin.manifest.kind == ccproxy_plugin_abi::PluginKind::Provider, "details": all_details}),

@@ -3,6 +3,7 @@
 
 pub mod endpoints;
 pub mod pipeline;
+pub mod provider;
 pub mod response;
 pub mod router;
 
@@ -85,7 +86,12 @@ impl App {
 
 /// Serves `listener` until `shutdown` resolves, then stops accepting and waits
 /// up to `grace` for in-flight requests.
-pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl std::future::Future<Output = ()>, grace: Duration) {
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+    grace: Duration,
+) {
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -118,8 +124,14 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl std::fut
     }
     app.ready.store(false, std::sync::atomic::Ordering::Release);
     drop(listener);
-    tracing::info!("shutting down: waiting up to {} s for in-flight requests", grace.as_secs());
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    tracing::info!(
+        "shutting down: waiting up to {} s for in-flight requests",
+        grace.as_secs()
+    );
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("in-flight requests did not finish within the grace period; closing them");
     }
 }
@@ -129,7 +141,9 @@ pub async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        let mut terminate = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
             Ok(signal) => signal,
             Err(error) => {
                 tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the server");

@@ -14,7 +14,8 @@ use std::{net::SocketAddr, sync::Arc, time::Instant};
 
 use bytes::Bytes;
 use ccproxy_plugin_abi::protocol::{
-    MiddlewareRequestInput, MiddlewareRequestOutput, MiddlewareResponseInput, RequestHead, ResponseHead, RouteInput, op,
+    MiddlewareRequestInput, MiddlewareRequestOutput, MiddlewareResponseInput, RequestHead,
+    ResponseHead, RouteInput, op,
 };
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
@@ -23,22 +24,20 @@ use serde_json::json;
 
 use super::{
     App, endpoints,
-    response::{Body, error_response, full},
+    provider::{self, ProviderFailure, Streaming},
+    response::{Body, error_response, full, on_end},
     router::{Lookup, Target},
 };
 use crate::{plugins::handle::CallErrorKind, telemetry::redact_header};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// What `request.completed` needs to know about the answer.
-struct Outcome {
-    status: u16,
-    bytes_sent: u64,
-    error: Option<String>,
-}
-
 /// Handles one request; never fails (every error is a response).
-pub async fn handle(app: Arc<App>, request: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
+pub async fn handle(
+    app: Arc<App>,
+    request: Request<Incoming>,
+    remote: SocketAddr,
+) -> Response<Body> {
     let started = Instant::now();
     let request_id = request
         .headers()
@@ -50,7 +49,8 @@ pub async fn handle(app: Arc<App>, request: Request<Incoming>, remote: SocketAdd
     let method = request.method().as_str().to_owned();
     let path = request.uri().path().to_owned();
     let query = request.uri().query().unwrap_or_default().to_owned();
-    let span = tracing::debug_span!("request", request_id = %request_id, method = %method, path = %path);
+    let span =
+        tracing::debug_span!("request", request_id = %request_id, method = %method, path = %path);
     let _guard = span.enter();
 
     let hooks = &app.shared.hooks;
@@ -67,7 +67,9 @@ pub async fn handle(app: Arc<App>, request: Request<Incoming>, remote: SocketAdd
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let completed_headers = hooks.wants("request.completed").then(|| masked_headers(request.headers()));
+    let completed_headers = hooks
+        .wants("request.completed")
+        .then(|| masked_headers(request.headers()));
 
     let mut response = route(&app, request, &request_id, &method, &path, &query).await;
 
@@ -77,26 +79,105 @@ pub async fn handle(app: Arc<App>, request: Request<Incoming>, remote: SocketAdd
     }
     headers.insert(header::SERVER, HeaderValue::from_static("ccproxy"));
     let status = response.status().as_u16();
-    let outcome = Outcome {
+    let streaming = response.extensions().get::<Streaming>().cloned();
+    let error = response
+        .extensions()
+        .get::<FailureNote>()
+        .map(|n| n.0.clone())
+        .or_else(|| {
+            response
+                .extensions()
+                .get::<ProviderFailure>()
+                .map(|n| n.0.clone())
+        });
+    let completion = Completion {
+        hooks: app.shared.hooks.clone(),
+        request_id,
+        method,
+        path,
+        query,
+        client_ip: remote.ip().to_string(),
+        user_agent,
+        headers: completed_headers,
         status,
-        bytes_sent: http_body::Body::size_hint(response.body()).exact().unwrap_or(0),
-        error: response.extensions().get::<FailureNote>().map(|n| n.0.clone()),
+        started,
+        error,
+        streaming,
     };
-    let duration_ms = started.elapsed().as_secs_f64() * 1e3;
-    let event = if outcome.error.is_some() { "request.failed" } else { "request.completed" };
-    hooks.observe(event, Some(&request_id), || {
-        json!({
-            "request_id": request_id, "method": method, "path": path, "query": query,
-            "url": if query.is_empty() { path.clone() } else { format!("{path}?{query}") },
-            "status_code": outcome.status, "response_status": outcome.status,
-            "duration_ms": duration_ms, "client_ip": remote.ip().to_string(),
-            "user_agent": user_agent, "bytes_sent": outcome.bytes_sent, "streaming": false,
-            "provider": null, "model": null, "usage": null,
-            "headers": completed_headers, "error": outcome.error,
-        })
-    });
-    tracing::debug!(status, duration_ms, "request done");
+    if completion.streaming.is_some() {
+        let body = std::mem::replace(response.body_mut(), full(Bytes::new()));
+        *response.body_mut() = on_end(body, move |bytes_sent, finished| {
+            completion.emit(bytes_sent, finished)
+        });
+    } else {
+        let bytes_sent = http_body::Body::size_hint(response.body())
+            .exact()
+            .unwrap_or(0);
+        completion.emit(bytes_sent, true);
+    }
     response
+}
+
+/// What `request.completed` needs, kept until the response body has been sent.
+struct Completion {
+    hooks: Arc<crate::hooks::HookBus>,
+    request_id: String,
+    method: String,
+    path: String,
+    query: String,
+    client_ip: String,
+    user_agent: String,
+    headers: Option<serde_json::Value>,
+    status: u16,
+    started: Instant,
+    error: Option<String>,
+    streaming: Option<Streaming>,
+}
+
+impl Completion {
+    fn emit(self, bytes_sent: u64, finished: bool) {
+        let duration_ms = self.started.elapsed().as_secs_f64() * 1e3;
+        let error = self.error.or_else(|| {
+            (!finished).then(|| "the client went away before the response ended".to_owned())
+        });
+        let event = if error.is_some() {
+            "request.failed"
+        } else {
+            "request.completed"
+        };
+        tracing::debug!(
+            status = self.status,
+            duration_ms,
+            bytes_sent,
+            "request done"
+        );
+        let Completion {
+            hooks,
+            request_id,
+            method,
+            path,
+            query,
+            client_ip,
+            user_agent,
+            headers,
+            status,
+            streaming,
+            ..
+        } = self;
+        hooks.observe(event, Some(&request_id.clone()), move || {
+            json!({
+                "request_id": request_id, "method": method,
+                "url": if query.is_empty() { path.clone() } else { format!("{path}?{query}") },
+                "path": path, "query": query,
+                "status_code": status, "response_status": status,
+                "duration_ms": duration_ms, "client_ip": client_ip,
+                "user_agent": user_agent, "bytes_sent": bytes_sent, "streaming": streaming.is_some(),
+                "provider": streaming.as_ref().map(|s| s.provider.clone()),
+                "model": streaming.as_ref().and_then(|s| s.model.clone()), "usage": null,
+                "headers": headers, "error": error,
+            })
+        });
+    }
 }
 
 /// Marks a response as a failed request (for `request.failed`).
@@ -122,7 +203,10 @@ async fn route(
             let mut response = error_response(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
-                &format!("{method} is not allowed on {path}; use {}", allowed.join(", ")),
+                &format!(
+                    "{method} is not allowed on {path}; use {}",
+                    allowed.join(", ")
+                ),
             );
             if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
                 response.headers_mut().insert(header::ALLOW, value);
@@ -138,6 +222,10 @@ async fn route(
         }
     };
 
+    if let Some(denied) = check_client_auth(app, &target, request.headers(), path) {
+        return denied;
+    }
+
     let mut head = RequestHead {
         method: method.to_owned(),
         path: path.to_owned(),
@@ -145,7 +233,12 @@ async fn route(
         headers: request
             .headers()
             .iter()
-            .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
         request_id: request_id.to_owned(),
     };
@@ -175,9 +268,13 @@ async fn route(
                 let name = &middleware.plugin.manifest.name;
                 return fail(
                     error_response(
-                        StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                        StatusCode::from_u16(error.http_status())
+                            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
                         "middleware_error",
-                        &format!("middleware {} of plugin {name} failed: {}", middleware.name, error.message),
+                        &format!(
+                            "middleware {} of plugin {name} failed: {}",
+                            middleware.name, error.message
+                        ),
                     ),
                     error.message,
                 );
@@ -187,24 +284,14 @@ async fn route(
 
     let response = match target {
         Target::Core(core) => endpoints::handle(app, core, &params).await,
-        Target::Plugin { plugin, pattern } => {
-            let limit = usize::try_from(app.shared.config.server.max_request_body_bytes).unwrap_or(usize::MAX);
-            let body = match Limited::new(request.into_body(), limit).collect().await {
-                Ok(collected) => collected.to_bytes(),
-                Err(error) => {
-                    return if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                        error_response(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            "request_too_large",
-                            &format!("request body exceeds {limit} bytes; raise server.max_request_body_bytes if this is intended"),
-                        )
-                    } else {
-                        error_response(StatusCode::BAD_REQUEST, "bad_request", &format!("could not read the request body: {error}"))
-                    };
-                }
-            };
-            call_route(app, &plugin, &pattern, &head, params, body).await
-        }
+        Target::Plugin { plugin, pattern } => match read_body(app, request).await {
+            Ok(body) => call_route(app, &plugin, &pattern, &head, params, body).await,
+            Err((status, message)) => error_response(status, "invalid_request_error", &message),
+        },
+        Target::Provider { plugin, route } => match read_body(app, request).await {
+            Ok(body) => provider::handle(app, &plugin, &route, &head, body).await,
+            Err((status, message)) => provider::format_error(route.client, status, &message),
+        },
     };
 
     // Middleware, response side, outermost last.
@@ -218,7 +305,12 @@ async fn route(
                 headers: response
                     .headers()
                     .iter()
-                    .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                    .map(|(k, v)| {
+                        (
+                            k.as_str().to_owned(),
+                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                        )
+                    })
                     .collect(),
             },
         };
@@ -236,10 +328,37 @@ async fn route(
                 headers.clear();
                 append_headers(headers, reply.meta.headers);
             }
-            Err(error) => tracing::warn!(plugin = %middleware.plugin.manifest.name, middleware = %middleware.name, %error, "response middleware failed; response sent unchanged"),
+            Err(error) => {
+                tracing::warn!(plugin = %middleware.plugin.manifest.name, middleware = %middleware.name, %error, "response middleware failed; response sent unchanged")
+            }
         }
     }
     response
+}
+
+/// Reads the whole request body under `server.max_request_body_bytes`.
+async fn read_body(app: &App, request: Request<Incoming>) -> Result<Bytes, (StatusCode, String)> {
+    let limit =
+        usize::try_from(app.shared.config.server.max_request_body_bytes).unwrap_or(usize::MAX);
+    match Limited::new(request.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error)
+            if error
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err((
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "request body exceeds {limit} bytes; raise server.max_request_body_bytes if this is intended"
+                ),
+            ))
+        }
+        Err(error) => Err((
+            StatusCode::BAD_REQUEST,
+            format!("could not read the request body: {error}"),
+        )),
+    }
 }
 
 async fn call_route(
@@ -255,15 +374,21 @@ async fn call_route(
         route: pattern.to_owned(),
         params,
     };
-    match plugin.handle.call::<_, ResponseHead>(op::ROUTE, &input, body.to_vec()).await {
+    match plugin
+        .handle
+        .call::<_, ResponseHead>(op::ROUTE, &input, body.to_vec())
+        .await
+    {
         Ok(reply) => plugin_response(reply.meta, reply.body),
         Err(error) => {
             let name = &plugin.manifest.name;
             let (error_type, message) = match error.kind {
                 CallErrorKind::Panicked => {
-                    app.shared.hooks.observe("plugin.error", Some(&head.request_id), || {
-                        json!({"plugin": name, "error": error.message, "route": pattern})
-                    });
+                    app.shared.hooks.observe(
+                        "plugin.error",
+                        Some(&head.request_id),
+                        || json!({"plugin": name, "error": error.message, "route": pattern}),
+                    );
                     (
                         "plugin_panicked",
                         format!(
@@ -275,7 +400,8 @@ async fn call_route(
                 CallErrorKind::Plugin(kind) => (error_type_of(kind), error.message.clone()),
                 _ => ("plugin_error", format!("plugin {name}: {}", error.message)),
             };
-            let status = StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let status = StatusCode::from_u16(error.http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             fail(error_response(status, error_type, &message), message)
         }
     }
@@ -298,7 +424,8 @@ fn error_type_of(kind: ccproxy_plugin_abi::ErrorKind) -> &'static str {
 
 fn plugin_response(head: ResponseHead, body: Vec<u8>) -> Response<Body> {
     let mut response = Response::new(full(body));
-    *response.status_mut() = StatusCode::from_u16(head.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() =
+        StatusCode::from_u16(head.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     append_headers(response.headers_mut(), head.headers);
     response
 }
@@ -306,10 +433,15 @@ fn plugin_response(head: ResponseHead, body: Vec<u8>) -> Response<Body> {
 fn append_headers(headers: &mut http::HeaderMap, pairs: Vec<(String, String)>) {
     for (name, value) in pairs {
         // Framing headers are the server's business, not the plugin's.
-        if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("transfer-encoding") {
+        if name.eq_ignore_ascii_case("content-length")
+            || name.eq_ignore_ascii_case("transfer-encoding")
+        {
             continue;
         }
-        match (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value)) {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
             (Ok(name), Ok(value)) => {
                 headers.append(name, value);
             }
@@ -324,9 +456,61 @@ fn masked_headers(headers: &http::HeaderMap) -> serde_json::Value {
         .map(|(name, value)| {
             (
                 name.as_str().to_owned(),
-                serde_json::Value::String(redact_header(name.as_str(), &String::from_utf8_lossy(value.as_bytes()))),
+                serde_json::Value::String(redact_header(
+                    name.as_str(),
+                    &String::from_utf8_lossy(value.as_bytes()),
+                )),
             )
         })
         .collect();
     serde_json::Value::Object(map)
+}
+
+/// With `security.auth_token` set, every route but `/health*` needs the token,
+/// as `Authorization: Bearer` or `x-api-key` (what the Anthropic SDK and Claude
+/// Code send), compared in constant time.
+fn check_client_auth(
+    app: &App,
+    target: &Target,
+    headers: &http::HeaderMap,
+    path: &str,
+) -> Option<Response<Body>> {
+    let token = app
+        .shared
+        .config
+        .security
+        .auth_token
+        .as_ref()
+        .filter(|t| !t.is_empty())?;
+    if path == "/health" || path.starts_with("/health/") {
+        return None;
+    }
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        });
+    let api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+    if bearer.is_some_and(|t| token.matches(t.trim()))
+        || api_key.is_some_and(|t| token.matches(t.trim()))
+    {
+        return None;
+    }
+    let message = if bearer.is_none() && api_key.is_none() {
+        "missing credentials: send the proxy's auth token as `Authorization: Bearer <token>` or `x-api-key: <token>`"
+    } else {
+        "invalid credentials: the token does not match security.auth_token"
+    };
+    let mut response = match target {
+        Target::Provider { route, .. } => {
+            provider::format_error(route.client, StatusCode::UNAUTHORIZED, message)
+        }
+        _ => error_response(StatusCode::UNAUTHORIZED, "authentication_error", message),
+    };
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    Some(response)
 }

@@ -27,6 +27,13 @@ pub enum CoreRoute {
 pub enum Target {
     /// A host endpoint.
     Core(CoreRoute),
+    /// A provider endpoint: the host converts and streams, the plugin prepares.
+    Provider {
+        /// The provider plugin.
+        plugin: Arc<ActivePlugin>,
+        /// The endpoint.
+        route: Arc<super::provider::ProviderRoute>,
+    },
     /// A plugin route: the plugin and the full pattern it declared.
     Plugin {
         /// The plugin.
@@ -85,6 +92,27 @@ impl RouteTable {
         }
         let mut conflicts = Vec::new();
         for plugin in plugins {
+            if let Some(spec) = &plugin.manifest.provider {
+                for endpoint in &spec.endpoints {
+                    let mounted =
+                        provider_route(&spec.native_format, &endpoint.format, &endpoint.path)
+                            .and_then(|route| {
+                                let target = Target::Provider {
+                                    plugin: plugin.clone(),
+                                    route: Arc::new(route),
+                                };
+                                table.insert("POST", &endpoint.path, target)
+                            });
+                    if let Err(reason) = mounted {
+                        tracing::warn!(plugin = %plugin.manifest.name, endpoint = %endpoint.path, %reason, "provider endpoint not mounted");
+                        conflicts.push(Conflict {
+                            plugin: plugin.manifest.name.clone(),
+                            route: format!("POST {}", endpoint.path),
+                            reason,
+                        });
+                    }
+                }
+            }
             for group in &plugin.manifest.routes {
                 for route in &group.routes {
                     let pattern = join(&group.prefix, &route.path);
@@ -110,14 +138,22 @@ impl RouteTable {
         let method = method.to_ascii_uppercase();
         if let Some(&index) = self.by_path.get(pattern) {
             let methods = &mut self.methods[index];
-            if let Some((_, existing)) = methods.iter().find(|(m, _)| *m == method || m == "*" || method == "*") {
-                return Err(format!("{method} {pattern} is already served by {}", owner(existing)));
+            if let Some((_, existing)) = methods
+                .iter()
+                .find(|(m, _)| *m == method || m == "*" || method == "*")
+            {
+                return Err(format!(
+                    "{method} {pattern} is already served by {}",
+                    owner(existing)
+                ));
             }
             methods.push((method, target));
             return Ok(());
         }
         let index = self.methods.len();
-        self.router.insert(pattern, index).map_err(|error| format!("conflicts with an existing route: {error}"))?;
+        self.router
+            .insert(pattern, index)
+            .map_err(|error| format!("conflicts with an existing route: {error}"))?;
         self.by_path.insert(pattern.to_owned(), index);
         self.methods.push(vec![(method, target)]);
         Ok(())
@@ -132,7 +168,11 @@ impl RouteTable {
         match methods.iter().find(|(m, _)| m == method || m == "*") {
             Some((_, target)) => Lookup::Found(
                 target,
-                matched.params.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+                matched
+                    .params
+                    .iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
             ),
             None => Lookup::MethodNotAllowed(methods.iter().map(|(m, _)| m.clone()).collect()),
         }
@@ -142,8 +182,28 @@ impl RouteTable {
 fn owner(target: &Target) -> String {
     match target {
         Target::Core(_) => "the host".to_owned(),
-        Target::Plugin { plugin, .. } => format!("plugin {}", plugin.manifest.name),
+        Target::Plugin { plugin, .. } | Target::Provider { plugin, .. } => {
+            format!("plugin {}", plugin.manifest.name)
+        }
     }
+}
+
+fn provider_route(
+    native: &str,
+    client: &str,
+    path: &str,
+) -> Result<super::provider::ProviderRoute, String> {
+    let native = native
+        .parse()
+        .map_err(|e: ccproxy_formats::UnknownFormat| e.to_string())?;
+    let client = client
+        .parse()
+        .map_err(|e: ccproxy_formats::UnknownFormat| e.to_string())?;
+    Ok(super::provider::ProviderRoute {
+        path: path.to_owned(),
+        client,
+        native,
+    })
 }
 
 fn join(prefix: &str, path: &str) -> String {
@@ -152,7 +212,14 @@ fn join(prefix: &str, path: &str) -> String {
     if path == "/" && !prefix.is_empty() {
         return prefix.to_owned();
     }
-    format!("{prefix}{}", if path.starts_with('/') { path.to_owned() } else { format!("/{path}") })
+    format!(
+        "{prefix}{}",
+        if path.starts_with('/') {
+            path.to_owned()
+        } else {
+            format!("/{path}")
+        }
+    )
 }
 
 #[cfg(test)]
@@ -170,14 +237,19 @@ mod tests {
     fn core_routes_and_methods() {
         let (table, conflicts) = RouteTable::build(&[]);
         assert!(conflicts.is_empty());
-        assert!(matches!(table.lookup("GET", "/health"), Lookup::Found(Target::Core(CoreRoute::Health), _)));
+        assert!(matches!(
+            table.lookup("GET", "/health"),
+            Lookup::Found(Target::Core(CoreRoute::Health), _)
+        ));
         match table.lookup("GET", "/plugins/foo/health") {
             Lookup::Found(Target::Core(CoreRoute::PluginHealth), params) => {
                 assert_eq!(params, vec![("name".to_owned(), "foo".to_owned())])
             }
             _ => panic!("plugin health route not found"),
         }
-        assert!(matches!(table.lookup("POST", "/health"), Lookup::MethodNotAllowed(m) if m == ["GET"]));
+        assert!(
+            matches!(table.lookup("POST", "/health"), Lookup::MethodNotAllowed(m) if m == ["GET"])
+        );
         assert!(matches!(table.lookup("GET", "/nope"), Lookup::NotFound));
     }
 }

@@ -65,13 +65,15 @@ impl UpstreamClient {
         http.enforce_http(false);
         http.set_connect_timeout(Some(config.connect_timeout()));
         http.set_nodelay(true);
-        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default protocol versions")
-            .with_root_certificates(rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            })
-            .with_no_client_auth();
+        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        })
+        .with_no_client_auth();
         let builder = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http();
@@ -90,17 +92,27 @@ impl UpstreamClient {
         }
     }
 
-    /// Sends a request and reads the whole answer.
-    pub async fn send_buffered(
+    /// The default limit for a whole exchange or, when streaming, for the
+    /// response head and then for each chunk.
+    pub fn read_timeout(&self) -> Duration {
+        self.read_timeout
+    }
+
+    /// Sends a request and returns as soon as the response head arrives; the
+    /// body streams. Dropping the body cancels the upstream request.
+    pub async fn send(
         &self,
         method: &str,
         url: &str,
         headers: &[(String, String)],
         body: Bytes,
         timeout: Option<Duration>,
-    ) -> Result<BufferedResponse, UpstreamError> {
+    ) -> Result<StreamingResponse, UpstreamError> {
         let mut builder = http::Request::builder()
-            .method(http::Method::from_bytes(method.as_bytes()).map_err(|_| UpstreamError::Invalid(format!("bad method {method:?}")))?)
+            .method(
+                http::Method::from_bytes(method.as_bytes())
+                    .map_err(|_| UpstreamError::Invalid(format!("bad method {method:?}")))?,
+            )
             .uri(url);
         for (name, value) in headers {
             builder = builder.header(name.as_str(), value.as_str());
@@ -109,13 +121,47 @@ impl UpstreamClient {
             .body(Full::new(body))
             .map_err(|error| UpstreamError::Invalid(error.to_string()))?;
         let timeout = timeout.unwrap_or(self.read_timeout);
-        let exchange = async {
-            let response = self.client.request(request).await.map_err(|error| UpstreamError::Unreachable {
+        let response = tokio::time::timeout(timeout, self.client.request(request))
+            .await
+            .map_err(|_| UpstreamError::Timeout {
+                url: url.to_owned(),
+                timeout,
+            })?
+            .map_err(|error| UpstreamError::Unreachable {
                 url: url.to_owned(),
                 reason: error_chain(&error),
             })?;
-            let (parts, body) = response.into_parts();
-            let body = body
+        let (parts, body) = response.into_parts();
+        Ok(StreamingResponse {
+            status: parts.status.as_u16(),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(name, value)| {
+                    (
+                        name.as_str().to_owned(),
+                        String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+            body,
+        })
+    }
+
+    /// Sends a request and reads the whole answer within `timeout`.
+    pub async fn send_buffered(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(String, String)],
+        body: Bytes,
+        timeout: Option<Duration>,
+    ) -> Result<BufferedResponse, UpstreamError> {
+        let limit = timeout.unwrap_or(self.read_timeout);
+        let exchange = async {
+            let response = self.send(method, url, headers, body, Some(limit)).await?;
+            let body = response
+                .body
                 .collect()
                 .await
                 .map_err(|error| UpstreamError::Unreachable {
@@ -124,20 +170,29 @@ impl UpstreamClient {
                 })?
                 .to_bytes();
             Ok(BufferedResponse {
-                status: parts.status.as_u16(),
-                headers: parts
-                    .headers
-                    .iter()
-                    .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
-                    .collect(),
+                status: response.status,
+                headers: response.headers,
                 body,
             })
         };
-        tokio::time::timeout(timeout, exchange).await.map_err(|_| UpstreamError::Timeout {
-            url: url.to_owned(),
-            timeout,
-        })?
+        tokio::time::timeout(limit, exchange)
+            .await
+            .map_err(|_| UpstreamError::Timeout {
+                url: url.to_owned(),
+                timeout: limit,
+            })?
     }
+}
+
+/// An upstream response whose body is still arriving.
+#[derive(Debug)]
+pub struct StreamingResponse {
+    /// Status.
+    pub status: u16,
+    /// Headers, names lower case.
+    pub headers: Vec<(String, String)>,
+    /// The body; dropping it cancels the upstream request.
+    pub body: hyper::body::Incoming,
 }
 
 /// `error` and its sources on one line.
