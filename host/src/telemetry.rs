@@ -45,10 +45,12 @@ pub fn mask(value: &str) -> String {
 /// configured file). `RUST_LOG` is not read: the level comes through the
 /// config chain (`logging.level`, `LOGGING__LEVEL`, `--log-level`).
 pub fn init(config: &Config) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_new(&config.logging.level)
-        .map_err(|error| anyhow::anyhow!("invalid log level {:?}: {error}", config.logging.level))?;
+    let filter = EnvFilter::try_new(&config.logging.level).map_err(|error| {
+        anyhow::anyhow!("invalid log level {:?}: {error}", config.logging.level)
+    })?;
     let json = matches!(config.logging.format, LogFormat::Json);
-    let writer: Box<dyn Fn() -> Box<dyn std::io::Write> + Send + Sync> = match &config.logging.file {
+    let writer: Box<dyn Fn() -> Box<dyn std::io::Write> + Send + Sync> = match &config.logging.file
+    {
         Some(path) => {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).ok();
@@ -57,7 +59,9 @@ pub fn init(config: &Config) -> anyhow::Result<()> {
                 .create(true)
                 .append(true)
                 .open(path)
-                .map_err(|error| anyhow::anyhow!("cannot open log file {}: {error}", path.display()))?;
+                .map_err(|error| {
+                    anyhow::anyhow!("cannot open log file {}: {error}", path.display())
+                })?;
             let file = std::sync::Arc::new(file);
             Box::new(move || Box::new(FileWriter(file.clone())) as Box<dyn std::io::Write>)
         }
@@ -90,8 +94,14 @@ mod tests {
 
     #[test]
     fn secrets_keep_only_a_hint() {
-        assert_eq!(redact_header("Authorization", "Bearer sk-ant-api03-abcdefghijkl"), "Bearer ***ijkl");
+        assert_eq!(
+            redact_header("Authorization", "Bearer sk-ant-api03-abcdefghijkl"),
+            "Bearer ***ijkl"
+        );
         assert_eq!(redact_header("x-api-key", "short"), "***");
-        assert_eq!(redact_header("content-type", "application/json"), "application/json");
+        assert_eq!(
+            redact_header("content-type", "application/json"),
+            "application/json"
+        );
     }
 }

@@ -15,7 +15,9 @@ use serde_json::Value;
 use crate::{
     PluginError,
     http::{Headers, HttpRequest, HttpResponse},
-    protocol::{self, EmitInput, HttpRequestHead, HttpResponseHead, ServiceInput, SleepInput, host_op},
+    protocol::{
+        self, EmitInput, HttpRequestHead, HttpResponseHead, ServiceInput, SleepInput, host_op,
+    },
     raw::{HostBox, Message},
 };
 
@@ -99,12 +101,17 @@ impl Context {
     /// info!("upstream answered {}", response.status);
     /// # Ok(()) }
     /// ```
-    pub fn http(&self, request: HttpRequest) -> impl Future<Output = Result<HttpResponse, PluginError>> + Send + 'static + use<> {
+    pub fn http(
+        &self,
+        request: HttpRequest,
+    ) -> impl Future<Output = Result<HttpResponse, PluginError>> + Send + 'static + use<> {
         let head = HttpRequestHead {
             method: request.method,
             url: request.url,
             headers: request.headers.0,
-            timeout_ms: request.timeout.map_or(0, |t| t.as_millis().min(u128::from(u64::MAX)) as u64),
+            timeout_ms: request
+                .timeout
+                .map_or(0, |t| t.as_millis().min(u128::from(u64::MAX)) as u64),
         };
         let call = self.call_json(host_op::HTTP, &head, request.body);
         async move {
@@ -180,7 +187,10 @@ impl Context {
         });
         let future = async move {
             if let Err(error) = guarded.await {
-                crate::log::record(crate::log::Level::Error, &format!("spawned task failed: {}", error.message));
+                crate::log::record(
+                    crate::log::Level::Error,
+                    &format!("spawned task failed: {}", error.message),
+                );
             }
         };
         self.host.spawn(future.into_ffi());
@@ -209,6 +219,12 @@ impl Context {
 }
 
 pub(crate) fn parse_meta<T: DeserializeOwned>(meta: &RString) -> Result<T, PluginError> {
-    let text = if meta.is_empty() { "null" } else { meta.as_str() };
-    serde_json::from_str(text).map_err(|error| PluginError::internal(format!("malformed message from the other side: {error}")))
+    let text = if meta.is_empty() {
+        "null"
+    } else {
+        meta.as_str()
+    };
+    serde_json::from_str(text).map_err(|error| {
+        PluginError::internal(format!("malformed message from the other side: {error}"))
+    })
 }

@@ -62,7 +62,12 @@ impl Request {
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, crate::PluginError> {
         Ok(serde_json::from_slice(&self.body)?)
     }
-    pub(crate) fn from_head(head: RequestHead, route: String, params: Vec<(String, String)>, body: Vec<u8>) -> Self {
+    pub(crate) fn from_head(
+        head: RequestHead,
+        route: String,
+        params: Vec<(String, String)>,
+        body: Vec<u8>,
+    ) -> Self {
         Self {
             method: head.method,
             path: head.path,
@@ -106,7 +111,9 @@ impl Response {
     /// A `text/plain` response.
     pub fn text(status: u16, body: impl Into<String>) -> Self {
         let mut response = Self::new(status, body.into().into_bytes());
-        response.headers.set("content-type", "text/plain; charset=utf-8");
+        response
+            .headers
+            .set("content-type", "text/plain; charset=utf-8");
         response
     }
     /// A JSON response.

@@ -58,7 +58,9 @@ pub fn enabled(level: Level) -> bool {
 #[doc(hidden)]
 pub fn record(level: Level, message: &str) {
     match HOST.get() {
-        Some((host, target)) => host.log(level as u8, RStr::from_str(target), RStr::from_str(message)),
+        Some((host, target)) => {
+            host.log(level as u8, RStr::from_str(target), RStr::from_str(message))
+        }
         // Before the host handed us its handle (only in unit tests without the
         // mock host) there is nowhere better to write.
         None => eprintln!("[{level:?}] {message}"),

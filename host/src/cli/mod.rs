@@ -173,7 +173,11 @@ pub fn run(cli: Cli) -> Result<u8, Exit> {
     };
     match cli.command {
         None => {
-            let loaded = cli.serve.config.load(cli.serve.overrides()).map_err(usage)?;
+            let loaded = cli
+                .serve
+                .config
+                .load(cli.serve.overrides())
+                .map_err(usage)?;
             serve::run(loaded).map_err(failure)
         }
         Some(Command::Serve(args)) => {
@@ -188,6 +192,8 @@ pub fn run(cli: Cli) -> Result<u8, Exit> {
             let loaded = config.load(config.overrides()).map_err(usage)?;
             plugins_cmd::info(&loaded.config, &name, json).map_err(failure)
         }
-        Some(Command::Plugins(PluginsCommand::Check { file, json })) => plugins_cmd::check(&file, json).map_err(failure),
+        Some(Command::Plugins(PluginsCommand::Check { file, json })) => {
+            plugins_cmd::check(&file, json).map_err(failure)
+        }
     }
 }

@@ -33,11 +33,18 @@ pub(super) fn list(config: &Config, json: bool) -> anyhow::Result<u8> {
     let prepared = registry::prepare(config, &registry::search_path(config));
     if json {
         let plugins: Vec<Value> = prepared.entries.iter().map(entry_json).collect();
-        println!("{}", serde_json::to_string_pretty(&json!({"plugins": plugins, "initialization_order": prepared.order}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"plugins": plugins, "initialization_order": prepared.order})
+            )?
+        );
         return Ok(exit::OK);
     }
     if prepared.entries.is_empty() {
-        println!("no plugin libraries found (searched next to the executable, the user plugin folder and plugin_discovery.directories)");
+        println!(
+            "no plugin libraries found (searched next to the executable, the user plugin folder and plugin_discovery.directories)"
+        );
         return Ok(exit::OK);
     }
     let rows: Vec<[String; 6]> = prepared
@@ -46,9 +53,21 @@ pub(super) fn list(config: &Config, json: bool) -> anyhow::Result<u8> {
         .map(|entry| {
             [
                 entry.display_name(),
-                entry.manifest.as_ref().map(|m| m.version.clone()).unwrap_or_else(|| "-".into()),
-                entry.manifest.as_ref().map(|m| m.kind.as_str().to_owned()).unwrap_or_else(|| "-".into()),
-                if entry.status == Status::Active { "ok".into() } else { entry.status.as_str().into() },
+                entry
+                    .manifest
+                    .as_ref()
+                    .map(|m| m.version.clone())
+                    .unwrap_or_else(|| "-".into()),
+                entry
+                    .manifest
+                    .as_ref()
+                    .map(|m| m.kind.as_str().to_owned())
+                    .unwrap_or_else(|| "-".into()),
+                if entry.status == Status::Active {
+                    "ok".into()
+                } else {
+                    entry.status.as_str().into()
+                },
                 entry.file.display().to_string(),
                 entry.reason.clone().unwrap_or_default(),
             ]
@@ -94,17 +113,39 @@ pub(super) fn info(config: &Config, name: &str, json: bool) -> anyhow::Result<u8
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({"plugin": entry_json(entry), "manifest": manifest, "config": effective}))?
+            serde_json::to_string_pretty(
+                &json!({"plugin": entry_json(entry), "manifest": manifest, "config": effective})
+            )?
         );
         return Ok(exit::OK);
     }
-    println!("{} {} ({})", manifest.name, manifest.version, manifest.kind.as_str());
+    println!(
+        "{} {} ({})",
+        manifest.name,
+        manifest.version,
+        manifest.kind.as_str()
+    );
     if !manifest.description.is_empty() {
         println!("  {}", manifest.description);
     }
-    println!("  file: {} ({})", entry.file.display(), entry.origin.as_str());
-    println!("  plugin API: {}", entry.api_version.as_deref().unwrap_or("-"));
-    println!("  status: {}{}", entry.status.as_str(), entry.reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default());
+    println!(
+        "  file: {} ({})",
+        entry.file.display(),
+        entry.origin.as_str()
+    );
+    println!(
+        "  plugin API: {}",
+        entry.api_version.as_deref().unwrap_or("-")
+    );
+    println!(
+        "  status: {}{}",
+        entry.status.as_str(),
+        entry
+            .reason
+            .as_ref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default()
+    );
     let list = |label: &str, items: &[String]| {
         if !items.is_empty() {
             println!("  {label}: {}", items.join(", "));
@@ -116,20 +157,36 @@ pub(super) fn info(config: &Config, name: &str, json: bool) -> anyhow::Result<u8
     list("optional", &manifest.optional_requires);
     for group in &manifest.routes {
         for route in &group.routes {
-            println!("  route: {} {}{}", route.method, group.prefix.trim_end_matches('/'), route.path);
+            println!(
+                "  route: {} {}{}",
+                route.method,
+                group.prefix.trim_end_matches('/'),
+                route.path
+            );
         }
     }
     for hook in &manifest.hooks {
-        println!("  hook: {} on {} (priority {})", hook.name, hook.events.join(", "), hook.priority);
+        println!(
+            "  hook: {} on {} (priority {})",
+            hook.name,
+            hook.events.join(", "),
+            hook.priority
+        );
     }
     for task in &manifest.tasks {
         println!("  task: {} every {} s", task.name, task.interval_seconds);
     }
     for middleware in &manifest.middleware {
-        println!("  middleware: {} (layer {})", middleware.name, middleware.layer);
+        println!(
+            "  middleware: {} (layer {})",
+            middleware.name, middleware.layer
+        );
     }
     if let Value::Object(defaults) = &manifest.config.defaults {
-        println!("  config [plugins.{}] (default -> effective):", manifest.name);
+        println!(
+            "  config [plugins.{}] (default -> effective):",
+            manifest.name
+        );
         for (key, default) in defaults {
             let current = effective.get(key).cloned().unwrap_or(Value::Null);
             let description = manifest
@@ -160,7 +217,9 @@ pub(super) fn check(file: &Path, json: bool) -> anyhow::Result<u8> {
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&json!({"file": file.display().to_string(), "verdict": "ok", "api_version": library.api_version.to_string(), "manifest": library.manifest}))?
+                    serde_json::to_string_pretty(
+                        &json!({"file": file.display().to_string(), "verdict": "ok", "api_version": library.api_version.to_string(), "manifest": library.manifest})
+                    )?
                 );
             } else {
                 println!(
@@ -178,7 +237,9 @@ pub(super) fn check(file: &Path, json: bool) -> anyhow::Result<u8> {
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&json!({"file": file.display().to_string(), "verdict": "refused", "reason": refusal.to_string()}))?
+                    serde_json::to_string_pretty(
+                        &json!({"file": file.display().to_string(), "verdict": "refused", "reason": refusal.to_string()})
+                    )?
                 );
             } else {
                 println!("refused: plugin {} refused: {refusal}", file.display());

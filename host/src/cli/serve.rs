@@ -49,8 +49,12 @@ async fn serve(loaded: Loaded, started: Instant) -> anyhow::Result<()> {
     // initialises; the "listening" line is only printed once everything is ready.
     let listener = tokio::net::TcpListener::bind(&address)
         .await
-        .with_context(|| format!("cannot listen on {address}; pick another --port or stop what uses it"))?;
-    let bound = listener.local_addr().context("cannot read the bound address")?;
+        .with_context(|| {
+            format!("cannot listen on {address}; pick another --port or stop what uses it")
+        })?;
+    let bound = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
 
     let search = registry::search_path(&config);
     let grace = config.server.shutdown_grace();
@@ -66,7 +70,11 @@ async fn serve(loaded: Loaded, started: Instant) -> anyhow::Result<()> {
             json!({"plugin": plugin.manifest.name, "version": plugin.manifest.version, "file": plugin.file.display().to_string()})
         });
     }
-    for entry in registry.entries.iter().filter(|e| e.status != Status::Active) {
+    for entry in registry
+        .entries
+        .iter()
+        .filter(|e| e.status != Status::Active)
+    {
         hooks.observe("plugin.error", None, || {
             json!({"plugin": entry.display_name(), "status": entry.status.as_str(), "error": entry.reason, "file": entry.file.display().to_string()})
         });
@@ -76,7 +84,11 @@ async fn serve(loaded: Loaded, started: Instant) -> anyhow::Result<()> {
     let (stop_tasks, tasks_stopped) = watch::channel(false);
     lifecycle::spawn_tasks(&registry.active, tasks_stopped);
 
-    let not_active = registry.entries.iter().filter(|e| e.status != Status::Active).count();
+    let not_active = registry
+        .entries
+        .iter()
+        .filter(|e| e.status != Status::Active)
+        .count();
     tracing::info!(
         plugins = registry.active.len(),
         not_active,

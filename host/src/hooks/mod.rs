@@ -67,7 +67,9 @@ pub struct HookBus {
 
 impl std::fmt::Debug for HookBus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HookBus").field("counters", &self.counters).finish_non_exhaustive()
+        f.debug_struct("HookBus")
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
     }
 }
 
@@ -139,7 +141,12 @@ impl HookBus {
 
     /// Queues an observing event; never waits. `data` is only built when
     /// someone listens.
-    pub fn observe(&self, event: &'static str, request_id: Option<&str>, data: impl FnOnce() -> Value) {
+    pub fn observe(
+        &self,
+        event: &'static str,
+        request_id: Option<&str>,
+        data: impl FnOnce() -> Value,
+    ) {
         if !self.wants(event) {
             return;
         }
@@ -156,7 +163,11 @@ impl HookBus {
             Err(_) => {
                 let dropped = self.counters.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 if dropped.is_power_of_two() {
-                    tracing::warn!(event, dropped, "hook queue full; observed events are being dropped");
+                    tracing::warn!(
+                        event,
+                        dropped,
+                        "hook queue full; observed events are being dropped"
+                    );
                 }
             }
         }
@@ -188,7 +199,13 @@ impl HookBus {
     /// Runs a mutating event inline through every subscribed hook in priority
     /// order; returns the final data and body. A failing hook is logged and
     /// skipped: it cannot break the request.
-    pub async fn mutate(&self, event: &'static str, request_id: Option<&str>, mut data: Value, mut body: Vec<u8>) -> (Value, Vec<u8>) {
+    pub async fn mutate(
+        &self,
+        event: &'static str,
+        request_id: Option<&str>,
+        mut data: Value,
+        mut body: Vec<u8>,
+    ) -> (Value, Vec<u8>) {
         for subscriber in self.subscribers(event) {
             let input = HookInput {
                 hook: subscriber.hook.clone(),

@@ -27,7 +27,9 @@ pub fn resolve(plugins: &[&Manifest]) -> Resolution {
     let mut services = BTreeMap::new();
     for manifest in plugins {
         for service in &manifest.provides {
-            services.entry(service.clone()).or_insert_with(|| manifest.name.clone());
+            services
+                .entry(service.clone())
+                .or_insert_with(|| manifest.name.clone());
         }
     }
 
@@ -37,9 +39,9 @@ pub fn resolve(plugins: &[&Manifest]) -> Resolution {
         let mut deps = Vec::new();
         for dependency in &manifest.dependencies {
             if !names.contains(dependency.as_str()) {
-                disabled
-                    .entry(manifest.name.clone())
-                    .or_insert_with(|| format!("missing dependency {dependency}: install or enable it"));
+                disabled.entry(manifest.name.clone()).or_insert_with(|| {
+                    format!("missing dependency {dependency}: install or enable it")
+                });
             }
             deps.push(dependency.clone());
         }
@@ -87,8 +89,14 @@ pub fn resolve(plugins: &[&Manifest]) -> Resolution {
             if placed.contains(name) || disabled.contains_key(name) {
                 continue;
             }
-            if let Some(dep) = edges[name].iter().find(|dep| disabled.contains_key(dep.as_str())) {
-                disabled.insert(name.to_owned(), format!("dependency {dep} is disabled: {}", disabled[dep.as_str()]));
+            if let Some(dep) = edges[name]
+                .iter()
+                .find(|dep| disabled.contains_key(dep.as_str()))
+            {
+                disabled.insert(
+                    name.to_owned(),
+                    format!("dependency {dep} is disabled: {}", disabled[dep.as_str()]),
+                );
                 changed = true;
             }
         }
@@ -113,7 +121,11 @@ pub fn resolve(plugins: &[&Manifest]) -> Resolution {
 }
 
 /// A cycle through `start`, as the list of names ending with `start` again.
-fn find_cycle(start: &str, edges: &HashMap<&str, Vec<String>>, placed: &HashSet<&str>) -> Option<Vec<String>> {
+fn find_cycle(
+    start: &str,
+    edges: &HashMap<&str, Vec<String>>,
+    placed: &HashSet<&str>,
+) -> Option<Vec<String>> {
     fn walk(
         node: &str,
         start: &str,
@@ -161,7 +173,10 @@ mod tests {
         assert_eq!(got.len(), disabled.len(), "{got:?}");
         for ((name, reason), (want_name, want_reason)) in got.iter().zip(disabled) {
             assert_eq!(name, want_name);
-            assert!(reason.contains(want_reason), "{name}: {reason:?} lacks {want_reason:?}");
+            assert!(
+                reason.contains(want_reason),
+                "{name}: {reason:?} lacks {want_reason:?}"
+            );
         }
     }
 
@@ -173,9 +188,16 @@ mod tests {
     #[test]
     fn missing_dependency_disables_only_the_dependents() {
         check(
-            &[plugin("a", &[]), plugin("b", &["ghost"]), plugin("c", &["b"])],
+            &[
+                plugin("a", &[]),
+                plugin("b", &["ghost"]),
+                plugin("c", &["b"]),
+            ],
             &["a"],
-            &[("b", "missing dependency ghost"), ("c", "dependency b is disabled")],
+            &[
+                ("b", "missing dependency ghost"),
+                ("c", "dependency b is disabled"),
+            ],
         );
     }
 
@@ -184,7 +206,10 @@ mod tests {
         check(
             &[plugin("x", &["y"]), plugin("y", &["x"]), plugin("z", &[])],
             &["z"],
-            &[("x", "dependency cycle: x -> y -> x"), ("y", "dependency cycle: y -> x -> y")],
+            &[
+                ("x", "dependency cycle: x -> y -> x"),
+                ("y", "dependency cycle: y -> x -> y"),
+            ],
         );
     }
 

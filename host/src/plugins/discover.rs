@@ -100,7 +100,9 @@ pub fn discover(search: &SearchPath) -> Vec<Candidate> {
     // The same file reached twice (a configured folder that is also the user's)
     // is one candidate.
     let mut seen = std::collections::HashSet::new();
-    found.retain(|candidate| seen.insert(std::fs::canonicalize(&candidate.path).unwrap_or(candidate.path.clone())));
+    found.retain(|candidate| {
+        seen.insert(std::fs::canonicalize(&candidate.path).unwrap_or(candidate.path.clone()))
+    });
     found
 }
 
@@ -145,7 +147,12 @@ mod tests {
         });
         let names: Vec<_> = found
             .iter()
-            .map(|c| (c.path.file_name().unwrap().to_str().unwrap().to_owned(), c.origin))
+            .map(|c| {
+                (
+                    c.path.file_name().unwrap().to_str().unwrap().to_owned(),
+                    c.origin,
+                )
+            })
             .collect();
         assert_eq!(
             names,

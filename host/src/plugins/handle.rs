@@ -98,7 +98,9 @@ pub struct PluginHandle {
 
 impl std::fmt::Debug for PluginHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PluginHandle").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("PluginHandle")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -117,8 +119,18 @@ impl PluginHandle {
         let instantiate = library.module.instantiate();
         let object = match std::panic::catch_unwind(AssertUnwindSafe(|| instantiate(host))) {
             Ok(RResult::ROk(object)) => object,
-            Ok(RResult::RErr(message)) => return Err(CallError::new(CallErrorKind::Plugin(ErrorKind::Internal), message)),
-            Err(_) => return Err(CallError::new(CallErrorKind::Panicked, "plugin panicked while being instantiated")),
+            Ok(RResult::RErr(message)) => {
+                return Err(CallError::new(
+                    CallErrorKind::Plugin(ErrorKind::Internal),
+                    message,
+                ));
+            }
+            Err(_) => {
+                return Err(CallError::new(
+                    CallErrorKind::Panicked,
+                    "plugin panicked while being instantiated",
+                ));
+            }
         };
         Ok(Self {
             name: library.manifest.name.clone(),
@@ -139,14 +151,25 @@ impl PluginHandle {
         meta: &I,
         body: Vec<u8>,
     ) -> Result<Reply<O>, CallError> {
-        let meta = serde_json::to_string(meta)
-            .map_err(|error| CallError::new(CallErrorKind::BadReply, format!("could not encode {op}: {error}")))?;
+        let meta = serde_json::to_string(meta).map_err(|error| {
+            CallError::new(
+                CallErrorKind::BadReply,
+                format!("could not encode {op}: {error}"),
+            )
+        })?;
         let reply = self.call_raw(op, meta, body).await?;
-        let text = if reply.meta.is_empty() { "null" } else { reply.meta.as_str() };
+        let text = if reply.meta.is_empty() {
+            "null"
+        } else {
+            reply.meta.as_str()
+        };
         let meta = serde_json::from_str(text).map_err(|error| {
             CallError::new(
                 CallErrorKind::BadReply,
-                format!("plugin {} answered {op} with malformed data: {error}", self.name),
+                format!(
+                    "plugin {} answered {op} with malformed data: {error}",
+                    self.name
+                ),
             )
         })?;
         Ok(Reply {
@@ -167,7 +190,11 @@ impl PluginHandle {
             Ok(result) => result,
             Err(_) => Err(CallError::new(
                 CallErrorKind::TimedOut,
-                format!("plugin {} did not answer {op} within {} ms", self.name, timeout.as_millis()),
+                format!(
+                    "plugin {} did not answer {op} within {} ms",
+                    self.name,
+                    timeout.as_millis()
+                ),
             )),
         }
     }
@@ -178,7 +205,9 @@ impl PluginHandle {
             meta: meta.into(),
             body: body.into(),
         };
-        let started = std::panic::catch_unwind(AssertUnwindSafe(|| self.object.call(RString::from(op), input)));
+        let started = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            self.object.call(RString::from(op), input)
+        }));
         let outcome = match started {
             Ok(future) => AssertUnwindSafe(future).catch_unwind().await,
             Err(payload) => Err(payload),

@@ -31,10 +31,17 @@ pub async fn initialize_all(mut prepared: Prepared, shared: &Arc<Shared>) -> Reg
     let order = prepared.order.clone();
     let mut initialized_order = Vec::new();
     for name in &order {
-        let Some(library) = prepared.libraries.remove(name) else { continue };
+        let Some(library) = prepared.libraries.remove(name) else {
+            continue;
+        };
         let deps = dependencies_of(&library.manifest, &prepared.services);
         if let Some(dep) = deps.iter().find(|d| failed.contains(*d)) {
-            mark(&mut prepared, name, Status::Disabled, format!("dependency {dep} failed to initialise"));
+            mark(
+                &mut prepared,
+                name,
+                Status::Disabled,
+                format!("dependency {dep} failed to initialise"),
+            );
             failed.insert(name.clone());
             continue;
         }
@@ -49,7 +56,12 @@ pub async fn initialize_all(mut prepared: Prepared, shared: &Arc<Shared>) -> Reg
         let handle = match PluginHandle::instantiate(&library, host_handle_for(name, shared)) {
             Ok(handle) => handle,
             Err(error) => {
-                mark(&mut prepared, name, Status::Failed, format!("instantiation failed: {error}"));
+                mark(
+                    &mut prepared,
+                    name,
+                    Status::Failed,
+                    format!("instantiation failed: {error}"),
+                );
                 failed.insert(name.clone());
                 continue;
             }
@@ -59,9 +71,15 @@ pub async fn initialize_all(mut prepared: Prepared, shared: &Arc<Shared>) -> Reg
             config,
             data_dir: data_dir.to_string_lossy().into_owned(),
             config_dir: shared.config_dir.to_string_lossy().into_owned(),
-            capabilities: [capability::SLEEP, capability::HTTP, capability::SERVICES, capability::EMIT, capability::SPAWN]
-                .map(str::to_owned)
-                .to_vec(),
+            capabilities: [
+                capability::SLEEP,
+                capability::HTTP,
+                capability::SERVICES,
+                capability::EMIT,
+                capability::SPAWN,
+            ]
+            .map(str::to_owned)
+            .to_vec(),
         };
         let plugin = Arc::new(ActivePlugin {
             manifest: library.manifest.clone(),
@@ -90,7 +108,12 @@ pub async fn initialize_all(mut prepared: Prepared, shared: &Arc<Shared>) -> Reg
             }
             Err(error) => {
                 shared.plugins.remove(name);
-                mark(&mut prepared, name, Status::Failed, format!("initialisation failed: {error}"));
+                mark(
+                    &mut prepared,
+                    name,
+                    Status::Failed,
+                    format!("initialisation failed: {error}"),
+                );
                 failed.insert(name.clone());
             }
         }
@@ -135,9 +158,16 @@ pub fn spawn_tasks(plugins: &[Arc<ActivePlugin>], stop: watch::Receiver<bool>) {
                         _ = interval.tick() => {}
                         _ = stop.changed() => break,
                     }
-                    let input = TaskInput { task: task.name.clone(), run };
+                    let input = TaskInput {
+                        task: task.name.clone(),
+                        run,
+                    };
                     let limit = period.max(Duration::from_secs(30));
-                    if let Err(error) = plugin.handle.call_with_timeout::<_, Value>(op::TASK, &input, Vec::new(), limit).await {
+                    if let Err(error) = plugin
+                        .handle
+                        .call_with_timeout::<_, Value>(op::TASK, &input, Vec::new(), limit)
+                        .await
+                    {
                         tracing::warn!(plugin = %plugin.manifest.name, task = %task.name, %error, "task run failed");
                     }
                     run += 1;
@@ -159,6 +189,8 @@ pub async fn shutdown_all(registry: &Registry, shared: &Shared) {
             Ok(_) => tracing::info!(plugin = %name, "plugin stopped"),
             Err(error) => tracing::warn!(plugin = %name, %error, "plugin shutdown failed"),
         }
-        shared.hooks.observe("plugin.unloaded", None, || json!({"plugin": name}));
+        shared
+            .hooks
+            .observe("plugin.unloaded", None, || json!({"plugin": name}));
     }
 }

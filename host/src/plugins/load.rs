@@ -59,13 +59,19 @@ pub enum Refusal {
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Refusal::Insecure(why) => write!(f, "{why}; fix the permissions (chmod go-w) or move the file"),
+            Refusal::Insecure(why) => write!(
+                f,
+                "{why}; fix the permissions (chmod go-w) or move the file"
+            ),
             Refusal::NotALibrary(why) => write!(f, "not a loadable library: {why}"),
             Refusal::NotAPlugin => write!(
                 f,
                 "not a ccproxy plugin: it has no ccproxy_plugin_api_version symbol; build it with ccproxy_plugin_abi::export_plugin!"
             ),
-            Refusal::BadVersion(text) => write!(f, "its plugin API version {text:?} is not semver; rebuild it with the official SDK"),
+            Refusal::BadVersion(text) => write!(
+                f,
+                "its plugin API version {text:?} is not semver; rebuild it with the official SDK"
+            ),
             Refusal::IncompatibleMajor { plugin } => write!(
                 f,
                 "built for plugin API {plugin}, this host speaks {API_VERSION}; rebuild it against ccproxy-plugin-abi {}.x",
@@ -120,10 +126,14 @@ pub fn host_version() -> semver::Version {
 pub fn check_version(plugin: &semver::Version) -> Result<(), Refusal> {
     let host = host_version();
     if plugin.major != host.major {
-        return Err(Refusal::IncompatibleMajor { plugin: plugin.clone() });
+        return Err(Refusal::IncompatibleMajor {
+            plugin: plugin.clone(),
+        });
     }
     if plugin.minor > host.minor {
-        return Err(Refusal::NeedsNewerHost { plugin: plugin.clone() });
+        return Err(Refusal::NeedsNewerHost {
+            plugin: plugin.clone(),
+        });
     }
     Ok(())
 }
@@ -133,10 +143,14 @@ pub fn check_permissions(path: &Path) -> Result<(), Refusal> {
     use std::os::unix::fs::MetadataExt;
     let me = current_uid();
     let check = |target: &Path, what: &str| -> Result<(), Refusal> {
-        let meta = std::fs::metadata(target)
-            .map_err(|error| Refusal::NotALibrary(format!("cannot read {what} {}: {error}", target.display())))?;
+        let meta = std::fs::metadata(target).map_err(|error| {
+            Refusal::NotALibrary(format!("cannot read {what} {}: {error}", target.display()))
+        })?;
         if meta.mode() & 0o002 != 0 {
-            return Err(Refusal::Insecure(format!("{what} {} is writable by every user", target.display())));
+            return Err(Refusal::Insecure(format!(
+                "{what} {} is writable by every user",
+                target.display()
+            )));
         }
         if meta.uid() != me && meta.uid() != 0 {
             return Err(Refusal::Insecure(format!(
@@ -162,7 +176,8 @@ fn current_uid() -> u32 {
 /// Loads `path` and reads its manifest. Never panics; every failure is a [`Refusal`].
 pub fn load(path: &Path) -> Result<LoadedLibrary, Refusal> {
     check_permissions(path)?;
-    let library = RawLibrary::load_at(path).map_err(|error| Refusal::NotALibrary(one_line(&error.to_string())))?;
+    let library = RawLibrary::load_at(path)
+        .map_err(|error| Refusal::NotALibrary(one_line(&error.to_string())))?;
     // Libraries are never unloaded: unloading Rust code is unsound, and the
     // plugin's statics (its host handle) must outlive every call.
     let library: &'static RawLibrary = Box::leak(Box::new(library));
@@ -177,11 +192,18 @@ pub fn load(path: &Path) -> Result<LoadedLibrary, Refusal> {
         .map_err(|error| Refusal::LayoutMismatch(summarize_library_error(&error)))?;
     let manifest_json = match (module.manifest())() {
         abi_stable::std_types::RResult::ROk(json) => json,
-        abi_stable::std_types::RResult::RErr(error) => return Err(Refusal::BadManifest(error.into())),
+        abi_stable::std_types::RResult::RErr(error) => {
+            return Err(Refusal::BadManifest(error.into()));
+        }
     };
-    let manifest: Manifest =
-        serde_json::from_str(&manifest_json).map_err(|error| Refusal::BadManifest(error.to_string()))?;
-    if manifest.name.is_empty() || !manifest.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+    let manifest: Manifest = serde_json::from_str(&manifest_json)
+        .map_err(|error| Refusal::BadManifest(error.to_string()))?;
+    if manifest.name.is_empty()
+        || !manifest
+            .name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
         return Err(Refusal::BadManifest(format!(
             "plugin name {:?} must be non-empty lower-case letters, digits and underscores",
             manifest.name
@@ -219,19 +241,33 @@ fn summarize_library_error(error: &LibraryError) -> String {
     let reasons: Vec<&str> = text
         .lines()
         .map(str::trim)
-        .filter(|line| line.starts_with("Error:") || line.contains("version mismatch") || line.contains("Expected"))
+        .filter(|line| {
+            line.starts_with("Error:")
+                || line.contains("version mismatch")
+                || line.contains("Expected")
+        })
         .collect();
     if reasons.is_empty() {
         one_line(&text)
     } else {
-        one_line(&reasons.iter().take(3).copied().collect::<Vec<_>>().join("; "))
+        one_line(
+            &reasons
+                .iter()
+                .take(3)
+                .copied()
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
     }
 }
 
 fn one_line(text: &str) -> String {
     let joined = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if joined.len() > 300 {
-        let cut = (0..=300).rev().find(|&i| joined.is_char_boundary(i)).unwrap_or(0);
+        let cut = (0..=300)
+            .rev()
+            .find(|&i| joined.is_char_boundary(i))
+            .unwrap_or(0);
         format!("{}…", &joined[..cut])
     } else {
         joined
@@ -269,29 +305,41 @@ mod tests {
         let mut newer = host_version();
         newer.minor += 1;
         let refusal = check_version(&newer).unwrap_err();
-        assert!(refusal.to_string().starts_with("needs a newer host"), "{refusal}");
+        assert!(
+            refusal.to_string().starts_with("needs a newer host"),
+            "{refusal}"
+        );
     }
 
     #[test]
     fn other_major_is_refused_with_both_versions() {
         let refusal = check_version(&version("2.0.0")).unwrap_err();
         let text = refusal.to_string();
-        assert!(text.contains("2.0.0") && text.contains(API_VERSION), "{text}");
+        assert!(
+            text.contains("2.0.0") && text.contains(API_VERSION),
+            "{text}"
+        );
     }
 
     #[test]
     fn garbage_file_is_not_a_library() {
         let dir = std::env::temp_dir().join(format!("ccproxy-load-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
         let file = dir.join("libgarbage.so");
         std::fs::write(&file, b"this is not an ELF file").unwrap();
-        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .unwrap();
         let refusal = load(&file).unwrap_err();
         assert!(matches!(refusal, Refusal::NotALibrary(_)), "{refusal}");
-        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+            .unwrap();
         let refusal = load(&file).unwrap_err();
-        assert!(refusal.to_string().contains("writable by every user"), "{refusal}");
+        assert!(
+            refusal.to_string().contains("writable by every user"),
+            "{refusal}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

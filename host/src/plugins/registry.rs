@@ -117,7 +117,8 @@ pub fn search_path(config: &Config) -> SearchPath {
         .ok()
         .and_then(|exe| exe.canonicalize().ok())
         .and_then(|exe| exe.parent().map(PathBuf::from));
-    let user_dir = (!config.plugin_discovery.disable_local_discovery).then(|| crate::paths::config_dir().join("plugins"));
+    let user_dir = (!config.plugin_discovery.disable_local_discovery)
+        .then(|| crate::paths::config_dir().join("plugins"));
     SearchPath {
         executable_dir,
         user_dir,
@@ -166,7 +167,11 @@ pub fn prepare_candidates(config: &Config, candidates: Vec<Candidate>) -> Prepar
                     entry.status = Status::Disabled;
                     entry.reason = Some(reason);
                 } else {
-                    match config::validate_plugin_section(&name, &library.manifest.config.defaults, config.plugins.get(&name)) {
+                    match config::validate_plugin_section(
+                        &name,
+                        &library.manifest.config.defaults,
+                        config.plugins.get(&name),
+                    ) {
                         Ok(value) => {
                             entry.config = Some(value);
                             prepared.libraries.insert(name, library);
@@ -179,7 +184,9 @@ pub fn prepare_candidates(config: &Config, candidates: Vec<Candidate>) -> Prepar
                 }
             }
             Err(refusal) => {
-                if let Refusal::IncompatibleMajor { plugin } | Refusal::NeedsNewerHost { plugin } = &refusal {
+                if let Refusal::IncompatibleMajor { plugin } | Refusal::NeedsNewerHost { plugin } =
+                    &refusal
+                {
                     entry.api_version = Some(plugin.to_string());
                 }
                 refuse(&mut entry, refusal);
@@ -196,18 +203,19 @@ pub fn prepare_candidates(config: &Config, candidates: Vec<Candidate>) -> Prepar
     // Resolve in discovery order, not name order.
     let mut ordered: Vec<&Manifest> = Vec::new();
     for entry in &prepared.entries {
-        if let Some(manifest) = manifests.iter().find(|m| entry.status == Status::Active && entry.manifest.as_ref().is_some_and(|e| e.name == m.name)) {
+        if let Some(manifest) = manifests.iter().find(|m| {
+            entry.status == Status::Active
+                && entry.manifest.as_ref().is_some_and(|e| e.name == m.name)
+        }) {
             ordered.push(manifest);
         }
     }
     let resolution = deps::resolve(&ordered);
     for (name, reason) in &resolution.disabled {
         tracing::warn!(plugin = %name, "plugin disabled: {reason}");
-        if let Some(entry) = prepared
-            .entries
-            .iter_mut()
-            .find(|e| e.status == Status::Active && e.manifest.as_ref().is_some_and(|m| &m.name == name))
-        {
+        if let Some(entry) = prepared.entries.iter_mut().find(|e| {
+            e.status == Status::Active && e.manifest.as_ref().is_some_and(|m| &m.name == name)
+        }) {
             entry.status = Status::Disabled;
             entry.reason = Some(reason.clone());
         }
@@ -226,9 +234,9 @@ fn refuse(entry: &mut Entry, refusal: Refusal) {
 impl Prepared {
     /// The entry of active plugin `name`.
     pub fn entry_mut(&mut self, name: &str) -> Option<&mut Entry> {
-        self.entries
-            .iter_mut()
-            .find(|e| e.status == Status::Active && e.manifest.as_ref().is_some_and(|m| m.name == name))
+        self.entries.iter_mut().find(|e| {
+            e.status == Status::Active && e.manifest.as_ref().is_some_and(|m| m.name == name)
+        })
     }
 }
 
@@ -236,7 +244,12 @@ impl Prepared {
 /// services it requires.
 pub fn dependencies_of(manifest: &Manifest, services: &BTreeMap<String, String>) -> Vec<String> {
     let mut deps = manifest.dependencies.clone();
-    deps.extend(manifest.requires.iter().filter_map(|s| services.get(s).cloned()));
+    deps.extend(
+        manifest
+            .requires
+            .iter()
+            .filter_map(|s| services.get(s).cloned()),
+    );
     deps
 }
 

@@ -14,7 +14,9 @@ use async_ffi::{FfiFuture, FutureExt as _};
 use bytes::Bytes;
 use ccproxy_plugin_abi::{
     API_VERSION,
-    protocol::{EmitInput, HttpRequestHead, HttpResponseHead, ServiceInput, SleepInput, host_op, op},
+    protocol::{
+        EmitInput, HttpRequestHead, HttpResponseHead, ServiceInput, SleepInput, host_op, op,
+    },
     raw::{AbiError, CallResult, ErrorCode, HostBox, HostObject, HostObject_TO, Message},
 };
 use futures_util::FutureExt as _;
@@ -43,12 +45,18 @@ pub fn host_handle_for(plugin: &str, shared: &Arc<Shared>) -> HostBox {
 }
 
 fn decode<T: DeserializeOwned>(input: &Message) -> Result<T, AbiError> {
-    let text = if input.meta.is_empty() { "null" } else { input.meta.as_str() };
-    serde_json::from_str(text).map_err(|error| AbiError::new(ErrorCode::Invalid, format!("malformed host call: {error}")))
+    let text = if input.meta.is_empty() {
+        "null"
+    } else {
+        input.meta.as_str()
+    };
+    serde_json::from_str(text)
+        .map_err(|error| AbiError::new(ErrorCode::Invalid, format!("malformed host call: {error}")))
 }
 
 fn encode<T: Serialize>(meta: &T, body: Vec<u8>) -> Result<Message, AbiError> {
-    let meta = serde_json::to_string(meta).map_err(|error| AbiError::new(ErrorCode::Internal, error.to_string()))?;
+    let meta = serde_json::to_string(meta)
+        .map_err(|error| AbiError::new(ErrorCode::Internal, error.to_string()))?;
     Ok(Message {
         meta: meta.into(),
         body: body.into(),
@@ -102,7 +110,10 @@ impl HostObject for PluginHost {
         async move {
             let result = match host.shared.upgrade() {
                 Some(shared) => host.dispatch(&shared, op.as_str(), input).await,
-                None => Err(AbiError::new(ErrorCode::Unavailable, "the host is shutting down")),
+                None => Err(AbiError::new(
+                    ErrorCode::Unavailable,
+                    "the host is shutting down",
+                )),
             };
             match result {
                 Ok(message) => RResult::ROk(message),
@@ -114,7 +125,12 @@ impl HostObject for PluginHost {
 }
 
 impl PluginHost {
-    async fn dispatch(&self, shared: &Arc<Shared>, op: &str, input: Message) -> Result<Message, AbiError> {
+    async fn dispatch(
+        &self,
+        shared: &Arc<Shared>,
+        op: &str,
+        input: Message,
+    ) -> Result<Message, AbiError> {
         match op {
             host_op::SLEEP => {
                 let sleep: SleepInput = decode(&input)?;
@@ -126,13 +142,21 @@ impl PluginHost {
                 let timeout = (head.timeout_ms > 0).then(|| Duration::from_millis(head.timeout_ms));
                 let response = shared
                     .upstream
-                    .send_buffered(&head.method, &head.url, &head.headers, Bytes::from(input.body.into_vec()), timeout)
+                    .send_buffered(
+                        &head.method,
+                        &head.url,
+                        &head.headers,
+                        Bytes::from(input.body.into_vec()),
+                        timeout,
+                    )
                     .await
                     .map_err(|error| {
                         let code = match error {
                             crate::upstream::UpstreamError::Invalid(_) => ErrorCode::Invalid,
                             crate::upstream::UpstreamError::Timeout { .. } => ErrorCode::Timeout,
-                            crate::upstream::UpstreamError::Unreachable { .. } => ErrorCode::Upstream,
+                            crate::upstream::UpstreamError::Unreachable { .. } => {
+                                ErrorCode::Upstream
+                            }
                         };
                         AbiError::new(code, error.to_string())
                     })?;
@@ -147,18 +171,29 @@ impl PluginHost {
             host_op::SERVICE_CALL => {
                 let mut call: ServiceInput = decode(&input)?;
                 call.caller = self.plugin.to_string();
-                let provider = shared.services.get(&call.service).map(|p| p.value().clone()).ok_or_else(|| {
-                    AbiError::new(
-                        ErrorCode::NotFound,
-                        format!("no enabled plugin provides service {}", call.service),
-                    )
-                })?;
-                let plugin = shared.plugins.get(&provider).map(|p| p.value().clone()).ok_or_else(|| {
-                    AbiError::new(
-                        ErrorCode::Unavailable,
-                        format!("service {} is provided by {provider}, which is not running", call.service),
-                    )
-                })?;
+                let provider = shared
+                    .services
+                    .get(&call.service)
+                    .map(|p| p.value().clone())
+                    .ok_or_else(|| {
+                        AbiError::new(
+                            ErrorCode::NotFound,
+                            format!("no enabled plugin provides service {}", call.service),
+                        )
+                    })?;
+                let plugin = shared
+                    .plugins
+                    .get(&provider)
+                    .map(|p| p.value().clone())
+                    .ok_or_else(|| {
+                        AbiError::new(
+                            ErrorCode::Unavailable,
+                            format!(
+                                "service {} is provided by {provider}, which is not running",
+                                call.service
+                            ),
+                        )
+                    })?;
                 let reply = plugin
                     .handle
                     .call::<_, serde_json::Value>(op::SERVICE, &call, Vec::new())
@@ -173,7 +208,10 @@ impl PluginHost {
                             },
                             _ => ErrorCode::Internal,
                         };
-                        AbiError::new(code, format!("service {} ({provider}): {}", call.service, error.message))
+                        AbiError::new(
+                            code,
+                            format!("service {} ({provider}): {}", call.service, error.message),
+                        )
                     })?;
                 encode(&reply.meta, Vec::new())
             }
@@ -193,7 +231,9 @@ impl PluginHost {
             }
             other => Err(AbiError::new(
                 ErrorCode::Unsupported,
-                format!("host operation {other} is not supported by this host (plugin API {API_VERSION})"),
+                format!(
+                    "host operation {other} is not supported by this host (plugin API {API_VERSION})"
+                ),
             )),
         }
     }

@@ -9,7 +9,9 @@ use dashmap::DashMap;
 
 pub use host_impl::host_handle_for;
 
-use crate::{config::Config, hooks::HookBus, plugins::registry::ActivePlugin, upstream::UpstreamClient};
+use crate::{
+    config::Config, hooks::HookBus, plugins::registry::ActivePlugin, upstream::UpstreamClient,
+};
 
 /// State shared by the server, the plugins' host handles and the lifecycle.
 #[derive(Debug)]

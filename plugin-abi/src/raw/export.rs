@@ -30,15 +30,22 @@ extern "C" fn api_version() -> abi_stable::std_types::RStr<'static> {
     abi_stable::std_types::RStr::from_str(env!("CARGO_PKG_VERSION"))
 }
 
-extern "C" fn manifest<E: Exported>() -> RResult<abi_stable::std_types::RString, abi_stable::std_types::RString> {
-    match catch_panic(|| E::manifest_json().map_err(|e| super::AbiError::new(super::ErrorCode::Invalid, e))) {
+extern "C" fn manifest<E: Exported>()
+-> RResult<abi_stable::std_types::RString, abi_stable::std_types::RString> {
+    match catch_panic(|| {
+        E::manifest_json().map_err(|e| super::AbiError::new(super::ErrorCode::Invalid, e))
+    }) {
         Ok(json) => RResult::ROk(json.into()),
         Err(error) => RResult::RErr(error.message),
     }
 }
 
-extern "C" fn instantiate<E: Exported>(host: HostBox) -> RResult<PluginBox, abi_stable::std_types::RString> {
-    match catch_panic(|| E::instantiate(host).map_err(|e| super::AbiError::new(super::ErrorCode::Internal, e))) {
+extern "C" fn instantiate<E: Exported>(
+    host: HostBox,
+) -> RResult<PluginBox, abi_stable::std_types::RString> {
+    match catch_panic(|| {
+        E::instantiate(host).map_err(|e| super::AbiError::new(super::ErrorCode::Internal, e))
+    }) {
         Ok(plugin) => RResult::ROk(plugin),
         Err(error) => RResult::RErr(error.message),
     }
