@@ -29,7 +29,7 @@
 //! and expect this line in the proxy's log once the request is answered:
 //!
 //! ```text
-//! INFO plugin::hello_system: hello_system saw request 6f1c…  -> 200
+//! INFO plugin: hello_system saw request 9a8f1b3a008442898811dc10d661c65b -> 200 plugin="hello_system"
 //! ```
 //!
 //! `GET /hello/stats` shows the counters.

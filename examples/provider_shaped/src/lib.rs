@@ -25,13 +25,13 @@
 //!
 //! ```text
 //! curl -s http://127.0.0.1:8000/provider_shaped/v1/echo -H 'content-type: application/json' -d '{"name":"Ada"}'
-//! {"provider":"provider_shaped","greeting":"Hello, Ada!","upstream":null}
+//! {"greeting":"Hello, Ada!","provider":"provider_shaped","upstream":null}
 //! ```
 //!
 //! and expect this line in the proxy's log at startup:
 //!
 //! ```text
-//! INFO plugin::provider_shaped: provider_shaped ready, upstream: none
+//! INFO plugin: provider_shaped ready, upstream: none plugin="provider_shaped"
 //! ```
 #![forbid(unsafe_code)]
 
@@ -90,10 +90,13 @@ impl ProviderShaped {
             .http(HttpRequest::get(url.as_str()))
             .await
             .map_err(|error| {
-                PluginError::new(
-                    ErrorKind::Upstream,
-                    format!("upstream {url} failed: {error}"),
-                )
+                // The host's message usually names the URL already.
+                let message = if error.message().contains(url.as_str()) {
+                    format!("upstream probe failed: {error}")
+                } else {
+                    format!("upstream probe of {url} failed: {error}")
+                };
+                PluginError::new(ErrorKind::Upstream, message)
             })?;
         Ok(json!({
             "url": url,
@@ -226,7 +229,7 @@ mod tests {
         assert_eq!(error.kind().http_status(), 502);
         assert_eq!(
             error.message(),
-            "upstream http://127.0.0.1:9/ failed: connection refused"
+            "upstream probe of http://127.0.0.1:9/ failed: connection refused"
         );
     }
 

@@ -20,6 +20,17 @@ pub(crate) enum ClientFormat {
     Structured,
 }
 
+impl ClientFormat {
+    /// The config spelling.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            ClientFormat::Common => "common",
+            ClientFormat::Combined => "combined",
+            ClientFormat::Structured => "structured",
+        }
+    }
+}
+
 /// Token counts, under the original's names.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub(crate) struct Tokens {

@@ -13,10 +13,21 @@
 //! the formatted line to a buffer in memory, written in batches of
 //! `buffer_size` lines, by the `flush` task and at shutdown (see `writer`).
 //!
+//! Build it with `cargo build -p ccproxy-plugin-access-log`: the host finds
+//! bundled plugins next to its binary (or copy `libccproxy_plugin_access_log.so`
+//! to `~/.config/ccproxy/plugins/`). Configure it, for example:
+//!
 //! ```toml
 //! [plugins.access_log]
 //! client_format = "combined"
 //! client_log_file = "/var/log/ccproxy/access.log"
+//! ```
+//!
+//! Then `curl http://127.0.0.1:8000/plugins/access_log/health` shows the files
+//! and their line counts; at startup the proxy logs:
+//!
+//! ```text
+//! INFO plugin: access_log writing client log to /var/log/ccproxy/access.log (combined), provider log to off plugin="access_log"
 //! ```
 //!
 //! Event data read (as the host emits it): `request.completed` and
@@ -182,9 +193,9 @@ impl Plugin for AccessLog {
                 .map_or("off".to_owned(), |file| file.path().display().to_string())
         };
         info!(
-            "access_log writing client log to {} ({:?}), provider log to {}",
+            "access_log writing client log to {} ({}), provider log to {}",
             describe(&client),
-            config.client_format,
+            config.client_format.as_str(),
             describe(&provider)
         );
         Ok(Self {
