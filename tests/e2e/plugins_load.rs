@@ -1,0 +1,398 @@
+//! Loading plugins: every bad library is refused or disabled with its one-line
+//! reason while every other plugin loads and serves in the same process; the
+//! same verdicts through `GET /plugins/status`, `ccproxy plugins list --json`
+//! and `ccproxy plugins check`; and the compatibility promise: a plugin built
+//! against the frozen 1.0 interface loads into today's host and works.
+
+use std::{fs, path::PathBuf, time::Duration};
+
+use ccproxy_e2e::{Proxy, ProxyOptions, Sandbox, library, poll, workspace_root};
+use serde_json::Value;
+
+/// The plugin API version this host speaks: the SDK crate's version.
+fn host_api_version() -> String {
+    let manifest = fs::read_to_string(workspace_root().join("plugin-abi/Cargo.toml"))
+        .expect("plugin-abi/Cargo.toml is readable");
+    manifest
+        .lines()
+        .find_map(|line| line.strip_prefix("version = \""))
+        .and_then(|rest| rest.strip_suffix('"'))
+        .expect("plugin-abi/Cargo.toml has a version line")
+        .to_owned()
+}
+
+/// Every kind of bad library next to one good plugin, in one sandbox.
+struct BadLot {
+    sandbox: Sandbox,
+    /// A folder every user may write to, holding an otherwise loadable plugin.
+    open_dir: PathBuf,
+}
+
+fn bad_lot() -> BadLot {
+    let sandbox = Sandbox::new();
+    let plugins = sandbox.plugin_dir();
+    for stem in [
+        "test_plugin_panicky",
+        "test_plugin_missing_dep",
+        "test_plugin_cycle_a",
+        "test_plugin_cycle_b",
+        "test_plugin_abi_v2",
+        "test_plugin_needs_newer_host",
+        "test_plugin_layout_mismatch",
+        "test_plugin_not_a_plugin",
+    ] {
+        sandbox.install(stem);
+    }
+    // Found after libtest_plugin_panicky.so (discovery is sorted by file name),
+    // so the impostor is the one refused.
+    sandbox.install_file(
+        &library("test_plugin_duplicate"),
+        &plugins,
+        "libzz_duplicate.so",
+        None,
+    );
+    // A file that is not a shared library at all.
+    fs::write(plugins.join("libgarbage.so"), b"this is not an ELF file")
+        .expect("the plugin folder is writable");
+    // A loadable plugin that every user could have replaced.
+    sandbox.install_file(
+        &library("test_plugin_middleware_probe"),
+        &plugins,
+        "libworld_writable.so",
+        Some(0o666),
+    );
+    // A loadable plugin in a folder every user can write to.
+    let open_dir = sandbox.root().join("open");
+    sandbox.install_file(
+        &library("test_plugin_middleware_probe"),
+        &open_dir,
+        "libin_open_dir.so",
+        None,
+    );
+    ccproxy_e2e::set_mode(&open_dir, 0o777);
+    BadLot { sandbox, open_dir }
+}
+
+/// `(file name, status, reason phrase)` for every file of [`bad_lot`]; the
+/// status as `/plugins/status` spells it.
+fn expected_verdicts() -> Vec<(&'static str, &'static str, String)> {
+    let host = host_api_version();
+    vec![
+        ("libtest_plugin_panicky.so", "active", String::new()),
+        (
+            "libtest_plugin_missing_dep.so",
+            "disabled",
+            "missing dependency no_such_plugin".into(),
+        ),
+        (
+            "libtest_plugin_cycle_a.so",
+            "disabled",
+            "dependency cycle: cycle_a -> cycle_b -> cycle_a".into(),
+        ),
+        (
+            "libtest_plugin_cycle_b.so",
+            "disabled",
+            "dependency cycle: cycle_b -> cycle_a -> cycle_b".into(),
+        ),
+        (
+            "libtest_plugin_abi_v2.so",
+            "refused",
+            format!("built for plugin API 2.0.0, this host speaks {host}"),
+        ),
+        (
+            "libtest_plugin_needs_newer_host.so",
+            "refused",
+            "needs a newer host".into(),
+        ),
+        (
+            "libtest_plugin_layout_mismatch.so",
+            "refused",
+            "layout mismatch".into(),
+        ),
+        (
+            "libtest_plugin_not_a_plugin.so",
+            "refused",
+            "not a ccproxy plugin".into(),
+        ),
+        (
+            "libzz_duplicate.so",
+            "refused",
+            "duplicate plugin name panicky".into(),
+        ),
+        ("libgarbage.so", "refused", "not a loadable library".into()),
+        (
+            "libworld_writable.so",
+            "refused",
+            "writable by every user".into(),
+        ),
+        (
+            "libin_open_dir.so",
+            "refused",
+            "writable by every user".into(),
+        ),
+    ]
+}
+
+fn file_name(entry: &Value) -> String {
+    let file = entry["file"].as_str().unwrap_or_default();
+    PathBuf::from(file)
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn find<'a>(plugins: &'a [Value], file: &str) -> &'a Value {
+    plugins
+        .iter()
+        .find(|entry| file_name(entry) == file)
+        .unwrap_or_else(|| panic!("{file} is not listed: {plugins:#?}"))
+}
+
+/// Checks every verdict in a listing whose active status is spelled `active_word`.
+fn check_verdicts(plugins: &[Value], active_word: &str) {
+    for (file, status, phrase) in expected_verdicts() {
+        let entry = find(plugins, file);
+        let status = if status == "active" {
+            active_word
+        } else {
+            status
+        };
+        assert_eq!(entry["status"], status, "{file}: {entry:#}");
+        let reason = entry["reason"].as_str().unwrap_or_default();
+        if phrase.is_empty() {
+            assert!(entry["reason"].is_null(), "{file} has a reason: {entry:#}");
+        } else {
+            assert!(
+                reason.contains(&phrase),
+                "{file}: reason {reason:?} lacks {phrase:?}"
+            );
+            assert!(
+                !reason.contains('\n'),
+                "{file}: reason is not one line: {reason:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_plugins_are_refused_with_a_reason_and_the_rest_serve() {
+    let lot = bad_lot();
+    let open_dir = lot.open_dir.display().to_string();
+    let proxy = Proxy::start_in(
+        lot.sandbox,
+        ProxyOptions {
+            args: &["--plugin-dir", &open_dir],
+            ..ProxyOptions::default()
+        },
+    );
+
+    // The server is up, and the good plugin serves.
+    let health = proxy.get("/health");
+    assert_eq!(health.status, 200, "{}", health.text());
+    assert_eq!(
+        health.json()["status"],
+        "warn",
+        "refused files make health warn: {}",
+        health.text()
+    );
+    let ok = proxy.get("/panicky/ok");
+    assert_eq!((ok.status, ok.text().as_str()), (200, "still fine"));
+    // The impostor's route was never mounted.
+    assert_eq!(proxy.get("/impostor").status, 404);
+
+    let status = proxy.get("/plugins/status").json();
+    let plugins = status["plugins"]
+        .as_array()
+        .expect("plugins is an array")
+        .clone();
+    check_verdicts(&plugins, "active");
+    let panicky = find(&plugins, "libtest_plugin_panicky.so");
+    assert_eq!(
+        (panicky["name"].as_str(), panicky["version"].as_str()),
+        (Some("panicky"), Some("0.1.0"))
+    );
+    let abi_v2 = find(&plugins, "libtest_plugin_abi_v2.so");
+    assert_eq!(
+        abi_v2["api_version"], "2.0.0",
+        "the refused plugin's version is shown: {abi_v2:#}"
+    );
+    let open = find(&plugins, "libin_open_dir.so");
+    assert!(
+        open["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("folder"),
+        "{open:#}"
+    );
+    // Layout refusals are one readable line naming what differs, not
+    // abi_stable's dump of both layouts.
+    let layout = find(&plugins, "libtest_plugin_layout_mismatch.so")["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(layout.len() < 400, "layout refusal is too long: {layout}");
+    assert!(
+        layout.contains("test-plugin-layout-mismatch"),
+        "layout refusal does not say what differs: {layout}"
+    );
+    assert_eq!(
+        status["initialization_order"],
+        serde_json::json!(["panicky"])
+    );
+
+    // The operator sees each refusal as one log line naming the file, and each
+    // disabled plugin as one line naming the plugin.
+    let log = proxy.log();
+    for (file, status, phrase) in expected_verdicts() {
+        let named = match status {
+            "active" => continue,
+            "refused" => file.to_owned(),
+            _ => format!(
+                "plugin={}",
+                find(&plugins, file)["name"].as_str().unwrap_or_default()
+            ),
+        };
+        assert!(
+            log.lines()
+                .any(|line| line.contains(&named) && line.contains(&phrase)),
+            "no log line names {named} with {phrase:?}; log:\n{log}"
+        );
+    }
+
+    // `plugins list --json` sees the same files and the same verdicts.
+    let listed = proxy.sandbox().run_cli(
+        &["plugins", "list", "--json", "--plugin-dir", &open_dir],
+        &[],
+    );
+    assert_eq!(listed.code, 0, "{listed:?}");
+    let listed: Value = serde_json::from_str(&listed.stdout)
+        .unwrap_or_else(|e| panic!("plugins list --json: {e}: {listed:?}"));
+    check_verdicts(
+        listed["plugins"].as_array().expect("plugins is an array"),
+        "ok",
+    );
+
+    // And the table names the refused file with its reason on its row.
+    let table = proxy
+        .sandbox()
+        .run_cli(&["plugins", "list", "--plugin-dir", &open_dir], &[]);
+    assert_eq!(table.code, 0, "{table:?}");
+    let row = table
+        .stdout
+        .lines()
+        .find(|line| line.contains("libtest_plugin_needs_newer_host.so"))
+        .unwrap_or_else(|| panic!("no row for needs_newer_host:\n{}", table.stdout));
+    assert!(
+        row.contains("refused") && row.contains("needs a newer host"),
+        "{row}"
+    );
+}
+
+#[test]
+fn plugins_check_gives_a_verdict_and_an_exit_code() {
+    let sandbox = Sandbox::new();
+    let good = sandbox.install("test_plugin_panicky");
+    let bad = sandbox.install("test_plugin_abi_v2");
+    let missing_dep = sandbox.install("test_plugin_missing_dep");
+    let host = host_api_version();
+
+    let ok = sandbox.run_cli(&["plugins", "check", &good.display().to_string()], &[]);
+    assert_eq!(ok.code, 0, "{ok:?}");
+    assert!(ok.stdout.starts_with("ok: panicky 0.1.0"), "{ok:?}");
+    assert!(
+        ok.stdout.contains(&format!("built for plugin API {host}")),
+        "{ok:?}"
+    );
+
+    // A plugin whose dependency is missing is still a loadable library: the
+    // check is about the file, the dependency is the registry's business.
+    let loadable = sandbox.run_cli(
+        &["plugins", "check", &missing_dep.display().to_string()],
+        &[],
+    );
+    assert_eq!(loadable.code, 0, "{loadable:?}");
+
+    let refused = sandbox.run_cli(&["plugins", "check", &bad.display().to_string()], &[]);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(refused.stdout.starts_with("refused:"), "{refused:?}");
+    assert!(
+        refused.stdout.contains(&bad.display().to_string()),
+        "names the file: {refused:?}"
+    );
+    assert!(
+        refused.stdout.contains(&format!(
+            "built for plugin API 2.0.0, this host speaks {host}"
+        )),
+        "{refused:?}"
+    );
+
+    let json = sandbox.run_cli(
+        &["plugins", "check", "--json", &bad.display().to_string()],
+        &[],
+    );
+    assert_eq!(json.code, 1, "{json:?}");
+    let verdict: Value =
+        serde_json::from_str(&json.stdout).unwrap_or_else(|e| panic!("{e}: {json:?}"));
+    assert_eq!(verdict["verdict"], "refused");
+    assert!(
+        verdict["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("2.0.0"),
+        "{verdict:#}"
+    );
+    let json = sandbox.run_cli(
+        &["plugins", "check", "--json", &good.display().to_string()],
+        &[],
+    );
+    let verdict: Value =
+        serde_json::from_str(&json.stdout).unwrap_or_else(|e| panic!("{e}: {json:?}"));
+    assert_eq!(
+        (json.code, verdict["verdict"].as_str()),
+        (0, Some("ok")),
+        "{json:?}"
+    );
+    assert_eq!(verdict["manifest"]["name"], "panicky");
+
+    let nothing = sandbox.run_cli(&["plugins", "check", "/no/such/libfile.so"], &[]);
+    assert_eq!(nothing.code, 1, "{nothing:?}");
+    assert!(nothing.stderr.contains("does not exist"), "{nothing:?}");
+}
+
+#[test]
+fn a_plugin_built_against_the_frozen_1_0_interface_loads_and_works() {
+    let sandbox = Sandbox::new();
+    sandbox.install_frozen("hello_v1_0");
+    let proxy = Proxy::start_in(sandbox, ProxyOptions::default());
+
+    let status = proxy.get("/plugins/status").json();
+    let entry = find(
+        status["plugins"].as_array().expect("plugins is an array"),
+        "libhello_v1_0.so",
+    );
+    assert_eq!(entry["status"], "active", "{entry:#}");
+    assert_eq!(entry["api_version"], "1.0.0", "{entry:#}");
+
+    // Its route, and through it a host capability (ctx.sleep).
+    let hello = proxy.get("/v1_0/hello");
+    assert_eq!(hello.status, 200, "{}", hello.text());
+    let hello = hello.json();
+    assert_eq!(hello["plugin_api"], "1.0.0", "{hello:#}");
+    assert!(
+        hello["slept_ms"].as_u64().is_some_and(|ms| ms >= 10),
+        "ctx.sleep did not wait: {hello:#}"
+    );
+
+    // Its hook: request.completed is observed off the request path, so poll.
+    let count = poll(Duration::from_secs(5), || {
+        let count = proxy.get("/v1_0/count").json()["completed"]
+            .as_u64()
+            .unwrap_or(0);
+        (count >= 2).then_some(count)
+    });
+    assert!(
+        count.is_some(),
+        "the hook never counted; log:\n{}",
+        proxy.log()
+    );
+}

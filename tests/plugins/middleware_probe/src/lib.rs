@@ -1,0 +1,68 @@
+//! Test plugin `middleware_probe`: one SECURITY-layer middleware and one route,
+//! to prove the order and the effects of middleware.
+//!
+//! - request side: a request carrying `x-block: 1` is answered 403 with a JSON
+//!   body before its route runs; every other request gets the header
+//!   `x-seen-by: middleware_probe` added on its way in;
+//! - response side: every response gets `x-probe: 1`;
+//! - `GET /probe/echo-headers` answers the request headers (as the route saw
+//!   them, after the middleware) as a JSON object.
+#![forbid(unsafe_code)]
+
+use ccproxy_plugin_abi::{Value, prelude::*};
+
+/// The plugin: stateless.
+struct MiddlewareProbe;
+
+impl Plugin for MiddlewareProbe {
+    type Config = ();
+
+    fn manifest() -> Manifest {
+        Manifest::new("middleware_probe", "0.1.0")
+            .description("blocks x-block: 1, marks requests and responses")
+            .middleware("probe_guard", layer::SECURITY, true)
+            .route("/probe", [Route::get("/echo-headers")])
+    }
+
+    async fn init(_ctx: Context, _config: ()) -> Result<Self, PluginError> {
+        Ok(MiddlewareProbe)
+    }
+
+    async fn on_route(&self, req: Request) -> Result<Response, PluginError> {
+        let headers: ccproxy_plugin_abi::serde_json::Map<String, Value> = req
+            .headers
+            .iter()
+            .map(|(name, value)| (name.to_ascii_lowercase(), Value::String(value.to_owned())))
+            .collect();
+        Ok(Response::json(200, &json!({ "headers": headers })))
+    }
+
+    async fn on_middleware_request(
+        &self,
+        request: MiddlewareRequest,
+    ) -> Result<MiddlewareAction, PluginError> {
+        if request.headers.get("x-block") == Some("1") {
+            let body = json!({
+                "error": {
+                    "type": "blocked",
+                    "message": format!("blocked by middleware_probe: {} {}", request.method, request.path),
+                }
+            });
+            return Ok(MiddlewareAction::Respond(Response::json(403, &body)));
+        }
+        Ok(MiddlewareAction::Continue {
+            set_headers: vec![("x-seen-by".to_owned(), "middleware_probe".to_owned())],
+        })
+    }
+
+    async fn on_middleware_response(
+        &self,
+        response: MiddlewareResponse,
+    ) -> Result<(u16, Headers), PluginError> {
+        let mut headers = response.headers;
+        headers.set("x-probe", "1");
+        Ok((response.status, headers))
+    }
+}
+
+export_plugin!(MiddlewareProbe);
