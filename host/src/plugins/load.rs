@@ -238,15 +238,22 @@ fn read_version_symbol(library: &'static RawLibrary) -> Result<semver::Version, 
 /// the lines that say what differs.
 fn summarize_library_error(error: &LibraryError) -> String {
     let text = error.to_string();
-    let reasons: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|line| {
-            line.starts_with("Error:")
-                || line.contains("version mismatch")
-                || line.contains("Expected")
-        })
-        .collect();
+    // An `Error:` line is followed by its `Expected:` and `Found:` values on
+    // indented lines of their own, up to a blank line: keep the whole block, or
+    // the reason says "mismatched package; Expected:" without saying what.
+    let mut reasons: Vec<String> = Vec::new();
+    let mut in_block = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with("Error:") || line.contains("version mismatch") {
+            reasons.push(line.to_owned());
+            in_block = line.starts_with("Error:");
+        } else if line.is_empty() {
+            in_block = false;
+        } else if in_block && let Some(last) = reasons.last_mut() {
+            last.push(' ');
+            last.push_str(line);
+        }
+    }
     if reasons.is_empty() {
         one_line(&text)
     } else {
@@ -254,7 +261,7 @@ fn summarize_library_error(error: &LibraryError) -> String {
             &reasons
                 .iter()
                 .take(3)
-                .copied()
+                .cloned()
                 .collect::<Vec<_>>()
                 .join("; "),
         )
