@@ -131,6 +131,18 @@ impl PluginError {
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Unavailable, message)
     }
+    /// The upstream failed (502).
+    pub fn upstream(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Upstream, message)
+    }
+    /// Timed out (504).
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Timeout, message)
+    }
+    /// Missing or refused credentials (401).
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unauthorized, message)
+    }
     /// The operation is not supported.
     pub fn unsupported(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Unsupported, message)

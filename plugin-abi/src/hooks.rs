@@ -50,9 +50,13 @@ hook_events! {
     /// A client request arrived (data: `request_id`, `method`, `url`, `headers`).
     RequestStarted = "request.started",
     /// A client request was answered; for streams, after the stream ended
-    /// (data: adds `response_status`, `duration_ms`, `bytes_sent`).
+    /// (data: `request_id`, `method`, `path`, `query`, `url`, `status_code`,
+    /// `duration_ms`, `client_ip`, `user_agent`, `bytes_sent`, `streaming`,
+    /// `provider`, `model`, `usage`, masked `headers`).
     RequestCompleted = "request.completed",
-    /// A client request failed (data: adds `error`).
+    /// The proxy could not produce an answer: a plugin panicked or failed with a
+    /// 5xx, the upstream was unreachable, or the client went away mid-stream
+    /// (data: as `request.completed`, plus `error`).
     RequestFailed = "request.failed",
     /// The upstream request is ready to send. **Inline and mutating**: hooks may
     /// change `method`, `url`, `headers` and the body, in priority order.

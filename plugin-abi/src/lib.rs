@@ -72,6 +72,9 @@ pub use plugin::{
 /// The plugin API version this SDK implements (semver).
 pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// Re-exported for plugins that prefer `#[serde(crate = "ccproxy_plugin_abi::serde")]`
+/// over their own `serde` dependency.
+pub use serde;
 /// Re-exported so plugins need no direct `serde_json` dependency for simple JSON.
 pub use serde_json::{self, Value, json};
 
@@ -84,6 +87,7 @@ pub mod prelude {
         Route, ServiceCall, UpstreamRequest, export_plugin, json, layer,
     };
     pub use crate::{debug, error, info, trace, warn};
+    pub use serde_json::Value;
 }
 
 #[doc(hidden)]

@@ -219,6 +219,10 @@ pub struct TaskSpec {
     /// Run once right after initialisation instead of after the first interval.
     #[serde(default)]
     pub run_at_start: bool,
+    /// A config key whose value (seconds) overrides `interval_seconds`, so the
+    /// user can tune the interval (`[plugins.NAME] KEY = 2.5`).
+    #[serde(default)]
+    pub interval_key: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -350,6 +354,25 @@ impl Manifest {
             interval_seconds,
             enabled: true,
             run_at_start: false,
+            interval_key: None,
+        });
+        self
+    }
+    /// Schedules task `name` every `[plugins.NAME] <config_key>` seconds,
+    /// `default_seconds` when the key is absent; optionally once at start.
+    pub fn task_from_config(
+        mut self,
+        name: &str,
+        config_key: &str,
+        default_seconds: f64,
+        run_at_start: bool,
+    ) -> Self {
+        self.tasks.push(TaskSpec {
+            name: name.to_owned(),
+            interval_seconds: default_seconds,
+            enabled: true,
+            run_at_start,
+            interval_key: Some(config_key.to_owned()),
         });
         self
     }

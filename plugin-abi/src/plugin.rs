@@ -176,6 +176,8 @@ pub struct MiddlewareRequest {
     pub method: String,
     /// Path.
     pub path: String,
+    /// Raw query string without `?`.
+    pub query: String,
     /// Headers.
     pub headers: Headers,
     /// Request id.

@@ -199,6 +199,7 @@ impl<P: Plugin> Instance<P> {
                     middleware: input.middleware,
                     method: input.request.method,
                     path: input.request.path,
+                    query: input.request.query,
                     headers: Headers(input.request.headers),
                     request_id: input.request.request_id,
                 };

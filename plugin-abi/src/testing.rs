@@ -1005,6 +1005,7 @@ impl TestPlugin {
     ///         middleware: "gate".into(),
     ///         method: "GET".into(),
     ///         path: "/".into(),
+    ///         query: String::new(),
     ///         headers: Headers::default(),
     ///         request_id: "r1".into(),
     ///     })
@@ -1020,7 +1021,7 @@ impl TestPlugin {
             request: protocol::RequestHead {
                 method: middleware.method,
                 path: middleware.path,
-                query: String::new(),
+                query: middleware.query,
                 headers: middleware.headers.0,
                 request_id: middleware.request_id,
             },

@@ -3,6 +3,7 @@
 //! Parsing only validates; each command builds its [`crate::config::Config`]
 //! through the same precedence chain (defaults < TOML < env < flags).
 
+mod auth;
 mod plugins_cmd;
 mod serve;
 
@@ -44,6 +45,65 @@ pub enum Command {
     /// Inspect plugins without serving.
     #[command(subcommand)]
     Plugins(PluginsCommand),
+    /// Log in to upstream providers (OAuth) through the auth-provider plugins.
+    #[command(subcommand)]
+    Auth(AuthCommand),
+}
+
+/// `ccproxy auth …`.
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// List the OAuth providers the installed plugins offer.
+    Providers {
+        /// Configuration flags.
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Log in: a browser flow with a local callback server, or `--manual` to
+    /// paste the code on a machine without a browser.
+    Login {
+        /// Provider name, e.g. `claude-api` or `codex`.
+        provider: String,
+        /// Paste the code (`code#state`) instead of running a callback server.
+        #[arg(long, short = 'm')]
+        manual: bool,
+        /// Print the URL without trying to open a browser.
+        #[arg(long)]
+        no_browser: bool,
+        /// Seconds to wait for the browser callback.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+        /// Configuration flags.
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Show the stored credentials (tokens masked); exit 1 when not logged in.
+    Status {
+        /// Provider name.
+        provider: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Configuration flags.
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Refresh the access token now.
+    Refresh {
+        /// Provider name.
+        provider: String,
+        /// Configuration flags.
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Delete the stored credentials.
+    Logout {
+        /// Provider name.
+        provider: String,
+        /// Configuration flags.
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 /// `ccproxy plugins …`.
@@ -194,6 +254,39 @@ pub fn run(cli: Cli) -> Result<u8, Exit> {
         }
         Some(Command::Plugins(PluginsCommand::Check { file, json })) => {
             plugins_cmd::check(&file, json).map_err(failure)
+        }
+        Some(Command::Auth(command)) => {
+            let (config, action) = match command {
+                AuthCommand::Providers { config } => (config, auth::Action::Providers),
+                AuthCommand::Login {
+                    provider,
+                    manual,
+                    no_browser,
+                    timeout,
+                    config,
+                } => (
+                    config,
+                    auth::Action::Login {
+                        provider,
+                        manual,
+                        no_browser,
+                        timeout: std::time::Duration::from_secs(timeout),
+                    },
+                ),
+                AuthCommand::Status {
+                    provider,
+                    json,
+                    config,
+                } => (config, auth::Action::Status { provider, json }),
+                AuthCommand::Refresh { provider, config } => {
+                    (config, auth::Action::Refresh { provider })
+                }
+                AuthCommand::Logout { provider, config } => {
+                    (config, auth::Action::Logout { provider })
+                }
+            };
+            let loaded = config.load(config.overrides()).map_err(usage)?;
+            auth::run(loaded.config, action).map_err(failure)
         }
     }
 }

@@ -86,6 +86,7 @@ pub async fn initialize_all(mut prepared: Prepared, shared: &Arc<Shared>) -> Reg
             file: library.path.clone(),
             handle,
             initialized: Default::default(),
+            config: input.config.clone(),
         });
         // Registered before initialisation so the plugin's own service calls
         // during `init` resolve, but services only once it is up.
@@ -138,11 +139,17 @@ fn mark(prepared: &mut Prepared, name: &str, status: Status, reason: String) {
 pub fn spawn_tasks(plugins: &[Arc<ActivePlugin>], stop: watch::Receiver<bool>) {
     for plugin in plugins {
         for task in plugin.manifest.tasks.iter().filter(|t| t.enabled) {
-            if !(task.interval_seconds.is_finite() && task.interval_seconds > 0.0) {
+            let interval_seconds = task
+                .interval_key
+                .as_ref()
+                .and_then(|key| plugin.config.get(key))
+                .and_then(Value::as_f64)
+                .unwrap_or(task.interval_seconds);
+            if !(interval_seconds.is_finite() && interval_seconds > 0.0) {
                 tracing::warn!(plugin = %plugin.manifest.name, task = %task.name, "task interval must be a positive number of seconds; task not scheduled");
                 continue;
             }
-            let period = Duration::from_secs_f64(task.interval_seconds.max(0.01));
+            let period = Duration::from_secs_f64(interval_seconds.max(0.01));
             let plugin = plugin.clone();
             let task = task.clone();
             let mut stop = stop.clone();

@@ -86,6 +86,8 @@ pub struct ActivePlugin {
     pub handle: PluginHandle,
     /// Whether `plugin.initialize` succeeded.
     pub initialized: AtomicBool,
+    /// Its validated config (defaults merged with the user's section).
+    pub config: Value,
 }
 
 impl std::fmt::Debug for ActivePlugin {
@@ -129,16 +131,34 @@ pub fn search_path(config: &Config) -> SearchPath {
 /// Discovers, loads, filters and resolves plugins. Never fails as a whole: each
 /// problem becomes one entry's status and reason.
 pub fn prepare(config: &Config, search: &SearchPath) -> Prepared {
+    prepare_for(config, search, Purpose::Serve)
+}
+
+/// What the plugins are loaded for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// The server: every allowed plugin.
+    Serve,
+    /// A CLI command: only plugins marked `cli_safe`.
+    Cli,
+}
+
+/// [`prepare`] for `purpose`.
+pub fn prepare_for(config: &Config, search: &SearchPath, purpose: Purpose) -> Prepared {
     let candidates = if config.enable_plugins {
         discover::discover(search)
     } else {
         Vec::new()
     };
-    prepare_candidates(config, candidates)
+    prepare_candidates(config, candidates, purpose)
 }
 
-/// [`prepare`] for an explicit list of candidates.
-pub fn prepare_candidates(config: &Config, candidates: Vec<Candidate>) -> Prepared {
+/// [`prepare_for`] with an explicit list of candidates.
+pub fn prepare_candidates(
+    config: &Config,
+    candidates: Vec<Candidate>,
+    purpose: Purpose,
+) -> Prepared {
     let mut prepared = Prepared::default();
     for candidate in candidates {
         let mut entry = Entry {
@@ -163,6 +183,9 @@ pub fn prepare_candidates(config: &Config, candidates: Vec<Candidate>) -> Prepar
                             first: first.path.clone(),
                         },
                     );
+                } else if purpose == Purpose::Cli && !library.manifest.cli_safe {
+                    entry.status = Status::Disabled;
+                    entry.reason = Some("not loaded by CLI commands (not cli_safe)".to_owned());
                 } else if let Err(reason) = config::plugin_allowed(config, &name) {
                     entry.status = Status::Disabled;
                     entry.reason = Some(reason);
@@ -192,7 +215,7 @@ pub fn prepare_candidates(config: &Config, candidates: Vec<Candidate>) -> Prepar
                 refuse(&mut entry, refusal);
             }
         }
-        if entry.status != Status::Active {
+        if entry.status != Status::Active && purpose == Purpose::Serve {
             let reason = entry.reason.as_deref().unwrap_or_default();
             tracing::warn!(file = %entry.file.display(), status = entry.status.as_str(), "plugin {}: {reason}", entry.display_name());
         }
