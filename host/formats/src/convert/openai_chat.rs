@@ -610,9 +610,11 @@ impl StreamDecoder {
                 out.push(ir::Event::Error {
                     kind: error
                         .error
-                        .kind
-                        .as_deref()
+                        .code
+                        .as_ref()
+                        .and_then(Value::as_str)
                         .and_then(ErrorKind::from_type)
+                        .or_else(|| error.error.kind.as_deref().and_then(ErrorKind::from_type))
                         .unwrap_or(ErrorKind::Api),
                     message: error.error.message,
                 });

@@ -1078,6 +1078,9 @@ impl StreamEncoder {
                 self.emit(event, out);
             }
             ir::Event::Error { kind, message } => {
+                // Internal: the item being streamed is closed with what it has, so the
+                // client's view of the output stays consistent with `response.failed`.
+                self.finish_item(out);
                 if let Some(response) = &mut self.response {
                     response.error = Some(api::ResponseError {
                         code: Some(kind.openai_code().unwrap_or(kind.openai_type()).to_owned()),

@@ -294,6 +294,9 @@ impl Normalizer {
         }
         match event {
             ir::Event::Start { .. } => {}
+            // Empty fragments (Anthropic opens every tool input with one) carry nothing.
+            ir::Event::Text(text) | ir::Event::Reasoning(text) | ir::Event::ToolArgs(text)
+                if text.is_empty() => {}
             ir::Event::BlockStart(block) => {
                 self.close(emit);
                 self.open = Some(match block {

@@ -1,0 +1,517 @@
+//! Stream conversion of what the recorded samples lack: parallel tool calls streamed in
+//! fragments, thinking, errors and truncated upstreams, in every direction.
+
+mod grammar;
+
+use ccproxy_formats::convert::StreamConverter;
+use ccproxy_formats::{Format, sse};
+use serde_json::{Value, json};
+
+fn anthropic_event(value: Value) -> sse::Event {
+    sse::Event::new(value["type"].as_str().expect("type"), value.to_string())
+}
+
+fn responses_event(sequence_number: &mut u64, mut value: Value) -> sse::Event {
+    value["sequence_number"] = json!(*sequence_number);
+    *sequence_number += 1;
+    sse::Event::new(value["type"].as_str().expect("type"), value.to_string())
+}
+
+/// Thinking, text and two tool calls with their input in fragments, as Claude streams them.
+fn anthropic_tools_stream() -> Vec<sse::Event> {
+    let mut events = vec![
+        anthropic_event(
+            json!({"type":"message_start","message":{"id":"msg_01","type":"message","role":"assistant","model":"claude-sonnet-4","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":10,"cache_read_input_tokens":100,"cache_creation_input_tokens":5,"output_tokens":1}}}),
+        ),
+        anthropic_event(
+            json!({"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":"","signature":""}}),
+        ),
+        anthropic_event(
+            json!({"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"Two cities, "}}),
+        ),
+        anthropic_event(
+            json!({"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"two tools."}}),
+        ),
+        anthropic_event(
+            json!({"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"c2lnbmF0dXJl"}}),
+        ),
+        anthropic_event(json!({"type":"content_block_stop","index":0})),
+        anthropic_event(
+            json!({"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}}),
+        ),
+        anthropic_event(
+            json!({"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"Checking both."}}),
+        ),
+        anthropic_event(json!({"type":"content_block_stop","index":1})),
+        anthropic_event(json!({"type":"ping"})),
+    ];
+    for (index, id, name, fragments) in [
+        (
+            2,
+            "toolu_01A",
+            "get_weather",
+            ["{\"locat", "ion\": \"New", " York\"}"],
+        ),
+        (3, "toolu_01B", "get_time", ["", "{\"zone\":", "\"EST\"}"]),
+    ] {
+        events.push(anthropic_event(json!({"type":"content_block_start","index":index,"content_block":{"type":"tool_use","id":id,"name":name,"input":{}}})));
+        for fragment in fragments {
+            events.push(anthropic_event(json!({"type":"content_block_delta","index":index,"delta":{"type":"input_json_delta","partial_json":fragment}})));
+        }
+        events.push(anthropic_event(
+            json!({"type":"content_block_stop","index":index}),
+        ));
+    }
+    events.push(anthropic_event(json!({"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":42}})));
+    events.push(anthropic_event(json!({"type":"message_stop"})));
+    events
+}
+
+/// Text then two parallel tool calls, OpenAI style: id and name on the first fragment, the
+/// finish chunk, then a usage-only chunk and `[DONE]`.
+fn chat_tools_stream() -> Vec<sse::Event> {
+    let chunk = |delta: Value, finish: Value| {
+        sse::Event::data(json!({"id":"chatcmpl-9","object":"chat.completion.chunk","created":1700000000,"model":"gpt-4o","choices":[{"index":0,"delta":delta,"finish_reason":finish}]}).to_string())
+    };
+    vec![
+        chunk(json!({"role":"assistant","content":""}), Value::Null),
+        chunk(json!({"content":"Checking both."}), Value::Null),
+        chunk(json!({"tool_calls":[{"index":0,"id":"call_A","type":"function","function":{"name":"get_weather","arguments":""}}]}), Value::Null),
+        chunk(json!({"tool_calls":[{"index":0,"function":{"arguments":"{\"location\""}}]}), Value::Null),
+        chunk(json!({"tool_calls":[{"index":0,"function":{"arguments":": \"New York\"}"}}]}), Value::Null),
+        chunk(json!({"tool_calls":[{"index":1,"id":"call_B","type":"function","function":{"name":"get_time","arguments":"{\"zone\":"}}]}), Value::Null),
+        chunk(json!({"tool_calls":[{"index":1,"function":{"arguments":"\"EST\"}"}}]}), Value::Null),
+        chunk(json!({}), json!("tool_calls")),
+        sse::Event::data(json!({"id":"chatcmpl-9","object":"chat.completion.chunk","created":1700000000,"model":"gpt-4o","choices":[],"usage":{"prompt_tokens":115,"completion_tokens":42,"total_tokens":157,"prompt_tokens_details":{"cached_tokens":100}}}).to_string()),
+        sse::Event::done(),
+    ]
+}
+
+/// Reasoning summary, text and two function calls, as the Responses API streams them.
+fn responses_tools_stream() -> Vec<sse::Event> {
+    let mut seq = 0;
+    let response = |status: &str, output: Value, usage: Value| json!({"id":"resp_1","object":"response","created_at":1700000000,"status":status,"model":"gpt-5","output":output,"usage":usage});
+    let mut events = vec![
+        responses_event(
+            &mut seq,
+            json!({"type":"response.created","response":response("in_progress", json!([]), Value::Null)}),
+        ),
+        responses_event(
+            &mut seq,
+            json!({"type":"response.in_progress","response":response("in_progress", json!([]), Value::Null)}),
+        ),
+        responses_event(
+            &mut seq,
+            json!({"type":"response.output_item.added","output_index":0,"item":{"id":"rs_1","type":"reasoning","summary":[]}}),
+        ),
+        responses_event(
+            &mut seq,
+            json!({"type":"response.reasoning_summary_part.added","item_id":"rs_1","output_index":0,"summary_index":0,"part":{"type":"summary_text","text":""}}),
+        ),
+        responses_event(
+            &mut seq,
+            json!({"type":"response.reasoning_summary_text.delta","item_id":"rs_1","output_index":0,"summary_index":0,"delta":"Two cities, "}),
+        ),
+        responses_event(
+            &mut seq,
+            json!({"type":"response.reasoning_summary_text.delta","item_id":"rs_1","output_index":0,"summary_index":0,"delta":"two tools."}),
+        ),
+        responses_event(
+            &mut seq,
+            json!({"type":"response.reasoning_summary_text.done","item_id":"rs_1","output_index":0,"summary_index":0,"text":"Two cities, two tools."}),
+        ),
+        responses_event(
+            &mut seq,
+            json!({"type":"response.reasoning_summary_part.done","item_id":"rs_1","output_index":0,"summary_index":0,"part":{"type":"summary_text","text":"Two cities, two tools."}}),
+        ),
+        responses_event(
+            &mut seq,
+            json!({"type":"response.output_item.done","output_index":0,"item":{"id":"rs_1","type":"reasoning","summary":[{"type":"summary_text","text":"Two cities, two tools."}]}}),
+        ),
+        responses_event(
+            &mut seq,
+            json!({"type":"response.output_item.added","output_index":1,"item":{"id":"msg_1","type":"message","status":"in_progress","role":"assistant","content":[]}}),
+        ),
+        responses_event(
+            &mut seq,
+            json!({"type":"response.content_part.added","item_id":"msg_1","output_index":1,"content_index":0,"part":{"type":"output_text","text":"","annotations":[]}}),
+        ),
+        responses_event(
+            &mut seq,
+            json!({"type":"response.output_text.delta","item_id":"msg_1","output_index":1,"content_index":0,"delta":"Checking both."}),
+        ),
+        responses_event(
+            &mut seq,
+            json!({"type":"response.output_text.done","item_id":"msg_1","output_index":1,"content_index":0,"text":"Checking both."}),
+        ),
+        responses_event(
+            &mut seq,
+            json!({"type":"response.content_part.done","item_id":"msg_1","output_index":1,"content_index":0,"part":{"type":"output_text","text":"Checking both.","annotations":[]}}),
+        ),
+        responses_event(
+            &mut seq,
+            json!({"type":"response.output_item.done","output_index":1,"item":{"id":"msg_1","type":"message","status":"completed","role":"assistant","content":[{"type":"output_text","text":"Checking both.","annotations":[]}]}}),
+        ),
+    ];
+    let mut output = vec![
+        json!({"id":"rs_1","type":"reasoning","summary":[{"type":"summary_text","text":"Two cities, two tools."}]}),
+        json!({"id":"msg_1","type":"message","status":"completed","role":"assistant","content":[{"type":"output_text","text":"Checking both.","annotations":[]}]}),
+    ];
+    for (output_index, item_id, call_id, name, fragments) in [
+        (
+            2,
+            "fc_A",
+            "call_A",
+            "get_weather",
+            ["{\"location\"", ": \"New York\"}"],
+        ),
+        (3, "fc_B", "call_B", "get_time", ["{\"zone\":", "\"EST\"}"]),
+    ] {
+        events.push(responses_event(&mut seq, json!({"type":"response.output_item.added","output_index":output_index,"item":{"id":item_id,"type":"function_call","status":"in_progress","call_id":call_id,"name":name,"arguments":""}})));
+        for fragment in fragments {
+            events.push(responses_event(&mut seq, json!({"type":"response.function_call_arguments.delta","item_id":item_id,"output_index":output_index,"delta":fragment})));
+        }
+        let arguments = fragments.concat();
+        events.push(responses_event(&mut seq, json!({"type":"response.function_call_arguments.done","item_id":item_id,"output_index":output_index,"arguments":arguments})));
+        let item = json!({"id":item_id,"type":"function_call","status":"completed","call_id":call_id,"name":name,"arguments":arguments});
+        events.push(responses_event(
+            &mut seq,
+            json!({"type":"response.output_item.done","output_index":output_index,"item":item}),
+        ));
+        output.push(item);
+    }
+    events.push(responses_event(&mut seq, json!({"type":"response.completed","response":response("completed", Value::Array(output), json!({"input_tokens":115,"input_tokens_details":{"cached_tokens":100},"output_tokens":42,"output_tokens_details":{"reasoning_tokens":7},"total_tokens":157}))})));
+    events
+}
+
+fn upstream(format: Format) -> Vec<sse::Event> {
+    match format {
+        Format::AnthropicMessages => anthropic_tools_stream(),
+        Format::OpenAiChat => chat_tools_stream(),
+        Format::OpenAiResponses => responses_tools_stream(),
+    }
+}
+
+fn convert(from: Format, to: Format, events: &[sse::Event]) -> Vec<sse::Event> {
+    let mut converter = StreamConverter::new(from, to);
+    let mut out = Vec::new();
+    for event in events {
+        converter.push(event, &mut out);
+    }
+    converter.finish(&mut out);
+    out
+}
+
+fn upstream_summary(format: Format) -> grammar::Summary {
+    let events = upstream(format);
+    match format {
+        Format::OpenAiChat => grammar::chat(&events, grammar::Mode::Upstream),
+        other => grammar::validate(other, &events),
+    }
+    .unwrap_or_else(|error| panic!("the {format} fixture is itself valid: {error}"))
+}
+
+#[test]
+fn tool_streams_convert_in_every_direction() {
+    for from in Format::ALL {
+        let source = upstream_summary(from);
+        assert_eq!(source.tool_calls.len(), 2, "{from}: fixture has two calls");
+        for to in Format::ALL.into_iter().filter(|to| *to != from) {
+            let context = format!("{from} -> {to}");
+            let out = convert(from, to, &upstream(from));
+            let summary = grammar::validate(to, &out)
+                .unwrap_or_else(|error| panic!("{context}: {error}\n{out:#?}"));
+            assert_eq!(
+                summary.tool_calls, source.tool_calls,
+                "{context}: tool calls"
+            );
+            assert_eq!(summary.text, source.text, "{context}: text");
+            let expected_reasoning = if from == Format::OpenAiChat {
+                ""
+            } else {
+                "Two cities, two tools."
+            };
+            assert_eq!(
+                summary.reasoning, expected_reasoning,
+                "{context}: reasoning"
+            );
+            assert_eq!(
+                (
+                    summary.input_tokens,
+                    summary.cached_tokens,
+                    summary.output_tokens
+                ),
+                (
+                    source.input_tokens,
+                    source.cached_tokens,
+                    source.output_tokens
+                ),
+                "{context}: usage"
+            );
+            let stop = match to {
+                Format::AnthropicMessages => "tool_use",
+                Format::OpenAiChat => "tool_calls",
+                Format::OpenAiResponses => "completed",
+            };
+            assert_eq!(summary.stop, stop, "{context}: stop reason");
+        }
+    }
+}
+
+#[test]
+fn anthropic_thinking_reaches_chat_as_reasoning_content_in_one_block() {
+    let out = convert(
+        Format::AnthropicMessages,
+        Format::OpenAiChat,
+        &anthropic_tools_stream(),
+    );
+    let reasoning_chunks: Vec<&str> = out
+        .iter()
+        .filter(|event| event.data.contains("reasoning_content"))
+        .map(|event| event.data.as_str())
+        .collect();
+    assert_eq!(reasoning_chunks.len(), 2, "one chunk per thinking delta");
+    assert!(
+        out.iter().all(|event| !event.data.contains("<thinking")),
+        "no XML wrapping of thinking"
+    );
+}
+
+#[test]
+fn chat_tool_calls_are_streamed_incrementally_with_their_own_index() {
+    let mut converter = StreamConverter::new(Format::AnthropicMessages, Format::OpenAiChat);
+    let mut tool_chunks = Vec::new();
+    for event in anthropic_tools_stream() {
+        let mut out = Vec::new();
+        converter.push(&event, &mut out);
+        let value: Value = serde_json::from_str(&event.data).expect("json");
+        let is_args = value["delta"]["type"] == "input_json_delta";
+        if is_args
+            && !value["delta"]["partial_json"]
+                .as_str()
+                .expect("text")
+                .is_empty()
+        {
+            // Every non-empty fragment goes out as soon as it arrives.
+            assert_eq!(out.len(), 1, "fragment {event:?} was forwarded at once");
+        }
+        for chunk in out {
+            let chunk: Value = match serde_json::from_str(&chunk.data) {
+                Ok(chunk) => chunk,
+                Err(_) => continue,
+            };
+            if let Some(calls) = chunk["choices"][0]["delta"]["tool_calls"].as_array() {
+                tool_chunks.push(calls[0].clone());
+            }
+        }
+    }
+    // Chat counts tool calls from 0, whatever the Anthropic block index (2 and 3 here).
+    let indexes: Vec<u64> = tool_chunks
+        .iter()
+        .map(|call| call["index"].as_u64().expect("index on every chunk"))
+        .collect();
+    assert_eq!(indexes, [0, 0, 0, 0, 1, 1, 1]);
+    assert!(
+        tool_chunks.len() > 2,
+        "arguments arrive in several chunks, not whole at block stop"
+    );
+}
+
+#[test]
+fn anthropic_streams_never_end_in_done_and_chat_streams_always_do() {
+    for from in [Format::OpenAiChat, Format::OpenAiResponses] {
+        let out = convert(from, Format::AnthropicMessages, &upstream(from));
+        assert!(
+            out.iter().all(|event| !event.is_done()),
+            "{from}: no [DONE] for Anthropic clients"
+        );
+        assert_eq!(
+            out.last().and_then(|event| event.event.as_deref()),
+            Some("message_stop")
+        );
+    }
+    for from in [Format::AnthropicMessages, Format::OpenAiResponses] {
+        let out = convert(from, Format::OpenAiChat, &upstream(from));
+        assert!(
+            out.last().is_some_and(sse::Event::is_done),
+            "{from}: Chat ends with [DONE]"
+        );
+    }
+}
+
+#[test]
+fn truncated_upstreams_end_in_the_client_formats_error() {
+    for from in Format::ALL {
+        let events = upstream(from);
+        for cut in [1, events.len() / 2, events.len() - 3] {
+            for to in Format::ALL.into_iter().filter(|to| *to != from) {
+                let out = convert(from, to, &events[..cut]);
+                let summary = grammar::validate(to, &out).unwrap_or_else(|error| {
+                    panic!("{from} cut at {cut} -> {to}: {error}\n{out:#?}")
+                });
+                assert!(
+                    summary
+                        .error
+                        .as_deref()
+                        .is_some_and(|message| message.contains("ended before")),
+                    "{from} cut at {cut} -> {to}: {summary:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn upstream_error_events_become_the_client_formats_error() {
+    let anthropic_error = anthropic_event(
+        json!({"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}),
+    );
+    let chat_error = sse::Event::data(
+        json!({"error":{"message":"Overloaded","type":"server_error","code":"server_overloaded"}})
+            .to_string(),
+    );
+    let responses_error = sse::Event::new("error", json!({"type":"error","code":"server_overloaded","message":"Overloaded","sequence_number":2}).to_string());
+    for (from, error) in [
+        (Format::AnthropicMessages, anthropic_error),
+        (Format::OpenAiChat, chat_error),
+        (Format::OpenAiResponses, responses_error),
+    ] {
+        let mut events = upstream(from)[..2].to_vec();
+        events.push(error);
+        for to in Format::ALL.into_iter().filter(|to| *to != from) {
+            let out = convert(from, to, &events);
+            let summary = grammar::validate(to, &out)
+                .unwrap_or_else(|error| panic!("{from} -> {to}: {error}\n{out:#?}"));
+            assert_eq!(
+                summary.error.as_deref(),
+                Some("Overloaded"),
+                "{from} -> {to}"
+            );
+            let kinds: Vec<&str> = out
+                .iter()
+                .filter_map(|event| {
+                    event
+                        .data
+                        .contains("overload")
+                        .then_some(event.data.as_str())
+                })
+                .collect();
+            assert!(
+                !kinds.is_empty(),
+                "{from} -> {to}: the kind survives: {out:#?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn long_and_foreign_tool_ids_are_hashed_deterministically() {
+    let long_id = format!("toolu_{}", "x".repeat(70));
+    let mut events = anthropic_tools_stream();
+    for event in &mut events {
+        event.data = event.data.replace("toolu_01A", &long_id);
+    }
+    let first = grammar::validate(
+        Format::OpenAiChat,
+        &convert(Format::AnthropicMessages, Format::OpenAiChat, &events),
+    )
+    .expect("valid");
+    let second = grammar::validate(
+        Format::OpenAiResponses,
+        &convert(Format::AnthropicMessages, Format::OpenAiResponses, &events),
+    )
+    .expect("valid");
+    assert!(first.tool_calls[0].id.starts_with("call_") && first.tool_calls[0].id.len() <= 64);
+    assert_eq!(
+        first.tool_calls[0].id, second.tool_calls[0].id,
+        "the same id hashes the same way"
+    );
+    assert_eq!(first.tool_calls[1].id, "toolu_01B", "short ids are kept");
+
+    let mut chat = chat_tools_stream();
+    for event in &mut chat {
+        event.data = event.data.replace("call_A", "functions.get_weather:0");
+    }
+    let anthropic = grammar::validate(
+        Format::AnthropicMessages,
+        &convert(Format::OpenAiChat, Format::AnthropicMessages, &chat),
+    )
+    .expect("valid");
+    assert!(
+        anthropic.tool_calls[0].id.starts_with("call_"),
+        "{:?}",
+        anthropic.tool_calls[0]
+    );
+}
+
+#[test]
+fn interleaved_chat_tool_fragments_after_the_next_call_started_are_dropped_on_purpose() {
+    // A server that goes back to call 0 after call 1 started: a sequential client format
+    // (Anthropic blocks, Responses items) cannot reopen call 0, so the late fragment is
+    // dropped. OpenAI itself never does this.
+    let mut events = chat_tools_stream();
+    let late = sse::Event::data(json!({"id":"chatcmpl-9","object":"chat.completion.chunk","created":1700000000,"model":"gpt-4o","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":" "}}]},"finish_reason":null}]}).to_string());
+    events.insert(6, late);
+    let summary = grammar::validate(
+        Format::AnthropicMessages,
+        &convert(Format::OpenAiChat, Format::AnthropicMessages, &events),
+    )
+    .expect("valid");
+    assert_eq!(
+        summary.tool_calls,
+        upstream_summary(Format::OpenAiChat).tool_calls
+    );
+}
+
+#[test]
+fn a_chat_stream_without_usage_chunk_still_finishes() {
+    let mut events = chat_tools_stream();
+    events.remove(8);
+    let summary = grammar::validate(
+        Format::AnthropicMessages,
+        &convert(Format::OpenAiChat, Format::AnthropicMessages, &events),
+    )
+    .expect("valid");
+    assert_eq!(summary.stop, "tool_use");
+    assert_eq!(summary.output_tokens, 0, "no usage was sent");
+}
+
+#[test]
+fn each_push_is_converted_at_once_and_long_streams_are_fine() {
+    let mut converter = StreamConverter::new(Format::OpenAiChat, Format::AnthropicMessages);
+    let mut out = Vec::new();
+    converter.push(&chat_tools_stream()[0], &mut out);
+    out.clear();
+    for n in 0..10_000 {
+        converter.push(&sse::Event::data(json!({"id":"chatcmpl-9","model":"gpt-4o","choices":[{"index":0,"delta":{"content":format!("{n} ")}}]}).to_string()), &mut out);
+        assert!(!out.is_empty(), "delta {n} produced output immediately");
+        out.clear();
+    }
+}
+
+#[test]
+fn chains_compose_hop_by_hop() {
+    // Responses -> Chat -> Anthropic, as a route declaring that chain would ask.
+    let mut chain = StreamConverter::chain(&[
+        Format::OpenAiResponses,
+        Format::OpenAiChat,
+        Format::AnthropicMessages,
+    ])
+    .expect("non-empty");
+    assert_eq!(
+        (chain.from(), chain.to()),
+        (Format::OpenAiResponses, Format::AnthropicMessages)
+    );
+    let mut out = Vec::new();
+    for event in responses_tools_stream() {
+        chain.push(&event, &mut out);
+    }
+    chain.finish(&mut out);
+    let summary = grammar::validate(Format::AnthropicMessages, &out).expect("valid");
+    assert_eq!(
+        summary.tool_calls,
+        upstream_summary(Format::OpenAiResponses).tool_calls
+    );
+    // Through Chat the reasoning survives as reasoning_content.
+    assert_eq!(summary.reasoning, "Two cities, two tools.");
+}
