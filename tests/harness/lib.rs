@@ -627,6 +627,11 @@ fn send_signal(child: &Child, signal: i32) {
     }
 }
 
+/// `GET path` on `address` without a [`Proxy`] (for use from another thread).
+pub fn http_get(address: SocketAddr, path: &str) -> std::io::Result<Reply> {
+    http::request(address, "GET", path, &[], b"")
+}
+
 /// Sets the permission bits of `path` exactly (ignoring the umask).
 pub fn set_mode(path: &Path, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode))

@@ -6,13 +6,18 @@
 //!   `x-seen-by: middleware_probe` added on its way in;
 //! - response side: every response gets `x-probe: 1`;
 //! - `GET /probe/echo-headers` answers the request headers (as the route saw
-//!   them, after the middleware) as a JSON object.
+//!   them, after the middleware) as a JSON object;
+//! - `POST /probe/echo-body` answers the length of the body it received;
+//! - `GET /probe/slow?ms=N` waits N ms (on the host's timer) before answering,
+//!   to have a request in flight during shutdown.
 #![forbid(unsafe_code)]
 
 use ccproxy_plugin_abi::{Value, prelude::*};
 
-/// The plugin: stateless.
-struct MiddlewareProbe;
+/// The plugin: only its host handle.
+struct MiddlewareProbe {
+    ctx: Context,
+}
 
 impl Plugin for MiddlewareProbe {
     type Config = ();
@@ -21,14 +26,42 @@ impl Plugin for MiddlewareProbe {
         Manifest::new("middleware_probe", "0.1.0")
             .description("blocks x-block: 1, marks requests and responses")
             .middleware("probe_guard", layer::SECURITY, true)
-            .route("/probe", [Route::get("/echo-headers")])
+            .route(
+                "/probe",
+                [
+                    Route::get("/echo-headers"),
+                    Route::post("/echo-body"),
+                    Route::get("/slow"),
+                ],
+            )
     }
 
-    async fn init(_ctx: Context, _config: ()) -> Result<Self, PluginError> {
-        Ok(MiddlewareProbe)
+    async fn init(ctx: Context, _config: ()) -> Result<Self, PluginError> {
+        Ok(MiddlewareProbe { ctx })
     }
 
     async fn on_route(&self, req: Request) -> Result<Response, PluginError> {
+        match req.route.as_str() {
+            "/probe/echo-body" => {
+                return Ok(Response::json(
+                    200,
+                    &json!({ "received_bytes": req.body.len() }),
+                ));
+            }
+            "/probe/slow" => {
+                let millis = req
+                    .query
+                    .split('&')
+                    .find_map(|pair| pair.strip_prefix("ms="))
+                    .and_then(|ms| ms.parse::<u64>().ok())
+                    .unwrap_or(500);
+                self.ctx
+                    .sleep(std::time::Duration::from_millis(millis))
+                    .await;
+                return Ok(Response::json(200, &json!({ "slept_ms": millis })));
+            }
+            _ => {}
+        }
         let headers: ccproxy_plugin_abi::serde_json::Map<String, Value> = req
             .headers
             .iter()
