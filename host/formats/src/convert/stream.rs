@@ -75,7 +75,7 @@ enum Decoder {
 enum Encoder {
     Anthropic(anthropic::StreamEncoder),
     Chat(openai_chat::StreamEncoder),
-    Responses(openai_responses::StreamEncoder),
+    Responses(Box<openai_responses::StreamEncoder>),
 }
 
 impl StreamConverter {
@@ -125,7 +125,7 @@ impl StreamConverter {
                     }
                     Format::OpenAiChat => Encoder::Chat(openai_chat::StreamEncoder::new(model)),
                     Format::OpenAiResponses => {
-                        Encoder::Responses(openai_responses::StreamEncoder::new(model))
+                        Encoder::Responses(Box::new(openai_responses::StreamEncoder::new(model)))
                     }
                 },
                 events: Vec::new(),

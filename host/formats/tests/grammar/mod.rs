@@ -149,10 +149,7 @@ pub(crate) fn anthropic(events: &[Event]) -> Result<Summary, String> {
                     open.is_none(),
                     "event {index}: block started while block {open:?} is open"
                 );
-                ensure!(
-                    saw_delta == false,
-                    "event {index}: block after message_delta"
-                );
+                ensure!(!saw_delta, "event {index}: block after message_delta");
                 let block_index = value["index"]
                     .as_u64()
                     .ok_or(format!("event {index}: no index"))?;
