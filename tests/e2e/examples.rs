@@ -92,18 +92,23 @@ fn hello_system_and_provider_shaped_work_together() {
     );
     proxy.wait_for_log("hello_system saw request", Duration::from_secs(2));
 
-    // The task runs on its own, and logs at debug.
-    // FIXME(sdk-task-interval): a task's interval cannot come from the config
-    // yet, so `tick_seconds = 0.2` is reported as not applied and hello_tick
-    // runs at the manifest's 1 s; with the fix, expect >= 2 runs within 2 s.
-    proxy.wait_for_log("tick_seconds = 0.2 is not applied", Duration::from_secs(2));
-    let runs = poll(Duration::from_secs(4), || {
+    // The task runs on its own at the configured interval, and logs at debug.
+    // FIXME(sdk-task-interval): until hello_system takes its interval from the
+    // config (the SDK's `interval_key`), it reports `tick_seconds = 0.2` as not
+    // applied and hello_tick runs at the manifest's 1 s: allow for that.
+    let applied = !proxy.log().contains("tick_seconds = 0.2 is not applied");
+    let window = if applied {
+        Duration::from_secs(2)
+    } else {
+        Duration::from_secs(4)
+    };
+    let runs = poll(window, || {
         let runs = stats(&proxy)["task_runs"].as_u64().unwrap_or(0);
         (runs >= 2).then_some(runs)
     });
     assert!(
         runs.is_some(),
-        "hello_tick did not run twice: {}; log:\n{}",
+        "hello_tick did not run twice within {window:?}: {}; log:\n{}",
         stats(&proxy),
         proxy.log()
     );
