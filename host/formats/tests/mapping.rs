@@ -1,0 +1,671 @@
+//! Field by field: what each direction keeps, how it maps, and what it drops on purpose.
+//! Every drop listed in the crate documentation has a test here that says so.
+
+use ccproxy_formats::Format::{
+    self, AnthropicMessages as A, OpenAiChat as C, OpenAiResponses as R,
+};
+use ccproxy_formats::convert::{self, ConvertError};
+use serde_json::{Value, json};
+
+fn request(from: Format, to: Format, body: Value) -> Value {
+    let out = convert::request(from, to, body.to_string().as_bytes())
+        .unwrap_or_else(|error| panic!("{from} -> {to}: {error}"));
+    serde_json::from_slice(&out).expect("JSON")
+}
+
+fn request_error(from: Format, to: Format, body: Value) -> ConvertError {
+    convert::request(from, to, body.to_string().as_bytes()).expect_err("refused")
+}
+
+fn response(from: Format, to: Format, body: Value) -> Value {
+    let out = convert::response(from, to, body.to_string().as_bytes())
+        .unwrap_or_else(|error| panic!("{from} -> {to}: {error}"));
+    serde_json::from_slice(&out).expect("JSON")
+}
+
+fn tool_loop_anthropic() -> Value {
+    json!({
+        "model": "claude-sonnet-4", "max_tokens": 100,
+        "messages": [
+            {"role": "user", "content": "Weather and time in NY?"},
+            {"role": "assistant", "content": [
+                {"type": "text", "text": "Checking."},
+                {"type": "tool_use", "id": "toolu_A", "name": "get_weather", "input": {"city": "NY"}},
+                {"type": "tool_use", "id": "toolu_B", "name": "get_time", "input": {}}
+            ]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_A", "content": "Sunny"},
+                {"type": "tool_result", "tool_use_id": "toolu_B", "content": [{"type": "text", "text": "9am"}]},
+                {"type": "text", "text": "Thanks, and tomorrow?"}
+            ]},
+            {"role": "assistant", "content": "Probably sunny."}
+        ]
+    })
+}
+
+#[test]
+fn system_and_developer_messages_all_reach_the_anthropic_system_prompt() {
+    let out = request(
+        C,
+        A,
+        json!({"model": "m", "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "developer", "content": [{"type": "text", "text": "Use metric units."}]},
+            {"role": "user", "content": "Hi"}
+        ]}),
+    );
+    assert_eq!(out["system"], "Be brief.\n\nUse metric units.");
+    assert_eq!(
+        out["messages"],
+        json!([{"role": "user", "content": [{"type": "text", "text": "Hi"}]}])
+    );
+}
+
+#[test]
+fn system_and_developer_messages_become_responses_instructions() {
+    let out = request(
+        C,
+        R,
+        json!({"model": "m", "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "developer", "content": "Use metric units."},
+            {"role": "user", "content": "Hi"}
+        ]}),
+    );
+    assert_eq!(out["instructions"], "Be brief.\n\nUse metric units.");
+    assert_eq!(
+        out["input"].as_array().map(Vec::len),
+        Some(1),
+        "no system item in input (#53)"
+    );
+    let back = request(R, C, out);
+    assert_eq!(
+        back["messages"][0],
+        json!({"role": "system", "content": "Be brief.\n\nUse metric units."})
+    );
+}
+
+#[test]
+fn anthropic_tool_loop_keeps_its_order_in_chat() {
+    let out = request(A, C, tool_loop_anthropic());
+    let roles: Vec<&str> = out["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["role"].as_str().expect("role"))
+        .collect();
+    assert_eq!(
+        roles,
+        ["user", "assistant", "tool", "tool", "user", "assistant"]
+    );
+    let assistant = &out["messages"][1];
+    assert_eq!(assistant["content"], "Checking.");
+    assert_eq!(assistant["tool_calls"][0]["id"], "toolu_A");
+    assert_eq!(
+        assistant["tool_calls"][0]["function"]["arguments"],
+        "{\"city\":\"NY\"}"
+    );
+    assert_eq!(assistant["tool_calls"][1]["function"]["name"], "get_time");
+    assert_eq!(
+        out["messages"][2],
+        json!({"role": "tool", "content": "Sunny", "tool_call_id": "toolu_A"})
+    );
+    assert_eq!(out["messages"][3]["content"], "9am");
+    assert_eq!(out["messages"][4]["content"], "Thanks, and tomorrow?");
+}
+
+#[test]
+fn anthropic_tool_loop_keeps_its_order_in_responses() {
+    let out = request(A, R, tool_loop_anthropic());
+    let kinds: Vec<String> = out["input"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|item| {
+            format!(
+                "{}:{}",
+                item["type"].as_str().unwrap_or("?"),
+                item["role"]
+                    .as_str()
+                    .or(item["call_id"].as_str())
+                    .unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "message:user",
+            "message:assistant",
+            "function_call:toolu_A",
+            "function_call:toolu_B",
+            "function_call_output:toolu_A",
+            "function_call_output:toolu_B",
+            "message:user",
+            "message:assistant",
+        ]
+    );
+    assert_eq!(
+        out["input"][1]["content"][0]["type"], "output_text",
+        "assistant text is output_text"
+    );
+    assert_eq!(out["input"][5]["output"], "9am");
+}
+
+#[test]
+fn chat_tool_results_join_one_anthropic_user_turn_before_the_next_text() {
+    let out = request(
+        C,
+        A,
+        json!({"model": "m", "messages": [
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "a", "arguments": "{}"}},
+                {"id": "call_2", "type": "function", "function": {"name": "b", "arguments": "{\"x\":1}"}}
+            ]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "one"},
+            {"role": "tool", "tool_call_id": "call_2", "content": "two"},
+            {"role": "user", "content": "and?"}
+        ]}),
+    );
+    let messages = out["messages"].as_array().expect("messages");
+    assert_eq!(messages.len(), 3);
+    assert_eq!(
+        messages[1]["content"][1],
+        json!({"type": "tool_use", "id": "call_2", "name": "b", "input": {"x": 1}})
+    );
+    let turn: Vec<&str> = messages[2]["content"]
+        .as_array()
+        .expect("blocks")
+        .iter()
+        .map(|b| b["type"].as_str().expect("type"))
+        .collect();
+    assert_eq!(turn, ["tool_result", "tool_result", "text"]);
+}
+
+#[test]
+fn responses_history_reaches_anthropic_and_chat() {
+    let body = json!({"model": "gpt-5", "instructions": "Be brief.", "input": [
+        {"role": "user", "content": [{"type": "input_text", "text": "go"}]},
+        {"type": "function_call", "call_id": "call_1", "name": "a", "arguments": "{\"k\":\"v\"}"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "done"},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "ok"}]}
+    ]});
+    let anthropic = request(R, A, body.clone());
+    assert_eq!(anthropic["system"], "Be brief.");
+    assert_eq!(
+        anthropic["messages"][1]["content"][0]["input"],
+        json!({"k": "v"})
+    );
+    assert_eq!(
+        anthropic["messages"][2]["content"][0]["tool_use_id"],
+        "call_1"
+    );
+    let chat = request(R, C, body);
+    assert_eq!(
+        chat["messages"][2]["tool_calls"][0]["function"]["arguments"],
+        "{\"k\":\"v\"}"
+    );
+    assert_eq!(chat["messages"][3]["role"], "tool");
+}
+
+#[test]
+fn orphan_tool_results_become_text_for_anthropic() {
+    let out = request(
+        C,
+        A,
+        json!({"model": "m", "messages": [
+            {"role": "user", "content": "go"},
+            {"role": "tool", "tool_call_id": "call_gone", "content": "stale"}
+        ]}),
+    );
+    let blocks = &out["messages"][0]["content"];
+    assert_eq!(blocks[1]["type"], "text", "{blocks}");
+    assert!(blocks[1]["text"].as_str().expect("text").contains("stale"));
+}
+
+#[test]
+fn tools_and_tool_choice_map_both_ways() {
+    let chat = json!({"model": "m", "messages": [{"role": "user", "content": "x"}],
+        "tools": [{"type": "function", "function": {"name": "f", "description": "d", "parameters": {"type": "object"}}}],
+        "tool_choice": {"type": "function", "function": {"name": "f"}}, "parallel_tool_calls": false});
+    let anthropic = request(C, A, chat.clone());
+    assert_eq!(
+        anthropic["tools"],
+        json!([{"name": "f", "description": "d", "input_schema": {"type": "object"}}])
+    );
+    assert_eq!(
+        anthropic["tool_choice"],
+        json!({"type": "tool", "name": "f", "disable_parallel_tool_use": true})
+    );
+    let responses = request(C, R, chat);
+    assert_eq!(
+        responses["tools"][0],
+        json!({"type": "function", "name": "f", "description": "d", "parameters": {"type": "object"}, "strict": false})
+    );
+    assert_eq!(
+        responses["tool_choice"],
+        json!({"type": "function", "name": "f"})
+    );
+    assert_eq!(responses["parallel_tool_calls"], false);
+
+    for (anthropic_choice, chat_choice) in [("any", "required"), ("auto", "auto"), ("none", "none")]
+    {
+        let body = json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}],
+            "tools": [{"name": "f", "input_schema": {"type": "object"}}], "tool_choice": {"type": anthropic_choice}});
+        assert_eq!(request(A, C, body.clone())["tool_choice"], chat_choice);
+        assert_eq!(request(A, R, body)["tool_choice"], chat_choice);
+    }
+}
+
+#[test]
+fn images_travel_as_base64_and_urls() {
+    let chat = json!({"model": "m", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "what is this"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR"}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}}
+    ]}]});
+    let anthropic = request(C, A, chat);
+    assert_eq!(
+        anthropic["messages"][0]["content"][1]["source"],
+        json!({"type": "base64", "media_type": "image/png", "data": "iVBOR"})
+    );
+    assert_eq!(
+        anthropic["messages"][0]["content"][2]["source"],
+        json!({"type": "url", "url": "https://example.com/cat.jpg"}),
+        "URLs are kept (the original dropped them)"
+    );
+    let back = request(A, C, anthropic.clone());
+    assert_eq!(
+        back["messages"][0]["content"][1]["image_url"]["url"],
+        "data:image/png;base64,iVBOR"
+    );
+    let responses = request(A, R, anthropic);
+    assert_eq!(
+        responses["input"][0]["content"][1],
+        json!({"type": "input_image", "image_url": "data:image/png;base64,iVBOR", "detail": "auto"})
+    );
+    assert_eq!(
+        responses["input"][0]["content"][2]["image_url"],
+        "https://example.com/cat.jpg"
+    );
+    let anthropic_again = request(R, A, responses);
+    assert_eq!(
+        anthropic_again["messages"][0]["content"][1]["source"]["type"],
+        "base64"
+    );
+}
+
+#[test]
+fn thinking_and_reasoning_effort_map_both_ways() {
+    let anthropic = json!({"model": "m", "max_tokens": 32000, "thinking": {"type": "enabled", "budget_tokens": 16000},
+        "messages": [{"role": "user", "content": "think"}]});
+    assert_eq!(
+        request(A, C, anthropic.clone())["reasoning_effort"],
+        "medium"
+    );
+    assert_eq!(
+        request(A, R, anthropic)["reasoning"],
+        json!({"effort": "medium", "summary": "auto"})
+    );
+
+    let chat = json!({"model": "m", "max_tokens": 1000, "temperature": 0.2, "top_k": 5, "reasoning_effort": "high",
+        "messages": [{"role": "user", "content": "think"}]});
+    let out = request(C, A, chat);
+    assert_eq!(
+        out["thinking"],
+        json!({"type": "enabled", "budget_tokens": 16384})
+    );
+    assert!(
+        out["max_tokens"].as_u64().expect("max_tokens") > 16384,
+        "max_tokens raised above the budget"
+    );
+    assert!(
+        out.get("temperature").is_none(),
+        "thinking rejects a changed temperature: dropped on purpose"
+    );
+
+    let responses = json!({"model": "m", "reasoning": {"effort": "low"}, "input": "think"});
+    assert_eq!(request(R, A, responses)["thinking"]["budget_tokens"], 2048);
+    let off = json!({"model": "m", "reasoning": {"effort": "none"}, "input": "quick"});
+    assert!(request(R, A, off).get("thinking").is_none());
+}
+
+#[test]
+fn thinking_is_left_off_when_foreign_history_lacks_the_signed_thinking_block() {
+    let body = json!({"model": "m", "reasoning_effort": "medium", "messages": [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "a", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "ok"}
+    ]});
+    assert!(
+        request(C, A, body).get("thinking").is_none(),
+        "Anthropic would reject the request"
+    );
+}
+
+#[test]
+fn structured_output_maps_to_text_format_and_to_an_anthropic_instruction() {
+    let schema = json!({"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]});
+    let chat = json!({"model": "m", "messages": [{"role": "user", "content": "2+2?"}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "math", "schema": schema, "strict": true}}});
+    let responses = request(C, R, chat.clone());
+    assert_eq!(
+        responses["text"]["format"],
+        json!({"type": "json_schema", "name": "math", "schema": schema, "strict": true})
+    );
+    assert_eq!(
+        request(R, C, responses)["response_format"]["json_schema"]["name"],
+        "math"
+    );
+    let anthropic = request(C, A, chat);
+    let system = anthropic["system"].as_str().expect("system");
+    assert!(
+        system.contains("JSON schema") && system.contains("\"answer\""),
+        "{system}"
+    );
+}
+
+#[test]
+fn max_tokens_and_stop_sequences() {
+    let chat = json!({"model": "m", "max_tokens": 77, "stop": "END", "messages": [{"role": "user", "content": "x"}]});
+    let anthropic = request(C, A, chat);
+    assert_eq!(anthropic["max_tokens"], 77);
+    assert_eq!(anthropic["stop_sequences"], json!(["END"]));
+    let back = request(A, C, anthropic.clone());
+    assert_eq!(back["max_completion_tokens"], 77);
+    assert_eq!(back["stop"], json!(["END"]));
+    let responses = request(A, R, anthropic);
+    assert_eq!(responses["max_output_tokens"], 77);
+    assert!(
+        responses.get("stop").is_none(),
+        "Responses has no stop sequences: dropped on purpose"
+    );
+    let no_limit = request(R, A, json!({"model": "m", "input": "x"}));
+    assert_eq!(
+        no_limit["max_tokens"], 8192,
+        "Anthropic requires max_tokens"
+    );
+}
+
+#[test]
+fn chat_only_sampling_fields_are_dropped_on_purpose() {
+    let out = request(
+        C,
+        A,
+        json!({"model": "m", "messages": [{"role": "user", "content": "x"}],
+        "n": 2, "seed": 7, "presence_penalty": 0.5, "frequency_penalty": 0.5, "logprobs": true, "logit_bias": {"1": 2}}),
+    );
+    for field in [
+        "n",
+        "seed",
+        "presence_penalty",
+        "frequency_penalty",
+        "logprobs",
+        "logit_bias",
+    ] {
+        assert!(
+            out.get(field).is_none(),
+            "{field} has no Anthropic counterpart"
+        );
+    }
+}
+
+#[test]
+fn anthropic_only_fields_are_dropped_on_purpose() {
+    let body = json!({"model": "m", "max_tokens": 5, "top_k": 3, "temperature": 0.5, "top_p": 0.9,
+    "metadata": {"user_id": "u1", "other": 1},
+    "system": [{"type": "text", "text": "sys", "cache_control": {"type": "ephemeral"}}],
+    "tools": [{"name": "f", "input_schema": {"type": "object"}}, {"type": "web_search_20250305", "name": "web_search"}],
+    "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "x", "cache_control": {"type": "ephemeral"}}]},
+        {"role": "assistant", "content": [
+            {"type": "thinking", "thinking": "hmm", "signature": "sig"},
+            {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "q"}},
+            {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []},
+            {"type": "text", "text": "found"}
+        ]}
+    ]});
+    for to in [C, R] {
+        let out = request(A, to, body.clone());
+        let text = out.to_string();
+        assert!(out.get("top_k").is_none(), "{to}: top_k");
+        assert!(!text.contains("cache_control"), "{to}: cache_control");
+        assert!(
+            !text.contains("web_search"),
+            "{to}: server tools and their blocks"
+        );
+        assert!(
+            !text.contains("hmm"),
+            "{to}: thinking history has no OpenAI input form"
+        );
+        assert!(out.get("metadata").is_none(), "{to}: metadata (#59)");
+        assert_eq!(out["user"], "u1", "{to}: metadata.user_id becomes user");
+        assert_eq!(out["temperature"], 0.5);
+    }
+}
+
+#[test]
+fn temperature_and_top_p_together_keep_only_temperature_for_anthropic() {
+    let out = request(
+        C,
+        A,
+        json!({"model": "m", "temperature": 0.3, "top_p": 0.8, "messages": [{"role": "user", "content": "x"}]}),
+    );
+    assert_eq!(out["temperature"], 0.3);
+    assert!(
+        out.get("top_p").is_none(),
+        "recent Claude models reject both"
+    );
+}
+
+#[test]
+fn responses_only_things_are_dropped_or_refused() {
+    let out = request(
+        R,
+        A,
+        json!({"model": "m", "input": [
+        {"role": "user", "content": "x"},
+        {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "openai thoughts"}], "encrypted_content": "gAAA"}
+    ], "tools": [{"type": "web_search"}, {"type": "function", "name": "f", "parameters": {"type": "object"}}],
+       "store": false, "include": ["reasoning.encrypted_content"]}),
+    );
+    let text = out.to_string();
+    assert!(
+        !text.contains("openai thoughts"),
+        "reasoning without an Anthropic signature: dropped on purpose"
+    );
+    assert_eq!(
+        out["tools"].as_array().map(Vec::len),
+        Some(1),
+        "built-in tools: dropped on purpose"
+    );
+    assert!(out.get("store").is_none() && out.get("include").is_none());
+
+    let error = request_error(
+        R,
+        A,
+        json!({"model": "m", "previous_response_id": "resp_1", "input": "x"}),
+    );
+    assert!(
+        error.to_string().contains("previous_response_id"),
+        "{error}"
+    );
+    let error = request_error(
+        R,
+        C,
+        json!({"model": "m", "input": [{"type": "local_shell_call", "id": "x"}]}),
+    );
+    assert_eq!(
+        error.to_string(),
+        "input[0]: item type `local_shell_call` cannot be converted to openai.chat_completions"
+    );
+}
+
+#[test]
+fn unknown_blocks_are_refused_with_their_path() {
+    let error = request_error(
+        A,
+        C,
+        json!({"model": "m", "max_tokens": 5, "messages": [
+            {"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
+            {"role": "user", "content": [{"type": "hologram", "data": 1}]}
+        ]}),
+    );
+    assert_eq!(
+        error.to_string(),
+        "messages[2].content[0]: block type `hologram` cannot be converted to openai.chat_completions"
+    );
+}
+
+#[test]
+fn images_in_tool_results_are_dropped_for_openai_on_purpose() {
+    let body = json!({"model": "m", "max_tokens": 5, "messages": [
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "shot", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [
+            {"type": "text", "text": "see image"},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}
+        ]}]}
+    ]});
+    let chat = request(A, C, body.clone());
+    assert_eq!(
+        chat["messages"][1],
+        json!({"role": "tool", "content": "see image", "tool_call_id": "toolu_1"})
+    );
+    let responses = request(A, R, body);
+    assert_eq!(responses["input"][1]["output"], "see image");
+}
+
+#[test]
+fn the_claude_code_billing_header_is_stripped_for_openai() {
+    let body = json!({"model": "m", "max_tokens": 5, "system": [
+        {"type": "text", "text": "x-anthropic-billing-header: cc_version=1; cch=abc"},
+        {"type": "text", "text": "You are Claude Code."}
+    ], "messages": [{"role": "user", "content": "x"}]});
+    assert_eq!(
+        request(A, C, body.clone())["messages"][0],
+        json!({"role": "system", "content": "You are Claude Code."})
+    );
+    assert_eq!(request(A, R, body)["instructions"], "You are Claude Code.");
+}
+
+#[test]
+fn long_tool_ids_hash_the_same_for_the_call_and_its_result() {
+    let long = format!("toolu_{}", "y".repeat(80));
+    let body = json!({"model": "m", "max_tokens": 5, "messages": [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": long, "name": "f", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": long, "content": "ok"}]}
+    ]});
+    let chat = request(A, C, body.clone());
+    let id = chat["messages"][1]["tool_calls"][0]["id"]
+        .as_str()
+        .expect("id");
+    assert!(id.starts_with("call_") && id.len() <= 64, "{id}");
+    assert_eq!(chat["messages"][2]["tool_call_id"], id);
+    let responses = request(A, R, body);
+    assert_eq!(responses["input"][1]["call_id"], id);
+    assert_eq!(responses["input"][2]["call_id"], id);
+}
+
+#[test]
+fn cache_usage_survives_anthropic_to_openai_and_back() {
+    let body = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude", "content": [{"type": "text", "text": "hi"}],
+        "stop_reason": "end_turn", "usage": {"input_tokens": 10, "cache_read_input_tokens": 200, "cache_creation_input_tokens": 30, "output_tokens": 5}});
+    for to in [C, R] {
+        let out = response(A, to, body.clone());
+        let usage = &out["usage"];
+        let (prompt, cached) = match to {
+            C => (
+                &usage["prompt_tokens"],
+                &usage["prompt_tokens_details"]["cached_tokens"],
+            ),
+            _ => (
+                &usage["input_tokens"],
+                &usage["input_tokens_details"]["cached_tokens"],
+            ),
+        };
+        assert_eq!(
+            (prompt, cached),
+            (&json!(240), &json!(200)),
+            "{to}: OpenAI counts cached input in the prompt"
+        );
+        assert_eq!(
+            usage["cache_creation_input_tokens"], 30,
+            "{to}: cache writes kept as an extension"
+        );
+        let back = response(to, A, out);
+        assert_eq!(
+            back["usage"],
+            json!({"input_tokens": 10, "output_tokens": 5, "cache_creation_input_tokens": 30, "cache_read_input_tokens": 200})
+        );
+    }
+}
+
+#[test]
+fn thinking_in_responses_reaches_openai_clients() {
+    let body = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
+        "content": [{"type": "thinking", "thinking": "ponder", "signature": "sig"}, {"type": "text", "text": "answer"}],
+        "stop_reason": "max_tokens", "usage": {"input_tokens": 1, "output_tokens": 2}});
+    let chat = response(A, C, body.clone());
+    assert_eq!(chat["choices"][0]["message"]["reasoning_content"], "ponder");
+    assert_eq!(chat["choices"][0]["finish_reason"], "length");
+    let responses = response(A, R, body);
+    assert_eq!(responses["output"][0]["type"], "reasoning");
+    assert_eq!(responses["output"][0]["summary"][0]["text"], "ponder");
+    assert_eq!(responses["status"], "incomplete");
+    assert_eq!(
+        responses["incomplete_details"]["reason"],
+        "max_output_tokens"
+    );
+    let back = response(R, A, responses);
+    assert_eq!(back["stop_reason"], "max_tokens");
+    assert_eq!(back["content"][0]["thinking"], "ponder");
+}
+
+#[test]
+fn only_the_first_chat_choice_is_converted() {
+    let body = json!({"id": "c", "object": "chat.completion", "created": 1, "model": "gpt", "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "first"}, "finish_reason": "stop"},
+        {"index": 1, "message": {"role": "assistant", "content": "second"}, "finish_reason": "stop"}
+    ]});
+    let out = response(C, A, body);
+    assert_eq!(out["content"], json!([{"type": "text", "text": "first"}]));
+}
+
+#[test]
+fn chat_refusals_reach_the_client_as_text() {
+    let body = json!({"id": "c", "model": "gpt", "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "refusal": "I can't."}, "finish_reason": "stop"}]});
+    let out = response(C, A, body);
+    assert_eq!(out["content"][0]["text"], "I can't.");
+}
+
+#[test]
+fn tool_arguments_that_are_not_an_object_are_kept() {
+    let body = json!({"id": "c", "model": "gpt", "choices": [{"index": 0, "message": {"role": "assistant", "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "[1,2]"}},
+        {"id": "call_2", "type": "function", "function": {"name": "g", "arguments": "{broken"}}
+    ]}, "finish_reason": "tool_calls"}]});
+    let out = response(C, A, body);
+    assert_eq!(out["content"][0]["input"], json!({"value": [1, 2]}));
+    assert_eq!(out["content"][1]["input"], json!({"value": "{broken"}));
+    assert_eq!(out["stop_reason"], "tool_use");
+}
+
+#[test]
+fn errors_reach_the_client_in_its_format() {
+    let anthropic_overloaded =
+        br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+    for to in [C, R] {
+        let out: Value = serde_json::from_slice(&convert::error(A, to, 529, anthropic_overloaded))
+            .expect("JSON");
+        assert_eq!(out["error"]["message"], "Overloaded");
+        assert_eq!(out["error"]["code"], "server_overloaded");
+    }
+    let detail = br#"{"detail":"Unsupported parameter: metadata"}"#;
+    let out: Value = serde_json::from_slice(&convert::error(R, A, 400, detail)).expect("JSON");
+    assert_eq!(
+        out,
+        json!({"type": "error", "error": {"type": "invalid_request_error", "message": "Unsupported parameter: metadata"}})
+    );
+}
