@@ -1,0 +1,1255 @@
+//! # claude_api: Claude through the Anthropic Messages API
+//!
+//! A provider plugin. The host serves three endpoints for it and converts
+//! formats on its behalf; this plugin only prepares each upstream request:
+//!
+//! | client calls | speaks |
+//! |---|---|
+//! | `POST /claude/v1/messages` | Anthropic Messages |
+//! | `POST /claude/v1/chat/completions` | OpenAI Chat Completions |
+//! | `POST /claude/v1/responses` | OpenAI Responses |
+//!
+//! plus two plain routes of its own: `GET /claude/v1/models` (the configured
+//! model cards, OpenAI list shape) and `POST /claude/v1/messages/count_tokens`
+//! (forwarded to Anthropic with the same credentials).
+//!
+//! Credentials: an API key (`[plugins.claude_api] api_key` or
+//! `ANTHROPIC_API_KEY`) is sent as `x-api-key`; without one, the Claude
+//! subscription's OAuth token from the `oauth.claude-api` service (plugin
+//! `oauth_claude`, `ccproxy auth login claude-api`) is sent as a bearer token,
+//! with the betas and the Claude Code system prompt block Anthropic requires
+//! for it. The client's own credentials are never forwarded.
+//!
+//! Body shaping, in order (see `shaping.rs`): null `temperature` stripped,
+//! `top_p` dropped when `temperature` is set, `max_tokens` defaulted, `stream`
+//! set when the client asked for a stream by `Accept` header, model mapped
+//! (the client's id is written back into the answer), billing-header lines
+//! removed from the system prompt, the Claude Code identity block prepended
+//! (OAuth only), at most 4 `cache_control` marks kept, `_*` keys removed.
+//!
+//! Build and install:
+//!
+//! ```text
+//! cargo build -p ccproxy-plugin-claude-api
+//! cp target/debug/libccproxy_plugin_claude_api.so ~/.config/ccproxy/plugins/
+//! ```
+//!
+//! Configure (every key is optional):
+//!
+//! ```toml
+//! [plugins.claude_api]
+//! base_url = "https://api.anthropic.com"
+//! auth_mode = "auto"            # auto | api_key | oauth
+//! system_prompt_injection_mode = "minimal"   # none | minimal | full
+//! ```
+//!
+//! Try it:
+//!
+//! ```text
+//! curl -s http://127.0.0.1:8000/claude/v1/chat/completions -H 'content-type: application/json' \
+//!   -d '{"model":"sonnet","messages":[{"role":"user","content":"Hi"}]}'
+//! ```
+//!
+//! and expect this line in the proxy's log at startup:
+//!
+//! ```text
+//! INFO plugin: claude_api ready: upstream https://api.anthropic.com, credentials: oauth.claude-api service plugin="claude_api"
+//! ```
+#![forbid(unsafe_code)]
+
+mod auth;
+mod config;
+mod mapping;
+mod shaping;
+
+use ccproxy_plugin_abi::{Value, prelude::*, serde_json};
+
+use crate::{
+    auth::{Credential, Credentials, OAUTH_SERVICE, upstream_headers},
+    config::{Config, ModelCard},
+    mapping::ModelMapper,
+    shaping::Body,
+};
+
+/// The plugin: its host handle, settings and compiled model rules.
+struct ClaudeApi {
+    ctx: Context,
+    config: Config,
+    credentials: Credentials,
+    mapper: ModelMapper,
+}
+
+/// What a body is being shaped for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// A Messages request (`/v1/messages`).
+    Messages {
+        /// The client asked for a stream.
+        stream: bool,
+    },
+    /// A token count (`/v1/messages/count_tokens`), which takes no sampling
+    /// parameters, `max_tokens` or `stream`.
+    CountTokens,
+}
+
+/// A shaped body and what shaping found out.
+struct Shaped {
+    body: Vec<u8>,
+    stream: bool,
+    model_alias: Option<String>,
+}
+
+impl ClaudeApi {
+    /// Applies every shaping rule for `purpose` to `body`. `client_model` is
+    /// the id the client asked for, written back when the model is mapped.
+    fn shape(
+        &self,
+        body: &[u8],
+        credential: &Credential,
+        purpose: Purpose,
+        client_model: Option<&str>,
+    ) -> Result<Shaped, PluginError> {
+        let mut body: Body = match serde_json::from_slice(body)? {
+            Value::Object(body) => body,
+            other => {
+                return Err(PluginError::invalid(format!(
+                    "request body must be a JSON object, got {}",
+                    json_kind(&other)
+                )));
+            }
+        };
+        let mut stream = false;
+        if let Purpose::Messages {
+            stream: client_wants_stream,
+        } = purpose
+        {
+            shaping::fix_sampling(&mut body);
+            shaping::ensure_max_tokens(&mut body, self.config.default_max_tokens);
+            stream = shaping::ensure_stream(&mut body, client_wants_stream);
+        }
+        let model_alias = self.map_model(&mut body, client_model);
+        shaping::strip_billing_header(&mut body);
+        let n_injected = match credential {
+            Credential::OAuth(_) => shaping::inject_system_prompt(
+                &mut body,
+                shaping::injected_blocks(
+                    self.config.system_prompt_injection_mode,
+                    &self.config.full_system_prompt,
+                ),
+            ),
+            Credential::ApiKey(_) => 0,
+        };
+        let removed = shaping::cap_cache_control(&mut body, n_injected);
+        if removed > 0 {
+            debug!(
+                "removed {removed} cache_control marks beyond Anthropic's limit of {}",
+                shaping::MAX_CACHE_CONTROL_BLOCKS
+            );
+        }
+        shaping::remove_private_keys(&mut body);
+        Ok(Shaped {
+            body: serde_json::to_vec(&body)?,
+            stream,
+            model_alias,
+        })
+    }
+
+    /// Rewrites `model` by the first matching rule; returns the client's id
+    /// when it changed.
+    fn map_model(&self, body: &mut Body, client_model: Option<&str>) -> Option<String> {
+        let Some(Value::String(model)) = body.get_mut("model") else {
+            return None;
+        };
+        let target = self.mapper.map(model)?;
+        if target == model {
+            return None;
+        }
+        debug!("model {model} mapped to {target}");
+        let original = std::mem::replace(model, target.to_owned());
+        Some(client_model.map_or(original, str::to_owned))
+    }
+
+    fn models(&self) -> Response {
+        let data: Vec<Value> = self.config.models.iter().map(card_json).collect();
+        Response::json(200, &json!({"object": "list", "data": data}))
+    }
+
+    /// `POST /claude/v1/messages/count_tokens`: shaped like a Messages
+    /// request, sent with the same credentials, the answer passed back.
+    async fn count_tokens(&self, req: Request) -> Result<Response, PluginError> {
+        let credential = self.credentials.resolve(&self.ctx).await?;
+        // A count has no model in its answer, so no alias to write back.
+        let shaped = self.shape(&req.body, &credential, Purpose::CountTokens, None)?;
+        let url = format!("{}/v1/messages/count_tokens", self.config.base());
+        let request = HttpRequest {
+            method: "POST".to_owned(),
+            url: url.clone(),
+            headers: upstream_headers(&credential, &req.headers, &self.config.anthropic_version),
+            body: shaped.body,
+            timeout: Some(std::time::Duration::from_secs(self.config.timeout_seconds)),
+        };
+        let answer = self.ctx.http(request).await.map_err(|error| {
+            let kind = match error.kind() {
+                ErrorKind::Timeout => ErrorKind::Timeout,
+                _ => ErrorKind::Upstream,
+            };
+            // The host's message usually names the URL already.
+            let message = if error.message().contains(url.as_str()) {
+                format!("count_tokens upstream failed: {error}")
+            } else {
+                format!("count_tokens upstream {url} failed: {error}")
+            };
+            PluginError::new(kind, message)
+        })?;
+        let mut response = Response::new(answer.status, answer.body);
+        for (name, value) in answer.headers.iter() {
+            let name = name.to_ascii_lowercase();
+            let passes = name == "content-type"
+                || name == "request-id"
+                || name == "retry-after"
+                || name.starts_with("anthropic-ratelimit-");
+            if passes {
+                response.headers.0.push((name, value.to_owned()));
+            }
+        }
+        Ok(response)
+    }
+}
+
+fn card_json(card: &ModelCard) -> Value {
+    json!({
+        "id": card.id,
+        "object": "model",
+        "created": card.created,
+        "owned_by": card.owned_by,
+    })
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// An error as Anthropic writes one, for the plugin's own routes.
+fn anthropic_error(error: &PluginError) -> Response {
+    let kind = error.kind();
+    let error_type = match kind {
+        ErrorKind::Invalid => "invalid_request_error",
+        ErrorKind::Unauthorized => "authentication_error",
+        ErrorKind::Forbidden => "permission_error",
+        ErrorKind::NotFound => "not_found_error",
+        ErrorKind::RateLimited => "rate_limit_error",
+        ErrorKind::Timeout => "timeout_error",
+        ErrorKind::Unavailable | ErrorKind::NotInitialized => "overloaded_error",
+        _ => "api_error",
+    };
+    Response::json(
+        kind.http_status(),
+        &json!({"type": "error", "error": {"type": error_type, "message": error.message()}}),
+    )
+}
+
+impl Plugin for ClaudeApi {
+    type Config = Config;
+
+    fn manifest() -> Manifest {
+        Manifest::new("claude_api", env!("CARGO_PKG_VERSION"))
+            .description("Claude through the Anthropic Messages API, with an API key or the Claude subscription's OAuth token")
+            .provider("anthropic.messages")
+            .provider_endpoint("/claude/v1/messages", "anthropic.messages")
+            .provider_endpoint("/claude/v1/chat/completions", "openai.chat_completions")
+            .provider_endpoint("/claude/v1/responses", "openai.responses")
+            .route(
+                "/claude",
+                [
+                    Route::get("/v1/models"),
+                    Route::post("/v1/messages/count_tokens"),
+                ],
+            )
+            .optional_requires(OAUTH_SERVICE)
+            .config_key("base_url", "upstream root; requests go to {base_url}/v1/messages")
+            .config_key("api_key", "Anthropic API key, sent as x-api-key; empty reads api_key_env")
+            .config_key("api_key_env", "environment variable read when api_key is empty (ANTHROPIC_API_KEY)")
+            .config_key("auth_mode", "auto (API key if set, else OAuth), api_key or oauth")
+            .config_key("anthropic_version", "anthropic-version sent when the client sends none")
+            .config_key("system_prompt_injection_mode", "OAuth only: none, minimal (the Claude Code identity block) or full (identity block and full_system_prompt)")
+            .config_key("full_system_prompt", "text injected after the identity block in full mode")
+            .config_key("default_max_tokens", "max_tokens for requests without one")
+            .config_key("model_mappings", "model rewrite rules {kind = exact|prefix|suffix|regex, pattern, target, ignore_case}, first match wins; replaces the defaults")
+            .config_key("models", "model cards {id, created, owned_by} listed by GET /claude/v1/models")
+            .config_key("timeout_seconds", "count_tokens request timeout")
+    }
+
+    async fn init(ctx: Context, config: Config) -> Result<Self, PluginError> {
+        let mapper = ModelMapper::new(&config.model_mappings)?;
+        if config.base().is_empty() {
+            return Err(PluginError::invalid(
+                "plugins.claude_api.base_url must not be empty; remove it for https://api.anthropic.com",
+            ));
+        }
+        let api_key = if config.api_key.is_empty() && !config.api_key_env.is_empty() {
+            config::Secret::new(std::env::var(&config.api_key_env).unwrap_or_default())
+        } else {
+            config.api_key.clone()
+        };
+        let credentials = Credentials {
+            mode: config.auth_mode,
+            api_key,
+            api_key_env: config.api_key_env.clone(),
+        };
+        let source = match (credentials.mode, credentials.api_key.is_empty()) {
+            (config::AuthMode::OAuth, _) | (config::AuthMode::Auto, true) => {
+                format!("{OAUTH_SERVICE} service")
+            }
+            (_, false) => "API key".to_owned(),
+            (config::AuthMode::ApiKey, true) => {
+                "none (auth_mode is api_key, no key set)".to_owned()
+            }
+        };
+        info!(
+            "claude_api ready: upstream {}, credentials: {source}",
+            config.base()
+        );
+        Ok(Self {
+            ctx,
+            config,
+            credentials,
+            mapper,
+        })
+    }
+
+    async fn on_route(&self, req: Request) -> Result<Response, PluginError> {
+        let path = req.path.trim_end_matches('/');
+        match (req.method.as_str(), path) {
+            ("GET", path) if path.ends_with("/v1/models") => Ok(self.models()),
+            ("POST", path) if path.ends_with("/v1/messages/count_tokens") => {
+                // Answer in Anthropic's error shape: count_tokens clients are
+                // Anthropic SDKs.
+                Ok(self
+                    .count_tokens(req)
+                    .await
+                    .unwrap_or_else(|error| anthropic_error(&error)))
+            }
+            (method, path) => Err(PluginError::not_found(format!(
+                "claude_api has no route {method} {path}"
+            ))),
+        }
+    }
+
+    async fn on_prepare_upstream(
+        &self,
+        req: ProviderRequest,
+    ) -> Result<UpstreamRequest, PluginError> {
+        let credential = self.credentials.resolve(&self.ctx).await?;
+        let shaped = self.shape(
+            &req.body,
+            &credential,
+            Purpose::Messages { stream: req.stream },
+            req.model.as_deref(),
+        )?;
+        debug!(
+            "request {}: {} credentials, stream {}",
+            req.request_id,
+            credential.kind(),
+            shaped.stream
+        );
+        Ok(UpstreamRequest {
+            method: "POST".to_owned(),
+            url: format!("{}/v1/messages", self.config.base()),
+            headers: upstream_headers(&credential, &req.headers, &self.config.anthropic_version),
+            body: shaped.body,
+            stream: shaped.stream,
+            model_alias: shaped.model_alias,
+        })
+    }
+
+    async fn on_health(&self) -> Health {
+        match self.credentials.resolve(&self.ctx).await {
+            Ok(credential) => Health::with(
+                HealthStatus::Healthy,
+                json!({"base_url": self.config.base(), "credentials": credential.kind()}),
+            ),
+            Err(error) => Health::with(
+                HealthStatus::Degraded,
+                json!({"base_url": self.config.base(), "reason": error.message()}),
+            ),
+        }
+    }
+}
+
+export_plugin!(ClaudeApi);
+
+#[cfg(test)]
+mod tests {
+    use ccproxy_plugin_abi::{
+        serde_json::Map,
+        testing::{MockHost, TestPlugin, json_request, request},
+    };
+
+    use super::*;
+    use crate::shaping::CLAUDE_CODE_IDENTITY;
+
+    /// An environment variable nobody sets, so `ANTHROPIC_API_KEY` in the
+    /// developer's shell cannot change what the tests see.
+    const NO_SUCH_ENV: &str = "CCPROXY_CLAUDE_API_TEST_NO_SUCH_VARIABLE";
+    const API_KEY: &str = "sk-ant-test-key";
+    const OAUTH_TOKEN: &str = "sk-ant-oat-test-token";
+    const MISSING: &str = "no Anthropic credentials: set ANTHROPIC_API_KEY or [plugins.claude_api] api_key, or run `ccproxy auth login claude-api`";
+
+    fn config(extra: Value) -> Value {
+        let mut merged = Map::new();
+        merged.insert("api_key_env".into(), json!(NO_SUCH_ENV));
+        if let Value::Object(extra) = extra {
+            merged.extend(extra);
+        }
+        Value::Object(merged)
+    }
+
+    /// A host with an API key configured and no OAuth service.
+    fn api_key_host(extra: Value) -> MockHost {
+        let mut config = config(extra);
+        config["api_key"] = json!(API_KEY);
+        MockHost::new().config(config)
+    }
+
+    /// A host where `oauth_claude` is logged in, and no API key.
+    fn oauth_host(extra: Value) -> MockHost {
+        MockHost::new()
+            .config(config(extra))
+            .service(OAUTH_SERVICE, |method, args| {
+                assert_eq!((method, &args), ("access_token", &json!({})));
+                Ok(json!({"access_token": OAUTH_TOKEN, "expires_at_ms": 4_102_444_800_000u64, "subscription_type": "max"}))
+            })
+    }
+
+    fn start(host: &MockHost) -> TestPlugin {
+        host.start::<ClaudeApi>().expect("plugin starts")
+    }
+
+    fn provider_request(endpoint: &str, body: &Value, headers: Headers) -> ProviderRequest {
+        ProviderRequest {
+            endpoint: endpoint.into(),
+            client_format: "anthropic.messages".into(),
+            native_format: String::new(),
+            stream: body["stream"].as_bool().unwrap_or(false),
+            model: body["model"].as_str().map(str::to_owned),
+            headers,
+            body: body.to_string().into_bytes(),
+            request_id: "req-1".into(),
+        }
+    }
+
+    fn prepare(host: &MockHost, body: &Value) -> UpstreamRequest {
+        start(host)
+            .prepare_upstream(provider_request(
+                "/claude/v1/messages",
+                body,
+                Headers::default(),
+            ))
+            .expect("request prepared")
+    }
+
+    fn sent(upstream: &UpstreamRequest) -> Value {
+        serde_json::from_slice(&upstream.body).expect("upstream body is JSON")
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> Headers {
+        Headers(
+            pairs
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+                .collect(),
+        )
+    }
+
+    /// The headers and body of a real Claude Code request.
+    fn capture() -> (Headers, Value) {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/data/claude_cli_request_capture.json"
+        );
+        let text = std::fs::read_to_string(path).expect("tests/data capture is checked in");
+        let capture: Value = serde_json::from_str(&text).expect("capture is JSON");
+        let headers = capture["headers"]
+            .as_object()
+            .expect("capture has headers")
+            .iter()
+            .map(|(name, value)| (name.clone(), value.as_str().unwrap_or_default().to_owned()))
+            .collect();
+        (Headers(headers), capture["body_json"].clone())
+    }
+
+    fn simple_body() -> Value {
+        json!({"model": "claude-sonnet-4-20250514", "max_tokens": 100, "messages": [{"role": "user", "content": "Hi"}]})
+    }
+
+    fn cache_marks(body: &Value) -> usize {
+        body.to_string().matches("\"cache_control\"").count()
+    }
+
+    // Manifest, routes.
+
+    #[test]
+    fn manifest_declares_the_provider_and_its_routes() {
+        let plugin = start(&api_key_host(json!({})));
+        let manifest = plugin.manifest();
+        assert_eq!(manifest.name, "claude_api");
+        assert_eq!(manifest.kind, PluginKind::Provider);
+        let provider = manifest.provider.as_ref().expect("a provider");
+        assert_eq!(provider.native_format, "anthropic.messages");
+        let endpoints: Vec<(&str, &str)> = provider
+            .endpoints
+            .iter()
+            .map(|endpoint| (endpoint.path.as_str(), endpoint.format.as_str()))
+            .collect();
+        assert_eq!(
+            endpoints,
+            [
+                ("/claude/v1/messages", "anthropic.messages"),
+                ("/claude/v1/chat/completions", "openai.chat_completions"),
+                ("/claude/v1/responses", "openai.responses"),
+            ]
+        );
+        assert_eq!(manifest.routes[0].prefix, "/claude");
+        assert_eq!(
+            manifest.routes[0].routes,
+            [
+                Route::get("/v1/models"),
+                Route::post("/v1/messages/count_tokens")
+            ]
+        );
+        assert_eq!(manifest.optional_requires, ["oauth.claude-api"]);
+        assert!(manifest.dependencies.is_empty());
+        let defaults = &manifest.config.defaults;
+        assert_eq!(defaults["base_url"], "https://api.anthropic.com");
+        assert_eq!(defaults["api_key"], "");
+        assert_eq!(defaults["timeout_seconds"], 600);
+        let documented: Vec<&str> = manifest
+            .config
+            .descriptions
+            .iter()
+            .map(|(key, _)| key.as_str())
+            .collect();
+        for key in defaults.as_object().expect("a table").keys() {
+            assert!(documented.contains(&key.as_str()), "{key} is undocumented");
+        }
+    }
+
+    #[test]
+    fn models_lists_the_default_cards() {
+        let plugin = start(&api_key_host(json!({})));
+        let response = plugin.route(request("GET", "/claude/v1/models")).unwrap();
+        assert_eq!(response.status, 200);
+        let listed: Value = serde_json::from_slice(&response.body).unwrap();
+        assert_eq!(listed["object"], "list");
+        let data = listed["data"].as_array().unwrap();
+        assert_eq!(data.len(), 11);
+        assert_eq!(
+            data[0],
+            json!({"id": "claude-sonnet-4-6", "object": "model", "created": 1_722_816_000, "owned_by": "anthropic"})
+        );
+        assert!(plugin.host().http_requests().is_empty());
+    }
+
+    #[test]
+    fn models_lists_configured_cards() {
+        let plugin = start(&api_key_host(
+            json!({"models": [{"id": "claude-x", "created": 5}, {"id": "mine", "owned_by": "me"}]}),
+        ));
+        let response = plugin.route(request("GET", "/claude/v1/models")).unwrap();
+        let listed: Value = serde_json::from_slice(&response.body).unwrap();
+        assert_eq!(
+            listed["data"],
+            json!([
+                {"id": "claude-x", "object": "model", "created": 5, "owned_by": "anthropic"},
+                {"id": "mine", "object": "model", "created": 0, "owned_by": "me"},
+            ])
+        );
+    }
+
+    // Headers.
+
+    #[test]
+    fn api_key_mode_headers() {
+        let plugin = start(&api_key_host(json!({})));
+        let client = headers(&[
+            ("Authorization", "Bearer client-proxy-token"),
+            ("x-api-key", "client-key"),
+            ("cookie", "session=1"),
+            ("connection", "keep-alive"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("te", "trailers"),
+            ("upgrade", "h2c"),
+            ("proxy-authorization", "Basic eA=="),
+            ("host", "127.0.0.1:8000"),
+            ("content-length", "99"),
+            ("accept-encoding", "gzip"),
+            ("user-agent", "curl/8"),
+            ("anthropic-beta", "prompt-caching-2024-07-31"),
+        ]);
+        let upstream = plugin
+            .prepare_upstream(provider_request(
+                "/claude/v1/messages",
+                &simple_body(),
+                client,
+            ))
+            .unwrap();
+        assert_eq!(upstream.method, "POST");
+        assert_eq!(upstream.url, "https://api.anthropic.com/v1/messages");
+        assert_eq!(
+            upstream.headers,
+            headers(&[
+                ("content-type", "application/json"),
+                ("anthropic-version", "2023-06-01"),
+                ("x-api-key", API_KEY),
+                ("anthropic-beta", "prompt-caching-2024-07-31"),
+                ("user-agent", auth::USER_AGENT),
+            ])
+        );
+        assert!(plugin.host().service_calls().is_empty());
+    }
+
+    #[test]
+    fn api_key_mode_adds_no_betas_of_its_own() {
+        let upstream = prepare(&api_key_host(json!({})), &simple_body());
+        assert_eq!(upstream.headers.get("anthropic-beta"), None);
+    }
+
+    #[test]
+    fn oauth_mode_headers_merge_the_client_betas() {
+        let plugin = start(&oauth_host(json!({})));
+        let client = headers(&[
+            ("authorization", "Bearer client-proxy-token"),
+            ("anthropic-version", "2023-06-01"),
+            (
+                "anthropic-beta",
+                "oauth-2025-04-20,interleaved-thinking-2025-05-14",
+            ),
+        ]);
+        let upstream = plugin
+            .prepare_upstream(provider_request(
+                "/claude/v1/messages",
+                &simple_body(),
+                client,
+            ))
+            .unwrap();
+        assert_eq!(
+            upstream.headers.get("authorization"),
+            Some(format!("Bearer {OAUTH_TOKEN}").as_str())
+        );
+        assert_eq!(upstream.headers.get("x-api-key"), None);
+        // Client tags first, then the required ones it lacks; nothing else
+        // (no context-1m: #60).
+        assert_eq!(
+            upstream.headers.get("anthropic-beta"),
+            Some("oauth-2025-04-20,interleaved-thinking-2025-05-14,claude-code-20250219")
+        );
+        let calls = plugin.host().service_calls();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(
+            (calls[0].service.as_str(), calls[0].method.as_str()),
+            ("oauth.claude-api", "access_token")
+        );
+    }
+
+    #[test]
+    fn claude_code_headers_pass_only_the_protocol_ones() {
+        let (client, body) = capture();
+        let plugin = start(&oauth_host(json!({})));
+        let upstream = plugin
+            .prepare_upstream(provider_request("/claude/v1/messages", &body, client))
+            .unwrap();
+        assert_eq!(
+            upstream.headers,
+            headers(&[
+                ("content-type", "application/json"),
+                ("anthropic-version", "2023-06-01"),
+                ("authorization", &format!("Bearer {OAUTH_TOKEN}")),
+                (
+                    "anthropic-beta",
+                    "claude-code-20250219,oauth-2025-04-20,interleaved-thinking-2025-05-14,fine-grained-tool-streaming-2025-05-14"
+                ),
+                ("user-agent", auth::USER_AGENT),
+            ])
+        );
+    }
+
+    #[test]
+    fn auth_mode_oauth_ignores_the_api_key() {
+        let host = oauth_host(json!({"auth_mode": "oauth", "api_key": API_KEY}));
+        let upstream = prepare(&host, &simple_body());
+        assert_eq!(upstream.headers.get("x-api-key"), None);
+        assert_eq!(
+            upstream.headers.get("authorization"),
+            Some(format!("Bearer {OAUTH_TOKEN}").as_str())
+        );
+    }
+
+    #[test]
+    fn the_api_key_can_come_from_the_environment() {
+        // PATH is set in every test environment; its value stands in for a key.
+        let path = std::env::var("PATH").expect("PATH is set");
+        let host = MockHost::new().config(json!({"api_key_env": "PATH"}));
+        let upstream = prepare(&host, &simple_body());
+        assert_eq!(upstream.headers.get("x-api-key"), Some(path.as_str()));
+    }
+
+    // Credentials missing.
+
+    #[test]
+    fn missing_credentials_say_what_to_do() {
+        let plugin = start(&MockHost::new().config(json!({
+            "api_key_env": "ANTHROPIC_API_KEY",
+            "api_key": "",
+            "auth_mode": "oauth",
+        })));
+        let error = plugin
+            .prepare_upstream(provider_request(
+                "/claude/v1/messages",
+                &simple_body(),
+                Headers::default(),
+            ))
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Unauthorized);
+        assert!(error.message().starts_with(MISSING), "{error}");
+        assert!(error.message().contains("oauth.claude-api"), "{error}");
+    }
+
+    #[test]
+    fn missing_credentials_in_auto_and_api_key_modes() {
+        // auto: no key and no OAuth service; api_key: no key, and the
+        // logged-in OAuth service is not asked.
+        let hosts = [
+            ("auto", MockHost::new().config(config(json!({})))),
+            ("api_key", oauth_host(json!({"auth_mode": "api_key"}))),
+        ];
+        let expected = MISSING.replace("ANTHROPIC_API_KEY", NO_SUCH_ENV);
+        for (mode, host) in hosts {
+            let error = start(&host)
+                .prepare_upstream(provider_request(
+                    "/claude/v1/messages",
+                    &simple_body(),
+                    Headers::default(),
+                ))
+                .unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::Unauthorized, "{mode}");
+            assert!(error.message().starts_with(&expected), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_logged_out_oauth_service_is_missing_credentials() {
+        let host = MockHost::new()
+            .config(config(json!({})))
+            .service(OAUTH_SERVICE, |_, _| {
+                Err(PluginError::new(ErrorKind::Unauthorized, "not logged in"))
+            });
+        let error = start(&host)
+            .prepare_upstream(provider_request(
+                "/claude/v1/messages",
+                &simple_body(),
+                Headers::default(),
+            ))
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Unauthorized);
+        assert!(
+            error
+                .message()
+                .ends_with("(oauth.claude-api: not logged in)"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_failed_token_refresh_keeps_its_kind() {
+        let host = MockHost::new()
+            .config(config(json!({})))
+            .service(OAUTH_SERVICE, |_, _| {
+                Err(PluginError::new(ErrorKind::Upstream, "refresh: 503"))
+            });
+        let error = start(&host)
+            .prepare_upstream(provider_request(
+                "/claude/v1/messages",
+                &simple_body(),
+                Headers::default(),
+            ))
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Upstream);
+        assert_eq!(
+            error.message(),
+            "oauth.claude-api could not provide a token: refresh: 503"
+        );
+    }
+
+    #[test]
+    fn health_is_degraded_without_credentials() {
+        let plugin = start(&MockHost::new().config(config(json!({}))));
+        let health = plugin.health().unwrap();
+        assert_eq!(health.status, HealthStatus::Degraded);
+        let reason = health.details["reason"].as_str().unwrap();
+        assert!(reason.starts_with("no Anthropic credentials"), "{reason}");
+
+        let health = start(&oauth_host(json!({}))).health().unwrap();
+        assert_eq!(health.status, HealthStatus::Healthy);
+        assert_eq!(health.details["credentials"], "oauth");
+        assert!(!health.details.to_string().contains(OAUTH_TOKEN));
+    }
+
+    // Body shaping with the real Claude Code request.
+
+    #[test]
+    fn a_claude_code_request_goes_through_unchanged() {
+        let (client, body) = capture();
+        for host in [oauth_host(json!({})), api_key_host(json!({}))] {
+            let upstream = start(&host)
+                .prepare_upstream(provider_request(
+                    "/claude/v1/messages",
+                    &body,
+                    client.clone(),
+                ))
+                .unwrap();
+            // Its system prompt already opens with the identity, it has 3
+            // cache marks, a temperature and no top_p, max_tokens and a
+            // model no rule maps.
+            assert_eq!(sent(&upstream), body);
+            assert_eq!(upstream.model_alias, None);
+            assert!(!upstream.stream);
+        }
+    }
+
+    #[test]
+    fn null_temperature_is_stripped_and_top_p_kept() {
+        let (_, mut body) = capture();
+        body["temperature"] = Value::Null;
+        body["top_p"] = json!(0.9);
+        let shaped = sent(&prepare(&oauth_host(json!({})), &body));
+        assert!(shaped.get("temperature").is_none());
+        assert_eq!(shaped["top_p"], json!(0.9));
+    }
+
+    #[test]
+    fn top_p_is_dropped_when_temperature_is_set() {
+        let (_, mut body) = capture();
+        body["top_p"] = json!(0.9);
+        let shaped = sent(&prepare(&oauth_host(json!({})), &body));
+        assert_eq!(shaped["temperature"], json!(1));
+        assert!(shaped.get("top_p").is_none());
+    }
+
+    #[test]
+    fn max_tokens_gets_the_configured_default() {
+        let (_, mut body) = capture();
+        body.as_object_mut().unwrap().remove("max_tokens");
+        let shaped = sent(&prepare(&oauth_host(json!({})), &body));
+        assert_eq!(shaped["max_tokens"], json!(4096));
+        let shaped = sent(&prepare(
+            &oauth_host(json!({"default_max_tokens": 123})),
+            &body,
+        ));
+        assert_eq!(shaped["max_tokens"], json!(123));
+    }
+
+    #[test]
+    fn billing_header_lines_are_stripped_from_claude_code_requests() {
+        let (_, mut body) = capture();
+        let original_system = body["system"].clone();
+        let system = body["system"].as_array_mut().unwrap();
+        system.insert(
+            0,
+            json!({"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.37.3a9; cc_entrypoint=cli; cch=5f1e2;"}),
+        );
+        let shaped = sent(&prepare(&oauth_host(json!({})), &body));
+        // The billing block is gone; the identity now leads, so nothing is
+        // injected, and the prompt is byte-identical from request to request.
+        assert_eq!(shaped["system"], original_system);
+    }
+
+    #[test]
+    fn oauth_injects_the_identity_before_a_foreign_system_prompt() {
+        let (_, mut body) = capture();
+        body["system"] = json!("You are a pirate.");
+        let shaped = sent(&prepare(&oauth_host(json!({})), &body));
+        assert_eq!(
+            shaped["system"],
+            json!([
+                {"type": "text", "text": CLAUDE_CODE_IDENTITY, "cache_control": {"type": "ephemeral"}},
+                {"type": "text", "text": "You are a pirate."},
+            ])
+        );
+        // A chat client without a system prompt gets the identity alone.
+        let shaped = sent(&prepare(&oauth_host(json!({})), &simple_body()));
+        assert_eq!(shaped["system"][0]["text"], CLAUDE_CODE_IDENTITY);
+        assert_eq!(shaped["system"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn injection_modes_and_api_key_mode() {
+        let (_, mut body) = capture();
+        body["system"] = json!("You are a pirate.");
+        let shaped = sent(&prepare(
+            &oauth_host(json!({"system_prompt_injection_mode": "none"})),
+            &body,
+        ));
+        assert_eq!(shaped["system"], "You are a pirate.");
+        let shaped = sent(&prepare(&api_key_host(json!({})), &body));
+        assert_eq!(shaped["system"], "You are a pirate.");
+        let shaped = sent(&prepare(
+            &oauth_host(
+                json!({"system_prompt_injection_mode": "full", "full_system_prompt": "House rules."}),
+            ),
+            &body,
+        ));
+        let texts: Vec<&str> = shaped["system"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|block| block["text"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            texts,
+            [CLAUDE_CODE_IDENTITY, "House rules.", "You are a pirate."]
+        );
+    }
+
+    #[test]
+    fn cache_control_marks_are_capped_at_four_keeping_the_injected() {
+        let (_, mut body) = capture();
+        // A foreign system prompt with two marks (one large, one small) plus
+        // the message's mark and two marked tools: 5, and 6 with the
+        // injected identity.
+        body["system"] = json!([
+            {"type": "text", "text": "small", "cache_control": {"type": "ephemeral"}},
+            {"type": "text", "text": "large ".repeat(2000), "cache_control": {"type": "ephemeral"}},
+        ]);
+        let tools = body["tools"].as_array_mut().unwrap();
+        tools[0]["cache_control"] = json!({"type": "ephemeral"});
+        tools[4]["cache_control"] = json!({"type": "ephemeral"});
+        assert_eq!(cache_marks(&body), 5);
+        let shaped = sent(&prepare(&oauth_host(json!({})), &body));
+        assert_eq!(cache_marks(&shaped), 4);
+        let system = &shaped["system"];
+        assert_eq!(system[0]["text"], CLAUDE_CODE_IDENTITY);
+        assert!(system[0].get("cache_control").is_some());
+        assert!(
+            system[1].get("cache_control").is_none(),
+            "the small block loses its mark"
+        );
+        assert!(system[2].get("cache_control").is_some());
+        // Both tool definitions (9 and 1 kB) outweigh the message's short
+        // "test" block, which loses its mark.
+        assert!(shaped["tools"][0].get("cache_control").is_some());
+        assert!(shaped["tools"][4].get("cache_control").is_some());
+        assert!(
+            shaped["messages"][0]["content"][1]
+                .get("cache_control")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn private_keys_are_removed() {
+        let (_, mut body) = capture();
+        body["_ccproxy_debug"] = json!(true);
+        body["system"][1]["_ccproxy_injected"] = json!(true);
+        body["messages"][0]["content"][0]["_note"] = json!("x");
+        body["tools"][0]["_origin"] = json!("y");
+        let shaped = sent(&prepare(&oauth_host(json!({})), &body));
+        let (_, original) = capture();
+        assert_eq!(shaped, original);
+    }
+
+    #[test]
+    fn a_body_that_is_not_an_object_is_a_400() {
+        let plugin = start(&api_key_host(json!({})));
+        let mut req = provider_request("/claude/v1/messages", &json!([1]), Headers::default());
+        let error = plugin.prepare_upstream(req.clone()).unwrap_err();
+        assert_eq!(error.kind().http_status(), 400);
+        assert_eq!(
+            error.message(),
+            "request body must be a JSON object, got an array"
+        );
+        req.body = b"{".to_vec();
+        assert_eq!(
+            plugin.prepare_upstream(req).unwrap_err().kind(),
+            ErrorKind::Invalid
+        );
+    }
+
+    // Streams.
+
+    #[test]
+    fn the_stream_flag_reaches_the_upstream_request() {
+        let mut body = simple_body();
+        body["stream"] = json!(true);
+        let upstream = prepare(&api_key_host(json!({})), &body);
+        assert!(upstream.stream);
+        assert_eq!(sent(&upstream)["stream"], json!(true));
+
+        // Asked for by `Accept: text/event-stream` only: the host says
+        // stream, the body gets the flag so the upstream streams.
+        let plugin = start(&api_key_host(json!({})));
+        let mut req = provider_request("/claude/v1/messages", &simple_body(), Headers::default());
+        req.stream = true;
+        let upstream = plugin.prepare_upstream(req).unwrap();
+        assert!(upstream.stream);
+        assert_eq!(sent(&upstream)["stream"], json!(true));
+
+        let upstream = prepare(&api_key_host(json!({})), &simple_body());
+        assert!(!upstream.stream);
+        assert!(sent(&upstream).get("stream").is_none());
+    }
+
+    // Model mappings.
+
+    #[test]
+    fn default_mappings_rewrite_openai_models_and_keep_the_alias() {
+        let plugin = start(&oauth_host(json!({})));
+        let body = json!({"model": "gpt-4o", "max_tokens": 10, "messages": []});
+        let mut req = provider_request("/claude/v1/chat/completions", &body, Headers::default());
+        req.client_format = "openai.chat_completions".into();
+        let upstream = plugin.prepare_upstream(req).unwrap();
+        assert_eq!(sent(&upstream)["model"], "claude-sonnet-4-6");
+        assert_eq!(upstream.model_alias.as_deref(), Some("gpt-4o"));
+
+        let upstream = prepare(&oauth_host(json!({})), &simple_body());
+        assert_eq!(sent(&upstream)["model"], "claude-sonnet-4-20250514");
+        assert_eq!(upstream.model_alias, None);
+    }
+
+    #[test]
+    fn configured_mappings_replace_the_defaults() {
+        let host = oauth_host(json!({"model_mappings": [
+            {"kind": "exact", "pattern": "Fast", "target": "claude-haiku-4-5-20251001", "ignore_case": true},
+            {"kind": "prefix", "pattern": "team-", "target": "claude-opus-4-6"},
+            {"kind": "suffix", "pattern": "-cheap", "target": "claude-3-5-haiku-20241022"},
+            {"kind": "regex", "pattern": "^big-(\\d+)$", "target": "claude-opus-4-20250514"},
+        ]}));
+        let plugin = start(&host);
+        let check = |model: &str, expected: &str| {
+            let body = json!({"model": model, "max_tokens": 1, "messages": []});
+            let upstream = plugin
+                .prepare_upstream(provider_request(
+                    "/claude/v1/messages",
+                    &body,
+                    Headers::default(),
+                ))
+                .unwrap();
+            assert_eq!(sent(&upstream)["model"], expected, "{model}");
+            let alias = (model != expected).then(|| model.to_owned());
+            assert_eq!(upstream.model_alias, alias, "{model}");
+        };
+        check("FAST", "claude-haiku-4-5-20251001");
+        check("team-a", "claude-opus-4-6");
+        check("x-cheap", "claude-3-5-haiku-20241022");
+        check("big-7", "claude-opus-4-20250514");
+        check("big-x", "big-x");
+        // The defaults are gone.
+        check("gpt-4o", "gpt-4o");
+    }
+
+    #[test]
+    fn a_bad_mapping_rule_stops_the_plugin() {
+        let error = api_key_host(json!({"model_mappings": [
+            {"kind": "regex", "pattern": "(", "target": "x"},
+        ]}))
+        .start::<ClaudeApi>()
+        .unwrap_err();
+        assert!(
+            error
+                .message()
+                .starts_with("plugins.claude_api.model_mappings[0]: invalid regex"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn unknown_config_keys_stop_the_plugin() {
+        let error = api_key_host(json!({"apikey": "x"}))
+            .start::<ClaudeApi>()
+            .unwrap_err();
+        assert!(error.message().contains("apikey"), "{error}");
+    }
+
+    #[test]
+    fn base_url_is_configurable() {
+        let upstream = prepare(
+            &api_key_host(json!({"base_url": "http://127.0.0.1:4010/"})),
+            &simple_body(),
+        );
+        assert_eq!(upstream.url, "http://127.0.0.1:4010/v1/messages");
+    }
+
+    // count_tokens.
+
+    fn count_tokens_request(body: &Value, client: &[(&str, &str)]) -> Request {
+        let mut req = json_request("POST", "/claude/v1/messages/count_tokens", body);
+        for (name, value) in client {
+            req.headers.set(name, *value);
+        }
+        req
+    }
+
+    #[test]
+    fn count_tokens_is_forwarded_with_the_same_credentials() {
+        let host = oauth_host(json!({"base_url": "http://mock.test"})).http(|req| {
+            assert_eq!(req.method, "POST");
+            Ok(HttpResponse {
+                status: 200,
+                headers: headers(&[
+                    ("Content-Type", "application/json"),
+                    ("request-id", "req_1"),
+                    ("set-cookie", "x=1"),
+                ]),
+                body: br#"{"input_tokens":42}"#.to_vec(),
+            })
+        });
+        let plugin = start(&host);
+        let body =
+            json!({"model": "sonnet", "messages": [{"role": "user", "content": "Hi"}], "_x": 1});
+        let response = plugin
+            .route(count_tokens_request(
+                &body,
+                &[
+                    ("authorization", "Bearer client"),
+                    ("anthropic-beta", "token-counting-2024-11-01"),
+                ],
+            ))
+            .unwrap();
+        assert_eq!(response.status, 200);
+        assert_eq!(response.body, br#"{"input_tokens":42}"#);
+        assert_eq!(
+            response.headers,
+            headers(&[
+                ("content-type", "application/json"),
+                ("request-id", "req_1")
+            ])
+        );
+
+        let sent_requests = host.http_requests();
+        assert_eq!(sent_requests.len(), 1);
+        let upstream = &sent_requests[0];
+        assert_eq!(upstream.url, "http://mock.test/v1/messages/count_tokens");
+        assert_eq!(upstream.timeout, Some(std::time::Duration::from_secs(600)));
+        assert_eq!(
+            upstream.headers.get("authorization"),
+            Some(format!("Bearer {OAUTH_TOKEN}").as_str())
+        );
+        assert_eq!(
+            upstream.headers.get("anthropic-beta"),
+            Some("token-counting-2024-11-01,claude-code-20250219,oauth-2025-04-20")
+        );
+        let forwarded: Value = serde_json::from_slice(&upstream.body).unwrap();
+        // Shaped as the message would be, without Messages-only fields.
+        assert_eq!(forwarded["model"], "claude-sonnet-4-6");
+        assert_eq!(forwarded["system"][0]["text"], CLAUDE_CODE_IDENTITY);
+        assert!(forwarded.get("max_tokens").is_none());
+        assert!(forwarded.get("_x").is_none());
+    }
+
+    #[test]
+    fn count_tokens_passes_upstream_errors_back() {
+        let host = api_key_host(json!({})).http(|_| {
+            Ok(HttpResponse {
+                status: 429,
+                headers: headers(&[("retry-after", "3"), ("content-type", "application/json")]),
+                body:
+                    br#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#
+                        .to_vec(),
+            })
+        });
+        let response = start(&host)
+            .route(count_tokens_request(&simple_body(), &[]))
+            .unwrap();
+        assert_eq!(response.status, 429);
+        assert_eq!(response.headers.get("retry-after"), Some("3"));
+        assert!(String::from_utf8_lossy(&response.body).contains("slow down"));
+        assert_eq!(
+            host.http_requests()[0].headers.get("x-api-key"),
+            Some(API_KEY)
+        );
+    }
+
+    fn anthropic_error_body(response: &Response) -> (u16, String, String) {
+        let body: Value = serde_json::from_slice(&response.body).unwrap();
+        assert_eq!(body["type"], "error", "{body}");
+        assert_eq!(
+            response.headers.get("content-type"),
+            Some("application/json")
+        );
+        (
+            response.status,
+            body["error"]["type"].as_str().unwrap().to_owned(),
+            body["error"]["message"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    #[test]
+    fn count_tokens_upstream_failure_is_a_502_in_anthropic_shape() {
+        let host = api_key_host(json!({"base_url": "http://127.0.0.1:9"}))
+            .http(|_| Err(PluginError::new(ErrorKind::Upstream, "connection refused")));
+        let response = start(&host)
+            .route(count_tokens_request(&simple_body(), &[]))
+            .unwrap();
+        assert_eq!(
+            anthropic_error_body(&response),
+            (
+                502,
+                "api_error".to_owned(),
+                "count_tokens upstream http://127.0.0.1:9/v1/messages/count_tokens failed: connection refused".to_owned()
+            )
+        );
+
+        let host = api_key_host(json!({}))
+            .http(|_| Err(PluginError::new(ErrorKind::Timeout, "no answer in 600 s")));
+        let response = start(&host)
+            .route(count_tokens_request(&simple_body(), &[]))
+            .unwrap();
+        let (status, error_type, _) = anthropic_error_body(&response);
+        assert_eq!((status, error_type.as_str()), (504, "timeout_error"));
+    }
+
+    #[test]
+    fn count_tokens_without_credentials_is_a_401_in_anthropic_shape() {
+        let host = MockHost::new().config(config(json!({})));
+        let response = start(&host)
+            .route(count_tokens_request(&simple_body(), &[]))
+            .unwrap();
+        let (status, error_type, message) = anthropic_error_body(&response);
+        assert_eq!((status, error_type.as_str()), (401, "authentication_error"));
+        assert!(message.starts_with("no Anthropic credentials"), "{message}");
+        assert!(host.http_requests().is_empty());
+    }
+
+    #[test]
+    fn count_tokens_with_a_bad_body_is_a_400_in_anthropic_shape() {
+        let plugin = start(&api_key_host(json!({})));
+        let mut req = count_tokens_request(&json!({}), &[]);
+        req.body = b"not json".to_vec();
+        let (status, error_type, _) = anthropic_error_body(&plugin.route(req).unwrap());
+        assert_eq!(
+            (status, error_type.as_str()),
+            (400, "invalid_request_error")
+        );
+        assert!(plugin.host().http_requests().is_empty());
+    }
+
+    #[test]
+    fn init_logs_where_credentials_come_from() {
+        let host = oauth_host(json!({}));
+        start(&host);
+        assert!(host.logged(
+            "claude_api ready: upstream https://api.anthropic.com, credentials: oauth.claude-api service"
+        ));
+        let host = api_key_host(json!({}));
+        start(&host);
+        assert!(host.logged("credentials: API key"));
+        assert!(!host.logs().iter().any(|(_, line)| line.contains(API_KEY)));
+    }
+}
