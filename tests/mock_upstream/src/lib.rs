@@ -1,0 +1,161 @@
+//! A mock of the upstream LLM APIs and of the Claude OAuth server, for the
+//! end-to-end tests (Rust) and the SDK tests (Python): one process on
+//! `127.0.0.1`, started as `ccproxy-mock-upstream`, that replays the recorded
+//! exchanges of `tests/data/samples`, records what it receives, checks it, and
+//! misbehaves on demand.
+//!
+//! It prints `mock upstream listening on http://127.0.0.1:PORT` on stdout once
+//! it accepts connections, and stops on `POST /_mock/shutdown`, after
+//! `--max-requests N` upstream requests, or after `--idle-exit-seconds S`
+//! without a request (so a test that dies leaves nothing behind).
+//!
+//! # Upstream endpoints
+//!
+//! | endpoint | answers with |
+//! |---|---|
+//! | `POST /v1/messages` | `claude_messages*.json`: `_tools` when the request has tools, `_stream` when it streams; a stream synthesized from the complete answer when none was recorded (tools + stream) |
+//! | `POST /v1/messages/count_tokens` | `{"input_tokens": N}`, N = characters of the text / 4 |
+//! | `POST /responses`, `/v1/responses`, `/backend-api/codex/responses` | `codex_responses*.json` (`_tools`, `_structured` for a JSON schema, `_stream`) |
+//! | `POST /chat/completions`, `/v1/chat/completions` | `copilot_chat_completions*.json` |
+//! | `GET /v1/models` | a short Anthropic model list |
+//! | `POST /v1/oauth/token` | the fake authorization server (below) |
+//!
+//! Streams go out as `event: X\ndata: Y\n\n`, one event per body frame. Every
+//! answer carries `x-mock-sample: NAME` naming the sample it came from.
+//!
+//! Each upstream request is checked before it is answered; a wrong one gets a
+//! 400 in the endpoint's error format whose message starts `mock upstream:`:
+//! the body must be a JSON object with `model` and `messages` (`input` for
+//! Responses); every `--expect-header NAME[=VALUE]` must be present (with that
+//! value); no `--forbid-header NAME` may be.
+//!
+//! # Control API
+//!
+//! | request | what it does |
+//! |---|---|
+//! | `GET /_mock/requests` | every request received since the start or the last reset, in order: `{method, path, query, headers: {name: value}, body (JSON or null), body_text, response: {status, sample, body, outcome}}` |
+//! | `POST /_mock/reset` | forgets requests, faults and counters |
+//! | `POST /_mock/fault` | arms a fault (body below); faults queue and apply in order |
+//! | `DELETE /_mock/fault` | disarms every fault |
+//! | `GET /_mock/cancelled` | `{"cancelled": n, "completed": n, "reset": n}`: streams cut short because the client went away, streams sent to the end, streams broken on purpose |
+//! | `GET /_mock/oauth` | `{"authorization_code": n, "refresh_token": n, "issued": [access tokens]}` |
+//! | `POST /_mock/shutdown` | stops the server (in-flight answers finish first, 5 s at most) |
+//!
+//! A fault: `{"kind": "delay"|"status"|"reset_mid_stream"|"trickle",
+//! "status": 429, "body": {...}, "delay_ms": N, "after_events": N, "count": N,
+//! "path": "/v1/messages", "retry_after": "7"}`; it applies to the next
+//! `count` (default 1) upstream requests (those on `path` when given; the
+//! token endpoint only when named by `path`):
+//! - `delay`: waits `delay_ms` (default 1000) before the response head;
+//! - `status`: answers `status` (default 500) with the provider's real error
+//!   body (`body` replaces it), plus `retry-after` on a 429;
+//! - `reset_mid_stream`: sends `after_events` (default 1) events, then drops the
+//!   connection without the terminating chunk (half the body for a JSON answer);
+//! - `trickle`: waits `delay_ms` (default 100) between stream events.
+//!
+//! # OAuth
+//!
+//! `POST /v1/oauth/token` takes a JSON body. `authorization_code` needs
+//! `code` = `good-code` and non-empty `code_verifier`, `state`, `redirect_uri`
+//! and `client_id`; `refresh_token` needs non-empty `refresh_token` and
+//! `client_id`, and waits `--oauth-delay-ms` first (to make single flight
+//! observable). Both answer `access_token` (`mock-access-login-N` or
+//! `mock-access-refreshed-N`, N counting that grant), `refresh_token`,
+//! `expires_in` (28800), `token_type`, `scope`, `account` and `organization`.
+
+mod samples;
+mod server;
+
+use std::{path::PathBuf, time::Duration};
+
+pub use samples::{Event, Format, Reply, Samples, Selected, synthesize};
+pub use server::{listening_address, serve};
+
+/// A required request header: `NAME` or `NAME=VALUE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedHeader {
+    /// Lower-case name.
+    pub name: String,
+    /// The exact value, when one is required.
+    pub value: Option<String>,
+}
+
+impl std::str::FromStr for ExpectedHeader {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (name, value) = match text.split_once('=') {
+            Some((name, value)) => (name, Some(value.to_owned())),
+            None => (text, None),
+        };
+        let name = name.trim().to_ascii_lowercase();
+        if name.is_empty() {
+            return Err(format!("{text:?} has no header name; use NAME or NAME=VALUE"));
+        }
+        Ok(Self { name, value })
+    }
+}
+
+/// How the server runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Port on 127.0.0.1; 0 picks a free one.
+    pub port: u16,
+    /// The folder of recorded samples.
+    pub samples: PathBuf,
+    /// Headers every upstream request must carry.
+    pub expect_headers: Vec<ExpectedHeader>,
+    /// Headers no upstream request may carry (lower case).
+    pub forbid_headers: Vec<String>,
+    /// Stop after this many upstream requests.
+    pub max_requests: Option<u64>,
+    /// Stop after this long without a request.
+    pub idle_exit: Option<Duration>,
+    /// Wait this long before answering a refresh grant.
+    pub oauth_delay: Duration,
+    /// Log nothing per request on stderr.
+    pub quiet: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            port: 0,
+            samples: default_samples_dir(),
+            expect_headers: Vec::new(),
+            forbid_headers: Vec::new(),
+            max_requests: None,
+            idle_exit: None,
+            oauth_delay: Duration::ZERO,
+            quiet: false,
+        }
+    }
+}
+
+/// `tests/data/samples` of this source tree.
+pub fn default_samples_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("data")
+        .join("samples")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expected_headers_parse() {
+        let check = |text: &str, name: &str, value: Option<&str>| {
+            let parsed: ExpectedHeader = text.parse().unwrap();
+            assert_eq!(
+                (parsed.name.as_str(), parsed.value.as_deref()),
+                (name, value)
+            );
+        };
+        check("x-api-key=test-key", "x-api-key", Some("test-key"));
+        check("Anthropic-Version", "anthropic-version", None);
+        check("x-empty=", "x-empty", Some(""));
+        assert!("=value".parse::<ExpectedHeader>().is_err());
+    }
+}

@@ -1,0 +1,75 @@
+//! `ccproxy-mock-upstream`: the mock upstream as a process (see the library
+//! docs for the endpoints and the control API).
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use ccproxy_mock_upstream::{ExpectedHeader, Options, default_samples_dir, serve};
+use clap::Parser;
+
+/// A mock of the Anthropic, OpenAI Responses and Chat Completions APIs and of
+/// the Claude OAuth server, replaying recorded traffic on 127.0.0.1.
+#[derive(Debug, Parser)]
+#[command(name = "ccproxy-mock-upstream")]
+struct Args {
+    /// Port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// The folder of recorded samples (default: tests/data/samples of the source tree).
+    #[arg(long, value_name = "DIR")]
+    samples: Option<PathBuf>,
+    /// A header every upstream request must carry, with that value when given.
+    /// Repeatable.
+    #[arg(long = "expect-header", value_name = "NAME[=VALUE]")]
+    expect_header: Vec<ExpectedHeader>,
+    /// A header no upstream request may carry. Repeatable.
+    #[arg(long = "forbid-header", value_name = "NAME")]
+    forbid_header: Vec<String>,
+    /// Stop after this many upstream requests.
+    #[arg(long, value_name = "N")]
+    max_requests: Option<u64>,
+    /// Stop after this many seconds without a request.
+    #[arg(long, value_name = "S")]
+    idle_exit_seconds: Option<u64>,
+    /// Wait this long before answering a refresh_token grant.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    oauth_delay_ms: u64,
+    /// Log nothing per request on stderr.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let options = Options {
+        port: args.port,
+        samples: args.samples.unwrap_or_else(default_samples_dir),
+        expect_headers: args.expect_header,
+        forbid_headers: args
+            .forbid_header
+            .iter()
+            .map(|name| name.to_ascii_lowercase())
+            .collect(),
+        max_requests: args.max_requests,
+        idle_exit: args.idle_exit_seconds.map(Duration::from_secs),
+        oauth_delay: Duration::from_millis(args.oauth_delay_ms),
+        quiet: args.quiet,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("ccproxy-mock-upstream: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("ccproxy-mock-upstream: {message}");
+            ExitCode::from(2)
+        }
+    }
+}

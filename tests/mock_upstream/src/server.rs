@@ -1,0 +1,900 @@
+//! The HTTP side: accept loop, upstream endpoints, checks, faults, the OAuth
+//! token endpoint and the control API (see the crate docs for the contract).
+
+use std::{
+    collections::VecDeque,
+    convert::Infallible,
+    io::Write as _,
+    net::SocketAddr,
+    pin::Pin,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http::{Method, Response, StatusCode, request::Parts};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+
+use crate::{
+    Options,
+    samples::{Event, Format, Reply, Samples, Selected},
+};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Body = BoxBody<Bytes, BoxError>;
+
+/// How long in-flight answers may take to finish after a shutdown.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// Binds `127.0.0.1:PORT`, prints the listening line, and serves until told to
+/// stop (see the crate docs).
+pub async fn serve(options: Options) -> Result<(), String> {
+    let samples = Samples::load(&options.samples)?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", options.port))
+        .await
+        .map_err(|error| format!("cannot bind 127.0.0.1:{}: {error}", options.port))?;
+    let address = listener
+        .local_addr()
+        .map_err(|error| format!("the listener has no address: {error}"))?;
+    let (shutdown, mut stopping) = watch::channel(false);
+    let state = Arc::new(State {
+        samples,
+        options,
+        started: Instant::now(),
+        last_activity_ms: AtomicU64::new(0),
+        upstream_requests: AtomicU64::new(0),
+        shutdown,
+        inner: Mutex::new(Inner::default()),
+    });
+    {
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "mock upstream listening on http://{address}");
+        let _ = stdout.flush();
+    }
+    if let Some(idle) = state.options.idle_exit {
+        tokio::spawn(idle_watch(state.clone(), idle));
+    }
+
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                let state = state.clone();
+                let service = hyper::service::service_fn(move |request| {
+                    let state = state.clone();
+                    async move { Ok::<_, Infallible>(handle(state, request).await) }
+                });
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+            }
+            _ = stopping.wait_for(|stop| *stop) => break,
+        }
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(GRACE, graceful.shutdown()).await;
+    Ok(())
+}
+
+async fn idle_watch(state: Arc<State>, idle: Duration) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let last = Duration::from_millis(state.last_activity_ms.load(Ordering::Relaxed));
+        if state.started.elapsed().saturating_sub(last) >= idle {
+            if !state.options.quiet {
+                eprintln!(
+                    "mock upstream: no request for {} s; stopping",
+                    idle.as_secs()
+                );
+            }
+            state.stop();
+            return;
+        }
+    }
+}
+
+struct State {
+    samples: Samples,
+    options: Options,
+    started: Instant,
+    last_activity_ms: AtomicU64,
+    upstream_requests: AtomicU64,
+    shutdown: watch::Sender<bool>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    requests: Vec<Value>,
+    faults: VecDeque<Fault>,
+    cancelled: u64,
+    completed: u64,
+    reset: u64,
+    authorization_code: u64,
+    refresh_token: u64,
+    issued: Vec<String>,
+}
+
+impl State {
+    fn touch(&self) {
+        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_activity_ms.store(now, Ordering::Relaxed);
+    }
+
+    fn stop(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the data half-written
+        // in a way that matters to a test mock: keep serving.
+        self.inner.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn record(&self, parts: &Parts, body: &Bytes) -> usize {
+        let mut headers = serde_json::Map::new();
+        for (name, value) in &parts.headers {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            match headers.get_mut(name.as_str()) {
+                Some(Value::String(existing)) => {
+                    existing.push_str(", ");
+                    existing.push_str(&value);
+                }
+                _ => {
+                    headers.insert(name.as_str().to_owned(), Value::String(value));
+                }
+            }
+        }
+        let entry = json!({
+            "method": parts.method.as_str(),
+            "path": parts.uri.path(),
+            "query": parts.uri.query().unwrap_or_default(),
+            "version": format!("{:?}", parts.version),
+            "headers": headers,
+            "body": serde_json::from_slice::<Value>(body).unwrap_or(Value::Null),
+            "body_text": String::from_utf8_lossy(body),
+            "response": null,
+        });
+        let mut inner = self.inner();
+        inner.requests.push(entry);
+        inner.requests.len() - 1
+    }
+
+    fn set_response(&self, index: usize, status: u16, sample: &str, body: &[u8], outcome: &str) {
+        let mut inner = self.inner();
+        match outcome {
+            "cancelled" => inner.cancelled += 1,
+            "completed" => inner.completed += 1,
+            "reset" => inner.reset += 1,
+            _ => {}
+        }
+        if let Some(entry) = inner.requests.get_mut(index) {
+            entry["response"] = json!({
+                "status": status,
+                "sample": sample,
+                "body": String::from_utf8_lossy(body),
+                "outcome": outcome,
+            });
+        }
+    }
+
+    /// The first armed fault that applies to `path`, used once.
+    fn take_fault(&self, path: &str) -> Option<Fault> {
+        let mut inner = self.inner();
+        let position = inner.faults.iter().position(|fault| match &fault.path {
+            Some(only) => only == path,
+            None => path != TOKEN_PATH,
+        })?;
+        let fault = inner.faults.get_mut(position)?;
+        fault.count -= 1;
+        let taken = fault.clone();
+        if fault.count == 0 {
+            inner.faults.remove(position);
+        }
+        Some(taken)
+    }
+}
+
+const TOKEN_PATH: &str = "/v1/oauth/token";
+
+async fn handle(state: Arc<State>, request: http::Request<Incoming>) -> Response<Body> {
+    state.touch();
+    let (parts, body) = request.into_parts();
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) => {
+            return plain_json(
+                StatusCode::BAD_REQUEST,
+                &json!({"error": format!("mock upstream: could not read the request body: {error}")}),
+            );
+        }
+    };
+    let path = parts.uri.path().to_owned();
+    if let Some(command) = path.strip_prefix("/_mock/") {
+        return control(&state, &parts.method, command, &body);
+    }
+    let served = state.upstream_requests.fetch_add(1, Ordering::SeqCst) + 1;
+    let index = state.record(&parts, &body);
+    let response = upstream(&state, index, &parts, &path, &body).await;
+    if !state.options.quiet {
+        eprintln!(
+            "mock upstream: {} {path} -> {}",
+            parts.method,
+            response.status().as_u16()
+        );
+    }
+    if state.options.max_requests.is_some_and(|max| served >= max) {
+        // In-flight answers, this one included, finish first (graceful shutdown).
+        state.stop();
+    }
+    state.touch();
+    response
+}
+
+async fn upstream(
+    state: &Arc<State>,
+    index: usize,
+    parts: &Parts,
+    path: &str,
+    body: &Bytes,
+) -> Response<Body> {
+    let method = &parts.method;
+    let endpoint = match (method, path) {
+        (&Method::POST, "/v1/messages") => Endpoint::Api(Format::Anthropic),
+        (&Method::POST, "/v1/messages/count_tokens") => Endpoint::CountTokens,
+        (&Method::POST, "/responses" | "/v1/responses" | "/backend-api/codex/responses") => {
+            Endpoint::Api(Format::Responses)
+        }
+        (&Method::POST, "/chat/completions" | "/v1/chat/completions") => {
+            Endpoint::Api(Format::Chat)
+        }
+        (&Method::POST, TOKEN_PATH) => {
+            let fault = state.take_fault(path);
+            if let Some(response) = early_fault(fault.as_ref(), Format::Chat).await {
+                return response;
+            }
+            let response = oauth_token(state, body).await;
+            let status = response.status().as_u16();
+            state.set_response(index, status, "oauth", b"", "answered");
+            return response;
+        }
+        (&Method::GET, "/v1/models") => return plain_json(StatusCode::OK, &models()),
+        _ => {
+            return plain_json(
+                StatusCode::NOT_FOUND,
+                &json!({"type": "error", "error": {"type": "not_found_error", "message": format!("mock upstream: no endpoint {method} {path}")}}),
+            );
+        }
+    };
+    let format = match endpoint {
+        Endpoint::Api(format) => format,
+        Endpoint::CountTokens => Format::Anthropic,
+    };
+    if let Err(message) = check(state, parts, format, body) {
+        let response = error_response(format, 400, &format!("mock upstream: {message}"));
+        state.set_response(index, 400, "check", message.as_bytes(), "rejected");
+        return response;
+    }
+    let fault = state.take_fault(path);
+    if let Some(response) = early_fault(fault.as_ref(), format).await {
+        state.set_response(index, response.status().as_u16(), "fault", b"", "fault");
+        return response;
+    }
+    let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let selected = match endpoint {
+        Endpoint::CountTokens => Selected {
+            source: "count_tokens".to_owned(),
+            status: 200,
+            headers: vec![("content-type".to_owned(), "application/json".to_owned())],
+            reply: Reply::Json(json!({"input_tokens": count_tokens(&request)})),
+        },
+        Endpoint::Api(format) => match state.samples.select(format, &request) {
+            Ok(selected) => selected,
+            Err(message) => {
+                return error_response(format, 500, &format!("mock upstream: {message}"));
+            }
+        },
+    };
+    answer(state.clone(), index, selected, fault)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Endpoint {
+    Api(Format),
+    CountTokens,
+}
+
+/// The parts of a fault that act before the head: a delay, or an error status.
+async fn early_fault(fault: Option<&Fault>, format: Format) -> Option<Response<Body>> {
+    let fault = fault?;
+    match fault.kind {
+        FaultKind::Delay => {
+            tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
+            None
+        }
+        FaultKind::Status => {
+            let mut response = match &fault.body {
+                Some(body) => plain_json(
+                    StatusCode::from_u16(fault.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    body,
+                ),
+                None => error_response(format, fault.status, ""),
+            };
+            if fault.status == 429 {
+                let retry_after = fault.retry_after.clone().unwrap_or_else(|| "1".to_owned());
+                if let Ok(value) = http::HeaderValue::from_str(&retry_after) {
+                    response.headers_mut().insert("retry-after", value);
+                }
+            }
+            Some(response)
+        }
+        FaultKind::ResetMidStream | FaultKind::Trickle => None,
+    }
+}
+
+fn check(state: &State, parts: &Parts, format: Format, body: &Bytes) -> Result<(), String> {
+    for expected in &state.options.expect_headers {
+        let got = parts
+            .headers
+            .get(expected.name.as_str())
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        match (&expected.value, got) {
+            (_, None) => return Err(format!("header {} is missing", expected.name)),
+            (Some(value), Some(got)) if &got != value => {
+                return Err(format!(
+                    "header {} is {got:?}, expected {value:?}",
+                    expected.name
+                ));
+            }
+            _ => {}
+        }
+    }
+    for forbidden in &state.options.forbid_headers {
+        if parts.headers.contains_key(forbidden.as_str()) {
+            return Err(format!("header {forbidden} must not reach the upstream"));
+        }
+    }
+    let request: Value = serde_json::from_slice(body)
+        .map_err(|error| format!("the request body is not JSON: {error}"))?;
+    let object = request
+        .as_object()
+        .ok_or("the request body is not a JSON object")?;
+    if !object.get("model").is_some_and(Value::is_string) {
+        return Err("the request body has no `model` string".to_owned());
+    }
+    let field = format.conversation_field();
+    if !object.get(field).is_some_and(|v| v.is_array() || v.is_string()) {
+        return Err(format!("the request body has no `{field}`"));
+    }
+    Ok(())
+}
+
+/// A deterministic token estimate: characters of every string in the
+/// conversation, system prompt and tools, over four.
+fn count_tokens(request: &Value) -> u64 {
+    fn characters(value: &Value) -> u64 {
+        match value {
+            Value::String(text) => text.chars().count() as u64,
+            Value::Array(items) => items.iter().map(characters).sum(),
+            Value::Object(map) => map.values().map(characters).sum(),
+            _ => 0,
+        }
+    }
+    let total: u64 = ["messages", "system", "tools"]
+        .iter()
+        .filter_map(|key| request.get(key))
+        .map(characters)
+        .sum();
+    (total / 4).max(1)
+}
+
+fn models() -> Value {
+    let ids = [
+        "claude-opus-4-20250514",
+        "claude-sonnet-4-20250514",
+        "claude-3-5-haiku-20241022",
+    ];
+    let data: Vec<Value> = ids
+        .iter()
+        .map(|id| json!({"type": "model", "id": id, "display_name": id, "created_at": "2025-05-14T00:00:00Z"}))
+        .collect();
+    json!({"data": data, "has_more": false, "first_id": ids[0], "last_id": ids[ids.len() - 1]})
+}
+
+/// Sends `selected`, applying a stream fault; records what went out.
+fn answer(
+    state: Arc<State>,
+    index: usize,
+    selected: Selected,
+    fault: Option<Fault>,
+) -> Response<Body> {
+    let mut builder = Response::builder()
+        .status(StatusCode::from_u16(selected.status).unwrap_or(StatusCode::OK))
+        .header("x-mock-sample", selected.source.as_str())
+        .header("request-id", format!("req_mock_{index}"));
+    let is_stream = matches!(selected.reply, Reply::Events(_));
+    let has_type = selected.headers.iter().any(|(k, _)| k == "content-type");
+    for (name, value) in &selected.headers {
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    if !has_type {
+        builder = builder.header(
+            "content-type",
+            if is_stream {
+                "text/event-stream; charset=utf-8"
+            } else {
+                "application/json"
+            },
+        );
+    }
+    let kind = fault.as_ref().map(|f| f.kind);
+    let status = selected.status;
+    let source = selected.source.clone();
+    let (frames, reset_after, gap) = match selected.reply {
+        Reply::Json(body) => {
+            let bytes = serde_json::to_vec(&body).unwrap_or_default();
+            if kind != Some(FaultKind::ResetMidStream) {
+                state.set_response(index, status, &source, &bytes, "completed");
+                return builder
+                    .body(Full::new(Bytes::from(bytes)).map_err(|e| match e {}).boxed())
+                    .unwrap_or_else(|_| internal_error());
+            }
+            let half = bytes.len() / 2;
+            (
+                vec![bytes[..half].to_vec(), bytes[half..].to_vec()],
+                Some(1),
+                None,
+            )
+        }
+        Reply::Events(events) => {
+            let frames: Vec<Vec<u8>> = events.iter().map(Event::encode).collect();
+            let fault = fault.as_ref();
+            let reset_after = fault
+                .filter(|f| f.kind == FaultKind::ResetMidStream)
+                .map(|f| f.after_events);
+            let gap = fault
+                .filter(|f| f.kind == FaultKind::Trickle)
+                .map(|f| Duration::from_millis(f.delay_ms));
+            (frames, reset_after, gap)
+        }
+    };
+    let (sender, receiver) = mpsc::channel(1);
+    tokio::spawn(produce(
+        state, index, status, source, frames, reset_after, gap, sender,
+    ));
+    builder
+        .body(ChannelBody(receiver).boxed())
+        .unwrap_or_else(|_| internal_error())
+}
+
+/// Writes `frames` one by one into the response body, noticing when the client
+/// went away before the end.
+#[allow(clippy::too_many_arguments)]
+async fn produce(
+    state: Arc<State>,
+    index: usize,
+    status: u16,
+    source: String,
+    frames: Vec<Vec<u8>>,
+    reset_after: Option<usize>,
+    gap: Option<Duration>,
+    sender: mpsc::Sender<Result<Bytes, BoxError>>,
+) {
+    let mut sent = Vec::new();
+    for (number, frame) in frames.into_iter().enumerate() {
+        if reset_after == Some(number) {
+            // An error ends hyper's connection without the terminating chunk.
+            let _ = sender
+                .send(Err("mock upstream: connection reset on purpose".into()))
+                .await;
+            state.set_response(index, status, &source, &sent, "reset");
+            return;
+        }
+        if let (Some(gap), true) = (gap, number > 0) {
+            tokio::select! {
+                _ = tokio::time::sleep(gap) => {}
+                _ = sender.closed() => {
+                    state.set_response(index, status, &source, &sent, "cancelled");
+                    return;
+                }
+            }
+        }
+        sent.extend_from_slice(&frame);
+        if sender.send(Ok(Bytes::from(frame))).await.is_err() {
+            state.set_response(index, status, &source, &sent, "cancelled");
+            return;
+        }
+        state.touch();
+    }
+    state.set_response(index, status, &source, &sent, "completed");
+}
+
+/// A response body fed by a channel; dropped by hyper when the connection ends.
+struct ChannelBody(mpsc::Receiver<Result<Bytes, BoxError>>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|next| next.map(|result| result.map(Frame::data)))
+    }
+}
+
+fn internal_error() -> Response<Body> {
+    let mut response = Response::new(
+        Full::new(Bytes::from_static(b"mock upstream: bad response"))
+            .map_err(|e| match e {})
+            .boxed(),
+    );
+    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    response
+}
+
+fn plain_json(status: StatusCode, body: &Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(
+            Full::new(Bytes::from(body.to_string()))
+                .map_err(|e| match e {})
+                .boxed(),
+        )
+        .unwrap_or_else(|_| internal_error())
+}
+
+/// The provider's own error body for `status`; `message` empty picks the
+/// provider's usual wording.
+fn error_response(format: Format, status: u16, message: &str) -> Response<Body> {
+    let body = error_body(format, status, message);
+    plain_json(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        &body,
+    )
+}
+
+/// The error body each provider sends for `status`.
+fn error_body(format: Format, status: u16, message: &str) -> Value {
+    match format {
+        Format::Anthropic => {
+            let (kind, usual) = match status {
+                400 => ("invalid_request_error", "Invalid request"),
+                401 => ("authentication_error", "invalid x-api-key"),
+                403 => (
+                    "permission_error",
+                    "Your API key does not have permission to use the specified resource.",
+                ),
+                404 => ("not_found_error", "Not found"),
+                413 => ("request_too_large", "Request exceeds the maximum allowed number of bytes."),
+                429 => (
+                    "rate_limit_error",
+                    "Number of request tokens has exceeded your per-minute rate limit",
+                ),
+                529 => ("overloaded_error", "Overloaded"),
+                _ => ("api_error", "Internal server error"),
+            };
+            let message = if message.is_empty() { usual } else { message };
+            json!({"type": "error", "error": {"type": kind, "message": message}})
+        }
+        Format::Responses | Format::Chat => {
+            let (kind, code, usual) = match status {
+                400 => ("invalid_request_error", Value::Null, "Invalid request"),
+                401 => (
+                    "invalid_request_error",
+                    json!("invalid_api_key"),
+                    "Incorrect API key provided",
+                ),
+                403 => ("invalid_request_error", Value::Null, "Forbidden"),
+                404 => ("invalid_request_error", Value::Null, "Not found"),
+                429 => (
+                    "requests",
+                    json!("rate_limit_exceeded"),
+                    "Rate limit reached for requests",
+                ),
+                _ => (
+                    "server_error",
+                    Value::Null,
+                    "The server had an error while processing your request",
+                ),
+            };
+            let message = if message.is_empty() { usual } else { message };
+            json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
+        }
+    }
+}
+
+async fn oauth_token(state: &State, body: &Bytes) -> Response<Body> {
+    let fail = |error: &str, description: String| {
+        plain_json(
+            StatusCode::BAD_REQUEST,
+            &json!({"error": error, "error_description": format!("mock upstream: {description}")}),
+        )
+    };
+    let Ok(request) = serde_json::from_slice::<Value>(body) else {
+        return fail(
+            "invalid_request",
+            "the token request body must be a JSON object".to_owned(),
+        );
+    };
+    let field = |name: &str| {
+        request
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+    };
+    let grant = field("grant_type").unwrap_or_default().to_owned();
+    let n = match grant.as_str() {
+        "authorization_code" => {
+            let n = {
+                let mut inner = state.inner();
+                inner.authorization_code += 1;
+                inner.authorization_code
+            };
+            for required in [
+                "code",
+                "code_verifier",
+                "state",
+                "redirect_uri",
+                "client_id",
+            ] {
+                if field(required).is_none() {
+                    return fail("invalid_request", format!("`{required}` is missing"));
+                }
+            }
+            if field("code") != Some("good-code") {
+                return fail(
+                    "invalid_grant",
+                    "unknown authorization code (only good-code is accepted)".to_owned(),
+                );
+            }
+            format!("login-{n}")
+        }
+        "refresh_token" => {
+            let n = {
+                let mut inner = state.inner();
+                inner.refresh_token += 1;
+                inner.refresh_token
+            };
+            for required in ["refresh_token", "client_id"] {
+                if field(required).is_none() {
+                    return fail("invalid_request", format!("`{required}` is missing"));
+                }
+            }
+            tokio::time::sleep(state.options.oauth_delay).await;
+            format!("refreshed-{n}")
+        }
+        other => {
+            return fail(
+                "unsupported_grant_type",
+                format!("grant_type {other:?} is not authorization_code or refresh_token"),
+            );
+        }
+    };
+    let access = format!("mock-access-{n}");
+    state.inner().issued.push(access.clone());
+    plain_json(
+        StatusCode::OK,
+        &json!({
+            "token_type": "Bearer",
+            "access_token": access,
+            "refresh_token": format!("mock-refresh-{n}"),
+            "expires_in": 28800,
+            "scope": "user:inference user:profile",
+            "account": {"uuid": "00000000-0000-4000-8000-00000000acc7", "email_address": "mock@example.invalid"},
+            "organization": {"uuid": "00000000-0000-4000-8000-000000000026", "name": "Mock Organization"},
+        }),
+    )
+}
+
+fn control(state: &State, method: &Method, command: &str, body: &Bytes) -> Response<Body> {
+    match (method, command) {
+        (&Method::GET, "requests") => plain_json(StatusCode::OK, &Value::Array(state.inner().requests.clone())),
+        (&Method::POST, "reset") => {
+            *state.inner() = Inner::default();
+            plain_json(StatusCode::OK, &json!({"reset": true}))
+        }
+        (&Method::POST, "fault") => match Fault::parse(body) {
+            Ok(fault) => {
+                let armed = fault.describe();
+                let mut inner = state.inner();
+                inner.faults.push_back(fault);
+                plain_json(
+                    StatusCode::OK,
+                    &json!({"armed": armed, "queued": inner.faults.len()}),
+                )
+            }
+            Err(message) => plain_json(
+                StatusCode::BAD_REQUEST,
+                &json!({"error": format!("mock upstream: {message}")}),
+            ),
+        },
+        (&Method::DELETE, "fault") => {
+            state.inner().faults.clear();
+            plain_json(StatusCode::OK, &json!({"queued": 0}))
+        }
+        (&Method::GET, "cancelled") => {
+            let inner = state.inner();
+            plain_json(
+                StatusCode::OK,
+                &json!({"cancelled": inner.cancelled, "completed": inner.completed, "reset": inner.reset}),
+            )
+        }
+        (&Method::GET, "oauth") => {
+            let inner = state.inner();
+            plain_json(
+                StatusCode::OK,
+                &json!({"authorization_code": inner.authorization_code, "refresh_token": inner.refresh_token, "issued": inner.issued}),
+            )
+        }
+        (&Method::POST, "shutdown") => {
+            state.stop();
+            plain_json(StatusCode::OK, &json!({"shutting_down": true}))
+        }
+        _ => plain_json(
+            StatusCode::NOT_FOUND,
+            &json!({"error": format!("mock upstream: no control endpoint {method} /_mock/{command}; see the crate docs of ccproxy-mock-upstream")}),
+        ),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FaultKind {
+    Delay,
+    Status,
+    ResetMidStream,
+    Trickle,
+}
+
+#[derive(Debug, Clone)]
+struct Fault {
+    kind: FaultKind,
+    status: u16,
+    body: Option<Value>,
+    delay_ms: u64,
+    after_events: usize,
+    count: u64,
+    path: Option<String>,
+    retry_after: Option<String>,
+}
+
+impl Fault {
+    fn parse(body: &[u8]) -> Result<Self, String> {
+        let value: Value =
+            serde_json::from_slice(body).map_err(|error| format!("the fault is not JSON: {error}"))?;
+        let kind = match value.get("kind").and_then(Value::as_str) {
+            Some("delay") => FaultKind::Delay,
+            Some("status") => FaultKind::Status,
+            Some("reset_mid_stream") => FaultKind::ResetMidStream,
+            Some("trickle") => FaultKind::Trickle,
+            other => {
+                return Err(format!(
+                    "fault kind {other:?} is not one of delay, status, reset_mid_stream, trickle"
+                ));
+            }
+        };
+        let number = |key: &str, default: u64| -> Result<u64, String> {
+            match value.get(key) {
+                None | Some(Value::Null) => Ok(default),
+                Some(v) => v
+                    .as_u64()
+                    .ok_or_else(|| format!("`{key}` must be a non-negative integer, got {v}")),
+            }
+        };
+        let status = u16::try_from(number("status", 500)?)
+            .ok()
+            .filter(|s| (100..=999).contains(s))
+            .ok_or("`status` must be an HTTP status code")?;
+        let count = number("count", 1)?;
+        if count == 0 {
+            return Err("`count` must be at least 1".to_owned());
+        }
+        let default_delay = if kind == FaultKind::Trickle { 100 } else { 1000 };
+        Ok(Self {
+            kind,
+            status,
+            body: value.get("body").filter(|b| !b.is_null()).cloned(),
+            delay_ms: number("delay_ms", default_delay)?,
+            after_events: usize::try_from(number("after_events", 1)?).unwrap_or(usize::MAX),
+            count,
+            path: value.get("path").and_then(Value::as_str).map(str::to_owned),
+            retry_after: match value.get("retry_after") {
+                Some(Value::String(text)) => Some(text.clone()),
+                Some(Value::Number(n)) => Some(n.to_string()),
+                _ => None,
+            },
+        })
+    }
+
+    fn describe(&self) -> Value {
+        json!({
+            "kind": match self.kind {
+                FaultKind::Delay => "delay",
+                FaultKind::Status => "status",
+                FaultKind::ResetMidStream => "reset_mid_stream",
+                FaultKind::Trickle => "trickle",
+            },
+            "status": self.status, "body": self.body, "delay_ms": self.delay_ms,
+            "after_events": self.after_events, "count": self.count, "path": self.path,
+            "retry_after": self.retry_after,
+        })
+    }
+}
+
+/// The address in a `mock upstream listening on http://ADDRESS` line.
+pub fn listening_address(line: &str) -> Option<SocketAddr> {
+    line.split("listening on http://")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_parse_with_defaults_and_clear_errors() {
+        let fault = Fault::parse(br#"{"kind": "trickle"}"#).unwrap();
+        assert_eq!(
+            (fault.kind, fault.delay_ms, fault.count),
+            (FaultKind::Trickle, 100, 1)
+        );
+        let fault =
+            Fault::parse(br#"{"kind": "status", "status": 429, "count": 2, "retry_after": 7}"#)
+                .unwrap();
+        assert_eq!(
+            (fault.status, fault.count, fault.retry_after.as_deref()),
+            (429, 2, Some("7"))
+        );
+        let error = Fault::parse(br#"{"kind": "explode"}"#).unwrap_err();
+        assert!(error.contains("reset_mid_stream"), "{error}");
+        assert!(Fault::parse(br#"{"kind": "delay", "count": 0}"#).is_err());
+        assert!(Fault::parse(br#"{"kind": "status", "status": 7}"#).is_err());
+    }
+
+    #[test]
+    fn error_bodies_are_the_providers_own() {
+        let body = error_body(Format::Anthropic, 529, "");
+        assert_eq!(body["type"], "error");
+        assert_eq!(body["error"]["type"], "overloaded_error");
+        let body = error_body(Format::Chat, 429, "slow down");
+        assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+        assert_eq!(body["error"]["message"], "slow down");
+    }
+
+    #[test]
+    fn token_estimates_are_deterministic() {
+        let request = json!({"messages": [{"role": "user", "content": "12345678"}]});
+        // "user" + "12345678" = 12 characters.
+        assert_eq!(count_tokens(&request), 3);
+        assert_eq!(count_tokens(&json!({})), 1);
+    }
+
+    #[test]
+    fn reads_the_listening_line() {
+        assert_eq!(
+            listening_address("mock upstream listening on http://127.0.0.1:9"),
+            Some("127.0.0.1:9".parse().unwrap())
+        );
+    }
+}
