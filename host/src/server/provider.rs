@@ -162,10 +162,12 @@ pub async fn handle(
         json!({"request_id": request_id, "provider": name, "method": method, "url": url, "is_streaming": stream})
     });
     let started = Instant::now();
+    let timeout = (prepared.meta.timeout_ms > 0)
+        .then(|| std::time::Duration::from_millis(prepared.meta.timeout_ms));
     let upstream = app
         .shared
         .upstream
-        .send(&method, &url, &headers, Bytes::from(upstream_body), None)
+        .send(&method, &url, &headers, Bytes::from(upstream_body), timeout)
         .await;
     let upstream = match upstream {
         Ok(upstream) => upstream,
@@ -196,7 +198,9 @@ pub async fn handle(
             .iter()
             .any(|(k, v)| k == "content-type" && v.starts_with("text/event-stream"));
     if upstream_is_sse && stream {
-        return stream_response(app, name, route, request_id, upstream, alias, peek.model);
+        return stream_response(
+            app, name, route, request_id, upstream, alias, peek.model, timeout,
+        );
     }
     if upstream_is_sse {
         // FIXME(#5): accumulate an upstream stream into one response for non-stream clients.
@@ -340,6 +344,7 @@ fn stream_response(
     upstream: StreamingResponse,
     alias: Option<String>,
     client_model: Option<String>,
+    timeout: Option<std::time::Duration>,
 ) -> Response<Body> {
     let converter = (route.client != route.native)
         .then(|| convert::StreamConverter::new(route.native, route.client));
@@ -350,7 +355,7 @@ fn stream_response(
         converter,
         alias,
         client: route.client,
-        read_timeout: app.shared.upstream.read_timeout(),
+        read_timeout: timeout.unwrap_or_else(|| app.shared.upstream.read_timeout()),
         events: Vec::new(),
         converted: Vec::new(),
         provider: name.to_owned(),
@@ -515,15 +520,34 @@ fn bypass(route: &ProviderRoute, stream: bool, model: &str) -> Response<Body> {
         let body = serde_json::to_vec(&message).unwrap_or_default();
         return match convert::response(Format::AnthropicMessages, route.client, &body) {
             Ok(converted) => json_response(StatusCode::OK, converted),
-            Err(error) => format_error(route.client, StatusCode::INTERNAL_SERVER_ERROR, &error.to_string()),
+            Err(error) => format_error(
+                route.client,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &error.to_string(),
+            ),
         };
     }
     let events = [
-        ("message_start", json!({"type": "message_start", "message": {"id": id, "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 0, "output_tokens": 0}}})),
-        ("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})),
-        ("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": TEXT}})),
-        ("content_block_stop", json!({"type": "content_block_stop", "index": 0})),
-        ("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 12}})),
+        (
+            "message_start",
+            json!({"type": "message_start", "message": {"id": id, "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 0, "output_tokens": 0}}}),
+        ),
+        (
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+        (
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": TEXT}}),
+        ),
+        (
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 0}),
+        ),
+        (
+            "message_delta",
+            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 12}}),
+        ),
         ("message_stop", json!({"type": "message_stop"})),
     ];
     let mut converter = (route.client != Format::AnthropicMessages)
@@ -544,8 +568,9 @@ fn bypass(route: &ProviderRoute, stream: bool, model: &str) -> Response<Body> {
         event.encode(&mut out);
     }
     let mut response = Response::new(full(out));
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     response
 }

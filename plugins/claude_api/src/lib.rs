@@ -366,6 +366,7 @@ impl Plugin for ClaudeApi {
             body: shaped.body,
             stream: shaped.stream,
             model_alias: shaped.model_alias,
+            timeout: Some(std::time::Duration::from_secs(self.config.timeout_seconds)),
         })
     }
 
@@ -440,6 +441,7 @@ mod tests {
             stream: body["stream"].as_bool().unwrap_or(false),
             model: body["model"].as_str().map(str::to_owned),
             headers,
+            query: String::new(),
             body: body.to_string().into_bytes(),
             request_id: "req-1".into(),
         }
