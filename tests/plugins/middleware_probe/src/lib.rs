@@ -9,7 +9,11 @@
 //!   them, after the middleware) as a JSON object;
 //! - `POST /probe/echo-body` answers the length of the body it received;
 //! - `GET /probe/slow?ms=N` waits N ms (on the host's timer) before answering,
-//!   to have a request in flight during shutdown.
+//!   to have a request in flight during shutdown;
+//! - a hook on `request.completed` that, for requests that carried the header
+//!   `x-slow-hook: N`, waits N ms and then logs `probe hook finished for ID`:
+//!   a slow observer, to prove hooks add no latency and are not cut off by
+//!   shutdown.
 #![forbid(unsafe_code)]
 
 use ccproxy_plugin_abi::{Value, prelude::*};
@@ -26,6 +30,7 @@ impl Plugin for MiddlewareProbe {
         Manifest::new("middleware_probe", "0.1.0")
             .description("blocks x-block: 1, marks requests and responses")
             .middleware("probe_guard", layer::SECURITY, true)
+            .hook("probe_slow_observer", ["request.completed"], 500)
             .route(
                 "/probe",
                 [
@@ -68,6 +73,23 @@ impl Plugin for MiddlewareProbe {
             .map(|(name, value)| (name.to_ascii_lowercase(), Value::String(value.to_owned())))
             .collect();
         Ok(Response::json(200, &json!({ "headers": headers })))
+    }
+
+    async fn on_hook(&self, hook: HookContext) -> Result<HookOutcome, PluginError> {
+        let millis = hook
+            .data
+            .get("headers")
+            .and_then(|headers| headers.get("x-slow-hook"))
+            .and_then(Value::as_str)
+            .and_then(|ms| ms.parse::<u64>().ok());
+        if let Some(millis) = millis {
+            self.ctx
+                .sleep(std::time::Duration::from_millis(millis))
+                .await;
+            let request_id = hook.request_id.as_deref().unwrap_or("-");
+            info!("probe hook finished for {request_id}");
+        }
+        Ok(HookOutcome::Continue)
     }
 
     async fn on_middleware_request(
