@@ -354,6 +354,21 @@ fn plugins_check_gives_a_verdict_and_an_exit_code() {
     );
     assert_eq!(verdict["manifest"]["name"], "panicky");
 
+    // `plugins info` reads the same folder the server would.
+    let info = sandbox.run_cli(&["plugins", "info", "panicky", "--json"], &[]);
+    assert_eq!(info.code, 0, "{info:?}");
+    let info: Value =
+        serde_json::from_str(&info.stdout).unwrap_or_else(|e| panic!("{e}: {info:?}"));
+    assert_eq!(info["manifest"]["name"], "panicky", "{info:#}");
+    assert_eq!(
+        info["manifest"]["hooks"][0]["events"],
+        serde_json::json!(["request.completed"]),
+        "{info:#}"
+    );
+    let unknown = sandbox.run_cli(&["plugins", "info", "no_such_plugin"], &[]);
+    assert_ne!(unknown.code, 0, "{unknown:?}");
+    assert!(unknown.stderr.contains("no_such_plugin"), "{unknown:?}");
+
     let nothing = sandbox.run_cli(&["plugins", "check", "/no/such/libfile.so"], &[]);
     assert_eq!(nothing.code, 1, "{nothing:?}");
     assert!(nothing.stderr.contains("does not exist"), "{nothing:?}");

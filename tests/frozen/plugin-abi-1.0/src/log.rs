@@ -34,7 +34,13 @@ pub(crate) fn install(host: HostBox, plugin_name: &str) {
         // This library has its own std and so its own panic hook; without this,
         // a caught panic would print an unstructured message to stderr. The
         // panic itself is still caught and reported to the host as an error.
-        std::panic::set_hook(Box::new(|info| {
+        // Under the mock host, test assertions panic too: keep the previous
+        // hook so a failing test still prints its message.
+        #[cfg(feature = "testing")]
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            #[cfg(feature = "testing")]
+            previous(info);
             let location = info
                 .location()
                 .map(|l| format!(" at {}:{}", l.file(), l.line()))

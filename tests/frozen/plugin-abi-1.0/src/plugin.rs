@@ -257,7 +257,7 @@ impl Health {
 }
 
 /// A client request on a provider endpoint, as the provider plugin sees it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ProviderRequest {
     /// The endpoint path from the manifest.
     pub endpoint: String,
@@ -271,6 +271,8 @@ pub struct ProviderRequest {
     pub model: Option<String>,
     /// The client's headers, its own credentials included: never forward them.
     pub headers: Headers,
+    /// The client's raw query string, without `?` (Claude Code sends `beta=true`).
+    pub query: String,
     /// The body in the native format.
     pub body: Vec<u8>,
     /// The request id.
@@ -292,4 +294,7 @@ pub struct UpstreamRequest {
     pub stream: bool,
     /// The model id to show the client, when the upstream model differs.
     pub model_alias: Option<String>,
+    /// Give up waiting for the answer (each chunk, when streaming) after this
+    /// long; `None`: the host's `http.read_timeout_seconds`.
+    pub timeout: Option<std::time::Duration>,
 }

@@ -306,4 +306,8 @@ pub struct ProviderPrepareOutput {
     /// upstream model differs.
     #[serde(default)]
     pub model_alias: Option<String>,
+    /// Give up waiting for the response head (and, when streaming, for each
+    /// chunk) after this many milliseconds; 0: the host's `http.read_timeout_seconds`.
+    #[serde(default)]
+    pub timeout_ms: u64,
 }

@@ -263,6 +263,7 @@ impl<P: Plugin> Instance<P> {
                     stream: prepare.stream,
                     model: prepare.model,
                     headers: Headers(prepare.request.headers),
+                    query: prepare.request.query,
                     body: input.body.into_vec(),
                     request_id: prepare.request.request_id,
                 };
@@ -278,6 +279,9 @@ impl<P: Plugin> Instance<P> {
                             headers: upstream.headers.0,
                             stream: upstream.stream,
                             model_alias: upstream.model_alias,
+                            timeout_ms: upstream
+                                .timeout
+                                .map_or(0, |t| t.as_millis().min(u128::from(u64::MAX)) as u64),
                         },
                         upstream.body,
                     )

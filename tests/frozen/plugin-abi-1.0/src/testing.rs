@@ -1132,6 +1132,7 @@ impl TestPlugin {
     ///         stream: false,
     ///         model: None,
     ///         headers: Headers::default(),
+    ///         query: String::new(),
     ///         body: b"{}".to_vec(),
     ///         request_id: "r1".into(),
     ///     })
@@ -1167,7 +1168,7 @@ impl TestPlugin {
             request: protocol::RequestHead {
                 method: "POST".to_owned(),
                 path: String::new(),
-                query: String::new(),
+                query: req.query,
                 headers: req.headers.0,
                 request_id: req.request_id,
             },
@@ -1184,6 +1185,7 @@ impl TestPlugin {
             body,
             stream: output.stream,
             model_alias: output.model_alias,
+            timeout: (output.timeout_ms > 0).then(|| Duration::from_millis(output.timeout_ms)),
         })
     }
 
@@ -2159,6 +2161,7 @@ mod tests {
                 stream: false,
                 model: None,
                 headers: Headers::default(),
+                query: String::new(),
                 body: Vec::new(),
                 request_id: "r1".into(),
             })
