@@ -350,3 +350,33 @@ fn no_should_panic_and_no_ignore_anywhere() {
         "if behaviour is wrong today, assert today's behaviour with a FIXME(issue) comment instead: {offenders:#?}"
     );
 }
+
+/// FNV-1a over every file of `tests/frozen/plugin-abi-1.0` (relative paths and
+/// contents, in path order).
+fn frozen_sdk_fingerprint() -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for byte in bytes {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for path in files("tests/frozen/plugin-abi-1.0", "") {
+        eat(relative(&path).as_bytes());
+        eat(&fs::read(&path)
+            .unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display())));
+    }
+    hash
+}
+
+#[test]
+fn the_frozen_1_0_sdk_is_never_edited() {
+    // The value for the copy taken when plugin API 1.0 shipped. The copy is what
+    // plugin authors built against then; changing it would make the
+    // compatibility test prove nothing.
+    assert_eq!(
+        format!("{:016x}", frozen_sdk_fingerprint()),
+        "d2927321ca521407",
+        "tests/frozen/plugin-abi-1.0 changed: it is frozen, never edit it (see its README)"
+    );
+}
