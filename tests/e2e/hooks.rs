@@ -60,11 +60,9 @@ fn events_of_answered_requests_are_delivered_before_plugins_stop() {
     let (exit, log) = proxy.stop_with(libc::SIGTERM);
     assert_eq!(exit.code(), Some(0), "log:\n{log}");
 
-    // FIXME(hooks-drain): `HookBus::drain` (host/src/hooks/mod.rs) waits only
-    // until the queue is empty, not for the event the observer task has already
-    // taken and is delivering; shutdown then stops the plugin in the middle of
-    // that hook call and the process exits before it finishes, so the last
-    // request's observers (an access log's last line) are lost.
+    // Regression (hooks-drain): shutdown waits for the event the observer task
+    // is delivering, not only for the queue to empty, so the last request's
+    // observers (an access log's last line) are not lost.
     let finished = log
         .lines()
         .position(|line| line.contains("probe hook finished for last-words"));

@@ -84,6 +84,9 @@ async fn serve(loaded: Loaded, started: Instant) -> anyhow::Result<()> {
     let (stop_tasks, tasks_stopped) = watch::channel(false);
     lifecycle::spawn_tasks(&registry.active, tasks_stopped);
 
+    // Handlers are installed before the "listening" line, so a signal sent as
+    // soon as it appears already shuts down gracefully.
+    let shutdown = server::shutdown_signal();
     let not_active = registry
         .entries
         .iter()
@@ -98,7 +101,7 @@ async fn serve(loaded: Loaded, started: Instant) -> anyhow::Result<()> {
     );
     hooks.observe("app.ready", None, || json!({"address": bound.to_string()}));
 
-    server::serve(app, listener, server::shutdown_signal(), grace).await;
+    server::serve(app, listener, shutdown, grace).await;
 
     let _ = stop_tasks.send(true);
     hooks.observe("app.shutdown", None, || json!({"phase": "shutdown"}));

@@ -54,6 +54,8 @@ pub struct HookCounters {
     pub dropped: AtomicU64,
     /// Hook calls that failed (error, panic or timeout).
     pub failed: AtomicU64,
+    /// Observed events whose delivery to every subscriber finished.
+    pub delivered: AtomicU64,
 }
 
 /// The hook pipeline.
@@ -121,6 +123,7 @@ impl HookBus {
             tokio::spawn(async move {
                 while let Some(observed) = receiver.recv().await {
                     bus.deliver(observed).await;
+                    bus.counters.delivered.fetch_add(1, Ordering::Release);
                 }
             });
         }
@@ -239,11 +242,15 @@ impl HookBus {
         (data, body)
     }
 
-    /// Waits until the observer queue is empty or `deadline` passes (shutdown).
+    /// Waits until every queued event has been delivered, including the one
+    /// being delivered right now, or `deadline` passes (shutdown).
     pub async fn drain(&self, deadline: Duration) {
         let started = Instant::now();
-        while self.queue.capacity() < self.queue.max_capacity() && started.elapsed() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        while self.counters.delivered.load(Ordering::Acquire)
+            < self.counters.queued.load(Ordering::Acquire)
+            && started.elapsed() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 }
