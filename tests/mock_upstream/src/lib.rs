@@ -19,6 +19,7 @@
 //! | `POST /chat/completions`, `/v1/chat/completions` | `copilot_chat_completions*.json` |
 //! | `GET /v1/models` | a short Anthropic model list |
 //! | `POST /v1/oauth/token` | the fake authorization server (below) |
+//! | `GET /api/oauth/profile` | a Claude Max account's profile, for any `authorization: Bearer` token |
 //!
 //! Streams go out as `event: X\ndata: Y\n\n`, one event per body frame. Every
 //! answer carries `x-mock-sample: NAME` naming the sample it came from.
@@ -90,7 +91,9 @@ impl std::str::FromStr for ExpectedHeader {
         };
         let name = name.trim().to_ascii_lowercase();
         if name.is_empty() {
-            return Err(format!("{text:?} has no header name; use NAME or NAME=VALUE"));
+            return Err(format!(
+                "{text:?} has no header name; use NAME or NAME=VALUE"
+            ));
         }
         Ok(Self { name, value })
     }

@@ -195,10 +195,8 @@ impl Samples {
             ""
         };
         let name = format!("{}{variant}", format.prefix());
-        if stream {
-            if let Some(sample) = self.get(&format!("{name}_stream")) {
-                return Ok(sample.selected(sample.name.clone()));
-            }
+        if stream && let Some(sample) = self.get(&format!("{name}_stream")) {
+            return Ok(sample.selected(sample.name.clone()));
         }
         let sample = self
             .get(&name)
@@ -221,10 +219,7 @@ impl Samples {
 
 impl Sample {
     fn from_json(name: &str, value: &Value) -> Result<Self, String> {
-        let response = value
-            .get("response")
-            .ok_or("no `response` object")?
-            .clone();
+        let response = value.get("response").ok_or("no `response` object")?.clone();
         let status = response
             .get("status_code")
             .and_then(Value::as_u64)
@@ -329,7 +324,10 @@ fn synthesize_anthropic(body: &Value) -> Vec<Event> {
         .cloned()
         .unwrap_or_default();
     for (index, block) in blocks.iter().enumerate() {
-        let kind = block.get("type").and_then(Value::as_str).unwrap_or_default();
+        let kind = block
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let (start, deltas): (Value, Vec<Value>) = match kind {
             "text" => (
                 json!({"type": "text", "text": ""}),
@@ -385,7 +383,10 @@ fn synthesize_anthropic(body: &Value) -> Vec<Event> {
             "usage": usage,
         }),
     ));
-    events.push(Event::named("message_stop", &json!({"type": "message_stop"})));
+    events.push(Event::named(
+        "message_stop",
+        &json!({"type": "message_stop"}),
+    ));
     events
 }
 
@@ -405,14 +406,20 @@ fn synthesize_chat(body: &Value) -> Vec<Event> {
     for text in pieces(message["content"].as_str().unwrap_or_default(), 3) {
         events.push(Event::data(&chunk(json!({"content": text}), Value::Null)));
     }
-    let calls = message["tool_calls"].as_array().cloned().unwrap_or_default();
+    let calls = message["tool_calls"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     for (index, call) in calls.iter().enumerate() {
         events.push(Event::data(&chunk(
             json!({"tool_calls": [{"index": index, "id": call["id"], "type": "function",
                 "function": {"name": call["function"]["name"], "arguments": ""}}]}),
             Value::Null,
         )));
-        for part in pieces(call["function"]["arguments"].as_str().unwrap_or_default(), 3) {
+        for part in pieces(
+            call["function"]["arguments"].as_str().unwrap_or_default(),
+            3,
+        ) {
             events.push(Event::data(&chunk(
                 json!({"tool_calls": [{"index": index, "function": {"arguments": part}}]}),
                 Value::Null,
@@ -602,7 +609,10 @@ mod tests {
     #[test]
     fn events_encode_as_sse() {
         let event = Event::named("ping", &json!({"type": "ping"}));
-        assert_eq!(event.encode(), b"event: ping\ndata: {\"type\":\"ping\"}\n\n");
+        assert_eq!(
+            event.encode(),
+            b"event: ping\ndata: {\"type\":\"ping\"}\n\n"
+        );
         let data = Event {
             name: None,
             data: "a\nb".to_owned(),
@@ -657,7 +667,10 @@ mod tests {
             .collect();
         assert_eq!(kinds.first(), Some(&"message_start"));
         assert_eq!(&kinds[kinds.len() - 2..], ["message_delta", "message_stop"]);
-        assert_eq!(events[events.len() - 2].1["delta"]["stop_reason"], "tool_use");
+        assert_eq!(
+            events[events.len() - 2].1["delta"]["stop_reason"],
+            "tool_use"
+        );
     }
 
     #[test]

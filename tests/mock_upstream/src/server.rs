@@ -141,7 +141,9 @@ impl State {
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the data half-written
         // in a way that matters to a test mock: keep serving.
-        self.inner.lock().unwrap_or_else(|poison| poison.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     fn record(&self, parts: &Parts, body: &Bytes) -> usize {
@@ -272,6 +274,7 @@ async fn upstream(
             return response;
         }
         (&Method::GET, "/v1/models") => return plain_json(StatusCode::OK, &models()),
+        (&Method::GET, "/api/oauth/profile") => return profile(parts),
         _ => {
             return plain_json(
                 StatusCode::NOT_FOUND,
@@ -376,7 +379,10 @@ fn check(state: &State, parts: &Parts, format: Format, body: &Bytes) -> Result<(
         return Err("the request body has no `model` string".to_owned());
     }
     let field = format.conversation_field();
-    if !object.get(field).is_some_and(|v| v.is_array() || v.is_string()) {
+    if !object
+        .get(field)
+        .is_some_and(|v| v.is_array() || v.is_string())
+    {
         return Err(format!("the request body has no `{field}`"));
     }
     Ok(())
@@ -449,7 +455,11 @@ fn answer(
             if kind != Some(FaultKind::ResetMidStream) {
                 state.set_response(index, status, &source, &bytes, "completed");
                 return builder
-                    .body(Full::new(Bytes::from(bytes)).map_err(|e| match e {}).boxed())
+                    .body(
+                        Full::new(Bytes::from(bytes))
+                            .map_err(|e| match e {})
+                            .boxed(),
+                    )
                     .unwrap_or_else(|_| internal_error());
             }
             let half = bytes.len() / 2;
@@ -473,7 +483,14 @@ fn answer(
     };
     let (sender, receiver) = mpsc::channel(1);
     tokio::spawn(produce(
-        state, index, status, source, frames, reset_after, gap, sender,
+        state,
+        index,
+        status,
+        source,
+        frames,
+        reset_after,
+        gap,
+        sender,
     ));
     builder
         .body(ChannelBody(receiver).boxed())
@@ -583,7 +600,10 @@ fn error_body(format: Format, status: u16, message: &str) -> Value {
                     "Your API key does not have permission to use the specified resource.",
                 ),
                 404 => ("not_found_error", "Not found"),
-                413 => ("request_too_large", "Request exceeds the maximum allowed number of bytes."),
+                413 => (
+                    "request_too_large",
+                    "Request exceeds the maximum allowed number of bytes.",
+                ),
                 429 => (
                     "rate_limit_error",
                     "Number of request tokens has exceeded your per-minute rate limit",
@@ -704,9 +724,42 @@ async fn oauth_token(state: &State, body: &Bytes) -> Response<Body> {
     )
 }
 
+/// The OAuth profile of a Claude Max account, for a bearer token.
+fn profile(parts: &Parts) -> Response<Body> {
+    let bearer = parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .filter(|token| !token.trim().is_empty());
+    if bearer.is_none() {
+        return error_response(
+            Format::Anthropic,
+            401,
+            "mock upstream: the profile needs `authorization: Bearer <access token>`",
+        );
+    }
+    plain_json(
+        StatusCode::OK,
+        &json!({
+            "account": {
+                "uuid": "00000000-0000-4000-8000-00000000acc7", "email": "mock@example.invalid",
+                "display_name": "Mock", "has_claude_max": true, "has_claude_pro": false,
+            },
+            "organization": {
+                "uuid": "00000000-0000-4000-8000-000000000026", "name": "Mock Organization",
+                "organization_type": "claude_max",
+            },
+        }),
+    )
+}
+
 fn control(state: &State, method: &Method, command: &str, body: &Bytes) -> Response<Body> {
     match (method, command) {
-        (&Method::GET, "requests") => plain_json(StatusCode::OK, &Value::Array(state.inner().requests.clone())),
+        (&Method::GET, "requests") => plain_json(
+            StatusCode::OK,
+            &Value::Array(state.inner().requests.clone()),
+        ),
         (&Method::POST, "reset") => {
             *state.inner() = Inner::default();
             plain_json(StatusCode::OK, &json!({"reset": true}))
@@ -777,8 +830,8 @@ struct Fault {
 
 impl Fault {
     fn parse(body: &[u8]) -> Result<Self, String> {
-        let value: Value =
-            serde_json::from_slice(body).map_err(|error| format!("the fault is not JSON: {error}"))?;
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|error| format!("the fault is not JSON: {error}"))?;
         let kind = match value.get("kind").and_then(Value::as_str) {
             Some("delay") => FaultKind::Delay,
             Some("status") => FaultKind::Status,
@@ -806,7 +859,11 @@ impl Fault {
         if count == 0 {
             return Err("`count` must be at least 1".to_owned());
         }
-        let default_delay = if kind == FaultKind::Trickle { 100 } else { 1000 };
+        let default_delay = if kind == FaultKind::Trickle {
+            100
+        } else {
+            1000
+        };
         Ok(Self {
             kind,
             status,
