@@ -151,8 +151,9 @@ pub struct Decoder {
     max_event_size: usize,
     /// The current event was too large: drop lines up to the next blank line.
     skipping: bool,
-    /// While skipping, the start of the current line was dropped, so its end is not blank.
-    partial_skipped: bool,
+    /// The start of the current line was dropped (a comment, or a line of an oversized
+    /// event): its end is not a blank line and the line is ignored.
+    dropping_line: bool,
 }
 
 impl Default for Decoder {
@@ -180,7 +181,7 @@ impl Decoder {
             event_size: 0,
             max_event_size,
             skipping: false,
-            partial_skipped: false,
+            dropping_line: false,
         }
     }
 
@@ -240,11 +241,15 @@ impl Decoder {
             }
         }
         if !chunk.is_empty() {
-            if self.skipping {
-                self.partial_skipped = true;
+            let comment = self.line.first().or(chunk.first()) == Some(&b':');
+            if self.skipping || self.dropping_line || comment {
+                // Internal: comments can be arbitrarily long keep-alive padding; they are
+                // ignored without being held or counted against the limit.
+                self.line.clear();
+                self.dropping_line = true;
             } else if self.event_size + self.line.len() + chunk.len() > self.max_event_size {
                 self.start_skipping(&mut result);
-                self.partial_skipped = true;
+                self.dropping_line = true;
             } else {
                 self.line.extend_from_slice(chunk);
             }
@@ -284,8 +289,10 @@ impl Decoder {
         out: &mut Vec<Event>,
         result: &mut Result<(), DecodeError>,
     ) {
-        let partial_skipped = std::mem::take(&mut self.partial_skipped);
-        if line.is_empty() && !partial_skipped {
+        if std::mem::take(&mut self.dropping_line) {
+            return;
+        }
+        if line.is_empty() {
             if self.skipping {
                 self.skipping = false;
                 return;
@@ -326,6 +333,11 @@ impl Decoder {
                 }
                 self.data.push_str(&String::from_utf8_lossy(value));
                 self.has_data = true;
+                // Internal: an invalid byte decodes to a 3-byte U+FFFD, so the data can
+                // outgrow the bytes counted above.
+                if self.data.len() > self.max_event_size {
+                    self.start_skipping(result);
+                }
             }
             b"event" => self.event = Some(String::from_utf8_lossy(value).into_owned()),
             b"id" if !value.contains(&0) => {
@@ -380,6 +392,18 @@ mod tests {
     fn comments_and_keep_alives_are_skipped() {
         let events = decode(&[b": ping\n\n:\n\ndata: x\n: mid-event comment\n\n"]);
         assert_eq!(events, vec![Event::data("x")]);
+    }
+
+    #[test]
+    fn long_comments_split_over_reads_are_not_counted() {
+        let mut decoder = Decoder::with_max_event_size(10);
+        let mut out = Vec::new();
+        for chunk in [&b": padding pad"[..], b"ding padding\ndata: ok\n\n"] {
+            decoder
+                .push(chunk, &mut out)
+                .expect("comments do not count");
+        }
+        assert_eq!(out, vec![Event::data("ok")]);
     }
 
     #[test]
