@@ -93,15 +93,8 @@ fn hello_system_and_provider_shaped_work_together() {
     proxy.wait_for_log("hello_system saw request", Duration::from_secs(2));
 
     // The task runs on its own at the configured interval, and logs at debug.
-    // FIXME(sdk-task-interval): until hello_system takes its interval from the
-    // config (the SDK's `interval_key`), it reports `tick_seconds = 0.2` as not
-    // applied and hello_tick runs at the manifest's 1 s: allow for that.
-    let applied = !proxy.log().contains("tick_seconds = 0.2 is not applied");
-    let window = if applied {
-        Duration::from_secs(2)
-    } else {
-        Duration::from_secs(4)
-    };
+    // tick_seconds = 0.2 comes from the config through the task's interval_key.
+    let window = Duration::from_secs(2);
     let runs = poll(window, || {
         let runs = stats(&proxy)["task_runs"].as_u64().unwrap_or(0);
         (runs >= 2).then_some(runs)

@@ -90,9 +90,13 @@ impl Plugin for HelloSystem {
             .route("/hello", [Route::get("/greet"), Route::get("/stats")])
             .hook("hello_hook", ["request.completed"], 700)
             .provides("greeting")
-            // The manifest is read before the config, so the task runs at the
-            // default interval (see `init`).
-            .task("hello_tick", Config::default().tick_seconds)
+            // The host reads the interval from `[plugins.hello_system] tick_seconds`.
+            .task_from_config(
+                "hello_tick",
+                "tick_seconds",
+                Config::default().tick_seconds,
+                false,
+            )
             .config_key("greeting", "the word before the name (default \"Hello\")")
             .config_key(
                 "tick_seconds",
@@ -105,15 +109,6 @@ impl Plugin for HelloSystem {
             return Err(PluginError::invalid(
                 "tick_seconds must be a positive number of seconds",
             ));
-        }
-        if config.tick_seconds != Config::default().tick_seconds {
-            // FIXME(sdk-task-interval): a task's interval cannot come from the
-            // config yet; the host runs hello_tick at the manifest's interval.
-            warn!(
-                "tick_seconds = {} is not applied: hello_tick runs every {} s",
-                config.tick_seconds,
-                Config::default().tick_seconds
-            );
         }
         info!("hello_system ready, greeting {:?}", config.greeting);
         Ok(Self {
@@ -328,10 +323,11 @@ mod tests {
     }
 
     #[test]
-    fn a_non_default_tick_is_reported_as_not_applied() {
-        let host = MockHost::new().config(json!({"tick_seconds": 5.0}));
-        host.start::<HelloSystem>().unwrap();
-        assert!(host.logged("tick_seconds = 5 is not applied"));
+    fn the_tick_interval_comes_from_the_config() {
+        let plugin = MockHost::new().start::<HelloSystem>().unwrap();
+        let task = &plugin.manifest().tasks[0];
+        assert_eq!(task.interval_key.as_deref(), Some("tick_seconds"));
+        assert_eq!(task.interval_seconds, 1.0);
     }
 
     #[test]

@@ -115,14 +115,6 @@ impl AccessLog {
         *lock(&self.last_flush) = Instant::now();
         self.files().for_each(LogFile::flush);
     }
-
-    /// Whether the `flush` task should write now. The task runs every
-    /// [`FLUSH_TICK_SECONDS`]; a longer `flush_interval` skips ticks.
-    fn flush_due(&self) -> bool {
-        let since_last = lock(&self.last_flush).elapsed().as_secs_f64();
-        self.config.flush_interval <= FLUSH_TICK_SECONDS
-            || since_last + FLUSH_TICK_SECONDS / 2.0 >= self.config.flush_interval
-    }
 }
 
 fn append(file: &LogFile, line: &str) {
@@ -155,9 +147,8 @@ impl Plugin for AccessLog {
                 ],
                 750,
             )
-            // The manifest is read before the config, so the task ticks at the
-            // default interval and a longer flush_interval skips ticks.
-            .task("flush", FLUSH_TICK_SECONDS)
+            // The host runs the task every `flush_interval` seconds.
+            .task_from_config("flush", "flush_interval", FLUSH_TICK_SECONDS, false)
             .config_key("client_enabled", "write the client access log")
             .config_key("client_format", "common, combined or structured (JSON lines)")
             .config_key("client_log_file", "path of the client access log")
@@ -165,7 +156,7 @@ impl Plugin for AccessLog {
             .config_key("provider_log_file", "path of the provider access log")
             .config_key("exclude_paths", "client paths starting with one of these are not logged")
             .config_key("buffer_size", "lines kept in memory before they are written")
-            .config_key("flush_interval", "seconds between writes of buffered lines (at least 1)")
+            .config_key("flush_interval", "seconds between writes of buffered lines")
     }
 
     async fn init(_ctx: Context, config: Config) -> Result<Self, PluginError> {
@@ -173,14 +164,6 @@ impl Plugin for AccessLog {
             return Err(PluginError::invalid(
                 "flush_interval must be a positive number of seconds",
             ));
-        }
-        if config.flush_interval < FLUSH_TICK_SECONDS {
-            // FIXME(sdk-task-interval): a task's interval cannot come from the
-            // config yet, so the flush task cannot run more often than this.
-            warn!(
-                "flush_interval = {} is below the flush task's {FLUSH_TICK_SECONDS} s tick; buffered lines are written every {FLUSH_TICK_SECONDS} s",
-                config.flush_interval
-            );
         }
         let client = config
             .client_enabled
@@ -229,9 +212,8 @@ impl Plugin for AccessLog {
     }
 
     async fn on_task(&self, _task: String) -> Result<(), PluginError> {
-        if self.flush_due() {
-            self.flush_all();
-        }
+        // The host runs this every `flush_interval` seconds.
+        self.flush_all();
         Ok(())
     }
 
@@ -429,25 +411,25 @@ mod tests {
     }
 
     #[test]
-    fn a_long_flush_interval_skips_task_ticks() {
+    fn buffered_lines_wait_for_the_flush_task_or_shutdown() {
         let scratch = Scratch::new("interval");
         let (_host, plugin) = start(json!({
             "client_format": "common", "client_log_file": scratch.file("access.log"), "flush_interval": 60.0,
         }));
         plugin.hook_with(completed("a", "/a")).unwrap();
-        plugin.task("flush").unwrap();
         assert_eq!(scratch.read("access.log"), "");
         plugin.shutdown().unwrap();
         assert_eq!(scratch.read("access.log").lines().count(), 1);
     }
 
     #[test]
-    fn a_short_flush_interval_is_reported() {
+    fn the_flush_interval_comes_from_the_config() {
         let scratch = Scratch::new("short-interval");
-        let (host, _plugin) = start(json!({
+        let (_host, plugin) = start(json!({
             "client_log_file": scratch.file("access.log"), "flush_interval": 0.2,
         }));
-        assert!(host.logged("flush_interval = 0.2 is below"));
+        let task = &plugin.manifest().tasks[0];
+        assert_eq!(task.interval_key.as_deref(), Some("flush_interval"));
     }
 
     #[test]
