@@ -22,6 +22,7 @@
 //! ```
 
 mod http;
+pub mod mock;
 mod upstream;
 
 use std::{
