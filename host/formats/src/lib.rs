@@ -1,5 +1,93 @@
-//! The three wire formats (`anthropic.messages`, `openai.chat_completions`,
-//! `openai.responses`) and the converters between them.
+//! The three LLM wire formats (`anthropic.messages`, `openai.chat_completions`,
+//! `openai.responses`) and the converters between them: requests, responses, errors and
+//! server-sent event streams.
+//!
+//! **Architecture Invariant:** this crate is pure. Bytes and typed values in, bytes and
+//! typed values out; no I/O, no tokio, no hyper, no plugin types. The host owns the sockets.
+//!
+//! # Map
+//!
+//! - [`anthropic`], [`openai_chat`], [`openai_responses`]: typed serde models of each
+//!   format's `Request`, `Response`, `ErrorBody` and `StreamEvent`. Every struct keeps the
+//!   fields it does not name in `extra` and every `type`-tagged enum keeps unknown types in
+//!   an `Other` variant, so a new upstream field or block type survives a parse and
+//!   re-serialisation. Call sites qualify: `anthropic::Request`, `openai_chat::Request`.
+//! - [`sse`]: the push-based incremental [`sse::Decoder`] (bytes in, [`sse::Event`]s out, any
+//!   split point, CRLF/LF/CR, comments, multi-line data, bounded event size) and
+//!   [`sse::Event::encode`].
+//! - [`convert`]: [`convert::request`], [`convert::response`], [`convert::error`],
+//!   [`convert::error_body`], [`convert::StreamConverter`], [`convert::rewrite_model`].
+//!   Internally each format has a decoder into one internal representation and an encoder
+//!   out of it, so each of the six directions is one hop (no direction is routed through a
+//!   third format, as the original routed Responses to Anthropic through Chat), and
+//!   [`convert::StreamConverter::chain`] composes declared multi-format chains from those
+//!   hops. Stream conversion is a state machine per stream: one upstream event in, the
+//!   client's events out at once.
+//!
+//! # Why a hand-written SSE decoder
+//!
+//! The crates.io candidates either decode from an async `Stream` (`eventsource-stream`,
+//! `async-sse`), which would tie this crate to a runtime and hide the buffer, or are new
+//! and silently drop oversized events (`sse-parse` 0.1). The proxy needs a push decoder
+//! over the `bytes::Bytes` the host reads, with a hard per-event limit reported as an
+//! error; that is ~200 lines, covered by unit tests, property tests (any split point) and a
+//! fuzz target (`host/formats/fuzz`, run by `scripts/fuzz-formats`).
+//!
+//! # What survives conversion
+//!
+//! System and developer prompts (all of them, in order; Anthropic's `system`, Responses'
+//! `instructions`), multi-turn history with interleaved tool calls and results in order,
+//! tool definitions, `tool_choice` and parallel tool calls, streamed tool-call arguments
+//! (incrementally, with `index` on every Chat fragment), images as base64 and as URLs,
+//! PDFs as base64 documents/files, thinking and reasoning both ways (budget ↔ effort in
+//! requests; thinking blocks ↔ `reasoning_content` ↔ reasoning summary items in responses),
+//! structured output, stop reasons (tool calls always report `tool_use` / `tool_calls`),
+//! usage with cache reads and writes, model ids, and errors in the client's format. Tool ids
+//! longer than 64 characters (or with characters Anthropic rejects) become a deterministic
+//! `call_<sha256>`, so calls and results stay paired. Anthropic streams never get
+//! `data: [DONE]`; Chat streams always end with it.
+//!
+//! # Dropped on purpose, per direction
+//!
+//! Each of these has a test in `tests/mapping.rs` or `tests/streams.rs` that says so.
+//!
+//! - **Anthropic → OpenAI (Chat and Responses):** `top_k`; `cache_control`; `metadata`
+//!   other than `user_id` (which becomes `user`; OpenAI rejects `metadata`, #59); server
+//!   tools (`web_search_…`, `bash_…`) and server-tool blocks in history; thinking blocks in
+//!   history (OpenAI has no input form for them); images inside tool results (OpenAI tool
+//!   outputs are text); the thinking signature in responses and streams; redacted thinking;
+//!   the `x-anthropic-billing-header:` line of Claude Code's system prompt (it changes per
+//!   request and defeats prompt caching). Towards Responses also `stop_sequences`
+//!   (Responses has none).
+//! - **OpenAI (Chat and Responses) → Anthropic:** `n`, `seed`, penalties, `logprobs`,
+//!   `logit_bias` and other Chat-only sampling fields; `top_p` when `temperature` is also
+//!   set (recent Claude models reject both); `temperature` other than 1, `top_k` and `top_p`
+//!   below 0.95 when thinking is on (Anthropic rejects them); thinking itself when the last
+//!   tool-calling assistant turn has no signed thinking block (Anthropic would reject the
+//!   request); reasoning from OpenAI history (no Anthropic signature); media given only as
+//!   an OpenAI file id; `response_format` becomes an instruction in the system prompt
+//!   rather than a schema-enforced output; Chat choices after the first.
+//! - **Responses → anything:** built-in tools (`web_search`, `file_search`, `local_shell`,
+//!   `custom`, …); `store`, `include`, `prompt_cache_key` and other server-side options.
+//!   Requests that depend on server-side state (`previous_response_id`, `conversation`) or
+//!   items with no counterpart (`local_shell_call`, …) are refused with a
+//!   [`convert::ConvertError`] naming the path, rather than silently losing history.
+//! - **Chat → Responses and back:** reasoning in Chat history (`reasoning_content` is not
+//!   accepted back by servers); images and files inside tool results; Chat streams that
+//!   resume a tool call after the next one started (no OpenAI server does) lose the late
+//!   fragment, as Anthropic blocks and Responses items are sequential.
+//!
+//! Unknown block, part or item types in a request are refused with their path
+//! (`messages[2].content[0]: block type `x` cannot be converted to …`); in responses and
+//! streams they are skipped, since the client's format could not show them anyway.
+//!
+//! # Memory
+//!
+//! Stream converters hold a few ids and counters per stream. The exception is a Responses
+//! client: that format repeats every finished output item in `response.completed` and the
+//! whole text of a part in its `.done` events, so the Responses encoder keeps what it
+//! emitted, as the upstream itself would. The SSE decoder holds at most one event
+//! ([`sse::DEFAULT_MAX_EVENT_SIZE`] unless configured).
 #![deny(missing_docs)]
 
 pub mod anthropic;

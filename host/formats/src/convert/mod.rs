@@ -1,6 +1,6 @@
 //! Conversion between the formats: requests, responses, errors and streams.
 //!
-//! Each format has a decoder into the internal representation ([`ir`]) and an encoder out
+//! Each format has a decoder into the internal representation (`ir`) and an encoder out
 //! of it (one file per format), so every one of the six directions is one hop. JSON bytes go
 //! in and out; when `from == to` nothing is parsed and the bytes pass through.
 
