@@ -60,8 +60,9 @@
 //! `code` = `good-code` and non-empty `code_verifier`, `state`, `redirect_uri`
 //! and `client_id`; `refresh_token` needs non-empty `refresh_token` and
 //! `client_id`, and waits `--oauth-delay-ms` first (to make single flight
-//! observable). Both answer `access_token` (`mock-access-login-N` or
-//! `mock-access-refreshed-N`, N counting that grant), `refresh_token`,
+//! observable). Both answer `access_token` (`sk-ant-oat01-mock-login-N` or
+//! `sk-ant-oat01-mock-refreshed-N`, N counting that grant), `refresh_token`
+//! (`sk-ant-ort01-mock-login-N`, `sk-ant-ort01-mock-refreshed-N`),
 //! `expires_in` (28800), `token_type`, `scope`, `account` and `organization`.
 
 mod samples;

@@ -708,14 +708,14 @@ async fn oauth_token(state: &State, body: &Bytes) -> Response<Body> {
             );
         }
     };
-    let access = format!("mock-access-{n}");
+    let access = format!("sk-ant-oat01-mock-{n}");
     state.inner().issued.push(access.clone());
     plain_json(
         StatusCode::OK,
         &json!({
             "token_type": "Bearer",
             "access_token": access,
-            "refresh_token": format!("mock-refresh-{n}"),
+            "refresh_token": format!("sk-ant-ort01-mock-{n}"),
             "expires_in": 28800,
             "scope": "user:inference user:profile",
             "account": {"uuid": "00000000-0000-4000-8000-00000000acc7", "email_address": "mock@example.invalid"},
