@@ -88,7 +88,7 @@
 //! whole text of a part in its `.done` events, so the Responses encoder keeps what it
 //! emitted, as the upstream itself would. The SSE decoder holds at most one event
 //! ([`sse::DEFAULT_MAX_EVENT_SIZE`] unless configured).
-#![deny(missing_docs)]
+#![deny(missing_docs, missing_debug_implementations)]
 
 pub mod anthropic;
 pub mod convert;

@@ -197,6 +197,10 @@ impl Decoder {
     /// decoded, and later calls go on with the next event.
     pub fn push(&mut self, mut chunk: &[u8], out: &mut Vec<Event>) -> Result<(), DecodeError> {
         let mut result = Ok(());
+        if chunk.is_empty() {
+            // Internal: an empty read must not forget a CR that ended the previous one.
+            return result;
+        }
         if self.at_start {
             // Internal: the BOM may itself arrive split over several reads.
             const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -379,6 +383,12 @@ mod tests {
     #[test]
     fn crlf_split_between_reads() {
         let events = decode(&[b"data: a\r", b"\ndata: b\r", b"\n\r", b"\n"]);
+        assert_eq!(events, vec![Event::data("a\nb")]);
+    }
+
+    #[test]
+    fn an_empty_read_between_cr_and_lf_changes_nothing() {
+        let events = decode(&[b"data: a\r", b"", b"\ndata: b\n\n"]);
         assert_eq!(events, vec![Event::data("a\nb")]);
     }
 

@@ -877,3 +877,71 @@ impl StreamEncoder {
         out.push(event.to_sse());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn decode(body: Value) -> Result<ir::Request, ConvertError> {
+        decode_request(
+            serde_json::from_value(body).expect("valid model"),
+            Format::OpenAiChat,
+        )
+    }
+
+    #[test]
+    fn unknown_roles_are_refused_with_their_path() {
+        let error = decode(json!({"model": "m", "messages": [{"role": "robot", "content": "x"}]}))
+            .expect_err("robots are not a role");
+        assert_eq!(
+            error.to_string(),
+            "invalid anthropic.messages body: messages[0].role: unknown role `robot`"
+        );
+    }
+
+    #[test]
+    fn consecutive_turns_merge_and_tool_results_come_first() {
+        let request = ir::Request {
+            messages: vec![
+                ir::Message::new(
+                    Role::Assistant,
+                    vec![Part::ToolCall {
+                        id: "toolu_1".into(),
+                        name: "f".into(),
+                        arguments: "{}".into(),
+                    }],
+                ),
+                ir::Message::new(Role::User, vec![Part::Text("also".into())]),
+                ir::Message::new(
+                    Role::User,
+                    vec![Part::ToolResult {
+                        call_id: "toolu_1".into(),
+                        content: vec![Part::Text("ok".into())],
+                        is_error: true,
+                    }],
+                ),
+            ],
+            ..ir::Request::default()
+        };
+        let encoded = serde_json::to_value(encode_request(request)).expect("serialises");
+        assert_eq!(encoded["messages"].as_array().map(Vec::len), Some(2));
+        assert_eq!(encoded["messages"][1]["content"][0]["type"], "tool_result");
+        assert_eq!(encoded["messages"][1]["content"][0]["is_error"], true);
+        assert_eq!(encoded["messages"][1]["content"][1]["text"], "also");
+    }
+
+    #[test]
+    fn the_stream_decoder_skips_blocks_openai_cannot_show() {
+        let mut decoder = StreamDecoder::default();
+        let mut out = Vec::new();
+        for data in [
+            json!({"type":"content_block_start","index":0,"content_block":{"type":"server_tool_use","id":"s","name":"web_search","input":{}}}),
+            json!({"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{}"}}),
+            json!({"type":"content_block_stop","index":0}),
+        ] {
+            decoder.push(&sse::Event::new("x", data.to_string()), &mut out);
+        }
+        assert!(out.is_empty(), "{out:?}");
+    }
+}

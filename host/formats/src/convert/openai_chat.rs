@@ -871,3 +871,86 @@ impl StreamEncoder {
         out.push(chunk.to_sse());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn push(decoder: &mut StreamDecoder, chunk: Value) -> Vec<ir::Event> {
+        let mut out = Vec::new();
+        decoder.push(&sse::Event::data(chunk.to_string()), &mut out);
+        out
+    }
+
+    #[test]
+    fn a_prompt_filter_chunk_does_not_start_the_message() {
+        let mut decoder = StreamDecoder::default();
+        assert!(
+            push(
+                &mut decoder,
+                json!({"id": "", "choices": [], "prompt_filter_results": []})
+            )
+            .is_empty()
+        );
+        let out = push(
+            &mut decoder,
+            json!({"id": "c1", "model": "gpt-4o", "choices": [{"index": 0, "delta": {"role": "assistant"}}]}),
+        );
+        assert!(matches!(&out[0], ir::Event::Start { id, .. } if id == "c1"));
+    }
+
+    #[test]
+    fn the_finish_waits_for_the_usage_chunk() {
+        let mut decoder = StreamDecoder::default();
+        push(
+            &mut decoder,
+            json!({"id": "c1", "choices": [{"index": 0, "delta": {"content": "hi"}}]}),
+        );
+        let out = push(
+            &mut decoder,
+            json!({"id": "c1", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
+        );
+        assert_eq!(out, vec![ir::Event::BlockStop]);
+        let out = push(
+            &mut decoder,
+            json!({"id": "c1", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}}),
+        );
+        assert!(
+            matches!(&out[0], ir::Event::Finish { usage, .. } if usage.input == 3 && usage.output == 2)
+        );
+    }
+
+    #[test]
+    fn identity_fields_repeated_on_later_fragments_are_not_concatenated() {
+        // #59: a merge that concatenated names produced "shellshell".
+        let mut decoder = StreamDecoder::default();
+        let mut out = Vec::new();
+        for call in [
+            json!({"index": 0, "id": "call_1", "type": "function", "function": {"name": "shell", "arguments": "{"}}),
+            json!({"index": 0, "id": "call_1", "type": "function", "function": {"name": "shell", "arguments": "}"}}),
+        ] {
+            out.extend(push(
+                &mut decoder,
+                json!({"id": "c1", "choices": [{"index": 0, "delta": {"tool_calls": [call]}}]}),
+            ));
+        }
+        let starts: Vec<_> = out
+            .iter()
+            .filter(|event| matches!(event, ir::Event::BlockStart(_)))
+            .collect();
+        assert_eq!(
+            starts,
+            [&ir::Event::BlockStart(Block::ToolCall {
+                id: "call_1".into(),
+                name: "shell".into()
+            })]
+        );
+        assert_eq!(
+            out.iter()
+                .filter(|event| matches!(event, ir::Event::ToolArgs(_)))
+                .count(),
+            2
+        );
+    }
+}

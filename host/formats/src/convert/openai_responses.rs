@@ -1262,3 +1262,43 @@ impl StreamEncoder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_item_that_arrives_whole_is_emitted_whole() {
+        let mut decoder = StreamDecoder::default();
+        let mut out = Vec::new();
+        let done = serde_json::json!({"type": "response.output_item.done", "output_index": 0, "sequence_number": 3,
+            "item": {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "f", "arguments": "{\"a\":1}"}});
+        decoder.push(
+            &sse::Event::new("response.output_item.done", done.to_string()),
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            vec![
+                ir::Event::BlockStart(Block::ToolCall {
+                    id: "call_1".into(),
+                    name: "f".into()
+                }),
+                ir::Event::ToolArgs("{\"a\":1}".into()),
+                ir::Event::BlockStop,
+            ]
+        );
+    }
+
+    #[test]
+    fn consecutive_texts_share_one_message_item() {
+        let response = ir::Response {
+            id: "msg_1".into(),
+            parts: vec![Part::Text("a".into()), Part::Text("b".into())],
+            ..ir::Response::default()
+        };
+        let encoded = encode_response(response);
+        assert_eq!(encoded.output.len(), 1);
+        assert_eq!(encoded.status.as_deref(), Some("completed"));
+    }
+}

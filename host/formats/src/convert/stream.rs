@@ -365,3 +365,48 @@ impl Normalizer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn converters_can_move_between_tasks() {
+        fn assert_send_static<T: Send + 'static>() {}
+        assert_send_static::<StreamConverter>();
+    }
+
+    #[test]
+    fn the_normalizer_repairs_what_decoders_leave_out() {
+        let mut normalizer = Normalizer::default();
+        let mut out = Vec::new();
+        for event in [
+            ir::Event::ToolArgs("{}".into()),
+            ir::Event::Text("hi".into()),
+            ir::Event::Finish {
+                stop: ir::Stop::default(),
+                usage: ir::Usage::default(),
+            },
+            ir::Event::Text("late".into()),
+        ] {
+            normalizer.push(event, &mut |event| out.push(event));
+        }
+        assert!(
+            matches!(out[0], ir::Event::Start { .. }),
+            "a start is synthesised"
+        );
+        assert_eq!(
+            out[1..],
+            [
+                ir::Event::BlockStart(Block::Text),
+                ir::Event::Text("hi".into()),
+                ir::Event::BlockStop,
+                ir::Event::Finish {
+                    stop: ir::Stop::default(),
+                    usage: ir::Usage::default()
+                },
+            ],
+            "arguments without a tool call and events after the end are dropped"
+        );
+    }
+}
