@@ -669,3 +669,23 @@ fn errors_reach_the_client_in_its_format() {
         json!({"type": "error", "error": {"type": "invalid_request_error", "message": "Unsupported parameter: metadata"}})
     );
 }
+
+#[test]
+fn tool_choice_without_tools_is_dropped_on_purpose() {
+    // OpenAI and Anthropic both reject a tool choice when no tool is defined (the source's
+    // tools may all have been server tools, dropped above).
+    let body = json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}],
+        "tools": [{"type": "web_search_20250305", "name": "web_search"}],
+        "tool_choice": {"type": "any", "disable_parallel_tool_use": true}});
+    for to in [C, R] {
+        let out = request(A, to, body.clone());
+        assert!(
+            out.get("tools").is_none()
+                && out.get("tool_choice").is_none()
+                && out.get("parallel_tool_calls").is_none(),
+            "{to}: {out}"
+        );
+    }
+    let chat = json!({"model": "m", "tool_choice": "required", "messages": [{"role": "user", "content": "x"}]});
+    assert!(request(C, A, chat).get("tool_choice").is_none());
+}

@@ -263,6 +263,7 @@ pub(crate) fn encode_request(request: ir::Request) -> api::Request {
         }
     }
     let stream = request.stream;
+    let has_tools = !request.tools.is_empty();
     api::Request {
         model: request.model,
         messages,
@@ -293,20 +294,24 @@ pub(crate) fn encode_request(request: ir::Request) -> api::Request {
                 })
                 .collect()
         }),
-        tool_choice: request.tool_choice.map(|choice| match choice {
-            ir::ToolChoice::Auto => api::ToolChoice::Mode("auto".to_owned()),
-            ir::ToolChoice::None => api::ToolChoice::Mode("none".to_owned()),
-            ir::ToolChoice::Required => api::ToolChoice::Mode("required".to_owned()),
-            ir::ToolChoice::Named(name) => api::ToolChoice::Named(api::NamedToolChoice {
-                kind: "function".to_owned(),
-                function: api::NamedFunction {
-                    name,
+        // OpenAI rejects tool_choice and parallel_tool_calls without tools.
+        tool_choice: request
+            .tool_choice
+            .filter(|_| has_tools)
+            .map(|choice| match choice {
+                ir::ToolChoice::Auto => api::ToolChoice::Mode("auto".to_owned()),
+                ir::ToolChoice::None => api::ToolChoice::Mode("none".to_owned()),
+                ir::ToolChoice::Required => api::ToolChoice::Mode("required".to_owned()),
+                ir::ToolChoice::Named(name) => api::ToolChoice::Named(api::NamedToolChoice {
+                    kind: "function".to_owned(),
+                    function: api::NamedFunction {
+                        name,
+                        extra: Extra::new(),
+                    },
                     extra: Extra::new(),
-                },
-                extra: Extra::new(),
+                }),
             }),
-        }),
-        parallel_tool_calls: request.parallel_tool_calls,
+        parallel_tool_calls: request.parallel_tool_calls.filter(|_| has_tools),
         response_format: request.response_format.map(|format| match format {
             ir::ResponseFormat::Text => api::ResponseFormat {
                 kind: "text".to_owned(),

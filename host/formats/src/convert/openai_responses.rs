@@ -304,6 +304,7 @@ pub(crate) fn encode_request(request: ir::Request) -> api::Request {
             }
         }
     }
+    let has_tools = !request.tools.is_empty();
     let reasoning = request.reasoning.as_ref().map(|reasoning| api::Reasoning {
         effort: Some(reasoning.effort()),
         summary: (!reasoning.is_off()).then(|| "auto".to_owned()),
@@ -333,17 +334,21 @@ pub(crate) fn encode_request(request: ir::Request) -> api::Request {
                 })
                 .collect()
         }),
-        tool_choice: request.tool_choice.map(|choice| match choice {
-            ir::ToolChoice::Auto => api::ToolChoice::Mode("auto".to_owned()),
-            ir::ToolChoice::None => api::ToolChoice::Mode("none".to_owned()),
-            ir::ToolChoice::Required => api::ToolChoice::Mode("required".to_owned()),
-            ir::ToolChoice::Named(name) => api::ToolChoice::Named(api::NamedToolChoice {
-                kind: "function".to_owned(),
-                name: Some(name),
-                extra: Extra::new(),
+        // OpenAI rejects tool_choice and parallel_tool_calls without tools.
+        tool_choice: request
+            .tool_choice
+            .filter(|_| has_tools)
+            .map(|choice| match choice {
+                ir::ToolChoice::Auto => api::ToolChoice::Mode("auto".to_owned()),
+                ir::ToolChoice::None => api::ToolChoice::Mode("none".to_owned()),
+                ir::ToolChoice::Required => api::ToolChoice::Mode("required".to_owned()),
+                ir::ToolChoice::Named(name) => api::ToolChoice::Named(api::NamedToolChoice {
+                    kind: "function".to_owned(),
+                    name: Some(name),
+                    extra: Extra::new(),
+                }),
             }),
-        }),
-        parallel_tool_calls: request.parallel_tool_calls,
+        parallel_tool_calls: request.parallel_tool_calls.filter(|_| has_tools),
         reasoning,
         text: request.response_format.map(|format| api::TextConfig {
             format: Some(match format {
