@@ -64,6 +64,9 @@
 //! `sk-ant-oat01-mock-refreshed-N`, N counting that grant), `refresh_token`
 //! (`sk-ant-ort01-mock-login-N`, `sk-ant-ort01-mock-refreshed-N`),
 //! `expires_in` (28800), `token_type`, `scope`, `account` and `organization`.
+//! Every token request is counted by its `grant_type` (and a refresh delayed)
+//! before a fault armed with `"path": "/v1/oauth/token"` answers it, so a
+//! failing refresh is as observable as a good one.
 
 mod samples;
 mod server;

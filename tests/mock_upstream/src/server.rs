@@ -264,11 +264,21 @@ async fn upstream(
             Endpoint::Api(Format::Chat)
         }
         (&Method::POST, TOKEN_PATH) => {
+            // Counted and delayed before any fault, so a failing refresh is
+            // as observable as a good one.
+            let grant = count_grant(state, body);
+            if grant
+                .as_ref()
+                .is_some_and(|(kind, _)| kind == "refresh_token")
+            {
+                tokio::time::sleep(state.options.oauth_delay).await;
+            }
             let fault = state.take_fault(path);
             if let Some(response) = early_fault(fault.as_ref(), Format::Chat).await {
+                state.set_response(index, response.status().as_u16(), "fault", b"", "fault");
                 return response;
             }
-            let response = oauth_token(state, body).await;
+            let response = oauth_token(state, body, grant.map_or(0, |(_, n)| n));
             let status = response.status().as_u16();
             state.set_response(index, status, "oauth", b"", "answered");
             return response;
@@ -641,7 +651,21 @@ fn error_body(format: Format, status: u16, message: &str) -> Value {
     }
 }
 
-async fn oauth_token(state: &State, body: &Bytes) -> Response<Body> {
+/// Counts a token request by its `grant_type`; returns the kind and its number.
+fn count_grant(state: &State, body: &Bytes) -> Option<(String, u64)> {
+    let request: Value = serde_json::from_slice(body).ok()?;
+    let kind = request.get("grant_type")?.as_str()?.to_owned();
+    let mut inner = state.inner();
+    let counter = match kind.as_str() {
+        "authorization_code" => &mut inner.authorization_code,
+        "refresh_token" => &mut inner.refresh_token,
+        _ => return None,
+    };
+    *counter += 1;
+    Some((kind, *counter))
+}
+
+fn oauth_token(state: &State, body: &Bytes, n: u64) -> Response<Body> {
     let fail = |error: &str, description: String| {
         plain_json(
             StatusCode::BAD_REQUEST,
@@ -661,13 +685,8 @@ async fn oauth_token(state: &State, body: &Bytes) -> Response<Body> {
             .filter(|v| !v.is_empty())
     };
     let grant = field("grant_type").unwrap_or_default().to_owned();
-    let n = match grant.as_str() {
+    let label = match grant.as_str() {
         "authorization_code" => {
-            let n = {
-                let mut inner = state.inner();
-                inner.authorization_code += 1;
-                inner.authorization_code
-            };
             for required in [
                 "code",
                 "code_verifier",
@@ -688,17 +707,11 @@ async fn oauth_token(state: &State, body: &Bytes) -> Response<Body> {
             format!("login-{n}")
         }
         "refresh_token" => {
-            let n = {
-                let mut inner = state.inner();
-                inner.refresh_token += 1;
-                inner.refresh_token
-            };
             for required in ["refresh_token", "client_id"] {
                 if field(required).is_none() {
                     return fail("invalid_request", format!("`{required}` is missing"));
                 }
             }
-            tokio::time::sleep(state.options.oauth_delay).await;
             format!("refreshed-{n}")
         }
         other => {
@@ -708,14 +721,14 @@ async fn oauth_token(state: &State, body: &Bytes) -> Response<Body> {
             );
         }
     };
-    let access = format!("sk-ant-oat01-mock-{n}");
+    let access = format!("sk-ant-oat01-mock-{label}");
     state.inner().issued.push(access.clone());
     plain_json(
         StatusCode::OK,
         &json!({
             "token_type": "Bearer",
             "access_token": access,
-            "refresh_token": format!("sk-ant-ort01-mock-{n}"),
+            "refresh_token": format!("sk-ant-ort01-mock-{label}"),
             "expires_in": 28800,
             "scope": "user:inference user:profile",
             "account": {"uuid": "00000000-0000-4000-8000-00000000acc7", "email_address": "mock@example.invalid"},
