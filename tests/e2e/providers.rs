@@ -368,57 +368,65 @@ fn a_native_stream_passes_through_byte_for_byte() {
 fn a_client_that_goes_away_mid_stream_cancels_the_upstream_request() {
     let mock = mock();
     let proxy = proxy_for(&mock.url(), &[], &[]);
-    // Ten events 300 ms apart: three seconds if nobody hangs up.
-    mock.fault(json!({"kind": "trickle", "delay_ms": 300}));
-    let body = Client::Anthropic.body(true).to_string();
-    let mut stream = TcpStream::connect(proxy.address()).expect("the proxy accepts");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("a read timeout can be set");
-    write!(
-        stream,
-        "POST /claude/v1/messages HTTP/1.1\r\nhost: ccproxy\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("the request can be written");
-    let mut received = Vec::new();
-    let mut buffer = [0u8; 4096];
-    let started = Instant::now();
-    while !String::from_utf8_lossy(&received).contains("content_block_start") {
-        let read = stream.read(&mut buffer).expect("the stream starts");
-        assert!(
-            read > 0,
-            "the proxy closed early: {}",
-            String::from_utf8_lossy(&received)
-        );
-        received.extend_from_slice(&buffer[..read]);
-    }
-    assert!(String::from_utf8_lossy(&received).starts_with("HTTP/1.1 200"));
-    // Hang up after two events.
-    drop(stream);
-    let hung_up = Instant::now();
-
-    let cancelled = poll(Duration::from_secs(5), || {
-        (mock.streams()["cancelled"] == 1).then_some(())
-    });
-    assert!(
-        cancelled.is_some(),
-        "the upstream stream was not cut short: {}; mock log:\n{}\nproxy log:\n{}",
-        mock.streams(),
-        mock.log(),
-        proxy.log()
-    );
-    assert!(
-        hung_up.elapsed() < Duration::from_secs(2),
-        "the upstream ran on for {:?} after the client left",
-        hung_up.elapsed()
-    );
-    assert!(started.elapsed() < Duration::from_secs(3));
-    let upstream = mock.requests_to("/v1/messages");
-    assert_eq!(upstream[0]["response"]["outcome"], "cancelled");
     let full = recorded_stream_bytes("claude_messages_stream");
-    let sent = upstream[0]["response"]["body"].as_str().unwrap_or_default();
-    assert!(sent.len() < full.len(), "everything was sent: {sent}");
+    // Passed through (Anthropic) and converted (Chat, Responses) alike.
+    for (n, client) in CLIENTS.into_iter().enumerate() {
+        // Ten events 300 ms apart: three seconds if nobody hangs up.
+        mock.fault(json!({"kind": "trickle", "delay_ms": 300}));
+        let body = client.body(true).to_string();
+        let mut stream = TcpStream::connect(proxy.address()).expect("the proxy accepts");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("a read timeout can be set");
+        write!(
+            stream,
+            "POST {} HTTP/1.1\r\nhost: ccproxy\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            client.path(),
+            body.len()
+        )
+        .expect("the request can be written");
+        let mut received = Vec::new();
+        let mut buffer = [0u8; 4096];
+        let started = Instant::now();
+        // The first text delta is the third event.
+        while !String::from_utf8_lossy(&received).contains("Hello! It") {
+            let read = stream.read(&mut buffer).expect("the stream starts");
+            assert!(
+                read > 0,
+                "{client:?}: the proxy closed early: {}",
+                String::from_utf8_lossy(&received)
+            );
+            received.extend_from_slice(&buffer[..read]);
+        }
+        assert!(String::from_utf8_lossy(&received).starts_with("HTTP/1.1 200"));
+        drop(stream);
+        let hung_up = Instant::now();
+
+        let cancelled = poll(Duration::from_secs(5), || {
+            (mock.streams()["cancelled"] == n + 1).then_some(())
+        });
+        assert!(
+            cancelled.is_some(),
+            "{client:?}: the upstream stream was not cut short: {}; mock log:\n{}\nproxy log:\n{}",
+            mock.streams(),
+            mock.log(),
+            proxy.log()
+        );
+        assert!(
+            hung_up.elapsed() < Duration::from_secs(2),
+            "{client:?}: the upstream ran on for {:?} after the client left",
+            hung_up.elapsed()
+        );
+        assert!(started.elapsed() < Duration::from_secs(3), "{client:?}");
+        let upstream = mock.requests_to("/v1/messages");
+        let last = &upstream.last().expect("an upstream request")["response"];
+        assert_eq!(last["outcome"], "cancelled", "{client:?}");
+        let sent = last["body"].as_str().unwrap_or_default();
+        assert!(
+            sent.len() < full.len(),
+            "{client:?}: everything was sent: {sent}"
+        );
+    }
     assert_eq!(mock.streams()["completed"], 0);
 
     // The proxy serves on.
