@@ -14,6 +14,7 @@ Nothing is built here: the binaries and plugin libraries come from the last
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
@@ -69,7 +70,8 @@ def http_json(method: str, url: str, body: Any = None, token: str | None = None)
 
 
 class Process:
-    """A child process whose output goes to a log file."""
+    """A child process whose output goes to a log file; stopped at exit at the
+    latest, whatever happened to the fixture that started it."""
 
     def __init__(self, args: list[str], env: dict[str, str], cwd: Path, log: Path):
         self.log_path = log
@@ -82,6 +84,7 @@ class Process:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
+        atexit.register(self.stop)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -111,6 +114,7 @@ class Process:
         return self.popen.poll() is None
 
     def stop(self) -> None:
+        atexit.unregister(self.stop)
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGINT)
             try:
@@ -197,8 +201,12 @@ def start_proxy(mock: Mock, scratch: Path, extra: list[str], token: str | None =
     }
     args = [str(binary), "serve", "--port", "0", "--disable-plugin", "access_log", *extra]
     process = Process(args, env, scratch, scratch / "proxy.log")
-    proxy = Proxy(url=f"http://{process.address()}", process=process)
-    status = http_json("GET", f"{proxy.url}/plugins/status", token=token)
+    try:
+        proxy = Proxy(url=f"http://{process.address()}", process=process)
+        status = http_json("GET", f"{proxy.url}/plugins/status", token=token)
+    except BaseException:
+        process.stop()
+        raise
     active = {p["name"]: p.get("status") for p in status.get("plugins", [])}
     if active.get("claude_api") != "active":
         process.stop()
