@@ -157,12 +157,7 @@ pub(super) fn info(config: &Config, name: &str, json: bool) -> anyhow::Result<u8
     list("optional", &manifest.optional_requires);
     for group in &manifest.routes {
         for route in &group.routes {
-            println!(
-                "  route: {} {}{}",
-                route.method,
-                group.prefix.trim_end_matches('/'),
-                route.path
-            );
+            println!("  route: {} {}", route.method, group.full_path(route));
         }
     }
     for hook in &manifest.hooks {
@@ -209,7 +204,8 @@ pub(super) fn check(file: &Path, json: bool) -> anyhow::Result<u8> {
         origin: Origin::Explicit,
     };
     if !file.exists() {
-        bail!("{} does not exist", file.display());
+        eprintln!("ccproxy: {} does not exist", file.display());
+        return Ok(exit::USAGE);
     }
     let _ = candidate;
     match load::load(file) {
@@ -242,7 +238,7 @@ pub(super) fn check(file: &Path, json: bool) -> anyhow::Result<u8> {
                     )?
                 );
             } else {
-                println!("refused: plugin {} refused: {refusal}", file.display());
+                println!("refused: {}: {refusal}", file.display());
             }
             Ok(exit::FAILURE)
         }

@@ -12,6 +12,7 @@
 //! [`HookBus::wants`] first and skip the work when nobody listens.
 
 use std::{
+    borrow::Cow,
     collections::HashMap,
     sync::{
         Arc, OnceLock,
@@ -39,7 +40,7 @@ struct Subscriber {
 
 /// An observed event waiting in the queue.
 struct Observed {
-    event: &'static str,
+    event: Cow<'static, str>,
     request_id: Option<String>,
     data: Value,
     timestamp_ms: u64,
@@ -146,11 +147,12 @@ impl HookBus {
     /// someone listens.
     pub fn observe(
         &self,
-        event: &'static str,
+        event: impl Into<Cow<'static, str>>,
         request_id: Option<&str>,
         data: impl FnOnce() -> Value,
     ) {
-        if !self.wants(event) {
+        let event = event.into();
+        if !self.wants(&event) {
             return;
         }
         let observed = Observed {
@@ -167,7 +169,6 @@ impl HookBus {
                 let dropped = self.counters.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 if dropped.is_power_of_two() {
                     tracing::warn!(
-                        event,
                         dropped,
                         "hook queue full; observed events are being dropped"
                     );
@@ -177,10 +178,10 @@ impl HookBus {
     }
 
     async fn deliver(&self, observed: Observed) {
-        for subscriber in self.subscribers(observed.event) {
+        for subscriber in self.subscribers(&observed.event) {
             let input = HookInput {
                 hook: subscriber.hook.clone(),
-                event: observed.event.to_owned(),
+                event: observed.event.to_string(),
                 timestamp_ms: observed.timestamp_ms,
                 request_id: observed.request_id.clone(),
                 data: observed.data.clone(),
@@ -194,7 +195,7 @@ impl HookBus {
             subscriber.plugin.handle.record_hook_time(started);
             if let Err(error) = result {
                 self.counters.failed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(plugin = %subscriber.plugin.manifest.name, hook = %subscriber.hook, event = observed.event, %error, "hook failed");
+                tracing::warn!(plugin = %subscriber.plugin.manifest.name, hook = %subscriber.hook, event = %observed.event, %error, "hook failed");
             }
         }
     }

@@ -173,7 +173,7 @@ fn status(app: &App) -> Response<Body> {
                     "provides": manifest.provides,
                     "requires": manifest.requires,
                     "optional_requires": manifest.optional_requires,
-                    "routes": manifest.routes.iter().flat_map(|g| g.routes.iter().map(move |r| format!("{} {}{}", r.method, g.prefix.trim_end_matches('/'), r.path))).collect::<Vec<_>>(),
+                    "routes": manifest.routes.iter().flat_map(|g| g.routes.iter().map(move |r| format!("{} {}", r.method, g.full_path(r)))).collect::<Vec<_>>(),
                     "hooks": manifest.hooks.iter().map(|h| json!({"name": h.name, "events": h.events, "priority": h.priority})).collect::<Vec<_>>(),
                     "tasks": manifest.tasks.iter().map(|t| json!({"name": t.name, "interval_seconds": t.interval_seconds, "enabled": t.enabled})).collect::<Vec<_>>(),
                     "middleware": manifest.middleware.iter().map(|m| json!({"name": m.name, "layer": m.layer})).collect::<Vec<_>>(),

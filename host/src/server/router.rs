@@ -115,7 +115,7 @@ impl RouteTable {
             }
             for group in &plugin.manifest.routes {
                 for route in &group.routes {
-                    let pattern = join(&group.prefix, &route.path);
+                    let pattern = group.full_path(route);
                     let target = Target::Plugin {
                         plugin: plugin.clone(),
                         pattern: pattern.as_str().into(),
@@ -206,32 +206,11 @@ fn provider_route(
     })
 }
 
-fn join(prefix: &str, path: &str) -> String {
-    let prefix = prefix.trim_end_matches('/');
-    let path = if path.is_empty() { "/" } else { path };
-    if path == "/" && !prefix.is_empty() {
-        return prefix.to_owned();
-    }
-    format!(
-        "{prefix}{}",
-        if path.starts_with('/') {
-            path.to_owned()
-        } else {
-            format!("/{path}")
-        }
-    )
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn join_keeps_one_slash() {
-        assert_eq!(join("/hello", "/greet"), "/hello/greet");
-        assert_eq!(join("/hello/", "greet"), "/hello/greet");
-        assert_eq!(join("/hello", "/"), "/hello");
-    }
 
     #[test]
     fn core_routes_and_methods() {

@@ -223,10 +223,14 @@ impl PluginHost {
                         format!("plugins may only emit custom.* events, not {}", emit.event),
                     ));
                 }
-                let plugin = self.plugin.to_string();
-                shared.hooks.observe("custom.event", None, move || {
-                    serde_json::json!({"plugin": plugin, "name": emit.event, "data": emit.data})
-                });
+                // Delivered under its own name (`custom.x`) and, for hooks that
+                // follow every custom event, under `custom.event`.
+                let data = serde_json::json!({"plugin": &*self.plugin, "name": emit.event, "data": emit.data});
+                if emit.event != "custom.event" {
+                    let specific = data.clone();
+                    shared.hooks.observe(emit.event.clone(), None, move || specific);
+                }
+                shared.hooks.observe("custom.event", None, move || data);
                 Ok(Message::default())
             }
             other => Err(AbiError::new(
