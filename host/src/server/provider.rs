@@ -203,12 +203,19 @@ pub async fn handle(
         );
     }
     if upstream_is_sse {
-        // FIXME(#5): accumulate an upstream stream into one response for non-stream clients.
-        return format_error(
-            client,
-            StatusCode::BAD_GATEWAY,
-            &format!("provider {name} answered with a stream to a non-stream request"),
-        );
+        // The upstream always streams (Codex); the client asked for one answer.
+        let read_timeout = timeout.unwrap_or_else(|| app.shared.upstream.read_timeout());
+        return accumulate_response(
+            app,
+            name,
+            route,
+            request_id,
+            &url,
+            upstream,
+            alias,
+            read_timeout,
+        )
+        .await;
     }
     complete_response(app, name, route, request_id, &url, upstream, alias).await
 }
@@ -314,6 +321,89 @@ async fn complete_response(
         StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
         converted,
     )
+}
+
+/// Builds one response in the client's format from an upstream stream.
+#[allow(clippy::too_many_arguments)]
+async fn accumulate_response(
+    app: &App,
+    name: &str,
+    route: &ProviderRoute,
+    request_id: &str,
+    url: &str,
+    upstream: StreamingResponse,
+    alias: Option<String>,
+    read_timeout: std::time::Duration,
+) -> Response<Body> {
+    let mut body = upstream.body;
+    let mut decoder = sse::Decoder::new();
+    let mut accumulator = convert::Accumulator::new(route.native, route.client);
+    let mut events = Vec::new();
+    let failure = loop {
+        match tokio::time::timeout(read_timeout, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    events.clear();
+                    if let Err(error) = decoder.push(&data, &mut events) {
+                        break Some((
+                            StatusCode::BAD_GATEWAY,
+                            format!("upstream stream is malformed: {error}"),
+                        ));
+                    }
+                    for event in &events {
+                        accumulator.push(event);
+                    }
+                }
+            }
+            Ok(None) => {
+                events.clear();
+                let _ = decoder.finish(&mut events);
+                for event in &events {
+                    accumulator.push(event);
+                }
+                break None;
+            }
+            Ok(Some(Err(error))) => {
+                break Some((
+                    StatusCode::BAD_GATEWAY,
+                    format!("upstream connection broke mid-stream: {error}"),
+                ));
+            }
+            Err(_) => {
+                break Some((
+                    StatusCode::GATEWAY_TIMEOUT,
+                    format!(
+                        "upstream sent nothing for {} s mid-stream",
+                        read_timeout.as_secs()
+                    ),
+                ));
+            }
+        }
+    };
+    let result = match failure {
+        Some((status, message)) => Err((status, message)),
+        None => accumulator.finish().map_err(|error| {
+            let status =
+                StatusCode::from_u16(error.kind.status()).unwrap_or(StatusCode::BAD_GATEWAY);
+            (status, error.message)
+        }),
+    };
+    match result {
+        Ok(converted) => {
+            let converted = match &alias {
+                Some(model) => convert::rewrite_model(&converted, model).unwrap_or(converted),
+                None => converted,
+            };
+            json_response(StatusCode::OK, converted)
+        }
+        Err((status, message)) => {
+            let message = format!("provider {name}: {message}");
+            app.shared.hooks.observe("provider.error", Some(request_id), || {
+                json!({"request_id": request_id, "provider": name, "url": url, "error": message, "phase": "stream"})
+            });
+            format_error(route.client, status, &message)
+        }
+    }
 }
 
 /// State of one streamed answer.

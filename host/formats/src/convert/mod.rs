@@ -12,7 +12,7 @@ mod openai_responses;
 mod stream;
 
 pub use errors::{ErrorKind, error, error_body};
-pub use stream::StreamConverter;
+pub use stream::{AccumulateError, Accumulator, StreamConverter};
 
 use serde_json::Value;
 
@@ -112,11 +112,16 @@ pub fn response(from: Format, to: Format, body: &[u8]) -> Result<Vec<u8>, Conver
         Format::OpenAiChat => openai_chat::decode_response(parse(from, body)?),
         Format::OpenAiResponses => openai_responses::decode_response(parse(from, body)?),
     };
-    Ok(match to {
+    Ok(encode_response(to, response))
+}
+
+/// Serialises an internal response in format `to`.
+pub(crate) fn encode_response(to: Format, response: ir::Response) -> Vec<u8> {
+    match to {
         Format::AnthropicMessages => crate::to_json_vec(&anthropic::encode_response(response)),
         Format::OpenAiChat => crate::to_json_vec(&openai_chat::encode_response(response)),
         Format::OpenAiResponses => crate::to_json_vec(&openai_responses::encode_response(response)),
-    })
+    }
 }
 
 /// Sets the model id a body reports, so that the client sees the model id it asked for

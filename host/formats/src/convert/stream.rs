@@ -241,6 +241,180 @@ impl StreamConverter {
     }
 }
 
+/// Builds one complete response in the client's format from an upstream stream,
+/// for clients that asked for no stream from an upstream that always streams
+/// (the Codex backend). Holds the response being built, nothing else.
+///
+/// ```
+/// use ccproxy_formats::{Format, convert::Accumulator, sse::Event};
+///
+/// let mut accumulator = Accumulator::new(Format::AnthropicMessages, Format::OpenAiChat);
+/// for (name, data) in [
+///     ("message_start", r#"{"type":"message_start","message":{"id":"m1","model":"claude","content":[],"usage":{"input_tokens":3,"output_tokens":0}}}"#),
+///     ("content_block_start", r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#),
+///     ("content_block_delta", r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#),
+///     ("content_block_stop", r#"{"type":"content_block_stop","index":0}"#),
+///     ("message_delta", r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":1}}"#),
+///     ("message_stop", r#"{"type":"message_stop"}"#),
+/// ] {
+///     accumulator.push(&Event::new(name, data));
+/// }
+/// let chat: serde_json::Value = serde_json::from_slice(&accumulator.finish().unwrap()).unwrap();
+/// assert_eq!(chat["choices"][0]["message"]["content"], "Hi");
+/// ```
+#[derive(Debug)]
+pub struct Accumulator {
+    to: Format,
+    decoder: Decoder,
+    normalizer: Normalizer,
+    events: Vec<ir::Event>,
+    response: ir::Response,
+    /// The block being built: its kind and text or arguments so far.
+    open: Option<(Block, String, Option<String>)>,
+    outcome: Option<Result<(), AccumulateError>>,
+}
+
+/// The upstream stream ended in an error, or before it was complete.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct AccumulateError {
+    /// What kind of error, for the status and the client's error body.
+    pub kind: ErrorKind,
+    /// What happened.
+    pub message: String,
+}
+
+impl Accumulator {
+    /// An accumulator of an upstream stream in `from` into a response in `to`.
+    pub fn new(from: Format, to: Format) -> Self {
+        Accumulator {
+            to,
+            decoder: match from {
+                Format::AnthropicMessages => Decoder::Anthropic(Default::default()),
+                Format::OpenAiChat => Decoder::Chat(Default::default()),
+                Format::OpenAiResponses => Decoder::Responses(Default::default()),
+            },
+            normalizer: Normalizer::default(),
+            events: Vec::new(),
+            response: ir::Response::default(),
+            open: None,
+            outcome: None,
+        }
+    }
+
+    /// Takes one upstream event.
+    pub fn push(&mut self, event: &sse::Event) {
+        match &mut self.decoder {
+            Decoder::Anthropic(decoder) => decoder.push(event, &mut self.events),
+            Decoder::Chat(decoder) => decoder.push(event, &mut self.events),
+            Decoder::Responses(decoder) => decoder.push(event, &mut self.events),
+        }
+        self.drain();
+    }
+
+    fn drain(&mut self) {
+        let mut normalized = Vec::with_capacity(self.events.len());
+        for event in self.events.drain(..) {
+            self.normalizer
+                .push(event, &mut |event| normalized.push(event));
+        }
+        for event in normalized {
+            self.apply(event);
+        }
+    }
+
+    fn apply(&mut self, event: ir::Event) {
+        match event {
+            ir::Event::Start {
+                id,
+                model,
+                created,
+                usage,
+            } => {
+                self.response.id = id;
+                self.response.model = model;
+                self.response.created = created;
+                self.response.usage = usage;
+            }
+            ir::Event::BlockStart(block) => self.open = Some((block, String::new(), None)),
+            ir::Event::Text(text) | ir::Event::Reasoning(text) | ir::Event::ToolArgs(text) => {
+                if let Some((_, buffer, _)) = &mut self.open {
+                    buffer.push_str(&text);
+                }
+            }
+            ir::Event::Signature(signature) => {
+                if let Some((_, _, slot)) = &mut self.open {
+                    slot.get_or_insert_with(String::new).push_str(&signature);
+                }
+            }
+            ir::Event::BlockStop => {
+                if let Some((block, text, signature)) = self.open.take() {
+                    self.response.parts.push(match block {
+                        Block::Text => ir::Part::Text(text),
+                        Block::Reasoning => ir::Part::Reasoning { text, signature },
+                        Block::ToolCall { id, name } => ir::Part::ToolCall {
+                            id,
+                            name,
+                            arguments: text,
+                        },
+                    });
+                }
+            }
+            ir::Event::Finish { stop, usage } => {
+                self.response.stop = stop;
+                // Final usage counts replace the start's; keep start's input counts
+                // when the final event reports none.
+                let start = std::mem::take(&mut self.response.usage);
+                self.response.usage = ir::Usage {
+                    input: if usage.input == 0 {
+                        start.input
+                    } else {
+                        usage.input
+                    },
+                    cache_read: if usage.cache_read == 0 {
+                        start.cache_read
+                    } else {
+                        usage.cache_read
+                    },
+                    cache_creation: if usage.cache_creation == 0 {
+                        start.cache_creation
+                    } else {
+                        usage.cache_creation
+                    },
+                    ..usage
+                };
+                self.outcome = Some(Ok(()));
+            }
+            ir::Event::Error { kind, message } => {
+                self.outcome = Some(Err(AccumulateError { kind, message }));
+            }
+        }
+    }
+
+    /// The complete response in the client's format, or why there is none.
+    pub fn finish(mut self) -> Result<Vec<u8>, AccumulateError> {
+        if let Decoder::Chat(decoder) = &mut self.decoder {
+            decoder.finish(&mut self.events);
+        }
+        self.drain();
+        if self.outcome.is_none() {
+            let mut tail = Vec::new();
+            self.normalizer.finish(&mut |event| tail.push(event));
+            for event in tail {
+                self.apply(event);
+            }
+        }
+        match self.outcome.take() {
+            Some(Ok(())) => Ok(super::encode_response(self.to, self.response)),
+            Some(Err(error)) => Err(error),
+            None => Err(AccumulateError {
+                kind: ErrorKind::Api,
+                message: "the upstream stream ended before the response was complete".to_owned(),
+            }),
+        }
+    }
+}
+
 impl Encoder {
     fn push(&mut self, event: ir::Event, out: &mut Vec<sse::Event>) {
         match self {
