@@ -426,6 +426,7 @@ struct StreamState {
     finished: bool,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn stream_response(
     app: &App,
     name: &str,
