@@ -24,7 +24,7 @@ use serde_json::json;
 
 use super::{
     App, endpoints,
-    provider::{self, ProviderFailure, Streaming},
+    provider::{self, ProviderFailure, Streaming, UpstreamTime},
     response::{Body, error_response, full, on_end},
     router::{Lookup, Target},
 };
@@ -78,6 +78,19 @@ pub async fn handle(
         headers.insert(REQUEST_ID, value);
     }
     headers.insert(header::SERVER, HeaderValue::from_static("ccproxy"));
+    // The proxy's own cost, visible in any client (for streams: to the first byte).
+    let total = started.elapsed();
+    let timing = match response.extensions().get::<UpstreamTime>() {
+        Some(UpstreamTime(upstream)) => format!(
+            "proxy;dur={:.3}, upstream;dur={:.3}",
+            total.saturating_sub(*upstream).as_secs_f64() * 1e3,
+            upstream.as_secs_f64() * 1e3
+        ),
+        None => format!("proxy;dur={:.3}", total.as_secs_f64() * 1e3),
+    };
+    if let Ok(value) = HeaderValue::from_str(&timing) {
+        response.headers_mut().insert("server-timing", value);
+    }
     let status = response.status().as_u16();
     let streaming = response.extensions().get::<Streaming>().cloned();
     let error = response

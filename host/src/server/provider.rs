@@ -189,23 +189,22 @@ pub async fn handle(
         json!({"request_id": request_id, "provider": name, "method": method, "url": url, "status_code": upstream.status, "duration_ms": duration_ms})
     });
 
-    if upstream.status >= 400 {
-        return upstream_error(app, name, route, request_id, &url, upstream).await;
-    }
     let upstream_is_sse = prepared.meta.stream
         || upstream
             .headers
             .iter()
             .any(|(k, v)| k == "content-type" && v.starts_with("text/event-stream"));
-    if upstream_is_sse && stream {
-        return stream_response(
+    let upstream_time = started.elapsed();
+    let mut response = if upstream.status >= 400 {
+        upstream_error(app, name, route, request_id, &url, upstream).await
+    } else if upstream_is_sse && stream {
+        stream_response(
             app, name, route, request_id, upstream, alias, peek.model, timeout,
-        );
-    }
-    if upstream_is_sse {
+        )
+    } else if upstream_is_sse {
         // The upstream always streams (Codex); the client asked for one answer.
         let read_timeout = timeout.unwrap_or_else(|| app.shared.upstream.read_timeout());
-        return accumulate_response(
+        accumulate_response(
             app,
             name,
             route,
@@ -215,10 +214,19 @@ pub async fn handle(
             alias,
             read_timeout,
         )
-        .await;
-    }
-    complete_response(app, name, route, request_id, &url, upstream, alias).await
+        .await
+    } else {
+        complete_response(app, name, route, request_id, &url, upstream, alias).await
+    };
+    response
+        .extensions_mut()
+        .insert(UpstreamTime(upstream_time));
+    response
 }
+
+/// How long the upstream took to send its response head, for `Server-Timing`.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamTime(pub std::time::Duration);
 
 async fn run_prepared_hooks(
     app: &App,

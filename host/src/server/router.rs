@@ -206,11 +206,9 @@ fn provider_route(
     })
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
 
     #[test]
     fn core_routes_and_methods() {
