@@ -158,6 +158,9 @@ pub async fn handle(
 
     let hooks = &app.shared.hooks;
     let request_id = head.request_id.as_str();
+    hooks.observe("http.request", Some(request_id), || {
+        json!({"request_id": request_id, "provider": name, "method": method, "url": url, "is_client_request": false, "is_provider_request": true})
+    });
     hooks.observe("provider.request.sent", Some(request_id), || {
         json!({"request_id": request_id, "provider": name, "method": method, "url": url, "is_streaming": stream})
     });
@@ -178,6 +181,9 @@ pub async fn handle(
                 UpstreamError::Unreachable { .. } => StatusCode::BAD_GATEWAY,
             };
             let message = format!("provider {name}: {error}");
+            hooks.observe("http.error", Some(request_id), || {
+                json!({"request_id": request_id, "provider": name, "method": method, "url": url, "error_type": "transport", "error_detail": message})
+            });
             hooks.observe("provider.error", Some(request_id), || {
                 json!({"request_id": request_id, "provider": name, "url": url, "error": message, "phase": "connect"})
             });
@@ -185,6 +191,9 @@ pub async fn handle(
         }
     };
     let duration_ms = started.elapsed().as_secs_f64() * 1e3;
+    hooks.observe("http.response", Some(request_id), || {
+        json!({"request_id": request_id, "provider": name, "method": method, "url": url, "status_code": upstream.status, "duration_ms": duration_ms, "is_provider_response": true})
+    });
     hooks.observe("provider.response.received", Some(request_id), || {
         json!({"request_id": request_id, "provider": name, "method": method, "url": url, "status_code": upstream.status, "duration_ms": duration_ms})
     });

@@ -25,6 +25,15 @@ use serde::{Serialize, de::DeserializeOwned};
 use super::Shared;
 use crate::plugins::handle::CallErrorKind;
 
+/// The declared OAuth events an auth-provider plugin may emit.
+const OAUTH_EVENTS: &[&str] = &[
+    "oauth.token.request",
+    "oauth.token.response",
+    "oauth.refresh.request",
+    "oauth.refresh.response",
+    "oauth.error",
+];
+
 /// The handle plugin `plugin` receives. Holds the shared state weakly so that
 /// plugins do not keep the host alive (and no reference cycle forms).
 #[derive(Clone)]
@@ -140,7 +149,13 @@ impl PluginHost {
             host_op::HTTP => {
                 let head: HttpRequestHead = decode(&input)?;
                 let timeout = (head.timeout_ms > 0).then(|| Duration::from_millis(head.timeout_ms));
-                let response = shared
+                let plugin = &*self.plugin;
+                let hooks = &shared.hooks;
+                hooks.observe("http.request", None, || {
+                    serde_json::json!({"plugin": plugin, "method": head.method, "url": head.url, "is_client_request": false, "is_provider_request": true})
+                });
+                let started = std::time::Instant::now();
+                let result = shared
                     .upstream
                     .send_buffered(
                         &head.method,
@@ -149,8 +164,14 @@ impl PluginHost {
                         Bytes::from(input.body.into_vec()),
                         timeout,
                     )
-                    .await
-                    .map_err(|error| {
+                    .await;
+                let duration_ms = started.elapsed().as_secs_f64() * 1e3;
+                let response = match result {
+                    Ok(response) => response,
+                    Err(error) => {
+                        hooks.observe("http.error", None, || {
+                            serde_json::json!({"plugin": plugin, "method": head.method, "url": head.url, "error_type": "transport", "error_detail": error.to_string(), "duration_ms": duration_ms})
+                        });
                         let code = match error {
                             crate::upstream::UpstreamError::Invalid(_) => ErrorCode::Invalid,
                             crate::upstream::UpstreamError::Timeout { .. } => ErrorCode::Timeout,
@@ -158,8 +179,12 @@ impl PluginHost {
                                 ErrorCode::Upstream
                             }
                         };
-                        AbiError::new(code, error.to_string())
-                    })?;
+                        return Err(AbiError::new(code, error.to_string()));
+                    }
+                };
+                hooks.observe("http.response", None, || {
+                    serde_json::json!({"plugin": plugin, "method": head.method, "url": head.url, "status_code": response.status, "duration_ms": duration_ms, "body_size": response.body.len(), "is_provider_response": true})
+                });
                 encode(
                     &HttpResponseHead {
                         status: response.status,
@@ -217,18 +242,37 @@ impl PluginHost {
             }
             host_op::EMIT => {
                 let emit: EmitInput = decode(&input)?;
-                if emit.event != "custom.event" && !emit.event.starts_with("custom.") {
+                // Auth-provider plugins report their token exchanges as the
+                // declared `oauth.*` events; everything else is `custom.*`.
+                let is_auth_provider = shared
+                    .plugins
+                    .get(&*self.plugin)
+                    .is_some_and(|p| p.manifest.oauth.is_some());
+                let allowed = emit.event == "custom.event"
+                    || emit.event.starts_with("custom.")
+                    || (is_auth_provider && OAUTH_EVENTS.contains(&emit.event.as_str()));
+                if !allowed {
                     return Err(AbiError::new(
                         ErrorCode::Invalid,
-                        format!("plugins may only emit custom.* events, not {}", emit.event),
+                        format!(
+                            "plugins may emit custom.* events (and auth providers oauth.* events), not {}",
+                            emit.event
+                        ),
                     ));
+                }
+                if !emit.event.starts_with("custom.") {
+                    let data = serde_json::json!({"plugin": &*self.plugin, "data": emit.data});
+                    shared.hooks.observe(emit.event.clone(), None, move || data);
+                    return Ok(Message::default());
                 }
                 // Delivered under its own name (`custom.x`) and, for hooks that
                 // follow every custom event, under `custom.event`.
                 let data = serde_json::json!({"plugin": &*self.plugin, "name": emit.event, "data": emit.data});
                 if emit.event != "custom.event" {
                     let specific = data.clone();
-                    shared.hooks.observe(emit.event.clone(), None, move || specific);
+                    shared
+                        .hooks
+                        .observe(emit.event.clone(), None, move || specific);
                 }
                 shared.hooks.observe("custom.event", None, move || data);
                 Ok(Message::default())

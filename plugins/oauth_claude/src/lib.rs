@@ -70,7 +70,7 @@ use crate::{
 /// The service this plugin answers.
 const SERVICE: &str = "oauth.claude-api";
 /// The OAuth provider name on the CLI and in events.
-const PROVIDER: &str = "claude-api";
+pub(crate) const PROVIDER: &str = "claude-api";
 /// Emitted after each refresh request.
 const REFRESH_EVENT: &str = "custom.oauth.refresh";
 const LOGIN_HINT: &str = "run `ccproxy auth login claude-api`";

@@ -8,7 +8,7 @@ use ccproxy_plugin_abi::{Context, HttpRequest, PluginError, Value, debug, json, 
 use serde::Deserialize;
 
 use crate::{
-    Config,
+    Config, PROVIDER,
     store::{OAuthCredentials, Secret},
 };
 
@@ -143,6 +143,35 @@ impl TokenError {
 
 /// POSTs `body` as JSON to the token endpoint.
 pub(crate) async fn request_token(
+    ctx: &Context,
+    config: &Config,
+    body: &Value,
+) -> Result<TokenGrant, TokenError> {
+    // The host's `oauth.*` hook events: request, then response or error. No secrets.
+    let kind = if body["grant_type"] == "refresh_token" {
+        "refresh"
+    } else {
+        "token"
+    };
+    ctx.emit(
+        &format!("oauth.{kind}.request"),
+        json!({"provider": PROVIDER, "url": config.token_url}),
+    );
+    let result = send_token_request(ctx, config, body).await;
+    match &result {
+        Ok(_) => ctx.emit(
+            &format!("oauth.{kind}.response"),
+            json!({"provider": PROVIDER, "ok": true}),
+        ),
+        Err(error) => ctx.emit(
+            "oauth.error",
+            json!({"provider": PROVIDER, "phase": kind, "error": error.describe()}),
+        ),
+    }
+    result
+}
+
+async fn send_token_request(
     ctx: &Context,
     config: &Config,
     body: &Value,
