@@ -129,3 +129,20 @@ def test_chat_stream_broken_mid_way(
     assert received == ["Hello! It", "'s nice to meet you. I'm"]
     assert "mid-stream" in caught.value.message
     still_serving(claude, proxy)
+
+
+def test_responses_stream_broken_mid_way(
+    chat: openai.OpenAI, claude: anthropic.Anthropic, proxy: Proxy, mock: Mock
+) -> None:
+    mock.fault(kind="reset_mid_stream", after_events=4)
+    types = []
+    with pytest.raises(openai.APIError) as caught:
+        for event in chat.responses.create(model=MODEL, input="Hello", stream=True):
+            types.append(event.type)
+    # The events converted before the break arrived, then the proxy's `error`
+    # event, which the SDK raises.
+    assert types[0] == "response.created", types
+    assert "response.output_text.delta" in types, types
+    assert "response.completed" not in types, types
+    assert "mid-stream" in caught.value.message
+    still_serving(claude, proxy)
