@@ -1,0 +1,692 @@
+//! The credentials file: by default the Codex CLI's own `~/.codex/auth.json`,
+//! read again whenever it changes on disk and written atomically with mode
+//! 0600.
+//!
+//! The file is a JSON object; this plugin owns its `tokens` and
+//! `last_refresh` keys (and sets `auth_mode` at a login, as `codex login`
+//! does), and keeps every other key as it found it:
+//!
+//! ```json
+//! {"OPENAI_API_KEY": null,
+//!  "tokens": {"id_token": "eyJ…", "access_token": "eyJ…", "refresh_token": "rt_…",
+//!             "account_id": "5f1c…"},
+//!  "last_refresh": "2026-05-02T09:30:00.123456Z"}
+//! ```
+//!
+//! When the access token expires and which ChatGPT account it is for are
+//! read from its JWT claims (see `jwt.rs`), not stored.
+
+use std::{
+    fmt,
+    fs::{self, DirBuilder, File, OpenOptions},
+    io::{self, Read, Write},
+    os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt},
+    path::{Path, PathBuf},
+    sync::{Mutex, MutexGuard},
+    time::SystemTime,
+};
+
+use ccproxy_plugin_abi::{
+    PluginError, Value,
+    serde_json::{self, Map},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::jwt;
+
+/// The key of the file holding the tokens.
+pub(crate) const TOKENS_KEY: &str = "tokens";
+/// When the tokens were last obtained (ISO 8601, UTC).
+pub(crate) const LAST_REFRESH_KEY: &str = "last_refresh";
+/// How the Codex CLI is logged in; `chatgpt` after an OAuth login.
+pub(crate) const AUTH_MODE_KEY: &str = "auth_mode";
+/// The Codex CLI's API-key slot, `null` after an OAuth login.
+pub(crate) const API_KEY_KEY: &str = "OPENAI_API_KEY";
+
+/// A token. `Debug` prints `***`, so a credentials struct can be logged or
+/// put in an error without leaking it; [`Secret::expose`] is the one way out.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct Secret(String);
+
+impl Secret {
+    #[cfg(test)]
+    pub(crate) fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The token itself: for the HTTP request or the `access_token` answer only.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.trim().is_empty()
+    }
+
+    /// The first 6 and last 4 characters around `***`; just `***` when the
+    /// token is too short for that to hide most of it.
+    pub(crate) fn masked(&self) -> String {
+        let chars: Vec<char> = self.0.chars().collect();
+        if chars.len() < 20 {
+            return "***".to_owned();
+        }
+        let head: String = chars[..6].iter().collect();
+        let tail: String = chars[chars.len() - 4..].iter().collect();
+        format!("{head}***{tail}")
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// The `tokens` object, in the Codex CLI's spelling. Keys this plugin does
+/// not know are kept across a refresh. Every field is written even when
+/// empty: the Codex CLI refuses a `tokens` object that lacks one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Tokens {
+    #[serde(default)]
+    pub(crate) id_token: Secret,
+    pub(crate) access_token: Secret,
+    #[serde(default)]
+    pub(crate) refresh_token: Secret,
+    /// The ChatGPT account (workspace) id, as `codex login` stores it.
+    #[serde(default)]
+    pub(crate) account_id: Option<String>,
+    #[serde(flatten)]
+    pub(crate) other: Map<String, Value>,
+}
+
+impl Tokens {
+    /// The ChatGPT account id sent as `chatgpt-account-id`: the access
+    /// token's claim, else the id token's, else the stored `account_id`.
+    pub(crate) fn chatgpt_account_id(&self) -> Option<String> {
+        jwt::auth_claim(self.access_token.expose(), "chatgpt_account_id")
+            .or_else(|| jwt::auth_claim(self.id_token.expose(), "chatgpt_account_id"))
+            .or_else(|| self.account_id.clone().filter(|id| !id.is_empty()))
+    }
+
+    /// The ChatGPT plan (`plus`, `pro`, `team` …) from the token claims.
+    pub(crate) fn plan_type(&self) -> Option<String> {
+        jwt::auth_claim(self.access_token.expose(), "chatgpt_plan_type")
+            .or_else(|| jwt::auth_claim(self.id_token.expose(), "chatgpt_plan_type"))
+    }
+}
+
+/// The stored login.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Login {
+    pub(crate) tokens: Tokens,
+    /// As stored; `None` when missing.
+    pub(crate) last_refresh: Option<String>,
+    /// From the access token's `exp` claim; `None` when it has none (the
+    /// token is then used until the upstream refuses it).
+    pub(crate) expires_at_ms: Option<u64>,
+}
+
+impl Login {
+    pub(crate) fn new(tokens: Tokens, last_refresh: Option<String>) -> Self {
+        let expires_at_ms = jwt::expires_at_ms(tokens.access_token.expose());
+        Self {
+            tokens,
+            last_refresh,
+            expires_at_ms,
+        }
+    }
+
+    /// Whether the access token expires within `grace_ms` of `now_ms`. A
+    /// token without a known expiry never does.
+    pub(crate) fn expires_within(&self, now_ms: u64, grace_ms: u64) -> bool {
+        self.expires_at_ms
+            .is_some_and(|expires_at| expires_at <= now_ms.saturating_add(grace_ms))
+    }
+}
+
+/// What identifies one version of the file on disk: a rename over it changes
+/// the inode, an in-place write the length or modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    modified: Option<SystemTime>,
+    len: u64,
+    device: u64,
+    inode: u64,
+}
+
+impl Stamp {
+    fn of(metadata: &fs::Metadata) -> Self {
+        Self {
+            modified: metadata.modified().ok(),
+            len: metadata.len(),
+            device: metadata.dev(),
+            inode: metadata.ino(),
+        }
+    }
+}
+
+struct Cached {
+    stamp: Stamp,
+    document: Map<String, Value>,
+}
+
+/// The credentials file and the last version read from it.
+pub(crate) struct CredentialStore {
+    path: PathBuf,
+    // Internal: a std mutex, held only while copying in or out, never across
+    // an await. Writers are serialised by the plugin's async lock.
+    cache: Mutex<Option<Cached>>,
+}
+
+impl CredentialStore {
+    pub(crate) fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            cache: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The stored login, or `None` when there is none (no file, no `tokens`
+    /// key, or an empty access token: an API-key-only Codex login).
+    pub(crate) fn load(&self) -> Result<Option<Login>, PluginError> {
+        let document = self.document()?;
+        let Some(value) = document.get(TOKENS_KEY).filter(|value| !value.is_null()) else {
+            return Ok(None);
+        };
+        let tokens: Tokens = serde_json::from_value(value.clone()).map_err(|error| {
+            PluginError::internal(format!(
+                "{}: {TOKENS_KEY} is malformed ({error}); run `ccproxy auth login codex` or `codex login`",
+                self.path.display()
+            ))
+        })?;
+        if tokens.access_token.is_empty() {
+            return Ok(None);
+        }
+        let last_refresh = document
+            .get(LAST_REFRESH_KEY)
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        Ok(Some(Login::new(tokens, last_refresh)))
+    }
+
+    /// Stores `tokens` and `last_refresh`, keeping the file's other keys. A
+    /// fresh login also sets `auth_mode` to `chatgpt` and makes sure the
+    /// API-key slot exists, as `codex login` leaves the file.
+    pub(crate) fn save(
+        &self,
+        tokens: &Tokens,
+        last_refresh: &str,
+        fresh_login: bool,
+    ) -> Result<(), PluginError> {
+        let mut document = self.document()?;
+        let value = serde_json::to_value(tokens).map_err(|error| {
+            PluginError::internal(format!("credentials could not be serialised: {error}"))
+        })?;
+        if fresh_login {
+            document
+                .entry(API_KEY_KEY.to_owned())
+                .or_insert(Value::Null);
+            document.insert(AUTH_MODE_KEY.to_owned(), Value::from("chatgpt"));
+        }
+        document.insert(TOKENS_KEY.to_owned(), value);
+        document.insert(LAST_REFRESH_KEY.to_owned(), Value::from(last_refresh));
+        self.write(document)
+    }
+
+    /// Deletes the login (`tokens`, `last_refresh`, and an `auth_mode` of
+    /// `chatgpt`); deletes the file when nothing but nulls is left in it,
+    /// as `codex logout` does.
+    pub(crate) fn remove(&self) -> Result<(), PluginError> {
+        let mut document = self.document()?;
+        let had_tokens = document.remove(TOKENS_KEY).is_some();
+        let had_refresh = document.remove(LAST_REFRESH_KEY).is_some();
+        let had_mode = document
+            .get(AUTH_MODE_KEY)
+            .is_some_and(|mode| mode == "chatgpt")
+            && document.remove(AUTH_MODE_KEY).is_some();
+        let had_login = had_tokens || had_refresh || had_mode;
+        // Nothing of ours was there and other keys are: leave the file alone.
+        if !(had_login || document.is_empty()) {
+            return Ok(());
+        }
+        if document.values().any(|value| !value.is_null()) {
+            return self.write(document);
+        }
+        *lock(&self.cache) = None;
+        match fs::remove_file(self.target()) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(self.io_error("could not delete", &error)),
+        }
+    }
+
+    /// The file's JSON object: from the cache while the file is unchanged,
+    /// read again when it changed (the Codex CLI refreshes it too). A missing
+    /// file is an empty object.
+    fn document(&self) -> Result<Map<String, Value>, PluginError> {
+        let mut file = match File::open(&self.path) {
+            Ok(file) => file,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                *lock(&self.cache) = None;
+                return Ok(Map::new());
+            }
+            Err(error) => return Err(self.io_error("could not open", &error)),
+        };
+        // The stamp comes from the open handle, so it belongs to the bytes read.
+        let stamp = file
+            .metadata()
+            .map(|metadata| Stamp::of(&metadata))
+            .map_err(|error| self.io_error("could not stat", &error))?;
+        if let Some(cached) = lock(&self.cache).as_ref()
+            && cached.stamp == stamp
+        {
+            return Ok(cached.document.clone());
+        }
+        let mut text = String::new();
+        file.read_to_string(&mut text)
+            .map_err(|error| self.io_error("could not read", &error))?;
+        let document = if text.trim().is_empty() {
+            Map::new()
+        } else {
+            match serde_json::from_str::<Value>(&text) {
+                Ok(Value::Object(document)) => document,
+                Ok(_) => {
+                    return Err(PluginError::internal(format!(
+                        "{} is not a JSON object; move it away and log in again",
+                        self.path.display()
+                    )));
+                }
+                Err(error) => {
+                    return Err(PluginError::internal(format!(
+                        "{} is not valid JSON ({error}); move it away and log in again",
+                        self.path.display()
+                    )));
+                }
+            }
+        };
+        *lock(&self.cache) = Some(Cached {
+            stamp,
+            document: document.clone(),
+        });
+        Ok(document)
+    }
+
+    fn write(&self, document: Map<String, Value>) -> Result<(), PluginError> {
+        let target = self.target();
+        // Pretty, as the Codex CLI writes it, so the file stays readable.
+        let bytes = serde_json::to_vec_pretty(&document).map_err(|error| {
+            PluginError::internal(format!("credentials could not be serialised: {error}"))
+        })?;
+        write_atomically(&target, &bytes)
+            .map_err(|error| self.io_error("could not write", &error))?;
+        let stamp = fs::metadata(&target)
+            .ok()
+            .map(|metadata| Stamp::of(&metadata));
+        *lock(&self.cache) = stamp.map(|stamp| Cached { stamp, document });
+        Ok(())
+    }
+
+    /// Where writes go: through a symlink to its target, so a credentials
+    /// file linked from elsewhere stays linked.
+    fn target(&self) -> PathBuf {
+        fs::canonicalize(&self.path).unwrap_or_else(|_| self.path.clone())
+    }
+
+    fn io_error(&self, what: &str, error: &io::Error) -> PluginError {
+        PluginError::internal(format!("{what} {}: {error}", self.path.display()))
+    }
+}
+
+/// Writes `bytes` to `<path>.tmp` (mode 0600), syncs it and renames it over
+/// `path`, so a reader sees the old file or the new one, never half of one.
+/// Creates the parent directory (mode 0700) when it is missing.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let parent = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !parent.exists() {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)?;
+    }
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    // A leftover from a crash may have other permissions; `mode` applies only
+    // to a file this call creates.
+    match fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error),
+    }
+    let written = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        // The umask can only remove bits; set them exactly anyway.
+        file.set_permissions(fs::Permissions::from_mode(0o600))?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(error) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(error);
+    }
+    // Makes the rename itself durable; a failure here loses nothing written.
+    if let Ok(directory) = File::open(parent) {
+        let _ = directory.sync_all();
+    }
+    Ok(())
+}
+
+/// `ms` (since the Unix epoch) as ISO 8601 in UTC with microseconds, the
+/// shape the Codex CLI writes `last_refresh` in: `2026-05-02T09:30:00.123000Z`.
+pub(crate) fn iso8601_utc(ms: u64) -> String {
+    let seconds = ms / 1000;
+    let micros = (ms % 1000) * 1000;
+    let days = i64::try_from(seconds / 86_400).unwrap_or(i64::MAX);
+    let of_day = seconds % 86_400;
+    // Howard Hinnant's days-to-civil algorithm (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        of_day / 3600,
+        of_day % 3600 / 60,
+        of_day % 60
+    )
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use ccproxy_plugin_abi::json;
+
+    use super::*;
+    use crate::jwt::tests::jwt;
+
+    fn tokens(access_token: &str) -> Tokens {
+        Tokens {
+            id_token: Secret::new("id-token"),
+            access_token: Secret::new(access_token),
+            refresh_token: Secret::new("refresh-1"),
+            account_id: Some("acc-stored".to_owned()),
+            other: Map::new(),
+        }
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    fn read(path: &Path) -> Value {
+        serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn secret_debug_and_mask_hide_the_token() {
+        let secret = Secret::new("eyJhbGciOiJSUzI1NiJ9.abcdefghijklmnopWXYZ");
+        assert_eq!(format!("{secret:?}"), "***");
+        assert_eq!(secret.masked(), "eyJhbG***WXYZ");
+        assert_eq!(Secret::new("short-token").masked(), "***");
+        assert_eq!(Secret::new("").masked(), "***");
+        let debug = format!("{:?}", tokens("eyJhbGciOiJSUzI1NiJ9.abcdefghijklmnopWXYZ"));
+        assert!(!debug.contains("abcdefghijklmnop"), "{debug}");
+        assert!(!debug.contains("refresh-1"), "{debug}");
+        assert!(!debug.contains("id-token"), "{debug}");
+    }
+
+    #[test]
+    fn write_creates_the_parent_0700_and_the_file_0600_without_leftovers() {
+        let scratch = tempfile::tempdir().unwrap();
+        let path = scratch.path().join("new/auth.json");
+        write_atomically(&path, b"{}").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"{}");
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        assert!(!scratch.path().join("new/auth.json.tmp").exists());
+    }
+
+    #[test]
+    fn write_replaces_a_stale_tmp_with_other_permissions() {
+        let scratch = tempfile::tempdir().unwrap();
+        let path = scratch.path().join("auth.json");
+        let tmp = scratch.path().join("auth.json.tmp");
+        fs::write(&tmp, "stale").unwrap();
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)).unwrap();
+        write_atomically(&path, b"{\"a\":1}").unwrap();
+        assert_eq!(mode(&path), 0o600);
+        assert!(!tmp.exists());
+    }
+
+    #[test]
+    fn load_is_none_without_file_tokens_or_access_token() {
+        let scratch = tempfile::tempdir().unwrap();
+        let path = scratch.path().join("auth.json");
+        let store = CredentialStore::new(path.clone());
+        assert_eq!(store.load().unwrap(), None);
+        // An API-key-only Codex login.
+        fs::write(&path, r#"{"OPENAI_API_KEY": "sk-proj-x", "tokens": null}"#).unwrap();
+        assert_eq!(store.load().unwrap(), None);
+        fs::write(&path, r#"{"tokens": {"access_token": ""}}"#).unwrap();
+        assert_eq!(store.load().unwrap(), None);
+    }
+
+    #[test]
+    fn load_reads_the_codex_cli_shape_and_the_jwt_claims() {
+        let scratch = tempfile::tempdir().unwrap();
+        let path = scratch.path().join("auth.json");
+        let access = jwt(&json!({
+            "exp": 1_767_225_600,
+            "https://api.openai.com/auth": {"chatgpt_account_id": "acc-claim", "chatgpt_plan_type": "pro"},
+        }));
+        fs::write(
+            &path,
+            json!({
+                "OPENAI_API_KEY": null,
+                "tokens": {"id_token": "i", "access_token": access, "refresh_token": "r",
+                           "account_id": "acc-stored", "future_field": 7},
+                "last_refresh": "2025-09-15T14:28:00.644167Z",
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let login = CredentialStore::new(path).load().unwrap().unwrap();
+        assert_eq!(login.expires_at_ms, Some(1_767_225_600_000));
+        assert_eq!(
+            login.tokens.chatgpt_account_id().as_deref(),
+            Some("acc-claim")
+        );
+        assert_eq!(login.tokens.plan_type().as_deref(), Some("pro"));
+        assert_eq!(login.tokens.other.get("future_field"), Some(&json!(7)));
+        assert_eq!(
+            login.last_refresh.as_deref(),
+            Some("2025-09-15T14:28:00.644167Z")
+        );
+        assert!(login.expires_within(1_767_225_500_000, 120_000));
+        assert!(!login.expires_within(1_767_225_000_000, 120_000));
+    }
+
+    #[test]
+    fn account_id_falls_back_to_the_id_token_then_the_stored_one() {
+        let mut stored = tokens("opaque-access-token");
+        assert_eq!(stored.chatgpt_account_id().as_deref(), Some("acc-stored"));
+        stored.id_token = Secret::new(jwt(
+            &json!({"https://api.openai.com/auth": {"chatgpt_account_id": "acc-id-token"}}),
+        ));
+        assert_eq!(stored.chatgpt_account_id().as_deref(), Some("acc-id-token"));
+        stored.id_token = Secret::default();
+        stored.account_id = None;
+        assert_eq!(stored.chatgpt_account_id(), None);
+        // No `exp`: never due for a refresh.
+        let login = Login::new(stored, None);
+        assert_eq!(login.expires_at_ms, None);
+        assert!(!login.expires_within(u64::MAX - 1, 120_000));
+    }
+
+    #[test]
+    fn load_reads_again_when_the_file_changes_behind_its_back() {
+        let scratch = tempfile::tempdir().unwrap();
+        let path = scratch.path().join("auth.json");
+        let store = CredentialStore::new(path.clone());
+        store.save(&tokens("first"), "t1", true).unwrap();
+        assert_eq!(
+            store.load().unwrap().unwrap().tokens.access_token.expose(),
+            "first"
+        );
+        // The Codex CLI rewrites the file (same length, maybe same mtime):
+        // the rename gives it a new inode.
+        write_atomically(
+            &path,
+            &serde_json::to_vec(&json!({ TOKENS_KEY: tokens("other") })).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            store.load().unwrap().unwrap().tokens.access_token.expose(),
+            "other"
+        );
+        fs::remove_file(&path).unwrap();
+        assert_eq!(store.load().unwrap(), None);
+    }
+
+    #[test]
+    fn malformed_file_is_an_error_naming_it() {
+        let scratch = tempfile::tempdir().unwrap();
+        let path = scratch.path().join("auth.json");
+        fs::write(&path, "{not json").unwrap();
+        let error = CredentialStore::new(path.clone()).load().unwrap_err();
+        assert!(
+            error.message().contains(&path.display().to_string()),
+            "{error}"
+        );
+        fs::write(&path, "[]").unwrap();
+        let error = CredentialStore::new(path.clone()).load().unwrap_err();
+        assert!(error.message().contains("not a JSON object"), "{error}");
+        fs::write(&path, r#"{"tokens": {"id_token": "x"}}"#).unwrap();
+        let error = CredentialStore::new(path).load().unwrap_err();
+        assert!(error.message().contains("tokens is malformed"), "{error}");
+        assert!(error.message().contains("codex login"), "{error}");
+    }
+
+    #[test]
+    fn save_writes_every_token_field_and_keeps_other_keys() {
+        let scratch = tempfile::tempdir().unwrap();
+        let path = scratch.path().join("auth.json");
+        fs::write(
+            &path,
+            r#"{"OPENAI_API_KEY": "sk-keep", "preferences": {"x": 1}}"#,
+        )
+        .unwrap();
+        let store = CredentialStore::new(path.clone());
+        let mut refreshed = tokens("a");
+        refreshed.account_id = None;
+        store
+            .save(&refreshed, "2026-01-01T00:00:00.000000Z", false)
+            .unwrap();
+        assert_eq!(
+            read(&path),
+            json!({
+                "OPENAI_API_KEY": "sk-keep",
+                "preferences": {"x": 1},
+                "tokens": {"id_token": "id-token", "access_token": "a",
+                           "refresh_token": "refresh-1", "account_id": null},
+                "last_refresh": "2026-01-01T00:00:00.000000Z",
+            })
+        );
+        assert_eq!(mode(&path), 0o600);
+        // A fresh login marks the Codex CLI as logged in with ChatGPT.
+        store.save(&tokens("b"), "t", true).unwrap();
+        let document = read(&path);
+        assert_eq!(document["auth_mode"], "chatgpt");
+        assert_eq!(document["OPENAI_API_KEY"], "sk-keep");
+    }
+
+    #[test]
+    fn save_and_remove_follow_symlinks() {
+        let scratch = tempfile::tempdir().unwrap();
+        let real = scratch.path().join("real.json");
+        let link = scratch.path().join("link.json");
+        fs::write(&real, r#"{"keep": {"me": true}}"#).unwrap();
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let store = CredentialStore::new(link.clone());
+        store.save(&tokens("a"), "t", true).unwrap();
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        let document = read(&real);
+        assert_eq!(document["keep"], json!({"me": true}));
+        assert_eq!(document[TOKENS_KEY]["access_token"], json!("a"));
+        store.remove().unwrap();
+        assert_eq!(
+            read(&real),
+            json!({"keep": {"me": true}, "OPENAI_API_KEY": null})
+        );
+    }
+
+    #[test]
+    fn remove_deletes_a_file_left_with_nulls_only() {
+        let scratch = tempfile::tempdir().unwrap();
+        let path = scratch.path().join("auth.json");
+        let store = CredentialStore::new(path.clone());
+        store.save(&tokens("a"), "t", true).unwrap();
+        store.remove().unwrap();
+        assert!(!path.exists());
+        // Nothing stored: still fine.
+        store.remove().unwrap();
+        // An API key stays, with its auth mode.
+        fs::write(
+            &path,
+            r#"{"OPENAI_API_KEY": "sk-x", "auth_mode": "apikey", "tokens": null}"#,
+        )
+        .unwrap();
+        store.remove().unwrap();
+        assert_eq!(
+            read(&path),
+            json!({"OPENAI_API_KEY": "sk-x", "auth_mode": "apikey"})
+        );
+    }
+
+    #[test]
+    fn iso8601_matches_known_instants() {
+        assert_eq!(iso8601_utc(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(
+            iso8601_utc(1_757_946_480_644),
+            "2025-09-15T14:28:00.644000Z"
+        );
+        assert_eq!(iso8601_utc(951_782_400_000), "2000-02-29T00:00:00.000000Z");
+        assert_eq!(
+            iso8601_utc(4_102_444_799_999),
+            "2099-12-31T23:59:59.999000Z"
+        );
+    }
+}
