@@ -1,0 +1,284 @@
+//! `[plugins.codex]`: the settings and their defaults (those of the Python
+//! original's `CodexSettings` and `codex/model_defaults.py` where it has
+//! one), with every request-shaping step a switch of its own, so a generic
+//! Responses client can turn off what only the Codex backend's quirks need.
+
+use serde::{Deserialize, Serialize};
+
+/// The ChatGPT plan's Codex backend; requests go to `{base_url}/responses`.
+pub(crate) const DEFAULT_BASE_URL: &str = "https://chatgpt.com/backend-api/codex";
+
+/// The model every foreign model id is mapped to by default.
+pub(crate) const DEFAULT_MODEL: &str = "gpt-5.3-codex";
+
+/// The Codex CLI version this plugin identifies as (`version` header and
+/// user agent) unless a Codex CLI client sends its own. The backend refuses
+/// newer models to older clients ("requires a newer version of Codex"), so
+/// this is newer than the 0.34.0 of the captured request; raise it when the
+/// backend says so.
+pub(crate) const DEFAULT_CLIENT_VERSION: &str = "0.114.0";
+
+/// `[plugins.codex]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct Config {
+    /// Upstream root; requests go to `{base_url}/responses`.
+    pub(crate) base_url: String,
+    /// Model rewrite rules, first match wins. A model listed in `models` is
+    /// never rewritten.
+    pub(crate) model_mappings: Vec<MappingRule>,
+    /// What `GET /codex/v1/models` lists.
+    pub(crate) models: Vec<ModelCard>,
+    /// Send `store: false` (the backend refuses to store conversations).
+    pub(crate) force_store_false: bool,
+    /// Remove the parameters in `unsupported_params`, `item_reference`
+    /// input items and `_*` keys.
+    pub(crate) strip_unsupported_params: bool,
+    /// The top-level parameters the backend refuses ("Unsupported parameter").
+    pub(crate) unsupported_params: Vec<String>,
+    /// Move system and developer input messages into `instructions`.
+    pub(crate) fold_system_into_instructions: bool,
+    /// Prepend the Codex CLI's instructions (the backend expects them).
+    pub(crate) inject_instructions: bool,
+    /// What `inject_instructions` prepends; empty: the Codex CLI prompt
+    /// shipped with the plugin.
+    pub(crate) codex_instructions: String,
+    /// Add the Codex CLI's `shell` and `view_image` tools to requests without
+    /// tools. Off: the original did it unconditionally, which gave every
+    /// generic client tools it never asked for and cannot run.
+    pub(crate) inject_tools: bool,
+    /// Add `reasoning` and `include: ["reasoning.encrypted_content"]` when
+    /// the request has none.
+    pub(crate) add_reasoning_defaults: bool,
+    /// `reasoning.effort` added by `add_reasoning_defaults`.
+    pub(crate) reasoning_effort: String,
+    /// `reasoning.summary` added by `add_reasoning_defaults`.
+    pub(crate) reasoning_summary: String,
+    /// Send a `prompt_cache_key` derived from the conversation when the
+    /// client sends none, so every turn of a conversation shares one.
+    pub(crate) stable_prompt_cache_key: bool,
+    /// Use the client's `session_id` / `conversation_id` header when it
+    /// sends one; otherwise (and when off) the id derived from the
+    /// conversation.
+    pub(crate) session_id_from_client: bool,
+    /// The Codex CLI version sent as `version` and in the user agent.
+    pub(crate) client_version: String,
+    /// Give up on the upstream (its head, then each chunk) after this many seconds.
+    pub(crate) timeout_seconds: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            base_url: DEFAULT_BASE_URL.to_owned(),
+            model_mappings: default_model_mappings(),
+            models: default_models(),
+            force_store_false: true,
+            strip_unsupported_params: true,
+            unsupported_params: default_unsupported_params(),
+            fold_system_into_instructions: true,
+            inject_instructions: true,
+            codex_instructions: String::new(),
+            inject_tools: false,
+            add_reasoning_defaults: true,
+            reasoning_effort: "medium".to_owned(),
+            reasoning_summary: "auto".to_owned(),
+            stable_prompt_cache_key: true,
+            session_id_from_client: true,
+            client_version: DEFAULT_CLIENT_VERSION.to_owned(),
+            timeout_seconds: 600,
+        }
+    }
+}
+
+impl Config {
+    /// `base_url` without trailing slashes, so paths can be appended.
+    pub(crate) fn base(&self) -> &str {
+        self.base_url.trim_end_matches('/')
+    }
+}
+
+/// The original's list (`max_output_tokens`, `max_completion_tokens`,
+/// `max_tokens`, `temperature`, `metadata`) plus what the backend has been
+/// seen refusing since (`top_p`, `user` — Claude Code's `metadata.user_id`
+/// arrives as `user` —, penalties, `logprobs`, `n`, `seed`,
+/// `stream_options`, `prompt_cache_retention`). `service_tier`,
+/// `parallel_tool_calls`, `tool_choice`, `text`, `truncation` are accepted
+/// and kept.
+fn default_unsupported_params() -> Vec<String> {
+    [
+        "max_output_tokens",
+        "max_completion_tokens",
+        "max_tokens",
+        "temperature",
+        "top_p",
+        "metadata",
+        "user",
+        "frequency_penalty",
+        "presence_penalty",
+        "logprobs",
+        "top_logprobs",
+        "n",
+        "seed",
+        "stream_options",
+        "prompt_cache_retention",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// How a [`MappingRule`] compares its pattern with the model id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum MatchKind {
+    /// The whole id.
+    #[default]
+    Exact,
+    /// The id starts with the pattern.
+    Prefix,
+    /// The id ends with the pattern.
+    Suffix,
+    /// The pattern (Rust `regex` syntax) matches somewhere in the id.
+    Regex,
+}
+
+/// One model rewrite rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MappingRule {
+    /// How `pattern` is compared.
+    #[serde(default)]
+    pub(crate) kind: MatchKind,
+    /// What the client's model is compared with.
+    pub(crate) pattern: String,
+    /// The model sent upstream instead.
+    pub(crate) target: String,
+    /// Compare without regard to case.
+    #[serde(default)]
+    pub(crate) ignore_case: bool,
+}
+
+/// One entry of `GET /codex/v1/models`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ModelCard {
+    /// The model id.
+    pub(crate) id: String,
+    /// Unix seconds.
+    #[serde(default)]
+    pub(crate) created: u64,
+    /// Owner shown to clients.
+    #[serde(default = "openai")]
+    pub(crate) owned_by: String,
+}
+
+fn openai() -> String {
+    "openai".to_owned()
+}
+
+/// The original's two cards (release days, approximately).
+fn default_models() -> Vec<ModelCard> {
+    [
+        ("gpt-5.3-codex", 1_770_249_600),
+        ("gpt-5.2-codex", 1_766_016_000),
+    ]
+    .into_iter()
+    .map(|(id, created)| ModelCard {
+        id: id.to_owned(),
+        created,
+        owned_by: openai(),
+    })
+    .collect()
+}
+
+/// The original's rules: every OpenAI or Claude model id onto the Codex
+/// model, so Claude Code's `claude-*` models and OpenAI SDK defaults work.
+fn default_model_mappings() -> Vec<MappingRule> {
+    ["gpt-5-codex", "gpt-", "o3-", "o1-", "claude-"]
+        .into_iter()
+        .map(|pattern| MappingRule {
+            kind: MatchKind::Prefix,
+            pattern: pattern.to_owned(),
+            target: DEFAULT_MODEL.to_owned(),
+            ignore_case: false,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use ccproxy_plugin_abi::serde_json;
+
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_originals_with_the_generic_client_fixes() {
+        let config = Config::default();
+        assert_eq!(config.base(), "https://chatgpt.com/backend-api/codex");
+        assert!(config.force_store_false);
+        assert!(config.strip_unsupported_params);
+        assert!(config.fold_system_into_instructions);
+        assert!(config.inject_instructions);
+        assert!(!config.inject_tools);
+        assert!(config.add_reasoning_defaults);
+        assert!(config.stable_prompt_cache_key);
+        assert!(config.session_id_from_client);
+        assert_eq!(config.timeout_seconds, 600);
+        let models: Vec<&str> = config.models.iter().map(|card| card.id.as_str()).collect();
+        assert_eq!(models, ["gpt-5.3-codex", "gpt-5.2-codex"]);
+        let patterns: Vec<&str> = config
+            .model_mappings
+            .iter()
+            .map(|rule| rule.pattern.as_str())
+            .collect();
+        assert_eq!(patterns, ["gpt-5-codex", "gpt-", "o3-", "o1-", "claude-"]);
+        assert!(
+            config
+                .model_mappings
+                .iter()
+                .all(|rule| rule.kind == MatchKind::Prefix && rule.target == "gpt-5.3-codex")
+        );
+        for param in [
+            "max_output_tokens",
+            "temperature",
+            "metadata",
+            "top_p",
+            "user",
+        ] {
+            assert!(
+                config.unsupported_params.iter().any(|p| p == param),
+                "{param}"
+            );
+        }
+        assert!(
+            !config
+                .unsupported_params
+                .iter()
+                .any(|p| p == "service_tier")
+        );
+    }
+
+    #[test]
+    fn parses_user_keys_and_refuses_unknown_ones() {
+        let config: Config = serde_json::from_value(serde_json::json!({
+            "inject_tools": true,
+            "model_mappings": [{"pattern": "x", "target": "y"}],
+            "models": [{"id": "m"}],
+            "base_url": "http://127.0.0.1:9/",
+        }))
+        .unwrap();
+        assert!(config.inject_tools);
+        assert_eq!(config.base(), "http://127.0.0.1:9");
+        assert_eq!(config.model_mappings[0].kind, MatchKind::Exact);
+        assert_eq!(config.models[0].owned_by, "openai");
+        let error = serde_json::from_value::<Config>(
+            serde_json::json!({"inject_detection_payload": false}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("unknown field `inject_detection_payload`"),
+            "{error}"
+        );
+    }
+}
