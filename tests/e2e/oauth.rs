@@ -518,21 +518,19 @@ fn without_a_usable_login_oauth_mode_fails_in_the_clients_format_and_refreshes_o
             body.as_bytes(),
         )
     };
-    // FIXME(service-error-kinds): the host turns every service error but
-    // NotFound/Invalid into Internal (services/host_impl.rs), so oauth_claude's
-    // Unauthorized reaches claude_api as Internal and the client gets a 500
-    // `api_error`/`server_error` where a 401 `authentication_error` is meant.
-    const STATUS_TODAY: u16 = 500;
+    // Regression (service-error-kinds): oauth_claude's Unauthorized reaches
+    // claude_api as Unauthorized, so the client gets a 401, not a 500.
+    const UNAUTHORIZED: u16 = 401;
 
     // Not logged in at all: the error says how to log in, in each format.
     let reply = send("/claude/v1/messages", &anthropic);
-    assert_eq!(reply.status, STATUS_TODAY, "{}", reply.text());
+    assert_eq!(reply.status, UNAUTHORIZED, "{}", reply.text());
     let body = reply.json();
     assert_eq!(body["type"], "error", "{body}");
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("ccproxy auth login claude-api"), "{body}");
     let reply = send("/claude/v1/chat/completions", &chat);
-    assert_eq!(reply.status, STATUS_TODAY, "{}", reply.text());
+    assert_eq!(reply.status, UNAUTHORIZED, "{}", reply.text());
     let body = reply.json();
     assert!(body.get("type").is_none(), "{body}");
     let message = body["error"]["message"].as_str().unwrap_or_default();
@@ -569,7 +567,7 @@ fn without_a_usable_login_oauth_mode_fails_in_the_clients_format_and_refreshes_o
             .collect()
     });
     for reply in &replies {
-        assert_eq!(reply.status, STATUS_TODAY, "{}", reply.text());
+        assert_eq!(reply.status, UNAUTHORIZED, "{}", reply.text());
         let message = reply.json()["error"]["message"]
             .as_str()
             .unwrap_or_default()

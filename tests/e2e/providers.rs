@@ -443,18 +443,9 @@ fn a_client_that_goes_away_mid_stream_cancels_the_upstream_request() {
 #[test]
 fn an_upstream_that_does_not_answer_in_time_is_a_504_in_the_clients_format() {
     let mock = mock();
-    // FIXME(claude-api-timeout): `[plugins.claude_api] timeout_seconds`
-    // (default 600, documented as the count_tokens timeout) is sent as every
-    // upstream request's timeout and wins over `http.read_timeout_seconds`, so
-    // HTTP__READ_TIMEOUT_SECONDS=1 alone does not bound a claude_api request.
-    let proxy = proxy_for(
-        &mock.url(),
-        &[
-            ("HTTP__READ_TIMEOUT_SECONDS", "1"),
-            ("PLUGINS__CLAUDE_API__TIMEOUT_SECONDS", "1"),
-        ],
-        &[],
-    );
+    // Regression (claude-api-timeout): `http.read_timeout_seconds` alone bounds
+    // a claude_api request (its own `timeout_seconds` is for count_tokens).
+    let proxy = proxy_for(&mock.url(), &[("HTTP__READ_TIMEOUT_SECONDS", "1")], &[]);
     mock.fault(json!({"kind": "delay", "delay_ms": 2500, "count": 3}));
     for client in CLIENTS {
         let started = Instant::now();

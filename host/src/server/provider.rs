@@ -204,6 +204,7 @@ pub async fn handle(
             .iter()
             .any(|(k, v)| k == "content-type" && v.starts_with("text/event-stream"));
     let upstream_time = started.elapsed();
+    let passed = passed_headers(&upstream.headers);
     let mut response = if upstream.status >= 400 {
         upstream_error(app, name, route, request_id, &url, upstream).await
     } else if upstream_is_sse && stream {
@@ -230,7 +231,32 @@ pub async fn handle(
     response
         .extensions_mut()
         .insert(UpstreamTime(upstream_time));
+    let headers = response.headers_mut();
+    for (name, value) in passed {
+        headers.insert(name, value);
+    }
     response
+}
+
+/// Upstream headers a client needs to see on every answer: the upstream's
+/// request id and its rate-limit state (Claude Code reads
+/// `anthropic-ratelimit-unified-*`). Everything else stays behind the proxy.
+fn passed_headers(headers: &[(String, String)]) -> Vec<(http::HeaderName, HeaderValue)> {
+    const PREFIXES: [&str; 3] = ["anthropic-ratelimit-", "x-ratelimit-", "x-codex-"];
+    headers
+        .iter()
+        .filter(|(name, _)| {
+            name == "request-id"
+                || name == "retry-after"
+                || PREFIXES.iter().any(|p| name.starts_with(p))
+        })
+        .filter_map(|(name, value)| {
+            Some((
+                http::HeaderName::from_bytes(name.as_bytes()).ok()?,
+                HeaderValue::from_str(value).ok()?,
+            ))
+        })
+        .collect()
 }
 
 /// How long the upstream took to send its response head, for `Server-Timing`.
@@ -279,23 +305,10 @@ async fn upstream_error(
     app.shared.hooks.observe("provider.error", Some(request_id), || {
         json!({"request_id": request_id, "provider": name, "url": url, "status_code": status, "error": String::from_utf8_lossy(&body[..body.len().min(2048)]), "phase": "response"})
     });
-    let mut response = json_response(
+    json_response(
         StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
         converted,
-    );
-    for (key, value) in &upstream.headers {
-        let passes = key == "retry-after"
-            || key.starts_with("anthropic-ratelimit")
-            || key.starts_with("x-ratelimit");
-        if let (true, Ok(key), Ok(value)) = (
-            passes,
-            http::HeaderName::from_bytes(key.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
-            response.headers_mut().insert(key, value);
-        }
-    }
-    response
+    )
 }
 
 async fn complete_response(

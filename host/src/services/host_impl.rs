@@ -224,14 +224,14 @@ impl PluginHost {
                     .call::<_, serde_json::Value>(op::SERVICE, &call, Vec::new())
                     .await
                     .map_err(|error| {
+                        // The provider's error kind travels on, so a consumer can tell
+                        // "not logged in" (401) from "token endpoint down" (502).
                         let code = match error.kind {
-                            CallErrorKind::Panicked => ErrorCode::Internal,
-                            CallErrorKind::Plugin(kind) => match kind {
-                                ccproxy_plugin_abi::ErrorKind::NotFound => ErrorCode::NotFound,
-                                ccproxy_plugin_abi::ErrorKind::Invalid => ErrorCode::Invalid,
-                                _ => ErrorCode::Internal,
-                            },
-                            _ => ErrorCode::Internal,
+                            CallErrorKind::Plugin(kind) => kind.code(),
+                            CallErrorKind::TimedOut => ErrorCode::Timeout,
+                            CallErrorKind::Panicked
+                            | CallErrorKind::Unsupported
+                            | CallErrorKind::BadReply => ErrorCode::Internal,
                         };
                         AbiError::new(
                             code,

@@ -366,7 +366,9 @@ impl Plugin for ClaudeApi {
             body: shaped.body,
             stream: shaped.stream,
             model_alias: shaped.model_alias,
-            timeout: Some(std::time::Duration::from_secs(self.config.timeout_seconds)),
+            // Messages use the host's `http.read_timeout_seconds`;
+            // `timeout_seconds` is the count_tokens timeout.
+            timeout: None,
         })
     }
 
