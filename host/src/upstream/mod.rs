@@ -16,6 +16,10 @@ use hyper_util::{
 
 use crate::config::HttpConfig;
 
+mod proxy;
+
+pub use proxy::ProxyConnector;
+
 /// A failed upstream exchange.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -43,7 +47,7 @@ pub enum UpstreamError {
 /// The shared client.
 #[derive(Clone, Debug)]
 pub struct UpstreamClient {
-    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<hyper_rustls::HttpsConnector<ProxyConnector>, Full<Bytes>>,
     read_timeout: Duration,
 }
 
@@ -74,13 +78,15 @@ impl UpstreamClient {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         })
         .with_no_client_auth();
+        // HTTPS_PROXY and friends are honoured: a CONNECT tunnel with TLS inside.
+        let tcp = ProxyConnector::from_env(http);
         let builder = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http();
         let connector = if config.http2 {
-            builder.enable_all_versions().wrap_connector(http)
+            builder.enable_all_versions().wrap_connector(tcp)
         } else {
-            builder.enable_http1().wrap_connector(http)
+            builder.enable_http1().wrap_connector(tcp)
         };
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(config.pool_idle_timeout())
