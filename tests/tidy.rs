@@ -209,8 +209,11 @@ fn formats_is_pure() {
     }
 }
 
+/// The plugin kit: building blocks any plugin may link, on the SDK only.
+const KIT_MANIFEST: &str = "plugins/kit/Cargo.toml";
+
 #[test]
-fn plugins_and_examples_depend_only_on_the_sdk_among_our_crates() {
+fn plugins_and_examples_depend_only_on_the_sdk_and_the_kit_among_our_crates() {
     let root = root_manifest();
     let manifests = plugin_manifests();
     assert!(
@@ -221,15 +224,57 @@ fn plugins_and_examples_depend_only_on_the_sdk_among_our_crates() {
         for dependency in dependencies(path, &root) {
             let ours = dependency.path.is_some() || dependency.package.starts_with("ccproxy");
             if ours {
-                assert_eq!(
-                    dependency.package,
-                    "ccproxy-plugin-abi",
-                    "{} depends on {}: plugins use the SDK only, exactly as a third party would",
+                assert!(
+                    ["ccproxy-plugin-abi", "ccproxy-plugin-kit"]
+                        .contains(&dependency.package.as_str()),
+                    "{} depends on {}: plugins use the SDK (and the kit built on it) only, exactly as a third party would",
                     relative(path),
                     dependency.package
                 );
             }
         }
+    }
+}
+
+#[test]
+fn the_kit_is_a_library_on_the_sdk_only() {
+    let root = root_manifest();
+    let path = workspace_root().join(KIT_MANIFEST);
+    assert_eq!(package_name(&path), "ccproxy-plugin-kit");
+    for dependency in dependencies(&path, &root) {
+        let ours = dependency.path.is_some() || dependency.package.starts_with("ccproxy");
+        if ours {
+            assert_eq!(
+                dependency.package, "ccproxy-plugin-abi",
+                "{KIT_MANIFEST} depends on {}: the kit uses the public SDK and crates.io only, so a third-party plugin can use it too",
+                dependency.package
+            );
+        }
+    }
+    // A plain library linked into plugins: a cdylib would be a library the
+    // host tries to load as a plugin.
+    let crate_types: Vec<String> = manifest(&path)
+        .get("lib")
+        .and_then(|lib| lib.get("crate-type"))
+        .and_then(Value::as_array)
+        .map(|types| {
+            types
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        !crate_types.iter().any(|t| t == "cdylib" || t == "dylib"),
+        "{KIT_MANIFEST} builds a {crate_types:?}: the kit must be a plain (rlib) library, never a plugin"
+    );
+    let lib = read(&workspace_root().join("plugins/kit/src/lib.rs"));
+    for attribute in ["#![forbid(unsafe_code)]", "#![deny(missing_docs)]"] {
+        assert!(
+            lib.contains(attribute),
+            "plugins/kit/src/lib.rs lacks {attribute}"
+        );
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+pub(crate) use ccproxy_plugin_kit::mapping::{MappingRule, MatchKind};
 use serde::{Deserialize, Serialize};
 
 /// The Anthropic API, where requests go unless `base_url` says otherwise.
@@ -88,48 +89,6 @@ pub(crate) enum InjectionMode {
     Minimal,
     /// The identity block, then `full_system_prompt` when set.
     Full,
-}
-
-/// How a [`MappingRule`] compares its pattern with the model id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum MatchKind {
-    /// The whole id.
-    #[default]
-    Exact,
-    /// The id starts with the pattern.
-    Prefix,
-    /// The id ends with the pattern.
-    Suffix,
-    /// The pattern (Rust `regex` syntax) matches somewhere in the id.
-    Regex,
-}
-
-/// One model rewrite rule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct MappingRule {
-    /// How `pattern` is compared.
-    #[serde(default)]
-    pub(crate) kind: MatchKind,
-    /// What the client's model is compared with.
-    pub(crate) pattern: String,
-    /// The model sent upstream instead.
-    pub(crate) target: String,
-    /// Compare without regard to case.
-    #[serde(default)]
-    pub(crate) ignore_case: bool,
-}
-
-impl MappingRule {
-    fn new(kind: MatchKind, pattern: &str, target: &str) -> Self {
-        Self {
-            kind,
-            pattern: pattern.to_owned(),
-            target: target.to_owned(),
-            ignore_case: false,
-        }
-    }
 }
 
 /// One entry of `GET /claude/v1/models`.
@@ -236,6 +195,8 @@ impl fmt::Debug for Secret {
 
 #[cfg(test)]
 mod tests {
+    use ccproxy_plugin_kit::mapping::ModelMapper;
+
     use super::*;
 
     #[test]
@@ -286,5 +247,28 @@ mod tests {
         let printed = format!("{config:?}");
         assert!(!printed.contains("sk-ant-secret"), "{printed}");
         assert!(printed.contains("api_key: ***"), "{printed}");
+    }
+
+    fn check(mapper: &ModelMapper, model: &str, expected: Option<&str>) {
+        assert_eq!(mapper.map(model), expected, "{model}");
+    }
+
+    #[test]
+    fn default_rules() {
+        let mapper = ModelMapper::new("claude_api", &Config::default().model_mappings).unwrap();
+        check(&mapper, "gpt-4o-mini", Some("claude-3-5-haiku-latest"));
+        check(&mapper, "gpt-4o-2024-08-06", Some("claude-sonnet-4-6"));
+        check(&mapper, "gpt-4", Some("claude-3-5-sonnet-20241022"));
+        check(&mapper, "gpt-4-turbo", Some("claude-3-5-sonnet-20241022"));
+        check(&mapper, "gpt-3.5-turbo", Some("claude-3-5-haiku-20241022"));
+        check(&mapper, "o1-preview", Some("claude-opus-4-6"));
+        check(&mapper, "o3-mini", Some("claude-opus-4-6"));
+        check(&mapper, "o3-mini-high", None);
+        check(&mapper, "gpt-5-codex", Some("claude-sonnet-4-6"));
+        check(&mapper, "sonnet", Some("claude-sonnet-4-6"));
+        check(&mapper, "haiku", Some("claude-haiku-4-5-20251001"));
+        check(&mapper, "claude-3-opus", Some("claude-3-opus-20240229"));
+        check(&mapper, "claude-sonnet-4-20250514", None);
+        check(&mapper, "Sonnet", None);
     }
 }

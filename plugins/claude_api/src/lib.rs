@@ -59,15 +59,14 @@
 
 mod auth;
 mod config;
-mod mapping;
 mod shaping;
 
 use ccproxy_plugin_abi::{Value, prelude::*, serde_json};
+use ccproxy_plugin_kit::mapping::ModelMapper;
 
 use crate::{
     auth::{Credential, Credentials, OAUTH_SERVICE, upstream_headers},
     config::{Config, ModelCard},
-    mapping::ModelMapper,
     shaping::Body,
 };
 
@@ -109,15 +108,7 @@ impl ClaudeApi {
         purpose: Purpose,
         client_model: Option<&str>,
     ) -> Result<Shaped, PluginError> {
-        let mut body: Body = match serde_json::from_slice(body)? {
-            Value::Object(body) => body,
-            other => {
-                return Err(PluginError::invalid(format!(
-                    "request body must be a JSON object, got {}",
-                    json_kind(&other)
-                )));
-            }
-        };
+        let mut body: Body = ccproxy_plugin_kit::json::request_object(body)?;
         let mut stream = false;
         if let Purpose::Messages {
             stream: client_wants_stream,
@@ -157,16 +148,7 @@ impl ClaudeApi {
     /// Rewrites `model` by the first matching rule; returns the client's id
     /// when it changed.
     fn map_model(&self, body: &mut Body, client_model: Option<&str>) -> Option<String> {
-        let Some(Value::String(model)) = body.get_mut("model") else {
-            return None;
-        };
-        let target = self.mapper.map(model)?;
-        if target == model {
-            return None;
-        }
-        debug!("model {model} mapped to {target}");
-        let original = std::mem::replace(model, target.to_owned());
-        Some(client_model.map_or(original, str::to_owned))
+        self.mapper.rewrite(body, client_model, |_| false)
     }
 
     fn models(&self) -> Response {
@@ -225,17 +207,6 @@ fn card_json(card: &ModelCard) -> Value {
     })
 }
 
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 /// An error as Anthropic writes one, for the plugin's own routes.
 fn anthropic_error(error: &PluginError) -> Response {
     let kind = error.kind();
@@ -287,7 +258,7 @@ impl Plugin for ClaudeApi {
     }
 
     async fn init(ctx: Context, config: Config) -> Result<Self, PluginError> {
-        let mapper = ModelMapper::new(&config.model_mappings)?;
+        let mapper = ModelMapper::new("claude_api", &config.model_mappings)?;
         if config.base().is_empty() {
             return Err(PluginError::invalid(
                 "plugins.claude_api.base_url must not be empty; remove it for https://api.anthropic.com",

@@ -9,9 +9,9 @@
 //! `conversation_id`) and, from a Codex CLI client, its `version` are read
 //! from the client.
 
-use std::fmt;
-
 use ccproxy_plugin_abi::{Context, ErrorKind, Headers, PluginError, json, serde_json};
+/// A token. `Debug` prints `***`; [`Secret::expose`] is the one way out.
+pub(crate) use ccproxy_plugin_kit::mask::Secret;
 use serde::Deserialize;
 
 /// The service the `oauth_codex` plugin provides.
@@ -24,24 +24,6 @@ pub(crate) const ORIGINATOR: &str = "codex_cli_rs";
 /// answers with the same words.
 pub(crate) const NOT_LOGGED_IN: &str =
     "not logged in to Codex: run `ccproxy auth login codex` or `codex login`";
-
-/// A token. `Debug` prints `***`; [`Secret::expose`] is the one way out.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub(crate) struct Secret(String);
-
-impl Secret {
-    /// The token itself, for the one header that sends it.
-    pub(crate) fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
 
 /// What one upstream request is sent with.
 #[derive(Debug, Clone)]
@@ -208,7 +190,7 @@ mod tests {
     #[test]
     fn upstream_headers_follow_the_codex_cli() {
         let credential = Credential {
-            access_token: Secret("tok".to_owned()),
+            access_token: Secret::new("tok"),
             account_id: Some("acc-1".to_owned()),
         };
         let built = upstream_headers(&credential, "conv-1", "0.114.0");
@@ -298,7 +280,7 @@ mod tests {
     #[test]
     fn credentials_do_not_print() {
         let credential = Credential {
-            access_token: Secret("tok-secret".to_owned()),
+            access_token: Secret::new("tok-secret"),
             account_id: None,
         };
         let printed = format!("{credential:?}");

@@ -3,6 +3,7 @@
 //! one), with every request-shaping step a switch of its own, so a generic
 //! Responses client can turn off what only the Codex backend's quirks need.
 
+pub(crate) use ccproxy_plugin_kit::mapping::{MappingRule, MatchKind};
 use serde::{Deserialize, Serialize};
 
 /// The ChatGPT plan's Codex backend; requests go to `{base_url}/responses`.
@@ -127,37 +128,6 @@ fn default_unsupported_params() -> Vec<String> {
     .to_vec()
 }
 
-/// How a [`MappingRule`] compares its pattern with the model id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum MatchKind {
-    /// The whole id.
-    #[default]
-    Exact,
-    /// The id starts with the pattern.
-    Prefix,
-    /// The id ends with the pattern.
-    Suffix,
-    /// The pattern (Rust `regex` syntax) matches somewhere in the id.
-    Regex,
-}
-
-/// One model rewrite rule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct MappingRule {
-    /// How `pattern` is compared.
-    #[serde(default)]
-    pub(crate) kind: MatchKind,
-    /// What the client's model is compared with.
-    pub(crate) pattern: String,
-    /// The model sent upstream instead.
-    pub(crate) target: String,
-    /// Compare without regard to case.
-    #[serde(default)]
-    pub(crate) ignore_case: bool,
-}
-
 /// One entry of `GET /codex/v1/models`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -196,18 +166,15 @@ fn default_models() -> Vec<ModelCard> {
 fn default_model_mappings() -> Vec<MappingRule> {
     ["gpt-5-codex", "gpt-", "o3-", "o1-", "claude-"]
         .into_iter()
-        .map(|pattern| MappingRule {
-            kind: MatchKind::Prefix,
-            pattern: pattern.to_owned(),
-            target: DEFAULT_MODEL.to_owned(),
-            ignore_case: false,
-        })
+        .map(|pattern| MappingRule::new(MatchKind::Prefix, pattern, DEFAULT_MODEL))
         .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use ccproxy_plugin_abi::serde_json;
+
+    use ccproxy_plugin_kit::mapping::ModelMapper;
 
     use super::*;
 
@@ -280,5 +247,26 @@ mod tests {
             error.contains("unknown field `inject_detection_payload`"),
             "{error}"
         );
+    }
+
+    fn check(mapper: &ModelMapper, model: &str, expected: Option<&str>) {
+        assert_eq!(mapper.map(model), expected, "{model}");
+    }
+
+    #[test]
+    fn default_rules_send_every_foreign_model_to_the_codex_model() {
+        let mapper = ModelMapper::new("codex", &Config::default().model_mappings).unwrap();
+        check(&mapper, "gpt-5-codex", Some("gpt-5.3-codex"));
+        check(&mapper, "gpt-5-codex-mini", Some("gpt-5.3-codex"));
+        check(&mapper, "gpt-4o", Some("gpt-5.3-codex"));
+        check(&mapper, "gpt-5", Some("gpt-5.3-codex"));
+        check(&mapper, "o3-mini", Some("gpt-5.3-codex"));
+        check(&mapper, "o1-preview", Some("gpt-5.3-codex"));
+        check(&mapper, "claude-sonnet-4-5-20250929", Some("gpt-5.3-codex"));
+        check(&mapper, "claude-3-5-haiku-20241022", Some("gpt-5.3-codex"));
+        // No rule for these: sent as they are.
+        check(&mapper, "o3", None);
+        check(&mapper, "codex-mini-latest", None);
+        check(&mapper, "Claude-x", None);
     }
 }

@@ -64,7 +64,6 @@
 
 mod auth;
 mod config;
-mod mapping;
 mod shaping;
 
 use std::{
@@ -73,11 +72,11 @@ use std::{
 };
 
 use ccproxy_plugin_abi::{Value, prelude::*, serde_json};
+use ccproxy_plugin_kit::mapping::ModelMapper;
 
 use crate::{
     auth::{OAUTH_SERVICE, upstream_headers},
     config::{Config, ModelCard},
-    mapping::ModelMapper,
     shaping::Body,
 };
 
@@ -119,15 +118,7 @@ impl Codex {
         client_model: Option<&str>,
     ) -> Result<Shaped, PluginError> {
         let config = &self.config;
-        let mut body: Body = match serde_json::from_slice(body)? {
-            Value::Object(body) => body,
-            other => {
-                return Err(PluginError::invalid(format!(
-                    "request body must be a JSON object, got {}",
-                    json_kind(&other)
-                )));
-            }
-        };
+        let mut body: Body = ccproxy_plugin_kit::json::request_object(body)?;
         let model_alias = self.map_model(&mut body, client_model);
         shaping::normalize_input(&mut body);
         if config.fold_system_into_instructions {
@@ -185,19 +176,8 @@ impl Codex {
     /// Rewrites `model` by the first matching rule, unless it is one of the
     /// listed models; returns the client's id when it changed.
     fn map_model(&self, body: &mut Body, client_model: Option<&str>) -> Option<String> {
-        let Some(Value::String(model)) = body.get_mut("model") else {
-            return None;
-        };
-        if self.config.models.iter().any(|card| card.id == *model) {
-            return None;
-        }
-        let target = self.mapper.map(model)?;
-        if target == model {
-            return None;
-        }
-        debug!("model {model} mapped to {target}");
-        let original = std::mem::replace(model, target.to_owned());
-        Some(client_model.map_or(original, str::to_owned))
+        let listed = |model: &str| self.config.models.iter().any(|card| card.id == model);
+        self.mapper.rewrite(body, client_model, listed)
     }
 
     fn models(&self) -> Response {
@@ -217,17 +197,6 @@ fn card_json(card: &ModelCard) -> Value {
         "created": card.created,
         "owned_by": card.owned_by,
     })
-}
-
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 fn validate(config: &Config) -> Result<(), PluginError> {
@@ -293,7 +262,7 @@ impl Plugin for Codex {
 
     async fn init(ctx: Context, config: Config) -> Result<Self, PluginError> {
         validate(&config)?;
-        let mapper = ModelMapper::new(&config.model_mappings)?;
+        let mapper = ModelMapper::new("codex", &config.model_mappings)?;
         let tools: Vec<Value> = serde_json::from_str(CODEX_CLI_TOOLS).map_err(|error| {
             PluginError::internal(format!(
                 "the shipped Codex CLI tools are unreadable: {error}"

@@ -12,12 +12,14 @@
 //! | [`single_flight`] | a token refreshed once for any number of concurrent callers, with a back-off after a failed refresh |
 //! | [`oauth`] | an OAuth auth provider's service: arguments, dispatch, the token endpoint and its errors |
 //! | [`mask`] | secrets that never print, and the masked form shown in a status |
+//! | [`json`] | a request body as a JSON object, or an error saying what it is instead |
 //!
 //! `mapping` is behind the default feature `mapping` (it brings in `regex`);
 //! a plugin without model rules turns default features off.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod json;
 #[cfg(feature = "mapping")]
 pub mod mapping;
 pub mod mask;
