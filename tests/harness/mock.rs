@@ -191,3 +191,207 @@ impl Drop for Mock {
         }
     }
 }
+
+/// Where the mock plays the ChatGPT plan's Codex backend (with its checks;
+/// see the crate docs of `ccproxy-mock-upstream`).
+pub const CODEX_BACKEND_PATH: &str = "/backend-api/codex/responses";
+
+/// Where the mock plays OpenAI's form-encoded token endpoint.
+pub const CODEX_TOKEN_PATH: &str = "/oauth/token";
+
+impl Mock {
+    /// `http://MOCK/backend-api/codex`: `plugins.codex.base_url`, so the
+    /// plugin's requests reach [`CODEX_BACKEND_PATH`].
+    pub fn codex_base_url(&self) -> String {
+        format!("{}/backend-api/codex", self.url())
+    }
+
+    /// The requests that reached the Codex backend, oldest first.
+    pub fn codex_requests(&self) -> Vec<Value> {
+        self.requests_to(CODEX_BACKEND_PATH)
+    }
+}
+
+/// The server-sent events of a stream body: `(event name, data as JSON)`
+/// (a `data:` that is not JSON, such as `[DONE]`, is a JSON string).
+pub fn sse_events(body: &[u8]) -> Vec<(Option<String>, Value)> {
+    let text = String::from_utf8_lossy(body).replace("\r\n", "\n");
+    text.split("\n\n")
+        .filter_map(|block| {
+            let mut name = None;
+            let mut data: Vec<&str> = Vec::new();
+            for line in block.lines() {
+                if let Some(value) = line.strip_prefix("event:") {
+                    name = Some(value.trim().to_owned());
+                } else if let Some(value) = line.strip_prefix("data:") {
+                    data.push(value.strip_prefix(' ').unwrap_or(value));
+                }
+            }
+            if data.is_empty() {
+                return None;
+            }
+            let data = data.join("\n");
+            let value = serde_json::from_str(&data).unwrap_or(Value::String(data));
+            Some((name, value))
+        })
+        .collect()
+}
+
+/// A ChatGPT login for the `codex` and `oauth_codex` plugins against the
+/// mock: JWT-shaped tokens as OpenAI issues them, the Codex CLI's
+/// `auth.json`, and a proxy pointed at the mock's Codex backend.
+pub mod codex {
+    use std::{
+        fs,
+        path::{Path, PathBuf},
+        time::{SystemTime, UNIX_EPOCH},
+    };
+
+    use serde_json::{Value, json};
+
+    use super::Mock;
+    use crate::{Proxy, ProxyOptions, Sandbox, set_mode};
+
+    /// The ChatGPT account of [`access_token`].
+    pub const ACCOUNT: &str = "acct_test";
+    /// The refresh token [`write_auth_json`] stores unless told otherwise.
+    pub const REFRESH_TOKEN: &str = "rt_test-0000-refresh";
+    /// 2100-01-01T00:00:00Z, in seconds: a token that does not expire during a test.
+    pub const FAR_FUTURE: u64 = 4_102_444_800;
+
+    /// Seconds since the Unix epoch.
+    pub fn now_s() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs())
+    }
+
+    /// base64url without padding, as JWTs use it.
+    pub fn base64url(bytes: &[u8]) -> String {
+        const ALPHABET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let mut padded = [0u8; 3];
+            padded[..chunk.len()].copy_from_slice(chunk);
+            let bits =
+                (u32::from(padded[0]) << 16) | (u32::from(padded[1]) << 8) | u32::from(padded[2]);
+            for index in 0..=chunk.len() {
+                out.push(char::from(
+                    ALPHABET[((bits >> (18 - 6 * index)) & 63) as usize],
+                ));
+            }
+        }
+        out
+    }
+
+    /// `base64url(header).base64url(payload).base64url(signature)`.
+    pub fn jwt(payload: &Value, signature: &str) -> String {
+        let header = json!({"alg": "RS256", "typ": "JWT"});
+        format!(
+            "{}.{}.{}",
+            base64url(header.to_string().as_bytes()),
+            base64url(payload.to_string().as_bytes()),
+            base64url(signature.as_bytes())
+        )
+    }
+
+    /// A ChatGPT access token for [`ACCOUNT`] on plan `plus`, expiring at
+    /// `exp` (seconds); `tag` makes it distinct.
+    pub fn access_token_expiring(exp: u64, tag: &str) -> String {
+        jwt(
+            &json!({
+                "iss": "https://auth.openai.com",
+                "exp": exp,
+                "https://api.openai.com/auth": {"chatgpt_account_id": ACCOUNT, "chatgpt_plan_type": "plus"},
+            }),
+            &format!("test-signature-{tag}"),
+        )
+    }
+
+    /// The access token of the ordinary test login (valid until 2100).
+    pub fn access_token() -> String {
+        access_token_expiring(FAR_FUTURE, "valid")
+    }
+
+    /// `HOME/.codex/auth.json`: where `oauth_codex` (and the Codex CLI) look.
+    pub fn auth_json_path(home: &Path) -> PathBuf {
+        home.join(".codex").join("auth.json")
+    }
+
+    /// Writes the Codex CLI's `auth.json` at `path` (mode 0600, its folder
+    /// 0700) holding `access_token` and `refresh_token`.
+    pub fn write_auth_json(path: &Path, access_token: &str, refresh_token: &str) {
+        let dir = path.parent().expect("auth.json has a folder");
+        fs::create_dir_all(dir)
+            .unwrap_or_else(|error| panic!("cannot create {}: {error}", dir.display()));
+        set_mode(dir, 0o700);
+        let document = json!({
+            "OPENAI_API_KEY": null,
+            "tokens": {
+                "id_token": "",
+                "access_token": access_token,
+                "refresh_token": refresh_token,
+                "account_id": ACCOUNT,
+            },
+            "last_refresh": "2026-01-01T00:00:00.000000Z",
+        });
+        fs::write(path, document.to_string())
+            .unwrap_or_else(|error| panic!("cannot write {}: {error}", path.display()));
+        set_mode(path, 0o600);
+    }
+
+    /// The mock arguments that make it insist on this login's headers (on
+    /// top of the Codex backend's own checks) and refuse an API key.
+    pub fn mock_args(access_token: &str) -> Vec<String> {
+        [
+            "--expect-header".to_owned(),
+            format!("authorization=Bearer {access_token}"),
+            "--expect-header".to_owned(),
+            format!("chatgpt-account-id={ACCOUNT}"),
+            "--expect-header".to_owned(),
+            "openai-beta=responses=experimental".to_owned(),
+            "--expect-header".to_owned(),
+            "originator=codex_cli_rs".to_owned(),
+            "--forbid-header".to_owned(),
+            "x-api-key".to_owned(),
+            "--quiet".to_owned(),
+        ]
+        .to_vec()
+    }
+
+    /// A mock upstream that accepts only [`access_token`]'s requests.
+    pub fn start_mock() -> Mock {
+        let args = mock_args(&access_token());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Mock::start(&args)
+    }
+
+    /// Starts a proxy in `sandbox` with only `codex` and `oauth_codex`
+    /// enabled, the Codex backend at `mock`, and `env` added.
+    pub fn start_proxy(mock: &Mock, sandbox: Sandbox, env: &[(&str, &str)]) -> Proxy {
+        let base_url = mock.codex_base_url();
+        let mut all: Vec<(&str, &str)> = vec![("PLUGINS__CODEX__BASE_URL", base_url.as_str())];
+        all.extend_from_slice(env);
+        Proxy::start_in(
+            sandbox,
+            ProxyOptions {
+                bundled: &["codex", "oauth_codex"],
+                env: &all,
+                ..ProxyOptions::default()
+            },
+        )
+    }
+
+    /// A proxy logged in with [`access_token`] (in the sandbox's
+    /// `~/.codex/auth.json`) in front of `mock`.
+    pub fn logged_in_proxy(mock: &Mock, env: &[(&str, &str)]) -> Proxy {
+        let sandbox = Sandbox::new();
+        write_auth_json(
+            &auth_json_path(sandbox.root()),
+            &access_token(),
+            REFRESH_TOKEN,
+        );
+        start_proxy(mock, sandbox, env)
+    }
+}

@@ -1,4 +1,4 @@
-//! A mock of the upstream LLM APIs and of the Claude OAuth server, for the
+//! A mock of the upstream LLM APIs and of the Claude and OpenAI OAuth servers, for the
 //! end-to-end tests (Rust) and the SDK tests (Python): one process on
 //! `127.0.0.1`, started as `ccproxy-mock-upstream`, that replays the recorded
 //! exchanges of `tests/data/samples`, records what it receives, checks it, and
@@ -15,10 +15,12 @@
 //! |---|---|
 //! | `POST /v1/messages` | `claude_messages*.json`: `_tools` when the request has tools, `_stream` when it streams; a stream synthesized from the complete answer when none was recorded (tools + stream) |
 //! | `POST /v1/messages/count_tokens` | `{"input_tokens": N}`, N = characters of the text / 4 |
-//! | `POST /responses`, `/v1/responses`, `/backend-api/codex/responses` | `codex_responses*.json` (`_tools`, `_structured` for a JSON schema, `_stream`) |
+//! | `POST /responses`, `/v1/responses` | `codex_responses*.json` (`_tools`, `_structured` for a JSON schema, `_stream`) |
+//! | `POST /backend-api/codex/responses` | the same, after the Codex backend's own checks (below) |
 //! | `POST /chat/completions`, `/v1/chat/completions` | `copilot_chat_completions*.json` |
 //! | `GET /v1/models` | a short Anthropic model list |
-//! | `POST /v1/oauth/token` | the fake authorization server (below) |
+//! | `POST /v1/oauth/token` | the fake Claude authorization server (JSON grants, below) |
+//! | `POST /oauth/token` | the fake OpenAI authorization server (form-encoded grants, below) |
 //! | `GET /api/oauth/profile` | a Claude Max account's profile, for any `authorization: Bearer` token |
 //!
 //! Streams go out as `event: X\ndata: Y\n\n`, one event per body frame. Every
@@ -30,11 +32,24 @@
 //! Responses); every `--expect-header NAME[=VALUE]` must be present (with that
 //! value); no `--forbid-header NAME` may be.
 //!
+//! `/backend-api/codex/responses` (the ChatGPT plan's Codex backend, for
+//! `plugins.codex.base_url = http://MOCK/backend-api/codex`) also refuses
+//! what the real backend refuses, with its `{"detail": "mock upstream: codex
+//! backend: …"}` error body: a request without `authorization: Bearer` (401),
+//! `chatgpt-account-id`, `openai-beta: responses=experimental`,
+//! `originator` or `session_id`; without `stream: true` or `store: false`;
+//! with `metadata`, `temperature`, `top_p`, `max_output_tokens`,
+//! `max_tokens` or `max_completion_tokens`; whose `instructions` are not a
+//! Codex CLI prompt; whose `input` has an untyped item or a `system` message;
+//! whose `function_call_output` answers no earlier `function_call`, or whose
+//! `function_call` is unanswered or names no declared tool (a duplicated
+//! name like `shellshell`).
+//!
 //! # Control API
 //!
 //! | request | what it does |
 //! |---|---|
-//! | `GET /_mock/requests` | every request received since the start or the last reset, in order: `{method, path, query, headers: {name: value}, body (JSON or null), body_text, response: {status, sample, body, outcome}}` |
+//! | `GET /_mock/requests` | every request received since the start or the last reset, in order: `{method, path, query, headers: {name: value}, body (JSON or null), body_text, form (the decoded pairs of a form-encoded body, or null), response: {status, sample, body, outcome}}` |
 //! | `POST /_mock/reset` | forgets requests, faults and counters |
 //! | `POST /_mock/fault` | arms a fault (body below); faults queue and apply in order |
 //! | `DELETE /_mock/fault` | disarms every fault |
@@ -42,9 +57,10 @@
 //! | `GET /_mock/oauth` | `{"authorization_code": n, "refresh_token": n, "issued": [access tokens]}` |
 //! | `POST /_mock/shutdown` | stops the server (in-flight answers finish first, 5 s at most) |
 //!
-//! A fault: `{"kind": "delay"|"status"|"reset_mid_stream"|"trickle",
+//! A fault: `{"kind": "delay"|"status"|"reset_mid_stream"|"trickle"|"edit",
 //! "status": 429, "body": {...}, "delay_ms": N, "after_events": N, "count": N,
-//! "path": "/v1/messages", "retry_after": "7"}`; it applies to the next
+//! "path": "/v1/messages", "retry_after": "7", "event": "response.completed",
+//! "pointer": "/response/output", "value": [], "anonymous": true}`; it applies to the next
 //! `count` (default 1) upstream requests (those on `path` when given; the
 //! token endpoint only when named by `path`):
 //! - `delay`: waits `delay_ms` (default 1000) before the response head;
@@ -52,7 +68,11 @@
 //!   body (`body` replaces it), plus `retry-after` on a 429;
 //! - `reset_mid_stream`: sends `after_events` (default 1) events, then drops the
 //!   connection without the terminating chunk (half the body for a JSON answer);
-//! - `trickle`: waits `delay_ms` (default 100) between stream events.
+//! - `trickle`: waits `delay_ms` (default 100) between stream events;
+//! - `edit`: changes the stream's events named `event` (all without it): sets
+//!   `value` at JSON `pointer` in their data, or removes what is there when
+//!   `value` is absent, and with `anonymous` sends them without their
+//!   `event:` line (the upstream's SSE shape changing under the proxy).
 //!
 //! # OAuth
 //!
@@ -67,12 +87,29 @@
 //! Every token request is counted by its `grant_type` (and a refresh delayed)
 //! before a fault armed with `"path": "/v1/oauth/token"` answers it, so a
 //! failing refresh is as observable as a good one.
+//!
+//! `POST /oauth/token` is OpenAI's (the Codex CLI's login, for
+//! `plugins.oauth_codex.base_url = http://MOCK`): the same two grants, but
+//! `application/x-www-form-urlencoded` only. `authorization_code` needs
+//! `code` = `good-code`, `code_verifier`, `redirect_uri` and `client_id`;
+//! `refresh_token` needs `refresh_token` and `client_id` (and waits
+//! `--oauth-delay-ms`). Both answer JWT-shaped `access_token` and `id_token`
+//! (see [`jwt`]; `exp` ten days ahead for the access token, the
+//! `https://api.openai.com/auth` claim naming account [`MOCK_ACCOUNT`] on plan
+//! `plus`, the signature part `mock-access-login-N` or
+//! `mock-access-refreshed-N` base64url-encoded), `refresh_token`
+//! (`rt_mock-login-N`, `rt_mock-refreshed-N`), `expires_in`, `token_type` and
+//! `scope`. Grants are counted, and faults armed with `"path":
+//! "/oauth/token"` apply, as for the Claude endpoint; both share the counters
+//! and the `issued` list.
 
+mod codex;
 mod samples;
 mod server;
 
 use std::{path::PathBuf, time::Duration};
 
+pub use codex::{MOCK_ACCOUNT, base64url, jwt};
 pub use samples::{Event, Format, Reply, Samples, Selected, synthesize};
 pub use server::{listening_address, serve};
 

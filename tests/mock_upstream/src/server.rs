@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
 use crate::{
-    Options,
+    Options, codex,
     samples::{Event, Format, Reply, Samples, Selected},
 };
 
@@ -160,6 +160,16 @@ impl State {
                 }
             }
         }
+        let is_form = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        let form = if is_form {
+            Value::Object(codex::parse_form(body))
+        } else {
+            Value::Null
+        };
         let entry = json!({
             "method": parts.method.as_str(),
             "path": parts.uri.path(),
@@ -168,6 +178,7 @@ impl State {
             "headers": headers,
             "body": serde_json::from_slice::<Value>(body).unwrap_or(Value::Null),
             "body_text": String::from_utf8_lossy(body),
+            "form": form,
             "response": null,
         });
         let mut inner = self.inner();
@@ -198,7 +209,7 @@ impl State {
         let mut inner = self.inner();
         let position = inner.faults.iter().position(|fault| match &fault.path {
             Some(only) => only == path,
-            None => path != TOKEN_PATH,
+            None => path != TOKEN_PATH && path != codex::TOKEN_PATH,
         })?;
         let fault = inner.faults.get_mut(position)?;
         fault.count -= 1;
@@ -283,6 +294,38 @@ async fn upstream(
             state.set_response(index, status, "oauth", b"", "answered");
             return response;
         }
+        (&Method::POST, codex::TOKEN_PATH) => {
+            // OpenAI's: form-encoded, counted and delayed like the Claude one.
+            let grant = count_grant(state, body);
+            if grant
+                .as_ref()
+                .is_some_and(|(kind, _)| kind == "refresh_token")
+            {
+                tokio::time::sleep(state.options.oauth_delay).await;
+            }
+            let fault = state.take_fault(path);
+            if let Some(response) = early_fault(fault.as_ref(), Format::Chat).await {
+                state.set_response(index, response.status().as_u16(), "fault", b"", "fault");
+                return response;
+            }
+            let content_type = parts
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok());
+            let (status, answer, issued) = codex::token_grant(
+                content_type,
+                &codex::parse_form(body),
+                grant.map_or(0, |(_, n)| n),
+            );
+            if let Some(access) = issued {
+                state.inner().issued.push(access);
+            }
+            state.set_response(index, status, "oauth", b"", "answered");
+            return plain_json(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                &answer,
+            );
+        }
         (&Method::GET, "/v1/models") => return plain_json(StatusCode::OK, &models()),
         (&Method::GET, "/api/oauth/profile") => return profile(parts),
         _ => {
@@ -300,6 +343,17 @@ async fn upstream(
         let response = error_response(format, 400, &format!("mock upstream: {message}"));
         state.set_response(index, 400, "check", message.as_bytes(), "rejected");
         return response;
+    }
+    if path == codex::BACKEND_PATH {
+        let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        if let Err((status, message)) = codex::check_backend(parts, &request) {
+            let answer = codex::error_body(&message);
+            state.set_response(index, status, "check", message.as_bytes(), "rejected");
+            return plain_json(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                &answer,
+            );
+        }
     }
     let fault = state.take_fault(path);
     if let Some(response) = early_fault(fault.as_ref(), format).await {
@@ -354,7 +408,7 @@ async fn early_fault(fault: Option<&Fault>, format: Format) -> Option<Response<B
             }
             Some(response)
         }
-        FaultKind::ResetMidStream | FaultKind::Trickle => None,
+        FaultKind::ResetMidStream | FaultKind::Trickle | FaultKind::Edit => None,
     }
 }
 
@@ -479,7 +533,10 @@ fn answer(
                 None,
             )
         }
-        Reply::Events(events) => {
+        Reply::Events(mut events) => {
+            if let Some(edit) = fault.as_ref().filter(|f| f.kind == FaultKind::Edit) {
+                edit.edit(&mut events);
+            }
             let frames: Vec<Vec<u8>> = events.iter().map(Event::encode).collect();
             let fault = fault.as_ref();
             let reset_after = fault
@@ -653,7 +710,8 @@ fn error_body(format: Format, status: u16, message: &str) -> Value {
 
 /// Counts a token request by its `grant_type`; returns the kind and its number.
 fn count_grant(state: &State, body: &Bytes) -> Option<(String, u64)> {
-    let request: Value = serde_json::from_slice(body).ok()?;
+    let request: Value =
+        serde_json::from_slice(body).unwrap_or_else(|_| Value::Object(codex::parse_form(body)));
     let kind = request.get("grant_type")?.as_str()?.to_owned();
     let mut inner = state.inner();
     let counter = match kind.as_str() {
@@ -827,6 +885,7 @@ enum FaultKind {
     Status,
     ResetMidStream,
     Trickle,
+    Edit,
 }
 
 #[derive(Debug, Clone)]
@@ -839,6 +898,14 @@ struct Fault {
     count: u64,
     path: Option<String>,
     retry_after: Option<String>,
+    /// `edit`: the events it changes (by `event:` name; all when `None`).
+    event: Option<String>,
+    /// `edit`: the JSON pointer into each event's data it sets or removes.
+    pointer: Option<String>,
+    /// `edit`: the value set at `pointer`; `None` removes it.
+    value: Option<Value>,
+    /// `edit`: send the changed events without their `event:` line.
+    anonymous: bool,
 }
 
 impl Fault {
@@ -850,9 +917,10 @@ impl Fault {
             Some("status") => FaultKind::Status,
             Some("reset_mid_stream") => FaultKind::ResetMidStream,
             Some("trickle") => FaultKind::Trickle,
+            Some("edit") => FaultKind::Edit,
             other => {
                 return Err(format!(
-                    "fault kind {other:?} is not one of delay, status, reset_mid_stream, trickle"
+                    "fault kind {other:?} is not one of delay, status, reset_mid_stream, trickle, edit"
                 ));
             }
         };
@@ -890,7 +958,45 @@ impl Fault {
                 Some(Value::Number(n)) => Some(n.to_string()),
                 _ => None,
             },
+            event: value
+                .get("event")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            pointer: match value.get("pointer") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(pointer)) if pointer.starts_with('/') => Some(pointer.clone()),
+                Some(other) => {
+                    return Err(format!(
+                        "`pointer` must be a JSON pointer such as \"/response/output\", got {other}"
+                    ));
+                }
+            },
+            value: value.get("value").cloned(),
+            anonymous: value.get("anonymous").and_then(Value::as_bool) == Some(true),
         })
+    }
+
+    /// Applies an `edit` fault to a stream: sets or removes `pointer` in the
+    /// data of each matching event, and drops their names when `anonymous`.
+    fn edit(&self, events: &mut [Event]) {
+        for event in events.iter_mut() {
+            if self
+                .event
+                .as_ref()
+                .is_some_and(|only| event.name.as_ref() != Some(only))
+            {
+                continue;
+            }
+            if let Some(pointer) = &self.pointer
+                && let Ok(mut data) = serde_json::from_str::<Value>(&event.data)
+            {
+                edit_at(&mut data, pointer, self.value.clone());
+                event.data = data.to_string();
+            }
+            if self.anonymous {
+                event.name = None;
+            }
+        }
     }
 
     fn describe(&self) -> Value {
@@ -900,11 +1006,44 @@ impl Fault {
                 FaultKind::Status => "status",
                 FaultKind::ResetMidStream => "reset_mid_stream",
                 FaultKind::Trickle => "trickle",
+                FaultKind::Edit => "edit",
             },
             "status": self.status, "body": self.body, "delay_ms": self.delay_ms,
             "after_events": self.after_events, "count": self.count, "path": self.path,
-            "retry_after": self.retry_after,
+            "retry_after": self.retry_after, "event": self.event, "pointer": self.pointer,
+            "value": self.value, "anonymous": self.anonymous,
         })
+    }
+}
+
+/// Sets `value` at JSON `pointer` in `data` (its parent must exist), or
+/// removes what is there when `value` is `None`.
+fn edit_at(data: &mut Value, pointer: &str, value: Option<Value>) {
+    let (parent, last) = pointer.rsplit_once('/').unwrap_or(("", pointer));
+    let key = last.replace("~1", "/").replace("~0", "~");
+    let Some(parent) = data.pointer_mut(parent) else {
+        return;
+    };
+    match (parent, value) {
+        (Value::Object(object), Some(value)) => {
+            object.insert(key, value);
+        }
+        (Value::Object(object), None) => {
+            object.remove(&key);
+        }
+        (Value::Array(items), value) => {
+            if let Ok(index) = key.parse::<usize>()
+                && index < items.len()
+            {
+                match value {
+                    Some(value) => items[index] = value,
+                    None => {
+                        items.remove(index);
+                    }
+                }
+            }
+        }
+        _ => {}
     }
 }
 
@@ -958,6 +1097,35 @@ mod tests {
         // "user" + "12345678" = 12 characters.
         assert_eq!(count_tokens(&request), 3);
         assert_eq!(count_tokens(&json!({})), 1);
+    }
+
+    #[test]
+    fn edit_faults_set_or_remove_a_field_and_can_drop_names() {
+        let fault = Fault::parse(
+            br#"{"kind": "edit", "event": "response.completed", "pointer": "/response/output", "anonymous": true}"#,
+        )
+        .unwrap();
+        let mut events = vec![
+            Event {
+                name: Some("response.created".to_owned()),
+                data: r#"{"response":{"output":[]}}"#.to_owned(),
+            },
+            Event {
+                name: Some("response.completed".to_owned()),
+                data: r#"{"response":{"id":"r","output":[1]}}"#.to_owned(),
+            },
+        ];
+        fault.edit(&mut events);
+        assert_eq!(events[0].name.as_deref(), Some("response.created"));
+        assert_eq!(events[0].data, r#"{"response":{"output":[]}}"#);
+        assert_eq!(events[1].name, None);
+        assert_eq!(events[1].data, r#"{"response":{"id":"r"}}"#);
+        let fault =
+            Fault::parse(br#"{"kind": "edit", "pointer": "/response/output", "value": []}"#)
+                .unwrap();
+        fault.edit(&mut events);
+        assert_eq!(events[1].data, r#"{"response":{"id":"r","output":[]}}"#);
+        assert!(Fault::parse(br#"{"kind": "edit", "pointer": "response"}"#).is_err());
     }
 
     #[test]

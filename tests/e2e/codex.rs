@@ -1,0 +1,816 @@
+//! The Codex provider end to end: the real binary with the real `codex` and
+//! `oauth_codex` libraries against the mock upstream playing the ChatGPT
+//! plan's Codex backend (`/backend-api/codex/responses`, which refuses what
+//! the real backend refuses) and OpenAI's form-encoded token endpoint.
+//!
+//! What each client format sends reaches the backend as the Codex CLI would
+//! send it (headers and body), a Claude Code conversation keeps one session
+//! and its tool history, `ccproxy auth login codex --manual` stores the Codex
+//! CLI's file, an expired token is refreshed once for fifty concurrent
+//! requests, and without a login every format gets a 401 saying what to do.
+
+use std::{
+    fs,
+    io::{BufRead, BufReader, Read, Write},
+    os::unix::fs::PermissionsExt,
+    path::Path,
+    process::Stdio,
+    sync::{Barrier, mpsc},
+    time::{Duration, Instant},
+};
+
+use ccproxy_e2e::{
+    CliOutput, Proxy, Reply, Sandbox,
+    mock::{CODEX_TOKEN_PATH, Mock, codex, sse_events},
+    workspace_root,
+};
+use serde_json::{Value, json};
+
+/// The Codex CLI's OAuth client, which `oauth_codex` logs in as.
+const CLIENT_ID: &str = "app_EMoamEEZ73f0CkXaXp7hrann";
+const SCOPE: &str = "openid profile email offline_access";
+
+fn read_json(path: &Path) -> Value {
+    let text = fs::read_to_string(path)
+        .unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::metadata(path)
+        .unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+fn sample(name: &str) -> Value {
+    read_json(
+        &workspace_root()
+            .join("tests/data/samples")
+            .join(format!("{name}.json")),
+    )
+}
+
+/// The text of the recorded Codex stream, which answers every tool-less request.
+fn stream_text() -> String {
+    sample("codex_responses_stream")["response"]["events"]
+        .as_array()
+        .expect("the stream sample has events")
+        .iter()
+        .filter(|event| event["event"] == "response.output_text.delta")
+        .map(|event| {
+            serde_json::from_str::<Value>(event["data"].as_str().unwrap_or_default())
+                .expect("event data is JSON")["delta"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+/// The Codex CLI's instructions the plugin ships.
+fn codex_cli_instructions() -> String {
+    fs::read_to_string(workspace_root().join("plugins/codex/data/codex_cli_instructions.txt"))
+        .expect("the plugin ships the Codex CLI instructions")
+}
+
+fn post(proxy: &Proxy, path: &str, body: &Value, headers: &[(&str, &str)]) -> Reply {
+    let mut all = vec![("content-type", "application/json")];
+    all.extend_from_slice(headers);
+    proxy.request("POST", path, &all, body.to_string().as_bytes())
+}
+
+/// The text of an answer in any client format, streamed or not.
+fn answer_text(path: &str, reply: &Reply, stream: bool) -> String {
+    if !stream {
+        let body = reply.json();
+        return match path {
+            "/codex/v1/messages" => body["content"][0]["text"].as_str(),
+            "/codex/v1/chat/completions" => body["choices"][0]["message"]["content"].as_str(),
+            _ => body["output"][0]["content"][0]["text"].as_str(),
+        }
+        .unwrap_or_else(|| panic!("no text in {body}"))
+        .to_owned();
+    }
+    sse_events(&reply.body)
+        .iter()
+        .filter_map(|(name, data)| match path {
+            "/codex/v1/messages" => (name.as_deref() == Some("content_block_delta"))
+                .then(|| data["delta"]["text"].as_str())
+                .flatten(),
+            "/codex/v1/chat/completions" => data["choices"][0]["delta"]["content"].as_str(),
+            _ => (name.as_deref() == Some("response.output_text.delta"))
+                .then(|| data["delta"].as_str())
+                .flatten(),
+        })
+        .collect()
+}
+
+/// The shape of a request the Codex backend takes, whatever the client
+/// sent: the Codex CLI's headers with this login, and a body with the
+/// backend's settings and without what it refuses. Returns the body.
+fn assert_codex_cli_shaped(request: &Value) -> &Value {
+    let headers = &request["headers"];
+    let header = |name: &str| headers[name].as_str().unwrap_or_default();
+    assert_eq!(request["path"], "/backend-api/codex/responses");
+    assert_eq!(
+        header("authorization"),
+        format!("Bearer {}", codex::access_token())
+    );
+    assert_eq!(header("chatgpt-account-id"), codex::ACCOUNT);
+    assert_eq!(header("openai-beta"), "responses=experimental");
+    assert_eq!(header("originator"), "codex_cli_rs");
+    assert_eq!(header("version"), "0.114.0");
+    assert!(
+        header("user-agent").starts_with("codex_cli_rs/0.114.0 ("),
+        "{headers}"
+    );
+    assert_eq!(header("accept"), "text/event-stream");
+    for leaked in ["x-api-key", "cookie", "anthropic-version"] {
+        assert!(headers.get(leaked).is_none(), "{leaked} leaked: {headers}");
+    }
+    let body = &request["body"];
+    let session = header("session_id");
+    assert_eq!(session.len(), 36, "a UUID: {session}");
+    assert_eq!(header("conversation_id"), session);
+    assert_eq!(body["prompt_cache_key"], session);
+    assert_eq!(body["stream"], true, "{body}");
+    assert_eq!(body["store"], false, "{body}");
+    for refused in [
+        "metadata",
+        "temperature",
+        "top_p",
+        "max_output_tokens",
+        "max_tokens",
+        "max_completion_tokens",
+        "user",
+    ] {
+        assert!(body.get(refused).is_none(), "{refused} was sent: {body}");
+    }
+    let instructions = body["instructions"].as_str().unwrap_or_default();
+    assert!(
+        instructions.starts_with(codex_cli_instructions().trim_end()),
+        "the Codex CLI instructions come first: {instructions:.200}"
+    );
+    assert_eq!(body["include"], json!(["reasoning.encrypted_content"]));
+    for item in body["input"].as_array().expect("input is a list") {
+        assert!(item["type"].is_string(), "untyped item: {item}");
+        assert!(
+            !matches!(item["role"].as_str(), Some("system" | "developer")),
+            "a system message in input: {item}"
+        );
+    }
+    body
+}
+
+#[test]
+fn every_client_format_reaches_the_backend_as_the_codex_cli_sends_it() {
+    let mock = codex::start_mock();
+    let proxy = codex::logged_in_proxy(&mock, &[]);
+    let text = stream_text();
+    // What clients add that the backend refuses or must never see.
+    let client_headers = [
+        ("authorization", "Bearer client-secret"),
+        ("x-api-key", "client-key"),
+        ("cookie", "session=client"),
+        ("anthropic-version", "2023-06-01"),
+    ];
+    let requests = |stream: bool| {
+        [
+            (
+                "/codex/v1/responses",
+                json!({
+                    "model": "gpt-4o", "stream": stream, "instructions": "Be brief.",
+                    "input": [
+                        {"role": "system", "content": "You are terse."},
+                        {"role": "user", "content": "Hello"},
+                    ],
+                    "temperature": 0.2, "max_output_tokens": 100, "metadata": {"k": "v"}, "top_p": 0.9,
+                }),
+            ),
+            (
+                "/codex/v1/chat/completions",
+                json!({
+                    "model": "gpt-4o", "stream": stream, "temperature": 0.2, "max_tokens": 100,
+                    "max_completion_tokens": 100, "user": "u-1", "top_p": 0.9,
+                    "messages": [
+                        {"role": "system", "content": "Be brief."},
+                        {"role": "developer", "content": "You are terse."},
+                        {"role": "user", "content": "Hello"},
+                    ],
+                }),
+            ),
+            (
+                "/codex/v1/messages",
+                json!({
+                    "model": "claude-sonnet-4-5-20250929", "stream": stream, "max_tokens": 32000,
+                    "temperature": 1, "metadata": {"user_id": "user_abc_account_def_session_ghi"},
+                    "system": [{"type": "text", "text": "Be brief."}, {"type": "text", "text": "You are terse."}],
+                    "messages": [{"role": "user", "content": "Hello"}],
+                }),
+            ),
+        ]
+    };
+    let mut sent = 0;
+    for stream in [false, true] {
+        for (path, body) in requests(stream) {
+            let reply = post(&proxy, path, &body, &client_headers);
+            assert_eq!(
+                reply.status,
+                200,
+                "{path} stream={stream}: {}\nmock: {:#}",
+                reply.text(),
+                mock.codex_requests().last().cloned().unwrap_or_default()["response"]
+            );
+            let content_type = reply.header("content-type").unwrap_or_default();
+            assert_eq!(
+                content_type.starts_with("text/event-stream"),
+                stream,
+                "{path}: {content_type}"
+            );
+            assert_eq!(
+                answer_text(path, &reply, stream),
+                text,
+                "{path} stream={stream}"
+            );
+            if !stream {
+                // One accumulated answer, with the client's model and the usage.
+                let answer = reply.json();
+                let model = body["model"].as_str().unwrap_or_default();
+                assert_eq!(answer["model"], model, "{path}: {answer}");
+                let usage = &answer["usage"];
+                match path {
+                    "/codex/v1/messages" => {
+                        assert_eq!(
+                            (
+                                &usage["input_tokens"],
+                                &usage["cache_read_input_tokens"],
+                                &usage["output_tokens"]
+                            ),
+                            (&json!(63), &json!(2176), &json!(15)),
+                            "{answer}"
+                        );
+                        assert_eq!(answer["stop_reason"], "end_turn");
+                    }
+                    "/codex/v1/chat/completions" => {
+                        assert_eq!(
+                            (&usage["prompt_tokens"], &usage["completion_tokens"]),
+                            (&json!(2239), &json!(15)),
+                            "{answer}"
+                        );
+                        assert_eq!(answer["choices"][0]["finish_reason"], "stop");
+                    }
+                    _ => {
+                        assert_eq!(
+                            (&usage["input_tokens"], &usage["output_tokens"]),
+                            (&json!(2239), &json!(15)),
+                            "{answer}"
+                        );
+                        assert_eq!(answer["status"], "completed");
+                    }
+                }
+            }
+            sent += 1;
+            let upstream = mock.codex_requests();
+            assert_eq!(upstream.len(), sent);
+            let request = upstream.last().expect("one request per client request");
+            let body = assert_codex_cli_shaped(request);
+            assert!(request["headers"]["authorization"] != "Bearer client-secret");
+            // Every client's model is mapped to the backend's.
+            assert_eq!(body["model"], "gpt-5.3-codex", "{path}");
+            // The system prompt follows the Codex CLI's instructions, in order.
+            let instructions = body["instructions"].as_str().unwrap_or_default();
+            assert!(
+                instructions.ends_with("Be brief.\n\nYou are terse.")
+                    || instructions.ends_with("Be brief.\nYou are terse."),
+                "{path}: {:?}",
+                &instructions[instructions.len().saturating_sub(80)..]
+            );
+            let input = body["input"].as_array().expect("input is a list");
+            assert_eq!(input.len(), 1, "{path}: {input:?}");
+            assert_eq!(input[0]["role"], "user");
+            let content = &input[0]["content"];
+            let said = content
+                .as_str()
+                .or_else(|| content[0]["text"].as_str())
+                .unwrap_or_default();
+            assert_eq!(said, "Hello", "{path}: {content}");
+            assert_eq!(request["response"]["status"], 200);
+        }
+    }
+}
+
+/// The Claude Code request of the codex plugin's tests: a system prompt with
+/// Claude Code's billing line, two tools, and a history of three turns with
+/// parallel tool calls and their results.
+fn claude_code_history() -> Value {
+    read_json(&workspace_root().join("plugins/codex/testdata/claude_code_history.anthropic.json"))
+}
+
+#[test]
+fn a_claude_code_conversation_keeps_its_session_and_its_tool_history() {
+    let mock = codex::start_mock();
+    let proxy = codex::logged_in_proxy(&mock, &[]);
+    let history = claude_code_history();
+    // The first turn: the first user message only; Claude Code's billing
+    // line differs between turns (its `cch=` hash changes every request).
+    let mut first = history.clone();
+    first["messages"].as_array_mut().unwrap().truncate(1);
+    first["tools"] = json!([]);
+    first["system"][0]["text"] =
+        json!("x-anthropic-billing-header: cc_version=2.1.37.3a9; cc_entrypoint=cli; cch=00000;");
+    for body in [&first, &history] {
+        let reply = post(
+            &proxy,
+            "/codex/v1/messages",
+            body,
+            &[("x-api-key", "client-key")],
+        );
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let events = sse_events(&reply.body);
+        assert_eq!(
+            events.last().map(|(name, _)| name.as_deref()),
+            Some(Some("message_stop"))
+        );
+    }
+    let upstream = mock.codex_requests();
+    assert_eq!(upstream.len(), 2);
+    let (one, two) = (
+        assert_codex_cli_shaped(&upstream[0]),
+        assert_codex_cli_shaped(&upstream[1]),
+    );
+    let session = |request: &Value| request["headers"]["session_id"].clone();
+    assert_eq!(session(&upstream[0]), session(&upstream[1]), "one session");
+    assert_eq!(one["prompt_cache_key"], two["prompt_cache_key"]);
+    for body in [one, two] {
+        let instructions = body["instructions"].as_str().unwrap_or_default();
+        assert!(
+            !instructions.contains("x-anthropic-billing-header"),
+            "{instructions:.100}"
+        );
+        assert!(instructions.ends_with("Platform: linux\n</env>"));
+    }
+
+    // The second turn's history, item by item, in Claude Code's order.
+    let items: Vec<(String, String, String)> = two["input"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| {
+            let kind = item["type"].as_str().unwrap_or_default().to_owned();
+            let who = item["role"]
+                .as_str()
+                .or_else(|| item["call_id"].as_str())
+                .unwrap_or_default()
+                .to_owned();
+            let what = item["name"]
+                .as_str()
+                .or_else(|| item["output"].as_str())
+                .or_else(|| item["content"].as_array()?.last()?["text"].as_str())
+                .unwrap_or_default()
+                .to_owned();
+            (kind, who, what)
+        })
+        .collect();
+    let item =
+        |kind: &str, who: &str, what: &str| (kind.to_owned(), who.to_owned(), what.to_owned());
+    assert_eq!(
+        items,
+        [
+            item(
+                "message",
+                "user",
+                "What is in this repo? Then run the tests."
+            ),
+            item(
+                "message",
+                "assistant",
+                "I'll list the files and read the manifest."
+            ),
+            item("function_call", "call_Fq3mS0Yw8kQm1V2xL7bZ0aTe", "Bash"),
+            item("function_call", "call_9dKx2LpQ4rT6uW8yZ1cE3gHj", "Read"),
+            item(
+                "function_call_output",
+                "call_Fq3mS0Yw8kQm1V2xL7bZ0aTe",
+                "Cargo.toml\nsrc"
+            ),
+            item(
+                "function_call_output",
+                "call_9dKx2LpQ4rT6uW8yZ1cE3gHj",
+                "     1\t[package]\n     2\tname = \"demo\""
+            ),
+            item(
+                "message",
+                "assistant",
+                "A crate named demo. Running the tests."
+            ),
+            item("function_call", "call_Mn5bV7cX9zA1sD3fG5hJ7kL9", "Bash"),
+            item(
+                "function_call_output",
+                "call_Mn5bV7cX9zA1sD3fG5hJ7kL9",
+                "test result: ok. 3 passed; 0 failed"
+            ),
+            item("message", "user", "Good. Now run clippy."),
+        ]
+    );
+    let arguments: Vec<Value> = two["input"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|item| item["type"] == "function_call")
+        .map(|item| serde_json::from_str(item["arguments"].as_str().unwrap()).unwrap())
+        .collect();
+    assert_eq!(
+        arguments,
+        [
+            json!({"command": "ls"}),
+            json!({"file_path": "/repo/Cargo.toml"}),
+            json!({"command": "cargo test", "timeout": 120000}),
+        ]
+    );
+    let tools: Vec<&Value> = two["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|tool| &tool["name"])
+        .collect();
+    assert_eq!(tools, [&json!("Bash"), &json!("Read")]);
+}
+
+/// What `ccproxy auth login codex --manual` did.
+struct Login {
+    output: CliOutput,
+    /// The authorize URL it printed.
+    url: String,
+}
+
+fn query_param(url: &str, name: &str) -> Option<String> {
+    let query = url.split_once('?')?.1;
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == name).then(|| percent_decode(value))
+    })
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(byte) = text
+                .get(i + 1..i + 3)
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn is_base64url(text: &str) -> bool {
+    text.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Runs `auth login codex --manual`, reads the authorize URL it prints and
+/// pastes `good-code#STATE` on its stdin.
+fn manual_login(sandbox: &Sandbox, env: &[(&str, &str)]) -> Login {
+    let mut child = sandbox
+        .command(&["auth", "login", "codex", "--manual"], env)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ccproxy auth login starts");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let stderr_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let (lines_tx, lines_rx) = mpsc::channel::<String>();
+    let stdout_reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap_or(0) > 0 {
+            all.push_str(&line);
+            let _ = lines_tx.send(line.clone());
+            line.clear();
+        }
+        all
+    });
+    let url = loop {
+        match lines_rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) if line.contains("state=") => break line.trim().to_owned(),
+            Ok(_) => continue,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "auth login printed no authorize URL; stdout:\n{}\nstderr:\n{}",
+                    stdout_reader.join().unwrap_or_default(),
+                    stderr_reader.join().unwrap_or_default()
+                );
+            }
+        }
+    };
+    let state = query_param(&url, "state").expect("the URL carries a state");
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    writeln!(stdin, "good-code#{state}").expect("the code can be pasted");
+    drop(stdin);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("the child can be polled") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("auth login did not finish within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Login {
+        output: CliOutput {
+            code: status.code().unwrap_or(-1),
+            stdout: stdout_reader.join().unwrap_or_default(),
+            stderr: stderr_reader.join().unwrap_or_default(),
+        },
+        url,
+    }
+}
+
+#[test]
+fn auth_login_codex_stores_the_codex_cli_file_and_the_proxy_uses_it() {
+    let mock = Mock::start(&["--quiet"]);
+    let sandbox = Sandbox::new();
+    // One key moves both the authorize page and the token endpoint.
+    let base_url = mock.url();
+    let env = [("PLUGINS__OAUTH_CODEX__BASE_URL", base_url.as_str())];
+    let login = manual_login(&sandbox, &env);
+    assert_eq!(login.output.code, 0, "login failed: {:?}", login.output);
+    assert!(
+        login.output.stdout.contains("logged in to codex"),
+        "{:?}",
+        login.output
+    );
+    assert!(
+        login
+            .url
+            .starts_with(&format!("{}/oauth/authorize?", mock.url())),
+        "{}",
+        login.url
+    );
+    let param = |name: &str| query_param(&login.url, name).unwrap_or_default();
+    assert_eq!(param("response_type"), "code");
+    assert_eq!(param("client_id"), CLIENT_ID);
+    assert_eq!(param("scope"), SCOPE);
+    assert_eq!(param("code_challenge_method"), "S256");
+    assert_eq!(param("id_token_add_organizations"), "true");
+    assert_eq!(param("codex_cli_simplified_flow"), "true");
+    assert_eq!(param("originator"), "codex_cli_rs");
+    let challenge = param("code_challenge");
+    assert!(
+        challenge.len() == 43 && is_base64url(&challenge),
+        "{challenge}"
+    );
+    let redirect_uri = param("redirect_uri");
+    assert!(redirect_uri.starts_with("http"), "{}", login.url);
+
+    // One form-encoded authorization-code grant.
+    let oauth = mock.oauth();
+    assert_eq!(
+        (&oauth["authorization_code"], &oauth["refresh_token"]),
+        (&json!(1), &json!(0))
+    );
+    let grants = mock.requests_to(CODEX_TOKEN_PATH);
+    assert_eq!(grants.len(), 1, "{grants:#?}");
+    assert!(
+        grants[0]["headers"]["content-type"]
+            .as_str()
+            .is_some_and(|kind| kind.starts_with("application/x-www-form-urlencoded")),
+        "{}",
+        grants[0]["headers"]
+    );
+    assert!(grants[0]["body"].is_null(), "a form, not JSON");
+    let form = &grants[0]["form"];
+    let verifier = form["code_verifier"].as_str().unwrap_or_default();
+    assert!(verifier.len() == 43 && is_base64url(verifier), "{form}");
+    assert_ne!(verifier, challenge);
+    assert_eq!(
+        form,
+        &json!({
+            "grant_type": "authorization_code", "code": "good-code", "redirect_uri": redirect_uri,
+            "client_id": CLIENT_ID, "code_verifier": verifier,
+        })
+    );
+
+    // ~/.codex/auth.json: mode 0600, exactly the Codex CLI's shape.
+    let file = codex::auth_json_path(sandbox.root());
+    assert_eq!(mode(&file), 0o600);
+    assert_eq!(mode(file.parent().unwrap()), 0o700);
+    let stored = read_json(&file);
+    let issued = oauth["issued"][0]
+        .as_str()
+        .expect("an access token was issued");
+    let id_token = stored["tokens"]["id_token"].as_str().unwrap_or_default();
+    assert_eq!(id_token.split('.').count(), 3, "{stored}");
+    let last_refresh = stored["last_refresh"].as_str().unwrap_or_default();
+    assert!(
+        last_refresh.len() >= 20 && last_refresh.ends_with('Z'),
+        "{stored}"
+    );
+    assert_eq!(
+        stored,
+        json!({
+            "OPENAI_API_KEY": null,
+            "auth_mode": "chatgpt",
+            "tokens": {
+                "id_token": id_token, "access_token": issued,
+                "refresh_token": "rt_mock-login-1", "account_id": "acct_mock",
+            },
+            "last_refresh": last_refresh,
+        })
+    );
+
+    // Status names the account and plan and never shows a token.
+    let status = sandbox.run_cli(&["auth", "status", "codex"], &env);
+    assert_eq!(status.code, 0, "{status:?}");
+    assert!(status.stdout.contains("logged in"), "{status:?}");
+    assert!(status.stdout.contains("account acct_mock"), "{status:?}");
+    assert!(status.stdout.contains("subscription plus"), "{status:?}");
+    for secret in [issued, "rt_mock-login-1", id_token] {
+        assert!(
+            !status.stdout.contains(secret) && !status.stderr.contains(secret),
+            "{status:?}"
+        );
+    }
+
+    // The proxy serves with that login: its token and account upstream.
+    let proxy = codex::start_proxy(&mock, sandbox, &env);
+    let reply = post(
+        &proxy,
+        "/codex/v1/chat/completions",
+        &json!({"model": "gpt-5.3-codex", "messages": [{"role": "user", "content": "Hello"}]}),
+        &[],
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let upstream = mock.codex_requests();
+    assert_eq!(upstream.len(), 1);
+    assert_eq!(
+        upstream[0]["headers"]["authorization"],
+        format!("Bearer {issued}")
+    );
+    assert_eq!(upstream[0]["headers"]["chatgpt-account-id"], "acct_mock");
+    drop(proxy);
+}
+
+#[test]
+fn an_expired_codex_token_is_refreshed_once_for_fifty_concurrent_requests() {
+    const CALLERS: usize = 50;
+    // Slow refreshes, so the fifty requests pile up behind the first.
+    let mock = Mock::start(&["--oauth-delay-ms", "300", "--quiet"]);
+    let sandbox = Sandbox::new();
+    let file = codex::auth_json_path(sandbox.root());
+    let expired = codex::access_token_expiring(codex::now_s() - 60, "expired");
+    codex::write_auth_json(&file, &expired, codex::REFRESH_TOKEN);
+    let before = read_json(&file);
+    let base_url = mock.url();
+    let proxy = codex::start_proxy(
+        &mock,
+        sandbox,
+        &[("PLUGINS__OAUTH_CODEX__BASE_URL", base_url.as_str())],
+    );
+
+    let body =
+        json!({"model": "gpt-5.3-codex", "messages": [{"role": "user", "content": "Hello"}]});
+    let start = Barrier::new(CALLERS);
+    let replies: Vec<Reply> = std::thread::scope(|scope| {
+        let callers: Vec<_> = (0..CALLERS)
+            .map(|_| {
+                scope.spawn(|| {
+                    start.wait();
+                    post(&proxy, "/codex/v1/chat/completions", &body, &[])
+                })
+            })
+            .collect();
+        callers
+            .into_iter()
+            .map(|caller| caller.join().expect("a caller thread"))
+            .collect()
+    });
+    let text = stream_text();
+    for reply in &replies {
+        assert_eq!(
+            reply.status,
+            200,
+            "{}\nproxy log:\n{}",
+            reply.text(),
+            proxy.log()
+        );
+        assert_eq!(reply.json()["choices"][0]["message"]["content"], text);
+    }
+
+    // Exactly one refresh grant, form-encoded, with the scopes.
+    let oauth = mock.oauth();
+    assert_eq!(oauth["refresh_token"], 1, "single flight: {oauth}");
+    assert_eq!(oauth["authorization_code"], 0);
+    let grants = mock.requests_to(CODEX_TOKEN_PATH);
+    assert_eq!(grants.len(), 1, "{grants:#?}");
+    assert!(
+        grants[0]["headers"]["content-type"]
+            .as_str()
+            .is_some_and(|kind| kind.starts_with("application/x-www-form-urlencoded")),
+        "{}",
+        grants[0]["headers"]
+    );
+    assert_eq!(
+        grants[0]["form"],
+        json!({
+            "grant_type": "refresh_token", "refresh_token": codex::REFRESH_TOKEN,
+            "client_id": CLIENT_ID, "scope": SCOPE,
+        })
+    );
+    assert!(
+        grants[0]["body_text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("scope=openid%20profile%20email%20offline_access"),
+        "{}",
+        grants[0]["body_text"]
+    );
+
+    // Every upstream request carries the refreshed token and its account.
+    let refreshed = oauth["issued"][0].as_str().expect("a token was issued");
+    let upstream = mock.codex_requests();
+    assert_eq!(upstream.len(), CALLERS);
+    for request in &upstream {
+        assert_eq!(
+            request["headers"]["authorization"],
+            format!("Bearer {refreshed}")
+        );
+        assert_eq!(request["headers"]["chatgpt-account-id"], "acct_mock");
+        assert_eq!(request["response"]["status"], 200);
+    }
+
+    // Stored for the next start and for the Codex CLI, other keys kept.
+    let stored = read_json(&file);
+    assert_eq!(stored["tokens"]["access_token"], refreshed);
+    assert_eq!(stored["tokens"]["refresh_token"], "rt_mock-refreshed-1");
+    assert_eq!(stored["OPENAI_API_KEY"], Value::Null);
+    assert_ne!(stored["last_refresh"], before["last_refresh"]);
+    assert_eq!(mode(&file), 0o600);
+}
+
+#[test]
+fn without_a_login_every_format_gets_a_401_saying_what_to_do() {
+    let mock = codex::start_mock();
+    // No ~/.codex/auth.json in this sandbox.
+    let proxy = codex::start_proxy(&mock, Sandbox::new(), &[]);
+    let hello = [{ json!({"role": "user", "content": "Hello"}) }];
+    for (path, body) in [
+        (
+            "/codex/v1/messages",
+            json!({"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": hello}),
+        ),
+        (
+            "/codex/v1/chat/completions",
+            json!({"model": "gpt-5.3-codex", "messages": hello}),
+        ),
+        (
+            "/codex/v1/responses",
+            json!({"model": "gpt-5.3-codex", "input": "Hello"}),
+        ),
+    ] {
+        let reply = post(&proxy, path, &body, &[]);
+        assert_eq!(reply.status, 401, "{path}: {}", reply.text());
+        let answer = reply.json();
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("ccproxy auth login codex"), "{answer}");
+        assert_eq!(
+            answer.get("type").is_some(),
+            path == "/codex/v1/messages",
+            "{path}: the client's error format: {answer}"
+        );
+    }
+    assert!(mock.requests().is_empty());
+
+    // The model list is the plugin's own.
+    let models = proxy.get("/codex/v1/models").json();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|model| model["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["gpt-5.3-codex", "gpt-5.2-codex"]);
+    assert!(mock.requests().is_empty());
+}
