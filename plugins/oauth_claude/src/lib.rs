@@ -51,28 +51,26 @@
 mod oauth;
 mod store;
 
-use std::{
-    ffi::OsString,
-    path::PathBuf,
-    sync::atomic::{AtomicU64, Ordering},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
-};
+use std::{ffi::OsString, path::PathBuf, time::Duration};
 
 use ccproxy_plugin_abi::{Value, manifest::OAuthSpec, prelude::*};
-use futures_util::lock::Mutex as AsyncMutex;
+use ccproxy_plugin_kit::{
+    now_ms,
+    oauth::{
+        self as kit_oauth, AuthorizeArgs, ExchangeArgs, Grant, OAuthService, emit_refresh,
+        unauthorized,
+    },
+    secret_file::{expand_home, home_dir},
+    single_flight::{Answered, SingleFlight, TokenSource},
+};
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    oauth::TokenError,
-    store::{CredentialStore, OAuthCredentials},
-};
+use crate::store::{CredentialStore, OAuthCredentials};
 
 /// The service this plugin answers.
 const SERVICE: &str = "oauth.claude-api";
 /// The OAuth provider name on the CLI and in events.
 pub(crate) const PROVIDER: &str = "claude-api";
-/// Emitted after each refresh request.
-const REFRESH_EVENT: &str = "custom.oauth.refresh";
 const LOGIN_HINT: &str = "run `ccproxy auth login claude-api`";
 const NOT_LOGGED_IN: &str =
     "not logged in to Claude: run `ccproxy auth login claude-api` or `claude /login`";
@@ -81,8 +79,8 @@ const NOT_LOGGED_IN: &str =
 /// login would otherwise cost one refresh request per proxied request). A new
 /// login or a file refreshed by the Claude CLI is still picked up at once.
 const RETRY_REFRESH_AFTER: Duration = Duration::from_secs(10);
-const STATE_MISMATCH: &str =
-    "state mismatch: the pasted code is from another login attempt; start again";
+/// The config section, `[plugins.oauth_claude]`.
+const SECTION: &str = "oauth_claude";
 
 /// `[plugins.oauth_claude]`, with the original's defaults.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -159,50 +157,12 @@ impl Config {
 /// Where the credentials live: `configured` with `~` expanded, or the Claude
 /// CLI's file under `home` when `configured` is empty.
 fn credentials_path(configured: &str, home: Option<OsString>) -> Result<PathBuf, PluginError> {
-    let home = || {
-        home.clone()
-            .filter(|home| !home.is_empty())
-            .map(PathBuf::from)
-            .ok_or_else(|| {
-                PluginError::invalid(
-                    "HOME is not set: set credentials_file in [plugins.oauth_claude]",
-                )
-            })
-    };
-    let configured = configured.trim();
-    if configured.is_empty() {
-        return Ok(home()?.join(".claude").join(".credentials.json"));
+    match expand_home(configured, home.as_deref(), SECTION)? {
+        Some(path) => Ok(path),
+        None => Ok(home_dir(home.as_deref(), SECTION)?
+            .join(".claude")
+            .join(".credentials.json")),
     }
-    if configured == "~" {
-        return home();
-    }
-    if let Some(rest) = configured.strip_prefix("~/") {
-        return Ok(home()?.join(rest));
-    }
-    Ok(PathBuf::from(configured))
-}
-
-/// Arguments of `authorize_url`.
-#[derive(Debug, Deserialize)]
-struct AuthorizeArgs {
-    state: String,
-    code_challenge: String,
-    #[serde(default)]
-    redirect_uri: Option<String>,
-    #[serde(default)]
-    manual: bool,
-}
-
-/// Arguments of `exchange`.
-#[derive(Deserialize)]
-struct ExchangeArgs {
-    code: String,
-    state: String,
-    code_verifier: String,
-    #[serde(default)]
-    redirect_uri: Option<String>,
-    #[serde(default)]
-    manual: bool,
 }
 
 /// The plugin.
@@ -210,49 +170,9 @@ struct OAuthClaude {
     ctx: Context,
     config: Config,
     store: CredentialStore,
-    /// Held while the stored credentials change (refresh, login, logout), so
-    /// concurrent callers make one refresh request, not one each. It guards
-    /// the outcome of the last refresh.
-    writer: AsyncMutex<LastRefresh>,
-    /// Refresh requests answered so far: a caller that saw it change while it
-    /// waited for `writer` shares that refresh's outcome instead of asking again.
-    refresh_attempts: AtomicU64,
-}
-
-/// The outcome of the last refresh request.
-#[derive(Default)]
-struct LastRefresh {
-    /// When it failed, and why.
-    failure: Option<(Instant, PluginError)>,
-}
-
-impl LastRefresh {
-    fn record(&mut self, outcome: &Result<OAuthCredentials, PluginError>) {
-        self.failure = outcome
-            .as_ref()
-            .err()
-            .map(|error| (Instant::now(), error.clone()));
-    }
-
-    /// The failure of a refresh less than [`RETRY_REFRESH_AFTER`] ago.
-    fn recent_failure(&self) -> Option<&PluginError> {
-        self.failure
-            .as_ref()
-            .filter(|(at, _)| at.elapsed() < RETRY_REFRESH_AFTER)
-            .map(|(_, error)| error)
-    }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| {
-            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-        })
-}
-
-fn unauthorized(message: impl Into<String>) -> PluginError {
-    PluginError::new(ErrorKind::Unauthorized, message)
+    /// One refresh request at a time, its outcome shared; also held while a
+    /// login or logout changes the stored credentials.
+    flight: SingleFlight,
 }
 
 fn token_answer(credentials: &OAuthCredentials) -> Value {
@@ -274,145 +194,12 @@ impl OAuthClaude {
             .ok_or_else(|| unauthorized(NOT_LOGGED_IN))
     }
 
-    fn authorize_url(&self, args: AuthorizeArgs) -> Result<Value, PluginError> {
-        if args.state.is_empty() || args.code_challenge.is_empty() {
-            return Err(PluginError::invalid(
-                "authorize_url needs a non-empty state and code_challenge",
-            ));
-        }
-        let redirect_uri = match args.redirect_uri.filter(|uri| !uri.is_empty()) {
-            Some(uri) => uri,
-            None if args.manual => self.config.manual_redirect_uri.clone(),
-            None => self.config.redirect_uri.clone(),
-        };
-        let url = oauth::authorize_url(
-            &self.config,
-            &args.state,
-            &args.code_challenge,
-            &redirect_uri,
-        );
-        Ok(json!({ "url": url, "redirect_uri": redirect_uri }))
-    }
-
-    async fn exchange(&self, args: ExchangeArgs) -> Result<Value, PluginError> {
-        let pasted = args.code.trim();
-        let (code, pasted_state) = match pasted.split_once('#') {
-            Some((code, state)) => (code.trim(), Some(state.trim())),
-            None => (pasted, None),
-        };
-        if code.is_empty() {
-            return Err(PluginError::invalid("the authorization code is empty"));
-        }
-        if args.state.is_empty() || args.code_verifier.is_empty() {
-            return Err(PluginError::invalid(
-                "exchange needs the login's state and code_verifier",
-            ));
-        }
-        if pasted_state.is_some_and(|pasted_state| pasted_state != args.state) {
-            return Err(PluginError::invalid(STATE_MISMATCH));
-        }
-        // A pasted `code#state` comes from the manual flow's callback page.
-        let redirect_uri = match args.redirect_uri.filter(|uri| !uri.is_empty()) {
-            Some(uri) => uri,
-            None if args.manual || pasted_state.is_some() => {
-                self.config.manual_redirect_uri.clone()
-            }
-            None => self.config.redirect_uri.clone(),
-        };
-
-        let _writer = self.writer.lock().await;
-        let body = oauth::exchange_body(
-            &self.config,
-            code,
-            &args.state,
-            &redirect_uri,
-            &args.code_verifier,
-        );
-        let grant = oauth::request_token(&self.ctx, &self.config, &body)
-            .await
-            .map_err(|failure| {
-                let message = format!(
-                    "token exchange failed ({}); start the login again",
-                    failure.describe()
-                );
-                match failure {
-                    TokenError::Refused { .. } => unauthorized(message),
-                    TokenError::Transport(error) => PluginError::new(error.kind(), message),
-                    TokenError::Malformed(_) => PluginError::new(ErrorKind::Upstream, message),
-                }
-            })?;
-        let subscription_type =
-            oauth::subscription_type(&self.ctx, &self.config, &grant.access_token).await;
-        let credentials = grant.into_login(now_ms(), &self.config.scopes, subscription_type);
-        self.store.save(&credentials)?;
-        info!(
-            "logged in to Claude (subscription {}); credentials stored in {}",
-            credentials
-                .subscription_type
-                .as_deref()
-                .unwrap_or("unknown"),
-            self.store.path().display()
-        );
-        Ok(self.status_of(Some(&credentials)))
-    }
-
-    /// A valid access token, refreshed first when it expires within the grace
-    /// period. Single flight: concurrent callers wait for one refresh request.
-    async fn access_token(&self) -> Result<Value, PluginError> {
-        let credentials = self.logged_in()?;
-        if !credentials.expires_within(now_ms(), self.grace_ms()) {
-            return Ok(token_answer(&credentials));
-        }
-        let attempts_before = self.refresh_attempts.load(Ordering::SeqCst);
-        let mut last_refresh = self.writer.lock().await;
-        // Check again under the lock: another caller may have refreshed while
-        // this one waited, or the Claude CLI may have rewritten the file.
-        let credentials = self.logged_in()?;
-        if !credentials.expires_within(now_ms(), self.grace_ms()) {
-            return Ok(token_answer(&credentials));
-        }
-        let shared = if self.refresh_attempts.load(Ordering::SeqCst) != attempts_before {
-            // A refresh finished while this call waited: share its outcome
-            // rather than ask again (a failure would fail again, and a grant
-            // shorter than the grace period would otherwise mean one refresh
-            // per waiter).
-            Some(match &last_refresh.failure {
-                Some((_, error)) => Err(error.clone()),
-                None => Ok(credentials.clone()),
-            })
-        } else {
-            last_refresh.recent_failure().cloned().map(Err)
-        };
-        let outcome = match shared {
-            Some(outcome) => outcome,
-            None => {
-                let outcome = self.refresh_locked(&credentials).await;
-                last_refresh.record(&outcome);
-                outcome
-            }
-        };
-        match outcome {
-            Ok(refreshed) => Ok(token_answer(&refreshed)),
-            // Still valid, only inside the grace period: serve it; a call
-            // after RETRY_REFRESH_AFTER tries the refresh again.
-            Err(_) if !credentials.expires_within(now_ms(), 0) => Ok(token_answer(&credentials)),
-            Err(error) => Err(error),
-        }
-    }
-
-    /// `refresh`: a refresh request whatever the expiry.
-    async fn force_refresh(&self) -> Result<Value, PluginError> {
-        let mut last_refresh = self.writer.lock().await;
-        let credentials = self.logged_in()?;
-        let outcome = self.refresh_locked(&credentials).await;
-        last_refresh.record(&outcome);
-        Ok(self.status_of(Some(&outcome?)))
-    }
-
-    /// Sends the refresh request and stores the answer. Call with `writer` held.
+    /// Sends the refresh request and stores the answer. Called by the
+    /// single flight, which holds its lock.
     async fn refresh_locked(
         &self,
         current: &OAuthCredentials,
+        answered: Answered<'_>,
     ) -> Result<OAuthCredentials, PluginError> {
         let Some(refresh_token) = &current.refresh_token else {
             return Err(unauthorized(format!(
@@ -420,13 +207,11 @@ impl OAuthClaude {
             )));
         };
         let body = oauth::refresh_body(&self.config, refresh_token);
-        let answer = oauth::request_token(&self.ctx, &self.config, &body).await;
-        // Counted once the answer is in, so a caller that arrived while the
-        // request was in flight sees the count change and shares the outcome.
-        self.refresh_attempts.fetch_add(1, Ordering::SeqCst);
+        let answer = oauth::request_token(&self.ctx, &self.config, Grant::Refresh, body).await;
+        answered.now();
         match answer {
             Ok(grant) => {
-                self.emit_refresh(true);
+                emit_refresh(&self.ctx, PROVIDER, true);
                 let refreshed = grant.into_refreshed(now_ms(), current);
                 match self.store.save(&refreshed) {
                     Ok(()) => info!(
@@ -444,33 +229,10 @@ impl OAuthClaude {
                 Ok(refreshed)
             }
             Err(failure) => {
-                self.emit_refresh(false);
-                let reason = failure.describe();
-                warn!("Claude token refresh failed ({reason})");
-                Err(unauthorized(format!(
-                    "token refresh failed ({reason}); {LOGIN_HINT}"
-                )))
+                emit_refresh(&self.ctx, PROVIDER, false);
+                Err(failure.refresh_error("Claude", LOGIN_HINT))
             }
         }
-    }
-
-    fn emit_refresh(&self, ok: bool) {
-        self.ctx
-            .emit(REFRESH_EVENT, json!({ "provider": PROVIDER, "ok": ok }));
-    }
-
-    async fn logout(&self) -> Result<Value, PluginError> {
-        let _writer = self.writer.lock().await;
-        self.store.remove()?;
-        info!(
-            "logged out of Claude: removed the credentials from {}",
-            self.store.path().display()
-        );
-        Ok(json!({ "logged_in": false }))
-    }
-
-    fn status(&self) -> Result<Value, PluginError> {
-        Ok(self.status_of(self.store.load()?.as_ref()))
     }
 
     /// The status object; the token is masked.
@@ -496,6 +258,99 @@ impl OAuthClaude {
                 "file": file,
             }),
         }
+    }
+}
+
+impl TokenSource for OAuthClaude {
+    type Login = OAuthCredentials;
+
+    fn load_login(&self) -> Result<OAuthCredentials, PluginError> {
+        self.logged_in()
+    }
+
+    fn needs_refresh(&self, credentials: &OAuthCredentials) -> bool {
+        credentials.expires_within(now_ms(), self.grace_ms())
+    }
+
+    fn still_valid(&self, credentials: &OAuthCredentials) -> bool {
+        !credentials.expires_within(now_ms(), 0)
+    }
+
+    async fn refresh(
+        &self,
+        current: &OAuthCredentials,
+        answered: Answered<'_>,
+    ) -> Result<OAuthCredentials, PluginError> {
+        self.refresh_locked(current, answered).await
+    }
+}
+
+impl OAuthService for OAuthClaude {
+    fn authorize_url(&self, args: AuthorizeArgs) -> Result<Value, PluginError> {
+        let redirect_uri =
+            args.redirect_uri(&self.config.redirect_uri, &self.config.manual_redirect_uri)?;
+        let url = oauth::authorize_url(
+            &self.config,
+            &args.state,
+            &args.code_challenge,
+            &redirect_uri,
+        );
+        Ok(json!({ "url": url, "redirect_uri": redirect_uri }))
+    }
+
+    async fn exchange(&self, args: ExchangeArgs) -> Result<Value, PluginError> {
+        let exchange = args.check(&self.config.redirect_uri, &self.config.manual_redirect_uri)?;
+        let _writer = self.flight.exclusive().await;
+        let body = oauth::exchange_body(
+            &self.config,
+            exchange.code,
+            &args.state,
+            &exchange.redirect_uri,
+            &args.code_verifier,
+        );
+        let grant = oauth::request_token(&self.ctx, &self.config, Grant::Login, body)
+            .await
+            .map_err(kit_oauth::TokenError::exchange_error)?;
+        let subscription_type =
+            oauth::subscription_type(&self.ctx, &self.config, &grant.access_token).await;
+        let credentials = grant.into_login(now_ms(), &self.config.scopes, subscription_type);
+        self.store.save(&credentials)?;
+        info!(
+            "logged in to Claude (subscription {}); credentials stored in {}",
+            credentials
+                .subscription_type
+                .as_deref()
+                .unwrap_or("unknown"),
+            self.store.path().display()
+        );
+        Ok(self.status_of(Some(&credentials)))
+    }
+
+    /// A valid access token, refreshed first when it expires within the grace
+    /// period. Single flight: concurrent callers wait for one refresh request.
+    async fn access_token(&self) -> Result<Value, PluginError> {
+        let credentials = self.flight.get(self).await?;
+        Ok(token_answer(&credentials))
+    }
+
+    /// `refresh`: a refresh request whatever the expiry.
+    async fn refresh(&self) -> Result<Value, PluginError> {
+        let refreshed = self.flight.force(self).await?;
+        Ok(self.status_of(Some(&refreshed)))
+    }
+
+    fn status(&self) -> Result<Value, PluginError> {
+        Ok(self.status_of(self.store.load()?.as_ref()))
+    }
+
+    async fn logout(&self) -> Result<Value, PluginError> {
+        let _writer = self.flight.exclusive().await;
+        self.store.remove()?;
+        info!(
+            "logged out of Claude: removed the credentials from {}",
+            self.store.path().display()
+        );
+        Ok(json!({ "logged_in": false }))
     }
 }
 
@@ -544,29 +399,12 @@ impl Plugin for OAuthClaude {
             ctx,
             config,
             store,
-            writer: AsyncMutex::new(LastRefresh::default()),
-            refresh_attempts: AtomicU64::new(0),
+            flight: SingleFlight::new(RETRY_REFRESH_AFTER),
         })
     }
 
     async fn on_service_call(&self, call: ServiceCall) -> Result<Value, PluginError> {
-        if call.service != SERVICE {
-            return Err(PluginError::not_found(format!(
-                "oauth_claude provides {SERVICE}, not {}",
-                call.service
-            )));
-        }
-        match call.method.as_str() {
-            "authorize_url" => self.authorize_url(call.args_as()?),
-            "exchange" => self.exchange(call.args_as()?).await,
-            "access_token" => self.access_token().await,
-            "refresh" => self.force_refresh().await,
-            "status" => self.status(),
-            "logout" => self.logout().await,
-            other => Err(PluginError::not_found(format!(
-                "{SERVICE} has no method {other} (it has authorize_url, exchange, access_token, refresh, status, logout)"
-            ))),
-        }
+        kit_oauth::dispatch("oauth_claude", SERVICE, self, call).await
     }
 
     async fn on_health(&self) -> Health {
@@ -612,7 +450,10 @@ mod tests {
         fs,
         os::unix::fs::PermissionsExt,
         path::PathBuf,
-        sync::{Arc, Barrier, atomic::AtomicUsize},
+        sync::{
+            Arc, Barrier,
+            atomic::{AtomicUsize, Ordering},
+        },
         thread,
         time::Duration,
     };
@@ -621,6 +462,7 @@ mod tests {
         HttpRequest, HttpResponse, serde_json,
         testing::{MockHost, TestPlugin},
     };
+    use ccproxy_plugin_kit::oauth::REFRESH_EVENT;
 
     use super::*;
 

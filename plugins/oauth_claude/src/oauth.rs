@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
-use ccproxy_plugin_abi::{Context, HttpRequest, PluginError, Value, debug, json, serde_json};
+use ccproxy_plugin_abi::{Context, HttpRequest, Value, debug, json, serde_json};
+use ccproxy_plugin_kit::oauth::{
+    self, Grant, TokenAnswer, TokenBody, TokenEndpoint, TokenError, url_with_query,
+};
 use serde::Deserialize;
 
 use crate::{
@@ -30,30 +33,7 @@ pub(crate) fn authorize_url(
         ("code_challenge_method", "S256"),
         ("state", state),
     ];
-    let query: Vec<String> = parameters
-        .iter()
-        .map(|(name, value)| format!("{name}={}", percent_encode(value)))
-        .collect();
-    let separator = if config.authorize_url.contains('?') {
-        '&'
-    } else {
-        '?'
-    };
-    format!("{}{separator}{}", config.authorize_url, query.join("&"))
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters, so a
-/// space is `%20` and `:` is `%3A`.
-pub(crate) fn percent_encode(value: &str) -> String {
-    let mut encoded = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
+    url_with_query(&config.authorize_url, &parameters)
 }
 
 /// The token endpoint's answer (both grants).
@@ -68,6 +48,12 @@ pub(crate) struct TokenGrant {
     /// Space-separated.
     #[serde(default)]
     pub(crate) scope: Option<String>,
+}
+
+impl TokenAnswer for TokenGrant {
+    fn has_access_token(&self) -> bool {
+        !self.access_token.expose().is_empty()
+    }
 }
 
 impl TokenGrant {
@@ -119,88 +105,25 @@ impl TokenGrant {
     }
 }
 
-/// Why a token request failed; never carries a token.
-#[derive(Debug)]
-pub(crate) enum TokenError {
-    /// The endpoint answered with a non-2xx status.
-    Refused { status: u16, message: String },
-    /// The request did not get an answer (connection, timeout).
-    Transport(PluginError),
-    /// A 2xx answer this plugin cannot read.
-    Malformed(String),
-}
+/// Where an error body's reason is: OAuth's `error_description` or `error`,
+/// Anthropic's `error.message`, or a `message`.
+const MESSAGE_FIELDS: &[&str] = &["/error_description", "/error/message", "/error", "/message"];
 
-impl TokenError {
-    /// `400: Invalid refresh token`, or the transport error's message.
-    pub(crate) fn describe(&self) -> String {
-        match self {
-            TokenError::Refused { status, message } => format!("{status}: {message}"),
-            TokenError::Transport(error) => error.message().to_owned(),
-            TokenError::Malformed(message) => message.clone(),
-        }
-    }
-}
-
-/// POSTs `body` as JSON to the token endpoint.
+/// POSTs `body` as JSON to the token endpoint, reported as the host's
+/// `oauth.*` hook events.
 pub(crate) async fn request_token(
     ctx: &Context,
     config: &Config,
-    body: &Value,
+    grant: Grant,
+    body: Value,
 ) -> Result<TokenGrant, TokenError> {
-    // The host's `oauth.*` hook events: request, then response or error. No secrets.
-    let kind = if body["grant_type"] == "refresh_token" {
-        "refresh"
-    } else {
-        "token"
+    let endpoint = TokenEndpoint {
+        provider: PROVIDER,
+        url: config.token_url.clone(),
+        timeout: Duration::from_secs(config.request_timeout_seconds),
+        message_fields: MESSAGE_FIELDS,
     };
-    ctx.emit(
-        &format!("oauth.{kind}.request"),
-        json!({"provider": PROVIDER, "url": config.token_url}),
-    );
-    let result = send_token_request(ctx, config, body).await;
-    match &result {
-        Ok(_) => ctx.emit(
-            &format!("oauth.{kind}.response"),
-            json!({"provider": PROVIDER, "ok": true}),
-        ),
-        Err(error) => ctx.emit(
-            "oauth.error",
-            json!({"provider": PROVIDER, "phase": kind, "error": error.describe()}),
-        ),
-    }
-    result
-}
-
-async fn send_token_request(
-    ctx: &Context,
-    config: &Config,
-    body: &Value,
-) -> Result<TokenGrant, TokenError> {
-    let request = HttpRequest {
-        timeout: Some(Duration::from_secs(config.request_timeout_seconds)),
-        ..HttpRequest::post(config.token_url.clone(), body.to_string())
-            .header("content-type", "application/json")
-            .header("accept", "application/json")
-    };
-    let response = ctx.http(request).await.map_err(TokenError::Transport)?;
-    if !(200..300).contains(&response.status) {
-        return Err(TokenError::Refused {
-            status: response.status,
-            message: upstream_message(&response.body),
-        });
-    }
-    let grant: TokenGrant = serde_json::from_slice(&response.body).map_err(|error| {
-        TokenError::Malformed(format!(
-            "the token endpoint answered {} with an unreadable body: {error}",
-            response.status
-        ))
-    })?;
-    if grant.access_token.expose().is_empty() {
-        return Err(TokenError::Malformed(
-            "the token endpoint answered without an access token".to_owned(),
-        ));
-    }
-    Ok(grant)
+    oauth::request_token(ctx, &endpoint, grant, TokenBody::Json(body)).await
 }
 
 /// Asks the profile endpoint which plan the account has: `max`, `pro`, or
@@ -243,34 +166,6 @@ pub(crate) async fn subscription_type(
     }
 }
 
-/// A one-line reason from an error body: OAuth's `error_description` or
-/// `error`, Anthropic's `error.message`, a `message`, or the text itself.
-pub(crate) fn upstream_message(body: &[u8]) -> String {
-    const LIMIT: usize = 200;
-    let from_json = serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|value| {
-            [
-                &value["error_description"],
-                &value["error"]["message"],
-                &value["error"],
-                &value["message"],
-            ]
-            .into_iter()
-            .find_map(|candidate| candidate.as_str().filter(|text| !text.is_empty()))
-            .map(str::to_owned)
-        });
-    let text = from_json.unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned());
-    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if text.is_empty() {
-        return "no message".to_owned();
-    }
-    match text.char_indices().nth(LIMIT) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text,
-    }
-}
-
 /// The JSON body of the authorization-code grant (`state` is non-standard,
 /// but Claude's endpoint wants it).
 pub(crate) fn exchange_body(
@@ -304,20 +199,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn percent_encode_keeps_only_unreserved_characters() {
-        assert_eq!(percent_encode("aZ09-._~"), "aZ09-._~");
-        assert_eq!(
-            percent_encode("org:create_api_key user:profile"),
-            "org%3Acreate_api_key%20user%3Aprofile"
-        );
-        assert_eq!(
-            percent_encode("http://localhost:54545/callback"),
-            "http%3A%2F%2Flocalhost%3A54545%2Fcallback"
-        );
-        assert_eq!(percent_encode("a+b=c&d#é"), "a%2Bb%3Dc%26d%23%C3%A9");
-    }
-
-    #[test]
     fn authorize_url_appends_to_an_existing_query() {
         let config = Config {
             authorize_url: "https://login.test/authorize?tenant=x".to_owned(),
@@ -328,26 +209,6 @@ mod tests {
             url.starts_with("https://login.test/authorize?tenant=x&code=true&"),
             "{url}"
         );
-    }
-
-    #[test]
-    fn upstream_message_finds_the_reason() {
-        let check =
-            |body: &str, expected: &str| assert_eq!(upstream_message(body.as_bytes()), expected);
-        check(
-            r#"{"error":"invalid_grant","error_description":"Refresh token not found or invalid"}"#,
-            "Refresh token not found or invalid",
-        );
-        check(r#"{"error":"invalid_grant"}"#, "invalid_grant");
-        check(
-            r#"{"type":"error","error":{"type":"invalid_request_error","message":"Invalid code"}}"#,
-            "Invalid code",
-        );
-        check(r#"{"message":"nope"}"#, "nope");
-        check("Bad Gateway\n", "Bad Gateway");
-        check("", "no message");
-        let long = "x".repeat(500);
-        assert_eq!(upstream_message(long.as_bytes()).chars().count(), 201);
     }
 
     #[test]

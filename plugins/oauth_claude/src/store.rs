@@ -11,60 +11,18 @@
 //!   "subscriptionType": "max"}}
 //! ```
 
-use std::{
-    fmt,
-    fs::{self, DirBuilder, File, OpenOptions},
-    io::{self, Read, Write},
-    os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt},
-    path::{Path, PathBuf},
-    sync::{Mutex, MutexGuard},
-    time::SystemTime,
-};
+use std::path::{Path, PathBuf};
 
 use ccproxy_plugin_abi::{
     PluginError, Value,
     serde_json::{self, Map},
 };
+pub(crate) use ccproxy_plugin_kit::mask::Secret;
+use ccproxy_plugin_kit::secret_file::{Layout, SecretFile};
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// The key of the file this plugin owns.
 pub(crate) const OAUTH_KEY: &str = "claudeAiOauth";
-
-/// A token. `Debug` prints `***`, so a credentials struct can be logged or
-/// put in an error without leaking it; [`Secret::expose`] is the one way out.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub(crate) struct Secret(String);
-
-impl Secret {
-    #[cfg(test)]
-    pub(crate) fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The token itself: for the HTTP request or the `access_token` answer only.
-    pub(crate) fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// The first 6 and last 4 characters around `***`; just `***` when the
-    /// token is too short for that to hide most of it.
-    pub(crate) fn masked(&self) -> String {
-        let chars: Vec<char> = self.0.chars().collect();
-        if chars.len() < 20 {
-            return "***".to_owned();
-        }
-        let head: String = chars[..6].iter().collect();
-        let tail: String = chars[chars.len() - 4..].iter().collect();
-        format!("{head}***{tail}")
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
 
 /// The `claudeAiOauth` object, in the Claude CLI's spelling. Keys this plugin
 /// does not know (`rateLimitTier` …) are kept across a refresh.
@@ -108,56 +66,26 @@ fn lenient_millis<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u
     }))
 }
 
-/// What identifies one version of the file on disk: a rename over it changes
-/// the inode, an in-place write the length or modification time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    modified: Option<SystemTime>,
-    len: u64,
-    device: u64,
-    inode: u64,
-}
-
-impl Stamp {
-    fn of(metadata: &fs::Metadata) -> Self {
-        Self {
-            modified: metadata.modified().ok(),
-            len: metadata.len(),
-            device: metadata.dev(),
-            inode: metadata.ino(),
-        }
-    }
-}
-
-struct Cached {
-    stamp: Stamp,
-    document: Map<String, Value>,
-}
-
-/// The credentials file and the last version read from it.
+/// The credentials file, through the kit's [`SecretFile`].
 pub(crate) struct CredentialStore {
-    path: PathBuf,
-    // Internal: a std mutex, held only while copying in or out, never across
-    // an await. Writers are serialised by the plugin's async lock.
-    cache: Mutex<Option<Cached>>,
+    file: SecretFile,
 }
 
 impl CredentialStore {
     pub(crate) fn new(path: PathBuf) -> Self {
         Self {
-            path,
-            cache: Mutex::new(None),
+            file: SecretFile::new(path, Layout::Compact),
         }
     }
 
     pub(crate) fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
     }
 
     /// The stored login, or `None` when there is none (no file, no
     /// `claudeAiOauth` key, or an empty access token).
     pub(crate) fn load(&self) -> Result<Option<OAuthCredentials>, PluginError> {
-        let document = self.document()?;
+        let document = self.file.document()?;
         let Some(value) = document.get(OAUTH_KEY).filter(|value| !value.is_null()) else {
             return Ok(None);
         };
@@ -165,7 +93,7 @@ impl CredentialStore {
             serde_json::from_value(value.clone()).map_err(|error| {
                 PluginError::internal(format!(
                     "{}: {OAUTH_KEY} is malformed ({error}); run `ccproxy auth login claude-api`",
-                    self.path.display()
+                    self.path().display()
                 ))
             })?;
         Ok((!credentials.access_token.expose().is_empty()).then_some(credentials))
@@ -173,163 +101,33 @@ impl CredentialStore {
 
     /// Stores `credentials` under `claudeAiOauth`, keeping the file's other keys.
     pub(crate) fn save(&self, credentials: &OAuthCredentials) -> Result<(), PluginError> {
-        let mut document = self.document()?;
+        let mut document = self.file.document()?;
         let value = serde_json::to_value(credentials).map_err(|error| {
             PluginError::internal(format!("credentials could not be serialised: {error}"))
         })?;
         document.insert(OAUTH_KEY.to_owned(), value);
-        self.write(document)
+        self.file.write(document)
     }
 
     /// Deletes `claudeAiOauth`; deletes the file when nothing else is left in it.
     pub(crate) fn remove(&self) -> Result<(), PluginError> {
-        let mut document = self.document()?;
+        let mut document = self.file.document()?;
         if document.remove(OAUTH_KEY).is_none() && !document.is_empty() {
             return Ok(());
         }
         if !document.is_empty() {
-            return self.write(document);
+            return self.file.write(document);
         }
-        *lock(&self.cache) = None;
-        match fs::remove_file(self.target()) {
-            Ok(()) => Ok(()),
-            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(error) => Err(self.io_error("could not delete", &error)),
-        }
+        self.file.delete()
     }
-
-    /// The file's JSON object: from the cache while the file is unchanged,
-    /// read again when it changed (the Claude CLI refreshes it too). A missing
-    /// file is an empty object.
-    fn document(&self) -> Result<Map<String, Value>, PluginError> {
-        let mut file = match File::open(&self.path) {
-            Ok(file) => file,
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                *lock(&self.cache) = None;
-                return Ok(Map::new());
-            }
-            Err(error) => return Err(self.io_error("could not open", &error)),
-        };
-        // The stamp comes from the open handle, so it belongs to the bytes read.
-        let stamp = file
-            .metadata()
-            .map(|metadata| Stamp::of(&metadata))
-            .map_err(|error| self.io_error("could not stat", &error))?;
-        if let Some(cached) = lock(&self.cache).as_ref()
-            && cached.stamp == stamp
-        {
-            return Ok(cached.document.clone());
-        }
-        let mut text = String::new();
-        file.read_to_string(&mut text)
-            .map_err(|error| self.io_error("could not read", &error))?;
-        let document = if text.trim().is_empty() {
-            Map::new()
-        } else {
-            match serde_json::from_str::<Value>(&text) {
-                Ok(Value::Object(document)) => document,
-                Ok(_) => {
-                    return Err(PluginError::internal(format!(
-                        "{} is not a JSON object; move it away and log in again",
-                        self.path.display()
-                    )));
-                }
-                Err(error) => {
-                    return Err(PluginError::internal(format!(
-                        "{} is not valid JSON ({error}); move it away and log in again",
-                        self.path.display()
-                    )));
-                }
-            }
-        };
-        *lock(&self.cache) = Some(Cached {
-            stamp,
-            document: document.clone(),
-        });
-        Ok(document)
-    }
-
-    fn write(&self, document: Map<String, Value>) -> Result<(), PluginError> {
-        let target = self.target();
-        let bytes = serde_json::to_vec(&document).map_err(|error| {
-            PluginError::internal(format!("credentials could not be serialised: {error}"))
-        })?;
-        write_atomically(&target, &bytes)
-            .map_err(|error| self.io_error("could not write", &error))?;
-        let stamp = fs::metadata(&target)
-            .ok()
-            .map(|metadata| Stamp::of(&metadata));
-        *lock(&self.cache) = stamp.map(|stamp| Cached { stamp, document });
-        Ok(())
-    }
-
-    /// Where writes go: through a symlink to its target, so a credentials
-    /// file linked from elsewhere stays linked.
-    fn target(&self) -> PathBuf {
-        fs::canonicalize(&self.path).unwrap_or_else(|_| self.path.clone())
-    }
-
-    fn io_error(&self, what: &str, error: &io::Error) -> PluginError {
-        PluginError::internal(format!("{what} {}: {error}", self.path.display()))
-    }
-}
-
-/// Writes `bytes` to `<path>.tmp` (mode 0600), syncs it and renames it over
-/// `path`, so a reader sees the old file or the new one, never half of one.
-/// Creates the parent directory (mode 0700) when it is missing.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let parent = path
-        .parent()
-        .filter(|parent| !parent.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if !parent.exists() {
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(parent)?;
-    }
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = path.with_file_name(tmp_name);
-    // A leftover from a crash may have other permissions; `mode` applies only
-    // to a file this call creates.
-    match fs::remove_file(&tmp) {
-        Ok(()) => {}
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-        Err(error) => return Err(error),
-    }
-    let written = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        // The umask can only remove bits; set them exactly anyway.
-        file.set_permissions(fs::Permissions::from_mode(0o600))?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(error) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(error);
-    }
-    // Makes the rename itself durable; a failure here loses nothing written.
-    if let Ok(directory) = File::open(parent) {
-        let _ = directory.sync_all();
-    }
-    Ok(())
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use ccproxy_plugin_abi::json;
+    use ccproxy_plugin_kit::secret_file::write_atomically;
 
     use super::*;
 
@@ -344,43 +142,11 @@ mod tests {
         }
     }
 
-    fn mode(path: &Path) -> u32 {
-        fs::metadata(path).unwrap().permissions().mode() & 0o777
-    }
-
     #[test]
-    fn secret_debug_and_mask_hide_the_token() {
-        let secret = Secret::new("sk-ant-oat01-abcdefghijklmnopWXYZ");
-        assert_eq!(format!("{secret:?}"), "***");
-        assert_eq!(secret.masked(), "sk-ant***WXYZ");
-        assert_eq!(Secret::new("short-token").masked(), "***");
-        assert_eq!(Secret::new("").masked(), "***");
+    fn credentials_debug_hides_the_tokens() {
         let debug = format!("{:?}", credentials("sk-ant-oat01-abcdefghijklmnopWXYZ"));
         assert!(!debug.contains("abcdefghijklmnop"), "{debug}");
         assert!(!debug.contains("refresh-1"), "{debug}");
-    }
-
-    #[test]
-    fn write_creates_the_parent_0700_and_the_file_0600_without_leftovers() {
-        let scratch = tempfile::tempdir().unwrap();
-        let path = scratch.path().join("new/.credentials.json");
-        write_atomically(&path, b"{}").unwrap();
-        assert_eq!(fs::read(&path).unwrap(), b"{}");
-        assert_eq!(mode(&path), 0o600);
-        assert_eq!(mode(path.parent().unwrap()), 0o700);
-        assert!(!scratch.path().join("new/.credentials.json.tmp").exists());
-    }
-
-    #[test]
-    fn write_replaces_a_stale_tmp_with_other_permissions() {
-        let scratch = tempfile::tempdir().unwrap();
-        let path = scratch.path().join("c.json");
-        let tmp = scratch.path().join("c.json.tmp");
-        fs::write(&tmp, "stale").unwrap();
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)).unwrap();
-        write_atomically(&path, b"{\"a\":1}").unwrap();
-        assert_eq!(mode(&path), 0o600);
-        assert!(!tmp.exists());
     }
 
     #[test]

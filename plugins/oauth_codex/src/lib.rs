@@ -59,28 +59,26 @@ mod jwt;
 mod oauth;
 mod store;
 
-use std::{
-    ffi::OsString,
-    path::PathBuf,
-    sync::atomic::{AtomicU64, Ordering},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
-};
+use std::{ffi::OsString, path::PathBuf, time::Duration};
 
 use ccproxy_plugin_abi::{Value, manifest::OAuthSpec, prelude::*};
-use futures_util::lock::Mutex as AsyncMutex;
+use ccproxy_plugin_kit::{
+    now_ms,
+    oauth::{
+        self as kit_oauth, AuthorizeArgs, ExchangeArgs, Grant, OAuthService, emit_refresh,
+        unauthorized,
+    },
+    secret_file::{expand_home, home_dir},
+    single_flight::{Answered, SingleFlight, TokenSource},
+};
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    oauth::{Grant, TokenError},
-    store::{CredentialStore, Login, Tokens, iso8601_utc},
-};
+use crate::store::{CredentialStore, Login, Tokens, iso8601_utc};
 
 /// The service this plugin answers.
 const SERVICE: &str = "oauth.codex";
 /// The OAuth provider name on the CLI and in events.
 pub(crate) const PROVIDER: &str = "codex";
-/// Emitted after each refresh request.
-const REFRESH_EVENT: &str = "custom.oauth.refresh";
 const LOGIN_HINT: &str = "run `ccproxy auth login codex` or `codex login`";
 const NOT_LOGGED_IN: &str =
     "not logged in to Codex: run `ccproxy auth login codex` or `codex login`";
@@ -89,8 +87,8 @@ const NOT_LOGGED_IN: &str =
 /// login would otherwise cost one refresh request per proxied request). A new
 /// login or a file refreshed by the Codex CLI is still picked up at once.
 const RETRY_REFRESH_AFTER: Duration = Duration::from_secs(10);
-const STATE_MISMATCH: &str =
-    "state mismatch: the pasted code is from another login attempt; start again";
+/// The config section, `[plugins.oauth_codex]`.
+const SECTION: &str = "oauth_codex";
 /// Where OpenAI's OAuth server lives; `authorize_url` and `token_url` under
 /// it follow `base_url` when that is changed.
 const DEFAULT_BASE_URL: &str = "https://auth.openai.com";
@@ -202,53 +200,15 @@ fn credentials_path(
     home: Option<OsString>,
     codex_home: Option<OsString>,
 ) -> Result<PathBuf, PluginError> {
-    let home = || {
-        home.clone()
-            .filter(|home| !home.is_empty())
-            .map(PathBuf::from)
-            .ok_or_else(|| {
-                PluginError::invalid(
-                    "HOME is not set: set credentials_file in [plugins.oauth_codex]",
-                )
-            })
-    };
-    let configured = configured.trim();
-    if configured.is_empty() {
-        if let Some(codex_home) = codex_home.filter(|dir| !dir.is_empty()) {
-            return Ok(PathBuf::from(codex_home).join("auth.json"));
-        }
-        return Ok(home()?.join(".codex").join("auth.json"));
+    if let Some(path) = expand_home(configured, home.as_deref(), SECTION)? {
+        return Ok(path);
     }
-    if configured == "~" {
-        return home();
+    if let Some(codex_home) = codex_home.filter(|dir| !dir.is_empty()) {
+        return Ok(PathBuf::from(codex_home).join("auth.json"));
     }
-    if let Some(rest) = configured.strip_prefix("~/") {
-        return Ok(home()?.join(rest));
-    }
-    Ok(PathBuf::from(configured))
-}
-
-/// Arguments of `authorize_url`.
-#[derive(Debug, Deserialize)]
-struct AuthorizeArgs {
-    state: String,
-    code_challenge: String,
-    #[serde(default)]
-    redirect_uri: Option<String>,
-    #[serde(default)]
-    manual: bool,
-}
-
-/// Arguments of `exchange`.
-#[derive(Deserialize)]
-struct ExchangeArgs {
-    code: String,
-    state: String,
-    code_verifier: String,
-    #[serde(default)]
-    redirect_uri: Option<String>,
-    #[serde(default)]
-    manual: bool,
+    Ok(home_dir(home.as_deref(), SECTION)?
+        .join(".codex")
+        .join("auth.json"))
 }
 
 /// The plugin.
@@ -256,49 +216,9 @@ struct OAuthCodex {
     ctx: Context,
     config: Config,
     store: CredentialStore,
-    /// Held while the stored credentials change (refresh, login, logout), so
-    /// concurrent callers make one refresh request, not one each. It guards
-    /// the outcome of the last refresh.
-    writer: AsyncMutex<LastRefresh>,
-    /// Refresh requests answered so far: a caller that saw it change while it
-    /// waited for `writer` shares that refresh's outcome instead of asking again.
-    refresh_attempts: AtomicU64,
-}
-
-/// The outcome of the last refresh request.
-#[derive(Default)]
-struct LastRefresh {
-    /// When it failed, and why.
-    failure: Option<(Instant, PluginError)>,
-}
-
-impl LastRefresh {
-    fn record(&mut self, outcome: &Result<Login, PluginError>) {
-        self.failure = outcome
-            .as_ref()
-            .err()
-            .map(|error| (Instant::now(), error.clone()));
-    }
-
-    /// The failure of a refresh less than [`RETRY_REFRESH_AFTER`] ago.
-    fn recent_failure(&self) -> Option<&PluginError> {
-        self.failure
-            .as_ref()
-            .filter(|(at, _)| at.elapsed() < RETRY_REFRESH_AFTER)
-            .map(|(_, error)| error)
-    }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| {
-            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-        })
-}
-
-fn unauthorized(message: impl Into<String>) -> PluginError {
-    PluginError::new(ErrorKind::Unauthorized, message)
+    /// One refresh request at a time, its outcome shared; also held while a
+    /// login or logout changes the stored credentials.
+    flight: SingleFlight,
 }
 
 fn token_answer(login: &Login) -> Value {
@@ -321,134 +241,13 @@ impl OAuthCodex {
             .ok_or_else(|| unauthorized(NOT_LOGGED_IN))
     }
 
-    fn authorize_url(&self, args: AuthorizeArgs) -> Result<Value, PluginError> {
-        if args.state.is_empty() || args.code_challenge.is_empty() {
-            return Err(PluginError::invalid(
-                "authorize_url needs a non-empty state and code_challenge",
-            ));
-        }
-        let redirect_uri = match args.redirect_uri.filter(|uri| !uri.is_empty()) {
-            Some(uri) => uri,
-            None if args.manual => self.config.manual_redirect_uri.clone(),
-            None => self.config.redirect_uri.clone(),
-        };
-        let url = oauth::authorize_url(
-            &self.config,
-            &args.state,
-            &args.code_challenge,
-            &redirect_uri,
-        );
-        Ok(json!({ "url": url, "redirect_uri": redirect_uri }))
-    }
-
-    async fn exchange(&self, args: ExchangeArgs) -> Result<Value, PluginError> {
-        let pasted = args.code.trim();
-        let (code, pasted_state) = match pasted.split_once('#') {
-            Some((code, state)) => (code.trim(), Some(state.trim())),
-            None => (pasted, None),
-        };
-        if code.is_empty() {
-            return Err(PluginError::invalid("the authorization code is empty"));
-        }
-        if args.state.is_empty() || args.code_verifier.is_empty() {
-            return Err(PluginError::invalid(
-                "exchange needs the login's state and code_verifier",
-            ));
-        }
-        if pasted_state.is_some_and(|pasted_state| pasted_state != args.state) {
-            return Err(PluginError::invalid(STATE_MISMATCH));
-        }
-        // A pasted `code#state` comes from the manual flow.
-        let redirect_uri = match args.redirect_uri.filter(|uri| !uri.is_empty()) {
-            Some(uri) => uri,
-            None if args.manual || pasted_state.is_some() => {
-                self.config.manual_redirect_uri.clone()
-            }
-            None => self.config.redirect_uri.clone(),
-        };
-
-        let _writer = self.writer.lock().await;
-        let body = oauth::exchange_form(&self.config, code, &redirect_uri, &args.code_verifier);
-        let grant = oauth::request_token(&self.ctx, &self.config, Grant::Login, body)
-            .await
-            .map_err(|failure| {
-                let message = format!(
-                    "token exchange failed ({}); start the login again",
-                    failure.describe()
-                );
-                match failure {
-                    TokenError::Refused { .. } => unauthorized(message),
-                    TokenError::Transport(error) => PluginError::new(error.kind(), message),
-                    TokenError::Malformed(_) => PluginError::new(ErrorKind::Upstream, message),
-                }
-            })?;
-        let tokens = grant.into_login();
-        let last_refresh = iso8601_utc(now_ms());
-        self.store.save(&tokens, &last_refresh, true)?;
-        let login = Login::new(tokens, Some(last_refresh));
-        info!(
-            "logged in to Codex (ChatGPT plan {}); credentials stored in {}",
-            login.tokens.plan_type().as_deref().unwrap_or("unknown"),
-            self.store.path().display()
-        );
-        Ok(self.status_of(Some(&login)))
-    }
-
-    /// A valid access token, refreshed first when it expires within the grace
-    /// period. Single flight: concurrent callers wait for one refresh request.
-    async fn access_token(&self) -> Result<Value, PluginError> {
-        let login = self.logged_in()?;
-        if !login.expires_within(now_ms(), self.grace_ms()) {
-            return Ok(token_answer(&login));
-        }
-        let attempts_before = self.refresh_attempts.load(Ordering::SeqCst);
-        let mut last_refresh = self.writer.lock().await;
-        // Check again under the lock: another caller may have refreshed while
-        // this one waited, or the Codex CLI may have rewritten the file.
-        let login = self.logged_in()?;
-        if !login.expires_within(now_ms(), self.grace_ms()) {
-            return Ok(token_answer(&login));
-        }
-        let shared = if self.refresh_attempts.load(Ordering::SeqCst) != attempts_before {
-            // A refresh finished while this call waited: share its outcome
-            // rather than ask again (a failure would fail again, and a grant
-            // shorter than the grace period would otherwise mean one refresh
-            // per waiter).
-            Some(match &last_refresh.failure {
-                Some((_, error)) => Err(error.clone()),
-                None => Ok(login.clone()),
-            })
-        } else {
-            last_refresh.recent_failure().cloned().map(Err)
-        };
-        let outcome = match shared {
-            Some(outcome) => outcome,
-            None => {
-                let outcome = self.refresh_locked(&login).await;
-                last_refresh.record(&outcome);
-                outcome
-            }
-        };
-        match outcome {
-            Ok(refreshed) => Ok(token_answer(&refreshed)),
-            // Still valid, only inside the grace period: serve it; a call
-            // after RETRY_REFRESH_AFTER tries the refresh again.
-            Err(_) if !login.expires_within(now_ms(), 0) => Ok(token_answer(&login)),
-            Err(error) => Err(error),
-        }
-    }
-
-    /// `refresh`: a refresh request whatever the expiry.
-    async fn force_refresh(&self) -> Result<Value, PluginError> {
-        let mut last_refresh = self.writer.lock().await;
-        let login = self.logged_in()?;
-        let outcome = self.refresh_locked(&login).await;
-        last_refresh.record(&outcome);
-        Ok(self.status_of(Some(&outcome?)))
-    }
-
-    /// Sends the refresh request and stores the answer. Call with `writer` held.
-    async fn refresh_locked(&self, current: &Login) -> Result<Login, PluginError> {
+    /// Sends the refresh request and stores the answer. Called by the
+    /// single flight, which holds its lock.
+    async fn refresh_locked(
+        &self,
+        current: &Login,
+        answered: Answered<'_>,
+    ) -> Result<Login, PluginError> {
         if current.tokens.refresh_token.is_empty() {
             return Err(unauthorized(format!(
                 "the stored Codex login has no refresh token; {LOGIN_HINT}"
@@ -456,12 +255,10 @@ impl OAuthCodex {
         }
         let body = oauth::refresh_form(&self.config, &current.tokens.refresh_token);
         let answer = oauth::request_token(&self.ctx, &self.config, Grant::Refresh, body).await;
-        // Counted once the answer is in, so a caller that arrived while the
-        // request was in flight sees the count change and shares the outcome.
-        self.refresh_attempts.fetch_add(1, Ordering::SeqCst);
+        answered.now();
         match answer {
             Ok(grant) => {
-                self.emit_refresh(true);
+                emit_refresh(&self.ctx, PROVIDER, true);
                 let tokens: Tokens = grant.into_refreshed(&current.tokens);
                 let last_refresh = iso8601_utc(now_ms());
                 let saved = self.store.save(&tokens, &last_refresh, false);
@@ -483,33 +280,10 @@ impl OAuthCodex {
                 Ok(refreshed)
             }
             Err(failure) => {
-                self.emit_refresh(false);
-                let reason = failure.describe();
-                warn!("Codex token refresh failed ({reason})");
-                Err(unauthorized(format!(
-                    "token refresh failed ({reason}); {LOGIN_HINT}"
-                )))
+                emit_refresh(&self.ctx, PROVIDER, false);
+                Err(failure.refresh_error("Codex", LOGIN_HINT))
             }
         }
-    }
-
-    fn emit_refresh(&self, ok: bool) {
-        self.ctx
-            .emit(REFRESH_EVENT, json!({ "provider": PROVIDER, "ok": ok }));
-    }
-
-    async fn logout(&self) -> Result<Value, PluginError> {
-        let _writer = self.writer.lock().await;
-        self.store.remove()?;
-        info!(
-            "logged out of Codex: removed the credentials from {}",
-            self.store.path().display()
-        );
-        Ok(json!({ "logged_in": false }))
-    }
-
-    fn status(&self) -> Result<Value, PluginError> {
-        Ok(self.status_of(self.store.load()?.as_ref()))
     }
 
     /// The status object; the token is masked.
@@ -537,6 +311,91 @@ impl OAuthCodex {
                 "file": file,
             }),
         }
+    }
+}
+
+impl TokenSource for OAuthCodex {
+    type Login = Login;
+
+    fn load_login(&self) -> Result<Login, PluginError> {
+        self.logged_in()
+    }
+
+    fn needs_refresh(&self, login: &Login) -> bool {
+        login.expires_within(now_ms(), self.grace_ms())
+    }
+
+    fn still_valid(&self, login: &Login) -> bool {
+        !login.expires_within(now_ms(), 0)
+    }
+
+    async fn refresh(&self, current: &Login, answered: Answered<'_>) -> Result<Login, PluginError> {
+        self.refresh_locked(current, answered).await
+    }
+}
+
+impl OAuthService for OAuthCodex {
+    fn authorize_url(&self, args: AuthorizeArgs) -> Result<Value, PluginError> {
+        let redirect_uri =
+            args.redirect_uri(&self.config.redirect_uri, &self.config.manual_redirect_uri)?;
+        let url = oauth::authorize_url(
+            &self.config,
+            &args.state,
+            &args.code_challenge,
+            &redirect_uri,
+        );
+        Ok(json!({ "url": url, "redirect_uri": redirect_uri }))
+    }
+
+    async fn exchange(&self, args: ExchangeArgs) -> Result<Value, PluginError> {
+        let exchange = args.check(&self.config.redirect_uri, &self.config.manual_redirect_uri)?;
+        let _writer = self.flight.exclusive().await;
+        let body = oauth::exchange_form(
+            &self.config,
+            exchange.code,
+            &exchange.redirect_uri,
+            &args.code_verifier,
+        );
+        let grant = oauth::request_token(&self.ctx, &self.config, Grant::Login, body)
+            .await
+            .map_err(kit_oauth::TokenError::exchange_error)?;
+        let tokens = grant.into_login();
+        let last_refresh = iso8601_utc(now_ms());
+        self.store.save(&tokens, &last_refresh, true)?;
+        let login = Login::new(tokens, Some(last_refresh));
+        info!(
+            "logged in to Codex (ChatGPT plan {}); credentials stored in {}",
+            login.tokens.plan_type().as_deref().unwrap_or("unknown"),
+            self.store.path().display()
+        );
+        Ok(self.status_of(Some(&login)))
+    }
+
+    /// A valid access token, refreshed first when it expires within the grace
+    /// period. Single flight: concurrent callers wait for one refresh request.
+    async fn access_token(&self) -> Result<Value, PluginError> {
+        let login = self.flight.get(self).await?;
+        Ok(token_answer(&login))
+    }
+
+    /// `refresh`: a refresh request whatever the expiry.
+    async fn refresh(&self) -> Result<Value, PluginError> {
+        let refreshed = self.flight.force(self).await?;
+        Ok(self.status_of(Some(&refreshed)))
+    }
+
+    fn status(&self) -> Result<Value, PluginError> {
+        Ok(self.status_of(self.store.load()?.as_ref()))
+    }
+
+    async fn logout(&self) -> Result<Value, PluginError> {
+        let _writer = self.flight.exclusive().await;
+        self.store.remove()?;
+        info!(
+            "logged out of Codex: removed the credentials from {}",
+            self.store.path().display()
+        );
+        Ok(json!({ "logged_in": false }))
     }
 }
 
@@ -589,29 +448,12 @@ impl Plugin for OAuthCodex {
             ctx,
             config,
             store,
-            writer: AsyncMutex::new(LastRefresh::default()),
-            refresh_attempts: AtomicU64::new(0),
+            flight: SingleFlight::new(RETRY_REFRESH_AFTER),
         })
     }
 
     async fn on_service_call(&self, call: ServiceCall) -> Result<Value, PluginError> {
-        if call.service != SERVICE {
-            return Err(PluginError::not_found(format!(
-                "oauth_codex provides {SERVICE}, not {}",
-                call.service
-            )));
-        }
-        match call.method.as_str() {
-            "authorize_url" => self.authorize_url(call.args_as()?),
-            "exchange" => self.exchange(call.args_as()?).await,
-            "access_token" => self.access_token().await,
-            "refresh" => self.force_refresh().await,
-            "status" => self.status(),
-            "logout" => self.logout().await,
-            other => Err(PluginError::not_found(format!(
-                "{SERVICE} has no method {other} (it has authorize_url, exchange, access_token, refresh, status, logout)"
-            ))),
-        }
+        kit_oauth::dispatch("oauth_codex", SERVICE, self, call).await
     }
 
     async fn on_health(&self) -> Health {
@@ -658,7 +500,10 @@ mod tests {
         fs,
         os::unix::fs::PermissionsExt,
         path::PathBuf,
-        sync::{Arc, Barrier, atomic::AtomicUsize},
+        sync::{
+            Arc, Barrier,
+            atomic::{AtomicUsize, Ordering},
+        },
         thread,
         time::Duration,
     };
@@ -667,6 +512,7 @@ mod tests {
         HttpRequest, HttpResponse, serde_json,
         testing::{MockHost, TestPlugin},
     };
+    use ccproxy_plugin_kit::oauth::REFRESH_EVENT;
 
     use super::*;
     use crate::jwt::tests::signed_jwt;

@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
-use ccproxy_plugin_abi::{Context, HttpRequest, PluginError, Value, json, serde_json};
+use ccproxy_plugin_abi::Context;
+use ccproxy_plugin_kit::oauth::{
+    self, Grant, TokenAnswer, TokenBody, TokenEndpoint, TokenError, form_encode, url_with_query,
+};
 use serde::Deserialize;
 
 use crate::{
@@ -34,40 +37,7 @@ pub(crate) fn authorize_url(
         ("state", state),
         ("originator", "codex_cli_rs"),
     ];
-    let separator = if config.authorize_url().contains('?') {
-        '&'
-    } else {
-        '?'
-    };
-    format!(
-        "{}{separator}{}",
-        config.authorize_url(),
-        form_encode(&parameters)
-    )
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters, so a
-/// space is `%20` and `:` is `%3A`.
-pub(crate) fn percent_encode(value: &str) -> String {
-    let mut encoded = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
-}
-
-/// `name=value&…`, each side percent-encoded: a query string or an
-/// `application/x-www-form-urlencoded` body.
-pub(crate) fn form_encode(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(name, value)| format!("{}={}", percent_encode(name), percent_encode(value)))
-        .collect::<Vec<_>>()
-        .join("&")
+    url_with_query(&config.authorize_url(), &parameters)
 }
 
 /// The form body of the authorization-code grant.
@@ -104,6 +74,12 @@ pub(crate) struct TokenGrant {
     pub(crate) refresh_token: Option<Secret>,
     #[serde(default)]
     pub(crate) id_token: Option<Secret>,
+}
+
+impl TokenAnswer for TokenGrant {
+    fn has_access_token(&self) -> bool {
+        !self.access_token.is_empty()
+    }
 }
 
 impl TokenGrant {
@@ -145,155 +121,39 @@ impl TokenGrant {
     }
 }
 
-/// Why a token request failed; never carries a token.
-#[derive(Debug)]
-pub(crate) enum TokenError {
-    /// The endpoint answered with a non-2xx status.
-    Refused { status: u16, message: String },
-    /// The request did not get an answer (connection, timeout).
-    Transport(PluginError),
-    /// A 2xx answer this plugin cannot read.
-    Malformed(String),
-}
+/// Where an error body's reason is: OAuth's `error_description`, OpenAI's
+/// `error.message`, `error` as a string, a `message` or `detail`.
+const MESSAGE_FIELDS: &[&str] = &[
+    "/error_description",
+    "/error/message",
+    "/error",
+    "/message",
+    "/detail",
+];
 
-impl TokenError {
-    /// `400: Invalid refresh token`, or the transport error's message.
-    pub(crate) fn describe(&self) -> String {
-        match self {
-            TokenError::Refused { status, message } => format!("{status}: {message}"),
-            TokenError::Transport(error) => error.message().to_owned(),
-            TokenError::Malformed(message) => message.clone(),
-        }
-    }
-}
-
-/// Which grant a token request is for, as the host's `oauth.*` hook events
-/// name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Grant {
-    /// The authorization-code exchange of a login (`oauth.token.*`).
-    Login,
-    /// A refresh (`oauth.refresh.*`).
-    Refresh,
-}
-
-impl Grant {
-    fn event_kind(self) -> &'static str {
-        match self {
-            Grant::Login => "token",
-            Grant::Refresh => "refresh",
-        }
-    }
-}
-
-/// POSTs the form `body` to the token endpoint, reporting it as the host's
-/// `oauth.*` hook events: the request, then its response or error. The
-/// events carry no secrets.
+/// POSTs the form `body` to the token endpoint, reported as the host's
+/// `oauth.*` hook events.
 pub(crate) async fn request_token(
     ctx: &Context,
     config: &Config,
     grant: Grant,
     body: String,
 ) -> Result<TokenGrant, TokenError> {
-    let kind = grant.event_kind();
-    ctx.emit(
-        &format!("oauth.{kind}.request"),
-        json!({"provider": PROVIDER, "url": config.token_url()}),
-    );
-    let result = send_token_request(ctx, config, body).await;
-    match &result {
-        Ok(_) => ctx.emit(
-            &format!("oauth.{kind}.response"),
-            json!({"provider": PROVIDER, "ok": true}),
-        ),
-        Err(error) => ctx.emit(
-            "oauth.error",
-            json!({"provider": PROVIDER, "phase": kind, "error": error.describe()}),
-        ),
-    }
-    result
-}
-
-async fn send_token_request(
-    ctx: &Context,
-    config: &Config,
-    body: String,
-) -> Result<TokenGrant, TokenError> {
-    let request = HttpRequest {
-        timeout: Some(Duration::from_secs(config.request_timeout_seconds)),
-        ..HttpRequest::post(config.token_url(), body)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("accept", "application/json")
+    let endpoint = TokenEndpoint {
+        provider: PROVIDER,
+        url: config.token_url(),
+        timeout: Duration::from_secs(config.request_timeout_seconds),
+        message_fields: MESSAGE_FIELDS,
     };
-    let response = ctx.http(request).await.map_err(TokenError::Transport)?;
-    if !(200..300).contains(&response.status) {
-        return Err(TokenError::Refused {
-            status: response.status,
-            message: upstream_message(&response.body),
-        });
-    }
-    let grant: TokenGrant = serde_json::from_slice(&response.body).map_err(|error| {
-        TokenError::Malformed(format!(
-            "the token endpoint answered {} with an unreadable body: {error}",
-            response.status
-        ))
-    })?;
-    if grant.access_token.is_empty() {
-        return Err(TokenError::Malformed(
-            "the token endpoint answered without an access token".to_owned(),
-        ));
-    }
-    Ok(grant)
-}
-
-/// A one-line reason from an error body: OAuth's `error_description`,
-/// OpenAI's `error.message`, `error` as a string, a `message` or `detail`,
-/// or the text itself.
-pub(crate) fn upstream_message(body: &[u8]) -> String {
-    const LIMIT: usize = 200;
-    let from_json = serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|value| {
-            [
-                &value["error_description"],
-                &value["error"]["message"],
-                &value["error"],
-                &value["message"],
-                &value["detail"],
-            ]
-            .into_iter()
-            .find_map(|candidate| candidate.as_str().filter(|text| !text.is_empty()))
-            .map(str::to_owned)
-        });
-    let text = from_json.unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned());
-    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if text.is_empty() {
-        return "no message".to_owned();
-    }
-    match text.char_indices().nth(LIMIT) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text,
-    }
+    oauth::request_token(ctx, &endpoint, grant, TokenBody::Form(body)).await
 }
 
 #[cfg(test)]
 mod tests {
+    use ccproxy_plugin_abi::json;
+
     use super::*;
     use crate::jwt::tests::jwt;
-
-    #[test]
-    fn percent_encode_keeps_only_unreserved_characters() {
-        assert_eq!(percent_encode("aZ09-._~"), "aZ09-._~");
-        assert_eq!(
-            percent_encode("openid profile email offline_access"),
-            "openid%20profile%20email%20offline_access"
-        );
-        assert_eq!(
-            percent_encode("http://localhost:1455/auth/callback"),
-            "http%3A%2F%2Flocalhost%3A1455%2Fauth%2Fcallback"
-        );
-        assert_eq!(percent_encode("a+b=c&d#é"), "a%2Bb%3Dc%26d%23%C3%A9");
-    }
 
     #[test]
     fn authorize_url_appends_to_an_existing_query() {
@@ -324,26 +184,6 @@ mod tests {
             refresh_form(&config, &Secret::new("rt_a=b")),
             "grant_type=refresh_token&refresh_token=rt_a%3Db&client_id=app_EMoamEEZ73f0CkXaXp7hrann&scope=openid%20profile%20email%20offline_access"
         );
-    }
-
-    #[test]
-    fn upstream_message_finds_the_reason() {
-        let check =
-            |body: &str, expected: &str| assert_eq!(upstream_message(body.as_bytes()), expected);
-        check(
-            r#"{"error":"invalid_grant","error_description":"Refresh token has already been used"}"#,
-            "Refresh token has already been used",
-        );
-        check(r#"{"error":"invalid_grant"}"#, "invalid_grant");
-        check(
-            r#"{"error":{"message":"Could not validate your refresh token.","type":"invalid_request_error","code":"refresh_token_reused"}}"#,
-            "Could not validate your refresh token.",
-        );
-        check(r#"{"detail":"Unauthorized"}"#, "Unauthorized");
-        check("Bad Gateway\n", "Bad Gateway");
-        check("", "no message");
-        let long = "x".repeat(500);
-        assert_eq!(upstream_message(long.as_bytes()).chars().count(), 201);
     }
 
     #[test]
