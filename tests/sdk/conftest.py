@@ -8,6 +8,13 @@ each in its own scratch XDG folders with a cleared environment: ``proxy``
 without client authentication and ``guarded_proxy`` with ``--auth-token``.
 Both read their address from the ``listening on http://…`` log line.
 
+The Codex suite has its own pair: ``codex_mock`` plays the ChatGPT plan's
+Codex backend (``/backend-api/codex/responses``, which refuses what the real
+backend refuses and here also insists on the test login's bearer token and
+ChatGPT account), and ``codex_proxy`` runs only the ``codex`` and
+``oauth_codex`` plugins, logged in through a Codex CLI ``~/.codex/auth.json``
+holding a JWT-shaped access token.
+
 Nothing is built here: the binaries and plugin libraries come from the last
 ``cargo build --workspace``; when one is missing the session stops and says so.
 """
@@ -15,6 +22,7 @@ Nothing is built here: the binaries and plugin libraries come from the last
 from __future__ import annotations
 
 import atexit
+import base64
 import json
 import os
 import re
@@ -35,6 +43,8 @@ SAMPLES = ROOT / "tests" / "data" / "samples"
 API_KEY = "test-key"
 AUTH_TOKEN = "sdk-suite-token"
 STARTUP_SECONDS = 20
+CODEX_ACCOUNT = "acct_test"
+CODEX_BACKEND = "/backend-api/codex/responses"
 LISTENING = re.compile(rb"listening on http://(\S+)")
 
 
@@ -184,23 +194,37 @@ def mock(tmp_path_factory: pytest.TempPathFactory) -> Mock:
     process.stop()
 
 
-def start_proxy(mock: Mock, scratch: Path, extra: list[str], token: str | None = None) -> Proxy:
+def start_proxy(
+    mock: Mock,
+    scratch: Path,
+    extra: list[str],
+    token: str | None = None,
+    env: dict[str, str] | None = None,
+    plugins: tuple[str, ...] = ("claude_api",),
+) -> Proxy:
+    """A proxy in `scratch` (its HOME is `scratch/home`); `env` replaces the
+    Claude settings, and every plugin of `plugins` must be active."""
     binary = built("ccproxy")
-    built("libccproxy_plugin_claude_api.so")
+    for plugin in plugins:
+        built(f"libccproxy_plugin_{plugin}.so")
     for folder in ("cfg", "data", "home"):
-        (scratch / folder).mkdir()
+        (scratch / folder).mkdir(exist_ok=True)
     # A cleared environment: no developer config, no stray PLUGINS__* or keys.
-    env = {
+    settings = (
+        {"PLUGINS__CLAUDE_API__BASE_URL": mock.url, "ANTHROPIC_API_KEY": API_KEY}
+        if env is None
+        else env
+    )
+    process_env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": str(scratch / "home"),
         "XDG_CONFIG_HOME": str(scratch / "cfg"),
         "XDG_DATA_HOME": str(scratch / "data"),
-        "PLUGINS__CLAUDE_API__BASE_URL": mock.url,
-        "ANTHROPIC_API_KEY": API_KEY,
         "RUST_BACKTRACE": "0",
+        **settings,
     }
     args = [str(binary), "serve", "--port", "0", "--disable-plugin", "access_log", *extra]
-    process = Process(args, env, scratch, scratch / "proxy.log")
+    process = Process(args, process_env, scratch, scratch / "proxy.log")
     try:
         proxy = Proxy(url=f"http://{process.address()}", process=process)
         status = http_json("GET", f"{proxy.url}/plugins/status", token=token)
@@ -208,10 +232,11 @@ def start_proxy(mock: Mock, scratch: Path, extra: list[str], token: str | None =
         process.stop()
         raise
     active = {p["name"]: p.get("status") for p in status.get("plugins", [])}
-    if active.get("claude_api") != "active":
+    inactive = [plugin for plugin in plugins if active.get(plugin) != "active"]
+    if inactive:
         process.stop()
         pytest.exit(
-            f"the claude_api plugin is not active ({active}); the proxy's log:\n{process.log()}",
+            f"plugins {inactive} are not active ({active}); the proxy's log:\n{process.log()}",
             returncode=3,
         )
     return proxy
@@ -255,6 +280,114 @@ def chat(proxy: Proxy) -> openai.OpenAI:
     """The OpenAI SDK on `/claude/v1`, with a key the proxy must not forward."""
     client = openai.OpenAI(
         base_url=f"{proxy.url}/claude/v1", api_key="client-key", max_retries=0, timeout=15
+    )
+    yield client
+    client.close()
+
+
+def base64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def jwt(payload: dict[str, Any], signature: str) -> str:
+    """A JWT-shaped token (nobody checks the signature)."""
+    header = {"alg": "RS256", "typ": "JWT"}
+    return ".".join(
+        base64url(part.encode())
+        for part in (json.dumps(header), json.dumps(payload), signature)
+    )
+
+
+#: The test login's ChatGPT access token: expires in 2100, for CODEX_ACCOUNT.
+CODEX_TOKEN = jwt(
+    {
+        "iss": "https://auth.openai.com",
+        "exp": 4_102_444_800,
+        "https://api.openai.com/auth": {
+            "chatgpt_account_id": CODEX_ACCOUNT,
+            "chatgpt_plan_type": "plus",
+        },
+    },
+    "sdk-suite-signature",
+)
+
+
+@pytest.fixture(scope="session")
+def codex_mock(tmp_path_factory: pytest.TempPathFactory) -> Mock:
+    """The Codex backend: the test login's headers, never an API key."""
+    binary = built("ccproxy-mock-upstream")
+    scratch = tmp_path_factory.mktemp("codex-mock")
+    args = [
+        str(binary),
+        "--samples",
+        str(SAMPLES),
+        "--expect-header",
+        f"authorization=Bearer {CODEX_TOKEN}",
+        "--expect-header",
+        f"chatgpt-account-id={CODEX_ACCOUNT}",
+        "--expect-header",
+        "openai-beta=responses=experimental",
+        "--expect-header",
+        "originator=codex_cli_rs",
+        "--forbid-header",
+        "x-api-key",
+        "--idle-exit-seconds",
+        "300",
+    ]
+    process = Process(args, {"PATH": os.environ.get("PATH", "")}, scratch, scratch / "mock.log")
+    mock = Mock(url=f"http://{process.address()}", process=process)
+    yield mock
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def codex_proxy(codex_mock: Mock, tmp_path_factory: pytest.TempPathFactory) -> Proxy:
+    """A proxy with only `codex` and `oauth_codex`, logged in as the Codex CLI
+    would be (`~/.codex/auth.json`, mode 0600)."""
+    scratch = tmp_path_factory.mktemp("codex-proxy")
+    auth = scratch / "home" / ".codex" / "auth.json"
+    auth.parent.mkdir(parents=True, mode=0o700)
+    auth.write_text(
+        json.dumps(
+            {
+                "OPENAI_API_KEY": None,
+                "tokens": {
+                    "id_token": "",
+                    "access_token": CODEX_TOKEN,
+                    "refresh_token": "rt_sdk-suite",
+                    "account_id": CODEX_ACCOUNT,
+                },
+                "last_refresh": "2026-01-01T00:00:00.000000Z",
+            }
+        )
+    )
+    auth.chmod(0o600)
+    extra = ["--disable-plugin", "claude_api", "--disable-plugin", "oauth_claude"]
+    env = {"PLUGINS__CODEX__BASE_URL": f"{codex_mock.url}/backend-api/codex"}
+    proxy = start_proxy(codex_mock, scratch, extra, env=env, plugins=("codex", "oauth_codex"))
+    yield proxy
+    proxy.process.stop()
+
+
+@pytest.fixture
+def codex_openai(codex_proxy: Proxy, codex_mock: Mock) -> openai.OpenAI:
+    """The OpenAI SDK on `/codex/v1`, with a key the proxy must not forward;
+    the Codex backend starts with no recorded request."""
+    codex_mock.reset()
+    client = openai.OpenAI(
+        base_url=f"{codex_proxy.url}/codex/v1", api_key="client-key", max_retries=0, timeout=15
+    )
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def codex_claude(codex_proxy: Proxy, codex_mock: Mock) -> anthropic.Anthropic:
+    """The Anthropic SDK on `/codex` (Claude Code's `ANTHROPIC_BASE_URL`),
+    with a key the proxy must not forward."""
+    codex_mock.reset()
+    client = anthropic.Anthropic(
+        base_url=f"{codex_proxy.url}/codex", api_key="client-key", max_retries=0, timeout=15
     )
     yield client
     client.close()
