@@ -234,6 +234,13 @@ fn every_client_format_reaches_the_backend_as_the_codex_cli_sends_it() {
                 text,
                 "{path} stream={stream}"
             );
+            // The plan's usage headers reach the client (as the Codex CLI sees them).
+            assert_eq!(
+                reply.header("x-codex-primary-used-percent"),
+                Some("9"),
+                "{path} stream={stream}: {:?}",
+                reply.headers
+            );
             if !stream {
                 // One accumulated answer, with the client's model and the usage.
                 let answer = reply.json();
@@ -768,6 +775,66 @@ fn an_expired_codex_token_is_refreshed_once_for_fifty_concurrent_requests() {
     assert_eq!(stored["OPENAI_API_KEY"], Value::Null);
     assert_ne!(stored["last_refresh"], before["last_refresh"]);
     assert_eq!(mode(&file), 0o600);
+}
+
+#[test]
+fn a_refused_refresh_is_asked_once_and_every_caller_gets_a_401_saying_what_to_do() {
+    const CALLERS: usize = 20;
+    let mock = Mock::start(&["--oauth-delay-ms", "200", "--quiet"]);
+    let sandbox = Sandbox::new();
+    let file = codex::auth_json_path(sandbox.root());
+    let expired = codex::access_token_expiring(codex::now_s() - 60, "expired");
+    codex::write_auth_json(&file, &expired, "rt_revoked-0000");
+    let before = fs::read(&file).expect("auth.json is readable");
+    let base_url = mock.url();
+    let proxy = codex::start_proxy(
+        &mock,
+        sandbox,
+        &[("PLUGINS__OAUTH_CODEX__BASE_URL", base_url.as_str())],
+    );
+    mock.fault(json!({
+        "kind": "status", "status": 400, "path": CODEX_TOKEN_PATH, "count": 50,
+        "body": {"error": "invalid_grant", "error_description": "Your refresh token has already been used"},
+    }));
+    let body = json!({
+        "model": "claude-sonnet-4-5", "max_tokens": 10,
+        "messages": [{"role": "user", "content": "Hello"}],
+    });
+    let start = Barrier::new(CALLERS);
+    let replies: Vec<Reply> = std::thread::scope(|scope| {
+        let callers: Vec<_> = (0..CALLERS)
+            .map(|_| {
+                scope.spawn(|| {
+                    start.wait();
+                    post(&proxy, "/codex/v1/messages", &body, &[])
+                })
+            })
+            .collect();
+        callers
+            .into_iter()
+            .map(|caller| caller.join().expect("a caller thread"))
+            .collect()
+    });
+    for reply in &replies {
+        assert_eq!(reply.status, 401, "{}", reply.text());
+        let error = reply.json();
+        assert_eq!(error["type"], "error", "{error}");
+        let message = error["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message
+                .contains("token refresh failed (400: Your refresh token has already been used)")
+                && message.contains("ccproxy auth login codex"),
+            "{message}"
+        );
+        assert!(!message.contains("rt_revoked"), "{message}");
+    }
+    assert_eq!(
+        mock.oauth()["refresh_token"],
+        1,
+        "single flight, failures too"
+    );
+    assert!(mock.codex_requests().is_empty());
+    assert_eq!(fs::read(&file).expect("auth.json is readable"), before);
 }
 
 #[test]
