@@ -43,6 +43,8 @@ pub enum Refusal {
         /// The plugin's API version.
         plugin: semver::Version,
     },
+    /// Built with `panic = "abort"`: a panic in it would end the whole proxy.
+    PanicAbort,
     /// abi_stable's header or layout check failed.
     LayoutMismatch(String),
     /// The manifest could not be read.
@@ -80,6 +82,10 @@ impl fmt::Display for Refusal {
             Refusal::NeedsNewerHost { plugin } => write!(
                 f,
                 "needs a newer host: built for plugin API {plugin}, this host speaks {API_VERSION}; upgrade ccproxy or rebuild the plugin against {API_VERSION}"
+            ),
+            Refusal::PanicAbort => write!(
+                f,
+                "built with panic = \"abort\": one panic in it would end the whole proxy; build it with panic = \"unwind\" (the default)"
             ),
             Refusal::LayoutMismatch(why) => write!(
                 f,
@@ -183,6 +189,7 @@ pub fn load(path: &Path) -> Result<LoadedLibrary, Refusal> {
     let library: &'static RawLibrary = Box::leak(Box::new(library));
     let api_version = read_version_symbol(library)?;
     check_version(&api_version)?;
+    check_panic_strategy(library)?;
     // Safety: the library exports our version symbol, so it was built with the
     // SDK, whose export macro defines the abi_stable header with this layout.
     let header = unsafe { lib_header_from_raw_library(library) }
@@ -215,6 +222,24 @@ pub fn load(path: &Path) -> Result<LoadedLibrary, Refusal> {
         manifest,
         module,
     })
+}
+
+/// Refuses libraries that abort on panic; libraries without the symbol (older
+/// SDKs) are accepted.
+fn check_panic_strategy(library: &'static RawLibrary) -> Result<(), Refusal> {
+    let symbol = format!("{}\0", raw::PANIC_SYMBOL);
+    // Safety: the symbol, when present, is the SDK's `extern "C" fn() -> u8`.
+    let unwinds = unsafe {
+        match library.get::<extern "C" fn() -> u8>(symbol.as_bytes()) {
+            Ok(function) => (*function)(),
+            Err(_) => return Ok(()),
+        }
+    };
+    if unwinds == 0 {
+        Err(Refusal::PanicAbort)
+    } else {
+        Ok(())
+    }
 }
 
 fn read_version_symbol(library: &'static RawLibrary) -> Result<semver::Version, Refusal> {
