@@ -691,3 +691,70 @@ fn issue_63_prompt_cache_key_stable() {
     assert_eq!(chat_keys[0], chat_keys[1]);
     assert_ne!(chat_keys[0], other_key);
 }
+
+/// 0.2.0a3: a client's `temperature: null` reached the upstream, which
+/// refused it; the Codex backend refuses any temperature.
+#[test]
+fn release_0_2_0a3_null_temperature_is_not_sent() {
+    let (mock, proxy) = setup();
+    for (path, body) in [
+        (
+            "/codex/v1/messages",
+            json!({"model": "claude-sonnet-4-5-20250929", "max_tokens": 100, "temperature": null,
+                   "top_p": null, "messages": [{"role": "user", "content": "Hello"}]}),
+        ),
+        (
+            "/codex/v1/chat/completions",
+            json!({"model": "gpt-5.3-codex", "temperature": null, "top_p": null,
+                   "messages": [{"role": "user", "content": "Hello"}]}),
+        ),
+        (
+            "/codex/v1/responses",
+            json!({"model": "gpt-5.3-codex", "temperature": null, "top_p": null, "input": "Hello"}),
+        ),
+    ] {
+        let reply = post(&proxy, path, &body);
+        ok(&reply, &mock);
+        let sent = &last_upstream(&mock)["body"];
+        assert!(
+            sent.get("temperature").is_none() && sent.get("top_p").is_none(),
+            "{path}: {sent}"
+        );
+    }
+}
+
+/// 0.2.0a3: an orphan `tool_result` (its `tool_use` is not in the history, as
+/// after a compaction or a client's own trimming) made the upstream refuse
+/// the whole request ("unexpected tool_use_id"). The host keeps such a result
+/// from Anthropic's API (`convert/anthropic.rs`), but sends it to the Codex
+/// backend as a `function_call_output` answering no call, which the backend
+/// refuses ("No tool call found for function call output").
+#[test]
+#[ignore = "host bug: host/formats/src/convert/openai_responses.rs encode_request sends orphan tool results as function_call_output; the Codex backend answers 400"]
+fn release_0_2_0a3_orphan_tool_result_does_not_fail_codex() {
+    let (mock, proxy) = setup();
+    let body = json!({
+        "model": "claude-sonnet-4-5-20250929", "max_tokens": 100,
+        "messages": [
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_compacted_away", "content": "exit 0"},
+                {"type": "text", "text": "Go on."},
+            ]},
+        ],
+    });
+    let reply = post(&proxy, "/codex/v1/messages", &body);
+    ok(&reply, &mock);
+    let sent = &last_upstream(&mock)["body"];
+    assert!(
+        !sent["input"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|item| item["type"] == "function_call_output"),
+        "{sent}"
+    );
+    assert!(
+        sent["input"].to_string().contains("exit 0"),
+        "the result is kept as text: {sent}"
+    );
+}
