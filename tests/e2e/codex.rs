@@ -772,6 +772,10 @@ fn an_expired_codex_token_is_refreshed_once_for_fifty_concurrent_requests() {
     let stored = read_json(&file);
     assert_eq!(stored["tokens"]["access_token"], refreshed);
     assert_eq!(stored["tokens"]["refresh_token"], "rt_mock-refreshed-1");
+    assert_eq!(
+        stored["tokens"]["account_id"], "acct_mock",
+        "from the new claims"
+    );
     assert_eq!(stored["OPENAI_API_KEY"], Value::Null);
     assert_ne!(stored["last_refresh"], before["last_refresh"]);
     assert_eq!(mode(&file), 0o600);

@@ -320,7 +320,9 @@ pub mod codex {
     }
 
     /// Writes the Codex CLI's `auth.json` at `path` (mode 0600, its folder
-    /// 0700) holding `access_token` and `refresh_token`.
+    /// 0700) holding `access_token` and `refresh_token`. It stores no
+    /// `account_id` (older Codex CLIs did not), so the `chatgpt-account-id`
+    /// a test sees can only come from the access token's claim.
     pub fn write_auth_json(path: &Path, access_token: &str, refresh_token: &str) {
         let dir = path.parent().expect("auth.json has a folder");
         fs::create_dir_all(dir)
@@ -332,7 +334,7 @@ pub mod codex {
                 "id_token": "",
                 "access_token": access_token,
                 "refresh_token": refresh_token,
-                "account_id": ACCOUNT,
+                "account_id": null,
             },
             "last_refresh": "2026-01-01T00:00:00.000000Z",
         });

@@ -355,7 +355,7 @@ def codex_proxy(codex_mock: Mock, tmp_path_factory: pytest.TempPathFactory) -> P
                     "id_token": "",
                     "access_token": CODEX_TOKEN,
                     "refresh_token": "rt_sdk-suite",
-                    "account_id": CODEX_ACCOUNT,
+                    "account_id": None,  # the account comes from the token's claim
                 },
                 "last_refresh": "2026-01-01T00:00:00.000000Z",
             }
