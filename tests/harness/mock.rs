@@ -1,8 +1,9 @@
 //! The mock upstream of `tests/mock_upstream` (`ccproxy-mock-upstream`) as a
 //! child process: it replays the recorded samples of `tests/data/samples`,
 //! records and checks what it receives, misbehaves on demand, and fakes the
-//! Claude OAuth server. Its control API is wrapped here; the crate docs of
-//! `ccproxy-mock-upstream` describe the whole contract.
+//! Claude and OpenAI OAuth servers and the Codex backend. Its control API is
+//! wrapped here, with a ChatGPT login for the Codex plugins ([`codex`]); the
+//! crate docs of `ccproxy-mock-upstream` describe the whole contract.
 //!
 //! ```no_run
 //! use ccproxy_e2e::mock::Mock;

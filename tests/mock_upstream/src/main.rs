@@ -7,7 +7,7 @@ use ccproxy_mock_upstream::{ExpectedHeader, Options, default_samples_dir, serve}
 use clap::Parser;
 
 /// A mock of the Anthropic, OpenAI Responses and Chat Completions APIs and of
-/// the Claude OAuth server, replaying recorded traffic on 127.0.0.1.
+/// the Claude and OpenAI OAuth servers (and the Codex backend), replaying recorded traffic on 127.0.0.1.
 #[derive(Debug, Parser)]
 #[command(name = "ccproxy-mock-upstream")]
 struct Args {
