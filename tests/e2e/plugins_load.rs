@@ -369,8 +369,9 @@ fn plugins_check_gives_a_verdict_and_an_exit_code() {
     assert_ne!(unknown.code, 0, "{unknown:?}");
     assert!(unknown.stderr.contains("no_such_plugin"), "{unknown:?}");
 
+    // A file that does not exist is a usage error (2), not a refused plugin (1).
     let nothing = sandbox.run_cli(&["plugins", "check", "/no/such/libfile.so"], &[]);
-    assert_eq!(nothing.code, 1, "{nothing:?}");
+    assert_eq!(nothing.code, 2, "{nothing:?}");
     assert!(nothing.stderr.contains("does not exist"), "{nothing:?}");
 }
 

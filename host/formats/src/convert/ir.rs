@@ -341,6 +341,15 @@ pub(crate) enum Block {
     ToolCall { id: String, name: String },
 }
 
+/// The text an orphan tool result (its call is no longer in the history, as after
+/// a compaction) becomes for APIs that refuse a result answering no call.
+pub(crate) fn orphan_result_text(call_id: &str, content: &[Part]) -> String {
+    format!(
+        "[result of tool call {call_id}, whose call is no longer in this conversation]\n{}",
+        joined_text(content, "\n")
+    )
+}
+
 /// OpenAI limits call ids to 64 characters; a longer id becomes `call_<hash>`, the same
 /// for the same id, so a call and its result stay paired.
 pub(crate) fn openai_call_id(id: &str) -> String {

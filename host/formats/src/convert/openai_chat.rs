@@ -196,6 +196,9 @@ fn decode_content(
 
 pub(crate) fn encode_request(request: ir::Request) -> api::Request {
     let mut messages = Vec::with_capacity(request.messages.len() + 1);
+    // Internal: call ids sent so far; Chat servers refuse a `tool` message that
+    // answers no earlier `tool_calls` entry.
+    let mut calls: std::collections::HashSet<String> = std::collections::HashSet::new();
     for message in request.messages {
         match message.role {
             // Internal: `developer` is new; `system` works on every Chat server, and OpenAI
@@ -211,6 +214,13 @@ pub(crate) fn encode_request(request: ir::Request) -> api::Request {
                 let mut pending: Vec<api::ContentPart> = Vec::new();
                 for part in message.parts {
                     match part {
+                        Part::ToolResult {
+                            call_id, content, ..
+                        } if !calls.contains(&ir::openai_call_id(&call_id)) => {
+                            pending.extend(encode_part(Part::Text(ir::orphan_result_text(
+                                &call_id, &content,
+                            ))));
+                        }
                         Part::ToolResult {
                             call_id, content, ..
                         } => {
@@ -238,7 +248,11 @@ pub(crate) fn encode_request(request: ir::Request) -> api::Request {
                             name,
                             arguments,
                         } => Some(api::ToolCall {
-                            id: ir::openai_call_id(&id),
+                            id: {
+                                let id = ir::openai_call_id(&id);
+                                calls.insert(id.clone());
+                                id
+                            },
                             kind: "function".to_owned(),
                             function: api::FunctionCall {
                                 name,

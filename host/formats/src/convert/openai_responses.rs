@@ -256,6 +256,9 @@ fn decode_part(part: api::ContentPart) -> Option<Part> {
 pub(crate) fn encode_request(request: ir::Request) -> api::Request {
     let mut instructions: Vec<String> = Vec::new();
     let mut items: Vec<api::Item> = Vec::new();
+    // Internal: call ids sent so far; a result answering none of them is refused
+    // by the Codex backend ("No tool call found for function call output").
+    let mut calls: std::collections::HashSet<String> = std::collections::HashSet::new();
     for message in request.messages {
         match message.role {
             // Internal: the Codex backend rejects system messages in `input` (#53).
@@ -276,14 +279,22 @@ pub(crate) fn encode_request(request: ir::Request) -> api::Request {
                             arguments,
                         } => {
                             flush(&mut pending, assistant, &mut items);
+                            let call_id = ir::openai_call_id(&id);
+                            calls.insert(call_id.clone());
                             items.push(api::Item::FunctionCall(api::FunctionCallItem {
                                 id: None,
-                                call_id: ir::openai_call_id(&id),
+                                call_id,
                                 name,
                                 arguments,
                                 status: None,
                                 extra: Extra::new(),
                             }));
+                        }
+                        Part::ToolResult {
+                            call_id, content, ..
+                        } if !calls.contains(&ir::openai_call_id(&call_id)) => {
+                            let text = ir::orphan_result_text(&call_id, &content);
+                            pending.extend(encode_part(Part::Text(text), assistant));
                         }
                         Part::ToolResult {
                             call_id, content, ..
