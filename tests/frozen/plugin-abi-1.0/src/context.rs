@@ -163,7 +163,11 @@ impl Context {
         }
     }
 
-    /// Emits custom event `event` (a name under `custom.`) to every hook subscribed to it.
+    /// Emits event `event` to the hooks subscribed to it: a name under `custom.`
+    /// reaches hooks on that name and on `custom.event`; auth-provider plugins
+    /// (those declaring `oauth`) may also emit the declared `oauth.token.request`,
+    /// `oauth.token.response`, `oauth.refresh.request`, `oauth.refresh.response`
+    /// and `oauth.error`. Other names are refused (logged by the host).
     pub fn emit(&self, event: &str, data: Value) {
         let call = self.call_json(
             host_op::EMIT,

@@ -36,7 +36,9 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    fn code(self) -> ErrorCode {
+    /// The raw error code for this kind (used by the host).
+    #[doc(hidden)]
+    pub fn code(self) -> ErrorCode {
         match self {
             ErrorKind::Internal => ErrorCode::Internal,
             ErrorKind::Unsupported => ErrorCode::Unsupported,

@@ -38,9 +38,11 @@
 //!
 //! A host speaking plugin API `1.y` loads every plugin built against `1.x` with
 //! `x <= y`. A plugin checks [`Context::has_capability`] before it uses something
-//! newer than 1.0. Build plugins with `panic = "unwind"` (the default): the SDK
-//! catches panics at every entry point, and `panic = "abort"` would turn a panic
-//! into the end of the whole proxy.
+//! newer than 1.0. Depend on `ccproxy-plugin-abi = "~1.0"` (not `"1"`) so the
+//! plugin is built against the oldest 1.x it needs and loads into every newer
+//! host. Build plugins with `panic = "unwind"` (the default): the SDK catches
+//! panics at every entry point; a library built with `panic = "abort"` is
+//! refused by the host, because a panic in it would end the whole proxy.
 #![deny(missing_docs)]
 
 mod context;
@@ -107,6 +109,14 @@ macro_rules! export_plugin {
         #[unsafe(no_mangle)]
         pub extern "C" fn ccproxy_plugin_api_version() -> *const ::core::ffi::c_char {
             $crate::raw::version_cstr()
+        }
+
+        /// Whether this library unwinds on panic (1) or aborts (0); the host
+        /// refuses aborting libraries.
+        #[doc(hidden)]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn ccproxy_plugin_panic_unwind() -> u8 {
+            if cfg!(panic = "unwind") { 1 } else { 0 }
         }
 
         /// The library header abi_stable's loader looks for.

@@ -1,4 +1,5 @@
-//! Logging into the host's `tracing`, under the target `plugin::<name>`.
+//! Logging into the host's `tracing`, under the target `plugin` with the
+//! plugin's name as the `plugin` field.
 //!
 //! The macros ask the host whether the level is enabled before formatting, so a
 //! disabled `debug!` costs one call.

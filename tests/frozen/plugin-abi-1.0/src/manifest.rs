@@ -145,6 +145,23 @@ pub struct RouteGroup {
     pub tags: Vec<String>,
 }
 
+impl RouteGroup {
+    /// The full path of `route` under this group's prefix, as the host mounts
+    /// it: `/hello` + `/greet` is `/hello/greet`, and `/hello` + `/` is `/hello`.
+    pub fn full_path(&self, route: &Route) -> String {
+        let prefix = self.prefix.trim_end_matches('/');
+        let path = route.path.as_str();
+        if (path.is_empty() || path == "/") && !prefix.is_empty() {
+            return prefix.to_owned();
+        }
+        if path.starts_with('/') {
+            format!("{prefix}{path}")
+        } else {
+            format!("{prefix}/{path}")
+        }
+    }
+}
+
 /// One route: a method and a path pattern below the group's prefix.
 /// `{name}` matches one segment, `{*name}` the rest of the path.
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]

@@ -48,6 +48,11 @@ pub use panic::{catch_panic, catch_panic_future, panic_message};
 /// plugin from another major version is refused with a readable reason.
 pub const VERSION_SYMBOL: &str = "ccproxy_plugin_api_version";
 
+/// The C symbol, present in plugins built with SDK 1.0 and later, that returns 1
+/// when the library unwinds on panic and 0 when it was built with
+/// `panic = "abort"` (which the host refuses).
+pub const PANIC_SYMBOL: &str = "ccproxy_plugin_panic_unwind";
+
 /// The layout generation abi_stable checks in the library header. It is not the
 /// plugin API version: it stays `1.0.0` for all of 1.x because the layout of
 /// this module never changes within a major version.
