@@ -21,8 +21,9 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use ccproxy_plugin_abi::protocol::{HookInput, HookOutput, op};
-use serde_json::Value;
+use ccproxy_plugin_abi::protocol::{HookOutput, op};
+use serde::Serialize;
+use serde_json::{Value, value::RawValue};
 use tokio::sync::mpsc;
 
 use crate::plugins::registry::ActivePlugin;
@@ -38,12 +39,25 @@ struct Subscriber {
     priority: i32,
 }
 
-/// An observed event waiting in the queue.
+/// An observed event waiting in the queue. Its data is serialised once, on
+/// the request's task, and copied as is into every subscriber's call: no
+/// `Value` tree is built, cloned per subscriber, or freed on the hook task.
 struct Observed {
     event: Cow<'static, str>,
     request_id: Option<String>,
-    data: Value,
+    data: Box<RawValue>,
     timestamp_ms: u64,
+}
+
+/// The JSON of `protocol::HookInput` (same fields, same order), borrowing
+/// everything instead of owning it.
+#[derive(Serialize)]
+struct HookInputRef<'a, D: ?Sized> {
+    hook: &'a str,
+    event: &'a str,
+    timestamp_ms: u64,
+    request_id: Option<&'a str>,
+    data: &'a D,
 }
 
 /// Counters shown in `/plugins/status`.
@@ -143,22 +157,30 @@ impl HookBus {
         !self.subscribers(event).is_empty()
     }
 
-    /// Queues an observing event; never waits. `data` is only built when
-    /// someone listens.
-    pub fn observe(
+    /// Queues an observing event; never waits. `data` (a `Value`, or any
+    /// serialisable value, which is cheaper than building a `Value`) is only
+    /// built when someone listens.
+    pub fn observe<D: Serialize>(
         &self,
         event: impl Into<Cow<'static, str>>,
         request_id: Option<&str>,
-        data: impl FnOnce() -> Value,
+        data: impl FnOnce() -> D,
     ) {
         let event = event.into();
         if !self.wants(&event) {
             return;
         }
+        let data = match serde_json::value::to_raw_value(&data()) {
+            Ok(data) => data,
+            Err(error) => {
+                tracing::warn!(%event, %error, "hook data could not be serialised; event dropped");
+                return;
+            }
+        };
         let observed = Observed {
             event,
             request_id: request_id.map(str::to_owned),
-            data: data(),
+            data,
             timestamp_ms: now_ms(),
         };
         match self.queue.try_send(observed) {
@@ -179,12 +201,12 @@ impl HookBus {
 
     async fn deliver(&self, observed: Observed) {
         for subscriber in self.subscribers(&observed.event) {
-            let input = HookInput {
-                hook: subscriber.hook.clone(),
-                event: observed.event.to_string(),
+            let input = HookInputRef {
+                hook: &subscriber.hook,
+                event: &observed.event,
                 timestamp_ms: observed.timestamp_ms,
-                request_id: observed.request_id.clone(),
-                data: observed.data.clone(),
+                request_id: observed.request_id.as_deref(),
+                data: &*observed.data,
             };
             let started = Instant::now();
             let result = subscriber
@@ -211,12 +233,12 @@ impl HookBus {
         mut body: Vec<u8>,
     ) -> (Value, Vec<u8>) {
         for subscriber in self.subscribers(event) {
-            let input = HookInput {
-                hook: subscriber.hook.clone(),
-                event: event.to_owned(),
+            let input = HookInputRef {
+                hook: &subscriber.hook,
+                event,
                 timestamp_ms: now_ms(),
-                request_id: request_id.map(str::to_owned),
-                data: data.clone(),
+                request_id,
+                data: &data,
             };
             let started = Instant::now();
             let result = subscriber
@@ -252,6 +274,55 @@ impl HookBus {
             && started.elapsed() < deadline
         {
             tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ccproxy_plugin_abi::protocol::HookInput;
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn borrowed_hook_input_is_the_protocol_json() {
+        let data = json!({"b": [1, 2.5, null], "a": {"nested": "x\"y"}});
+        let owned = HookInput {
+            hook: "h".to_owned(),
+            event: "request.completed".to_owned(),
+            timestamp_ms: 7,
+            request_id: Some("r".to_owned()),
+            data: data.clone(),
+        };
+        let expected = serde_json::to_string(&owned).unwrap();
+        let raw = serde_json::value::to_raw_value(&data).unwrap();
+        for request_id in [Some("r"), None] {
+            let expected = if request_id.is_some() {
+                expected.clone()
+            } else {
+                serde_json::to_string(&HookInput {
+                    request_id: None,
+                    ..owned.clone()
+                })
+                .unwrap()
+            };
+            let by_raw = HookInputRef {
+                hook: "h",
+                event: "request.completed",
+                timestamp_ms: 7,
+                request_id,
+                data: &*raw,
+            };
+            let by_value = HookInputRef {
+                hook: "h",
+                event: "request.completed",
+                timestamp_ms: 7,
+                request_id,
+                data: &data,
+            };
+            assert_eq!(serde_json::to_string(&by_raw).unwrap(), expected);
+            assert_eq!(serde_json::to_string(&by_value).unwrap(), expected);
         }
     }
 }

@@ -19,11 +19,11 @@ use std::{sync::Arc, time::Instant};
 
 use bytes::Bytes;
 use ccproxy_formats::{Format, convert, sse};
-use ccproxy_plugin_abi::protocol::{ProviderPrepareInput, ProviderPrepareOutput, RequestHead, op};
+use ccproxy_plugin_abi::protocol::{ProviderPrepareOutput, RequestHead, op};
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{
@@ -78,7 +78,7 @@ pub fn format_error(format: Format, status: StatusCode, message: &str) -> Respon
     response
 }
 
-fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     let mut response = Response::new(full(body));
     *response.status_mut() = status;
     response.headers_mut().insert(
@@ -117,19 +117,27 @@ pub async fn handle(
         return bypass(route, stream, peek.model.as_deref().unwrap_or("bypass"));
     }
 
-    let native_body = match convert::request(client, route.native, &body) {
-        Ok(converted) => converted,
-        Err(error) => return format_error(client, StatusCode::BAD_REQUEST, &error.to_string()),
+    // The plugin takes an owned buffer; the same format needs no conversion,
+    // and moving the body avoids a copy when nothing else holds it.
+    let native_body = if client == route.native {
+        Vec::from(body)
+    } else {
+        match convert::request(client, route.native, &body) {
+            Ok(converted) => converted,
+            Err(error) => {
+                return format_error(client, StatusCode::BAD_REQUEST, &error.to_string());
+            }
+        }
     };
 
     let name = &plugin.manifest.name;
-    let input = ProviderPrepareInput {
-        endpoint: route.path.clone(),
-        client_format: client.id().to_owned(),
-        native_format: route.native.id().to_owned(),
+    let input = PrepareInput {
+        endpoint: &route.path,
+        client_format: client.id(),
+        native_format: route.native.id(),
         stream,
-        model: peek.model.clone(),
-        request: head.clone(),
+        model: peek.model.as_deref(),
+        request: head,
     };
     let prepared = match plugin
         .handle
@@ -150,23 +158,48 @@ pub async fn handle(
             return format_error(client, status, &message);
         }
     };
-    // Only a model the plugin mapped needs writing back; otherwise the upstream
-    // already reports the id the client asked for.
-    let alias = prepared.meta.model_alias.clone();
-    let (method, url, headers, upstream_body) =
-        run_prepared_hooks(app, head, prepared.meta.clone(), prepared.body).await;
+    // Only a model the plugin mapped needs writing back (`model_alias`);
+    // otherwise the upstream already reports the id the client asked for.
+    let ProviderPrepareOutput {
+        method,
+        url,
+        headers,
+        stream: upstream_streams,
+        model_alias: alias,
+        timeout_ms,
+    } = prepared.meta;
+    let (method, url, headers, upstream_body) = run_prepared_hooks(
+        app,
+        head,
+        method,
+        url,
+        headers,
+        upstream_streams,
+        prepared.body,
+    )
+    .await;
 
     let hooks = &app.shared.hooks;
     let request_id = head.request_id.as_str();
-    hooks.observe("http.request", Some(request_id), || {
-        json!({"request_id": request_id, "provider": name, "method": method, "url": url, "is_client_request": false, "is_provider_request": true})
+    hooks.observe("http.request", Some(request_id), || events::HttpRequest {
+        is_client_request: false,
+        is_provider_request: true,
+        method: &method,
+        provider: name,
+        request_id,
+        url: &url,
     });
     hooks.observe("provider.request.sent", Some(request_id), || {
-        json!({"request_id": request_id, "provider": name, "method": method, "url": url, "is_streaming": stream})
+        events::RequestSent {
+            is_streaming: stream,
+            method: &method,
+            provider: name,
+            request_id,
+            url: &url,
+        }
     });
     let started = Instant::now();
-    let timeout = (prepared.meta.timeout_ms > 0)
-        .then(|| std::time::Duration::from_millis(prepared.meta.timeout_ms));
+    let timeout = (timeout_ms > 0).then(|| std::time::Duration::from_millis(timeout_ms));
     let upstream = app
         .shared
         .upstream
@@ -191,18 +224,32 @@ pub async fn handle(
         }
     };
     let duration_ms = started.elapsed().as_secs_f64() * 1e3;
-    hooks.observe("http.response", Some(request_id), || {
-        json!({"request_id": request_id, "provider": name, "method": method, "url": url, "status_code": upstream.status, "duration_ms": duration_ms, "is_provider_response": true})
+    hooks.observe("http.response", Some(request_id), || events::HttpResponse {
+        duration_ms,
+        is_provider_response: true,
+        method: &method,
+        provider: name,
+        request_id,
+        status_code: upstream.status,
+        url: &url,
     });
     hooks.observe("provider.response.received", Some(request_id), || {
-        json!({"request_id": request_id, "provider": name, "method": method, "url": url, "status_code": upstream.status, "duration_ms": duration_ms})
+        events::ResponseReceived {
+            duration_ms,
+            method: &method,
+            provider: name,
+            request_id,
+            status_code: upstream.status,
+            url: &url,
+        }
     });
 
-    let upstream_is_sse = prepared.meta.stream
+    let upstream_is_sse = upstream_streams
         || upstream
             .headers
+            .get_all(header::CONTENT_TYPE)
             .iter()
-            .any(|(k, v)| k == "content-type" && v.starts_with("text/event-stream"));
+            .any(|v| v.as_bytes().starts_with(b"text/event-stream"));
     let upstream_time = started.elapsed();
     let passed = passed_headers(&upstream.headers);
     let mut response = if upstream.status >= 400 {
@@ -241,22 +288,108 @@ pub async fn handle(
 /// Upstream headers a client needs to see on every answer: the upstream's
 /// request id and its rate-limit state (Claude Code reads
 /// `anthropic-ratelimit-unified-*`). Everything else stays behind the proxy.
-fn passed_headers(headers: &[(String, String)]) -> Vec<(http::HeaderName, HeaderValue)> {
+fn passed_headers(headers: &http::HeaderMap) -> Vec<(http::HeaderName, HeaderValue)> {
     const PREFIXES: [&str; 3] = ["anthropic-ratelimit-", "x-ratelimit-", "x-codex-"];
     headers
         .iter()
         .filter(|(name, _)| {
+            let name = name.as_str();
             name == "request-id"
                 || name == "retry-after"
                 || PREFIXES.iter().any(|p| name.starts_with(p))
         })
         .filter_map(|(name, value)| {
-            Some((
-                http::HeaderName::from_bytes(name.as_bytes()).ok()?,
-                HeaderValue::from_str(value).ok()?,
-            ))
+            // A value that is not UTF-8 passes converted lossily, as it did
+            // when the upstream's headers were kept as strings.
+            let value = match std::str::from_utf8(value.as_bytes()) {
+                Ok(_) => value.clone(),
+                Err(_) => HeaderValue::from_str(&String::from_utf8_lossy(value.as_bytes())).ok()?,
+            };
+            Some((name.clone(), value))
         })
         .collect()
+}
+
+/// The JSON of `protocol::ProviderPrepareInput` (same fields, same order),
+/// borrowing the request instead of cloning it.
+#[derive(Serialize)]
+struct PrepareInput<'a> {
+    endpoint: &'a str,
+    client_format: &'a str,
+    native_format: &'a str,
+    stream: bool,
+    model: Option<&'a str>,
+    request: &'a RequestHead,
+}
+
+/// The data of the provider events sent on every request, serialised
+/// straight from borrowed fields instead of through a `Value` (keys in the
+/// alphabetical order `json!` writes them in).
+mod events {
+    use serde::Serialize;
+
+    #[derive(Serialize)]
+    pub(super) struct HttpRequest<'a> {
+        pub(super) is_client_request: bool,
+        pub(super) is_provider_request: bool,
+        pub(super) method: &'a str,
+        pub(super) provider: &'a str,
+        pub(super) request_id: &'a str,
+        pub(super) url: &'a str,
+    }
+
+    #[derive(Serialize)]
+    pub(super) struct RequestSent<'a> {
+        pub(super) is_streaming: bool,
+        pub(super) method: &'a str,
+        pub(super) provider: &'a str,
+        pub(super) request_id: &'a str,
+        pub(super) url: &'a str,
+    }
+
+    #[derive(Serialize)]
+    pub(super) struct HttpResponse<'a> {
+        pub(super) duration_ms: f64,
+        pub(super) is_provider_response: bool,
+        pub(super) method: &'a str,
+        pub(super) provider: &'a str,
+        pub(super) request_id: &'a str,
+        pub(super) status_code: u16,
+        pub(super) url: &'a str,
+    }
+
+    #[derive(Serialize)]
+    pub(super) struct ResponseReceived<'a> {
+        pub(super) duration_ms: f64,
+        pub(super) method: &'a str,
+        pub(super) provider: &'a str,
+        pub(super) request_id: &'a str,
+        pub(super) status_code: u16,
+        pub(super) url: &'a str,
+    }
+
+    #[derive(Serialize)]
+    pub(super) struct StreamStart<'a> {
+        pub(super) provider: &'a str,
+        pub(super) request_id: &'a str,
+    }
+
+    #[derive(Serialize)]
+    pub(super) struct StreamChunk<'a> {
+        pub(super) chunk_number: u64,
+        pub(super) chunk_size: usize,
+        pub(super) request_id: &'a str,
+    }
+
+    #[derive(Serialize)]
+    pub(super) struct StreamEnd<'a> {
+        pub(super) provider: &'a str,
+        pub(super) request_id: &'a str,
+        pub(super) total_bytes: u64,
+        pub(super) total_chunks: u64,
+        /// Always `null`.
+        pub(super) usage: (),
+    }
 }
 
 /// How long the upstream took to send its response head, for `Server-Timing`.
@@ -266,25 +399,31 @@ pub struct UpstreamTime(pub std::time::Duration);
 async fn run_prepared_hooks(
     app: &App,
     head: &RequestHead,
-    prepared: ProviderPrepareOutput,
+    method: String,
+    url: String,
+    headers: Vec<(String, String)>,
+    stream: bool,
     body: Vec<u8>,
 ) -> (String, String, Vec<(String, String)>, Vec<u8>) {
     let event = "provider.request.prepared";
     if !app.shared.hooks.wants(event) {
-        return (prepared.method, prepared.url, prepared.headers, body);
+        return (method, url, headers, body);
     }
-    let data = json!({"method": prepared.method, "url": prepared.url, "headers": prepared.headers, "is_streaming": prepared.stream});
-    let (data, body) = app
+    let data = json!({"method": method, "url": url, "headers": headers, "is_streaming": stream});
+    let (mut data, body) = app
         .shared
         .hooks
         .mutate(event, Some(&head.request_id), data, body)
         .await;
-    let method = data["method"]
-        .as_str()
-        .unwrap_or(&prepared.method)
-        .to_owned();
-    let url = data["url"].as_str().unwrap_or(&prepared.url).to_owned();
-    let headers = serde_json::from_value(data["headers"].clone()).unwrap_or(prepared.headers);
+    let method = match data["method"].as_str() {
+        Some(changed) => changed.to_owned(),
+        None => method,
+    };
+    let url = match data["url"].as_str() {
+        Some(changed) => changed.to_owned(),
+        None => url,
+    };
+    let headers = serde_json::from_value(data["headers"].take()).unwrap_or(headers);
     (method, url, headers, body)
 }
 
@@ -333,6 +472,11 @@ async fn complete_response(
             return format_error(route.client, StatusCode::BAD_GATEWAY, &message);
         }
     };
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    if route.native == route.client && alias.is_none() {
+        // Nothing to convert or rewrite: the upstream's bytes, not a copy.
+        return json_response(status, body);
+    }
     let converted = match convert::response(route.native, route.client, &body) {
         Ok(converted) => converted,
         Err(error) => {
@@ -347,10 +491,7 @@ async fn complete_response(
         Some(model) => convert::rewrite_model(&converted, model).unwrap_or(converted),
         None => converted,
     };
-    json_response(
-        StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
-        converted,
-    )
+    json_response(status, converted)
 }
 
 /// Builds one response in the client's format from an upstream stream.
@@ -486,11 +627,14 @@ fn stream_response(
         hooks: app.shared.hooks.clone(),
         finished: false,
     };
-    app.shared.hooks.observe(
-        "provider.stream.start",
-        Some(request_id),
-        || json!({"request_id": request_id, "provider": name}),
-    );
+    app.shared
+        .hooks
+        .observe("provider.stream.start", Some(request_id), || {
+            events::StreamStart {
+                provider: name,
+                request_id,
+            }
+        });
     let stream = futures_util::stream::unfold(state, |mut state| async move {
         loop {
             if state.finished {
@@ -542,9 +686,14 @@ impl StreamState {
         self.chunks += 1;
         self.bytes += data.len() as u64;
         let (request_id, chunk_number, chunk_size) = (&self.request_id, self.chunks, data.len());
-        self.hooks.observe("provider.stream.chunk", Some(request_id), || {
-            json!({"request_id": request_id, "chunk_number": chunk_number, "chunk_size": chunk_size})
-        });
+        self.hooks
+            .observe("provider.stream.chunk", Some(request_id), || {
+                events::StreamChunk {
+                    chunk_number,
+                    chunk_size,
+                    request_id,
+                }
+            });
         if self.converter.is_none() && !self.reencode {
             // Unconverted streams pass through byte for byte.
             return data;
@@ -597,9 +746,16 @@ impl StreamState {
         }
         let (request_id, provider, chunks, bytes) =
             (&self.request_id, &self.provider, self.chunks, self.bytes);
-        self.hooks.observe("provider.stream.end", Some(request_id), || {
-            json!({"request_id": request_id, "provider": provider, "total_chunks": chunks, "total_bytes": bytes, "usage": null})
-        });
+        self.hooks
+            .observe("provider.stream.end", Some(request_id), || {
+                events::StreamEnd {
+                    provider,
+                    request_id,
+                    total_bytes: bytes,
+                    total_chunks: chunks,
+                    usage: (),
+                }
+            });
         Bytes::from(out)
     }
 
@@ -694,4 +850,152 @@ fn bypass(route: &ProviderRoute, stream: bool, model: &str) -> Response<Body> {
         HeaderValue::from_static("text/event-stream"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use ccproxy_plugin_abi::protocol::ProviderPrepareInput;
+
+    use super::*;
+
+    fn same_json(value: impl Serialize, expected: serde_json::Value) {
+        // Same text, not only the same value: plugins receive the text.
+        assert_eq!(
+            serde_json::to_string(&value).unwrap(),
+            serde_json::to_string(&expected).unwrap()
+        );
+    }
+
+    #[test]
+    fn borrowed_prepare_input_is_the_protocol_json() {
+        let head = RequestHead {
+            method: "POST".to_owned(),
+            path: "/claude/v1/messages".to_owned(),
+            query: "a=1".to_owned(),
+            headers: vec![("accept".to_owned(), "text/event-stream".to_owned())],
+            request_id: "r1".to_owned(),
+        };
+        for model in [Some("sonnet"), None] {
+            let owned = ProviderPrepareInput {
+                endpoint: "/claude/v1/messages".to_owned(),
+                client_format: "anthropic.messages".to_owned(),
+                native_format: "anthropic.messages".to_owned(),
+                stream: true,
+                model: model.map(str::to_owned),
+                request: head.clone(),
+            };
+            let borrowed = PrepareInput {
+                endpoint: "/claude/v1/messages",
+                client_format: "anthropic.messages",
+                native_format: "anthropic.messages",
+                stream: true,
+                model,
+                request: &head,
+            };
+            assert_eq!(
+                serde_json::to_string(&borrowed).unwrap(),
+                serde_json::to_string(&owned).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn event_data_is_what_json_wrote() {
+        let (request_id, name, method, url) = ("r1", "claude_api", "POST", "http://u/v1/messages");
+        same_json(
+            events::HttpRequest {
+                is_client_request: false,
+                is_provider_request: true,
+                method,
+                provider: name,
+                request_id,
+                url,
+            },
+            json!({"request_id": request_id, "provider": name, "method": method, "url": url, "is_client_request": false, "is_provider_request": true}),
+        );
+        same_json(
+            events::RequestSent {
+                is_streaming: true,
+                method,
+                provider: name,
+                request_id,
+                url,
+            },
+            json!({"request_id": request_id, "provider": name, "method": method, "url": url, "is_streaming": true}),
+        );
+        for duration_ms in [1.0, 0.123_456_789, 250.5] {
+            same_json(
+                events::HttpResponse {
+                    duration_ms,
+                    is_provider_response: true,
+                    method,
+                    provider: name,
+                    request_id,
+                    status_code: 200,
+                    url,
+                },
+                json!({"request_id": request_id, "provider": name, "method": method, "url": url, "status_code": 200u16, "duration_ms": duration_ms, "is_provider_response": true}),
+            );
+            same_json(
+                events::ResponseReceived {
+                    duration_ms,
+                    method,
+                    provider: name,
+                    request_id,
+                    status_code: 429,
+                    url,
+                },
+                json!({"request_id": request_id, "provider": name, "method": method, "url": url, "status_code": 429u16, "duration_ms": duration_ms}),
+            );
+        }
+        same_json(
+            events::StreamStart {
+                provider: name,
+                request_id,
+            },
+            json!({"request_id": request_id, "provider": name}),
+        );
+        same_json(
+            events::StreamChunk {
+                chunk_number: 3,
+                chunk_size: 512,
+                request_id,
+            },
+            json!({"request_id": request_id, "chunk_number": 3u64, "chunk_size": 512usize}),
+        );
+        same_json(
+            events::StreamEnd {
+                provider: name,
+                request_id,
+                total_bytes: 9,
+                total_chunks: 2,
+                usage: (),
+            },
+            json!({"request_id": request_id, "provider": name, "total_chunks": 2u64, "total_bytes": 9u64, "usage": null}),
+        );
+    }
+
+    #[test]
+    fn passed_headers_keep_what_the_client_needs() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("request-id", HeaderValue::from_static("req_1"));
+        headers.insert(
+            "anthropic-ratelimit-unified-status",
+            HeaderValue::from_static("allowed"),
+        );
+        headers.insert("x-secret", HeaderValue::from_static("no"));
+        headers.insert("retry-after", HeaderValue::from_bytes(b"\xff7").unwrap());
+        let passed = passed_headers(&headers);
+        let names: Vec<&str> = passed.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "request-id",
+                "anthropic-ratelimit-unified-status",
+                "retry-after"
+            ]
+        );
+        // Not UTF-8: converted lossily, as when headers were kept as text.
+        assert_eq!(passed[2].1.as_bytes(), "\u{fffd}7".as_bytes());
+    }
 }

@@ -140,16 +140,7 @@ impl UpstreamClient {
         let (parts, body) = response.into_parts();
         Ok(StreamingResponse {
             status: parts.status.as_u16(),
-            headers: parts
-                .headers
-                .iter()
-                .map(|(name, value)| {
-                    (
-                        name.as_str().to_owned(),
-                        String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                    )
-                })
-                .collect(),
+            headers: parts.headers,
             body,
         })
     }
@@ -177,7 +168,7 @@ impl UpstreamClient {
                 .to_bytes();
             Ok(BufferedResponse {
                 status: response.status,
-                headers: response.headers,
+                headers: header_pairs(&response.headers),
                 body,
             })
         };
@@ -195,10 +186,26 @@ impl UpstreamClient {
 pub struct StreamingResponse {
     /// Status.
     pub status: u16,
-    /// Headers, names lower case.
-    pub headers: Vec<(String, String)>,
+    /// Headers as they arrived (kept as a map: the provider path reads two of
+    /// them, and turning every one into a pair of strings cost more than the
+    /// rest of the response head).
+    pub headers: http::HeaderMap,
     /// The body; dropping it cancels the upstream request.
     pub body: hyper::body::Incoming,
+}
+
+/// `headers` as (lower-case name, value) pairs; values that are not UTF-8 are
+/// converted lossily.
+pub fn header_pairs(headers: &http::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
 }
 
 /// `error` and its sources on one line.
