@@ -87,6 +87,10 @@ struct RunArgs {
     /// reset after every round) instead of the lean one.
     #[arg(long)]
     shared_mock: bool,
+    /// A shared library the proxy processes run with (`LD_PRELOAD`), e.g. another
+    /// malloc such as `/usr/lib/x86_64-linux-gnu/libjemalloc.so.2`.
+    #[arg(long, value_name = "LIB")]
+    preload: Option<PathBuf>,
     /// Where the report goes (default TARGET/bench).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -134,6 +138,8 @@ struct Layout {
     workspace: PathBuf,
     target: PathBuf,
     release: PathBuf,
+    /// `LD_PRELOAD` for the proxy (`--preload`).
+    preload: Option<PathBuf>,
 }
 
 impl Layout {
@@ -148,6 +154,7 @@ impl Layout {
             workspace,
             target,
             release,
+            preload: None,
         };
         for needed in [
             layout.ccproxy(),
@@ -230,6 +237,9 @@ fn proxy_command(
     command.current_dir(sandbox).env_clear();
     if let Some(path) = std::env::var_os("PATH") {
         command.env("PATH", path);
+    }
+    if let Some(library) = &layout.preload {
+        command.env("LD_PRELOAD", library);
     }
     let logs = sandbox.join("logs");
     command
@@ -326,7 +336,13 @@ struct Settings {
 
 fn run(args: &RunArgs) -> Result<(), String> {
     let started = Instant::now();
-    let layout = Layout::find()?;
+    let mut layout = Layout::find()?;
+    if let Some(library) = &args.preload {
+        if !library.exists() {
+            return Err(format!("--preload {} does not exist", library.display()));
+        }
+        layout.preload = Some(library.clone());
+    }
     let settings = Settings {
         rounds: args.rounds.unwrap_or(if args.quick { 1 } else { 2 }).max(1),
         round: Duration::from_secs_f64(
@@ -863,7 +879,7 @@ fn report(r: &mut Report<'_>) -> String {
         "Upstream: {}. {} round(s) of {:.1} s per setting and target, direct and proxied alternating; \
          RPS counts 2xx answers over the rounds' total time; p50/p99 are the median of the rounds' \
          percentiles, max the largest. Proxy: every bundled plugin active ({}), access log on (client and \
-         provider, to a temporary file), log level info. Whole run: {:.0} s.\n",
+         provider, to a temporary file), log level info{}. Whole run: {:.0} s.\n",
         if r.args.shared_mock {
             "the end-to-end mock (`ccproxy-mock-upstream`), reset after every round"
         } else {
@@ -872,6 +888,10 @@ fn report(r: &mut Report<'_>) -> String {
         s.rounds,
         s.round.as_secs_f64(),
         r.active.join(", "),
+        r.args
+            .preload
+            .as_ref()
+            .map_or(String::new(), |l| format!(", `LD_PRELOAD={}`", l.display())),
         r.elapsed.as_secs_f64()
     );
 
