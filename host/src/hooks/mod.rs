@@ -49,6 +49,15 @@ struct Observed {
     timestamp_ms: u64,
 }
 
+/// Event data as already-written JSON or, should writing it have failed, as
+/// the value itself; serialised as the data alone.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum DataRef<'a> {
+    Text(&'a RawValue),
+    Value(&'a Value),
+}
+
 /// The JSON of `protocol::HookInput` (same fields, same order), borrowing
 /// everything instead of owning it.
 #[derive(Serialize)]
@@ -232,13 +241,18 @@ impl HookBus {
         mut data: Value,
         mut body: Vec<u8>,
     ) -> (Value, Vec<u8>) {
+        // The data's JSON, written again only after a hook changed the data.
+        let mut text = serde_json::value::to_raw_value(&data).ok();
         for subscriber in self.subscribers(event) {
             let input = HookInputRef {
                 hook: &subscriber.hook,
                 event,
                 timestamp_ms: now_ms(),
                 request_id,
-                data: &data,
+                data: &match &text {
+                    Some(text) => DataRef::Text(text),
+                    None => DataRef::Value(&data),
+                },
             };
             let started = Instant::now();
             let result = subscriber
@@ -251,6 +265,7 @@ impl HookBus {
                 Ok(reply) => {
                     if let Some(new_data) = reply.meta.data {
                         data = new_data;
+                        text = serde_json::value::to_raw_value(&data).ok();
                     }
                     if reply.meta.replace_body {
                         body = reply.body;
@@ -323,6 +338,16 @@ mod tests {
             };
             assert_eq!(serde_json::to_string(&by_raw).unwrap(), expected);
             assert_eq!(serde_json::to_string(&by_value).unwrap(), expected);
+            for data in [DataRef::Text(&raw), DataRef::Value(&data)] {
+                let by_either = HookInputRef {
+                    hook: "h",
+                    event: "request.completed",
+                    timestamp_ms: 7,
+                    request_id,
+                    data: &data,
+                };
+                assert_eq!(serde_json::to_string(&by_either).unwrap(), expected);
+            }
         }
     }
 }

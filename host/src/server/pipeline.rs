@@ -69,7 +69,7 @@ pub async fn handle(
         .to_owned();
     let completed_headers = hooks
         .wants("request.completed")
-        .then(|| masked_headers(request.headers()));
+        .then(|| MaskedHeaders::capture(request.headers()));
 
     let mut response = route(&app, request, &request_id, &method, &path, &query).await;
 
@@ -140,7 +140,7 @@ struct Completion {
     query: String,
     client_ip: String,
     user_agent: String,
-    headers: Option<serde_json::Value>,
+    headers: Option<MaskedHeaders>,
     status: u16,
     started: Instant,
     error: Option<String>,
@@ -212,7 +212,7 @@ struct CompletedData<'a> {
     client_ip: &'a str,
     duration_ms: f64,
     error: Option<&'a str>,
-    headers: Option<&'a serde_json::Value>,
+    headers: Option<&'a MaskedHeaders>,
     method: &'a str,
     model: Option<&'a str>,
     path: &'a str,
@@ -499,6 +499,41 @@ fn append_headers(headers: &mut http::HeaderMap, pairs: Vec<(String, String)>) {
     }
 }
 
+/// Request headers kept for `request.completed`: captured without copying
+/// (header values share the request's buffer) and written when the event is,
+/// exactly as [`masked_headers`] builds them: one key per name, the last
+/// value of a repeated name, names in order, secrets masked.
+struct MaskedHeaders(Vec<(HeaderName, HeaderValue)>);
+
+impl MaskedHeaders {
+    fn capture(headers: &http::HeaderMap) -> Self {
+        Self(
+            headers
+                .iter()
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect(),
+        )
+    }
+}
+
+impl serde::Serialize for MaskedHeaders {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut last = std::collections::BTreeMap::new();
+        for (name, value) in &self.0 {
+            last.insert(name.as_str(), value);
+        }
+        let mut map = serializer.serialize_map(Some(last.len()))?;
+        for (name, value) in last {
+            map.serialize_entry(
+                name,
+                &redact_header(name, &String::from_utf8_lossy(value.as_bytes())),
+            )?;
+        }
+        map.end()
+    }
+}
+
 fn masked_headers(headers: &http::HeaderMap) -> serde_json::Value {
     let map: serde_json::Map<String, serde_json::Value> = headers
         .iter()
@@ -569,8 +604,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn captured_headers_are_written_as_masked_headers_builds_them() {
+        let mut headers = http::HeaderMap::new();
+        headers.append("x-b", HeaderValue::from_static("first"));
+        headers.append("x-b", HeaderValue::from_static("second"));
+        headers.append(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer sk-ant-abcdefghijkl"),
+        );
+        headers.append("x-a", HeaderValue::from_bytes(b"caf\xe9").unwrap());
+        headers.append(
+            header::USER_AGENT,
+            HeaderValue::from_static("claude-cli/1.0"),
+        );
+        assert_eq!(
+            serde_json::to_string(&MaskedHeaders::capture(&headers)).unwrap(),
+            serde_json::to_string(&masked_headers(&headers)).unwrap()
+        );
+        let empty = http::HeaderMap::new();
+        assert_eq!(
+            serde_json::to_string(&MaskedHeaders::capture(&empty)).unwrap(),
+            "{}"
+        );
+    }
+
+    #[test]
     fn completed_data_is_what_json_wrote() {
-        let headers = json!({"user-agent": "t", "x-api-key": "***"});
+        let mut request_headers = http::HeaderMap::new();
+        request_headers.insert(header::USER_AGENT, HeaderValue::from_static("t"));
+        request_headers.insert("x-api-key", HeaderValue::from_static("sk-ant-secret-1234"));
+        let headers = masked_headers(&request_headers);
         for (query, streaming, error) in [
             ("", None, None),
             (
@@ -585,6 +648,7 @@ mod tests {
             let (request_id, method, path, client_ip, user_agent) =
                 ("r1", "POST", "/claude/v1/messages", "127.0.0.1", "t");
             let (status, duration_ms, bytes_sent) = (200u16, 1.5f64, 547u64);
+            let captured = Some(MaskedHeaders::capture(&request_headers));
             let headers = Some(headers.clone());
             let expected = json!({
                 "request_id": request_id, "method": method,
@@ -602,7 +666,7 @@ mod tests {
                 client_ip,
                 duration_ms,
                 error: error.as_deref(),
-                headers: headers.as_ref(),
+                headers: captured.as_ref(),
                 method,
                 model: streaming.as_ref().and_then(|s| s.model.as_deref()),
                 path,
