@@ -274,12 +274,16 @@ async fn route(
         return denied;
     }
 
-    let mut head = RequestHead {
+    // The protocol's owned copy of the request head (every header as two
+    // strings) is made only for plugin middleware and plain plugin routes; the
+    // provider path otherwise reads the request's own header map.
+    let (parts, body) = request.into_parts();
+    let owned_head = || RequestHead {
         method: method.to_owned(),
         path: path.to_owned(),
         query: query.to_owned(),
-        headers: request
-            .headers()
+        headers: parts
+            .headers
             .iter()
             .map(|(name, value)| {
                 (
@@ -290,9 +294,11 @@ async fn route(
             .collect(),
         request_id: request_id.to_owned(),
     };
+    let mut head = (!app.middleware.is_empty()).then(owned_head);
 
     // Middleware, request side.
     for middleware in &app.middleware {
+        let Some(head) = head.as_mut() else { break };
         let input = MiddlewareRequestInput {
             middleware: middleware.name.clone(),
             request: head.clone(),
@@ -332,12 +338,27 @@ async fn route(
 
     let response = match target {
         Target::Core(core) => endpoints::handle(app, core, &params).await,
-        Target::Plugin { plugin, pattern } => match read_body(app, request).await {
-            Ok(body) => call_route(app, &plugin, &pattern, &head, params, body).await,
+        Target::Plugin { plugin, pattern } => match read_body(app, body).await {
+            Ok(body) => {
+                let head = head.get_or_insert_with(owned_head);
+                call_route(app, &plugin, &pattern, head, params, body).await
+            }
             Err((status, message)) => error_response(status, "invalid_request_error", &message),
         },
-        Target::Provider { plugin, route } => match read_body(app, request).await {
-            Ok(body) => provider::handle(app, &plugin, &route, &head, body).await,
+        Target::Provider { plugin, route } => match read_body(app, body).await {
+            Ok(body) => {
+                let client = match &head {
+                    Some(head) => provider::ClientRequest::of_head(head),
+                    None => provider::ClientRequest {
+                        method,
+                        path,
+                        query,
+                        headers: provider::ClientHeaders::Map(&parts.headers),
+                        request_id,
+                    },
+                };
+                provider::handle(app, &plugin, &route, &client, body).await
+            }
             Err((status, message)) => provider::format_error(route.client, status, &message),
         },
     };
@@ -345,6 +366,7 @@ async fn route(
     // Middleware, response side, outermost last.
     let mut response = response;
     for middleware in app.middleware.iter().rev().filter(|m| m.on_response) {
+        let Some(head) = head.as_ref() else { break };
         let input = MiddlewareResponseInput {
             middleware: middleware.name.clone(),
             request: head.clone(),
@@ -385,10 +407,10 @@ async fn route(
 }
 
 /// Reads the whole request body under `server.max_request_body_bytes`.
-async fn read_body(app: &App, request: Request<Incoming>) -> Result<Bytes, (StatusCode, String)> {
+async fn read_body(app: &App, body: Incoming) -> Result<Bytes, (StatusCode, String)> {
     let limit =
         usize::try_from(app.shared.config.server.max_request_body_bytes).unwrap_or(usize::MAX);
-    match Limited::new(request.into_body(), limit).collect().await {
+    match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error)
             if error

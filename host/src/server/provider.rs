@@ -88,12 +88,84 @@ fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     response
 }
 
+/// The client's request head as the provider path sees it: the request's own
+/// header map when no middleware changed it (nothing copied), else the
+/// [`RequestHead`] the middleware produced. Written as `RequestHead`'s JSON.
+#[derive(Serialize)]
+pub struct ClientRequest<'a> {
+    /// Method.
+    pub method: &'a str,
+    /// Path.
+    pub path: &'a str,
+    /// Query string, without `?`.
+    pub query: &'a str,
+    /// Headers.
+    pub headers: ClientHeaders<'a>,
+    /// The request id.
+    pub request_id: &'a str,
+}
+
+/// The client's headers, in arrival order.
+pub enum ClientHeaders<'a> {
+    /// As received (values that are not UTF-8 are written lossily, as
+    /// `RequestHead` holds them).
+    Map(&'a http::HeaderMap),
+    /// As the middleware left them.
+    Pairs(&'a [(String, String)]),
+}
+
+impl<'a> ClientRequest<'a> {
+    /// A view of `head`.
+    pub fn of_head(head: &'a RequestHead) -> Self {
+        Self {
+            method: &head.method,
+            path: &head.path,
+            query: &head.query,
+            headers: ClientHeaders::Pairs(&head.headers),
+            request_id: &head.request_id,
+        }
+    }
+
+    /// Whether the client asked for an event stream by its `Accept` header.
+    fn accepts_event_stream(&self) -> bool {
+        const SSE: &str = "text/event-stream";
+        match self.headers {
+            ClientHeaders::Map(headers) => headers
+                .get_all(header::ACCEPT)
+                .iter()
+                .any(|v| String::from_utf8_lossy(v.as_bytes()).contains(SSE)),
+            ClientHeaders::Pairs(pairs) => pairs
+                .iter()
+                .any(|(k, v)| k.eq_ignore_ascii_case("accept") && v.contains(SSE)),
+        }
+    }
+}
+
+impl Serialize for ClientHeaders<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        match self {
+            ClientHeaders::Pairs(pairs) => pairs.serialize(serializer),
+            ClientHeaders::Map(headers) => {
+                let mut seq = serializer.serialize_seq(Some(headers.len()))?;
+                for (name, value) in headers.iter() {
+                    seq.serialize_element(&(
+                        name.as_str(),
+                        &*String::from_utf8_lossy(value.as_bytes()),
+                    ))?;
+                }
+                seq.end()
+            }
+        }
+    }
+}
+
 /// Handles a request on provider endpoint `route` of `plugin`.
 pub async fn handle(
     app: &App,
     plugin: &Arc<ActivePlugin>,
     route: &ProviderRoute,
-    head: &RequestHead,
+    head: &ClientRequest<'_>,
     body: Bytes,
 ) -> Response<Body> {
     let client = route.client;
@@ -107,11 +179,7 @@ pub async fn handle(
             );
         }
     };
-    let wants_sse = head
-        .headers
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("accept") && v.contains("text/event-stream"));
-    let stream = peek.stream.unwrap_or(false) || wants_sse;
+    let stream = peek.stream.unwrap_or(false) || head.accepts_event_stream();
 
     if app.shared.config.server.bypass_mode {
         return bypass(route, stream, peek.model.as_deref().unwrap_or("bypass"));
@@ -180,7 +248,7 @@ pub async fn handle(
     .await;
 
     let hooks = &app.shared.hooks;
-    let request_id = head.request_id.as_str();
+    let request_id = head.request_id;
     hooks.observe("http.request", Some(request_id), || events::HttpRequest {
         is_client_request: false,
         is_provider_request: true,
@@ -319,7 +387,7 @@ struct PrepareInput<'a> {
     native_format: &'a str,
     stream: bool,
     model: Option<&'a str>,
-    request: &'a RequestHead,
+    request: &'a ClientRequest<'a>,
 }
 
 /// The data of the provider events sent on every request, serialised
@@ -398,7 +466,7 @@ pub struct UpstreamTime(pub std::time::Duration);
 
 async fn run_prepared_hooks(
     app: &App,
-    head: &RequestHead,
+    head: &ClientRequest<'_>,
     method: String,
     url: String,
     headers: Vec<(String, String)>,
@@ -413,7 +481,7 @@ async fn run_prepared_hooks(
     let (mut data, body) = app
         .shared
         .hooks
-        .mutate(event, Some(&head.request_id), data, body)
+        .mutate(event, Some(head.request_id), data, body)
         .await;
     let method = match data["method"].as_str() {
         Some(changed) => changed.to_owned(),
@@ -868,13 +936,41 @@ mod tests {
 
     #[test]
     fn borrowed_prepare_input_is_the_protocol_json() {
+        let mut map = http::HeaderMap::new();
+        map.append(
+            header::ACCEPT,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        map.append("x-b", HeaderValue::from_static("1"));
+        map.append("x-a", HeaderValue::from_static("2"));
+        map.append("x-b", HeaderValue::from_static("3"));
+        map.append("x-bytes", HeaderValue::from_bytes(b"caf\xe9").unwrap());
+        // The pairs the pipeline builds from a header map.
+        let pairs: Vec<(String, String)> = map
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
         let head = RequestHead {
             method: "POST".to_owned(),
             path: "/claude/v1/messages".to_owned(),
             query: "a=1".to_owned(),
-            headers: vec![("accept".to_owned(), "text/event-stream".to_owned())],
+            headers: pairs,
             request_id: "r1".to_owned(),
         };
+        let from_map = ClientRequest {
+            method: "POST",
+            path: "/claude/v1/messages",
+            query: "a=1",
+            headers: ClientHeaders::Map(&map),
+            request_id: "r1",
+        };
+        let from_head = ClientRequest::of_head(&head);
+        assert!(from_map.accepts_event_stream() && from_head.accepts_event_stream());
         for model in [Some("sonnet"), None] {
             let owned = ProviderPrepareInput {
                 endpoint: "/claude/v1/messages".to_owned(),
@@ -884,19 +980,27 @@ mod tests {
                 model: model.map(str::to_owned),
                 request: head.clone(),
             };
-            let borrowed = PrepareInput {
-                endpoint: "/claude/v1/messages",
-                client_format: "anthropic.messages",
-                native_format: "anthropic.messages",
-                stream: true,
-                model,
-                request: &head,
-            };
-            assert_eq!(
-                serde_json::to_string(&borrowed).unwrap(),
-                serde_json::to_string(&owned).unwrap()
-            );
+            for request in [&from_map, &from_head] {
+                let borrowed = PrepareInput {
+                    endpoint: "/claude/v1/messages",
+                    client_format: "anthropic.messages",
+                    native_format: "anthropic.messages",
+                    stream: true,
+                    model,
+                    request,
+                };
+                assert_eq!(
+                    serde_json::to_string(&borrowed).unwrap(),
+                    serde_json::to_string(&owned).unwrap()
+                );
+            }
         }
+        let plain = http::HeaderMap::new();
+        let without = ClientRequest {
+            headers: ClientHeaders::Map(&plain),
+            ..ClientRequest::of_head(&head)
+        };
+        assert!(!without.accepts_event_stream());
     }
 
     #[test]
