@@ -71,3 +71,20 @@ impl Plugin for NoopHook {
 }
 
 export_plugin!(NoopHook);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_after_a_noop_hook_file_only() {
+        // Loaded as a test executable, the code is not in a `noop_hook*` file.
+        assert_eq!(plugin_name(), "noop_hook");
+        let manifest = NoopHook::manifest();
+        assert_eq!(manifest.hooks.len(), 1);
+        assert_eq!(
+            manifest.hooks[0].events,
+            ["request.completed", "provider.request.prepared"]
+        );
+    }
+}
