@@ -288,27 +288,37 @@ fn plugins_and_examples_use_only_the_public_sdk() {
         "ccproxy_plugin_abi::__private",
         "ccproxy_plugin_abi::log::",
     ];
-    for manifest_path in plugin_manifests() {
-        let crate_dir = manifest_path.parent().expect("a manifest has a folder");
-        for path in files(&relative(crate_dir), ".rs") {
-            let text = read(&path);
-            for (number, line) in code_lines(&text) {
-                let squeezed: String = line.split_whitespace().collect();
-                let grouped_raw =
-                    squeezed.contains("ccproxy_plugin_abi::{") && squeezed.contains("raw");
-                for door in back_doors {
-                    assert!(
-                        !line.contains(door),
-                        "{}:{number} uses {door}: plugins use only the public SDK",
-                        relative(&path)
-                    );
-                }
+    // The scaffold's templates become third-party plugins: the same rule.
+    let templates = files("host/src/cli/scaffold", ".rs.tmpl");
+    assert!(
+        !templates.is_empty(),
+        "the scaffold templates were not found"
+    );
+    let sources = plugin_manifests()
+        .into_iter()
+        .flat_map(|manifest_path| {
+            let crate_dir = manifest_path.parent().expect("a manifest has a folder");
+            files(&relative(crate_dir), ".rs")
+        })
+        .chain(templates);
+    for path in sources {
+        let text = read(&path);
+        for (number, line) in code_lines(&text) {
+            let squeezed: String = line.split_whitespace().collect();
+            let grouped_raw =
+                squeezed.contains("ccproxy_plugin_abi::{") && squeezed.contains("raw");
+            for door in back_doors {
                 assert!(
-                    !grouped_raw,
-                    "{}:{number} imports the SDK's raw layer: plugins use only the public SDK",
+                    !line.contains(door),
+                    "{}:{number} uses {door}: plugins use only the public SDK",
                     relative(&path)
                 );
             }
+            assert!(
+                !grouped_raw,
+                "{}:{number} imports the SDK's raw layer: plugins use only the public SDK",
+                relative(&path)
+            );
         }
     }
 }

@@ -5,6 +5,7 @@
 
 mod auth;
 mod plugins_cmd;
+mod scaffold;
 mod serve;
 
 use std::path::PathBuf;
@@ -138,6 +139,21 @@ pub enum PluginsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Create a new plugin crate that builds, tests and loads as it is.
+    Scaffold {
+        /// The plugin's name: lower-case letters, digits and underscores.
+        name: String,
+        /// The kind of plugin.
+        #[arg(long = "type", value_enum, default_value = "system")]
+        kind: scaffold::Kind,
+        /// The folder to create (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The SDK to depend on: the plugin-abi folder of a ccproxy checkout
+        /// (default: the checkout this binary was built from, if present).
+        #[arg(long = "sdk-path", value_name = "DIR")]
+        sdk_path: Option<PathBuf>,
+    },
 }
 
 /// Flags that shape the configuration, shared by `serve` and `plugins`.
@@ -255,6 +271,18 @@ pub fn run(cli: Cli) -> Result<u8, Exit> {
         Some(Command::Plugins(PluginsCommand::Check { file, json })) => {
             plugins_cmd::check(&file, json).map_err(failure)
         }
+        Some(Command::Plugins(PluginsCommand::Scaffold {
+            name,
+            kind,
+            dir,
+            sdk_path,
+        })) => scaffold::run(&scaffold::Request {
+            name,
+            kind,
+            dir,
+            sdk_path,
+        })
+        .map_err(usage),
         Some(Command::Auth(command)) => {
             let (config, action) = match command {
                 AuthCommand::Providers { config } => (config, auth::Action::Providers),

@@ -9,7 +9,6 @@ use super::exit;
 use crate::{
     config::Config,
     plugins::{
-        discover::{Candidate, Origin},
         load,
         registry::{self, Entry, Status},
     },
@@ -199,15 +198,10 @@ pub(super) fn info(config: &Config, name: &str, json: bool) -> anyhow::Result<u8
 
 /// `plugins check FILE`.
 pub(super) fn check(file: &Path, json: bool) -> anyhow::Result<u8> {
-    let candidate = Candidate {
-        path: file.to_path_buf(),
-        origin: Origin::Explicit,
-    };
     if !file.exists() {
         eprintln!("ccproxy: {} does not exist", file.display());
         return Ok(exit::USAGE);
     }
-    let _ = candidate;
     match load::load(file) {
         Ok(library) => {
             if json {
