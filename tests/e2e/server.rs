@@ -180,7 +180,11 @@ fn health_and_plugin_endpoints_have_their_documented_shapes() {
             .map(String::as_str)
             .collect();
         keys.sort();
-        assert_eq!(keys, ["name", "status", "type", "version"], "{entry:#}");
+        assert_eq!(
+            keys,
+            ["kind", "name", "status", "type", "version"],
+            "{entry:#}"
+        );
     }
     let probe = list
         .iter()
@@ -189,10 +193,11 @@ fn health_and_plugin_endpoints_have_their_documented_shapes() {
     assert_eq!(
         (
             probe["type"].as_str(),
+            probe["kind"].as_str(),
             probe["status"].as_str(),
             probe["version"].as_str()
         ),
-        (Some("system"), Some("active"), Some("0.1.0"))
+        (Some("plugin"), Some("system"), Some("active"), Some("0.1.0"))
     );
 
     // GET /plugins/status: order, services, per-plugin details and hook time.

@@ -49,8 +49,15 @@ async fn serve(loaded: Loaded, started: Instant) -> anyhow::Result<()> {
     // initialises; the "listening" line is only printed once everything is ready.
     let listener = tokio::net::TcpListener::bind(&address)
         .await
-        .with_context(|| {
-            format!("cannot listen on {address}; pick another --port or stop what uses it")
+        .map_err(|error| {
+            let advice = match error.kind() {
+                std::io::ErrorKind::AddrInUse => "pick another --port or stop what uses it",
+                std::io::ErrorKind::PermissionDenied => {
+                    "ports below 1024 need privileges; pick another --port"
+                }
+                _ => "--host (server.host) must be an address or name of this machine",
+            };
+            anyhow::anyhow!("cannot listen on {address}: {error}; {advice}")
         })?;
     let bound = listener
         .local_addr()
@@ -82,7 +89,7 @@ async fn serve(loaded: Loaded, started: Instant) -> anyhow::Result<()> {
 
     let app = Arc::new(App::new(shared.clone(), registry.clone()));
     let (stop_tasks, tasks_stopped) = watch::channel(false);
-    lifecycle::spawn_tasks(&registry.active, tasks_stopped);
+    let tasks = lifecycle::spawn_tasks(&registry.active, tasks_stopped);
 
     // Handlers are installed before the "listening" line, so a signal sent as
     // soon as it appears already shuts down gracefully.
@@ -104,6 +111,8 @@ async fn serve(loaded: Loaded, started: Instant) -> anyhow::Result<()> {
     server::serve(app, listener, shutdown, grace).await;
 
     let _ = stop_tasks.send(true);
+    // A task run in progress finishes before its plugin is shut down.
+    let _ = tokio::time::timeout(grace, futures_util::future::join_all(tasks)).await;
     hooks.observe("app.shutdown", None, || json!({"phase": "shutdown"}));
     // Observers hear `app.shutdown` before the plugins behind them stop.
     hooks.drain(Duration::from_secs(2)).await;

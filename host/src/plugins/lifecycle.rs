@@ -135,8 +135,14 @@ fn mark(prepared: &mut Prepared, name: &str, status: Status, reason: String) {
 }
 
 /// Starts every enabled task of `plugins` on its interval until `stop` changes.
-/// A run never overlaps the previous run of the same task.
-pub fn spawn_tasks(plugins: &[Arc<ActivePlugin>], stop: watch::Receiver<bool>) {
+/// A run never overlaps the previous run of the same task. Await the returned
+/// handles after signalling `stop`: a run in progress finishes first, so no
+/// task is still inside a plugin when that plugin shuts down.
+pub fn spawn_tasks(
+    plugins: &[Arc<ActivePlugin>],
+    stop: watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut handles = Vec::new();
     for plugin in plugins {
         for task in plugin.manifest.tasks.iter().filter(|t| t.enabled) {
             let interval_seconds = task
@@ -153,7 +159,7 @@ pub fn spawn_tasks(plugins: &[Arc<ActivePlugin>], stop: watch::Receiver<bool>) {
             let plugin = plugin.clone();
             let task = task.clone();
             let mut stop = stop.clone();
-            tokio::spawn(async move {
+            handles.push(tokio::spawn(async move {
                 let mut interval = tokio::time::interval(period);
                 interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
                 if !task.run_at_start {
@@ -179,12 +185,15 @@ pub fn spawn_tasks(plugins: &[Arc<ActivePlugin>], stop: watch::Receiver<bool>) {
                     }
                     run += 1;
                 }
-            });
+            }));
         }
     }
+    handles
 }
 
-/// Shuts plugins down in reverse initialisation order.
+/// Shuts plugins down in reverse initialisation order. After each one,
+/// `plugin.unloaded` is delivered to the plugins still running before the
+/// next one stops.
 pub async fn shutdown_all(registry: &Registry, shared: &Shared) {
     for plugin in registry.active.iter().rev() {
         let name = &plugin.manifest.name;
@@ -199,5 +208,6 @@ pub async fn shutdown_all(registry: &Registry, shared: &Shared) {
         shared
             .hooks
             .observe("plugin.unloaded", None, || json!({"plugin": name}));
+        shared.hooks.drain(Duration::from_secs(1)).await;
     }
 }

@@ -3,8 +3,9 @@
 //!
 //! Checks run cheapest and safest first, and each failure is one line naming the
 //! file, both versions where they matter, and what to do:
-//! 1. the file and its folder are not writable by other users (before `dlopen`,
-//!    which runs the library's constructors);
+//! 1. the file and every folder above it are owned by this user or root and not
+//!    writable by others (before `dlopen`, which runs the library's
+//!    constructors);
 //! 2. `dlopen` succeeds (else: not a loadable library);
 //! 3. the `ccproxy_plugin_api_version` symbol exists (else: not a ccproxy plugin);
 //! 4. its semver is compatible: same major, minor not newer than the host's;
@@ -44,9 +45,17 @@ pub enum Refusal {
         plugin: semver::Version,
     },
     /// Built with `panic = "abort"`: a panic in it would end the whole proxy.
-    PanicAbort,
+    PanicAbort {
+        /// The plugin's API version.
+        plugin: semver::Version,
+    },
     /// abi_stable's header or layout check failed.
-    LayoutMismatch(String),
+    LayoutMismatch {
+        /// The plugin API version the library claims.
+        plugin: semver::Version,
+        /// What differs.
+        why: String,
+    },
     /// The manifest could not be read.
     BadManifest(String),
     /// Another file already provides a plugin with this name.
@@ -61,10 +70,7 @@ pub enum Refusal {
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Refusal::Insecure(why) => write!(
-                f,
-                "{why}; fix the permissions (chmod go-w) or move the file"
-            ),
+            Refusal::Insecure(why) => write!(f, "{why}"),
             Refusal::NotALibrary(why) => write!(f, "not a loadable library: {why}"),
             Refusal::NotAPlugin => write!(
                 f,
@@ -83,13 +89,13 @@ impl fmt::Display for Refusal {
                 f,
                 "needs a newer host: built for plugin API {plugin}, this host speaks {API_VERSION}; upgrade ccproxy or rebuild the plugin against {API_VERSION}"
             ),
-            Refusal::PanicAbort => write!(
+            Refusal::PanicAbort { plugin } => write!(
                 f,
-                "built with panic = \"abort\": one panic in it would end the whole proxy; build it with panic = \"unwind\" (the default)"
+                "built for plugin API {plugin} with panic = \"abort\": one panic in it would end the whole proxy; build it with panic = \"unwind\" (the default)"
             ),
-            Refusal::LayoutMismatch(why) => write!(
+            Refusal::LayoutMismatch { plugin, why } => write!(
                 f,
-                "layout mismatch with plugin API {API_VERSION}: {why}; rebuild it against ccproxy-plugin-abi {API_VERSION}"
+                "layout mismatch: claims plugin API {plugin}, but its types do not match this host's plugin API {API_VERSION}: {why}; rebuild it against ccproxy-plugin-abi {API_VERSION} with the official SDK"
             ),
             Refusal::BadManifest(why) => write!(f, "invalid manifest: {why}"),
             Refusal::DuplicateName { name, first } => write!(
@@ -97,6 +103,19 @@ impl fmt::Display for Refusal {
                 "duplicate plugin name {name}: already loaded from {}; remove one of the two files",
                 first.display()
             ),
+        }
+    }
+}
+
+impl Refusal {
+    /// The plugin API version the file claims, when it got far enough to say.
+    pub fn plugin_version(&self) -> Option<&semver::Version> {
+        match self {
+            Refusal::IncompatibleMajor { plugin }
+            | Refusal::NeedsNewerHost { plugin }
+            | Refusal::PanicAbort { plugin }
+            | Refusal::LayoutMismatch { plugin, .. } => Some(plugin),
+            _ => None,
         }
     }
 }
@@ -144,34 +163,53 @@ pub fn check_version(plugin: &semver::Version) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// Refuses files that other users could have written.
-pub fn check_permissions(path: &Path) -> Result<(), Refusal> {
+/// Refuses code that other users could have written or replaced: the file
+/// itself (symbolic links resolved) and every folder above it up to `/` must
+/// be owned by the user running the host or by root, and not be writable by
+/// the group or by everyone. A folder with the sticky bit (`/tmp`) may be
+/// writable by all, since nobody else can replace what it holds. Returns the
+/// resolved path: the file that was checked is the one that gets loaded (a
+/// bare file name would otherwise send `dlopen` down the library search path).
+pub fn check_permissions(path: &Path) -> Result<PathBuf, Refusal> {
     use std::os::unix::fs::MetadataExt;
+    const STICKY: u32 = 0o1000;
     let me = current_uid();
-    let check = |target: &Path, what: &str| -> Result<(), Refusal> {
+    let resolved = std::fs::canonicalize(path).map_err(|error| {
+        Refusal::NotALibrary(format!("cannot read file {}: {error}", path.display()))
+    })?;
+    let check = |target: &Path, is_folder: bool| -> Result<(), Refusal> {
+        let what = if is_folder { "folder" } else { "file" };
         let meta = std::fs::metadata(target).map_err(|error| {
             Refusal::NotALibrary(format!("cannot read {what} {}: {error}", target.display()))
         })?;
-        if meta.mode() & 0o002 != 0 {
+        let mode = meta.mode();
+        let sticky_folder = is_folder && mode & STICKY != 0;
+        if mode & 0o022 != 0 && !sticky_folder {
+            let by = if mode & 0o002 != 0 {
+                "every user"
+            } else {
+                "its group"
+            };
             return Err(Refusal::Insecure(format!(
-                "{what} {} is writable by every user",
-                target.display()
+                "{what} {} is writable by {by} (mode {:04o}); run chmod go-w on it",
+                target.display(),
+                mode & 0o7777
             )));
         }
         if meta.uid() != me && meta.uid() != 0 {
             return Err(Refusal::Insecure(format!(
-                "{what} {} is owned by another user (uid {})",
+                "{what} {} is owned by another user (uid {}); only the user running ccproxy (uid {me}) or root may own plugin files and the folders above them: chown it or move the plugin",
                 target.display(),
                 meta.uid()
             )));
         }
         Ok(())
     };
-    check(path, "file")?;
-    if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        check(folder, "folder")?;
+    check(&resolved, false)?;
+    for folder in resolved.ancestors().skip(1) {
+        check(folder, true)?;
     }
-    Ok(())
+    Ok(resolved)
 }
 
 fn current_uid() -> u32 {
@@ -181,22 +219,25 @@ fn current_uid() -> u32 {
 
 /// Loads `path` and reads its manifest. Never panics; every failure is a [`Refusal`].
 pub fn load(path: &Path) -> Result<LoadedLibrary, Refusal> {
-    check_permissions(path)?;
-    let library = RawLibrary::load_at(path)
+    let resolved = check_permissions(path)?;
+    let library = RawLibrary::load_at(&resolved)
         .map_err(|error| Refusal::NotALibrary(one_line(&error.to_string())))?;
     // Libraries are never unloaded: unloading Rust code is unsound, and the
     // plugin's statics (its host handle) must outlive every call.
     let library: &'static RawLibrary = Box::leak(Box::new(library));
     let api_version = read_version_symbol(library)?;
     check_version(&api_version)?;
-    check_panic_strategy(library)?;
+    check_panic_strategy(library, &api_version)?;
+    let mismatch = |error: LibraryError| Refusal::LayoutMismatch {
+        plugin: api_version.clone(),
+        why: summarize_library_error(&error),
+    };
     // Safety: the library exports our version symbol, so it was built with the
     // SDK, whose export macro defines the abi_stable header with this layout.
-    let header = unsafe { lib_header_from_raw_library(library) }
-        .map_err(|error| Refusal::LayoutMismatch(summarize_library_error(&error)))?;
+    let header = unsafe { lib_header_from_raw_library(library) }.map_err(mismatch)?;
     let module = header
         .init_root_module::<raw::PluginModuleRef>()
-        .map_err(|error| Refusal::LayoutMismatch(summarize_library_error(&error)))?;
+        .map_err(mismatch)?;
     let manifest_json = match (module.manifest())() {
         abi_stable::std_types::RResult::ROk(json) => json,
         abi_stable::std_types::RResult::RErr(error) => {
@@ -226,7 +267,10 @@ pub fn load(path: &Path) -> Result<LoadedLibrary, Refusal> {
 
 /// Refuses libraries that abort on panic; libraries without the symbol (older
 /// SDKs) are accepted.
-fn check_panic_strategy(library: &'static RawLibrary) -> Result<(), Refusal> {
+fn check_panic_strategy(
+    library: &'static RawLibrary,
+    api_version: &semver::Version,
+) -> Result<(), Refusal> {
     let symbol = format!("{}\0", raw::PANIC_SYMBOL);
     // Safety: the symbol, when present, is the SDK's `extern "C" fn() -> u8`.
     let unwinds = unsafe {
@@ -236,7 +280,9 @@ fn check_panic_strategy(library: &'static RawLibrary) -> Result<(), Refusal> {
         }
     };
     if unwinds == 0 {
-        Err(Refusal::PanicAbort)
+        Err(Refusal::PanicAbort {
+            plugin: api_version.clone(),
+        })
     } else {
         Ok(())
     }

@@ -145,11 +145,24 @@ pub enum Purpose {
 
 /// [`prepare`] for `purpose`.
 pub fn prepare_for(config: &Config, search: &SearchPath, purpose: Purpose) -> Prepared {
-    let candidates = if config.enable_plugins {
-        discover::discover(search)
-    } else {
-        Vec::new()
-    };
+    // With plugins switched off, the files are still listed (with that reason)
+    // but never opened: nothing of theirs runs.
+    let candidates = discover::discover(search);
+    if !config.enable_plugins {
+        let mut prepared = Prepared::default();
+        for candidate in candidates {
+            prepared.entries.push(Entry {
+                file: candidate.path,
+                origin: candidate.origin,
+                manifest: None,
+                api_version: None,
+                status: Status::Disabled,
+                reason: Some("plugins are switched off (enable_plugins = false)".to_owned()),
+                config: None,
+            });
+        }
+        return prepared;
+    }
     prepare_candidates(config, candidates, purpose)
 }
 
@@ -207,11 +220,7 @@ pub fn prepare_candidates(
                 }
             }
             Err(refusal) => {
-                if let Refusal::IncompatibleMajor { plugin } | Refusal::NeedsNewerHost { plugin } =
-                    &refusal
-                {
-                    entry.api_version = Some(plugin.to_string());
-                }
+                entry.api_version = refusal.plugin_version().map(ToString::to_string);
                 refuse(&mut entry, refusal);
             }
         }

@@ -78,7 +78,13 @@ fn health(app: &App) -> Response<Body> {
         .filter(|p| recent_panic(p).is_some())
         .map(|p| p.manifest.name.as_str())
         .collect();
+    let dropped = app.shared.hooks.counters.dropped.load(Ordering::Relaxed);
     let plugin_status = if panicking.is_empty() && inactive == 0 {
+        "pass"
+    } else {
+        "warn"
+    };
+    let overall = if plugin_status == "pass" && dropped == 0 {
         "pass"
     } else {
         "warn"
@@ -93,7 +99,7 @@ fn health(app: &App) -> Response<Body> {
         output.push(format!("recent panics in: {}", panicking.join(", ")));
     }
     let body = json!({
-        "status": plugin_status,
+        "status": overall,
         "version": env!("CARGO_PKG_VERSION"),
         "serviceId": "ccproxy",
         "description": "ccproxy LLM API proxy",
@@ -106,8 +112,11 @@ fn health(app: &App) -> Response<Body> {
             }],
             "hooks:dropped": [{
                 "componentType": "component",
-                "observedValue": app.shared.hooks.counters.dropped.load(Ordering::Relaxed),
-                "status": "pass",
+                "observedValue": dropped,
+                "status": if dropped == 0 { "pass" } else { "warn" },
+                "output": if dropped == 0 { String::new() } else {
+                    format!("{dropped} observed hook event(s) dropped because the queue was full; raise hooks.observer_queue_capacity or find the slow hook in /plugins/status")
+                },
             }],
         },
     });
@@ -126,7 +135,9 @@ fn plugins(app: &App) -> Response<Body> {
         .map(|entry| {
             json!({
                 "name": entry.display_name(),
-                "type": entry.manifest.as_ref().map(|m| m.kind.as_str()),
+                // The seed's shape: every entry is a "plugin"; `kind` says which.
+                "type": "plugin",
+                "kind": entry.manifest.as_ref().map(|m| m.kind.as_str()),
                 "status": entry.status.as_str(),
                 "version": entry.manifest.as_ref().map(|m| m.version.clone()),
             })
@@ -269,12 +280,16 @@ async fn plugin_health(app: &App, name: &str) -> Response<Body> {
         "errors": stats.errors.load(Ordering::Relaxed),
         "calls": stats.calls.load(Ordering::Relaxed),
     });
-    let mut all_details = summary;
-    if details.is_object() {
-        merge(&mut all_details, details);
-    } else if !details.is_null() {
-        merge(&mut all_details, json!({"plugin": details}));
-    }
+    // The plugin's own details first, the host's counters over them: a
+    // plugin cannot report itself initialised or panic-free.
+    let mut all_details = if details.is_object() {
+        details
+    } else if details.is_null() {
+        json!({})
+    } else {
+        json!({"plugin": details})
+    };
+    merge(&mut all_details, summary);
     let http_status = if status == "unhealthy" {
         StatusCode::SERVICE_UNAVAILABLE
     } else {

@@ -2,13 +2,15 @@
 //!
 //! 1. request id: taken from `x-request-id` when sane, else generated;
 //! 2. `request.started` observed (only built when someone listens);
-//! 3. route lookup: 404 / 405 with a JSON body when nothing matches;
-//! 4. body read under `server.max_request_body_bytes` (413 beyond it);
-//! 5. plugin middleware, request side, by layer (may answer early);
-//! 6. the route: a core endpoint or the plugin's `route.handle`;
-//! 7. plugin middleware, response side, in reverse layer order;
-//! 8. `x-request-id` and `server` headers;
-//! 9. `request.completed` or `request.failed` observed.
+//! 3. route lookup, and the client's token when `security.auth_token` is set
+//!    (401 before any plugin code runs);
+//! 4. plugin middleware, request side, by layer (may answer early);
+//! 5. 404 / 405 with a JSON body when nothing matched;
+//! 6. body read under `server.max_request_body_bytes` (413 beyond it);
+//! 7. the route: a core endpoint, the provider path or the plugin's `route.handle`;
+//! 8. plugin middleware, response side, in reverse order, for the layers entered;
+//! 9. `x-request-id`, `server` and `server-timing` headers;
+//! 10. `request.completed` or `request.failed` observed.
 
 use std::{net::SocketAddr, sync::Arc, time::Instant};
 
@@ -47,6 +49,7 @@ pub async fn handle(
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let method = request.method().as_str().to_owned();
+    let http_version = http_version_name(request.version());
     let path = request.uri().path().to_owned();
     let query = request.uri().query().unwrap_or_default().to_owned();
     let span =
@@ -57,6 +60,7 @@ pub async fn handle(
     hooks.observe("request.started", Some(&request_id), || {
         json!({
             "request_id": request_id, "method": method, "path": path, "query": query,
+            "http_version": http_version,
             "url": request.uri().to_string(), "client_ip": remote.ip().to_string(),
             "headers": masked_headers(request.headers()),
         })
@@ -107,6 +111,7 @@ pub async fn handle(
         hooks: app.shared.hooks.clone(),
         request_id,
         method,
+        http_version,
         path,
         query,
         client_ip: remote.ip().to_string(),
@@ -136,6 +141,7 @@ struct Completion {
     hooks: Arc<crate::hooks::HookBus>,
     request_id: String,
     method: String,
+    http_version: &'static str,
     path: String,
     query: String,
     client_ip: String,
@@ -168,6 +174,7 @@ impl Completion {
             hooks,
             request_id,
             method,
+            http_version,
             path,
             query,
             client_ip,
@@ -183,6 +190,7 @@ impl Completion {
             duration_ms,
             error: error.as_deref(),
             headers: headers.as_ref(),
+            http_version,
             method: &method,
             model: streaming.as_ref().and_then(|s| s.model.as_deref()),
             path: &path,
@@ -213,6 +221,7 @@ struct CompletedData<'a> {
     duration_ms: f64,
     error: Option<&'a str>,
     headers: Option<&'a MaskedHeaders>,
+    http_version: &'a str,
     method: &'a str,
     model: Option<&'a str>,
     path: &'a str,
@@ -226,6 +235,17 @@ struct CompletedData<'a> {
     /// Always `null`.
     usage: (),
     user_agent: &'a str,
+}
+
+/// The protocol as access logs write it.
+fn http_version_name(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        http::Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    }
 }
 
 /// Marks a response as a failed request (for `request.failed`).
@@ -245,32 +265,11 @@ async fn route(
     path: &str,
     query: &str,
 ) -> Response<Body> {
-    let (target, params) = match app.routes.lookup(method, path) {
-        Lookup::Found(target, params) => (target.clone(), params),
-        Lookup::MethodNotAllowed(allowed) => {
-            let mut response = error_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                &format!(
-                    "{method} is not allowed on {path}; use {}",
-                    allowed.join(", ")
-                ),
-            );
-            if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
-                response.headers_mut().insert(header::ALLOW, value);
-            }
-            return response;
-        }
-        Lookup::NotFound => {
-            return error_response(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                &format!("no route for {method} {path}; GET /plugins/status lists every route"),
-            );
-        }
-    };
-
-    if let Some(denied) = check_client_auth(app, &target, request.headers(), path) {
+    let lookup = app.routes.lookup(method, path);
+    // Unauthenticated requests never reach plugin code, middleware included.
+    if let Lookup::Found(target, _) = &lookup
+        && let Some(denied) = check_client_auth(app, target, request.headers(), path)
+    {
         return denied;
     }
 
@@ -296,9 +295,86 @@ async fn route(
     };
     let mut head = (!app.middleware.is_empty()).then(owned_head);
 
-    // Middleware, request side.
-    for middleware in &app.middleware {
-        let Some(head) = head.as_mut() else { break };
+    // Middleware, request side, outermost (lowest layer) first. Every request
+    // passes through them, unknown routes too (a security layer sees scanners);
+    // one that answers early sends its answer back out through the layers
+    // before it only.
+    let (entered, early) = match head.as_mut() {
+        Some(head) => request_middleware(app, head).await,
+        None => (0, None),
+    };
+
+    let response = match early {
+        Some(response) => response,
+        None => match lookup {
+            Lookup::MethodNotAllowed(allowed) => method_not_allowed(method, path, &allowed),
+            Lookup::NotFound => error_response(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                &format!("no route for {method} {path}; GET /plugins/status lists every route"),
+            ),
+            Lookup::Found(target, params) => match target.clone() {
+                Target::Core(core) => endpoints::handle(app, core, &params).await,
+                Target::Plugin { plugin, pattern } => match read_body(app, body).await {
+                    Ok(body) => {
+                        let head = head.get_or_insert_with(owned_head);
+                        call_route(app, &plugin, &pattern, head, params, body).await
+                    }
+                    Err((status, message)) => {
+                        error_response(status, "invalid_request_error", &message)
+                    }
+                },
+                Target::Provider { plugin, route } => match read_body(app, body).await {
+                    Ok(body) => {
+                        let client = match &head {
+                            Some(head) => provider::ClientRequest::of_head(head),
+                            None => provider::ClientRequest {
+                                method,
+                                path,
+                                query,
+                                headers: provider::ClientHeaders::Map(&parts.headers),
+                                request_id,
+                            },
+                        };
+                        provider::handle(app, &plugin, &route, &client, body).await
+                    }
+                    Err((status, message)) => {
+                        provider::format_error(route.client, status, &message)
+                    }
+                },
+            },
+        },
+    };
+
+    match head.as_ref() {
+        Some(head) => response_middleware(app, head, entered, response).await,
+        None => response,
+    }
+}
+
+fn method_not_allowed(method: &str, path: &str, allowed: &[String]) -> Response<Body> {
+    let mut response = error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        &format!(
+            "{method} is not allowed on {path}; use {}",
+            allowed.join(", ")
+        ),
+    );
+    if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
+}
+
+/// Runs the request side of every middleware in layer order. Returns how many
+/// were entered (their response side runs) and the early answer, if one gave
+/// it or failed.
+async fn request_middleware(
+    app: &App,
+    head: &mut RequestHead,
+) -> (usize, Option<Response<Body>>) {
+    for (index, middleware) in app.middleware.iter().enumerate() {
         let input = MiddlewareRequestInput {
             middleware: middleware.name.clone(),
             request: head.clone(),
@@ -311,7 +387,7 @@ async fn route(
         {
             Ok(reply) => {
                 if let Some(respond) = reply.meta.respond {
-                    return plugin_response(respond, reply.body);
+                    return (index, Some(plugin_response(respond, reply.body)));
                 }
                 for (name, value) in reply.meta.set_headers {
                     head.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(&name));
@@ -320,7 +396,7 @@ async fn route(
             }
             Err(error) => {
                 let name = &middleware.plugin.manifest.name;
-                return fail(
+                let response = fail(
                     error_response(
                         StatusCode::from_u16(error.http_status())
                             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
@@ -332,41 +408,25 @@ async fn route(
                     ),
                     error.message,
                 );
+                return (index, Some(response));
             }
         }
     }
+    (app.middleware.len(), None)
+}
 
-    let response = match target {
-        Target::Core(core) => endpoints::handle(app, core, &params).await,
-        Target::Plugin { plugin, pattern } => match read_body(app, body).await {
-            Ok(body) => {
-                let head = head.get_or_insert_with(owned_head);
-                call_route(app, &plugin, &pattern, head, params, body).await
-            }
-            Err((status, message)) => error_response(status, "invalid_request_error", &message),
-        },
-        Target::Provider { plugin, route } => match read_body(app, body).await {
-            Ok(body) => {
-                let client = match &head {
-                    Some(head) => provider::ClientRequest::of_head(head),
-                    None => provider::ClientRequest {
-                        method,
-                        path,
-                        query,
-                        headers: provider::ClientHeaders::Map(&parts.headers),
-                        request_id,
-                    },
-                };
-                provider::handle(app, &plugin, &route, &client, body).await
-            }
-            Err((status, message)) => provider::format_error(route.client, status, &message),
-        },
-    };
-
-    // Middleware, response side, outermost last.
-    let mut response = response;
-    for middleware in app.middleware.iter().rev().filter(|m| m.on_response) {
-        let Some(head) = head.as_ref() else { break };
+/// Runs the response side of the first `entered` middleware, innermost first.
+async fn response_middleware(
+    app: &App,
+    head: &RequestHead,
+    entered: usize,
+    mut response: Response<Body>,
+) -> Response<Body> {
+    for middleware in app.middleware[..entered]
+        .iter()
+        .rev()
+        .filter(|m| m.on_response)
+    {
         let input = MiddlewareResponseInput {
             middleware: middleware.name.clone(),
             request: head.clone(),
@@ -679,6 +739,7 @@ mod tests {
                 "status_code": status, "response_status": status,
                 "duration_ms": duration_ms, "client_ip": client_ip,
                 "user_agent": user_agent, "bytes_sent": bytes_sent, "streaming": streaming.is_some(),
+                "http_version": "HTTP/2.0",
                 "provider": streaming.as_ref().map(|s| s.provider.clone()),
                 "model": streaming.as_ref().and_then(|s| s.model.clone()), "usage": null,
                 "headers": headers, "error": error,
@@ -689,6 +750,7 @@ mod tests {
                 duration_ms,
                 error: error.as_deref(),
                 headers: captured.as_ref(),
+                http_version: "HTTP/2.0",
                 method,
                 model: streaming.as_ref().and_then(|s| s.model.as_deref()),
                 path,

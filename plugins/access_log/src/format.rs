@@ -71,6 +71,8 @@ pub(crate) struct ClientRecord {
     pub(crate) method: String,
     pub(crate) path: String,
     pub(crate) query: String,
+    /// `HTTP/1.1` or `HTTP/2.0`, as the client spoke.
+    pub(crate) http_version: Option<String>,
     pub(crate) status_code: u16,
     pub(crate) duration_ms: f64,
     pub(crate) client_ip: Option<String>,
@@ -93,6 +95,7 @@ impl ClientRecord {
             timestamp_ms: hook.timestamp_ms,
             request_id: request_id(hook),
             method: text(data, "method").unwrap_or_default(),
+            http_version: text(data, "http_version"),
             path: text(data, "path").unwrap_or(url_path),
             query: match data.get("query") {
                 Some(_) => text(data, "query").unwrap_or_default(),
@@ -143,11 +146,12 @@ impl ClientRecord {
             "-".to_owned()
         };
         format!(
-            "{} - - [{}] \"{} {} HTTP/1.1\" {} {}",
+            "{} - - [{}] \"{} {} {}\" {} {}",
             escape(self.client_ip.as_deref().unwrap_or("-")),
             clf_time(self.timestamp_ms),
             escape(or_dash(&self.method)),
             escape(or_dash(&target)),
+            escape(self.http_version.as_deref().unwrap_or("HTTP/1.1")),
             self.status_code,
             bytes
         )
@@ -408,6 +412,20 @@ mod tests {
         assert_eq!(
             record.line(ClientFormat::Common),
             r#"127.0.0.1 - - [14/Nov/2023:22:13:20 +0000] "POST /v1/messages?beta=true HTTP/1.1" 200 512"#
+        );
+    }
+
+    #[test]
+    fn the_protocol_is_the_one_the_client_spoke() {
+        let mut event = completed();
+        event.data["http_version"] = json!("HTTP/2.0");
+        let record = ClientRecord::from_hook(&event);
+        assert!(
+            record
+                .line(ClientFormat::Common)
+                .contains(r#""POST /v1/messages?beta=true HTTP/2.0" 200"#),
+            "{}",
+            record.line(ClientFormat::Common)
         );
     }
 

@@ -31,7 +31,7 @@
 //! ```
 //!
 //! Event data read (as the host emits it): `request.completed` and
-//! `request.failed`: `request_id`, `method`, `path`, `query`, `url`,
+//! `request.failed`: `request_id`, `method`, `http_version`, `path`, `query`, `url`,
 //! `status_code`, `duration_ms`, `client_ip`, `user_agent`, `bytes_sent`,
 //! `streaming`, `provider`, `model`, `usage` (and `error` when failed);
 //! `provider.response.received`: `request_id`, `provider`, `url`, `method`,
