@@ -26,6 +26,8 @@ struct BadLot {
     sandbox: Sandbox,
     /// A folder every user may write to, holding an otherwise loadable plugin.
     open_dir: PathBuf,
+    /// A safe folder in a folder every user may write to, holding one too.
+    nested_dir: PathBuf,
 }
 
 fn bad_lot() -> BadLot {
@@ -70,7 +72,42 @@ fn bad_lot() -> BadLot {
         None,
     );
     ccproxy_e2e::set_mode(&open_dir, 0o777);
-    BadLot { sandbox, open_dir }
+    // A link in the plugin folder to a plugin in another such folder: the
+    // file it resolves to is the one checked (and loaded).
+    let link_target_dir = sandbox.root().join("open_link_target");
+    let link_target = sandbox.install_file(
+        &library("test_plugin_middleware_probe"),
+        &link_target_dir,
+        "liblink_target.so",
+        None,
+    );
+    ccproxy_e2e::set_mode(&link_target_dir, 0o777);
+    std::os::unix::fs::symlink(&link_target, plugins.join("liblinked_from_open_dir.so"))
+        .expect("a link can be made in the plugin folder");
+    // A loadable plugin its group could have replaced.
+    sandbox.install_file(
+        &library("test_plugin_middleware_probe"),
+        &plugins,
+        "libgroup_writable.so",
+        Some(0o664),
+    );
+    // A safe folder inside a folder every user can write to (not sticky):
+    // anyone could have swapped the safe folder for their own.
+    let open_parent = sandbox.root().join("open_parent");
+    let nested_dir = open_parent.join("nested");
+    sandbox.install_file(
+        &library("test_plugin_middleware_probe"),
+        &nested_dir,
+        "libunder_open_parent.so",
+        None,
+    );
+    ccproxy_e2e::set_mode(&nested_dir, 0o755);
+    ccproxy_e2e::set_mode(&open_parent, 0o777);
+    BadLot {
+        sandbox,
+        open_dir,
+        nested_dir,
+    }
 }
 
 /// `(file name, status, reason phrase)` for every file of [`bad_lot`]; the
@@ -130,6 +167,21 @@ fn expected_verdicts() -> Vec<(&'static str, &'static str, String)> {
             "refused",
             "writable by every user".into(),
         ),
+        (
+            "liblinked_from_open_dir.so",
+            "refused",
+            "open_link_target is writable by every user".into(),
+        ),
+        (
+            "libgroup_writable.so",
+            "refused",
+            "writable by its group (mode 0664)".into(),
+        ),
+        (
+            "libunder_open_parent.so",
+            "refused",
+            "open_parent is writable by every user".into(),
+        ),
     ]
 }
 
@@ -178,10 +230,11 @@ fn check_verdicts(plugins: &[Value], active_word: &str) {
 fn bad_plugins_are_refused_with_a_reason_and_the_rest_serve() {
     let lot = bad_lot();
     let open_dir = lot.open_dir.display().to_string();
+    let nested_dir = lot.nested_dir.display().to_string();
     let proxy = Proxy::start_in(
         lot.sandbox,
         ProxyOptions {
-            args: &["--plugin-dir", &open_dir],
+            args: &["--plugin-dir", &open_dir, "--plugin-dir", &nested_dir],
             ..ProxyOptions::default()
         },
     );
@@ -230,7 +283,17 @@ fn bad_plugins_are_refused_with_a_reason_and_the_rest_serve() {
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    assert!(layout.len() < 400, "layout refusal is too long: {layout}");
+    assert!(layout.len() < 500, "layout refusal is too long: {layout}");
+    let host = host_api_version();
+    assert!(
+        layout.contains("claims plugin API 1.0.0")
+            && layout.contains(&format!("this host's plugin API {host}")),
+        "layout refusal does not name both versions: {layout}"
+    );
+    assert_eq!(
+        find(&plugins, "libtest_plugin_layout_mismatch.so")["api_version"],
+        "1.0.0"
+    );
     assert!(
         layout.contains("test-plugin-layout-mismatch"),
         "layout refusal does not say what differs: {layout}"
@@ -261,7 +324,15 @@ fn bad_plugins_are_refused_with_a_reason_and_the_rest_serve() {
 
     // `plugins list --json` sees the same files and the same verdicts.
     let listed = proxy.sandbox().run_cli(
-        &["plugins", "list", "--json", "--plugin-dir", &open_dir],
+        &[
+            "plugins",
+            "list",
+            "--json",
+            "--plugin-dir",
+            &open_dir,
+            "--plugin-dir",
+            &nested_dir,
+        ],
         &[],
     );
     assert_eq!(listed.code, 0, "{listed:?}");
@@ -302,6 +373,21 @@ fn plugins_check_gives_a_verdict_and_an_exit_code() {
     assert!(
         ok.stdout.contains(&format!("built for plugin API {host}")),
         "{ok:?}"
+    );
+
+    // A bare file name is the file in the working directory, not a search of
+    // the system's library path.
+    let bare = sandbox
+        .command(&["plugins", "check", "libtest_plugin_panicky.so"], &[])
+        .current_dir(sandbox.plugin_dir())
+        .output()
+        .expect("ccproxy runs");
+    assert_eq!(
+        bare.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&bare.stdout),
+        String::from_utf8_lossy(&bare.stderr)
     );
 
     // A plugin whose dependency is missing is still a loadable library: the
