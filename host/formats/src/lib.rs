@@ -36,7 +36,9 @@
 //! # What survives conversion
 //!
 //! System and developer prompts (all of them, in order; Anthropic's `system`, Responses'
-//! `instructions`), multi-turn history with interleaved tool calls and results in order,
+//! `instructions`), multi-turn history with interleaved tool calls and results in order
+//! (consecutive assistant-side items, such as Responses reasoning between the function calls
+//! of one turn, stay one assistant turn so every result answers a call of that turn),
 //! tool definitions, `tool_choice` and parallel tool calls, streamed tool-call arguments
 //! (incrementally, with `index` on every Chat fragment), images as base64 and as URLs,
 //! PDFs as base64 documents/files, thinking and reasoning both ways (budget ↔ effort in

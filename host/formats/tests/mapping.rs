@@ -689,3 +689,59 @@ fn tool_choice_without_tools_is_dropped_on_purpose() {
     let chat = json!({"model": "m", "tool_choice": "required", "messages": [{"role": "user", "content": "x"}]});
     assert!(request(C, A, chat).get("tool_choice").is_none());
 }
+
+/// Claude's interleaved thinking as a Responses client replays it: reasoning items between
+/// the function calls of one assistant turn, then the outputs.
+fn interleaved_reasoning_history() -> Value {
+    json!({"model": "m", "input": [
+        {"role": "user", "content": "go"},
+        {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "first"}]},
+        {"type": "function_call", "call_id": "call_1", "name": "a", "arguments": "{}"},
+        {"type": "reasoning", "id": "rs_2", "summary": [{"type": "summary_text", "text": "second"}]},
+        {"type": "function_call", "call_id": "call_2", "name": "b", "arguments": "{\"x\":1}"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "one"},
+        {"type": "function_call_output", "call_id": "call_2", "output": "two"}
+    ]})
+}
+
+#[test]
+fn reasoning_between_responses_function_calls_keeps_one_anthropic_turn() {
+    let out = request(R, A, interleaved_reasoning_history());
+    let messages = out["messages"].as_array().expect("messages");
+    assert_eq!(messages.len(), 3, "{out}");
+    let tool_uses: Vec<&str> = messages[1]["content"]
+        .as_array()
+        .expect("blocks")
+        .iter()
+        .map(|block| block["id"].as_str().expect("tool_use id"))
+        .collect();
+    assert_eq!(tool_uses, ["call_1", "call_2"]);
+    assert_eq!(
+        messages[2]["content"],
+        json!([
+            {"type": "tool_result", "tool_use_id": "call_1", "content": [{"type": "text", "text": "one"}]},
+            {"type": "tool_result", "tool_use_id": "call_2", "content": [{"type": "text", "text": "two"}]}
+        ]),
+        "both results answer their call, none becomes orphan text"
+    );
+}
+
+#[test]
+fn reasoning_between_responses_function_calls_keeps_one_chat_assistant_message() {
+    let out = request(R, C, interleaved_reasoning_history());
+    let messages = out["messages"].as_array().expect("messages");
+    let roles: Vec<&str> = messages
+        .iter()
+        .map(|message| message["role"].as_str().expect("role"))
+        .collect();
+    assert_eq!(roles, ["user", "assistant", "tool", "tool"], "{out}");
+    let ids: Vec<&str> = messages[1]["tool_calls"]
+        .as_array()
+        .expect("tool calls")
+        .iter()
+        .map(|call| call["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids, ["call_1", "call_2"]);
+    assert_eq!(messages[2]["tool_call_id"], "call_1");
+    assert_eq!(messages[3]["tool_call_id"], "call_2");
+}

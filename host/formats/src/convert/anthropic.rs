@@ -253,7 +253,8 @@ pub(crate) fn encode_request(request: ir::Request) -> api::Request {
     let mut system_texts: Vec<String> = Vec::new();
     let mut messages: Vec<api::Message> = Vec::with_capacity(request.messages.len());
     // Internal: ids of the tool calls in the latest assistant turn, to recognise orphan
-    // tool results, which Anthropic rejects ("unexpected tool_use_id").
+    // tool results, which Anthropic rejects ("unexpected tool_use_id"). Consecutive
+    // assistant messages merge into one turn below, so their calls add up.
     let mut open_calls: Vec<String> = Vec::new();
     for message in request.messages {
         let role = match message.role {
@@ -268,7 +269,10 @@ pub(crate) fn encode_request(request: ir::Request) -> api::Request {
             Role::Assistant => "assistant",
         };
         let mut blocks = Vec::with_capacity(message.parts.len());
-        if message.role == Role::Assistant {
+        if message.role == Role::Assistant
+            && messages.last().is_none_or(|last| last.role != "assistant")
+        {
+            // A new assistant turn: the results of the previous one were due before it.
             open_calls.clear();
         }
         for part in message.parts {
@@ -929,6 +933,43 @@ mod tests {
         assert_eq!(encoded["messages"][1]["content"][0]["type"], "tool_result");
         assert_eq!(encoded["messages"][1]["content"][0]["is_error"], true);
         assert_eq!(encoded["messages"][1]["content"][1]["text"], "also");
+    }
+
+    fn split_turn() -> ir::Request {
+        let call = |id: &str| Part::ToolCall {
+            id: id.into(),
+            name: "f".into(),
+            arguments: "{}".into(),
+        };
+        let result = |id: &str| Part::ToolResult {
+            call_id: id.into(),
+            content: vec![Part::Text(id.into())],
+            is_error: false,
+        };
+        ir::Request {
+            messages: vec![
+                ir::Message::new(Role::User, vec![Part::Text("go".into())]),
+                ir::Message::new(Role::Assistant, vec![call("call_1")]),
+                ir::Message::new(Role::Assistant, vec![call("call_2")]),
+                ir::Message::new(Role::User, vec![result("call_1"), result("call_2")]),
+            ],
+            ..ir::Request::default()
+        }
+    }
+
+    #[test]
+    fn consecutive_assistant_messages_keep_their_calls_open() {
+        let encoded = serde_json::to_value(encode_request(split_turn())).expect("serialises");
+        let messages = encoded["messages"].as_array().expect("messages");
+        assert_eq!(messages.len(), 3, "{encoded}");
+        assert_eq!(messages[1]["content"].as_array().map(Vec::len), Some(2));
+        let results: Vec<&Value> = messages[2]["content"]
+            .as_array()
+            .expect("blocks")
+            .iter()
+            .map(|block| &block["tool_use_id"])
+            .collect();
+        assert_eq!(results, [&json!("call_1"), &json!("call_2")]);
     }
 
     #[test]

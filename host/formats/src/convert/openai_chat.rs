@@ -267,6 +267,23 @@ pub(crate) fn encode_request(request: ir::Request) -> api::Request {
                 if text.is_empty() && tool_calls.is_empty() {
                     continue;
                 }
+                // Consecutive assistant messages are one turn (Responses history gives one
+                // per reasoning item): Chat servers want the calls of a turn in one message,
+                // followed by their `tool` messages.
+                if let Some(last) = messages.last_mut().filter(|last| last.role == "assistant") {
+                    if !text.is_empty() {
+                        match &mut last.content {
+                            Some(api::Content::Text(existing)) => existing.push_str(&text),
+                            _ => last.content = Some(api::Content::Text(text)),
+                        }
+                    }
+                    if !tool_calls.is_empty() {
+                        last.tool_calls
+                            .get_or_insert_with(Vec::new)
+                            .extend(tool_calls);
+                    }
+                    continue;
+                }
                 let mut assistant = plain_message(
                     "assistant",
                     (!text.is_empty()).then_some(api::Content::Text(text)),
@@ -900,6 +917,48 @@ mod tests {
         let mut out = Vec::new();
         decoder.push(&sse::Event::data(chunk.to_string()), &mut out);
         out
+    }
+
+    #[test]
+    fn consecutive_assistant_messages_become_one() {
+        let call = |id: &str| Part::ToolCall {
+            id: id.into(),
+            name: "f".into(),
+            arguments: "{}".into(),
+        };
+        let result = |id: &str| Part::ToolResult {
+            call_id: id.into(),
+            content: vec![Part::Text(id.into())],
+            is_error: false,
+        };
+        let request = ir::Request {
+            messages: vec![
+                ir::Message::new(Role::User, vec![Part::Text("go".into())]),
+                ir::Message::new(
+                    Role::Assistant,
+                    vec![Part::Text("a".into()), call("call_1")],
+                ),
+                ir::Message::new(
+                    Role::Assistant,
+                    vec![Part::Text("b".into()), call("call_2")],
+                ),
+                ir::Message::new(Role::User, vec![result("call_1"), result("call_2")]),
+            ],
+            ..ir::Request::default()
+        };
+        let encoded = serde_json::to_value(encode_request(request)).expect("serialises");
+        let roles: Vec<&str> = encoded["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .map(|message| message["role"].as_str().expect("role"))
+            .collect();
+        assert_eq!(roles, ["user", "assistant", "tool", "tool"], "{encoded}");
+        assert_eq!(encoded["messages"][1]["content"], "ab");
+        assert_eq!(
+            encoded["messages"][1]["tool_calls"][1]["id"], "call_2",
+            "{encoded}"
+        );
     }
 
     #[test]

@@ -121,20 +121,24 @@ fn decode_item(
     target: Format,
     messages: &mut Vec<ir::Message>,
 ) -> Result<(), ConvertError> {
-    let push = |messages: &mut Vec<ir::Message>, role: Role, part: Part| match messages.last_mut() {
-        // Consecutive calls (or outputs) belong to one turn.
-        Some(last)
-            if last.role == role
-                && matches!(
-                    (&part, last.parts.last()),
-                    (Part::ToolCall { .. }, Some(_))
-                        | (Part::ToolResult { .. }, Some(Part::ToolResult { .. }))
-                ) =>
-        {
-            last.parts.push(part)
-        }
-        _ => messages.push(ir::Message::new(role, vec![part])),
-    };
+    // Consecutive assistant-side items (reasoning, assistant messages, function calls) are
+    // the output of one model turn: Claude's interleaved thinking gives reasoning, call,
+    // reasoning, call. They become one assistant message, so that the outputs that follow
+    // answer calls of the same turn. Consecutive outputs likewise form one user turn.
+    let push =
+        |messages: &mut Vec<ir::Message>, role: Role, parts: Vec<Part>| match messages.last_mut() {
+            Some(last)
+                if last.role == role
+                    && (role == Role::Assistant
+                        || matches!(last.parts.last(), Some(Part::ToolResult { .. }))
+                            && parts
+                                .iter()
+                                .all(|part| matches!(part, Part::ToolResult { .. }))) =>
+            {
+                last.parts.extend(parts)
+            }
+            _ => messages.push(ir::Message::new(role, parts)),
+        };
     match item {
         api::Item::Message(message) => {
             let role = match message.role.as_str() {
@@ -164,16 +168,20 @@ fn decode_item(
                     })
                     .collect::<Result<_, _>>()?,
             };
-            messages.push(ir::Message::new(role, parts));
+            if role == Role::Assistant {
+                push(messages, role, parts);
+            } else {
+                messages.push(ir::Message::new(role, parts));
+            }
         }
         api::Item::FunctionCall(call) => push(
             messages,
             Role::Assistant,
-            Part::ToolCall {
+            vec![Part::ToolCall {
                 id: call.call_id,
                 name: call.name,
                 arguments: call.arguments,
-            },
+            }],
         ),
         api::Item::FunctionCallOutput(output) => {
             let content = match output.output {
@@ -189,11 +197,11 @@ fn decode_item(
             push(
                 messages,
                 Role::User,
-                Part::ToolResult {
+                vec![Part::ToolResult {
                     call_id: output.call_id,
                     content,
                     is_error: false,
-                },
+                }],
             )
         }
         api::Item::Reasoning(reasoning) => {
@@ -206,10 +214,10 @@ fn decode_item(
             push(
                 messages,
                 Role::Assistant,
-                Part::Reasoning {
+                vec![Part::Reasoning {
                     text,
                     signature: None,
-                },
+                }],
             )
         }
         api::Item::Other(object) => {
