@@ -8,6 +8,8 @@
 //! and its tool history, `ccproxy auth login codex --manual` stores the Codex
 //! CLI's file, an expired token is refreshed once for fifty concurrent
 //! requests, and without a login every format gets a 401 saying what to do.
+//! The switches for generic clients work (`send_chatgpt_account_id`), and
+//! the model list carries the Codex CLI's cache entries.
 
 use std::{
     fs,
@@ -883,5 +885,95 @@ fn without_a_login_every_format_gets_a_401_saying_what_to_do() {
         .filter_map(|model| model["id"].as_str())
         .collect();
     assert_eq!(ids, ["gpt-5.3-codex", "gpt-5.2-codex"]);
+    assert!(mock.requests().is_empty());
+}
+
+// Settings for generic clients.
+
+#[test]
+fn send_chatgpt_account_id_off_leaves_the_header_out_for_a_generic_responses_upstream() {
+    // A plain Responses upstream (the mock's `/v1/responses`, without the
+    // Codex backend's checks) that refuses the account header.
+    let mock = Mock::start(&[
+        "--expect-header",
+        &format!("authorization=Bearer {}", codex::access_token()),
+        "--forbid-header",
+        "chatgpt-account-id",
+        "--quiet",
+    ]);
+    let base_url = format!("{}/v1", mock.url());
+    let body = json!({"model": "gpt-5.3-codex", "input": "Hello"});
+
+    let proxy = codex::logged_in_proxy(
+        &mock,
+        &[
+            ("PLUGINS__CODEX__BASE_URL", base_url.as_str()),
+            ("PLUGINS__CODEX__SEND_CHATGPT_ACCOUNT_ID", "false"),
+        ],
+    );
+    let reply = post(&proxy, "/codex/v1/responses", &body, &[]);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(
+        answer_text("/codex/v1/responses", &reply, false),
+        stream_text()
+    );
+    let upstream = mock.requests_to("/v1/responses");
+    assert_eq!(upstream.len(), 1);
+    let headers = &upstream[0]["headers"];
+    assert!(headers.get("chatgpt-account-id").is_none(), "{headers}");
+    assert_eq!(headers["originator"], "codex_cli_rs", "the rest as before");
+    assert!(
+        !proxy.log().contains("names no ChatGPT account"),
+        "{}",
+        proxy.log()
+    );
+    drop(proxy);
+
+    // On by default: the claim's account goes out, and this upstream refuses it.
+    mock.reset();
+    let proxy = codex::logged_in_proxy(&mock, &[("PLUGINS__CODEX__BASE_URL", base_url.as_str())]);
+    let reply = post(&proxy, "/codex/v1/responses", &body, &[]);
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    let upstream = mock.requests_to("/v1/responses");
+    assert_eq!(upstream[0]["headers"]["chatgpt-account-id"], codex::ACCOUNT);
+}
+
+#[test]
+fn models_lists_the_cards_and_the_codex_cli_cache_entries() {
+    let mock = codex::start_mock();
+    let proxy = codex::logged_in_proxy(&mock, &[]);
+    // Before the Codex CLI has run: no cache, no cached entries.
+    let listed = proxy.get("/codex/v1/models").json();
+    assert_eq!(listed["object"], "list");
+    assert_eq!(listed["models"], json!([]), "{listed}");
+    // `codex` writes its cache; the next listing has its entries for the
+    // listed models.
+    let cache = read_json(&workspace_root().join("plugins/codex/testdata/models_cache.json"));
+    let file = proxy.sandbox().root().join(".codex/models_cache.json");
+    fs::write(&file, cache.to_string()).expect("the cache can be written");
+    let reply = proxy.get("/codex/v1/models");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let listed = reply.json();
+    let ids: Vec<&str> = listed["data"]
+        .as_array()
+        .expect("an OpenAI list")
+        .iter()
+        .map(|card| {
+            assert_eq!(card["object"], "model", "{card}");
+            card["id"].as_str().unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(ids, ["gpt-5.3-codex", "gpt-5.2-codex"]);
+    let slugs: Vec<&str> = listed["models"]
+        .as_array()
+        .expect("models is a list")
+        .iter()
+        .map(|entry| entry["slug"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(slugs, ["gpt-5.3-codex", "gpt-5.2-codex"]);
+    assert_eq!(
+        listed["models"][0], cache["models"][0],
+        "entries kept whole"
+    );
     assert!(mock.requests().is_empty());
 }

@@ -30,6 +30,10 @@ pub(crate) struct Config {
     pub(crate) model_mappings: Vec<MappingRule>,
     /// What `GET /codex/v1/models` lists.
     pub(crate) models: Vec<ModelCard>,
+    /// The Codex CLI's model cache, whose entries for the listed models
+    /// `GET /codex/v1/models` returns as `models`; empty:
+    /// `$CODEX_HOME/models_cache.json`, else `~/.codex/models_cache.json`.
+    pub(crate) models_cache_file: String,
     /// Send `store: false` (the backend refuses to store conversations).
     pub(crate) force_store_false: bool,
     /// Remove the parameters in `unsupported_params`, `item_reference`
@@ -58,13 +62,21 @@ pub(crate) struct Config {
     /// Send a `prompt_cache_key` derived from the conversation when the
     /// client sends none, so every turn of a conversation shares one.
     pub(crate) stable_prompt_cache_key: bool,
+    /// Send the ChatGPT account (workspace) named by the login's access
+    /// token claim as `chatgpt-account-id`, which the Codex backend needs to
+    /// pick the plan; a generic Responses upstream has no use for it.
+    pub(crate) send_chatgpt_account_id: bool,
     /// Use the client's `session_id` / `conversation_id` header when it
     /// sends one; otherwise (and when off) the id derived from the
     /// conversation.
     pub(crate) session_id_from_client: bool,
     /// The Codex CLI version sent as `version` and in the user agent.
     pub(crate) client_version: String,
-    /// Give up on the upstream (its head, then each chunk) after this many seconds.
+    /// Give up on the upstream (its head, then each chunk) after this many
+    /// seconds; 0: the host's `http.read_timeout_seconds`, like every other
+    /// provider. The Codex CLI itself waits five minutes for a silent stream
+    /// (`stream_idle_timeout_ms = 300000`), a little more than the host's
+    /// default 240 s; set 300 here to wait as long as it does.
     pub(crate) timeout_seconds: u64,
 }
 
@@ -74,6 +86,7 @@ impl Default for Config {
             base_url: DEFAULT_BASE_URL.to_owned(),
             model_mappings: default_model_mappings(),
             models: default_models(),
+            models_cache_file: String::new(),
             force_store_false: true,
             strip_unsupported_params: true,
             unsupported_params: default_unsupported_params(),
@@ -85,9 +98,10 @@ impl Default for Config {
             reasoning_effort: "medium".to_owned(),
             reasoning_summary: "auto".to_owned(),
             stable_prompt_cache_key: true,
+            send_chatgpt_account_id: true,
             session_id_from_client: true,
             client_version: DEFAULT_CLIENT_VERSION.to_owned(),
-            timeout_seconds: 600,
+            timeout_seconds: 0,
         }
     }
 }
@@ -189,8 +203,13 @@ mod tests {
         assert!(!config.inject_tools);
         assert!(config.add_reasoning_defaults);
         assert!(config.stable_prompt_cache_key);
+        assert!(config.send_chatgpt_account_id);
         assert!(config.session_id_from_client);
-        assert_eq!(config.timeout_seconds, 600);
+        assert_eq!(
+            config.timeout_seconds, 0,
+            "the host's http.read_timeout_seconds"
+        );
+        assert_eq!(config.models_cache_file, "");
         let models: Vec<&str> = config.models.iter().map(|card| card.id.as_str()).collect();
         assert_eq!(models, ["gpt-5.3-codex", "gpt-5.2-codex"]);
         let patterns: Vec<&str> = config

@@ -13,8 +13,12 @@
 //! | `POST /codex/v1/chat/completions` | OpenAI Chat Completions |
 //! | `POST /codex/v1/messages` | Anthropic Messages: Claude Code with `ANTHROPIC_BASE_URL=http://127.0.0.1:8000/codex` |
 //!
-//! plus `GET /codex/v1/models` (the configured model cards, OpenAI list
-//! shape).
+//! plus `GET /codex/v1/models`: the configured model cards in the OpenAI
+//! list shape (`{"object": "list", "data": [cards]}`, what the `openai` SDK
+//! parses), and, as the original does, `models`: the Codex CLI's own
+//! entries for those models from its cache (`~/.codex/models_cache.json`,
+//! written by `codex` when it fetches the backend's model list), which a
+//! Codex CLI pointed at the proxy reads; `[]` without the file.
 //!
 //! The upstream is always asked for a stream (`stream: true`); the host
 //! turns it into one answer for a client that asked for none. Headers are the
@@ -30,7 +34,11 @@
 //! keys removed; the Codex CLI's instructions prepended; (off by default)
 //! its tools added to tool-less requests; reasoning defaults added; `store:
 //! false`; `stream: true`; a `prompt_cache_key` stable across the turns of a
-//! conversation.
+//! conversation. The `chatgpt-account-id` header has its switch too
+//! (`send_chatgpt_account_id`).
+//!
+//! Timeouts: the host's `http.read_timeout_seconds` (the longest silence
+//! before the head and between chunks) unless `timeout_seconds` is set.
 //!
 //! Build and install:
 //!
@@ -67,6 +75,8 @@ mod config;
 mod shaping;
 
 use std::{
+    ffi::OsString,
+    path::PathBuf,
     sync::atomic::{AtomicBool, Ordering},
     time::Duration,
 };
@@ -97,6 +107,9 @@ struct Codex {
     instructions: String,
     /// The parsed `CODEX_CLI_TOOLS`.
     tools: Vec<Value>,
+    /// Where the Codex CLI's model cache is read from; `None` when neither
+    /// `models_cache_file`, `CODEX_HOME` nor `HOME` says.
+    models_cache: Option<PathBuf>,
     /// Whether the missing-account warning was logged (once is enough).
     warned_no_account: AtomicBool,
 }
@@ -180,9 +193,63 @@ impl Codex {
         self.mapper.rewrite(body, client_model, listed)
     }
 
+    /// The OpenAI model list of the configured cards, plus `models`: the
+    /// Codex CLI's cache entries for them (by `slug`, in the cache's order),
+    /// read on every call so a `codex` refresh shows at once.
     fn models(&self) -> Response {
         let data: Vec<Value> = self.config.models.iter().map(card_json).collect();
-        Response::json(200, &json!({"object": "list", "data": data}))
+        let cached = self
+            .models_cache
+            .as_ref()
+            .map(|path| self.cached_models(path))
+            .unwrap_or_default();
+        Response::json(
+            200,
+            &json!({"object": "list", "data": data, "models": cached}),
+        )
+    }
+
+    /// The entries of the Codex CLI's model cache at `path` whose `slug` is a
+    /// listed model. A missing file is no error (the Codex CLI has not run
+    /// yet); an unreadable one is logged and lists nothing.
+    fn cached_models(&self, path: &std::path::Path) -> Vec<Value> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                debug!("no Codex CLI model cache at {}", path.display());
+                return Vec::new();
+            }
+            Err(error) => {
+                warn!(
+                    "cannot read the Codex CLI model cache {}: {error}",
+                    path.display()
+                );
+                return Vec::new();
+            }
+        };
+        let entries = match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Object(mut cache)) => match cache.remove("models") {
+                Some(Value::Array(entries)) => entries,
+                _ => Vec::new(),
+            },
+            Ok(_) => Vec::new(),
+            Err(error) => {
+                warn!(
+                    "the Codex CLI model cache {} is not JSON ({error}); listing no cached models",
+                    path.display()
+                );
+                return Vec::new();
+            }
+        };
+        entries
+            .into_iter()
+            .filter(|entry| {
+                entry
+                    .get("slug")
+                    .and_then(Value::as_str)
+                    .is_some_and(|slug| self.config.models.iter().any(|card| card.id == slug))
+            })
+            .collect()
     }
 
     fn url(&self) -> String {
@@ -199,6 +266,28 @@ fn card_json(card: &ModelCard) -> Value {
     })
 }
 
+/// Where the Codex CLI keeps its model cache: `configured` (with `~/`
+/// expanded), else `$CODEX_HOME/models_cache.json`, else
+/// `~/.codex/models_cache.json`; `None` without any of them.
+fn models_cache_path(
+    configured: &str,
+    home: Option<OsString>,
+    codex_home: Option<OsString>,
+) -> Option<PathBuf> {
+    let home = home.filter(|home| !home.is_empty()).map(PathBuf::from);
+    let configured = configured.trim();
+    if !configured.is_empty() {
+        return match configured.strip_prefix("~/") {
+            Some(rest) => home.map(|home| home.join(rest)),
+            None => Some(PathBuf::from(configured)),
+        };
+    }
+    if let Some(codex_home) = codex_home.filter(|dir| !dir.is_empty()) {
+        return Some(PathBuf::from(codex_home).join("models_cache.json"));
+    }
+    home.map(|home| home.join(".codex").join("models_cache.json"))
+}
+
 fn validate(config: &Config) -> Result<(), PluginError> {
     let base = config.base();
     if !(base.starts_with("https://") || base.starts_with("http://")) {
@@ -207,11 +296,6 @@ fn validate(config: &Config) -> Result<(), PluginError> {
             config.base_url,
             config::DEFAULT_BASE_URL
         )));
-    }
-    if config.timeout_seconds == 0 {
-        return Err(PluginError::invalid(
-            "plugins.codex.timeout_seconds must be at least 1",
-        ));
     }
     let version = config.client_version.trim();
     let valid_version = !version.is_empty()
@@ -244,6 +328,7 @@ impl Plugin for Codex {
             .config_key("base_url", "upstream root; requests go to {base_url}/responses")
             .config_key("model_mappings", "model rewrite rules {kind = exact|prefix|suffix|regex, pattern, target, ignore_case}, first match wins, never applied to a listed model; replaces the defaults")
             .config_key("models", "model cards {id, created, owned_by} listed by GET /codex/v1/models and sent unmapped")
+            .config_key("models_cache_file", "the Codex CLI's model cache, whose entries for the listed models GET /codex/v1/models returns as models; empty: $CODEX_HOME/models_cache.json or ~/.codex/models_cache.json")
             .config_key("force_store_false", "send store: false (the backend keeps no conversations)")
             .config_key("strip_unsupported_params", "remove unsupported_params, item_reference input items and _* keys")
             .config_key("unsupported_params", "top-level parameters the backend refuses, removed by strip_unsupported_params")
@@ -255,9 +340,10 @@ impl Plugin for Codex {
             .config_key("reasoning_effort", "reasoning.effort added by add_reasoning_defaults")
             .config_key("reasoning_summary", "reasoning.summary added by add_reasoning_defaults")
             .config_key("stable_prompt_cache_key", "send a prompt_cache_key derived from the conversation when the client sends none")
+            .config_key("send_chatgpt_account_id", "send the ChatGPT account of the login's token claim as chatgpt-account-id (the Codex backend needs it)")
             .config_key("session_id_from_client", "use the client's session_id/conversation_id header when sent (else the id derived from the conversation)")
             .config_key("client_version", "Codex CLI version sent as version and in the user agent (a Codex CLI client's own is used when it sends one)")
-            .config_key("timeout_seconds", "give up on the upstream's head, then on each chunk, after this many seconds")
+            .config_key("timeout_seconds", "give up on the upstream's head, then on each chunk, after this many seconds; 0: the host's http.read_timeout_seconds")
     }
 
     async fn init(ctx: Context, config: Config) -> Result<Self, PluginError> {
@@ -273,6 +359,11 @@ impl Plugin for Codex {
         } else {
             config.codex_instructions.clone()
         };
+        let models_cache = models_cache_path(
+            &config.models_cache_file,
+            std::env::var_os("HOME"),
+            std::env::var_os("CODEX_HOME"),
+        );
         info!(
             "codex ready: upstream {}/responses, credentials: {OAUTH_SERVICE} service, identifying as {} {}",
             config.base(),
@@ -285,6 +376,7 @@ impl Plugin for Codex {
             mapper,
             instructions,
             tools,
+            models_cache,
             warned_no_account: AtomicBool::new(false),
         })
     }
@@ -303,8 +395,11 @@ impl Plugin for Codex {
         &self,
         req: ProviderRequest,
     ) -> Result<UpstreamRequest, PluginError> {
-        let credential = auth::resolve(&self.ctx).await?;
-        if credential.account_id.is_none() && !self.warned_no_account.swap(true, Ordering::Relaxed)
+        let mut credential = auth::resolve(&self.ctx).await?;
+        if !self.config.send_chatgpt_account_id {
+            credential.account_id = None;
+        } else if credential.account_id.is_none()
+            && !self.warned_no_account.swap(true, Ordering::Relaxed)
         {
             warn!(
                 "the Codex login names no ChatGPT account; sending no chatgpt-account-id (run `ccproxy auth login codex` if the backend refuses it)"
@@ -324,7 +419,9 @@ impl Plugin for Codex {
             // The backend answers every request with a stream.
             stream: true,
             model_alias: shaped.model_alias,
-            timeout: Some(Duration::from_secs(self.config.timeout_seconds)),
+            // 0: the host's `http.read_timeout_seconds`.
+            timeout: (self.config.timeout_seconds > 0)
+                .then(|| Duration::from_secs(self.config.timeout_seconds)),
         })
     }
 
@@ -464,7 +561,8 @@ mod tests {
                "content": [{"type": "input_text", "text": "Hi"}]}]})
     }
 
-    /// Every switch off: only the model mapping and the forced stream remain.
+    /// Every switch off: only the model mapping and the forced stream remain
+    /// in the body, and no `chatgpt-account-id` is sent.
     fn all_off() -> Value {
         json!({
             "force_store_false": false,
@@ -475,6 +573,7 @@ mod tests {
             "add_reasoning_defaults": false,
             "stable_prompt_cache_key": false,
             "session_id_from_client": false,
+            "send_chatgpt_account_id": false,
         })
     }
 
@@ -537,7 +636,8 @@ mod tests {
             "https://chatgpt.com/backend-api/codex"
         );
         assert_eq!(defaults["inject_tools"], false);
-        assert_eq!(defaults["timeout_seconds"], 600);
+        assert_eq!(defaults["timeout_seconds"], 0);
+        assert_eq!(defaults["send_chatgpt_account_id"], true);
         let documented: Vec<&str> = manifest
             .config
             .descriptions
@@ -549,9 +649,17 @@ mod tests {
         }
     }
 
+    /// A file in `testdata/`.
+    fn testdata(name: &str) -> String {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/").to_owned() + name
+    }
+
     #[test]
     fn models_lists_the_default_cards() {
-        let plugin = start(&host(json!({})));
+        // No Codex CLI cache: `models` is empty.
+        let plugin = start(&host(
+            json!({"models_cache_file": testdata("no_such_models_cache.json")}),
+        ));
         let response = plugin.route(request("GET", "/codex/v1/models")).unwrap();
         assert_eq!(response.status, 200);
         assert_eq!(
@@ -564,7 +672,7 @@ mod tests {
             json!({"object": "list", "data": [
                 {"id": "gpt-5.3-codex", "object": "model", "created": 1_770_249_600, "owned_by": "openai"},
                 {"id": "gpt-5.2-codex", "object": "model", "created": 1_766_016_000, "owned_by": "openai"},
-            ]})
+            ], "models": []})
         );
         assert!(plugin.host().http_requests().is_empty());
         assert!(plugin.host().service_calls().is_empty());
@@ -572,6 +680,93 @@ mod tests {
             .route(request("GET", "/codex/v1/nothing"))
             .unwrap_err();
         assert_eq!(error.kind(), ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn models_has_the_codex_cli_cache_entries_of_the_listed_models() {
+        let plugin = start(&host(
+            json!({"models_cache_file": testdata("models_cache.json")}),
+        ));
+        let response = plugin.route(request("GET", "/codex/v1/models")).unwrap();
+        assert_eq!(response.status, 200);
+        let listed: Value = serde_json::from_slice(&response.body).unwrap();
+        let ids: Vec<&str> = listed["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|card| card["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["gpt-5.3-codex", "gpt-5.2-codex"]);
+        // The cache's own entries, whole and in its order, without the
+        // model that is not listed.
+        let cache = read_json(&testdata("models_cache.json"));
+        let entries = cache["models"].as_array().unwrap();
+        assert_eq!(
+            listed["models"],
+            json!([entries[0].clone(), entries[2].clone()])
+        );
+        // A listed model the cache lacks is still a card.
+        let plugin = start(&host(json!({
+            "models_cache_file": testdata("models_cache.json"),
+            "models": [{"id": "gpt-5.1-codex-mini"}, {"id": "gpt-6"}],
+        })));
+        let response = plugin.route(request("GET", "/codex/v1/models")).unwrap();
+        let listed: Value = serde_json::from_slice(&response.body).unwrap();
+        assert_eq!(listed["data"].as_array().unwrap().len(), 2);
+        assert_eq!(listed["models"], json!([entries[1].clone()]));
+    }
+
+    #[test]
+    fn an_unreadable_model_cache_lists_no_cached_models_and_says_why() {
+        let dir = std::env::temp_dir().join(format!("ccproxy-codex-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let broken = dir.join("models_cache.json");
+        std::fs::write(&broken, "{not json").unwrap();
+        let host = host(json!({"models_cache_file": broken.to_string_lossy()}));
+        let plugin = start(&host);
+        let response = plugin.route(request("GET", "/codex/v1/models")).unwrap();
+        assert_eq!(response.status, 200);
+        let listed: Value = serde_json::from_slice(&response.body).unwrap();
+        assert_eq!(listed["models"], json!([]));
+        assert_eq!(listed["data"].as_array().unwrap().len(), 2);
+        assert!(
+            host.logs()
+                .iter()
+                .any(|(_, line)| line.contains("is not JSON") && line.contains("models_cache.json")),
+            "{:?}",
+            host.logs()
+        );
+        // A cache without a `models` list lists none either.
+        std::fs::write(&broken, r#"{"models": {"slug": "gpt-5.3-codex"}}"#).unwrap();
+        let response = plugin.route(request("GET", "/codex/v1/models")).unwrap();
+        let listed: Value = serde_json::from_slice(&response.body).unwrap();
+        assert_eq!(listed["models"], json!([]));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_model_cache_is_the_codex_clis() {
+        let path = |configured: &str, home: Option<&str>, codex_home: Option<&str>| {
+            models_cache_path(configured, home.map(Into::into), codex_home.map(Into::into))
+        };
+        assert_eq!(
+            path("", Some("/home/ada"), None),
+            Some(PathBuf::from("/home/ada/.codex/models_cache.json"))
+        );
+        assert_eq!(
+            path("", Some("/home/ada"), Some("/srv/codex")),
+            Some(PathBuf::from("/srv/codex/models_cache.json"))
+        );
+        assert_eq!(
+            path("~/cache/models.json", Some("/home/ada"), Some("/srv/codex")),
+            Some(PathBuf::from("/home/ada/cache/models.json"))
+        );
+        assert_eq!(
+            path("/etc/codex/models.json", None, None),
+            Some(PathBuf::from("/etc/codex/models.json"))
+        );
+        assert_eq!(path("", None, Some("")), None);
+        assert_eq!(path("~/models.json", Some(""), None), None);
     }
 
     #[test]
@@ -615,7 +810,8 @@ mod tests {
             upstream.url,
             "https://chatgpt.com/backend-api/codex/responses"
         );
-        assert_eq!(upstream.timeout, Some(Duration::from_secs(600)));
+        // The host's `http.read_timeout_seconds`.
+        assert_eq!(upstream.timeout, None);
         let conversation = sent(&upstream)["prompt_cache_key"]
             .as_str()
             .unwrap()
@@ -704,6 +900,38 @@ mod tests {
             .filter(|(_, line)| line.contains("names no ChatGPT account"))
             .count();
         assert_eq!(warnings, 1);
+    }
+
+    #[test]
+    fn send_chatgpt_account_id_off_sends_no_account_header() {
+        let host = host(json!({"send_chatgpt_account_id": false}));
+        let plugin = start(&host);
+        let upstream = prepare_with(&plugin, &simple_body(), Headers::default());
+        assert_eq!(upstream.headers.get("chatgpt-account-id"), None);
+        // The rest of the credential is sent as before.
+        assert_eq!(
+            upstream.headers.get("authorization"),
+            Some(format!("Bearer {ACCESS_TOKEN}").as_str())
+        );
+        assert_eq!(upstream.headers.get("originator"), Some("codex_cli_rs"));
+        // Leaving it out on purpose is not a login without an account.
+        assert!(
+            !host
+                .logs()
+                .iter()
+                .any(|(_, line)| line.contains("names no ChatGPT account"))
+        );
+        // On (the default) it is the claim's account.
+        let upstream = prepare(json!({"send_chatgpt_account_id": true}), &simple_body());
+        assert_eq!(upstream.headers.get("chatgpt-account-id"), Some(ACCOUNT));
+    }
+
+    #[test]
+    fn timeout_seconds_zero_is_the_hosts_read_timeout() {
+        let upstream = prepare(json!({"timeout_seconds": 0}), &simple_body());
+        assert_eq!(upstream.timeout, None);
+        let upstream = prepare(json!({"timeout_seconds": 300}), &simple_body());
+        assert_eq!(upstream.timeout, Some(Duration::from_secs(300)));
     }
 
     // A missing login.
@@ -1300,8 +1528,6 @@ mod tests {
             error.message().contains("plugins.codex.base_url"),
             "{error}"
         );
-        let error = refused(json!({"timeout_seconds": 0}));
-        assert!(error.message().contains("timeout_seconds"), "{error}");
         let error = refused(json!({"client_version": "0.1 beta"}));
         assert!(error.message().contains("client_version"), "{error}");
     }
