@@ -8,12 +8,16 @@
 //! and its tool history, `ccproxy auth login codex --manual` stores the Codex
 //! CLI's file, an expired token is refreshed once for fifty concurrent
 //! requests, and without a login every format gets a 401 saying what to do.
-//! The switches for generic clients work (`send_chatgpt_account_id`), and
-//! the model list carries the Codex CLI's cache entries.
+//! The switches for generic clients work (`send_chatgpt_account_id`), the
+//! model list carries the Codex CLI's cache entries, and faults reach each
+//! client format as it expects them: a backend that resets mid-stream, a
+//! client that goes away (the backend request is cancelled), a backend
+//! silent past `http.read_timeout_seconds` (504).
 
 use std::{
     fs,
     io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
     os::unix::fs::PermissionsExt,
     path::Path,
     process::Stdio,
@@ -23,8 +27,8 @@ use std::{
 
 use ccproxy_e2e::{
     CliOutput, Proxy, Reply, Sandbox,
-    mock::{CODEX_TOKEN_PATH, Mock, codex, sse_events},
-    workspace_root,
+    mock::{CODEX_BACKEND_PATH, CODEX_TOKEN_PATH, Mock, codex, sse_events},
+    poll, workspace_root,
 };
 use serde_json::{Value, json};
 
@@ -976,4 +980,300 @@ fn models_lists_the_cards_and_the_codex_cli_cache_entries() {
         "entries kept whole"
     );
     assert!(mock.requests().is_empty());
+}
+
+// Faults on the Codex path: what each client format sees when the backend
+// breaks, goes silent, or is left by the client.
+
+/// The three client formats on the codex plugin, with a request each that
+/// the backend answers with `codex_responses_stream`.
+const CLIENT_PATHS: [&str; 3] = [
+    "/codex/v1/messages",
+    "/codex/v1/chat/completions",
+    "/codex/v1/responses",
+];
+
+fn hello(path: &str, stream: bool) -> Value {
+    match path {
+        "/codex/v1/messages" => json!({
+            "model": "claude-sonnet-4-5-20250929", "max_tokens": 100, "stream": stream,
+            "messages": [{"role": "user", "content": "Hello"}],
+        }),
+        "/codex/v1/chat/completions" => json!({
+            "model": "gpt-5.3-codex", "stream": stream,
+            "messages": [{"role": "user", "content": "Hello"}],
+        }),
+        _ => json!({"model": "gpt-5.3-codex", "stream": stream, "input": "Hello"}),
+    }
+}
+
+/// Checks that `reply` is a JSON error of `path`'s format with `status`;
+/// returns its message.
+fn error_message(path: &str, reply: &Reply, status: u16) -> String {
+    assert_eq!(reply.status, status, "{path}: {}", reply.text());
+    assert!(
+        reply
+            .header("content-type")
+            .is_some_and(|kind| kind.starts_with("application/json")),
+        "{path}: {:?}",
+        reply.headers
+    );
+    let body = reply.json();
+    assert_eq!(
+        body.get("type").and_then(Value::as_str),
+        (path == "/codex/v1/messages").then_some("error"),
+        "{path}: the client's error format: {body}"
+    );
+    assert!(body["error"]["type"].is_string(), "{path}: {body}");
+    body["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{path}: no error message in {body}"))
+        .to_owned()
+}
+
+/// The text deltas of the recorded stream.
+fn stream_deltas() -> Vec<String> {
+    sample("codex_responses_stream")["response"]["events"]
+        .as_array()
+        .expect("the stream sample has events")
+        .iter()
+        .filter(|event| event["event"] == "response.output_text.delta")
+        .map(|event| {
+            let data: Value = serde_json::from_str(event["data"].as_str().unwrap_or_default())
+                .expect("event data is JSON");
+            data["delta"].as_str().unwrap_or_default().to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn a_stream_the_backend_resets_ends_with_an_error_event_in_the_clients_format() {
+    let mock = codex::start_mock();
+    let proxy = codex::logged_in_proxy(&mock, &[]);
+    let deltas = stream_deltas();
+    // Events 0-7 of the recording (the first two text deltas), then a reset.
+    let reset = json!({"kind": "reset_mid_stream", "after_events": 8, "path": CODEX_BACKEND_PATH});
+    for path in CLIENT_PATHS {
+        mock.fault(reset.clone());
+        let reply = post(&proxy, path, &hello(path, true), &[]);
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text());
+        assert!(
+            reply
+                .header("content-type")
+                .is_some_and(|kind| kind.starts_with("text/event-stream")),
+            "{path}: {:?}",
+            reply.headers
+        );
+        // What came before the reset reached the client.
+        assert_eq!(
+            answer_text(path, &reply, true),
+            deltas[..2].concat(),
+            "{path}: {}",
+            reply.text()
+        );
+        let events = sse_events(&reply.body);
+        let (name, error) = match path {
+            // Chat streams end with `[DONE]`, after the error chunk.
+            "/codex/v1/chat/completions" => {
+                assert_eq!(
+                    events.last().map(|(_, data)| data),
+                    Some(&json!("[DONE]")),
+                    "{}",
+                    reply.text()
+                );
+                events[events.len() - 2].clone()
+            }
+            _ => events.last().expect("events").clone(),
+        };
+        match path {
+            "/codex/v1/messages" => {
+                assert_eq!(name.as_deref(), Some("error"), "{}", reply.text());
+                assert_eq!(error["type"], "error", "{error}");
+                assert!(error["error"]["type"].is_string(), "{error}");
+                // No message_stop: the answer did not end well.
+                assert!(
+                    events
+                        .iter()
+                        .all(|(name, _)| name.as_deref() != Some("message_stop")),
+                    "{}",
+                    reply.text()
+                );
+            }
+            "/codex/v1/chat/completions" => {
+                assert_eq!(name, None, "{}", reply.text());
+                assert!(
+                    events
+                        .iter()
+                        .all(|(_, data)| data["choices"][0]["finish_reason"].as_str().is_none()),
+                    "no finish_reason: {}",
+                    reply.text()
+                );
+            }
+            _ => {
+                // The OpenAI error envelope, which the openai SDK raises as
+                // an APIError (its stream reader looks for `error`).
+                assert_eq!(name.as_deref(), Some("error"), "{}", reply.text());
+                assert!(error["error"]["type"].is_string(), "{error}");
+                assert!(
+                    events
+                        .iter()
+                        .all(|(name, _)| name.as_deref() != Some("response.completed")),
+                    "{}",
+                    reply.text()
+                );
+            }
+        }
+        let message = error["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("upstream connection broke mid-stream"),
+            "{path}: {error}"
+        );
+        let last = mock.codex_requests().pop().expect("a backend request");
+        assert_eq!(last["response"]["outcome"], "reset", "{path}");
+    }
+    assert_eq!(mock.streams()["reset"], 3);
+
+    // A client that asked for one answer gets a 502 in its format instead.
+    for path in CLIENT_PATHS {
+        mock.fault(reset.clone());
+        let reply = post(&proxy, path, &hello(path, false), &[]);
+        let message = error_message(path, &reply, 502);
+        assert!(message.contains("mid-stream"), "{path}: {message}");
+    }
+    assert_eq!(mock.streams()["reset"], 6);
+
+    // The proxy serves on.
+    let reply = post(&proxy, CLIENT_PATHS[0], &hello(CLIENT_PATHS[0], true), &[]);
+    assert_eq!(reply.status, 200);
+    assert_eq!(answer_text(CLIENT_PATHS[0], &reply, true), stream_text());
+}
+
+#[test]
+fn a_client_that_goes_away_mid_stream_cancels_the_backend_request() {
+    let mock = codex::start_mock();
+    let proxy = codex::logged_in_proxy(&mock, &[]);
+    let first_delta = stream_deltas()[0].clone();
+    // The JSON spelling of the first delta, as every format carries it.
+    let first_delta_json = serde_json::to_string(&first_delta).expect("a string");
+    let first_delta_json = first_delta_json.trim_matches('"').to_owned();
+    for (n, path) in CLIENT_PATHS.into_iter().enumerate() {
+        // Nineteen events 200 ms apart: almost four seconds if nobody hangs up.
+        mock.fault(json!({"kind": "trickle", "delay_ms": 200, "path": CODEX_BACKEND_PATH}));
+        let body = hello(path, true).to_string();
+        let mut stream = TcpStream::connect(proxy.address()).expect("the proxy accepts");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("a read timeout can be set");
+        write!(
+            stream,
+            "POST {path} HTTP/1.1\r\nhost: ccproxy\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("the request can be written");
+        let started = Instant::now();
+        let mut received = Vec::new();
+        let mut buffer = [0u8; 4096];
+        // The first text delta is the seventh event.
+        while !String::from_utf8_lossy(&received).contains(&first_delta_json) {
+            let read = stream.read(&mut buffer).expect("the stream starts");
+            assert!(
+                read > 0,
+                "{path}: the proxy closed early: {}",
+                String::from_utf8_lossy(&received)
+            );
+            received.extend_from_slice(&buffer[..read]);
+        }
+        assert!(String::from_utf8_lossy(&received).starts_with("HTTP/1.1 200"));
+        drop(stream);
+        let hung_up = Instant::now();
+
+        let cancelled = poll(Duration::from_secs(5), || {
+            (mock.streams()["cancelled"] == n + 1).then_some(())
+        });
+        assert!(
+            cancelled.is_some(),
+            "{path}: the backend stream was not cut short: {}; proxy log:\n{}",
+            mock.streams(),
+            proxy.log()
+        );
+        assert!(
+            hung_up.elapsed() < Duration::from_secs(2),
+            "{path}: the backend stream ran on for {:?} after the client left",
+            hung_up.elapsed()
+        );
+        assert!(started.elapsed() < Duration::from_secs(3), "{path}");
+        let last = mock.codex_requests().pop().expect("a backend request");
+        assert_eq!(last["response"]["outcome"], "cancelled", "{path}");
+        assert!(
+            !last["response"]["body"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("response.completed"),
+            "{path}: the whole stream was sent"
+        );
+    }
+    assert_eq!(mock.streams()["completed"], 0);
+    assert_eq!(proxy.get("/health").status, 200);
+}
+
+#[test]
+fn a_backend_that_does_not_answer_in_time_is_a_504_in_the_clients_format() {
+    let mock = codex::start_mock();
+    // `http.read_timeout_seconds` bounds the codex plugin's requests too.
+    let proxy = codex::logged_in_proxy(&mock, &[("HTTP__READ_TIMEOUT_SECONDS", "1")]);
+    let requests: Vec<(&str, bool)> = CLIENT_PATHS
+        .into_iter()
+        .flat_map(|path| [(path, false), (path, true)])
+        .collect();
+    mock.fault(json!({
+        "kind": "delay", "delay_ms": 2500, "count": requests.len(), "path": CODEX_BACKEND_PATH,
+    }));
+    // All at once: six one-second waits in parallel.
+    let replies: Vec<(&str, Reply, Duration)> = std::thread::scope(|scope| {
+        let callers: Vec<_> = requests
+            .iter()
+            .map(|&(path, stream)| {
+                let proxy = &proxy;
+                scope.spawn(move || {
+                    let started = Instant::now();
+                    let reply = post(proxy, path, &hello(path, stream), &[]);
+                    (path, reply, started.elapsed())
+                })
+            })
+            .collect();
+        callers
+            .into_iter()
+            .map(|caller| caller.join().expect("a caller thread"))
+            .collect()
+    });
+    for (path, reply, waited) in &replies {
+        let message = error_message(path, reply, 504);
+        assert!(
+            message.contains("did not answer within 1000 ms"),
+            "{path}: {message}"
+        );
+        assert!(message.contains(CODEX_BACKEND_PATH), "{path}: {message}");
+        assert!(!message.contains(&codex::access_token()), "{message}");
+        assert!(
+            *waited >= Duration::from_millis(900) && *waited < Duration::from_millis(2400),
+            "{path}: answered after {waited:?}"
+        );
+    }
+    assert_eq!(mock.codex_requests().len(), requests.len());
+    drop(proxy);
+
+    // The plugin's own `timeout_seconds`, when set, wins over the host's.
+    mock.reset();
+    let proxy = codex::logged_in_proxy(
+        &mock,
+        &[
+            ("HTTP__READ_TIMEOUT_SECONDS", "1"),
+            ("PLUGINS__CODEX__TIMEOUT_SECONDS", "10"),
+        ],
+    );
+    mock.fault(json!({"kind": "delay", "delay_ms": 1500, "path": CODEX_BACKEND_PATH}));
+    let path = CLIENT_PATHS[1];
+    let reply = post(&proxy, path, &hello(path, false), &[]);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(answer_text(path, &reply, false), stream_text());
 }
