@@ -7,14 +7,19 @@
 use std::{
     fs,
     io::{BufRead, BufReader, Read, Write},
+    net::{TcpListener, TcpStream},
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
-    process::Stdio,
+    process::{Child, Stdio},
     sync::{Barrier, mpsc},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    thread::JoinHandle,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use ccproxy_e2e::{CliOutput, Proxy, ProxyOptions, Reply, Sandbox, mock::Mock};
+use ccproxy_e2e::{
+    CliOutput, Proxy, ProxyOptions, Reply, Sandbox,
+    mock::{CODEX_TOKEN_PATH, Mock, codex},
+};
 use serde_json::{Value, json};
 
 /// The oauth_claude defaults a login sends.
@@ -107,7 +112,107 @@ fn is_base64url(text: &str) -> bool {
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// What `ccproxy auth login claude-api --manual` did.
+/// A `ccproxy auth login …` process that has printed its authorize URL.
+struct LoginProcess {
+    child: Child,
+    /// The authorize URL it printed.
+    url: String,
+    stdout: JoinHandle<String>,
+    stderr: JoinHandle<String>,
+}
+
+impl LoginProcess {
+    /// Starts `ccproxy ARGS` and waits (20 s at most) for the authorize URL.
+    fn start(sandbox: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> LoginProcess {
+        let mut child = sandbox
+            .command(args, env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ccproxy auth login starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut stderr = child.stderr.take().expect("stderr is piped");
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        // Lines as they come, so the test can answer the printed URL.
+        let (lines_tx, lines_rx) = mpsc::channel::<String>();
+        let stdout = std::thread::spawn(move || {
+            let mut all = String::new();
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                all.push_str(&line);
+                let _ = lines_tx.send(line.clone());
+                line.clear();
+            }
+            all
+        });
+        let url = loop {
+            match lines_rx.recv_timeout(Duration::from_secs(20)) {
+                Ok(line) if line.contains("state=") => break line.trim().to_owned(),
+                Ok(_) => continue,
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "{args:?} printed no authorize URL; stdout:\n{}\nstderr:\n{}",
+                        stdout.join().unwrap_or_default(),
+                        stderr.join().unwrap_or_default()
+                    );
+                }
+            }
+        };
+        LoginProcess {
+            child,
+            url,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Query parameter `name` of the authorize URL (empty when missing).
+    fn param(&self, name: &str) -> String {
+        query_param(&self.url, name).unwrap_or_default()
+    }
+
+    /// Types `line` on its stdin and closes it.
+    fn paste(&mut self, line: &str) {
+        let mut stdin = self.child.stdin.take().expect("stdin is piped");
+        writeln!(stdin, "{line}").expect("the code can be pasted");
+    }
+
+    /// Waits (30 s at most) for it to exit.
+    fn finish(mut self) -> CliOutput {
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("the child can be polled") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "auth login did not finish within 30 s; stdout:\n{}\nstderr:\n{}",
+                    self.stdout.join().unwrap_or_default(),
+                    self.stderr.join().unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        CliOutput {
+            code: status.code().unwrap_or(-1),
+            stdout: self.stdout.join().unwrap_or_default(),
+            stderr: self.stderr.join().unwrap_or_default(),
+        }
+    }
+}
+
+/// What `ccproxy auth login PROVIDER --manual` did.
 struct Login {
     output: CliOutput,
     /// The authorize URL it printed.
@@ -117,74 +222,147 @@ struct Login {
 /// Runs `auth login claude-api --manual`, reads the authorize URL it prints,
 /// and pastes `paste(state)` (the state parsed from that URL) on its stdin.
 fn manual_login(sandbox: &Sandbox, env: &[(&str, &str)], paste: impl Fn(&str) -> String) -> Login {
-    let mut child = sandbox
-        .command(&["auth", "login", "claude-api", "--manual"], env)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ccproxy auth login starts");
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let mut stderr = child.stderr.take().expect("stderr is piped");
-    let stderr_reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    // Lines as they come, so the paste can answer the printed URL.
-    let (lines_tx, lines_rx) = mpsc::channel::<String>();
-    let stdout_reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        while reader.read_line(&mut line).unwrap_or(0) > 0 {
-            all.push_str(&line);
-            let _ = lines_tx.send(line.clone());
-            line.clear();
-        }
-        all
-    });
-    let url = loop {
-        match lines_rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(line) if line.contains("state=") => break line.trim().to_owned(),
-            Ok(_) => continue,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "auth login printed no authorize URL; stdout:\n{}\nstderr:\n{}",
-                    stdout_reader.join().unwrap_or_default(),
-                    stderr_reader.join().unwrap_or_default()
-                );
-            }
-        }
-    };
-    let state = query_param(&url, "state").expect("the URL carries a state");
-    let mut stdin = child.stdin.take().expect("stdin is piped");
-    writeln!(stdin, "{}", paste(&state)).expect("the code can be pasted");
-    drop(stdin);
-    let status = {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = child.try_wait().expect("the child can be polled") {
-                break status;
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("auth login did not finish within 30 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
+    manual_login_to(sandbox, "claude-api", env, paste)
+}
+
+/// [`manual_login`] to `provider`.
+fn manual_login_to(
+    sandbox: &Sandbox,
+    provider: &str,
+    env: &[(&str, &str)],
+    paste: impl Fn(&str) -> String,
+) -> Login {
+    let mut login = LoginProcess::start(sandbox, &["auth", "login", provider, "--manual"], env);
+    let state = query_param(&login.url, "state").expect("the URL carries a state");
+    login.paste(&paste(&state));
+    let url = login.url.clone();
     Login {
-        output: CliOutput {
-            code: status.code().unwrap_or(-1),
-            stdout: stdout_reader.join().unwrap_or_default(),
-            stderr: stderr_reader.join().unwrap_or_default(),
-        },
+        output: login.finish(),
         url,
     }
+}
+
+/// Starts `auth login PROVIDER --no-browser`: its callback server listens
+/// once the URL is printed.
+fn browser_login(sandbox: &Sandbox, provider: &str, env: &[(&str, &str)]) -> LoginProcess {
+    LoginProcess::start(sandbox, &["auth", "login", provider, "--no-browser"], env)
+}
+
+/// A port on 127.0.0.1 that was free a moment ago, for the callback server
+/// (the real providers' fixed ports may be taken on a developer machine).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// `GET target` on 127.0.0.1:`port`, as the browser sent back by the
+/// authorization server does it: the status and the page.
+fn browse(port: u16, target: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .unwrap_or_else(|error| panic!("the callback server on port {port}: {error}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("a read timeout");
+    write!(
+        stream,
+        "GET {target} HTTP/1.1\r\nHost: localhost:{port}\r\nAccept: text/html\r\nConnection: close\r\n\r\n"
+    )
+    .expect("the request is sent");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("the callback server answers");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, body)| body)
+        .to_owned();
+    (status, body)
+}
+
+/// SHA-256 (FIPS 180-4), to check a PKCE S256 challenge against the verifier
+/// the token endpoint received; checked against RFC 7636's example below.
+fn sha256(data: &[u8]) -> [u8; 32] {
+    const K: [u32; 64] = [
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
+        0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
+        0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
+        0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
+        0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
+        0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+        0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
+        0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+        0xc67178f2,
+    ];
+    let mut h: [u32; 8] = [
+        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+        0x5be0cd19,
+    ];
+    let mut message = data.to_vec();
+    let bits = u64::try_from(data.len()).expect("a short input") * 8;
+    message.push(0x80);
+    while message.len() % 64 != 56 {
+        message.push(0);
+    }
+    message.extend_from_slice(&bits.to_be_bytes());
+    for block in message.chunks(64) {
+        let mut w = [0u32; 64];
+        for (i, word) in block.chunks(4).enumerate() {
+            w[i] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
+        }
+        for i in 16..64 {
+            let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
+            let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
+            w[i] = w[i - 16]
+                .wrapping_add(s0)
+                .wrapping_add(w[i - 7])
+                .wrapping_add(s1);
+        }
+        let mut v = h;
+        for i in 0..64 {
+            let [a, b, c, d, e, f, g, hh] = v;
+            let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
+            let choice = (e & f) ^ (!e & g);
+            let t1 = hh
+                .wrapping_add(s1)
+                .wrapping_add(choice)
+                .wrapping_add(K[i])
+                .wrapping_add(w[i]);
+            let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
+            let majority = (a & b) ^ (a & c) ^ (b & c);
+            let t2 = s0.wrapping_add(majority);
+            v = [t1.wrapping_add(t2), a, b, c, d.wrapping_add(t1), e, f, g];
+        }
+        for (word, add) in h.iter_mut().zip(v) {
+            *word = word.wrapping_add(add);
+        }
+    }
+    let mut out = [0u8; 32];
+    for (chunk, word) in out.chunks_mut(4).zip(h) {
+        chunk.copy_from_slice(&word.to_be_bytes());
+    }
+    out
+}
+
+/// The PKCE S256 challenge of `verifier`.
+fn s256(verifier: &str) -> String {
+    codex::base64url(&sha256(verifier.as_bytes()))
+}
+
+#[test]
+fn the_pkce_check_computes_rfc_7636s_example() {
+    // RFC 7636, appendix B.
+    assert_eq!(
+        s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+        "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+    );
 }
 
 #[test]
@@ -586,4 +764,552 @@ fn without_a_usable_login_oauth_mode_fails_in_the_clients_format_and_refreshes_o
     assert!(mock.requests_to("/v1/messages").is_empty());
     // The stored login is left as it was.
     assert_eq!(read_json(&credentials), expired);
+}
+
+// The browser flow: `auth login --no-browser`, the callback server, the
+// state check, and the page the browser is shown.
+
+/// The Codex CLI's OAuth client, which `oauth_codex` logs in as.
+const CODEX_CLIENT_ID: &str = "app_EMoamEEZ73f0CkXaXp7hrann";
+const CODEX_SCOPE: &str = "openid profile email offline_access";
+/// Where OpenAI sends the browser back in the manual flow (the original's
+/// `manual_redirect_uri`, inventory §7a).
+const CODEX_MANUAL_REDIRECT_URI: &str = "https://platform.openai.com/oauth/callback";
+
+/// The environment of a Claude browser login whose callback listens on `port`.
+fn claude_browser_env(mock: &Mock, credentials: &Path, port: u16) -> Vec<(String, String)> {
+    let mut env = oauth_env(mock, credentials);
+    env.push((
+        "PLUGINS__OAUTH_CLAUDE__REDIRECT_URI".to_owned(),
+        format!("http://localhost:{port}/callback"),
+    ));
+    env
+}
+
+/// The environment of a Codex login against the mock, its callback on `port`
+/// (the credentials go to the sandbox's `~/.codex/auth.json`).
+fn codex_env(mock: &Mock, port: u16) -> Vec<(String, String)> {
+    vec![
+        ("PLUGINS__OAUTH_CODEX__BASE_URL".to_owned(), mock.url()),
+        (
+            "PLUGINS__OAUTH_CODEX__REDIRECT_URI".to_owned(),
+            format!("http://localhost:{port}/auth/callback"),
+        ),
+    ]
+}
+
+/// Checks the PKCE and state parameters of `url` and returns the challenge.
+fn assert_pkce_and_state(url: &str) -> String {
+    let param = |name: &str| query_param(url, name).unwrap_or_default();
+    assert_eq!(param("code_challenge_method"), "S256", "{url}");
+    let challenge = param("code_challenge");
+    assert!(
+        challenge.len() == 43 && is_base64url(&challenge),
+        "{challenge}"
+    );
+    // 32 random bytes, base64url.
+    let state = param("state");
+    assert!(state.len() == 43 && is_base64url(&state), "{url}");
+    assert_ne!(state, challenge);
+    challenge
+}
+
+#[test]
+fn browser_login_to_claude_checks_the_state_and_stores_the_claude_cli_file() {
+    let mock = Mock::start(&["--quiet"]);
+    let sandbox = Sandbox::new();
+    let credentials = sandbox.root().join("creds.json");
+    let port = free_port();
+    let redirect_uri = format!("http://localhost:{port}/callback");
+    let env = claude_browser_env(&mock, &credentials, port);
+    let env = borrowed(&env);
+
+    let before = now_ms();
+    let login = browser_login(&sandbox, "claude-api", &env);
+    assert!(
+        login.url.starts_with("https://claude.ai/oauth/authorize?"),
+        "{}",
+        login.url
+    );
+    assert_eq!(login.param("code"), "true");
+    assert_eq!(login.param("client_id"), CLIENT_ID);
+    assert_eq!(login.param("response_type"), "code");
+    assert_eq!(login.param("redirect_uri"), redirect_uri);
+    assert_eq!(
+        login.param("scope"),
+        "org:create_api_key user:profile user:inference"
+    );
+    let challenge = assert_pkce_and_state(&login.url);
+    let state = login.param("state");
+
+    // Another path (a browser asks for /favicon.ico): 404, still waiting.
+    assert_eq!(browse(port, "/favicon.ico").0, 404);
+    assert_eq!(mock.oauth()["authorization_code"], 0);
+
+    // The authorization server's redirect: the page answers after the
+    // exchange, and says it worked.
+    let (status, page) = browse(port, &format!("/callback?code=good-code&state={state}"));
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Logged in to claude-api"), "{page}");
+    let output = login.finish();
+    assert_eq!(output.code, 0, "{output:?}");
+    assert!(
+        output.stdout.contains("logged in to claude-api"),
+        "{output:?}"
+    );
+
+    // One grant: the code, this login's state and redirect, and the verifier
+    // whose S256 is the challenge of the URL.
+    assert_eq!(mock.oauth()["authorization_code"], 1);
+    let grants = mock.requests_to("/v1/oauth/token");
+    assert_eq!(grants.len(), 1, "{grants:#?}");
+    let grant = &grants[0]["body"];
+    let verifier = grant["code_verifier"].as_str().unwrap_or_default();
+    assert_eq!(s256(verifier), challenge, "{grant}");
+    assert_eq!(
+        grant,
+        &json!({
+            "grant_type": "authorization_code", "code": "good-code", "state": state,
+            "redirect_uri": redirect_uri, "client_id": CLIENT_ID, "code_verifier": verifier,
+        })
+    );
+
+    // The file: mode 0600, exactly the Claude CLI's shape.
+    assert_eq!(mode(&credentials), 0o600);
+    let stored = read_json(&credentials);
+    let expires_at = stored["claudeAiOauth"]["expiresAt"].as_u64().unwrap_or(0);
+    assert!(
+        (before + EXPIRES_IN_MS..=now_ms() + EXPIRES_IN_MS).contains(&expires_at),
+        "{stored}"
+    );
+    assert_eq!(
+        stored,
+        json!({"claudeAiOauth": {
+            "accessToken": LOGIN_ACCESS,
+            "refreshToken": LOGIN_REFRESH,
+            "expiresAt": expires_at,
+            "scopes": ["user:inference", "user:profile"],
+            "subscriptionType": "max",
+        }})
+    );
+}
+
+#[test]
+fn browser_login_to_codex_then_status_refresh_and_logout() {
+    let mock = Mock::start(&["--quiet"]);
+    let sandbox = Sandbox::new();
+    let port = free_port();
+    let redirect_uri = format!("http://localhost:{port}/auth/callback");
+    let env = codex_env(&mock, port);
+    let env = borrowed(&env);
+
+    let login = browser_login(&sandbox, "codex", &env);
+    assert!(
+        login
+            .url
+            .starts_with(&format!("{}/oauth/authorize?", mock.url())),
+        "{}",
+        login.url
+    );
+    assert_eq!(login.param("response_type"), "code");
+    assert_eq!(login.param("client_id"), CODEX_CLIENT_ID);
+    assert_eq!(login.param("redirect_uri"), redirect_uri);
+    assert_eq!(login.param("scope"), CODEX_SCOPE);
+    let challenge = assert_pkce_and_state(&login.url);
+    let state = login.param("state");
+    let (status, page) = browse(
+        port,
+        &format!("/auth/callback?code=good-code&scope=openid&state={state}"),
+    );
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Logged in to codex"), "{page}");
+    let output = login.finish();
+    assert_eq!(output.code, 0, "{output:?}");
+    assert!(output.stdout.contains("logged in to codex"), "{output:?}");
+
+    let grants = mock.requests_to(CODEX_TOKEN_PATH);
+    assert_eq!(grants.len(), 1, "{grants:#?}");
+    let form = &grants[0]["form"];
+    let verifier = form["code_verifier"].as_str().unwrap_or_default();
+    assert_eq!(s256(verifier), challenge, "{form}");
+    assert_eq!(
+        form,
+        &json!({
+            "grant_type": "authorization_code", "code": "good-code", "redirect_uri": redirect_uri,
+            "client_id": CODEX_CLIENT_ID, "code_verifier": verifier,
+        })
+    );
+
+    // ~/.codex/auth.json: mode 0600 in a 0700 folder, the Codex CLI's shape.
+    let file = codex::auth_json_path(sandbox.root());
+    assert_eq!(mode(&file), 0o600);
+    assert_eq!(mode(file.parent().expect("a folder")), 0o700);
+    let stored = read_json(&file);
+    let issued = mock.oauth()["issued"][0]
+        .as_str()
+        .expect("an access token was issued")
+        .to_owned();
+    let id_token = stored["tokens"]["id_token"].as_str().unwrap_or_default();
+    let last_refresh = stored["last_refresh"].as_str().unwrap_or_default();
+    assert_eq!(
+        stored,
+        json!({
+            "OPENAI_API_KEY": null,
+            "auth_mode": "chatgpt",
+            "tokens": {
+                "id_token": id_token, "access_token": issued,
+                "refresh_token": "rt_mock-login-1", "account_id": "acct_mock",
+            },
+            "last_refresh": last_refresh,
+        })
+    );
+
+    // `auth refresh codex`: one form-encoded refresh grant with the stored
+    // refresh token and the scopes; the rotated tokens are stored.
+    let refreshed = sandbox.run_cli(&["auth", "refresh", "codex"], &env);
+    assert_eq!(refreshed.code, 0, "{refreshed:?}");
+    assert!(
+        refreshed.stdout.starts_with("refreshed codex: "),
+        "{refreshed:?}"
+    );
+    assert!(
+        refreshed.stdout.contains("account acct_mock"),
+        "{refreshed:?}"
+    );
+    assert_eq!(mock.oauth()["refresh_token"], 1);
+    let grants = mock.requests_to(CODEX_TOKEN_PATH);
+    assert_eq!(grants.len(), 2, "{grants:#?}");
+    assert_eq!(
+        grants[1]["form"],
+        json!({
+            "grant_type": "refresh_token", "refresh_token": "rt_mock-login-1",
+            "client_id": CODEX_CLIENT_ID, "scope": CODEX_SCOPE,
+        })
+    );
+    let refreshed_token = mock.oauth()["issued"][1]
+        .as_str()
+        .expect("a refreshed token was issued")
+        .to_owned();
+    for secret in [issued.as_str(), refreshed_token.as_str(), "rt_mock-"] {
+        assert!(
+            !refreshed.stdout.contains(secret) && !refreshed.stderr.contains(secret),
+            "{refreshed:?}"
+        );
+    }
+    let stored = read_json(&file);
+    assert_eq!(stored["tokens"]["access_token"], refreshed_token);
+    assert_eq!(stored["tokens"]["refresh_token"], "rt_mock-refreshed-1");
+    assert_eq!(stored["auth_mode"], "chatgpt");
+    assert_eq!(mode(&file), 0o600);
+
+    // `auth logout codex`: the login is gone (the file held nothing else),
+    // and status says so with exit 1.
+    let logout = sandbox.run_cli(&["auth", "logout", "codex"], &env);
+    assert_eq!(logout.code, 0, "{logout:?}");
+    assert!(logout.stdout.contains("logged out of codex"), "{logout:?}");
+    assert!(
+        !file.exists(),
+        "{}",
+        fs::read_to_string(&file).unwrap_or_default()
+    );
+    let status = sandbox.run_cli(&["auth", "status", "codex"], &env);
+    assert_eq!(status.code, 1, "{status:?}");
+    assert!(status.stdout.contains("not logged in"), "{status:?}");
+    // Refreshing without a login fails, saying how to log in.
+    let refresh = sandbox.run_cli(&["auth", "refresh", "codex"], &env);
+    assert_eq!(refresh.code, 1, "{refresh:?}");
+    assert!(
+        refresh.stderr.contains("ccproxy auth login codex"),
+        "{refresh:?}"
+    );
+    assert_eq!(mock.oauth()["refresh_token"], 1);
+}
+
+/// Hits the callback of a fresh `provider` login with `query(state)`; the
+/// page's status and text, and what the CLI did.
+fn answer_callback(
+    sandbox: &Sandbox,
+    provider: &str,
+    env: &[(&str, &str)],
+    port: u16,
+    path: &str,
+    query: impl Fn(&str) -> String,
+) -> (u16, String, CliOutput) {
+    let login = browser_login(sandbox, provider, env);
+    let state = login.param("state");
+    let (status, page) = browse(port, &format!("{path}?{}", query(&state)));
+    (status, page, login.finish())
+}
+
+#[test]
+fn a_callback_without_this_logins_state_is_refused_and_nothing_is_stored() {
+    let mock = Mock::start(&["--quiet"]);
+    let refused = |status: u16, page: &str, output: &CliOutput, reason: &str| {
+        assert_eq!(status, 400, "{page}");
+        assert!(page.contains("Login refused"), "{page}");
+        assert!(!page.contains("Logged in"), "{page}");
+        assert_eq!(output.code, 1, "{output:?}");
+        assert!(
+            output
+                .stderr
+                .contains(&format!("refused the OAuth callback: {reason}")),
+            "{output:?}"
+        );
+        assert!(output.stderr.contains("nothing was stored"), "{output:?}");
+        assert!(!output.stdout.contains("logged in to"), "{output:?}");
+    };
+
+    // Codex (the callback of `codex login`, port 1455 in real life).
+    let sandbox = Sandbox::new();
+    let port = free_port();
+    let env = codex_env(&mock, port);
+    let env = borrowed(&env);
+    let file = codex::auth_json_path(sandbox.root());
+    let (status, page, output) =
+        answer_callback(&sandbox, "codex", &env, port, "/auth/callback", |_| {
+            "code=good-code".to_owned()
+        });
+    refused(status, &page, &output, "it carried no state");
+    let (status, page, output) =
+        answer_callback(&sandbox, "codex", &env, port, "/auth/callback", |_| {
+            "code=good-code&state=forged".to_owned()
+        });
+    refused(status, &page, &output, "state mismatch");
+    // A state that only starts like this login's.
+    let (status, page, output) =
+        answer_callback(&sandbox, "codex", &env, port, "/auth/callback", |state| {
+            format!("code=good-code&state={}", &state[..42])
+        });
+    refused(status, &page, &output, "state mismatch");
+    // An error report without this login's state is not believed either.
+    let (status, page, output) =
+        answer_callback(&sandbox, "codex", &env, port, "/auth/callback", |_| {
+            "error=access_denied".to_owned()
+        });
+    refused(status, &page, &output, "it carried no state");
+    assert!(!file.exists());
+
+    // Claude.
+    let credentials = sandbox.root().join("creds.json");
+    let env = claude_browser_env(&mock, &credentials, port);
+    let env = borrowed(&env);
+    let (status, page, output) =
+        answer_callback(&sandbox, "claude-api", &env, port, "/callback", |_| {
+            "code=good-code".to_owned()
+        });
+    refused(status, &page, &output, "it carried no state");
+    let (status, page, output) =
+        answer_callback(&sandbox, "claude-api", &env, port, "/callback", |_| {
+            "code=good-code&state=forged".to_owned()
+        });
+    refused(status, &page, &output, "state mismatch");
+    assert!(!credentials.exists());
+
+    // None of them reached the token endpoint.
+    assert_eq!(mock.oauth()["authorization_code"], 0, "{}", mock.log());
+    let status = sandbox.run_cli(&["auth", "status", "claude-api"], &env);
+    assert_eq!(status.code, 1, "{status:?}");
+}
+
+#[test]
+fn the_callback_page_says_what_really_happened() {
+    let mock = Mock::start(&["--quiet"]);
+    let sandbox = Sandbox::new();
+    let credentials = sandbox.root().join("creds.json");
+    let port = free_port();
+    let env = claude_browser_env(&mock, &credentials, port);
+    let env = borrowed(&env);
+
+    // This login's state, but a code the token endpoint refuses: the page
+    // answers after the exchange, and says it failed.
+    let (status, page, output) =
+        answer_callback(&sandbox, "claude-api", &env, port, "/callback", |state| {
+            format!("code=bad-code&state={state}")
+        });
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("Login failed"), "{page}");
+    assert!(page.contains("token exchange failed"), "{page}");
+    assert!(!page.contains("Logged in"), "{page}");
+    assert_eq!(output.code, 1, "{output:?}");
+    assert!(
+        output.stderr.contains("token exchange failed"),
+        "{output:?}"
+    );
+    assert_eq!(mock.oauth()["authorization_code"], 1);
+    assert!(!credentials.exists());
+
+    // The user said no on the consent page.
+    let (status, page, output) =
+        answer_callback(&sandbox, "claude-api", &env, port, "/callback", |state| {
+            format!("error=access_denied&error_description=The+user+said+no&state={state}")
+        });
+    assert_eq!(status, 400, "{page}");
+    assert!(
+        page.contains("Login failed: the authorization server answered access_denied"),
+        "{page}"
+    );
+    assert_eq!(output.code, 1, "{output:?}");
+    assert!(
+        output
+            .stderr
+            .contains("authorization failed: access_denied (The user said no)"),
+        "{output:?}"
+    );
+    assert_eq!(mock.oauth()["authorization_code"], 1);
+    assert!(!credentials.exists());
+}
+
+#[test]
+fn manual_login_to_codex_uses_openais_manual_redirect() {
+    let mock = Mock::start(&["--quiet"]);
+    let sandbox = Sandbox::new();
+    let base_url = mock.url();
+    let env = [("PLUGINS__OAUTH_CODEX__BASE_URL", base_url.as_str())];
+    let login = manual_login_to(&sandbox, "codex", &env, |state| {
+        format!("good-code#{state}")
+    });
+    assert_eq!(login.output.code, 0, "{:?}", login.output);
+    assert_eq!(
+        query_param(&login.url, "redirect_uri").as_deref(),
+        Some(CODEX_MANUAL_REDIRECT_URI)
+    );
+    let grants = mock.requests_to(CODEX_TOKEN_PATH);
+    assert_eq!(grants.len(), 1, "{grants:#?}");
+    assert_eq!(grants[0]["form"]["redirect_uri"], CODEX_MANUAL_REDIRECT_URI);
+    assert!(codex::auth_json_path(sandbox.root()).exists());
+}
+
+#[test]
+fn a_pasted_address_must_carry_this_logins_state_and_a_bare_code_gets_a_note() {
+    let mock = Mock::start(&["--quiet"]);
+    let sandbox = Sandbox::new();
+    let credentials = sandbox.root().join("creds.json");
+    let env = oauth_env(&mock, &credentials);
+    let env = borrowed(&env);
+
+    // The browser's address after the redirect, from another login.
+    let login = manual_login(&sandbox, &env, |_| {
+        "http://localhost:54545/callback?code=good-code&state=another".to_owned()
+    });
+    assert_eq!(login.output.code, 1, "{:?}", login.output);
+    assert!(
+        login.output.stderr.contains("state mismatch"),
+        "{:?}",
+        login.output
+    );
+    // An address without a state.
+    let login = manual_login(&sandbox, &env, |_| {
+        "http://localhost:54545/callback?code=good-code".to_owned()
+    });
+    assert_eq!(login.output.code, 1, "{:?}", login.output);
+    assert!(
+        login.output.stderr.contains("has no state"),
+        "{:?}",
+        login.output
+    );
+    assert_eq!(mock.oauth()["authorization_code"], 0);
+    assert!(!credentials.exists());
+
+    // This login's address: logged in.
+    let login = manual_login(&sandbox, &env, |state| {
+        format!("http://localhost:54545/callback?code=good-code&state={state}")
+    });
+    assert_eq!(login.output.code, 0, "{:?}", login.output);
+    fs::remove_file(&credentials).expect("the login was stored");
+
+    // A bare code: accepted, saying why (PKCE binds it to this login), and
+    // exchanged with this login's state and verifier.
+    let login = manual_login(&sandbox, &env, |_| "good-code".to_owned());
+    assert_eq!(login.output.code, 0, "{:?}", login.output);
+    assert!(
+        login
+            .output
+            .stderr
+            .contains("note: the pasted code has no #state to check"),
+        "{:?}",
+        login.output
+    );
+    let grants = mock.requests_to("/v1/oauth/token");
+    let grant = &grants.last().expect("a grant")["body"];
+    assert_eq!(grant["code"], "good-code");
+    assert_eq!(
+        grant["state"].as_str(),
+        query_param(&login.url, "state").as_deref()
+    );
+    assert!(credentials.exists());
+}
+
+// The other `auth` commands.
+
+#[test]
+fn auth_providers_lists_the_auth_plugins_and_initialises_only_cli_safe_ones() {
+    let sandbox = Sandbox::new();
+    // access_log is bundled and not cli_safe; its init creates its log file.
+    let access_log = sandbox.root().join("access.log");
+    let access_log_env = access_log.display().to_string();
+    let env = [(
+        "PLUGINS__ACCESS_LOG__CLIENT_LOG_FILE",
+        access_log_env.as_str(),
+    )];
+
+    let providers = sandbox.run_cli(&["auth", "providers"], &env);
+    assert_eq!(providers.code, 0, "{providers:?}");
+    let lines: Vec<&str> = providers.stdout.lines().collect();
+    assert!(
+        lines.contains(&"claude-api   Claude API       plugin oauth_claude 0.1.0"),
+        "{providers:?}"
+    );
+    assert!(
+        lines.contains(&"codex        OpenAI Codex     plugin oauth_codex 0.1.0"),
+        "{providers:?}"
+    );
+    // Only auth providers are listed.
+    for line in &lines {
+        assert!(line.contains(" plugin oauth_"), "{providers:?}");
+    }
+    assert!(
+        !access_log.exists(),
+        "access_log (not cli_safe) was initialised by `auth providers`"
+    );
+
+    // Without them, it says why nothing is listed.
+    let none = sandbox.run_cli(
+        &[
+            "auth",
+            "providers",
+            "--disable-plugin",
+            "oauth_claude",
+            "--disable-plugin",
+            "oauth_codex",
+        ],
+        &env,
+    );
+    assert_eq!(none.code, 0, "{none:?}");
+    assert_eq!(
+        none.stdout,
+        "no OAuth providers: no cli_safe auth-provider plugin is installed or enabled\n"
+    );
+    let unknown = sandbox.run_cli(
+        &["auth", "status", "codex", "--disable-plugin", "oauth_codex"],
+        &env,
+    );
+    assert_eq!(unknown.code, 1, "{unknown:?}");
+    assert!(
+        unknown
+            .stderr
+            .contains("unknown OAuth provider codex; known: claude-api"),
+        "{unknown:?}"
+    );
+    assert!(!access_log.exists());
+
+    // The same plugin under `serve` is initialised, so the probe works.
+    let proxy = Proxy::start_in(
+        sandbox,
+        ProxyOptions {
+            bundled: &["access_log"],
+            env: &env,
+            ..ProxyOptions::default()
+        },
+    );
+    assert!(access_log.exists(), "{}", proxy.log());
 }

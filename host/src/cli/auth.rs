@@ -4,6 +4,13 @@
 //! callback server, reading a pasted code); the plugin owns the parts that
 //! differ (its URLs, the token exchange, where credentials are stored), behind
 //! its service `oauth.<provider>`. Only `cli_safe` plugins are loaded.
+//!
+//! A login's code is exchanged only when it comes back with the login's own
+//! `state`: the callback server refuses (and the login ends, nothing stored)
+//! a request to its path without it or with another, and the manual flow a
+//! pasted `code#state` or address whose state differs. A bare pasted code is
+//! the one exception, see [`accept_pasted`]. The browser's page is answered
+//! after the exchange, so it says whether the login worked.
 
 use std::{io::BufRead, sync::Arc, time::Duration};
 
@@ -261,10 +268,18 @@ async fn login(
         .and_then(Value::as_str)
         .ok_or_else(|| anyhow!("{provider} returned no authorization URL"))?
         .to_owned();
+    let exchange = |code: String| {
+        call(
+            registry,
+            provider,
+            "exchange",
+            json!({"code": code, "state": state, "code_verifier": verifier, "redirect_uri": redirect_uri}),
+        )
+    };
 
-    let (code, returned_state) = if manual {
+    let status = if manual {
         println!(
-            "Open this URL in a browser, authorize, then paste the code shown (code#state):\n\n{url}\n"
+            "Open this URL in a browser, authorize, then paste the code shown (code#state) or the whole address the browser was sent to:\n\n{url}\n"
         );
         print!("code: ");
         use std::io::Write as _;
@@ -276,58 +291,138 @@ async fn login(
         .await
         .context("reading the pasted code failed")?
         .context("reading the pasted code failed")?;
-        parse_pasted(line.trim())?
+        let code = accept_pasted(parse_pasted(line.trim())?, &state, provider)?;
+        exchange(code).await?
     } else {
         let listener = bind_callback(&redirect_uri).await?;
-        println!(
-            "Opening the browser to authorize ccproxy with {provider}. If it does not open, visit:\n\n{url}\n"
-        );
-        if !no_browser {
+        if no_browser {
+            println!(
+                "Open this URL in a browser to authorize ccproxy with {provider} (the answer comes back to {redirect_uri}):\n\n{url}\n"
+            );
+        } else {
+            println!(
+                "Opening the browser to authorize ccproxy with {provider}. If it does not open, visit:\n\n{url}\n"
+            );
             open_browser(&url);
         }
-        wait_for_callback(listener, &redirect_uri, timeout).await?
+        let callback =
+            wait_for_callback(listener, &redirect_uri, &state, provider, timeout).await?;
+        // The browser's page waits for the exchange, so that it says what
+        // really happened rather than what we hope will.
+        match exchange(callback.code.clone()).await {
+            Ok(status) => {
+                callback
+                    .answer(
+                        200,
+                        &format!(
+                            "Logged in to {provider}. You can close this tab and return to the terminal."
+                        ),
+                    )
+                    .await;
+                status
+            }
+            Err(error) => {
+                callback
+                    .answer(
+                        400,
+                        &format!("Login failed: {error:#}. Nothing was stored. See the terminal."),
+                    )
+                    .await;
+                return Err(error);
+            }
+        }
     };
-    if let Some(returned) = &returned_state
-        && returned != &state
-    {
-        bail!(
-            "state mismatch: the code is from another login attempt; run `ccproxy auth login {provider}` again"
-        );
-    }
-    let status = call(
-        registry,
-        provider,
-        "exchange",
-        json!({"code": code, "state": state, "code_verifier": verifier, "redirect_uri": redirect_uri}),
-    )
-    .await?;
     println!("logged in to {provider}: {}", summary(&status));
     Ok(exit::OK)
 }
 
-/// Accepts `code#state`, a bare code, or the whole callback URL.
-fn parse_pasted(text: &str) -> anyhow::Result<(String, Option<String>)> {
+/// What the user pasted in the manual flow.
+#[derive(Debug, PartialEq, Eq)]
+enum Pasted {
+    /// `code#state`, as the manual flow's callback page shows it.
+    CodeAndState { code: String, state: String },
+    /// A callback address (`…?code=…&state=…`), copied from the browser.
+    Url { code: String, state: Option<String> },
+    /// A code alone.
+    Bare(String),
+}
+
+/// Reads `code#state`, a callback address, or a bare code.
+fn parse_pasted(text: &str) -> anyhow::Result<Pasted> {
     if text.is_empty() {
         bail!("no code pasted");
     }
     if text.contains("code=") {
         let query = text.split_once('?').map_or(text, |(_, q)| q);
+        let query = query.split_once('#').map_or(query, |(q, _)| q);
         let params = query_params(query);
-        let code = params
-            .iter()
-            .find(|(k, _)| k == "code")
-            .map(|(_, v)| v.clone())
-            .ok_or_else(|| anyhow!("the pasted URL has no code parameter"))?;
-        let state = params
-            .iter()
-            .find(|(k, _)| k == "state")
-            .map(|(_, v)| v.clone());
-        return Ok((code, state));
+        let code = param(&params, "code")
+            .filter(|code| !code.is_empty())
+            .ok_or_else(|| anyhow!("the pasted address has no code parameter"))?;
+        return Ok(Pasted::Url {
+            code,
+            state: param(&params, "state"),
+        });
     }
-    match text.split_once('#') {
-        Some((code, state)) => Ok((code.to_owned(), Some(state.to_owned()))),
-        None => Ok((text.to_owned(), None)),
+    Ok(match text.split_once('#') {
+        Some((code, state)) => Pasted::CodeAndState {
+            code: code.trim().to_owned(),
+            state: state.trim().to_owned(),
+        },
+        None => Pasted::Bare(text.to_owned()),
+    })
+}
+
+/// The code to exchange, if what was pasted belongs to the login whose
+/// state is `state`.
+///
+/// A pasted state (`code#state`, or the `state` of a pasted address) must be
+/// this login's. A pasted address without a state is refused: every callback
+/// of a login we started carries one. A bare code is accepted with a note:
+/// the user copied it from the page themselves, there is nothing to compare,
+/// and PKCE still ties the code to this login, because the token endpoint
+/// only exchanges it with the verifier whose challenge the login sent (a code
+/// from anyone else's login fails there).
+fn accept_pasted(pasted: Pasted, state: &str, provider: &str) -> anyhow::Result<String> {
+    let again = format!("run `ccproxy auth login {provider} --manual` again");
+    match pasted {
+        Pasted::CodeAndState {
+            code,
+            state: pasted,
+        }
+        | Pasted::Url {
+            code,
+            state: Some(pasted),
+        } => {
+            if !same_secret(&pasted, state) {
+                bail!(
+                    "state mismatch: the pasted code is from another login attempt; nothing was stored; {again}"
+                );
+            }
+            if code.is_empty() {
+                bail!("no code pasted before #state; {again}");
+            }
+            Ok(code)
+        }
+        Pasted::Url { state: None, .. } => bail!(
+            "the pasted address has no state, so it cannot be checked against this login; nothing was stored; paste the code#state shown, or the whole address of this login's callback"
+        ),
+        Pasted::Bare(code) => {
+            eprintln!(
+                "note: the pasted code has no #state to check; it is accepted because PKCE binds it to this login (the token endpoint refuses a code from another login)"
+            );
+            Ok(code)
+        }
     }
+}
+
+/// Compares two secrets in time independent of where they differ.
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |diff, (x, y)| diff | (x ^ y))
+            == 0
 }
 
 fn query_params(query: &str) -> Vec<(String, String)> {
@@ -336,6 +431,13 @@ fn query_params(query: &str) -> Vec<(String, String)> {
         .filter_map(|pair| pair.split_once('='))
         .map(|(k, v)| (percent_decode(k), percent_decode(v)))
         .collect()
+}
+
+fn param(params: &[(String, String)], key: &str) -> Option<String> {
+    params
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
 }
 
 fn percent_decode(text: &str) -> String {
@@ -384,13 +486,171 @@ fn open_browser(url: &str) {
         .spawn();
 }
 
-/// Serves the callback path until it is hit once with a code (or an error), or `timeout`.
+/// Why a request to the callback path does not give a code to exchange.
+#[derive(Debug, PartialEq, Eq)]
+enum CallbackFailure {
+    /// No `state`: not the answer to the login we started (forged, or from
+    /// another program). Refused.
+    NoState,
+    /// Another `state`: from another login attempt, or forged. Refused.
+    StateMismatch,
+    /// The authorization server sent the user back with an error.
+    Denied {
+        error: String,
+        description: Option<String>,
+    },
+    /// Neither a code nor an error.
+    NoCode,
+}
+
+impl CallbackFailure {
+    /// The line for the terminal.
+    fn message(&self, provider: &str) -> String {
+        let again = format!("run `ccproxy auth login {provider}` again");
+        match self {
+            CallbackFailure::NoState => format!(
+                "refused the OAuth callback: it carried no state, so it is not the answer to this login (forged, or from another program); nothing was stored; {again}"
+            ),
+            CallbackFailure::StateMismatch => format!(
+                "refused the OAuth callback: state mismatch, the code is from another login attempt or forged; nothing was stored; {again}"
+            ),
+            CallbackFailure::Denied { error, description } => match description {
+                Some(description) => {
+                    format!("authorization failed: {error} ({description}); {again}")
+                }
+                None => format!("authorization failed: {error}; {again}"),
+            },
+            CallbackFailure::NoCode => {
+                format!("the OAuth callback carried no code; nothing was stored; {again}")
+            }
+        }
+    }
+
+    /// The text of the browser's page.
+    fn page(&self) -> String {
+        match self {
+            CallbackFailure::NoState | CallbackFailure::StateMismatch => "Login refused: this callback does not belong to the login ccproxy started (its state is missing or different). Nothing was stored. See the terminal.".to_owned(),
+            CallbackFailure::Denied { error, .. } => {
+                format!("Login failed: the authorization server answered {error}. Nothing was stored. See the terminal.")
+            }
+            CallbackFailure::NoCode => {
+                "Login failed: the callback carried no code. Nothing was stored. See the terminal.".to_owned()
+            }
+        }
+    }
+}
+
+/// Judges the query of a request to the callback path: the code, when the
+/// request carries this login's `state`. The state is checked first, so that
+/// nothing (not even an error report) is taken from a request that is not
+/// the answer to this login.
+fn judge_callback(params: &[(String, String)], state: &str) -> Result<String, CallbackFailure> {
+    match param(params, "state") {
+        None => return Err(CallbackFailure::NoState),
+        Some(returned) if !same_secret(&returned, state) => {
+            return Err(CallbackFailure::StateMismatch);
+        }
+        Some(_) => {}
+    }
+    if let Some(error) = param(params, "error") {
+        return Err(CallbackFailure::Denied {
+            error,
+            description: param(params, "error_description").filter(|d| !d.is_empty()),
+        });
+    }
+    param(params, "code")
+        .filter(|code| !code.is_empty())
+        .ok_or(CallbackFailure::NoCode)
+}
+
+/// A callback with this login's code, and the browser's connection, open
+/// until [`Callback::answer`] tells it how the login ended.
+struct Callback {
+    code: String,
+    stream: tokio::net::TcpStream,
+}
+
+impl Callback {
+    async fn answer(mut self, status: u16, text: &str) {
+        respond(&mut self.stream, status, text).await;
+    }
+}
+
+/// How long one connection to the callback server may take to send its
+/// request head; a connection that sends nothing must not hold the port.
+const CALLBACK_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most of a request head the callback server reads.
+const CALLBACK_HEAD_LIMIT: usize = 16 * 1024;
+
+/// Reads a request head (up to the blank line), or `None` when the peer
+/// sends nothing usable in time.
+async fn read_head(stream: &mut tokio::net::TcpStream) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::with_capacity(1024);
+    let read = async {
+        let mut chunk = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < CALLBACK_HEAD_LIMIT {
+            let n = stream.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&chunk[..n]);
+        }
+        Some(())
+    };
+    tokio::time::timeout(CALLBACK_HEAD_TIMEOUT, read)
+        .await
+        .ok()??;
+    (!head.is_empty()).then(|| String::from_utf8_lossy(&head).into_owned())
+}
+
+/// Writes a small HTML page with `text` (escaped) and closes the connection.
+async fn respond(stream: &mut tokio::net::TcpStream, status: u16, text: &str) {
+    use tokio::io::AsyncWriteExt;
+    let reason = match status {
+        200 => "OK",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        _ => "Bad Request",
+    };
+    let html = format!(
+        "<!doctype html><meta charset=\"utf-8\"><title>ccproxy</title><p>{}</p>\n",
+        html_escape(text)
+    );
+    let response = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: text/html; charset=utf-8\r\ncache-control: no-store\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{html}",
+        html.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Serves the callback path until a request carrying this login's `state`
+/// brings a code, or any request to that path fails the login (no or another
+/// state, an error, no code), or `timeout` passes. Other paths get a 404 and
+/// the server keeps waiting.
 async fn wait_for_callback(
     listener: tokio::net::TcpListener,
     redirect_uri: &str,
+    state: &str,
+    provider: &str,
     timeout: Duration,
-) -> anyhow::Result<(String, Option<String>)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+) -> anyhow::Result<Callback> {
     let expected_path = redirect_uri
         .parse::<http::Uri>()
         .map(|u| u.path().to_owned())
@@ -398,49 +658,28 @@ async fn wait_for_callback(
     let wait = async {
         loop {
             let (mut stream, _) = listener.accept().await.context("callback server failed")?;
-            let mut buffer = vec![0u8; 8192];
-            let read = stream.read(&mut buffer).await.unwrap_or(0);
-            let request = String::from_utf8_lossy(&buffer[..read]).into_owned();
-            let target = request
-                .lines()
-                .next()
-                .and_then(|line| line.split_whitespace().nth(1))
-                .unwrap_or("");
+            let Some(head) = read_head(&mut stream).await else {
+                continue;
+            };
+            let mut request_line = head.lines().next().unwrap_or("").split_whitespace();
+            let method = request_line.next().unwrap_or("");
+            let target = request_line.next().unwrap_or("");
             let (path, query) = target.split_once('?').unwrap_or((target, ""));
             if path != expected_path {
-                let _ = stream
-                    .write_all(
-                        b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                    )
-                    .await;
+                respond(&mut stream, 404, "Not found.").await;
                 continue;
             }
-            let params = query_params(query);
-            let get = |key: &str| {
-                params
-                    .iter()
-                    .find(|(k, _)| k == key)
-                    .map(|(_, v)| v.clone())
-            };
-            let (page, outcome) = match (get("code"), get("error")) {
-                (Some(code), _) => (
-                    "Logged in. You can close this tab and return to the terminal.",
-                    Ok((code, get("state"))),
-                ),
-                (None, Some(error)) => (
-                    "Login failed. See the terminal.",
-                    Err(anyhow!("authorization failed: {error}")),
-                ),
-                (None, None) => (
-                    "Login failed: no code. See the terminal.",
-                    Err(anyhow!("the callback carried no code")),
-                ),
-            };
-            let html = format!("<!doctype html><title>ccproxy</title><p>{page}</p>");
-            let _ = stream
-                .write_all(format!("HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{html}", html.len()).as_bytes())
-                .await;
-            return outcome;
+            if method != "GET" {
+                respond(&mut stream, 405, "The OAuth callback takes GET only.").await;
+                continue;
+            }
+            match judge_callback(&query_params(query), state) {
+                Ok(code) => return Ok(Callback { code, stream }),
+                Err(failure) => {
+                    respond(&mut stream, 400, &failure.page()).await;
+                    return Err(anyhow!(failure.message(provider)));
+                }
+            }
         }
     };
     tokio::time::timeout(timeout, wait).await.map_err(|_| {
@@ -455,18 +694,139 @@ async fn wait_for_callback(
 mod tests {
     use super::*;
 
+    const STATE: &str = "s1-state";
+
+    fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
     #[test]
     fn pasted_code_forms() {
         assert_eq!(
             parse_pasted("abc#xyz").unwrap(),
-            ("abc".to_owned(), Some("xyz".to_owned()))
+            Pasted::CodeAndState {
+                code: "abc".to_owned(),
+                state: "xyz".to_owned()
+            }
         );
-        assert_eq!(parse_pasted("abc").unwrap(), ("abc".to_owned(), None));
+        assert_eq!(parse_pasted("abc").unwrap(), Pasted::Bare("abc".to_owned()));
         assert_eq!(
             parse_pasted("http://localhost:54545/callback?code=a%2Bb&state=s1").unwrap(),
-            ("a+b".to_owned(), Some("s1".to_owned()))
+            Pasted::Url {
+                code: "a+b".to_owned(),
+                state: Some("s1".to_owned())
+            }
+        );
+        assert_eq!(
+            parse_pasted("http://localhost:1455/auth/callback?code=c").unwrap(),
+            Pasted::Url {
+                code: "c".to_owned(),
+                state: None
+            }
         );
         assert!(parse_pasted("").is_err());
+        assert!(parse_pasted("http://localhost/callback?code=&state=s1").is_err());
+    }
+
+    #[test]
+    fn a_pasted_state_must_be_this_logins() {
+        let accept = |text: &str| accept_pasted(parse_pasted(text).unwrap(), STATE, "codex");
+        assert_eq!(accept("good#s1-state").unwrap(), "good");
+        assert_eq!(
+            accept("http://localhost:1455/auth/callback?code=good&state=s1-state").unwrap(),
+            "good"
+        );
+        for refused in [
+            "good#another",
+            "good#",
+            "http://localhost:1455/auth/callback?code=good&state=another",
+            "http://localhost:1455/auth/callback?code=good&state=",
+        ] {
+            let error = accept(refused).unwrap_err().to_string();
+            assert!(error.starts_with("state mismatch"), "{refused}: {error}");
+            assert!(error.contains("nothing was stored"), "{error}");
+        }
+        let error = accept("http://localhost:1455/auth/callback?code=good")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("has no state"), "{error}");
+        // A bare code: nothing to compare; PKCE binds it (see accept_pasted).
+        assert_eq!(accept("good").unwrap(), "good");
+    }
+
+    #[test]
+    fn the_callback_needs_this_logins_state() {
+        assert_eq!(
+            judge_callback(&params(&[("code", "good"), ("state", STATE)]), STATE),
+            Ok("good".to_owned())
+        );
+        assert_eq!(
+            judge_callback(&params(&[("code", "good")]), STATE),
+            Err(CallbackFailure::NoState)
+        );
+        for forged in ["", "s1-stat", "s1-statf", "another"] {
+            assert_eq!(
+                judge_callback(&params(&[("code", "good"), ("state", forged)]), STATE),
+                Err(CallbackFailure::StateMismatch),
+                "{forged:?}"
+            );
+        }
+        // Not even an error is taken from a request without this state.
+        assert_eq!(
+            judge_callback(&params(&[("error", "access_denied")]), STATE),
+            Err(CallbackFailure::NoState)
+        );
+        assert_eq!(
+            judge_callback(
+                &params(&[
+                    ("error", "access_denied"),
+                    ("error_description", "The user said no"),
+                    ("state", STATE)
+                ]),
+                STATE
+            ),
+            Err(CallbackFailure::Denied {
+                error: "access_denied".to_owned(),
+                description: Some("The user said no".to_owned())
+            })
+        );
+        assert_eq!(
+            judge_callback(&params(&[("code", ""), ("state", STATE)]), STATE),
+            Err(CallbackFailure::NoCode)
+        );
+    }
+
+    #[test]
+    fn refusals_say_what_happened_and_what_to_do() {
+        let line = CallbackFailure::NoState.message("codex");
+        assert!(line.starts_with("refused the OAuth callback: it carried no state"));
+        assert!(
+            line.ends_with("run `ccproxy auth login codex` again"),
+            "{line}"
+        );
+        let line = CallbackFailure::StateMismatch.message("codex");
+        assert!(line.contains("state mismatch") && line.contains("nothing was stored"));
+        for failure in [CallbackFailure::NoState, CallbackFailure::StateMismatch] {
+            let page = failure.page();
+            assert!(page.starts_with("Login refused"), "{page}");
+            assert!(!page.contains("Logged in"), "{page}");
+        }
+    }
+
+    #[test]
+    fn pages_are_escaped() {
+        assert_eq!(html_escape("a<b>&\"'"), "a&lt;b&gt;&amp;&quot;&#39;");
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret("abc", "abc"));
+        assert!(!same_secret("abc", "abd"));
+        assert!(!same_secret("abc", "ab"));
+        assert!(!same_secret("", "a"));
     }
 
     #[test]
