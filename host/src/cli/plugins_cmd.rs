@@ -35,10 +35,13 @@ pub(super) fn list(config: &Config, json: bool) -> anyhow::Result<u8> {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &json!({"plugins": plugins, "initialization_order": prepared.order})
+                &json!({"plugins": plugins, "initialization_order": prepared.order, "warnings": prepared.warnings})
             )?
         );
         return Ok(exit::OK);
+    }
+    for warning in &prepared.warnings {
+        eprintln!("warning: {warning}");
     }
     if prepared.entries.is_empty() {
         println!(

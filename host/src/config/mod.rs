@@ -43,7 +43,8 @@ pub use model::{
     PluginSection, SecurityConfig, ServerConfig,
 };
 pub use plugin_section::{
-    PluginConfigError, UnknownPluginKey, plugin_allowed, validate_plugin_section,
+    PluginConfigError, UnknownPluginKey, plugin_allowed, unknown_plugin_names,
+    validate_plugin_section,
 };
 pub use render::render_effective;
 pub use secret::Secret;

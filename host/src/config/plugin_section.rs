@@ -301,6 +301,51 @@ pub(crate) fn looks_secret(dotted: &str) -> bool {
     MARKERS.iter().any(|marker| name.contains(marker)) || name.ends_with("_key") || name == "key"
 }
 
+/// One warning for each plugin name that `config` mentions (a `[plugins.<name>]`
+/// section or `PLUGINS__<NAME>__…`, `enabled_plugins`, `disabled_plugins`,
+/// `--enable-plugin`, `--disable-plugin`) that no plugin file found is called,
+/// with the closest found name: a typo would otherwise pass in silence.
+pub fn unknown_plugin_names(config: &Config, found: &[&str]) -> Vec<String> {
+    let mentioned = config
+        .plugins
+        .keys()
+        .map(|name| {
+            (
+                name.as_str(),
+                "a [plugins.NAME] section or PLUGINS__NAME__* variable",
+            )
+        })
+        .chain(
+            config
+                .enabled_plugins
+                .iter()
+                .flatten()
+                .map(|name| (name.as_str(), "enabled_plugins or --enable-plugin")),
+        )
+        .chain(
+            config
+                .disabled_plugins
+                .iter()
+                .flatten()
+                .map(|name| (name.as_str(), "disabled_plugins or --disable-plugin")),
+        );
+    let mut warnings = Vec::new();
+    for (name, place) in mentioned {
+        if found.contains(&name) {
+            continue;
+        }
+        let hint = match schema::suggest(name, found) {
+            Some(close) => format!("did you mean {close}?"),
+            None => "`ccproxy plugins list` shows the plugins found".to_owned(),
+        };
+        let warning = format!("no plugin named {name} was found, but {place} names it; {hint}");
+        if !warnings.contains(&warning) {
+            warnings.push(warning);
+        }
+    }
+    warnings
+}
+
 /// Whether the plugin `name` may load under `config`'s filter, or the reason it may not.
 ///
 /// The deny list is `disabled_plugins` (which `--disable-plugin` adds to) plus every plugin whose
@@ -537,6 +582,39 @@ mod tests {
 
     fn config(toml: &str) -> Config {
         toml::from_str(toml).expect("test config parses")
+    }
+
+    #[test]
+    fn names_of_plugins_not_found_are_warned_about_with_the_closest_one() {
+        let typos = config(
+            "disabled_plugins = [\"acess_log\", \"codex\"]\n[plugins.claude_apii]\nx = 1\n[plugins.zzz]\ny = 2",
+        );
+        let warnings = unknown_plugin_names(&typos, &["access_log", "claude_api", "codex"]);
+        assert_eq!(warnings.len(), 3, "{warnings:#?}");
+        assert!(
+            warnings[0]
+                .starts_with("no plugin named claude_apii was found, but a [plugins.NAME] section"),
+            "{}",
+            warnings[0]
+        );
+        assert!(
+            warnings[0].ends_with("did you mean claude_api?"),
+            "{}",
+            warnings[0]
+        );
+        assert!(
+            warnings[1].contains("zzz") && warnings[1].contains("`ccproxy plugins list`"),
+            "{}",
+            warnings[1]
+        );
+        assert!(
+            warnings[2].contains("acess_log")
+                && warnings[2].contains("disabled_plugins")
+                && warnings[2].ends_with("did you mean access_log?"),
+            "{}",
+            warnings[2]
+        );
+        assert!(unknown_plugin_names(&Config::default(), &[]).is_empty());
     }
 
     #[test]

@@ -111,6 +111,9 @@ pub struct Prepared {
     pub order: Vec<String>,
     /// Which plugin provides each service.
     pub services: BTreeMap<String, String>,
+    /// Problems that disable nothing but deserve a look (a config section
+    /// for a plugin that was not found).
+    pub warnings: Vec<String>,
 }
 
 /// The search path `config` describes, with the executable's folder for bundled plugins.
@@ -229,6 +232,18 @@ pub fn prepare_candidates(
             tracing::warn!(file = %entry.file.display(), status = entry.status.as_str(), "plugin {}: {reason}", entry.display_name());
         }
         prepared.entries.push(entry);
+    }
+
+    let found: Vec<&str> = prepared
+        .entries
+        .iter()
+        .filter_map(|entry| entry.manifest.as_ref().map(|m| m.name.as_str()))
+        .collect();
+    prepared.warnings = config::unknown_plugin_names(config, &found);
+    if purpose == Purpose::Serve {
+        for warning in &prepared.warnings {
+            tracing::warn!("{warning}");
+        }
     }
 
     let manifests: Vec<&Manifest> = prepared.libraries.values().map(|l| &l.manifest).collect();
