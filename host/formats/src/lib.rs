@@ -40,7 +40,9 @@
 //! (consecutive assistant-side items, such as Responses reasoning between the function calls
 //! of one turn, stay one assistant turn so every result answers a call of that turn),
 //! tool definitions, `tool_choice` and parallel tool calls, streamed tool-call arguments
-//! (incrementally, with `index` on every Chat fragment), images as base64 and as URLs,
+//! (incrementally, with `index` on every Chat fragment; Chat upstreams that send no `index`,
+//! as Gemini's OpenAI-compatible endpoint, are read by id: a new id is a new call, a
+//! fragment with neither continues the last call), images as base64 and as URLs,
 //! PDFs as base64 documents/files, thinking and reasoning both ways (budget ↔ effort in
 //! requests; thinking blocks ↔ `reasoning_content` ↔ reasoning summary items in responses),
 //! structured output, stop reasons (tool calls always report `tool_use` / `tool_calls`),

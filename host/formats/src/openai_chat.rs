@@ -572,9 +572,10 @@ pub struct ChunkDelta {
 /// A fragment of a tool call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolCallDelta {
-    /// The tool call's position among this message's tool calls, on every fragment.
-    #[serde(default)]
-    pub index: u32,
+    /// The tool call's position among this message's tool calls, on every fragment. Some
+    /// servers (Gemini's OpenAI-compatible endpoint) send none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
     /// The call id, on the first fragment only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
@@ -641,6 +642,6 @@ mod tests {
             .tool_calls
             .as_ref()
             .expect("tool calls");
-        assert_eq!(calls[0].index, 1);
+        assert_eq!(calls[0].index, Some(1));
     }
 }

@@ -515,3 +515,62 @@ fn chains_compose_hop_by_hop() {
     // Through Chat the reasoning survives as reasoning_content.
     assert_eq!(summary.reasoning, "Two cities, two tools.");
 }
+
+/// A Chat stream of the given tool-call fragments, one chunk per entry, then the finish and
+/// usage chunks and `[DONE]`.
+fn chat_calls_stream(chunks: &[Value]) -> Vec<sse::Event> {
+    let chunk = |delta: Value, finish: Value| {
+        sse::Event::data(json!({"id":"chatcmpl-7","object":"chat.completion.chunk","created":1700000000,"model":"gemini-2.5-pro","choices":[{"index":0,"delta":delta,"finish_reason":finish}]}).to_string())
+    };
+    let mut events = vec![chunk(json!({"role":"assistant"}), Value::Null)];
+    for calls in chunks {
+        events.push(chunk(json!({ "tool_calls": calls }), Value::Null));
+    }
+    events.push(chunk(json!({}), json!("tool_calls")));
+    events.push(sse::Event::data(json!({"id":"chatcmpl-7","object":"chat.completion.chunk","created":1700000000,"model":"gemini-2.5-pro","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8}}).to_string()));
+    events.push(sse::Event::done());
+    events
+}
+
+fn calls(summary: &grammar::Summary) -> Vec<(String, String, Value)> {
+    summary
+        .tool_calls
+        .iter()
+        .map(|call| (call.id.clone(), call.name.clone(), call.arguments.clone()))
+        .collect()
+}
+
+fn call(id: &str, name: &str, arguments: Value) -> (String, String, Value) {
+    (id.to_owned(), name.to_owned(), arguments)
+}
+
+/// Converts a Chat stream to both other formats and returns what each client saw.
+fn from_chat(events: &[sse::Event]) -> Vec<grammar::Summary> {
+    [Format::AnthropicMessages, Format::OpenAiResponses]
+        .into_iter()
+        .map(|to| {
+            let out = convert(Format::OpenAiChat, to, events);
+            grammar::validate(to, &out).unwrap_or_else(|error| panic!("-> {to}: {error}\n{out:#?}"))
+        })
+        .collect()
+}
+
+#[test]
+fn chat_tool_calls_without_index_are_told_apart_by_id() {
+    // Gemini's OpenAI-compatible endpoint sends no `index`: a new id is a new call, and a
+    // fragment with neither index nor id continues the last call.
+    let events = chat_calls_stream(&[
+        json!([{"id":"call_a","type":"function","function":{"name":"f","arguments":"{\"x\":1}"}}]),
+        json!([{"id":"call_b","type":"function","function":{"name":"g","arguments":"{\"y\""}}]),
+        json!([{"function":{"arguments":":2}"}}]),
+    ]);
+    for summary in from_chat(&events) {
+        assert_eq!(
+            calls(&summary),
+            [
+                call("call_a", "f", json!({"x": 1})),
+                call("call_b", "g", json!({"y": 2}))
+            ]
+        );
+    }
+}

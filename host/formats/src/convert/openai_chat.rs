@@ -612,10 +612,11 @@ pub(crate) fn encode_response(response: ir::Response) -> api::Response {
 #[derive(Debug, Default)]
 pub(crate) struct StreamDecoder {
     started: bool,
-    /// The kind of block last opened: text, reasoning, or the Chat index of a tool call.
+    /// The kind of block last opened: text, reasoning, or a tool call (its position in
+    /// `calls`).
     current: Option<Current>,
-    /// Chat indexes of the tool calls already opened (and maybe closed).
-    seen_tools: Vec<u32>,
+    /// The tool calls seen so far, in the order they appeared.
+    calls: Vec<SeenCall>,
     stop: Option<ir::Stop>,
     usage: Option<ir::Usage>,
     finished: bool,
@@ -625,7 +626,48 @@ pub(crate) struct StreamDecoder {
 enum Current {
     Text,
     Reasoning,
-    Tool(u32),
+    Tool(usize),
+}
+
+/// What identifies a tool call of the stream: its Chat `index` and its id, either of which
+/// a server may leave out.
+#[derive(Debug)]
+struct SeenCall {
+    index: Option<u32>,
+    id: Option<String>,
+}
+
+impl StreamDecoder {
+    /// The position in `calls` of the call a fragment belongs to, or `None` for a new call.
+    ///
+    /// A new id is a new call, even on an index seen before (servers that send no index
+    /// read as index 0 to a lenient parser); a fragment without an id belongs to the last
+    /// call with its index, or without an index to the last call of all.
+    fn call_of(&self, index: Option<u32>, id: Option<&str>) -> Option<usize> {
+        if let Some(id) = id {
+            if let Some(position) = self
+                .calls
+                .iter()
+                .rposition(|call| call.id.as_deref() == Some(id))
+            {
+                return Some(position);
+            }
+            // Internal: a call whose first fragment had no id may get it later.
+            return index.and_then(|index| {
+                self.calls
+                    .iter()
+                    .rposition(|call| call.index == Some(index))
+                    .filter(|position| self.calls[*position].id.is_none())
+            });
+        }
+        match index {
+            Some(index) => self
+                .calls
+                .iter()
+                .rposition(|call| call.index == Some(index)),
+            None => self.calls.len().checked_sub(1),
+        }
+    }
 }
 
 impl StreamDecoder {
@@ -685,24 +727,42 @@ impl StreamDecoder {
             }
             for call in delta.tool_calls.unwrap_or_default() {
                 let function = call.function.unwrap_or_default();
-                if !self.seen_tools.contains(&call.index) {
-                    // Internal: some servers send no id; the stream still needs one.
-                    let id = call
-                        .id
-                        .unwrap_or_else(|| format!("call_{}_{}", chunk.id, call.index));
-                    self.seen_tools.push(call.index);
-                    self.open(
-                        Current::Tool(call.index),
-                        Some(Block::ToolCall {
+                let id = call.id.filter(|id| !id.is_empty());
+                let position = match self.call_of(call.index, id.as_deref()) {
+                    Some(position) => {
+                        if self.calls[position].id.is_none() {
+                            self.calls[position].id = id;
+                        }
+                        position
+                    }
+                    None => {
+                        let position = self.calls.len();
+                        // Internal: some servers send no id; the stream still needs one.
+                        let block_id = id.clone().unwrap_or_else(|| {
+                            format!(
+                                "call_{}_{}",
+                                chunk.id,
+                                call.index.unwrap_or(position as u32)
+                            )
+                        });
+                        self.calls.push(SeenCall {
+                            index: call.index,
                             id,
-                            name: function.name.unwrap_or_default(),
-                        }),
-                        out,
-                    );
-                }
+                        });
+                        self.open(
+                            Current::Tool(position),
+                            Some(Block::ToolCall {
+                                id: block_id,
+                                name: function.name.unwrap_or_default(),
+                            }),
+                            out,
+                        );
+                        position
+                    }
+                };
                 // Fragments of a call that is no longer the current one (a server that
                 // interleaves parallel calls) cannot be placed in a sequential stream.
-                if self.current == Some(Current::Tool(call.index))
+                if self.current == Some(Current::Tool(position))
                     && let Some(arguments) = function.arguments.filter(|args| !args.is_empty())
                 {
                     out.push(ir::Event::ToolArgs(arguments));
@@ -829,7 +889,7 @@ impl StreamEncoder {
                 self.in_tool = true;
                 self.saw_tool_call = true;
                 self.tool_delta(api::ToolCallDelta {
-                    index: self.tool_index,
+                    index: Some(self.tool_index),
                     id: Some(ir::openai_call_id(&id)),
                     kind: Some("function".to_owned()),
                     function: Some(api::FunctionDelta {
@@ -863,7 +923,7 @@ impl StreamEncoder {
                 None,
             ),
             ir::Event::ToolArgs(arguments) => self.tool_delta(api::ToolCallDelta {
-                index: self.tool_index,
+                index: Some(self.tool_index),
                 id: None,
                 kind: None,
                 function: Some(api::FunctionDelta {
