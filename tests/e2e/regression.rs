@@ -482,18 +482,21 @@ fn issue_53_system_message_in_responses_input() {
     }
 }
 
+/// Chat Completions tools the recorded tool answer calls.
+fn chat_tools() -> Value {
+    json!([
+        {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"location": {"type": "string"}}}}},
+        {"type": "function", "function": {"name": "calculate_distance", "parameters": {"type": "object"}}},
+    ])
+}
+
 /// #49: Chat Completions tool-call chunks without `index` (the genai crate
-/// dropped them), and #34: a non-stream answer without its `tool_calls`
-/// array (n8n).
+/// dropped them).
 #[test]
 fn issue_49_tool_call_chunks_carry_index() {
     let (mock, proxy) = setup();
-    let tools = json!([
-        {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"location": {"type": "string"}}}}},
-        {"type": "function", "function": {"name": "calculate_distance", "parameters": {"type": "object"}}},
-    ]);
     let body = json!({
-        "model": "gpt-5.3-codex", "stream": true, "tools": tools,
+        "model": "gpt-5.3-codex", "stream": true, "tools": chat_tools(),
         "messages": [{"role": "user", "content": "Weather in NYC, and how far is LA?"}],
     });
     let reply = post(&proxy, "/codex/v1/chat/completions", &body);
@@ -549,29 +552,191 @@ fn issue_49_tool_call_chunks_carry_index() {
         .map(|(id, name, arguments)| (id, name, serde_json::from_str(&arguments).unwrap()))
         .collect();
     assert_eq!(got, recorded_calls());
+}
 
-    // #34: the non-stream answer has the `tool_calls` array.
-    let mut body = body;
-    body["stream"] = json!(false);
+/// #34 (n8n): a non-stream Chat Completions answer that called tools had no
+/// `tool_calls` array in its message, so n8n saw no call. The backend only
+/// streams; the accumulated answer carries every call in OpenAI's shape.
+#[test]
+fn issue_34_non_stream_chat_answer_has_tool_calls_array() {
+    let (mock, proxy) = setup();
+    let body = json!({
+        "model": "gpt-5.3-codex", "tools": chat_tools(),
+        "messages": [{"role": "user", "content": "Weather in NYC, and how far is LA?"}],
+    });
     let reply = post(&proxy, "/codex/v1/chat/completions", &body);
     ok(&reply, &mock);
+    assert_eq!(reply.header("content-type"), Some("application/json"));
     let completion = reply.json();
-    let message = &completion["choices"][0]["message"];
-    let got: Vec<(String, String, Value)> = message["tool_calls"]
+    assert_eq!(completion["object"], "chat.completion", "{completion}");
+    let choice = &completion["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls", "{completion}");
+    let message = &choice["message"];
+    assert_eq!(message["role"], "assistant", "{completion}");
+    let calls = message["tool_calls"]
         .as_array()
-        .unwrap_or_else(|| panic!("no tool_calls array: {completion}"))
+        .unwrap_or_else(|| panic!("no tool_calls array: {completion}"));
+    let got: Vec<(String, String, Value)> = calls
         .iter()
         .map(|call| {
-            assert_eq!(call["type"], "function");
+            assert_eq!(call["type"], "function", "{call}");
+            assert!(
+                call.get("index").is_none(),
+                "index is for stream chunks: {call}"
+            );
+            let arguments = call["function"]["arguments"]
+                .as_str()
+                .unwrap_or_else(|| panic!("arguments are a JSON string: {call}"));
             (
                 call["id"].as_str().unwrap().to_owned(),
                 call["function"]["name"].as_str().unwrap().to_owned(),
-                serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap(),
+                serde_json::from_str(arguments).unwrap(),
             )
         })
         .collect();
     assert_eq!(got, recorded_calls());
-    assert_eq!(completion["choices"][0]["finish_reason"], "tool_calls");
+    // The backend was asked for a stream all the same.
+    assert_eq!(last_upstream(&mock)["body"]["stream"], true);
+
+    // A text answer has none (not an empty one).
+    let body =
+        json!({"model": "gpt-5.3-codex", "messages": [{"role": "user", "content": "Hello"}]});
+    let reply = post(&proxy, "/codex/v1/chat/completions", &body);
+    ok(&reply, &mock);
+    let message = &reply.json()["choices"][0]["message"];
+    assert_eq!(message["content"], stream_text());
+    assert!(
+        message.get("tool_calls").is_none_or(Value::is_null),
+        "{message}"
+    );
+}
+
+/// #42: Claude Code's adaptive thinking (`thinking: {"type": "adaptive"}`,
+/// Claude Opus 4.6 and later) was refused by the request model, which knew
+/// only `enabled` and `disabled`. On /codex it becomes the backend's
+/// reasoning, and the backend's reasoning summary comes back as a
+/// `thinking` block.
+#[test]
+fn issue_42_adaptive_thinking_reaches_codex_as_reasoning() {
+    let (mock, proxy) = setup();
+    let body = |thinking: Value, stream: bool| {
+        json!({
+            "model": "claude-opus-4-6", "max_tokens": 32000, "stream": stream,
+            "thinking": thinking,
+            "messages": [{"role": "user", "content": "Hello"}],
+        })
+    };
+    for thinking in [
+        json!({"type": "adaptive"}),
+        json!({"type": "adaptive", "display": "summarized"}),
+    ] {
+        for stream in [true, false] {
+            let reply = post(
+                &proxy,
+                "/codex/v1/messages",
+                &body(thinking.clone(), stream),
+            );
+            ok(&reply, &mock);
+            let sent = &last_upstream(&mock)["body"];
+            assert!(sent.get("thinking").is_none(), "{sent}");
+            assert_eq!(
+                sent["reasoning"],
+                json!({"effort": "medium", "summary": "auto"}),
+                "{thinking}"
+            );
+            assert_eq!(sent["include"], json!(["reasoning.encrypted_content"]));
+            let said = if stream {
+                sse_events(&reply.body)
+                    .iter()
+                    .filter_map(|(_, data)| data["delta"]["text"].as_str())
+                    .collect::<String>()
+            } else {
+                reply.json()["content"][0]["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            assert_eq!(said, stream_text(), "{thinking} stream={stream}");
+        }
+    }
+    // An explicit budget keeps its size as the effort.
+    let reply = post(
+        &proxy,
+        "/codex/v1/messages",
+        &body(json!({"type": "enabled", "budget_tokens": 20000}), true),
+    );
+    ok(&reply, &mock);
+    assert_eq!(
+        last_upstream(&mock)["body"]["reasoning"],
+        json!({"effort": "high", "summary": "auto"})
+    );
+
+    // The backend's reasoning summary reaches Claude Code as thinking.
+    let summary = json!([{"type": "summary_text", "text": "The user greets me; greet back."}]);
+    for stream in [true, false] {
+        mock.fault(json!({
+            "kind": "edit", "event": "response.output_item.done",
+            "pointer": "/item/summary", "value": summary,
+        }));
+        let reply = post(
+            &proxy,
+            "/codex/v1/messages",
+            &body(json!({"type": "adaptive"}), stream),
+        );
+        ok(&reply, &mock);
+        let blocks: Vec<(String, String)> = if stream {
+            let mut blocks: Vec<(String, String)> = Vec::new();
+            for (name, data) in sse_events(&reply.body) {
+                match name.as_deref() {
+                    Some("content_block_start") => blocks.push((
+                        data["content_block"]["type"].as_str().unwrap().to_owned(),
+                        data["content_block"]["thinking"]
+                            .as_str()
+                            .or_else(|| data["content_block"]["text"].as_str())
+                            .unwrap_or_default()
+                            .to_owned(),
+                    )),
+                    Some("content_block_delta") => {
+                        let delta = &data["delta"];
+                        let text = delta["thinking"]
+                            .as_str()
+                            .or_else(|| delta["text"].as_str())
+                            .unwrap_or_default();
+                        blocks.last_mut().expect("a block").1.push_str(text);
+                    }
+                    _ => {}
+                }
+            }
+            blocks
+        } else {
+            reply.json()["content"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|block| {
+                    let kind = block["type"].as_str().unwrap().to_owned();
+                    let text = block["thinking"]
+                        .as_str()
+                        .or_else(|| block["text"].as_str())
+                        .unwrap_or_default()
+                        .to_owned();
+                    (kind, text)
+                })
+                .collect()
+        };
+        assert_eq!(
+            blocks,
+            [
+                (
+                    "thinking".to_owned(),
+                    "The user greets me; greet back.".to_owned()
+                ),
+                ("text".to_owned(), stream_text()),
+            ],
+            "stream={stream}: {}",
+            reply.text()
+        );
+    }
 }
 
 /// #50: Chat Completions history with `tool_calls` and `tool` messages lost
