@@ -2,7 +2,8 @@
 (Responses and Chat Completions, plain and streamed, with tool calls) and the
 Anthropic SDK on `/codex`, as Claude Code uses it (messages plain and
 streamed, a multi-turn conversation with tool_use/tool_result history, and
-streamed tool calls).
+streamed tool calls); the model list with the Codex CLI's cache entries, and
+a stream the backend breaks halfway, which each SDK raises.
 
 The proxy converts every request to the Codex backend's Responses API and
 always asks it for a stream; the mock plays the backend, refusing what the
@@ -18,8 +19,9 @@ import json
 
 import anthropic
 import openai
+import pytest
 
-from conftest import CODEX_ACCOUNT, CODEX_BACKEND, CODEX_TOKEN, ROOT, Mock, sample
+from conftest import CODEX_ACCOUNT, CODEX_BACKEND, CODEX_TOKEN, ROOT, Mock, Proxy, sample
 
 STREAM = sample("codex_responses_stream")
 TOOLS = sample("codex_responses_tools")
@@ -231,10 +233,73 @@ def test_chat_tool_calls_stream(codex_openai: openai.OpenAI, codex_mock: Mock) -
     assert upstream["response"]["sample"] == "codex_responses_tools+synthesized-stream"
 
 
-def test_models(codex_openai: openai.OpenAI, codex_mock: Mock) -> None:
+def test_models(codex_openai: openai.OpenAI, codex_proxy: Proxy, codex_mock: Mock) -> None:
     ids = [model.id for model in codex_openai.models.list()]
     assert ids == ["gpt-5.3-codex", "gpt-5.2-codex"]
+    # The original's `models` field beside the OpenAI list: empty until the
+    # Codex CLI has written its model cache.
+    raw = codex_openai.models.with_raw_response.list()
+    assert [model.id for model in raw.parse()] == ids
+    assert raw.http_response.json()["models"] == []
+    # The proxy's HOME is `home` beside its log (conftest's `start_proxy`).
+    cache = codex_proxy.process.log_path.parent / "home" / ".codex" / "models_cache.json"
+    cache.write_text((ROOT / "plugins/codex/testdata/models_cache.json").read_text())
+    try:
+        raw = codex_openai.models.with_raw_response.list()
+        assert [model.id for model in raw.parse()] == ids, "the SDK still parses the list"
+        entries = raw.http_response.json()["models"]
+        assert [entry["slug"] for entry in entries] == ids
+        assert all(entry["supported_reasoning_levels"] for entry in entries)
+    finally:
+        cache.unlink()
     assert codex_mock.requests() == [], "the plugin's own list"
+
+
+def test_messages_stream_the_backend_breaks(
+    codex_claude: anthropic.Anthropic, codex_proxy: Proxy, codex_mock: Mock
+) -> None:
+    # The recording up to its second text delta, then a reset.
+    codex_mock.fault(kind="reset_mid_stream", after_events=8, path=CODEX_BACKEND)
+    received = []
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        with codex_claude.messages.stream(
+            model=CLAUDE_MODEL, max_tokens=100, messages=HELLO
+        ) as stream:
+            for text in stream.text_stream:
+                received.append(text)
+    # What arrived before the break, then the proxy's `error` event, which
+    # the SDK raises.
+    assert received == DELTAS[:2]
+    assert caught.value.body["type"] == "error"
+    assert "mid-stream" in caught.value.body["error"]["message"]
+    assert codex_mock.streams()["reset"] == 1
+    codex_proxy.assert_alive()
+
+
+def test_chat_stream_the_backend_breaks(codex_openai: openai.OpenAI, codex_mock: Mock) -> None:
+    codex_mock.fault(kind="reset_mid_stream", after_events=8, path=CODEX_BACKEND)
+    received = []
+    with pytest.raises(openai.APIError) as caught:
+        for chunk in codex_openai.chat.completions.create(
+            model="gpt-5.3-codex", messages=HELLO, stream=True
+        ):
+            if chunk.choices and chunk.choices[0].delta.content:
+                received.append(chunk.choices[0].delta.content)
+    assert received == DELTAS[:2]
+    assert "mid-stream" in caught.value.message
+
+
+def test_responses_stream_the_backend_breaks(codex_openai: openai.OpenAI, codex_mock: Mock) -> None:
+    codex_mock.fault(kind="reset_mid_stream", after_events=8, path=CODEX_BACKEND)
+    events = []
+    with pytest.raises(openai.APIError) as caught:
+        for event in codex_openai.responses.create(
+            model="gpt-5.3-codex", input="Hello", stream=True
+        ):
+            events.append(event)
+    assert [e.delta for e in events if e.type == "response.output_text.delta"] == DELTAS[:2]
+    assert "response.completed" not in [e.type for e in events]
+    assert "mid-stream" in caught.value.message
 
 
 def test_messages(codex_claude: anthropic.Anthropic, codex_mock: Mock) -> None:
