@@ -15,6 +15,10 @@ use super::schema::{self, Kind, PLUGIN_ENABLED_KEY, PLUGINS};
 /// The variable naming the config file (read by the file search, not here).
 pub(crate) const CONFIG_FILE_VAR: &str = "CONFIG_FILE";
 
+/// The conventional CA file variable, a fallback for `http.extra_ca_file` below the config
+/// file (read by the loader after the file and this layer, not here).
+pub(crate) const SSL_CERT_FILE_VAR: &str = "SSL_CERT_FILE";
+
 /// What the environment contributes.
 #[derive(Debug, Default)]
 pub(crate) struct EnvLayer {

@@ -154,6 +154,21 @@ pub enum ConfigError {
         /// The variable's name.
         variable: String,
     },
+    /// A CA file (`http.extra_ca_file`) cannot be read or holds no usable certificate.
+    #[error(
+        "{key} = \"{}\" {origin}: {problem}; point it at a PEM file of CA certificates or remove the setting",
+        path.display()
+    )]
+    CaFile {
+        /// Dotted key, `http.extra_ca_file`.
+        key: String,
+        /// The file, resolved.
+        path: PathBuf,
+        /// Where it was set.
+        origin: Origin,
+        /// What is wrong with it.
+        problem: crate::upstream::CaFileError,
+    },
     /// The merged configuration did not deserialise although each part checked out. This is a
     /// bug in the checks, reported rather than hidden.
     #[error("invalid configuration: {message}; check the values it names")]

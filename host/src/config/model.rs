@@ -211,6 +211,17 @@ pub struct HttpConfig {
     pub pool_max_idle_per_host: usize,
     /// Offer HTTP/2 to upstreams (via ALPN). Default true.
     pub http2: bool,
+    /// A PEM file of CA certificates trusted in addition to the built-in webpki roots: a
+    /// private CA, or the one a TLS-inspecting proxy signs with. Default none. Checked when
+    /// the config loads (it must hold at least one certificate, each usable as a CA); a
+    /// relative path in the config file is relative to that file's folder. Env
+    /// `HTTP__EXTRA_CA_FILE`; `SSL_CERT_FILE` sets it when neither the file nor
+    /// `HTTP__EXTRA_CA_FILE` does.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "empty_path_as_none"
+    )]
+    pub extra_ca_file: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -221,6 +232,7 @@ impl Default for HttpConfig {
             pool_idle_timeout_seconds: 90,
             pool_max_idle_per_host: 64,
             http2: true,
+            extra_ca_file: None,
         }
     }
 }

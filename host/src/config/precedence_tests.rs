@@ -405,6 +405,52 @@ fn plugin_enabled_false_from_env_disables() {
     });
 }
 
+/// `http.extra_ca_file` names a file that must exist, so its row writes the files first:
+/// default none < `SSL_CERT_FILE` < file < `HTTP__EXTRA_CA_FILE`.
+#[test]
+fn http_extra_ca_file() {
+    let scratch = Scratch::new();
+    let ca = |name: &str| scratch.write(&format!("work/{name}"), crate::upstream::TEST_CA);
+    let (machine, from_file, from_env) = (ca("machine.pem"), ca("file.pem"), ca("env.pem"));
+    let mut sources = Sources {
+        env: vec![("HOME".into(), scratch.path("home").to_string_lossy().into())],
+        cwd: scratch.path("work"),
+        xdg_config_home: Some(scratch.path("xdg")),
+        ..Sources::default()
+    };
+    let key = "http.extra_ca_file";
+    let loaded = |sources: &Sources| load(sources).unwrap_or_else(|error| panic!("{key}: {error}"));
+    let path_of = |config: &Config| get(config, key);
+
+    let defaults = loaded(&sources);
+    assert_eq!(path_of(&defaults.config), Value::Null);
+    assert_eq!(defaults.origin(key), Origin::Default);
+    sources
+        .env
+        .push(("SSL_CERT_FILE".into(), machine.display().to_string()));
+    assert_eq!(path_of(&loaded(&sources).config), json!(machine));
+    let file = scratch.write(
+        "work/ccproxy.toml",
+        "[http]\nextra_ca_file = \"file.pem\"\n",
+    );
+    let with_file = loaded(&sources);
+    assert_eq!(
+        path_of(&with_file.config),
+        json!(from_file),
+        "file beats SSL_CERT_FILE"
+    );
+    assert_eq!(with_file.origin(key), Origin::File(file));
+    sources
+        .env
+        .push(("HTTP__EXTRA_CA_FILE".into(), "env.pem".into()));
+    let with_env = loaded(&sources);
+    assert_eq!(path_of(&with_env.config), json!(from_env), "env beats file");
+    assert_eq!(
+        with_env.origin(key),
+        Origin::Env("HTTP__EXTRA_CA_FILE".into())
+    );
+}
+
 #[test]
 fn enabled_and_disabled_lists_through_load() {
     let scratch = Scratch::new();

@@ -23,6 +23,9 @@ pub(crate) enum Kind {
     LogFormat,
     /// A path (relative ones are resolved against the layer's base folder).
     Path,
+    /// A path, as [`Kind::Path`], to a PEM file of CA certificates; the loader reads it and
+    /// refuses a file that cannot serve as trusted roots.
+    CaFile,
     /// A secret string.
     Secret,
     /// A list of paths.
@@ -85,6 +88,7 @@ pub(crate) const SECTIONS: &[Section] = &[
             field("pool_idle_timeout_seconds", SECONDS),
             field("pool_max_idle_per_host", SECONDS),
             field("http2", Kind::Bool),
+            field("extra_ca_file", Kind::CaFile),
         ],
     },
     Section {
@@ -225,6 +229,7 @@ impl Kind {
                 .to_owned(),
             Kind::LogFormat => "one of auto, text, json".to_owned(),
             Kind::Path => "a path string".to_owned(),
+            Kind::CaFile => "a path string naming a PEM file of CA certificates".to_owned(),
             Kind::Secret => "a string".to_owned(),
             Kind::PathList => "a list of path strings".to_owned(),
             Kind::NameList => "a list of plugin names".to_owned(),
@@ -248,7 +253,7 @@ impl Kind {
                 let format = format.trim().to_ascii_lowercase();
                 matches!(format.as_str(), "auto" | "text" | "json").then_some(Value::String(format))
             }
-            (Kind::Path | Kind::Secret, Value::String(_)) => Some(value.clone()),
+            (Kind::Path | Kind::CaFile | Kind::Secret, Value::String(_)) => Some(value.clone()),
             (Kind::PathList, Value::Array(items)) => {
                 items.iter().all(Value::is_str).then(|| value.clone())
             }
@@ -271,9 +276,12 @@ impl Kind {
     /// [`Kind::check`].
     pub(crate) fn parse_env(self, raw: &str) -> Option<Value> {
         match self {
-            Kind::Host | Kind::LogLevel | Kind::LogFormat | Kind::Path | Kind::Secret => {
-                Some(Value::String(raw.to_owned()))
-            }
+            Kind::Host
+            | Kind::LogLevel
+            | Kind::LogFormat
+            | Kind::Path
+            | Kind::CaFile
+            | Kind::Secret => Some(Value::String(raw.to_owned())),
             Kind::Port | Kind::Count { .. } => raw.trim().parse::<i64>().ok().map(Value::Integer),
             Kind::Bool => parse_bool(raw).map(Value::Boolean),
             Kind::PathList => parse_toml_array(raw).or_else(|| {
@@ -392,7 +400,7 @@ mod tests {
             Kind::Bool => Value::Boolean(true),
             Kind::LogLevel => Value::String("debug".into()),
             Kind::LogFormat => Value::String("json".into()),
-            Kind::Path | Kind::Secret => Value::String("x".into()),
+            Kind::Path | Kind::CaFile | Kind::Secret => Value::String("x".into()),
             Kind::PathList | Kind::NameList => Value::Array(vec![Value::String("x".into())]),
         }
     }
@@ -435,6 +443,7 @@ mod tests {
         };
         config.logging.file = Some("x".into());
         config.security.auth_token = Some("x".into());
+        config.http.extra_ca_file = Some("x".into());
         let json = serde_json::to_value(&config).expect("a config serialises");
         let object = json.as_object().expect("a config is an object");
         let top: BTreeSet<&str> = object.keys().map(String::as_str).collect();

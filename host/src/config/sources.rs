@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::Value as JsonValue;
 use toml::{Table, Value};
 
-use super::env::{self, CONFIG_FILE_VAR};
+use super::env::{self, CONFIG_FILE_VAR, SSL_CERT_FILE_VAR};
 use super::error::{ConfigError, Origin, UnknownKey};
 use super::model::Config;
 use super::plugin_section::{PluginConfigError, plugin_allowed, validate_plugin_section};
@@ -211,6 +211,7 @@ pub fn load(sources: &Sources) -> Result<Loaded, ConfigError> {
         &mut errors,
     );
     merge_layer(&mut merged, &mut origins, env_table, env_origins.clone());
+    apply_ssl_cert_file(sources, &expander, &mut merged, &mut origins, &mut warnings);
 
     if !unknown.is_empty() {
         return Err(ConfigError::UnknownKeys { keys: unknown });
@@ -229,6 +230,66 @@ pub fn load(sources: &Sources) -> Result<Loaded, ConfigError> {
         warnings,
         origins,
     })
+}
+
+/// `SSL_CERT_FILE`, the CA file OpenSSL-based tools read, sets `http.extra_ca_file` when
+/// neither the file nor `HTTP__EXTRA_CA_FILE` does (an empty `extra_ca_file = ""` in the file
+/// counts as set, and turns it off).
+///
+/// Internal: it ranks below the file, unlike the other variables, because it is a machine-wide
+/// convention rather than a ccproxy setting: a file naming a CA for ccproxy must not be
+/// replaced by whatever bundle the machine points every program at. For the same reason a
+/// file it names that cannot be used is skipped with a warning instead of stopping ccproxy.
+fn apply_ssl_cert_file(
+    sources: &Sources,
+    expander: &Expander<'_>,
+    merged: &mut Table,
+    origins: &mut BTreeMap<String, Origin>,
+    warnings: &mut Vec<String>,
+) {
+    const KEY: &str = "http.extra_ca_file";
+    let Some(raw) = sources.var(SSL_CERT_FILE_VAR).filter(|raw| !raw.is_empty()) else {
+        return;
+    };
+    let set_above = merged
+        .get("http")
+        .and_then(Value::as_table)
+        .is_some_and(|http| http.contains_key("extra_ca_file"));
+    if set_above {
+        return;
+    }
+    let origin = Origin::Env(SSL_CERT_FILE_VAR.to_owned());
+    let origin_of = |_: &str| origin.clone();
+    let checked = check_value(
+        KEY,
+        Kind::CaFile,
+        &Value::String(raw.to_owned()),
+        &sources.cwd,
+        expander,
+        &origin_of,
+    );
+    match checked {
+        Ok(path) => {
+            let mut http = Table::new();
+            http.insert("extra_ca_file".to_owned(), path);
+            let mut layer = Table::new();
+            layer.insert("http".to_owned(), Value::Table(http));
+            merge_layer(
+                merged,
+                origins,
+                layer,
+                BTreeMap::from([(KEY.to_owned(), origin)]),
+            );
+        }
+        Err(ConfigError::CaFile { path, problem, .. }) => warnings.push(format!(
+            "env {SSL_CERT_FILE_VAR}={} ignored: {problem}; only the built-in CA roots are \
+             trusted; fix or unset it, or set http.extra_ca_file",
+            path.display()
+        )),
+        Err(error) => warnings.push(format!(
+            "env {SSL_CERT_FILE_VAR} ignored: {error}; only the built-in CA roots are trusted"
+        )),
+    }
 }
 
 /// `--config`, then `CONFIG_FILE`, then `./.ccproxy.toml`, `./ccproxy.toml`,
@@ -461,6 +522,17 @@ fn check_value(
     };
     match (kind, checked) {
         (Kind::Path, Value::String(raw)) if !raw.is_empty() => resolve(&raw),
+        (Kind::CaFile, Value::String(raw)) if !raw.is_empty() => {
+            let resolved = resolve(&raw)?;
+            let path = PathBuf::from(resolved.as_str().unwrap_or_default());
+            crate::upstream::check_ca_file(&path).map_err(|problem| ConfigError::CaFile {
+                key: dotted.to_owned(),
+                path,
+                origin: origin_of(dotted),
+                problem,
+            })?;
+            Ok(resolved)
+        }
         (Kind::PathList, Value::Array(items)) => items
             .iter()
             .map(|item| resolve(item.as_str().unwrap_or_default()))
@@ -1114,6 +1186,115 @@ mod tests {
             loaded.warnings.iter().any(|w| w.contains("chmod go-w")),
             "{:?}",
             loaded.warnings
+        );
+    }
+
+    #[test]
+    fn a_ca_file_resolves_against_the_config_file_and_is_checked() {
+        let scratch = Scratch::new();
+        let ca = scratch.write("work/conf/corp-ca.pem", crate::upstream::TEST_CA);
+        let file = scratch.write(
+            "work/conf/ccproxy.toml",
+            "[http]\nextra_ca_file = \"corp-ca.pem\"",
+        );
+        let mut sources = sources(&scratch);
+        sources.config_file = Some(file.clone());
+        let loaded = load(&sources).expect("a usable CA file loads");
+        assert_eq!(loaded.config.http.extra_ca_file, Some(ca));
+
+        scratch.write(
+            "work/conf/ccproxy.toml",
+            "[http]\nextra_ca_file = \"nope.pem\"",
+        );
+        let message = load_err(&sources).to_string();
+        let missing = scratch.path("work/conf/nope.pem");
+        assert!(
+            message.starts_with(&format!(
+                "http.extra_ca_file = \"{}\" in {}: cannot read it: ",
+                missing.display(),
+                file.display()
+            )),
+            "{message}"
+        );
+        assert!(
+            message.ends_with("; point it at a PEM file of CA certificates or remove the setting"),
+            "{message}"
+        );
+        assert!(!message.contains('\n'), "{message}");
+
+        scratch.write("work/conf/not-a-ca.pem", "hello");
+        sources.config_file = None;
+        scratch.write("work/ccproxy.toml", "");
+        sources
+            .env
+            .push(("HTTP__EXTRA_CA_FILE".into(), "conf/not-a-ca.pem".into()));
+        let message = load_err(&sources).to_string();
+        assert_eq!(
+            message,
+            format!(
+                "http.extra_ca_file = \"{}\" from env HTTP__EXTRA_CA_FILE: it holds no PEM \
+                 certificate (a -----BEGIN CERTIFICATE----- block); point it at a PEM file of \
+                 CA certificates or remove the setting",
+                scratch.path("work/conf/not-a-ca.pem").display()
+            )
+        );
+    }
+
+    #[test]
+    fn ssl_cert_file_is_a_fallback_below_the_file() {
+        let scratch = Scratch::new();
+        let machine_ca = scratch.write("work/machine-ca.pem", crate::upstream::TEST_CA);
+        let own_ca = scratch.write("work/own-ca.pem", crate::upstream::TEST_CA);
+        let mut sources = sources(&scratch);
+        sources
+            .env
+            .push(("SSL_CERT_FILE".into(), "machine-ca.pem".into()));
+        let loaded = load(&sources).expect("loads");
+        assert_eq!(loaded.config.http.extra_ca_file, Some(machine_ca));
+        assert_eq!(
+            loaded.origin("http.extra_ca_file"),
+            Origin::Env("SSL_CERT_FILE".into())
+        );
+
+        scratch.write(
+            "work/ccproxy.toml",
+            "[http]\nextra_ca_file = \"own-ca.pem\"",
+        );
+        let loaded = load(&sources).expect("loads");
+        assert_eq!(loaded.config.http.extra_ca_file, Some(own_ca));
+        assert!(matches!(
+            loaded.origin("http.extra_ca_file"),
+            Origin::File(_)
+        ));
+
+        scratch.write("work/ccproxy.toml", "[http]\nextra_ca_file = \"\"");
+        let loaded = load(&sources).expect("loads");
+        assert_eq!(
+            loaded.config.http.extra_ca_file, None,
+            "an empty key turns it off"
+        );
+    }
+
+    #[test]
+    fn an_unusable_ssl_cert_file_is_skipped_with_a_warning() {
+        let scratch = Scratch::new();
+        let mut sources = sources(&scratch);
+        sources
+            .env
+            .push(("SSL_CERT_FILE".into(), "/nonexistent/bundle.pem".into()));
+        let loaded = load(&sources).expect("a foreign variable does not stop loading");
+        assert_eq!(loaded.config.http.extra_ca_file, None);
+        let [warning] = loaded.warnings.as_slice() else {
+            panic!("expected one warning: {:?}", loaded.warnings);
+        };
+        assert!(
+            warning
+                .starts_with("env SSL_CERT_FILE=/nonexistent/bundle.pem ignored: cannot read it: "),
+            "{warning}"
+        );
+        assert!(
+            warning.ends_with("fix or unset it, or set http.extra_ca_file"),
+            "{warning}"
         );
     }
 
