@@ -78,8 +78,11 @@
 //!   [`convert::ConvertError`] naming the path, rather than silently losing history.
 //! - **Chat → Responses and back:** reasoning in Chat history (`reasoning_content` is not
 //!   accepted back by servers); images and files inside tool results; Chat streams that
-//!   resume a tool call after the next one started (no OpenAI server does) lose the late
-//!   fragment, as Anthropic blocks and Responses items are sequential.
+//!   resume a tool call after a call first named in a later chunk started (no OpenAI server
+//!   does) lose the late fragment, as Anthropic blocks and Responses items are sequential.
+//!   Calls named together (several headers in one chunk, arguments following index by index
+//!   or interleaved) lose nothing: the first streams live, the others are held and sent whole
+//!   when it ends; a tool call's block starts once its name is known.
 //!
 //! Unknown block, part or item types in a request are refused with their path
 //! (`messages[2].content[0]: block type `x` cannot be converted to …`); in responses and
@@ -87,11 +90,13 @@
 //!
 //! # Memory
 //!
-//! Stream converters hold a few ids and counters per stream. The exception is a Responses
-//! client: that format repeats every finished output item in `response.completed` and the
-//! whole text of a part in its `.done` events, so the Responses encoder keeps what it
-//! emitted, as the upstream itself would. The SSE decoder holds at most one event
-//! ([`sse::DEFAULT_MAX_EVENT_SIZE`] unless configured).
+//! Stream converters hold a few ids and counters per stream. The exceptions: a Responses
+//! client, since that format repeats every finished output item in `response.completed` and
+//! the whole text of a part in its `.done` events, so the Responses encoder keeps what it
+//! emitted, as the upstream itself would; and a Chat upstream that names several tool calls
+//! before their arguments, whose held-back arguments are bounded at 4 MiB (beyond that the
+//! stream ends in the client format's error rather than grow). The SSE decoder holds at most
+//! one event ([`sse::DEFAULT_MAX_EVENT_SIZE`] unless configured).
 #![deny(missing_docs, missing_debug_implementations)]
 
 pub mod anthropic;

@@ -450,7 +450,7 @@ fn interleaved_chat_tool_fragments_after_the_next_call_started_are_dropped_on_pu
     // (Anthropic blocks, Responses items) cannot reopen call 0, so the late fragment is
     // dropped. OpenAI itself never does this.
     let mut events = chat_tools_stream();
-    let late = sse::Event::data(json!({"id":"chatcmpl-9","object":"chat.completion.chunk","created":1700000000,"model":"gpt-4o","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":" "}}]},"finish_reason":null}]}).to_string());
+    let late = sse::Event::data(json!({"id":"chatcmpl-9","object":"chat.completion.chunk","created":1700000000,"model":"gpt-4o","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"garbage"}}]},"finish_reason":null}]}).to_string());
     events.insert(6, late);
     let summary = grammar::validate(
         Format::AnthropicMessages,
@@ -571,6 +571,117 @@ fn chat_tool_calls_without_index_are_told_apart_by_id() {
                 call("call_a", "f", json!({"x": 1})),
                 call("call_b", "g", json!({"y": 2}))
             ]
+        );
+    }
+}
+#[test]
+fn chat_tool_call_headers_ahead_of_their_arguments_keep_every_argument() {
+    // Both headers in one chunk, then the arguments index by index.
+    let events = chat_calls_stream(&[
+        json!([
+            {"index":0,"id":"call_a","type":"function","function":{"name":"a","arguments":""}},
+            {"index":1,"id":"call_b","type":"function","function":{"name":"b","arguments":""}}
+        ]),
+        json!([{"index":0,"function":{"arguments":"{\"x\""}}]),
+        json!([{"index":0,"function":{"arguments":":1}"}}]),
+        json!([{"index":1,"function":{"arguments":"{\"y\":"}}]),
+        json!([{"index":1,"function":{"arguments":"2}"}}]),
+    ]);
+    for summary in from_chat(&events) {
+        assert_eq!(
+            calls(&summary),
+            [
+                call("call_a", "a", json!({"x": 1})),
+                call("call_b", "b", json!({"y": 2}))
+            ]
+        );
+    }
+}
+
+#[test]
+fn chat_tool_calls_interleaved_after_shared_headers_keep_every_argument() {
+    let events = chat_calls_stream(&[
+        json!([
+            {"index":0,"id":"call_a","type":"function","function":{"name":"a","arguments":"{\"x\":"}},
+            {"index":1,"id":"call_b","type":"function","function":{"name":"b","arguments":"{\"y\":"}}
+        ]),
+        json!([{"index":1,"function":{"arguments":"2"}}]),
+        json!([{"index":0,"function":{"arguments":"1"}}]),
+        json!([{"index":0,"function":{"arguments":"}"}},{"index":1,"function":{"arguments":"}"}}]),
+    ]);
+    for summary in from_chat(&events) {
+        assert_eq!(
+            calls(&summary),
+            [
+                call("call_a", "a", json!({"x": 1})),
+                call("call_b", "b", json!({"y": 2}))
+            ]
+        );
+    }
+}
+
+#[test]
+fn the_first_chat_tool_call_streams_live_while_the_others_wait() {
+    let events = chat_calls_stream(&[
+        json!([
+            {"index":0,"id":"call_a","type":"function","function":{"name":"a","arguments":""}},
+            {"index":1,"id":"call_b","type":"function","function":{"name":"b","arguments":""}}
+        ]),
+        json!([{"index":0,"function":{"arguments":"{\"x\":1}"}}]),
+        json!([{"index":1,"function":{"arguments":"{\"y\":2}"}}]),
+    ]);
+    let mut converter = StreamConverter::new(Format::OpenAiChat, Format::AnthropicMessages);
+    let mut out = Vec::new();
+    for event in &events[..3] {
+        converter.push(event, &mut out);
+    }
+    assert!(
+        out.iter().any(|event| event.data.contains("{\\\"x\\\":1}")),
+        "call 0's arguments went out as they arrived: {out:#?}"
+    );
+    assert!(
+        !out.iter().any(|event| event.data.contains("call_b")),
+        "call 1 waits until call 0 ends: {out:#?}"
+    );
+}
+
+#[test]
+fn a_chat_tool_name_that_arrives_late_still_names_the_call() {
+    let events = chat_calls_stream(&[
+        json!([{"index":0,"id":"call_a","type":"function","function":{"arguments":"{\"x\""}}]),
+        json!([{"index":0,"function":{"name":"late"}}]),
+        json!([{"index":0,"function":{"arguments":":1}"}}]),
+    ]);
+    for summary in from_chat(&events) {
+        assert_eq!(calls(&summary), [call("call_a", "late", json!({"x": 1}))]);
+    }
+}
+
+#[test]
+fn buffered_chat_tool_arguments_are_bounded() {
+    let huge = "x".repeat(5 << 20);
+    let events = chat_calls_stream(&[
+        json!([
+            {"index":0,"id":"call_a","type":"function","function":{"name":"a","arguments":""}},
+            {"index":1,"id":"call_b","type":"function","function":{"name":"b","arguments":""}}
+        ]),
+        json!([{"index":1,"function":{"arguments":huge}}]),
+    ]);
+    for to in [Format::AnthropicMessages, Format::OpenAiResponses] {
+        let out = convert(Format::OpenAiChat, to, &events);
+        let summary =
+            grammar::validate(to, &out).unwrap_or_else(|error| panic!("-> {to}: {error}"));
+        assert!(
+            summary
+                .error
+                .as_deref()
+                .is_some_and(|message| message.contains("buffer")),
+            "-> {to}: the stream ends in an error: {:?}",
+            summary.error
+        );
+        assert!(
+            out.iter().all(|event| event.data.len() < 1 << 20),
+            "-> {to}: the buffered arguments were not forwarded"
         );
     }
 }

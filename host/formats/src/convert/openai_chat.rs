@@ -608,10 +608,25 @@ pub(crate) fn encode_response(response: ir::Response) -> api::Response {
     }
 }
 
+/// The most tool-call argument bytes a Chat stream decoder holds back (calls waiting for the
+/// one before them to end, or for their name); beyond it the stream ends in an error.
+pub(crate) const MAX_BUFFERED_TOOL_ARGUMENTS: usize = 4 << 20;
+
 /// Chat chunks to internal events.
+///
+/// Tool calls: the client formats stream one block at a time, while a Chat server may name
+/// several calls in one chunk and then send their arguments index by index (or
+/// interleaved). So the first open call streams live and the others are buffered; they are
+/// sent as whole blocks when the live one ends: when a call first named in a later chunk
+/// arrives (a server names a call only once the calls before it are complete), or at the
+/// finish. A call's block starts only once its name is known.
 #[derive(Debug, Default)]
 pub(crate) struct StreamDecoder {
     started: bool,
+    /// The stream's id, for the call ids a server leaves out.
+    id: String,
+    /// Chunks seen, to tell calls named together from calls named later.
+    chunks: u64,
     /// The kind of block last opened: text, reasoning, or a tool call (its position in
     /// `calls`).
     current: Option<Current>,
@@ -629,12 +644,28 @@ enum Current {
     Tool(usize),
 }
 
-/// What identifies a tool call of the stream: its Chat `index` and its id, either of which
-/// a server may leave out.
+/// A tool call of the stream. Its Chat `index` and its id identify it, and a server may
+/// leave out either.
 #[derive(Debug)]
 struct SeenCall {
     index: Option<u32>,
     id: Option<String>,
+    name: Option<String>,
+    /// Arguments received and not yet passed on.
+    arguments: String,
+    /// The chunk that first named the call.
+    chunk: u64,
+    state: CallState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallState {
+    /// Not started: buffered.
+    Waiting,
+    /// The open block.
+    Live,
+    /// Its block is closed; later fragments are dropped.
+    Done,
 }
 
 impl StreamDecoder {
@@ -668,9 +699,131 @@ impl StreamDecoder {
             None => self.calls.len().checked_sub(1),
         }
     }
-}
 
-impl StreamDecoder {
+    /// Takes one tool-call fragment into its call's buffer.
+    fn take_fragment(&mut self, call: api::ToolCallDelta) {
+        let function = call.function.unwrap_or_default();
+        let id = call.id.filter(|id| !id.is_empty());
+        let position = self.call_of(call.index, id.as_deref()).unwrap_or_else(|| {
+            self.calls.push(SeenCall {
+                index: call.index,
+                id: None,
+                name: None,
+                arguments: String::new(),
+                chunk: self.chunks,
+                state: CallState::Waiting,
+            });
+            self.calls.len() - 1
+        });
+        let seen = &mut self.calls[position];
+        // A fragment of a call that already ended (a server that goes back to a call after
+        // the next one was named) cannot be placed in a sequential stream.
+        if seen.state == CallState::Done {
+            return;
+        }
+        if seen.id.is_none() {
+            seen.id = id;
+        }
+        // Identity fields repeated on later fragments are not concatenated (#59).
+        if seen.name.is_none() {
+            seen.name = function.name.filter(|name| !name.is_empty());
+        }
+        if let Some(arguments) = function.arguments {
+            seen.arguments.push_str(&arguments);
+        }
+    }
+
+    /// The open call that streams next: the earliest named, lowest index first.
+    fn next_open(&self) -> Option<usize> {
+        self.calls
+            .iter()
+            .enumerate()
+            .filter(|(_, call)| call.state != CallState::Done)
+            .min_by_key(|(position, call)| (call.chunk, call.index.unwrap_or(u32::MAX), *position))
+            .map(|(position, _)| position)
+    }
+
+    /// Passes on what the tool calls allow after a chunk: ends the calls that a call named
+    /// in a later chunk shows complete, then streams the first open call if its name is
+    /// known.
+    fn pump(&mut self, out: &mut Vec<ir::Event>) {
+        let newest = self
+            .calls
+            .iter()
+            .filter(|call| call.state != CallState::Done)
+            .map(|call| call.chunk)
+            .max();
+        if let Some(newest) = newest {
+            while let Some(position) = self
+                .next_open()
+                .filter(|position| self.calls[*position].chunk < newest)
+            {
+                self.end_call(position, out);
+            }
+        }
+        match self.current {
+            Some(Current::Tool(position)) => self.forward_arguments(position, out),
+            _ => {
+                if let Some(position) = self
+                    .next_open()
+                    .filter(|position| self.calls[*position].name.is_some())
+                {
+                    self.start_call(position, out);
+                }
+            }
+        }
+    }
+
+    fn start_call(&mut self, position: usize, out: &mut Vec<ir::Event>) {
+        self.close(out);
+        let call = &mut self.calls[position];
+        call.state = CallState::Live;
+        // Internal: some servers send no id; the stream still needs one.
+        let id = call.id.clone().unwrap_or_else(|| {
+            format!("call_{}_{}", self.id, call.index.unwrap_or(position as u32))
+        });
+        out.push(ir::Event::BlockStart(Block::ToolCall {
+            id,
+            name: call.name.clone().unwrap_or_default(),
+        }));
+        self.current = Some(Current::Tool(position));
+        self.forward_arguments(position, out);
+    }
+
+    fn forward_arguments(&mut self, position: usize, out: &mut Vec<ir::Event>) {
+        let arguments = &mut self.calls[position].arguments;
+        if !arguments.is_empty() {
+            out.push(ir::Event::ToolArgs(std::mem::take(arguments)));
+        }
+    }
+
+    /// Ends a call: the live one closes, a buffered one goes out whole (with an empty name
+    /// if none ever came).
+    fn end_call(&mut self, position: usize, out: &mut Vec<ir::Event>) {
+        if self.current != Some(Current::Tool(position)) {
+            self.start_call(position, out);
+        }
+        self.close(out);
+    }
+
+    /// Ends every tool call, in order.
+    fn end_calls(&mut self, out: &mut Vec<ir::Event>) {
+        if matches!(self.current, Some(Current::Tool(_))) {
+            self.close(out);
+        }
+        while let Some(position) = self.next_open() {
+            self.end_call(position, out);
+        }
+    }
+
+    fn buffered(&self) -> usize {
+        self.calls
+            .iter()
+            .filter(|call| call.state != CallState::Done)
+            .map(|call| call.arguments.len())
+            .sum()
+    }
+
     pub(crate) fn push(&mut self, event: &sse::Event, out: &mut Vec<ir::Event>) {
         if self.finished {
             return;
@@ -700,8 +853,10 @@ impl StreamDecoder {
             }
             api::StreamEvent::Chunk(chunk) => chunk,
         };
+        self.chunks += 1;
         if !self.started && (!chunk.choices.is_empty() || chunk.usage.is_some()) {
             self.started = true;
+            self.id = chunk.id.clone();
             out.push(ir::Event::Start {
                 id: chunk.id.clone(),
                 model: chunk.model.clone(),
@@ -716,59 +871,34 @@ impl StreamDecoder {
                 .as_deref()
                 .or_else(|| reasoning_extension(&delta.extra));
             if let Some(text) = reasoning.filter(|text| !text.is_empty()) {
-                self.open(Current::Reasoning, None, out);
+                self.open(Current::Reasoning, out);
                 out.push(ir::Event::Reasoning(text.to_owned()));
             }
             for text in [delta.content, delta.refusal].into_iter().flatten() {
                 if !text.is_empty() {
-                    self.open(Current::Text, None, out);
+                    self.open(Current::Text, out);
                     out.push(ir::Event::Text(text));
                 }
             }
-            for call in delta.tool_calls.unwrap_or_default() {
-                let function = call.function.unwrap_or_default();
-                let id = call.id.filter(|id| !id.is_empty());
-                let position = match self.call_of(call.index, id.as_deref()) {
-                    Some(position) => {
-                        if self.calls[position].id.is_none() {
-                            self.calls[position].id = id;
-                        }
-                        position
-                    }
-                    None => {
-                        let position = self.calls.len();
-                        // Internal: some servers send no id; the stream still needs one.
-                        let block_id = id.clone().unwrap_or_else(|| {
-                            format!(
-                                "call_{}_{}",
-                                chunk.id,
-                                call.index.unwrap_or(position as u32)
-                            )
-                        });
-                        self.calls.push(SeenCall {
-                            index: call.index,
-                            id,
-                        });
-                        self.open(
-                            Current::Tool(position),
-                            Some(Block::ToolCall {
-                                id: block_id,
-                                name: function.name.unwrap_or_default(),
-                            }),
-                            out,
-                        );
-                        position
-                    }
-                };
-                // Fragments of a call that is no longer the current one (a server that
-                // interleaves parallel calls) cannot be placed in a sequential stream.
-                if self.current == Some(Current::Tool(position))
-                    && let Some(arguments) = function.arguments.filter(|args| !args.is_empty())
-                {
-                    out.push(ir::Event::ToolArgs(arguments));
+            if let Some(calls) = delta.tool_calls.filter(|calls| !calls.is_empty()) {
+                for call in calls {
+                    self.take_fragment(call);
+                }
+                self.pump(out);
+                if self.buffered() > MAX_BUFFERED_TOOL_ARGUMENTS {
+                    self.finished = true;
+                    out.push(ir::Event::Error {
+                        kind: ErrorKind::Api,
+                        message: format!(
+                            "the upstream interleaved its tool calls beyond the {} MiB the proxy buffers",
+                            MAX_BUFFERED_TOOL_ARGUMENTS >> 20
+                        ),
+                    });
+                    return;
                 }
             }
             if let Some(reason) = choice.finish_reason {
+                self.end_calls(out);
                 self.close(out);
                 self.stop = Some(ir::Stop {
                     reason: ir::StopReason::from_chat(&reason),
@@ -784,22 +914,29 @@ impl StreamDecoder {
         }
     }
 
-    fn open(&mut self, kind: Current, block: Option<Block>, out: &mut Vec<ir::Event>) {
+    /// Opens a text or reasoning block, unless it is the open one.
+    fn open(&mut self, kind: Current, out: &mut Vec<ir::Event>) {
         if self.current == Some(kind) {
             return;
         }
         self.close(out);
         self.current = Some(kind);
-        out.push(ir::Event::BlockStart(match (kind, block) {
-            (_, Some(block)) => block,
-            (Current::Reasoning, None) => Block::Reasoning,
+        out.push(ir::Event::BlockStart(match kind {
+            Current::Reasoning => Block::Reasoning,
             _ => Block::Text,
         }));
     }
 
+    /// Closes the open block; a tool call's block closes for good.
     fn close(&mut self, out: &mut Vec<ir::Event>) {
-        if self.current.take().is_some() {
-            out.push(ir::Event::BlockStop);
+        match self.current.take() {
+            Some(Current::Tool(position)) => {
+                self.forward_arguments(position, out);
+                self.calls[position].state = CallState::Done;
+                out.push(ir::Event::BlockStop);
+            }
+            Some(_) => out.push(ir::Event::BlockStop),
+            None => {}
         }
     }
 
@@ -811,6 +948,7 @@ impl StreamDecoder {
         }
         if let Some(stop) = self.stop.take() {
             self.finished = true;
+            self.end_calls(out);
             self.close(out);
             out.push(ir::Event::Finish {
                 stop,
