@@ -1,8 +1,11 @@
-//! OAuth with Claude through the real CLI and host: `ccproxy auth login
-//! claude-api --manual`, `status`, `refresh` and `logout` (plugin
-//! `oauth_claude`), and a proxy in OAuth mode (plugin `claude_api`) refreshing
-//! an expired token once for fifty concurrent requests; all against the mock
-//! upstream's fake authorization server.
+//! OAuth through the real CLI and host, against the mock upstream's fake
+//! authorization servers: `ccproxy auth login` (the browser flow's callback
+//! server and its state check, the page it answers, the manual flow's
+//! pasted code), `status`, `refresh`, `logout` and `providers` for both
+//! auth providers (`oauth_claude`, `oauth_codex`), and `claude_api` in OAuth
+//! mode: what it sends upstream (the Claude Code identity block, no billing
+//! line, at most four cache marks, merged betas, the Claude CLI's headers)
+//! and one refresh for fifty concurrent requests.
 
 use std::{
     fs,
@@ -1312,4 +1315,254 @@ fn auth_providers_lists_the_auth_plugins_and_initialises_only_cli_safe_ones() {
         },
     );
     assert!(access_log.exists(), "{}", proxy.log());
+}
+
+// What `claude_api` sends upstream in OAuth mode, as the mock upstream
+// recorded it.
+
+/// A login that stays valid during the test.
+const VALID_ACCESS: &str = "sk-ant-oat01-valid-0000000000";
+/// The Claude Code identity block every OAuth request opens with.
+const CLAUDE_CODE_IDENTITY: &str = "You are Claude Code, Anthropic's official CLI for Claude.";
+
+/// A proxy in OAuth mode, logged in with [`VALID_ACCESS`], in front of `mock`.
+fn oauth_proxy(mock: &Mock) -> Proxy {
+    let sandbox = Sandbox::new();
+    let credentials = sandbox.root().join("creds.json");
+    let login = json!({"claudeAiOauth": {
+        "accessToken": VALID_ACCESS,
+        "refreshToken": "sk-ant-ort01-valid-0000000000",
+        "expiresAt": now_ms() + 3_600_000,
+        "scopes": ["user:inference", "user:profile"],
+        "subscriptionType": "max",
+    }});
+    fs::write(&credentials, login.to_string()).expect("the credentials file can be written");
+    fs::set_permissions(&credentials, fs::Permissions::from_mode(0o600))
+        .expect("the credentials file can be chmod 600");
+    let mut env = oauth_env(mock, &credentials);
+    env.push(("PLUGINS__CLAUDE_API__BASE_URL".to_owned(), mock.url()));
+    env.push((
+        "PLUGINS__CLAUDE_API__AUTH_MODE".to_owned(),
+        "oauth".to_owned(),
+    ));
+    let env = borrowed(&env);
+    Proxy::start_in(
+        sandbox,
+        ProxyOptions {
+            bundled: &["claude_api", "oauth_claude"],
+            env: &env,
+            ..ProxyOptions::default()
+        },
+    )
+}
+
+/// How many blocks of `body` carry `cache_control`.
+fn cache_marks(body: &Value) -> usize {
+    body.to_string().matches("\"cache_control\"").count()
+}
+
+/// The upstream request `n` (0 = first) to `/v1/messages`.
+fn sent_upstream(mock: &Mock, n: usize) -> Value {
+    let sent = mock.requests_to("/v1/messages");
+    sent.get(n)
+        .cloned()
+        .unwrap_or_else(|| panic!("no upstream request {n}: {sent:#?}"))
+}
+
+#[test]
+fn oauth_mode_shapes_the_request_as_claude_code_sends_it() {
+    let mock = Mock::start(&[
+        "--expect-header",
+        &format!("authorization=Bearer {VALID_ACCESS}"),
+        "--forbid-header",
+        "x-api-key",
+        "--quiet",
+    ]);
+    let proxy = oauth_proxy(&mock);
+    let marked =
+        |text: &str| json!({"type": "text", "text": text, "cache_control": {"type": "ephemeral"}});
+    // An SDK client (not Claude Code): a system prompt with Claude Code's
+    // per-request billing line, a block that is only that line, and six
+    // cache_control marks (seven with the injected identity).
+    let body = json!({
+        "model": "claude-sonnet-4-20250514", "max_tokens": 100,
+        "system": [
+            marked("x-anthropic-billing-header: cc_version=1.0.113; cch=0a1b2c;\nYou are a pirate."),
+            {"type": "text", "text": "x-anthropic-billing-header: cch=ffff;"},
+            marked(&"Long house rules. ".repeat(200)),
+        ],
+        "messages": [
+            {"role": "user", "content": [marked("Hi"), marked(&"Some long context. ".repeat(100))]},
+            {"role": "assistant", "content": [marked("Ahoy")]},
+            {"role": "user", "content": [marked("Where is the treasure?")]},
+        ],
+    });
+    let reply = proxy.request(
+        "POST",
+        "/claude/v1/messages",
+        &[
+            ("content-type", "application/json"),
+            ("anthropic-version", "2023-06-01"),
+            (
+                "anthropic-beta",
+                "interleaved-thinking-2025-05-14,oauth-2025-04-20",
+            ),
+            ("authorization", "Bearer client-proxy-token"),
+            ("x-api-key", "client-key"),
+            ("cookie", "session=1"),
+            ("user-agent", "Anthropic/Python 0.40.0"),
+            ("x-stainless-lang", "python"),
+        ],
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(reply.status, 200, "{}\n{}", reply.text(), mock.log());
+
+    let sent = sent_upstream(&mock, 0);
+    let upstream = &sent["body"];
+    let system = upstream["system"].as_array().expect("a system array");
+    // The identity block first, marked; the billing lines gone (the block
+    // holding nothing else too), the rest of the text byte for byte.
+    assert_eq!(system[0], marked(CLAUDE_CODE_IDENTITY), "{upstream}");
+    assert_eq!(system[1]["text"], "You are a pirate.");
+    assert_eq!(system.len(), 3, "{upstream}");
+    assert!(
+        !upstream.to_string().contains("x-anthropic-billing-header"),
+        "{upstream}"
+    );
+    // At most four marks: the identity's, then the largest blocks'.
+    assert_eq!(cache_marks(upstream), 4, "{upstream}");
+    assert!(system[2].get("cache_control").is_some(), "{upstream}");
+    assert!(
+        upstream["messages"][0]["content"][1]
+            .get("cache_control")
+            .is_some(),
+        "{upstream}"
+    );
+    // Headers: the login's token, never the client's credentials; the
+    // client's betas then the required ones; the Claude CLI's identity
+    // (its defaults, since the client is not Claude Code).
+    let headers = &sent["headers"];
+    assert_eq!(headers["authorization"], format!("Bearer {VALID_ACCESS}"));
+    for absent in ["x-api-key", "cookie"] {
+        assert!(headers.get(absent).is_none(), "{headers}");
+    }
+    assert_eq!(
+        headers["anthropic-beta"],
+        "interleaved-thinking-2025-05-14,oauth-2025-04-20,claude-code-20250219"
+    );
+    assert_eq!(headers["anthropic-version"], "2023-06-01");
+    assert_eq!(
+        headers["user-agent"],
+        "claude-cli/1.0.113 (external, sdk-cli)"
+    );
+    assert_eq!(headers["x-app"], "cli");
+    assert_eq!(headers["x-stainless-lang"], "js");
+    assert_eq!(headers["x-stainless-runtime"], "node");
+    assert_eq!(headers["x-stainless-package-version"], "0.60.0");
+    assert_eq!(headers["anthropic-dangerous-direct-browser-access"], "true");
+
+    // An OpenAI client is shaped the same after conversion.
+    let reply = proxy.post_json(
+        "/claude/v1/chat/completions",
+        &json!({"model": "claude-sonnet-4-20250514", "messages": [
+            {"role": "system", "content": "x-anthropic-billing-header: cch=1;\nBe brief."},
+            {"role": "user", "content": "Hello"},
+        ]}),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let sent = sent_upstream(&mock, 1);
+    let system = &sent["body"]["system"];
+    assert_eq!(system[0]["text"], CLAUDE_CODE_IDENTITY, "{sent}");
+    assert!(!system.to_string().contains("billing"), "{system}");
+    assert!(system.to_string().contains("Be brief."), "{system}");
+    assert_eq!(
+        sent["headers"]["anthropic-beta"],
+        "claude-code-20250219,oauth-2025-04-20"
+    );
+    assert_eq!(sent["headers"]["x-app"], "cli");
+}
+
+#[test]
+fn oauth_mode_forwards_claude_codes_own_identity_headers() {
+    let mock = Mock::start(&["--forbid-header", "x-api-key", "--quiet"]);
+    let proxy = oauth_proxy(&mock);
+    let capture: Value = serde_json::from_str(
+        &fs::read_to_string(
+            ccproxy_e2e::workspace_root().join("tests/data/claude_cli_request_capture.json"),
+        )
+        .expect("the Claude Code capture is checked in"),
+    )
+    .expect("the capture is JSON");
+    // A newer Claude Code than the defaults, so its own values are seen.
+    let mut client: Vec<(String, String)> = capture["headers"]
+        .as_object()
+        .expect("captured headers")
+        .iter()
+        .filter(|(name, _)| {
+            !matches!(
+                name.as_str(),
+                "host" | "content-length" | "connection" | "accept-encoding"
+            )
+        })
+        .map(|(name, value)| (name.clone(), value.as_str().unwrap_or_default().to_owned()))
+        .filter(|(_, value)| !value.is_empty())
+        .collect();
+    for (name, value) in &mut client {
+        match name.as_str() {
+            "user-agent" => *value = "claude-cli/2.0.14 (external, cli)".to_owned(),
+            "x-stainless-package-version" => *value = "0.70.1".to_owned(),
+            "x-stainless-retry-count" => *value = "2".to_owned(),
+            _ => {}
+        }
+    }
+    client.push(("x-api-key".to_owned(), "anything".to_owned()));
+    client.push(("x-stainless-helper-method".to_owned(), "stream".to_owned()));
+    let headers: Vec<(&str, &str)> = client
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    let reply = proxy.request(
+        "POST",
+        "/claude/v1/messages",
+        &headers,
+        capture["body_json"].to_string().as_bytes(),
+    );
+    assert_eq!(reply.status, 200, "{}\n{}", reply.text(), mock.log());
+
+    let sent = sent_upstream(&mock, 0);
+    let upstream = &sent["headers"];
+    assert_eq!(upstream["authorization"], format!("Bearer {VALID_ACCESS}"));
+    assert!(upstream.get("x-api-key").is_none(), "{upstream}");
+    assert_eq!(upstream["user-agent"], "claude-cli/2.0.14 (external, cli)");
+    assert_eq!(upstream["x-stainless-package-version"], "0.70.1");
+    assert_eq!(upstream["x-stainless-retry-count"], "2");
+    assert_eq!(upstream["x-stainless-helper-method"], "stream");
+    for name in [
+        "x-app",
+        "x-stainless-lang",
+        "x-stainless-os",
+        "x-stainless-arch",
+        "x-stainless-runtime",
+        "x-stainless-runtime-version",
+        "x-stainless-timeout",
+        "anthropic-dangerous-direct-browser-access",
+        "accept",
+    ] {
+        assert_eq!(
+            upstream[name], capture["headers"][name],
+            "{name}: {upstream}"
+        );
+    }
+    assert_eq!(
+        upstream["anthropic-beta"], capture["headers"]["anthropic-beta"],
+        "{upstream}"
+    );
+    // Claude Code's prompt already opens with the identity: not doubled.
+    let system = &sent["body"]["system"];
+    assert_eq!(system[0]["text"], CLAUDE_CODE_IDENTITY);
+    assert_ne!(system[1]["text"], CLAUDE_CODE_IDENTITY);
+    assert_eq!(
+        system.as_array().map(Vec::len),
+        capture["body_json"]["system"].as_array().map(Vec::len)
+    );
 }

@@ -2,8 +2,9 @@
 //!
 //! Headers are built from scratch rather than filtered from the client's:
 //! only the two Anthropic protocol headers a client legitimately sets
-//! (`anthropic-beta`, `anthropic-version`) are taken from it, so its own
-//! credentials, cookies and hop-by-hop headers cannot leak upstream.
+//! (`anthropic-beta`, `anthropic-version`) are taken from it, and in OAuth
+//! mode the Claude CLI's identity headers of a Claude Code client, so its
+//! own credentials, cookies and hop-by-hop headers cannot leak upstream.
 
 use ccproxy_plugin_abi::{Context, ErrorKind, Headers, PluginError, Value, json, serde_json};
 use serde::Deserialize;
@@ -16,8 +17,76 @@ pub(crate) const OAUTH_SERVICE: &str = "oauth.claude-api";
 /// Betas Anthropic requires with a subscription (OAuth) token.
 pub(crate) const OAUTH_BETAS: [&str; 2] = ["claude-code-20250219", "oauth-2025-04-20"];
 
-/// What this plugin calls itself upstream.
+/// What this plugin calls itself upstream with an API key.
 pub(crate) const USER_AGENT: &str = concat!("ccproxy/", env!("CARGO_PKG_VERSION"));
+
+/// The headers by which the Claude CLI (Claude Code) identifies itself,
+/// besides every `x-stainless-*` one (its Anthropic SDK's).
+const CLAUDE_CLI_IDENTITY: [&str; 6] = [
+    "accept",
+    "accept-language",
+    "anthropic-dangerous-direct-browser-access",
+    "sec-fetch-mode",
+    "user-agent",
+    "x-app",
+];
+
+/// The Claude CLI identity sent in OAuth mode for a client that is not
+/// Claude Code: what claude-cli 1.0.113 sends (`tests/data/claude_cli_request_capture.json`),
+/// the original's fallback when no Claude CLI is installed to copy
+/// (`ccproxy/data/claude_headers_fallback.json`). Its `connection`,
+/// `accept-encoding`, `host` and `content-length` are left to the host's
+/// HTTP client.
+pub(crate) const CLAUDE_CLI_DEFAULTS: [(&str, &str); 14] = [
+    ("accept", "application/json"),
+    ("x-stainless-retry-count", "0"),
+    ("x-stainless-timeout", "600"),
+    ("x-stainless-lang", "js"),
+    ("x-stainless-package-version", "0.60.0"),
+    ("x-stainless-os", "Linux"),
+    ("x-stainless-arch", "x64"),
+    ("x-stainless-runtime", "node"),
+    ("x-stainless-runtime-version", "v22.17.0"),
+    ("anthropic-dangerous-direct-browser-access", "true"),
+    ("x-app", "cli"),
+    ("user-agent", "claude-cli/1.0.113 (external, sdk-cli)"),
+    ("accept-language", "*"),
+    ("sec-fetch-mode", "cors"),
+];
+
+/// Whether `client` is Claude Code: its user agent is `claude-cli/…`.
+fn is_claude_code(client: &Headers) -> bool {
+    client.get("user-agent").is_some_and(|agent| {
+        agent
+            .trim_start()
+            .get(.."claude-cli/".len())
+            .is_some_and(|head| head.eq_ignore_ascii_case("claude-cli/"))
+    })
+}
+
+/// The Claude CLI identity headers for an OAuth request: a Claude Code
+/// client's own (those of [`CLAUDE_CLI_IDENTITY`] and `x-stainless-*` it
+/// sent, in its order), so Anthropic sees the version actually talking;
+/// for any other client, [`CLAUDE_CLI_DEFAULTS`] (as the original, which
+/// sends the detected or fallback Claude CLI headers in OAuth mode).
+pub(crate) fn claude_cli_identity(client: &Headers) -> Vec<(String, String)> {
+    if !is_claude_code(client) {
+        return CLAUDE_CLI_DEFAULTS
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+    }
+    let mut identity: Vec<(String, String)> = Vec::new();
+    for (name, value) in client.iter() {
+        let name = name.to_ascii_lowercase();
+        let is_identity =
+            CLAUDE_CLI_IDENTITY.contains(&name.as_str()) || name.starts_with("x-stainless-");
+        if is_identity && !identity.iter().any(|(seen, _)| *seen == name) {
+            identity.push((name, value.to_owned()));
+        }
+    }
+    identity
+}
 
 /// A credential for the upstream.
 #[derive(Debug, Clone)]
@@ -132,7 +201,9 @@ pub(crate) fn merge_betas(client: &Headers, required: &[&str]) -> Option<String>
 /// The upstream headers for `credential`: content type, version (the
 /// client's if it sent one), credential, merged betas (the OAuth ones only
 /// with an OAuth token: never betas the client did not ask for otherwise,
-/// ccproxy-api #54/#56/#60) and our user agent.
+/// ccproxy-api #54/#56/#60), then who is calling: with an API key our user
+/// agent, with an OAuth token the Claude CLI's identity
+/// ([`claude_cli_identity`]), which a subscription token is issued for.
 pub(crate) fn upstream_headers(
     credential: &Credential,
     client: &Headers,
@@ -159,7 +230,14 @@ pub(crate) fn upstream_headers(
     if let Some(betas) = merge_betas(client, required) {
         headers.set("anthropic-beta", betas);
     }
-    headers.set("user-agent", USER_AGENT);
+    match credential {
+        Credential::ApiKey(_) => headers.set("user-agent", USER_AGENT),
+        Credential::OAuth(_) => {
+            for (name, value) in claude_cli_identity(client) {
+                headers.set(&name, value);
+            }
+        }
+    }
     headers
 }
 
@@ -220,22 +298,98 @@ mod tests {
     }
 
     #[test]
-    fn oauth_headers() {
+    fn oauth_headers_carry_the_claude_cli_identity() {
+        // Not Claude Code: the Claude CLI's defaults, never the client's
+        // own identity or credentials.
+        let client = headers(&[
+            ("user-agent", "Anthropic/Python 0.40.0"),
+            ("x-stainless-lang", "python"),
+            ("authorization", "Bearer client-token"),
+            ("x-api-key", "client-key"),
+        ]);
         let built = upstream_headers(
             &Credential::OAuth(Secret::new("tok")),
-            &Headers::default(),
+            &client,
             "2023-06-01",
         );
-        assert_eq!(
-            built,
-            headers(&[
-                ("content-type", "application/json"),
-                ("anthropic-version", "2023-06-01"),
-                ("authorization", "Bearer tok"),
-                ("anthropic-beta", "claude-code-20250219,oauth-2025-04-20"),
-                ("user-agent", USER_AGENT),
-            ])
+        let mut expected = headers(&[
+            ("content-type", "application/json"),
+            ("anthropic-version", "2023-06-01"),
+            ("authorization", "Bearer tok"),
+            ("anthropic-beta", "claude-code-20250219,oauth-2025-04-20"),
+        ]);
+        expected.0.extend(
+            CLAUDE_CLI_DEFAULTS
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned())),
         );
+        assert_eq!(built, expected);
+        assert_eq!(
+            built.get("user-agent"),
+            Some("claude-cli/1.0.113 (external, sdk-cli)")
+        );
+        assert_eq!(built.get("x-app"), Some("cli"));
+        assert_eq!(built.get("x-stainless-lang"), Some("js"));
+    }
+
+    #[test]
+    fn a_claude_code_clients_own_identity_is_forwarded() {
+        let client = headers(&[
+            ("Host", "127.0.0.1:8000"),
+            ("Connection", "keep-alive"),
+            ("Accept", "application/json"),
+            ("X-Stainless-Retry-Count", "1"),
+            ("X-Stainless-Lang", "js"),
+            ("X-Stainless-Package-Version", "0.70.1"),
+            ("X-Stainless-Helper-Method", "stream"),
+            ("Authorization", "Bearer proxy-token"),
+            ("x-api-key", "client-key"),
+            ("cookie", "a=b"),
+            ("X-App", "cli"),
+            ("User-Agent", "claude-cli/2.0.14 (external, cli)"),
+            ("anthropic-dangerous-direct-browser-access", "true"),
+            ("accept-encoding", "gzip, deflate"),
+            ("content-length", "10"),
+        ]);
+        assert_eq!(
+            claude_cli_identity(&client),
+            [
+                ("accept", "application/json"),
+                ("x-stainless-retry-count", "1"),
+                ("x-stainless-lang", "js"),
+                ("x-stainless-package-version", "0.70.1"),
+                ("x-stainless-helper-method", "stream"),
+                ("x-app", "cli"),
+                ("user-agent", "claude-cli/2.0.14 (external, cli)"),
+                ("anthropic-dangerous-direct-browser-access", "true"),
+            ]
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        );
+        let built = upstream_headers(
+            &Credential::OAuth(Secret::new("tok")),
+            &client,
+            "2023-06-01",
+        );
+        assert_eq!(built.get("authorization"), Some("Bearer tok"));
+        for absent in [
+            "x-api-key",
+            "cookie",
+            "host",
+            "connection",
+            "content-length",
+            "accept-encoding",
+        ] {
+            assert_eq!(built.get(absent), None, "{absent}");
+        }
+        // The API key path keeps our own user agent and no client identity.
+        let built = upstream_headers(
+            &Credential::ApiKey(Secret::new("sk-ant-key")),
+            &client,
+            "2023-06-01",
+        );
+        assert_eq!(built.get("user-agent"), Some(USER_AGENT));
+        assert_eq!(built.get("x-app"), None);
+        assert_eq!(built.get("x-stainless-lang"), None);
     }
 
     #[test]

@@ -18,7 +18,11 @@
 //! subscription's OAuth token from the `oauth.claude-api` service (plugin
 //! `oauth_claude`, `ccproxy auth login claude-api`) is sent as a bearer token,
 //! with the betas and the Claude Code system prompt block Anthropic requires
-//! for it. The client's own credentials are never forwarded.
+//! for it, and the Claude CLI's identity headers (`user-agent: claude-cli/…`,
+//! `x-app: cli`, the `x-stainless-*` set): a Claude Code client's own, for
+//! any other client those of claude-cli 1.0.113, as the original sends them.
+//! With an API key the user agent is `ccproxy/<version>`. The client's own
+//! credentials are never forwarded.
 //!
 //! Body shaping, in order (see `shaping.rs`): null `temperature` stripped,
 //! `top_p` dropped when `temperature` is set, `max_tokens` defaulted, `stream`
@@ -635,8 +639,11 @@ mod tests {
     }
 
     #[test]
-    fn claude_code_headers_pass_only_the_protocol_ones() {
-        let (client, body) = capture();
+    fn claude_code_headers_pass_the_protocol_and_identity_ones() {
+        let (mut client, body) = capture();
+        // The capture's credentials are blanked; a real client sends some.
+        client.set("authorization", "Bearer client-proxy-token");
+        client.set("x-api-key", "client-key");
         let plugin = start(&oauth_host(json!({})));
         let upstream = plugin
             .prepare_upstream(provider_request("/claude/v1/messages", &body, client))
@@ -651,7 +658,22 @@ mod tests {
                     "anthropic-beta",
                     "claude-code-20250219,oauth-2025-04-20,interleaved-thinking-2025-05-14,fine-grained-tool-streaming-2025-05-14"
                 ),
-                ("user-agent", auth::USER_AGENT),
+                // The client's own, in its order (the capture's keys are
+                // read sorted).
+                ("accept", "application/json"),
+                ("accept-language", "*"),
+                ("anthropic-dangerous-direct-browser-access", "true"),
+                ("sec-fetch-mode", "cors"),
+                ("user-agent", "claude-cli/1.0.113 (external, sdk-cli)"),
+                ("x-app", "cli"),
+                ("x-stainless-arch", "x64"),
+                ("x-stainless-lang", "js"),
+                ("x-stainless-os", "Linux"),
+                ("x-stainless-package-version", "0.60.0"),
+                ("x-stainless-retry-count", "0"),
+                ("x-stainless-runtime", "node"),
+                ("x-stainless-runtime-version", "v22.17.0"),
+                ("x-stainless-timeout", "600"),
             ])
         );
     }
