@@ -68,7 +68,9 @@
 //!   set (recent Claude models reject both); `temperature` other than 1, `top_k` and `top_p`
 //!   below 0.95 when thinking is on (Anthropic rejects them); thinking itself when the last
 //!   tool-calling assistant turn has no signed thinking block (Anthropic would reject the
-//!   request); reasoning from OpenAI history (no Anthropic signature); media given only as
+//!   request) and when `tool_choice` forces tool use (`required` or a named function: Anthropic
+//!   rejects thinking with a forced tool, and the forced tool is what the client asked for);
+//!   reasoning from OpenAI history (no Anthropic signature); media given only as
 //!   an OpenAI file id; `response_format` becomes an instruction in the system prompt
 //!   rather than a schema-enforced output; Chat choices after the first.
 //! - **Responses → anything:** built-in tools (`web_search`, `file_search`, `local_shell`,

@@ -745,3 +745,38 @@ fn reasoning_between_responses_function_calls_keeps_one_chat_assistant_message()
     assert_eq!(messages[2]["tool_call_id"], "call_1");
     assert_eq!(messages[3]["tool_call_id"], "call_2");
 }
+
+#[test]
+fn thinking_is_dropped_on_purpose_when_tool_use_is_forced() {
+    // Anthropic: "Thinking may not be enabled when tool_choice forces tool use". The forced
+    // tool is what the client asked for, so thinking gives way.
+    let tools =
+        json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]);
+    for (choice, anthropic_choice) in [
+        (json!("required"), json!({"type": "any"})),
+        (
+            json!({"type": "function", "function": {"name": "f"}}),
+            json!({"type": "tool", "name": "f"}),
+        ),
+    ] {
+        let body = json!({"model": "m", "reasoning_effort": "high", "temperature": 0.3,
+            "messages": [{"role": "user", "content": "x"}], "tools": tools, "tool_choice": choice});
+        let out = request(C, A, body);
+        assert!(out.get("thinking").is_none(), "{out}");
+        assert_eq!(out["tool_choice"], anthropic_choice);
+        assert_eq!(
+            out["temperature"], 0.3,
+            "without thinking the sampling fields stay"
+        );
+    }
+    let responses = json!({"model": "m", "reasoning": {"effort": "low"}, "input": "x",
+        "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}],
+        "tool_choice": "required"});
+    assert!(request(R, A, responses).get("thinking").is_none());
+    let auto = json!({"model": "m", "reasoning_effort": "high", "messages": [{"role": "user", "content": "x"}],
+        "tools": tools, "tool_choice": "auto"});
+    assert!(
+        request(C, A, auto).get("thinking").is_some(),
+        "auto does not force a tool"
+    );
+}

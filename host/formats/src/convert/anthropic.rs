@@ -409,10 +409,18 @@ pub(crate) fn encode_request(request: ir::Request) -> api::Request {
     let mut temperature = request.temperature;
     let mut top_p = request.top_p;
     let mut top_k = request.top_k;
+    // Anthropic rejects thinking with a tool choice that forces tool use; the forced tool
+    // is what the client asked for, so thinking gives way.
+    let forces_tool_use = !request.tools.is_empty()
+        && matches!(
+            request.tool_choice,
+            Some(ir::ToolChoice::Required | ir::ToolChoice::Named(_))
+        );
     let thinking = request
         .reasoning
         .as_ref()
         .filter(|reasoning| !reasoning.is_off())
+        .filter(|_| !forces_tool_use)
         .filter(|_| last_tool_turn_has_thinking(&messages))
         .map(|reasoning| {
             let budget = reasoning.budget_tokens();
