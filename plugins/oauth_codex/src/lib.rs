@@ -107,7 +107,11 @@ struct Config {
     /// The browser flow's callback (the CLI listens there; the Codex client
     /// is registered for port 1455).
     redirect_uri: String,
-    /// The manual flow's redirect.
+    /// The manual flow's redirect, the original's
+    /// (`https://platform.openai.com/oauth/callback`, its `oauth_codex`
+    /// `cli.manual_redirect_uri`). The address the browser lands on carries
+    /// `code` and `state`; `ccproxy auth login codex --manual` takes it pasted
+    /// whole and checks the state.
     manual_redirect_uri: String,
     /// Empty: `$CODEX_HOME/auth.json`, else `$HOME/.codex/auth.json`, the
     /// Codex CLI's file.
@@ -420,7 +424,7 @@ impl Plugin for OAuthCodex {
             .config_key("token_url", "the token endpoint, for the code exchange and refresh (a path is taken under base_url)")
             .config_key("client_id", "the OAuth client id (the Codex CLI's)")
             .config_key("redirect_uri", "the browser flow's callback, where the CLI listens (the Codex client allows port 1455)")
-            .config_key("manual_redirect_uri", "the manual flow's redirect")
+            .config_key("manual_redirect_uri", "the manual flow's redirect; paste the address the browser lands on")
             .config_key("scopes", "scopes requested at login and refresh")
             .config_key("credentials_file", "where tokens are stored; empty: $CODEX_HOME/auth.json or ~/.codex/auth.json, shared with the Codex CLI")
             .config_key("refresh_grace_seconds", "refresh a token this many seconds before it expires")
