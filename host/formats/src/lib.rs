@@ -42,7 +42,8 @@
 //! tool definitions, `tool_choice` and parallel tool calls, streamed tool-call arguments
 //! (incrementally, with `index` on every Chat fragment; Chat upstreams that send no `index`,
 //! as Gemini's OpenAI-compatible endpoint, are read by id: a new id is a new call, a
-//! fragment with neither continues the last call), images as base64 and as URLs,
+//! fragment with neither continues the last call), images as base64 and as URLs (a `data:`
+//! URL that is not base64 is percent-decoded and sent as base64, Anthropic's only inline form),
 //! PDFs as base64 documents/files, thinking and reasoning both ways (budget ↔ effort in
 //! requests; thinking blocks ↔ `reasoning_content` ↔ reasoning summary items in responses),
 //! structured output, stop reasons (tool calls always report `tool_use` / `tool_calls`),

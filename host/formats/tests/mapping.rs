@@ -780,3 +780,18 @@ fn thinking_is_dropped_on_purpose_when_tool_use_is_forced() {
         "auto does not force a tool"
     );
 }
+
+#[test]
+fn data_urls_that_are_not_base64_reach_anthropic_as_base64() {
+    // Anthropic has no source for `data:` URLs; a percent-encoded one is decoded and sent
+    // as base64 like any other inline image.
+    let chat = json!({"model": "m", "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/svg+xml;utf8,%3Csvg%20xmlns='http://www.w3.org/2000/svg'/%3E"}}
+    ]}]});
+    let anthropic = request(C, A, chat);
+    assert_eq!(
+        anthropic["messages"][0]["content"][0]["source"],
+        json!({"type": "base64", "media_type": "image/svg+xml",
+            "data": "PHN2ZyB4bWxucz0naHR0cDovL3d3dy53My5vcmcvMjAwMC9zdmcnLz4="})
+    );
+}

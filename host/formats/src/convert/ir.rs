@@ -57,17 +57,33 @@ pub(crate) enum Media {
 
 impl Media {
     /// Reads a `data:` URL as base64 media, anything else as a URL.
+    ///
+    /// A `data:` URL without `;base64` (`data:image/svg+xml;utf8,%3Csvg…`) is
+    /// percent-decoded and base64-encoded: Anthropic takes inline media only as base64.
+    /// Parameters (`;charset=…`) are dropped from the media type, which Anthropic matches
+    /// exactly; an empty media type is `text/plain`, as RFC 2397 says.
     pub(crate) fn from_url(url: &str) -> Media {
-        if let Some(rest) = url.strip_prefix("data:")
-            && let Some((header, data)) = rest.split_once(',')
-            && let Some(media_type) = header.strip_suffix(";base64")
-        {
-            return Media::Base64 {
-                media_type: media_type.to_owned(),
-                data: data.to_owned(),
-            };
+        let Some((header, data)) = url
+            .strip_prefix("data:")
+            .and_then(|rest| rest.split_once(','))
+        else {
+            return Media::Url(url.to_owned());
+        };
+        let mut params = header.split(';');
+        let media_type = params.next().unwrap_or_default().trim();
+        let is_base64 = params.any(|param| param.trim().eq_ignore_ascii_case("base64"));
+        Media::Base64 {
+            media_type: if media_type.is_empty() {
+                "text/plain".to_owned()
+            } else {
+                media_type.to_owned()
+            },
+            data: if is_base64 {
+                data.to_owned()
+            } else {
+                base64(&percent_decode(data))
+            },
         }
-        Media::Url(url.to_owned())
     }
 
     /// The media as a URL (`data:` for inline data); `None` for a file id.
@@ -78,6 +94,56 @@ impl Media {
             Media::FileId(_) => None,
         }
     }
+}
+
+/// Decodes `%XX` escapes; anything else, a malformed escape included, stays as it is.
+fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let escaped = (bytes[index] == b'%')
+            .then(|| bytes.get(index + 1..index + 3))
+            .flatten()
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                index += 3;
+            }
+            None => {
+                out.push(bytes[index]);
+                index += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Standard base64 with padding (RFC 4648). Written out rather than taken from a crate:
+/// this is its only use.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for group in bytes.chunks(3) {
+        let value = group
+            .iter()
+            .enumerate()
+            .fold(0u32, |value, (position, byte)| {
+                value | u32::from(*byte) << (16 - 8 * position)
+            });
+        for position in 0..4 {
+            if position <= group.len() {
+                out.push(char::from(
+                    ALPHABET[(value >> (18 - 6 * position)) as usize & 63],
+                ));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -496,6 +562,47 @@ mod tests {
             Media::from_url("https://x/y.png"),
             Media::Url("https://x/y.png".into())
         );
+    }
+
+    #[test]
+    fn data_urls_without_base64_are_decoded_and_encoded() {
+        assert_eq!(
+            Media::from_url("data:image/svg+xml;charset=utf-8,%3Csvg%2F%3E"),
+            Media::Base64 {
+                media_type: "image/svg+xml".into(),
+                data: base64(b"<svg/>"),
+            }
+        );
+        assert_eq!(
+            Media::from_url("data:,a%zzb%4"),
+            Media::Base64 {
+                media_type: "text/plain".into(),
+                data: base64(b"a%zzb%4"),
+            },
+            "malformed escapes stay as they are"
+        );
+        assert_eq!(
+            Media::from_url("data:image/png;name=x.png;BASE64,AAAA"),
+            Media::Base64 {
+                media_type: "image/png".into(),
+                data: "AAAA".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn base64_follows_rfc_4648() {
+        let encoded: Vec<String> = ["", "f", "fo", "foo", "foob", "fooba", "foobar"]
+            .iter()
+            .map(|text| base64(text.as_bytes()))
+            .collect();
+        assert_eq!(
+            encoded,
+            [
+                "", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"
+            ]
+        );
+        assert_eq!(base64(&[0xff, 0xfe, 0x00]), "//4A");
     }
 
     #[test]
