@@ -1,10 +1,18 @@
-//! Observing hooks (DESIGN decision 6): they run off the request path, so a slow
-//! observer adds no latency; their time is measured per plugin; and an event of
-//! a request that was answered is delivered before the plugin is shut down.
+//! Hooks (DESIGN decision 6): observing hooks run off the request path, so a
+//! slow observer adds no latency; their time is measured per plugin; an event
+//! of a request that was answered is delivered before the plugin is shut down;
+//! a full queue drops events and counts them. Every event the host declares
+//! is emitted where it happens, and mutating hooks run inline, in priority
+//! order, see credentials masked, and change what reaches the upstream.
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::BTreeSet,
+    net::TcpListener,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
 
-use ccproxy_e2e::{Proxy, ProxyOptions, poll};
+use ccproxy_e2e::{Proxy, ProxyOptions, Sandbox, mock::Mock, poll};
+use serde_json::{Value, json};
 
 fn proxy() -> Proxy {
     Proxy::start(ProxyOptions {
@@ -77,4 +85,251 @@ fn events_of_answered_requests_are_delivered_before_plugins_stop() {
         finished < stopped,
         "the hook finished after its plugin stopped; log:\n{log}"
     );
+}
+
+#[test]
+fn a_full_queue_drops_events_counts_them_and_health_warns() {
+    let proxy = Proxy::start(ProxyOptions {
+        plugins: &["test_plugin_middleware_probe"],
+        env: &[("HOOKS__OBSERVER_QUEUE_CAPACITY", "1")],
+        ..ProxyOptions::default()
+    });
+    // Each request's event keeps the one observer busy for 300 ms; with room
+    // for one event in the queue, most of the eight are dropped.
+    for _ in 0..8 {
+        let reply = proxy.get_with("/health/live", &[("x-slow-hook", "300")]);
+        assert_eq!(reply.status, 200);
+    }
+    let hooks = proxy.get("/plugins/status").json()["hooks"].clone();
+    let dropped = hooks["dropped"].as_u64().unwrap_or(0);
+    assert!(dropped >= 4, "{hooks}");
+    assert!(hooks["queued"].as_u64().unwrap_or(0) >= 1, "{hooks}");
+    let health = proxy.get("/health").json();
+    let check = &health["checks"]["hooks:dropped"][0];
+    assert_eq!(check["status"], "warn", "{health:#}");
+    assert!(
+        check["observedValue"].as_u64() >= Some(dropped),
+        "{health:#}"
+    );
+    assert!(
+        check["output"]
+            .as_str()
+            .is_some_and(|o| o.contains("hooks.observer_queue_capacity")),
+        "{health:#}"
+    );
+    assert_eq!(health["status"], "warn", "{health:#}");
+}
+
+fn now_ms() -> u64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("the clock is after 1970");
+    u64::try_from(since.as_millis()).expect("milliseconds fit in u64")
+}
+
+/// A port nothing listens on (bound, then released).
+fn closed_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("127.0.0.1:0 can be bound");
+    listener.local_addr().expect("a bound address").port()
+}
+
+/// What the mock's token endpoint issues on a refresh (see tests/mock_upstream).
+const REFRESHED_ACCESS: &str = "sk-ant-oat01-mock-refreshed-1";
+
+#[test]
+fn every_declared_event_is_emitted_and_mutating_hooks_shape_the_upstream_request() {
+    let mock = Mock::start(&[]);
+    let sandbox = Sandbox::new();
+    for stem in [
+        "test_plugin_event_recorder",
+        "test_plugin_panicky",
+        // Refused at start-up: a plugin.error.
+        "test_plugin_not_a_plugin",
+    ] {
+        sandbox.install(stem);
+    }
+    // claude_api in OAuth mode with an expired token: the first request
+    // refreshes it through oauth_claude (the oauth.refresh.* events).
+    let credentials = sandbox.root().join("claude-credentials.json");
+    std::fs::write(
+        &credentials,
+        json!({"claudeAiOauth": {
+            "accessToken": "sk-ant-oat01-expired-0000",
+            "refreshToken": "sk-ant-ort01-old-refresh",
+            "expiresAt": now_ms() - 60_000,
+            "scopes": ["user:inference", "user:profile"],
+            "subscriptionType": "max",
+        }})
+        .to_string(),
+    )
+    .expect("the sandbox is writable");
+    ccproxy_e2e::set_mode(&credentials, 0o600);
+    let token_url = format!("{}/v1/oauth/token", mock.url());
+    let profile_url = format!("{}/api/oauth/profile", mock.url());
+    let credentials_file = credentials.display().to_string();
+    let base_url = mock.url();
+    let proxy = Proxy::start_in(
+        sandbox,
+        ProxyOptions {
+            bundled: &["oauth_claude", "claude_api"],
+            env: &[
+                ("PLUGINS__OAUTH_CLAUDE__TOKEN_URL", &token_url),
+                ("PLUGINS__OAUTH_CLAUDE__PROFILE_URL", &profile_url),
+                ("PLUGINS__OAUTH_CLAUDE__CREDENTIALS_FILE", &credentials_file),
+                ("PLUGINS__CLAUDE_API__BASE_URL", &base_url),
+            ],
+            ..ProxyOptions::default()
+        },
+    );
+    let message = |stream: bool| {
+        json!({"model": "claude-sonnet-4-20250514", "max_tokens": 50, "stream": stream,
+               "messages": [{"role": "user", "content": "Hello"}]})
+    };
+
+    // A complete answer, then a stream.
+    let plain = proxy.post_json("/claude/v1/messages", &message(false));
+    assert_eq!(plain.status, 200, "{}", plain.text());
+    let streamed = proxy.post_json("/claude/v1/messages", &message(true));
+    assert_eq!(streamed.status, 200, "{}", streamed.text());
+
+    // The two mutating hooks ran in priority order on the request that went
+    // out, and the real token reached the upstream.
+    let sent = mock.requests_to("/v1/messages");
+    assert_eq!(sent.len(), 2, "{sent:#?}");
+    for request in &sent {
+        assert_eq!(
+            request["headers"]["x-hook-order"], "first,second",
+            "{request:#}"
+        );
+        assert_eq!(
+            request["headers"]["authorization"],
+            format!("Bearer {REFRESHED_ACCESS}"),
+            "{request:#}"
+        );
+    }
+
+    // An upstream error, a panicking route, a custom event and a failed call
+    // through the host's client.
+    mock.fault(json!({"kind": "status", "status": 500, "count": 1, "path": "/v1/messages"}));
+    let failed = proxy.post_json("/claude/v1/messages", &message(false));
+    assert_eq!(failed.status, 500, "{}", failed.text());
+    assert_eq!(proxy.get("/panicky/boom").status, 500);
+    assert_eq!(
+        proxy.request("POST", "/recorder/emit", &[], b"").status,
+        200
+    );
+    let closed = proxy.request(
+        "POST",
+        &format!("/recorder/http-closed?port={}", closed_port()),
+        &[],
+        b"",
+    );
+    assert_eq!(closed.json()["failed"], true, "{}", closed.text());
+
+    // Everything the recorder heard while serving (observers run off the
+    // request path: poll until the last of them arrived).
+    let wanted_while_serving: BTreeSet<&str> = [
+        "app.startup",
+        "app.ready",
+        "plugin.loaded",
+        "plugin.error",
+        "request.started",
+        "request.completed",
+        "request.failed",
+        "provider.request.prepared",
+        "provider.request.sent",
+        "provider.response.received",
+        "provider.error",
+        "provider.stream.start",
+        "provider.stream.chunk",
+        "provider.stream.end",
+        "http.request",
+        "http.response",
+        "http.error",
+        "oauth.refresh.request",
+        "oauth.refresh.response",
+        "custom.event",
+        "custom.recorder",
+    ]
+    .into_iter()
+    .collect();
+    let heard = |proxy: &Proxy| -> (BTreeSet<String>, Value) {
+        let recorded = proxy.get("/recorder/events").json();
+        let names = recorded["events"]
+            .as_array()
+            .map(|events| {
+                events
+                    .iter()
+                    .filter_map(|e| e["event"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        (names, recorded)
+    };
+    let complete = poll(Duration::from_secs(5), || {
+        let (names, _) = heard(&proxy);
+        wanted_while_serving
+            .iter()
+            .all(|event| names.contains(*event))
+            .then_some(())
+    });
+    let (names, recorded) = heard(&proxy);
+    assert!(
+        complete.is_some(),
+        "not heard: {:?}; heard: {names:?}",
+        wanted_while_serving
+            .iter()
+            .filter(|event| !names.contains(**event))
+            .collect::<Vec<_>>()
+    );
+
+    // Hooks were shown the credentials masked, never in clear.
+    let shown = recorded["credentials_shown_to_hooks"].to_string();
+    assert!(!shown.contains(REFRESHED_ACCESS), "{shown}");
+    assert!(shown.contains("Bearer ***ed-1"), "{shown}");
+    // No event data carries a token in clear.
+    assert!(
+        !recorded.to_string().contains(REFRESHED_ACCESS),
+        "an event carries the token"
+    );
+
+    // Events carry what they are about.
+    let events = recorded["events"].as_array().expect("events is an array");
+    let first = |name: &str| -> &Value {
+        events
+            .iter()
+            .find(|e| e["event"] == name)
+            .unwrap_or_else(|| panic!("no {name}"))
+    };
+    assert_eq!(first("provider.error")["data"]["status_code"], 500);
+    assert_eq!(first("request.failed")["data"]["path"], "/panicky/boom");
+    assert_eq!(first("custom.recorder")["data"]["data"]["n"], 1);
+    assert_eq!(first("custom.recorder")["data"]["plugin"], "event_recorder");
+    assert_eq!(first("oauth.refresh.response")["data"]["data"]["ok"], true);
+    assert_eq!(first("oauth.refresh.response")["data"]["plugin"], "oauth_claude");
+    let refused = events
+        .iter()
+        .find(|e| {
+            e["event"] == "plugin.error"
+                && e["data"]["file"]
+                    .as_str()
+                    .is_some_and(|f| f.ends_with("libtest_plugin_not_a_plugin.so"))
+        })
+        .unwrap_or_else(|| panic!("no plugin.error for the refused file: {recorded:#}"));
+    assert_eq!(refused["data"]["status"], "refused", "{refused}");
+    let panicked = events
+        .iter()
+        .find(|e| e["event"] == "plugin.error" && e["data"]["plugin"] == "panicky")
+        .unwrap_or_else(|| panic!("no plugin.error for the panic: {recorded:#}"));
+    assert_eq!(panicked["data"]["route"], "/panicky/boom", "{panicked}");
+
+    // What happens at shutdown is heard too, before the recorder stops.
+    let (exit, log) = proxy.stop_with(libc::SIGTERM);
+    assert!(exit.success(), "{exit:?}\n{log}");
+    for event in ["app.shutdown", "plugin.unloaded"] {
+        assert!(
+            log.contains(&format!("event_recorder heard {event}")),
+            "{event} not heard; log:\n{log}"
+        );
+    }
 }

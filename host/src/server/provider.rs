@@ -32,6 +32,7 @@ use super::{
 };
 use crate::{
     plugins::{handle::CallErrorKind, registry::ActivePlugin},
+    telemetry::redact_header,
     upstream::{StreamingResponse, UpstreamError},
 };
 
@@ -477,7 +478,13 @@ async fn run_prepared_hooks(
     if !app.shared.hooks.wants(event) {
         return (method, url, headers, body);
     }
-    let data = json!({"method": method, "url": url, "headers": headers, "is_streaming": stream});
+    // Hooks see credentials masked, like every other event; a masked value
+    // that comes back unchanged is the original secret again.
+    let shown: Vec<(String, String)> = headers
+        .iter()
+        .map(|(name, value)| (name.clone(), redact_header(name, value)))
+        .collect();
+    let data = json!({"method": method, "url": url, "headers": shown, "is_streaming": stream});
     let (mut data, body) = app
         .shared
         .hooks
@@ -491,8 +498,34 @@ async fn run_prepared_hooks(
         Some(changed) => changed.to_owned(),
         None => url,
     };
-    let headers = serde_json::from_value(data["headers"].take()).unwrap_or(headers);
+    let returned: Option<Vec<(String, String)>> =
+        serde_json::from_value(data["headers"].take()).ok();
+    let headers = match returned {
+        Some(returned) => unmask_headers(returned, &headers),
+        None => headers,
+    };
     (method, url, headers, body)
+}
+
+/// Puts the original secret back wherever a hook returned a header's masked
+/// value unchanged.
+fn unmask_headers(
+    returned: Vec<(String, String)>,
+    original: &[(String, String)],
+) -> Vec<(String, String)> {
+    returned
+        .into_iter()
+        .map(|(name, value)| {
+            let secret = original.iter().find(|(original_name, original_value)| {
+                original_name.eq_ignore_ascii_case(&name)
+                    && redact_header(original_name, original_value) == value
+            });
+            match secret {
+                Some((_, original_value)) => (name, original_value.clone()),
+                None => (name, value),
+            }
+        })
+        .collect()
 }
 
 async fn upstream_error(
@@ -1101,5 +1134,35 @@ mod tests {
         );
         // Not UTF-8: converted lossily, as when headers were kept as text.
         assert_eq!(passed[2].1.as_bytes(), "\u{fffd}7".as_bytes());
+    }
+
+    #[test]
+    fn hooks_see_secrets_masked_and_an_unchanged_mask_is_the_secret_again() {
+        let original = vec![
+            (
+                "x-api-key".to_owned(),
+                "sk-ant-api03-secret-value-1234".to_owned(),
+            ),
+            (
+                "authorization".to_owned(),
+                "Bearer sk-ant-oat01-secret-5678".to_owned(),
+            ),
+            ("anthropic-version".to_owned(), "2023-06-01".to_owned()),
+        ];
+        let shown: Vec<(String, String)> = original
+            .iter()
+            .map(|(name, value)| (name.clone(), redact_header(name, value)))
+            .collect();
+        assert_eq!(shown[0].1, "***1234");
+        assert_eq!(shown[1].1, "Bearer ***5678");
+        // A hook that keeps the masked key, replaces the token and adds a header.
+        let mut returned = shown.clone();
+        returned[1].1 = "Bearer new-token-from-hook".to_owned();
+        returned.push(("x-extra".to_owned(), "1".to_owned()));
+        let sent = unmask_headers(returned, &original);
+        assert_eq!(sent[0], original[0]);
+        assert_eq!(sent[1].1, "Bearer new-token-from-hook");
+        assert_eq!(sent[2], original[2]);
+        assert_eq!(sent[3], ("x-extra".to_owned(), "1".to_owned()));
     }
 }
