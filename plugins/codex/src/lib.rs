@@ -17,8 +17,8 @@
 //! list shape (`{"object": "list", "data": [cards]}`, what the `openai` SDK
 //! parses), and, as the original does, `models`: the Codex CLI's own
 //! entries for those models from its cache (`~/.codex/models_cache.json`,
-//! written by `codex` when it fetches the backend's model list), which a
-//! Codex CLI pointed at the proxy reads; `[]` without the file.
+//! written by `codex` from the backend's model list, whose `models` shape
+//! it keeps); `[]` without the file.
 //!
 //! The upstream is always asked for a stream (`stream: true`); the host
 //! turns it into one answer for a client that asked for none. Headers are the
