@@ -45,11 +45,27 @@
 //! `function_call` is unanswered or names no declared tool (a duplicated
 //! name like `shellshell`).
 //!
+//! # TLS
+//!
+//! `--tls-ca-out FILE` makes a CA at start-up, signs a certificate for
+//! `127.0.0.1` and `localhost` with it, and writes the CA's certificate (PEM) to
+//! FILE before the listening line, for the client under test to trust (or,
+//! left out, to refuse). `--tls-cert FILE --tls-key FILE` use a given chain and
+//! key instead. Either turns on HTTPS on the same port, next to plain HTTP: a
+//! connection whose first byte is a TLS handshake record gets TLS, any other
+//! plain HTTP, so the control API and plain clients keep working unchanged.
+//! `--alpn LIST` (default `h2,http/1.1`) is what ALPN offers; after it settles
+//! on `h2` the connection speaks only HTTP/2, on `http/1.1` only HTTP/1.1. Each
+//! recorded request says how it came: `version` (`HTTP/2.0`, `HTTP/1.1`) and
+//! `tls` (`{"alpn": "h2"}`, `{"alpn": null}` without ALPN, `null` for plain
+//! HTTP). A refused handshake is logged (`TLS handshake failed: received fatal
+//! alert: UnknownCA`) and records nothing.
+//!
 //! # Control API
 //!
 //! | request | what it does |
 //! |---|---|
-//! | `GET /_mock/requests` | every request received since the start or the last reset, in order: `{method, path, query, headers: {name: value}, body (JSON or null), body_text, form (the decoded pairs of a form-encoded body, or null), response: {status, sample, body, outcome}}` |
+//! | `GET /_mock/requests` | every request received since the start or the last reset, in order: `{method, path, query, version, tls, headers: {name: value}, body (JSON or null), body_text, form (the decoded pairs of a form-encoded body, or null), response: {status, sample, body, outcome}}` |
 //! | `POST /_mock/reset` | forgets requests, faults and counters |
 //! | `POST /_mock/fault` | arms a fault (body below); faults queue and apply in order |
 //! | `DELETE /_mock/fault` | disarms every fault |
@@ -106,12 +122,14 @@
 mod codex;
 mod samples;
 mod server;
+mod tls;
 
 use std::{path::PathBuf, time::Duration};
 
 pub use codex::{MOCK_ACCOUNT, base64url, jwt};
 pub use samples::{Event, Format, Reply, Samples, Selected, synthesize};
 pub use server::{listening_address, serve};
+pub use tls::{ALPN_PROTOCOLS, Identity, TlsOptions};
 
 /// A required request header: `NAME` or `NAME=VALUE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,6 +177,8 @@ pub struct Options {
     pub oauth_delay: Duration,
     /// Log nothing per request on stderr.
     pub quiet: bool,
+    /// Serve HTTPS too (see the crate docs); `None` serves plain HTTP only.
+    pub tls: Option<TlsOptions>,
 }
 
 impl Default for Options {
@@ -172,6 +192,7 @@ impl Default for Options {
             idle_exit: None,
             oauth_delay: Duration::ZERO,
             quiet: false,
+            tls: None,
         }
     }
 }

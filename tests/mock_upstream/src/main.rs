@@ -3,7 +3,9 @@
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
-use ccproxy_mock_upstream::{ExpectedHeader, Options, default_samples_dir, serve};
+use ccproxy_mock_upstream::{
+    ExpectedHeader, Identity, Options, TlsOptions, default_samples_dir, serve,
+};
 use clap::Parser;
 
 /// A mock of the Anthropic, OpenAI Responses and Chat Completions APIs and of
@@ -36,6 +38,39 @@ struct Args {
     /// Log nothing per request on stderr.
     #[arg(long)]
     quiet: bool,
+    /// Serve HTTPS too, with a certificate for 127.0.0.1 and localhost signed by a CA made
+    /// at start-up; the CA's certificate (PEM) is written to FILE before the listening line.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["tls_cert", "tls_key"])]
+    tls_ca_out: Option<PathBuf>,
+    /// Serve HTTPS too, with this PEM certificate chain (needs --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// ALPN protocols offered over TLS, in preference order (h2, http/1.1).
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "h2,http/1.1"
+    )]
+    alpn: Vec<String>,
+}
+
+/// The TLS mode the flags ask for, if any (clap has checked that they fit together).
+fn tls_options(
+    ca_out: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    alpn: Vec<String>,
+) -> Option<TlsOptions> {
+    let identity = match (ca_out, cert, key) {
+        (Some(ca_out), _, _) => Identity::Generate { ca_out },
+        (None, Some(cert), Some(key)) => Identity::Files { cert, key },
+        _ => return None,
+    };
+    Some(TlsOptions { identity, alpn })
 }
 
 fn main() -> ExitCode {
@@ -53,6 +88,7 @@ fn main() -> ExitCode {
         idle_exit: args.idle_exit_seconds.map(Duration::from_secs),
         oauth_delay: Duration::from_millis(args.oauth_delay_ms),
         quiet: args.quiet,
+        tls: tls_options(args.tls_ca_out, args.tls_cert, args.tls_key, args.alpn),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, watch};
 use crate::{
     Options, codex,
     samples::{Event, Format, Reply, Samples, Selected},
+    tls::{ConnectionTls, Tls},
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -38,6 +39,13 @@ const GRACE: Duration = Duration::from_secs(5);
 /// stop (see the crate docs).
 pub async fn serve(options: Options) -> Result<(), String> {
     let samples = Samples::load(&options.samples)?;
+    // Made before the listening line, so the CA file exists once a test sees it.
+    let tls = options
+        .tls
+        .as_ref()
+        .map(Tls::new)
+        .transpose()?
+        .map(Arc::new);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", options.port))
         .await
         .map_err(|error| format!("cannot bind 127.0.0.1:{}: {error}", options.port))?;
@@ -57,6 +65,13 @@ pub async fn serve(options: Options) -> Result<(), String> {
     {
         let mut stdout = std::io::stdout().lock();
         let _ = writeln!(stdout, "mock upstream listening on http://{address}");
+        if let Some(options) = &state.options.tls {
+            let _ = writeln!(
+                stdout,
+                "mock upstream also serves https://{address} (ALPN {})",
+                options.alpn.join(", ")
+            );
+        }
         let _ = stdout.flush();
     }
     if let Some(idle) = state.options.idle_exit {
@@ -69,6 +84,10 @@ pub async fn serve(options: Options) -> Result<(), String> {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
+                if let Some(tls) = &tls {
+                    tokio::spawn(serve_tls(state.clone(), tls.clone(), stream, graceful.watcher()));
+                    continue;
+                }
                 let state = state.clone();
                 let service = hyper::service::service_fn(move |request| {
                     let state = state.clone();
@@ -87,6 +106,58 @@ pub async fn serve(options: Options) -> Result<(), String> {
     drop(listener);
     let _ = tokio::time::timeout(GRACE, graceful.shutdown()).await;
     Ok(())
+}
+
+/// One connection in TLS mode: a TLS handshake when it opens with one (then HTTP/2 or
+/// HTTP/1.1 as ALPN settled), plain HTTP otherwise.
+async fn serve_tls(
+    state: Arc<State>,
+    tls: Arc<Tls>,
+    stream: tokio::net::TcpStream,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    if !Tls::is_handshake(&stream).await {
+        serve_io(state, stream, None, watcher).await;
+        return;
+    }
+    match tls.accept(stream).await {
+        Ok((stream, facts)) => serve_io(state, stream, Some(facts), watcher).await,
+        Err(error) => {
+            if !state.options.quiet {
+                eprintln!("mock upstream: TLS handshake failed: {error}");
+            }
+        }
+    }
+}
+
+/// Serves one connection of the TLS mode; its TLS facts go into each request's extensions
+/// for [`State::record`]. HTTP/2 only after ALPN chose `h2`, HTTP/1.1 only after it chose
+/// `http/1.1`, either (by the preface) when nothing was negotiated.
+async fn serve_io<I>(
+    state: Arc<State>,
+    io: I,
+    facts: Option<ConnectionTls>,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let builder = match facts.as_ref().and_then(|facts| facts.alpn.as_deref()) {
+        Some("h2") => builder.http2_only(),
+        Some(_) => builder.http1_only(),
+        None => builder,
+    };
+    let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
+        let state = state.clone();
+        if let Some(facts) = &facts {
+            request.extensions_mut().insert(facts.clone());
+        }
+        async move { Ok::<_, Infallible>(handle(state, request).await) }
+    });
+    let connection = builder
+        .serve_connection(TokioIo::new(io), service)
+        .into_owned();
+    let _ = watcher.watch(connection).await;
 }
 
 async fn idle_watch(state: Arc<State>, idle: Duration) {
@@ -170,11 +241,16 @@ impl State {
         } else {
             Value::Null
         };
+        let tls = parts
+            .extensions
+            .get::<ConnectionTls>()
+            .map_or(Value::Null, |facts| json!({"alpn": facts.alpn}));
         let entry = json!({
             "method": parts.method.as_str(),
             "path": parts.uri.path(),
             "query": parts.uri.query().unwrap_or_default(),
             "version": format!("{:?}", parts.version),
+            "tls": tls,
             "headers": headers,
             "body": serde_json::from_slice::<Value>(body).unwrap_or(Value::Null),
             "body_text": String::from_utf8_lossy(body),
