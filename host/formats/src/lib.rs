@@ -60,7 +60,9 @@
 //!   other than `user_id` (which becomes `user`; OpenAI rejects `metadata`, #59); server
 //!   tools (`web_search_…`, `bash_…`) and server-tool blocks in history; thinking blocks in
 //!   history (OpenAI has no input form for them); images inside tool results (OpenAI tool
-//!   outputs are text); the thinking signature in responses and streams; redacted thinking;
+//!   outputs are text); the `is_error` flag of tool results (OpenAI tool outputs have none:
+//!   a failed result's output text starts with `Error: ` instead, unless it already starts
+//!   with "error"); the thinking signature in responses and streams; redacted thinking;
 //!   the `x-anthropic-billing-header:` line of Claude Code's system prompt (it changes per
 //!   request and defeats prompt caching). Towards Responses also `stop_sequences`
 //!   (Responses has none).

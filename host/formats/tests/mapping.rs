@@ -795,3 +795,179 @@ fn data_urls_that_are_not_base64_reach_anthropic_as_base64() {
             "data": "PHN2ZyB4bWxucz0naHR0cDovL3d3dy53My5vcmcvMjAwMC9zdmcnLz4="})
     );
 }
+
+#[test]
+fn thinking_signatures_and_redacted_thinking_are_dropped_towards_openai_on_purpose() {
+    let body = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
+        "content": [
+            {"type": "thinking", "thinking": "ponder", "signature": "SIGNATURE_BYTES"},
+            {"type": "redacted_thinking", "data": "REDACTED_BYTES"},
+            {"type": "text", "text": "answer"}
+        ],
+        "stop_reason": "end_turn", "usage": {"input_tokens": 1, "output_tokens": 2}});
+    for to in [C, R] {
+        let text = response(A, to, body.clone()).to_string();
+        assert!(text.contains("ponder"), "{to}: the thinking text is kept");
+        assert!(
+            !text.contains("SIGNATURE_BYTES"),
+            "{to}: only Anthropic can check a signature"
+        );
+        assert!(
+            !text.contains("REDACTED_BYTES"),
+            "{to}: redacted thinking is Anthropic's encrypted form"
+        );
+    }
+    let history = json!({"model": "m", "max_tokens": 5, "messages": [
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "content": [
+            {"type": "redacted_thinking", "data": "REDACTED_BYTES"},
+            {"type": "text", "text": "done"}
+        ]},
+        {"role": "user", "content": "y"}
+    ]});
+    for to in [C, R] {
+        let text = request(A, to, history.clone()).to_string();
+        assert!(!text.contains("REDACTED_BYTES"), "{to}: {text}");
+    }
+}
+
+#[test]
+fn media_given_only_as_an_openai_file_id_is_dropped_towards_anthropic_on_purpose() {
+    let chat = json!({"model": "m", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "read this"},
+        {"type": "file", "file": {"file_id": "file-abc"}}
+    ]}]});
+    let out = request(C, A, chat);
+    assert_eq!(
+        out["messages"][0]["content"],
+        json!([{"type": "text", "text": "read this"}]),
+        "an OpenAI file id means nothing to Anthropic"
+    );
+    let responses = json!({"model": "m", "input": [{"role": "user", "content": [
+        {"type": "input_text", "text": "look"},
+        {"type": "input_image", "file_id": "file-img"},
+        {"type": "input_file", "file_id": "file-doc"}
+    ]}]});
+    let out = request(R, A, responses);
+    assert_eq!(
+        out["messages"][0]["content"],
+        json!([{"type": "text", "text": "look"}])
+    );
+}
+
+#[test]
+fn chat_reasoning_content_in_history_is_dropped_on_purpose() {
+    let chat = json!({"model": "m", "messages": [
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "content": "done", "reasoning_content": "CHAT_THOUGHTS"},
+        {"role": "user", "content": "y"}
+    ]});
+    for to in [R, A] {
+        let out = request(C, to, chat.clone());
+        let text = out.to_string();
+        assert!(
+            !text.contains("CHAT_THOUGHTS"),
+            "{to}: servers do not take reasoning back: {text}"
+        );
+        assert!(text.contains("done"), "{to}: the text of the turn is kept");
+    }
+}
+
+#[test]
+fn failed_tool_results_are_marked_in_the_output_text_for_openai() {
+    let body = json!({"model": "m", "max_tokens": 5, "messages": [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}},
+            {"type": "tool_use", "id": "toolu_2", "name": "f", "input": {}},
+            {"type": "tool_use", "id": "toolu_3", "name": "f", "input": {}}
+        ]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_1", "content": "no such file", "is_error": true},
+            {"type": "tool_result", "tool_use_id": "toolu_2", "content": "Error: already said", "is_error": true},
+            {"type": "tool_result", "tool_use_id": "toolu_3", "content": "fine", "is_error": false}
+        ]}
+    ]});
+    let chat = request(A, C, body.clone());
+    let outputs: Vec<&Value> = chat["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter(|message| message["role"] == "tool")
+        .map(|message| &message["content"])
+        .collect();
+    assert_eq!(
+        outputs,
+        [
+            &json!("Error: no such file"),
+            &json!("Error: already said"),
+            &json!("fine")
+        ],
+        "Chat has no is_error field; the text says it"
+    );
+    let responses = request(A, R, body);
+    let outputs: Vec<&Value> = responses["input"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|item| item["type"] == "function_call_output")
+        .map(|item| &item["output"])
+        .collect();
+    assert_eq!(
+        outputs,
+        [
+            &json!("Error: no such file"),
+            &json!("Error: already said"),
+            &json!("fine")
+        ]
+    );
+}
+
+#[test]
+fn sampling_fields_thinking_rejects_are_dropped_on_purpose() {
+    let body = |top_p: f64| {
+        json!({"model": "m", "reasoning_effort": "low", "top_p": top_p,
+            "messages": [{"role": "user", "content": "x"}]})
+    };
+    let out = request(C, A, body(0.5));
+    assert!(out.get("thinking").is_some());
+    assert!(out.get("top_p").is_none(), "top_p below 0.95: {out}");
+    assert_eq!(request(C, A, body(0.97))["top_p"], 0.97);
+    let responses =
+        json!({"model": "m", "reasoning": {"effort": "low"}, "temperature": 1.0, "input": "x"});
+    assert_eq!(
+        request(R, A, responses)["temperature"],
+        1.0,
+        "temperature 1 is allowed"
+    );
+}
+
+#[test]
+fn images_inside_tool_results_are_dropped_between_chat_and_responses_on_purpose() {
+    let chat = json!({"model": "m", "messages": [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "shot", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": [
+            {"type": "text", "text": "see image"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+        ]}
+    ]});
+    let responses = request(C, R, chat);
+    assert_eq!(
+        responses["input"][2],
+        json!({"type": "function_call_output", "call_id": "call_1", "output": "see image"})
+    );
+    let back = json!({"model": "m", "input": [
+        {"role": "user", "content": "go"},
+        {"type": "function_call", "call_id": "call_1", "name": "shot", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "call_1", "output": [
+            {"type": "input_text", "text": "see image"},
+            {"type": "input_image", "image_url": "data:image/png;base64,AAAA"}
+        ]}
+    ]});
+    let chat = request(R, C, back);
+    assert_eq!(
+        chat["messages"][2],
+        json!({"role": "tool", "content": "see image", "tool_call_id": "call_1"})
+    );
+}

@@ -685,3 +685,42 @@ fn buffered_chat_tool_arguments_are_bounded() {
         );
     }
 }
+
+#[test]
+fn thinking_signatures_and_redacted_thinking_are_dropped_from_openai_streams_on_purpose() {
+    let mut events = anthropic_tools_stream();
+    // A redacted thinking block as the second block; the later indexes move up by one.
+    for event in &mut events[6..] {
+        for index in (1..=3).rev() {
+            event.data = event.data.replace(
+                &format!("\"index\":{index}"),
+                &format!("\"index\":{}", index + 1),
+            );
+        }
+    }
+    events.splice(
+        6..6,
+        [
+            anthropic_event(
+                json!({"type":"content_block_start","index":1,"content_block":{"type":"redacted_thinking","data":"REDACTED_BYTES"}}),
+            ),
+            anthropic_event(json!({"type":"content_block_stop","index":1})),
+        ],
+    );
+    grammar::anthropic(&events).expect("the fixture is valid");
+    for to in [Format::OpenAiChat, Format::OpenAiResponses] {
+        let out = convert(Format::AnthropicMessages, to, &events);
+        let summary = grammar::validate(to, &out).unwrap_or_else(|error| panic!("{to}: {error}"));
+        assert_eq!(summary.reasoning, "Two cities, two tools.", "{to}");
+        assert_eq!(summary.tool_calls.len(), 2, "{to}");
+        assert!(
+            out.iter().all(|event| !event.data.contains("c2lnbmF0dXJl")),
+            "{to}: only Anthropic can check a signature"
+        );
+        assert!(
+            out.iter()
+                .all(|event| !event.data.contains("REDACTED_BYTES")),
+            "{to}: redacted thinking has no OpenAI form"
+        );
+    }
+}

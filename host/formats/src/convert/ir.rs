@@ -416,6 +416,22 @@ pub(crate) fn orphan_result_text(call_id: &str, content: &[Part]) -> String {
     )
 }
 
+/// The output text of a tool result for the OpenAI formats, which have no error flag: a
+/// failed result (Anthropic's `is_error`) starts with `Error: ` unless its text already says
+/// so, so the model still learns that the call failed.
+pub(crate) fn tool_output_text(content: &[Part], is_error: bool) -> String {
+    let text = joined_text(content, "\n");
+    let says_error = text
+        .trim_start()
+        .get(..5)
+        .is_some_and(|start| start.eq_ignore_ascii_case("error"));
+    match (is_error, text.is_empty()) {
+        (true, true) => "Error".to_owned(),
+        (true, false) if !says_error => format!("Error: {text}"),
+        _ => text,
+    }
+}
+
 /// OpenAI limits call ids to 64 characters; a longer id becomes `call_<hash>`, the same
 /// for the same id, so a call and its result stay paired.
 pub(crate) fn openai_call_id(id: &str) -> String {

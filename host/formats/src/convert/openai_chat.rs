@@ -222,12 +222,14 @@ pub(crate) fn encode_request(request: ir::Request) -> api::Request {
                             ))));
                         }
                         Part::ToolResult {
-                            call_id, content, ..
+                            call_id,
+                            content,
+                            is_error,
                         } => {
                             flush_user(&mut pending, &mut messages);
                             let mut tool = plain_message(
                                 "tool",
-                                Some(api::Content::Text(ir::joined_text(&content, "\n"))),
+                                Some(api::Content::Text(ir::tool_output_text(&content, is_error))),
                             );
                             tool.tool_call_id = Some(ir::openai_call_id(&call_id));
                             messages.push(tool);

@@ -305,13 +305,15 @@ pub(crate) fn encode_request(request: ir::Request) -> api::Request {
                             pending.extend(encode_part(Part::Text(text), assistant));
                         }
                         Part::ToolResult {
-                            call_id, content, ..
+                            call_id,
+                            content,
+                            is_error,
                         } => {
                             flush(&mut pending, assistant, &mut items);
                             items.push(api::Item::FunctionCallOutput(
                                 api::FunctionCallOutputItem {
                                     call_id: ir::openai_call_id(&call_id),
-                                    output: Value::String(ir::joined_text(&content, "\n")),
+                                    output: Value::String(ir::tool_output_text(&content, is_error)),
                                     extra: Extra::new(),
                                 },
                             ));
