@@ -465,6 +465,56 @@ fn an_upstream_that_does_not_answer_in_time_is_a_504_in_the_clients_format() {
     assert_eq!(mock.requests_to("/v1/messages").len(), 3);
 }
 
+/// An upstream that sends a head announcing 1000 bytes, 13 of them, and then
+/// nothing more until the test ends; answers `connections` connections.
+fn stalling_upstream(status: u16, connections: usize) -> (String, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("127.0.0.1:0 can be bound");
+    let url = format!("http://{}", listener.local_addr().expect("a bound address"));
+    let handle = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for _ in 0..connections {
+            let Ok((mut socket, _)) = listener.accept() else {
+                return;
+            };
+            let mut request = [0u8; 65536];
+            let _ = socket.read(&mut request);
+            let head = format!(
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{{\"type\":\"err"
+            );
+            let _ = socket.write_all(head.as_bytes());
+            held.push(socket);
+        }
+        // Held open, silent, for longer than any read timeout of the test.
+        std::thread::sleep(Duration::from_secs(2));
+    });
+    (url, handle)
+}
+
+#[test]
+fn an_upstream_that_stalls_inside_its_body_is_a_504_in_the_clients_format() {
+    // A complete answer (200) and an error answer (500) that stop halfway.
+    for status in [200u16, 500] {
+        let (url, upstream) = stalling_upstream(status, CLIENTS.len());
+        let proxy = proxy_for(&url, &[("HTTP__READ_TIMEOUT_SECONDS", "1")], &[]);
+        for client in CLIENTS {
+            let started = Instant::now();
+            let reply = post(&proxy, client, &client.body(false), &[]);
+            let waited = started.elapsed();
+            let message = client.error_message(&reply, 504);
+            assert!(
+                message.contains("upstream sent nothing for 1 s while sending its answer"),
+                "{status} {client:?}: {message}"
+            );
+            assert!(
+                waited < Duration::from_millis(2500),
+                "{status} {client:?}: answered after {waited:?}"
+            );
+        }
+        drop(proxy);
+        upstream.join().expect("the stalling upstream ends");
+    }
+}
+
 #[test]
 fn an_unreachable_upstream_is_a_502_in_the_clients_format() {
     let base_url = format!("http://127.0.0.1:{}", closed_port());

@@ -321,15 +321,15 @@ pub async fn handle(
             .any(|v| v.as_bytes().starts_with(b"text/event-stream"));
     let upstream_time = started.elapsed();
     let passed = passed_headers(&upstream.headers);
+    let read_timeout = timeout.unwrap_or_else(|| app.shared.upstream.read_timeout());
     let mut response = if upstream.status >= 400 {
-        upstream_error(app, name, route, request_id, &url, upstream).await
+        upstream_error(app, name, route, request_id, &url, upstream, read_timeout).await
     } else if upstream_is_sse && stream {
         stream_response(
             app, name, route, request_id, upstream, alias, peek.model, timeout,
         )
     } else if upstream_is_sse {
         // The upstream always streams (Codex); the client asked for one answer.
-        let read_timeout = timeout.unwrap_or_else(|| app.shared.upstream.read_timeout());
         accumulate_response(
             app,
             name,
@@ -342,7 +342,17 @@ pub async fn handle(
         )
         .await
     } else {
-        complete_response(app, name, route, request_id, &url, upstream, alias).await
+        complete_response(
+            app,
+            name,
+            route,
+            request_id,
+            &url,
+            upstream,
+            alias,
+            read_timeout,
+        )
+        .await
     };
     response
         .extensions_mut()
@@ -528,6 +538,60 @@ fn unmask_headers(
         .collect()
 }
 
+/// Why a complete upstream body could not be read.
+enum BodyFailure {
+    /// The connection broke.
+    Broke(hyper::Error),
+    /// Nothing arrived for the read timeout.
+    Silent(std::time::Duration),
+}
+
+impl BodyFailure {
+    fn status(&self) -> StatusCode {
+        match self {
+            BodyFailure::Broke(_) => StatusCode::BAD_GATEWAY,
+            BodyFailure::Silent(_) => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            BodyFailure::Broke(error) => {
+                format!("upstream connection broke while reading the answer: {error}")
+            }
+            BodyFailure::Silent(idle) => format!(
+                "upstream sent nothing for {} s while sending its answer; raise http.read_timeout_seconds if it is slow",
+                idle.as_secs()
+            ),
+        }
+    }
+}
+
+/// Reads a whole upstream body, giving up when nothing arrives for
+/// `read_timeout` (the same rule as for each chunk of a stream).
+async fn collect_body(
+    mut body: Incoming,
+    read_timeout: std::time::Duration,
+) -> Result<Bytes, BodyFailure> {
+    let mut collected = Vec::new();
+    loop {
+        match tokio::time::timeout(read_timeout, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    if collected.is_empty() && http_body::Body::is_end_stream(&body) {
+                        // One frame is the whole body: no copy.
+                        return Ok(data);
+                    }
+                    collected.extend_from_slice(&data);
+                }
+            }
+            Ok(Some(Err(error))) => return Err(BodyFailure::Broke(error)),
+            Ok(None) => return Ok(Bytes::from(collected)),
+            Err(_) => return Err(BodyFailure::Silent(read_timeout)),
+        }
+    }
+}
+
 async fn upstream_error(
     app: &App,
     name: &str,
@@ -535,11 +599,21 @@ async fn upstream_error(
     request_id: &str,
     url: &str,
     upstream: StreamingResponse,
+    read_timeout: std::time::Duration,
 ) -> Response<Body> {
     let status = upstream.status;
-    let body = match upstream.body.collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => Bytes::new(),
+    let body = match collect_body(upstream.body, read_timeout).await {
+        Ok(body) => body,
+        Err(failure) => {
+            let message = format!(
+                "provider {name}: the upstream answered {status} and then {}",
+                failure.describe()
+            );
+            app.shared.hooks.observe("provider.error", Some(request_id), || {
+                json!({"request_id": request_id, "provider": name, "url": url, "status_code": status, "error": message, "phase": "response"})
+            });
+            return format_error(route.client, failure.status(), &message);
+        }
     };
     let converted = convert::error(route.native, route.client, status, &body);
     app.shared.hooks.observe("provider.error", Some(request_id), || {
@@ -551,6 +625,7 @@ async fn upstream_error(
     )
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn complete_response(
     app: &App,
     name: &str,
@@ -559,18 +634,17 @@ async fn complete_response(
     url: &str,
     upstream: StreamingResponse,
     alias: Option<String>,
+    read_timeout: std::time::Duration,
 ) -> Response<Body> {
     let status = upstream.status;
-    let body = match upstream.body.collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) => {
-            let message = format!(
-                "provider {name}: upstream connection broke while reading the answer: {error}"
-            );
+    let body = match collect_body(upstream.body, read_timeout).await {
+        Ok(body) => body,
+        Err(failure) => {
+            let message = format!("provider {name}: {}", failure.describe());
             app.shared.hooks.observe("provider.error", Some(request_id), || {
                 json!({"request_id": request_id, "provider": name, "url": url, "error": message, "phase": "body"})
             });
-            return format_error(route.client, StatusCode::BAD_GATEWAY, &message);
+            return format_error(route.client, failure.status(), &message);
         }
     };
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
