@@ -1,6 +1,6 @@
 //! `HTTPS_PROXY` / `HTTP_PROXY` are honoured: upstream connections go through a
 //! `CONNECT` tunnel of the proxy the environment names, and `NO_PROXY` exempts
-//! hosts from it.
+//! hosts from it. An HTTPS upstream gets TLS inside the tunnel, end to end.
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -14,10 +14,12 @@ use ccproxy_e2e::{Proxy, ProxyOptions, mock::Mock};
 use serde_json::json;
 
 /// A minimal forward proxy: answers `CONNECT host:port` with a tunnel, records
-/// each target, serves a bounded number of tunnels and stops.
+/// each target and the first byte the client sent through it, serves a bounded
+/// number of tunnels and stops.
 struct ConnectProxy {
     url: String,
     targets: Arc<Mutex<Vec<String>>>,
+    first_bytes: Arc<Mutex<Vec<u8>>>,
 }
 
 impl ConnectProxy {
@@ -25,22 +27,32 @@ impl ConnectProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("127.0.0.1:0 can be bound");
         let url = format!("http://{}", listener.local_addr().expect("bound"));
         let targets = Arc::new(Mutex::new(Vec::new()));
-        let seen = targets.clone();
+        let first_bytes = Arc::new(Mutex::new(Vec::new()));
+        let (seen, firsts) = (targets.clone(), first_bytes.clone());
         thread::spawn(move || {
             for client in listener.incoming().take(max_tunnels).flatten() {
-                let seen = seen.clone();
-                thread::spawn(move || tunnel(client, &seen));
+                let (seen, firsts) = (seen.clone(), firsts.clone());
+                thread::spawn(move || tunnel(client, &seen, &firsts));
             }
         });
-        ConnectProxy { url, targets }
+        ConnectProxy {
+            url,
+            targets,
+            first_bytes,
+        }
     }
 
     fn targets(&self) -> Vec<String> {
         self.targets.lock().expect("not poisoned").clone()
     }
+
+    /// The first byte of what each tunnel carried from the client.
+    fn first_bytes(&self) -> Vec<u8> {
+        self.first_bytes.lock().expect("not poisoned").clone()
+    }
 }
 
-fn tunnel(client: TcpStream, seen: &Mutex<Vec<String>>) {
+fn tunnel(client: TcpStream, seen: &Mutex<Vec<String>>, firsts: &Mutex<Vec<u8>>) {
     client.set_read_timeout(Some(Duration::from_secs(10))).ok();
     let mut reader = BufReader::new(client.try_clone().expect("clonable socket"));
     let mut request_line = String::new();
@@ -78,12 +90,20 @@ fn tunnel(client: TcpStream, seen: &Mutex<Vec<String>>) {
     let mut upstream_write = upstream;
     let buffered = reader.buffer().to_vec();
     let _ = upstream_write.write_all(&buffered);
+    let mut noted_first = !buffered.is_empty();
+    if let Some(first) = buffered.first() {
+        firsts.lock().expect("not poisoned").push(*first);
+    }
     let mut rest = reader.into_inner();
     let mut chunk = [0u8; 8192];
     loop {
         match rest.read(&mut chunk) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
+                if !noted_first {
+                    firsts.lock().expect("not poisoned").push(chunk[0]);
+                    noted_first = true;
+                }
                 if upstream_write.write_all(&chunk[..n]).is_err() {
                     break;
                 }
@@ -154,4 +174,42 @@ fn no_proxy_exempts_a_host() {
         "NO_PROXY host went through the proxy"
     );
     assert_eq!(mock.requests_to("/v1/messages").len(), 1);
+}
+
+#[test]
+fn an_https_upstream_is_reached_with_tls_inside_the_tunnel() {
+    let dir = tempfile::Builder::new()
+        .prefix("ccproxy-e2e-tls-")
+        .tempdir()
+        .expect("a temporary directory can be created");
+    let ca_file = dir.path().join("mock-ca.pem").display().to_string();
+    let mock = Mock::start(&["--tls-ca-out", &ca_file]);
+    let forward = ConnectProxy::start(8);
+    let base_url = format!("https://{}", mock.address());
+    let proxy = Proxy::start(ProxyOptions {
+        bundled: &["claude_api"],
+        env: &[
+            ("PLUGINS__CLAUDE_API__BASE_URL", &base_url),
+            ("ANTHROPIC_API_KEY", "test-key"),
+            ("HTTPS_PROXY", &forward.url),
+            ("HTTP__EXTRA_CA_FILE", &ca_file),
+        ],
+        ..ProxyOptions::default()
+    });
+    assert_eq!(ask(&proxy), 200, "log:\n{}", proxy.log());
+    assert_eq!(
+        forward.targets(),
+        vec![mock.address().to_string()],
+        "the tunnel went to the mock upstream"
+    );
+    // 0x16 opens a TLS handshake record: the forward proxy carried TLS, not HTTP.
+    assert_eq!(forward.first_bytes(), vec![0x16]);
+    let requests = mock.requests_to("/v1/messages");
+    assert_eq!(requests.len(), 1);
+    assert_eq!(
+        requests[0]["tls"],
+        json!({"alpn": "h2"}),
+        "TLS ended at the mock, which negotiated HTTP/2: {}",
+        requests[0]
+    );
 }
