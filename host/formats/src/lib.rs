@@ -75,9 +75,14 @@
 //!   rejects thinking with a forced tool, and the forced tool is what the client asked for);
 //!   reasoning from OpenAI history (no Anthropic signature); media given only as
 //!   an OpenAI file id; `response_format` becomes an instruction in the system prompt
-//!   rather than a schema-enforced output; Chat choices after the first.
+//!   rather than a schema-enforced output; Chat choices after the first; the OpenAI server
+//!   options `prompt_cache_key`, `service_tier` (Anthropic's takes other values), `store`,
+//!   `metadata`, `safety_identifier` and verbosity.
 //! - **Responses → anything:** built-in tools (`web_search`, `file_search`, `local_shell`,
-//!   `custom`, …); `store`, `include`, `prompt_cache_key` and other server-side options.
+//!   `custom`, …); `include`, `truncation`, `background` and the other server-side options
+//!   Chat lacks. (`prompt_cache_key`, `service_tier`, `store`, `metadata`,
+//!   `safety_identifier` and `text.verbosity`, Chat's top-level `verbosity`, map both ways
+//!   between Chat and Responses.)
 //!   Requests that depend on server-side state (`previous_response_id`, `conversation`) or
 //!   items with no counterpart (`local_shell_call`, …) are refused with a
 //!   [`convert::ConvertError`] naming the path, rather than silently losing history.

@@ -971,3 +971,67 @@ fn images_inside_tool_results_are_dropped_between_chat_and_responses_on_purpose(
         json!({"role": "tool", "content": "see image", "tool_call_id": "call_1"})
     );
 }
+
+#[test]
+fn options_both_openai_formats_share_map_between_chat_and_responses() {
+    let chat = json!({"model": "m", "messages": [{"role": "user", "content": "x"}],
+        "prompt_cache_key": "conv-42", "service_tier": "flex", "store": false,
+        "metadata": {"team": "a"}, "safety_identifier": "user-hash", "verbosity": "low"});
+    let responses = request(C, R, chat.clone());
+    assert_eq!(responses["prompt_cache_key"], "conv-42");
+    assert_eq!(responses["service_tier"], "flex");
+    assert_eq!(responses["store"], false);
+    assert_eq!(responses["metadata"], json!({"team": "a"}));
+    assert_eq!(responses["safety_identifier"], "user-hash");
+    assert_eq!(responses["text"], json!({"verbosity": "low"}));
+    let back = request(R, C, responses);
+    for field in [
+        "prompt_cache_key",
+        "service_tier",
+        "store",
+        "metadata",
+        "safety_identifier",
+        "verbosity",
+    ] {
+        assert_eq!(back[field], chat[field], "{field} comes back");
+    }
+
+    let responses = json!({"model": "m", "input": "x", "store": true, "service_tier": "priority",
+        "text": {"verbosity": "high", "format": {"type": "json_object"}},
+        "include": ["reasoning.encrypted_content"], "truncation": "auto"});
+    let chat = request(R, C, responses);
+    assert!(
+        chat.get("include").is_none() && chat.get("truncation").is_none(),
+        "Responses-only server options: dropped on purpose"
+    );
+    assert_eq!(chat["store"], true);
+    assert_eq!(chat["service_tier"], "priority");
+    assert_eq!(chat["verbosity"], "high");
+    assert_eq!(chat["response_format"], json!({"type": "json_object"}));
+    let again = request(C, R, chat);
+    assert_eq!(
+        again["text"],
+        json!({"format": {"type": "json_object"}, "verbosity": "high"})
+    );
+}
+
+#[test]
+fn openai_server_options_are_dropped_towards_anthropic_on_purpose() {
+    let chat = json!({"model": "m", "messages": [{"role": "user", "content": "x"}],
+        "prompt_cache_key": "conv-42", "service_tier": "flex", "store": false,
+        "metadata": {"team": "a"}, "safety_identifier": "user-hash", "verbosity": "low"});
+    let out = request(C, A, chat);
+    for field in [
+        "prompt_cache_key",
+        "service_tier",
+        "store",
+        "metadata",
+        "safety_identifier",
+        "verbosity",
+    ] {
+        assert!(
+            out.get(field).is_none(),
+            "{field}: no Anthropic counterpart"
+        );
+    }
+}

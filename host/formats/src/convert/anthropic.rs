@@ -132,6 +132,7 @@ pub(crate) fn decode_request(
         reasoning,
         response_format,
         user: request.metadata.and_then(|metadata| metadata.user_id),
+        openai: ir::OpenAiOptions::default(),
     })
 }
 

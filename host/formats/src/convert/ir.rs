@@ -25,6 +25,55 @@ pub(crate) struct Request {
     pub(crate) reasoning: Option<Reasoning>,
     pub(crate) response_format: Option<ResponseFormat>,
     pub(crate) user: Option<String>,
+    pub(crate) openai: OpenAiOptions,
+}
+
+/// Request options the two OpenAI formats share; Anthropic has no counterpart.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct OpenAiOptions {
+    pub(crate) prompt_cache_key: Option<String>,
+    pub(crate) service_tier: Option<String>,
+    pub(crate) store: Option<bool>,
+    pub(crate) metadata: Option<serde_json::Map<String, Value>>,
+    pub(crate) safety_identifier: Option<String>,
+    /// Chat's top-level `verbosity`, Responses' `text.verbosity`.
+    pub(crate) verbosity: Option<String>,
+}
+
+impl OpenAiOptions {
+    /// Reads the options both formats keep at the top level of a request (all but
+    /// `verbosity`) from its unnamed fields.
+    pub(crate) fn read(extra: &crate::Extra) -> OpenAiOptions {
+        let text = |key: &str| extra.get(key).and_then(Value::as_str).map(str::to_owned);
+        OpenAiOptions {
+            prompt_cache_key: text("prompt_cache_key"),
+            service_tier: text("service_tier"),
+            store: extra.get("store").and_then(Value::as_bool),
+            metadata: extra.get("metadata").and_then(Value::as_object).cloned(),
+            safety_identifier: text("safety_identifier"),
+            verbosity: None,
+        }
+    }
+
+    /// Writes the top-level options (all but `verbosity`) into a request's unnamed fields.
+    pub(crate) fn write(&self, extra: &mut crate::Extra) {
+        let mut put = |key: &str, value: Option<Value>| {
+            if let Some(value) = value {
+                extra.insert(key.to_owned(), value);
+            }
+        };
+        put(
+            "prompt_cache_key",
+            self.prompt_cache_key.clone().map(Value::String),
+        );
+        put("service_tier", self.service_tier.clone().map(Value::String));
+        put("store", self.store.map(Value::Bool));
+        put("metadata", self.metadata.clone().map(Value::Object));
+        put(
+            "safety_identifier",
+            self.safety_identifier.clone().map(Value::String),
+        );
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

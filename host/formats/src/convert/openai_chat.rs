@@ -108,6 +108,14 @@ pub(crate) fn decode_request(
             _ => ir::ResponseFormat::Text,
         })
     });
+    let openai = ir::OpenAiOptions {
+        verbosity: request
+            .extra
+            .get("verbosity")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        ..ir::OpenAiOptions::read(&request.extra)
+    };
     Ok(ir::Request {
         model: request.model,
         messages,
@@ -130,6 +138,7 @@ pub(crate) fn decode_request(
         }),
         response_format,
         user: request.user,
+        openai,
     })
 }
 
@@ -297,6 +306,11 @@ pub(crate) fn encode_request(request: ir::Request) -> api::Request {
     }
     let stream = request.stream;
     let has_tools = !request.tools.is_empty();
+    let mut extra = Extra::new();
+    request.openai.write(&mut extra);
+    if let Some(verbosity) = request.openai.verbosity {
+        extra.insert("verbosity".to_owned(), Value::String(verbosity));
+    }
     api::Request {
         model: request.model,
         messages,
@@ -375,7 +389,7 @@ pub(crate) fn encode_request(request: ir::Request) -> api::Request {
         }),
         reasoning_effort: request.reasoning.map(|reasoning| reasoning.effort()),
         user: request.user,
-        extra: Extra::new(),
+        extra,
     }
 }
 

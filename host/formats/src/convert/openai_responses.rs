@@ -70,21 +70,25 @@ pub(crate) fn decode_request(
         }
         api::ToolChoice::Named(_) => None,
     });
-    let response_format =
-        request
-            .text
-            .take()
-            .and_then(|text| text.format)
-            .map(|format| match format.kind.as_str() {
-                "json_object" => ir::ResponseFormat::JsonObject,
-                "json_schema" => ir::ResponseFormat::JsonSchema {
-                    name: format.name.unwrap_or_else(|| "output".to_owned()),
-                    description: format.description,
-                    schema: format.schema.unwrap_or(Value::Object(Default::default())),
-                    strict: format.strict,
-                },
-                _ => ir::ResponseFormat::Text,
-            });
+    let text = request.text.take().unwrap_or_default();
+    let openai = ir::OpenAiOptions {
+        verbosity: text
+            .extra
+            .get("verbosity")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        ..ir::OpenAiOptions::read(&request.extra)
+    };
+    let response_format = text.format.map(|format| match format.kind.as_str() {
+        "json_object" => ir::ResponseFormat::JsonObject,
+        "json_schema" => ir::ResponseFormat::JsonSchema {
+            name: format.name.unwrap_or_else(|| "output".to_owned()),
+            description: format.description,
+            schema: format.schema.unwrap_or(Value::Object(Default::default())),
+            strict: format.strict,
+        },
+        _ => ir::ResponseFormat::Text,
+    });
     // Internal: clients (and the recorded Codex samples) also send the Chat names.
     let max_tokens = request.max_output_tokens.or_else(|| {
         ["max_completion_tokens", "max_tokens"]
@@ -112,6 +116,7 @@ pub(crate) fn decode_request(
             }),
         response_format,
         user: request.user,
+        openai,
     })
 }
 
@@ -326,6 +331,8 @@ pub(crate) fn encode_request(request: ir::Request) -> api::Request {
         }
     }
     let has_tools = !request.tools.is_empty();
+    let mut extra = Extra::new();
+    request.openai.write(&mut extra);
     let reasoning = request.reasoning.as_ref().map(|reasoning| api::Reasoning {
         effort: Some(reasoning.effort()),
         summary: (!reasoning.is_off()).then(|| "auto".to_owned()),
@@ -371,27 +378,36 @@ pub(crate) fn encode_request(request: ir::Request) -> api::Request {
             }),
         parallel_tool_calls: request.parallel_tool_calls.filter(|_| has_tools),
         reasoning,
-        text: request.response_format.map(|format| api::TextConfig {
-            format: Some(match format {
-                ir::ResponseFormat::Text => text_format("text"),
-                ir::ResponseFormat::JsonObject => text_format("json_object"),
-                ir::ResponseFormat::JsonSchema {
-                    name,
-                    description,
-                    schema,
-                    strict,
-                } => api::TextFormat {
-                    name: Some(name),
-                    description,
-                    schema: Some(schema),
-                    strict,
-                    ..text_format("json_schema")
-                },
-            }),
-            extra: Extra::new(),
-        }),
+        text: (request.response_format.is_some() || request.openai.verbosity.is_some()).then(
+            || api::TextConfig {
+                format: request.response_format.map(|format| match format {
+                    ir::ResponseFormat::Text => text_format("text"),
+                    ir::ResponseFormat::JsonObject => text_format("json_object"),
+                    ir::ResponseFormat::JsonSchema {
+                        name,
+                        description,
+                        schema,
+                        strict,
+                    } => api::TextFormat {
+                        name: Some(name),
+                        description,
+                        schema: Some(schema),
+                        strict,
+                        ..text_format("json_schema")
+                    },
+                }),
+                extra: request
+                    .openai
+                    .verbosity
+                    .clone()
+                    .map(|verbosity| {
+                        Extra::from_iter([("verbosity".to_owned(), Value::String(verbosity))])
+                    })
+                    .unwrap_or_default(),
+            },
+        ),
         user: request.user,
-        extra: Extra::new(),
+        extra,
     }
 }
 
