@@ -1,6 +1,9 @@
 //! Conformance on every recorded exchange in `tests/data/samples/`: each request, response
 //! and stream is converted into the two other formats, validated against the target's
 //! grammar, and converted back; the round trip keeps text, tool calls and usage.
+//!
+//! No recorded stream has a tool call; `tests/streams.rs` covers streamed tool calls (two
+//! parallel calls, arguments in fragments) in every direction and back.
 
 mod grammar;
 

@@ -724,3 +724,100 @@ fn thinking_signatures_and_redacted_thinking_are_dropped_from_openai_streams_on_
         );
     }
 }
+
+/// Encodes events and decodes them again in pieces of `piece` bytes, as a client reads them.
+fn through_the_wire(events: &[sse::Event], piece: usize) -> Vec<sse::Event> {
+    let mut wire = Vec::new();
+    for event in events {
+        event.encode(&mut wire);
+    }
+    let mut decoder = sse::Decoder::new();
+    let mut out = Vec::new();
+    for bytes in wire.chunks(piece) {
+        decoder.push(bytes, &mut out).expect("events within limits");
+    }
+    decoder.finish(&mut out).expect("events within limits");
+    out
+}
+
+#[test]
+fn tool_streams_survive_a_round_trip_in_every_direction() {
+    // Two parallel calls with their arguments split across events, from each format through
+    // each other one and back, over the wire both ways.
+    let shared_headers = chat_calls_stream(&[
+        json!([
+            {"index":0,"id":"call_a","type":"function","function":{"name":"a","arguments":""}},
+            {"index":1,"id":"call_b","type":"function","function":{"name":"b","arguments":""}}
+        ]),
+        json!([{"index":0,"function":{"arguments":"{\"x\""}}]),
+        json!([{"index":1,"function":{"arguments":"{\"y\":"}}]),
+        json!([{"index":0,"function":{"arguments":":1}"}}]),
+        json!([{"index":1,"function":{"arguments":"2}"}}]),
+    ]);
+    let sources = [
+        (Format::AnthropicMessages, anthropic_tools_stream()),
+        (Format::OpenAiChat, chat_tools_stream()),
+        (Format::OpenAiChat, shared_headers),
+        (Format::OpenAiResponses, responses_tools_stream()),
+    ];
+    let mut checked = 0;
+    for (from, events) in sources {
+        let source = match from {
+            Format::OpenAiChat => grammar::chat(&events, grammar::Mode::Upstream),
+            other => grammar::validate(other, &events),
+        }
+        .unwrap_or_else(|error| panic!("{from}: the fixture is valid: {error}"));
+        assert_eq!(source.tool_calls.len(), 2, "{from}: two calls");
+        assert!(
+            source.tool_calls.iter().all(|call| call
+                .arguments
+                .as_object()
+                .is_some_and(|args| !args.is_empty())),
+            "{from}: every call has arguments"
+        );
+        for to in Format::ALL.into_iter().filter(|to| *to != from) {
+            let context = format!("{from} -> {to} -> {from}");
+            let mut there = StreamConverter::new(from, to);
+            let mut converted = Vec::new();
+            for event in through_the_wire(&events, 5) {
+                there.push(&event, &mut converted);
+            }
+            there.finish(&mut converted);
+            let received = through_the_wire(&converted, 11);
+            grammar::validate(to, &received)
+                .unwrap_or_else(|error| panic!("{context}: {to} leg: {error}\n{received:#?}"));
+            let mut back = StreamConverter::new(to, from);
+            let mut returned = Vec::new();
+            for event in &received {
+                back.push(event, &mut returned);
+            }
+            back.finish(&mut returned);
+            let returned = through_the_wire(&returned, 7);
+            let summary = grammar::validate(from, &returned)
+                .unwrap_or_else(|error| panic!("{context}: {error}\n{returned:#?}"));
+            assert_eq!(
+                summary.tool_calls, source.tool_calls,
+                "{context}: ids, names, arguments"
+            );
+            assert_eq!(summary.text, source.text, "{context}: text");
+            assert_eq!(summary.id, source.id, "{context}: id");
+            assert_eq!(
+                (
+                    summary.input_tokens,
+                    summary.cached_tokens,
+                    summary.output_tokens
+                ),
+                (
+                    source.input_tokens,
+                    source.cached_tokens,
+                    source.output_tokens
+                ),
+                "{context}: usage"
+            );
+            assert_eq!(summary.stop, source.stop, "{context}: stop reason");
+            assert_eq!(summary.error, None, "{context}: no error");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 8, "4 sources, 2 targets each");
+}
