@@ -77,6 +77,25 @@ pub fn init(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Logging for a CLI command (`ccproxy auth …`): plain lines on stderr at
+/// `level` (`--log-level`, else `warn`, so a plugin's problems show and its
+/// lifecycle chatter does not).
+pub fn init_cli(level: &str) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(level)
+        .map_err(|error| anyhow::anyhow!("invalid log level {level:?}: {error}"))?;
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(true)
+                .with_ansi(false),
+        )
+        .try_init()
+        .ok();
+    Ok(())
+}
+
 struct FileWriter(std::sync::Arc<std::fs::File>);
 
 impl std::io::Write for FileWriter {

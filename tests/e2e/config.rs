@@ -248,3 +248,19 @@ fn flags_win_over_the_environment_for_the_listener_and_the_client_token() {
         proxy.get_with("/hello/greet?name=Ada", &[("x-api-key", "from-the-flag")]);
     assert_eq!(with_flag_token.status, 200, "{}", with_flag_token.text());
 }
+
+#[test]
+fn auth_commands_log_to_stderr_at_the_level_asked() {
+    let quiet = ccproxy_e2e::run_cli(&["auth", "providers"], &[]);
+    assert_eq!(quiet.code, 0, "{quiet:?}");
+    assert!(!quiet.stderr.contains(" INFO "), "{quiet:?}");
+    let chatty = ccproxy_e2e::run_cli(&["auth", "providers", "--log-level", "info"], &[]);
+    assert_eq!(chatty.code, 0, "{chatty:?}");
+    assert!(
+        chatty.stderr.contains("plugin loaded plugin=oauth_claude"),
+        "{chatty:?}"
+    );
+    let wrong = ccproxy_e2e::run_cli(&["auth", "providers", "--log-level", "loud[["], &[]);
+    assert_eq!(wrong.code, 2, "{wrong:?}");
+    assert!(wrong.stderr.contains("invalid log level"), "{wrong:?}");
+}

@@ -313,6 +313,8 @@ pub fn run(cli: Cli) -> Result<u8, Exit> {
                     (config, auth::Action::Logout { provider })
                 }
             };
+            crate::telemetry::init_cli(config.log_level.as_deref().unwrap_or("warn"))
+                .map_err(usage)?;
             let loaded = config.load(config.overrides()).map_err(usage)?;
             auth::run(loaded.config, action).map_err(failure)
         }
