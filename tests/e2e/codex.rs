@@ -1125,7 +1125,7 @@ fn a_stream_the_backend_resets_ends_with_an_error_event_in_the_clients_format() 
         }
         let message = error["error"]["message"].as_str().unwrap_or_default();
         assert!(
-            message.contains("upstream connection broke mid-stream"),
+            message.contains("provider codex: upstream connection broke mid-stream"),
             "{path}: {error}"
         );
         let last = mock.codex_requests().pop().expect("a backend request");

@@ -935,6 +935,7 @@ impl StreamState {
     }
 
     fn on_failure(&mut self, message: &str) -> Bytes {
+        let message = &format!("provider {}: {message}", self.provider);
         let (request_id, provider) = (&self.request_id, &self.provider);
         self.hooks.observe("provider.error", Some(request_id), || {
             json!({"request_id": request_id, "provider": provider, "error": message, "phase": "stream"})
