@@ -688,6 +688,11 @@ pub struct SummaryPartEvent {
 }
 
 /// The `error` stream event.
+///
+/// OpenAI documents the fields at the top level (`code`, `message`, `param`); the live API
+/// has been seen to send them nested in `error` instead (openai/openai-dotnet#881), and the
+/// openai Python SDK raises its `APIError` only for the nested form. This crate reads both
+/// and writes both.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StreamError {
     /// A machine-readable code.
@@ -702,6 +707,9 @@ pub struct StreamError {
     /// The event's position in the stream.
     #[serde(default)]
     pub sequence_number: u64,
+    /// The same error nested, as the live API sends it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
     /// Fields this crate does not name.
     #[serde(flatten)]
     pub extra: Extra,

@@ -821,3 +821,117 @@ fn tool_streams_survive_a_round_trip_in_every_direction() {
     }
     assert_eq!(checked, 8, "4 sources, 2 targets each");
 }
+
+/// The `error` events of a stream, as JSON.
+fn error_events(events: &[sse::Event]) -> Vec<(usize, Value)> {
+    events
+        .iter()
+        .enumerate()
+        .filter(|(_, event)| event.event.as_deref() == Some("error"))
+        .map(|(index, event)| (index, serde_json::from_str(&event.data).expect("json")))
+        .collect()
+}
+
+#[test]
+fn responses_clients_get_the_documented_error_event_then_response_failed() {
+    let mut events = anthropic_tools_stream()[..8].to_vec();
+    events.push(anthropic_event(
+        json!({"type":"error","error":{"type":"rate_limit_error","message":"Slow down"}}),
+    ));
+    let out = convert(Format::AnthropicMessages, Format::OpenAiResponses, &events);
+    grammar::validate(Format::OpenAiResponses, &out).unwrap_or_else(|error| panic!("{error}"));
+    let errors = error_events(&out);
+    assert_eq!(errors.len(), 1, "{out:#?}");
+    let (index, error) = &errors[0];
+    // OpenAI's documented shape, plus the nested `error` the live API sends, which the
+    // openai Python SDK reads to raise its APIError.
+    assert_eq!(
+        error,
+        &json!({"type": "error", "code": "rate_limit_exceeded", "message": "Slow down",
+            "param": null, "sequence_number": index,
+            "error": {"type": "rate_limit_error", "code": "rate_limit_exceeded",
+                "message": "Slow down", "param": null}})
+    );
+    assert_eq!(
+        out.last().and_then(|event| event.event.as_deref()),
+        Some("response.failed"),
+        "the lifecycle still ends"
+    );
+}
+
+#[test]
+fn responses_error_events_are_read_in_both_shapes() {
+    let documented = json!({"type":"error","code":"rate_limit_exceeded","message":"Slow down","param":null,"sequence_number":2});
+    // What the live API sends (openai/openai-dotnet#881).
+    let live = json!({"type":"error","sequence_number":2,"error":{"type":"too_many_requests","code":"rate_limit_exceeded","message":"Slow down","param":null}});
+    for data in [documented, live] {
+        let mut events = responses_tools_stream()[..2].to_vec();
+        events.push(sse::Event::new("error", data.to_string()));
+        let out = convert(Format::OpenAiResponses, Format::AnthropicMessages, &events);
+        let summary = grammar::validate(Format::AnthropicMessages, &out)
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(summary.error.as_deref(), Some("Slow down"), "{data}");
+        assert!(
+            out.iter()
+                .any(|event| event.data.contains("rate_limit_error")),
+            "{data}: the kind survives: {out:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_failure_the_proxy_detects_ends_the_stream_in_the_client_format() {
+    for from in Format::ALL {
+        let events = upstream(from);
+        let cut = events.len() / 2;
+        for to in Format::ALL {
+            let context = format!("{from} -> {to}");
+            let mut converter = StreamConverter::new(from, to);
+            let mut out = Vec::new();
+            for event in &events[..cut] {
+                converter.push(event, &mut out);
+            }
+            converter.fail(
+                ccproxy_formats::convert::ErrorKind::Api,
+                "upstream connection broke mid-stream",
+                &mut out,
+            );
+            let mut later = Vec::new();
+            converter.push(&events[cut], &mut later);
+            converter.finish(&mut later);
+            assert!(later.is_empty(), "{context}: nothing after the failure");
+            if from == to {
+                // Passed through unparsed: only the error ending is this crate's.
+                let tail = &out[cut..];
+                match to {
+                    Format::AnthropicMessages => {
+                        assert_eq!(tail.len(), 1, "{context}");
+                        let value: Value = serde_json::from_str(&tail[0].data).expect("json");
+                        assert_eq!(value["error"]["type"], "api_error", "{context}");
+                    }
+                    Format::OpenAiChat => {
+                        assert!(tail[0].data.contains("mid-stream"), "{context}");
+                        assert!(tail[1].is_done(), "{context}");
+                    }
+                    Format::OpenAiResponses => {
+                        let errors = error_events(tail);
+                        assert_eq!(errors.len(), 1, "{context}");
+                        assert_eq!(errors[0].1["sequence_number"], cut, "{context}");
+                        assert_eq!(
+                            errors[0].1["message"],
+                            "upstream connection broke mid-stream"
+                        );
+                    }
+                }
+                continue;
+            }
+            let summary = grammar::validate(to, &out)
+                .unwrap_or_else(|error| panic!("{context}: {error}\n{out:#?}"));
+            assert_eq!(
+                summary.error.as_deref(),
+                Some("upstream connection broke mid-stream"),
+                "{context}"
+            );
+        }
+    }
+}

@@ -905,14 +905,31 @@ impl StreamDecoder {
                         .map_or_else(|| "the response failed".to_owned(), |error| error.message),
                 });
             }
-            api::StreamEvent::Error(error) => out.push(ir::Event::Error {
-                kind: error
+            api::StreamEvent::Error(error) => {
+                // Internal: the documented shape has the fields at the top level, the live
+                // API nests them in `error`; either may come.
+                let nested = error.error.as_ref();
+                let kind = error
                     .code
                     .as_deref()
+                    .or_else(|| nested.and_then(|detail| detail.code.as_ref()?.as_str()))
                     .and_then(ErrorKind::from_type)
-                    .unwrap_or(ErrorKind::Api),
-                message: error.message,
-            }),
+                    .or_else(|| {
+                        nested
+                            .and_then(|detail| detail.kind.as_deref())
+                            .and_then(ErrorKind::from_type)
+                    })
+                    .unwrap_or(ErrorKind::Api);
+                let message = Some(error.message)
+                    .filter(|message| !message.is_empty())
+                    .or_else(|| {
+                        nested
+                            .map(|detail| detail.message.clone())
+                            .filter(|message| !message.is_empty())
+                    })
+                    .unwrap_or_else(|| "the upstream stream failed".to_owned());
+                out.push(ir::Event::Error { kind, message })
+            }
             _ => {}
         }
     }
@@ -977,6 +994,32 @@ impl StreamDecoder {
             _ => self.close(out),
         }
     }
+}
+
+/// The `error` stream event: OpenAI's documented fields (`type`, `code`, `message`,
+/// `param`, `sequence_number`) and the same error nested in `error`, as the live API sends
+/// it and the openai Python SDK reads it.
+pub(crate) fn error_event(
+    kind: ErrorKind,
+    message: &str,
+    sequence_number: u64,
+) -> api::StreamEvent {
+    api::StreamEvent::Error(api::StreamError {
+        code: Some(kind.openai_code().unwrap_or(kind.openai_type()).to_owned()),
+        message: message.to_owned(),
+        param: None,
+        sequence_number,
+        error: Some(api::ErrorDetail {
+            message: message.to_owned(),
+            kind: Some(kind.openai_type().to_owned()),
+            param: None,
+            code: Some(Value::from(
+                kind.openai_code().unwrap_or(kind.openai_type()),
+            )),
+            extra: Extra::new(),
+        }),
+        extra: Extra::new(),
+    })
 }
 
 fn empty_response() -> api::Response {
@@ -1123,6 +1166,11 @@ impl StreamEncoder {
                 // Internal: the item being streamed is closed with what it has, so the
                 // client's view of the output stays consistent with `response.failed`.
                 self.finish_item(out);
+                // The `error` event is what SDKs surface (the openai Python SDK raises on
+                // it); `response.failed` then ends the lifecycle for clients that wait for
+                // a terminal response event (Codex).
+                let error = error_event(kind, &message, self.sequence_number);
+                self.emit(error, out);
                 if let Some(response) = &mut self.response {
                     response.error = Some(api::ResponseError {
                         code: Some(kind.openai_code().unwrap_or(kind.openai_type()).to_owned()),

@@ -22,8 +22,9 @@ pub(crate) fn unix_now() -> u64 {
 /// `push` each upstream event as the [`sse::Decoder`] produces it, send what lands in `out`
 /// to the client, and call `finish` when the upstream body ends. If the upstream stopped
 /// before its final event, `finish` emits the client format's error ending (Anthropic
-/// `error`, a Chat error chunk and `[DONE]`, Responses `response.failed`), so the client
-/// always sees a well-formed stream.
+/// `error`, a Chat error chunk and `[DONE]`, Responses `error` and `response.failed`), so
+/// the client always sees a well-formed stream; [`fail`](Self::fail) does the same for a
+/// failure the caller detects (a broken upstream connection).
 ///
 /// ```
 /// use ccproxy_formats::{Format, convert::StreamConverter, sse};
@@ -48,7 +49,13 @@ pub struct StreamConverter {
 #[derive(Debug)]
 enum Stages {
     /// Same format: events pass through (with the model id rewritten if asked).
-    Identity { model: Option<String> },
+    Identity {
+        model: Option<String>,
+        /// Events passed through, which is the next Responses `sequence_number`.
+        passed: u64,
+        /// [`StreamConverter::fail`] ended the stream.
+        failed: bool,
+    },
     /// One hop through the internal representation.
     Convert(Box<Hop>),
     /// Several hops, each feeding the next.
@@ -110,7 +117,11 @@ impl StreamConverter {
 
     fn build(from: Format, to: Format, model: Option<String>) -> Self {
         let stages = if from == to {
-            Stages::Identity { model }
+            Stages::Identity {
+                model,
+                passed: 0,
+                failed: false,
+            }
         } else {
             Stages::Convert(Box::new(Hop {
                 decoder: match from {
@@ -168,12 +179,20 @@ impl StreamConverter {
     /// types the client format has no counterpart for yield nothing.
     pub fn push(&mut self, event: &sse::Event, out: &mut Vec<sse::Event>) {
         match &mut self.stages {
-            Stages::Identity { model } => {
+            Stages::Identity {
+                model,
+                passed,
+                failed,
+            } => {
+                if *failed {
+                    return;
+                }
                 let mut event = event.clone();
                 if let Some(model) = model {
                     super::rewrite_model_event(&mut event, model);
                 }
                 out.push(event);
+                *passed += 1;
             }
             Stages::Convert(hop) => {
                 let Hop {
@@ -194,6 +213,70 @@ impl StreamConverter {
             Stages::Chain(hops) => {
                 let mut events = vec![event.clone()];
                 for hop in hops {
+                    let mut next = Vec::with_capacity(events.len());
+                    for event in &events {
+                        hop.push(event, &mut next);
+                    }
+                    events = next;
+                }
+                out.extend(events);
+            }
+        }
+    }
+
+    /// Ends the stream with the client format's error ending, for a failure the proxy
+    /// detects itself: the upstream connection broke, went silent, or sent bytes that are
+    /// not SSE. Anthropic clients get an `error` event; Chat clients an error chunk and
+    /// `[DONE]`; Responses clients an `error` event (OpenAI's documented fields, and the same
+    /// error nested in `error` as the live API sends it) and, for a converted stream,
+    /// `response.failed`, with the open output item closed first. Later pushes and
+    /// [`finish`](Self::finish) yield nothing; a stream that already ended yields nothing.
+    ///
+    /// A same-format converter passes events through unparsed: its Responses `error` event
+    /// numbers itself after the events pushed through it, so a caller that passes the
+    /// upstream bytes on without pushing them gets `sequence_number` 0.
+    pub fn fail(&mut self, kind: ErrorKind, message: &str, out: &mut Vec<sse::Event>) {
+        match &mut self.stages {
+            Stages::Identity { passed, failed, .. } => {
+                if *failed {
+                    return;
+                }
+                *failed = true;
+                let error = ir::Event::Error {
+                    kind,
+                    message: message.to_owned(),
+                };
+                match self.to {
+                    Format::AnthropicMessages => {
+                        anthropic::StreamEncoder::default().push(error, out)
+                    }
+                    Format::OpenAiChat => openai_chat::StreamEncoder::default().push(error, out),
+                    Format::OpenAiResponses => {
+                        out.push(openai_responses::error_event(kind, message, *passed).to_sse())
+                    }
+                }
+            }
+            Stages::Convert(hop) => {
+                let Hop {
+                    normalizer,
+                    encoder,
+                    ..
+                } = &mut **hop;
+                normalizer.push(
+                    ir::Event::Error {
+                        kind,
+                        message: message.to_owned(),
+                    },
+                    &mut |event| encoder.push(event, out),
+                );
+            }
+            Stages::Chain(hops) => {
+                let Some((first, rest)) = hops.split_first_mut() else {
+                    return;
+                };
+                let mut events = Vec::new();
+                first.fail(kind, message, &mut events);
+                for hop in rest {
                     let mut next = Vec::with_capacity(events.len());
                     for event in &events {
                         hop.push(event, &mut next);

@@ -739,6 +739,17 @@ pub(crate) fn responses(events: &[Event]) -> Result<Summary, String> {
                 ended = true;
             }
             "error" => {
+                // The documented shape: `type`, `code`, `message`, `param`, `sequence_number`.
+                ensure!(
+                    value["message"].is_string(),
+                    "event {index}: error without a top-level message"
+                );
+                ensure!(
+                    ["code", "param"].iter().all(|key| value
+                        .get(*key)
+                        .is_some_and(|field| field.is_string() || field.is_null())),
+                    "event {index}: error without code or param"
+                );
                 summary.error = value["message"].as_str().map(str::to_owned);
             }
             other => return Err(format!("event {index}: unexpected event {other}")),
