@@ -154,6 +154,7 @@ fn percent_decode(text: &str) -> Vec<u8> {
         let escaped = (bytes[index] == b'%')
             .then(|| bytes.get(index + 1..index + 3))
             .flatten()
+            .filter(|hex| hex.iter().all(u8::is_ascii_hexdigit))
             .and_then(|hex| std::str::from_utf8(hex).ok())
             .and_then(|hex| u8::from_str_radix(hex, 16).ok());
         match escaped {
@@ -639,10 +640,10 @@ mod tests {
             }
         );
         assert_eq!(
-            Media::from_url("data:,a%zzb%4"),
+            Media::from_url("data:,a%zzb%+1%4"),
             Media::Base64 {
                 media_type: "text/plain".into(),
-                data: base64(b"a%zzb%4"),
+                data: base64(b"a%zzb%+1%4"),
             },
             "malformed escapes stay as they are"
         );
