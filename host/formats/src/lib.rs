@@ -79,13 +79,12 @@
 //!   options `prompt_cache_key`, `service_tier` (Anthropic's takes other values), `store`,
 //!   `metadata`, `safety_identifier` and verbosity.
 //! - **Responses → anything:** built-in tools (`web_search`, `file_search`, `local_shell`,
-//!   `custom`, …); `include`, `truncation`, `background` and the other server-side options
-//!   Chat lacks. (`prompt_cache_key`, `service_tier`, `store`, `metadata`,
-//!   `safety_identifier` and `text.verbosity`, Chat's top-level `verbosity`, map both ways
-//!   between Chat and Responses.)
-//!   Requests that depend on server-side state (`previous_response_id`, `conversation`) or
-//!   items with no counterpart (`local_shell_call`, …) are refused with a
-//!   [`convert::ConvertError`] naming the path, rather than silently losing history.
+//!   `custom`, …); `include`, `truncation` and the other server-side options Chat lacks
+//!   (`prompt_cache_key`, `service_tier`, `store`, `metadata`, `safety_identifier` and
+//!   `text.verbosity`, Chat's top-level `verbosity`, map both ways between Chat and
+//!   Responses). Requests that depend on server-side state (`previous_response_id`,
+//!   `conversation`) or items with no counterpart (`local_shell_call`, …) are refused with
+//!   a [`convert::ConvertError`] naming the path, rather than silently losing history.
 //! - **Chat → Responses and back:** reasoning in Chat history (`reasoning_content` is not
 //!   accepted back by servers); images and files inside tool results; Chat streams that
 //!   resume a tool call after a call first named in a later chunk started (no OpenAI server
