@@ -230,11 +230,13 @@ impl StreamConverter {
     /// `[DONE]`; Responses clients an `error` event (OpenAI's documented fields, and the same
     /// error nested in `error` as the live API sends it) and, for a converted stream,
     /// `response.failed`, with the open output item closed first. Later pushes and
-    /// [`finish`](Self::finish) yield nothing; a stream that already ended yields nothing.
+    /// [`finish`](Self::finish) yield nothing, and a converted stream that already ended
+    /// yields nothing here either.
     ///
-    /// A same-format converter passes events through unparsed: its Responses `error` event
-    /// numbers itself after the events pushed through it, so a caller that passes the
-    /// upstream bytes on without pushing them gets `sequence_number` 0.
+    /// A same-format converter passes events through unparsed, so it cannot tell whether
+    /// the stream already ended, and its Responses `error` event numbers itself after the
+    /// events pushed through it: a caller that passes the upstream bytes on without pushing
+    /// them gets `sequence_number` 0.
     pub fn fail(&mut self, kind: ErrorKind, message: &str, out: &mut Vec<sse::Event>) {
         match &mut self.stages {
             Stages::Identity { passed, failed, .. } => {
