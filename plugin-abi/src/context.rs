@@ -29,6 +29,7 @@ pub struct Context {
     data_dir: PathBuf,
     config_dir: PathBuf,
     capabilities: Vec<String>,
+    bypass: bool,
 }
 
 impl std::fmt::Debug for Context {
@@ -48,7 +49,17 @@ impl Context {
             data_dir: PathBuf::from(&init.data_dir),
             config_dir: PathBuf::from(&init.config_dir),
             capabilities: init.capabilities.clone(),
+            bypass: init.bypass,
         }
+    }
+
+    /// Whether the host runs in bypass mode (`ccproxy serve --bypass`): it
+    /// answers provider endpoints with canned, format-correct responses and
+    /// calls no upstream. A plugin route that would call an upstream (a token
+    /// count, say) should answer a canned value too, so clients can be tried
+    /// without credentials. Since plugin API 1.1.
+    pub fn bypass_mode(&self) -> bool {
+        self.bypass
     }
 
     /// The plugin's name.

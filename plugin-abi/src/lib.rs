@@ -63,7 +63,7 @@ pub mod testing;
 
 pub use context::Context;
 pub use error::{ErrorKind, PluginError};
-pub use hooks::{HookContext, HookEvent, HookOutcome};
+pub use hooks::{HookCall, HookContext, HookEvent, HookOutcome};
 pub use http::{Headers, HttpRequest, HttpResponse, Request, Response};
 pub use manifest::{Manifest, PluginKind, Route, layer};
 pub use plugin::{
@@ -83,8 +83,8 @@ pub use serde_json::{self, Value, json};
 /// Everything a plugin usually needs: `use ccproxy_plugin_abi::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Context, ErrorKind, Headers, Health, HealthStatus, HookContext, HookEvent, HookOutcome,
-        HttpRequest, HttpResponse, Manifest, MiddlewareAction, MiddlewareRequest,
+        Context, ErrorKind, Headers, Health, HealthStatus, HookCall, HookContext, HookEvent,
+        HookOutcome, HttpRequest, HttpResponse, Manifest, MiddlewareAction, MiddlewareRequest,
         MiddlewareResponse, Plugin, PluginError, PluginKind, ProviderRequest, Request, Response,
         Route, ServiceCall, UpstreamRequest, export_plugin, json, layer,
     };

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::{
     Context, PluginError,
-    hooks::{HookContext, HookOutcome},
+    hooks::{HookCall, HookContext, HookOutcome},
     http::{Headers, Request, Response},
     manifest::Manifest,
 };
@@ -76,6 +76,22 @@ pub trait Plugin: Sized + Send + Sync + 'static {
     ) -> impl Future<Output = Result<HookOutcome, PluginError>> + Send {
         let _ = hook;
         async { Ok(HookOutcome::Continue) }
+    }
+
+    /// Receives an event for one of the manifest's hooks with its data not
+    /// yet parsed. Default: parse the data and call [`Plugin::on_hook`].
+    ///
+    /// Implement this instead of `on_hook` when the hook reads only some of
+    /// the data, or none: [`HookCall::data`] deserialises just the keys of a
+    /// struct, borrowing its strings, which costs a fraction of building the
+    /// whole [`serde_json::Value`]. Called exactly as `on_hook` is (plugin API
+    /// 1.1; a plugin that implements it needs a 1.1 host, which every host
+    /// that loads it is).
+    fn on_hook_call(
+        &self,
+        call: HookCall,
+    ) -> impl Future<Output = Result<HookOutcome, PluginError>> + Send {
+        async move { self.on_hook(call.into_context()?).await }
     }
 
     /// Runs one of the manifest's tasks once. Default: nothing.

@@ -22,7 +22,8 @@ pub mod op {
     /// Answer an HTTP request on one of the plugin's routes:
     /// [`super::RouteInput`] + body → [`super::ResponseHead`] + body.
     pub const ROUTE: &str = "route.handle";
-    /// Deliver a hook event: [`super::HookInput`] + body → [`super::HookOutput`] + body.
+    /// Deliver a hook event: [`super::HookInput`] + body → [`super::HookOutput`] + body
+    /// (since 1.1 the body may carry the data first, see `HookInput::data_len`).
     pub const HOOK: &str = "hook.call";
     /// Run a scheduled task once: [`super::TaskInput`] → nothing.
     pub const TASK: &str = "task.run";
@@ -86,6 +87,10 @@ pub struct InitializeInput {
     /// Capabilities the host offers (see [`capability`]).
     #[serde(default)]
     pub capabilities: Vec<String>,
+    /// Whether the host serves canned answers instead of calling upstreams
+    /// (`ccproxy serve --bypass`); since 1.1, absent (false) before.
+    #[serde(default)]
+    pub bypass: bool,
 }
 
 /// Output of [`op::HEALTH`].
@@ -154,9 +159,16 @@ pub struct HookInput {
     /// The request the event belongs to, when there is one.
     #[serde(default)]
     pub request_id: Option<String>,
-    /// The event's data (keys as in the original's hook payloads).
+    /// The event's data (keys as in the original's hook payloads). `null`
+    /// when it travels in the body (`data_len`).
     #[serde(default)]
     pub data: Value,
+    /// Since 1.1: the data is not in this JSON but is the first `data_len`
+    /// bytes of the message body (a JSON document), followed by the event's
+    /// own body. A host sends it so only to plugins built for 1.1 or later,
+    /// which then need not scan the data to read the rest of the call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_len: Option<u64>,
 }
 
 /// Output of [`op::HOOK`].

@@ -20,7 +20,7 @@ use serde_json::Value;
 use crate::{
     Context, Plugin, PluginError,
     context::parse_meta,
-    hooks::{HookContext, HookEvent, HookOutcome},
+    hooks::{HookCall, HookEvent, HookOutcome},
     http::{Headers, Request},
     plugin::{
         MiddlewareAction, MiddlewareRequest, MiddlewareResponse, ProviderRequest, ServiceCall,
@@ -137,17 +137,43 @@ impl<P: Plugin> Instance<P> {
             }
             op::HOOK => {
                 let plugin = self.initialized()?;
-                let hook: protocol::HookInput = decode(&input)?;
-                let ctx = HookContext {
-                    hook: hook.hook,
-                    event: HookEvent::from_name(&hook.event),
-                    timestamp_ms: hook.timestamp_ms,
-                    request_id: hook.request_id,
-                    data: hook.data,
-                    body: input.body.into_vec(),
+                // The data stays JSON text until the plugin reads it.
+                let hook: HookInputText = decode(&input)?;
+                let mut body = input.body.into_vec();
+                let data = match hook.data_len {
+                    // 1.1: the data is the front of the body.
+                    Some(length) => {
+                        let length = usize::try_from(length)
+                            .ok()
+                            .filter(|&length| length <= body.len())
+                            .ok_or_else(|| {
+                                AbiError::new(
+                                    ErrorCode::Invalid,
+                                    "hook data_len is longer than the body",
+                                )
+                            })?;
+                        let rest = body.split_off(length);
+                        let text = String::from_utf8(std::mem::replace(&mut body, rest)).map_err(
+                            |_| AbiError::new(ErrorCode::Invalid, "hook data is not UTF-8"),
+                        )?;
+                        Err(text)
+                    }
+                    None => Ok(hook.data.unwrap_or_else(null_data)),
                 };
+                let call = HookCall::decoded(
+                    hook.hook,
+                    HookEvent::from_name(&hook.event),
+                    hook.timestamp_ms,
+                    hook.request_id,
+                    data,
+                    body,
+                );
                 Box::pin(async move {
-                    match plugin.on_hook(ctx).await.map_err(PluginError::into_abi)? {
+                    match plugin
+                        .on_hook_call(call)
+                        .await
+                        .map_err(PluginError::into_abi)?
+                    {
                         HookOutcome::Continue => {
                             encode(&protocol::HookOutput::default(), Vec::new())
                         }
@@ -318,6 +344,26 @@ impl<P: Plugin> Instance<P> {
         };
         Ok(boxed)
     }
+}
+
+/// [`protocol::HookInput`] with its data kept as text (same JSON).
+#[derive(serde::Deserialize)]
+struct HookInputText {
+    #[serde(default)]
+    hook: String,
+    event: String,
+    #[serde(default)]
+    timestamp_ms: u64,
+    #[serde(default)]
+    request_id: Option<String>,
+    #[serde(default)]
+    data: Option<Box<serde_json::value::RawValue>>,
+    #[serde(default)]
+    data_len: Option<u64>,
+}
+
+fn null_data() -> Box<serde_json::value::RawValue> {
+    serde_json::value::RawValue::from_string("null".to_owned()).expect("null is JSON")
 }
 
 /// Deserialises the plugin's config; `null` or `{}` become the default.

@@ -131,6 +131,7 @@ struct Settings {
     capabilities: Vec<String>,
     data_dir: Option<PathBuf>,
     config_dir: Option<PathBuf>,
+    bypass: bool,
 }
 
 /// What the plugin did to the host, shared by every clone of a `MockHost`.
@@ -211,6 +212,7 @@ impl MockHost {
                 .to_vec(),
                 data_dir: None,
                 config_dir: None,
+                bypass: false,
             },
             records: Arc::new(Records::default()),
         }
@@ -309,6 +311,19 @@ impl MockHost {
     /// ```
     pub fn data_dir(mut self, path: impl Into<PathBuf>) -> Self {
         self.settings.data_dir = Some(path.into());
+        self
+    }
+
+    /// Starts plugins as a host in bypass mode would (`Context::bypass_mode`
+    /// answers true).
+    ///
+    /// ```
+    /// use ccproxy_plugin_abi::testing::MockHost;
+    /// let host = MockHost::new().bypass(true);
+    /// # let _ = host;
+    /// ```
+    pub fn bypass(mut self, on: bool) -> Self {
+        self.settings.bypass = on;
         self
     }
 
@@ -412,6 +427,7 @@ impl MockHost {
             data_dir: data_dir.to_string_lossy().into_owned(),
             config_dir: config_dir.to_string_lossy().into_owned(),
             capabilities: self.settings.capabilities.clone(),
+            bypass: self.settings.bypass,
         };
         plugin.call::<_, Value>(op::INITIALIZE, &init, Vec::new())?;
         Ok(plugin)
@@ -886,14 +902,19 @@ impl TestPlugin {
     /// assert!(matches!(outcome, HookOutcome::Modify { body: Some(body), .. } if body == b"HI"));
     /// ```
     pub fn hook_with(&self, hook: HookContext) -> Result<HookOutcome, PluginError> {
+        // As the host sends it to a 1.1 plugin: the data in front of the body.
+        let mut body = serde_json::to_vec(&hook.data)?;
+        let data_len = body.len() as u64;
+        body.extend_from_slice(&hook.body);
         let input = protocol::HookInput {
             hook: hook.hook,
             event: hook.event.as_str().to_owned(),
             timestamp_ms: hook.timestamp_ms,
             request_id: hook.request_id,
-            data: hook.data,
+            data: Value::Null,
+            data_len: Some(data_len),
         };
-        let (output, body) = self.call::<_, protocol::HookOutput>(op::HOOK, &input, hook.body)?;
+        let (output, body) = self.call::<_, protocol::HookOutput>(op::HOOK, &input, body)?;
         Ok(match output.data {
             None => HookOutcome::Continue,
             Some(data) => HookOutcome::Modify {
@@ -1707,6 +1728,7 @@ mod tests {
             if hook.event.is_mutating() {
                 let mut data = hook.data;
                 data["seen"] = json!(true);
+                data["body"] = json!(String::from_utf8_lossy(&hook.body));
                 return Ok(HookOutcome::Modify { data, body: None });
             }
             Ok(HookOutcome::Continue)
@@ -2111,7 +2133,7 @@ mod tests {
             .hook(HookEvent::ProviderRequestPrepared, json!({"url": "u"}))
             .unwrap();
         assert!(
-            matches!(outcome, HookOutcome::Modify { data, body: None } if data == json!({"url": "u", "seen": true}))
+            matches!(outcome, HookOutcome::Modify { data, body: None } if data == json!({"url": "u", "seen": true, "body": ""}))
         );
         assert_eq!(
             plugin
@@ -2120,6 +2142,74 @@ mod tests {
                 .kind(),
             ErrorKind::NotFound
         );
+    }
+
+    #[test]
+    fn hook_data_is_read_in_either_layout_with_the_body_after_it() {
+        let host = MockHost::new();
+        let plugin = start_probe(&host);
+        // The 1.0 layout: the data inside the call's JSON.
+        let (meta, _) = plugin
+            .call_operation(
+                op::HOOK,
+                json!({"hook": "probe_hook", "event": "provider.request.prepared", "timestamp_ms": 1, "data": {"url": "u"}}),
+                b"body".to_vec(),
+            )
+            .unwrap();
+        assert_eq!(meta["data"], json!({"url": "u", "seen": true, "body": "body"}));
+        // The 1.1 layout: `data_len` bytes of data, then the event's body.
+        let (meta, body) = plugin
+            .call_operation(
+                op::HOOK,
+                json!({"hook": "probe_hook", "event": "provider.request.prepared", "timestamp_ms": 1, "data": null, "data_len": 11}),
+                br#"{"url":"v"}the body"#.to_vec(),
+            )
+            .unwrap();
+        assert_eq!(meta["data"], json!({"url": "v", "seen": true, "body": "the body"}));
+        assert!(body.is_empty(), "the body is not replaced: {body:?}");
+        // A length beyond the body is refused, not read past.
+        let error = plugin
+            .call_operation(
+                op::HOOK,
+                json!({"hook": "probe_hook", "event": "request.completed", "data_len": 99}),
+                b"{}".to_vec(),
+            )
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Invalid);
+        assert!(error.message().contains("data_len"), "{error}");
+    }
+
+    #[test]
+    fn a_hook_call_reads_only_the_keys_it_names() {
+        #[derive(serde::Deserialize)]
+        struct Completed<'a> {
+            path: &'a str,
+            status_code: u16,
+        }
+        let call = HookCall::new(
+            "h",
+            HookEvent::RequestCompleted,
+            1,
+            None,
+            r#"{"path":"/v1/messages","status_code":200,"headers":{"x":"y"}}"#,
+            Vec::new(),
+        )
+        .unwrap();
+        let completed: Completed = call.data().unwrap();
+        assert_eq!(
+            (completed.path, completed.status_code),
+            ("/v1/messages", 200)
+        );
+        let wrong = call.data::<Vec<u8>>().unwrap_err();
+        assert!(
+            wrong
+                .message()
+                .starts_with("request.completed data does not have the expected shape"),
+            "{wrong}"
+        );
+        assert!(HookCall::new("h", HookEvent::RequestCompleted, 1, None, "{", Vec::new()).is_err());
+        let context = call.into_context().unwrap();
+        assert_eq!(context.data["headers"]["x"], "y");
     }
 
     #[test]

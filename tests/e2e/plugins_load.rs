@@ -474,6 +474,14 @@ fn a_plugin_built_against_the_frozen_1_0_interface_loads_and_works() {
     );
     assert_eq!(entry["status"], "active", "{entry:#}");
     assert_eq!(entry["api_version"], "1.0.0", "{entry:#}");
+    // ... into a host that speaks a newer minor of plugin API 1.
+    let host = host_api_version();
+    let host_minor: u64 = host
+        .strip_prefix("1.")
+        .and_then(|rest| rest.split('.').next())
+        .and_then(|minor| minor.parse().ok())
+        .unwrap_or_else(|| panic!("the host speaks plugin API 1.x, not {host}"));
+    assert!(host_minor >= 1, "the host speaks {host}");
 
     // Its route, and through it a host capability (ctx.sleep).
     let hello = proxy.get("/v1_0/hello");

@@ -37,7 +37,13 @@ struct Subscriber {
     plugin: Arc<ActivePlugin>,
     hook: String,
     priority: i32,
+    /// The plugin reads the data from the front of the body (plugin API 1.1
+    /// and later), so it need not scan it to read the call.
+    data_in_body: bool,
 }
+
+/// The first plugin API version whose SDK reads hook data from the body.
+const DATA_IN_BODY_SINCE: (u64, u64) = (1, 1);
 
 /// An observed event waiting in the queue. Its data is serialised once, on
 /// the request's task, and copied as is into every subscriber's call: no
@@ -66,7 +72,51 @@ struct HookInputRef<'a, D: ?Sized> {
     event: &'a str,
     timestamp_ms: u64,
     request_id: Option<&'a str>,
-    data: &'a D,
+    /// In the JSON for 1.0 plugins; `null` when it travels in the body.
+    data: Option<&'a D>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_len: Option<u64>,
+}
+
+impl<'a, D: ?Sized + Serialize> HookInputRef<'a, D> {
+    /// The call's JSON and body for hook `hook`: the data in the JSON (1.0),
+    /// or `data_text` in front of `body` (`data_in_body`, 1.1 and later).
+    #[allow(clippy::too_many_arguments)]
+    fn encode(
+        hook: &'a str,
+        data_in_body: bool,
+        event: &'a str,
+        timestamp_ms: u64,
+        request_id: Option<&'a str>,
+        data: &'a D,
+        data_text: &[u8],
+        body: &[u8],
+    ) -> (Self, Vec<u8>) {
+        if data_in_body {
+            let mut framed = Vec::with_capacity(data_text.len() + body.len());
+            framed.extend_from_slice(data_text);
+            framed.extend_from_slice(body);
+            let input = HookInputRef {
+                hook,
+                event,
+                timestamp_ms,
+                request_id,
+                data: None,
+                data_len: Some(data_text.len() as u64),
+            };
+            (input, framed)
+        } else {
+            let input = HookInputRef {
+                hook,
+                event,
+                timestamp_ms,
+                request_id,
+                data: Some(data),
+                data_len: None,
+            };
+            (input, body.to_vec())
+        }
+    }
 }
 
 /// Counters shown in `/plugins/status`.
@@ -125,10 +175,12 @@ impl HookBus {
         for plugin in plugins {
             for spec in &plugin.manifest.hooks {
                 for event in &spec.events {
+                    let api = &plugin.api_version;
                     by_event.entry(event.clone()).or_default().push(Subscriber {
                         plugin: plugin.clone(),
                         hook: spec.name.clone(),
                         priority: spec.priority,
+                        data_in_body: (api.major, api.minor) >= DATA_IN_BODY_SINCE,
                     });
                 }
             }
@@ -210,18 +262,21 @@ impl HookBus {
 
     async fn deliver(&self, observed: Observed) {
         for subscriber in self.subscribers(&observed.event) {
-            let input = HookInputRef {
-                hook: &subscriber.hook,
-                event: &observed.event,
-                timestamp_ms: observed.timestamp_ms,
-                request_id: observed.request_id.as_deref(),
-                data: &*observed.data,
-            };
+            let (input, body) = HookInputRef::encode(
+                &subscriber.hook,
+                subscriber.data_in_body,
+                &observed.event,
+                observed.timestamp_ms,
+                observed.request_id.as_deref(),
+                &*observed.data,
+                observed.data.get().as_bytes(),
+                &[],
+            );
             let started = Instant::now();
             let result = subscriber
                 .plugin
                 .handle
-                .call_with_timeout::<_, HookOutput>(op::HOOK, &input, Vec::new(), HOOK_TIMEOUT)
+                .call_with_timeout::<_, HookOutput>(op::HOOK, &input, body, HOOK_TIMEOUT)
                 .await;
             subscriber.plugin.handle.record_hook_time(started);
             if let Err(error) = result {
@@ -244,21 +299,26 @@ impl HookBus {
         // The data's JSON, written again only after a hook changed the data.
         let mut text = serde_json::value::to_raw_value(&data).ok();
         for subscriber in self.subscribers(event) {
-            let input = HookInputRef {
-                hook: &subscriber.hook,
-                event,
-                timestamp_ms: now_ms(),
-                request_id,
-                data: &match &text {
-                    Some(text) => DataRef::Text(text),
-                    None => DataRef::Value(&data),
-                },
+            let shown = match &text {
+                Some(text) => DataRef::Text(text),
+                None => DataRef::Value(&data),
             };
+            let shown_text = text.as_ref().map_or("null", |text| text.get());
+            let (input, framed) = HookInputRef::encode(
+                &subscriber.hook,
+                subscriber.data_in_body,
+                event,
+                now_ms(),
+                request_id,
+                &shown,
+                shown_text.as_bytes(),
+                &body,
+            );
             let started = Instant::now();
             let result = subscriber
                 .plugin
                 .handle
-                .call_with_timeout::<_, HookOutput>(op::HOOK, &input, body.clone(), HOOK_TIMEOUT)
+                .call_with_timeout::<_, HookOutput>(op::HOOK, &input, framed, HOOK_TIMEOUT)
                 .await;
             subscriber.plugin.handle.record_hook_time(started);
             match result {
@@ -301,53 +361,58 @@ mod tests {
     use super::*;
 
     #[test]
-    fn borrowed_hook_input_is_the_protocol_json() {
+    fn both_layouts_are_the_protocol_json() {
         let data = json!({"b": [1, 2.5, null], "a": {"nested": "x\"y"}});
-        let owned = HookInput {
-            hook: "h".to_owned(),
-            event: "request.completed".to_owned(),
-            timestamp_ms: 7,
-            request_id: Some("r".to_owned()),
-            data: data.clone(),
-        };
-        let expected = serde_json::to_string(&owned).unwrap();
         let raw = serde_json::value::to_raw_value(&data).unwrap();
         for request_id in [Some("r"), None] {
-            let expected = if request_id.is_some() {
-                expected.clone()
-            } else {
-                serde_json::to_string(&HookInput {
-                    request_id: None,
-                    ..owned.clone()
-                })
-                .unwrap()
-            };
-            let by_raw = HookInputRef {
-                hook: "h",
-                event: "request.completed",
+            let owned = HookInput {
+                hook: "h".to_owned(),
+                event: "request.completed".to_owned(),
                 timestamp_ms: 7,
-                request_id,
-                data: &*raw,
+                request_id: request_id.map(str::to_owned),
+                data: data.clone(),
+                data_len: None,
             };
-            let by_value = HookInputRef {
-                hook: "h",
-                event: "request.completed",
-                timestamp_ms: 7,
-                request_id,
-                data: &data,
-            };
-            assert_eq!(serde_json::to_string(&by_raw).unwrap(), expected);
-            assert_eq!(serde_json::to_string(&by_value).unwrap(), expected);
-            for data in [DataRef::Text(&raw), DataRef::Value(&data)] {
-                let by_either = HookInputRef {
-                    hook: "h",
-                    event: "request.completed",
-                    timestamp_ms: 7,
+            let event_body = b"the event's body".as_slice();
+            // 1.0: the data in the JSON, the body as it is.
+            for shown in [DataRef::Text(&raw), DataRef::Value(&data)] {
+                let (input, body) = HookInputRef::encode(
+                    "h",
+                    false,
+                    "request.completed",
+                    7,
                     request_id,
-                    data: &data,
-                };
-                assert_eq!(serde_json::to_string(&by_either).unwrap(), expected);
+                    &shown,
+                    raw.get().as_bytes(),
+                    event_body,
+                );
+                let written: HookInput =
+                    serde_json::from_str(&serde_json::to_string(&input).unwrap()).unwrap();
+                assert_eq!(
+                    serde_json::to_value(&written).unwrap(),
+                    serde_json::to_value(&owned).unwrap()
+                );
+                assert_eq!(body, event_body);
             }
+            // 1.1: `data_len` bytes of data in front of the body.
+            let shown = DataRef::Text(&raw);
+            let (input, body) = HookInputRef::encode(
+                "h",
+                true,
+                "request.completed",
+                7,
+                request_id,
+                &shown,
+                raw.get().as_bytes(),
+                event_body,
+            );
+            let written: HookInput =
+                serde_json::from_str(&serde_json::to_string(&input).unwrap()).unwrap();
+            let length = usize::try_from(written.data_len.expect("data_len is set")).unwrap();
+            assert_eq!(written.data, Value::Null);
+            let carried: Value = serde_json::from_slice(&body[..length]).unwrap();
+            assert_eq!(carried, data);
+            assert_eq!(&body[length..], event_body);
         }
     }
 }

@@ -80,10 +80,12 @@ pub async fn initialize_all(mut prepared: Prepared, shared: &Arc<Shared>) -> Reg
             ]
             .map(str::to_owned)
             .to_vec(),
+            bypass: shared.config.server.bypass_mode,
         };
         let plugin = Arc::new(ActivePlugin {
             manifest: library.manifest.clone(),
             file: library.path.clone(),
+            api_version: library.api_version.clone(),
             handle,
             initialized: Default::default(),
             config: input.config.clone(),

@@ -82,6 +82,8 @@ pub struct ActivePlugin {
     pub manifest: Manifest,
     /// Its file.
     pub file: PathBuf,
+    /// The plugin API version it was built against: what it can read.
+    pub api_version: semver::Version,
     /// The instance.
     pub handle: PluginHandle,
     /// Whether `plugin.initialize` succeeded.

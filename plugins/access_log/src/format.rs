@@ -5,7 +5,9 @@
 //! `lib.rs`); a missing key becomes `-` in the text formats and is left out of
 //! JSON lines, as in the original.
 
-use ccproxy_plugin_abi::{HookContext, HookEvent, Value, serde_json};
+use std::borrow::Cow;
+
+use ccproxy_plugin_abi::{HookCall, HookEvent, PluginError, Value, serde_json};
 use serde::{Deserialize, Serialize};
 
 /// The client log's format (`client_format`).
@@ -45,21 +47,78 @@ pub(crate) struct Tokens {
 }
 
 impl Tokens {
-    /// Reads a `usage` object (`input_tokens`, `output_tokens`,
-    /// `cache_read_input_tokens`, `cache_creation_input_tokens`); `None` when
-    /// it is absent, null or has none of them.
-    fn from_usage(usage: Option<&Value>) -> Option<Self> {
+    /// `None` when the usage is absent, null or has none of the counts.
+    fn from_usage(usage: Option<&Usage>) -> Option<Self> {
         let usage = usage?;
         let tokens = Self {
-            tokens_input: usage.get("input_tokens").and_then(Value::as_u64),
-            tokens_output: usage.get("output_tokens").and_then(Value::as_u64),
-            cache_read_tokens: usage.get("cache_read_input_tokens").and_then(Value::as_u64),
-            cache_write_tokens: usage
-                .get("cache_creation_input_tokens")
-                .and_then(Value::as_u64),
+            tokens_input: usage.input_tokens,
+            tokens_output: usage.output_tokens,
+            cache_read_tokens: usage.cache_read_input_tokens,
+            cache_write_tokens: usage.cache_creation_input_tokens,
         };
         (tokens != Self::default()).then_some(tokens)
     }
+}
+
+/// A `usage` object: the counts this log writes (other keys are skipped).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Usage {
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    cache_read_input_tokens: Option<u64>,
+    cache_creation_input_tokens: Option<u64>,
+}
+
+/// The keys of an event's data this log reads, borrowed from the call's JSON
+/// where no escape forces a copy; everything else (the request headers) is
+/// skipped without being built.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct EventData<'a> {
+    #[serde(borrow)]
+    request_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    method: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    http_version: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    path: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    query: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    url: Option<Cow<'a, str>>,
+    status_code: Option<u64>,
+    response_status: Option<u64>,
+    duration_ms: Option<f64>,
+    #[serde(borrow)]
+    client_ip: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    user_agent: Option<Cow<'a, str>>,
+    bytes_sent: Option<u64>,
+    streaming: Option<bool>,
+    #[serde(borrow)]
+    provider: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    model: Option<Cow<'a, str>>,
+    total_chunks: Option<u64>,
+    total_bytes: Option<u64>,
+    usage: Option<Usage>,
+    error: Option<Value>,
+}
+
+/// A non-empty string field, owned.
+fn text(field: &Option<Cow<'_, str>>) -> Option<String> {
+    field
+        .as_deref()
+        .filter(|value| !value.is_empty())
+        .map(str::to_owned)
+}
+
+/// The data of `call`, or why it could not be read (the host's event
+/// shapes are fixed within plugin API 1, so this is a bug to report).
+fn event_data(call: &HookCall) -> Result<EventData<'_>, PluginError> {
+    call.data()
 }
 
 /// A client request that was answered (`request.completed`) or failed
@@ -87,40 +146,35 @@ pub(crate) struct ClientRecord {
 
 impl ClientRecord {
     /// Reads a `request.completed` or `request.failed` event.
-    pub(crate) fn from_hook(hook: &HookContext) -> Self {
-        let data = &hook.data;
-        let failed = hook.event == HookEvent::RequestFailed;
-        let (url_path, url_query) = split_url(text(data, "url").as_deref().unwrap_or(""));
-        Self {
-            timestamp_ms: hook.timestamp_ms,
-            request_id: request_id(hook),
-            method: text(data, "method").unwrap_or_default(),
-            http_version: text(data, "http_version"),
-            path: text(data, "path").unwrap_or(url_path),
-            query: match data.get("query") {
-                Some(_) => text(data, "query").unwrap_or_default(),
+    pub(crate) fn from_hook(call: &HookCall) -> Result<Self, PluginError> {
+        let data = event_data(call)?;
+        let failed = call.event == HookEvent::RequestFailed;
+        let (url_path, url_query) = split_url(data.url.as_deref().unwrap_or(""));
+        Ok(Self {
+            timestamp_ms: call.timestamp_ms,
+            request_id: request_id(call, &data),
+            method: text(&data.method).unwrap_or_default(),
+            http_version: text(&data.http_version),
+            path: text(&data.path).unwrap_or(url_path),
+            query: match &data.query {
+                Some(query) => query.as_ref().to_owned(),
                 None => url_query,
             },
-            status_code: number(data, "status_code")
-                .or_else(|| number(data, "response_status"))
+            status_code: data
+                .status_code
+                .or(data.response_status)
                 .and_then(|status| u16::try_from(status).ok())
                 .unwrap_or(if failed { 500 } else { 0 }),
-            duration_ms: data
-                .get("duration_ms")
-                .and_then(Value::as_f64)
-                .unwrap_or(0.0),
-            client_ip: text(data, "client_ip"),
-            user_agent: text(data, "user_agent"),
-            bytes_sent: number(data, "bytes_sent").unwrap_or(0),
-            streaming: data
-                .get("streaming")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-            provider: text(data, "provider"),
-            model: text(data, "model"),
-            tokens: Tokens::from_usage(data.get("usage")),
-            error: data.get("error").and_then(error_text),
-        }
+            duration_ms: data.duration_ms.unwrap_or(0.0),
+            client_ip: text(&data.client_ip),
+            user_agent: text(&data.user_agent),
+            bytes_sent: data.bytes_sent.unwrap_or(0),
+            streaming: data.streaming.unwrap_or(false),
+            provider: text(&data.provider),
+            model: text(&data.model),
+            tokens: Tokens::from_usage(data.usage.as_ref()),
+            error: data.error.as_ref().and_then(error_text),
+        })
     }
 
     /// The line in `format`, without its newline.
@@ -213,18 +267,18 @@ impl ClientRecord {
 
 /// A provider event (`provider.response.received`, `provider.error`,
 /// `provider.stream.end`) as one structured line.
-pub(crate) fn provider_line(hook: &HookContext) -> String {
+pub(crate) fn provider_line(call: &HookCall) -> Result<String, PluginError> {
     #[derive(Serialize)]
     struct Line<'a> {
         timestamp: f64,
         event: &'a str,
         request_id: String,
         #[serde(skip_serializing_if = "Option::is_none")]
-        provider: Option<String>,
+        provider: Option<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
-        method: Option<String>,
+        method: Option<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
-        url: Option<String>,
+        url: Option<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         status_code: Option<u64>,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -238,27 +292,33 @@ pub(crate) fn provider_line(hook: &HookContext) -> String {
         #[serde(flatten, skip_serializing_if = "Option::is_none")]
         tokens: Option<Tokens>,
         #[serde(skip_serializing_if = "Option::is_none")]
-        model: Option<String>,
+        model: Option<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     }
-    let data = &hook.data;
-    json_line(&Line {
-        timestamp: epoch_seconds(hook.timestamp_ms),
-        event: hook.event.as_str(),
-        request_id: request_id(hook),
-        provider: text(data, "provider"),
-        method: text(data, "method"),
-        url: text(data, "url"),
-        status_code: number(data, "status_code"),
-        duration_ms: data.get("duration_ms").and_then(Value::as_f64),
-        streaming: (hook.event == HookEvent::ProviderStreamEnd).then_some(true),
-        total_chunks: number(data, "total_chunks"),
-        total_bytes: number(data, "total_bytes"),
-        tokens: Tokens::from_usage(data.get("usage")),
-        model: text(data, "model"),
-        error: data.get("error").and_then(error_text),
-    })
+    let data = event_data(call)?;
+    let non_empty = |field: &'_ Option<Cow<'_, str>>| -> bool {
+        field.as_deref().is_some_and(|value| !value.is_empty())
+    };
+    Ok(json_line(&Line {
+        timestamp: epoch_seconds(call.timestamp_ms),
+        event: call.event.as_str(),
+        request_id: request_id(call, &data),
+        provider: data
+            .provider
+            .as_deref()
+            .filter(|_| non_empty(&data.provider)),
+        method: data.method.as_deref().filter(|_| non_empty(&data.method)),
+        url: data.url.as_deref().filter(|_| non_empty(&data.url)),
+        status_code: data.status_code,
+        duration_ms: data.duration_ms,
+        streaming: (call.event == HookEvent::ProviderStreamEnd).then_some(true),
+        total_chunks: data.total_chunks,
+        total_bytes: data.total_bytes,
+        tokens: Tokens::from_usage(data.usage.as_ref()),
+        model: data.model.as_deref().filter(|_| non_empty(&data.model)),
+        error: data.error.as_ref().and_then(error_text),
+    }))
 }
 
 fn json_line<T: Serialize>(line: &T) -> String {
@@ -266,22 +326,10 @@ fn json_line<T: Serialize>(line: &T) -> String {
     serde_json::to_string(line).unwrap_or_else(|error| format!("{{\"error\":\"{error}\"}}"))
 }
 
-fn request_id(hook: &HookContext) -> String {
-    text(&hook.data, "request_id")
-        .or_else(|| hook.request_id.clone())
+fn request_id(call: &HookCall, data: &EventData<'_>) -> String {
+    text(&data.request_id)
+        .or_else(|| call.request_id.clone())
         .unwrap_or_else(|| "-".to_owned())
-}
-
-/// A non-empty string field.
-fn text(data: &Value, key: &str) -> Option<String> {
-    data.get(key)
-        .and_then(Value::as_str)
-        .filter(|value| !value.is_empty())
-        .map(str::to_owned)
-}
-
-fn number(data: &Value, key: &str) -> Option<u64> {
-    data.get(key).and_then(Value::as_u64)
 }
 
 /// An `error` value as text: a string as is, a structure as JSON.
@@ -380,21 +428,20 @@ mod tests {
 
     use super::*;
 
-    fn hook(event: HookEvent, data: Value) -> HookContext {
-        HookContext {
-            hook: "access_log".into(),
+    fn hook(event: HookEvent, data: Value) -> HookCall {
+        HookCall::new(
+            "access_log",
             event,
-            timestamp_ms: 1_700_000_000_123,
-            request_id: None,
-            data,
-            body: Vec::new(),
-        }
+            1_700_000_000_123,
+            None,
+            &data.to_string(),
+            Vec::new(),
+        )
+        .unwrap()
     }
 
-    fn completed() -> HookContext {
-        hook(
-            HookEvent::RequestCompleted,
-            json!({
+    fn completed_data() -> Value {
+        json!({
                 "request_id": "req-1", "method": "POST", "path": "/v1/messages", "query": "beta=true",
                 "url": "http://127.0.0.1:8000/v1/messages?beta=true", "status_code": 200,
                 "duration_ms": 12.5, "client_ip": "127.0.0.1", "user_agent": "curl/8.5.0",
@@ -402,13 +449,20 @@ mod tests {
                 "usage": {"input_tokens": 10, "output_tokens": 20, "cache_read_input_tokens": 0,
                           "cache_creation_input_tokens": null},
                 "headers": {"user-agent": "curl/8.5.0"},
-            }),
-        )
+        })
+    }
+
+    fn completed() -> HookCall {
+        completed_with(completed_data())
+    }
+
+    fn completed_with(data: Value) -> HookCall {
+        hook(HookEvent::RequestCompleted, data)
     }
 
     #[test]
     fn common() {
-        let record = ClientRecord::from_hook(&completed());
+        let record = ClientRecord::from_hook(&completed()).unwrap();
         assert_eq!(
             record.line(ClientFormat::Common),
             r#"127.0.0.1 - - [14/Nov/2023:22:13:20 +0000] "POST /v1/messages?beta=true HTTP/1.1" 200 512"#
@@ -416,10 +470,19 @@ mod tests {
     }
 
     #[test]
+    fn escaped_strings_and_unknown_keys_are_read() {
+        let mut data = completed_data();
+        data["user_agent"] = json!("say \"hi\" é");
+        data["new_key_of_a_later_host"] = json!({"nested": [1, 2, 3]});
+        let record = ClientRecord::from_hook(&completed_with(data)).unwrap();
+        assert_eq!(record.user_agent.as_deref(), Some("say \"hi\" é"));
+    }
+
+    #[test]
     fn the_protocol_is_the_one_the_client_spoke() {
-        let mut event = completed();
-        event.data["http_version"] = json!("HTTP/2.0");
-        let record = ClientRecord::from_hook(&event);
+        let mut data = completed_data();
+        data["http_version"] = json!("HTTP/2.0");
+        let record = ClientRecord::from_hook(&completed_with(data)).unwrap();
         assert!(
             record
                 .line(ClientFormat::Common)
@@ -431,7 +494,7 @@ mod tests {
 
     #[test]
     fn combined() {
-        let record = ClientRecord::from_hook(&completed());
+        let record = ClientRecord::from_hook(&completed()).unwrap();
         assert_eq!(
             record.line(ClientFormat::Combined),
             r#"127.0.0.1 - - [14/Nov/2023:22:13:20 +0000] "POST /v1/messages?beta=true HTTP/1.1" 200 512 "-" "curl/8.5.0""#
@@ -440,7 +503,7 @@ mod tests {
 
     #[test]
     fn structured() {
-        let record = ClientRecord::from_hook(&completed());
+        let record = ClientRecord::from_hook(&completed()).unwrap();
         assert_eq!(
             record.line(ClientFormat::Structured),
             concat!(
@@ -458,7 +521,7 @@ mod tests {
             HookEvent::RequestCompleted,
             json!({"request_id": "r", "method": "GET", "path": "/x", "query": "", "status_code": 204,
                    "provider": null, "model": null, "usage": null, "bytes_sent": 0}),
-        ));
+        )).unwrap();
         assert_eq!(
             record.line(ClientFormat::Combined),
             r#"- - - [14/Nov/2023:22:13:20 +0000] "GET /x HTTP/1.1" 204 - "-" "-""#
@@ -474,7 +537,7 @@ mod tests {
         let record = ClientRecord::from_hook(&hook(
             HookEvent::RequestFailed,
             json!({"request_id": "r", "method": "GET", "path": "/x", "error": "upstream timed out"}),
-        ));
+        )).unwrap();
         assert_eq!(record.status_code, 500);
         let line: Value = serde_json::from_str(&record.line(ClientFormat::Structured)).unwrap();
         assert_eq!(line["error"], "upstream timed out");
@@ -485,7 +548,8 @@ mod tests {
         let record = ClientRecord::from_hook(&hook(
             HookEvent::RequestCompleted,
             json!({"url": "https://proxy.test:8000/api/v1?x=1", "response_status": 201}),
-        ));
+        ))
+        .unwrap();
         assert_eq!(
             (
                 record.path.as_str(),
@@ -500,7 +564,7 @@ mod tests {
 
     #[test]
     fn quotes_and_control_characters_are_escaped() {
-        let mut record = ClientRecord::from_hook(&completed());
+        let mut record = ClientRecord::from_hook(&completed()).unwrap();
         record.user_agent = Some("evil\"agent\n".into());
         assert!(
             record
@@ -517,7 +581,7 @@ mod tests {
                    "method": "POST", "status_code": 200, "duration_ms": 80.0}),
         );
         assert_eq!(
-            provider_line(&received),
+            provider_line(&received).unwrap(),
             concat!(
                 r#"{"timestamp":1700000000.123,"event":"provider.response.received","request_id":"req-1","#,
                 r#""provider":"claude_api","method":"POST","url":"https://api.anthropic.com/v1/messages","#,
@@ -528,13 +592,17 @@ mod tests {
             HookEvent::ProviderError,
             json!({"request_id": "req-2", "provider": "codex", "url": "https://x.test/", "error": {"message": "reset"}}),
         );
-        assert!(provider_line(&error).ends_with(r#""url":"https://x.test/","error":"reset"}"#));
+        assert!(
+            provider_line(&error)
+                .unwrap()
+                .ends_with(r#""url":"https://x.test/","error":"reset"}"#)
+        );
         let end = hook(
             HookEvent::ProviderStreamEnd,
             json!({"request_id": "req-3", "provider": "codex", "total_chunks": 7, "total_bytes": 900,
                    "usage": {"input_tokens": 1, "output_tokens": 2}}),
         );
-        assert!(provider_line(&end).ends_with(
+        assert!(provider_line(&end).unwrap().ends_with(
             r#""streaming":true,"total_chunks":7,"total_bytes":900,"tokens_input":1,"tokens_output":2}"#
         ));
     }

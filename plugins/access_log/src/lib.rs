@@ -189,11 +189,13 @@ impl Plugin for AccessLog {
         })
     }
 
-    async fn on_hook(&self, hook: HookContext) -> Result<HookOutcome, PluginError> {
-        match hook.event {
+    // The data is read into structs of the keys the log writes, never built
+    // as a whole `Value` (the request headers in it are skipped unread).
+    async fn on_hook_call(&self, call: HookCall) -> Result<HookOutcome, PluginError> {
+        match call.event {
             HookEvent::RequestCompleted | HookEvent::RequestFailed => {
                 if let Some(client) = &self.client {
-                    let record = ClientRecord::from_hook(&hook);
+                    let record = ClientRecord::from_hook(&call)?;
                     if !self.is_excluded(&record.path) {
                         append(client, &record.line(self.config.client_format));
                     }
@@ -203,7 +205,7 @@ impl Plugin for AccessLog {
             | HookEvent::ProviderError
             | HookEvent::ProviderStreamEnd => {
                 if let Some(provider) = &self.provider {
-                    append(provider, &format::provider_line(&hook));
+                    append(provider, &format::provider_line(&call)?);
                 }
             }
             _ => {}
