@@ -2156,7 +2156,10 @@ mod tests {
                 b"body".to_vec(),
             )
             .unwrap();
-        assert_eq!(meta["data"], json!({"url": "u", "seen": true, "body": "body"}));
+        assert_eq!(
+            meta["data"],
+            json!({"url": "u", "seen": true, "body": "body"})
+        );
         // The 1.1 layout: `data_len` bytes of data, then the event's body.
         let (meta, body) = plugin
             .call_operation(
@@ -2165,7 +2168,10 @@ mod tests {
                 br#"{"url":"v"}the body"#.to_vec(),
             )
             .unwrap();
-        assert_eq!(meta["data"], json!({"url": "v", "seen": true, "body": "the body"}));
+        assert_eq!(
+            meta["data"],
+            json!({"url": "v", "seen": true, "body": "the body"})
+        );
         assert!(body.is_empty(), "the body is not replaced: {body:?}");
         // A length beyond the body is refused, not read past.
         let error = plugin

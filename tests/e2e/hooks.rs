@@ -306,7 +306,10 @@ fn every_declared_event_is_emitted_and_mutating_hooks_shape_the_upstream_request
     assert_eq!(first("custom.recorder")["data"]["data"]["n"], 1);
     assert_eq!(first("custom.recorder")["data"]["plugin"], "event_recorder");
     assert_eq!(first("oauth.refresh.response")["data"]["data"]["ok"], true);
-    assert_eq!(first("oauth.refresh.response")["data"]["plugin"], "oauth_claude");
+    assert_eq!(
+        first("oauth.refresh.response")["data"]["plugin"],
+        "oauth_claude"
+    );
     let refused = events
         .iter()
         .find(|e| {

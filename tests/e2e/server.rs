@@ -197,7 +197,12 @@ fn health_and_plugin_endpoints_have_their_documented_shapes() {
             probe["status"].as_str(),
             probe["version"].as_str()
         ),
-        (Some("plugin"), Some("system"), Some("active"), Some("0.1.0"))
+        (
+            Some("plugin"),
+            Some("system"),
+            Some("active"),
+            Some("0.1.0")
+        )
     );
 
     // GET /plugins/status: order, services, per-plugin details and hook time.

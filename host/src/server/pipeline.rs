@@ -370,10 +370,7 @@ fn method_not_allowed(method: &str, path: &str, allowed: &[String]) -> Response<
 /// Runs the request side of every middleware in layer order. Returns how many
 /// were entered (their response side runs) and the early answer, if one gave
 /// it or failed.
-async fn request_middleware(
-    app: &App,
-    head: &mut RequestHead,
-) -> (usize, Option<Response<Body>>) {
+async fn request_middleware(app: &App, head: &mut RequestHead) -> (usize, Option<Response<Body>>) {
     for (index, middleware) in app.middleware.iter().enumerate() {
         let input = MiddlewareRequestInput {
             middleware: middleware.name.clone(),
