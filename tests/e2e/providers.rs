@@ -696,4 +696,17 @@ fn bypass_mode_answers_every_format_without_an_upstream() {
             }
         }
     }
+    // A token count needs no credentials or upstream either.
+    let count = proxy.request(
+        "POST",
+        "/claude/v1/messages/count_tokens",
+        &[("content-type", "application/json")],
+        Client::Anthropic.body(false).to_string().as_bytes(),
+    );
+    assert_eq!(count.status, 200, "{}", count.text());
+    assert!(
+        count.json()["input_tokens"].as_u64().is_some_and(|n| n > 0),
+        "{}",
+        count.text()
+    );
 }

@@ -163,6 +163,15 @@ impl ClaudeApi {
     /// `POST /claude/v1/messages/count_tokens`: shaped like a Messages
     /// request, sent with the same credentials, the answer passed back.
     async fn count_tokens(&self, req: Request) -> Result<Response, PluginError> {
+        if self.ctx.bypass_mode() {
+            // `serve --bypass` calls no upstream and needs no credentials: a
+            // canned count, as the host's canned messages.
+            ccproxy_plugin_kit::json::request_object(&req.body)?;
+            return Ok(Response::json(
+                200,
+                &json!({"input_tokens": bypass_token_estimate(&req.body)}),
+            ));
+        }
         let credential = self.credentials.resolve(&self.ctx).await?;
         // A count has no model in its answer, so no alias to write back.
         let shaped = self.shape(&req.body, &credential, Purpose::CountTokens, None)?;
@@ -361,6 +370,11 @@ impl Plugin for ClaudeApi {
     }
 }
 
+/// A rough token count for bypass mode: about four bytes of JSON per token.
+fn bypass_token_estimate(body: &[u8]) -> u64 {
+    (body.len() as u64).div_ceil(4).max(1)
+}
+
 export_plugin!(ClaudeApi);
 
 #[cfg(test)]
@@ -387,6 +401,40 @@ mod tests {
             merged.extend(extra);
         }
         Value::Object(merged)
+    }
+
+    #[test]
+    fn count_tokens_in_bypass_mode_needs_no_credentials_and_calls_no_upstream() {
+        let host = MockHost::new().config(config(json!({}))).bypass(true);
+        let plugin = host.start::<ClaudeApi>().unwrap();
+        let body = json!({"model": "claude-sonnet-4-20250514", "messages": [{"role": "user", "content": "Hello"}]});
+        let answer = plugin
+            .route(json_request(
+                "POST",
+                "/claude/v1/messages/count_tokens",
+                &body,
+            ))
+            .unwrap();
+        assert_eq!(
+            answer.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        let count: Value = serde_json::from_slice(&answer.body).unwrap();
+        assert!(
+            count["input_tokens"].as_u64().is_some_and(|n| n > 0),
+            "{count}"
+        );
+        assert!(host.http_requests().is_empty());
+        let bad = plugin
+            .route(json_request(
+                "POST",
+                "/claude/v1/messages/count_tokens",
+                &json!([1]),
+            ))
+            .unwrap();
+        assert_eq!(bad.status, 400);
     }
 
     /// A host with an API key configured and no OAuth service.
