@@ -579,7 +579,26 @@ fn a_stream_the_upstream_breaks_ends_with_an_error_event_in_the_clients_format()
                 );
                 events[events.len() - 2].clone()
             }
-            _ => events.last().expect("events").clone(),
+            // The documented `error` event, then `response.failed` for clients
+            // that wait for the response's end.
+            Client::Responses => {
+                let (last_name, last) = events.last().expect("events");
+                assert_eq!(
+                    last_name.as_deref(),
+                    Some("response.failed"),
+                    "{}",
+                    reply.text()
+                );
+                let failed: Value = serde_json::from_str(last).expect("a JSON event");
+                assert_eq!(failed["response"]["status"], "failed", "{failed}");
+                events
+                    .iter()
+                    .rev()
+                    .find(|(name, _)| name.as_deref() == Some("error"))
+                    .unwrap_or_else(|| panic!("no error event: {}", reply.text()))
+                    .clone()
+            }
+            Client::Anthropic => events.last().expect("events").clone(),
         };
         let error: Value = serde_json::from_str(&data)
             .unwrap_or_else(|e| panic!("{client:?}: {e}: {}", reply.text()));
@@ -590,7 +609,17 @@ fn a_stream_the_upstream_breaks_ends_with_an_error_event_in_the_clients_format()
                 // Before the error, the upstream's own bytes.
                 assert_eq!(&reply.body[..first_three], &full[..first_three]);
             }
-            Client::Responses => assert_eq!(name.as_deref(), Some("error"), "{}", reply.text()),
+            Client::Responses => {
+                assert_eq!(name.as_deref(), Some("error"), "{}", reply.text());
+                // OpenAI's documented fields, and the nested error the SDKs read.
+                assert_eq!(error["type"], "error", "{error}");
+                assert!(
+                    error["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("mid-stream"))
+                );
+                assert!(error["sequence_number"].as_u64().is_some(), "{error}");
+            }
             Client::Chat => assert_eq!(name, None),
         }
         let message = error["error"]["message"].as_str().unwrap_or_default();

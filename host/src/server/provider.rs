@@ -941,17 +941,22 @@ impl StreamState {
             json!({"request_id": request_id, "provider": provider, "error": message, "phase": "stream"})
         });
         tracing::warn!(provider = %self.provider, "{message}");
+        // The client's format ends the stream: an error event (and for a
+        // converted Responses stream `response.failed`, items closed first);
+        // a stream passed through unparsed gets the same from a converter of
+        // its own format.
+        let mut events = Vec::new();
+        match &mut self.converter {
+            Some(converter) => converter.fail(convert::ErrorKind::Api, message, &mut events),
+            None => convert::StreamConverter::new(self.client, self.client).fail(
+                convert::ErrorKind::Api,
+                message,
+                &mut events,
+            ),
+        }
         let mut out = Vec::new();
-        let body = convert::error_body(self.client, 502, convert::ErrorKind::Api, message);
-        let data = String::from_utf8_lossy(&body).into_owned();
-        let event = match self.client {
-            Format::AnthropicMessages => sse::Event::new("error", data),
-            Format::OpenAiResponses => sse::Event::new("error", data),
-            Format::OpenAiChat => sse::Event::data(data),
-        };
-        event.encode(&mut out);
-        if self.client == Format::OpenAiChat {
-            sse::Event::done().encode(&mut out);
+        for event in &events {
+            event.encode(&mut out);
         }
         Bytes::from(out)
     }
