@@ -332,6 +332,30 @@ fn thinking_and_reasoning_effort_map_both_ways() {
 }
 
 #[test]
+fn adaptive_thinking_takes_its_depth_from_output_config_effort() {
+    let adaptive = |extra: Value| {
+        let mut body = json!({"model": "m", "max_tokens": 32000, "thinking": {"type": "adaptive"},
+            "messages": [{"role": "user", "content": "think"}]});
+        if let (Value::Object(body), Value::Object(extra)) = (&mut body, extra) {
+            body.extend(extra);
+        }
+        body
+    };
+    let high = adaptive(json!({"output_config": {"effort": "high"}}));
+    assert_eq!(request(A, C, high.clone())["reasoning_effort"], "high");
+    assert_eq!(request(A, R, high)["reasoning"]["effort"], "high");
+    // Without an effort, adaptive thinking is OpenAI's default depth.
+    assert_eq!(
+        request(A, R, adaptive(json!({})))["reasoning"]["effort"],
+        "medium"
+    );
+    // An effort alone asks for reasoning too.
+    let effort_only = json!({"model": "m", "max_tokens": 100, "output_config": {"effort": "low"},
+        "messages": [{"role": "user", "content": "think"}]});
+    assert_eq!(request(A, C, effort_only)["reasoning_effort"], "low");
+}
+
+#[test]
 fn thinking_is_left_off_when_foreign_history_lacks_the_signed_thinking_block() {
     let body = json!({"model": "m", "reasoning_effort": "medium", "messages": [
         {"role": "user", "content": "go"},

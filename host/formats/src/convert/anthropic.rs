@@ -98,6 +98,14 @@ pub(crate) fn decode_request(
             _ => None,
         }
     });
+    // Adaptive thinking's depth is `output_config.effort` (low, medium, high),
+    // the same words as OpenAI's reasoning effort.
+    let effort = request
+        .extra
+        .get("output_config")
+        .and_then(|config| config.get("effort"))
+        .and_then(|effort| effort.as_str())
+        .map(str::to_owned);
     let reasoning = request
         .thinking
         .and_then(|thinking| match thinking.kind.as_str() {
@@ -105,8 +113,17 @@ pub(crate) fn decode_request(
                 effort: None,
                 budget_tokens: thinking.budget_tokens,
             }),
-            "adaptive" => Some(ir::Reasoning::default()),
+            "adaptive" => Some(ir::Reasoning {
+                effort: effort.clone(),
+                budget_tokens: None,
+            }),
             _ => None,
+        })
+        .or_else(|| {
+            effort.map(|effort| ir::Reasoning {
+                effort: Some(effort),
+                budget_tokens: None,
+            })
         });
     let response_format = request.output_format.and_then(|format| {
         let schema = format.get("schema")?.clone();
