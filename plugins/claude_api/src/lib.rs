@@ -63,6 +63,7 @@
 
 mod auth;
 mod config;
+mod lean;
 mod shaping;
 
 use ccproxy_plugin_abi::{Value, prelude::*, serde_json};
@@ -95,6 +96,14 @@ enum Purpose {
     CountTokens,
 }
 
+/// What the top-level rules found out.
+struct TopLevelShaped {
+    stream: bool,
+    model_alias: Option<String>,
+    /// System blocks the OAuth injection prepended (`system[..n]`).
+    n_injected: usize,
+}
+
 /// A shaped body and what shaping found out.
 struct Shaped {
     body: Vec<u8>,
@@ -102,7 +111,13 @@ struct Shaped {
     model_alias: Option<String>,
 }
 
-impl ClaudeApi {
+/// The body-shaping rules and the settings they read.
+struct Shaper<'a> {
+    config: &'a Config,
+    mapper: &'a ModelMapper,
+}
+
+impl Shaper<'_> {
     /// Applies every shaping rule for `purpose` to `body`. `client_model` is
     /// the id the client asked for, written back when the model is mapped.
     fn shape(
@@ -112,29 +127,50 @@ impl ClaudeApi {
         purpose: Purpose,
         client_model: Option<&str>,
     ) -> Result<Shaped, PluginError> {
-        let mut body: Body = ccproxy_plugin_kit::json::request_object(body)?;
-        let mut stream = false;
-        if let Purpose::Messages {
-            stream: client_wants_stream,
-        } = purpose
-        {
-            shaping::fix_sampling(&mut body);
-            shaping::ensure_max_tokens(&mut body, self.config.default_max_tokens);
-            stream = shaping::ensure_stream(&mut body, client_wants_stream);
+        // Lean first: the rules below the top level (cache marks beyond the
+        // limit, private keys) are rare, and parsing a Claude Code request's
+        // messages and tools only to write them back is most of its cost.
+        match self.shape_lean(body, credential, purpose, client_model)? {
+            Some(shaped) => Ok(shaped),
+            None => self.shape_whole(body, credential, purpose, client_model),
         }
-        let model_alias = self.map_model(&mut body, client_model);
-        shaping::strip_billing_header(&mut body);
-        let n_injected = match credential {
-            Credential::OAuth(_) => shaping::inject_system_prompt(
-                &mut body,
-                shaping::injected_blocks(
-                    self.config.system_prompt_injection_mode,
-                    &self.config.full_system_prompt,
-                ),
-            ),
-            Credential::ApiKey(_) => 0,
+    }
+
+    /// [`Self::shape`] on the top level only, or `None` when the body must
+    /// be shaped whole.
+    fn shape_lean(
+        &self,
+        body: &[u8],
+        credential: &Credential,
+        purpose: Purpose,
+        client_model: Option<&str>,
+    ) -> Result<Option<Shaped>, PluginError> {
+        let Some(mut split) = lean::Split::of(body) else {
+            return Ok(None);
         };
-        let removed = shaping::cap_cache_control(&mut body, n_injected);
+        let shaped = self.top_level_rules(&mut split.small, credential, purpose, client_model);
+        let marks = lean::small_cache_marks(&split.small) + split.kept_cache_marks();
+        if marks > shaping::MAX_CACHE_CONTROL_BLOCKS {
+            return Ok(None);
+        }
+        Ok(Some(Shaped {
+            body: split.into_bytes()?,
+            stream: shaped.stream,
+            model_alias: shaped.model_alias,
+        }))
+    }
+
+    /// [`Self::shape`] with the body parsed whole.
+    fn shape_whole(
+        &self,
+        body: &[u8],
+        credential: &Credential,
+        purpose: Purpose,
+        client_model: Option<&str>,
+    ) -> Result<Shaped, PluginError> {
+        let mut body: Body = ccproxy_plugin_kit::json::request_object(body)?;
+        let shaped = self.top_level_rules(&mut body, credential, purpose, client_model);
+        let removed = shaping::cap_cache_control(&mut body, shaped.n_injected);
         if removed > 0 {
             debug!(
                 "removed {removed} cache_control marks beyond Anthropic's limit of {}",
@@ -144,15 +180,61 @@ impl ClaudeApi {
         shaping::remove_private_keys(&mut body);
         Ok(Shaped {
             body: serde_json::to_vec(&body)?,
+            stream: shaped.stream,
+            model_alias: shaped.model_alias,
+        })
+    }
+
+    /// The rules that change only top-level keys and the system prompt, in
+    /// their order; the same for a whole body and a lean one.
+    fn top_level_rules(
+        &self,
+        body: &mut Body,
+        credential: &Credential,
+        purpose: Purpose,
+        client_model: Option<&str>,
+    ) -> TopLevelShaped {
+        let mut stream = false;
+        if let Purpose::Messages {
+            stream: client_wants_stream,
+        } = purpose
+        {
+            shaping::fix_sampling(body);
+            shaping::ensure_max_tokens(body, self.config.default_max_tokens);
+            stream = shaping::ensure_stream(body, client_wants_stream);
+        }
+        let model_alias = self.map_model(body, client_model);
+        shaping::strip_billing_header(body);
+        let n_injected = match credential {
+            Credential::OAuth(_) => shaping::inject_system_prompt(
+                body,
+                shaping::injected_blocks(
+                    self.config.system_prompt_injection_mode,
+                    &self.config.full_system_prompt,
+                ),
+            ),
+            Credential::ApiKey(_) => 0,
+        };
+        TopLevelShaped {
             stream,
             model_alias,
-        })
+            n_injected,
+        }
     }
 
     /// Rewrites `model` by the first matching rule; returns the client's id
     /// when it changed.
     fn map_model(&self, body: &mut Body, client_model: Option<&str>) -> Option<String> {
         self.mapper.rewrite(body, client_model, |_| false)
+    }
+}
+
+impl ClaudeApi {
+    fn shaper(&self) -> Shaper<'_> {
+        Shaper {
+            config: &self.config,
+            mapper: &self.mapper,
+        }
     }
 
     fn models(&self) -> Response {
@@ -174,7 +256,9 @@ impl ClaudeApi {
         }
         let credential = self.credentials.resolve(&self.ctx).await?;
         // A count has no model in its answer, so no alias to write back.
-        let shaped = self.shape(&req.body, &credential, Purpose::CountTokens, None)?;
+        let shaped = self
+            .shaper()
+            .shape(&req.body, &credential, Purpose::CountTokens, None)?;
         let url = format!("{}/v1/messages/count_tokens", self.config.base());
         let request = HttpRequest {
             method: "POST".to_owned(),
@@ -331,7 +415,7 @@ impl Plugin for ClaudeApi {
         req: ProviderRequest,
     ) -> Result<UpstreamRequest, PluginError> {
         let credential = self.credentials.resolve(&self.ctx).await?;
-        let shaped = self.shape(
+        let shaped = self.shaper().shape(
             &req.body,
             &credential,
             Purpose::Messages { stream: req.stream },
@@ -435,6 +519,94 @@ mod tests {
             ))
             .unwrap();
         assert_eq!(bad.status, 400);
+    }
+
+    /// Every rule, lean and whole, over real and made-up requests: the same
+    /// JSON value, the same stream flag and alias; and the lean way is taken
+    /// exactly when nothing below the top level needs a change.
+    #[test]
+    fn lean_and_whole_shaping_agree() {
+        let capture: Value = serde_json::from_str(include_str!(
+            "../../../tests/data/claude_cli_request_capture.json"
+        ))
+        .unwrap();
+        let claude_code = capture["body_json"].clone();
+        let marked = |text: &str| json!({"type": "text", "text": text, "cache_control": {"type": "ephemeral"}});
+        let bodies = [
+            (claude_code.clone(), true),
+            (
+                json!({"model": "claude-3-5-sonnet", "messages": [{"role": "user", "content": "hi"}], "temperature": null, "top_p": 0.5}),
+                true,
+            ),
+            (
+                json!({"model": "sonnet", "system": "x-anthropic-billing-header: cch=1\nBe brief.", "stream": false, "messages": []}),
+                true,
+            ),
+            (
+                json!({"model": "m", "system": [marked("a"), marked("b")], "messages": [{"role": "user", "content": [marked("c"), marked("d"), marked("e")]}]}),
+                false,
+            ),
+            (
+                json!({"model": "m", "max_tokens": null, "messages": [{"role": "user", "content": "x", "_internal": 1}]}),
+                false,
+            ),
+        ];
+        let config = Config::default();
+        let mapper = ModelMapper::new("claude_api", &config.model_mappings).unwrap();
+        let shaper = Shaper {
+            config: &config,
+            mapper: &mapper,
+        };
+        let credentials = [
+            Credential::ApiKey(config::Secret::new("k".to_owned())),
+            Credential::OAuth(config::Secret::new("t".to_owned())),
+        ];
+        for (body, lean_expected) in &bodies {
+            let bytes = body.to_string().into_bytes();
+            for credential in &credentials {
+                for purpose in [
+                    Purpose::Messages { stream: true },
+                    Purpose::Messages { stream: false },
+                    Purpose::CountTokens,
+                ] {
+                    let whole = shaper
+                        .shape_whole(&bytes, credential, purpose, Some("alias"))
+                        .unwrap();
+                    let lean = shaper
+                        .shape_lean(&bytes, credential, purpose, Some("alias"))
+                        .unwrap();
+                    // Injection can push the marks over the limit: then whole.
+                    let Some(lean) = lean else {
+                        assert!(
+                            !lean_expected || matches!(credential, Credential::OAuth(_)),
+                            "{body}"
+                        );
+                        continue;
+                    };
+                    assert!(
+                        lean_expected,
+                        "shaped lean, but needs a change below the top level: {body}"
+                    );
+                    let lean_value: Value = serde_json::from_slice(&lean.body).unwrap();
+                    let whole_value: Value = serde_json::from_slice(&whole.body).unwrap();
+                    assert_eq!(lean_value, whole_value, "{purpose:?} {body}");
+                    assert_eq!(
+                        (lean.stream, &lean.model_alias),
+                        (whole.stream, &whole.model_alias)
+                    );
+                }
+            }
+        }
+        // The Claude Code request is shaped lean in both credential modes.
+        let bytes = claude_code.to_string().into_bytes();
+        for credential in &credentials {
+            assert!(
+                shaper
+                    .shape_lean(&bytes, credential, Purpose::Messages { stream: true }, None)
+                    .unwrap()
+                    .is_some()
+            );
+        }
     }
 
     /// A host with an API key configured and no OAuth service.

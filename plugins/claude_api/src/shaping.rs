@@ -195,6 +195,11 @@ pub(crate) fn cap_cache_control(body: &mut Body, n_injected: usize) -> usize {
     removed
 }
 
+/// How many blocks of `body` carry a `cache_control` mark.
+pub(crate) fn cache_control_count(body: &Body) -> usize {
+    cache_control_locations(body).len()
+}
+
 fn cache_control_locations(body: &Body) -> Vec<Location> {
     let marked = |block: &Value| block.get("cache_control").is_some();
     let mut locations = Vec::new();

@@ -1,0 +1,176 @@
+//! Shaping without parsing the whole body: the shaping rules change the
+//! top-level keys and the system prompt, so for most requests the `messages`
+//! and `tools` arrays (nearly all of a Claude Code request's 64 KB) are left
+//! as the client's bytes, and only the rest is parsed into a [`Body`] for the
+//! rules. A request whose arrays need an edit (more `cache_control` marks
+//! than Anthropic allows, `_*` keys to remove) is shaped whole instead; the
+//! two ways give the same JSON value (tested).
+
+use std::borrow::Cow;
+
+use ccproxy_plugin_abi::{Value, serde_json, serde_json::value::RawValue};
+use memchr::memmem;
+use serde::{
+    Deserialize, Deserializer,
+    de::{MapAccess, Visitor},
+};
+
+use crate::shaping::{self, Body};
+
+/// The top-level keys kept as the client's bytes.
+const KEPT_AS_IS: [&str; 2] = ["messages", "tools"];
+
+/// A top-level JSON object, its values unparsed, in the client's key order.
+struct TopLevel<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for TopLevel<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> Visitor<'de> for Entries {
+            type Value = TopLevel<'de>;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<TopLevel<'de>, M::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry::<Cow<'de, str>, &'de RawValue>()? {
+                    entries.push(entry);
+                }
+                Ok(TopLevel(entries))
+            }
+        }
+        deserializer.deserialize_map(Entries)
+    }
+}
+
+/// A body split for lean shaping: the small keys parsed, the arrays kept.
+pub(crate) struct Split<'a> {
+    /// Every top-level key but `messages` and `tools`, parsed.
+    pub(crate) small: Body,
+    kept: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+impl<'a> Split<'a> {
+    /// Splits `body`, or `None` when it must be shaped whole: not an object
+    /// (the whole parse says why), a duplicate key, or a `_`-prefixed
+    /// string somewhere (a private key the rules remove).
+    pub(crate) fn of(body: &'a [u8]) -> Option<Self> {
+        if has_underscore_string(body) {
+            return None;
+        }
+        let TopLevel(entries) = serde_json::from_slice(body).ok()?;
+        let mut small = Body::new();
+        let mut kept = Vec::new();
+        for (key, raw) in entries {
+            if KEPT_AS_IS.contains(&key.as_ref()) {
+                if kept.iter().any(|(k, _): &(Cow<str>, _)| k == &key) {
+                    return None;
+                }
+                kept.push((key, raw));
+            } else {
+                let value: Value = serde_json::from_str(raw.get()).ok()?;
+                if small.insert(key.into_owned(), value).is_some() {
+                    return None;
+                }
+            }
+        }
+        Some(Self { small, kept })
+    }
+
+    /// `cache_control` marks in the kept arrays, counted in their bytes (a
+    /// string mentioning it counts too: too many only means shaping whole).
+    pub(crate) fn kept_cache_marks(&self) -> usize {
+        let finder = memmem::Finder::new(b"\"cache_control\"");
+        self.kept
+            .iter()
+            .map(|(_, raw)| finder.find_iter(raw.get().as_bytes()).count())
+            .sum()
+    }
+
+    /// The shaped body: the small keys as the rules left them, then the kept
+    /// arrays as they came.
+    pub(crate) fn into_bytes(self) -> Result<Vec<u8>, serde_json::Error> {
+        let kept_len: usize = self.kept.iter().map(|(_, raw)| raw.get().len() + 16).sum();
+        let mut out = Vec::with_capacity(kept_len + 1024);
+        out.push(b'{');
+        let mut first = true;
+        for (key, value) in &self.small {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            serde_json::to_writer(&mut out, key)?;
+            out.push(b':');
+            serde_json::to_writer(&mut out, value)?;
+        }
+        for (key, raw) in &self.kept {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            serde_json::to_writer(&mut out, key.as_ref())?;
+            out.push(b':');
+            out.extend_from_slice(raw.get().as_bytes());
+        }
+        out.push(b'}');
+        Ok(out)
+    }
+}
+
+/// Whether a JSON string starting with `_` occurs: `"_` with no backslash
+/// before the quote (inside a string a quote is always escaped).
+fn has_underscore_string(body: &[u8]) -> bool {
+    memmem::find_iter(body, b"\"_").any(|at| at == 0 || body[at - 1] != b'\\')
+}
+
+/// Every `cache_control` mark of the small keys (the system prompt's).
+pub(crate) fn small_cache_marks(small: &Body) -> usize {
+    shaping::cache_control_count(small)
+}
+
+#[cfg(test)]
+mod tests {
+    use ccproxy_plugin_abi::json;
+
+    use super::*;
+
+    fn split(value: &Value) -> Option<(Value, usize)> {
+        let bytes = value.to_string().into_bytes();
+        let split = Split::of(&bytes)?;
+        let marks = split.kept_cache_marks();
+        let rebuilt: Value = serde_json::from_slice(&split.into_bytes().unwrap()).unwrap();
+        Some((rebuilt, marks))
+    }
+
+    #[test]
+    fn a_split_body_is_rebuilt_as_the_same_value() {
+        let body = json!({"model": "m", "max_tokens": 5, "system": [{"type": "text", "text": "s"}],
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "hi \"there\"", "cache_control": {"type": "ephemeral"}}]}],
+            "tools": [{"name": "t", "input_schema": {}, "cache_control": {"type": "ephemeral"}}],
+            "metadata": {"user_id": "u"}});
+        let (rebuilt, marks) = split(&body).unwrap();
+        assert_eq!(rebuilt, body);
+        assert_eq!(marks, 2);
+    }
+
+    #[test]
+    fn bodies_the_rules_must_see_whole_are_not_split() {
+        // A private key, anywhere.
+        assert!(
+            split(
+                &json!({"model": "m", "messages": [{"role": "user", "content": "x", "_trace": 1}]})
+            )
+            .is_none()
+        );
+        // ... but an escaped quote before an underscore inside a string is text.
+        assert!(
+            split(&json!({"model": "m", "messages": [{"role": "user", "content": "say \"_x\""}]}))
+                .is_some()
+        );
+        // Not an object, or a duplicate key.
+        assert!(Split::of(b"[1]").is_none());
+        assert!(Split::of(br#"{"messages":[],"messages":[]}"#).is_none());
+        assert!(Split::of(br#"{"model":"a","model":"b"}"#).is_none());
+        assert!(Split::of(b"{").is_none());
+    }
+}
