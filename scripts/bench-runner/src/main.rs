@@ -23,6 +23,7 @@
 //! process it started is stopped when it ends (or fails).
 
 mod bodies;
+mod forwarder;
 mod load;
 mod probe;
 mod procs;
@@ -63,6 +64,15 @@ enum Commands {
         /// Port on 127.0.0.1; 0 picks a free one.
         #[arg(long, default_value_t = 0)]
         port: u16,
+    },
+    /// Serves the bare forwarder, the floor of a hyper proxy (used by `run`).
+    Forwarder {
+        /// Port on 127.0.0.1; 0 picks a free one.
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Where to forward, `http://127.0.0.1:PORT`.
+        #[arg(long)]
+        upstream: String,
     },
 }
 
@@ -105,6 +115,13 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {
                 eprintln!("ccproxy-bench upstream: {message}");
+                ExitCode::FAILURE
+            }
+        },
+        Commands::Forwarder { port, upstream } => match forwarder::run(port, &upstream) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("ccproxy-bench forwarder: {message}");
                 ExitCode::FAILURE
             }
         },
@@ -280,6 +297,8 @@ struct Row {
     concurrency: usize,
     direct: Round,
     proxy: Round,
+    /// The bare forwarder, for scenarios it can serve (passthrough).
+    forwarder: Option<Round>,
 }
 
 /// A first-byte probe of one scenario and size.
@@ -296,6 +315,8 @@ struct ProbeRow {
 /// What a client sends where.
 struct Scenario {
     name: &'static str,
+    /// The bare forwarder can stand in for a proxy (no conversion needed).
+    passthrough: bool,
     proxy_path: &'static str,
     proxy_body: fn(&bodies::Bodies) -> &Vec<u8>,
     direct_body: fn(&bodies::Bodies) -> &Vec<u8>,
@@ -304,18 +325,21 @@ struct Scenario {
 const SCENARIOS: [Scenario; 3] = [
     Scenario {
         name: "messages",
+        passthrough: true,
         proxy_path: "/claude/v1/messages",
         proxy_body: |b| &b.messages,
         direct_body: |b| &b.messages,
     },
     Scenario {
         name: "messages stream",
+        passthrough: true,
         proxy_path: "/claude/v1/messages",
         proxy_body: |b| &b.messages_stream,
         direct_body: |b| &b.messages_stream,
     },
     Scenario {
         name: "chat→messages stream",
+        passthrough: false,
         proxy_path: "/claude/v1/chat/completions",
         proxy_body: |b| &b.chat_stream,
         direct_body: |b| &b.messages_stream,
@@ -399,6 +423,12 @@ fn run(args: &RunArgs) -> Result<(), String> {
     };
     let upstream_url = upstream.url();
     eprintln!("==> upstream {upstream_url}");
+    let forwarder = {
+        let mut command = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
+        command.args(["forwarder", "--upstream", &upstream_url]);
+        Server::start("bench forwarder", command, READY_TIMEOUT)?
+    };
+    eprintln!("==> bare forwarder {}", forwarder.url());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -520,20 +550,21 @@ fn run(args: &RunArgs) -> Result<(), String> {
             let proxy_file = file_of((scenario.proxy_body)(bodies));
             let direct_file = file_of((scenario.direct_body)(bodies));
             for concurrency in CONCURRENCY {
-                let mut direct = Vec::new();
-                let mut proxied = Vec::new();
+                let forwarder_url = format!("{}/v1/messages", forwarder.url());
+                // (url, body, measured pid) of each target, rotated per round.
+                let mut targets = vec![
+                    (&direct_url, &direct_file, upstream.pid()),
+                    (&proxy_url, &proxy_file, proxy.pid()),
+                ];
+                if scenario.passthrough {
+                    targets.push((&forwarder_url, &direct_file, forwarder.pid()));
+                }
+                let mut results: Vec<Vec<Round>> = vec![Vec::new(); targets.len()];
                 for round in 0..settings.rounds {
-                    let order = if round % 2 == 0 {
-                        [false, true]
-                    } else {
-                        [true, false]
-                    };
-                    for through_proxy in order {
-                        let (url, body) = if through_proxy {
-                            (&proxy_url, &proxy_file)
-                        } else {
-                            (&direct_url, &direct_file)
-                        };
+                    for turn in 0..targets.len() {
+                        let index = (turn + round) % targets.len();
+                        let (url, body, measured) = targets[index];
+                        let through_proxy = index == 1;
                         let spec = Load {
                             url,
                             body,
@@ -543,20 +574,11 @@ fn run(args: &RunArgs) -> Result<(), String> {
                         };
                         let sampler = (through_proxy && concurrency == 64)
                             .then(|| RssSampler::start(proxy.pid()));
-                        let measured = if through_proxy {
-                            proxy.pid()
-                        } else {
-                            upstream.pid()
-                        };
                         let result = load::run(&oha, &scratch.0, &spec, Some(measured))?;
                         if let Some(sampler) = sampler {
                             rss_load_max = rss_load_max.max(sampler.finish());
                         }
-                        if through_proxy {
-                            proxied.push(result);
-                        } else {
-                            direct.push(result);
-                        }
+                        results[index].push(result);
                         reset_mock();
                     }
                 }
@@ -564,17 +586,21 @@ fn run(args: &RunArgs) -> Result<(), String> {
                     scenario: scenario.name,
                     size,
                     concurrency,
-                    direct: load::combine(&direct),
-                    proxy: load::combine(&proxied),
+                    direct: load::combine(&results[0]),
+                    proxy: load::combine(&results[1]),
+                    forwarder: results.get(2).map(|rounds| load::combine(rounds)),
                 };
                 eprintln!(
-                    "    {:<22} {size:<5} c={concurrency:<3} direct {:>8.0} rps p50 {:.3} ms | proxy {:>8.0} rps p50 {:.3} ms p99 {:.3} ms, errors {}/{}",
+                    "    {:<22} {size:<5} c={concurrency:<3} direct {:>8.0} rps p50 {:.3} ms | proxy {:>8.0} rps p50 {:.3} ms p99 {:.3} ms | forwarder {} rps, errors {}/{}",
                     scenario.name,
                     row.direct.rps,
                     row.direct.p50,
                     row.proxy.rps,
                     row.proxy.p50,
                     row.proxy.p99,
+                    row.forwarder
+                        .as_ref()
+                        .map_or("-".to_owned(), |f| format!("{:.0}", f.rps)),
                     row.direct.errors,
                     row.proxy.errors
                 );
@@ -638,6 +664,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
         .map(|text| text.lines().count())
         .unwrap_or(0);
     drop(proxy);
+    drop(forwarder);
 
     // Hook cost.
     eprintln!("==> hook cost: proxies with 0, 1 and 10 no-op hook plugins");
@@ -901,14 +928,17 @@ fn report(r: &mut Report<'_>) -> String {
     );
     let _ = writeln!(
         out,
-        "| scenario | body | c | RPS direct | RPS proxy | ratio | p50 direct / proxy | p99 direct / proxy | max direct / proxy | added p50 | added p99 | proxy CPU µs/req | errors |"
+        "| scenario | body | c | RPS direct | RPS proxy | ratio | p50 direct / proxy | p99 direct / proxy | max direct / proxy | added p50 | added p99 | proxy CPU µs/req | errors | RPS bare forwarder (ratio) | proxy / forwarder |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        out,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
     for row in r.rows {
         let (d, p) = (&row.direct, &row.proxy);
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.0} | {:.0} | {:.0} % | {:.3} / {:.3} | {:.3} / {:.3} | {:.1} / {:.1} | {:+.3} | {:+.3} | {} | {} / {} |",
+            "| {} | {} | {} | {:.0} | {:.0} | {:.0} % | {:.3} / {:.3} | {:.3} / {:.3} | {:.1} / {:.1} | {:+.3} | {:+.3} | {} | {} / {} | {} | {} |",
             row.scenario,
             row.size,
             row.concurrency,
@@ -926,7 +956,16 @@ fn report(r: &mut Report<'_>) -> String {
             p.cpu_us_per_request()
                 .map_or("?".to_owned(), |us| format!("{us:.0}")),
             d.errors,
-            p.errors
+            p.errors,
+            row.forwarder.as_ref().map_or("–".to_owned(), |f| format!(
+                "{:.0} ({:.0} %)",
+                f.rps,
+                100.0 * f.rps / d.rps.max(1e-9)
+            )),
+            row.forwarder.as_ref().map_or("–".to_owned(), |f| format!(
+                "{:.0} %",
+                100.0 * p.rps / f.rps.max(1e-9)
+            )),
         );
     }
 
