@@ -16,39 +16,23 @@
 
 use std::{
     fs,
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::TcpStream,
-    os::unix::fs::PermissionsExt,
-    path::Path,
-    process::Stdio,
-    sync::{Barrier, mpsc},
+    sync::Barrier,
     time::{Duration, Instant},
 };
 
 use ccproxy_e2e::{
-    CliOutput, Proxy, Reply, Sandbox,
+    Proxy, Reply, Sandbox,
+    login::{self, Login, is_base64url, query_param},
     mock::{CODEX_BACKEND_PATH, CODEX_TOKEN_PATH, Mock, codex, sse_events},
-    poll, workspace_root,
+    mode, poll, read_json, workspace_root,
 };
 use serde_json::{Value, json};
 
 /// The Codex CLI's OAuth client, which `oauth_codex` logs in as.
 const CLIENT_ID: &str = "app_EMoamEEZ73f0CkXaXp7hrann";
 const SCOPE: &str = "openid profile email offline_access";
-
-fn read_json(path: &Path) -> Value {
-    let text = fs::read_to_string(path)
-        .unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
-}
-
-fn mode(path: &Path) -> u32 {
-    fs::metadata(path)
-        .unwrap_or_else(|error| panic!("{}: {error}", path.display()))
-        .permissions()
-        .mode()
-        & 0o777
-}
 
 fn sample(name: &str) -> Value {
     read_json(
@@ -451,114 +435,10 @@ fn a_claude_code_conversation_keeps_its_session_and_its_tool_history() {
     assert_eq!(tools, [&json!("Bash"), &json!("Read")]);
 }
 
-/// What `ccproxy auth login codex --manual` did.
-struct Login {
-    output: CliOutput,
-    /// The authorize URL it printed.
-    url: String,
-}
-
-fn query_param(url: &str, name: &str) -> Option<String> {
-    let query = url.split_once('?')?.1;
-    query.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=')?;
-        (key == name).then(|| percent_decode(value))
-    })
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(byte) = text
-                .get(i + 1..i + 3)
-                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-        {
-            out.push(byte);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn is_base64url(text: &str) -> bool {
-    text.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
 /// Runs `auth login codex --manual`, reads the authorize URL it prints and
 /// pastes `good-code#STATE` on its stdin.
 fn manual_login(sandbox: &Sandbox, env: &[(&str, &str)]) -> Login {
-    let mut child = sandbox
-        .command(&["auth", "login", "codex", "--manual"], env)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ccproxy auth login starts");
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let mut stderr = child.stderr.take().expect("stderr is piped");
-    let stderr_reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let (lines_tx, lines_rx) = mpsc::channel::<String>();
-    let stdout_reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        while reader.read_line(&mut line).unwrap_or(0) > 0 {
-            all.push_str(&line);
-            let _ = lines_tx.send(line.clone());
-            line.clear();
-        }
-        all
-    });
-    let url = loop {
-        match lines_rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(line) if line.contains("state=") => break line.trim().to_owned(),
-            Ok(_) => continue,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "auth login printed no authorize URL; stdout:\n{}\nstderr:\n{}",
-                    stdout_reader.join().unwrap_or_default(),
-                    stderr_reader.join().unwrap_or_default()
-                );
-            }
-        }
-    };
-    let state = query_param(&url, "state").expect("the URL carries a state");
-    let mut stdin = child.stdin.take().expect("stdin is piped");
-    writeln!(stdin, "good-code#{state}").expect("the code can be pasted");
-    drop(stdin);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("the child can be polled") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("auth login did not finish within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Login {
-        output: CliOutput {
-            code: status.code().unwrap_or(-1),
-            stdout: stdout_reader.join().unwrap_or_default(),
-            stderr: stderr_reader.join().unwrap_or_default(),
-        },
-        url,
-    }
+    login::manual_login(sandbox, "codex", env, |state| format!("good-code#{state}"))
 }
 
 #[test]

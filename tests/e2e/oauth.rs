@@ -9,19 +9,19 @@
 
 use std::{
     fs,
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::{TcpListener, TcpStream},
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
-    process::{Child, Stdio},
-    sync::{Barrier, mpsc},
-    thread::JoinHandle,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    sync::Barrier,
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use ccproxy_e2e::{
     CliOutput, Proxy, ProxyOptions, Reply, Sandbox,
+    login::{Login, LoginProcess, is_base64url, manual_login as manual_login_to, query_param},
     mock::{CODEX_TOKEN_PATH, Mock, codex},
+    mode, read_json,
 };
 use serde_json::{Value, json};
 
@@ -66,183 +66,9 @@ fn borrowed(env: &[(String, String)]) -> Vec<(&str, &str)> {
     env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
-fn read_json(path: &Path) -> Value {
-    let text = fs::read_to_string(path)
-        .unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()));
-    serde_json::from_str(&text)
-        .unwrap_or_else(|error| panic!("{}: {error}: {text}", path.display()))
-}
-
-fn mode(path: &Path) -> u32 {
-    fs::metadata(path)
-        .unwrap_or_else(|error| panic!("{}: {error}", path.display()))
-        .permissions()
-        .mode()
-        & 0o777
-}
-
-/// The value of query parameter `name` in `url`, percent-decoded.
-fn query_param(url: &str, name: &str) -> Option<String> {
-    let query = url.split_once('?')?.1;
-    query.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=')?;
-        (key == name).then(|| percent_decode(value))
-    })
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(byte) = text
-                .get(i + 1..i + 3)
-                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-        {
-            out.push(byte);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn is_base64url(text: &str) -> bool {
-    text.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// A `ccproxy auth login …` process that has printed its authorize URL.
-struct LoginProcess {
-    child: Child,
-    /// The authorize URL it printed.
-    url: String,
-    stdout: JoinHandle<String>,
-    stderr: JoinHandle<String>,
-}
-
-impl LoginProcess {
-    /// Starts `ccproxy ARGS` and waits (20 s at most) for the authorize URL.
-    fn start(sandbox: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> LoginProcess {
-        let mut child = sandbox
-            .command(args, env)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("ccproxy auth login starts");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut stderr = child.stderr.take().expect("stderr is piped");
-        let stderr = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stderr.read_to_string(&mut text);
-            text
-        });
-        // Lines as they come, so the test can answer the printed URL.
-        let (lines_tx, lines_rx) = mpsc::channel::<String>();
-        let stdout = std::thread::spawn(move || {
-            let mut all = String::new();
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            while reader.read_line(&mut line).unwrap_or(0) > 0 {
-                all.push_str(&line);
-                let _ = lines_tx.send(line.clone());
-                line.clear();
-            }
-            all
-        });
-        let url = loop {
-            match lines_rx.recv_timeout(Duration::from_secs(20)) {
-                Ok(line) if line.contains("state=") => break line.trim().to_owned(),
-                Ok(_) => continue,
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!(
-                        "{args:?} printed no authorize URL; stdout:\n{}\nstderr:\n{}",
-                        stdout.join().unwrap_or_default(),
-                        stderr.join().unwrap_or_default()
-                    );
-                }
-            }
-        };
-        LoginProcess {
-            child,
-            url,
-            stdout,
-            stderr,
-        }
-    }
-
-    /// Query parameter `name` of the authorize URL (empty when missing).
-    fn param(&self, name: &str) -> String {
-        query_param(&self.url, name).unwrap_or_default()
-    }
-
-    /// Types `line` on its stdin and closes it.
-    fn paste(&mut self, line: &str) {
-        let mut stdin = self.child.stdin.take().expect("stdin is piped");
-        writeln!(stdin, "{line}").expect("the code can be pasted");
-    }
-
-    /// Waits (30 s at most) for it to exit.
-    fn finish(mut self) -> CliOutput {
-        drop(self.child.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("the child can be polled") {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "auth login did not finish within 30 s; stdout:\n{}\nstderr:\n{}",
-                    self.stdout.join().unwrap_or_default(),
-                    self.stderr.join().unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        CliOutput {
-            code: status.code().unwrap_or(-1),
-            stdout: self.stdout.join().unwrap_or_default(),
-            stderr: self.stderr.join().unwrap_or_default(),
-        }
-    }
-}
-
-/// What `ccproxy auth login PROVIDER --manual` did.
-struct Login {
-    output: CliOutput,
-    /// The authorize URL it printed.
-    url: String,
-}
-
-/// Runs `auth login claude-api --manual`, reads the authorize URL it prints,
-/// and pastes `paste(state)` (the state parsed from that URL) on its stdin.
+/// [`manual_login_to`] for claude-api.
 fn manual_login(sandbox: &Sandbox, env: &[(&str, &str)], paste: impl Fn(&str) -> String) -> Login {
     manual_login_to(sandbox, "claude-api", env, paste)
-}
-
-/// [`manual_login`] to `provider`.
-fn manual_login_to(
-    sandbox: &Sandbox,
-    provider: &str,
-    env: &[(&str, &str)],
-    paste: impl Fn(&str) -> String,
-) -> Login {
-    let mut login = LoginProcess::start(sandbox, &["auth", "login", provider, "--manual"], env);
-    let state = query_param(&login.url, "state").expect("the URL carries a state");
-    login.paste(&paste(&state));
-    let url = login.url.clone();
-    Login {
-        output: login.finish(),
-        url,
-    }
 }
 
 /// Starts `auth login PROVIDER --no-browser`: its callback server listens

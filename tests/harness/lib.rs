@@ -22,6 +22,7 @@
 //! ```
 
 mod http;
+pub mod login;
 pub mod mock;
 mod upstream;
 
@@ -148,6 +149,23 @@ pub fn bundled_plugins() -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
+}
+
+/// The JSON file at `path`; panics saying which file when it is not.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let text = fs::read_to_string(path)
+        .unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()));
+    serde_json::from_str(&text)
+        .unwrap_or_else(|error| panic!("{}: {error}: {text}", path.display()))
+}
+
+/// The permission bits of `path` (`0o600`).
+pub fn mode(path: &Path) -> u32 {
+    fs::metadata(path)
+        .unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
 }
 
 /// What [`run_cli`] returns.
