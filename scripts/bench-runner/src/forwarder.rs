@@ -9,7 +9,7 @@
 //! direct request is the cost of a second HTTP exchange on two shared cores,
 //! which no proxy avoids, and how much is ccproxy's own.
 
-use std::{convert::Infallible, io::Write as _};
+use std::convert::Infallible;
 
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
@@ -31,25 +31,7 @@ pub(crate) fn run(port: u16, upstream: &str) -> Result<(), String> {
         .build()
         .map_err(|error| format!("cannot start the runtime: {error}"))?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .map_err(|error| format!("cannot bind 127.0.0.1:{port}: {error}"))?;
-        let address = listener.local_addr().map_err(|error| error.to_string())?;
-        {
-            let mut stdout = std::io::stdout().lock();
-            let _ = writeln!(stdout, "bench forwarder listening on http://{address}");
-            let _ = stdout.flush();
-        }
-        // Never outlive the benchmark: stop when the parent is gone.
-        let parent = std::os::unix::process::parent_id();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                if std::os::unix::process::parent_id() != parent {
-                    std::process::exit(0);
-                }
-            }
-        });
+        let listener = crate::upstream::listen("bench forwarder", port).await?;
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let client: Client<HttpConnector, Incoming> =

@@ -82,6 +82,31 @@ fn canned(samples: &Samples, tools: bool, stream: bool) -> Result<Canned, String
 }
 
 /// Serves on 127.0.0.1:`port` until the parent process goes away.
+/// Binds 127.0.0.1:`port`, prints `{label} listening on http://ADDRESS`
+/// (what the runner waits for), and exits the process once its parent is
+/// gone, so a server never outlives the benchmark.
+pub(crate) async fn listen(label: &str, port: u16) -> Result<tokio::net::TcpListener, String> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|error| format!("cannot bind 127.0.0.1:{port}: {error}"))?;
+    let address = listener.local_addr().map_err(|error| error.to_string())?;
+    {
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{label} listening on http://{address}");
+        let _ = stdout.flush();
+    }
+    let parent = std::os::unix::process::parent_id();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if std::os::unix::process::parent_id() != parent {
+                std::process::exit(0);
+            }
+        }
+    });
+    Ok(listener)
+}
+
 pub(crate) fn run(port: u16) -> Result<(), String> {
     let samples = Samples::load(&default_samples_dir())?;
     let answers = Answers([
@@ -101,25 +126,7 @@ pub(crate) fn run(port: u16) -> Result<(), String> {
         .build()
         .map_err(|error| format!("cannot start the runtime: {error}"))?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .map_err(|error| format!("cannot bind 127.0.0.1:{port}: {error}"))?;
-        let address = listener.local_addr().map_err(|error| error.to_string())?;
-        {
-            let mut stdout = std::io::stdout().lock();
-            let _ = writeln!(stdout, "bench upstream listening on http://{address}");
-            let _ = stdout.flush();
-        }
-        // Never outlive the benchmark: stop when the parent is gone.
-        let parent = std::os::unix::process::parent_id();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                if std::os::unix::process::parent_id() != parent {
-                    std::process::exit(0);
-                }
-            }
-        });
+        let listener = listen("bench upstream", port).await?;
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
