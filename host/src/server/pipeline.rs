@@ -26,7 +26,7 @@ use serde_json::json;
 
 use super::{
     App, endpoints,
-    provider::{self, ProviderFailure, Streaming, UpstreamTime},
+    provider::{self, ProviderAnswer, ProviderFailure, UpstreamTime},
     response::{Body, error_response, full, on_end},
     router::{Lookup, Target},
 };
@@ -96,7 +96,7 @@ pub async fn handle(
         response.headers_mut().insert("server-timing", value);
     }
     let status = response.status().as_u16();
-    let streaming = response.extensions().get::<Streaming>().cloned();
+    let answer = response.extensions().get::<ProviderAnswer>().cloned();
     let error = response
         .extensions()
         .get::<FailureNote>()
@@ -120,9 +120,9 @@ pub async fn handle(
         status,
         started,
         error,
-        streaming,
+        answer,
     };
-    if completion.streaming.is_some() {
+    if completion.answer.as_ref().is_some_and(|a| a.streaming) {
         let body = std::mem::replace(response.body_mut(), full(Bytes::new()));
         *response.body_mut() = on_end(body, move |bytes_sent, finished| {
             completion.emit(bytes_sent, finished)
@@ -150,7 +150,8 @@ struct Completion {
     status: u16,
     started: Instant,
     error: Option<String>,
-    streaming: Option<Streaming>,
+    /// Set on a provider endpoint's answer.
+    answer: Option<ProviderAnswer>,
 }
 
 impl Completion {
@@ -181,7 +182,7 @@ impl Completion {
             user_agent,
             headers,
             status,
-            streaming,
+            answer,
             ..
         } = self;
         hooks.observe(event, Some(&request_id), || CompletedData {
@@ -192,20 +193,20 @@ impl Completion {
             headers: headers.as_ref(),
             http_version,
             method: &method,
-            model: streaming.as_ref().and_then(|s| s.model.as_deref()),
+            model: answer.as_ref().and_then(|a| a.model.as_deref()),
             path: &path,
-            provider: streaming.as_ref().map(|s| s.provider.as_str()),
+            provider: answer.as_ref().map(|a| a.provider.as_str()),
             query: &query,
             request_id: &request_id,
             response_status: status,
             status_code: status,
-            streaming: streaming.is_some(),
+            streaming: answer.as_ref().is_some_and(|a| a.streaming),
             url: if query.is_empty() {
                 std::borrow::Cow::Borrowed(path.as_str())
             } else {
                 std::borrow::Cow::Owned(format!("{path}?{query}"))
             },
-            usage: (),
+            usage: answer.as_ref().and_then(|a| a.usage.get().copied()),
             user_agent: &user_agent,
         });
     }
@@ -232,8 +233,8 @@ struct CompletedData<'a> {
     status_code: u16,
     streaming: bool,
     url: std::borrow::Cow<'a, str>,
-    /// Always `null`.
-    usage: (),
+    /// The answer's token usage, `null` when unknown.
+    usage: Option<ccproxy_formats::convert::TokenUsage>,
     user_agent: &'a str,
 }
 
@@ -713,15 +714,20 @@ mod tests {
         request_headers.insert(header::USER_AGENT, HeaderValue::from_static("t"));
         request_headers.insert("x-api-key", HeaderValue::from_static("sk-ant-secret-1234"));
         let headers = masked_headers(&request_headers);
-        for (query, streaming, error) in [
-            ("", None, None),
+        let usage = ccproxy_formats::convert::TokenUsage {
+            input_tokens: 3,
+            output_tokens: 4,
+            cache_read_input_tokens: 5,
+            cache_creation_input_tokens: 6,
+            reasoning_tokens: 0,
+        };
+        for (query, streaming, error, usage) in [
+            ("", None::<(&str, &str)>, None, None),
             (
                 "beta=true",
-                Some(Streaming {
-                    provider: "claude_api".to_owned(),
-                    model: Some("sonnet".to_owned()),
-                }),
+                Some(("claude_api", "sonnet")),
                 Some("the client went away before the response ended".to_owned()),
+                Some(usage),
             ),
         ] {
             let (request_id, method, path, client_ip, user_agent) =
@@ -737,8 +743,10 @@ mod tests {
                 "duration_ms": duration_ms, "client_ip": client_ip,
                 "user_agent": user_agent, "bytes_sent": bytes_sent, "streaming": streaming.is_some(),
                 "http_version": "HTTP/2.0",
-                "provider": streaming.as_ref().map(|s| s.provider.clone()),
-                "model": streaming.as_ref().and_then(|s| s.model.clone()), "usage": null,
+                "provider": streaming.map(|s| s.0),
+                "model": streaming.map(|s| s.1),
+                "usage": usage.map(|_| json!({"input_tokens": 3, "output_tokens": 4,
+                    "cache_read_input_tokens": 5, "cache_creation_input_tokens": 6, "reasoning_tokens": 0})),
                 "headers": headers, "error": error,
             });
             let data = CompletedData {
@@ -749,9 +757,9 @@ mod tests {
                 headers: captured.as_ref(),
                 http_version: "HTTP/2.0",
                 method,
-                model: streaming.as_ref().and_then(|s| s.model.as_deref()),
+                model: streaming.map(|s| s.1),
                 path,
-                provider: streaming.as_ref().map(|s| s.provider.as_str()),
+                provider: streaming.map(|s| s.0),
                 query,
                 request_id,
                 response_status: status,
@@ -762,7 +770,7 @@ mod tests {
                 } else {
                     std::borrow::Cow::Owned(format!("{path}?{query}"))
                 },
-                usage: (),
+                usage,
                 user_agent,
             };
             assert_eq!(

@@ -47,13 +47,35 @@ pub struct ProviderRoute {
     pub native: Format,
 }
 
-/// Marks a response whose body streams, so `request.completed` waits for its end.
+/// Marks a provider endpoint's answer, for `request.completed`: which
+/// provider, the model asked for, whether the body streams (then the event
+/// waits for its end), and the token usage once it is known.
 #[derive(Debug, Clone)]
-pub struct Streaming {
+pub struct ProviderAnswer {
     /// The provider plugin.
     pub provider: String,
     /// The model the client asked for.
     pub model: Option<String>,
+    /// The body streams.
+    pub streaming: bool,
+    /// The answer's token usage, set when it has been read.
+    pub usage: UsageSlot,
+}
+
+/// Where the usage of one answer lands once read (for a stream, at its end).
+pub type UsageSlot = Arc<std::sync::OnceLock<convert::TokenUsage>>;
+
+/// What each way of answering needs.
+struct Answering<'a> {
+    app: &'a App,
+    name: &'a str,
+    route: &'a ProviderRoute,
+    request_id: &'a str,
+    url: &'a str,
+    alias: Option<String>,
+    read_timeout: std::time::Duration,
+    /// Where the usage goes; `None` when no hook listens for it.
+    usage: Option<UsageSlot>,
 }
 
 /// Marks a failed provider request (for `request.failed`).
@@ -321,39 +343,37 @@ pub async fn handle(
             .any(|v| v.as_bytes().starts_with(b"text/event-stream"));
     let upstream_time = started.elapsed();
     let passed = passed_headers(&upstream.headers);
-    let read_timeout = timeout.unwrap_or_else(|| app.shared.upstream.read_timeout());
+    let usage_slot = UsageSlot::default();
+    let wants_usage = ["request.completed", "request.failed", "provider.stream.end"]
+        .iter()
+        .any(|event| hooks.wants(event));
+    let streaming = upstream.status < 400 && upstream_is_sse && stream;
+    let answering = Answering {
+        app,
+        name,
+        route,
+        request_id,
+        url: &url,
+        alias,
+        read_timeout: timeout.unwrap_or_else(|| app.shared.upstream.read_timeout()),
+        usage: wants_usage.then(|| usage_slot.clone()),
+    };
     let mut response = if upstream.status >= 400 {
-        upstream_error(app, name, route, request_id, &url, upstream, read_timeout).await
-    } else if upstream_is_sse && stream {
-        stream_response(
-            app, name, route, request_id, upstream, alias, peek.model, timeout,
-        )
+        upstream_error(answering, upstream).await
+    } else if streaming {
+        stream_response(answering, upstream)
     } else if upstream_is_sse {
         // The upstream always streams (Codex); the client asked for one answer.
-        accumulate_response(
-            app,
-            name,
-            route,
-            request_id,
-            &url,
-            upstream,
-            alias,
-            read_timeout,
-        )
-        .await
+        accumulate_response(answering, upstream).await
     } else {
-        complete_response(
-            app,
-            name,
-            route,
-            request_id,
-            &url,
-            upstream,
-            alias,
-            read_timeout,
-        )
-        .await
+        complete_response(answering, upstream).await
     };
+    response.extensions_mut().insert(ProviderAnswer {
+        provider: name.to_owned(),
+        model: peek.model,
+        streaming,
+        usage: usage_slot,
+    });
     response
         .extensions_mut()
         .insert(UpstreamTime(upstream_time));
@@ -466,8 +486,8 @@ mod events {
         pub(super) request_id: &'a str,
         pub(super) total_bytes: u64,
         pub(super) total_chunks: u64,
-        /// Always `null`.
-        pub(super) usage: (),
+        /// `null` until the stream said.
+        pub(super) usage: Option<ccproxy_formats::convert::TokenUsage>,
     }
 }
 
@@ -592,15 +612,16 @@ async fn collect_body(
     }
 }
 
-async fn upstream_error(
-    app: &App,
-    name: &str,
-    route: &ProviderRoute,
-    request_id: &str,
-    url: &str,
-    upstream: StreamingResponse,
-    read_timeout: std::time::Duration,
-) -> Response<Body> {
+async fn upstream_error(answering: Answering<'_>, upstream: StreamingResponse) -> Response<Body> {
+    let Answering {
+        app,
+        name,
+        route,
+        request_id,
+        url,
+        read_timeout,
+        ..
+    } = answering;
     let status = upstream.status;
     let body = match collect_body(upstream.body, read_timeout).await {
         Ok(body) => body,
@@ -625,17 +646,20 @@ async fn upstream_error(
     )
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn complete_response(
-    app: &App,
-    name: &str,
-    route: &ProviderRoute,
-    request_id: &str,
-    url: &str,
+    answering: Answering<'_>,
     upstream: StreamingResponse,
-    alias: Option<String>,
-    read_timeout: std::time::Duration,
 ) -> Response<Body> {
+    let Answering {
+        app,
+        name,
+        route,
+        request_id,
+        url,
+        alias,
+        read_timeout,
+        usage,
+    } = answering;
     let status = upstream.status;
     let body = match collect_body(upstream.body, read_timeout).await {
         Ok(body) => body,
@@ -647,6 +671,11 @@ async fn complete_response(
             return format_error(route.client, failure.status(), &message);
         }
     };
+    if let Some(slot) = &usage
+        && let Some(read) = convert::response_usage(route.native, &body)
+    {
+        let _ = slot.set(read);
+    }
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     if route.native == route.client && alias.is_none() {
         // Nothing to convert or rewrite: the upstream's bytes, not a copy.
@@ -670,20 +699,26 @@ async fn complete_response(
 }
 
 /// Builds one response in the client's format from an upstream stream.
-#[allow(clippy::too_many_arguments)]
 async fn accumulate_response(
-    app: &App,
-    name: &str,
-    route: &ProviderRoute,
-    request_id: &str,
-    url: &str,
+    answering: Answering<'_>,
     upstream: StreamingResponse,
-    alias: Option<String>,
-    read_timeout: std::time::Duration,
 ) -> Response<Body> {
+    let Answering {
+        app,
+        name,
+        route,
+        request_id,
+        url,
+        alias,
+        read_timeout,
+        usage,
+    } = answering;
     let mut body = upstream.body;
     let mut decoder = sse::Decoder::new();
     let mut accumulator = convert::Accumulator::new(route.native, route.client);
+    let mut scanner = usage
+        .as_ref()
+        .map(|_| convert::UsageScanner::new(route.native));
     let mut events = Vec::new();
     let failure = loop {
         match tokio::time::timeout(read_timeout, body.frame()).await {
@@ -698,6 +733,9 @@ async fn accumulate_response(
                     }
                     for event in &events {
                         accumulator.push(event);
+                        if let Some(scanner) = &mut scanner {
+                            scanner.push(event);
+                        }
                     }
                 }
             }
@@ -706,6 +744,9 @@ async fn accumulate_response(
                 let _ = decoder.finish(&mut events);
                 for event in &events {
                     accumulator.push(event);
+                    if let Some(scanner) = &mut scanner {
+                        scanner.push(event);
+                    }
                 }
                 break None;
             }
@@ -726,6 +767,9 @@ async fn accumulate_response(
             }
         }
     };
+    if let (Some(slot), Some(read)) = (&usage, scanner.as_ref().and_then(|s| s.usage())) {
+        let _ = slot.set(read);
+    }
     let result = match failure {
         Some((status, message)) => Err((status, message)),
         None => accumulator.finish().map_err(|error| {
@@ -762,6 +806,9 @@ struct StreamState {
     alias: Option<String>,
     client: Format,
     read_timeout: std::time::Duration,
+    /// Where the usage goes and what reads it off the upstream's events,
+    /// when a hook listens.
+    usage: Option<(UsageSlot, convert::UsageScanner)>,
     events: Vec<sse::Event>,
     converted: Vec<sse::Event>,
     provider: String,
@@ -772,17 +819,17 @@ struct StreamState {
     finished: bool,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn stream_response(
-    app: &App,
-    name: &str,
-    route: &ProviderRoute,
-    request_id: &str,
-    upstream: StreamingResponse,
-    alias: Option<String>,
-    client_model: Option<String>,
-    timeout: Option<std::time::Duration>,
-) -> Response<Body> {
+fn stream_response(answering: Answering<'_>, upstream: StreamingResponse) -> Response<Body> {
+    let Answering {
+        app,
+        name,
+        route,
+        request_id,
+        alias,
+        read_timeout,
+        usage,
+        ..
+    } = answering;
     let converter = (route.client != route.native)
         .then(|| convert::StreamConverter::new(route.native, route.client));
     let state = StreamState {
@@ -792,7 +839,8 @@ fn stream_response(
         converter,
         alias,
         client: route.client,
-        read_timeout: timeout.unwrap_or_else(|| app.shared.upstream.read_timeout()),
+        read_timeout,
+        usage: usage.map(|slot| (slot, convert::UsageScanner::new(route.native))),
         events: Vec::new(),
         converted: Vec::new(),
         provider: name.to_owned(),
@@ -849,10 +897,6 @@ fn stream_response(
         HeaderValue::from_static("text/event-stream"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    response.extensions_mut().insert(Streaming {
-        provider: name.to_owned(),
-        model: client_model,
-    });
     response
 }
 
@@ -870,7 +914,16 @@ impl StreamState {
                 }
             });
         if self.converter.is_none() && !self.reencode {
-            // Unconverted streams pass through byte for byte.
+            // Unconverted streams pass through byte for byte; they are
+            // decoded only to read the usage, when someone wants it.
+            if let Some((_, scanner)) = &mut self.usage {
+                self.events.clear();
+                if self.decoder.push(&data, &mut self.events).is_ok() {
+                    for event in &self.events {
+                        scanner.push(event);
+                    }
+                }
+            }
             return data;
         }
         self.events.clear();
@@ -883,6 +936,11 @@ impl StreamState {
 
     fn emit_events(&mut self) -> Bytes {
         let mut out = Vec::new();
+        if let Some((_, scanner)) = &mut self.usage {
+            for event in &self.events {
+                scanner.push(event);
+            }
+        }
         self.converted.clear();
         match &mut self.converter {
             Some(converter) => {
@@ -907,8 +965,14 @@ impl StreamState {
         let mut out = if self.converter.is_some() || self.reencode {
             self.emit_events().to_vec()
         } else {
+            if let Some((_, scanner)) = &mut self.usage {
+                for event in &self.events {
+                    scanner.push(event);
+                }
+            }
             Vec::new()
         };
+        let usage = self.record_usage();
         if let Some(converter) = &mut self.converter {
             let mut tail = Vec::new();
             converter.finish(&mut tail);
@@ -928,13 +992,23 @@ impl StreamState {
                     request_id,
                     total_bytes: bytes,
                     total_chunks: chunks,
-                    usage: (),
+                    usage,
                 }
             });
         Bytes::from(out)
     }
 
+    /// Puts the usage read so far in the answer's slot (at the stream's end,
+    /// or where it broke: what was sent before still counts).
+    fn record_usage(&mut self) -> Option<convert::TokenUsage> {
+        let (slot, scanner) = self.usage.as_ref()?;
+        let usage = scanner.usage()?;
+        let _ = slot.set(usage);
+        Some(usage)
+    }
+
     fn on_failure(&mut self, message: &str) -> Bytes {
+        self.record_usage();
         let message = &format!("provider {}: {message}", self.provider);
         let (request_id, provider) = (&self.request_id, &self.provider);
         self.hooks.observe("provider.error", Some(request_id), || {
@@ -1186,7 +1260,7 @@ mod tests {
                 request_id,
                 total_bytes: 9,
                 total_chunks: 2,
-                usage: (),
+                usage: None,
             },
             json!({"request_id": request_id, "provider": name, "total_chunks": 2u64, "total_bytes": 9u64, "usage": null}),
         );

@@ -559,7 +559,7 @@ fn encode_source(media: ir::Media) -> Option<api::Source> {
     }
 }
 
-fn decode_usage(usage: &api::Usage) -> ir::Usage {
+pub(crate) fn decode_usage(usage: &api::Usage) -> ir::Usage {
     let cache_read = usage.cache_read_input_tokens.unwrap_or(0);
     let cache_creation = usage.cache_creation_input_tokens.unwrap_or(0);
     ir::Usage {

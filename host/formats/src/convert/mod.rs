@@ -10,9 +10,11 @@ mod ir;
 mod openai_chat;
 mod openai_responses;
 mod stream;
+mod usage;
 
 pub use errors::{ErrorKind, error, error_body};
 pub use stream::{AccumulateError, Accumulator, StreamConverter};
+pub use usage::{TokenUsage, UsageScanner, response_usage};
 
 use serde_json::Value;
 

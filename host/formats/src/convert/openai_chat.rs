@@ -456,7 +456,7 @@ fn encode_part(part: Part) -> Option<api::ContentPart> {
     }
 }
 
-fn decode_usage(usage: &api::Usage) -> ir::Usage {
+pub(crate) fn decode_usage(usage: &api::Usage) -> ir::Usage {
     ir::Usage {
         input: usage.prompt_tokens,
         output: usage.completion_tokens,

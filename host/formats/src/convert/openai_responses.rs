@@ -484,7 +484,7 @@ fn output_text(text: String) -> api::ContentPart {
     })
 }
 
-fn decode_usage(usage: &api::Usage) -> ir::Usage {
+pub(crate) fn decode_usage(usage: &api::Usage) -> ir::Usage {
     ir::Usage {
         input: usage.input_tokens,
         output: usage.output_tokens,

@@ -1,0 +1,250 @@
+//! Token usage read off an answer as it passes: from a complete body, or
+//! event by event from a stream, in any of the three formats, without
+//! converting anything (what access logs and cost tracking need).
+
+use serde::{Deserialize, Serialize};
+
+use super::{anthropic, ir, openai_chat, openai_responses};
+use crate::{Format, sse};
+
+/// Token counts of one answer, under Anthropic's names: `input_tokens` are
+/// the input tokens not read from or written to the prompt cache, so the
+/// four add up to what was billed as input plus output.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TokenUsage {
+    // Internal: fields in alphabetical order, as `json!` writes keys, so
+    // hook data written from it matches data written from a `Value`.
+    /// Input tokens written to the prompt cache.
+    pub cache_creation_input_tokens: u64,
+    /// Input tokens read from the prompt cache.
+    pub cache_read_input_tokens: u64,
+    /// Input tokens neither read from nor written to the prompt cache.
+    pub input_tokens: u64,
+    /// Output tokens (reasoning included).
+    pub output_tokens: u64,
+    /// Output tokens spent on reasoning, when the upstream says.
+    pub reasoning_tokens: u64,
+}
+
+impl From<ir::Usage> for TokenUsage {
+    fn from(usage: ir::Usage) -> Self {
+        Self {
+            input_tokens: usage.uncached_input(),
+            output_tokens: usage.output,
+            cache_read_input_tokens: usage.cache_read,
+            cache_creation_input_tokens: usage.cache_creation,
+            reasoning_tokens: usage.reasoning,
+        }
+    }
+}
+
+/// Just the `usage` of a body or event; everything else is skipped unread.
+#[derive(Deserialize)]
+struct WithUsage<U> {
+    #[serde(default = "none")]
+    usage: Option<U>,
+}
+
+/// An Anthropic `message_start` (`message.usage`) or any event with `usage`.
+#[derive(Deserialize)]
+struct AnthropicEvent {
+    #[serde(default = "none")]
+    message: Option<WithUsage<crate::anthropic::Usage>>,
+    #[serde(default = "none")]
+    usage: Option<crate::anthropic::Usage>,
+}
+
+/// A Responses event whose `response` carries the final `usage`.
+#[derive(Deserialize)]
+struct ResponsesEvent {
+    #[serde(default = "none")]
+    response: Option<WithUsage<crate::openai_responses::Usage>>,
+}
+
+fn none<T>() -> Option<T> {
+    None
+}
+
+/// The usage of a complete (non-stream) answer in `format`; `None` when it
+/// has none or is not an answer of that format.
+pub fn response_usage(format: Format, body: &[u8]) -> Option<TokenUsage> {
+    let usage = match format {
+        Format::AnthropicMessages => {
+            let body: WithUsage<crate::anthropic::Usage> = serde_json::from_slice(body).ok()?;
+            anthropic::decode_usage(&body.usage?)
+        }
+        Format::OpenAiChat => {
+            let body: WithUsage<crate::openai_chat::Usage> = serde_json::from_slice(body).ok()?;
+            openai_chat::decode_usage(&body.usage?)
+        }
+        Format::OpenAiResponses => {
+            let body: WithUsage<crate::openai_responses::Usage> =
+                serde_json::from_slice(body).ok()?;
+            openai_responses::decode_usage(&body.usage?)
+        }
+    };
+    Some(usage.into())
+}
+
+/// Collects the usage of a stream in `format` from its events as they pass:
+/// Anthropic's `message_start` (input and cache) and `message_delta`
+/// (output, and the input again on newer models), Chat's usage chunk
+/// (`stream_options.include_usage`), Responses' `response.completed`.
+/// Events without `"usage"` in their data are not parsed.
+#[derive(Debug)]
+pub struct UsageScanner {
+    format: Format,
+    usage: Option<ir::Usage>,
+    finder: memchr::memmem::Finder<'static>,
+}
+
+impl UsageScanner {
+    /// A scanner for a stream in `format`.
+    pub fn new(format: Format) -> Self {
+        Self {
+            format,
+            usage: None,
+            finder: memchr::memmem::Finder::new(b"\"usage\""),
+        }
+    }
+
+    /// Reads `event`'s usage, if it has one.
+    pub fn push(&mut self, event: &sse::Event) {
+        if self.finder.find(event.data.as_bytes()).is_none() {
+            return;
+        }
+        match self.format {
+            Format::AnthropicMessages => {
+                let Ok(parsed) = serde_json::from_str::<AnthropicEvent>(&event.data) else {
+                    return;
+                };
+                let start = parsed.message.and_then(|message| message.usage);
+                if let Some(usage) = start {
+                    self.usage = Some(anthropic::decode_usage(&usage));
+                }
+                if let Some(delta) = parsed.usage {
+                    let mut usage = self.usage.unwrap_or_default();
+                    let later = anthropic::decode_usage(&delta);
+                    usage.output = later.output.max(usage.output);
+                    // Newer models repeat the input counts in message_delta.
+                    if delta.input_tokens.is_some() || later.cache_read > 0 {
+                        usage.input = later.input.max(usage.input);
+                        usage.cache_read = later.cache_read.max(usage.cache_read);
+                        usage.cache_creation = later.cache_creation.max(usage.cache_creation);
+                    }
+                    self.usage = Some(usage);
+                }
+            }
+            Format::OpenAiChat => {
+                if let Ok(WithUsage { usage: Some(usage) }) =
+                    serde_json::from_str::<WithUsage<crate::openai_chat::Usage>>(&event.data)
+                {
+                    self.usage = Some(openai_chat::decode_usage(&usage));
+                }
+            }
+            Format::OpenAiResponses => {
+                let usage = serde_json::from_str::<ResponsesEvent>(&event.data)
+                    .ok()
+                    .and_then(|parsed| parsed.response)
+                    .and_then(|response| response.usage);
+                if let Some(usage) = usage {
+                    self.usage = Some(openai_responses::decode_usage(&usage));
+                }
+            }
+        }
+    }
+
+    /// The usage seen so far; `None` before any.
+    pub fn usage(&self) -> Option<TokenUsage> {
+        self.usage.map(TokenUsage::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn complete_answers_in_each_format() {
+        let anthropic = br#"{"type":"message","usage":{"input_tokens":10,"output_tokens":5,"cache_read_input_tokens":100,"cache_creation_input_tokens":7}}"#;
+        assert_eq!(
+            response_usage(Format::AnthropicMessages, anthropic),
+            Some(TokenUsage {
+                input_tokens: 10,
+                output_tokens: 5,
+                cache_read_input_tokens: 100,
+                cache_creation_input_tokens: 7,
+                reasoning_tokens: 0,
+            })
+        );
+        let chat = br#"{"object":"chat.completion","usage":{"prompt_tokens":110,"completion_tokens":5,"total_tokens":115,"prompt_tokens_details":{"cached_tokens":100},"completion_tokens_details":{"reasoning_tokens":2}}}"#;
+        let usage = response_usage(Format::OpenAiChat, chat).unwrap();
+        assert_eq!(
+            (
+                usage.input_tokens,
+                usage.cache_read_input_tokens,
+                usage.reasoning_tokens
+            ),
+            (10, 100, 2)
+        );
+        let responses = br#"{"object":"response","usage":{"input_tokens":30,"output_tokens":4,"total_tokens":34,"input_tokens_details":{"cached_tokens":20}}}"#;
+        let usage = response_usage(Format::OpenAiResponses, responses).unwrap();
+        assert_eq!(
+            (usage.input_tokens, usage.cache_read_input_tokens),
+            (10, 20)
+        );
+        assert_eq!(response_usage(Format::AnthropicMessages, b"{}"), None);
+        assert_eq!(response_usage(Format::OpenAiChat, b"not json"), None);
+    }
+
+    fn scan(format: Format, events: &[(&str, &str)]) -> Option<TokenUsage> {
+        let mut scanner = UsageScanner::new(format);
+        for (name, data) in events {
+            scanner.push(&sse::Event::new(*name, *data));
+        }
+        scanner.usage()
+    }
+
+    #[test]
+    fn streams_in_each_format() {
+        let anthropic = scan(
+            Format::AnthropicMessages,
+            &[
+                (
+                    "message_start",
+                    r#"{"type":"message_start","message":{"id":"m","usage":{"input_tokens":12,"cache_read_input_tokens":50,"output_tokens":1}}}"#,
+                ),
+                ("content_block_delta", r#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"the word usage"}}"#),
+                ("message_delta", r#"{"type":"message_delta","usage":{"output_tokens":42}}"#),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                anthropic.input_tokens,
+                anthropic.cache_read_input_tokens,
+                anthropic.output_tokens
+            ),
+            (12, 50, 42)
+        );
+        let chat = scan(
+            Format::OpenAiChat,
+            &[
+                ("", r#"{"choices":[{"delta":{"content":"hi"}}],"usage":null}"#),
+                ("", r#"{"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}}"#),
+            ],
+        )
+        .unwrap();
+        assert_eq!((chat.input_tokens, chat.output_tokens), (9, 3));
+        let responses = scan(
+            Format::OpenAiResponses,
+            &[(
+                "response.completed",
+                r#"{"type":"response.completed","response":{"id":"r","usage":{"input_tokens":5,"output_tokens":6,"total_tokens":11}}}"#,
+            )],
+        )
+        .unwrap();
+        assert_eq!((responses.input_tokens, responses.output_tokens), (5, 6));
+        assert_eq!(scan(Format::OpenAiChat, &[("", r#"{"choices":[]}"#)]), None);
+    }
+}
