@@ -24,6 +24,7 @@
 
 mod bodies;
 mod forwarder;
+mod instructions;
 mod load;
 mod probe;
 mod procs;
@@ -64,6 +65,27 @@ enum Commands {
         /// Port on 127.0.0.1; 0 picks a free one.
         #[arg(long, default_value_t = 0)]
         port: u16,
+    },
+    /// Counts the proxy's instructions per request with callgrind (`scripts/profile`).
+    Instructions {
+        /// `messages`, `stream` (passed through) or `chat` (converted to a stream).
+        #[arg(long, default_value = "messages")]
+        scenario: String,
+        /// The 64 KB Claude Code request instead of the 1 KB conversation.
+        #[arg(long)]
+        large: bool,
+        /// Copies of the no-op hook plugin to load.
+        #[arg(long, default_value_t = 0)]
+        noop_plugins: usize,
+        /// Disable the access log.
+        #[arg(long)]
+        no_access_log: bool,
+        /// Measured requests.
+        #[arg(long, default_value_t = 500)]
+        requests: usize,
+        /// Requests before the counters are zeroed.
+        #[arg(long, default_value_t = 100)]
+        warmup: usize,
     },
     /// Serves the bare forwarder, the floor of a hyper proxy (used by `run`).
     Forwarder {
@@ -125,6 +147,27 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Commands::Instructions {
+            scenario,
+            large,
+            noop_plugins,
+            no_access_log,
+            requests,
+            warmup,
+        } => match instructions::run(&instructions::Setting {
+            scenario,
+            large,
+            noop_plugins,
+            no_access_log,
+            requests: requests.max(1),
+            warmup,
+        }) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("ccproxy-bench instructions: {message}");
+                ExitCode::FAILURE
+            }
+        },
         Commands::Run(args) => match run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {
@@ -160,7 +203,8 @@ struct Layout {
 }
 
 impl Layout {
-    fn find() -> Result<Self, String> {
+    /// The artifacts `scripts/bench` builds; `oha` only when `with_oha`.
+    fn find(with_oha: bool) -> Result<Self, String> {
         let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
         let workspace = workspace.canonicalize().unwrap_or(workspace);
         let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -173,11 +217,14 @@ impl Layout {
             release,
             preload: None,
         };
-        for needed in [
+        let mut needed = vec![
             layout.ccproxy(),
             layout.release.join("libtest_plugin_noop_hook.so"),
-            load::oha_path(&layout.target),
-        ] {
+        ];
+        if with_oha {
+            needed.push(load::oha_path(&layout.target));
+        }
+        for needed in needed {
             if !needed.exists() {
                 return Err(format!(
                     "{} is missing; run scripts/bench, which builds and installs everything",
@@ -360,7 +407,7 @@ struct Settings {
 
 fn run(args: &RunArgs) -> Result<(), String> {
     let started = Instant::now();
-    let mut layout = Layout::find()?;
+    let mut layout = Layout::find(true)?;
     if let Some(library) = &args.preload {
         if !library.exists() {
             return Err(format!("--preload {} does not exist", library.display()));

@@ -49,16 +49,140 @@ struct WithUsage<U> {
 #[derive(Deserialize)]
 struct AnthropicEvent {
     #[serde(default = "none")]
-    message: Option<WithUsage<crate::anthropic::Usage>>,
+    message: Option<WithUsage<AnthropicUsage>>,
     #[serde(default = "none")]
-    usage: Option<crate::anthropic::Usage>,
+    usage: Option<AnthropicUsage>,
 }
 
 /// A Responses event whose `response` carries the final `usage`.
 #[derive(Deserialize)]
 struct ResponsesEvent {
     #[serde(default = "none")]
-    response: Option<WithUsage<crate::openai_responses::Usage>>,
+    response: Option<WithUsage<ResponsesUsage>>,
+}
+
+// The counts alone, without the models' catch-all `extra` (which would
+// buffer every other key): reading usage must cost little on every answer.
+
+#[derive(Deserialize)]
+struct AnthropicUsage {
+    #[serde(default)]
+    input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_read_input_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct ChatUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+    #[serde(default)]
+    prompt_tokens_details: Option<CachedTokens>,
+    #[serde(default)]
+    completion_tokens_details: Option<ReasoningTokens>,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct ResponsesUsage {
+    #[serde(default)]
+    input_tokens: u64,
+    #[serde(default)]
+    output_tokens: u64,
+    #[serde(default)]
+    input_tokens_details: Option<CachedTokens>,
+    #[serde(default)]
+    output_tokens_details: Option<ReasoningTokens>,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct CachedTokens {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct ReasoningTokens {
+    #[serde(default)]
+    reasoning_tokens: Option<u64>,
+}
+
+impl AnthropicUsage {
+    fn read(&self) -> ir::Usage {
+        anthropic::decode_usage(&crate::anthropic::Usage {
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            cache_creation_input_tokens: self.cache_creation_input_tokens,
+            cache_read_input_tokens: self.cache_read_input_tokens,
+            extra: Default::default(),
+        })
+    }
+}
+
+/// `cache_creation_input_tokens` as the converters put it in OpenAI usage.
+fn cache_creation_extra(tokens: Option<u64>) -> crate::Extra {
+    let mut extra = crate::Extra::new();
+    if let Some(tokens) = tokens {
+        extra.insert("cache_creation_input_tokens".to_owned(), tokens.into());
+    }
+    extra
+}
+
+impl ChatUsage {
+    fn read(&self) -> ir::Usage {
+        use crate::openai_chat as api;
+        openai_chat::decode_usage(&api::Usage {
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: self.completion_tokens,
+            total_tokens: self.prompt_tokens + self.completion_tokens,
+            prompt_tokens_details: self.prompt_tokens_details.as_ref().map(|details| {
+                api::PromptTokensDetails {
+                    cached_tokens: details.cached_tokens,
+                    extra: Default::default(),
+                }
+            }),
+            completion_tokens_details: self.completion_tokens_details.as_ref().map(|details| {
+                api::CompletionTokensDetails {
+                    reasoning_tokens: details.reasoning_tokens,
+                    extra: Default::default(),
+                }
+            }),
+            extra: cache_creation_extra(self.cache_creation_input_tokens),
+        })
+    }
+}
+
+impl ResponsesUsage {
+    fn read(&self) -> ir::Usage {
+        use crate::openai_responses as api;
+        openai_responses::decode_usage(&api::Usage {
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            total_tokens: self.input_tokens + self.output_tokens,
+            input_tokens_details: self.input_tokens_details.as_ref().map(|details| {
+                api::InputTokensDetails {
+                    cached_tokens: details.cached_tokens.unwrap_or(0),
+                    extra: Default::default(),
+                }
+            }),
+            output_tokens_details: self.output_tokens_details.as_ref().map(|details| {
+                api::OutputTokensDetails {
+                    reasoning_tokens: details.reasoning_tokens.unwrap_or(0),
+                    extra: Default::default(),
+                }
+            }),
+            extra: cache_creation_extra(self.cache_creation_input_tokens),
+        })
+    }
 }
 
 fn none<T>() -> Option<T> {
@@ -69,19 +193,18 @@ fn none<T>() -> Option<T> {
 /// has none or is not an answer of that format.
 pub fn response_usage(format: Format, body: &[u8]) -> Option<TokenUsage> {
     let usage = match format {
-        Format::AnthropicMessages => {
-            let body: WithUsage<crate::anthropic::Usage> = serde_json::from_slice(body).ok()?;
-            anthropic::decode_usage(&body.usage?)
-        }
-        Format::OpenAiChat => {
-            let body: WithUsage<crate::openai_chat::Usage> = serde_json::from_slice(body).ok()?;
-            openai_chat::decode_usage(&body.usage?)
-        }
-        Format::OpenAiResponses => {
-            let body: WithUsage<crate::openai_responses::Usage> =
-                serde_json::from_slice(body).ok()?;
-            openai_responses::decode_usage(&body.usage?)
-        }
+        Format::AnthropicMessages => serde_json::from_slice::<WithUsage<AnthropicUsage>>(body)
+            .ok()?
+            .usage?
+            .read(),
+        Format::OpenAiChat => serde_json::from_slice::<WithUsage<ChatUsage>>(body)
+            .ok()?
+            .usage?
+            .read(),
+        Format::OpenAiResponses => serde_json::from_slice::<WithUsage<ResponsesUsage>>(body)
+            .ok()?
+            .usage?
+            .read(),
     };
     Some(usage.into())
 }
@@ -120,11 +243,11 @@ impl UsageScanner {
                 };
                 let start = parsed.message.and_then(|message| message.usage);
                 if let Some(usage) = start {
-                    self.usage = Some(anthropic::decode_usage(&usage));
+                    self.usage = Some(usage.read());
                 }
                 if let Some(delta) = parsed.usage {
                     let mut usage = self.usage.unwrap_or_default();
-                    let later = anthropic::decode_usage(&delta);
+                    let later = delta.read();
                     usage.output = later.output.max(usage.output);
                     // Newer models repeat the input counts in message_delta.
                     if delta.input_tokens.is_some() || later.cache_read > 0 {
@@ -137,9 +260,9 @@ impl UsageScanner {
             }
             Format::OpenAiChat => {
                 if let Ok(WithUsage { usage: Some(usage) }) =
-                    serde_json::from_str::<WithUsage<crate::openai_chat::Usage>>(&event.data)
+                    serde_json::from_str::<WithUsage<ChatUsage>>(&event.data)
                 {
-                    self.usage = Some(openai_chat::decode_usage(&usage));
+                    self.usage = Some(usage.read());
                 }
             }
             Format::OpenAiResponses => {
@@ -148,7 +271,7 @@ impl UsageScanner {
                     .and_then(|parsed| parsed.response)
                     .and_then(|response| response.usage);
                 if let Some(usage) = usage {
-                    self.usage = Some(openai_responses::decode_usage(&usage));
+                    self.usage = Some(usage.read());
                 }
             }
         }

@@ -1,0 +1,172 @@
+//! `ccproxy-bench instructions`: the proxy's instructions per request, counted
+//! by callgrind. Unlike wall-clock rounds this is the same number for the same
+//! binaries and inputs whatever else the machine is doing, so it is what the
+//! "What changed in the hot path" tables of `docs/PERFORMANCE.md` compare.
+//!
+//! It starts the lean upstream, then the release proxy (every bundled plugin,
+//! the access log on, as in the load rounds) under `valgrind --tool=callgrind`,
+//! sends warm-up requests, zeroes the counters, sends the measured requests one
+//! at a time on one kept-alive connection, waits for the observer hooks to
+//! finish, dumps the counters and divides.
+
+use std::{path::Path, process::Command, time::Duration};
+
+use bytes::Bytes;
+
+use crate::{Layout, READY_TIMEOUT, Scratch, bodies, probe, procs::Server, proxy_command};
+
+/// What to measure.
+pub(crate) struct Setting {
+    /// `messages`, `stream` or `chat` (Chat Completions converted to a stream).
+    pub(crate) scenario: String,
+    /// The 64 KB Claude Code request instead of the 1 KB conversation.
+    pub(crate) large: bool,
+    /// Copies of the no-op hook plugin to load.
+    pub(crate) noop_plugins: usize,
+    /// Disable the access log.
+    pub(crate) no_access_log: bool,
+    /// Measured requests.
+    pub(crate) requests: usize,
+    /// Requests before the counters are zeroed.
+    pub(crate) warmup: usize,
+}
+
+pub(crate) fn run(setting: &Setting) -> Result<(), String> {
+    let layout = Layout::find(false)?;
+    for tool in ["valgrind", "callgrind_control"] {
+        let found = Command::new(tool).arg("--version").output().is_ok();
+        if !found {
+            return Err(format!(
+                "{tool} is missing: install valgrind (apt-get install valgrind)"
+            ));
+        }
+    }
+    let scratch = Scratch::new()?;
+    let sandbox = scratch.0.join("sandbox");
+    std::fs::create_dir_all(sandbox.join("logs")).map_err(|e| e.to_string())?;
+    let plugins = scratch.0.join("plugins");
+    std::fs::create_dir_all(&plugins).map_err(|e| e.to_string())?;
+    let library = layout.release.join("libtest_plugin_noop_hook.so");
+    for k in 0..setting.noop_plugins {
+        std::fs::copy(&library, plugins.join(format!("libnoop_hook_{k}.so")))
+            .map_err(|error| format!("cannot copy {}: {error}", library.display()))?;
+    }
+
+    let mut upstream_command = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
+    upstream_command.arg("upstream");
+    let upstream = Server::start("bench upstream", upstream_command, READY_TIMEOUT)?;
+
+    let out_file = scratch.0.join("callgrind.out");
+    let plain = proxy_command(&layout, &sandbox, &upstream.url(), Some(&plugins));
+    let mut command = Command::new("valgrind");
+    command
+        .arg("--tool=callgrind")
+        .arg(format!("--callgrind-out-file={}", out_file.display()))
+        .arg(plain.get_program())
+        .args(plain.get_args());
+    if setting.no_access_log {
+        command.args(["--disable-plugin", "access_log"]);
+    }
+    command.env_clear();
+    for (key, value) in plain.get_envs() {
+        if let Some(value) = value {
+            command.env(key, value);
+        }
+    }
+    if let Some(dir) = plain.get_current_dir() {
+        command.current_dir(dir);
+    }
+    // Under valgrind the proxy starts about fifty times slower.
+    let proxy = Server::start("ccproxy under callgrind", command, READY_TIMEOUT * 6)?;
+
+    let sizes = if setting.large {
+        bodies::large(&layout.workspace)?
+    } else {
+        bodies::small()
+    };
+    let (path, body) = match setting.scenario.as_str() {
+        "messages" => ("/claude/v1/messages", sizes.messages),
+        "stream" => ("/claude/v1/messages", sizes.messages_stream),
+        "chat" => ("/claude/v1/chat/completions", sizes.chat_stream),
+        other => {
+            return Err(format!("--scenario {other}: use messages, stream or chat"));
+        }
+    };
+    let body = Bytes::from(body);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let pid = proxy.pid().to_string();
+    runtime.block_on(async {
+        let mut connection = probe::Connection::open(proxy.address).await?;
+        for _ in 0..setting.warmup {
+            connection.post(path, body.clone()).await?;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        callgrind_control("-z", &pid)?;
+        for _ in 0..setting.requests {
+            connection.post(path, body.clone()).await?;
+        }
+        // The observer task delivers the last events after the answers.
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        callgrind_control("-d", &pid)
+    })?;
+    let total = dumped_total(&scratch.0, &out_file)?;
+    drop(proxy);
+    println!(
+        "{} {} ({} no-op hook plugins, access log {}): {:.1} k instructions per request ({} requests after {} warm-up, callgrind)",
+        if setting.large { "large" } else { "small" },
+        setting.scenario,
+        setting.noop_plugins,
+        if setting.no_access_log { "off" } else { "on" },
+        total as f64 / setting.requests.max(1) as f64 / 1000.0,
+        setting.requests,
+        setting.warmup
+    );
+    Ok(())
+}
+
+fn callgrind_control(flag: &str, pid: &str) -> Result<(), String> {
+    let status = Command::new("callgrind_control")
+        .args([flag, pid])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|error| format!("callgrind_control {flag}: {error}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("callgrind_control {flag} {pid} failed: {status}"))
+    }
+}
+
+/// The instruction total of the dump `callgrind_control -d` wrote next to
+/// `out_file` (`callgrind.out.1`, counted from the zeroing).
+fn dumped_total(dir: &Path, out_file: &Path) -> Result<u64, String> {
+    let stem = out_file
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut dumps: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| e.to_string())?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.file_name()
+                .map(|name| name.to_string_lossy())
+                .is_some_and(|name| name.starts_with(&format!("{stem}.")))
+        })
+        .collect();
+    dumps.sort();
+    let dump = dumps
+        .first()
+        .ok_or_else(|| format!("callgrind wrote no dump next to {}", out_file.display()))?;
+    let text = std::fs::read_to_string(dump).map_err(|e| e.to_string())?;
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix("summary:")
+                .or_else(|| line.strip_prefix("totals:"))
+        })
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| format!("{} has no totals line", dump.display()))
+}
