@@ -16,7 +16,7 @@
 
 use std::{
     fs,
-    io::{Read, Write},
+    io::Write,
     net::TcpStream,
     sync::Barrier,
     time::{Duration, Instant},
@@ -1051,19 +1051,9 @@ fn a_client_that_goes_away_mid_stream_cancels_the_backend_request() {
         )
         .expect("the request can be written");
         let started = Instant::now();
-        let mut received = Vec::new();
-        let mut buffer = [0u8; 4096];
         // The first text delta is the seventh event.
-        while !String::from_utf8_lossy(&received).contains(&first_delta_json) {
-            let read = stream.read(&mut buffer).expect("the stream starts");
-            assert!(
-                read > 0,
-                "{path}: the proxy closed early: {}",
-                String::from_utf8_lossy(&received)
-            );
-            received.extend_from_slice(&buffer[..read]);
-        }
-        assert!(String::from_utf8_lossy(&received).starts_with("HTTP/1.1 200"));
+        let received = ccproxy_e2e::read_until(&mut stream, &first_delta_json, path);
+        assert!(received.starts_with("HTTP/1.1 200"));
         drop(stream);
         let hung_up = Instant::now();
 

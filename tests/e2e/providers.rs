@@ -385,20 +385,10 @@ fn a_client_that_goes_away_mid_stream_cancels_the_upstream_request() {
             body.len()
         )
         .expect("the request can be written");
-        let mut received = Vec::new();
-        let mut buffer = [0u8; 4096];
         let started = Instant::now();
         // The first text delta is the third event.
-        while !String::from_utf8_lossy(&received).contains("Hello! It") {
-            let read = stream.read(&mut buffer).expect("the stream starts");
-            assert!(
-                read > 0,
-                "{client:?}: the proxy closed early: {}",
-                String::from_utf8_lossy(&received)
-            );
-            received.extend_from_slice(&buffer[..read]);
-        }
-        assert!(String::from_utf8_lossy(&received).starts_with("HTTP/1.1 200"));
+        let received = ccproxy_e2e::read_until(&mut stream, "Hello! It", &format!("{client:?}"));
+        assert!(received.starts_with("HTTP/1.1 200"));
         drop(stream);
         let hung_up = Instant::now();
 

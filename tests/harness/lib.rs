@@ -168,6 +168,23 @@ pub fn mode(path: &Path) -> u32 {
         & 0o777
 }
 
+/// Reads `stream` until what arrived contains `needle`; panics, saying
+/// `what` and what arrived, when the peer closes first. Returns it all.
+pub fn read_until(stream: &mut impl Read, needle: &str, what: &str) -> String {
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !String::from_utf8_lossy(&received).contains(needle) {
+        let read = stream.read(&mut buffer).expect("the stream can be read");
+        assert!(
+            read > 0,
+            "{what}: the proxy closed early: {}",
+            String::from_utf8_lossy(&received)
+        );
+        received.extend_from_slice(&buffer[..read]);
+    }
+    String::from_utf8_lossy(&received).into_owned()
+}
+
 /// What [`run_cli`] returns.
 #[derive(Debug)]
 pub struct CliOutput {
