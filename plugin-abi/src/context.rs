@@ -13,10 +13,10 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
 use crate::{
-    PluginError,
-    http::{Headers, HttpRequest, HttpResponse},
+    BodyStream, PluginError,
+    http::{Headers, HttpRequest, HttpResponse, HttpStream},
     protocol::{
-        self, EmitInput, HttpRequestHead, HttpResponseHead, ServiceInput, SleepInput, host_op,
+        self, EmitInput, Operation, ServiceInput, SleepInput, StreamRef, ops,
     },
     raw::{HostBox, Message},
 };
@@ -90,8 +90,7 @@ impl Context {
 
     /// Waits for `duration` on the host's timer.
     pub fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send + 'static + use<> {
-        let call = self.call_json(
-            host_op::SLEEP,
+        let call = self.call::<ops::Sleep>(
             &SleepInput {
                 millis: duration.as_millis().min(u128::from(u64::MAX)) as u64,
             },
@@ -116,24 +115,51 @@ impl Context {
         &self,
         request: HttpRequest,
     ) -> impl Future<Output = Result<HttpResponse, PluginError>> + Send + 'static + use<> {
-        let head = HttpRequestHead {
-            method: request.method,
-            url: request.url,
-            headers: request.headers.0,
-            timeout_ms: request
-                .timeout
-                .map_or(0, |t| t.as_millis().min(u128::from(u64::MAX)) as u64),
-        };
-        let call = self.call_json(host_op::HTTP, &head, request.body);
+        let (head, body) = request.into_head();
+        let call = self.call::<ops::Http>(&head, body);
         async move {
-            let reply = call.await?;
-            let head: HttpResponseHead = parse_meta(&reply.meta)?;
+            let (head, body) = call.await?;
             Ok(HttpResponse {
                 status: head.status,
                 headers: Headers(head.headers),
-                body: reply.body.into_vec(),
+                body,
             })
         }
+    }
+
+    /// Sends `request` with the host's shared HTTP client and answers as soon
+    /// as the head arrives; the body is read as it comes (plugin API 1.2,
+    /// capability `http_stream`). Hand it to a
+    /// [`StreamResponse`](crate::StreamResponse) to forward an upstream stream
+    /// without buffering it; dropping it cancels the request.
+    /// `request.timeout` bounds the wait for the head and for each piece.
+    pub fn http_stream(
+        &self,
+        request: HttpRequest,
+    ) -> impl Future<Output = Result<HttpStream, PluginError>> + Send + 'static + use<> {
+        let (head, body) = request.into_head();
+        let call = self.call::<ops::HttpStream>(&head, body);
+        let host = self.host.clone();
+        async move {
+            let (head, _) = call.await?;
+            let stream = head.stream.ok_or_else(|| {
+                PluginError::internal("the host answered host.http.stream without a stream")
+            })?;
+            Ok(HttpStream {
+                status: head.status,
+                headers: Headers(head.headers),
+                body: remote_stream::<ops::HttpStreamNext, ops::HttpStreamCancel>(host, stream),
+            })
+        }
+    }
+
+    /// What `GET /plugins/status` shows: every plugin's counters and time
+    /// spent in hooks (plugin API 1.2, capability `plugins_status`).
+    pub fn plugins_status(
+        &self,
+    ) -> impl Future<Output = Result<Value, PluginError>> + Send + 'static + use<> {
+        let call = self.call::<ops::PluginsStatus>(&Value::Null, Vec::new());
+        async move { Ok(call.await?.0) }
     }
 
     /// Calls `method` of `service`, provided by another plugin, with JSON arguments.
@@ -143,8 +169,7 @@ impl Context {
         method: &str,
         args: Value,
     ) -> impl Future<Output = Result<Value, PluginError>> + Send + 'static + use<> {
-        let call = self.call_json(
-            host_op::SERVICE_CALL,
+        let call = self.call::<ops::ServiceCall>(
             &ServiceInput {
                 service: service.to_owned(),
                 method: method.to_owned(),
@@ -153,10 +178,7 @@ impl Context {
             },
             Vec::new(),
         );
-        async move {
-            let reply = call.await?;
-            parse_meta(&reply.meta)
-        }
+        async move { Ok(call.await?.0) }
     }
 
     /// Like [`Context::call_service`], with typed arguments and result.
@@ -180,8 +202,7 @@ impl Context {
     /// `oauth.token.response`, `oauth.refresh.request`, `oauth.refresh.response`
     /// and `oauth.error`. Other names are refused (logged by the host).
     pub fn emit(&self, event: &str, data: Value) {
-        let call = self.call_json(
-            host_op::EMIT,
+        let call = self.call::<ops::Emit>(
             &EmitInput {
                 event: event.to_owned(),
                 data,
@@ -211,26 +232,94 @@ impl Context {
         self.host.spawn(future.into_ffi());
     }
 
-    fn call_json<T: Serialize>(
+    /// Calls host operation `O`: its metadata and a body in, its answer's
+    /// metadata and body out.
+    pub(crate) fn call<O: Operation>(
         &self,
-        op: &str,
-        meta: &T,
+        meta: &O::Input,
         body: Vec<u8>,
-    ) -> impl Future<Output = Result<Message, PluginError>> + Send + 'static + use<T> {
-        let meta = serde_json::to_string(meta);
-        let host = self.host.clone();
-        let op = RString::from(op);
-        async move {
-            let message = Message {
-                meta: meta?.into(),
-                body: body.into(),
-            };
-            match host.call(op, message).await {
-                RResult::ROk(reply) => Ok(reply),
-                RResult::RErr(error) => Err(PluginError::from_abi(error)),
+    ) -> impl Future<Output = Result<(O::Output, Vec<u8>), PluginError>> + Send + 'static + use<O>
+    {
+        call_host::<O>(&self.host, meta, body)
+    }
+}
+
+/// Calls host operation `O` on `host`.
+pub(crate) fn call_host<O: Operation>(
+    host: &HostBox,
+    meta: &O::Input,
+    body: Vec<u8>,
+) -> impl Future<Output = Result<(O::Output, Vec<u8>), PluginError>> + Send + 'static + use<O> {
+    let meta = serde_json::to_string(meta);
+    let host = host.clone();
+    async move {
+        let message = Message {
+            meta: meta?.into(),
+            body: body.into(),
+        };
+        match host.call(RString::from(O::NAME), message).await {
+            RResult::ROk(reply) => Ok((parse_meta(&reply.meta)?, reply.body.into_vec())),
+            RResult::RErr(error) => Err(PluginError::from_abi(error)),
+        }
+    }
+}
+
+/// A stream the host owns, read piece by piece with operation `Next` and
+/// cancelled with `Cancel` when dropped before its end.
+pub(crate) fn remote_stream<Next, Cancel>(host: HostBox, stream: u64) -> BodyStream
+where
+    Next: Operation<Input = StreamRef, Output = protocol::StreamChunk> + 'static,
+    Cancel: Operation<Input = StreamRef> + 'static,
+{
+    /// Cancels the stream on drop unless it ended.
+    struct Reader<C: Operation<Input = StreamRef>> {
+        host: HostBox,
+        stream: u64,
+        ended: bool,
+        cancel: std::marker::PhantomData<fn() -> C>,
+    }
+    impl<C: Operation<Input = StreamRef>> Reader<C> {
+        /// The stream ended: nothing to cancel.
+        fn finish(&mut self) {
+            self.ended = true;
+        }
+    }
+    impl<C: Operation<Input = StreamRef>> Drop for Reader<C> {
+        fn drop(&mut self) {
+            if !self.ended {
+                let call = call_host::<C>(&self.host, &StreamRef { stream: self.stream }, Vec::new());
+                self.host.spawn(
+                    async move {
+                        let _ = call.await;
+                    }
+                    .into_ffi(),
+                );
             }
         }
     }
+    let reader = Reader::<Cancel> {
+        host,
+        stream,
+        ended: false,
+        cancel: std::marker::PhantomData,
+    };
+    BodyStream::new(futures_util::stream::unfold(reader, |mut reader| async move {
+        if reader.ended {
+            return None;
+        }
+        let call = call_host::<Next>(&reader.host, &StreamRef { stream: reader.stream }, Vec::new());
+        match call.await {
+            Ok((chunk, _)) if chunk.end => {
+                reader.finish();
+                None
+            }
+            Ok((_, piece)) => Some((Ok(piece), reader)),
+            Err(error) => {
+                reader.ended = true;
+                Some((Err(error), reader))
+            }
+        }
+    }))
 }
 
 pub(crate) fn parse_meta<T: DeserializeOwned>(meta: &RString) -> Result<T, PluginError> {

@@ -130,6 +130,7 @@ impl Response {
             ResponseHead {
                 status: self.status,
                 headers: self.headers.0,
+                stream: None,
             },
             self.body,
         )
@@ -175,6 +176,17 @@ impl HttpRequest {
         self.headers.set(name, value);
         self
     }
+    pub(crate) fn into_head(self) -> (crate::protocol::HttpRequestHead, Vec<u8>) {
+        let head = crate::protocol::HttpRequestHead {
+            method: self.method,
+            url: self.url,
+            headers: self.headers.0,
+            timeout_ms: self
+                .timeout
+                .map_or(0, |t| t.as_millis().min(u128::from(u64::MAX)) as u64),
+        };
+        (head, self.body)
+    }
 }
 
 /// The answer to an [`HttpRequest`].
@@ -193,4 +205,17 @@ impl HttpResponse {
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, crate::PluginError> {
         Ok(serde_json::from_slice(&self.body)?)
     }
+}
+
+/// The answer to an [`HttpRequest`] sent with `Context::http_stream`: the head
+/// now, the body as it arrives. Dropping the body cancels the request.
+#[derive(Debug)]
+pub struct HttpStream {
+    /// Status code.
+    pub status: u16,
+    /// Headers.
+    pub headers: Headers,
+    /// The body; hand it to [`StreamResponse`](crate::StreamResponse) to
+    /// forward it without buffering.
+    pub body: crate::BodyStream,
 }

@@ -54,6 +54,8 @@ pub mod log;
 pub mod manifest;
 mod plugin;
 pub mod protocol;
+pub mod stream;
+mod streams;
 #[doc(hidden)]
 pub mod raw;
 #[doc(hidden)]
@@ -64,8 +66,9 @@ pub mod testing;
 pub use context::Context;
 pub use error::{ErrorKind, PluginError};
 pub use hooks::{HookCall, HookContext, HookEvent, HookOutcome};
-pub use http::{Headers, HttpRequest, HttpResponse, Request, Response};
-pub use manifest::{Manifest, PluginKind, Route, layer};
+pub use http::{Headers, HttpRequest, HttpResponse, HttpStream, Request, Response};
+pub use manifest::{HookBody, Manifest, PluginKind, Route, layer};
+pub use stream::{BodySender, BodyStream, RouteResponse, StreamResponse};
 pub use plugin::{
     Health, HealthStatus, MiddlewareAction, MiddlewareRequest, MiddlewareResponse, Plugin,
     ProviderRequest, ServiceCall, UpstreamRequest,
@@ -83,10 +86,11 @@ pub use serde_json::{self, Value, json};
 /// Everything a plugin usually needs: `use ccproxy_plugin_abi::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Context, ErrorKind, Headers, Health, HealthStatus, HookCall, HookContext, HookEvent,
-        HookOutcome, HttpRequest, HttpResponse, Manifest, MiddlewareAction, MiddlewareRequest,
-        MiddlewareResponse, Plugin, PluginError, PluginKind, ProviderRequest, Request, Response,
-        Route, ServiceCall, UpstreamRequest, export_plugin, json, layer,
+        BodySender, BodyStream, Context, ErrorKind, Headers, Health, HealthStatus, HookBody,
+        HookCall, HookContext, HookEvent, HookOutcome, HttpRequest, HttpResponse, HttpStream,
+        Manifest, MiddlewareAction, MiddlewareRequest, MiddlewareResponse, Plugin, PluginError,
+        PluginKind, ProviderRequest, Request, Response, Route, RouteResponse, ServiceCall,
+        StreamResponse, UpstreamRequest, export_plugin, json, layer,
     };
     pub use crate::{debug, error, info, trace, warn};
     pub use serde_json::Value;

@@ -170,6 +170,11 @@ pub struct Route {
     pub method: String,
     /// Path below the prefix, starting with `/`.
     pub path: String,
+    /// Since 1.2: the route needs no client token even when
+    /// `security.auth_token` is set (a metrics scraper, a health probe).
+    /// Older hosts ignore it and protect the route.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub public: bool,
 }
 
 impl Route {
@@ -178,7 +183,14 @@ impl Route {
         Self {
             method: method.to_ascii_uppercase(),
             path: path.to_owned(),
+            public: false,
         }
+    }
+    /// Marks the route as needing no client token (plugin API 1.2): the
+    /// default is "protected when a token is set". `/plugins/status` shows it.
+    pub fn public(mut self) -> Self {
+        self.public = true;
+        self
     }
     /// A `GET` route.
     pub fn get(path: &str) -> Self {
@@ -217,6 +229,36 @@ pub struct HookSpec {
     /// Lower runs first; 0–1000, default 500.
     #[serde(default = "default_priority")]
     pub priority: i32,
+    /// Since 1.2: the bodies and stream chunks this subscription wants with
+    /// its events (see [`HookBody`]). Nobody pays for what nobody asked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bodies: Vec<HookBody>,
+}
+
+/// A body or stream chunk a hook subscription can ask for (plugin API 1.2).
+/// Each travels as the hook call's body, after the event data; credentials
+/// never appear in it (headers in the data stay masked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum HookBody {
+    /// The client's request body, on `request.completed` and `request.failed`.
+    RequestBody,
+    /// The body sent upstream, on `provider.request.sent`.
+    UpstreamRequestBody,
+    /// The upstream's complete (not streamed) answer, on
+    /// `provider.response.received`, which is then sent when the body has
+    /// been read rather than when its head arrived.
+    UpstreamResponseBody,
+    /// Each chunk of a streamed upstream answer as it arrived, on
+    /// `provider.stream.chunk` (data `side: "upstream"`).
+    UpstreamChunks,
+    /// Each chunk the client is sent of a streamed answer, after conversion,
+    /// on `provider.stream.chunk` (data `side: "client"`).
+    ClientChunks,
+    /// A kind this SDK does not know (from a newer plugin); ignored.
+    #[serde(other)]
+    Unknown,
 }
 
 fn default_priority() -> i32 {
@@ -361,7 +403,24 @@ impl Manifest {
             name: name.to_owned(),
             events: events.into_iter().map(str::to_owned).collect(),
             priority,
+            bodies: Vec::new(),
         });
+        self
+    }
+    /// Subscribes hook `name` to `events` at `priority`, asking for `bodies`
+    /// with them (plugin API 1.2; check `Context::has_capability("hook_bodies")`
+    /// to know whether the host sends them).
+    pub fn hook_with_bodies<'a>(
+        mut self,
+        name: &str,
+        events: impl IntoIterator<Item = &'a str>,
+        priority: i32,
+        bodies: impl IntoIterator<Item = HookBody>,
+    ) -> Self {
+        self = self.hook(name, events, priority);
+        if let Some(spec) = self.hooks.last_mut() {
+            spec.bodies = bodies.into_iter().collect();
+        }
         self
     }
     /// Schedules task `name` every `interval_seconds`.

@@ -65,6 +65,17 @@ pub trait Plugin: Sized + Send + Sync + 'static {
         }
     }
 
+    /// Answers a request on one of the manifest's routes with a complete or a
+    /// streamed response ([`StreamResponse`](crate::StreamResponse)). Default:
+    /// [`Plugin::on_route`]. Implement this instead of `on_route` when a route
+    /// streams (plugin API 1.2; check `Context::has_capability("stream_routes")`).
+    fn on_route_response(
+        &self,
+        req: Request,
+    ) -> impl Future<Output = Result<crate::RouteResponse, PluginError>> + Send {
+        async move { self.on_route(req).await.map(crate::RouteResponse::from) }
+    }
+
     /// Receives an event for one of the manifest's hooks. Default: continue.
     ///
     /// Observing events arrive off the request path, in order per hook; the

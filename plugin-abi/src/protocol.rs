@@ -11,48 +11,49 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Operation names the host sends to a plugin.
+/// Operation names the host sends to a plugin, as of 1.0 (kept for plugins
+/// that name them; new code names the operation's type in [`ops`]).
 pub mod op {
     /// Set the plugin up with its config: [`super::InitializeInput`] → nothing.
-    pub const INITIALIZE: &str = "plugin.initialize";
+    pub const INITIALIZE: &str = <super::ops::Initialize as super::Operation>::NAME;
     /// Release resources before the process exits: nothing → nothing.
-    pub const SHUTDOWN: &str = "plugin.shutdown";
+    pub const SHUTDOWN: &str = <super::ops::Shutdown as super::Operation>::NAME;
     /// Report health: nothing → [`super::HealthOutput`].
-    pub const HEALTH: &str = "plugin.health";
+    pub const HEALTH: &str = <super::ops::Health as super::Operation>::NAME;
     /// Answer an HTTP request on one of the plugin's routes:
     /// [`super::RouteInput`] + body → [`super::ResponseHead`] + body.
-    pub const ROUTE: &str = "route.handle";
+    pub const ROUTE: &str = <super::ops::Route as super::Operation>::NAME;
     /// Deliver a hook event: [`super::HookInput`] + body → [`super::HookOutput`] + body
     /// (since 1.1 the body may carry the data first, see `HookInput::data_len`).
-    pub const HOOK: &str = "hook.call";
+    pub const HOOK: &str = <super::ops::Hook as super::Operation>::NAME;
     /// Run a scheduled task once: [`super::TaskInput`] → nothing.
-    pub const TASK: &str = "task.run";
+    pub const TASK: &str = <super::ops::Task as super::Operation>::NAME;
     /// Answer a call to a service the plugin provides:
     /// [`super::ServiceInput`] → JSON value.
-    pub const SERVICE: &str = "service.call";
+    pub const SERVICE: &str = <super::ops::Service as super::Operation>::NAME;
     /// Inspect or answer a request before it reaches its route:
     /// [`super::MiddlewareRequestInput`] → [`super::MiddlewareRequestOutput`] (+ body when it answers).
-    pub const MIDDLEWARE_REQUEST: &str = "middleware.request";
+    pub const MIDDLEWARE_REQUEST: &str = <super::ops::MiddlewareRequest as super::Operation>::NAME;
     /// Adjust a response head on its way out:
     /// [`super::MiddlewareResponseInput`] → [`super::ResponseHead`].
-    pub const MIDDLEWARE_RESPONSE: &str = "middleware.response";
+    pub const MIDDLEWARE_RESPONSE: &str = <super::ops::MiddlewareResponse as super::Operation>::NAME;
     /// Turn a client request on a provider endpoint into the upstream request:
     /// [`super::ProviderPrepareInput`] + body (already in the provider's native
     /// format) → [`super::ProviderPrepareOutput`] + upstream body.
-    pub const PROVIDER_PREPARE: &str = "provider.prepare";
+    pub const PROVIDER_PREPARE: &str = <super::ops::ProviderPrepare as super::Operation>::NAME;
 }
 
-/// Operation names a plugin sends to the host.
+/// Operation names a plugin sends to the host, as of 1.0 (see [`op`]).
 pub mod host_op {
     /// Wait: [`super::SleepInput`] → nothing.
-    pub const SLEEP: &str = "host.sleep";
+    pub const SLEEP: &str = <super::ops::Sleep as super::Operation>::NAME;
     /// Send an HTTP request with the host's shared client:
     /// [`super::HttpRequestHead`] + body → [`super::HttpResponseHead`] + body.
-    pub const HTTP: &str = "host.http";
+    pub const HTTP: &str = <super::ops::Http as super::Operation>::NAME;
     /// Call a service another plugin provides: [`super::ServiceInput`] → JSON value.
-    pub const SERVICE_CALL: &str = "host.service.call";
+    pub const SERVICE_CALL: &str = <super::ops::ServiceCall as super::Operation>::NAME;
     /// Emit a custom hook event: [`super::EmitInput`] → nothing.
-    pub const EMIT: &str = "host.emit";
+    pub const EMIT: &str = <super::ops::Emit as super::Operation>::NAME;
 }
 
 /// Capabilities a host of this API version offers; a plugin checks
@@ -68,6 +69,243 @@ pub mod capability {
     pub const EMIT: &str = "emit";
     /// `HostObject::spawn`.
     pub const SPAWN: &str = "spawn";
+    /// Since 1.2: streamed route answers ([`super::ResponseHead::stream`]).
+    pub const STREAM_ROUTES: &str = "stream_routes";
+    /// Since 1.2: [`super::ops::HttpStream`], an upstream body read as it arrives.
+    pub const HTTP_STREAM: &str = "http_stream";
+    /// Since 1.2: [`super::ops::Blocking`], blocking work on the host's pool.
+    pub const BLOCKING: &str = "blocking";
+    /// Since 1.2: [`super::ops::ProcessSpawn`] and the other `host.process.*` operations.
+    pub const PROCESS: &str = "process";
+    /// Since 1.2: hook subscriptions that ask for bodies and stream chunks
+    /// (`HookSpec::bodies`), and observing hooks whose `Modify` answer the
+    /// later hooks of the same event see.
+    pub const HOOK_BODIES: &str = "hook_bodies";
+    /// Since 1.2: routes that need no client token (`Route::public`).
+    pub const PUBLIC_ROUTES: &str = "public_routes";
+    /// Since 1.2: [`super::ops::PluginsStatus`].
+    pub const PLUGINS_STATUS: &str = "plugins_status";
+    /// Since 1.2: the manifest's format adapters take part in conversion
+    /// ([`super::ops::FormatConvert`]).
+    pub const FORMAT_ADAPTERS: &str = "format_adapters";
+}
+
+/// Binds an operation's name to the types of its metadata, in one place, so
+/// the host and the SDK cannot disagree: a caller names the operation's type
+/// (`ops::Route`), never a string, and gets its input and output types with it.
+/// The message body that travels beside the metadata is described on each
+/// operation.
+pub trait Operation {
+    /// The operation's name on the wire.
+    const NAME: &'static str;
+    /// The metadata the caller sends.
+    type Input: Serialize + serde::de::DeserializeOwned;
+    /// The metadata the receiver answers.
+    type Output: Serialize + serde::de::DeserializeOwned;
+}
+
+/// A metadata type that writes the same JSON as operation `O`'s input, for a
+/// caller that sends a borrowed view instead of the owned type (the host's
+/// hook calls do). Implemented for `O::Input` itself.
+pub trait InputOf<O: Operation>: Serialize {}
+
+macro_rules! operations {
+    ($($(#[doc = $doc:literal])* $ty:ident = $name:literal: $input:ty => $output:ty;)*) => {
+        /// Every operation, as a type (see [`Operation`]). Host → plugin
+        /// operations come first, then plugin → host (`host.*`).
+        pub mod ops {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                $(#[doc = $doc])*
+                #[derive(Debug, Clone, Copy)]
+                pub struct $ty;
+                impl Operation for $ty {
+                    const NAME: &'static str = $name;
+                    type Input = $input;
+                    type Output = $output;
+                }
+                impl InputOf<$ty> for $input {}
+            )*
+        }
+    };
+}
+
+operations! {
+    /// Set the plugin up with its config.
+    Initialize = "plugin.initialize": InitializeInput => Value;
+    /// Release resources before the process exits.
+    Shutdown = "plugin.shutdown": Value => Value;
+    /// Report health.
+    Health = "plugin.health": Value => HealthOutput;
+    /// Answer an HTTP request on one of the plugin's routes; the request body
+    /// travels as the message body, and so does the answer's (all of it, or
+    /// its start when [`ResponseHead::stream`] is set).
+    Route = "route.handle": RouteInput => ResponseHead;
+    /// Since 1.2: the next piece of a streamed route answer (message body);
+    /// `end` when there is no more. The host asks only when the client has
+    /// taken the previous piece: that is the backpressure.
+    RouteStreamNext = "route.stream.next": StreamRef => StreamChunk;
+    /// Since 1.2: the client left; drop the stream and what it holds.
+    RouteStreamCancel = "route.stream.cancel": StreamRef => Value;
+    /// Deliver a hook event (since 1.1 the body may carry the data first,
+    /// see `HookInput::data_len`; since 1.2 it may carry the body or chunk
+    /// the subscription asked for after it).
+    Hook = "hook.call": HookInput => HookOutput;
+    /// Run a scheduled task once.
+    Task = "task.run": TaskInput => Value;
+    /// Answer a call to a service the plugin provides.
+    Service = "service.call": ServiceInput => Value;
+    /// Inspect or answer a request before it reaches its route.
+    MiddlewareRequest = "middleware.request": MiddlewareRequestInput => MiddlewareRequestOutput;
+    /// Adjust a response head on its way out.
+    MiddlewareResponse = "middleware.response": MiddlewareResponseInput => ResponseHead;
+    /// Turn a client request on a provider endpoint into the upstream request
+    /// (body in and out).
+    ProviderPrepare = "provider.prepare": ProviderPrepareInput => ProviderPrepareOutput;
+    /// Since 1.2: run blocking job `job`, which the plugin registered before
+    /// asking the host for [`Blocking`]; called on a host thread that may block.
+    BlockingRun = "blocking.run": BlockingInput => Value;
+    /// Since 1.2: convert a body (or one stream chunk) with one of the
+    /// manifest's format adapters; body in, body out.
+    FormatConvert = "format.convert": FormatConvertInput => Value;
+
+    /// Wait.
+    Sleep = "host.sleep": SleepInput => Value;
+    /// Send an HTTP request with the host's shared client; body in and out.
+    Http = "host.http": HttpRequestHead => HttpResponseHead;
+    /// Since 1.2: like [`Http`], but the answer's body is read piece by piece
+    /// with [`HttpStreamNext`] under [`HttpResponseHead::stream`].
+    HttpStream = "host.http.stream": HttpRequestHead => HttpResponseHead;
+    /// Since 1.2: the next piece of a streamed HTTP answer.
+    HttpStreamNext = "host.http.stream.next": StreamRef => StreamChunk;
+    /// Since 1.2: stop reading a streamed HTTP answer (the upstream request is cancelled).
+    HttpStreamCancel = "host.http.stream.cancel": StreamRef => Value;
+    /// Call a service another plugin provides.
+    ServiceCall = "host.service.call": ServiceInput => Value;
+    /// Emit a custom hook event.
+    Emit = "host.emit": EmitInput => Value;
+    /// Since 1.2: run the plugin's blocking job on the host's blocking pool;
+    /// the host calls [`BlockingRun`] there and answers with its reply.
+    Blocking = "host.blocking": BlockingInput => Value;
+    /// Since 1.2: start a child process.
+    ProcessSpawn = "host.process.spawn": ProcessSpawnInput => ProcessSpawnOutput;
+    /// Since 1.2: write the message body to the child's stdin (waits while
+    /// the pipe is full), or close it.
+    ProcessWrite = "host.process.write": ProcessWriteInput => Value;
+    /// Since 1.2: the next bytes the child wrote to stdout or stderr; `end` at EOF.
+    ProcessRead = "host.process.read": ProcessReadInput => StreamChunk;
+    /// Since 1.2: wait for the child to exit.
+    ProcessWait = "host.process.wait": ProcessRef => ProcessExit;
+    /// Since 1.2: kill the child (and forget it).
+    ProcessKill = "host.process.kill": ProcessRef => Value;
+    /// Since 1.2: what `GET /plugins/status` shows (per-plugin counters, hook time).
+    PluginsStatus = "host.plugins.status": Value => Value;
+}
+
+/// Input of the stream operations: which stream.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default)]
+pub struct StreamRef {
+    /// The stream's id, as the side that owns it handed it out.
+    pub stream: u64,
+}
+
+/// Output of the stream operations; the piece travels as the message body.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default)]
+pub struct StreamChunk {
+    /// No more pieces: the body is empty and the stream is finished.
+    #[serde(default)]
+    pub end: bool,
+}
+
+/// Input of [`ops::Blocking`] and [`ops::BlockingRun`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default)]
+pub struct BlockingInput {
+    /// The job's id, chosen by the plugin.
+    pub job: u64,
+}
+
+/// Input of [`ops::ProcessSpawn`].
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct ProcessSpawnInput {
+    /// The program: a path, or a name looked up in `PATH`.
+    pub program: String,
+    /// Its arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Variables to set (after clearing, when `clear_env`).
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
+    /// Start from an empty environment instead of the host's.
+    #[serde(default)]
+    pub clear_env: bool,
+    /// The working directory; the host's when absent.
+    #[serde(default)]
+    pub cwd: Option<String>,
+}
+
+/// Output of [`ops::ProcessSpawn`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default)]
+pub struct ProcessSpawnOutput {
+    /// The host's handle for the child, used by the other process operations.
+    pub process: u64,
+    /// The child's operating-system process id.
+    #[serde(default)]
+    pub pid: u32,
+}
+
+/// Input of the process operations that need nothing else.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default)]
+pub struct ProcessRef {
+    /// The handle from [`ProcessSpawnOutput::process`].
+    pub process: u64,
+}
+
+/// Input of [`ops::ProcessWrite`]; the bytes travel as the message body.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default)]
+pub struct ProcessWriteInput {
+    /// The handle from [`ProcessSpawnOutput::process`].
+    pub process: u64,
+    /// Close stdin after writing (the child sees end of input).
+    #[serde(default)]
+    pub close: bool,
+}
+
+/// Input of [`ops::ProcessRead`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default)]
+pub struct ProcessReadInput {
+    /// The handle from [`ProcessSpawnOutput::process`].
+    pub process: u64,
+    /// Read stderr instead of stdout.
+    #[serde(default)]
+    pub stderr: bool,
+}
+
+/// Output of [`ops::ProcessWait`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default)]
+pub struct ProcessExit {
+    /// The exit code, when the child exited normally.
+    #[serde(default)]
+    pub code: Option<i32>,
+    /// The signal that ended it, on Unix.
+    #[serde(default)]
+    pub signal: Option<i32>,
+}
+
+/// Input of [`ops::FormatConvert`]; the body to convert travels as the message body.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct FormatConvertInput {
+    /// The source format id (as in the manifest's adapter).
+    pub from: String,
+    /// The target format id.
+    pub to: String,
+    /// `request`, `response`, `error`, `stream_chunk` (a piece of an SSE
+    /// stream, any cut) or `stream_end` (flush what is held back).
+    pub kind: String,
+    /// For `stream_chunk` and `stream_end`: the stream's id, so the adapter can
+    /// keep state per stream.
+    #[serde(default)]
+    pub stream: u64,
 }
 
 /// Input of [`op::INITIALIZE`].
@@ -143,6 +381,12 @@ pub struct ResponseHead {
     /// Header name/value pairs.
     #[serde(default)]
     pub headers: Vec<(String, String)>,
+    /// Since 1.2, answers of [`op::ROUTE`] only: the body goes on after the
+    /// message body as a stream the host pulls with [`ops::RouteStreamNext`]
+    /// under this id (and cancels with [`ops::RouteStreamCancel`] when the
+    /// client leaves).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<u64>,
 }
 
 /// Input of [`op::HOOK`]; a body (when the event has one) travels as the message body.
@@ -260,7 +504,7 @@ pub struct HttpRequestHead {
     pub timeout_ms: u64,
 }
 
-/// Output of [`host_op::HTTP`].
+/// Output of [`host_op::HTTP`] and [`ops::HttpStream`].
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct HttpResponseHead {
     /// Status code.
@@ -268,6 +512,10 @@ pub struct HttpResponseHead {
     /// Header name/value pairs.
     #[serde(default)]
     pub headers: Vec<(String, String)>,
+    /// Since 1.2, answers of [`ops::HttpStream`] only: the body, read with
+    /// [`ops::HttpStreamNext`] under this id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<u64>,
 }
 
 /// Input of [`host_op::EMIT`].

@@ -25,7 +25,8 @@ use crate::{
     plugin::{
         MiddlewareAction, MiddlewareRequest, MiddlewareResponse, ProviderRequest, ServiceCall,
     },
-    protocol::{self, op},
+    protocol::{self, Operation, op, ops},
+    stream::RouteResponse,
     raw::{
         AbiError, CallResult, ErrorCode, Exported, HostBox, Message, PluginBox, PluginObject,
         PluginObject_TO, catch_panic, catch_panic_future,
@@ -40,6 +41,8 @@ pub struct Shim<P>(PhantomData<fn() -> P>);
 struct Instance<P: Plugin> {
     host: HostBox,
     plugin: Arc<OnceLock<Arc<P>>>,
+    /// Streamed route answers the host is reading (plugin API 1.2).
+    streams: Arc<crate::streams::Streams>,
 }
 
 impl<P: Plugin> Exported for Shim<P> {
@@ -56,6 +59,7 @@ impl<P: Plugin> Exported for Shim<P> {
         let instance = Instance::<P> {
             host,
             plugin: Arc::new(OnceLock::new()),
+            streams: Arc::default(),
         };
         Ok(PluginObject_TO::from_value(instance, TD_Opaque))
     }
@@ -129,11 +133,43 @@ impl<P: Plugin> Instance<P> {
                     route.params,
                     input.body.into_vec(),
                 );
+                let streams = self.streams.clone();
                 Box::pin(async move {
-                    let response = plugin.on_route(req).await.map_err(PluginError::into_abi)?;
-                    let (head, body) = response.into_parts();
-                    encode(&head, body)
+                    match plugin
+                        .on_route_response(req)
+                        .await
+                        .map_err(PluginError::into_abi)?
+                    {
+                        RouteResponse::Full(response) => {
+                            let (head, body) = response.into_parts();
+                            encode(&head, body)
+                        }
+                        RouteResponse::Stream(response) => {
+                            let head = protocol::ResponseHead {
+                                status: response.status,
+                                headers: response.headers.0,
+                                stream: Some(streams.insert(response.body)),
+                            };
+                            encode(&head, Vec::new())
+                        }
+                    }
                 })
+            }
+            <ops::RouteStreamNext as Operation>::NAME => {
+                let input: protocol::StreamRef = decode(&input)?;
+                let streams = self.streams.clone();
+                Box::pin(async move {
+                    match streams.next(input.stream).await {
+                        Some(Ok(piece)) => encode(&protocol::StreamChunk { end: false }, piece),
+                        Some(Err(error)) => Err(error.into_abi()),
+                        None => encode(&protocol::StreamChunk { end: true }, Vec::new()),
+                    }
+                })
+            }
+            <ops::RouteStreamCancel as Operation>::NAME => {
+                let input: protocol::StreamRef = decode(&input)?;
+                self.streams.cancel(input.stream);
+                Box::pin(async { Ok(Message::default()) })
             }
             op::HOOK => {
                 let plugin = self.initialized()?;
@@ -274,6 +310,7 @@ impl<P: Plugin> Instance<P> {
                         &protocol::ResponseHead {
                             status,
                             headers: headers.0,
+                            stream: None,
                         },
                         Vec::new(),
                     )

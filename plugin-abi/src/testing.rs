@@ -1109,6 +1109,7 @@ impl TestPlugin {
             response: protocol::ResponseHead {
                 status: middleware.status,
                 headers: middleware.headers.0,
+                stream: None,
             },
         };
         let (head, _) =
@@ -1504,6 +1505,7 @@ impl MockHostObject {
                 let head = protocol::HttpResponseHead {
                     status: response.status,
                     headers: response.headers.0,
+                    stream: None,
                 };
                 encode(&head, response.body)
             }

@@ -440,6 +440,7 @@ async fn response_middleware(
                         )
                     })
                     .collect(),
+                stream: None,
             },
         };
         match middleware

@@ -189,6 +189,7 @@ impl PluginHost {
                     &HttpResponseHead {
                         status: response.status,
                         headers: response.headers,
+                        stream: None,
                     },
                     response.body.to_vec(),
                 )
