@@ -1,8 +1,9 @@
 //! Loading plugins: every bad library is refused or disabled with its one-line
 //! reason while every other plugin loads and serves in the same process; the
 //! same verdicts through `GET /plugins/status`, `ccproxy plugins list --json`
-//! and `ccproxy plugins check`; and the compatibility promise: a plugin built
-//! against the frozen 1.0 interface loads into today's host and works.
+//! and `ccproxy plugins check`; and the compatibility promise: plugins built
+//! against the frozen 1.0 and 1.1 interfaces load into today's host, side by
+//! side, and work.
 
 use std::{fs, path::PathBuf, time::Duration};
 
@@ -504,5 +505,124 @@ fn a_plugin_built_against_the_frozen_1_0_interface_loads_and_works() {
         count.is_some(),
         "the hook never counted; log:\n{}",
         proxy.log()
+    );
+}
+
+/// The `api_version` a listing gives the frozen plugin in file `file`, after
+/// checking it is listed active under `name`.
+fn frozen_api_version(plugins: &[Value], file: &str, name: &str, active_word: &str) -> String {
+    let entry = find(plugins, file);
+    assert_eq!(
+        (entry["name"].as_str(), entry["status"].as_str()),
+        (Some(name), Some(active_word)),
+        "{entry:#}"
+    );
+    entry["api_version"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{file} has no api_version: {entry:#}"))
+        .to_owned()
+}
+
+#[test]
+fn plugins_built_against_the_frozen_1_0_and_1_1_interfaces_serve_side_by_side() {
+    let sandbox = Sandbox::new();
+    sandbox.install_frozen("hello_v1_0");
+    sandbox.install_frozen("hello_v1_1");
+    let proxy = Proxy::start_in(sandbox, ProxyOptions::default());
+
+    // Both loaded into the one host, each with the API version it was built for.
+    let status = proxy.get("/plugins/status").json();
+    let active = status["plugins"].as_array().expect("plugins is an array");
+    let listed = proxy.sandbox().run_cli(&["plugins", "list", "--json"], &[]);
+    assert_eq!(listed.code, 0, "{listed:?}");
+    let listed: Value = serde_json::from_str(&listed.stdout)
+        .unwrap_or_else(|e| panic!("plugins list --json: {e}: {listed:?}"));
+    let listed = listed["plugins"].as_array().expect("plugins is an array");
+    for (file, name, minor) in [
+        ("libhello_v1_0.so", "hello_v1_0", "1.0."),
+        ("libhello_v1_1.so", "hello_v1_1", "1.1."),
+    ] {
+        let served = frozen_api_version(active, file, name, "active");
+        let api_version = frozen_api_version(listed, file, name, "ok");
+        assert!(api_version.starts_with(minor), "{name}: {api_version}");
+        assert_eq!(served, api_version, "{name}");
+    }
+
+    // The 1.0 plugin's route and host call.
+    let hello = proxy.get("/v1_0/hello");
+    assert_eq!(hello.status, 200, "{}", hello.text());
+    let hello = hello.json();
+    assert_eq!(hello["plugin_api"], "1.0.0", "{hello:#}");
+    assert!(
+        hello["slept_ms"].as_u64().is_some_and(|ms| ms >= 10),
+        "ctx.sleep did not wait: {hello:#}"
+    );
+
+    // The 1.1 plugin's route: ctx.sleep, Context::bypass_mode, and ctx.http
+    // through the host's client, here to the 1.0 plugin's route.
+    let count_url = format!("{}/v1_0/count", proxy.base_url());
+    let hello = proxy.get_with("/v1_1/hello", &[("x-hello-fetch", &count_url)]);
+    assert_eq!(hello.status, 200, "{}", hello.text());
+    let hello = hello.json();
+    assert_eq!(hello["plugin_api"], "1.1.0", "{hello:#}");
+    assert_eq!(hello["host_api"], host_api_version(), "{hello:#}");
+    assert_eq!(hello["bypass"], false, "{hello:#}");
+    assert!(
+        hello["slept_ms"].as_u64().is_some_and(|ms| ms >= 10),
+        "ctx.sleep did not wait: {hello:#}"
+    );
+    assert_eq!(hello["fetched"]["status"], 200, "{hello:#}");
+    assert!(
+        hello["fetched"]["body"]["completed"].is_u64(),
+        "ctx.http did not reach /v1_0/count: {hello:#}"
+    );
+
+    // One more request, the last one both hooks see before they are asked:
+    // /v1_0/hello, /v1_1/hello, the /v1_0/count it fetched, and this one.
+    assert_eq!(proxy.get("/v1_0/hello").status, 200);
+    const SEEN: u64 = 4;
+    // request.completed is observed off the request path, so poll. The 1.1
+    // hook read the path through HookCall::data (its own /v1_1/count aside).
+    let seen_by_1_1 = poll(Duration::from_secs(5), || {
+        let count = proxy.get("/v1_1/count").json();
+        (count["completed"].as_u64().unwrap_or(0) >= SEEN && count["last_path"] == "/v1_0/hello")
+            .then_some(count)
+    });
+    assert!(
+        seen_by_1_1.is_some(),
+        "the 1.1 hook never counted {SEEN} requests ending with /v1_0/hello: {:#}; log:\n{}",
+        proxy.get("/v1_1/count").json(),
+        proxy.log()
+    );
+    let seen_by_1_0 = poll(Duration::from_secs(5), || {
+        let completed = proxy.get("/v1_0/count").json()["completed"]
+            .as_u64()
+            .unwrap_or(0);
+        (completed >= SEEN).then_some(completed)
+    });
+    assert!(
+        seen_by_1_0.is_some(),
+        "the 1.0 hook never counted {SEEN} requests; log:\n{}",
+        proxy.log()
+    );
+    drop(proxy);
+
+    // In bypass mode the 1.1 plugin sees Context::bypass_mode and calls no upstream.
+    let sandbox = Sandbox::new();
+    sandbox.install_frozen("hello_v1_1");
+    let proxy = Proxy::start_in(
+        sandbox,
+        ProxyOptions {
+            args: &["--bypass"],
+            ..ProxyOptions::default()
+        },
+    );
+    let hello = proxy.get_with("/v1_1/hello", &[("x-hello-fetch", "http://127.0.0.1:9/")]);
+    assert_eq!(hello.status, 200, "{}", hello.text());
+    let hello = hello.json();
+    assert_eq!(
+        (&hello["bypass"], &hello["fetched"]),
+        (&Value::Bool(true), &Value::Null),
+        "{hello:#}"
     );
 }
