@@ -125,12 +125,16 @@ fn package_name(path: &Path) -> String {
 }
 
 /// The manifests of plugin crates: bundled plugins, examples, test plugins and
-/// the plugin built against the frozen 1.0 interface.
+/// the plugins built against the frozen 1.0 and 1.1 interfaces.
 fn plugin_manifests() -> Vec<PathBuf> {
     let mut found = Vec::new();
     for dir in ["plugins", "examples", "tests/plugins", "tests/frozen"] {
         for path in files(dir, "Cargo.toml") {
-            let is_sdk_copy = path.parent().is_some_and(|p| p.ends_with("plugin-abi-1.0"));
+            let is_sdk_copy = path.parent().is_some_and(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("plugin-abi-"))
+            });
             let is_workspace_root =
                 path.parent() == Some(workspace_root().join("tests/frozen").as_path());
             if path.file_name().is_some_and(|n| n == "Cargo.toml")
@@ -406,9 +410,9 @@ fn no_should_panic_and_no_ignore_anywhere() {
     );
 }
 
-/// FNV-1a over every file of `tests/frozen/plugin-abi-1.0` (relative paths and
-/// contents, in path order).
-fn frozen_sdk_fingerprint() -> u64 {
+/// FNV-1a over every file of the frozen SDK copy in `folder` (relative paths
+/// and contents, in path order).
+fn frozen_sdk_fingerprint(folder: &str) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let mut eat = |bytes: &[u8]| {
         for byte in bytes {
@@ -416,12 +420,12 @@ fn frozen_sdk_fingerprint() -> u64 {
             hash = hash.wrapping_mul(0x0100_0000_01b3);
         }
     };
-    for path in files("tests/frozen/plugin-abi-1.0", "") {
+    for path in files(folder, "") {
         eat(relative(&path).as_bytes());
         eat(&fs::read(&path)
             .unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display())));
     }
-    hash
+    format!("{hash:016x}")
 }
 
 #[test]
@@ -430,8 +434,18 @@ fn the_frozen_1_0_sdk_is_never_edited() {
     // plugin authors built against then; changing it would make the
     // compatibility test prove nothing.
     assert_eq!(
-        format!("{:016x}", frozen_sdk_fingerprint()),
+        frozen_sdk_fingerprint("tests/frozen/plugin-abi-1.0"),
         "9d3d9735a74a94e5",
         "tests/frozen/plugin-abi-1.0 changed: it is frozen, never edit it (see its README)"
+    );
+}
+
+#[test]
+fn the_frozen_1_1_sdk_is_never_edited() {
+    // The copy of plugin-abi at 8f81403, the last commit of plugin API 1.1.
+    assert_eq!(
+        frozen_sdk_fingerprint("tests/frozen/plugin-abi-1.1"),
+        "7a38c4ee94d614e0",
+        "tests/frozen/plugin-abi-1.1 changed: it is frozen, never edit it (see its README)"
     );
 }

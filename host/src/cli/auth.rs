@@ -16,7 +16,7 @@ use std::{io::BufRead, sync::Arc, time::Duration};
 
 use anyhow::{Context as _, anyhow, bail};
 use base64::Engine as _;
-use ccproxy_plugin_abi::protocol::{ServiceInput, op};
+use ccproxy_plugin_abi::protocol::{ServiceInput, ops};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
@@ -165,7 +165,7 @@ async fn call(
     };
     let reply = plugin
         .handle
-        .call::<_, Value>(op::SERVICE, &input, Vec::new())
+        .call::<ops::Service>(&input, Vec::new())
         .await
         .map_err(|error| anyhow!("{provider}: {}", error.message))?;
     Ok(reply.meta)

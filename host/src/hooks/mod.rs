@@ -21,7 +21,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use ccproxy_plugin_abi::protocol::{HookOutput, op};
+use ccproxy_plugin_abi::protocol::{InputOf, ops};
 use serde::Serialize;
 use serde_json::{Value, value::RawValue};
 use tokio::sync::mpsc;
@@ -77,6 +77,8 @@ struct HookInputRef<'a, D: ?Sized> {
     #[serde(skip_serializing_if = "Option::is_none")]
     data_len: Option<u64>,
 }
+
+impl<D: ?Sized + Serialize> InputOf<ops::Hook> for HookInputRef<'_, D> {}
 
 impl<'a, D: ?Sized + Serialize> HookInputRef<'a, D> {
     /// The call's JSON and body for hook `hook`: the data in the JSON (1.0),
@@ -276,7 +278,7 @@ impl HookBus {
             let result = subscriber
                 .plugin
                 .handle
-                .call_with_timeout::<_, HookOutput>(op::HOOK, &input, body, HOOK_TIMEOUT)
+                .call_with_timeout::<ops::Hook>(&input, body, HOOK_TIMEOUT)
                 .await;
             subscriber.plugin.handle.record_hook_time(started);
             if let Err(error) = result {
@@ -318,7 +320,7 @@ impl HookBus {
             let result = subscriber
                 .plugin
                 .handle
-                .call_with_timeout::<_, HookOutput>(op::HOOK, &input, framed, HOOK_TIMEOUT)
+                .call_with_timeout::<ops::Hook>(&input, framed, HOOK_TIMEOUT)
                 .await;
             subscriber.plugin.handle.record_hook_time(started);
             match result {

@@ -21,10 +21,10 @@ use std::{
 use abi_stable::std_types::{RResult, RString};
 use ccproxy_plugin_abi::{
     ErrorKind,
+    protocol::{InputOf, Operation},
     raw::{self, ErrorCode, HostBox, Message},
 };
 use futures_util::FutureExt;
-use serde::{Serialize, de::DeserializeOwned};
 
 use super::load::LoadedLibrary;
 
@@ -144,13 +144,14 @@ impl PluginHandle {
         &self.name
     }
 
-    /// Calls operation `op` with JSON metadata and a body; decodes the reply.
-    pub async fn call<I: Serialize, O: DeserializeOwned>(
+    /// Calls operation `O` with its metadata (or a borrowed view writing the
+    /// same JSON) and a body; decodes the reply as `O`'s output.
+    pub async fn call<O: Operation>(
         &self,
-        op: &str,
-        meta: &I,
+        meta: &impl InputOf<O>,
         body: Vec<u8>,
-    ) -> Result<Reply<O>, CallError> {
+    ) -> Result<Reply<O::Output>, CallError> {
+        let op = O::NAME;
         let meta = serde_json::to_string(meta).map_err(|error| {
             CallError::new(
                 CallErrorKind::BadReply,
@@ -179,20 +180,20 @@ impl PluginHandle {
     }
 
     /// Like [`PluginHandle::call`], giving up after `timeout`.
-    pub async fn call_with_timeout<I: Serialize, O: DeserializeOwned>(
+    pub async fn call_with_timeout<O: Operation>(
         &self,
-        op: &str,
-        meta: &I,
+        meta: &impl InputOf<O>,
         body: Vec<u8>,
         timeout: Duration,
-    ) -> Result<Reply<O>, CallError> {
-        match tokio::time::timeout(timeout, self.call(op, meta, body)).await {
+    ) -> Result<Reply<O::Output>, CallError> {
+        match tokio::time::timeout(timeout, self.call::<O>(meta, body)).await {
             Ok(result) => result,
             Err(_) => Err(CallError::new(
                 CallErrorKind::TimedOut,
                 format!(
-                    "plugin {} did not answer {op} within {} ms",
+                    "plugin {} did not answer {} within {} ms",
                     self.name,
+                    O::NAME,
                     timeout.as_millis()
                 ),
             )),

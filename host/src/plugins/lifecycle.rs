@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use ccproxy_plugin_abi::protocol::{InitializeInput, TaskInput, capability, op};
+use ccproxy_plugin_abi::protocol::{InitializeInput, TaskInput, capability, ops};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -95,7 +95,7 @@ pub async fn initialize_all(mut prepared: Prepared, shared: &Arc<Shared>) -> Reg
         shared.plugins.insert(name.clone(), plugin.clone());
         match plugin
             .handle
-            .call_with_timeout::<_, Value>(op::INITIALIZE, &input, Vec::new(), INIT_TIMEOUT)
+            .call_with_timeout::<ops::Initialize>(&input, Vec::new(), INIT_TIMEOUT)
             .await
         {
             Ok(_) => {
@@ -180,7 +180,7 @@ pub fn spawn_tasks(
                     let limit = period.max(Duration::from_secs(30));
                     if let Err(error) = plugin
                         .handle
-                        .call_with_timeout::<_, Value>(op::TASK, &input, Vec::new(), limit)
+                        .call_with_timeout::<ops::Task>(&input, Vec::new(), limit)
                         .await
                     {
                         tracing::warn!(plugin = %plugin.manifest.name, task = %task.name, %error, "task run failed");
@@ -201,7 +201,7 @@ pub async fn shutdown_all(registry: &Registry, shared: &Shared) {
         let name = &plugin.manifest.name;
         match plugin
             .handle
-            .call_with_timeout::<_, Value>(op::SHUTDOWN, &json!({}), Vec::new(), SHUTDOWN_TIMEOUT)
+            .call_with_timeout::<ops::Shutdown>(&json!({}), Vec::new(), SHUTDOWN_TIMEOUT)
             .await
         {
             Ok(_) => tracing::info!(plugin = %name, "plugin stopped"),

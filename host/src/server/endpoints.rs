@@ -5,7 +5,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use ccproxy_plugin_abi::protocol::{HealthOutput, op};
+use ccproxy_plugin_abi::protocol::ops;
 use http::{Response, StatusCode};
 use serde_json::{Value, json};
 
@@ -256,7 +256,7 @@ async fn plugin_health(app: &App, name: &str) -> Response<Body> {
     let stats = &plugin.handle.stats;
     let reported = plugin
         .handle
-        .call_with_timeout::<_, HealthOutput>(op::HEALTH, &json!({}), Vec::new(), HEALTH_TIMEOUT)
+        .call_with_timeout::<ops::Health>(&json!({}), Vec::new(), HEALTH_TIMEOUT)
         .await;
     let (mut status, mut details) = match reported {
         Ok(reply) => (reply.meta.status, reply.meta.details),

@@ -16,8 +16,7 @@ use std::{net::SocketAddr, sync::Arc, time::Instant};
 
 use bytes::Bytes;
 use ccproxy_plugin_abi::protocol::{
-    MiddlewareRequestInput, MiddlewareRequestOutput, MiddlewareResponseInput, RequestHead,
-    ResponseHead, RouteInput, op,
+    MiddlewareRequestInput, MiddlewareResponseInput, RequestHead, ResponseHead, RouteInput, ops,
 };
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
@@ -380,7 +379,7 @@ async fn request_middleware(app: &App, head: &mut RequestHead) -> (usize, Option
         match middleware
             .plugin
             .handle
-            .call::<_, MiddlewareRequestOutput>(op::MIDDLEWARE_REQUEST, &input, Vec::new())
+            .call::<ops::MiddlewareRequest>(&input, Vec::new())
             .await
         {
             Ok(reply) => {
@@ -446,7 +445,7 @@ async fn response_middleware(
         match middleware
             .plugin
             .handle
-            .call::<_, ResponseHead>(op::MIDDLEWARE_RESPONSE, &input, Vec::new())
+            .call::<ops::MiddlewareResponse>(&input, Vec::new())
             .await
         {
             Ok(reply) => {
@@ -506,7 +505,7 @@ async fn call_route(
     match plugin
         .handle
         // The plugin takes an owned buffer: moved when nothing else holds it.
-        .call::<_, ResponseHead>(op::ROUTE, &input, Vec::from(body))
+        .call::<ops::Route>(&input, Vec::from(body))
         .await
     {
         Ok(reply) => plugin_response(reply.meta, reply.body),

@@ -19,7 +19,7 @@ use std::{sync::Arc, time::Instant};
 
 use bytes::Bytes;
 use ccproxy_formats::{Format, convert, sse};
-use ccproxy_plugin_abi::protocol::{ProviderPrepareOutput, RequestHead, op};
+use ccproxy_plugin_abi::protocol::{RequestHead, ops};
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
@@ -232,7 +232,7 @@ pub async fn handle(
     };
     let prepared = match plugin
         .handle
-        .call::<_, ProviderPrepareOutput>(op::PROVIDER_PREPARE, &input, native_body)
+        .call::<ops::ProviderPrepare>(&input, native_body)
         .await
     {
         Ok(reply) => reply,
@@ -251,7 +251,7 @@ pub async fn handle(
     };
     // Only a model the plugin mapped needs writing back (`model_alias`);
     // otherwise the upstream already reports the id the client asked for.
-    let ProviderPrepareOutput {
+    let ccproxy_plugin_abi::protocol::ProviderPrepareOutput {
         method,
         url,
         headers,
@@ -420,6 +420,8 @@ struct PrepareInput<'a> {
     model: Option<&'a str>,
     request: &'a ClientRequest<'a>,
 }
+
+impl ccproxy_plugin_abi::protocol::InputOf<ops::ProviderPrepare> for PrepareInput<'_> {}
 
 /// The data of the provider events sent on every request, serialised
 /// straight from borrowed fields instead of through a `Value` (keys in the

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use ccproxy_plugin_abi::{
     API_VERSION,
     protocol::{
-        EmitInput, HttpRequestHead, HttpResponseHead, ServiceInput, SleepInput, host_op, op,
+        EmitInput, HttpRequestHead, HttpResponseHead, ServiceInput, SleepInput, host_op, ops,
     },
     raw::{AbiError, CallResult, ErrorCode, HostBox, HostObject, HostObject_TO, Message},
 };
@@ -222,7 +222,7 @@ impl PluginHost {
                     })?;
                 let reply = plugin
                     .handle
-                    .call::<_, serde_json::Value>(op::SERVICE, &call, Vec::new())
+                    .call::<ops::Service>(&call, Vec::new())
                     .await
                     .map_err(|error| {
                         // The provider's error kind travels on, so a consumer can tell
