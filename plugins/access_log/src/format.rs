@@ -104,6 +104,8 @@ struct EventData<'a> {
     total_chunks: Option<u64>,
     total_bytes: Option<u64>,
     usage: Option<Usage>,
+    /// Added by the pricing plugin's hook, which runs before this one.
+    cost_usd: Option<f64>,
     error: Option<Value>,
 }
 
@@ -141,6 +143,8 @@ pub(crate) struct ClientRecord {
     pub(crate) provider: Option<String>,
     pub(crate) model: Option<String>,
     pub(crate) tokens: Option<Tokens>,
+    /// The answer's cost, when a pricing hook put it in the data.
+    pub(crate) cost_usd: Option<f64>,
     pub(crate) error: Option<String>,
 }
 
@@ -173,6 +177,7 @@ impl ClientRecord {
             provider: text(&data.provider),
             model: text(&data.model),
             tokens: Tokens::from_usage(data.usage.as_ref()),
+            cost_usd: data.cost_usd,
             error: data.error.as_ref().and_then(error_text),
         })
     }
@@ -243,6 +248,8 @@ impl ClientRecord {
             #[serde(flatten, skip_serializing_if = "Option::is_none")]
             tokens: Option<Tokens>,
             #[serde(skip_serializing_if = "Option::is_none")]
+            cost_usd: Option<f64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
             error: Option<&'a str>,
         }
         json_line(&Line {
@@ -260,6 +267,7 @@ impl ClientRecord {
             provider: self.provider.as_deref(),
             model: self.model.as_deref(),
             tokens: self.tokens,
+            cost_usd: self.cost_usd,
             error: self.error.as_deref(),
         })
     }
@@ -292,6 +300,8 @@ pub(crate) fn provider_line(call: &HookCall) -> Result<String, PluginError> {
         #[serde(flatten, skip_serializing_if = "Option::is_none")]
         tokens: Option<Tokens>,
         #[serde(skip_serializing_if = "Option::is_none")]
+        cost_usd: Option<f64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
         model: Option<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
@@ -316,6 +326,7 @@ pub(crate) fn provider_line(call: &HookCall) -> Result<String, PluginError> {
         total_chunks: data.total_chunks,
         total_bytes: data.total_bytes,
         tokens: Tokens::from_usage(data.usage.as_ref()),
+        cost_usd: data.cost_usd,
         model: data.model.as_deref().filter(|_| non_empty(&data.model)),
         error: data.error.as_ref().and_then(error_text),
     }))

@@ -4,7 +4,9 @@
 //! ccproxy's formats: `common` (NCSA Common Log Format), `combined` (plus
 //! referer and user agent) or `structured` (JSON lines: timestamp, request_id,
 //! method, path, query, status_code, duration_ms, client_ip, user_agent,
-//! bytes_sent, streaming, provider, model and token counts when known). With
+//! bytes_sent, streaming, provider, model, token counts and `cost_usd` when
+//! known; the cost comes from a hook that runs before this one, such as the
+//! pricing plugin's). With
 //! `provider_enabled`, also writes one JSON line per upstream response, error
 //! and finished stream to `provider_log_file`.
 //!
@@ -33,7 +35,8 @@
 //! Event data read (as the host emits it): `request.completed` and
 //! `request.failed`: `request_id`, `method`, `http_version`, `path`, `query`, `url`,
 //! `status_code`, `duration_ms`, `client_ip`, `user_agent`, `bytes_sent`,
-//! `streaming`, `provider`, `model`, `usage` (and `error` when failed);
+//! `streaming`, `provider`, `model`, `usage`, `cost_usd` when present (and
+//! `error` when failed);
 //! `provider.response.received`: `request_id`, `provider`, `url`, `method`,
 //! `status_code`, `duration_ms`; `provider.error`: `request_id`, `provider`,
 //! `url`, `error`; `provider.stream.end`: `request_id`, `provider`,
@@ -353,6 +356,33 @@ mod tests {
             (Some(3), Some(0))
         );
         assert!(line["timestamp"].as_f64().is_some());
+    }
+
+    #[test]
+    fn a_cost_in_the_data_reaches_the_structured_line_only() {
+        let scratch = Scratch::new("cost");
+        let (_host, plugin) = start(json!({"client_log_file": scratch.file("access.log")}));
+        let mut priced = completed("priced", "/claude/v1/messages");
+        priced.data["cost_usd"] = json!(0.0125);
+        plugin.hook_with(priced.clone()).unwrap();
+        plugin
+            .hook_with(completed("unpriced", "/claude/v1/messages"))
+            .unwrap();
+        plugin.task("flush").unwrap();
+        let lines: Vec<Value> = scratch
+            .read("access.log")
+            .lines()
+            .map(|line| ccproxy_plugin_abi::serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(lines[0]["cost_usd"], 0.0125);
+        assert!(lines[1].get("cost_usd").is_none(), "{}", lines[1]);
+
+        let common = Scratch::new("cost-common");
+        let (_host, plugin) =
+            start(json!({"client_format": "common", "client_log_file": common.file("access.log")}));
+        plugin.hook_with(priced).unwrap();
+        plugin.task("flush").unwrap();
+        assert!(!common.read("access.log").contains("0.0125"));
     }
 
     #[test]
