@@ -54,15 +54,17 @@ fn proxy(mock: &Mock, codex_mock: &Mock, env: &[(&str, &str)]) -> Proxy {
     )
 }
 
-fn post(proxy: &Proxy, path: &str, body: &Value) -> u16 {
+/// Asks Claude for a (complete) answer, which must succeed.
+fn ask_claude(proxy: &Proxy) {
+    let body = json!({"model": CLAUDE_MODEL, "max_tokens": 100,
+                      "messages": [{"role": "user", "content": "Hello"}]});
     let reply = proxy.request(
         "POST",
-        path,
+        "/claude/v1/messages",
         &[("content-type", "application/json")],
         body.to_string().as_bytes(),
     );
-    assert_eq!(reply.status, 200, "{path}: {}", reply.text());
-    reply.status
+    assert_eq!(reply.status, 200, "{}", reply.text());
 }
 
 /// The value of the sample line `series` (name and labels exactly as
@@ -335,11 +337,7 @@ fn the_pushgateway_task_puts_the_metrics() {
             ("PLUGINS__METRICS__PUSHGATEWAY_PUSH_INTERVAL", "0.2"),
         ],
     );
-    post(
-        &proxy,
-        "/claude/v1/messages",
-        &json!({"model": CLAUDE_MODEL, "max_tokens": 100, "messages": [{"role": "user", "content": "Hello"}]}),
-    );
+    ask_claude(&proxy);
     let series = format!(
         r#"ccproxy_requests_total{{provider="claude_api",model="{CLAUDE_MODEL}",status="200",method="POST"}}"#
     );
@@ -379,4 +377,33 @@ fn the_pushgateway_task_puts_the_metrics() {
         pushgateway["pushes"].as_u64().is_some_and(|n| n >= 1),
         "{health}"
     );
+}
+
+#[test]
+fn the_last_counts_are_pushed_at_shutdown() {
+    let mock = Mock::start(&[]);
+    let (url, pushes) = pushgateway();
+    // No periodic push happens during the test.
+    let proxy = proxy(
+        &mock,
+        &mock,
+        &[
+            ("PLUGINS__METRICS__PUSHGATEWAY_ENABLED", "true"),
+            ("PLUGINS__METRICS__PUSHGATEWAY_URL", url.as_str()),
+        ],
+    );
+    ask_claude(&proxy);
+    let series = format!(
+        r#"ccproxy_requests_total{{provider="claude_api",model="{CLAUDE_MODEL}",status="200",method="POST"}}"#
+    );
+    // Wait until the request's event is counted, then stop.
+    scrape_until(&proxy, &series, 1.0);
+    assert!(pushes.try_recv().is_err(), "a push before shutdown");
+    let (exit, log) = proxy.stop_with(libc::SIGTERM);
+    assert!(exit.success(), "{exit:?}\n{log}");
+    let pushed = pushes
+        .recv_timeout(Duration::from_secs(5))
+        .unwrap_or_else(|_| panic!("nothing pushed at shutdown; log:\n{log}"));
+    assert_eq!(pushed.request_line, "PUT /metrics/job/ccproxy HTTP/1.1");
+    assert_eq!(sample(&pushed.body, &series), Some(1.0), "{}", pushed.body);
 }
