@@ -3,8 +3,8 @@
 //! it reaches the upstream (the mock): a limit above the model's is
 //! clamped, one within it arrives as the client sent it, and in enforce mode
 //! a request without one (claude_api's default 4096 filled in) arrives with
-//! the model's limit. Limits come from the bundled token_limits.json (no
-//! pricing plugin loaded).
+//! the model's limit. Limits come from the bundled token_limits.json, or
+//! from the pricing plugin's table when it is loaded.
 
 use ccproxy_e2e::{Proxy, ProxyOptions, mock::Mock};
 use serde_json::{Value, json};
@@ -13,6 +13,10 @@ use serde_json::{Value, json};
 const MODEL: &str = "claude-sonnet-4-20250514";
 
 fn proxy(mock: &Mock, extra_env: &[(&str, &str)]) -> Proxy {
+    proxy_with(mock, &["max_tokens", "claude_api"], extra_env)
+}
+
+fn proxy_with(mock: &Mock, bundled: &[&str], extra_env: &[(&str, &str)]) -> Proxy {
     let base_url = mock.url();
     let mut env = vec![
         ("ANTHROPIC_API_KEY", "test-key"),
@@ -20,7 +24,7 @@ fn proxy(mock: &Mock, extra_env: &[(&str, &str)]) -> Proxy {
     ];
     env.extend_from_slice(extra_env);
     Proxy::start(ProxyOptions {
-        bundled: &["max_tokens", "claude_api"],
+        bundled,
         env: &env,
         ..ProxyOptions::default()
     })
@@ -29,7 +33,11 @@ fn proxy(mock: &Mock, extra_env: &[(&str, &str)]) -> Proxy {
 /// Sends an Anthropic request with `max_tokens` (left out when `None`) and
 /// returns the body the upstream received.
 fn upstream_body(proxy: &Proxy, mock: &Mock, max_tokens: Option<Value>) -> Value {
-    let mut body = json!({"model": MODEL, "messages": [{"role": "user", "content": "Hello"}]});
+    upstream_body_for(proxy, mock, MODEL, max_tokens)
+}
+
+fn upstream_body_for(proxy: &Proxy, mock: &Mock, model: &str, max_tokens: Option<Value>) -> Value {
+    let mut body = json!({"model": model, "messages": [{"role": "user", "content": "Hello"}]});
     if let Some(max_tokens) = max_tokens {
         body["max_tokens"] = max_tokens;
     }
@@ -67,4 +75,22 @@ fn enforce_mode_gives_a_request_without_a_limit_the_models() {
     assert_eq!(body["max_tokens"], 64_000, "{body}");
     let lowered = upstream_body(&proxy, &mock, Some(json!(10)));
     assert_eq!(lowered["max_tokens"], 64_000, "{lowered}");
+}
+
+#[test]
+fn with_the_pricing_plugin_newer_models_get_their_limit_from_its_table() {
+    // Not in token_limits.json; 64 000 in the pricing plugin's table.
+    const HAIKU: &str = "claude-haiku-4-5-20251001";
+    let mock = Mock::start(&[]);
+    let alone = proxy(&mock, &[]);
+    let unknown = upstream_body_for(&alone, &mock, HAIKU, Some(json!(100_000)));
+    assert_eq!(
+        unknown["max_tokens"], 100_000,
+        "an unknown model is not clamped"
+    );
+    drop(alone);
+
+    let with_pricing = proxy_with(&mock, &["pricing", "max_tokens", "claude_api"], &[]);
+    let clamped = upstream_body_for(&with_pricing, &mock, HAIKU, Some(json!(100_000)));
+    assert_eq!(clamped["max_tokens"], 64_000, "{clamped}");
 }

@@ -22,7 +22,13 @@
 
 mod limits;
 
-use std::{borrow::Cow, path::PathBuf};
+use std::{
+    borrow::Cow,
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
 
 use ccproxy_plugin_abi::{
     Value,
@@ -317,10 +323,20 @@ fn plan(body: &TopLevel<'_>, format: Format, limit: Limit, enforce: bool) -> Vec
         .collect()
 }
 
+/// How long an answer of the pricing service is reused: the hook runs on
+/// every upstream request, and a model's limit changes only when the price
+/// table is refreshed (hours apart).
+const PRICING_REUSE: Duration = Duration::from_secs(300);
+/// Models whose pricing answer is kept at most; the cache starts over past it.
+const PRICING_CACHE_MODELS: usize = 1024;
+
 struct MaxTokens {
     ctx: Context,
     config: Config,
     local: LimitTable,
+    /// The pricing service's recent answers by model (`None`: it does not
+    /// know the model or is not loaded).
+    priced: Mutex<HashMap<String, (Instant, Option<Limit>)>>,
 }
 
 impl MaxTokens {
@@ -355,8 +371,24 @@ impl MaxTokens {
         })
     }
 
-    /// The limit the `pricing` service knows, if it is loaded and knows the model.
+    /// The limit the `pricing` service knows, if it is loaded and knows the
+    /// model; asked at most every [`PRICING_REUSE`] per model.
     async fn pricing_limit(&self, model: &str) -> Option<Limit> {
+        if let Some((asked, limit)) = lock(&self.priced).get(model)
+            && asked.elapsed() < PRICING_REUSE
+        {
+            return *limit;
+        }
+        let limit = self.ask_pricing(model).await;
+        let mut priced = lock(&self.priced);
+        if priced.len() >= PRICING_CACHE_MODELS {
+            priced.clear();
+        }
+        priced.insert(model.to_owned(), (Instant::now(), limit));
+        limit
+    }
+
+    async fn ask_pricing(&self, model: &str) -> Option<Limit> {
         let entry = match self
             .ctx
             .call_service("pricing", "price", json!({"model": model}))
@@ -405,6 +437,12 @@ impl MaxTokens {
             Reason::Enforced => &reasons.enforced,
         }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Whether the request goes to the ChatGPT plan's Codex backend, which
@@ -463,7 +501,12 @@ impl Plugin for MaxTokens {
             );
             local.merge(extra);
         }
-        Ok(Self { ctx, config, local })
+        Ok(Self {
+            ctx,
+            config,
+            local,
+            priced: Mutex::new(HashMap::new()),
+        })
     }
 
     async fn on_hook_call(&self, call: HookCall) -> Result<HookOutcome, PluginError> {
@@ -855,6 +898,31 @@ mod tests {
             .service("max_tokens", "limit", json!({"model": "claude-haiku-4-5"}))
             .unwrap();
         assert_eq!(limit["source"], "pricing");
+    }
+
+    #[test]
+    fn the_pricing_answer_is_reused_per_model() {
+        let host = MockHost::new().service("pricing", |_, _| Ok(json!({"max_output_tokens": 50})));
+        let plugin = host.start::<MaxTokens>().unwrap();
+        for _ in 0..3 {
+            let changed = run(
+                &plugin,
+                ANTHROPIC_URL,
+                None,
+                r#"{"model":"a","max_tokens":99}"#,
+            );
+            assert_eq!(changed.unwrap()["max_tokens"], 50);
+        }
+        assert!(
+            run(
+                &plugin,
+                ANTHROPIC_URL,
+                None,
+                r#"{"model":"b","max_tokens":99}"#
+            )
+            .is_some()
+        );
+        assert_eq!(host.service_calls().len(), 2);
     }
 
     #[test]
