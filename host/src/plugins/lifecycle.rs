@@ -77,6 +77,8 @@ pub async fn initialize_all(mut prepared: Prepared, shared: &Arc<Shared>) -> Reg
                 capability::SERVICES,
                 capability::EMIT,
                 capability::SPAWN,
+                capability::STREAM_ROUTES,
+                capability::PUBLIC_ROUTES,
             ]
             .map(str::to_owned)
             .to_vec(),

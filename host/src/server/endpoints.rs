@@ -185,7 +185,9 @@ fn status(app: &App) -> Response<Body> {
                     "requires": manifest.requires,
                     "optional_requires": manifest.optional_requires,
                     "routes": manifest.routes.iter().flat_map(|g| g.routes.iter().map(move |r| format!("{} {}", r.method, g.full_path(r)))).collect::<Vec<_>>(),
-                    "hooks": manifest.hooks.iter().map(|h| json!({"name": h.name, "events": h.events, "priority": h.priority})).collect::<Vec<_>>(),
+                    // Routes that need no client token (plugin API 1.2).
+                    "public_routes": manifest.routes.iter().flat_map(|g| g.routes.iter().filter(|r| r.public).map(move |r| format!("{} {}", r.method, g.full_path(r)))).collect::<Vec<_>>(),
+                    "hooks": manifest.hooks.iter().map(|h| json!({"name": h.name, "events": h.events, "priority": h.priority, "bodies": h.bodies})).collect::<Vec<_>>(),
                     "tasks": manifest.tasks.iter().map(|t| json!({"name": t.name, "interval_seconds": t.interval_seconds, "enabled": t.enabled})).collect::<Vec<_>>(),
                     "middleware": manifest.middleware.iter().map(|m| json!({"name": m.name, "layer": m.layer})).collect::<Vec<_>>(),
                     "cli_safe": manifest.cli_safe,

@@ -3,6 +3,7 @@
 
 pub mod endpoints;
 pub mod pipeline;
+mod plugin_stream;
 pub mod provider;
 pub mod response;
 pub mod router;

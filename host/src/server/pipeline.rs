@@ -24,7 +24,7 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use super::{
-    App, endpoints,
+    App, endpoints, plugin_stream,
     provider::{self, ProviderAnswer, ProviderFailure, UpstreamTime},
     response::{Body, error_response, full, on_end},
     router::{Lookup, Target},
@@ -121,16 +121,16 @@ pub async fn handle(
         error,
         answer,
     };
-    if completion.answer.as_ref().is_some_and(|a| a.streaming) {
+    // A body of unknown length (a provider's or a plugin's stream) is
+    // complete only when its last byte has gone.
+    let exact_length = http_body::Body::size_hint(response.body()).exact();
+    if exact_length.is_none() {
         let body = std::mem::replace(response.body_mut(), full(Bytes::new()));
         *response.body_mut() = on_end(body, move |bytes_sent, finished| {
             completion.emit(bytes_sent, finished)
         });
     } else {
-        let bytes_sent = http_body::Body::size_hint(response.body())
-            .exact()
-            .unwrap_or(0);
-        completion.emit(bytes_sent, true);
+        completion.emit(exact_length.unwrap_or(0), true);
     }
     response
 }
@@ -315,7 +315,9 @@ async fn route(
             ),
             Lookup::Found(target, params) => match target.clone() {
                 Target::Core(core) => endpoints::handle(app, core, &params).await,
-                Target::Plugin { plugin, pattern } => match read_body(app, body).await {
+                Target::Plugin {
+                    plugin, pattern, ..
+                } => match read_body(app, body).await {
                     Ok(body) => {
                         let head = head.get_or_insert_with(owned_head);
                         call_route(app, &plugin, &pattern, head, params, body).await
@@ -508,7 +510,14 @@ async fn call_route(
         .call::<ops::Route>(&input, Vec::from(body))
         .await
     {
-        Ok(reply) => plugin_response(reply.meta, reply.body),
+        Ok(reply) => match reply.meta.stream {
+            Some(stream) => {
+                let mut response = plugin_response(reply.meta, Vec::new());
+                *response.body_mut() = plugin_stream::body(plugin.clone(), stream, reply.body);
+                response
+            }
+            None => plugin_response(reply.meta, reply.body),
+        },
         Err(error) => {
             let name = &plugin.manifest.name;
             let (error_type, message) = match error.kind {
@@ -630,7 +639,8 @@ fn masked_headers(headers: &http::HeaderMap) -> serde_json::Value {
     serde_json::Value::Object(map)
 }
 
-/// With `security.auth_token` set, every route but `/health*` needs the token,
+/// With `security.auth_token` set, every route but `/health*` and the routes
+/// plugins declare public needs the token,
 /// as `Authorization: Bearer` or `x-api-key` (what the Anthropic SDK and Claude
 /// Code send), compared in constant time.
 fn check_client_auth(
@@ -646,7 +656,10 @@ fn check_client_auth(
         .auth_token
         .as_ref()
         .filter(|t| !t.is_empty())?;
-    if path == "/health" || path.starts_with("/health/") {
+    if path == "/health"
+        || path.starts_with("/health/")
+        || matches!(target, Target::Plugin { public: true, .. })
+    {
         return None;
     }
     let bearer = headers

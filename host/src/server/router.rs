@@ -40,6 +40,8 @@ pub enum Target {
         plugin: Arc<ActivePlugin>,
         /// Prefix + path as declared.
         pattern: Arc<str>,
+        /// Needs no client token (`Route::public`, plugin API 1.2).
+        public: bool,
     },
 }
 
@@ -119,6 +121,7 @@ impl RouteTable {
                     let target = Target::Plugin {
                         plugin: plugin.clone(),
                         pattern: pattern.as_str().into(),
+                        public: route.public,
                     };
                     if let Err(reason) = table.insert(&route.method, &pattern, target) {
                         tracing::warn!(plugin = %plugin.manifest.name, route = %format!("{} {pattern}", route.method), %reason, "route not mounted");
