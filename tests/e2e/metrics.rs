@@ -407,3 +407,41 @@ fn the_last_counts_are_pushed_at_shutdown() {
     assert_eq!(pushed.request_line, "PUT /metrics/job/ccproxy HTTP/1.1");
     assert_eq!(sample(&pushed.body, &series), Some(1.0), "{}", pushed.body);
 }
+
+#[test]
+fn the_cost_the_pricing_plugin_adds_is_summed() {
+    let mock = Mock::start(&[]);
+    let sandbox = Sandbox::new();
+    let claude_url = mock.url();
+    let proxy = Proxy::start_in(
+        sandbox,
+        ProxyOptions {
+            bundled: &["metrics", "pricing", "claude_api"],
+            env: &[
+                ("ANTHROPIC_API_KEY", "test-key"),
+                ("PLUGINS__CLAUDE_API__BASE_URL", claude_url.as_str()),
+            ],
+            ..ProxyOptions::default()
+        },
+    );
+    ask_claude(&proxy);
+    ask_claude(&proxy);
+    let labels = format!(r#"provider="claude_api",model="{CLAUDE_MODEL}""#);
+    let text = scrape_until(
+        &proxy,
+        &format!(r#"ccproxy_requests_total{{{labels},status="200",method="POST"}}"#),
+        2.0,
+    );
+    // The pricing hook (priority 50) runs before this one (700) and writes
+    // `cost_usd` into the event; two answers of 24 tokens in and 40 out at
+    // the bundled table's Claude Sonnet 4 prices ($3 and $15 a million).
+    let cost = poll(Duration::from_secs(5), || {
+        sample(
+            &proxy.get("/metrics").text(),
+            &format!("ccproxy_cost_usd_total{{{labels}}}"),
+        )
+    })
+    .unwrap_or_else(|| panic!("no cost series:\n{text}"));
+    let expected = 2.0 * (24.0 * 3.0 + 40.0 * 15.0) / 1e6;
+    assert!((cost - expected).abs() < 1e-9, "{cost} != {expected}");
+}
