@@ -512,14 +512,10 @@ mod tests {
 
     use super::*;
 
+    /// Without `source_url` the plugin never touches its cache folder, so
+    /// these tests need none of their own.
     fn start(config: Value) -> (MockHost, TestPlugin) {
-        let scratch = tempfile::tempdir().unwrap();
-        let mut config = config;
-        // Never the developer's cache: a folder of this test.
-        if config.get("cache_dir").is_none() {
-            config["cache_dir"] = Value::from(scratch.path().join("cache").display().to_string());
-            std::mem::forget(scratch);
-        }
+        assert!(config.get("source_url").is_none());
         let host = MockHost::new().config(config);
         let plugin = host.start::<Pricing>().expect("pricing starts");
         (host, plugin)
