@@ -445,3 +445,43 @@ fn the_cost_the_pricing_plugin_adds_is_summed() {
     let expected = 2.0 * (24.0 * 3.0 + 40.0 * 15.0) / 1e6;
     assert!((cost - expected).abs() < 1e-9, "{cost} != {expected}");
 }
+
+#[test]
+fn each_plugins_hook_time_comes_from_the_host() {
+    let mock = Mock::start(&[]);
+    let proxy = proxy(&mock, &mock, &[]);
+    ask_claude(&proxy);
+    // The metrics hook itself saw the request's events (completed at least).
+    let text = poll(Duration::from_secs(10), || {
+        let text = proxy.get("/metrics").text();
+        sample(
+            &text,
+            r#"ccproxy_plugin_hook_calls_total{plugin="metrics"}"#,
+        )
+        .is_some_and(|calls| calls >= 1.0)
+        .then_some(text)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no hook calls for metrics:\n{}",
+            proxy.get("/metrics").text()
+        )
+    });
+    assert!(
+        sample(
+            &text,
+            r#"ccproxy_plugin_hook_seconds_total{plugin="metrics"}"#
+        )
+        .is_some_and(|seconds| seconds > 0.0),
+        "{text}"
+    );
+    // Plugins without hooks are there too, at zero.
+    assert_eq!(
+        sample(
+            &text,
+            r#"ccproxy_plugin_hook_calls_total{plugin="claude_api"}"#
+        ),
+        Some(0.0),
+        "{text}"
+    );
+}
