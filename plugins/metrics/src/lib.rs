@@ -151,6 +151,10 @@ struct MetricsPlugin {
     pushgateway: Option<Pushgateway>,
 }
 
+/// Why nothing is pushed although `pushgateway_enabled` is set.
+const NO_PUSHGATEWAY_URL: &str =
+    "pushgateway_enabled is set without a pushgateway_url: nothing is pushed";
+
 impl MetricsPlugin {
     /// The exposition, with the plugins' hook times fresh from the host.
     async fn exposition(&self) -> String {
@@ -187,8 +191,9 @@ async fn plugin_hook_times(ctx: &Context) -> Vec<PluginHookTime> {
 }
 
 /// `plugins[]` of a `/plugins/status` document: each active plugin's
-/// `name`, `hook_calls` and `hook_time_ms` (plugins not running have no
-/// counters and are left out).
+/// `name`, `hook_calls` and `hook_seconds` (or `hook_time_ms`, as
+/// `/plugins/status` writes it); plugins not running have no counters and
+/// are left out.
 fn hook_times_from_status(status: &Value) -> Vec<PluginHookTime> {
     let Some(plugins) = status.get("plugins").and_then(Value::as_array) else {
         return Vec::new();
@@ -199,7 +204,10 @@ fn hook_times_from_status(status: &Value) -> Vec<PluginHookTime> {
             Some(PluginHookTime {
                 plugin: plugin.get("name")?.as_str()?.to_owned(),
                 hook_calls: plugin.get("hook_calls")?.as_u64()?,
-                hook_seconds: plugin.get("hook_time_ms")?.as_f64()? / 1e3,
+                hook_seconds: match plugin.get("hook_seconds").and_then(Value::as_f64) {
+                    Some(seconds) => seconds,
+                    None => plugin.get("hook_time_ms")?.as_f64()? / 1e3,
+                },
             })
         })
         .collect()
@@ -272,7 +280,7 @@ impl Plugin for MetricsPlugin {
         let pushgateway = if config.pushgateway_enabled {
             let url = config.pushgateway_url.as_deref().unwrap_or_default();
             if url.is_empty() {
-                warn!("pushgateway_enabled is set without a pushgateway_url: nothing is pushed");
+                warn!("{NO_PUSHGATEWAY_URL}");
                 None
             } else {
                 Some(Pushgateway::new(url, &config.pushgateway_job)?)
@@ -356,9 +364,16 @@ impl Plugin for MetricsPlugin {
 
     async fn on_health(&self) -> Health {
         let mut details = self.health_details();
-        match self.pushgateway.as_ref().and_then(Pushgateway::last_error) {
-            Some(error) => {
-                details["reason"] = Value::from(format!("last push failed: {error}"));
+        let problem = match &self.pushgateway {
+            Some(pushgateway) => pushgateway
+                .last_error()
+                .map(|error| format!("last push failed: {error}")),
+            None if self.config.pushgateway_enabled => Some(NO_PUSHGATEWAY_URL.to_owned()),
+            None => None,
+        };
+        match problem {
+            Some(reason) => {
+                details["reason"] = Value::from(reason);
                 Health::with(HealthStatus::Degraded, details)
             }
             None => Health::with(HealthStatus::Healthy, details),

@@ -518,6 +518,18 @@ fn failed_pushes_are_counted_and_degrade_health_until_one_succeeds() {
 }
 
 #[test]
+fn enabled_without_a_url_degrades_health() {
+    let (host, plugin) = start(json!({"pushgateway_enabled": true}));
+    assert!(host.logged("without a pushgateway_url"));
+    let health = plugin.health().unwrap();
+    assert_eq!(health.status, HealthStatus::Degraded);
+    assert_eq!(
+        health.details["reason"],
+        "pushgateway_enabled is set without a pushgateway_url: nothing is pushed"
+    );
+}
+
+#[test]
 fn nothing_is_pushed_unless_enabled_with_a_url() {
     for config in [
         json!({}),
@@ -620,6 +632,14 @@ fn plugin_hook_times_come_from_the_plugins_status_document() {
         ]
     );
     assert!(hook_times_from_status(&json!({})).is_empty());
+    // Seconds, when the host writes them, win over milliseconds.
+    assert_eq!(
+        hook_times_from_status(&json!({"plugins": [
+            {"name": "a", "hook_calls": 1, "hook_seconds": 2.5, "hook_time_ms": 1.0},
+        ]}))[0]
+            .hook_seconds,
+        2.5
+    );
 
     let metrics = Metrics::new(&Config::default().settings());
     metrics.set_plugin_hook_times(times);
