@@ -15,9 +15,8 @@ use serde_json::Value;
 use crate::{
     BodyStream, PluginError,
     http::{Headers, HttpRequest, HttpResponse, HttpStream},
-    protocol::{
-        self, EmitInput, Operation, ServiceInput, SleepInput, StreamRef, ops,
-    },
+    process::{ChildProcess, Command},
+    protocol::{self, EmitInput, Operation, ServiceInput, SleepInput, StreamRef, ops},
     raw::{HostBox, Message},
 };
 
@@ -242,6 +241,65 @@ impl Context {
     {
         call_host::<O>(&self.host, meta, body)
     }
+
+    /// Runs `f` on one of the host's blocking threads and returns what it
+    /// returns (plugin API 1.2, capability `blocking`): for work that would
+    /// stall the host's async workers, such as file I/O, compression or a
+    /// synchronous library. A panic inside `f` becomes an error of kind
+    /// [`Panicked`](crate::ErrorKind::Panicked).
+    ///
+    /// ```no_run
+    /// # use ccproxy_plugin_abi::prelude::*;
+    /// # async fn demo(ctx: &Context) -> Result<(), PluginError> {
+    /// let path = ctx.data_dir().join("state.json");
+    /// let text = ctx
+    ///     .blocking(move || std::fs::read_to_string(path))
+    ///     .await?
+    ///     .map_err(|error| PluginError::internal(format!("cannot read state: {error}")))?;
+    /// # let _ = text; Ok(()) }
+    /// ```
+    pub fn blocking<T, F>(
+        &self,
+        f: F,
+    ) -> impl Future<Output = Result<T, PluginError>> + Send + 'static + use<T, F>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let host = self.host.clone();
+        async move {
+            // Registered only once the future runs, and forgotten when it is
+            // dropped, so an abandoned call leaves no job behind.
+            let (job, result) = crate::blocking::register(f);
+            call_host::<ops::Blocking>(&host, &protocol::BlockingInput { job: job.0 }, Vec::new())
+                .await?;
+            crate::blocking::take(&result)
+        }
+    }
+
+    /// Starts `command` as a child process the host runs for this plugin
+    /// (plugin API 1.2, capability `process`); see [`ChildProcess`]. A program
+    /// that cannot be found fails with [`NotFound`](crate::ErrorKind::NotFound).
+    ///
+    /// ```no_run
+    /// # use ccproxy_plugin_abi::prelude::*;
+    /// # async fn demo(ctx: &Context) -> Result<(), PluginError> {
+    /// let mut child = ctx.spawn_process(Command::new("uname").arg("-r")).await?;
+    /// let release = child.read_stdout().await?.unwrap_or_default();
+    /// child.wait().await?;
+    /// # let _ = release; Ok(()) }
+    /// ```
+    pub fn spawn_process(
+        &self,
+        command: Command,
+    ) -> impl Future<Output = Result<ChildProcess, PluginError>> + Send + 'static + use<> {
+        let call = self.call::<ops::ProcessSpawn>(&command.into_spec(), Vec::new());
+        let host = self.host.clone();
+        async move {
+            let (spawned, _) = call.await?;
+            Ok(ChildProcess::new(host, spawned.process, spawned.pid))
+        }
+    }
 }
 
 /// Calls host operation `O` on `host`.
@@ -287,7 +345,13 @@ where
     impl<C: Operation<Input = StreamRef>> Drop for Reader<C> {
         fn drop(&mut self) {
             if !self.ended {
-                let call = call_host::<C>(&self.host, &StreamRef { stream: self.stream }, Vec::new());
+                let call = call_host::<C>(
+                    &self.host,
+                    &StreamRef {
+                        stream: self.stream,
+                    },
+                    Vec::new(),
+                );
                 self.host.spawn(
                     async move {
                         let _ = call.await;
@@ -303,23 +367,32 @@ where
         ended: false,
         cancel: std::marker::PhantomData,
     };
-    BodyStream::new(futures_util::stream::unfold(reader, |mut reader| async move {
-        if reader.ended {
-            return None;
-        }
-        let call = call_host::<Next>(&reader.host, &StreamRef { stream: reader.stream }, Vec::new());
-        match call.await {
-            Ok((chunk, _)) if chunk.end => {
-                reader.finish();
-                None
+    BodyStream::new(futures_util::stream::unfold(
+        reader,
+        |mut reader| async move {
+            if reader.ended {
+                return None;
             }
-            Ok((_, piece)) => Some((Ok(piece), reader)),
-            Err(error) => {
-                reader.ended = true;
-                Some((Err(error), reader))
+            let call = call_host::<Next>(
+                &reader.host,
+                &StreamRef {
+                    stream: reader.stream,
+                },
+                Vec::new(),
+            );
+            match call.await {
+                Ok((chunk, _)) if chunk.end => {
+                    reader.finish();
+                    None
+                }
+                Ok((_, piece)) => Some((Ok(piece), reader)),
+                Err(error) => {
+                    reader.ended = true;
+                    Some((Err(error), reader))
+                }
             }
-        }
-    }))
+        },
+    ))
 }
 
 pub(crate) fn parse_meta<T: DeserializeOwned>(meta: &RString) -> Result<T, PluginError> {

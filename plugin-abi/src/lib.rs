@@ -45,6 +45,7 @@
 //! refused by the host, because a panic in it would end the whole proxy.
 #![deny(missing_docs)]
 
+mod blocking;
 mod context;
 mod error;
 pub mod hooks;
@@ -53,13 +54,14 @@ pub mod http;
 pub mod log;
 pub mod manifest;
 mod plugin;
+pub mod process;
 pub mod protocol;
-pub mod stream;
-mod streams;
 #[doc(hidden)]
 pub mod raw;
 #[doc(hidden)]
 pub mod shim;
+pub mod stream;
+mod streams;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -68,11 +70,12 @@ pub use error::{ErrorKind, PluginError};
 pub use hooks::{HookCall, HookContext, HookEvent, HookOutcome};
 pub use http::{Headers, HttpRequest, HttpResponse, HttpStream, Request, Response};
 pub use manifest::{HookBody, Manifest, PluginKind, Route, layer};
-pub use stream::{BodySender, BodyStream, RouteResponse, StreamResponse};
 pub use plugin::{
     Health, HealthStatus, MiddlewareAction, MiddlewareRequest, MiddlewareResponse, Plugin,
     ProviderRequest, ServiceCall, UpstreamRequest,
 };
+pub use process::{ChildProcess, Command, ExitStatus};
+pub use stream::{BodySender, BodyStream, RouteResponse, StreamResponse};
 
 /// The plugin API version this SDK implements (semver).
 pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -86,11 +89,12 @@ pub use serde_json::{self, Value, json};
 /// Everything a plugin usually needs: `use ccproxy_plugin_abi::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        BodySender, BodyStream, Context, ErrorKind, Headers, Health, HealthStatus, HookBody,
-        HookCall, HookContext, HookEvent, HookOutcome, HttpRequest, HttpResponse, HttpStream,
-        Manifest, MiddlewareAction, MiddlewareRequest, MiddlewareResponse, Plugin, PluginError,
-        PluginKind, ProviderRequest, Request, Response, Route, RouteResponse, ServiceCall,
-        StreamResponse, UpstreamRequest, export_plugin, json, layer,
+        BodySender, BodyStream, ChildProcess, Command, Context, ErrorKind, ExitStatus, Headers,
+        Health, HealthStatus, HookBody, HookCall, HookContext, HookEvent, HookOutcome, HttpRequest,
+        HttpResponse, HttpStream, Manifest, MiddlewareAction, MiddlewareRequest,
+        MiddlewareResponse, Plugin, PluginError, PluginKind, ProviderRequest, Request, Response,
+        Route, RouteResponse, ServiceCall, StreamResponse, UpstreamRequest, export_plugin, json,
+        layer,
     };
     pub use crate::{debug, error, info, trace, warn};
     pub use serde_json::Value;

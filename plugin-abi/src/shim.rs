@@ -26,11 +26,11 @@ use crate::{
         MiddlewareAction, MiddlewareRequest, MiddlewareResponse, ProviderRequest, ServiceCall,
     },
     protocol::{self, Operation, op, ops},
-    stream::RouteResponse,
     raw::{
         AbiError, CallResult, ErrorCode, Exported, HostBox, Message, PluginBox, PluginObject,
         PluginObject_TO, catch_panic, catch_panic_future,
     },
+    stream::RouteResponse,
 };
 
 type BoxedCall = Pin<Box<dyn Future<Output = Result<Message, AbiError>> + Send>>;
@@ -169,6 +169,13 @@ impl<P: Plugin> Instance<P> {
             <ops::RouteStreamCancel as Operation>::NAME => {
                 let input: protocol::StreamRef = decode(&input)?;
                 self.streams.cancel(input.stream);
+                Box::pin(async { Ok(Message::default()) })
+            }
+            <ops::BlockingRun as Operation>::NAME => {
+                // The host calls this on a thread that may block, so the job
+                // runs right here, inside the panic guard of `call`.
+                let input: protocol::BlockingInput = decode(&input)?;
+                crate::blocking::run(input.job).map_err(PluginError::into_abi)?;
                 Box::pin(async { Ok(Message::default()) })
             }
             op::HOOK => {

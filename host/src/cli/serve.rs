@@ -88,6 +88,7 @@ async fn serve(loaded: Loaded, started: Instant) -> anyhow::Result<()> {
     }
 
     let app = Arc::new(App::new(shared.clone(), registry.clone()));
+    shared.attach_app(&app);
     let (stop_tasks, tasks_stopped) = watch::channel(false);
     let tasks = lifecycle::spawn_tasks(&registry.active, tasks_stopped);
 

@@ -79,6 +79,11 @@ pub async fn initialize_all(mut prepared: Prepared, shared: &Arc<Shared>) -> Reg
                 capability::SPAWN,
                 capability::STREAM_ROUTES,
                 capability::PUBLIC_ROUTES,
+                capability::HOOK_BODIES,
+                capability::HTTP_STREAM,
+                capability::BLOCKING,
+                capability::PROCESS,
+                capability::PLUGINS_STATUS,
             ]
             .map(str::to_owned)
             .to_vec(),
@@ -209,6 +214,8 @@ pub async fn shutdown_all(registry: &Registry, shared: &Shared) {
             Ok(_) => tracing::info!(plugin = %name, "plugin stopped"),
             Err(error) => tracing::warn!(plugin = %name, %error, "plugin shutdown failed"),
         }
+        // Its child processes and open upstream streams end with it.
+        shared.release_plugin(name);
         shared
             .hooks
             .observe("plugin.unloaded", None, || json!({"plugin": name}));

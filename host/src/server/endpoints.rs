@@ -46,7 +46,7 @@ pub async fn handle(app: &App, route: CoreRoute, params: &[(String, String)]) ->
             )
         }
         CoreRoute::Plugins => plugins(app),
-        CoreRoute::PluginsStatus => status(app),
+        CoreRoute::PluginsStatus => json_response(StatusCode::OK, &plugins_status(app)),
         CoreRoute::PluginHealth => {
             let name = params
                 .iter()
@@ -149,7 +149,10 @@ fn plugins(app: &App) -> Response<Body> {
     )
 }
 
-fn status(app: &App) -> Response<Body> {
+/// What `GET /plugins/status` shows, and plugins get from
+/// `host.plugins.status`: every plugin file with its state, counters and hook
+/// time, the services, the hook queue's counters and route conflicts.
+pub fn plugins_status(app: &App) -> Value {
     let services: serde_json::Map<String, Value> = app
         .shared
         .services
@@ -214,20 +217,17 @@ fn status(app: &App) -> Response<Body> {
         })
         .collect();
     let counters = &app.shared.hooks.counters;
-    json_response(
-        StatusCode::OK,
-        &json!({
-            "initialization_order": app.registry.order,
-            "services": services,
-            "plugins": plugins,
-            "hooks": {
-                "queued": counters.queued.load(Ordering::Relaxed),
-                "dropped": counters.dropped.load(Ordering::Relaxed),
-                "failed": counters.failed.load(Ordering::Relaxed),
-            },
-            "route_conflicts": app.route_conflicts.iter().map(|c| json!({"plugin": c.plugin, "route": c.route, "reason": c.reason})).collect::<Vec<_>>(),
-        }),
-    )
+    json!({
+        "initialization_order": app.registry.order,
+        "services": services,
+        "plugins": plugins,
+        "hooks": {
+            "queued": counters.queued.load(Ordering::Relaxed),
+            "dropped": counters.dropped.load(Ordering::Relaxed),
+            "failed": counters.failed.load(Ordering::Relaxed),
+        },
+        "route_conflicts": app.route_conflicts.iter().map(|c| json!({"plugin": c.plugin, "route": c.route, "reason": c.reason})).collect::<Vec<_>>(),
+    })
 }
 
 fn merge(target: &mut Value, extra: Value) {

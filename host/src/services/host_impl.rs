@@ -11,19 +11,17 @@ use abi_stable::{
     std_types::{RArc, RResult, RStr, RString},
 };
 use async_ffi::{FfiFuture, FutureExt as _};
-use bytes::Bytes;
 use ccproxy_plugin_abi::{
     API_VERSION,
-    protocol::{
-        EmitInput, HttpRequestHead, HttpResponseHead, ServiceInput, SleepInput, host_op, ops,
-    },
+    protocol::{EmitInput, Operation, ServiceInput, ops},
     raw::{AbiError, CallResult, ErrorCode, HostBox, HostObject, HostObject_TO, Message},
 };
 use futures_util::FutureExt as _;
 use serde::{Serialize, de::DeserializeOwned};
+use serde_json::Value;
 
-use super::Shared;
-use crate::plugins::handle::CallErrorKind;
+use super::{Shared, blocking, http};
+use crate::{plugins::handle::CallErrorKind, server::endpoints::plugins_status};
 
 /// The declared OAuth events an auth-provider plugin may emit.
 const OAUTH_EVENTS: &[&str] = &[
@@ -70,6 +68,20 @@ fn encode<T: Serialize>(meta: &T, body: Vec<u8>) -> Result<Message, AbiError> {
         meta: meta.into(),
         body: body.into(),
     })
+}
+
+/// Answers operation `O`: decodes its input, runs `handle` with it and the
+/// message body, encodes its output and body.
+async fn answer<O: Operation, F>(
+    input: Message,
+    handle: impl FnOnce(O::Input, Vec<u8>) -> F,
+) -> Result<Message, AbiError>
+where
+    F: Future<Output = Result<(O::Output, Vec<u8>), AbiError>>,
+{
+    let meta: O::Input = decode(&input)?;
+    let (output, body) = handle(meta, input.body.into_vec()).await?;
+    encode(&output, body)
 }
 
 impl HostObject for PluginHost {
@@ -140,61 +152,98 @@ impl PluginHost {
         op: &str,
         input: Message,
     ) -> Result<Message, AbiError> {
+        let plugin = &*self.plugin;
         match op {
-            host_op::SLEEP => {
-                let sleep: SleepInput = decode(&input)?;
-                tokio::time::sleep(Duration::from_millis(sleep.millis)).await;
-                Ok(Message::default())
+            <ops::Sleep as Operation>::NAME => {
+                answer::<ops::Sleep, _>(input, |sleep, _| async move {
+                    tokio::time::sleep(Duration::from_millis(sleep.millis)).await;
+                    Ok((Value::Null, Vec::new()))
+                })
+                .await
             }
-            host_op::HTTP => {
-                let head: HttpRequestHead = decode(&input)?;
-                let timeout = (head.timeout_ms > 0).then(|| Duration::from_millis(head.timeout_ms));
-                let plugin = &*self.plugin;
-                let hooks = &shared.hooks;
-                hooks.observe("http.request", None, || {
-                    serde_json::json!({"plugin": plugin, "method": head.method, "url": head.url, "is_client_request": false, "is_provider_request": true})
-                });
-                let started = std::time::Instant::now();
-                let result = shared
-                    .upstream
-                    .send_buffered(
-                        &head.method,
-                        &head.url,
-                        &head.headers,
-                        Bytes::from(input.body.into_vec()),
-                        timeout,
-                    )
-                    .await;
-                let duration_ms = started.elapsed().as_secs_f64() * 1e3;
-                let response = match result {
-                    Ok(response) => response,
-                    Err(error) => {
-                        hooks.observe("http.error", None, || {
-                            serde_json::json!({"plugin": plugin, "method": head.method, "url": head.url, "error_type": "transport", "error_detail": error.to_string(), "duration_ms": duration_ms})
-                        });
-                        let code = match error {
-                            crate::upstream::UpstreamError::Invalid(_) => ErrorCode::Invalid,
-                            crate::upstream::UpstreamError::Timeout { .. } => ErrorCode::Timeout,
-                            crate::upstream::UpstreamError::Unreachable { .. } => {
-                                ErrorCode::Upstream
-                            }
-                        };
-                        return Err(AbiError::new(code, error.to_string()));
-                    }
-                };
-                hooks.observe("http.response", None, || {
-                    serde_json::json!({"plugin": plugin, "method": head.method, "url": head.url, "status_code": response.status, "duration_ms": duration_ms, "body_size": response.body.len(), "is_provider_response": true})
-                });
-                encode(
-                    &HttpResponseHead {
-                        status: response.status,
-                        headers: response.headers,
-                        stream: None,
-                    },
-                    response.body.to_vec(),
-                )
+            <ops::Http as Operation>::NAME => {
+                answer::<ops::Http, _>(input, |head, body| {
+                    http::send_buffered(shared, plugin, head, body)
+                })
+                .await
             }
-            host_op::SERVICE_CALL => {
+            <ops::HttpStream as Operation>::NAME => {
+                let facilities = shared.facilities_of(plugin);
+                answer::<ops::HttpStream, _>(input, |head, body| async move {
+                    http::send_streamed(shared, plugin, &facilities.http_streams, head, body).await
+                })
+                .await
+            }
+            <ops::HttpStreamNext as Operation>::NAME => {
+                let facilities = shared.facilities_of(plugin);
+                answer::<ops::HttpStreamNext, _>(input, |stream, _| async move {
+                    facilities.http_streams.next(stream).await
+                })
+                .await
+            }
+            <ops::HttpStreamCancel as Operation>::NAME => {
+                let facilities = shared.facilities_of(plugin);
+                answer::<ops::HttpStreamCancel, _>(input, |stream, _| async move {
+                    facilities.http_streams.cancel(stream);
+                    Ok((Value::Null, Vec::new()))
+                })
+                .await
+            }
+            <ops::Blocking as Operation>::NAME => {
+                answer::<ops::Blocking, _>(input, |job, _| blocking::run(shared, plugin, job)).await
+            }
+            <ops::ProcessSpawn as Operation>::NAME => {
+                let facilities = shared.facilities_of(plugin);
+                answer::<ops::ProcessSpawn, _>(input, |spec, _| async move {
+                    let spawned = facilities.processes.spawn(spec)?;
+                    tracing::debug!(plugin, pid = spawned.pid, "plugin started a child process");
+                    Ok((spawned, Vec::new()))
+                })
+                .await
+            }
+            <ops::ProcessWrite as Operation>::NAME => {
+                let facilities = shared.facilities_of(plugin);
+                answer::<ops::ProcessWrite, _>(input, |write, body| async move {
+                    facilities.processes.write(write, body).await?;
+                    Ok((Value::Null, Vec::new()))
+                })
+                .await
+            }
+            <ops::ProcessRead as Operation>::NAME => {
+                let facilities = shared.facilities_of(plugin);
+                answer::<ops::ProcessRead, _>(input, |read, _| async move {
+                    facilities.processes.read(read).await
+                })
+                .await
+            }
+            <ops::ProcessWait as Operation>::NAME => {
+                let facilities = shared.facilities_of(plugin);
+                answer::<ops::ProcessWait, _>(input, |process, _| async move {
+                    Ok((facilities.processes.wait(process).await?, Vec::new()))
+                })
+                .await
+            }
+            <ops::ProcessKill as Operation>::NAME => {
+                let facilities = shared.facilities_of(plugin);
+                answer::<ops::ProcessKill, _>(input, |process, _| async move {
+                    facilities.processes.kill(process);
+                    Ok((Value::Null, Vec::new()))
+                })
+                .await
+            }
+            <ops::PluginsStatus as Operation>::NAME => {
+                answer::<ops::PluginsStatus, _>(input, |_, _| async move {
+                    let app = shared.app.get().and_then(Weak::upgrade).ok_or_else(|| {
+                        AbiError::new(
+                            ErrorCode::Unavailable,
+                            "plugins status is available once the server runs (not during plugin initialisation or CLI commands)",
+                        )
+                    })?;
+                    Ok((plugins_status(&app), Vec::new()))
+                })
+                .await
+            }
+            <ops::ServiceCall as Operation>::NAME => {
                 let mut call: ServiceInput = decode(&input)?;
                 call.caller = self.plugin.to_string();
                 let provider = shared
@@ -241,7 +290,7 @@ impl PluginHost {
                     })?;
                 encode(&reply.meta, Vec::new())
             }
-            host_op::EMIT => {
+            <ops::Emit as Operation>::NAME => {
                 let emit: EmitInput = decode(&input)?;
                 // Auth-provider plugins report their token exchanges as the
                 // declared `oauth.*` events; everything else is `custom.*`.

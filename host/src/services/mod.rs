@@ -1,16 +1,23 @@
 //! What the host offers plugins through their `Context`, and the shared state
 //! behind it.
 
+mod blocking;
 mod host_impl;
+mod http;
+mod process;
 
-use std::{path::PathBuf, sync::Arc};
+use std::{
+    path::PathBuf,
+    sync::{Arc, OnceLock, Weak},
+};
 
 use dashmap::DashMap;
 
 pub use host_impl::host_handle_for;
 
 use crate::{
-    config::Config, hooks::HookBus, plugins::registry::ActivePlugin, upstream::UpstreamClient,
+    config::Config, hooks::HookBus, plugins::registry::ActivePlugin, server::App,
+    upstream::UpstreamClient,
 };
 
 /// State shared by the server, the plugins' host handles and the lifecycle.
@@ -30,6 +37,18 @@ pub struct Shared {
     pub data_dir: PathBuf,
     /// The host's config directory.
     pub config_dir: PathBuf,
+    /// What each plugin holds open through its host handle (streamed HTTP
+    /// answers, child processes), by plugin name.
+    facilities: DashMap<String, Arc<Facilities>>,
+    /// The running server, for `host.plugins.status`; set once it is built.
+    app: OnceLock<Weak<App>>,
+}
+
+/// What one plugin holds open through its host handle.
+#[derive(Debug, Default)]
+struct Facilities {
+    http_streams: Arc<http::HttpStreams>,
+    processes: process::Processes,
 }
 
 impl Shared {
@@ -45,6 +64,30 @@ impl Shared {
             upstream,
             data_dir,
             config_dir,
+            facilities: DashMap::new(),
+            app: OnceLock::new(),
         })
+    }
+
+    /// Makes `app` the server `host.plugins.status` describes.
+    pub fn attach_app(&self, app: &Arc<App>) {
+        let _ = self.app.set(Arc::downgrade(app));
+    }
+
+    /// Releases what plugin `plugin` holds open: kills its child processes
+    /// and drops its streamed HTTP answers (the plugin has stopped).
+    pub fn release_plugin(&self, plugin: &str) {
+        if let Some((_, facilities)) = self.facilities.remove(plugin) {
+            facilities.processes.kill_all();
+        }
+    }
+
+    /// The facilities of plugin `plugin`, created on first use.
+    fn facilities_of(&self, plugin: &str) -> Arc<Facilities> {
+        self.facilities
+            .entry(plugin.to_owned())
+            .or_default()
+            .value()
+            .clone()
     }
 }
