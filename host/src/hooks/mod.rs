@@ -10,6 +10,13 @@
 //!
 //! Building an event's data costs something, so callers ask
 //! [`HookBus::wants`] first and skip the work when nobody listens.
+//!
+//! Since plugin API 1.2 a subscription may ask for bodies and stream chunks
+//! (`HookSpec::bodies`); an event carries its body only to the subscribers
+//! that asked, and callers ask [`HookBus::wants_body`] before copying one, so
+//! a proxy without such subscribers pays nothing. Observing hooks run in
+//! priority order too, and an answer that modifies the data (the `pricing`
+//! plugin adding `cost_usd`) is what the later hooks of that event see.
 
 use std::{
     borrow::Cow,
@@ -21,7 +28,11 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use ccproxy_plugin_abi::protocol::{InputOf, ops};
+use bytes::Bytes;
+use ccproxy_plugin_abi::{
+    HookBody,
+    protocol::{InputOf, ops},
+};
 use serde::Serialize;
 use serde_json::{Value, value::RawValue};
 use tokio::sync::mpsc;
@@ -40,6 +51,28 @@ struct Subscriber {
     /// The plugin reads the data from the front of the body (plugin API 1.1
     /// and later), so it need not scan it to read the call.
     data_in_body: bool,
+    /// The bodies the subscription asked for ([`body_bit`]s).
+    bodies: u8,
+}
+
+/// The bit of `kind` in a subscription's body mask.
+fn body_bit(kind: HookBody) -> u8 {
+    match kind {
+        HookBody::RequestBody => 1,
+        HookBody::UpstreamRequestBody => 2,
+        HookBody::UpstreamResponseBody => 4,
+        HookBody::UpstreamChunks => 8,
+        HookBody::ClientChunks => 16,
+        _ => 0,
+    }
+}
+
+/// A body an observed event carries to the subscribers that asked for it.
+struct EventBody {
+    kind: u8,
+    bytes: Bytes,
+    /// The event exists only for these subscribers (client-side chunks).
+    only_for_askers: bool,
 }
 
 /// The first plugin API version whose SDK reads hook data from the body.
@@ -53,6 +86,7 @@ struct Observed {
     request_id: Option<String>,
     data: Box<RawValue>,
     timestamp_ms: u64,
+    body: Option<EventBody>,
 }
 
 /// Event data as already-written JSON or, should writing it have failed, as
@@ -137,6 +171,8 @@ pub struct HookCounters {
 /// The hook pipeline.
 pub struct HookBus {
     subscribers: OnceLock<HashMap<String, Vec<Subscriber>>>,
+    /// Per event, the union of the bodies its subscribers asked for.
+    bodies_wanted: OnceLock<HashMap<String, u8>>,
     queue: mpsc::Sender<Observed>,
     receiver: std::sync::Mutex<Option<mpsc::Receiver<Observed>>>,
     /// Counters.
@@ -164,6 +200,7 @@ impl HookBus {
         let (queue, receiver) = mpsc::channel(capacity.max(1));
         Self {
             subscribers: OnceLock::new(),
+            bodies_wanted: OnceLock::new(),
             queue,
             receiver: std::sync::Mutex::new(Some(receiver)),
             counters: HookCounters::default(),
@@ -183,6 +220,10 @@ impl HookBus {
                         hook: spec.name.clone(),
                         priority: spec.priority,
                         data_in_body: (api.major, api.minor) >= DATA_IN_BODY_SINCE,
+                        bodies: spec
+                            .bodies
+                            .iter()
+                            .fold(0, |mask, &kind| mask | body_bit(kind)),
                     });
                 }
             }
@@ -191,6 +232,15 @@ impl HookBus {
         for subscribers in by_event.values_mut() {
             subscribers.sort_by_key(|s| s.priority);
         }
+        let bodies_wanted = by_event
+            .iter()
+            .map(|(event, subscribers)| {
+                let mask = subscribers.iter().fold(0, |mask, s| mask | s.bodies);
+                (event.clone(), mask)
+            })
+            .filter(|(_, mask)| *mask != 0)
+            .collect();
+        let _ = self.bodies_wanted.set(bodies_wanted);
         if self.subscribers.set(by_event).is_err() {
             tracing::warn!("hooks installed twice; keeping the first set");
             return;
@@ -220,6 +270,14 @@ impl HookBus {
         !self.subscribers(event).is_empty()
     }
 
+    /// Whether any hook on `event` asked for body `kind` with it.
+    pub fn wants_body(&self, event: &str, kind: HookBody) -> bool {
+        self.bodies_wanted
+            .get()
+            .and_then(|map| map.get(event))
+            .is_some_and(|mask| mask & body_bit(kind) != 0)
+    }
+
     /// Queues an observing event; never waits. `data` (a `Value`, or any
     /// serialisable value, which is cheaper than building a `Value`) is only
     /// built when someone listens.
@@ -233,7 +291,59 @@ impl HookBus {
         if !self.wants(&event) {
             return;
         }
-        let data = match serde_json::value::to_raw_value(&data()) {
+        self.queue_observed(event, request_id, data(), None);
+    }
+
+    /// Like [`HookBus::observe`], with body `kind` (made by `body` only when a
+    /// subscriber of `event` asked for it) for the subscribers that asked.
+    pub fn observe_with_body<D: Serialize>(
+        &self,
+        event: &'static str,
+        request_id: Option<&str>,
+        data: impl FnOnce() -> D,
+        kind: HookBody,
+        body: impl FnOnce() -> Bytes,
+    ) {
+        if !self.wants(event) {
+            return;
+        }
+        let body = self.wants_body(event, kind).then(|| EventBody {
+            kind: body_bit(kind),
+            bytes: body(),
+            only_for_askers: false,
+        });
+        self.queue_observed(event.into(), request_id, data(), body);
+    }
+
+    /// An event that exists only for the subscribers that asked for body
+    /// `kind` (client-side stream chunks): queued only when one did.
+    pub fn observe_for_body<D: Serialize>(
+        &self,
+        event: &'static str,
+        request_id: Option<&str>,
+        data: impl FnOnce() -> D,
+        kind: HookBody,
+        body: Bytes,
+    ) {
+        if !self.wants_body(event, kind) {
+            return;
+        }
+        let body = EventBody {
+            kind: body_bit(kind),
+            bytes: body,
+            only_for_askers: true,
+        };
+        self.queue_observed(event.into(), request_id, data(), Some(body));
+    }
+
+    fn queue_observed<D: Serialize>(
+        &self,
+        event: Cow<'static, str>,
+        request_id: Option<&str>,
+        data: D,
+        body: Option<EventBody>,
+    ) {
+        let data = match serde_json::value::to_raw_value(&data) {
             Ok(data) => data,
             Err(error) => {
                 tracing::warn!(%event, %error, "hook data could not be serialised; event dropped");
@@ -245,6 +355,7 @@ impl HookBus {
             request_id: request_id.map(str::to_owned),
             data,
             timestamp_ms: now_ms(),
+            body,
         };
         match self.queue.try_send(observed) {
             Ok(()) => {
@@ -262,8 +373,13 @@ impl HookBus {
         }
     }
 
-    async fn deliver(&self, observed: Observed) {
+    async fn deliver(&self, mut observed: Observed) {
         for subscriber in self.subscribers(&observed.event) {
+            let body: &[u8] = match &observed.body {
+                Some(body) if subscriber.bodies & body.kind != 0 => &body.bytes,
+                Some(body) if body.only_for_askers => continue,
+                _ => &[],
+            };
             let (input, body) = HookInputRef::encode(
                 &subscriber.hook,
                 subscriber.data_in_body,
@@ -272,7 +388,7 @@ impl HookBus {
                 observed.request_id.as_deref(),
                 &*observed.data,
                 observed.data.get().as_bytes(),
-                &[],
+                body,
             );
             let started = Instant::now();
             let result = subscriber
@@ -281,9 +397,19 @@ impl HookBus {
                 .call_with_timeout::<ops::Hook>(&input, body, HOOK_TIMEOUT)
                 .await;
             subscriber.plugin.handle.record_hook_time(started);
-            if let Err(error) = result {
-                self.counters.failed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(plugin = %subscriber.plugin.manifest.name, hook = %subscriber.hook, event = %observed.event, %error, "hook failed");
+            match result {
+                // The later hooks of this event see what this one added.
+                Ok(reply) => {
+                    if let Some(data) = reply.meta.data
+                        && let Ok(text) = serde_json::value::to_raw_value(&data)
+                    {
+                        observed.data = text;
+                    }
+                }
+                Err(error) => {
+                    self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(plugin = %subscriber.plugin.manifest.name, hook = %subscriber.hook, event = %observed.event, %error, "hook failed");
+                }
             }
         }
     }

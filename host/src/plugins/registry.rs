@@ -213,6 +213,15 @@ pub fn prepare_candidates(
                         &library.manifest.config.defaults,
                         config.plugins.get(&name),
                     ) {
+                        // A plugin that declares `enabled = false` among its
+                        // defaults is opt-in: it loads once the user enables it.
+                        Ok(value) if value.get("enabled") == Some(&Value::Bool(false)) => {
+                            entry.status = Status::Disabled;
+                            entry.reason = Some(format!(
+                                "off by default: enable it with [plugins.{name}] enabled = true or PLUGINS__{}__ENABLED=true",
+                                name.to_ascii_uppercase()
+                            ));
+                        }
                         Ok(value) => {
                             entry.config = Some(value);
                             prepared.libraries.insert(name, library);

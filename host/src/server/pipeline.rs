@@ -15,6 +15,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Instant};
 
 use bytes::Bytes;
+use ccproxy_plugin_abi::HookBody;
 use ccproxy_plugin_abi::protocol::{
     MiddlewareRequestInput, MiddlewareResponseInput, RequestHead, ResponseHead, RouteInput, ops,
 };
@@ -74,7 +75,20 @@ pub async fn handle(
         .wants("request.completed")
         .then(|| MaskedHeaders::capture(request.headers()));
 
-    let mut response = route(&app, request, &request_id, &method, &path, &query).await;
+    // The client's body for the hooks that asked for it (plugin API 1.2).
+    let mut request_body = (hooks.wants_body("request.completed", HookBody::RequestBody)
+        || hooks.wants_body("request.failed", HookBody::RequestBody))
+    .then(Bytes::new);
+    let mut response = route(
+        &app,
+        request,
+        &request_id,
+        &method,
+        &path,
+        &query,
+        &mut request_body,
+    )
+    .await;
 
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&request_id) {
@@ -118,8 +132,10 @@ pub async fn handle(
         headers: completed_headers,
         status,
         started,
+        ttfb_ms: total.as_secs_f64() * 1e3,
         error,
         answer,
+        request_body,
     };
     // A body of unknown length (a provider's or a plugin's stream) is
     // complete only when its last byte has gone.
@@ -148,9 +164,13 @@ struct Completion {
     headers: Option<MaskedHeaders>,
     status: u16,
     started: Instant,
+    /// When the response head was ready (the first byte, for a stream).
+    ttfb_ms: f64,
     error: Option<String>,
     /// Set on a provider endpoint's answer.
     answer: Option<ProviderAnswer>,
+    /// The client's body, when a hook asked for it.
+    request_body: Option<Bytes>,
 }
 
 impl Completion {
@@ -182,9 +202,11 @@ impl Completion {
             headers,
             status,
             answer,
+            ttfb_ms,
+            request_body,
             ..
         } = self;
-        hooks.observe(event, Some(&request_id), || CompletedData {
+        let data = || CompletedData {
             bytes_sent,
             client_ip: &client_ip,
             duration_ms,
@@ -205,9 +227,17 @@ impl Completion {
             } else {
                 std::borrow::Cow::Owned(format!("{path}?{query}"))
             },
+            ttfb_ms,
             usage: answer.as_ref().and_then(|a| a.usage.get().copied()),
             user_agent: &user_agent,
-        });
+        };
+        hooks.observe_with_body(
+            event,
+            Some(&request_id),
+            data,
+            HookBody::RequestBody,
+            || request_body.unwrap_or_default(),
+        );
     }
 }
 
@@ -231,6 +261,9 @@ struct CompletedData<'a> {
     response_status: u16,
     status_code: u16,
     streaming: bool,
+    /// Milliseconds until the response head was ready: the time to the first
+    /// byte of a stream.
+    ttfb_ms: f64,
     url: std::borrow::Cow<'a, str>,
     /// The answer's token usage, `null` when unknown.
     usage: Option<ccproxy_formats::convert::TokenUsage>,
@@ -264,6 +297,7 @@ async fn route(
     method: &str,
     path: &str,
     query: &str,
+    request_body: &mut Option<Bytes>,
 ) -> Response<Body> {
     let lookup = app.routes.lookup(method, path);
     // Unauthenticated requests never reach plugin code, middleware included.
@@ -319,6 +353,7 @@ async fn route(
                     plugin, pattern, ..
                 } => match read_body(app, body).await {
                     Ok(body) => {
+                        keep_for_hooks(request_body, &body);
                         let head = head.get_or_insert_with(owned_head);
                         call_route(app, &plugin, &pattern, head, params, body).await
                     }
@@ -328,6 +363,7 @@ async fn route(
                 },
                 Target::Provider { plugin, route } => match read_body(app, body).await {
                     Ok(body) => {
+                        keep_for_hooks(request_body, &body);
                         let client = match &head {
                             Some(head) => provider::ClientRequest::of_head(head),
                             None => provider::ClientRequest {
@@ -351,6 +387,14 @@ async fn route(
     match head.as_ref() {
         Some(head) => response_middleware(app, head, entered, response).await,
         None => response,
+    }
+}
+
+/// Keeps a reference to the request body when a hook asked for it (`slot` is
+/// `Some`); `Bytes` are shared, not copied.
+fn keep_for_hooks(slot: &mut Option<Bytes>, body: &Bytes) {
+    if let Some(slot) = slot {
+        *slot = body.clone();
     }
 }
 
@@ -760,7 +804,7 @@ mod tests {
                 "model": streaming.map(|s| s.1),
                 "usage": usage.map(|_| json!({"input_tokens": 3, "output_tokens": 4,
                     "cache_read_input_tokens": 5, "cache_creation_input_tokens": 6, "reasoning_tokens": 0})),
-                "headers": headers, "error": error,
+                "headers": headers, "error": error, "ttfb_ms": 1.5,
             });
             let data = CompletedData {
                 bytes_sent,
@@ -778,6 +822,7 @@ mod tests {
                 response_status: status,
                 status_code: status,
                 streaming: streaming.is_some(),
+                ttfb_ms: 1.5,
                 url: if query.is_empty() {
                     std::borrow::Cow::Borrowed(path)
                 } else {

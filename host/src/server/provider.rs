@@ -19,7 +19,10 @@ use std::{sync::Arc, time::Instant};
 
 use bytes::Bytes;
 use ccproxy_formats::{Format, convert, sse};
-use ccproxy_plugin_abi::protocol::{RequestHead, ops};
+use ccproxy_plugin_abi::{
+    HookBody,
+    protocol::{RequestHead, ops},
+};
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
@@ -72,10 +75,40 @@ struct Answering<'a> {
     route: &'a ProviderRoute,
     request_id: &'a str,
     url: &'a str,
+    method: &'a str,
+    /// The model the client asked for.
+    model: Option<&'a str>,
     alias: Option<String>,
     read_timeout: std::time::Duration,
     /// Where the usage goes; `None` when no hook listens for it.
     usage: Option<UsageSlot>,
+    /// Set when `provider.response.received` waits for the complete body (a
+    /// hook asked for it): the head's arrival, in ms after sending.
+    received_later_ms: Option<f64>,
+}
+
+impl Answering<'_> {
+    /// `provider.response.received` with the complete body, when it waited
+    /// for it (see `received_later_ms`).
+    fn received(&self, status: u16, body: &Result<Bytes, BodyFailure>) {
+        let Some(duration_ms) = self.received_later_ms else {
+            return;
+        };
+        self.app.shared.hooks.observe_with_body(
+            "provider.response.received",
+            Some(self.request_id),
+            || events::ResponseReceived {
+                duration_ms,
+                method: self.method,
+                provider: self.name,
+                request_id: self.request_id,
+                status_code: status,
+                url: self.url,
+            },
+            HookBody::UpstreamResponseBody,
+            || body.as_ref().cloned().unwrap_or_default(),
+        );
+    }
 }
 
 /// Marks a failed provider request (for `request.failed`).
@@ -262,6 +295,7 @@ pub async fn handle(
     let (method, url, headers, upstream_body) = run_prepared_hooks(
         app,
         head,
+        (name, route.native),
         method,
         url,
         headers,
@@ -280,21 +314,27 @@ pub async fn handle(
         request_id,
         url: &url,
     });
-    hooks.observe("provider.request.sent", Some(request_id), || {
-        events::RequestSent {
+    let upstream_body = Bytes::from(upstream_body);
+    hooks.observe_with_body(
+        "provider.request.sent",
+        Some(request_id),
+        || events::RequestSent {
+            headers: events::MaskedPairs(&headers),
             is_streaming: stream,
             method: &method,
             provider: name,
             request_id,
             url: &url,
-        }
-    });
+        },
+        HookBody::UpstreamRequestBody,
+        || upstream_body.clone(),
+    );
     let started = Instant::now();
     let timeout = (timeout_ms > 0).then(|| std::time::Duration::from_millis(timeout_ms));
     let upstream = app
         .shared
         .upstream
-        .send(&method, &url, &headers, Bytes::from(upstream_body), timeout)
+        .send(&method, &url, &headers, upstream_body, timeout)
         .await;
     let upstream = match upstream {
         Ok(upstream) => upstream,
@@ -324,23 +364,29 @@ pub async fn handle(
         status_code: upstream.status,
         url: &url,
     });
-    hooks.observe("provider.response.received", Some(request_id), || {
-        events::ResponseReceived {
-            duration_ms,
-            method: &method,
-            provider: name,
-            request_id,
-            status_code: upstream.status,
-            url: &url,
-        }
-    });
-
     let upstream_is_sse = upstream_streams
         || upstream
             .headers
             .get_all(header::CONTENT_TYPE)
             .iter()
             .any(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    // A complete answer's body reaches the hooks that asked for it with this
+    // event, sent once the body has been read (`complete_response`,
+    // `upstream_error`).
+    let received_later = (!upstream_is_sse || upstream.status >= 400)
+        && hooks.wants_body("provider.response.received", HookBody::UpstreamResponseBody);
+    if !received_later {
+        hooks.observe("provider.response.received", Some(request_id), || {
+            events::ResponseReceived {
+                duration_ms,
+                method: &method,
+                provider: name,
+                request_id,
+                status_code: upstream.status,
+                url: &url,
+            }
+        });
+    }
     let upstream_time = started.elapsed();
     let passed = passed_headers(&upstream.headers);
     let usage_slot = UsageSlot::default();
@@ -354,9 +400,12 @@ pub async fn handle(
         route,
         request_id,
         url: &url,
+        method: &method,
+        model: peek.model.as_deref(),
         alias,
         read_timeout: timeout.unwrap_or_else(|| app.shared.upstream.read_timeout()),
         usage: wants_usage.then(|| usage_slot.clone()),
+        received_later_ms: received_later.then_some(duration_ms),
     };
     let mut response = if upstream.status >= 400 {
         upstream_error(answering, upstream).await
@@ -427,7 +476,22 @@ impl ccproxy_plugin_abi::protocol::InputOf<ops::ProviderPrepare> for PrepareInpu
 /// straight from borrowed fields instead of through a `Value` (keys in the
 /// alphabetical order `json!` writes them in).
 mod events {
-    use serde::Serialize;
+    use serde::{Serialize, ser::SerializeSeq};
+
+    use crate::telemetry::redact_header;
+
+    /// Header pairs written as `[name, value]` lists with secrets masked.
+    pub(super) struct MaskedPairs<'a>(pub(super) &'a [(String, String)]);
+
+    impl Serialize for MaskedPairs<'_> {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+            for (name, value) in self.0 {
+                seq.serialize_element(&(name, redact_header(name, value)))?;
+            }
+            seq.end()
+        }
+    }
 
     #[derive(Serialize)]
     pub(super) struct HttpRequest<'a> {
@@ -441,6 +505,8 @@ mod events {
 
     #[derive(Serialize)]
     pub(super) struct RequestSent<'a> {
+        /// The upstream request's headers, credentials masked.
+        pub(super) headers: MaskedPairs<'a>,
         pub(super) is_streaming: bool,
         pub(super) method: &'a str,
         pub(super) provider: &'a str,
@@ -480,10 +546,14 @@ mod events {
         pub(super) chunk_number: u64,
         pub(super) chunk_size: usize,
         pub(super) request_id: &'a str,
+        /// `upstream` (as it arrived) or `client` (as it was sent).
+        pub(super) side: &'static str,
     }
 
     #[derive(Serialize)]
     pub(super) struct StreamEnd<'a> {
+        /// The model the client asked for.
+        pub(super) model: Option<&'a str>,
         pub(super) provider: &'a str,
         pub(super) request_id: &'a str,
         pub(super) total_bytes: u64,
@@ -497,9 +567,11 @@ mod events {
 #[derive(Debug, Clone, Copy)]
 pub struct UpstreamTime(pub std::time::Duration);
 
+#[allow(clippy::too_many_arguments)]
 async fn run_prepared_hooks(
     app: &App,
     head: &ClientRequest<'_>,
+    (provider, format): (&str, Format),
     method: String,
     url: String,
     headers: Vec<(String, String)>,
@@ -516,7 +588,8 @@ async fn run_prepared_hooks(
         .iter()
         .map(|(name, value)| (name.clone(), redact_header(name, value)))
         .collect();
-    let data = json!({"method": method, "url": url, "headers": shown, "is_streaming": stream});
+    let data = json!({"method": method, "url": url, "headers": shown, "is_streaming": stream,
+        "provider": provider, "format": format.id()});
     let (mut data, body) = app
         .shared
         .hooks
@@ -615,17 +688,18 @@ async fn collect_body(
 }
 
 async fn upstream_error(answering: Answering<'_>, upstream: StreamingResponse) -> Response<Body> {
+    let status = upstream.status;
+    let collected = collect_body(upstream.body, answering.read_timeout).await;
+    answering.received(status, &collected);
     let Answering {
         app,
         name,
         route,
         request_id,
         url,
-        read_timeout,
         ..
     } = answering;
-    let status = upstream.status;
-    let body = match collect_body(upstream.body, read_timeout).await {
+    let body = match collected {
         Ok(body) => body,
         Err(failure) => {
             let message = format!(
@@ -652,6 +726,9 @@ async fn complete_response(
     answering: Answering<'_>,
     upstream: StreamingResponse,
 ) -> Response<Body> {
+    let status = upstream.status;
+    let collected = collect_body(upstream.body, answering.read_timeout).await;
+    answering.received(status, &collected);
     let Answering {
         app,
         name,
@@ -659,11 +736,10 @@ async fn complete_response(
         request_id,
         url,
         alias,
-        read_timeout,
         usage,
+        ..
     } = answering;
-    let status = upstream.status;
-    let body = match collect_body(upstream.body, read_timeout).await {
+    let body = match collected {
         Ok(body) => body,
         Err(failure) => {
             let message = format!("provider {name}: {}", failure.describe());
@@ -714,6 +790,7 @@ async fn accumulate_response(
         alias,
         read_timeout,
         usage,
+        ..
     } = answering;
     let mut body = upstream.body;
     let mut decoder = sse::Decoder::new();
@@ -814,6 +891,7 @@ struct StreamState {
     events: Vec<sse::Event>,
     converted: Vec<sse::Event>,
     provider: String,
+    model: Option<String>,
     request_id: String,
     chunks: u64,
     bytes: u64,
@@ -830,6 +908,7 @@ fn stream_response(answering: Answering<'_>, upstream: StreamingResponse) -> Res
         alias,
         read_timeout,
         usage,
+        model,
         ..
     } = answering;
     let converter = (route.client != route.native)
@@ -846,6 +925,7 @@ fn stream_response(answering: Answering<'_>, upstream: StreamingResponse) -> Res
         events: Vec::new(),
         converted: Vec::new(),
         provider: name.to_owned(),
+        model: model.map(str::to_owned),
         request_id: request_id.to_owned(),
         chunks: 0,
         bytes: 0,
@@ -888,6 +968,19 @@ fn stream_response(answering: Answering<'_>, upstream: StreamingResponse) -> Res
                 }
             };
             if !output.is_empty() {
+                let (request_id, chunk_number) = (&state.request_id, state.chunks);
+                state.hooks.observe_for_body(
+                    "provider.stream.chunk",
+                    Some(request_id),
+                    || events::StreamChunk {
+                        chunk_number,
+                        chunk_size: output.len(),
+                        request_id,
+                        side: "client",
+                    },
+                    HookBody::ClientChunks,
+                    output.clone(),
+                );
                 return Some((Ok::<_, BoxError>(Frame::data(output)), state));
             }
         }
@@ -907,14 +1000,18 @@ impl StreamState {
         self.chunks += 1;
         self.bytes += data.len() as u64;
         let (request_id, chunk_number, chunk_size) = (&self.request_id, self.chunks, data.len());
-        self.hooks
-            .observe("provider.stream.chunk", Some(request_id), || {
-                events::StreamChunk {
-                    chunk_number,
-                    chunk_size,
-                    request_id,
-                }
-            });
+        self.hooks.observe_with_body(
+            "provider.stream.chunk",
+            Some(request_id),
+            || events::StreamChunk {
+                chunk_number,
+                chunk_size,
+                request_id,
+                side: "upstream",
+            },
+            HookBody::UpstreamChunks,
+            || data.clone(),
+        );
         if self.converter.is_none() && !self.reencode {
             // Unconverted streams pass through byte for byte; they are
             // decoded only to read the usage, when someone wants it.
@@ -987,9 +1084,11 @@ impl StreamState {
         }
         let (request_id, provider, chunks, bytes) =
             (&self.request_id, &self.provider, self.chunks, self.bytes);
+        let model = self.model.as_deref();
         self.hooks
             .observe("provider.stream.end", Some(request_id), || {
                 events::StreamEnd {
+                    model,
                     provider,
                     request_id,
                     total_bytes: bytes,
@@ -1206,15 +1305,21 @@ mod tests {
             },
             json!({"request_id": request_id, "provider": name, "method": method, "url": url, "is_client_request": false, "is_provider_request": true}),
         );
+        let headers = [
+            ("x-api-key".to_owned(), "sk-ant-secret-value".to_owned()),
+            ("anthropic-version".to_owned(), "2023-06-01".to_owned()),
+        ];
         same_json(
             events::RequestSent {
+                headers: events::MaskedPairs(&headers),
                 is_streaming: true,
                 method,
                 provider: name,
                 request_id,
                 url,
             },
-            json!({"request_id": request_id, "provider": name, "method": method, "url": url, "is_streaming": true}),
+            json!({"request_id": request_id, "provider": name, "method": method, "url": url, "is_streaming": true,
+                "headers": [["x-api-key", redact_header("x-api-key", "sk-ant-secret-value")], ["anthropic-version", "2023-06-01"]]}),
         );
         for duration_ms in [1.0, 0.123_456_789, 250.5] {
             same_json(
@@ -1253,18 +1358,20 @@ mod tests {
                 chunk_number: 3,
                 chunk_size: 512,
                 request_id,
+                side: "upstream",
             },
-            json!({"request_id": request_id, "chunk_number": 3u64, "chunk_size": 512usize}),
+            json!({"request_id": request_id, "chunk_number": 3u64, "chunk_size": 512usize, "side": "upstream"}),
         );
         same_json(
             events::StreamEnd {
+                model: Some("claude-sonnet-4-5"),
                 provider: name,
                 request_id,
                 total_bytes: 9,
                 total_chunks: 2,
                 usage: None,
             },
-            json!({"request_id": request_id, "provider": name, "total_chunks": 2u64, "total_bytes": 9u64, "usage": null}),
+            json!({"request_id": request_id, "provider": name, "model": "claude-sonnet-4-5", "total_chunks": 2u64, "total_bytes": 9u64, "usage": null}),
         );
     }
 
