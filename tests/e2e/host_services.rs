@@ -1,0 +1,277 @@
+//! The plugin API 1.2 host operations through the real binary, with the
+//! `host_services` test plugin: blocking jobs run on the host's blocking pool
+//! (the server keeps answering while they sleep), child processes (stdin,
+//! stdout, stderr, exit codes, a missing program, children killed when the
+//! host stops), an upstream SSE answer forwarded by a plugin as it arrives
+//! (and cancelled upstream when the client leaves), the plugins status, and
+//! the capabilities the host announces.
+
+use std::{
+    io::Write,
+    net::TcpStream,
+    path::Path,
+    thread,
+    time::{Duration, Instant},
+};
+
+use ccproxy_e2e::{Proxy, ProxyOptions, http_get, mock::Mock, poll, read_until};
+use serde_json::{Value, json};
+
+const PLUGIN: &[&str] = &["test_plugin_host_services"];
+
+fn start(config_toml: Option<&str>) -> Proxy {
+    Proxy::start(ProxyOptions {
+        plugins: PLUGIN,
+        config_toml,
+        ..ProxyOptions::default()
+    })
+}
+
+fn get_json(proxy: &Proxy, path: &str) -> Value {
+    let reply = proxy.get(path);
+    assert_eq!(reply.status, 200, "{path}: {}", reply.text());
+    reply.json()
+}
+
+#[test]
+fn blocking_jobs_run_off_the_async_workers() {
+    let proxy = start(None);
+    let address = proxy.address();
+    let started = Instant::now();
+    let jobs: Vec<_> = (0..4)
+        .map(|_| thread::spawn(move || http_get(address, "/svc/blocking")))
+        .collect();
+    // The four jobs sleep 200 ms each on host threads; were they on the
+    // runtime's workers (two on this machine's debug runs), the server would
+    // stall until they finished.
+    thread::sleep(Duration::from_millis(60));
+    let asked = Instant::now();
+    let live = http_get(address, "/health/live").expect("the proxy answers");
+    let live_took = asked.elapsed();
+    assert_eq!(live.status, 200);
+    let still_running = jobs.iter().any(|job| !job.is_finished());
+    assert!(
+        still_running && live_took < Duration::from_millis(150),
+        "/health/live took {live_took:?} while blocking jobs ran (any still running: {still_running})"
+    );
+
+    for job in jobs {
+        let reply = job
+            .join()
+            .expect("the client thread ends")
+            .expect("the proxy answers");
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let body = reply.json();
+        assert!(body["elapsed_ms"].as_u64().unwrap_or(0) >= 200, "{body}");
+        let file = Path::new(body["file"].as_str().expect("a file path"));
+        assert!(
+            file.starts_with(proxy.sandbox().root().join("data")),
+            "the job wrote under the plugin's data dir: {}",
+            file.display()
+        );
+        assert_eq!(
+            std::fs::read_to_string(file).expect("the job wrote its file"),
+            "done"
+        );
+    }
+    // Run one after another they would take 800 ms at least.
+    assert!(
+        started.elapsed() < Duration::from_millis(750),
+        "the four jobs did not run side by side: {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn child_processes_take_input_and_report_output_and_exit() {
+    let proxy = start(None);
+    let body = get_json(&proxy, "/svc/process");
+    assert_eq!(
+        body,
+        json!({
+            "pieces": ["one\n", "two\n", "three\n"],
+            "rest": null,
+            "cat_code": 0,
+            "code": 3,
+            "success": false,
+            "stderr": "err\n",
+            "stdout": null,
+        })
+    );
+
+    let missing = proxy.get("/svc/missing");
+    assert_eq!(missing.status, 404, "{}", missing.text());
+    let text = missing.text();
+    assert!(
+        text.contains("cannot start ccproxy-test-no-such-program: not found in PATH ("),
+        "{text}"
+    );
+    assert!(
+        text.contains("give its absolute path or add its folder to the PATH"),
+        "{text}"
+    );
+}
+
+/// The state letter of process `pid` in `/proc`, or `None` once it is gone.
+fn process_state(pid: u64) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (name) S ...`: the state follows the closing parenthesis.
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+#[test]
+fn a_plugins_children_die_with_the_host() {
+    let proxy = start(None);
+    let pid = get_json(&proxy, "/svc/sleeper")["pid"]
+        .as_u64()
+        .expect("a pid");
+    assert!(
+        matches!(process_state(pid), Some('S' | 'R')),
+        "sleep 120 runs: {:?}",
+        process_state(pid)
+    );
+    let (status, log) = proxy.stop_with(libc::SIGTERM);
+    assert!(status.success(), "{status:?}\n{log}");
+    // Gone, or a zombie nobody reaps in this container: not running either way.
+    let ended = poll(Duration::from_secs(5), || {
+        matches!(process_state(pid), None | Some('Z')).then_some(())
+    });
+    assert!(
+        ended.is_some(),
+        "the plugin's child {pid} outlived the host: {:?}\n{log}",
+        process_state(pid)
+    );
+}
+
+fn forwarding_proxy(mock: &Mock) -> Proxy {
+    start(Some(&format!(
+        "[plugins.host_services]\nupstream = \"{}\"\n",
+        mock.url()
+    )))
+}
+
+/// Opens `GET /svc/forward`; returns the connection and what it sent so
+/// far (the head, at least).
+fn open_forward(proxy: &Proxy) -> (TcpStream, String) {
+    let mut stream = TcpStream::connect(proxy.address()).expect("the proxy accepts");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a read timeout can be set");
+    write!(
+        stream,
+        "GET /svc/forward HTTP/1.1\r\nhost: ccproxy\r\nconnection: close\r\n\r\n"
+    )
+    .expect("the request can be written");
+    let received = read_until(&mut stream, "\r\n\r\n", "the forwarded head");
+    (stream, received)
+}
+
+/// Reads on until everything received contains `needle`.
+fn read_on_until(stream: &mut TcpStream, received: &mut String, needle: &str) {
+    if !received.contains(needle) {
+        received.push_str(&read_until(stream, needle, needle));
+    }
+}
+
+#[test]
+fn a_plugin_forwards_an_upstream_stream_as_it_arrives() {
+    let mock = Mock::start(&[]);
+    let proxy = forwarding_proxy(&mock);
+    // Ten recorded events 300 ms apart.
+    mock.fault(json!({"kind": "trickle", "delay_ms": 300}));
+    let started = Instant::now();
+    let (mut stream, mut received) = open_forward(&proxy);
+    let head = received
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("content-type: text/event-stream"), "{head}");
+    assert!(
+        head.contains("x-mock-sample: claude_messages_stream"),
+        "{head}"
+    );
+    assert!(!head.contains("content-length"), "{head}");
+
+    read_on_until(&mut stream, &mut received, "event: message_start");
+    let first_at = started.elapsed();
+    assert!(
+        !received.contains("message_stop"),
+        "the first event came with the last: {received}"
+    );
+    read_on_until(&mut stream, &mut received, "event: message_stop");
+    assert!(received.contains("Hello! It"), "{received}");
+    let last_at = started.elapsed();
+    assert!(
+        last_at >= first_at + Duration::from_millis(1500),
+        "events were held back and sent together: first at {first_at:?}, last at {last_at:?}"
+    );
+    assert_eq!(mock.streams()["completed"], 1, "{}", mock.streams());
+    let upstream = mock.requests_to("/v1/messages");
+    assert_eq!(upstream.len(), 1);
+    assert_eq!(upstream[0]["body"]["stream"], true);
+}
+
+#[test]
+fn a_client_leaving_a_forwarded_stream_cancels_the_upstream_request() {
+    let mock = Mock::start(&[]);
+    let proxy = forwarding_proxy(&mock);
+    mock.fault(json!({"kind": "trickle", "delay_ms": 300}));
+    let (mut stream, mut received) = open_forward(&proxy);
+    assert!(received.starts_with("HTTP/1.1 200"), "{received}");
+    read_on_until(&mut stream, &mut received, "Hello! It");
+    drop(stream);
+    let hung_up = Instant::now();
+    let cancelled = poll(Duration::from_secs(5), || {
+        (mock.streams()["cancelled"] == 1).then_some(())
+    });
+    assert!(
+        cancelled.is_some(),
+        "the upstream stream ran on: {}; proxy log:\n{}",
+        mock.streams(),
+        proxy.log()
+    );
+    assert!(hung_up.elapsed() < Duration::from_secs(2));
+    assert_eq!(mock.streams()["completed"], 0);
+}
+
+#[test]
+fn the_plugins_status_and_the_capabilities() {
+    let proxy = start(None);
+    let from_plugin = get_json(&proxy, "/svc/status");
+    let served = get_json(&proxy, "/plugins/status");
+    let keys = |value: &Value| {
+        let mut keys: Vec<String> = value
+            .as_object()
+            .map(|object| object.keys().cloned().collect())
+            .unwrap_or_default();
+        keys.sort();
+        keys
+    };
+    assert_eq!(keys(&from_plugin), keys(&served), "{from_plugin}");
+    assert_eq!(
+        from_plugin["initialization_order"],
+        json!(["host_services"])
+    );
+    let entry = from_plugin["plugins"]
+        .as_array()
+        .and_then(|plugins| plugins.iter().find(|p| p["name"] == "host_services"))
+        .unwrap_or_else(|| panic!("no host_services entry: {from_plugin}"));
+    assert_eq!(entry["status"], "active");
+    assert!(entry["calls"].as_u64().unwrap_or(0) >= 2, "{entry}");
+
+    assert_eq!(
+        get_json(&proxy, "/svc/capabilities"),
+        json!({
+            "http_stream": true,
+            "blocking": true,
+            "process": true,
+            "plugins_status": true,
+            "stream_routes": true,
+            "hook_bodies": true,
+            "public_routes": true,
+            "format_adapters": false,
+        })
+    );
+}
