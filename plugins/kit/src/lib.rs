@@ -13,6 +13,8 @@
 //! | [`oauth`] | an OAuth auth provider's service: arguments, dispatch, the token endpoint and its errors |
 //! | [`mask`] | secrets that never print, and the masked form shown in a status |
 //! | [`json`] | a request body as a JSON object, or an error saying what it is instead |
+//! | [`private_files`] | a folder under `$XDG_STATE_HOME/ccproxy` only this user can change, files opened 0600 without following symlinks, pruned oldest first |
+//! | [`redact`] | secrets taken out of headers and JSON bodies before they are written down |
 //!
 //! `mapping` is behind the default feature `mapping` (it brings in `regex`);
 //! a plugin without model rules turns default features off.
@@ -24,6 +26,8 @@ pub mod json;
 pub mod mapping;
 pub mod mask;
 pub mod oauth;
+pub mod private_files;
+pub mod redact;
 pub mod secret_file;
 pub mod single_flight;
 
