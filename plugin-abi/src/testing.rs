@@ -8,8 +8,17 @@
 //!
 //! - `Context::sleep` returns at once and records the duration ([`MockHost::sleeps`]);
 //! - `Context::http` calls the handler given to [`MockHost::http`] ([`MockHost::http_requests`]);
+//! - `Context::http_stream` calls the same handler and hands its body over as
+//!   one piece;
 //! - `Context::call_service` calls the handler given to [`MockHost::service`]
 //!   ([`MockHost::service_calls`]);
+//! - `Context::blocking` runs the job at once, on the test thread;
+//! - `Context::spawn_process` really starts the program (`std::process`);
+//!   reads and writes block the test thread, so a child that writes more than
+//!   a pipe holds (64 KiB on Linux) before its output is read, while the test
+//!   still writes to it, would stall the test;
+//! - `Context::plugins_status` answers the value given to
+//!   [`MockHost::plugins_status`];
 //! - `Context::emit` is recorded ([`MockHost::emitted`]);
 //! - log macros are recorded ([`MockHost::logs`]);
 //! - `Context::spawn`ed futures run on the test thread after each operation,
@@ -82,7 +91,7 @@ use crate::{
     context::parse_meta,
     http::{Headers, Request, Response},
     manifest::Manifest,
-    protocol::{self, capability, host_op, op},
+    protocol::{self, Operation, capability, host_op, op, ops},
     raw::{self, CallResult, HostObject, HostObject_TO, Message, PluginBox},
     shim::Shim,
 };
@@ -132,6 +141,7 @@ struct Settings {
     data_dir: Option<PathBuf>,
     config_dir: Option<PathBuf>,
     bypass: bool,
+    plugins_status: Value,
 }
 
 /// What the plugin did to the host, shared by every clone of a `MockHost`.
@@ -143,6 +153,11 @@ struct Records {
     http_requests: Mutex<Vec<HttpRequest>>,
     service_calls: Mutex<Vec<ServiceCall>>,
     spawned: Mutex<Vec<FfiFuture<()>>>,
+    /// Bodies handed out by `host.http.stream`, by stream id.
+    http_streams: Mutex<HashMap<u64, Vec<u8>>>,
+    /// Children started by `host.process.spawn`, by handle.
+    processes: Mutex<HashMap<u64, MockChild>>,
+    next_id: AtomicU64,
 }
 
 impl Default for Records {
@@ -155,6 +170,9 @@ impl Default for Records {
             http_requests: Mutex::default(),
             service_calls: Mutex::default(),
             spawned: Mutex::default(),
+            http_streams: Mutex::default(),
+            processes: Mutex::default(),
+            next_id: AtomicU64::new(1),
         }
     }
 }
@@ -207,12 +225,17 @@ impl MockHost {
                     capability::SERVICES,
                     capability::EMIT,
                     capability::SPAWN,
+                    capability::HTTP_STREAM,
+                    capability::BLOCKING,
+                    capability::PROCESS,
+                    capability::PLUGINS_STATUS,
                 ]
                 .map(str::to_owned)
                 .to_vec(),
                 data_dir: None,
                 config_dir: None,
                 bypass: false,
+                plugins_status: serde_json::json!({"plugins": []}),
             },
             records: Arc::new(Records::default()),
         }
@@ -311,6 +334,19 @@ impl MockHost {
     /// ```
     pub fn data_dir(mut self, path: impl Into<PathBuf>) -> Self {
         self.settings.data_dir = Some(path.into());
+        self
+    }
+
+    /// Answers `Context::plugins_status` with `status` (default:
+    /// `{"plugins": []}`); shape it like `GET /plugins/status`.
+    ///
+    /// ```
+    /// use ccproxy_plugin_abi::{json, testing::MockHost};
+    /// let host = MockHost::new().plugins_status(json!({"plugins": [{"name": "other", "calls": 3}]}));
+    /// # let _ = host;
+    /// ```
+    pub fn plugins_status(mut self, status: Value) -> Self {
+        self.settings.plugins_status = status;
         self
     }
 
@@ -1462,12 +1498,181 @@ impl MockHostObject {
             .any(|offered| offered == capability)
     }
 
+    /// Sends the request in `input` to the HTTP handler, recording it.
+    fn http(&self, input: &Message) -> Result<HttpResponse, PluginError> {
+        let head: protocol::HttpRequestHead = parse_meta(&input.meta)?;
+        let request = HttpRequest {
+            method: head.method,
+            url: head.url,
+            headers: Headers(head.headers),
+            body: input.body.to_vec(),
+            timeout: (head.timeout_ms > 0).then(|| Duration::from_millis(head.timeout_ms)),
+        };
+        lock(&self.records.http_requests).push(request.clone());
+        let handler = self.settings.http.clone().ok_or_else(|| {
+            PluginError::unavailable(format!(
+                "mock host has no HTTP handler for {} {}",
+                request.method, request.url
+            ))
+        })?;
+        handler(request)
+    }
+
+    /// The operations added in plugin API 1.2; `None` for the others.
+    fn answer_1_2(&self, operation: &str, input: &Message) -> Option<Result<Message, PluginError>> {
+        let answer = match operation {
+            <ops::HttpStream as Operation>::NAME => self.http(input).and_then(|response| {
+                let stream = self.records.next_id.fetch_add(1, Ordering::Relaxed);
+                lock(&self.records.http_streams).insert(stream, response.body);
+                let head = protocol::HttpResponseHead {
+                    status: response.status,
+                    headers: response.headers.0,
+                    stream: Some(stream),
+                };
+                encode(&head, Vec::new())
+            }),
+            <ops::HttpStreamNext as Operation>::NAME => {
+                parse_meta::<protocol::StreamRef>(&input.meta).and_then(|input| {
+                    // The whole body as one piece, then the end.
+                    let body = lock(&self.records.http_streams).remove(&input.stream);
+                    match body {
+                        Some(body) if !body.is_empty() => {
+                            lock(&self.records.http_streams).insert(input.stream, Vec::new());
+                            encode(&protocol::StreamChunk { end: false }, body)
+                        }
+                        Some(_) => encode(&protocol::StreamChunk { end: true }, Vec::new()),
+                        None => Err(PluginError::not_found(format!(
+                            "HTTP stream {} is unknown",
+                            input.stream
+                        ))),
+                    }
+                })
+            }
+            <ops::HttpStreamCancel as Operation>::NAME => {
+                parse_meta::<protocol::StreamRef>(&input.meta).map(|input| {
+                    lock(&self.records.http_streams).remove(&input.stream);
+                    Message::default()
+                })
+            }
+            <ops::Blocking as Operation>::NAME => {
+                parse_meta::<protocol::BlockingInput>(&input.meta).and_then(|input| {
+                    // At once, on this thread: the mock has no other.
+                    raw::catch_panic(|| {
+                        crate::blocking::run(input.job).map_err(PluginError::into_abi)
+                    })
+                    .map_err(PluginError::from_abi)?;
+                    Ok(Message::default())
+                })
+            }
+            <ops::PluginsStatus as Operation>::NAME => {
+                encode(&self.settings.plugins_status, Vec::new())
+            }
+            <ops::ProcessSpawn as Operation>::NAME => parse_meta(&input.meta)
+                .and_then(|spec| self.spawn_process(spec))
+                .and_then(|spawned| encode(&spawned, Vec::new())),
+            <ops::ProcessWrite as Operation>::NAME => {
+                parse_meta::<protocol::ProcessWriteInput>(&input.meta).and_then(|write| {
+                    self.with_child(write.process, |child| child.write(&input.body, write.close))?;
+                    Ok(Message::default())
+                })
+            }
+            <ops::ProcessRead as Operation>::NAME => {
+                parse_meta::<protocol::ProcessReadInput>(&input.meta).and_then(|read| {
+                    let piece = self.with_child(read.process, |child| child.read(read.stderr))?;
+                    encode(
+                        &protocol::StreamChunk {
+                            end: piece.is_empty(),
+                        },
+                        piece,
+                    )
+                })
+            }
+            <ops::ProcessWait as Operation>::NAME => {
+                parse_meta::<protocol::ProcessRef>(&input.meta).and_then(|wait| {
+                    let exit = self.with_child(wait.process, MockChild::wait)?;
+                    encode(&exit, Vec::new())
+                })
+            }
+            <ops::ProcessKill as Operation>::NAME => {
+                parse_meta::<protocol::ProcessRef>(&input.meta).map(|kill| {
+                    // Dropping the child kills it.
+                    lock(&self.records.processes).remove(&kill.process);
+                    Message::default()
+                })
+            }
+            _ => return None,
+        };
+        Some(answer)
+    }
+
+    fn spawn_process(
+        &self,
+        spec: protocol::ProcessSpawnInput,
+    ) -> Result<protocol::ProcessSpawnOutput, PluginError> {
+        let mut command = std::process::Command::new(&spec.program);
+        command
+            .args(&spec.args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if spec.clear_env {
+            command.env_clear();
+        }
+        command.envs(spec.env.iter().map(|(name, value)| (name, value)));
+        if let Some(dir) = &spec.cwd {
+            command.current_dir(dir);
+        }
+        let mut child = command.spawn().map_err(|error| {
+            let kind = if error.kind() == std::io::ErrorKind::NotFound {
+                crate::ErrorKind::NotFound
+            } else {
+                crate::ErrorKind::Internal
+            };
+            PluginError::new(kind, format!("cannot start {}: {error}", spec.program))
+        })?;
+        let pid = child.id();
+        let process = self.records.next_id.fetch_add(1, Ordering::Relaxed);
+        let mock = MockChild {
+            program: spec.program,
+            stdin: child.stdin.take(),
+            stdout: child.stdout.take(),
+            stderr: child.stderr.take(),
+            child,
+        };
+        lock(&self.records.processes).insert(process, mock);
+        Ok(protocol::ProcessSpawnOutput { process, pid })
+    }
+
+    fn with_child<T>(
+        &self,
+        process: u64,
+        f: impl FnOnce(&mut MockChild) -> Result<T, PluginError>,
+    ) -> Result<T, PluginError> {
+        let mut processes = lock(&self.records.processes);
+        let child = processes.get_mut(&process).ok_or_else(|| {
+            PluginError::not_found(format!(
+                "process {process} is unknown (never started, or killed)"
+            ))
+        })?;
+        f(child)
+    }
+
     fn answer(&self, operation: &str, input: Message) -> Result<Message, PluginError> {
         let needed = match operation {
             host_op::SLEEP => capability::SLEEP,
             host_op::HTTP => capability::HTTP,
             host_op::SERVICE_CALL => capability::SERVICES,
             host_op::EMIT => capability::EMIT,
+            <ops::HttpStream as Operation>::NAME
+            | <ops::HttpStreamNext as Operation>::NAME
+            | <ops::HttpStreamCancel as Operation>::NAME => capability::HTTP_STREAM,
+            <ops::Blocking as Operation>::NAME => capability::BLOCKING,
+            <ops::ProcessSpawn as Operation>::NAME
+            | <ops::ProcessWrite as Operation>::NAME
+            | <ops::ProcessRead as Operation>::NAME
+            | <ops::ProcessWait as Operation>::NAME
+            | <ops::ProcessKill as Operation>::NAME => capability::PROCESS,
+            <ops::PluginsStatus as Operation>::NAME => capability::PLUGINS_STATUS,
             other => {
                 return Err(PluginError::unsupported(format!(
                     "mock host does not know operation {other}"
@@ -1479,6 +1684,9 @@ impl MockHostObject {
                 "host does not offer capability {needed} (operation {operation})"
             )));
         }
+        if let Some(answer) = self.answer_1_2(operation, &input) {
+            return answer;
+        }
         match operation {
             host_op::SLEEP => {
                 let sleep: protocol::SleepInput = parse_meta(&input.meta)?;
@@ -1486,22 +1694,7 @@ impl MockHostObject {
                 Ok(Message::default())
             }
             host_op::HTTP => {
-                let head: protocol::HttpRequestHead = parse_meta(&input.meta)?;
-                let request = HttpRequest {
-                    method: head.method,
-                    url: head.url,
-                    headers: Headers(head.headers),
-                    body: input.body.into_vec(),
-                    timeout: (head.timeout_ms > 0).then(|| Duration::from_millis(head.timeout_ms)),
-                };
-                lock(&self.records.http_requests).push(request.clone());
-                let handler = self.settings.http.clone().ok_or_else(|| {
-                    PluginError::unavailable(format!(
-                        "mock host has no HTTP handler for {} {}",
-                        request.method, request.url
-                    ))
-                })?;
-                let response = handler(request)?;
+                let response = self.http(&input)?;
                 let head = protocol::HttpResponseHead {
                     status: response.status,
                     headers: response.headers.0,
@@ -1548,6 +1741,71 @@ fn encode<T: Serialize>(meta: &T, body: Vec<u8>) -> Result<Message, PluginError>
         meta: meta.into(),
         body: body.into(),
     })
+}
+
+/// A child process the mock started for the plugin; killed when dropped.
+struct MockChild {
+    program: String,
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    stdout: Option<std::process::ChildStdout>,
+    stderr: Option<std::process::ChildStderr>,
+}
+
+impl MockChild {
+    fn write(&mut self, bytes: &[u8], close: bool) -> Result<(), PluginError> {
+        use std::io::Write as _;
+        let stdin = self.stdin.as_mut().ok_or_else(|| {
+            PluginError::invalid(format!("the stdin of {} is already closed", self.program))
+        })?;
+        stdin
+            .write_all(bytes)
+            .and_then(|()| stdin.flush())
+            .map_err(|error| {
+                PluginError::unavailable(format!("cannot write to {}: {error}", self.program))
+            })?;
+        if close {
+            self.stdin = None;
+        }
+        Ok(())
+    }
+
+    /// The next piece of stdout or stderr; empty at the end.
+    fn read(&mut self, stderr: bool) -> Result<Vec<u8>, PluginError> {
+        use std::io::Read as _;
+        let mut buffer = vec![0u8; 64 * 1024];
+        let read = if stderr {
+            self.stderr.as_mut().map(|pipe| pipe.read(&mut buffer))
+        } else {
+            self.stdout.as_mut().map(|pipe| pipe.read(&mut buffer))
+        };
+        let read = read.unwrap_or(Ok(0)).map_err(|error| {
+            PluginError::internal(format!("cannot read from {}: {error}", self.program))
+        })?;
+        buffer.truncate(read);
+        Ok(buffer)
+    }
+
+    fn wait(&mut self) -> Result<protocol::ProcessExit, PluginError> {
+        let status = self.child.wait().map_err(|error| {
+            PluginError::internal(format!("cannot wait for {}: {error}", self.program))
+        })?;
+        #[cfg(unix)]
+        let signal = std::os::unix::process::ExitStatusExt::signal(&status);
+        #[cfg(not(unix))]
+        let signal = None;
+        Ok(protocol::ProcessExit {
+            code: status.code(),
+            signal,
+        })
+    }
+}
+
+impl Drop for MockChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn level_from(raw_level: u8) -> Level {
@@ -2320,5 +2578,154 @@ mod tests {
         check("/a/{id}", "/a/", None);
         check("/a/{*rest}", "/a/x/y", Some(&[("rest", "x/y")]));
         check("/a/{*rest}", "/a", Some(&[("rest", "")]));
+    }
+
+    /// Uses the host operations of plugin API 1.2.
+    struct Services {
+        ctx: Context,
+    }
+
+    impl Plugin for Services {
+        type Config = ();
+        fn manifest() -> Manifest {
+            Manifest::new("services", "1.0.0").route(
+                "/s",
+                [
+                    Route::get("/blocking"),
+                    Route::get("/panic"),
+                    Route::get("/stream"),
+                    Route::get("/status"),
+                    Route::get("/process"),
+                    Route::get("/missing"),
+                ],
+            )
+        }
+        async fn init(ctx: Context, _config: ()) -> Result<Self, PluginError> {
+            Ok(Services { ctx })
+        }
+        async fn on_route(&self, req: Request) -> Result<Response, PluginError> {
+            match req.route.as_str() {
+                "/s/blocking" => {
+                    let sum = self.ctx.blocking(|| (1..=10u32).sum::<u32>()).await?;
+                    Ok(Response::text(200, sum.to_string()))
+                }
+                "/s/panic" => {
+                    self.ctx
+                        .blocking(|| -> u32 { panic!("job panicked on purpose") })
+                        .await?;
+                    Ok(Response::text(200, "unreachable"))
+                }
+                "/s/stream" => {
+                    let stream = self
+                        .ctx
+                        .http_stream(HttpRequest::get("http://upstream.test/sse"))
+                        .await?;
+                    let mut pieces = 0;
+                    let mut body = stream.body;
+                    let mut all = Vec::new();
+                    while let Some(piece) = body.next().await {
+                        pieces += 1;
+                        all.extend_from_slice(&piece?);
+                    }
+                    Ok(Response::text(
+                        stream.status,
+                        format!("{pieces}:{}", String::from_utf8_lossy(&all)),
+                    ))
+                }
+                "/s/status" => Ok(Response::json(200, &self.ctx.plugins_status().await?)),
+                "/s/process" => {
+                    let mut child = self.ctx.spawn_process(Command::new("cat")).await?;
+                    child.write("hi\n").await?;
+                    child.close_stdin().await?;
+                    let mut out = Vec::new();
+                    while let Some(piece) = child.read_stdout().await? {
+                        out.extend_from_slice(&piece);
+                    }
+                    let exit = child.wait().await?;
+                    Ok(Response::text(
+                        200,
+                        format!("{}{:?}", String::from_utf8_lossy(&out), exit.code),
+                    ))
+                }
+                "/s/missing" => {
+                    self.ctx
+                        .spawn_process(Command::new("ccproxy-no-such-program"))
+                        .await?;
+                    Ok(Response::text(200, "started?"))
+                }
+                _ => Err(PluginError::not_found("no route")),
+            }
+        }
+    }
+
+    #[test]
+    fn blocking_jobs_run_inline_and_their_panics_are_errors() {
+        let plugin = MockHost::new().start::<Services>().unwrap();
+        assert_eq!(
+            plugin.route(request("GET", "/s/blocking")).unwrap().body,
+            b"55"
+        );
+        let error = plugin.route(request("GET", "/s/panic")).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Panicked);
+        assert!(
+            error.message().contains("job panicked on purpose"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn http_streams_come_from_the_http_handler_in_one_piece() {
+        let host = MockHost::new().http(|req| {
+            assert_eq!(req.url, "http://upstream.test/sse");
+            Ok(HttpResponse {
+                status: 200,
+                body: b"data: 1\n\n".to_vec(),
+                ..Default::default()
+            })
+        });
+        let plugin = host.start::<Services>().unwrap();
+        let response = plugin.route(request("GET", "/s/stream")).unwrap();
+        assert_eq!(response.body, b"1:data: 1\n\n");
+        assert_eq!(host.http_requests().len(), 1);
+    }
+
+    #[test]
+    fn plugins_status_is_the_configured_value() {
+        let status = json!({"plugins": [{"name": "other", "calls": 3}]});
+        let plugin = MockHost::new()
+            .plugins_status(status.clone())
+            .start::<Services>()
+            .unwrap();
+        let body = plugin.route(request("GET", "/s/status")).unwrap().body;
+        assert_eq!(serde_json::from_slice::<Value>(&body).unwrap(), status);
+    }
+
+    #[test]
+    fn processes_really_run() {
+        let plugin = MockHost::new().start::<Services>().unwrap();
+        assert_eq!(
+            plugin.route(request("GET", "/s/process")).unwrap().body,
+            b"hi\nSome(0)"
+        );
+        let error = plugin.route(request("GET", "/s/missing")).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::NotFound);
+        assert!(
+            error
+                .message()
+                .contains("cannot start ccproxy-no-such-program"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_1_2_operations_need_their_capabilities() {
+        let plugin = MockHost::new()
+            .capabilities([capability::HTTP])
+            .start::<Services>()
+            .unwrap();
+        for path in ["/s/blocking", "/s/status", "/s/process"] {
+            let error = plugin.route(request("GET", path)).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::Unsupported, "{path}: {error}");
+        }
     }
 }
