@@ -48,6 +48,7 @@
 mod blocking;
 mod context;
 mod error;
+mod format;
 pub mod hooks;
 pub mod http;
 #[doc(hidden)]
@@ -67,6 +68,7 @@ pub mod testing;
 
 pub use context::Context;
 pub use error::{ErrorKind, PluginError};
+pub use format::{ConversionKind, FormatConversion};
 pub use hooks::{HookCall, HookContext, HookEvent, HookOutcome};
 pub use http::{Headers, HttpRequest, HttpResponse, HttpStream, Request, Response};
 pub use manifest::{HookBody, Manifest, PluginKind, Route, layer};
@@ -89,12 +91,12 @@ pub use serde_json::{self, Value, json};
 /// Everything a plugin usually needs: `use ccproxy_plugin_abi::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        BodySender, BodyStream, ChildProcess, Command, Context, ErrorKind, ExitStatus, Headers,
-        Health, HealthStatus, HookBody, HookCall, HookContext, HookEvent, HookOutcome, HttpRequest,
-        HttpResponse, HttpStream, Manifest, MiddlewareAction, MiddlewareRequest,
-        MiddlewareResponse, Plugin, PluginError, PluginKind, ProviderRequest, Request, Response,
-        Route, RouteResponse, ServiceCall, StreamResponse, UpstreamRequest, export_plugin, json,
-        layer,
+        BodySender, BodyStream, ChildProcess, Command, Context, ConversionKind, ErrorKind,
+        ExitStatus, FormatConversion, Headers, Health, HealthStatus, HookBody, HookCall,
+        HookContext, HookEvent, HookOutcome, HttpRequest, HttpResponse, HttpStream, Manifest,
+        MiddlewareAction, MiddlewareRequest, MiddlewareResponse, Plugin, PluginError, PluginKind,
+        ProviderRequest, Request, Response, Route, RouteResponse, ServiceCall, StreamResponse,
+        UpstreamRequest, export_plugin, json, layer,
     };
     pub use crate::{debug, error, info, trace, warn};
     pub use serde_json::Value;

@@ -315,6 +315,13 @@ pub struct FormatAdapterSpec {
     /// What it does.
     #[serde(default)]
     pub description: String,
+    /// Since 1.2: a path such as `/v1/tiny` that the host mounts (`POST`)
+    /// under every provider prefix with an endpoint in the `to` format (a
+    /// core format): `/claude/v1/tiny` beside `/claude/v1/chat/completions`.
+    /// Clients speak `from` there; see
+    /// [`Manifest::format_adapter_endpoint`]. Absent before 1.2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
 }
 
 /// An OAuth provider a plugin implements.
@@ -452,13 +459,55 @@ impl Manifest {
         });
         self
     }
-    /// Declares a format adapter.
+    /// Declares a format adapter between `from` and `to`, converted in
+    /// [`Plugin::on_format_convert`](crate::Plugin::on_format_convert); lower
+    /// `priority` wins when several plugins offer the same.
     pub fn format_adapter(mut self, from: &str, to: &str, priority: i32) -> Self {
         self.format_adapters.push(FormatAdapterSpec {
             from: from.to_owned(),
             to: to.to_owned(),
             priority,
             description: String::new(),
+            endpoint: None,
+        });
+        self
+    }
+
+    /// Declares a format adapter from the plugin's wire format `from` to the
+    /// core format `to` (`anthropic.messages`, `openai.chat_completions` or
+    /// `openai.responses`), and an endpoint where clients speak `from`
+    /// (plugin API 1.2; the host offers capability `format_adapters`).
+    ///
+    /// The host mounts `POST {prefix}{endpoint}` under the prefix (the first
+    /// path segment) of every provider endpoint in format `to`: converts the
+    /// client's body to `to` with the plugin, runs the provider path as if
+    /// the client had spoken `to`, and converts the answer back. When two
+    /// plugins mount the same path, the lower `priority` wins and the other is
+    /// listed under `route_conflicts` in `/plugins/status`.
+    ///
+    /// ```
+    /// use ccproxy_plugin_abi::prelude::*;
+    /// let manifest = Manifest::new("tiny", "1.0.0").format_adapter_endpoint(
+    ///     "example.tiny",
+    ///     "openai.chat_completions",
+    ///     100,
+    ///     "/v1/tiny",
+    /// );
+    /// assert_eq!(manifest.format_adapters[0].endpoint.as_deref(), Some("/v1/tiny"));
+    /// ```
+    pub fn format_adapter_endpoint(
+        mut self,
+        from: &str,
+        to: &str,
+        priority: i32,
+        endpoint: &str,
+    ) -> Self {
+        self.format_adapters.push(FormatAdapterSpec {
+            from: from.to_owned(),
+            to: to.to_owned(),
+            priority,
+            description: String::new(),
+            endpoint: Some(endpoint.to_owned()),
         });
         self
     }

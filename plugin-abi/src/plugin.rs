@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use crate::{
     Context, PluginError,
+    format::FormatConversion,
     hooks::{HookCall, HookContext, HookOutcome},
     http::{Headers, Request, Response},
     manifest::Manifest,
@@ -171,6 +172,50 @@ pub trait Plugin: Sized + Send + Sync + 'static {
     /// Releases resources before the host exits. Default: nothing.
     fn on_shutdown(&self) -> impl Future<Output = ()> + Send {
         async {}
+    }
+
+    /// Converts a body (or one piece of a stream) with one of the manifest's
+    /// format adapters ([`Manifest::format_adapter`],
+    /// [`Manifest::format_adapter_endpoint`]); answers the converted bytes.
+    /// Default: unsupported.
+    ///
+    /// Called on the request path, possibly concurrently for different
+    /// requests; pieces of one stream arrive in order, one at a time. Keep
+    /// per-stream state under [`FormatConversion::stream`] and drop it at
+    /// [`ConversionKind::StreamEnd`](crate::ConversionKind::StreamEnd). An
+    /// error fails the request with its kind's status (a client body that is
+    /// not in your format: [`PluginError::invalid`], 400); an error on a
+    /// stream piece cuts the client's stream short. Plugin API 1.2; the host
+    /// offers capability `format_adapters`.
+    ///
+    /// ```
+    /// use ccproxy_plugin_abi::prelude::*;
+    ///
+    /// struct Upper;
+    ///
+    /// impl Plugin for Upper {
+    ///     type Config = ();
+    ///     fn manifest() -> Manifest {
+    ///         Manifest::new("upper", "1.0.0").format_adapter("example.upper", "openai.chat_completions", 100)
+    ///     }
+    ///     async fn init(_ctx: Context, _config: ()) -> Result<Self, PluginError> {
+    ///         Ok(Upper)
+    ///     }
+    ///     async fn on_format_convert(&self, conversion: FormatConversion) -> Result<Vec<u8>, PluginError> {
+    ///         Ok(conversion.body.to_ascii_uppercase())
+    ///     }
+    /// }
+    /// ```
+    fn on_format_convert(
+        &self,
+        conversion: FormatConversion,
+    ) -> impl Future<Output = Result<Vec<u8>, PluginError>> + Send {
+        async move {
+            Err(PluginError::unsupported(format!(
+                "plugin has no format adapter from {} to {} (implement on_format_convert)",
+                conversion.from, conversion.to
+            )))
+        }
     }
 }
 

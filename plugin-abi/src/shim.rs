@@ -20,6 +20,7 @@ use serde_json::Value;
 use crate::{
     Context, Plugin, PluginError,
     context::parse_meta,
+    format::{ConversionKind, FormatConversion},
     hooks::{HookCall, HookEvent, HookOutcome},
     http::{Headers, Request},
     plugin::{
@@ -355,6 +356,33 @@ impl<P: Plugin> Instance<P> {
                         },
                         upstream.body,
                     )
+                })
+            }
+            <ops::FormatConvert as Operation>::NAME => {
+                let plugin = self.initialized()?;
+                let convert: protocol::FormatConvertInput = decode(&input)?;
+                let kind = ConversionKind::from_name(&convert.kind).ok_or_else(|| {
+                    AbiError::new(
+                        ErrorCode::Unsupported,
+                        format!(
+                            "conversion kind {} is not known to this plugin's SDK version",
+                            convert.kind
+                        ),
+                    )
+                })?;
+                let conversion = FormatConversion {
+                    from: convert.from,
+                    to: convert.to,
+                    kind,
+                    stream: convert.stream,
+                    body: input.body.into_vec(),
+                };
+                Box::pin(async move {
+                    let body = plugin
+                        .on_format_convert(conversion)
+                        .await
+                        .map_err(PluginError::into_abi)?;
+                    encode(&Value::Null, body)
                 })
             }
             op::HEALTH => {

@@ -85,9 +85,9 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value};
 
 use crate::{
-    API_VERSION, Health, HealthStatus, HookContext, HookEvent, HookOutcome, HttpRequest,
-    HttpResponse, MiddlewareAction, MiddlewareRequest, MiddlewareResponse, Plugin, PluginError,
-    ProviderRequest, ServiceCall, UpstreamRequest,
+    API_VERSION, FormatConversion, Health, HealthStatus, HookContext, HookEvent, HookOutcome,
+    HttpRequest, HttpResponse, MiddlewareAction, MiddlewareRequest, MiddlewareResponse, Plugin,
+    PluginError, ProviderRequest, ServiceCall, UpstreamRequest,
     context::parse_meta,
     http::{Headers, Request, Response},
     manifest::Manifest,
@@ -229,6 +229,7 @@ impl MockHost {
                     capability::BLOCKING,
                     capability::PROCESS,
                     capability::PLUGINS_STATUS,
+                    capability::FORMAT_ADAPTERS,
                 ]
                 .map(str::to_owned)
                 .to_vec(),
@@ -1245,6 +1246,63 @@ impl TestPlugin {
             model_alias: output.model_alias,
             timeout: (output.timeout_ms > 0).then(|| Duration::from_millis(output.timeout_ms)),
         })
+    }
+
+    /// Converts `conversion` with the plugin's format adapter, as the host does
+    /// on an adapter endpoint (`format.convert`). Fails with
+    /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) when the manifest
+    /// declares no adapter between `conversion.from` and `conversion.to` (in
+    /// either direction: the host converts answers back from `to` to `from`).
+    ///
+    /// ```
+    /// # use ccproxy_plugin_abi::prelude::*;
+    /// # use ccproxy_plugin_abi::testing::MockHost;
+    /// # struct Upper;
+    /// # impl Plugin for Upper {
+    /// #     type Config = ();
+    /// #     fn manifest() -> Manifest {
+    /// #         Manifest::new("upper", "1.0.0").format_adapter("example.upper", "openai.chat_completions", 100)
+    /// #     }
+    /// #     async fn init(_ctx: Context, _config: ()) -> Result<Self, PluginError> { Ok(Upper) }
+    /// #     async fn on_format_convert(&self, conversion: FormatConversion) -> Result<Vec<u8>, PluginError> {
+    /// #         Ok(conversion.body.to_ascii_uppercase())
+    /// #     }
+    /// # }
+    /// let plugin = MockHost::new().start::<Upper>().unwrap();
+    /// let body = plugin
+    ///     .format_convert(FormatConversion {
+    ///         from: "openai.chat_completions".into(),
+    ///         to: "example.upper".into(),
+    ///         kind: ConversionKind::Response,
+    ///         stream: 0,
+    ///         body: b"hi".to_vec(),
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!(body, b"HI");
+    /// ```
+    pub fn format_convert(&self, conversion: FormatConversion) -> Result<Vec<u8>, PluginError> {
+        let declared = self.manifest.format_adapters.iter().any(|adapter| {
+            (adapter.from == conversion.from && adapter.to == conversion.to)
+                || (adapter.from == conversion.to && adapter.to == conversion.from)
+        });
+        if !declared {
+            return Err(PluginError::not_found(format!(
+                "plugin {} declares no format adapter between {} and {}",
+                self.manifest.name, conversion.from, conversion.to
+            )));
+        }
+        let input = protocol::FormatConvertInput {
+            from: conversion.from,
+            to: conversion.to,
+            kind: conversion.kind.as_str().to_owned(),
+            stream: conversion.stream,
+        };
+        let (_, body) = self.call::<_, Value>(
+            <ops::FormatConvert as Operation>::NAME,
+            &input,
+            conversion.body,
+        )?;
+        Ok(body)
     }
 
     /// Asks the plugin for its health.
