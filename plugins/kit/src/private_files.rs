@@ -12,6 +12,10 @@
 //! (`O_TRUNC`) or appended to, so a symlink planted at a file's name is
 //! never followed: the open fails instead.
 //!
+//! [`CappedDir`] adds a size cap (the oldest files deleted first) and the
+//! counts a plugin's health shows: files and bytes written, write errors,
+//! files pruned, the last error.
+//!
 //! This is what the original's `/tmp/ccproxy/...` defaults lacked: another
 //! local user could create `/tmp/ccproxy/traces` first, or a symlink at a
 //! trace's name, and read or redirect what the proxy writes.
