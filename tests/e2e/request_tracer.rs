@@ -4,7 +4,8 @@
 //! what the client sent and what went upstream and came back, in
 //! `$XDG_STATE_HOME/ccproxy/traces` (0700, files 0600); no credential planted
 //! in the proxy's config, environment or login file, nor the client's token,
-//! appears in any trace; a symlink planted at a trace's name is not followed.
+//! appears in any trace; a symlink planted at a trace's name is never
+//! followed (a whole trace replaces it, an append to it is refused).
 
 use std::{
     fs,
@@ -74,7 +75,7 @@ fn traces_are_written_redacted_privately_and_never_through_a_planted_symlink() {
         codex::REFRESH_TOKEN,
     );
     // The trace folder as the host's environment puts it, made in advance
-    // (0700) with a symlink where the first provider request's trace goes.
+    // (0700) with symlinks where traces go.
     let traces: PathBuf = sandbox.root().join("state/ccproxy/traces");
     fs::create_dir_all(&traces).unwrap();
     for dir in [sandbox.root().join("state/ccproxy"), traces.clone()] {
@@ -85,6 +86,8 @@ fn traces_are_written_redacted_privately_and_never_through_a_planted_symlink() {
     fs::write(&victim, "untouched").unwrap();
     let planted = traces.join("plain_provider_request.json");
     std::os::unix::fs::symlink(&victim, &planted).unwrap();
+    let planted_stream = traces.join("codex_stream.jsonl");
+    std::os::unix::fs::symlink(&victim, &planted_stream).unwrap();
 
     let claude_url = mock.url();
     let codex_url = mock.codex_base_url();
@@ -133,6 +136,7 @@ fn traces_are_written_redacted_privately_and_never_through_a_planted_symlink() {
         "plain_client_request.json",
         "plain_client_request.http",
         "plain_client_response.json",
+        "plain_provider_request.json",
         "plain_provider_request.http",
         "plain_provider_response.json",
         "plain_provider_response.http",
@@ -149,10 +153,13 @@ fn traces_are_written_redacted_privately_and_never_through_a_planted_symlink() {
     .to_vec();
     wait_for(&traces, &expected, &proxy);
 
-    // The planted symlink was not followed, and is still a symlink.
+    // The planted symlinks were not followed: the whole trace replaced its
+    // link, the stream's appends were refused.
     assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched");
+    assert!(fs::symlink_metadata(&planted).unwrap().is_file());
+    assert_eq!(read_json(&planted)["kind"], "provider_request");
     assert!(
-        fs::symlink_metadata(&planted)
+        fs::symlink_metadata(&planted_stream)
             .unwrap()
             .file_type()
             .is_symlink()
@@ -244,21 +251,33 @@ fn traces_are_written_redacted_privately_and_never_through_a_planted_symlink() {
         assert!(!text.contains("***cdef"), "{name}:\n{text}");
     }
 
-    // Health counts the refused write.
-    let health = proxy.get_with(
-        "/plugins/request_tracer/health",
-        &[("x-api-key", CLIENT_TOKEN)],
-    );
-    assert_eq!(health.status, 200, "{}", health.text());
-    let health = health.json();
+    // Health counts the refused appends (once the codex chunks were seen).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let health = loop {
+        let reply = proxy.get_with(
+            "/plugins/request_tracer/health",
+            &[("x-api-key", CLIENT_TOKEN)],
+        );
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let health = reply.json();
+        if health["details"]["folders"][0]["write_errors"]
+            .as_u64()
+            .is_some_and(|errors| errors > 0)
+            || Instant::now() > deadline
+        {
+            break health;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     let folder = &health["details"]["folders"][0];
-    assert_eq!(folder["write_errors"], 1, "{health}");
+    assert!(folder["write_errors"].as_u64().unwrap() >= 1, "{health}");
     assert!(
         folder["last_error"]
             .as_str()
             .unwrap_or_default()
-            .contains("plain_provider_request.json"),
+            .contains("codex_stream.jsonl"),
         "{health}"
     );
-    assert!(folder["files_written"].as_u64().unwrap() >= 14, "{health}");
+    assert!(folder["files_written"].as_u64().unwrap() >= 15, "{health}");
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched");
 }

@@ -246,7 +246,18 @@ impl CommandReplay {
         if !self.config.include_client_requests || self.config.only_provider_requests {
             return Ok(Vec::new());
         }
-        let data: RequestData = call.data()?;
+        let mut data: RequestData = call.data()?;
+        // A replay is a new request: with the original's id, the proxy would
+        // overwrite the original's scripts (and traces) with its own.
+        data.headers = data.headers.map(|headers| {
+            EventHeaders::Pairs(
+                headers
+                    .pairs()
+                    .into_iter()
+                    .filter(|(name, _)| !name.eq_ignore_ascii_case("x-request-id"))
+                    .collect(),
+            )
+        });
         // The proxy as the client reached it.
         let host = data
             .headers

@@ -200,7 +200,8 @@ fn client_requests_are_replayed_against_the_proxy() {
     let scratch = tempfile::tempdir().unwrap();
     let (_host, plugin) = start(scratch.path(), json!({"generate_xh": false}));
     let data = json!({"request_id": "c1", "method": "POST", "path": "/claude/v1/messages", "url": "/claude/v1/messages?beta=true",
-                      "headers": {"host": "127.0.0.1:8123", "x-api-key": "***oken", "content-type": "application/json"}});
+                      "headers": {"host": "127.0.0.1:8123", "x-api-key": "***oken", "content-type": "application/json",
+                                  "x-request-id": "c1"}});
     call(
         &plugin,
         HookEvent::RequestCompleted,
@@ -215,6 +216,8 @@ fn client_requests_are_replayed_against_the_proxy() {
     );
     assert!(script.contains("-H 'x-api-key: ***'"), "{script}");
     assert!(script.contains("client request of request c1"), "{script}");
+    // The replay gets an id of its own.
+    assert!(!script.contains("x-request-id"), "{script}");
 
     let other = tempfile::tempdir().unwrap();
     let (_host, plugin) = start(other.path(), json!({"only_provider_requests": true}));
@@ -279,7 +282,24 @@ fn a_planted_symlink_is_not_followed() {
     let (_host, plugin) = start(&folder, json!({"generate_xh": false}));
     let victim = scratch.path().join("victim");
     fs::write(&victim, "untouched").unwrap();
-    std::os::unix::fs::symlink(&victim, folder.join("r1_curl.sh")).unwrap();
+    let planted = folder.join("r1_curl.sh");
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+    call(
+        &plugin,
+        HookEvent::ProviderRequestSent,
+        "r1",
+        sent("https://api.anthropic.com/v1/messages"),
+        b"{}",
+    );
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched");
+    // The script replaced the link.
+    assert!(fs::symlink_metadata(&planted).unwrap().is_file());
+    assert!(fs::read_to_string(&planted).unwrap().contains("| curl "));
+
+    // Appending to commands.sh through a link is refused.
+    let other = scratch.path().join("appended");
+    let (_host, plugin) = start(&other, json!({"separate_files_per_command": false}));
+    std::os::unix::fs::symlink(&victim, other.join("commands.sh")).unwrap();
     call(
         &plugin,
         HookEvent::ProviderRequestSent,
@@ -290,7 +310,7 @@ fn a_planted_symlink_is_not_followed() {
     assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched");
     let health = plugin.health().unwrap();
     assert_eq!(health.status, HealthStatus::Degraded);
-    assert_eq!(health.details["write_errors"], 1);
+    assert_eq!(health.details["write_errors"], 2);
 }
 
 #[test]

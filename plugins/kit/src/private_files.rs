@@ -8,9 +8,11 @@
 //! someone else planted, or below a folder someone else owns (a
 //! world-writable parent is fine only with the sticky bit, as `/tmp` has it,
 //! where nobody can rename another user's entries). Files are opened with
-//! `O_NOFOLLOW` and mode 0600, either new (`O_CREAT|O_EXCL`), replaced
+//! `O_NOFOLLOW` and mode 0600, either new (`O_CREAT|O_EXCL`), truncated
 //! (`O_TRUNC`) or appended to, so a symlink planted at a file's name is
-//! never followed: the open fails instead.
+//! never followed: the open fails instead. [`PrivateDir::write`] replaces a
+//! file atomically (a new `O_EXCL` file renamed over the name), which
+//! replaces a planted symlink rather than following it.
 //!
 //! [`CappedDir`] adds a size cap (the oldest files deleted first) and the
 //! counts a plugin's health shows: files and bytes written, write errors,
@@ -158,9 +160,26 @@ impl PrivateDir {
         })
     }
 
-    /// Writes `bytes` to `name` from scratch (see [`replace`](Self::replace)).
+    /// Replaces `name` with a file holding `bytes`, atomically: they are
+    /// written to a new temporary file in the folder (`O_EXCL`, 0600) that
+    /// is then renamed over `name`. A reader (a shell running the previous
+    /// version of a script) keeps the old file whole; a symlink at `name`
+    /// is replaced, never followed.
     pub fn write(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
-        self.replace(name)?.write_all(bytes)
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let temporary = format!(
+            ".{name}.{}-{}.tmp",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let written = self
+            .create_new(&temporary)
+            .and_then(|mut file| file.write_all(bytes))
+            .and_then(|()| fs::rename(self.path.join(&temporary), self.path.join(name)));
+        if written.is_err() {
+            let _ = fs::remove_file(self.path.join(&temporary));
+        }
+        written
     }
 
     /// The size of every regular file in the folder, added up.
@@ -290,7 +309,7 @@ impl CappedDir {
         self.dir.path()
     }
 
-    /// Writes `name` from scratch ([`PrivateDir::replace`]).
+    /// Replaces `name` atomically ([`PrivateDir::write`]).
     pub fn write(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
         self.count(name, bytes.len(), self.dir.write(name, bytes))
     }
@@ -547,7 +566,6 @@ mod tests {
             dir.create_new("r1.json").unwrap_err(),
             dir.replace("r1.json").unwrap_err(),
             dir.append("r1.json").unwrap_err(),
-            dir.write("r1.json", b"overwritten").unwrap_err(),
         ] {
             // ELOOP for O_NOFOLLOW, EEXIST for O_EXCL.
             assert!(
@@ -557,6 +575,15 @@ mod tests {
             );
         }
         assert_eq!(fs::read_to_string(&victim).unwrap(), "keep me");
+        // An atomic write replaces the link itself.
+        dir.write("r1.json", b"mine").unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep me");
+        assert!(
+            fs::symlink_metadata(dir.path().join("r1.json"))
+                .unwrap()
+                .is_file()
+        );
+        assert_eq!(mode(&dir.path().join("r1.json")), 0o600);
         // A dangling symlink is not followed to create its target either.
         let target = scratch.path().join("created-through-link");
         symlink(&target, dir.path().join("r2.json")).unwrap();
@@ -612,6 +639,30 @@ mod tests {
         assert_eq!(fs::read(real.join("a")).unwrap(), b"x");
     }
 
+    fn listing_has_temporaries(dir: &Path) -> bool {
+        fs::read_dir(dir).unwrap().any(|entry| {
+            entry
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".tmp")
+        })
+    }
+
+    #[test]
+    fn an_atomic_write_leaves_a_reader_the_old_file_whole() {
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = PrivateDir::open(scratch.path().join("t")).unwrap();
+        dir.write("script.sh", b"old version").unwrap();
+        let mut reader = File::open(dir.path().join("script.sh")).unwrap();
+        dir.write("script.sh", b"new").unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut reader, &mut text).unwrap();
+        assert_eq!(text, "old version");
+        assert_eq!(fs::read(dir.path().join("script.sh")).unwrap(), b"new");
+        assert!(!listing_has_temporaries(dir.path()));
+    }
+
     #[test]
     fn a_capped_folder_stays_under_its_cap_and_counts() {
         let scratch = tempfile::tempdir().unwrap();
@@ -629,13 +680,15 @@ mod tests {
         assert_eq!(status["write_errors"], 0);
         assert!(status["pruned_files"].as_u64().unwrap() >= 15, "{status}");
 
-        symlink("/nonexistent", on_disk.path().join("link")).unwrap();
-        assert!(dir.write("link", b"x").is_err());
+        fs::create_dir(on_disk.path().join("taken")).unwrap();
+        assert!(dir.write("taken", b"x").is_err());
         assert_eq!(dir.status()["write_errors"], 1);
-        assert!(dir.failing().unwrap().contains("link"));
+        assert!(dir.failing().unwrap().contains("taken"));
         dir.append("log", b"a").unwrap();
         assert_eq!(dir.failing(), None);
-        assert!(dir.last_error().unwrap().contains("link"));
+        assert!(dir.last_error().unwrap().contains("taken"));
+        // No temporary file is left behind.
+        assert!(!listing_has_temporaries(on_disk.path()));
     }
 
     #[test]

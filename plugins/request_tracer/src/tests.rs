@@ -157,47 +157,46 @@ fn provider_request_response_and_error_are_traced() {
 fn files_are_private_and_a_planted_symlink_is_not_followed() {
     let scratch = tempfile::tempdir().unwrap();
     let traces = scratch.path().join("traces");
-    let (_host, plugin) = start(&traces, json!({}));
+    let (_host, plugin) = start(&traces, json!({"log_streaming_chunks": true}));
     assert_eq!(
         fs::metadata(&traces).unwrap().permissions().mode() & 0o777,
         0o700
     );
     let victim = scratch.path().join("victim.txt");
     fs::write(&victim, "untouched").unwrap();
-    std::os::unix::fs::symlink(&victim, traces.join("r1_provider_request.json")).unwrap();
+    let planted = traces.join("r1_provider_request.json");
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+    let planted_stream = traces.join("r1_stream.jsonl");
+    std::os::unix::fs::symlink(&victim, &planted_stream).unwrap();
     call(&plugin, HookEvent::ProviderRequestSent, "r1", sent(), b"{}");
+    call(
+        &plugin,
+        HookEvent::ProviderStreamChunk,
+        "r1",
+        json!({"chunk_number": 1, "side": "upstream"}),
+        b"data: x\n\n",
+    );
     assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched");
-    // The raw file beside it was written, 0600.
-    let raw = traces.join("r1_provider_request.http");
-    assert_eq!(
-        fs::metadata(&raw).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
-    let health = plugin.health().unwrap();
-    assert_eq!(health.details["folders"][0]["write_errors"], 1);
-    assert!(
-        health.details["folders"][0]["last_error"]
-            .as_str()
-            .unwrap()
-            .contains("r1_provider_request.json"),
-        "{}",
-        health.details
-    );
-    // Degraded while the latest write fails.
-    let mut config_chunks = json!({"log_streaming_chunks": true, "raw_http_enabled": false});
-    config_chunks["log_dir"] = Value::from(traces.display().to_string());
-    let plugin = MockHost::new()
-        .config(config_chunks)
-        .start::<RequestTracer>()
-        .unwrap();
-    call(&plugin, HookEvent::ProviderRequestSent, "r1", sent(), b"{}");
+    // A whole trace replaces the link; appending to it is refused.
+    assert!(fs::symlink_metadata(&planted).unwrap().is_file());
+    assert_eq!(read_json(&planted)["kind"], "provider_request");
+    for file in [&planted, &traces.join("r1_provider_request.http")] {
+        assert_eq!(
+            fs::metadata(file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    assert!(fs::symlink_metadata(&planted_stream).unwrap().is_symlink());
     let health = plugin.health().unwrap();
     assert_eq!(health.status, HealthStatus::Degraded);
+    assert_eq!(health.details["folders"][0]["write_errors"], 1);
     assert!(
         health.details["reason"]
             .as_str()
             .unwrap()
-            .contains("r1_provider_request.json")
+            .contains("r1_stream.jsonl"),
+        "{}",
+        health.details
     );
 }
 
