@@ -84,6 +84,7 @@ pub async fn initialize_all(mut prepared: Prepared, shared: &Arc<Shared>) -> Reg
                 capability::BLOCKING,
                 capability::PROCESS,
                 capability::PLUGINS_STATUS,
+                capability::FORMAT_ADAPTERS,
             ]
             .map(str::to_owned)
             .to_vec(),

@@ -193,6 +193,8 @@ pub fn plugins_status(app: &App) -> Value {
                     "hooks": manifest.hooks.iter().map(|h| json!({"name": h.name, "events": h.events, "priority": h.priority, "bodies": h.bodies})).collect::<Vec<_>>(),
                     "tasks": manifest.tasks.iter().map(|t| json!({"name": t.name, "interval_seconds": t.interval_seconds, "enabled": t.enabled})).collect::<Vec<_>>(),
                     "middleware": manifest.middleware.iter().map(|m| json!({"name": m.name, "layer": m.layer})).collect::<Vec<_>>(),
+                    // Declared format adapters (plugin API 1.2); the endpoints mounted are under `adapter_endpoints`.
+                    "format_adapters": manifest.format_adapters.iter().map(|a| json!({"from": a.from, "to": a.to, "priority": a.priority, "endpoint": a.endpoint})).collect::<Vec<_>>(),
                     "cli_safe": manifest.cli_safe,
                 });
                 merge(&mut value, extra);
@@ -211,6 +213,17 @@ pub fn plugins_status(app: &App) -> Value {
                         "hook_time_ms": hook_nanos as f64 / 1e6,
                         "hook_mean_us": if hook_calls == 0 { 0.0 } else { hook_nanos as f64 / hook_calls as f64 / 1e3 },
                     }),
+                );
+                let adapter_endpoints: Vec<Value> = app
+                    .routes
+                    .adapter_endpoints()
+                    .iter()
+                    .filter(|endpoint| endpoint.plugin == plugin.manifest.name)
+                    .map(|endpoint| json!({"route": format!("POST {}", endpoint.path), "from": endpoint.from, "to": endpoint.to, "provider": endpoint.provider, "provider_endpoint": endpoint.provider_endpoint}))
+                    .collect();
+                merge(
+                    &mut value,
+                    json!({"adapter_endpoints": adapter_endpoints}),
                 );
             }
             value

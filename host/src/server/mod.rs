@@ -1,6 +1,7 @@
 //! The HTTP server: hyper 1 with hyper-util's auto builder (HTTP/1.1 and h2c on
 //! one port), graceful shutdown, and the request pipeline in [`pipeline`].
 
+pub mod adapted;
 pub mod endpoints;
 pub mod pipeline;
 mod plugin_stream;

@@ -380,6 +380,31 @@ async fn route(
                         provider::format_error(route.client, status, &message)
                     }
                 },
+                // A plugin's wire format in front of a provider endpoint (plugin API 1.2).
+                Target::Adapted {
+                    adapter,
+                    provider,
+                    route,
+                } => match read_body(app, body).await {
+                    Ok(body) => {
+                        keep_for_hooks(request_body, &body);
+                        let client = match &head {
+                            Some(head) => provider::ClientRequest::of_head(head),
+                            None => provider::ClientRequest {
+                                method,
+                                path,
+                                query,
+                                headers: provider::ClientHeaders::Map(&parts.headers),
+                                request_id,
+                            },
+                        };
+                        super::adapted::handle(app, &adapter, &provider, &route, &client, body)
+                            .await
+                    }
+                    Err((status, message)) => {
+                        error_response(status, "invalid_request_error", &message)
+                    }
+                },
             },
         },
     };

@@ -1,7 +1,12 @@
 //! The route table: core endpoints and every plugin's routes, matched by path
 //! (matchit) and then by method.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
+
+use ccproxy_formats::Format;
 
 use crate::plugins::registry::ActivePlugin;
 
@@ -34,6 +39,16 @@ pub enum Target {
         /// The endpoint.
         route: Arc<super::provider::ProviderRoute>,
     },
+    /// An adapter endpoint (plugin API 1.2): the adapter plugin converts the
+    /// client's format to a core one and back, around a provider endpoint.
+    Adapted {
+        /// The plugin whose format adapter declared the endpoint.
+        adapter: Arc<ActivePlugin>,
+        /// The provider plugin behind it.
+        provider: Arc<ActivePlugin>,
+        /// The endpoint.
+        route: Arc<super::adapted::AdaptedRoute>,
+    },
     /// A plugin route: the plugin and the full pattern it declared.
     Plugin {
         /// The plugin.
@@ -56,6 +71,23 @@ pub struct Conflict {
     pub reason: String,
 }
 
+/// An adapter endpoint that was mounted, for `/plugins/status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdapterEndpoint {
+    /// The adapter plugin.
+    pub plugin: String,
+    /// The full path, e.g. `/claude/v1/tiny`.
+    pub path: String,
+    /// The format clients speak there.
+    pub from: String,
+    /// The core format it is converted to.
+    pub to: String,
+    /// The provider plugin behind it.
+    pub provider: String,
+    /// The provider endpoint behind it.
+    pub provider_endpoint: String,
+}
+
 /// The result of a lookup.
 pub enum Lookup<'a> {
     /// Found, with path parameters.
@@ -72,6 +104,7 @@ pub struct RouteTable {
     router: matchit::Router<usize>,
     by_path: HashMap<String, usize>,
     methods: Vec<Vec<(String, Target)>>,
+    adapter_endpoints: Vec<AdapterEndpoint>,
 }
 
 impl RouteTable {
@@ -134,7 +167,119 @@ impl RouteTable {
                 }
             }
         }
+        table.mount_adapters(plugins, &mut conflicts);
         (table, conflicts)
+    }
+
+    /// Mounts every format adapter's endpoint under the prefix (first path
+    /// segment) of each provider endpoint in the adapter's target format,
+    /// after every other route (which win). Adapters are taken by priority,
+    /// lower first, so of two declaring the same path the lower wins and the
+    /// other is a conflict.
+    fn mount_adapters(&mut self, plugins: &[Arc<ActivePlugin>], conflicts: &mut Vec<Conflict>) {
+        let mut adapters: Vec<_> = plugins
+            .iter()
+            .flat_map(|plugin| {
+                plugin
+                    .manifest
+                    .format_adapters
+                    .iter()
+                    .filter_map(move |spec| Some((plugin, spec, spec.endpoint.as_deref()?)))
+            })
+            .collect();
+        // Stable: equal priorities keep initialisation order.
+        adapters.sort_by_key(|(_, spec, _)| spec.priority);
+        for (adapter, spec, endpoint) in adapters {
+            let name = &adapter.manifest.name;
+            let endpoint = if endpoint.starts_with('/') {
+                endpoint.to_owned()
+            } else {
+                format!("/{endpoint}")
+            };
+            let to: Format = match spec.to.parse() {
+                Ok(to) => to,
+                Err(_) => {
+                    let reason = format!(
+                        "format adapter {} -> {} refused: {} is not a core format (anthropic.messages, openai.chat_completions, openai.responses)",
+                        spec.from, spec.to, spec.to
+                    );
+                    tracing::warn!(plugin = %name, %endpoint, %reason, "format adapter not mounted");
+                    conflicts.push(Conflict {
+                        plugin: name.clone(),
+                        route: format!("POST {endpoint}"),
+                        reason,
+                    });
+                    continue;
+                }
+            };
+            let mut mounted = 0;
+            for provider in plugins {
+                let Some(provider_spec) = &provider.manifest.provider else {
+                    continue;
+                };
+                let mut prefixes = HashSet::new();
+                for provider_endpoint in &provider_spec.endpoints {
+                    if provider_endpoint.format.parse::<Format>().ok() != Some(to) {
+                        continue;
+                    }
+                    let Some(prefix) = first_segment(&provider_endpoint.path) else {
+                        continue;
+                    };
+                    if !prefixes.insert(prefix) {
+                        continue;
+                    }
+                    // A provider endpoint that cannot be mounted was reported already.
+                    let Ok(provider_route) = provider_route(
+                        &provider_spec.native_format,
+                        &provider_endpoint.format,
+                        &provider_endpoint.path,
+                    ) else {
+                        continue;
+                    };
+                    let path = format!("{prefix}{endpoint}");
+                    let target = Target::Adapted {
+                        adapter: adapter.clone(),
+                        provider: provider.clone(),
+                        route: Arc::new(super::adapted::AdaptedRoute {
+                            path: path.clone(),
+                            from: spec.from.clone(),
+                            to,
+                            provider_route,
+                        }),
+                    };
+                    match self.insert("POST", &path, target) {
+                        Ok(()) => {
+                            mounted += 1;
+                            tracing::debug!(plugin = %name, %path, provider = %provider.manifest.name, "format adapter endpoint mounted");
+                            self.adapter_endpoints.push(AdapterEndpoint {
+                                plugin: name.clone(),
+                                path,
+                                from: spec.from.clone(),
+                                to: to.id().to_owned(),
+                                provider: provider.manifest.name.clone(),
+                                provider_endpoint: provider_endpoint.path.clone(),
+                            });
+                        }
+                        Err(reason) => {
+                            tracing::warn!(plugin = %name, %path, %reason, "format adapter endpoint not mounted");
+                            conflicts.push(Conflict {
+                                plugin: name.clone(),
+                                route: format!("POST {path}"),
+                                reason,
+                            });
+                        }
+                    }
+                }
+            }
+            if mounted == 0 {
+                tracing::info!(plugin = %name, %endpoint, to = %to.id(), "no provider serves the format adapter's target format; its endpoint is not mounted");
+            }
+        }
+    }
+
+    /// The adapter endpoints mounted, in mounting order.
+    pub fn adapter_endpoints(&self) -> &[AdapterEndpoint] {
+        &self.adapter_endpoints
     }
 
     fn insert(&mut self, method: &str, pattern: &str, target: Target) -> Result<(), String> {
@@ -188,7 +333,18 @@ fn owner(target: &Target) -> String {
         Target::Plugin { plugin, .. } | Target::Provider { plugin, .. } => {
             format!("plugin {}", plugin.manifest.name)
         }
+        Target::Adapted { adapter, .. } => {
+            format!("plugin {} (format adapter)", adapter.manifest.name)
+        }
     }
+}
+
+/// `/claude` of `/claude/v1/chat/completions`; `None` for `/` or a path with
+/// one segment only (no prefix to mount under).
+fn first_segment(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix('/')?;
+    let end = rest.find('/')?;
+    (end > 0).then(|| &path[..end + 1])
 }
 
 fn provider_route(
@@ -231,5 +387,17 @@ mod tests {
             matches!(table.lookup("POST", "/health"), Lookup::MethodNotAllowed(m) if m == ["GET"])
         );
         assert!(matches!(table.lookup("GET", "/nope"), Lookup::NotFound));
+    }
+
+    #[test]
+    fn adapters_mount_under_the_first_segment_of_a_provider_endpoint() {
+        assert_eq!(
+            first_segment("/claude/v1/chat/completions"),
+            Some("/claude")
+        );
+        assert_eq!(first_segment("/codex/responses"), Some("/codex"));
+        assert_eq!(first_segment("/messages"), None);
+        assert_eq!(first_segment("//v1"), None);
+        assert_eq!(first_segment("relative/path"), None);
     }
 }
