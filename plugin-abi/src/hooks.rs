@@ -102,6 +102,12 @@ hook_events! {
     CustomEvent = "custom.event",
 }
 
+impl std::fmt::Display for HookEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl HookEvent {
     /// Whether hooks for this event run inline, in priority order, and may change
     /// its data. All other events are observed off the request path.

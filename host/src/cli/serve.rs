@@ -21,6 +21,7 @@ use crate::{
     services::Shared,
     telemetry,
 };
+use ccproxy_plugin_abi::HookEvent;
 
 /// Runs the server; returns when it has shut down.
 pub(super) fn run(loaded: Loaded) -> anyhow::Result<u8> {
@@ -71,9 +72,9 @@ async fn serve(loaded: Loaded, started: Instant) -> anyhow::Result<()> {
     shared.hooks.install(&registry.active);
 
     let hooks = &shared.hooks;
-    hooks.observe("app.startup", None, || json!({"phase": "startup"}));
+    hooks.observe(HookEvent::AppStartup, None, || json!({"phase": "startup"}));
     for plugin in &registry.active {
-        hooks.observe("plugin.loaded", None, || {
+        hooks.observe(HookEvent::PluginLoaded, None, || {
             json!({"plugin": plugin.manifest.name, "version": plugin.manifest.version, "file": plugin.file.display().to_string()})
         });
     }
@@ -82,7 +83,7 @@ async fn serve(loaded: Loaded, started: Instant) -> anyhow::Result<()> {
         .iter()
         .filter(|e| e.status != Status::Active)
     {
-        hooks.observe("plugin.error", None, || {
+        hooks.observe(HookEvent::PluginError, None, || {
             json!({"plugin": entry.display_name(), "status": entry.status.as_str(), "error": entry.reason, "file": entry.file.display().to_string()})
         });
     }
@@ -107,14 +108,22 @@ async fn serve(loaded: Loaded, started: Instant) -> anyhow::Result<()> {
         "listening on {}",
         server::describe(bound)
     );
-    hooks.observe("app.ready", None, || json!({"address": bound.to_string()}));
+    hooks.observe(
+        HookEvent::AppReady,
+        None,
+        || json!({"address": bound.to_string()}),
+    );
 
     server::serve(app, listener, shutdown, grace).await;
 
     let _ = stop_tasks.send(true);
     // A task run in progress finishes before its plugin is shut down.
     let _ = tokio::time::timeout(grace, futures_util::future::join_all(tasks)).await;
-    hooks.observe("app.shutdown", None, || json!({"phase": "shutdown"}));
+    hooks.observe(
+        HookEvent::AppShutdown,
+        None,
+        || json!({"phase": "shutdown"}),
+    );
     // Observers hear `app.shutdown` before the plugins behind them stop.
     hooks.drain(Duration::from_secs(2)).await;
     lifecycle::shutdown_all(&registry, &shared).await;

@@ -19,7 +19,6 @@
 //! plugin adding `cost_usd`) is what the later hooks of that event see.
 
 use std::{
-    borrow::Cow,
     collections::HashMap,
     sync::{
         Arc, OnceLock,
@@ -30,7 +29,7 @@ use std::{
 
 use bytes::Bytes;
 use ccproxy_plugin_abi::{
-    HookBody,
+    HookBody, HookEvent,
     protocol::{InputOf, ops},
 };
 use serde::Serialize;
@@ -82,7 +81,7 @@ const DATA_IN_BODY_SINCE: (u64, u64) = (1, 1);
 /// the request's task, and copied as is into every subscriber's call: no
 /// `Value` tree is built, cloned per subscriber, or freed on the hook task.
 struct Observed {
-    event: Cow<'static, str>,
+    event: HookEvent,
     request_id: Option<String>,
     data: Box<RawValue>,
     timestamp_ms: u64,
@@ -266,15 +265,15 @@ impl HookBus {
     }
 
     /// Whether any hook listens to `event`.
-    pub fn wants(&self, event: &str) -> bool {
-        !self.subscribers(event).is_empty()
+    pub fn wants(&self, event: &HookEvent) -> bool {
+        !self.subscribers(event.as_str()).is_empty()
     }
 
     /// Whether any hook on `event` asked for body `kind` with it.
-    pub fn wants_body(&self, event: &str, kind: HookBody) -> bool {
+    pub fn wants_body(&self, event: &HookEvent, kind: HookBody) -> bool {
         self.bodies_wanted
             .get()
-            .and_then(|map| map.get(event))
+            .and_then(|map| map.get(event.as_str()))
             .is_some_and(|mask| mask & body_bit(kind) != 0)
     }
 
@@ -283,11 +282,10 @@ impl HookBus {
     /// built when someone listens.
     pub fn observe<D: Serialize>(
         &self,
-        event: impl Into<Cow<'static, str>>,
+        event: HookEvent,
         request_id: Option<&str>,
         data: impl FnOnce() -> D,
     ) {
-        let event = event.into();
         if !self.wants(&event) {
             return;
         }
@@ -298,34 +296,34 @@ impl HookBus {
     /// subscriber of `event` asked for it) for the subscribers that asked.
     pub fn observe_with_body<D: Serialize>(
         &self,
-        event: &'static str,
+        event: HookEvent,
         request_id: Option<&str>,
         data: impl FnOnce() -> D,
         kind: HookBody,
         body: impl FnOnce() -> Bytes,
     ) {
-        if !self.wants(event) {
+        if !self.wants(&event) {
             return;
         }
-        let body = self.wants_body(event, kind).then(|| EventBody {
+        let body = self.wants_body(&event, kind).then(|| EventBody {
             kind: body_bit(kind),
             bytes: body(),
             only_for_askers: false,
         });
-        self.queue_observed(event.into(), request_id, data(), body);
+        self.queue_observed(event, request_id, data(), body);
     }
 
     /// An event that exists only for the subscribers that asked for body
     /// `kind` (client-side stream chunks): queued only when one did.
     pub fn observe_for_body<D: Serialize>(
         &self,
-        event: &'static str,
+        event: HookEvent,
         request_id: Option<&str>,
         data: impl FnOnce() -> D,
         kind: HookBody,
         body: Bytes,
     ) {
-        if !self.wants_body(event, kind) {
+        if !self.wants_body(&event, kind) {
             return;
         }
         let body = EventBody {
@@ -333,12 +331,12 @@ impl HookBus {
             bytes: body,
             only_for_askers: true,
         };
-        self.queue_observed(event.into(), request_id, data(), Some(body));
+        self.queue_observed(event, request_id, data(), Some(body));
     }
 
     fn queue_observed<D: Serialize>(
         &self,
-        event: Cow<'static, str>,
+        event: HookEvent,
         request_id: Option<&str>,
         data: D,
         body: Option<EventBody>,
@@ -374,7 +372,7 @@ impl HookBus {
     }
 
     async fn deliver(&self, mut observed: Observed) {
-        for subscriber in self.subscribers(&observed.event) {
+        for subscriber in self.subscribers(observed.event.as_str()) {
             let body: &[u8] = match &observed.body {
                 Some(body) if subscriber.bodies & body.kind != 0 => &body.bytes,
                 Some(body) if body.only_for_askers => continue,
@@ -383,7 +381,7 @@ impl HookBus {
             let (input, body) = HookInputRef::encode(
                 &subscriber.hook,
                 subscriber.data_in_body,
-                &observed.event,
+                observed.event.as_str(),
                 observed.timestamp_ms,
                 observed.request_id.as_deref(),
                 &*observed.data,
@@ -419,13 +417,14 @@ impl HookBus {
     /// skipped: it cannot break the request.
     pub async fn mutate(
         &self,
-        event: &'static str,
+        event: HookEvent,
         request_id: Option<&str>,
         mut data: Value,
         mut body: Vec<u8>,
     ) -> (Value, Vec<u8>) {
         // The data's JSON, written again only after a hook changed the data.
         let mut text = serde_json::value::to_raw_value(&data).ok();
+        let event = event.as_str();
         for subscriber in self.subscribers(event) {
             let shown = match &text {
                 Some(text) => DataRef::Text(text),

@@ -7,6 +7,7 @@ use std::{
     time::Duration,
 };
 
+use ccproxy_plugin_abi::HookEvent;
 use ccproxy_plugin_abi::protocol::{InitializeInput, TaskInput, capability, ops};
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -219,7 +220,7 @@ pub async fn shutdown_all(registry: &Registry, shared: &Shared) {
         shared.release_plugin(name);
         shared
             .hooks
-            .observe("plugin.unloaded", None, || json!({"plugin": name}));
+            .observe(HookEvent::PluginUnloaded, None, || json!({"plugin": name}));
         shared.hooks.drain(Duration::from_secs(1)).await;
     }
 }

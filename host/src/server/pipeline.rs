@@ -16,6 +16,7 @@ use std::{net::SocketAddr, sync::Arc, time::Instant};
 
 use bytes::Bytes;
 use ccproxy_plugin_abi::HookBody;
+use ccproxy_plugin_abi::HookEvent;
 use ccproxy_plugin_abi::protocol::{
     MiddlewareRequestInput, MiddlewareResponseInput, RequestHead, ResponseHead, RouteInput, ops,
 };
@@ -57,7 +58,7 @@ pub async fn handle(
     let _guard = span.enter();
 
     let hooks = &app.shared.hooks;
-    hooks.observe("request.started", Some(&request_id), || {
+    hooks.observe(HookEvent::RequestStarted, Some(&request_id), || {
         json!({
             "request_id": request_id, "method": method, "path": path, "query": query,
             "http_version": http_version,
@@ -72,12 +73,12 @@ pub async fn handle(
         .unwrap_or_default()
         .to_owned();
     let completed_headers = hooks
-        .wants("request.completed")
+        .wants(&HookEvent::RequestCompleted)
         .then(|| MaskedHeaders::capture(request.headers()));
 
     // The client's body for the hooks that asked for it (plugin API 1.2).
-    let mut request_body = (hooks.wants_body("request.completed", HookBody::RequestBody)
-        || hooks.wants_body("request.failed", HookBody::RequestBody))
+    let mut request_body = (hooks.wants_body(&HookEvent::RequestCompleted, HookBody::RequestBody)
+        || hooks.wants_body(&HookEvent::RequestFailed, HookBody::RequestBody))
     .then(Bytes::new);
     let mut response = route(
         &app,
@@ -180,9 +181,9 @@ impl Completion {
             (!finished).then(|| "the client went away before the response ended".to_owned())
         });
         let event = if error.is_some() {
-            "request.failed"
+            HookEvent::RequestFailed
         } else {
-            "request.completed"
+            HookEvent::RequestCompleted
         };
         tracing::debug!(
             status = self.status,
@@ -592,7 +593,7 @@ async fn call_route(
             let (error_type, message) = match error.kind {
                 CallErrorKind::Panicked => {
                     app.shared.hooks.observe(
-                        "plugin.error",
+                        HookEvent::PluginError,
                         Some(&head.request_id),
                         || json!({"plugin": name, "error": error.message, "route": pattern}),
                     );

@@ -19,6 +19,7 @@ use std::{sync::Arc, time::Instant};
 
 use bytes::Bytes;
 use ccproxy_formats::{Format, convert, sse};
+use ccproxy_plugin_abi::HookEvent;
 use ccproxy_plugin_abi::{
     HookBody,
     protocol::{RequestHead, ops},
@@ -95,7 +96,7 @@ impl Answering<'_> {
             return;
         };
         self.app.shared.hooks.observe_with_body(
-            "provider.response.received",
+            HookEvent::ProviderResponseReceived,
             Some(self.request_id),
             || events::ResponseReceived {
                 duration_ms,
@@ -306,17 +307,19 @@ pub async fn handle(
 
     let hooks = &app.shared.hooks;
     let request_id = head.request_id;
-    hooks.observe("http.request", Some(request_id), || events::HttpRequest {
-        is_client_request: false,
-        is_provider_request: true,
-        method: &method,
-        provider: name,
-        request_id,
-        url: &url,
+    hooks.observe(HookEvent::HttpRequest, Some(request_id), || {
+        events::HttpRequest {
+            is_client_request: false,
+            is_provider_request: true,
+            method: &method,
+            provider: name,
+            request_id,
+            url: &url,
+        }
     });
     let upstream_body = Bytes::from(upstream_body);
     hooks.observe_with_body(
-        "provider.request.sent",
+        HookEvent::ProviderRequestSent,
         Some(request_id),
         || events::RequestSent {
             headers: events::MaskedPairs(&headers),
@@ -345,24 +348,26 @@ pub async fn handle(
                 UpstreamError::Unreachable { .. } => StatusCode::BAD_GATEWAY,
             };
             let message = format!("provider {name}: {error}");
-            hooks.observe("http.error", Some(request_id), || {
+            hooks.observe(HookEvent::HttpError, Some(request_id), || {
                 json!({"request_id": request_id, "provider": name, "method": method, "url": url, "error_type": "transport", "error_detail": message})
             });
-            hooks.observe("provider.error", Some(request_id), || {
+            hooks.observe(HookEvent::ProviderError, Some(request_id), || {
                 json!({"request_id": request_id, "provider": name, "url": url, "error": message, "phase": "connect"})
             });
             return format_error(client, status, &message);
         }
     };
     let duration_ms = started.elapsed().as_secs_f64() * 1e3;
-    hooks.observe("http.response", Some(request_id), || events::HttpResponse {
-        duration_ms,
-        is_provider_response: true,
-        method: &method,
-        provider: name,
-        request_id,
-        status_code: upstream.status,
-        url: &url,
+    hooks.observe(HookEvent::HttpResponse, Some(request_id), || {
+        events::HttpResponse {
+            duration_ms,
+            is_provider_response: true,
+            method: &method,
+            provider: name,
+            request_id,
+            status_code: upstream.status,
+            url: &url,
+        }
     });
     let upstream_is_sse = upstream_streams
         || upstream
@@ -374,25 +379,34 @@ pub async fn handle(
     // event, sent once the body has been read (`complete_response`,
     // `upstream_error`).
     let received_later = (!upstream_is_sse || upstream.status >= 400)
-        && hooks.wants_body("provider.response.received", HookBody::UpstreamResponseBody);
+        && hooks.wants_body(
+            &HookEvent::ProviderResponseReceived,
+            HookBody::UpstreamResponseBody,
+        );
     if !received_later {
-        hooks.observe("provider.response.received", Some(request_id), || {
-            events::ResponseReceived {
+        hooks.observe(
+            HookEvent::ProviderResponseReceived,
+            Some(request_id),
+            || events::ResponseReceived {
                 duration_ms,
                 method: &method,
                 provider: name,
                 request_id,
                 status_code: upstream.status,
                 url: &url,
-            }
-        });
+            },
+        );
     }
     let upstream_time = started.elapsed();
     let passed = passed_headers(&upstream.headers);
     let usage_slot = UsageSlot::default();
-    let wants_usage = ["request.completed", "request.failed", "provider.stream.end"]
-        .iter()
-        .any(|event| hooks.wants(event));
+    let wants_usage = [
+        HookEvent::RequestCompleted,
+        HookEvent::RequestFailed,
+        HookEvent::ProviderStreamEnd,
+    ]
+    .iter()
+    .any(|event| hooks.wants(event));
     let streaming = upstream.status < 400 && upstream_is_sse && stream;
     let answering = Answering {
         app,
@@ -578,8 +592,8 @@ async fn run_prepared_hooks(
     stream: bool,
     body: Vec<u8>,
 ) -> (String, String, Vec<(String, String)>, Vec<u8>) {
-    let event = "provider.request.prepared";
-    if !app.shared.hooks.wants(event) {
+    let event = HookEvent::ProviderRequestPrepared;
+    if !app.shared.hooks.wants(&event) {
         return (method, url, headers, body);
     }
     // Hooks see credentials masked, like every other event; a masked value
@@ -706,14 +720,14 @@ async fn upstream_error(answering: Answering<'_>, upstream: StreamingResponse) -
                 "provider {name}: the upstream answered {status} and then {}",
                 failure.describe()
             );
-            app.shared.hooks.observe("provider.error", Some(request_id), || {
+            app.shared.hooks.observe(HookEvent::ProviderError, Some(request_id), || {
                 json!({"request_id": request_id, "provider": name, "url": url, "status_code": status, "error": message, "phase": "response"})
             });
             return format_error(route.client, failure.status(), &message);
         }
     };
     let converted = convert::error(route.native, route.client, status, &body);
-    app.shared.hooks.observe("provider.error", Some(request_id), || {
+    app.shared.hooks.observe(HookEvent::ProviderError, Some(request_id), || {
         json!({"request_id": request_id, "provider": name, "url": url, "status_code": status, "error": String::from_utf8_lossy(&body[..body.len().min(2048)]), "phase": "response"})
     });
     json_response(
@@ -743,7 +757,7 @@ async fn complete_response(
         Ok(body) => body,
         Err(failure) => {
             let message = format!("provider {name}: {}", failure.describe());
-            app.shared.hooks.observe("provider.error", Some(request_id), || {
+            app.shared.hooks.observe(HookEvent::ProviderError, Some(request_id), || {
                 json!({"request_id": request_id, "provider": name, "url": url, "error": message, "phase": "body"})
             });
             return format_error(route.client, failure.status(), &message);
@@ -867,7 +881,7 @@ async fn accumulate_response(
         }
         Err((status, message)) => {
             let message = format!("provider {name}: {message}");
-            app.shared.hooks.observe("provider.error", Some(request_id), || {
+            app.shared.hooks.observe(HookEvent::ProviderError, Some(request_id), || {
                 json!({"request_id": request_id, "provider": name, "url": url, "error": message, "phase": "stream"})
             });
             format_error(route.client, status, &message)
@@ -934,7 +948,7 @@ fn stream_response(answering: Answering<'_>, upstream: StreamingResponse) -> Res
     };
     app.shared
         .hooks
-        .observe("provider.stream.start", Some(request_id), || {
+        .observe(HookEvent::ProviderStreamStart, Some(request_id), || {
             events::StreamStart {
                 provider: name,
                 request_id,
@@ -970,7 +984,7 @@ fn stream_response(answering: Answering<'_>, upstream: StreamingResponse) -> Res
             if !output.is_empty() {
                 let (request_id, chunk_number) = (&state.request_id, state.chunks);
                 state.hooks.observe_for_body(
-                    "provider.stream.chunk",
+                    HookEvent::ProviderStreamChunk,
                     Some(request_id),
                     || events::StreamChunk {
                         chunk_number,
@@ -1001,7 +1015,7 @@ impl StreamState {
         self.bytes += data.len() as u64;
         let (request_id, chunk_number, chunk_size) = (&self.request_id, self.chunks, data.len());
         self.hooks.observe_with_body(
-            "provider.stream.chunk",
+            HookEvent::ProviderStreamChunk,
             Some(request_id),
             || events::StreamChunk {
                 chunk_number,
@@ -1086,7 +1100,7 @@ impl StreamState {
             (&self.request_id, &self.provider, self.chunks, self.bytes);
         let model = self.model.as_deref();
         self.hooks
-            .observe("provider.stream.end", Some(request_id), || {
+            .observe(HookEvent::ProviderStreamEnd, Some(request_id), || {
                 events::StreamEnd {
                     model,
                     provider,
@@ -1112,7 +1126,7 @@ impl StreamState {
         self.record_usage();
         let message = &format!("provider {}: {message}", self.provider);
         let (request_id, provider) = (&self.request_id, &self.provider);
-        self.hooks.observe("provider.error", Some(request_id), || {
+        self.hooks.observe(HookEvent::ProviderError, Some(request_id), || {
             json!({"request_id": request_id, "provider": provider, "error": message, "phase": "stream"})
         });
         tracing::warn!(provider = %self.provider, "{message}");

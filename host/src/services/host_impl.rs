@@ -11,6 +11,7 @@ use abi_stable::{
     std_types::{RArc, RResult, RStr, RString},
 };
 use async_ffi::{FfiFuture, FutureExt as _};
+use ccproxy_plugin_abi::HookEvent;
 use ccproxy_plugin_abi::{
     API_VERSION,
     protocol::{EmitInput, Operation, ServiceInput, ops},
@@ -24,12 +25,12 @@ use super::{Shared, blocking, http};
 use crate::{plugins::handle::CallErrorKind, server::endpoints::plugins_status};
 
 /// The declared OAuth events an auth-provider plugin may emit.
-const OAUTH_EVENTS: &[&str] = &[
-    "oauth.token.request",
-    "oauth.token.response",
-    "oauth.refresh.request",
-    "oauth.refresh.response",
-    "oauth.error",
+const OAUTH_EVENTS: &[HookEvent] = &[
+    HookEvent::OAuthTokenRequest,
+    HookEvent::OAuthTokenResponse,
+    HookEvent::OAuthRefreshRequest,
+    HookEvent::OAuthRefreshResponse,
+    HookEvent::OAuthError,
 ];
 
 /// The handle plugin `plugin` receives. Holds the shared state weakly so that
@@ -298,9 +299,9 @@ impl PluginHost {
                     .plugins
                     .get(&*self.plugin)
                     .is_some_and(|p| p.manifest.oauth.is_some());
-                let allowed = emit.event == "custom.event"
-                    || emit.event.starts_with("custom.")
-                    || (is_auth_provider && OAUTH_EVENTS.contains(&emit.event.as_str()));
+                let event = HookEvent::from_name(&emit.event);
+                let is_custom = emit.event.starts_with("custom.");
+                let allowed = is_custom || (is_auth_provider && OAUTH_EVENTS.contains(&event));
                 if !allowed {
                     return Err(AbiError::new(
                         ErrorCode::Invalid,
@@ -310,21 +311,19 @@ impl PluginHost {
                         ),
                     ));
                 }
-                if !emit.event.starts_with("custom.") {
+                if !is_custom {
                     let data = serde_json::json!({"plugin": &*self.plugin, "data": emit.data});
-                    shared.hooks.observe(emit.event.clone(), None, move || data);
+                    shared.hooks.observe(event, None, move || data);
                     return Ok(Message::default());
                 }
                 // Delivered under its own name (`custom.x`) and, for hooks that
                 // follow every custom event, under `custom.event`.
                 let data = serde_json::json!({"plugin": &*self.plugin, "name": emit.event, "data": emit.data});
-                if emit.event != "custom.event" {
+                if event != HookEvent::CustomEvent {
                     let specific = data.clone();
-                    shared
-                        .hooks
-                        .observe(emit.event.clone(), None, move || specific);
+                    shared.hooks.observe(event, None, move || specific);
                 }
-                shared.hooks.observe("custom.event", None, move || data);
+                shared.hooks.observe(HookEvent::CustomEvent, None, move || data);
                 Ok(Message::default())
             }
             other => Err(AbiError::new(

@@ -16,6 +16,7 @@ use std::{
 };
 
 use bytes::Bytes;
+use ccproxy_plugin_abi::HookEvent;
 use ccproxy_plugin_abi::{
     protocol::{HttpRequestHead, HttpResponseHead, StreamChunk, StreamRef},
     raw::{AbiError, ErrorCode},
@@ -39,7 +40,7 @@ struct Observed<'a> {
 
 impl<'a> Observed<'a> {
     fn start(shared: &'a Shared, plugin: &'a str, head: &'a HttpRequestHead) -> Self {
-        shared.hooks.observe("http.request", None, || {
+        shared.hooks.observe(HookEvent::HttpRequest, None, || {
             json!({"plugin": plugin, "method": head.method, "url": head.url, "is_client_request": false, "is_provider_request": true})
         });
         Self {
@@ -57,7 +58,7 @@ impl<'a> Observed<'a> {
     /// Reports the answer's head; `body_size` when the body was read whole.
     fn answered(&self, status: u16, body_size: Option<usize>) {
         let (plugin, head, duration_ms) = (self.plugin, self.head, self.elapsed_ms());
-        self.shared.hooks.observe("http.response", None, || {
+        self.shared.hooks.observe(HookEvent::HttpResponse, None, || {
             let mut data = json!({"plugin": plugin, "method": head.method, "url": head.url, "status_code": status, "duration_ms": duration_ms, "is_provider_response": true});
             if let Some(size) = body_size {
                 data["body_size"] = json!(size);
@@ -70,7 +71,7 @@ impl<'a> Observed<'a> {
     fn failed(&self, error: UpstreamError) -> AbiError {
         let (plugin, head, duration_ms) = (self.plugin, self.head, self.elapsed_ms());
         let detail = error.to_string();
-        self.shared.hooks.observe("http.error", None, || {
+        self.shared.hooks.observe(HookEvent::HttpError, None, || {
             json!({"plugin": plugin, "method": head.method, "url": head.url, "error_type": "transport", "error_detail": detail, "duration_ms": duration_ms})
         });
         let code = match error {
