@@ -248,7 +248,8 @@ pub enum HookBody {
     UpstreamRequestBody,
     /// The upstream's complete (not streamed) answer, on
     /// `provider.response.received`, which is then sent when the body has
-    /// been read rather than when its head arrived.
+    /// been read rather than when its head arrived; the event's data then
+    /// carries the upstream's `headers` too (masked), streamed answers included.
     UpstreamResponseBody,
     /// Each chunk of a streamed upstream answer as it arrived, on
     /// `provider.stream.chunk` (data `side: "upstream"`).

@@ -36,7 +36,8 @@ pub mod op {
     pub const MIDDLEWARE_REQUEST: &str = <super::ops::MiddlewareRequest as super::Operation>::NAME;
     /// Adjust a response head on its way out:
     /// [`super::MiddlewareResponseInput`] → [`super::ResponseHead`].
-    pub const MIDDLEWARE_RESPONSE: &str = <super::ops::MiddlewareResponse as super::Operation>::NAME;
+    pub const MIDDLEWARE_RESPONSE: &str =
+        <super::ops::MiddlewareResponse as super::Operation>::NAME;
     /// Turn a client request on a provider endpoint into the upstream request:
     /// [`super::ProviderPrepareInput`] + body (already in the provider's native
     /// format) → [`super::ProviderPrepareOutput`] + upstream body.

@@ -69,6 +69,12 @@ impl Stream for BodyStream {
     }
 }
 
+/// A stream of the items of `iter`, for a [`BodyStream`] made of pieces known
+/// up front or computed one by one (`BodyStream::new(stream::iter(...))`).
+pub fn iter<I: IntoIterator>(iter: I) -> futures_util::stream::Iter<I::IntoIter> {
+    futures_util::stream::iter(iter)
+}
+
 /// The writing end of [`BodyStream::channel`]. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct BodySender {

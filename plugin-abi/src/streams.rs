@@ -50,6 +50,8 @@ impl Streams {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Option<BodyStream>>> {
-        self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.slots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

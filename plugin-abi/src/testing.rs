@@ -230,6 +230,9 @@ impl MockHost {
                     capability::PROCESS,
                     capability::PLUGINS_STATUS,
                     capability::FORMAT_ADAPTERS,
+                    capability::STREAM_ROUTES,
+                    capability::HOOK_BODIES,
+                    capability::PUBLIC_ROUTES,
                 ]
                 .map(str::to_owned)
                 .to_vec(),
@@ -813,7 +816,79 @@ impl TestPlugin {
     /// assert_eq!(plugin.route(request("GET", "/items/42")).unwrap().body, b"42");
     /// assert_eq!(plugin.route(request("GET", "/nowhere")).unwrap_err().kind(), ErrorKind::NotFound);
     /// ```
-    pub fn route(&self, mut req: Request) -> Result<Response, PluginError> {
+    pub fn route(&self, req: Request) -> Result<Response, PluginError> {
+        let (mut response, stream) = self.route_head(req)?;
+        if let Some(stream) = stream {
+            for piece in self.stream_pieces(stream, usize::MAX)? {
+                response.body.extend_from_slice(&piece);
+            }
+        }
+        Ok(response)
+    }
+
+    /// Sends `req` to a route that may stream (plugin API 1.2
+    /// [`StreamResponse`](crate::StreamResponse)) and reads at most
+    /// `max_pieces` pieces of its body, one per pull as the host would; a
+    /// stream not finished by then is cancelled, as when a client leaves. A
+    /// complete answer is one piece. [`TestPlugin::route`] reads a whole
+    /// stream into one body instead.
+    ///
+    /// ```
+    /// # use ccproxy_plugin_abi::prelude::*;
+    /// use ccproxy_plugin_abi::testing::{MockHost, request};
+    /// # struct Count;
+    /// # impl Plugin for Count {
+    /// #     type Config = ();
+    /// #     fn manifest() -> Manifest { Manifest::new("count", "1.0.0").route("/count", [Route::get("/")]) }
+    /// #     async fn init(_ctx: Context, _config: ()) -> Result<Self, PluginError> { Ok(Count) }
+    /// #     async fn on_route_response(&self, _req: Request) -> Result<RouteResponse, PluginError> {
+    /// #         let pieces = (1..).map(|n: u32| Ok(format!("data: {n}\n\n").into_bytes()));
+    /// #         Ok(StreamResponse::sse(BodyStream::new(ccproxy_plugin_abi::stream::iter(pieces))).into())
+    /// #     }
+    /// # }
+    /// let plugin = MockHost::new().start::<Count>().unwrap();
+    /// let (response, pieces) = plugin.route_stream(request("GET", "/count/"), 2).unwrap();
+    /// assert_eq!(response.headers.get("content-type"), Some("text/event-stream"));
+    /// assert_eq!(pieces, [b"data: 1\n\n".to_vec(), b"data: 2\n\n".to_vec()]);
+    /// ```
+    pub fn route_stream(
+        &self,
+        req: Request,
+        max_pieces: usize,
+    ) -> Result<(Response, Vec<Vec<u8>>), PluginError> {
+        let (mut response, stream) = self.route_head(req)?;
+        let pieces = match stream {
+            Some(stream) => self.stream_pieces(stream, max_pieces)?,
+            None => vec![std::mem::take(&mut response.body)],
+        };
+        Ok((response, pieces))
+    }
+
+    /// Up to `max` pieces of route stream `stream`; cancels it when it did not end.
+    fn stream_pieces(&self, stream: u64, max: usize) -> Result<Vec<Vec<u8>>, PluginError> {
+        let stream = protocol::StreamRef { stream };
+        let mut pieces = Vec::new();
+        while pieces.len() < max {
+            let (chunk, piece) = self.call::<_, protocol::StreamChunk>(
+                <ops::RouteStreamNext as Operation>::NAME,
+                &stream,
+                Vec::new(),
+            )?;
+            if chunk.end {
+                return Ok(pieces);
+            }
+            pieces.push(piece);
+        }
+        self.call::<_, Value>(
+            <ops::RouteStreamCancel as Operation>::NAME,
+            &stream,
+            Vec::new(),
+        )?;
+        Ok(pieces)
+    }
+
+    /// The route's answer head (and its whole body, or the id of its stream).
+    fn route_head(&self, mut req: Request) -> Result<(Response, Option<u64>), PluginError> {
         if req.route.is_empty() {
             let (route, params) = self.match_route(&req.method, &req.path).ok_or_else(|| {
                 PluginError::not_found(format!(
@@ -839,11 +914,12 @@ impl TestPlugin {
             params: req.params,
         };
         let (head, body) = self.call::<_, protocol::ResponseHead>(op::ROUTE, &input, req.body)?;
-        Ok(Response {
+        let response = Response {
             status: head.status,
             headers: Headers(head.headers),
             body,
-        })
+        };
+        Ok((response, head.stream))
     }
 
     fn match_route(&self, method: &str, path: &str) -> Option<(String, Vec<(String, String)>)> {

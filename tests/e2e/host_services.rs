@@ -271,7 +271,7 @@ fn the_plugins_status_and_the_capabilities() {
             "stream_routes": true,
             "hook_bodies": true,
             "public_routes": true,
-            "format_adapters": false,
+            "format_adapters": true,
         })
     );
 }

@@ -143,7 +143,43 @@ export_plugin!(SseTicker);
 
 #[cfg(test)]
 mod tests {
+    use ccproxy_plugin_abi::testing::{MockHost, request};
+
     use super::*;
+
+    #[test]
+    fn a_finite_stream_sends_each_tick_as_one_piece() {
+        let plugin = MockHost::new().start::<SseTicker>().unwrap();
+        let (response, pieces) = plugin
+            .route_stream(request("GET", "/ticker/events?count=3&interval_ms=0"), 10)
+            .unwrap();
+        assert_eq!(response.status, 200);
+        assert_eq!(
+            response.headers.get("content-type"),
+            Some("text/event-stream")
+        );
+        assert_eq!(pieces.len(), 3, "{pieces:?}");
+        assert!(String::from_utf8_lossy(&pieces[2]).contains("\"n\":3"));
+        let stats = plugin.route(request("GET", "/ticker/stats")).unwrap();
+        let stats: Value = ccproxy_plugin_abi::serde_json::from_slice(&stats.body).unwrap();
+        assert_eq!(stats["finished"], 1, "{stats}");
+    }
+
+    #[test]
+    fn an_endless_stream_ends_when_its_reader_leaves() {
+        let plugin = MockHost::new().start::<SseTicker>().unwrap();
+        let (_, pieces) = plugin
+            .route_stream(request("GET", "/ticker/events?count=0&interval_ms=0"), 2)
+            .unwrap();
+        assert_eq!(pieces.len(), 2);
+        let stats = plugin.route(request("GET", "/ticker/stats")).unwrap();
+        let stats: Value = ccproxy_plugin_abi::serde_json::from_slice(&stats.body).unwrap();
+        assert_eq!(
+            (stats["cancelled"].as_u64(), stats["open"].as_u64()),
+            (Some(1), Some(0)),
+            "{stats}"
+        );
+    }
 
     #[test]
     fn query_numbers_are_read_by_name() {

@@ -84,22 +84,25 @@ struct Answering<'a> {
     /// Where the usage goes; `None` when no hook listens for it.
     usage: Option<UsageSlot>,
     /// Set when `provider.response.received` waits for the complete body (a
-    /// hook asked for it): the head's arrival, in ms after sending.
-    received_later_ms: Option<f64>,
+    /// hook asked for it): the head's arrival, in ms after sending, and the
+    /// upstream's headers.
+    received_later: Option<(f64, http::HeaderMap)>,
 }
 
 impl Answering<'_> {
     /// `provider.response.received` with the complete body, when it waited
-    /// for it (see `received_later_ms`).
+    /// for it (see `received_later`).
     fn received(&self, status: u16, body: &Result<Bytes, BodyFailure>) {
-        let Some(duration_ms) = self.received_later_ms else {
+        let Some((duration_ms, headers)) = &self.received_later else {
             return;
         };
+        let duration_ms = *duration_ms;
         self.app.shared.hooks.observe_with_body(
             HookEvent::ProviderResponseReceived,
             Some(self.request_id),
             || events::ResponseReceived {
                 duration_ms,
+                headers: Some(events::MaskedHeaderMap(headers)),
                 method: self.method,
                 provider: self.name,
                 request_id: self.request_id,
@@ -217,7 +220,9 @@ impl Serialize for ClientHeaders<'_> {
     }
 }
 
-/// Handles a request on provider endpoint `route` of `plugin`.
+/// Handles a request on provider endpoint `route` of `plugin`. Every answer,
+/// failures included, names the provider (and the model, once the body was
+/// read) for `request.completed` and `request.failed`.
 pub async fn handle(
     app: &App,
     plugin: &Arc<ActivePlugin>,
@@ -225,17 +230,37 @@ pub async fn handle(
     head: &ClientRequest<'_>,
     body: Bytes,
 ) -> Response<Body> {
-    let client = route.client;
-    let peek: Peek = match serde_json::from_slice(&body) {
-        Ok(peek) => peek,
-        Err(error) => {
-            return format_error(
-                client,
-                StatusCode::BAD_REQUEST,
-                &format!("request body is not valid JSON: {error}"),
-            );
-        }
+    let peek: Result<Peek, _> = serde_json::from_slice(&body);
+    let model = peek.as_ref().ok().and_then(|peek| peek.model.clone());
+    let mut response = match peek {
+        Ok(peek) => answer(app, plugin, route, head, body, peek).await,
+        Err(error) => format_error(
+            route.client,
+            StatusCode::BAD_REQUEST,
+            &format!("request body is not valid JSON: {error}"),
+        ),
     };
+    if response.extensions().get::<ProviderAnswer>().is_none() {
+        response.extensions_mut().insert(ProviderAnswer {
+            provider: plugin.manifest.name.clone(),
+            model,
+            streaming: false,
+            usage: UsageSlot::default(),
+        });
+    }
+    response
+}
+
+/// The provider path once the body's `stream` and `model` are known.
+async fn answer(
+    app: &App,
+    plugin: &Arc<ActivePlugin>,
+    route: &ProviderRoute,
+    head: &ClientRequest<'_>,
+    body: Bytes,
+    peek: Peek,
+) -> Response<Body> {
+    let client = route.client;
     let stream = peek.stream.unwrap_or(false) || head.accepts_event_stream();
 
     if app.shared.config.server.bypass_mode {
@@ -378,17 +403,20 @@ pub async fn handle(
     // A complete answer's body reaches the hooks that asked for it with this
     // event, sent once the body has been read (`complete_response`,
     // `upstream_error`).
-    let received_later = (!upstream_is_sse || upstream.status >= 400)
-        && hooks.wants_body(
-            &HookEvent::ProviderResponseReceived,
-            HookBody::UpstreamResponseBody,
-        );
+    // The upstream's headers come with the body: only for the hooks that
+    // asked for it, so the others do not pay for writing them.
+    let with_body = hooks.wants_body(
+        &HookEvent::ProviderResponseReceived,
+        HookBody::UpstreamResponseBody,
+    );
+    let received_later = (!upstream_is_sse || upstream.status >= 400) && with_body;
     if !received_later {
         hooks.observe(
             HookEvent::ProviderResponseReceived,
             Some(request_id),
             || events::ResponseReceived {
                 duration_ms,
+                headers: with_body.then_some(events::MaskedHeaderMap(&upstream.headers)),
                 method: &method,
                 provider: name,
                 request_id,
@@ -419,7 +447,7 @@ pub async fn handle(
         alias,
         read_timeout: timeout.unwrap_or_else(|| app.shared.upstream.read_timeout()),
         usage: wants_usage.then(|| usage_slot.clone()),
-        received_later_ms: received_later.then_some(duration_ms),
+        received_later: received_later.then(|| (duration_ms, upstream.headers.clone())),
     };
     let mut response = if upstream.status >= 400 {
         upstream_error(answering, upstream).await
@@ -494,6 +522,20 @@ mod events {
 
     use crate::telemetry::redact_header;
 
+    /// A header map written as `[name, value]` lists with secrets masked.
+    pub(super) struct MaskedHeaderMap<'a>(pub(super) &'a http::HeaderMap);
+
+    impl Serialize for MaskedHeaderMap<'_> {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+            for (name, value) in self.0 {
+                let value = String::from_utf8_lossy(value.as_bytes());
+                seq.serialize_element(&(name.as_str(), redact_header(name.as_str(), &value)))?;
+            }
+            seq.end()
+        }
+    }
+
     /// Header pairs written as `[name, value]` lists with secrets masked.
     pub(super) struct MaskedPairs<'a>(pub(super) &'a [(String, String)]);
 
@@ -542,6 +584,10 @@ mod events {
     #[derive(Serialize)]
     pub(super) struct ResponseReceived<'a> {
         pub(super) duration_ms: f64,
+        /// The upstream's headers, masked; only when a hook asked for the
+        /// answer's body (`HookBody::UpstreamResponseBody`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub(super) headers: Option<MaskedHeaderMap<'a>>,
         pub(super) method: &'a str,
         pub(super) provider: &'a str,
         pub(super) request_id: &'a str,
@@ -1351,6 +1397,7 @@ mod tests {
             same_json(
                 events::ResponseReceived {
                     duration_ms,
+                    headers: None,
                     method,
                     provider: name,
                     request_id,
