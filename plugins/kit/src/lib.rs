@@ -13,6 +13,7 @@
 //! | [`oauth`] | an OAuth auth provider's service: arguments, dispatch, the token endpoint and its errors |
 //! | [`mask`] | secrets that never print, and the masked form shown in a status |
 //! | [`json`] | a request body as a JSON object, or an error saying what it is instead |
+//! | [`model_id`] | model ids without provider prefix and date suffix, and a table that finds a model by them |
 //! | [`private_files`] | a folder under `$XDG_STATE_HOME/ccproxy` only this user can change, files opened 0600 without following symlinks, pruned oldest first |
 //! | [`redact`] | secrets taken out of headers and JSON bodies before they are written down |
 //!
@@ -25,6 +26,7 @@ pub mod json;
 #[cfg(feature = "mapping")]
 pub mod mapping;
 pub mod mask;
+pub mod model_id;
 pub mod oauth;
 pub mod private_files;
 pub mod redact;

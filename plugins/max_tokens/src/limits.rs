@@ -2,12 +2,8 @@
 //! flat format: `{model: {max_output_tokens, max_input_tokens}}`, keys
 //! starting with `_` are metadata), and model lookup.
 
-use std::collections::BTreeMap;
-
 use ccproxy_plugin_abi::{PluginError, Value, serde_json};
-
-/// Providers whose prefix (`anthropic/claude-…`) a model id may carry.
-const PROVIDER_PREFIXES: [&str; 2] = ["anthropic/", "openai/"];
+use ccproxy_plugin_kit::model_id::ModelTable;
 
 /// One model's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,7 +15,7 @@ pub(crate) struct ModelLimits {
 /// Limits by model id.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct LimitTable {
-    models: BTreeMap<String, ModelLimits>,
+    models: ModelTable<ModelLimits>,
 }
 
 impl LimitTable {
@@ -56,60 +52,10 @@ impl LimitTable {
         self.models.len()
     }
 
-    /// The limits of `model`: its exact id; else the id without provider
-    /// prefix and date suffix, or a table id that is the same without its
-    /// own date; else the longest table id (without its date) that `model`
-    /// extends at a `-` (`claude-sonnet-4-5` is `claude-sonnet-4`).
+    /// The limits of `model`, found as [`ModelTable::find`] says.
     pub(crate) fn find(&self, model: &str) -> Option<ModelLimits> {
-        if let Some(limits) = self.models.get(model) {
-            return Some(*limits);
-        }
-        let base = base_name(model);
-        if let Some(limits) = self.models.get(base) {
-            return Some(*limits);
-        }
-        self.models
-            .iter()
-            .filter_map(|(known, limits)| {
-                let known = base_name(known);
-                let matches = base == known
-                    || base
-                        .strip_prefix(known)
-                        .is_some_and(|rest| rest.starts_with('-'));
-                matches.then_some((known.len(), *limits))
-            })
-            .max_by_key(|(length, _)| *length)
-            .map(|(_, limits)| limits)
+        self.models.find(model).map(|(_, limits)| *limits)
     }
-}
-
-/// `model` without a provider prefix (`anthropic/`, `openai/`) and a date
-/// suffix (`-20250929`, `-2025-08-07`).
-pub(crate) fn base_name(model: &str) -> &str {
-    let model = PROVIDER_PREFIXES
-        .iter()
-        .find_map(|prefix| model.strip_prefix(prefix))
-        .unwrap_or(model);
-    let digits = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
-    if let Some((head, tail)) = model.rsplit_once('-')
-        && tail.len() == 8
-        && digits(tail)
-    {
-        return head;
-    }
-    if model.len() > 11 && model.is_char_boundary(model.len() - 11) {
-        let (head, tail) = model.split_at(model.len() - 11);
-        let parts: Vec<&str> = tail.split('-').collect();
-        if let ["", year, month, day] = parts.as_slice()
-            && year.len() == 4
-            && month.len() == 2
-            && day.len() == 2
-            && [year, month, day].iter().all(|part| digits(part))
-        {
-            return head;
-        }
-    }
-    model
 }
 
 #[cfg(test)]

@@ -2,13 +2,11 @@
 //! (one object per model id, prices in USD per token), model lookup, and the
 //! cost of one answer's token usage.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use ccproxy_plugin_abi::{PluginError, Value, serde_json};
+use ccproxy_plugin_kit::model_id::ModelTable;
 use serde::{Deserialize, Serialize};
-
-/// Providers whose prefix (`anthropic/claude-…`) a model id may carry.
-const PROVIDER_PREFIXES: [&str; 2] = ["anthropic/", "openai/"];
 
 /// Input tokens above which an entry's `*_above_200k_tokens` prices apply
 /// (Anthropic's long-context pricing).
@@ -175,19 +173,16 @@ pub(crate) fn parse(text: &str, filter: ProviderFilter) -> Result<Entries, Plugi
 }
 
 /// The table the plugin answers from: the bundled entries with each
-/// refreshed source's merged over them, and an index for lookups.
+/// refreshed source's merged over them.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Table {
-    entries: Entries,
-    /// Model ids without provider prefix and date suffix, to the id they
-    /// came from (the undated id when the table has both).
-    by_base_name: HashMap<String, String>,
+    entries: ModelTable<Entry>,
 }
 
 impl Table {
     /// `layers` merged in order, later ones winning.
     pub(crate) fn merged<'a>(layers: impl IntoIterator<Item = &'a Entries>) -> Self {
-        let mut entries = Entries::new();
+        let mut entries = ModelTable::new();
         for layer in layers {
             entries.extend(
                 layer
@@ -195,20 +190,7 @@ impl Table {
                     .map(|(model, entry)| (model.clone(), entry.clone())),
             );
         }
-        let mut by_base_name: HashMap<String, String> = HashMap::new();
-        for model in entries.keys() {
-            let base = base_name(model);
-            let better = by_base_name
-                .get(base)
-                .is_none_or(|current| model.len() < current.len());
-            if better {
-                by_base_name.insert(base.to_owned(), model.clone());
-            }
-        }
-        Self {
-            entries,
-            by_base_name,
-        }
+        Self { entries }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -216,37 +198,13 @@ impl Table {
     }
 
     pub(crate) fn models(&self) -> impl Iterator<Item = &str> {
-        self.entries.keys().map(String::as_str)
+        self.entries.ids()
     }
 
-    /// The entry for `model`: its exact id; else the id without provider
-    /// prefix and date suffix, or a table id that is the same without its
-    /// own; else the longest table id that `model` extends at a `-`
-    /// (`claude-sonnet-4-5-foo` is `claude-sonnet-4-5`, `gpt-5.3` is not
-    /// `gpt-5`). Returns the matched id too.
+    /// The entry for `model` and the id it was matched as, found as
+    /// [`ModelTable::find`] says.
     pub(crate) fn find(&self, model: &str) -> Option<(&str, &Entry)> {
-        if let Some((id, entry)) = self.entries.get_key_value(model) {
-            return Some((id, entry));
-        }
-        let base = base_name(model);
-        let by_base = self
-            .entries
-            .get_key_value(base)
-            .or_else(|| self.entries.get_key_value(self.by_base_name.get(base)?));
-        if let Some((id, entry)) = by_base {
-            return Some((id, entry));
-        }
-        let (_, id) = self
-            .by_base_name
-            .iter()
-            .filter(|(known, _)| {
-                base.strip_prefix(known.as_str())
-                    .is_some_and(|rest| rest.starts_with('-'))
-            })
-            .max_by_key(|(known, _)| known.len())?;
-        self.entries
-            .get_key_value(id.as_str())
-            .map(|(id, entry)| (id.as_str(), entry))
+        self.entries.find(model)
     }
 
     /// The cost of `usage` on `model`, or a not-found error naming it.
@@ -266,54 +224,9 @@ impl Table {
     }
 }
 
-/// `model` without a provider prefix (`anthropic/`, `openai/`) and a date
-/// suffix (`-20250929`, `-2025-08-07`).
-pub(crate) fn base_name(model: &str) -> &str {
-    let model = PROVIDER_PREFIXES
-        .iter()
-        .find_map(|prefix| model.strip_prefix(prefix))
-        .unwrap_or(model);
-    let digits = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
-    // `-YYYYMMDD`
-    if let Some((head, tail)) = model.rsplit_once('-')
-        && tail.len() == 8
-        && digits(tail)
-    {
-        return head;
-    }
-    // `-YYYY-MM-DD`
-    if model.len() > 11 && model.is_char_boundary(model.len() - 11) {
-        let (head, tail) = model.split_at(model.len() - 11);
-        let parts: Vec<&str> = tail.split('-').collect();
-        if let ["", year, month, day] = parts.as_slice()
-            && year.len() == 4
-            && month.len() == 2
-            && day.len() == 2
-            && [year, month, day].iter().all(|part| digits(part))
-        {
-            return head;
-        }
-    }
-    model
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base_names_lose_prefix_and_date() {
-        for (model, base) in [
-            ("claude-sonnet-4-5-20250929", "claude-sonnet-4-5"),
-            ("anthropic/claude-haiku-4-5-20251001", "claude-haiku-4-5"),
-            ("openai/gpt-4o-2024-08-06", "gpt-4o"),
-            ("gpt-5.1-codex-max", "gpt-5.1-codex-max"),
-            ("o3", "o3"),
-            ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"),
-        ] {
-            assert_eq!(base_name(model), base, "{model}");
-        }
-    }
 
     #[test]
     fn a_table_without_token_prices_is_refused() {
