@@ -9,39 +9,13 @@
 use std::borrow::Cow;
 
 use ccproxy_plugin_abi::{Value, serde_json, serde_json::value::RawValue};
+use ccproxy_plugin_kit::json::{ObjectWriter, RawObject};
 use memchr::memmem;
-use serde::{
-    Deserialize, Deserializer,
-    de::{MapAccess, Visitor},
-};
 
 use crate::shaping::{self, Body};
 
 /// The top-level keys kept as the client's bytes.
 const KEPT_AS_IS: [&str; 2] = ["messages", "tools"];
-
-/// A top-level JSON object, its values unparsed, in the client's key order.
-struct TopLevel<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
-
-impl<'de> Deserialize<'de> for TopLevel<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Entries;
-        impl<'de> Visitor<'de> for Entries {
-            type Value = TopLevel<'de>;
-            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
-                formatter.write_str("a JSON object")
-            }
-            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<TopLevel<'de>, M::Error> {
-                let mut entries = Vec::new();
-                while let Some(entry) = map.next_entry::<Cow<'de, str>, &'de RawValue>()? {
-                    entries.push(entry);
-                }
-                Ok(TopLevel(entries))
-            }
-        }
-        deserializer.deserialize_map(Entries)
-    }
-}
 
 /// A body split for lean shaping: the small keys parsed, the arrays kept.
 pub(crate) struct Split<'a> {
@@ -58,10 +32,9 @@ impl<'a> Split<'a> {
         if has_underscore_string(body) {
             return None;
         }
-        let TopLevel(entries) = serde_json::from_slice(body).ok()?;
         let mut small = Body::new();
         let mut kept = Vec::new();
-        for (key, raw) in entries {
+        for (key, raw) in RawObject::parse(body).ok()?.into_entries() {
             if KEPT_AS_IS.contains(&key.as_ref()) {
                 if kept.iter().any(|(k, _): &(Cow<str>, _)| k == &key) {
                     return None;
@@ -91,29 +64,14 @@ impl<'a> Split<'a> {
     /// arrays as they came.
     pub(crate) fn into_bytes(self) -> Result<Vec<u8>, serde_json::Error> {
         let kept_len: usize = self.kept.iter().map(|(_, raw)| raw.get().len() + 16).sum();
-        let mut out = Vec::with_capacity(kept_len + 1024);
-        out.push(b'{');
-        let mut first = true;
+        let mut out = ObjectWriter::with_capacity(kept_len + 1024);
         for (key, value) in &self.small {
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            serde_json::to_writer(&mut out, key)?;
-            out.push(b':');
-            serde_json::to_writer(&mut out, value)?;
+            out.value(key, value)?;
         }
         for (key, raw) in &self.kept {
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            serde_json::to_writer(&mut out, key.as_ref())?;
-            out.push(b':');
-            out.extend_from_slice(raw.get().as_bytes());
+            out.raw(key, raw.get());
         }
-        out.push(b'}');
-        Ok(out)
+        Ok(out.finish())
     }
 }
 

@@ -1,8 +1,16 @@
-//! Request bodies as JSON objects.
+//! Request bodies as JSON objects: parsed whole, or only at the top level
+//! with every value kept as the client's bytes and written back around the
+//! keys a plugin changes.
+
+use std::borrow::Cow;
 
 use ccproxy_plugin_abi::{
     PluginError, Value,
-    serde_json::{self, Map},
+    serde_json::{self, Map, value::RawValue},
+};
+use serde::{
+    Deserialize, Deserializer, Serialize,
+    de::{MapAccess, Visitor},
 };
 
 /// `body` parsed as a JSON object, the shape every provider request has; an
@@ -31,6 +39,110 @@ pub fn kind(value: &Value) -> &'static str {
     }
 }
 
+/// A JSON object's top-level entries in the order written, each value
+/// unparsed (its bytes as they came); a repeated key is kept each time.
+#[derive(Debug)]
+pub struct RawObject<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'a> RawObject<'a> {
+    /// The top level of `json`, or serde_json's error when it is not an
+    /// object.
+    pub fn parse(json: &'a [u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(json)
+    }
+
+    /// The value of `key`; the last one when it is repeated (as a whole
+    /// parse keeps it).
+    pub fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(name, _)| name == key)
+            .map(|(_, raw)| *raw)
+    }
+
+    /// The entries, in the order written.
+    pub fn entries(&self) -> &[(Cow<'a, str>, &'a RawValue)] {
+        &self.0
+    }
+
+    /// The entries, in the order written.
+    pub fn into_entries(self) -> Vec<(Cow<'a, str>, &'a RawValue)> {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for RawObject<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> Visitor<'de> for Entries {
+            type Value = RawObject<'de>;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<RawObject<'de>, M::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry::<Cow<'de, str>, &'de RawValue>()? {
+                    entries.push(entry);
+                }
+                Ok(RawObject(entries))
+            }
+        }
+        deserializer.deserialize_map(Entries)
+    }
+}
+
+/// A JSON object written one entry at a time, so values a plugin leaves
+/// alone ([`RawObject`]'s) go out as the client's bytes.
+#[derive(Debug)]
+pub struct ObjectWriter {
+    out: Vec<u8>,
+    empty: bool,
+}
+
+impl ObjectWriter {
+    /// An empty object, with room for `capacity` bytes.
+    pub fn with_capacity(capacity: usize) -> Self {
+        let mut out = Vec::with_capacity(capacity);
+        out.push(b'{');
+        Self { out, empty: true }
+    }
+
+    fn key(&mut self, key: &str) {
+        if !self.empty {
+            self.out.push(b',');
+        }
+        self.empty = false;
+        // Internal: a string written into a `Vec` cannot fail.
+        let _ = serde_json::to_writer(&mut self.out, key);
+        self.out.push(b':');
+    }
+
+    /// Adds `key` with `json`, JSON text (a [`RawValue`]'s, a number's)
+    /// written as it is.
+    pub fn raw(&mut self, key: &str, json: &str) {
+        self.key(key);
+        self.out.extend_from_slice(json.as_bytes());
+    }
+
+    /// Adds `key` with `value` serialised; serde_json's error for a value it
+    /// cannot write (a map with keys that are not strings).
+    pub fn value<T: Serialize + ?Sized>(
+        &mut self,
+        key: &str,
+        value: &T,
+    ) -> Result<(), serde_json::Error> {
+        self.key(key);
+        serde_json::to_writer(&mut self.out, value)
+    }
+
+    /// The object's bytes.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.out.push(b'}');
+        self.out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use ccproxy_plugin_abi::{ErrorKind, json};
@@ -56,5 +168,39 @@ mod tests {
         }
         let error = request_object(b"{").unwrap_err();
         assert!(error.message().starts_with("invalid JSON: "), "{error}");
+    }
+
+    #[test]
+    fn a_raw_object_keeps_order_repeats_and_bytes() {
+        let body = br#"{ "b" : [1,  2], "a\u0041":"\u00e9", "b": {"x" :1} }"#;
+        let object = RawObject::parse(body).unwrap();
+        let keys: Vec<&str> = object.entries().iter().map(|(k, _)| k.as_ref()).collect();
+        assert_eq!(keys, ["b", "aA", "b"]);
+        assert_eq!(object.get("b").unwrap().get(), r#"{"x" :1}"#);
+        assert_eq!(object.get("aA").unwrap().get(), r#""\u00e9""#);
+        assert!(object.get("c").is_none());
+        assert_eq!(object.into_entries()[0].1.get(), "[1,  2]");
+        for not_an_object in [&b"[1]"[..], b"1", b"{", b""] {
+            assert!(RawObject::parse(not_an_object).is_err());
+        }
+    }
+
+    #[test]
+    fn a_written_object_has_raw_and_serialised_values() {
+        let body = br#"{"keep": [1,  2.50], "change": 1}"#;
+        let object = RawObject::parse(body).unwrap();
+        let mut writer = ObjectWriter::with_capacity(body.len());
+        for (key, raw) in object.entries() {
+            match key.as_ref() {
+                "change" => writer.value(key, &json!({"to": "\"2\""})).unwrap(),
+                _ => writer.raw(key, raw.get()),
+            }
+        }
+        writer.raw("k\"ey", "3");
+        assert_eq!(
+            String::from_utf8(writer.finish()).unwrap(),
+            r#"{"keep":[1,  2.50],"change":{"to":"\"2\""},"k\"ey":3}"#
+        );
+        assert_eq!(ObjectWriter::with_capacity(0).finish(), b"{}");
     }
 }

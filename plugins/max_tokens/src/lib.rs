@@ -35,10 +35,8 @@ use ccproxy_plugin_abi::{
     prelude::*,
     serde_json::{self, value::RawValue},
 };
-use serde::{
-    Deserialize, Deserializer, Serialize,
-    de::{MapAccess, Visitor},
-};
+use ccproxy_plugin_kit::json::{ObjectWriter, RawObject};
+use serde::{Deserialize, Serialize};
 
 use crate::limits::{LimitTable, ModelLimits};
 
@@ -205,78 +203,32 @@ struct Prepared<'a> {
     native_format: Option<Cow<'a, str>>,
 }
 
-/// A top-level JSON object, its values unparsed, in the client's key order.
-struct TopLevel<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
-
-impl<'de> Deserialize<'de> for TopLevel<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Entries;
-        impl<'de> Visitor<'de> for Entries {
-            type Value = TopLevel<'de>;
-            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
-                formatter.write_str("a JSON object")
-            }
-            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<TopLevel<'de>, M::Error> {
-                let mut entries = Vec::new();
-                while let Some(entry) = map.next_entry::<Cow<'de, str>, &'de RawValue>()? {
-                    entries.push(entry);
-                }
-                Ok(TopLevel(entries))
-            }
+/// `body` with `changes` applied: changed keys keep their place, new ones
+/// go last, every other value is written as it came.
+fn rewrite(body: &RawObject<'_>, changes: &[Change]) -> Vec<u8> {
+    let entries = body.entries();
+    let capacity = entries
+        .iter()
+        .map(|(k, v)| k.len() + v.get().len() + 4)
+        .sum::<usize>()
+        + 32;
+    let mut out = ObjectWriter::with_capacity(capacity);
+    for (key, raw) in entries {
+        match changes.iter().find(|change| change.key == key) {
+            Some(change) => out.raw(key, &change.new.to_string()),
+            None => out.raw(key, raw.get()),
         }
-        deserializer.deserialize_map(Entries)
     }
-}
-
-impl TopLevel<'_> {
-    fn get(&self, key: &str) -> Option<&RawValue> {
-        self.0
-            .iter()
-            .rev()
-            .find(|(name, _)| name == key)
-            .map(|(_, raw)| *raw)
-    }
-
-    /// The object with `changes` applied: changed keys keep their place,
-    /// new ones go last, every other value is written as it came.
-    fn write(&self, changes: &[Change]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(
-            self.0
-                .iter()
-                .map(|(k, v)| k.len() + v.get().len() + 4)
-                .sum::<usize>()
-                + 32,
-        );
-        out.push(b'{');
-        let mut first = true;
-        let mut entry = |out: &mut Vec<u8>, key: &str, value: &str| {
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            // Internal: serialising a string cannot fail.
-            out.extend_from_slice(serde_json::to_string(key).unwrap_or_default().as_bytes());
-            out.push(b':');
-            out.extend_from_slice(value.as_bytes());
-        };
-        for (key, raw) in &self.0 {
-            match changes.iter().find(|change| change.key == key) {
-                Some(change) => entry(&mut out, key, &change.new.to_string()),
-                None => entry(&mut out, key, raw.get()),
-            }
+    for change in changes {
+        if !entries.iter().any(|(key, _)| key == change.key) {
+            out.raw(change.key, &change.new.to_string());
         }
-        for change in changes {
-            if !self.0.iter().any(|(key, _)| key == change.key) {
-                entry(&mut out, change.key, &change.new.to_string());
-            }
-        }
-        out.push(b'}');
-        out
     }
+    out.finish()
 }
 
 /// What to do to a body's limit keys, given the model's `limit`.
-fn plan(body: &TopLevel<'_>, format: Format, limit: Limit, enforce: bool) -> Vec<Change> {
+fn plan(body: &RawObject<'_>, format: Format, limit: Limit, enforce: bool) -> Vec<Change> {
     let present: Vec<(&'static str, &RawValue)> = format
         .keys()
         .iter()
@@ -526,7 +478,7 @@ impl Plugin for MaxTokens {
             return Ok(HookOutcome::Continue);
         };
         // A body that is not a JSON object is the upstream's to refuse.
-        let Ok(body) = serde_json::from_slice::<TopLevel>(&call.body) else {
+        let Ok(body) = RawObject::parse(&call.body) else {
             return Ok(HookOutcome::Continue);
         };
         let Some(model) = body
@@ -554,7 +506,7 @@ impl Plugin for MaxTokens {
                 );
             }
         }
-        let new_body = body.write(&changes);
+        let new_body = rewrite(&body, &changes);
         let data: Value = serde_json::from_str(call.data_json())?;
         Ok(HookOutcome::Modify {
             data,
