@@ -12,7 +12,7 @@
 //! | [`single_flight`] | a token refreshed once for any number of concurrent callers, with a back-off after a failed refresh |
 //! | [`oauth`] | an OAuth auth provider's service: arguments, dispatch, the token endpoint and its errors |
 //! | [`mask`] | secrets that never print, and the masked form shown in a status |
-//! | [`json`] | a request body as a JSON object, or an error saying what it is instead |
+//! | [`json`] | a request body as a JSON object, or an error saying what it is instead; its top level with values as the client's bytes, written back around changed keys |
 //! | [`model_id`] | model ids without provider prefix and date suffix, and a table that finds a model by them |
 //! | [`private_files`] | a folder under `$XDG_STATE_HOME/ccproxy` only this user can change, files opened 0600 without following symlinks, pruned oldest first |
 //! | [`redact`] | secrets taken out of headers and JSON bodies before they are written down |
