@@ -353,12 +353,17 @@ mod tests {
         url
     }
 
-    fn upstream(read_timeout_seconds: u64) -> UpstreamClient {
+    /// Longer than any test waits: the timeout or limit a test does not probe.
+    const PATIENT: Duration = Duration::from_secs(5);
+
+    /// An upstream client (reads time out after [`PATIENT`]) and no streams.
+    fn fixture() -> (UpstreamClient, Arc<HttpStreams>) {
         let config = HttpConfig {
-            read_timeout_seconds,
+            read_timeout_seconds: PATIENT.as_secs(),
             ..HttpConfig::default()
         };
-        UpstreamClient::try_new(&config).expect("no CA file")
+        let client = UpstreamClient::try_new(&config).expect("no CA file");
+        (client, Arc::new(HttpStreams::default()))
     }
 
     async fn open(
@@ -378,16 +383,8 @@ mod tests {
     #[tokio::test]
     async fn pieces_arrive_one_by_one_then_the_end() {
         let url = server(&["one", "two"], Duration::from_millis(10)).await;
-        let client = upstream(5);
-        let streams = Arc::new(HttpStreams::default());
-        let id = open(
-            &client,
-            &streams,
-            &url,
-            Duration::from_secs(5),
-            Duration::from_secs(5),
-        )
-        .await;
+        let (client, streams) = fixture();
+        let id = open(&client, &streams, &url, PATIENT, PATIENT).await;
         let mut pieces = Vec::new();
         loop {
             let (chunk, piece) = streams
@@ -408,16 +405,8 @@ mod tests {
     #[tokio::test]
     async fn a_silent_upstream_times_out_per_piece() {
         let url = server(&["first", "late"], Duration::from_secs(3)).await;
-        let client = upstream(5);
-        let streams = Arc::new(HttpStreams::default());
-        let id = open(
-            &client,
-            &streams,
-            &url,
-            Duration::from_millis(200),
-            Duration::from_secs(5),
-        )
-        .await;
+        let (client, streams) = fixture();
+        let id = open(&client, &streams, &url, Duration::from_millis(200), PATIENT).await;
         let (chunk, piece) = streams.next(StreamRef { stream: id }).await.expect("first");
         assert!(!chunk.end);
         assert_eq!(piece, b"first");
@@ -436,27 +425,12 @@ mod tests {
     #[tokio::test]
     async fn cancelled_and_idle_streams_are_dropped() {
         let url = server(&["a", "b"], Duration::from_millis(10)).await;
-        let client = upstream(5);
-        let streams = Arc::new(HttpStreams::default());
-        let cancelled = open(
-            &client,
-            &streams,
-            &url,
-            Duration::from_secs(5),
-            Duration::from_secs(5),
-        )
-        .await;
+        let (client, streams) = fixture();
+        let cancelled = open(&client, &streams, &url, PATIENT, PATIENT).await;
         streams.cancel(StreamRef { stream: cancelled });
         assert_eq!(streams.len(), 0);
 
-        let forgotten = open(
-            &client,
-            &streams,
-            &url,
-            Duration::from_secs(5),
-            Duration::from_millis(150),
-        )
-        .await;
+        let forgotten = open(&client, &streams, &url, PATIENT, Duration::from_millis(150)).await;
         assert_eq!(streams.len(), 1);
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(
