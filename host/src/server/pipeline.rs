@@ -338,6 +338,18 @@ async fn route(
         Some(head) => request_middleware(app, head).await,
         None => (0, None),
     };
+    // The provider path's view of the request: the owned head when middleware
+    // made one, else the request's own header map.
+    let client_request = || match &head {
+        Some(head) => provider::ClientRequest::of_head(head),
+        None => provider::ClientRequest {
+            method,
+            path,
+            query,
+            headers: provider::ClientHeaders::Map(&parts.headers),
+            request_id,
+        },
+    };
 
     let response = match early {
         Some(response) => response,
@@ -365,16 +377,7 @@ async fn route(
                 Target::Provider { plugin, route } => match read_body(app, body).await {
                     Ok(body) => {
                         keep_for_hooks(request_body, &body);
-                        let client = match &head {
-                            Some(head) => provider::ClientRequest::of_head(head),
-                            None => provider::ClientRequest {
-                                method,
-                                path,
-                                query,
-                                headers: provider::ClientHeaders::Map(&parts.headers),
-                                request_id,
-                            },
-                        };
+                        let client = client_request();
                         provider::handle(app, &plugin, &route, &client, body).await
                     }
                     Err((status, message)) => {
@@ -389,16 +392,7 @@ async fn route(
                 } => match read_body(app, body).await {
                     Ok(body) => {
                         keep_for_hooks(request_body, &body);
-                        let client = match &head {
-                            Some(head) => provider::ClientRequest::of_head(head),
-                            None => provider::ClientRequest {
-                                method,
-                                path,
-                                query,
-                                headers: provider::ClientHeaders::Map(&parts.headers),
-                                request_id,
-                            },
-                        };
+                        let client = client_request();
                         super::adapted::handle(app, &adapter, &provider, &route, &client, body)
                             .await
                     }
