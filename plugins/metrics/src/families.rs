@@ -22,7 +22,7 @@ use prometheus_client::{
         gauge::Gauge,
         histogram::Histogram,
     },
-    registry::Registry,
+    registry::{Metric, Registry},
 };
 use serde::Deserialize;
 
@@ -237,69 +237,55 @@ impl Metrics {
         };
         let buckets = Buckets(settings.buckets.clone());
         let histograms = || Histograms::<ProviderModel>::new_with_constructor(buckets.clone());
-        let requests = settings.requests.then(|| {
-            let requests = Family::<RequestLabels, Counter>::default();
-            registry.register(
-                "requests",
-                "Requests answered, by provider, model, status and method",
-                requests.clone(),
-            );
-            requests
-        });
-        let duration = settings.requests.then(|| {
-            let duration = histograms();
-            registry.register(
-                "request_duration_seconds",
-                "Seconds from a request's arrival to the end of its answer",
-                duration.clone(),
-            );
-            duration
-        });
-        let ttfb = settings.requests.then(|| {
-            let ttfb = histograms();
-            registry.register(
-                "time_to_first_byte_seconds",
-                "Seconds from a request's arrival to the first byte of its answer",
-                ttfb.clone(),
-            );
-            ttfb
-        });
-        let tokens = settings.tokens.then(|| {
-            let tokens = Family::<TokenLabels, Counter>::default();
-            registry.register(
-                "tokens",
-                "Tokens of provider answers, by type (input, output, cache_read, cache_write, reasoning)",
-                tokens.clone(),
-            );
-            tokens
-        });
-        let cost = settings.cost.then(|| {
-            let cost = Family::<ProviderModel, Counter<f64, AtomicU64>>::default();
-            registry.register(
-                "cost_usd",
-                "Cost of provider answers in US dollars, as the pricing plugin computes it",
-                cost.clone(),
-            );
-            cost
-        });
-        let upstream_errors = settings.errors.then(|| {
-            let errors = Family::<ErrorLabels, Counter>::default();
-            registry.register(
-                "upstream_errors",
-                "Failed provider requests, by provider and kind",
-                errors.clone(),
-            );
-            errors
-        });
-        let active_streams = settings.streams.then(|| {
-            let streams = Family::<ProviderLabel, Gauge>::default();
-            registry.register(
-                "active_streams",
-                "Upstream streams open now",
-                streams.clone(),
-            );
-            streams
-        });
+        let requests = register(
+            &mut registry,
+            settings.requests,
+            "requests",
+            "Requests answered, by provider, model, status and method",
+            Family::<RequestLabels, Counter>::default,
+        );
+        let duration = register(
+            &mut registry,
+            settings.requests,
+            "request_duration_seconds",
+            "Seconds from a request's arrival to the end of its answer",
+            histograms,
+        );
+        let ttfb = register(
+            &mut registry,
+            settings.requests,
+            "time_to_first_byte_seconds",
+            "Seconds from a request's arrival to the first byte of its answer",
+            histograms,
+        );
+        let tokens = register(
+            &mut registry,
+            settings.tokens,
+            "tokens",
+            "Tokens of provider answers, by type (input, output, cache_read, cache_write, reasoning)",
+            Family::<TokenLabels, Counter>::default,
+        );
+        let cost = register(
+            &mut registry,
+            settings.cost,
+            "cost_usd",
+            "Cost of provider answers in US dollars, as the pricing plugin computes it",
+            Family::<ProviderModel, Counter<f64, AtomicU64>>::default,
+        );
+        let upstream_errors = register(
+            &mut registry,
+            settings.errors,
+            "upstream_errors",
+            "Failed provider requests, by provider and kind",
+            Family::<ErrorLabels, Counter>::default,
+        );
+        let active_streams = register(
+            &mut registry,
+            settings.streams,
+            "active_streams",
+            "Upstream streams open now",
+            Family::<ProviderLabel, Gauge>::default,
+        );
         let plugin_hooks = settings.requests.then(|| {
             let times = std::sync::Arc::new(PluginHookTimes::default());
             registry.register_collector(Box::new(times.clone()));
@@ -532,6 +518,22 @@ impl Metrics {
             active.get_or_create(&ProviderLabel { provider }).dec();
         }
     }
+}
+
+/// A family made by `family`, registered as `name` with `help`, when
+/// `enabled` (else absent from the exposition).
+fn register<M: Metric + Clone>(
+    registry: &mut Registry,
+    enabled: bool,
+    name: &str,
+    help: &str,
+    family: impl FnOnce() -> M,
+) -> Option<M> {
+    enabled.then(|| {
+        let family = family();
+        registry.register(name, help, family.clone());
+        family
+    })
 }
 
 fn seconds(milliseconds: f64) -> f64 {
