@@ -54,27 +54,43 @@ hook_events! {
     RequestStarted = "request.started",
     /// A client request was answered; for streams, after the stream ended
     /// (data: `request_id`, `method`, `path`, `query`, `url`, `status_code`,
-    /// `duration_ms`, `client_ip`, `user_agent`, `bytes_sent`, `streaming`,
-    /// `provider`, `model`, `usage`, masked `headers`).
+    /// `duration_ms`, `ttfb_ms` (since 1.2: until the head, the first byte of
+    /// a stream), `client_ip`, `user_agent`, `bytes_sent`, `streaming`,
+    /// `provider`, `model`, `usage`, masked `headers`; `cost_usd` when the
+    /// `pricing` plugin priced it for the hooks after it). Body on request
+    /// (1.2): the client's request body ([`HookBody::RequestBody`](crate::HookBody)).
     RequestCompleted = "request.completed",
     /// The proxy could not produce an answer: a plugin panicked or failed with a
     /// 5xx, the upstream was unreachable, or the client went away mid-stream
     /// (data: as `request.completed`, plus `error`).
     RequestFailed = "request.failed",
     /// The upstream request is ready to send. **Inline and mutating**: hooks may
-    /// change `method`, `url`, `headers` and the body, in priority order.
+    /// change `method`, `url`, `headers` and the body, in priority order
+    /// (data: `method`, `url`, masked `headers`, `is_streaming`, and since 1.2
+    /// `provider` and `format`, the body's wire format).
     ProviderRequestPrepared = "provider.request.prepared",
-    /// The upstream request was sent.
+    /// The upstream request was sent (data: `request_id`, `provider`,
+    /// `method`, `url`, `is_streaming`, and since 1.2 masked `headers`). Body on
+    /// request (1.2): the body as sent ([`HookBody::UpstreamRequestBody`](crate::HookBody)).
     ProviderRequestSent = "provider.request.sent",
-    /// The upstream response head arrived (data: `status_code`, `headers`).
+    /// The upstream response head arrived (data: `request_id`, `provider`,
+    /// `method`, `url`, `status_code`, `duration_ms`). Body on request (1.2,
+    /// [`HookBody::UpstreamResponseBody`](crate::HookBody)): a complete
+    /// answer's body, the event then sent once it has been read, and the
+    /// upstream's masked `headers` in the data.
     ProviderResponseReceived = "provider.response.received",
     /// The upstream request failed.
     ProviderError = "provider.error",
     /// A streamed upstream response started.
     ProviderStreamStart = "provider.stream.start",
-    /// A chunk of a streamed upstream response (data: `chunk_number`, `chunk_size`).
+    /// A chunk of a streamed upstream response (data: `request_id`,
+    /// `chunk_number`, `chunk_size`, and since 1.2 `side`: `upstream`). Body on
+    /// request (1.2): the chunk as it arrived ([`HookBody::UpstreamChunks`](crate::HookBody));
+    /// subscriptions asking for [`HookBody::ClientChunks`](crate::HookBody) also get
+    /// one event per chunk sent to the client (`side`: `client`).
     ProviderStreamChunk = "provider.stream.chunk",
-    /// A streamed upstream response ended (data: `total_chunks`, `total_bytes`, `usage`).
+    /// A streamed upstream response ended (data: `request_id`, `provider`,
+    /// `total_chunks`, `total_bytes`, `usage`, and since 1.2 `model`).
     ProviderStreamEnd = "provider.stream.end",
     /// A plugin was initialised (data: `plugin`, `version`).
     PluginLoaded = "plugin.loaded",
@@ -129,7 +145,8 @@ pub struct HookContext {
     pub request_id: Option<String>,
     /// Event data; see each [`HookEvent`] variant for its keys.
     pub data: Value,
-    /// The body, for events that carry one (`provider.request.prepared`).
+    /// The body, for events that carry one: `provider.request.prepared`, and
+    /// since 1.2 the bodies the subscription asked for (`HookSpec::bodies`).
     pub body: Vec<u8>,
 }
 
@@ -169,7 +186,8 @@ pub struct HookCall {
     pub timestamp_ms: u64,
     /// The request it belongs to.
     pub request_id: Option<String>,
-    /// The body, for events that carry one (`provider.request.prepared`).
+    /// The body, for events that carry one: `provider.request.prepared`, and
+    /// since 1.2 the bodies the subscription asked for (`HookSpec::bodies`).
     pub body: Vec<u8>,
     data: DataText,
 }
@@ -274,7 +292,9 @@ pub enum HookOutcome {
     /// Leave the event as it was.
     #[default]
     Continue,
-    /// For mutating events: replace the data and, when given, the body.
+    /// Replace the data and, for mutating events, the body when given. For an
+    /// observing event (since 1.2) the new data is what the later hooks of the
+    /// same event see (an enrichment, such as a cost); the request is not changed.
     Modify {
         /// The new data.
         data: Value,

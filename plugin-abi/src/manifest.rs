@@ -236,8 +236,9 @@ pub struct HookSpec {
 }
 
 /// A body or stream chunk a hook subscription can ask for (plugin API 1.2).
-/// Each travels as the hook call's body, after the event data; credentials
-/// never appear in it (headers in the data stay masked).
+/// Each travels as the hook call's body, after the event data. Headers in the
+/// data stay masked, but a body is as the client or upstream sent it: a hook
+/// that writes it anywhere redacts what it must.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]

@@ -79,8 +79,9 @@ pub trait Plugin: Sized + Send + Sync + 'static {
 
     /// Receives an event for one of the manifest's hooks. Default: continue.
     ///
-    /// Observing events arrive off the request path, in order per hook; the
-    /// answer is ignored. For mutating events (`provider.request.prepared`) the
+    /// Observing events arrive off the request path, in order per hook; a
+    /// [`HookOutcome::Modify`] answer changes only what the later hooks of the
+    /// event see (since 1.2). For mutating events (`provider.request.prepared`) the
     /// call is inline and [`HookOutcome::Modify`] changes the request.
     fn on_hook(
         &self,

@@ -30,7 +30,8 @@ pub struct CliOverrides {
     /// `--enable-plugin NAME` (repeatable): adds NAME to `enabled_plugins` when an allow list
     /// is set. Unlike the original, which replaced the list with only the named plugins, this
     /// adds; without an allow list every plugin that is not disabled loads already, so the flag
-    /// changes nothing (a warning says so). It never overrides a disable.
+    /// sets `plugins.NAME.enabled = true`, which switches on a plugin that is off by default
+    /// (opt-in). It never overrides a disable.
     pub enable_plugins: Vec<String>,
     /// `--disable-plugin NAME` (repeatable): adds NAME to `disabled_plugins`.
     pub disable_plugins: Vec<String>,
@@ -737,10 +738,15 @@ fn apply_cli(
                 }
                 set("enabled_plugins", "--enable-plugin");
             }
-            None => warnings.push(format!(
-                "--enable-plugin {name} changes nothing: enabled_plugins is not set, so every \
-                 plugin that is not disabled loads already"
-            )),
+            // Without an allow list every plugin that is not disabled loads
+            // already; the flag switches on one that is off by default.
+            None if !name.is_empty() => {
+                let section = config.plugins.entry(name.to_owned()).or_default();
+                if section.get(PLUGIN_ENABLED_KEY) != Some(&JsonValue::Bool(false)) {
+                    section.insert(PLUGIN_ENABLED_KEY.to_owned(), JsonValue::Bool(true));
+                }
+            }
+            None => {}
         }
     }
     for name in &cli.enable_plugins {
@@ -1134,18 +1140,17 @@ mod tests {
     }
 
     #[test]
-    fn enable_plugin_without_an_allow_list_warns() {
+    fn enable_plugin_without_an_allow_list_switches_the_plugin_on() {
         let scratch = Scratch::new();
         let mut sources = sources(&scratch);
-        sources.cli.enable_plugins = vec!["metrics".into()];
+        sources.cli.enable_plugins = vec!["request_tracer".into()];
         let loaded = load(&sources).expect("loads");
         assert_eq!(loaded.config.enabled_plugins, None);
-        assert!(
-            loaded
-                .warnings
-                .iter()
-                .any(|w| w.contains("--enable-plugin metrics changes nothing"))
+        assert_eq!(
+            loaded.config.plugins["request_tracer"]["enabled"],
+            JsonValue::Bool(true)
         );
+        assert!(plugin_allowed(&loaded.config, "request_tracer").is_ok());
     }
 
     #[test]

@@ -214,13 +214,21 @@ pub fn prepare_candidates(
                         config.plugins.get(&name),
                     ) {
                         // A plugin that declares `enabled = false` among its
-                        // defaults is opt-in: it loads once the user enables it.
-                        Ok(value) if value.get("enabled") == Some(&Value::Bool(false)) => {
+                        // defaults is opt-in: it loads once the user enables it
+                        // (its section, `--enable-plugin`, or an allow list naming it).
+                        Ok(value)
+                            if value.get("enabled") == Some(&Value::Bool(false))
+                                && !config
+                                    .enabled_plugins
+                                    .as_ref()
+                                    .is_some_and(|allowed| allowed.contains(&name)) =>
+                        {
                             entry.status = Status::Disabled;
                             entry.reason = Some(format!(
-                                "off by default: enable it with [plugins.{name}] enabled = true or PLUGINS__{}__ENABLED=true",
+                                "off by default: enable it with [plugins.{name}] enabled = true, PLUGINS__{}__ENABLED=true or --enable-plugin {name}",
                                 name.to_ascii_uppercase()
                             ));
+                            entry.config = Some(value);
                         }
                         Ok(value) => {
                             entry.config = Some(value);

@@ -121,6 +121,9 @@ pub async fn handle(
                 .get::<ProviderFailure>()
                 .map(|n| n.0.clone())
         });
+    // A body of unknown length (a provider's or a plugin's stream) is
+    // complete only when its last byte has gone.
+    let exact_length = http_body::Body::size_hint(response.body()).exact();
     let completion = Completion {
         hooks: app.shared.hooks.clone(),
         request_id,
@@ -134,13 +137,11 @@ pub async fn handle(
         status,
         started,
         ttfb_ms: total.as_secs_f64() * 1e3,
+        streamed: exact_length.is_none(),
         error,
         answer,
         request_body,
     };
-    // A body of unknown length (a provider's or a plugin's stream) is
-    // complete only when its last byte has gone.
-    let exact_length = http_body::Body::size_hint(response.body()).exact();
     if exact_length.is_none() {
         let body = std::mem::replace(response.body_mut(), full(Bytes::new()));
         *response.body_mut() = on_end(body, move |bytes_sent, finished| {
@@ -167,6 +168,8 @@ struct Completion {
     started: Instant,
     /// When the response head was ready (the first byte, for a stream).
     ttfb_ms: f64,
+    /// The body was sent as it was produced (a stream), not at once.
+    streamed: bool,
     error: Option<String>,
     /// Set on a provider endpoint's answer.
     answer: Option<ProviderAnswer>,
@@ -204,6 +207,7 @@ impl Completion {
             status,
             answer,
             ttfb_ms,
+            streamed,
             request_body,
             ..
         } = self;
@@ -222,7 +226,7 @@ impl Completion {
             request_id: &request_id,
             response_status: status,
             status_code: status,
-            streaming: answer.as_ref().is_some_and(|a| a.streaming),
+            streaming: streamed,
             url: if query.is_empty() {
                 std::borrow::Cow::Borrowed(path.as_str())
             } else {
