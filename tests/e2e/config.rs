@@ -264,3 +264,62 @@ fn auth_commands_log_to_stderr_at_the_level_asked() {
     assert_eq!(wrong.code, 2, "{wrong:?}");
     assert!(wrong.stderr.contains("invalid log level"), "{wrong:?}");
 }
+
+/// `(status, reason)` of bundled plugin `name` in `plugins list --json`.
+fn bundled_verdict(args: &[&str], env: &[(&str, &str)], name: &str) -> (String, String) {
+    let mut all = vec!["plugins", "list", "--json"];
+    all.extend_from_slice(args);
+    let listed = Sandbox::new().run_cli(&all, env);
+    assert_eq!(listed.code, 0, "{listed:?}");
+    let listed: Value =
+        serde_json::from_str(&listed.stdout).unwrap_or_else(|e| panic!("{e}: {listed:?}"));
+    let entry = listed["plugins"]
+        .as_array()
+        .and_then(|plugins| plugins.iter().find(|p| p["name"] == name))
+        .cloned()
+        .unwrap_or_else(|| panic!("{name} is not listed: {listed:#}"));
+    (
+        entry["status"].as_str().unwrap_or_default().to_owned(),
+        entry["reason"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+#[test]
+fn opt_in_plugins_load_only_when_enabled() {
+    let (status, reason) = bundled_verdict(&[], &[], "request_tracer");
+    assert_eq!(status, "disabled");
+    assert!(reason.starts_with("off by default"), "{reason}");
+    assert!(
+        reason.contains("--enable-plugin request_tracer"),
+        "{reason}"
+    );
+
+    // Each way of enabling it works: the flag, the environment, an allow list.
+    assert_eq!(
+        bundled_verdict(
+            &["--enable-plugin", "request_tracer"],
+            &[],
+            "request_tracer"
+        )
+        .0,
+        "ok"
+    );
+    assert_eq!(
+        bundled_verdict(
+            &[],
+            &[("PLUGINS__COMMAND_REPLAY__ENABLED", "true")],
+            "command_replay"
+        )
+        .0,
+        "ok"
+    );
+    let allowed = [("ENABLED_PLUGINS", "request_tracer,access_log")];
+    assert_eq!(bundled_verdict(&[], &allowed, "request_tracer").0, "ok");
+    // A disable still wins over the flag.
+    let (status, _) = bundled_verdict(
+        &["--enable-plugin", "request_tracer"],
+        &[("PLUGINS__REQUEST_TRACER__ENABLED", "false")],
+        "request_tracer",
+    );
+    assert_eq!(status, "disabled");
+}
