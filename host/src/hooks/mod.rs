@@ -41,6 +41,12 @@ use crate::plugins::registry::ActivePlugin;
 /// How long one hook call may take before it is abandoned.
 const HOOK_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The most body bytes observed events may hold while they wait in the
+/// queue: the queue bounds events by count, and one event may carry a
+/// request body of many megabytes. An event whose body would pass this is
+/// dropped and counted like one that found the queue full.
+const QUEUED_BODY_BUDGET: u64 = 64 << 20;
+
 /// One subscription of one plugin hook to one event.
 #[derive(Clone)]
 struct Subscriber {
@@ -165,6 +171,8 @@ pub struct HookCounters {
     pub failed: AtomicU64,
     /// Observed events whose delivery to every subscriber finished.
     pub delivered: AtomicU64,
+    /// Body bytes held by queued events (see `QUEUED_BODY_BUDGET`).
+    pub queued_body_bytes: AtomicU64,
 }
 
 /// The hook pipeline.
@@ -249,7 +257,11 @@ impl HookBus {
             let bus = self.clone();
             tokio::spawn(async move {
                 while let Some(observed) = receiver.recv().await {
+                    let body_bytes = observed.body.as_ref().map_or(0, |b| b.bytes.len() as u64);
                     bus.deliver(observed).await;
+                    bus.counters
+                        .queued_body_bytes
+                        .fetch_sub(body_bytes, Ordering::Relaxed);
                     bus.counters.delivered.fetch_add(1, Ordering::Release);
                 }
             });
@@ -348,6 +360,11 @@ impl HookBus {
                 return;
             }
         };
+        let body_bytes = body.as_ref().map_or(0, |body| body.bytes.len() as u64);
+        let held = self
+            .counters
+            .queued_body_bytes
+            .fetch_add(body_bytes, Ordering::Relaxed);
         let observed = Observed {
             event,
             request_id: request_id.map(str::to_owned),
@@ -355,19 +372,24 @@ impl HookBus {
             timestamp_ms: now_ms(),
             body,
         };
-        match self.queue.try_send(observed) {
-            Ok(()) => {
-                self.counters.queued.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(_) => {
-                let dropped = self.counters.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                if dropped.is_power_of_two() {
-                    tracing::warn!(
-                        dropped,
-                        "hook queue full; observed events are being dropped"
-                    );
-                }
-            }
+        let queued = if body_bytes > 0 && held + body_bytes > QUEUED_BODY_BUDGET {
+            false
+        } else {
+            self.queue.try_send(observed).is_ok()
+        };
+        if queued {
+            self.counters.queued.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.counters
+            .queued_body_bytes
+            .fetch_sub(body_bytes, Ordering::Relaxed);
+        let dropped = self.counters.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        if dropped.is_power_of_two() {
+            tracing::warn!(
+                dropped,
+                "hook queue full (or its bodies over 64 MiB); observed events are being dropped"
+            );
         }
     }
 
@@ -477,6 +499,34 @@ impl HookBus {
         {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    #[test]
+    fn bodies_past_the_budget_are_dropped_and_counted() {
+        let bus = HookBus::new(16);
+        let body = |len: usize| EventBody {
+            kind: 1,
+            bytes: Bytes::from(vec![b'x'; len]),
+            only_for_askers: false,
+        };
+        let half = (QUEUED_BODY_BUDGET / 2) as usize;
+        bus.queue_observed(HookEvent::RequestCompleted, None, 1, Some(body(half)));
+        bus.queue_observed(HookEvent::RequestCompleted, None, 2, Some(body(half)));
+        // A third half would pass the budget: dropped, and its bytes not held.
+        bus.queue_observed(HookEvent::RequestCompleted, None, 3, Some(body(half)));
+        // Events without a body still queue.
+        bus.queue_observed(HookEvent::RequestCompleted, None, 4, None);
+        assert_eq!(bus.counters.queued.load(Ordering::Relaxed), 3);
+        assert_eq!(bus.counters.dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            bus.counters.queued_body_bytes.load(Ordering::Relaxed),
+            QUEUED_BODY_BUDGET
+        );
     }
 }
 
