@@ -159,6 +159,15 @@ struct ProviderData {
     phase: Option<String>,
 }
 
+/// Which provider message a trace is of.
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    /// What went upstream.
+    Request,
+    /// What the upstream answered.
+    Response,
+}
+
 /// `provider.stream.chunk`.
 #[derive(Deserialize)]
 struct ChunkData {
@@ -251,6 +260,20 @@ impl RequestTracer {
         })
     }
 
+    /// The `.json` trace and the raw `.http` file of one message, those enabled.
+    fn message_files(
+        &self,
+        stem: &str,
+        kind: &str,
+        trace: Map<String, Value>,
+        raw: impl FnOnce() -> Vec<u8>,
+    ) -> Vec<Write> {
+        self.json_file(stem, kind, trace)
+            .into_iter()
+            .chain(self.raw_file(stem, kind, raw))
+            .collect()
+    }
+
     fn verbose(&self, stem: &str, kind: &str, what: &str, body: Option<&Body<'_>>) {
         if self.config.verbose_api {
             let preview = body
@@ -283,9 +306,8 @@ impl RequestTracer {
                 &format!("{} {}", data.method, data.url),
                 Some(&body),
             );
-            writes.extend(self.json_file(&stem, "client_request", trace));
             let version = data.http_version.as_deref().unwrap_or("HTTP/1.1");
-            writes.extend(self.raw_file(&stem, "client_request", || {
+            writes.extend(self.message_files(&stem, "client_request", trace, || {
                 raw_request(&data.method, &data.url, version, &headers, &body)
             }));
         }
@@ -314,48 +336,14 @@ impl RequestTracer {
         Ok(writes)
     }
 
-    fn provider_request(&self, call: &HookCall) -> Result<Vec<Write>, PluginError> {
-        if !self.config.log_provider_request {
-            return Ok(Vec::new());
-        }
-        let data: ProviderData = call.data()?;
-        let (method, url) = (
-            data.method.unwrap_or_default(),
-            data.url.unwrap_or_default(),
-        );
-        if !self.url_is_traced(&url) {
-            return Ok(Vec::new());
-        }
-        let stem = Self::stem(call);
-        let headers = self
-            .redactor
-            .headers(&data.headers.unwrap_or_default().pairs());
-        let body = self.redactor.body(&call.body);
-        let mut trace = header_fields(call, "provider_request");
-        trace.insert("provider".to_owned(), json!(data.provider));
-        trace.insert("method".to_owned(), Value::from(method.as_str()));
-        trace.insert("url".to_owned(), Value::from(url.as_str()));
-        trace.insert("streaming".to_owned(), json!(data.is_streaming));
-        trace.insert("headers".to_owned(), headers_json(&headers));
-        body.insert_into(&mut trace);
-        self.verbose(
-            &stem,
-            "provider_request",
-            &format!("{method} {url}"),
-            Some(&body),
-        );
-        let mut writes: Vec<Write> = self
-            .json_file(&stem, "provider_request", trace)
-            .into_iter()
-            .collect();
-        writes.extend(self.raw_file(&stem, "provider_request", || {
-            raw_request(&method, &url, "HTTP/1.1", &headers, &body)
-        }));
-        Ok(writes)
-    }
-
-    fn provider_response(&self, call: &HookCall) -> Result<Vec<Write>, PluginError> {
-        if !self.config.log_provider_response {
+    /// `provider.request.sent` or `provider.response.received`: the trace
+    /// of what went upstream or came back.
+    fn provider_message(&self, call: &HookCall, side: Side) -> Result<Vec<Write>, PluginError> {
+        let (kind, enabled) = match side {
+            Side::Request => ("provider_request", self.config.log_provider_request),
+            Side::Response => ("provider_response", self.config.log_provider_response),
+        };
+        if !enabled {
             return Ok(Vec::new());
         }
         let data: ProviderData = call.data()?;
@@ -368,28 +356,30 @@ impl RequestTracer {
             .redactor
             .headers(&data.headers.unwrap_or_default().pairs());
         let body = self.redactor.body(&call.body);
-        let status = data.status_code.unwrap_or_default();
-        let mut trace = header_fields(call, "provider_response");
+        let mut trace = header_fields(call, kind);
         trace.insert("provider".to_owned(), json!(data.provider));
         trace.insert("url".to_owned(), Value::from(url.as_str()));
-        trace.insert("status_code".to_owned(), json!(data.status_code));
-        trace.insert("duration_ms".to_owned(), json!(data.duration_ms));
         trace.insert("headers".to_owned(), headers_json(&headers));
         body.insert_into(&mut trace);
-        self.verbose(
-            &stem,
-            "provider_response",
-            &format!("{status} {url}"),
-            Some(&body),
-        );
-        let mut writes: Vec<Write> = self
-            .json_file(&stem, "provider_response", trace)
-            .into_iter()
-            .collect();
-        writes.extend(self.raw_file(&stem, "provider_response", || {
-            raw_response(status, &headers, &body)
-        }));
-        Ok(writes)
+        let method = data.method.unwrap_or_default();
+        let status = data.status_code.unwrap_or_default();
+        let what = match side {
+            Side::Request => {
+                trace.insert("method".to_owned(), Value::from(method.as_str()));
+                trace.insert("streaming".to_owned(), json!(data.is_streaming));
+                format!("{method} {url}")
+            }
+            Side::Response => {
+                trace.insert("status_code".to_owned(), json!(data.status_code));
+                trace.insert("duration_ms".to_owned(), json!(data.duration_ms));
+                format!("{status} {url}")
+            }
+        };
+        self.verbose(&stem, kind, &what, Some(&body));
+        Ok(self.message_files(&stem, kind, trace, || match side {
+            Side::Request => raw_request(&method, &url, "HTTP/1.1", &headers, &body),
+            Side::Response => raw_response(status, &headers, &body),
+        }))
     }
 
     fn provider_error(&self, call: &HookCall) -> Result<Vec<Write>, PluginError> {
@@ -590,8 +580,8 @@ impl Plugin for RequestTracer {
     async fn on_hook_call(&self, call: HookCall) -> Result<HookOutcome, PluginError> {
         let writes = match call.event {
             HookEvent::RequestCompleted | HookEvent::RequestFailed => self.client(&call)?,
-            HookEvent::ProviderRequestSent => self.provider_request(&call)?,
-            HookEvent::ProviderResponseReceived => self.provider_response(&call)?,
+            HookEvent::ProviderRequestSent => self.provider_message(&call, Side::Request)?,
+            HookEvent::ProviderResponseReceived => self.provider_message(&call, Side::Response)?,
             HookEvent::ProviderError => self.provider_error(&call)?,
             HookEvent::ProviderStreamChunk => self.stream_chunk(&call)?,
             _ => Vec::new(),
