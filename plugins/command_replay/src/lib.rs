@@ -100,24 +100,10 @@ struct RequestData {
     headers: Option<EventHeaders>,
 }
 
-/// Header names the host masks (`host/src/telemetry.rs`), masked here too
-/// whatever their name says.
-const SECRET_HEADERS: &[&str] = &[
-    "authorization",
-    "proxy-authorization",
-    "x-api-key",
-    "cookie",
-    "set-cookie",
-    "x-auth-token",
-    "anthropic-api-key",
-    "openai-api-key",
-];
-
 struct CommandReplay {
     ctx: Context,
     config: Config,
     level: Level,
-    secret_headers: Vec<String>,
     dir: Option<Arc<CappedDir>>,
 }
 
@@ -169,8 +155,9 @@ impl CommandReplay {
             .filter(|(name, _)| !is_left_out(name))
             .map(|(name, value)| {
                 // Without mask_secrets, values stay as the host masked them.
-                let secret = self.config.mask_secrets
-                    && redact::is_secret_header(&name, &self.secret_headers, true);
+                // By name covers every header the host masks
+                // (`authorization`, `x-api-key`, `cookie`, `x-auth-token` …).
+                let secret = self.config.mask_secrets && redact::is_secret_header(&name, &[], true);
                 let value = if secret {
                     redact::header_value(&value)
                 } else {
@@ -388,10 +375,6 @@ impl Plugin for CommandReplay {
             ctx,
             config,
             level,
-            secret_headers: SECRET_HEADERS
-                .iter()
-                .map(|name| (*name).to_owned())
-                .collect(),
             dir,
         })
     }

@@ -130,6 +130,23 @@ fn the_script_feeds_the_exact_body() {
 }
 
 #[test]
+fn every_header_the_host_masks_is_masked_by_its_name() {
+    // The host's list (`host/src/telemetry.rs`).
+    for name in [
+        "authorization",
+        "proxy-authorization",
+        "x-api-key",
+        "cookie",
+        "set-cookie",
+        "x-auth-token",
+        "anthropic-api-key",
+        "openai-api-key",
+    ] {
+        assert!(redact::is_secret_header(name, &[], true), "{name}");
+    }
+}
+
+#[test]
 fn secret_body_keys_are_masked_unless_mask_secrets_is_off() {
     let scratch = tempfile::tempdir().unwrap();
     let (_host, plugin) = start(scratch.path(), json!({"generate_xh": false}));
