@@ -49,14 +49,17 @@ fn a_source_file_is_merged_and_a_bad_one_degrades_health() {
     )
     .unwrap();
     let file_text = file.display().to_string();
-    let proxy = Proxy::start_in(
-        Sandbox::new(),
-        ProxyOptions {
-            bundled: &["pricing"],
-            env: &[("PLUGINS__PRICING__SOURCE_FILE", &file_text)],
-            ..ProxyOptions::default()
-        },
-    );
+    let start = || {
+        Proxy::start_in(
+            Sandbox::new(),
+            ProxyOptions {
+                bundled: &["pricing"],
+                env: &[("PLUGINS__PRICING__SOURCE_FILE", &file_text)],
+                ..ProxyOptions::default()
+            },
+        )
+    };
+    let proxy = start();
     let merged = health(&proxy);
     assert_eq!(merged["status"], "healthy", "{merged}");
     assert_eq!(merged["details"]["source"], "file", "{merged}");
@@ -68,14 +71,7 @@ fn a_source_file_is_merged_and_a_bad_one_degrades_health() {
     drop(proxy);
 
     fs::write(&file, "{ this is not json").unwrap();
-    let proxy = Proxy::start_in(
-        Sandbox::new(),
-        ProxyOptions {
-            bundled: &["pricing"],
-            env: &[("PLUGINS__PRICING__SOURCE_FILE", &file_text)],
-            ..ProxyOptions::default()
-        },
-    );
+    let proxy = start();
     let degraded = health(&proxy);
     assert_eq!(degraded["status"], "degraded", "{degraded}");
     assert_eq!(degraded["details"]["source"], "bundled", "{degraded}");
