@@ -35,6 +35,12 @@ fn sent(url: &str) -> Value {
                        ["host", "api.anthropic.com"], ["content-length", "12"]]})
 }
 
+/// `provider.request.sent` of request `id` to Anthropic's Messages API.
+fn send_to_anthropic(plugin: &TestPlugin, id: &str, body: &[u8]) {
+    let data = sent("https://api.anthropic.com/v1/messages");
+    call(plugin, HookEvent::ProviderRequestSent, id, data, body);
+}
+
 fn names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
         .map(|entries| {
@@ -54,13 +60,7 @@ fn an_upstream_request_becomes_curl_and_xh_scripts_with_secrets_masked() {
     let scratch = scratch.as_path();
     let (_host, plugin) = start(scratch, json!({}));
     let body = br#"{"model":"m","messages":[{"role":"user","content":"it's\nfine"}]}"#;
-    call(
-        &plugin,
-        HookEvent::ProviderRequestSent,
-        "r1",
-        sent("https://api.anthropic.com/v1/messages"),
-        body,
-    );
+    send_to_anthropic(&plugin, "r1", body);
     assert_eq!(names(scratch), ["r1_curl.sh", "r1_xh.sh"]);
     let curl = fs::read_to_string(scratch.join("r1_curl.sh")).unwrap();
     assert!(
@@ -258,13 +258,7 @@ fn one_file_for_all_commands_when_asked() {
         json!({"separate_files_per_command": false, "pretty_format": false}),
     );
     for id in ["a", "b"] {
-        call(
-            &plugin,
-            HookEvent::ProviderRequestSent,
-            id,
-            sent("https://api.anthropic.com/v1/messages"),
-            b"{}",
-        );
+        send_to_anthropic(&plugin, id, b"{}");
     }
     assert_eq!(names(scratch.path()), ["commands.sh"]);
     let text = fs::read_to_string(scratch.path().join("commands.sh")).unwrap();
@@ -281,13 +275,7 @@ fn commands_can_go_to_the_log_only() {
         &folder,
         json!({"write_to_files": false, "log_to_console": true, "log_level": "info", "generate_xh": false}),
     );
-    call(
-        &plugin,
-        HookEvent::ProviderRequestSent,
-        "r1",
-        sent("https://api.anthropic.com/v1/messages"),
-        b"{}",
-    );
+    send_to_anthropic(&plugin, "r1", b"{}");
     assert!(host.logged("command_replay r1_curl.sh:"));
     assert!(!folder.exists());
 }
@@ -301,13 +289,7 @@ fn a_planted_symlink_is_not_followed() {
     fs::write(&victim, "untouched").unwrap();
     let planted = folder.join("r1_curl.sh");
     std::os::unix::fs::symlink(&victim, &planted).unwrap();
-    call(
-        &plugin,
-        HookEvent::ProviderRequestSent,
-        "r1",
-        sent("https://api.anthropic.com/v1/messages"),
-        b"{}",
-    );
+    send_to_anthropic(&plugin, "r1", b"{}");
     assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched");
     // The script replaced the link.
     assert!(fs::symlink_metadata(&planted).unwrap().is_file());
@@ -317,13 +299,7 @@ fn a_planted_symlink_is_not_followed() {
     let other = scratch.path().join("appended");
     let (_host, plugin) = start(&other, json!({"separate_files_per_command": false}));
     std::os::unix::fs::symlink(&victim, other.join("commands.sh")).unwrap();
-    call(
-        &plugin,
-        HookEvent::ProviderRequestSent,
-        "r1",
-        sent("https://api.anthropic.com/v1/messages"),
-        b"{}",
-    );
+    send_to_anthropic(&plugin, "r1", b"{}");
     assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched");
     let health = plugin.health().unwrap();
     assert_eq!(health.status, HealthStatus::Degraded);
