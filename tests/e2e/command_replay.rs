@@ -10,36 +10,17 @@ use std::{
     fs,
     path::{Path, PathBuf},
     process::Command,
-    time::{Duration, Instant},
 };
 
 use ccproxy_e2e::{
     Proxy, ProxyOptions, Sandbox,
     mock::{CODEX_BACKEND_PATH, Mock, codex},
-    mode,
+    mode, wait_for_files,
 };
 use serde_json::{Value, json};
 
 const MODEL: &str = "claude-sonnet-4-20250514";
 const API_KEY: &str = "sk-ant-api03-PLANTED-api-key-0123456789abcdef";
-
-/// Waits (at most 10 s) until every file of `names` exists in `dir`.
-fn wait_for(dir: &Path, names: &[&str], proxy: &Proxy) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while names.iter().any(|name| !dir.join(name).exists()) {
-        assert!(
-            Instant::now() < deadline,
-            "scripts missing in {}: {:?}; log:\n{}",
-            dir.display(),
-            fs::read_dir(dir).map(|d| d
-                .filter_map(Result::ok)
-                .map(|e| e.file_name())
-                .collect::<Vec<_>>()),
-            proxy.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// Runs `sh script`; panics with its output unless it succeeds.
 fn run(script: &Path) -> String {
@@ -171,7 +152,7 @@ fn replayed_curl_commands_reproduce_the_requests() {
     });
     assert_eq!(codex["path"], CODEX_BACKEND_PATH);
 
-    wait_for(
+    wait_for_files(
         &folder,
         &[
             "plain_curl.sh",

@@ -15,9 +15,9 @@ use std::{
 };
 
 use ccproxy_e2e::{
-    Proxy, ProxyOptions, Sandbox,
+    Proxy, ProxyOptions, Sandbox, file_names,
     mock::{Mock, codex},
-    mode,
+    mode, wait_for_files,
 };
 use serde_json::{Value, json};
 
@@ -26,40 +26,6 @@ const MODEL: &str = "claude-sonnet-4-20250514";
 const API_KEY: &str = "sk-ant-api03-PLANTED-api-key-0123456789abcdef";
 /// The token clients must send the proxy.
 const CLIENT_TOKEN: &str = "client-PLANTED-token-0123456789abcdef";
-
-/// Waits (at most 10 s) until every file of `names` exists in `dir`.
-fn wait_for(dir: &Path, names: &[String], proxy: &Proxy) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let missing: Vec<&String> = names
-            .iter()
-            .filter(|name| !dir.join(name).exists())
-            .collect();
-        if missing.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "traces missing: {missing:?}; present: {:?}; log:\n{}",
-            listing(dir),
-            proxy.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|entry| entry.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
-}
 
 fn read_json(path: &Path) -> Value {
     ccproxy_e2e::read_json(path)
@@ -151,7 +117,7 @@ fn traces_are_written_redacted_privately_and_never_through_a_planted_symlink() {
     ]
     .map(str::to_owned)
     .to_vec();
-    wait_for(&traces, &expected, &proxy);
+    wait_for_files(&traces, &expected, &proxy);
 
     // The planted symlinks were not followed: the whole trace replaced its
     // link, the stream's appends were refused.
@@ -167,7 +133,7 @@ fn traces_are_written_redacted_privately_and_never_through_a_planted_symlink() {
 
     // Private: the folder 0700, every file 0600.
     assert_eq!(mode(&traces), 0o700);
-    for name in listing(&traces) {
+    for name in file_names(&traces) {
         let path = traces.join(&name);
         if !fs::symlink_metadata(&path)
             .unwrap()
@@ -235,7 +201,7 @@ fn traces_are_written_redacted_privately_and_never_through_a_planted_symlink() {
 
     // No secret anywhere in the folder.
     let access_token = codex::access_token();
-    for name in listing(&traces) {
+    for name in file_names(&traces) {
         let path = traces.join(&name);
         let Ok(bytes) = fs::read(&path) else { continue };
         let text = String::from_utf8_lossy(&bytes);

@@ -688,6 +688,45 @@ pub fn poll<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Optio
     }
 }
 
+/// Waits (at most 10 s) until every file of `names` exists in `dir`; else
+/// panics naming the missing ones, the files there and `proxy`'s log.
+pub fn wait_for_files<N: AsRef<str>>(dir: &Path, names: &[N], proxy: &Proxy) {
+    let missing = || -> Vec<&str> {
+        names
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|name| !dir.join(name).exists())
+            .collect()
+    };
+    if poll(Duration::from_secs(10), || {
+        missing().is_empty().then_some(())
+    })
+    .is_none()
+    {
+        panic!(
+            "files missing in {}: {:?}; present: {:?}; log:\n{}",
+            dir.display(),
+            missing(),
+            file_names(dir),
+            proxy.log()
+        );
+    }
+}
+
+/// The names of the files in `dir`, sorted; none when it cannot be read.
+pub fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
