@@ -17,7 +17,6 @@
 use std::{
     fs,
     io::Write,
-    net::TcpStream,
     sync::Barrier,
     time::{Duration, Instant},
 };
@@ -1040,10 +1039,7 @@ fn a_client_that_goes_away_mid_stream_cancels_the_backend_request() {
         // Nineteen events 200 ms apart: almost four seconds if nobody hangs up.
         mock.fault(json!({"kind": "trickle", "delay_ms": 200, "path": CODEX_BACKEND_PATH}));
         let body = hello(path, true).to_string();
-        let mut stream = TcpStream::connect(proxy.address()).expect("the proxy accepts");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("a read timeout can be set");
+        let mut stream = proxy.connect();
         write!(
             stream,
             "POST {path} HTTP/1.1\r\nhost: ccproxy\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",

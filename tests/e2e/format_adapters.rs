@@ -13,7 +13,6 @@
 
 use std::{
     io::{Read, Write},
-    net::TcpStream,
     time::Duration,
 };
 
@@ -225,10 +224,7 @@ fn a_client_leaving_a_stream_early_releases_the_adapters_state() {
     // Events a second apart: the client is gone long before the end.
     mock.fault(json!({"kind": "trickle", "delay_ms": 1000}));
     let body = tiny_request(true);
-    let mut socket = TcpStream::connect(proxy.address()).expect("the proxy accepts");
-    socket
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("a read timeout");
+    let mut socket = proxy.connect();
     let head = format!(
         "POST /claude/v1/tiny HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
         body.len()

@@ -153,10 +153,7 @@ fn forwarding_proxy(mock: &Mock) -> Proxy {
 /// Opens `GET /svc/forward`; returns the connection and what it sent so
 /// far (the head, at least).
 fn open_forward(proxy: &Proxy) -> (TcpStream, String) {
-    let mut stream = TcpStream::connect(proxy.address()).expect("the proxy accepts");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("a read timeout can be set");
+    let mut stream = proxy.connect();
     write!(
         stream,
         "GET /svc/forward HTTP/1.1\r\nhost: ccproxy\r\nconnection: close\r\n\r\n"

@@ -7,7 +7,7 @@
 
 use std::{
     io::{Read, Write},
-    net::{TcpListener, TcpStream},
+    net::TcpListener,
     time::{Duration, Instant},
 };
 
@@ -374,10 +374,7 @@ fn a_client_that_goes_away_mid_stream_cancels_the_upstream_request() {
         // Ten events 300 ms apart: three seconds if nobody hangs up.
         mock.fault(json!({"kind": "trickle", "delay_ms": 300}));
         let body = client.body(true).to_string();
-        let mut stream = TcpStream::connect(proxy.address()).expect("the proxy accepts");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("a read timeout can be set");
+        let mut stream = proxy.connect();
         write!(
             stream,
             "POST {} HTTP/1.1\r\nhost: ccproxy\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",

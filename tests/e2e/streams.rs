@@ -23,10 +23,7 @@ fn stats(proxy: &Proxy) -> Value {
 
 /// Opens `GET path` and returns the connection, the head already read.
 fn open_stream(proxy: &Proxy, path: &str) -> (TcpStream, String) {
-    let mut stream = TcpStream::connect(proxy.address()).expect("the proxy accepts");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("a read timeout can be set");
+    let mut stream = proxy.connect();
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nhost: ccproxy\r\nauthorization: Bearer s3cret\r\n\r\n"

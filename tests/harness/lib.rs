@@ -546,6 +546,16 @@ impl Proxy {
         })
     }
 
+    /// A new connection to it whose reads time out after 10 s, for reading an
+    /// answer as it comes.
+    pub fn connect(&self) -> std::net::TcpStream {
+        let stream = std::net::TcpStream::connect(self.address).expect("the proxy accepts");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("a read timeout can be set");
+        stream
+    }
+
     /// Writes `bytes` on a new connection and returns everything the server sends
     /// back until it closes the connection (or 5 s pass).
     pub fn raw(&self, bytes: &[u8]) -> Vec<u8> {
