@@ -16,15 +16,6 @@ fn stats(proxy: &Proxy) -> Value {
     reply.json()
 }
 
-fn entry(proxy: &Proxy, name: &str) -> Value {
-    let status = proxy.get("/plugins/status").json();
-    status["plugins"]
-        .as_array()
-        .and_then(|plugins| plugins.iter().find(|p| p["name"] == name))
-        .cloned()
-        .unwrap_or_else(|| panic!("{name} is not in /plugins/status: {status:#}"))
-}
-
 /// A port nothing listens on (bound, then released).
 fn closed_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("127.0.0.1:0 can be bound");
@@ -56,7 +47,7 @@ fn hello_system_and_provider_shaped_work_together() {
     let greet = proxy.get("/hello/greet?name=Ada");
     assert_eq!(greet.status, 200, "{}", greet.text());
     assert_eq!(greet.json(), json!({"message": "Hi, Ada!"}));
-    let effective = entry(&proxy, "hello_system");
+    let effective = proxy.plugin_entry("hello_system");
     assert_eq!(effective["status"], "active", "{effective:#}");
 
     // The service, through provider_shaped's route, and the host's HTTP client
@@ -156,7 +147,7 @@ fn an_unknown_plugin_key_disables_the_plugin_and_names_the_key() {
             ..ProxyOptions::default()
         },
     );
-    let hello = entry(&proxy, "hello_system");
+    let hello = proxy.plugin_entry("hello_system");
     assert_eq!(hello["status"], "disabled", "{hello:#}");
     let reason = hello["reason"].as_str().unwrap_or_default();
     assert!(
@@ -164,7 +155,7 @@ fn an_unknown_plugin_key_disables_the_plugin_and_names_the_key() {
         "the reason names the key: {reason}"
     );
     // Its dependent cannot run without it.
-    let provider = entry(&proxy, "provider_shaped");
+    let provider = proxy.plugin_entry("provider_shaped");
     assert_eq!(provider["status"], "disabled", "{provider:#}");
     assert!(
         provider["reason"]

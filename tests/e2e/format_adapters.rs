@@ -120,15 +120,6 @@ fn open_streams(proxy: &Proxy) -> Value {
     health["details"]["open_streams"].clone()
 }
 
-fn status_entry(proxy: &Proxy, name: &str) -> Value {
-    let status = proxy.get("/plugins/status").json();
-    status["plugins"]
-        .as_array()
-        .and_then(|plugins| plugins.iter().find(|p| p["name"] == name))
-        .cloned()
-        .unwrap_or_else(|| panic!("{name} is not in /plugins/status: {status:#}"))
-}
-
 /// What the user said in an upstream request, in Anthropic Messages or
 /// Responses (a string or a list of text blocks).
 fn said(content: &Value) -> &str {
@@ -294,7 +285,7 @@ fn errors_come_back_in_the_tiny_format() {
 fn plugins_status_lists_the_adapter_endpoints() {
     let mock = claude_mock();
     let proxy = claude_proxy(&mock);
-    let entry = status_entry(&proxy, "format_tiny");
+    let entry = proxy.plugin_entry("format_tiny");
     assert_eq!(
         entry["format_adapters"],
         json!([{"from": "example.tiny", "to": "openai.chat_completions", "priority": 100, "endpoint": "/v1/tiny"}]),
@@ -330,7 +321,7 @@ fn a_tiny_request_reaches_codex_as_a_responses_request() {
         "response.output_text.delta",
         "/delta",
     );
-    let entry = status_entry(&proxy, "format_tiny");
+    let entry = proxy.plugin_entry("format_tiny");
     let routes: Vec<&str> = entry["adapter_endpoints"]
         .as_array()
         .expect("adapter endpoints")

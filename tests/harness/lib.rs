@@ -546,6 +546,17 @@ impl Proxy {
         })
     }
 
+    /// Plugin `name`'s entry in `GET /plugins/status`; panics when it is not
+    /// listed.
+    pub fn plugin_entry(&self, name: &str) -> serde_json::Value {
+        let status = self.get("/plugins/status").json();
+        status["plugins"]
+            .as_array()
+            .and_then(|plugins| plugins.iter().find(|p| p["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} is not in /plugins/status: {status:#}"))
+    }
+
     /// A new connection to it whose reads time out after 10 s, for reading an
     /// answer as it comes.
     pub fn connect(&self) -> std::net::TcpStream {
