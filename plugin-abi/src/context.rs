@@ -246,7 +246,8 @@ impl Context {
     /// returns (plugin API 1.2, capability `blocking`): for work that would
     /// stall the host's async workers, such as file I/O, compression or a
     /// synchronous library. A panic inside `f` becomes an error of kind
-    /// [`Panicked`](crate::ErrorKind::Panicked).
+    /// [`Panicked`](crate::ErrorKind::Panicked). On a host without the
+    /// capability (a test host configured so) `f` runs right here instead.
     ///
     /// ```no_run
     /// # use ccproxy_plugin_abi::prelude::*;
@@ -267,7 +268,11 @@ impl Context {
         F: FnOnce() -> T + Send + 'static,
     {
         let host = self.host.clone();
+        let on_pool = self.has_capability(protocol::capability::BLOCKING);
         async move {
+            if !on_pool {
+                return crate::raw::catch_panic(|| Ok(f())).map_err(PluginError::from_abi);
+            }
             // Registered only once the future runs, and forgotten when it is
             // dropped, so an abandoned call leaves no job behind.
             let (job, result) = crate::blocking::register(f);

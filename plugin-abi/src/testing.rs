@@ -2857,9 +2857,14 @@ mod tests {
             .capabilities([capability::HTTP])
             .start::<Services>()
             .unwrap();
-        for path in ["/s/blocking", "/s/status", "/s/process"] {
+        for path in ["/s/status", "/s/process"] {
             let error = plugin.route(request("GET", path)).unwrap_err();
             assert_eq!(error.kind(), ErrorKind::Unsupported, "{path}: {error}");
         }
+        // Blocking work runs right there on a host without the pool.
+        assert_eq!(
+            plugin.route(request("GET", "/s/blocking")).unwrap().status,
+            200
+        );
     }
 }

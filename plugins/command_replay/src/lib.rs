@@ -280,12 +280,8 @@ impl CommandReplay {
         }
         let separate = self.config.separate_files_per_command;
         let job = move || write_all(&dir, separate, scripts);
-        if self.ctx.has_capability(capability::BLOCKING) {
-            if let Err(error) = self.ctx.blocking(job).await {
-                warn!("command_replay could not write its commands: {error}");
-            }
-        } else {
-            job();
+        if let Err(error) = self.ctx.blocking(job).await {
+            warn!("command_replay could not write its commands: {error}");
         }
     }
 }

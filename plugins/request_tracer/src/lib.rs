@@ -434,23 +434,18 @@ impl RequestTracer {
         }])
     }
 
-    /// Writes `writes` on the host's blocking pool (plugin API 1.2,
-    /// capability `blocking`), so file I/O never stalls the host's async
-    /// workers; inline on an older host.
+    /// Writes `writes` on the host's blocking pool (plugin API 1.2), so file
+    /// I/O never stalls the host's async workers.
     async fn write(&self, writes: Vec<Write>) {
         if writes.is_empty() {
             return;
         }
         let (json_dir, raw_dir) = (self.json_dir.clone(), self.raw_dir.clone());
-        if self.ctx.has_capability(capability::BLOCKING) {
-            let job = self
-                .ctx
-                .blocking(move || write_all(&json_dir, &raw_dir, writes));
-            if let Err(error) = job.await {
-                warn!("request_tracer could not write its traces: {error}");
-            }
-        } else {
-            write_all(&json_dir, &raw_dir, writes);
+        let job = self
+            .ctx
+            .blocking(move || write_all(&json_dir, &raw_dir, writes));
+        if let Err(error) = job.await {
+            warn!("request_tracer could not write its traces: {error}");
         }
     }
 
