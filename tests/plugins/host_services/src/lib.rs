@@ -1,8 +1,9 @@
 //! Test plugin for `tests/e2e/host_services.rs`: every route uses one of the
 //! plugin API 1.2 host operations, as a third-party plugin would.
 //!
-//! - `GET /svc/blocking`: a blocking job (200 ms of `std::thread::sleep`, then
-//!   a file written under the data dir) run on the host's blocking pool;
+//! - `GET /svc/blocking?ms=N`: a blocking job (N ms, default 200, of
+//!   `std::thread::sleep`, then a file written under the data dir) run on the
+//!   host's blocking pool; answers when it ran (ms since the epoch);
 //! - `GET /svc/process`: `cat` fed lines on stdin and read back piece by
 //!   piece, and `sh -c 'echo err >&2; exit 3'`'s stderr and exit code;
 //! - `GET /svc/missing`: a program that does not exist (the error goes out);
@@ -40,20 +41,31 @@ impl HostServices {
         let dir = self.ctx.data_dir().join("blocking");
         let file = dir.join(format!("{}.txt", req.request_id));
         let written = file.clone();
-        let elapsed_ms = self
+        let ms = req
+            .query
+            .strip_prefix("ms=")
+            .and_then(|ms| ms.parse().ok())
+            .unwrap_or(200);
+        let epoch_ms = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64)
+        };
+        let (started_ms, ended_ms) = self
             .ctx
             .blocking(move || {
-                let started = std::time::Instant::now();
-                std::thread::sleep(Duration::from_millis(200));
+                let started = epoch_ms();
+                std::thread::sleep(Duration::from_millis(ms));
                 std::fs::create_dir_all(&dir)?;
                 std::fs::write(&written, "done")?;
-                Ok::<_, std::io::Error>(started.elapsed().as_millis() as u64)
+                Ok::<_, std::io::Error>((started, epoch_ms()))
             })
             .await?
             .map_err(|error| PluginError::internal(format!("cannot write the file: {error}")))?;
         Ok(Response::json(
             200,
-            &json!({"file": file.display().to_string(), "elapsed_ms": elapsed_ms}),
+            &json!({"file": file.display().to_string(), "elapsed_ms": ended_ms - started_ms,
+                "started_ms": started_ms, "ended_ms": ended_ms}),
         ))
     }
 
