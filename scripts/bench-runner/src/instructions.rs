@@ -3,17 +3,26 @@
 //! binaries and inputs whatever else the machine is doing, so it is what the
 //! "What changed in the hot path" tables of `docs/PERFORMANCE.md` compare.
 //!
-//! It starts the lean upstream, then the release proxy (every bundled plugin,
-//! the access log on, as in the load rounds) under `valgrind --tool=callgrind`,
-//! sends warm-up requests, zeroes the counters, sends the measured requests one
-//! at a time on one kept-alive connection, waits for the observer hooks to
-//! finish, dumps the counters and divides.
+//! It starts the lean upstream, then the release proxy (the bundled plugins on
+//! by default, the access log on, as in the load rounds; `--disable-plugin`
+//! leaves one out, `--env` passes e.g. an opt-in plugin's `ENABLED=true`) under
+//! `valgrind --tool=callgrind` in a sandbox of its own (HOME and the XDG
+//! folders, where plugins write), checks which plugins are active, sends
+//! warm-up requests, zeroes the counters, sends the measured requests one at a
+//! time on one kept-alive connection, waits for the observer hooks to finish,
+//! dumps the counters and divides.
 
-use std::{path::Path, process::Command, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
 
 use bytes::Bytes;
 
-use crate::{Layout, READY_TIMEOUT, Scratch, bodies, probe, procs::Server, proxy_command};
+use crate::{
+    Layout, READY_TIMEOUT, Scratch, active_plugins, bodies, probe, procs::Server, proxy_command,
+};
 
 /// What to measure.
 pub(crate) struct Setting {
@@ -29,6 +38,12 @@ pub(crate) struct Setting {
     pub(crate) requests: usize,
     /// Requests before the counters are zeroed.
     pub(crate) warmup: usize,
+    /// Bundled plugins left out (`ccproxy serve --disable-plugin`).
+    pub(crate) disabled: Vec<String>,
+    /// Environment variables for the proxy, after the sandbox's own.
+    pub(crate) env: Vec<(String, String)>,
+    /// Where to copy callgrind's dump of the measured requests.
+    pub(crate) callgrind_out: Option<PathBuf>,
 }
 
 pub(crate) fn run(setting: &Setting) -> Result<(), String> {
@@ -64,8 +79,12 @@ pub(crate) fn run(setting: &Setting) -> Result<(), String> {
         .arg(format!("--callgrind-out-file={}", out_file.display()))
         .arg(plain.get_program())
         .args(plain.get_args());
+    let mut disabled = setting.disabled.clone();
     if setting.no_access_log {
-        command.args(["--disable-plugin", "access_log"]);
+        disabled.push("access_log".to_owned());
+    }
+    for name in &disabled {
+        command.args(["--disable-plugin", name]);
     }
     command.env_clear();
     for (key, value) in plain.get_envs() {
@@ -73,6 +92,7 @@ pub(crate) fn run(setting: &Setting) -> Result<(), String> {
             command.env(key, value);
         }
     }
+    command.envs(setting.env.iter().map(|(key, value)| (key, value)));
     if let Some(dir) = plain.get_current_dir() {
         command.current_dir(dir);
     }
@@ -98,6 +118,19 @@ pub(crate) fn run(setting: &Setting) -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     let pid = proxy.pid().to_string();
+    let status = runtime.block_on(async {
+        let mut connection = probe::Connection::open(proxy.address).await?;
+        connection
+            .send("GET", "/plugins/status", Bytes::new())
+            .await
+    })?;
+    let status = serde_json::from_slice(&status).unwrap_or(serde_json::Value::Null);
+    let bundled = layout.bundled();
+    let active: Vec<String> = active_plugins(&layout, &status, &disabled)
+        .map_err(|error| format!("{error}; the proxy's log:\n{}", proxy.log_tail()))?
+        .into_iter()
+        .filter(|name| bundled.contains(name))
+        .collect();
     runtime.block_on(async {
         let mut connection = probe::Connection::open(proxy.address).await?;
         for _ in 0..setting.warmup {
@@ -112,14 +145,24 @@ pub(crate) fn run(setting: &Setting) -> Result<(), String> {
         tokio::time::sleep(Duration::from_millis(1000)).await;
         callgrind_control("-d", &pid)
     })?;
-    let total = dumped_total(&scratch.0, &out_file)?;
+    let (dump, total) = dumped_total(&scratch.0, &out_file)?;
     drop(proxy);
+    if let Some(keep) = &setting.callgrind_out {
+        std::fs::copy(&dump, keep).map_err(|error| {
+            format!(
+                "cannot copy {} to {}: {error}",
+                dump.display(),
+                keep.display()
+            )
+        })?;
+    }
     println!(
-        "{} {} ({} no-op hook plugins, access log {}): {:.1} k instructions per request ({} requests after {} warm-up, callgrind)",
+        "{} {} ({} no-op hook plugins, access log {}; bundled plugins active: {}): {:.1} k instructions per request ({} requests after {} warm-up, callgrind)",
         if setting.large { "large" } else { "small" },
         setting.scenario,
         setting.noop_plugins,
         if setting.no_access_log { "off" } else { "on" },
+        active.join(", "),
         total as f64 / setting.requests.max(1) as f64 / 1000.0,
         setting.requests,
         setting.warmup
@@ -140,9 +183,9 @@ fn callgrind_control(flag: &str, pid: &str) -> Result<(), String> {
     }
 }
 
-/// The instruction total of the dump `callgrind_control -d` wrote next to
-/// `out_file` (`callgrind.out.1`, counted from the zeroing).
-fn dumped_total(dir: &Path, out_file: &Path) -> Result<u64, String> {
+/// The dump `callgrind_control -d` wrote next to `out_file` (`callgrind.out.1`,
+/// counted from the zeroing) and its instruction total.
+fn dumped_total(dir: &Path, out_file: &Path) -> Result<(PathBuf, u64), String> {
     let stem = out_file
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
@@ -162,11 +205,13 @@ fn dumped_total(dir: &Path, out_file: &Path) -> Result<u64, String> {
         .first()
         .ok_or_else(|| format!("callgrind wrote no dump next to {}", out_file.display()))?;
     let text = std::fs::read_to_string(dump).map_err(|e| e.to_string())?;
-    text.lines()
+    let total = text
+        .lines()
         .find_map(|line| {
             line.strip_prefix("summary:")
                 .or_else(|| line.strip_prefix("totals:"))
         })
         .and_then(|value| value.split_whitespace().next()?.parse().ok())
-        .ok_or_else(|| format!("{} has no totals line", dump.display()))
+        .ok_or_else(|| format!("{} has no totals line", dump.display()))?;
+    Ok((dump.clone(), total))
 }

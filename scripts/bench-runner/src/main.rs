@@ -7,8 +7,8 @@
 //!
 //! 1. starts the lean upstream (`ccproxy-bench upstream`, see `upstream.rs`) on
 //!    127.0.0.1;
-//! 2. times the proxy's start-up with every bundled plugin, several times;
-//! 3. starts the proxy with every bundled plugin and the access log writing to
+//! 2. times the proxy's start-up with the bundled plugins, several times;
+//! 3. starts the proxy with the bundled plugins and the access log writing to
 //!    a temporary file, and reads its idle RSS;
 //! 4. for each scenario, body size and concurrency, runs `oha` rounds for a
 //!    fixed time straight at the upstream and through the proxy, alternating
@@ -86,6 +86,17 @@ enum Commands {
         /// Requests before the counters are zeroed.
         #[arg(long, default_value_t = 100)]
         warmup: usize,
+        /// A bundled plugin to leave out (`ccproxy serve --disable-plugin`); repeatable.
+        #[arg(long, value_name = "NAME")]
+        disable_plugin: Vec<String>,
+        /// An environment variable for the proxy, e.g.
+        /// `PLUGINS__REQUEST_TRACER__ENABLED=true` for an opt-in plugin; repeatable.
+        #[arg(long, value_name = "KEY=VALUE", value_parser = key_value)]
+        env: Vec<(String, String)>,
+        /// Where to copy callgrind's dump of the measured requests, for
+        /// `callgrind_annotate` (the scratch folder is removed at the end).
+        #[arg(long, value_name = "FILE")]
+        callgrind_out: Option<PathBuf>,
     },
     /// Serves the bare forwarder, the floor of a hyper proxy (used by `run`).
     Forwarder {
@@ -154,6 +165,9 @@ fn main() -> ExitCode {
             no_access_log,
             requests,
             warmup,
+            disable_plugin,
+            env,
+            callgrind_out,
         } => match instructions::run(&instructions::Setting {
             scenario,
             large,
@@ -161,6 +175,9 @@ fn main() -> ExitCode {
             no_access_log,
             requests: requests.max(1),
             warmup,
+            disabled: disable_plugin,
+            env,
+            callgrind_out,
         }) {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {
@@ -175,6 +192,14 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// `KEY=VALUE` of `--env`.
+fn key_value(argument: &str) -> Result<(String, String), String> {
+    match argument.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("{argument:?} is not KEY=VALUE")),
     }
 }
 
@@ -258,6 +283,39 @@ impl Layout {
     }
 }
 
+/// The plugins `/plugins/status` (`status`) lists as active. Every bundled
+/// plugin must be among them but those in `disabled` (left out on the command
+/// line) and the opt-in ones nobody enabled (disabled "off by default").
+fn active_plugins(
+    layout: &Layout,
+    status: &Value,
+    disabled: &[String],
+) -> Result<Vec<String>, String> {
+    let plugins = status["plugins"].as_array().map_or(&[][..], Vec::as_slice);
+    let active: Vec<String> = plugins
+        .iter()
+        .filter(|p| p["status"] == "active")
+        .filter_map(|p| p["name"].as_str().map(str::to_owned))
+        .collect();
+    let opt_in_off = |name: &str| {
+        plugins.iter().any(|p| {
+            p["name"] == name
+                && p["status"] == "disabled"
+                && p["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("off by default"))
+        })
+    };
+    match layout
+        .bundled()
+        .into_iter()
+        .find(|name| !active.contains(name) && !disabled.contains(name) && !opt_in_off(name))
+    {
+        Some(missing) => Err(format!("bundled plugin {missing} is not active")),
+        None => Ok(active),
+    }
+}
+
 /// A scratch folder removed at the end.
 struct Scratch(PathBuf);
 
@@ -283,7 +341,7 @@ impl Drop for Scratch {
     }
 }
 
-/// The proxy command: every bundled plugin (found next to the binary), the
+/// The proxy command: the bundled plugins (found next to the binary; opt-in ones stay off), the
 /// claude_api plugin in API-key mode in front of `upstream`, the access log
 /// (client and provider) writing into the sandbox, `extra_plugins` as an
 /// extra plugin folder.
@@ -526,13 +584,8 @@ fn run(args: &RunArgs) -> Result<(), String> {
             .await
     })?;
     let plugin_status: Value = serde_json::from_slice(&plugin_status).unwrap_or(Value::Null);
-    let active: Vec<String> = plugin_status["plugins"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|p| p["status"] == "active")
-        .filter_map(|p| p["name"].as_str().map(str::to_owned))
-        .collect();
+    let active = active_plugins(&layout, &plugin_status, &[])
+        .map_err(|error| format!("{error}; the proxy's log:\n{}", proxy.log_tail()))?;
     eprintln!(
         "==> proxy {} (pid {}), active plugins: {}; idle RSS {:.1} MiB",
         proxy.url(),
@@ -540,13 +593,6 @@ fn run(args: &RunArgs) -> Result<(), String> {
         active.join(", "),
         rss_idle as f64 / 1024.0
     );
-    let bundled = layout.bundled();
-    if let Some(missing) = bundled.iter().find(|name| !active.contains(name)) {
-        return Err(format!(
-            "bundled plugin {missing} is not active; the proxy's log:\n{}",
-            proxy.log_tail()
-        ));
-    }
 
     // Warm-up, not measured.
     eprintln!("==> warm-up");
@@ -778,6 +824,7 @@ fn hook_cost(
 ) -> Result<Vec<HookRow>, String> {
     let library = layout.release.join("libtest_plugin_noop_hook.so");
     let mut proxies = Vec::new();
+    let mut base_plugins = None;
     for n in [0usize, 1, 10] {
         let dir = scratch.join(format!("noop_{n}"));
         let sandbox = scratch.join(format!("hook_sandbox_{n}"));
@@ -793,8 +840,10 @@ fn hook_cost(
             proxy_command(layout, &sandbox, upstream_url, Some(&dir)),
             READY_TIMEOUT,
         )?;
-        let wanted = layout.bundled().len() + n;
+        // The first proxy (no no-op plugin) has the bundled ones on by default,
+        // as checked on the main proxy.
         let active = field_of(&proxy.ready_line, "plugins").and_then(|v| v.parse::<usize>().ok());
+        let wanted = *base_plugins.get_or_insert(active.unwrap_or(0)) + n;
         if active != Some(wanted) {
             return Err(format!(
                 "the proxy with {n} no-op hook plugins has {active:?} active plugins, not {wanted}; its log:\n{}",
@@ -952,7 +1001,7 @@ fn report(r: &mut Report<'_>) -> String {
         out,
         "Upstream: {}. {} round(s) of {:.1} s per setting and target, direct and proxied alternating; \
          RPS counts 2xx answers over the rounds' total time; p50/p99 are the median of the rounds' \
-         percentiles, max the largest. Proxy: every bundled plugin active ({}), access log on (client and \
+         percentiles, max the largest. Proxy: the bundled plugins on by default active ({}), access log on (client and \
          provider, to a temporary file), log level info{}. Whole run: {:.0} s.\n",
         if r.args.shared_mock {
             "the end-to-end mock (`ccproxy-mock-upstream`), reset after every round"
@@ -1051,7 +1100,7 @@ fn report(r: &mut Report<'_>) -> String {
         out,
         "\n**Memory and start-up**\n\n\
          | what | value |\n|---|---|\n\
-         | RSS idle, every bundled plugin loaded | {:.1} MiB |\n\
+         | RSS idle, the bundled plugins on by default loaded | {:.1} MiB |\n\
          | RSS under load, largest sample at concurrency 64 | {:.1} MiB |\n\
          | RSS idle after the run / VmHWM (peak) | {:.1} / {:.1} MiB |\n\
          | ready (spawn → `listening on` line), median of {} / max | {:.1} / {:.1} ms |\n\
@@ -1161,7 +1210,7 @@ fn report(r: &mut Report<'_>) -> String {
     let idle = mib(r.rss_idle);
     let _ = writeln!(
         out,
-        "| RSS idle < 30 MB, every bundled plugin loaded | {idle:.1} MiB | {} |",
+        "| RSS idle < 30 MB, the bundled plugins on by default loaded | {idle:.1} MiB | {} |",
         verdict(idle < 30.0, || format!("{:.1} MiB", idle - 30.0))
     );
     let loaded = mib(r.rss_load_max.max(r.rss_peak));
@@ -1172,7 +1221,7 @@ fn report(r: &mut Report<'_>) -> String {
     );
     let _ = writeln!(
         out,
-        "| ready < 150 ms with every bundled plugin (median) | {startup:.1} ms | {} |",
+        "| ready < 150 ms with the bundled plugins on by default (median) | {startup:.1} ms | {} |",
         verdict(startup < 150.0, || format!("{:.1} ms", startup - 150.0))
     );
     if let Some((cpu, _)) = ten {
