@@ -8,9 +8,10 @@
 //! leaves one out, `--env` passes e.g. an opt-in plugin's `ENABLED=true`) under
 //! `valgrind --tool=callgrind` in a sandbox of its own (HOME and the XDG
 //! folders, where plugins write), checks which plugins are active, sends
-//! warm-up requests, zeroes the counters, sends the measured requests one at a
-//! time on one kept-alive connection, waits for the observer hooks to finish,
-//! dumps the counters and divides.
+//! warm-up requests, waits for the proxy to be idle, zeroes the counters, sends
+//! the measured requests one at a time on one kept-alive connection, waits for
+//! the proxy to be idle again (observing hooks run after the answers), dumps
+//! the counters, checks no hook event was dropped, and divides.
 
 use std::{
     path::{Path, PathBuf},
@@ -21,7 +22,9 @@ use std::{
 use bytes::Bytes;
 
 use crate::{
-    Layout, READY_TIMEOUT, Scratch, active_plugins, bodies, probe, procs::Server, proxy_command,
+    Layout, READY_TIMEOUT, Scratch, active_plugins, bodies, probe,
+    procs::{Server, cpu_time},
+    proxy_command,
 };
 
 /// What to measure.
@@ -136,15 +139,32 @@ pub(crate) fn run(setting: &Setting) -> Result<(), String> {
         for _ in 0..setting.warmup {
             connection.post(path, body.clone()).await?;
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Observing hooks run after the answers, on the observer task and the
+        // blocking pool: under callgrind a plugin that writes files (the
+        // tracer) lags the requests by seconds. Counting starts and ends with
+        // the proxy idle, so every request's hooks are counted, and only once.
+        wait_idle(proxy.pid()).await;
         callgrind_control("-z", &pid)?;
         for _ in 0..setting.requests {
             connection.post(path, body.clone()).await?;
         }
-        // The observer task delivers the last events after the answers.
-        tokio::time::sleep(Duration::from_millis(1000)).await;
+        wait_idle(proxy.pid()).await;
         callgrind_control("-d", &pid)
     })?;
+    // Events dropped on a full hook queue were not counted.
+    let dropped = runtime.block_on(async {
+        let mut connection = probe::Connection::open(proxy.address).await?;
+        let status = connection
+            .send("GET", "/plugins/status", Bytes::new())
+            .await?;
+        let status: serde_json::Value = serde_json::from_slice(&status).unwrap_or_default();
+        Ok::<_, String>(status["hooks"]["dropped"].as_u64().unwrap_or(0))
+    })?;
+    if dropped > 0 {
+        return Err(format!(
+            "the proxy dropped {dropped} hook events (queue full): the count would leave out their hooks"
+        ));
+    }
     let (dump, total) = dumped_total(&scratch.0, &out_file)?;
     drop(proxy);
     if let Some(keep) = &setting.callgrind_out {
@@ -168,6 +188,30 @@ pub(crate) fn run(setting: &Setting) -> Result<(), String> {
         setting.warmup
     );
     Ok(())
+}
+
+/// Waits until the proxy uses less than 5 % of a core over two 200 ms
+/// samples in a row (at most a minute).
+async fn wait_idle(pid: u32) {
+    const SAMPLE: Duration = Duration::from_millis(200);
+    let mut quiet = 0;
+    let mut last = cpu_time(pid);
+    for _ in 0..300 {
+        tokio::time::sleep(SAMPLE).await;
+        let now = cpu_time(pid);
+        let busy = match (last, now) {
+            (Some(last), Some(now)) => now.saturating_sub(last),
+            _ => return,
+        };
+        last = now;
+        quiet = if busy * 20 <= SAMPLE { quiet + 1 } else { 0 };
+        if quiet == 2 {
+            return;
+        }
+    }
+    eprintln!(
+        "ccproxy-bench instructions: the proxy is still busy after a minute; counting anyway"
+    );
 }
 
 fn callgrind_control(flag: &str, pid: &str) -> Result<(), String> {
