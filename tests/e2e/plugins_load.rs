@@ -626,3 +626,60 @@ fn plugins_built_against_the_frozen_1_0_and_1_1_interfaces_serve_side_by_side() 
         "{hello:#}"
     );
 }
+
+/// The reason given for a library that exports the version symbol as data.
+const DATA_VERSION_SYMBOL: &str = "exports ccproxy_plugin_api_version as data, not as the function the plugin API defines: rebuild it with the ccproxy-plugin-abi SDK (export_plugin!)";
+
+#[test]
+fn a_library_exporting_the_version_symbol_as_data_is_refused_not_called() {
+    // Called as the function it should be, the symbol's bytes would be run as
+    // code: the process died of SIGSEGV, and one such file on the plugin path
+    // kept the proxy from starting.
+    let sandbox = Sandbox::new();
+    let bad = sandbox.install("test_plugin_data_version_symbol");
+    sandbox.install("test_plugin_panicky");
+    let file = "libtest_plugin_data_version_symbol.so";
+
+    let checked = sandbox.run_cli(&["plugins", "check", &bad.display().to_string()], &[]);
+    assert_eq!(checked.code, 1, "{checked:?}");
+    assert_eq!(
+        checked.stdout.trim_end(),
+        format!("refused: {}: {DATA_VERSION_SYMBOL}", bad.display()),
+        "{checked:?}"
+    );
+
+    let listed = sandbox.run_cli(&["plugins", "list", "--json"], &[]);
+    assert_eq!(listed.code, 0, "{listed:?}");
+    let listed: Value = serde_json::from_str(&listed.stdout)
+        .unwrap_or_else(|e| panic!("plugins list --json: {e}: {listed:?}"));
+    let listed = listed["plugins"].as_array().expect("plugins is an array");
+    let entry = find(listed, file);
+    assert_eq!(
+        (entry["status"].as_str(), entry["reason"].as_str()),
+        (Some("refused"), Some(DATA_VERSION_SYMBOL)),
+        "{entry:#}"
+    );
+    assert_eq!(find(listed, "libtest_plugin_panicky.so")["status"], "ok");
+
+    let proxy = Proxy::start_in(sandbox, ProxyOptions::default());
+    let health = proxy.get("/health");
+    assert_eq!(health.status, 200, "{}", health.text());
+    let ok = proxy.get("/panicky/ok");
+    assert_eq!((ok.status, ok.text().as_str()), (200, "still fine"));
+    let status = proxy.get("/plugins/status").json();
+    let entry = find(
+        status["plugins"].as_array().expect("plugins is an array"),
+        file,
+    );
+    assert_eq!(
+        (entry["status"].as_str(), entry["reason"].as_str()),
+        (Some("refused"), Some(DATA_VERSION_SYMBOL)),
+        "{entry:#}"
+    );
+    let log = proxy.log();
+    assert!(
+        log.lines()
+            .any(|line| line.contains(file) && line.contains(DATA_VERSION_SYMBOL)),
+        "no log line names {file} with its reason; log:\n{log}"
+    );
+}

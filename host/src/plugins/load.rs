@@ -6,8 +6,12 @@
 //! 1. the file and every folder above it are owned by this user or root and not
 //!    writable by others (before `dlopen`, which runs the library's
 //!    constructors);
-//! 2. `dlopen` succeeds (else: not a loadable library);
-//! 3. the `ccproxy_plugin_api_version` symbol exists (else: not a ccproxy plugin);
+//! 2. the file's dynamic symbol table defines `ccproxy_plugin_api_version`
+//!    (else: not a ccproxy plugin), and it and `ccproxy_plugin_panic_unwind`
+//!    (when there) are functions in executable code: a library exporting either
+//!    as data would have the host jump into data and die of SIGSEGV (Linux
+//!    only; read before `dlopen`, so no code of the file has run);
+//! 3. `dlopen` succeeds (else: not a loadable library);
 //! 4. its semver is compatible: same major, minor not newer than the host's;
 //! 5. abi_stable's header and layout checks pass;
 //! 6. the manifest parses and names a plugin.
@@ -32,6 +36,12 @@ pub enum Refusal {
     NotALibrary(String),
     /// A shared library without the version symbol.
     NotAPlugin,
+    /// A plugin API symbol that must be a function is exported as data (or
+    /// lies outside executable code): calling it would crash the host.
+    NotAFunction {
+        /// The symbol's name.
+        symbol: &'static str,
+    },
     /// The version symbol is not semver.
     BadVersion(String),
     /// Built for another major version of the plugin API.
@@ -75,6 +85,10 @@ impl fmt::Display for Refusal {
             Refusal::NotAPlugin => write!(
                 f,
                 "not a ccproxy plugin: it has no ccproxy_plugin_api_version symbol; build it with ccproxy_plugin_abi::export_plugin!"
+            ),
+            Refusal::NotAFunction { symbol } => write!(
+                f,
+                "exports {symbol} as data, not as the function the plugin API defines: rebuild it with the ccproxy-plugin-abi SDK (export_plugin!)"
             ),
             Refusal::BadVersion(text) => write!(
                 f,
@@ -220,14 +234,24 @@ fn current_uid() -> u32 {
 /// Loads `path` and reads its manifest. Never panics; every failure is a [`Refusal`].
 pub fn load(path: &Path) -> Result<LoadedLibrary, Refusal> {
     let resolved = check_permissions(path)?;
+    let exports = read_api_exports(&resolved);
+    if let Ok(exports) = &exports {
+        exports.check()?;
+    }
+    // A file whose symbols could not be read is refused all the same, but only
+    // after `dlopen` has had its say: its words tell best why a file is not a
+    // library ("file too short", "wrong ELF class").
     let library = RawLibrary::load_at(&resolved)
         .map_err(|error| Refusal::NotALibrary(one_line(&error.to_string())))?;
+    let exports = exports.map_err(Refusal::NotALibrary)?;
     // Libraries are never unloaded: unloading Rust code is unsound, and the
     // plugin's statics (its host handle) must outlive every call.
     let library: &'static RawLibrary = Box::leak(Box::new(library));
     let api_version = read_version_symbol(library)?;
     check_version(&api_version)?;
-    check_panic_strategy(library, &api_version)?;
+    if exports.panic_strategy != Definition::Absent {
+        check_panic_strategy(library, &api_version)?;
+    }
     let mismatch = |error: LibraryError| Refusal::LayoutMismatch {
         plugin: api_version.clone(),
         why: summarize_library_error(&error),
@@ -263,6 +287,149 @@ pub fn load(path: &Path) -> Result<LoadedLibrary, Refusal> {
         manifest,
         module,
     })
+}
+
+/// How a library file defines one of the plugin API's symbols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Definition {
+    /// Not defined by the file itself (missing, or only imported from another).
+    Absent,
+    /// A function in executable code: callable with the API's signature.
+    Function,
+    /// Data, thread-local storage, an absolute value, or a "function" outside
+    /// executable code: calling it would jump into data.
+    NotAFunction,
+}
+
+/// The plugin API's symbols as the file defines them, read before `dlopen`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ApiExports {
+    /// `ccproxy_plugin_api_version`, required.
+    version: Definition,
+    /// `ccproxy_plugin_panic_unwind`, which libraries of older SDKs lack.
+    panic_strategy: Definition,
+}
+
+impl ApiExports {
+    /// Refuses a file whose plugin API symbols cannot be called safely.
+    fn check(&self) -> Result<(), Refusal> {
+        match self.version {
+            Definition::Absent => return Err(Refusal::NotAPlugin),
+            Definition::NotAFunction => {
+                return Err(Refusal::NotAFunction {
+                    symbol: raw::VERSION_SYMBOL,
+                });
+            }
+            Definition::Function => {}
+        }
+        if self.panic_strategy == Definition::NotAFunction {
+            return Err(Refusal::NotAFunction {
+                symbol: raw::PANIC_SYMBOL,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Reads the plugin API's symbols from the file's ELF dynamic symbol table;
+/// `Err` says why the table could not be read.
+#[cfg(target_os = "linux")]
+fn read_api_exports(file: &Path) -> Result<ApiExports, String> {
+    let [version, panic_strategy] =
+        elf_exports::definitions(file, [raw::VERSION_SYMBOL, raw::PANIC_SYMBOL])?;
+    Ok(ApiExports {
+        version,
+        panic_strategy,
+    })
+}
+
+/// Elsewhere the file is not read: both symbols are taken for functions, and
+/// the dynamic loader alone says whether they exist.
+#[cfg(not(target_os = "linux"))]
+fn read_api_exports(_file: &Path) -> Result<ApiExports, String> {
+    Ok(ApiExports {
+        version: Definition::Function,
+        panic_strategy: Definition::Function,
+    })
+}
+
+/// Reading an ELF file's dynamic symbol table: only the headers, the section
+/// headers, the dynamic symbols and their names are read from disk.
+#[cfg(target_os = "linux")]
+mod elf_exports {
+    use std::path::Path;
+
+    use object::{
+        Endianness, FileKind, ReadCache, ReadRef,
+        elf::{self, FileHeader32, FileHeader64},
+        read::elf::{FileHeader, SectionHeader as _, Sym as _},
+    };
+
+    use super::Definition;
+
+    /// How `file` defines each of `names`.
+    pub(super) fn definitions<const N: usize>(
+        file: &Path,
+        names: [&str; N],
+    ) -> Result<[Definition; N], String> {
+        let opened = std::fs::File::open(file)
+            .map_err(|error| format!("cannot read file {}: {error}", file.display()))?;
+        let cache = ReadCache::new(opened);
+        let unreadable = |error: object::read::Error| {
+            format!(
+                "cannot read the dynamic symbol table of {}: {error}",
+                file.display()
+            )
+        };
+        match FileKind::parse(&cache).map_err(unreadable)? {
+            FileKind::Elf32 => {
+                definitions_in::<FileHeader32<Endianness>, _, N>(&cache, names).map_err(unreadable)
+            }
+            FileKind::Elf64 => {
+                definitions_in::<FileHeader64<Endianness>, _, N>(&cache, names).map_err(unreadable)
+            }
+            _ => Err(format!("{} is not an ELF file", file.display())),
+        }
+    }
+
+    fn definitions_in<'data, Elf, R, const N: usize>(
+        data: R,
+        names: [&str; N],
+    ) -> object::read::Result<[Definition; N]>
+    where
+        Elf: FileHeader<Endian = Endianness>,
+        R: ReadRef<'data>,
+    {
+        let header = Elf::parse(data)?;
+        let endian = header.endian()?;
+        let sections = header.sections(endian, data)?;
+        let symbols = sections.symbols(endian, data, elf::SHT_DYNSYM)?;
+        let mut found = [Definition::Absent; N];
+        for (index, symbol) in symbols.enumerate() {
+            if symbol.is_undefined(endian) {
+                continue;
+            }
+            let name = symbol.name(endian, symbols.strings())?;
+            let Some(slot) = names.iter().position(|wanted| wanted.as_bytes() == name) else {
+                continue;
+            };
+            let in_code = symbols
+                .symbol_section(endian, symbol, index)?
+                .and_then(|section| sections.section(section).ok())
+                .is_some_and(|section| section.sh_flags(endian).contains(elf::SHF_EXECINSTR));
+            let function = matches!(symbol.st_type(), elf::STT_FUNC | elf::STT_GNU_IFUNC);
+            // Should a name be defined twice (symbol versions), one bad
+            // definition is enough to refuse: the loader might pick it.
+            if found[slot] != Definition::NotAFunction {
+                found[slot] = if function && in_code {
+                    Definition::Function
+                } else {
+                    Definition::NotAFunction
+                };
+            }
+        }
+        Ok(found)
+    }
 }
 
 /// Refuses libraries that abort on panic; libraries without the symbol (older
@@ -396,6 +563,110 @@ mod tests {
         assert!(
             text.contains("2.0.0") && text.contains(API_VERSION),
             "{text}"
+        );
+    }
+
+    fn exports(version: Definition, panic_strategy: Definition) -> ApiExports {
+        ApiExports {
+            version,
+            panic_strategy,
+        }
+    }
+
+    #[test]
+    fn a_version_symbol_exported_as_data_is_refused_with_its_reason() {
+        let refusal = exports(Definition::NotAFunction, Definition::Function)
+            .check()
+            .unwrap_err();
+        assert_eq!(
+            refusal.to_string(),
+            "exports ccproxy_plugin_api_version as data, not as the function the plugin API defines: rebuild it with the ccproxy-plugin-abi SDK (export_plugin!)"
+        );
+    }
+
+    #[test]
+    fn a_panic_symbol_exported_as_data_is_refused() {
+        let refusal = exports(Definition::Function, Definition::NotAFunction)
+            .check()
+            .unwrap_err();
+        assert_eq!(
+            refusal,
+            Refusal::NotAFunction {
+                symbol: raw::PANIC_SYMBOL
+            }
+        );
+        assert!(
+            refusal.to_string().starts_with(&format!(
+                "exports {} as data, not as the function",
+                raw::PANIC_SYMBOL
+            )),
+            "{refusal}"
+        );
+    }
+
+    #[test]
+    fn a_file_that_does_not_define_the_version_function_is_not_a_plugin() {
+        let refusal = exports(Definition::Absent, Definition::Function)
+            .check()
+            .unwrap_err();
+        assert_eq!(refusal, Refusal::NotAPlugin);
+    }
+
+    #[test]
+    fn a_library_of_an_older_sdk_without_the_panic_symbol_passes() {
+        assert_eq!(
+            exports(Definition::Function, Definition::Absent).check(),
+            Ok(())
+        );
+        assert_eq!(
+            exports(Definition::Function, Definition::Function).check(),
+            Ok(())
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_dynamic_symbol_table_tells_functions_from_data() {
+        // The C library this test runs with exports both kinds: getuid is a
+        // function, environ a pointer-sized variable.
+        let maps = std::fs::read_to_string("/proc/self/maps").expect("/proc/self/maps is readable");
+        let libc = maps
+            .lines()
+            .filter_map(|line| line.split_whitespace().nth(5))
+            .map(Path::new)
+            .find(|path| {
+                path.file_name()
+                    .is_some_and(|name| name.to_string_lossy().starts_with("libc.so"))
+            })
+            .unwrap_or_else(|| panic!("no libc.so in /proc/self/maps:\n{maps}"));
+        assert_eq!(
+            elf_exports::definitions(libc, ["getuid", "environ", "ccproxy_no_such_symbol"]),
+            Ok([
+                Definition::Function,
+                Definition::NotAFunction,
+                Definition::Absent
+            ]),
+            "{}",
+            libc.display()
+        );
+        // This test's own executable imports getuid: a symbol it does not
+        // define is absent, whatever its type.
+        let me = std::env::current_exe().expect("the test knows its own file");
+        let [getuid] = elf_exports::definitions(&me, ["getuid"]).expect("an ELF executable");
+        assert_eq!(getuid, Definition::Absent);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_file_that_is_not_elf_has_no_readable_symbol_table() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+        let error = elf_exports::definitions(&file, [raw::VERSION_SYMBOL]).unwrap_err();
+        assert!(
+            error.starts_with(&format!(
+                "cannot read the dynamic symbol table of {}",
+                file.display()
+            )),
+            "{error}"
         );
     }
 
