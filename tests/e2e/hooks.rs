@@ -120,6 +120,39 @@ fn a_full_queue_drops_events_counts_them_and_health_warns() {
     assert_eq!(health["status"], "warn", "{health:#}");
 }
 
+#[test]
+fn a_burst_fits_the_default_queue() {
+    let proxy = Proxy::start(ProxyOptions {
+        plugins: &["test_plugin_middleware_probe"],
+        ..ProxyOptions::default()
+    });
+    // 3,000 requests at once, each of whose events keeps the observer busy for
+    // at least a millisecond: far more than 1,024 events wait at the peak.
+    std::thread::scope(|scope| {
+        for _ in 0..6 {
+            scope.spawn(|| {
+                for _ in 0..500 {
+                    let reply = proxy.get_with("/health/live", &[("x-slow-hook", "1")]);
+                    assert_eq!(reply.status, 200);
+                }
+            });
+        }
+    });
+    // An event is queued or dropped as its request is answered: the counts
+    // are final once every request has its answer.
+    let delivered = proxy.get("/plugins/status").json()["hooks"].clone();
+    assert_eq!(delivered["dropped"], 0, "{delivered}");
+    assert!(
+        delivered["queued"].as_u64().unwrap_or(0) >= 3000,
+        "{delivered}"
+    );
+    let health = proxy.get("/health").json();
+    assert_eq!(
+        health["checks"]["hooks:dropped"][0]["status"], "pass",
+        "{health:#}"
+    );
+}
+
 fn now_ms() -> u64 {
     let since = SystemTime::now()
         .duration_since(UNIX_EPOCH)

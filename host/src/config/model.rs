@@ -278,14 +278,15 @@ pub struct PluginDiscoveryConfig {
 #[serde(default)]
 pub struct HooksConfig {
     /// Capacity of the queue feeding observing hooks (access log, metrics); events beyond it are
-    /// dropped and counted rather than slowing requests. Default 1024.
+    /// dropped and counted rather than slowing requests. Default 16384: a burst of a few
+    /// thousand requests (each queues several events) fits; an event is a few hundred bytes.
     pub observer_queue_capacity: usize,
 }
 
 impl Default for HooksConfig {
     fn default() -> Self {
         Self {
-            observer_queue_capacity: 1024,
+            observer_queue_capacity: 16384,
         }
     }
 }
@@ -321,7 +322,7 @@ mod tests {
         assert_eq!(config.server.port, 8000);
         assert_eq!(config.server.max_request_body_bytes, 33_554_432);
         assert_eq!(config.http.connect_timeout(), Duration::from_secs(5));
-        assert_eq!(config.hooks.observer_queue_capacity, 1024);
+        assert_eq!(config.hooks.observer_queue_capacity, 16384);
         assert!(config.enable_plugins);
     }
 

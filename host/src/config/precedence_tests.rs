@@ -336,7 +336,7 @@ fn plugin_discovery_disable_local_discovery() {
 fn hooks_observer_queue_capacity() {
     check(Case {
         key: "hooks.observer_queue_capacity",
-        default: json!(1024),
+        default: json!(16384),
         file: ("16", json!(16)),
         env: ("HOOKS__OBSERVER_QUEUE_CAPACITY", "32", json!(32)),
         cli: None,

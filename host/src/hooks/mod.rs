@@ -173,6 +173,17 @@ pub struct HookCounters {
     pub delivered: AtomicU64,
     /// Body bytes held by queued events (see `QUEUED_BODY_BUDGET`).
     pub queued_body_bytes: AtomicU64,
+    /// When the last event was dropped, ms since the Unix epoch (0: never).
+    pub last_drop_ms: AtomicU64,
+}
+
+impl HookCounters {
+    /// Events dropped within `window` of now (for `/health`, which warns
+    /// about recent drops rather than forever after one burst).
+    pub fn dropped_within(&self, window: Duration) -> bool {
+        let last = self.last_drop_ms.load(Ordering::Relaxed);
+        last != 0 && now_ms().saturating_sub(last) <= window.as_millis() as u64
+    }
 }
 
 /// The hook pipeline.
@@ -385,6 +396,9 @@ impl HookBus {
             .queued_body_bytes
             .fetch_sub(body_bytes, Ordering::Relaxed);
         let dropped = self.counters.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        self.counters
+            .last_drop_ms
+            .store(now_ms(), Ordering::Relaxed);
         if dropped.is_power_of_two() {
             tracing::warn!(
                 dropped,
@@ -527,6 +541,18 @@ mod budget_tests {
             bus.counters.queued_body_bytes.load(Ordering::Relaxed),
             QUEUED_BODY_BUDGET
         );
+    }
+
+    #[test]
+    fn drops_are_recent_for_a_while_only() {
+        let counters = HookCounters::default();
+        assert!(!counters.dropped_within(Duration::from_secs(300)));
+        counters.last_drop_ms.store(now_ms(), Ordering::Relaxed);
+        assert!(counters.dropped_within(Duration::from_secs(300)));
+        counters
+            .last_drop_ms
+            .store(now_ms() - 301_000, Ordering::Relaxed);
+        assert!(!counters.dropped_within(Duration::from_secs(300)));
     }
 }
 

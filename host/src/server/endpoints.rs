@@ -20,6 +20,8 @@ use crate::plugins::registry::{ActivePlugin, Status};
 const PANIC_WINDOW: Duration = Duration::from_secs(300);
 /// How long a plugin's health check may take.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long `/health` warns after an observed hook event was dropped.
+const RECENT_DROPS: Duration = Duration::from_secs(300);
 
 /// Answers core route `route`.
 pub async fn handle(app: &App, route: CoreRoute, params: &[(String, String)]) -> Response<Body> {
@@ -78,13 +80,16 @@ fn health(app: &App) -> Response<Body> {
         .filter(|p| recent_panic(p).is_some())
         .map(|p| p.manifest.name.as_str())
         .collect();
-    let dropped = app.shared.hooks.counters.dropped.load(Ordering::Relaxed);
+    let counters = &app.shared.hooks.counters;
+    let dropped = counters.dropped.load(Ordering::Relaxed);
+    // Warn while drops are recent, not forever after one burst.
+    let dropping = counters.dropped_within(RECENT_DROPS);
     let plugin_status = if panicking.is_empty() && inactive == 0 {
         "pass"
     } else {
         "warn"
     };
-    let overall = if plugin_status == "pass" && dropped == 0 {
+    let overall = if plugin_status == "pass" && !dropping {
         "pass"
     } else {
         "warn"
@@ -113,9 +118,13 @@ fn health(app: &App) -> Response<Body> {
             "hooks:dropped": [{
                 "componentType": "component",
                 "observedValue": dropped,
-                "status": if dropped == 0 { "pass" } else { "warn" },
-                "output": if dropped == 0 { String::new() } else {
-                    format!("{dropped} observed hook event(s) dropped because the queue was full; raise hooks.observer_queue_capacity or find the slow hook in /plugins/status")
+                "status": if dropping { "warn" } else { "pass" },
+                "output": if dropping {
+                    format!("{dropped} observed hook event(s) dropped, the last within {} minutes, because the queue was full; raise hooks.observer_queue_capacity or find the slow hook in /plugins/status", RECENT_DROPS.as_secs() / 60)
+                } else if dropped > 0 {
+                    format!("{dropped} observed hook event(s) dropped, none in the last {} minutes", RECENT_DROPS.as_secs() / 60)
+                } else {
+                    String::new()
                 },
             }],
         },
