@@ -4,6 +4,12 @@
 //! converted stream), in the structured and Common formats, with the
 //! protocol the client spoke; the provider log beside it; excluded paths
 //! left out. Lines reach the file by shutdown at the latest.
+//!
+//! And what a hostile neighbour or client cannot do to it (issue 13): the
+//! default files live in the user's private `$XDG_STATE_HOME/ccproxy` (0700
+//! folder, 0600 files), a symlink planted at the log's name is refused and
+//! reported rather than followed, a folder others can write is refused until
+//! fixed, and control characters from the client never reach the file raw.
 
 use std::{
     fs,
@@ -11,7 +17,7 @@ use std::{
     time::Duration,
 };
 
-use ccproxy_e2e::{Proxy, ProxyOptions, Sandbox, mock::Mock};
+use ccproxy_e2e::{Proxy, ProxyOptions, Sandbox, mock::Mock, mode, poll, set_mode};
 use serde_json::{Value, json};
 
 const MODEL: &str = "claude-sonnet-4-20250514";
@@ -202,4 +208,234 @@ fn the_common_format_writes_the_protocol_the_client_spoke() {
         lines.iter().all(|l| l.starts_with("127.0.0.1 - - [")),
         "{text}"
     );
+}
+
+/// A proxy with only the access log, flushing every 0.2 s, with `env` added.
+fn access_log_only(sandbox: Sandbox, env: &[(&str, &str)]) -> Proxy {
+    let mut all = vec![("PLUGINS__ACCESS_LOG__FLUSH_INTERVAL", "0.2")];
+    all.extend_from_slice(env);
+    Proxy::start_in(
+        sandbox,
+        ProxyOptions {
+            bundled: &["access_log"],
+            env: &all,
+            ..ProxyOptions::default()
+        },
+    )
+}
+
+/// `$XDG_STATE_HOME/ccproxy` of the sandbox the harness runs the proxy in.
+fn state_folder(sandbox: &Sandbox) -> PathBuf {
+    sandbox.root().join("state").join("ccproxy")
+}
+
+/// The text of `path` once it holds `lines` lines (at most 10 s).
+fn wait_for_lines(path: &Path, lines: usize, proxy: &Proxy) -> String {
+    poll(Duration::from_secs(10), || {
+        fs::read_to_string(path)
+            .ok()
+            .filter(|text| text.lines().count() >= lines)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{} never held {lines} lines ({:?}); log:\n{}",
+            path.display(),
+            fs::read_to_string(path),
+            proxy.log()
+        )
+    })
+}
+
+/// `/plugins/access_log/health` once its status is `status` (at most 10 s).
+fn wait_for_health(proxy: &Proxy, status: &str) -> Value {
+    let mut last = Value::Null;
+    poll(Duration::from_secs(10), || {
+        last = proxy.get("/plugins/access_log/health").json();
+        (last["status"] == status).then(|| last.clone())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "health never became {status}: {last:#}; log:\n{}",
+            proxy.log()
+        )
+    })
+}
+
+#[test]
+fn the_default_logs_are_private_files_in_the_xdg_state_folder() {
+    let sandbox = Sandbox::new();
+    let folder = state_folder(&sandbox);
+    let proxy = access_log_only(
+        sandbox,
+        &[("PLUGINS__ACCESS_LOG__PROVIDER_ENABLED", "true")],
+    );
+    assert_eq!(proxy.get("/plugins").status, 200);
+    let text = wait_for_lines(&folder.join("access.log"), 1, &proxy);
+    let line: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(line["path"], "/plugins", "{text}");
+    assert_eq!(mode(&folder), 0o700, "{}", folder.display());
+    assert_eq!(mode(folder.parent().unwrap()), 0o700, "$XDG_STATE_HOME");
+    assert_eq!(mode(&folder.join("access.log")), 0o600);
+    // The provider log is opened at start, so it exists before any line.
+    assert_eq!(mode(&folder.join("provider_access.log")), 0o600);
+
+    let health = wait_for_health(&proxy, "healthy");
+    assert_eq!(
+        health["details"]["client"]["file"],
+        folder.join("access.log").display().to_string(),
+        "{health:#}"
+    );
+    assert!(
+        proxy.log().contains(&format!(
+            "writing client log to {}",
+            folder.join("access.log").display()
+        )),
+        "{}",
+        proxy.log()
+    );
+}
+
+#[test]
+fn a_symlink_planted_at_the_log_is_refused_and_its_target_left_alone() {
+    let sandbox = Sandbox::new();
+    let folder = state_folder(&sandbox);
+    fs::create_dir_all(&folder).unwrap();
+    set_mode(folder.parent().unwrap(), 0o700);
+    set_mode(&folder, 0o700);
+    // Outside the sandbox, which goes when the proxy stops.
+    let elsewhere = tempfile::tempdir().expect("a scratch folder");
+    let victim = elsewhere.path().join("victim.txt");
+    fs::write(&victim, "keep me\n").unwrap();
+    std::os::unix::fs::symlink(&victim, folder.join("access.log")).unwrap();
+
+    let proxy = access_log_only(sandbox, &[]);
+    assert_eq!(proxy.get("/plugins").status, 200);
+    let health = wait_for_health(&proxy, "degraded");
+    let reason = health["details"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("symbolic link") && reason.contains("remove it"),
+        "{health:#}"
+    );
+    proxy.wait_for_log("symbolic link", Duration::from_secs(5));
+    // The proxy keeps serving, and the line waits in memory.
+    assert_eq!(proxy.get("/health/live").status, 200);
+    assert_eq!(
+        health["details"]["client"]["written_lines"], 0,
+        "{health:#}"
+    );
+    let (exit, log) = proxy.stop_with(libc::SIGTERM);
+    assert!(exit.success(), "{exit:?}\n{log}");
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "keep me\n", "{log}");
+}
+
+#[test]
+fn a_configured_folder_others_can_write_is_refused_until_it_is_made_private() {
+    let sandbox = Sandbox::new();
+    let shared = sandbox.root().join("shared");
+    fs::create_dir(&shared).unwrap();
+    set_mode(&shared, 0o777);
+    let file = shared.join("access.log");
+    let file_text = file.display().to_string();
+    let proxy = access_log_only(
+        sandbox,
+        &[("PLUGINS__ACCESS_LOG__CLIENT_LOG_FILE", &file_text)],
+    );
+    let health = wait_for_health(&proxy, "degraded");
+    let reason = health["details"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("writable by group or others") && reason.contains("chmod 700"),
+        "{health:#}"
+    );
+    proxy.wait_for_log("writable by group or others", Duration::from_secs(5));
+    assert_eq!(proxy.get("/plugins").status, 200);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!file.exists(), "written in a folder others can write");
+
+    // Fixed by the user: the kept line is written at the next flush.
+    set_mode(&shared, 0o700);
+    let text = wait_for_lines(&file, 1, &proxy);
+    assert!(text.contains("\"path\":\"/plugins\""), "{text}");
+    assert_eq!(mode(&file), 0o600);
+    wait_for_health(&proxy, "healthy");
+}
+
+/// Sends `head` (a request without its final blank line) on a connection of
+/// its own and answers the status code (0 when no status line came back).
+fn raw_status(proxy: &Proxy, head: &[u8]) -> u16 {
+    let mut bytes = head.to_vec();
+    bytes.extend_from_slice(
+        format!("Host: {}\r\nConnection: close\r\n\r\n", proxy.address()).as_bytes(),
+    );
+    let answer = proxy.raw(&bytes);
+    String::from_utf8_lossy(&answer)
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn client_control_characters_never_reach_the_log_raw() {
+    for format in ["combined", "structured"] {
+        let sandbox = Sandbox::new();
+        let log = state_folder(&sandbox).join("access.log");
+        let proxy = access_log_only(sandbox, &[("PLUGINS__ACCESS_LOG__CLIENT_FORMAT", format)]);
+        // Encoded newlines and escapes in the path and query, a tab in the
+        // user agent: the request is served and logged.
+        let forged_path = "/plugins%0a127.0.0.1%20-%20-%20%5bforged%5d%1b%5b31m?q=%0d%0aX%1b";
+        assert_eq!(
+            raw_status(
+                &proxy,
+                format!("GET {forged_path} HTTP/1.1\r\nUser-Agent: tab\there\r\n").as_bytes()
+            ),
+            404
+        );
+        // Raw escapes and a bare newline from the client: the HTTP layer
+        // refuses these requests (400) before any plugin sees them.
+        for head in [
+            &b"GET /plugins HTTP/1.1\r\nUser-Agent: red \x1b[31mtext\r\n"[..],
+            b"GET /plugins HTTP/1.1\r\nUser-Agent: one\nforged line\r\n",
+            b"GET /plug\x1b[31mins HTTP/1.1\r\n",
+            b"GET /plug\x0bins HTTP/1.1\r\n",
+        ] {
+            let status = raw_status(&proxy, head);
+            assert_eq!(status, 400, "{:?}", String::from_utf8_lossy(head));
+        }
+        assert_eq!(proxy.get("/plugins").status, 200);
+        let text = wait_for_lines(&log, 2, &proxy);
+        std::thread::sleep(Duration::from_millis(500));
+        let text = fs::read_to_string(&log).unwrap_or(text);
+        assert!(
+            !text
+                .bytes()
+                .any(|byte| byte < 0x20 && byte != b'\n' || byte == 0x7f),
+            "{format}: a raw control byte in {text:?}"
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{format}: one line per request:\n{text}");
+        let forged = lines
+            .iter()
+            .find(|line| line.contains("forged"))
+            .unwrap_or_else(|| panic!("{format}: no line for the forged path:\n{text}"));
+        if format == "combined" {
+            for line in &lines {
+                assert!(line.starts_with("127.0.0.1 - - ["), "{text}");
+            }
+            assert!(
+                forged.contains(&format!("\"GET {forged_path} HTTP/1.1\" 404 ")),
+                "{forged}"
+            );
+            assert!(forged.ends_with(r#""-" "tab\there""#), "{forged}");
+        } else {
+            let entry: Value = serde_json::from_str(forged).unwrap();
+            assert_eq!(
+                entry["path"],
+                forged_path.split('?').next().unwrap(),
+                "{entry}"
+            );
+            assert_eq!(entry["query"], "q=%0d%0aX%1b", "{entry}");
+            assert_eq!(entry["user_agent"], "tab\there", "{entry}");
+            assert!(forged.contains(r#""user_agent":"tab\there""#), "{forged}");
+        }
+    }
 }

@@ -5,7 +5,7 @@
 //! `lib.rs`); a missing key becomes `-` in the text formats and is left out of
 //! JSON lines, as in the original.
 
-use std::borrow::Cow;
+use std::{borrow::Cow, fmt::Write as _};
 
 use ccproxy_plugin_abi::{HookCall, HookEvent, PluginError, Value, serde_json};
 use serde::{Deserialize, Serialize};
@@ -334,7 +334,29 @@ pub(crate) fn provider_line(call: &HookCall) -> Result<String, PluginError> {
 
 fn json_line<T: Serialize>(line: &T) -> String {
     // Internal: every field is a string, number or bool, so serialising cannot fail.
-    serde_json::to_string(line).unwrap_or_else(|error| format!("{{\"error\":\"{error}\"}}"))
+    let line =
+        serde_json::to_string(line).unwrap_or_else(|error| format!("{{\"error\":\"{error}\"}}"));
+    escape_beyond_json(line)
+}
+
+/// JSON escapes the ASCII controls but leaves DEL, the C1 controls (U+009B
+/// is a terminal's CSI) and Unicode line separators and direction marks as
+/// they are: these become `\uhhhh` too, which reads back as the same
+/// string. They can only stand inside strings, so the JSON stays valid.
+fn escape_beyond_json(line: String) -> String {
+    // DEL is 0x7f, everything else in question lies beyond ASCII.
+    if line.bytes().all(|byte| byte < 0x7f) {
+        return line;
+    }
+    let mut escaped = String::with_capacity(line.len() + 16);
+    for character in line.chars() {
+        if character.is_control() || is_line_or_direction_mark(character) {
+            let _ = write!(escaped, "\\u{:04x}", u32::from(character));
+        } else {
+            escaped.push(character);
+        }
+    }
+    escaped
 }
 
 fn request_id(call: &HookCall, data: &EventData<'_>) -> String {
@@ -375,21 +397,41 @@ fn or_dash(text: &str) -> &str {
     if text.is_empty() { "-" } else { text }
 }
 
-/// Escapes `"`, `\` and control characters so one record stays one parseable
-/// line (as Apache's `mod_log_config` does).
+/// Escapes `"`, `\\` and control characters as Apache's `mod_log_config`
+/// does (`\n`, `\r`, `\t`, `\b`, `\v`, else `\xhh`), and non-ASCII
+/// controls, line separators and direction marks as `\uhhhh`: whatever the
+/// client sent, one record stays one line and carries no terminal escape.
 fn escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for character in text.chars() {
         match character {
             '"' => escaped.push_str("\\\""),
             '\\' => escaped.push_str("\\\\"),
-            control if control.is_control() => {
-                escaped.push_str(&format!("\\x{:02x}", u32::from(control)));
+            '\n' => escaped.push_str("\\n"),
+            '\r' => escaped.push_str("\\r"),
+            '\t' => escaped.push_str("\\t"),
+            '\u{8}' => escaped.push_str("\\b"),
+            '\u{b}' => escaped.push_str("\\v"),
+            ascii if ascii.is_ascii_control() => {
+                let _ = write!(escaped, "\\x{:02x}", u32::from(ascii));
+            }
+            other if other.is_control() || is_line_or_direction_mark(other) => {
+                let _ = write!(escaped, "\\u{:04x}", u32::from(other));
             }
             other => escaped.push(other),
         }
     }
     escaped
+}
+
+/// Unicode line and paragraph separators and bidirectional marks: not
+/// control characters, but a viewer may break a line at them or show the
+/// text around them reordered, so a client could disguise what it sent.
+fn is_line_or_direction_mark(character: char) -> bool {
+    matches!(
+        character,
+        '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+    )
 }
 
 fn epoch_seconds(timestamp_ms: u64) -> f64 {
@@ -580,8 +622,78 @@ mod tests {
         assert!(
             record
                 .line(ClientFormat::Combined)
-                .ends_with(r#""-" "evil\"agent\x0a""#)
+                .ends_with(r#""-" "evil\"agent\n""#),
+            "{}",
+            record.line(ClientFormat::Combined)
         );
+    }
+
+    #[test]
+    fn a_client_cannot_forge_lines_or_terminal_escapes_in_text_formats() {
+        let mut data = completed_data();
+        data["method"] = json!("GET\r\n");
+        data["path"] = json!(
+            "/v1/x\n127.0.0.1 - - [01/Jan/2000:00:00:00 +0000] \"GET /forged HTTP/1.1\" 200 1"
+        );
+        data["query"] = json!("a=\u{1b}]0;title\u{7}&b=\u{0}");
+        data["user_agent"] = json!(
+            "\u{1b}[31mred\u{1b}[0m\tx\u{8}\u{b}\u{c}\u{7f}\u{9b}2J \\ \u{2028}\u{202e}txt.exe"
+        );
+        let record = ClientRecord::from_hook(&completed_with(data)).unwrap();
+        for format in [ClientFormat::Common, ClientFormat::Combined] {
+            let line = record.line(format);
+            assert!(
+                !line
+                    .chars()
+                    .any(|c| c.is_control() || is_line_or_direction_mark(c)),
+                "{line:?}"
+            );
+            assert!(
+                line.contains(concat!(
+                    r#""GET\r\n /v1/x\n127.0.0.1 - - [01/Jan/2000:00:00:00 +0000] \"GET /forged HTTP/1.1\" 200 1"#,
+                    r#"?a=\x1b]0;title\x07&b=\x00 HTTP/1.1" 200 512"#
+                )),
+                "{line}"
+            );
+        }
+        assert!(
+            record.line(ClientFormat::Combined).ends_with(
+                r#""-" "\x1b[31mred\x1b[0m\tx\b\v\x0c\x7f\u009b2J \\ \u2028\u202etxt.exe""#
+            ),
+            "{}",
+            record.line(ClientFormat::Combined)
+        );
+    }
+
+    #[test]
+    fn the_structured_format_escapes_by_json_and_keeps_the_text() {
+        let mut data = completed_data();
+        let path = "/v1/x\n{\"forged\":1}\r\u{1b}[2J\u{0}";
+        let user_agent = "\u{1b}[31mred\u{7f}\u{9b}\u{202e}\t\"";
+        data["path"] = json!(path);
+        data["query"] = json!("q=\u{1b}");
+        data["user_agent"] = json!(user_agent);
+        let record = ClientRecord::from_hook(&completed_with(data)).unwrap();
+        let line = record.line(ClientFormat::Structured);
+        assert!(
+            !line
+                .chars()
+                .any(|c| c.is_control() || is_line_or_direction_mark(c)),
+            "{line:?}"
+        );
+        assert_eq!(line.lines().count(), 1);
+        assert!(
+            line.contains(r#""path":"/v1/x\n{\"forged\":1}\r\u001b[2J\u0000""#),
+            "{line}"
+        );
+        assert!(
+            line.contains(r#""user_agent":"\u001b[31mred\u007f\u009b\u202e\t\"""#),
+            "{line}"
+        );
+        let parsed: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(parsed["path"], path);
+        assert_eq!(parsed["query"], "q=\u{1b}");
+        assert_eq!(parsed["user_agent"], user_agent);
     }
 
     #[test]

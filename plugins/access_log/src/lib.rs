@@ -10,6 +10,17 @@
 //! `provider_enabled`, also writes one JSON line per upstream response, error
 //! and finished stream to `provider_log_file`.
 //!
+//! Both files default to `$XDG_STATE_HOME/ccproxy` (`~/.local/state/ccproxy`):
+//! `access.log` and `provider_access.log`, not the original's
+//! `/tmp/ccproxy/...`, where another local user could create the folder or
+//! plant a symlink and make the proxy append text of the client's choosing to
+//! any file its user can write (issue 13). A file's folder, configured or
+//! not, must be private to this user (see `writer`); one that is not, or a
+//! symlink at the file's name, is refused with a warning and degraded health
+//! saying what to do, and the proxy keeps serving. Fields from the client are
+//! escaped so one request stays one line without terminal escapes (see
+//! `format`). The README says more.
+//!
 //! The hook only observes (it never subscribes to the inline
 //! `provider.request.prepared`), so it runs off the request path; it appends
 //! the formatted line to a buffer in memory, written in batches of
@@ -47,11 +58,14 @@ mod format;
 mod writer;
 
 use std::{
+    ffi::OsStr,
+    path::PathBuf,
     sync::{Mutex, MutexGuard},
     time::Instant,
 };
 
 use ccproxy_plugin_abi::{Value, prelude::*};
+use ccproxy_plugin_kit::{private_files::state_folder_from, secret_file::expand_home};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -69,9 +83,11 @@ const FLUSH_TICK_SECONDS: f64 = 1.0;
 struct Config {
     client_enabled: bool,
     client_format: ClientFormat,
-    client_log_file: String,
+    /// `None` (or empty): `$XDG_STATE_HOME/ccproxy/access.log`.
+    client_log_file: Option<String>,
     provider_enabled: bool,
-    provider_log_file: String,
+    /// `None` (or empty): `$XDG_STATE_HOME/ccproxy/provider_access.log`.
+    provider_log_file: Option<String>,
     exclude_paths: Vec<String>,
     buffer_size: usize,
     flush_interval: f64,
@@ -82,9 +98,12 @@ impl Default for Config {
         Self {
             client_enabled: true,
             client_format: ClientFormat::Structured,
-            client_log_file: "/tmp/ccproxy/access.log".to_owned(),
+            // The original's `/tmp/ccproxy/...` let another local user
+            // plant the folder or a symlink in it (issue 13): the defaults
+            // are in the user's private state folder instead.
+            client_log_file: None,
             provider_enabled: false,
-            provider_log_file: "/tmp/ccproxy/provider_access.log".to_owned(),
+            provider_log_file: None,
             exclude_paths: ["/health", "/metrics", "/readyz", "/livez"]
                 .map(str::to_owned)
                 .to_vec(),
@@ -117,6 +136,26 @@ impl AccessLog {
     fn flush_all(&self) {
         *lock(&self.last_flush) = Instant::now();
         self.files().for_each(LogFile::flush);
+    }
+}
+
+/// The configured path (`~/` expanded), or `default_name` in
+/// `$XDG_STATE_HOME/ccproxy` (`~/.local/state/ccproxy`) when none (or an
+/// empty one) is configured.
+fn log_file_path(
+    configured: Option<&str>,
+    xdg_state_home: Option<&OsStr>,
+    home: Option<&OsStr>,
+    key: &str,
+    default_name: &str,
+) -> Result<PathBuf, PluginError> {
+    match expand_home(configured.unwrap_or_default(), home, "access_log")? {
+        Some(path) => Ok(path),
+        None => state_folder_from(xdg_state_home, home, default_name).map_err(|_| {
+            PluginError::invalid(format!(
+                "neither XDG_STATE_HOME nor HOME is set: set {key} to the log file's path"
+            ))
+        }),
     }
 }
 
@@ -154,9 +193,15 @@ impl Plugin for AccessLog {
             .task_from_config("flush", "flush_interval", FLUSH_TICK_SECONDS, false)
             .config_key("client_enabled", "write the client access log")
             .config_key("client_format", "common, combined or structured (JSON lines)")
-            .config_key("client_log_file", "path of the client access log")
+            .config_key(
+                "client_log_file",
+                "path of the client access log, in a folder only you can write; null: $XDG_STATE_HOME/ccproxy/access.log",
+            )
             .config_key("provider_enabled", "write the provider access log (JSON lines)")
-            .config_key("provider_log_file", "path of the provider access log")
+            .config_key(
+                "provider_log_file",
+                "path of the provider access log, in a folder only you can write; null: $XDG_STATE_HOME/ccproxy/provider_access.log",
+            )
             .config_key("exclude_paths", "client paths starting with one of these are not logged")
             .config_key("buffer_size", "lines kept in memory before they are written")
             .config_key("flush_interval", "seconds between writes of buffered lines")
@@ -168,12 +213,32 @@ impl Plugin for AccessLog {
                 "flush_interval must be a positive number of seconds",
             ));
         }
-        let client = config
-            .client_enabled
-            .then(|| LogFile::open(config.client_log_file.clone().into(), config.buffer_size));
-        let provider = config
-            .provider_enabled
-            .then(|| LogFile::open(config.provider_log_file.clone().into(), config.buffer_size));
+        let open = |enabled: bool, configured: &Option<String>, key: &str, default_name: &str| {
+            enabled
+                .then(|| {
+                    let path = log_file_path(
+                        configured.as_deref(),
+                        std::env::var_os("XDG_STATE_HOME").as_deref(),
+                        std::env::var_os("HOME").as_deref(),
+                        key,
+                        default_name,
+                    )?;
+                    LogFile::open(path, config.buffer_size, key)
+                })
+                .transpose()
+        };
+        let client = open(
+            config.client_enabled,
+            &config.client_log_file,
+            "client_log_file",
+            "access.log",
+        )?;
+        let provider = open(
+            config.provider_enabled,
+            &config.provider_log_file,
+            "provider_log_file",
+            "provider_access.log",
+        )?;
         let describe = |file: &Option<LogFile>| {
             file.as_ref()
                 .map_or("off".to_owned(), |file| file.path().display().to_string())
@@ -245,7 +310,11 @@ export_plugin!(AccessLog);
 
 #[cfg(test)]
 mod tests {
-    use std::{fs, path::PathBuf};
+    use std::{
+        fs,
+        os::unix::fs::{PermissionsExt, symlink},
+        path::{Path, PathBuf},
+    };
 
     use ccproxy_plugin_abi::testing::{MockHost, TestPlugin};
 
@@ -260,6 +329,8 @@ mod tests {
                 .join(format!("ccproxy-access-log-{name}-{}", std::process::id()));
             let _ = fs::remove_dir_all(&dir);
             fs::create_dir_all(&dir).unwrap();
+            // Private whatever the umask, as the log's folder must be.
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
             Self(dir)
         }
 
@@ -479,13 +550,98 @@ mod tests {
         let health = plugin.health().unwrap();
         assert_eq!(health.status, HealthStatus::Degraded);
         let reason = health.details["reason"].as_str().unwrap();
-        assert!(reason.starts_with("cannot create"), "{reason}");
+        assert!(
+            reason.starts_with("refusing to write") && reason.ends_with("blocker is not a folder"),
+            "{reason}"
+        );
         assert_eq!(health.details["client"]["pending_lines"], 1);
 
         fs::remove_file(&blocker).unwrap();
         plugin.task("flush").unwrap();
         assert_eq!(plugin.health().unwrap().status, HealthStatus::Healthy);
         assert_eq!(fs::read_to_string(&log_file).unwrap().lines().count(), 1);
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::symlink_metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn new_logs_are_0600_files_in_a_0700_folder() {
+        let scratch = Scratch::new("modes");
+        let folder = scratch.0.join("state/ccproxy");
+        let (_host, plugin) = start(json!({
+            "client_log_file": folder.join("access.log").display().to_string(),
+            "provider_enabled": true,
+            "provider_log_file": folder.join("provider_access.log").display().to_string(),
+        }));
+        plugin.hook_with(completed("a", "/a")).unwrap();
+        plugin.task("flush").unwrap();
+        assert_eq!(plugin.health().unwrap().status, HealthStatus::Healthy);
+        assert_eq!(mode(&folder), 0o700);
+        assert_eq!(mode(&scratch.0.join("state")), 0o700);
+        assert_eq!(mode(&folder.join("access.log")), 0o600);
+        assert_eq!(mode(&folder.join("provider_access.log")), 0o600);
+    }
+
+    #[test]
+    fn a_symlink_at_the_log_is_refused_and_its_target_left_alone() {
+        let scratch = Scratch::new("symlink");
+        let victim = scratch.0.join("victim");
+        fs::write(&victim, "keep me\n").unwrap();
+        symlink(&victim, scratch.0.join("access.log")).unwrap();
+        // Even a link to nowhere: following it would create the target.
+        let nowhere = scratch.0.join("created-through-the-link");
+        symlink(&nowhere, scratch.0.join("provider.log")).unwrap();
+        let (host, plugin) = start(json!({
+            "client_format": "common", "client_log_file": scratch.file("access.log"),
+            "provider_enabled": true, "provider_log_file": scratch.file("provider.log"),
+        }));
+        plugin.hook_with(completed("a", "/a")).unwrap();
+        plugin
+            .hook(
+                HookEvent::ProviderError,
+                json!({"request_id": "a", "error": "x"}),
+            )
+            .unwrap();
+        plugin.task("flush").unwrap();
+        plugin.shutdown().unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep me\n");
+        assert!(fs::symlink_metadata(&nowhere).is_err());
+        let health = plugin.health().unwrap();
+        assert_eq!(health.status, HealthStatus::Degraded);
+        let reason = health.details["reason"].as_str().unwrap();
+        assert!(reason.contains("is a symbolic link"), "{reason}");
+        assert!(reason.contains("remove it"), "{reason}");
+        assert_eq!(health.details["client"]["written_lines"], 0);
+        assert!(host.logged("is a symbolic link"));
+    }
+
+    #[test]
+    fn a_folder_others_can_write_is_refused_until_it_is_private() {
+        let scratch = Scratch::new("shared-folder");
+        let shared = scratch.0.join("shared");
+        fs::create_dir(&shared).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o777)).unwrap();
+        let log_file = shared.join("access.log");
+        let (host, plugin) = start(json!({
+            "client_format": "common", "client_log_file": log_file.display().to_string(),
+        }));
+        plugin.hook_with(completed("a", "/a")).unwrap();
+        plugin.task("flush").unwrap();
+        assert!(!log_file.exists());
+        let health = plugin.health().unwrap();
+        assert_eq!(health.status, HealthStatus::Degraded);
+        let reason = health.details["reason"].as_str().unwrap();
+        assert!(reason.contains("writable by group or others"), "{reason}");
+        assert!(reason.contains("chmod 700"), "{reason}");
+        assert!(host.logged("writable by group or others"));
+
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o700)).unwrap();
+        plugin.task("flush").unwrap();
+        assert_eq!(plugin.health().unwrap().status, HealthStatus::Healthy);
+        assert_eq!(fs::read_to_string(&log_file).unwrap().lines().count(), 1);
+        assert_eq!(mode(&log_file), 0o600);
     }
 
     #[test]
@@ -576,12 +732,49 @@ mod tests {
             manifest.config.defaults,
             json!({
                 "client_enabled": true, "client_format": "structured",
-                "client_log_file": "/tmp/ccproxy/access.log", "provider_enabled": false,
-                "provider_log_file": "/tmp/ccproxy/provider_access.log",
+                "client_log_file": null, "provider_enabled": false,
+                "provider_log_file": null,
                 "exclude_paths": ["/health", "/metrics", "/readyz", "/livez"],
                 "buffer_size": 100, "flush_interval": 1.0,
             })
         );
+    }
+
+    #[test]
+    fn the_default_files_are_in_the_xdg_state_folder() {
+        let path = |configured, xdg: Option<&str>, home: Option<&str>| {
+            log_file_path(
+                configured,
+                xdg.map(OsStr::new),
+                home.map(OsStr::new),
+                "client_log_file",
+                "access.log",
+            )
+        };
+        assert_eq!(
+            path(None, Some("/state"), Some("/home/ada")).unwrap(),
+            PathBuf::from("/state/ccproxy/access.log")
+        );
+        for unset in [None, Some(""), Some("relative")] {
+            assert_eq!(
+                path(None, unset, Some("/home/ada")).unwrap(),
+                PathBuf::from("/home/ada/.local/state/ccproxy/access.log")
+            );
+        }
+        assert_eq!(
+            path(Some(""), Some("/state"), None).unwrap(),
+            PathBuf::from("/state/ccproxy/access.log")
+        );
+        assert_eq!(
+            path(Some("/var/log/ccproxy/a.log"), None, None).unwrap(),
+            PathBuf::from("/var/log/ccproxy/a.log")
+        );
+        assert_eq!(
+            path(Some("~/logs/a.log"), None, Some("/home/ada")).unwrap(),
+            PathBuf::from("/home/ada/logs/a.log")
+        );
+        let error = path(None, None, None).unwrap_err();
+        assert!(error.message().contains("set client_log_file"), "{error}");
     }
 
     #[test]
@@ -590,6 +783,8 @@ mod tests {
             json!({"client_format": "xml"}),
             json!({"flush_interval": 0.0}),
             json!({"client_formats": "common"}),
+            json!({"client_log_file": "/var/log/"}),
+            json!({"client_log_file": 7}),
         ] {
             let error = MockHost::new()
                 .config(config.clone())

@@ -6,15 +6,23 @@
 //! runs on the host's hook-observer task or the task scheduler, both off the
 //! request path, and only once per batch. A file that cannot be opened keeps
 //! its lines in memory (up to a bound) and is retried on the next flush.
+//!
+//! Each batch goes through `ccproxy_plugin_kit::private_files`: the folder
+//! is created 0700 and checked to be private to this user (another user must
+//! not own it, be able to write it, or be able to change a folder above it),
+//! and the file is opened `O_APPEND|O_CREAT|O_NOFOLLOW` with mode 0600, so a
+//! symlink planted at its name is refused, never followed. The check runs
+//! for every batch, so a folder fixed by the user is used from the next flush.
 
 use std::{
-    fs::{self, OpenOptions},
+    fs,
     io::Write as _,
     path::{Path, PathBuf},
     sync::{Mutex, MutexGuard},
 };
 
-use ccproxy_plugin_abi::{Value, info, json, warn};
+use ccproxy_plugin_abi::{PluginError, Value, info, json, warn};
+use ccproxy_plugin_kit::private_files::PrivateDir;
 
 /// How many batches a file that cannot be written may keep in memory before
 /// the oldest lines are dropped.
@@ -24,6 +32,9 @@ const MAX_BUFFERED_BATCHES: usize = 100;
 #[derive(Debug)]
 pub(crate) struct LogFile {
     path: PathBuf,
+    // Internal: `path` split, the folder checked before each batch.
+    folder: PathBuf,
+    name: String,
     batch_lines: usize,
     pending: Mutex<Pending>,
     // Internal: held for a whole flush, so batches reach the file in the order
@@ -52,10 +63,28 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl LogFile {
     /// A file at `path` flushed every `batch_lines` lines (at least 1). Tries
-    /// to open it now so a bad path shows in health from the start.
-    pub(crate) fn open(path: PathBuf, batch_lines: usize) -> Self {
+    /// to open it now so a bad path or folder shows in health from the start;
+    /// fails only when `path` names no file (`key` is its config key).
+    pub(crate) fn open(path: PathBuf, batch_lines: usize, key: &str) -> Result<Self, PluginError> {
+        let name = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .filter(|name| *name != ".." && !path.as_os_str().to_string_lossy().ends_with('/'))
+            .ok_or_else(|| {
+                PluginError::invalid(format!(
+                    "{key} = {:?} names no file: give the path of the log file",
+                    path.display().to_string()
+                ))
+            })?
+            .to_owned();
+        let folder = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
         let file = Self {
             path,
+            folder,
+            name,
             batch_lines: batch_lines.max(1),
             pending: Mutex::default(),
             io: Mutex::default(),
@@ -65,7 +94,7 @@ impl LogFile {
             let result = file.write_batch(&[]);
             file.record(&mut io, result, 0);
         }
-        file
+        Ok(file)
     }
 
     /// Adds `line` (without its newline); returns whether the batch is full
@@ -96,19 +125,37 @@ impl LogFile {
     }
 
     fn write_batch(&self, bytes: &[u8]) -> Result<(), String> {
-        if let Some(parent) = self
-            .path
-            .parent()
-            .filter(|parent| !parent.as_os_str().is_empty())
-        {
-            fs::create_dir_all(parent)
-                .map_err(|error| format!("cannot create {}: {error}", parent.display()))?;
-        }
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(|error| format!("cannot open {}: {error}", self.path.display()))?;
+        let folder = PrivateDir::open(self.folder.clone()).map_err(|error| {
+            // The kit's message is `FOLDER: what is wrong; what to do`.
+            let message = error.message();
+            let reason = message
+                .strip_prefix(&format!("{}: ", self.folder.display()))
+                .unwrap_or(message);
+            let separator = if reason.starts_with(|c: char| c.is_ascii_lowercase()) {
+                " "
+            } else {
+                ": "
+            };
+            format!(
+                "refusing to write {}: its folder {}{separator}{reason}",
+                self.path.display(),
+                self.folder.display(),
+            )
+        })?;
+        let mut file = folder.append(&self.name).map_err(|error| {
+            let link = fs::symlink_metadata(self.folder.join(&self.name))
+                .is_ok_and(|metadata| metadata.file_type().is_symlink());
+            if link {
+                format!(
+                    "refusing to write {}: it is a symbolic link, which the access log never \
+                     follows (someone may have planted it to make the proxy write elsewhere); \
+                     remove it",
+                    self.path.display()
+                )
+            } else {
+                format!("cannot open {}: {error}", self.path.display())
+            }
+        })?;
         file.write_all(bytes)
             .map_err(|error| format!("cannot write {}: {error}", self.path.display()))
     }
@@ -198,7 +245,7 @@ mod tests {
     #[test]
     fn batches_are_written_in_order_and_counted() {
         let dir = scratch("order");
-        let file = LogFile::open(dir.join("nested/a.log"), 2);
+        let file = LogFile::open(dir.join("nested/a.log"), 2, "client_log_file").unwrap();
         assert!(!file.append("one"));
         assert!(file.append("two"));
         file.flush();
@@ -219,8 +266,9 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         let blocker = dir.join("blocker");
         fs::write(&blocker, "").unwrap();
-        let file = LogFile::open(blocker.join("a.log"), 1);
-        assert!(file.error().unwrap().starts_with("cannot create"));
+        let file = LogFile::open(blocker.join("a.log"), 1, "client_log_file").unwrap();
+        let error = file.error().unwrap();
+        assert!(error.ends_with("blocker is not a folder"), "{error}");
         for n in 0..150 {
             file.append(&format!("line {n}"));
             file.flush();
@@ -241,6 +289,18 @@ mod tests {
         assert_eq!(written.lines().next(), Some("line 50"));
         assert_eq!(written.lines().count(), 100);
         fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_path_naming_no_file_is_refused() {
+        for path in ["/var/log/..", "/var/log/", "/", ""] {
+            let error = LogFile::open(PathBuf::from(path), 1, "client_log_file").unwrap_err();
+            assert!(
+                error.message().starts_with("client_log_file = ")
+                    && error.message().contains("names no file"),
+                "{path}: {error}"
+            );
+        }
     }
 
     #[test]
