@@ -595,6 +595,59 @@ fn without_a_usable_login_oauth_mode_fails_in_the_clients_format_and_refreshes_o
     assert_eq!(read_json(&credentials), expired);
 }
 
+#[test]
+fn a_token_endpoint_outage_is_a_502_naming_it_and_keeps_the_login() {
+    let mock = Mock::start(&["--quiet"]);
+    let sandbox = Sandbox::new();
+    let credentials: PathBuf = sandbox.root().join("creds.json");
+    let mut env = oauth_env(&mock, &credentials);
+    env.push(("PLUGINS__CLAUDE_API__BASE_URL".to_owned(), mock.url()));
+    env.push((
+        "PLUGINS__CLAUDE_API__AUTH_MODE".to_owned(),
+        "oauth".to_owned(),
+    ));
+    let env = borrowed(&env);
+    let expired = json!({"claudeAiOauth": {
+        "accessToken": "sk-ant-oat01-expired-0000000000",
+        "refreshToken": "sk-ant-ort01-still-good-000000",
+        "expiresAt": now_ms() - 60_000,
+        "scopes": ["user:inference"],
+    }});
+    fs::write(&credentials, expired.to_string()).expect("the credentials file can be written");
+    fs::set_permissions(&credentials, fs::Permissions::from_mode(0o600))
+        .expect("the credentials file can be chmod 600");
+    let proxy = Proxy::start_in(
+        sandbox,
+        ProxyOptions {
+            bundled: &["claude_api", "oauth_claude"],
+            env: &env,
+            ..ProxyOptions::default()
+        },
+    );
+    mock.fault(json!({
+        "kind": "status", "status": 500, "path": "/v1/oauth/token", "count": 5,
+        "body": {"error": "server_error"},
+    }));
+    let reply = proxy.request(
+        "POST",
+        "/claude/v1/messages",
+        &[("content-type", "application/json")],
+        json!({"model": "claude-sonnet-4-20250514", "max_tokens": 10,
+            "messages": [{"role": "user", "content": "Hello"}]})
+        .to_string()
+        .as_bytes(),
+    );
+    // Not a 401 telling the user to log in again: the endpoint failed, not the login.
+    assert_eq!(reply.status, 502, "{}", reply.text());
+    let body = reply.json();
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("/v1/oauth/token"), "{body}");
+    assert!(message.contains("500"), "{body}");
+    assert!(!message.contains("auth login"), "{body}");
+    assert!(!message.contains("still-good"), "{body}");
+    assert_eq!(read_json(&credentials), expired, "the login is kept");
+}
+
 // The browser flow: `auth login --no-browser`, the callback server, the
 // state check, and the page the browser is shown.
 

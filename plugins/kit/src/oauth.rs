@@ -249,6 +249,8 @@ pub enum TokenError {
         status: u16,
         /// The reason, from [`upstream_message`].
         message: String,
+        /// The token endpoint's URL.
+        url: String,
     },
     /// The request did not get an answer (connection, timeout).
     Transport(PluginError),
@@ -260,7 +262,9 @@ impl TokenError {
     /// `400: Invalid refresh token`, or the transport error's message.
     pub fn describe(&self) -> String {
         match self {
-            TokenError::Refused { status, message } => format!("{status}: {message}"),
+            TokenError::Refused {
+                status, message, ..
+            } => format!("{status}: {message}"),
             TokenError::Transport(error) => error.message().to_owned(),
             TokenError::Malformed(message) => message.clone(),
         }
@@ -282,12 +286,37 @@ impl TokenError {
     }
 
     /// The failure of a refresh, logged as a warning (`<display> token
-    /// refresh failed (…)`); unauthorized, saying how to log in again
-    /// (`login_hint`).
+    /// refresh failed (…)`). When the endpoint refused the refresh token (a
+    /// 4xx but 429) the login is over: unauthorized, saying how to log in
+    /// again (`login_hint`). When the endpoint failed (5xx, 429, no answer,
+    /// an unreadable one) the login may still be good: an upstream error
+    /// (502) naming the endpoint, so nobody logs in again for an outage.
     pub fn refresh_error(&self, display: &str, login_hint: &str) -> PluginError {
         let reason = self.describe();
         warn!("{display} token refresh failed ({reason})");
-        unauthorized(format!("token refresh failed ({reason}); {login_hint}"))
+        match self {
+            TokenError::Refused { status, url, .. } if *status >= 500 || *status == 429 => {
+                PluginError::new(
+                    ErrorKind::Upstream,
+                    format!(
+                        "token refresh failed: the token endpoint {url} answered {reason}; the login is kept, try again later"
+                    ),
+                )
+            }
+            TokenError::Refused { .. } => {
+                unauthorized(format!("token refresh failed ({reason}); {login_hint}"))
+            }
+            TokenError::Transport(error) => PluginError::new(
+                error.kind(),
+                format!(
+                    "token refresh failed: the token endpoint did not answer ({reason}); the login is kept, try again later"
+                ),
+            ),
+            TokenError::Malformed(_) => PluginError::new(
+                ErrorKind::Upstream,
+                format!("token refresh failed: {reason}; the login is kept, try again later"),
+            ),
+        }
     }
 }
 
@@ -389,6 +418,7 @@ async fn send_token_request<G: TokenAnswer>(
         return Err(TokenError::Refused {
             status: response.status,
             message: upstream_message(&response.body, endpoint.message_fields),
+            url: endpoint.url.clone(),
         });
     }
     let grant: G = serde_json::from_slice(&response.body).map_err(|error| {
@@ -483,6 +513,7 @@ mod tests {
         let refused = TokenError::Refused {
             status: 400,
             message: "bad".to_owned(),
+            url: "https://auth.example/token".to_owned(),
         };
         assert_eq!(refused.describe(), "400: bad");
         let error = refused.refresh_error("Claude", "log in again");
@@ -491,6 +522,24 @@ mod tests {
             error.message(),
             "token refresh failed (400: bad); log in again"
         );
+        // An outage of the endpoint is no reason to log in again.
+        for status in [500, 503, 429] {
+            let failed = TokenError::Refused {
+                status,
+                message: "down".to_owned(),
+                url: "https://auth.example/token".to_owned(),
+            };
+            let error = failed.refresh_error("Claude", "log in again");
+            assert_eq!(error.kind(), ErrorKind::Upstream, "{status}");
+            assert!(
+                error.message().contains("https://auth.example/token"),
+                "{error}"
+            );
+            assert!(!error.message().contains("log in again"), "{error}");
+        }
+        let error = TokenError::Transport(PluginError::new(ErrorKind::Timeout, "slow"))
+            .refresh_error("Claude", "log in again");
+        assert_eq!(error.kind(), ErrorKind::Timeout);
         let error =
             TokenError::Transport(PluginError::new(ErrorKind::Timeout, "slow")).exchange_error();
         assert_eq!(error.kind(), ErrorKind::Timeout);
