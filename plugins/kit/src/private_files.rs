@@ -166,12 +166,8 @@ impl PrivateDir {
     /// version of a script) keeps the old file whole; a symlink at `name`
     /// is replaced, never followed.
     pub fn write(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let temporary = format!(
-            ".{name}.{}-{}.tmp",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
+        let temporary = crate::secret_file::temporary_name(name.as_ref());
+        let temporary = temporary.to_string_lossy().into_owned();
         let written = self
             .create_new(&temporary)
             .and_then(|mut file| file.write_all(bytes))

@@ -194,8 +194,24 @@ impl SecretFile {
     }
 }
 
-/// Writes `bytes` to `<path>.tmp` (mode 0600), syncs it and renames it over
-/// `path`, so a reader sees the old file or the new one, never half of one.
+/// A name for a temporary file beside `name` that no other writer uses at the
+/// same time, in this process or another: `.<name>.<pid>-<n>.tmp`.
+pub(crate) fn temporary_name(name: &std::ffi::OsStr) -> std::ffi::OsString {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut temporary = std::ffi::OsString::from(".");
+    temporary.push(name);
+    temporary.push(format!(
+        ".{}-{}.tmp",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    temporary
+}
+
+/// Writes `bytes` to a temporary file of its own beside `path` (mode 0600,
+/// see [`temporary_name`]), syncs it and renames it over `path`, so a reader
+/// sees the old file or the new one, never half of one, and two writers (two
+/// proxies refreshing the same login) never share a temporary file.
 /// Creates the parent directory (mode 0700) when it is missing.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let parent = path
@@ -208,16 +224,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
             .mode(0o700)
             .create(parent)?;
     }
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = path.with_file_name(tmp_name);
-    // A leftover from a crash may have other permissions; `mode` applies only
-    // to a file this call creates.
-    match fs::remove_file(&tmp) {
-        Ok(()) => {}
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-        Err(error) => return Err(error),
-    }
+    let tmp = path.with_file_name(temporary_name(path.file_name().unwrap_or_default()));
     let written = (|| {
         let mut file = OpenOptions::new()
             .write(true)
@@ -287,6 +294,32 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn writers_at_the_same_time_never_share_a_temporary_file() {
+        let scratch = tempfile::tempdir().unwrap();
+        let path = scratch.path().join("credentials.json");
+        std::thread::scope(|scope| {
+            for writer in 0..8 {
+                let path = &path;
+                scope.spawn(move || {
+                    for round in 0..50 {
+                        let text = format!("{{\"writer\": {writer}, \"round\": {round}}}");
+                        write_atomically(path, text.as_bytes())
+                            .unwrap_or_else(|error| panic!("writer {writer}: {error}"));
+                    }
+                });
+            }
+        });
+        let last: serde_json::Value =
+            serde_json::from_slice(&fs::read(&path).unwrap()).expect("one writer's whole file");
+        assert_eq!(last["round"], 49, "{last}");
+        let left: Vec<_> = fs::read_dir(scratch.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["credentials.json"], "no temporary file is left");
+    }
+
     fn mode(path: &Path) -> u32 {
         fs::metadata(path).unwrap().permissions().mode() & 0o777
     }
@@ -314,7 +347,8 @@ mod tests {
     }
 
     #[test]
-    fn write_replaces_a_stale_tmp_with_other_permissions() {
+    fn a_leftover_temporary_file_is_never_reused() {
+        // What a crash of the old fixed-name scheme could leave behind.
         let scratch = tempfile::tempdir().unwrap();
         let path = scratch.path().join("c.json");
         let tmp = scratch.path().join("c.json.tmp");
@@ -322,7 +356,7 @@ mod tests {
         fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)).unwrap();
         write_atomically(&path, b"{\"a\":1}").unwrap();
         assert_eq!(mode(&path), 0o600);
-        assert!(!tmp.exists());
+        assert_eq!(fs::read(&path).unwrap(), b"{\"a\":1}");
     }
 
     #[test]
