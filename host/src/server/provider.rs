@@ -957,6 +957,8 @@ struct StreamState {
     bytes: u64,
     hooks: Arc<crate::hooks::HookBus>,
     finished: bool,
+    /// A hook asked for the chunks sent to the client (decided once per stream).
+    client_chunks: bool,
 }
 
 fn stream_response(answering: Answering<'_>, upstream: StreamingResponse) -> Response<Body> {
@@ -991,6 +993,10 @@ fn stream_response(answering: Answering<'_>, upstream: StreamingResponse) -> Res
         bytes: 0,
         hooks: app.shared.hooks.clone(),
         finished: false,
+        client_chunks: app
+            .shared
+            .hooks
+            .wants_body(&HookEvent::ProviderStreamChunk, HookBody::ClientChunks),
     };
     app.shared
         .hooks
@@ -1029,18 +1035,20 @@ fn stream_response(answering: Answering<'_>, upstream: StreamingResponse) -> Res
             };
             if !output.is_empty() {
                 let (request_id, chunk_number) = (&state.request_id, state.chunks);
-                state.hooks.observe_for_body(
-                    HookEvent::ProviderStreamChunk,
-                    Some(request_id),
-                    || events::StreamChunk {
-                        chunk_number,
-                        chunk_size: output.len(),
-                        request_id,
-                        side: "client",
-                    },
-                    HookBody::ClientChunks,
-                    output.clone(),
-                );
+                if state.client_chunks {
+                    state.hooks.observe_for_body(
+                        HookEvent::ProviderStreamChunk,
+                        Some(request_id),
+                        || events::StreamChunk {
+                            chunk_number,
+                            chunk_size: output.len(),
+                            request_id,
+                            side: "client",
+                        },
+                        HookBody::ClientChunks,
+                        output.clone(),
+                    );
+                }
                 return Some((Ok::<_, BoxError>(Frame::data(output)), state));
             }
         }
