@@ -112,6 +112,14 @@ pub struct ServerConfig {
     pub shutdown_grace_seconds: u64,
     /// Longest time one client request may take end to end, streaming included. Default 600.
     pub request_timeout_seconds: u64,
+    /// Host names clients may use besides `localhost`, IP addresses and `host`; any other
+    /// `Host` is refused (403), so a web page cannot reach the proxy through a name it controls
+    /// (DNS rebinding). `"*"` allows every name. Default empty. Env `SERVER__ALLOWED_HOSTS`.
+    pub allowed_hosts: Vec<String>,
+    /// Web origins (`scheme://host[:port]`: `http://localhost:3000`, `vscode-file://vscode-app`)
+    /// whose pages may call the proxy (CORS, preflight included); a request from any other
+    /// origin is refused (403). Default empty. Env `SERVER__CORS_ORIGINS`.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -123,6 +131,8 @@ impl Default for ServerConfig {
             max_request_body_bytes: 32 * 1024 * 1024,
             shutdown_grace_seconds: 30,
             request_timeout_seconds: 600,
+            allowed_hosts: Vec::new(),
+            cors_origins: Vec::new(),
         }
     }
 }

@@ -174,6 +174,39 @@ fn server_request_timeout_seconds() {
 }
 
 #[test]
+fn server_allowed_hosts() {
+    check(Case {
+        key: "server.allowed_hosts",
+        default: json!([]),
+        file: ("[\"CCProxy.Internal\"]", json!(["ccproxy.internal"])),
+        env: (
+            "SERVER__ALLOWED_HOSTS",
+            "proxy.lan, my-box.",
+            json!(["proxy.lan", "my-box"]),
+        ),
+        cli: None,
+    });
+}
+
+#[test]
+fn server_cors_origins() {
+    check(Case {
+        key: "server.cors_origins",
+        default: json!([]),
+        file: (
+            "[\"http://localhost:3000/\"]",
+            json!(["http://localhost:3000"]),
+        ),
+        env: (
+            "SERVER__CORS_ORIGINS",
+            "https://app.example,vscode-file://vscode-app",
+            json!(["https://app.example", "vscode-file://vscode-app"]),
+        ),
+        cli: None,
+    });
+}
+
+#[test]
 fn logging_level() {
     check(Case {
         key: "logging.level",

@@ -32,6 +32,10 @@ pub(crate) enum Kind {
     PathList,
     /// A list of plugin names.
     NameList,
+    /// A list of host names (no port), or `*`; stored lower-case.
+    HostList,
+    /// A list of web origins, `scheme://host[:port]`; stored lower-case, without a trailing `/`.
+    OriginList,
 }
 
 /// One core key.
@@ -66,6 +70,8 @@ pub(crate) const SECTIONS: &[Section] = &[
             field("max_request_body_bytes", POSITIVE),
             field("shutdown_grace_seconds", SECONDS),
             field("request_timeout_seconds", POSITIVE),
+            field("allowed_hosts", Kind::HostList),
+            field("cors_origins", Kind::OriginList),
         ],
     },
     Section {
@@ -233,6 +239,12 @@ impl Kind {
             Kind::Secret => "a string".to_owned(),
             Kind::PathList => "a list of path strings".to_owned(),
             Kind::NameList => "a list of plugin names".to_owned(),
+            Kind::HostList => {
+                "a list of host names without port (`ccproxy.internal`), or `*`".to_owned()
+            }
+            Kind::OriginList => {
+                "a list of web origins `scheme://host[:port]` (`http://localhost:3000`)".to_owned()
+            }
         }
     }
 
@@ -267,6 +279,16 @@ impl Kind {
                     .collect();
                 names.map(Value::Array)
             }
+            (Kind::HostList, Value::Array(items)) => items
+                .iter()
+                .map(|item| normalize_host_name(item.as_str()?).map(Value::String))
+                .collect::<Option<Vec<Value>>>()
+                .map(Value::Array),
+            (Kind::OriginList, Value::Array(items)) => items
+                .iter()
+                .map(|item| normalize_origin(item.as_str()?).map(Value::String))
+                .collect::<Option<Vec<Value>>>()
+                .map(Value::Array),
             _ => None,
         }
     }
@@ -291,17 +313,55 @@ impl Kind {
                     .collect();
                 Some(Value::Array(paths))
             }),
-            Kind::NameList => parse_toml_array(raw).or_else(|| {
-                let names = raw
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|name| !name.is_empty())
-                    .map(|name| Value::String(name.to_owned()))
-                    .collect();
-                Some(Value::Array(names))
-            }),
+            Kind::NameList | Kind::HostList | Kind::OriginList => {
+                parse_toml_array(raw).or_else(|| {
+                    let names = raw
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|name| !name.is_empty())
+                        .map(|name| Value::String(name.to_owned()))
+                        .collect();
+                    Some(Value::Array(names))
+                })
+            }
         }
     }
+}
+
+/// A host name as `server.allowed_hosts` holds it: trimmed, lower-case, without a trailing dot;
+/// `None` for an empty one or one with a port, path or space.
+pub(crate) fn normalize_host_name(raw: &str) -> Option<String> {
+    let name = raw.trim().trim_end_matches('.').to_ascii_lowercase();
+    let valid = name == "*"
+        || (!name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_'));
+    valid.then_some(name)
+}
+
+/// A web origin as `server.cors_origins` holds it (and as browsers send it): a scheme (`http`,
+/// `https`, or an extension's such as `chrome-extension`), a host, an optional port, lower-case,
+/// nothing after; `None` for anything else.
+pub(crate) fn normalize_origin(raw: &str) -> Option<String> {
+    let origin = raw.trim().trim_end_matches('/').to_ascii_lowercase();
+    let (scheme, authority) = origin.split_once("://")?;
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(':') && !port.contains(']') => (host, Some(port)),
+        _ => (authority, None),
+    };
+    let host_ok = if let Some(ip6) = host.strip_prefix('[') {
+        ip6.strip_suffix(']')
+            .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok())
+    } else {
+        normalize_host_name(host).is_some_and(|name| name != "*")
+    };
+    let port_ok = port.is_none_or(|port| port.parse::<u16>().is_ok());
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'-' || b == b'.');
+    (scheme_ok && host_ok && port_ok).then_some(origin)
 }
 
 /// Reads `true`/`false` the way the original's pydantic did for env values: also `1`/`0`,
@@ -401,7 +461,10 @@ mod tests {
             Kind::LogLevel => Value::String("debug".into()),
             Kind::LogFormat => Value::String("json".into()),
             Kind::Path | Kind::CaFile | Kind::Secret => Value::String("x".into()),
-            Kind::PathList | Kind::NameList => Value::Array(vec![Value::String("x".into())]),
+            Kind::PathList | Kind::NameList | Kind::HostList => {
+                Value::Array(vec![Value::String("x".into())])
+            }
+            Kind::OriginList => Value::Array(vec![Value::String("http://x:1".into())]),
         }
     }
 
@@ -495,6 +558,38 @@ mod tests {
             .parse_env("[\"a\",\"b\"]")
             .expect("a TOML array parses");
         assert_eq!(names.as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn hosts_and_origins_are_checked_and_normalised() {
+        let check = |kind: Kind, raw: &str| {
+            kind.parse_env(raw)
+                .and_then(|value| kind.check(&value))
+                .map(|value| value.to_string())
+        };
+        assert_eq!(
+            check(Kind::HostList, "CCProxy.Internal., my_box").as_deref(),
+            Some(r#"["ccproxy.internal", "my_box"]"#)
+        );
+        assert_eq!(check(Kind::HostList, "*").as_deref(), Some(r#"["*"]"#));
+        for bad in ["host:8000", "http://host", "a b"] {
+            assert_eq!(check(Kind::HostList, bad), None, "{bad}");
+        }
+        assert_eq!(
+            check(Kind::OriginList, "HTTP://App.example:3000/, https://[::1]").as_deref(),
+            Some(r#"["http://app.example:3000", "https://[::1]"]"#)
+        );
+        for bad in [
+            "app.example",
+            "://app.example",
+            "1http://app.example",
+            "http://app.example/path",
+            "http://app.example:99999",
+            "http://*",
+            "null",
+        ] {
+            assert_eq!(check(Kind::OriginList, bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -2,15 +2,23 @@
 //!
 //! 1. request id: taken from `x-request-id` when sane, else generated;
 //! 2. `request.started` observed (only built when someone listens);
-//! 3. route lookup, and the client's token when `security.auth_token` is set
-//!    (401 before any plugin code runs);
+//! 3. route lookup, then the browser guard (a `Host` that is not ours, a
+//!    foreign `Origin`: 403; a configured origin's CORS preflight: 204) and
+//!    the client's token when `security.auth_token` is set (401, for unknown
+//!    paths too): all before any plugin code runs;
 //! 4. plugin middleware, request side, by layer (may answer early);
 //! 5. 404 / 405 with a JSON body when nothing matched;
-//! 6. body read under `server.max_request_body_bytes` (413 beyond it);
+//! 6. on provider endpoints, a JSON content type (415 otherwise); the body
+//!    read under `server.max_request_body_bytes` (413 beyond it);
 //! 7. the route: a core endpoint, the provider path or the plugin's `route.handle`;
 //! 8. plugin middleware, response side, in reverse order, for the layers entered;
-//! 9. `x-request-id`, `server` and `server-timing` headers;
+//! 9. CORS headers for a configured origin; `x-request-id`, `server` and
+//!    `server-timing` headers;
 //! 10. `request.completed` or `request.failed` observed.
+//!
+//! Everything a request does is inside its `request` span (by
+//! [`Instrument`], never a guard held across an `.await`, which would lend
+//! the span to whatever else the worker thread runs meanwhile).
 
 use std::{net::SocketAddr, sync::Arc, time::Instant};
 
@@ -24,6 +32,7 @@ use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::json;
+use tracing::Instrument;
 
 use super::{
     App, endpoints, plugin_stream,
@@ -53,10 +62,51 @@ pub async fn handle(
     let http_version = http_version_name(request.version());
     let path = request.uri().path().to_owned();
     let query = request.uri().query().unwrap_or_default().to_owned();
-    let span =
-        tracing::debug_span!("request", request_id = %request_id, method = %method, path = %path);
-    let _guard = span.enter();
+    // A root span: it never nests in whatever happens to be current.
+    let span = tracing::debug_span!(parent: None, "request", request_id = %request_id, method = %method, path = %path);
+    let work = handle_in_span(
+        app,
+        request,
+        remote,
+        Facts {
+            started,
+            request_id,
+            method,
+            http_version,
+            path,
+            query,
+            span: span.clone(),
+        },
+    );
+    work.instrument(span).await
+}
 
+/// What [`handle`] learnt of the request before its span was entered.
+struct Facts {
+    started: Instant,
+    request_id: String,
+    method: String,
+    http_version: &'static str,
+    path: String,
+    query: String,
+    span: tracing::Span,
+}
+
+async fn handle_in_span(
+    app: Arc<App>,
+    request: Request<Incoming>,
+    remote: SocketAddr,
+    facts: Facts,
+) -> Response<Body> {
+    let Facts {
+        started,
+        request_id,
+        method,
+        http_version,
+        path,
+        query,
+        span,
+    } = facts;
     let hooks = &app.shared.hooks;
     hooks.observe(HookEvent::RequestStarted, Some(&request_id), || {
         json!({
@@ -125,6 +175,7 @@ pub async fn handle(
     // complete only when its last byte has gone.
     let exact_length = http_body::Body::size_hint(response.body()).exact();
     let completion = Completion {
+        span,
         hooks: app.shared.hooks.clone(),
         request_id,
         method,
@@ -155,6 +206,8 @@ pub async fn handle(
 
 /// What `request.completed` needs, kept until the response body has been sent.
 struct Completion {
+    /// The request's span: a stream ends outside the request's future.
+    span: tracing::Span,
     hooks: Arc<crate::hooks::HookBus>,
     request_id: String,
     method: String,
@@ -188,12 +241,14 @@ impl Completion {
         } else {
             HookEvent::RequestCompleted
         };
-        tracing::debug!(
-            status = self.status,
-            duration_ms,
-            bytes_sent,
-            "request done"
-        );
+        self.span.in_scope(|| {
+            tracing::debug!(
+                status = self.status,
+                duration_ms,
+                bytes_sent,
+                "request done"
+            );
+        });
         let Completion {
             hooks,
             request_id,
@@ -305,13 +360,49 @@ async fn route(
     request_body: &mut Option<Bytes>,
 ) -> Response<Body> {
     let lookup = app.routes.lookup(method, path);
-    // Unauthenticated requests never reach plugin code, middleware included.
-    if let Lookup::Found(target, _) = &lookup
-        && let Some(denied) = check_client_auth(app, target, request.headers(), path)
-    {
-        return denied;
+    let target = match &lookup {
+        Lookup::Found(target, _) => Some(*target),
+        _ => None,
+    };
+    // A web page that is not ours, and unauthenticated requests, never reach
+    // plugin code, middleware included, whatever the path.
+    let cors_origin = match browser_guard(app, target, &request, method, path) {
+        Guard::Pass { cors_origin } => cors_origin,
+        Guard::Answer(answer) => return answer,
+    };
+    let mut response = match check_client_auth(app, target, request.headers(), path) {
+        Some(denied) => denied,
+        None => {
+            route_authenticated(
+                app,
+                lookup,
+                request,
+                request_id,
+                method,
+                path,
+                query,
+                request_body,
+            )
+            .await
+        }
+    };
+    if let Some(origin) = cors_origin {
+        add_cors_headers(response.headers_mut(), origin);
     }
+    response
+}
 
+#[allow(clippy::too_many_arguments)]
+async fn route_authenticated(
+    app: &Arc<App>,
+    lookup: Lookup<'_>,
+    request: Request<Incoming>,
+    request_id: &str,
+    method: &str,
+    path: &str,
+    query: &str,
+    request_body: &mut Option<Bytes>,
+) -> Response<Body> {
     // The protocol's owned copy of the request head (every header as two
     // strings) is made only for plugin middleware and plain plugin routes; the
     // provider path otherwise reads the request's own header map.
@@ -378,16 +469,24 @@ async fn route(
                         error_response(status, "invalid_request_error", &message)
                     }
                 },
-                Target::Provider { plugin, route } => match read_body(app, body).await {
-                    Ok(body) => {
-                        keep_for_hooks(request_body, &body);
-                        let client = client_request();
-                        provider::handle(app, &plugin, &route, &client, body).await
+                Target::Provider { plugin, route } => {
+                    // Provider endpoints speak JSON: a form or text/plain post
+                    // (what a page can send without a preflight) is refused.
+                    let body = match require_json(method, &parts.headers) {
+                        Ok(()) => read_body(app, body).await,
+                        Err(message) => Err((StatusCode::UNSUPPORTED_MEDIA_TYPE, message)),
+                    };
+                    match body {
+                        Ok(body) => {
+                            keep_for_hooks(request_body, &body);
+                            let client = client_request();
+                            provider::handle(app, &plugin, &route, &client, body).await
+                        }
+                        Err((status, message)) => {
+                            provider::format_error(route.client, status, &message)
+                        }
                     }
-                    Err((status, message)) => {
-                        provider::format_error(route.client, status, &message)
-                    }
-                },
+                }
                 // A plugin's wire format in front of a provider endpoint (plugin API 1.2).
                 Target::Adapted {
                     adapter,
@@ -707,13 +806,22 @@ fn masked_headers(headers: &http::HeaderMap) -> serde_json::Value {
     serde_json::Value::Object(map)
 }
 
+/// `/health`, `/health/live`, `/health/ready`: answered to anyone (no token,
+/// no `Host` or `Origin` check), since they reveal nothing worth protecting
+/// and monitors reach them by every sort of name.
+fn is_health(path: &str) -> bool {
+    path == "/health" || path.starts_with("/health/")
+}
+
 /// With `security.auth_token` set, every route but `/health*` and the routes
-/// plugins declare public needs the token,
-/// as `Authorization: Bearer` or `x-api-key` (what the Anthropic SDK and Claude
-/// Code send), compared in constant time.
+/// plugins declare public needs the token, unknown paths included (an
+/// unauthenticated client learns nothing about which paths exist, and plugin
+/// middleware never sees it), as `Authorization: Bearer` (the scheme in any
+/// case) or `x-api-key` (what the Anthropic SDK and Claude Code send),
+/// compared in constant time.
 fn check_client_auth(
     app: &App,
-    target: &Target,
+    target: Option<&Target>,
     headers: &http::HeaderMap,
     path: &str,
 ) -> Option<Response<Body>> {
@@ -724,22 +832,15 @@ fn check_client_auth(
         .auth_token
         .as_ref()
         .filter(|t| !t.is_empty())?;
-    if path == "/health"
-        || path.starts_with("/health/")
-        || matches!(target, Target::Plugin { public: true, .. })
-    {
+    if is_health(path) || matches!(target, Some(Target::Plugin { public: true, .. })) {
         return None;
     }
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        });
+        .and_then(bearer_token);
     let api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
-    if bearer.is_some_and(|t| token.matches(t.trim()))
-        || api_key.is_some_and(|t| token.matches(t.trim()))
+    if bearer.is_some_and(|t| token.matches(t)) || api_key.is_some_and(|t| token.matches(t.trim()))
     {
         return None;
     }
@@ -748,21 +849,371 @@ fn check_client_auth(
     } else {
         "invalid credentials: the token does not match security.auth_token"
     };
-    let mut response = match target {
-        Target::Provider { route, .. } => {
-            provider::format_error(route.client, StatusCode::UNAUTHORIZED, message)
-        }
-        _ => error_response(StatusCode::UNAUTHORIZED, "authentication_error", message),
-    };
+    let mut response = refusal(
+        target,
+        StatusCode::UNAUTHORIZED,
+        "authentication_error",
+        message,
+    );
     response
         .headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     Some(response)
 }
 
+/// The token of `Authorization: Bearer <token>`; the scheme is
+/// case-insensitive (RFC 9110, 11.1).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once([' ', '\t'])?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// An error answer before the route runs: in the client's API format on a
+/// provider endpoint, else the host's `{"error": {type, message}}`.
+fn refusal(
+    target: Option<&Target>,
+    status: StatusCode,
+    error_type: &str,
+    message: &str,
+) -> Response<Body> {
+    match target {
+        Some(Target::Provider { route, .. }) => {
+            provider::format_error(route.client, status, message)
+        }
+        _ => error_response(status, error_type, message),
+    }
+}
+
+/// The browser guard (with no token set, the proxy's only defence against
+/// web pages spending the user's plan):
+///
+/// - DNS rebinding: a page on a name its owner controls, re-pointed at
+///   127.0.0.1, reaches us as a same-origin request with that name in
+///   `Host`. Only our own names pass: `localhost` (and `*.localhost`), any IP
+///   address (a rebinding page cannot have one for a host name), `server.host`
+///   and `server.allowed_hosts`. The port is not checked: a browser always
+///   sends the one it connected to.
+/// - Cross-origin requests: a page's `fetch` names its origin in `Origin`;
+///   only the same origin and `server.cors_origins` pass. A configured
+///   origin's CORS preflight (`OPTIONS` with `Access-Control-Request-Method`)
+///   is answered here, 204, before the token check (browsers send none with
+///   a preflight).
+///
+/// Refusals are 403 (not 421: SDKs report a 403 as "permission denied" with
+/// our message and do not retry it).
+fn browser_guard(
+    app: &App,
+    target: Option<&Target>,
+    request: &Request<Incoming>,
+    method: &str,
+    path: &str,
+) -> Guard {
+    if is_health(path) {
+        return Guard::Pass { cors_origin: None };
+    }
+    let server = &app.shared.config.server;
+    // HTTP/2 names the host in `:authority` (the URI), HTTP/1.1 in `Host`.
+    let authority = request.uri().authority().map(|a| a.as_str()).or_else(|| {
+        request
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+    });
+    if let Some(authority) = authority
+        && !host_allowed(server, authority)
+    {
+        let message = format!(
+            "host {authority:?} is not a name of this proxy: requests must use localhost, an IP address, server.host or a name listed in server.allowed_hosts (env SERVER__ALLOWED_HOSTS); this stops web pages reaching the proxy through a DNS name they control"
+        );
+        tracing::debug!(host = %authority, "refused: host not allowed");
+        return Guard::Answer(refusal(
+            target,
+            StatusCode::FORBIDDEN,
+            "host_not_allowed",
+            &message,
+        ));
+    }
+    let Some(origin) = request.headers().get(header::ORIGIN) else {
+        return Guard::Pass { cors_origin: None };
+    };
+    let origin_text = origin.to_str().unwrap_or_default().trim();
+    let normalized = origin_text.trim_end_matches('/').to_ascii_lowercase();
+    let configured = server.cors_origins.contains(&normalized);
+    let preflight = method == "OPTIONS"
+        && request
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    if configured {
+        if preflight {
+            return Guard::Answer(preflight_answer(origin, request.headers()));
+        }
+        return Guard::Pass {
+            cors_origin: Some(origin.clone()),
+        };
+    }
+    if !preflight && authority.is_some_and(|authority| same_origin(&normalized, authority)) {
+        return Guard::Pass { cors_origin: None };
+    }
+    let message = format!(
+        "cross-origin request from {origin_text:?} refused: a web page may call this proxy only when its origin is listed in server.cors_origins (env SERVER__CORS_ORIGINS)"
+    );
+    tracing::debug!(origin = %origin_text, "refused: origin not allowed");
+    Guard::Answer(refusal(
+        target,
+        StatusCode::FORBIDDEN,
+        "origin_not_allowed",
+        &message,
+    ))
+}
+
+/// What [`browser_guard`] decided.
+enum Guard {
+    /// Go on; a configured origin is named in the answer's CORS headers.
+    Pass { cors_origin: Option<HeaderValue> },
+    /// Answer now: a refusal, or a preflight's 204.
+    Answer(Response<Body>),
+}
+
+/// Whether `authority` (`name[:port]`) names this proxy; see [`browser_guard`].
+fn host_allowed(server: &crate::config::ServerConfig, authority: &str) -> bool {
+    let host = host_of(authority);
+    if host.is_empty() {
+        // No name at all: not something a browser sends.
+        return true;
+    }
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.parse::<std::net::IpAddr>().is_ok()
+        || host == "localhost"
+        || host.ends_with(".localhost")
+        || host == host_of(&server.host)
+        || server
+            .allowed_hosts
+            .iter()
+            .any(|allowed| allowed == "*" || *allowed == host)
+}
+
+/// The host of `name[:port]` (IPv6 in brackets), lower-case, without a
+/// trailing dot.
+fn host_of(authority: &str) -> String {
+    split_authority(authority).0
+}
+
+/// `name[:port]` as (host, as [`host_of`] gives it; port, when given).
+fn split_authority(authority: &str) -> (String, Option<&str>) {
+    let authority = authority.trim();
+    let (host, port) = match authority.rsplit_once(':') {
+        // `[::1]:8000`, `name:8000`; not the colons inside `[::1]` or a bare `::1`.
+        Some((host, port))
+            if port.bytes().all(|b| b.is_ascii_digit())
+                && (host.ends_with(']') || !host.contains(':')) =>
+        {
+            (host, Some(port).filter(|port| !port.is_empty()))
+        }
+        _ => (authority, None),
+    };
+    (host.trim_end_matches('.').to_ascii_lowercase(), port)
+}
+
+/// Whether `origin` (`scheme://host[:port]`, lower-case) is the origin of a
+/// request to `authority`: same host, and same port (the scheme's default
+/// when either leaves it out).
+fn same_origin(origin: &str, authority: &str) -> bool {
+    let Some((scheme, origin_authority)) = origin.split_once("://") else {
+        return false;
+    };
+    let default_port = match scheme {
+        "http" => "80",
+        "https" => "443",
+        _ => return false,
+    };
+    let (origin_host, origin_port) = split_authority(origin_authority);
+    let (host, port) = split_authority(authority);
+    origin_host == host && origin_port.unwrap_or(default_port) == port.unwrap_or(default_port)
+}
+
+/// A configured origin's CORS preflight: 204, allowing the method and
+/// headers the page asked for.
+fn preflight_answer(origin: &HeaderValue, headers: &http::HeaderMap) -> Response<Body> {
+    let mut response = Response::new(full(Bytes::new()));
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    let answer = response.headers_mut();
+    answer.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+    if let Some(method) = headers.get(header::ACCESS_CONTROL_REQUEST_METHOD) {
+        answer.insert(header::ACCESS_CONTROL_ALLOW_METHODS, method.clone());
+    }
+    if let Some(asked) = headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
+        answer.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked.clone());
+    }
+    // The original's `cors.max_age`.
+    answer.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+    answer.insert(
+        header::VARY,
+        HeaderValue::from_static(
+            "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
+        ),
+    );
+    response
+}
+
+/// CORS headers on the answer to a configured origin's request, so its page
+/// can read the answer (errors included) and our own headers.
+fn add_cors_headers(headers: &mut http::HeaderMap, origin: HeaderValue) {
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("*"),
+    );
+    headers.append(header::VARY, HeaderValue::from_static("Origin"));
+}
+
+/// A request with a body to a provider endpoint must say it is JSON:
+/// `application/json` (with parameters or not) or a `+json` type. A page can
+/// post `text/plain` or a form anywhere without a CORS preflight.
+fn require_json(method: &str, headers: &http::HeaderMap) -> Result<(), String> {
+    if method == "GET" || method == "HEAD" {
+        return Ok(());
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let essence = content_type
+        .as_deref()
+        .and_then(|value| value.split(';').next())
+        .map(|essence| essence.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    if essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    {
+        return Ok(());
+    }
+    Err(match content_type {
+        Some(sent) => format!(
+            "unsupported content type {sent:?}: provider endpoints take JSON bodies; send `content-type: application/json`"
+        ),
+        None => "missing content type: provider endpoints take JSON bodies; send `content-type: application/json`".to_owned(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_our_own_names_are_allowed_hosts() {
+        let mut server = crate::config::ServerConfig {
+            host: "0.0.0.0".to_owned(),
+            ..Default::default()
+        };
+        for host in [
+            "localhost",
+            "localhost:8000",
+            "LOCALHOST.:8000",
+            "app.localhost:3000",
+            "127.0.0.1:8000",
+            "[::1]:8000",
+            "[::1]",
+            "::1",
+            "192.168.1.20:8000",
+            "0.0.0.0",
+            "",
+        ] {
+            assert!(host_allowed(&server, host), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "evil.example:8000",
+            "localhost.evil.example",
+            "ccproxy",
+        ] {
+            assert!(!host_allowed(&server, host), "{host}");
+        }
+        server.host = "ccproxy".to_owned();
+        assert!(host_allowed(&server, "CCProxy:8000"));
+        server.allowed_hosts = vec!["proxy.lan".to_owned()];
+        assert!(host_allowed(&server, "proxy.lan:80"));
+        assert!(!host_allowed(&server, "evil.example"));
+        server.allowed_hosts.push("*".to_owned());
+        assert!(host_allowed(&server, "evil.example"));
+    }
+
+    #[test]
+    fn same_origin_compares_host_and_port() {
+        for (origin, authority) in [
+            ("http://127.0.0.1:8000", "127.0.0.1:8000"),
+            ("http://localhost:8000", "LocalHost:8000"),
+            ("http://proxy.lan", "proxy.lan"),
+            ("http://proxy.lan", "proxy.lan:80"),
+            ("http://proxy.lan:80", "proxy.lan"),
+            ("https://proxy.lan", "proxy.lan"),
+            ("http://[::1]:8000", "[::1]:8000"),
+        ] {
+            assert!(same_origin(origin, authority), "{origin} {authority}");
+        }
+        for (origin, authority) in [
+            ("http://localhost:3000", "localhost:8000"),
+            ("http://evil.example:8000", "127.0.0.1:8000"),
+            ("https://proxy.lan", "proxy.lan:80"),
+            ("null", "127.0.0.1:8000"),
+            ("chrome-extension://abc", "abc"),
+        ] {
+            assert!(!same_origin(origin, authority), "{origin} {authority}");
+        }
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in [
+            "Bearer t",
+            "BEARER t",
+            "bearer  t ",
+            "bEaReR\tt",
+            " Bearer t",
+        ] {
+            assert_eq!(bearer_token(value), Some("t"), "{value:?}");
+        }
+        for value in ["Basic t", "Bearert", "Bearer ", "Bearer", "Token t"] {
+            assert_eq!(bearer_token(value), None, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn provider_bodies_must_be_json() {
+        let with = |value: Option<&str>| {
+            let mut headers = http::HeaderMap::new();
+            if let Some(value) = value {
+                headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(value).unwrap());
+            }
+            headers
+        };
+        for value in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/vnd.api+json",
+        ] {
+            assert_eq!(require_json("POST", &with(Some(value))), Ok(()), "{value}");
+        }
+        for value in [
+            Some("text/plain"),
+            Some("application/x-www-form-urlencoded"),
+            Some("multipart/form-data; boundary=x"),
+            Some("text/json+plain"),
+            None,
+        ] {
+            let refused = require_json("POST", &with(value));
+            assert!(
+                refused
+                    .as_ref()
+                    .is_err_and(|message| message.contains("application/json")),
+                "{value:?}: {refused:?}"
+            );
+        }
+        assert_eq!(require_json("GET", &with(None)), Ok(()));
+    }
 
     #[test]
     fn captured_headers_are_written_as_masked_headers_builds_them() {
