@@ -96,19 +96,24 @@ pub mod capability {
 /// (`ops::Route`), never a string, and gets its input and output types with it.
 /// The message body that travels beside the metadata is described on each
 /// operation.
-pub trait Operation {
+pub trait Operation: Sized {
     /// The operation's name on the wire.
     const NAME: &'static str;
     /// The metadata the caller sends.
     type Input: Serialize + serde::de::DeserializeOwned;
     /// The metadata the receiver answers.
-    type Output: Serialize + serde::de::DeserializeOwned;
+    type Output: Serialize + serde::de::DeserializeOwned + OutputOf<Self>;
 }
 
 /// A metadata type that writes the same JSON as operation `O`'s input, for a
 /// caller that sends a borrowed view instead of the owned type (the host's
 /// hook calls do). Implemented for `O::Input` itself.
 pub trait InputOf<O: Operation>: Serialize {}
+
+/// A metadata type that reads the same JSON as operation `O`'s output, for a
+/// caller that keeps parts of it as text instead of building values (the
+/// host reads a hook's new data so). Implemented for `O::Output` itself.
+pub trait OutputOf<O: Operation>: serde::de::DeserializeOwned {}
 
 macro_rules! operations {
     ($($(#[doc = $doc:literal])* $ty:ident = $name:literal: $input:ty => $output:ty;)*) => {
@@ -127,6 +132,7 @@ macro_rules! operations {
                     type Output = $output;
                 }
                 impl InputOf<$ty> for $input {}
+                impl OutputOf<$ty> for $output {}
             )*
         }
     };

@@ -30,7 +30,7 @@ use std::{
 use bytes::Bytes;
 use ccproxy_plugin_abi::{
     HookBody, HookEvent,
-    protocol::{InputOf, ops},
+    protocol::{InputOf, OutputOf, ops},
 };
 use serde::Serialize;
 use serde_json::{Value, value::RawValue};
@@ -159,6 +159,16 @@ impl<'a, D: ?Sized + Serialize> HookInputRef<'a, D> {
         }
     }
 }
+
+/// A hook's answer to an observed event, its new data kept as the JSON text
+/// the plugin wrote (`protocol::HookOutput` read without building values).
+#[derive(serde::Deserialize)]
+struct ObservedReply {
+    #[serde(default)]
+    data: Option<Box<RawValue>>,
+}
+
+impl OutputOf<ops::Hook> for ObservedReply {}
 
 /// Counters shown in `/plugins/status`.
 #[derive(Debug, Default)]
@@ -428,16 +438,15 @@ impl HookBus {
             let result = subscriber
                 .plugin
                 .handle
-                .call_with_timeout::<ops::Hook>(&input, body, HOOK_TIMEOUT)
+                .call_reading_with_timeout::<ops::Hook, ObservedReply>(&input, body, HOOK_TIMEOUT)
                 .await;
             subscriber.plugin.handle.record_hook_time(started);
             match result {
-                // The later hooks of this event see what this one added.
+                // The later hooks of this event see what this one added, as
+                // the text the plugin wrote: never parsed into values here.
                 Ok(reply) => {
-                    if let Some(data) = reply.meta.data
-                        && let Ok(text) = serde_json::value::to_raw_value(&data)
-                    {
-                        observed.data = text;
+                    if let Some(data) = reply.meta.data {
+                        observed.data = data;
                     }
                 }
                 Err(error) => {

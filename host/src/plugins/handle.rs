@@ -21,7 +21,7 @@ use std::{
 use abi_stable::std_types::{RResult, RString};
 use ccproxy_plugin_abi::{
     ErrorKind,
-    protocol::{InputOf, Operation},
+    protocol::{InputOf, Operation, OutputOf},
     raw::{self, ErrorCode, HostBox, Message},
 };
 use futures_util::FutureExt;
@@ -151,6 +151,16 @@ impl PluginHandle {
         meta: &impl InputOf<O>,
         body: Vec<u8>,
     ) -> Result<Reply<O::Output>, CallError> {
+        self.call_reading::<O, O::Output>(meta, body).await
+    }
+
+    /// Like [`PluginHandle::call`], decoding the reply as `T`, another
+    /// reading of `O`'s output (see `OutputOf`).
+    pub async fn call_reading<O: Operation, T: OutputOf<O>>(
+        &self,
+        meta: &impl InputOf<O>,
+        body: Vec<u8>,
+    ) -> Result<Reply<T>, CallError> {
         let op = O::NAME;
         let meta = serde_json::to_string(meta).map_err(|error| {
             CallError::new(
@@ -186,7 +196,18 @@ impl PluginHandle {
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<Reply<O::Output>, CallError> {
-        match tokio::time::timeout(timeout, self.call::<O>(meta, body)).await {
+        self.call_reading_with_timeout::<O, O::Output>(meta, body, timeout)
+            .await
+    }
+
+    /// [`PluginHandle::call_reading`], giving up after `timeout`.
+    pub async fn call_reading_with_timeout<O: Operation, T: OutputOf<O>>(
+        &self,
+        meta: &impl InputOf<O>,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Reply<T>, CallError> {
+        match tokio::time::timeout(timeout, self.call_reading::<O, T>(meta, body)).await {
             Ok(result) => result,
             Err(_) => Err(CallError::new(
                 CallErrorKind::TimedOut,
