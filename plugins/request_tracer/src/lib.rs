@@ -276,10 +276,12 @@ impl RequestTracer {
 
     fn verbose(&self, stem: &str, kind: &str, what: &str, body: Option<&Body<'_>>) {
         if self.config.verbose_api {
-            let preview = body
-                .map(|body| body.preview(self.config.truncate_body_preview))
-                .unwrap_or_default();
-            debug!("trace {stem} {kind}: {what} {preview}");
+            // The preview is made only when the debug line is recorded.
+            debug!(
+                "trace {stem} {kind}: {what} {}",
+                body.map(|body| body.preview(self.config.truncate_body_preview))
+                    .unwrap_or_default()
+            );
         }
     }
 
