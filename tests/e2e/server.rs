@@ -1,10 +1,15 @@
 //! The HTTP server as a client sees it: request ids, standard headers, error
 //! responses, body limits, malformed input, h2c, the host's own endpoints and
-//! their shapes, plugin middleware, and graceful shutdown.
+//! their shapes, plugin middleware, graceful shutdown, and slow, idle and too
+//! many connections.
 
-use std::time::{Duration, Instant};
+use std::{
+    io::{self, Read, Write},
+    net::TcpStream,
+    time::{Duration, Instant},
+};
 
-use ccproxy_e2e::{Proxy, ProxyOptions};
+use ccproxy_e2e::{Proxy, ProxyOptions, read_until};
 
 /// The request body limit the server tests run with.
 const BODY_LIMIT: usize = 64;
@@ -363,4 +368,215 @@ fn sigterm_finishes_in_flight_requests_and_stops_plugins_in_reverse_order() {
         stopped, reversed,
         "plugins stop in reverse initialisation order; log:\n{log}"
     );
+}
+
+/// Reads `stream` (whatever arrives is kept) until the server closes it;
+/// returns when that happened, or `None` when it is still open after
+/// `patience`. Between reads, `between` may write to it (a trickling client).
+fn closed_after(
+    stream: &mut TcpStream,
+    patience: Duration,
+    mut between: impl FnMut(&mut TcpStream),
+) -> Option<Duration> {
+    let started = Instant::now();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("a read timeout can be set");
+    let mut buffer = [0u8; 4096];
+    while started.elapsed() < patience {
+        match stream.read(&mut buffer) {
+            Ok(0) => return Some(started.elapsed()),
+            Ok(_) => {}
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                between(stream);
+            }
+            Err(_) => return Some(started.elapsed()),
+        }
+    }
+    None
+}
+
+/// Reads one complete `content-length` response from a kept-alive connection.
+fn read_one_response(stream: &mut TcpStream, what: &str) -> String {
+    let head = read_until(stream, "\r\n\r\n", what);
+    let (head_part, body_part) = head.split_once("\r\n\r\n").unwrap_or((&head, ""));
+    let length: usize = head_part
+        .lines()
+        .find_map(|line| {
+            line.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().to_owned())
+        })
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("{what}: no content-length in {head_part:?}"));
+    let mut body = body_part.as_bytes().to_vec();
+    let mut buffer = [0u8; 4096];
+    while body.len() < length {
+        let read = stream.read(&mut buffer).expect("the body can be read");
+        assert!(read > 0, "{what}: closed inside the body");
+        body.extend_from_slice(&buffer[..read]);
+    }
+    head
+}
+
+#[test]
+fn a_client_trickling_its_request_head_is_closed_after_the_header_timeout() {
+    let proxy = Proxy::start(ProxyOptions {
+        env: &[("SERVER__HEADER_READ_TIMEOUT_SECONDS", "1")],
+        ..ProxyOptions::default()
+    });
+
+    // One header byte every 300 ms: never a complete head.
+    let mut trickler = proxy.connect();
+    trickler
+        .write_all(b"GET /health/live HTTP/1.1\r\nhost: localhost\r\n")
+        .expect("the request line can be written");
+    let closed = closed_after(&mut trickler, Duration::from_secs(8), |stream| {
+        // A write after the server closed may fail; the read says so next.
+        let _ = stream.write_all(b"x");
+        std::thread::sleep(Duration::from_millis(200));
+    });
+    let closed = closed.unwrap_or_else(|| {
+        panic!(
+            "a connection trickling its head for 8 s is still open; log:\n{}",
+            proxy.log()
+        )
+    });
+    assert!(
+        closed >= Duration::from_millis(800) && closed < Duration::from_secs(4),
+        "closed after {closed:?}, expected about 1 s"
+    );
+
+    // A connection that says nothing at all is closed too.
+    let mut silent = proxy.connect();
+    let closed = closed_after(&mut silent, Duration::from_secs(8), |_| {});
+    assert!(
+        closed.is_some_and(|after| after < Duration::from_secs(4)),
+        "a silent connection: {closed:?}"
+    );
+
+    // A head sent in time is answered.
+    assert_eq!(proxy.get("/health/live").status, 200);
+}
+
+#[test]
+fn an_idle_kept_alive_connection_is_closed_but_requests_in_flight_are_not() {
+    let proxy = Proxy::start(ProxyOptions {
+        plugins: &["test_plugin_middleware_probe", "example_sse_ticker"],
+        env: &[
+            ("SERVER__IDLE_TIMEOUT_SECONDS", "1"),
+            ("SERVER__HEADER_READ_TIMEOUT_SECONDS", "1"),
+        ],
+        ..ProxyOptions::default()
+    });
+    const REQUEST: &[u8] = b"GET /health/live HTTP/1.1\r\nhost: localhost\r\n\r\n";
+
+    // Kept alive: a second request 300 ms after the first is answered on the
+    // same connection; then, idle, it is closed after about 1 s.
+    let mut idle = proxy.connect();
+    idle.write_all(REQUEST).expect("the request can be written");
+    let head = read_one_response(&mut idle, "first request");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    std::thread::sleep(Duration::from_millis(300));
+    idle.write_all(REQUEST)
+        .expect("the connection is still open");
+    let head = read_one_response(&mut idle, "second request on the same connection");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let closed = closed_after(&mut idle, Duration::from_secs(8), |_| {});
+    assert!(
+        closed.is_some_and(
+            |after| after >= Duration::from_millis(700) && after < Duration::from_secs(4)
+        ),
+        "an idle kept-alive connection: closed after {closed:?}, expected about 1 s"
+    );
+
+    // A stream whose events come 1.5 s apart (longer than the idle timeout)
+    // runs to its end, and a route that answers after 2.5 s is waited for.
+    let slow = std::thread::spawn({
+        let address = proxy.address();
+        move || ccproxy_e2e::http_get(address, "/probe/slow?ms=2500")
+    });
+    let mut stream = proxy.connect();
+    stream
+        .write_all(
+            b"GET /ticker/events?count=3&interval_ms=1500 HTTP/1.1\r\nhost: localhost\r\n\r\n",
+        )
+        .expect("the request can be written");
+    let started = Instant::now();
+    let events = read_until(&mut stream, "\r\n0\r\n\r\n", "the ticker stream");
+    assert!(events.starts_with("HTTP/1.1 200"), "{events}");
+    assert_eq!(events.matches("event: tick").count(), 3, "{events}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let slow = slow
+        .join()
+        .expect("the client thread does not panic")
+        .unwrap_or_else(|error| panic!("the slow request failed: {error}; log:\n{}", proxy.log()));
+    assert_eq!(slow.status, 200, "{}", slow.text());
+    assert_eq!(slow.json()["slept_ms"], 2500);
+    // Once the stream has ended, its connection is idle and closed in turn.
+    let closed = closed_after(&mut stream, Duration::from_secs(8), |_| {});
+    assert!(
+        closed.is_some_and(|after| after < Duration::from_secs(4)),
+        "the stream's connection after its end: {closed:?}"
+    );
+}
+
+#[test]
+fn past_max_connections_health_still_answers_and_one_warning_is_logged() {
+    const CAP: usize = 20;
+    let proxy = Proxy::start(ProxyOptions {
+        env: &[("SERVER__MAX_CONNECTIONS", "20")],
+        ..ProxyOptions::default()
+    });
+
+    // Twice the cap of connections that say nothing (the header timeout, 10 s
+    // by default, keeps them open for the length of this test).
+    let idle: Vec<TcpStream> = (0..2 * CAP).map(|_| proxy.connect()).collect();
+    // Let the server accept them all before asking.
+    std::thread::sleep(Duration::from_millis(300));
+
+    let started = Instant::now();
+    let live = proxy.get("/health/live");
+    assert_eq!(live.status, 200, "{}", live.text());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "/health/live took {:?}",
+        started.elapsed()
+    );
+    // Anything else is refused, saying when to come back.
+    let refused = proxy.get("/plugins");
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert!(
+        refused.header("retry-after").is_some(),
+        "{:?}",
+        refused.headers
+    );
+    assert!(
+        refused.text().contains("server.max_connections"),
+        "{}",
+        refused.text()
+    );
+
+    let log = proxy.log();
+    let warnings = log
+        .lines()
+        .filter(|line| line.contains("WARN") && line.contains("server.max_connections"))
+        .count();
+    assert_eq!(warnings, 1, "one refusal warning; log:\n{log}");
+    drop(idle);
+
+    // Once they are gone, requests are served again.
+    let served = ccproxy_e2e::poll(Duration::from_secs(5), || {
+        (proxy.get("/plugins").status == 200).then_some(())
+    });
+    assert!(served.is_some(), "log:\n{}", proxy.log());
 }

@@ -110,6 +110,19 @@ pub struct ServerConfig {
     /// After a shutdown signal, how long in-flight requests may finish before they are cut.
     /// Default 30.
     pub shutdown_grace_seconds: u64,
+    /// A connection must send a complete request head within this many seconds of being
+    /// opened (or of starting its next request), else it is closed. Default 10: a head is a
+    /// few hundred bytes, so this only ever stops clients that trickle or say nothing.
+    pub header_read_timeout_seconds: u64,
+    /// A kept-alive connection with no request in flight for this long is closed; requests
+    /// and streams in flight are never cut by it. Default 60: longer than the idle expiry of
+    /// the usual clients (Node's 4–5 s, httpx's 5 s), so they close first and never race a
+    /// request against our close; a reopened loopback connection costs one handshake.
+    pub idle_timeout_seconds: u64,
+    /// Client connections served at once; past it, a connection only gets `/health*`
+    /// answered and anything else a 503 with `Retry-After`. Default 0: derived from the
+    /// open-file limit (see [`ServerConfig::connection_cap`]).
+    pub max_connections: usize,
     /// Longest time one client request may take end to end, streaming included. Default 600.
     pub request_timeout_seconds: u64,
     /// Host names clients may use besides `localhost`, IP addresses and `host`; any other
@@ -130,6 +143,9 @@ impl Default for ServerConfig {
             bypass_mode: false,
             max_request_body_bytes: 32 * 1024 * 1024,
             shutdown_grace_seconds: 30,
+            header_read_timeout_seconds: 10,
+            idle_timeout_seconds: 60,
+            max_connections: 0,
             request_timeout_seconds: 600,
             allowed_hosts: Vec::new(),
             cors_origins: Vec::new(),
@@ -143,11 +159,51 @@ impl ServerConfig {
         Duration::from_secs(self.shutdown_grace_seconds)
     }
 
+    /// `header_read_timeout_seconds` as a duration.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_read_timeout_seconds)
+    }
+
+    /// `idle_timeout_seconds` as a duration.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_seconds)
+    }
+
+    /// The connection cap for a process that may open `open_file_limit` files:
+    /// `max_connections` when set, else [`ServerConfig::connections_supported_by`] the limit.
+    pub fn connection_cap(&self, open_file_limit: u64) -> usize {
+        if self.max_connections > 0 {
+            return self.max_connections;
+        }
+        Self::connections_supported_by(open_file_limit)
+    }
+
+    /// The connections `open_file_limit` files support: half of what the limit leaves after
+    /// `RESERVED_FILES` (96), at most `AUTO_MAX_CONNECTIONS` (4096) and at least 1.
+    ///
+    /// Half, because every proxied request holds a second socket to its upstream. With the
+    /// common soft limit of 1024 that is 464; a limit high enough for more gets 4096, far
+    /// beyond what one user's tools open, while each connection's buffers stay bounded.
+    pub fn connections_supported_by(open_file_limit: u64) -> usize {
+        let usable = open_file_limit.saturating_sub(RESERVED_FILES) / 2;
+        usize::try_from(usable)
+            .unwrap_or(usize::MAX)
+            .clamp(1, AUTO_MAX_CONNECTIONS)
+    }
+
     /// `request_timeout_seconds` as a duration.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_seconds)
     }
 }
+
+/// Open files kept out of the automatic connection cap: plugin libraries and their files,
+/// logs, the listener, pooled upstream connections, and the connections past the cap that
+/// are still read for a health check.
+const RESERVED_FILES: u64 = 96;
+
+/// The automatic connection cap when the open-file limit allows more.
+const AUTO_MAX_CONNECTIONS: usize = 4096;
 
 /// Output format of the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -331,6 +387,9 @@ mod tests {
         assert_eq!(config.server.host, "127.0.0.1");
         assert_eq!(config.server.port, 8000);
         assert_eq!(config.server.max_request_body_bytes, 33_554_432);
+        assert_eq!(config.server.header_read_timeout(), Duration::from_secs(10));
+        assert_eq!(config.server.idle_timeout(), Duration::from_secs(60));
+        assert_eq!(config.server.max_connections, 0);
         assert_eq!(config.http.connect_timeout(), Duration::from_secs(5));
         assert_eq!(config.hooks.observer_queue_capacity, 16384);
         assert!(config.enable_plugins);
@@ -357,5 +416,21 @@ mod tests {
         assert!(printed.contains("***"), "{printed}");
         let pretty = format!("{config:#?}");
         assert!(!pretty.contains("sk-very-secret"), "{pretty}");
+    }
+
+    #[test]
+    fn the_connection_cap_follows_the_open_file_limit_unless_set() {
+        let mut server = ServerConfig::default();
+        assert_eq!(server.connection_cap(1024), 464);
+        assert_eq!(server.connection_cap(1_048_576), AUTO_MAX_CONNECTIONS);
+        assert_eq!(server.connection_cap(u64::MAX), AUTO_MAX_CONNECTIONS);
+        assert_eq!(server.connection_cap(50), 1, "a tiny limit still serves");
+        server.max_connections = 20;
+        assert_eq!(server.connection_cap(1024), 20);
+        assert_eq!(
+            server.connection_cap(50),
+            20,
+            "an explicit cap is kept as set"
+        );
     }
 }

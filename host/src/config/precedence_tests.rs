@@ -163,6 +163,39 @@ fn server_shutdown_grace_seconds() {
 }
 
 #[test]
+fn server_header_read_timeout_seconds() {
+    check(Case {
+        key: "server.header_read_timeout_seconds",
+        default: json!(10),
+        file: ("5", json!(5)),
+        env: ("SERVER__HEADER_READ_TIMEOUT_SECONDS", "1", json!(1)),
+        cli: None,
+    });
+}
+
+#[test]
+fn server_idle_timeout_seconds() {
+    check(Case {
+        key: "server.idle_timeout_seconds",
+        default: json!(60),
+        file: ("30", json!(30)),
+        env: ("SERVER__IDLE_TIMEOUT_SECONDS", "120", json!(120)),
+        cli: None,
+    });
+}
+
+#[test]
+fn server_max_connections() {
+    check(Case {
+        key: "server.max_connections",
+        default: json!(0),
+        file: ("200", json!(200)),
+        env: ("SERVER__MAX_CONNECTIONS", "20", json!(20)),
+        cli: None,
+    });
+}
+
+#[test]
 fn server_request_timeout_seconds() {
     check(Case {
         key: "server.request_timeout_seconds",

@@ -69,6 +69,10 @@ pub(crate) const SECTIONS: &[Section] = &[
             field("bypass_mode", Kind::Bool),
             field("max_request_body_bytes", POSITIVE),
             field("shutdown_grace_seconds", SECONDS),
+            field("header_read_timeout_seconds", POSITIVE),
+            field("idle_timeout_seconds", POSITIVE),
+            // 0: derived from the open-file limit.
+            field("max_connections", SECONDS),
             field("request_timeout_seconds", POSITIVE),
             field("allowed_hosts", Kind::HostList),
             field("cors_origins", Kind::OriginList),

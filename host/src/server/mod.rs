@@ -1,7 +1,9 @@
 //! The HTTP server: hyper 1 with hyper-util's auto builder (HTTP/1.1 and h2c on
-//! one port), graceful shutdown, and the request pipeline in [`pipeline`].
+//! one port), graceful shutdown, connection limits in [`conn`], and the request
+//! pipeline in [`pipeline`].
 
 pub mod adapted;
+mod conn;
 pub mod endpoints;
 pub mod pipeline;
 mod plugin_stream;
@@ -19,9 +21,12 @@ use std::{
 use hyper::service::service_fn;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo},
-    server::{conn::auto, graceful::GracefulShutdown},
+    server::conn::auto,
 };
-use tokio::net::TcpListener;
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::watch,
+};
 
 use crate::{
     plugins::registry::{ActivePlugin, Registry},
@@ -88,14 +93,29 @@ impl App {
 
 /// Serves `listener` until `shutdown` resolves, then stops accepting and waits
 /// up to `grace` for in-flight requests.
+///
+/// Connections are held to `server.header_read_timeout_seconds` and
+/// `server.idle_timeout_seconds`, and at most `server.max_connections` are
+/// served at once (see [`conn`]); past that, a connection only gets `/health*`
+/// answered, so a flood of idle sockets cannot hide the server from its checks.
 pub async fn serve(
     app: Arc<App>,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
     grace: Duration,
 ) {
+    let settings = &app.shared.config.server;
+    let timeouts = conn::Timeouts {
+        header: settings.header_read_timeout(),
+        idle: settings.idle_timeout(),
+    };
+    let slots = conn::Slots::new(connection_cap(settings));
     let builder = auto::Builder::new(TokioExecutor::new());
-    let graceful = GracefulShutdown::new();
+    let mut over_cap_builder = auto::Builder::new(TokioExecutor::new());
+    over_cap_builder.http1().keep_alive(false);
+    // Every connection task holds a receiver; all gone means all connections ended.
+    let (stop, _) = watch::channel(false);
+    let mut accept_failures = conn::Throttle::new(conn::WARNING_INTERVAL);
     tokio::pin!(shutdown);
     loop {
         let (stream, remote) = tokio::select! {
@@ -103,7 +123,16 @@ pub async fn serve(
                 Ok(pair) => pair,
                 Err(error) => {
                     // Out of file descriptors and the like: back off, keep serving.
-                    tracing::warn!(%error, "accept failed");
+                    if let Some(failures) = accept_failures.hit(tokio::time::Instant::now()) {
+                        tracing::warn!(
+                            %error,
+                            failures,
+                            "accept failed; retrying every 50 ms (repeated at most every {} s \
+                             with the count since). Out of file descriptors? Lower \
+                             server.max_connections or raise the open-file limit (ulimit -n)",
+                            conn::WARNING_INTERVAL.as_secs()
+                        );
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -111,18 +140,31 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let service = service_fn(move |request| {
-            let app = app.clone();
-            async move { Ok::<_, Infallible>(pipeline::handle(app, request, remote).await) }
-        });
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection.into_owned());
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, %remote, "connection ended with an error");
+        match slots.admit() {
+            conn::Admission::Served(slot) => {
+                let connection = serve_connection(
+                    app.clone(),
+                    &builder,
+                    stream,
+                    remote,
+                    timeouts,
+                    stop.subscribe(),
+                );
+                tokio::spawn(async move {
+                    connection.await;
+                    drop(slot);
+                });
             }
-        });
+            conn::Admission::OverCap(slot) => {
+                let connection =
+                    serve_over_cap(app.clone(), &over_cap_builder, stream, remote, slots.cap());
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(conn::OVER_CAP_DEADLINE, connection).await;
+                    drop(slot);
+                });
+            }
+            conn::Admission::Closed => drop(stream),
+        }
     }
     app.ready.store(false, std::sync::atomic::Ordering::Release);
     drop(listener);
@@ -130,11 +172,107 @@ pub async fn serve(
         "shutting down: waiting up to {} s for in-flight requests",
         grace.as_secs()
     );
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let _ = stop.send(true);
+    if tokio::time::timeout(grace, stop.closed()).await.is_err() {
         tracing::warn!("in-flight requests did not finish within the grace period; closing them");
+    }
+}
+
+/// The connection cap: `server.max_connections`, or derived from the open-file
+/// limit; warns when a set cap leaves too few files for the sockets it implies.
+fn connection_cap(settings: &crate::config::ServerConfig) -> usize {
+    let limit = conn::open_file_limit();
+    let cap = settings.connection_cap(limit.unwrap_or(u64::MAX));
+    if let Some(limit) = limit
+        && settings.max_connections > 0
+        && cap > crate::config::ServerConfig::connections_supported_by(limit)
+    {
+        tracing::warn!(
+            "server.max_connections = {cap} is more than the open-file limit of {limit} \
+             (ulimit -n) supports; past it, accepting fails instead of answering health \
+             checks. Raise the limit or lower server.max_connections"
+        );
+    }
+    tracing::debug!(
+        max_connections = cap,
+        open_file_limit = limit,
+        "connection limits"
+    );
+    cap
+}
+
+/// One client connection within the cap, until it ends.
+fn serve_connection(
+    app: Arc<App>,
+    builder: &auto::Builder<TokioExecutor>,
+    stream: TcpStream,
+    remote: SocketAddr,
+    timeouts: conn::Timeouts,
+    stop: watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let activity = conn::Activity::new();
+    let service = service_fn({
+        let activity = activity.clone();
+        move |request| {
+            let app = app.clone();
+            let in_flight = activity.begin();
+            async move {
+                let response = pipeline::handle(app, request, remote).await;
+                Ok::<_, Infallible>(response.map(|body| conn::InFlightBody::new(body, in_flight)))
+            }
+        }
+    });
+    let io = TokioIo::new(conn::Watched::new(stream, activity.clone()));
+    let connection = builder
+        .serve_connection_with_upgrades(io, service)
+        .into_owned();
+    let driven = conn::drive(
+        connection,
+        |connection| connection.graceful_shutdown(),
+        activity,
+        timeouts,
+        stop,
+    );
+    async move {
+        match driven.await {
+            conn::Ended::Done(Ok(())) => {}
+            conn::Ended::Done(Err(error)) => {
+                tracing::debug!(%error, %remote, "connection ended with an error");
+            }
+            conn::Ended::TimedOut(wait) => {
+                tracing::debug!(%remote, ?wait, "connection closed: its wait timed out");
+            }
+        }
+    }
+}
+
+/// A connection past the cap: a `/health*` request is answered as usual,
+/// anything else gets 503 with `Retry-After`; then it is closed.
+fn serve_over_cap(
+    app: Arc<App>,
+    builder: &auto::Builder<TokioExecutor>,
+    stream: TcpStream,
+    remote: SocketAddr,
+    cap: usize,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
+        let app = app.clone();
+        async move {
+            let response = if conn::is_health_path(request.uri().path()) {
+                pipeline::handle(app, request, remote).await
+            } else {
+                conn::over_cap_response(cap)
+            };
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let connection = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .into_owned();
+    async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, %remote, "connection past the cap ended with an error");
+        }
     }
 }
 
