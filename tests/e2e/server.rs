@@ -531,6 +531,73 @@ fn an_idle_kept_alive_connection_is_closed_but_requests_in_flight_are_not() {
 }
 
 #[test]
+fn an_h2c_connection_keeps_its_stream_and_is_closed_once_idle() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let proxy = Proxy::start(ProxyOptions {
+        plugins: &["example_sse_ticker"],
+        env: &[
+            ("SERVER__IDLE_TIMEOUT_SECONDS", "1"),
+            ("SERVER__HEADER_READ_TIMEOUT_SECONDS", "1"),
+        ],
+        ..ProxyOptions::default()
+    });
+    let address = proxy.address();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime can be built");
+    runtime.block_on(async {
+        let stream = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("the proxy accepts");
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .expect("the h2c handshake succeeds");
+        let connection = tokio::spawn(connection);
+
+        // Two events 1.5 s apart: longer than both timeouts, and not cut.
+        let request = http::Request::get(format!(
+            "http://localhost:{}/ticker/events?count=2&interval_ms=1500",
+            address.port()
+        ))
+        .body(Empty::<bytes::Bytes>::new())
+        .expect("a request can be built");
+        let started = Instant::now();
+        let response = tokio::time::timeout(Duration::from_secs(10), async {
+            let response = sender.send_request(request).await?;
+            let status = response.status();
+            let body = response.into_body().collect().await?.to_bytes();
+            Ok::<_, hyper::Error>((status, body))
+        })
+        .await
+        .expect("the stream ends within 10 s");
+        let (status, body) = response.unwrap_or_else(|error| {
+            panic!("the h2c stream failed: {error}; log:\n{}", proxy.log())
+        });
+        assert_eq!(status, 200);
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(body.matches("event: tick").count(), 2, "{body}");
+        assert!(started.elapsed() >= Duration::from_millis(1500));
+
+        // Then, idle, the server ends the connection.
+        let idle_since = Instant::now();
+        let ended = tokio::time::timeout(Duration::from_secs(8), connection).await;
+        assert!(
+            ended.is_ok(),
+            "an idle h2c connection is still open after 8 s"
+        );
+        assert!(
+            idle_since.elapsed() < Duration::from_secs(4),
+            "closed after {:?}",
+            idle_since.elapsed()
+        );
+    });
+}
+
+#[test]
 fn past_max_connections_health_still_answers_and_one_warning_is_logged() {
     const CAP: usize = 20;
     let proxy = Proxy::start(ProxyOptions {
