@@ -119,8 +119,11 @@ impl Activity {
     /// A request was handed to the service; it is in flight until the returned
     /// guard is dropped (with the response body, once sent).
     pub(super) fn begin(self: &Arc<Self>) -> InFlight {
-        self.state().in_flight += 1;
+        let mut state = self.state();
+        state.in_flight += 1;
+        // Under the lock, so it cannot overtake the `true` of a request ending.
         self.idle.store(false, Ordering::Relaxed);
+        drop(state);
         InFlight(self.clone())
     }
 
