@@ -412,12 +412,19 @@ fn every_debug_line_of_a_request_carries_its_own_request_id() {
     std::thread::scope(|scope| {
         let handles: Vec<_> = ids
             .iter()
-            .map(|id| {
+            .enumerate()
+            .map(|(n, id)| {
                 let proxy = &proxy;
+                // Half stream: a stream's last line is logged when its body
+                // ends, outside the request's future.
+                let body = json!({"model": MODEL, "max_tokens": 100, "stream": n % 2 == 1,
+                                  "messages": [{"role": "user", "content": "Hello"}]});
                 scope.spawn(move || {
-                    post_messages(
-                        proxy,
+                    proxy.request(
+                        "POST",
+                        "/claude/v1/messages",
                         &[("content-type", "application/json"), ("x-request-id", id)],
+                        body.to_string().as_bytes(),
                     )
                 })
             })
@@ -428,9 +435,14 @@ fn every_debug_line_of_a_request_carries_its_own_request_id() {
         }
     });
     // The last line of each request ("request done") is logged before its
-    // answer is sent; a moment for the log reader.
+    // answer (or a stream's end) is sent; a moment for the log reader.
     std::thread::sleep(Duration::from_millis(200));
     let log = proxy.log();
+    assert!(
+        log.lines()
+            .any(|line| line.contains("plugin: request overlap-")),
+        "the plugin's debug lines are in the log too; log:\n{log}"
+    );
 
     for line in log.lines() {
         let found = request_ids(line);
@@ -438,6 +450,14 @@ fn every_debug_line_of_a_request_carries_its_own_request_id() {
             found.len() <= 1,
             "a line in two requests' spans: {line}\nlog:\n{log}"
         );
+        // claude_api names the request in its own words: the span must agree.
+        if let Some(named) = line
+            .split("plugin: request ")
+            .nth(1)
+            .and_then(|rest| rest.split(':').next())
+        {
+            assert_eq!(found, [named], "{line}\nlog:\n{log}");
+        }
     }
     for id in &ids {
         let done: Vec<&str> = log
