@@ -1042,7 +1042,7 @@ fn a_client_that_goes_away_mid_stream_cancels_the_backend_request() {
         let mut stream = proxy.connect();
         write!(
             stream,
-            "POST {path} HTTP/1.1\r\nhost: ccproxy\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            "POST {path} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
             body.len()
         )
         .expect("the request can be written");

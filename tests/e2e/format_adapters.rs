@@ -217,7 +217,7 @@ fn a_client_leaving_a_stream_early_releases_the_adapters_state() {
     let body = tiny_request(true);
     let mut socket = proxy.connect();
     let head = format!(
-        "POST /claude/v1/tiny HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        "POST /claude/v1/tiny HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
         body.len()
     );
     socket.write_all(head.as_bytes()).expect("the head is sent");

@@ -161,7 +161,7 @@ fn open_forward(proxy: &Proxy) -> (TcpStream, String) {
     let mut stream = proxy.connect();
     write!(
         stream,
-        "GET /svc/forward HTTP/1.1\r\nhost: ccproxy\r\nconnection: close\r\n\r\n"
+        "GET /svc/forward HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n"
     )
     .expect("the request can be written");
     let received = read_until(&mut stream, "\r\n\r\n", "the forwarded head");

@@ -377,7 +377,7 @@ fn a_client_that_goes_away_mid_stream_cancels_the_upstream_request() {
         let mut stream = proxy.connect();
         write!(
             stream,
-            "POST {} HTTP/1.1\r\nhost: ccproxy\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            "POST {} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
             client.path(),
             body.len()
         )

@@ -373,6 +373,32 @@ fn sigterm_finishes_in_flight_requests_and_stops_plugins_in_reverse_order() {
 /// Reads `stream` (whatever arrives is kept) until the server closes it;
 /// returns when that happened, or `None` when it is still open after
 /// `patience`. Between reads, `between` may write to it (a trickling client).
+#[test]
+fn a_second_signal_during_shutdown_stops_at_once() {
+    let proxy = Proxy::start(ProxyOptions {
+        plugins: &["example_sse_ticker"],
+        ..ProxyOptions::default()
+    });
+    // An endless stream keeps the first shutdown waiting for its 30 s grace.
+    let mut stream = proxy.connect();
+    write!(
+        stream,
+        "GET /ticker/events?count=0&interval_ms=200 HTTP/1.1\r\nhost: localhost\r\n\r\n"
+    )
+    .expect("the request can be written");
+    read_until(&mut stream, "\"n\":1", "the first tick");
+    proxy.signal(libc::SIGINT);
+    proxy.wait_for_log("shutting down", Duration::from_secs(5));
+    let started = Instant::now();
+    let (status, log) = proxy.stop_with(libc::SIGINT);
+    assert_eq!(status.code(), Some(130), "{log}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the second signal did not stop the proxy at once"
+    );
+    assert!(log.contains("second signal received"), "{log}");
+}
+
 fn closed_after(
     stream: &mut TcpStream,
     patience: Duration,

@@ -26,7 +26,7 @@ fn open_stream(proxy: &Proxy, path: &str) -> (TcpStream, String) {
     let mut stream = proxy.connect();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nhost: ccproxy\r\nauthorization: Bearer s3cret\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer s3cret\r\n\r\n"
     )
     .expect("the request can be written");
     let head = read_until(&mut stream, "\r\n\r\n", path);

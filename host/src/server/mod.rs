@@ -276,7 +276,8 @@ fn serve_over_cap(
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
+/// Resolves on SIGINT or SIGTERM; a second one after that ends the process at
+/// once (exit 130).
 ///
 /// The handlers are installed when this is called, not when the future is
 /// first polled: the accept loop may answer requests before it first polls the
@@ -301,6 +302,18 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'stat
                 _ = interrupt.recv() => tracing::info!("SIGINT received"),
                 _ = terminate.recv() => tracing::info!("SIGTERM received"),
             }
+            // A second signal while shutting down means "now": an operator
+            // who pressed Ctrl-C twice does not wait out the grace period.
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
+                }
+                tracing::warn!(
+                    "second signal received: stopping now, without waiting for requests in flight"
+                );
+                std::process::exit(130);
+            });
         }
     }
     #[cfg(not(unix))]
