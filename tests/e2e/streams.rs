@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ccproxy_e2e::{Proxy, ProxyOptions, poll, read_until};
+use ccproxy_e2e::{Proxy, ProxyOptions, poll};
 use serde_json::Value;
 
 const TICKER: &[&str] = &["example_sse_ticker"];
@@ -21,16 +21,42 @@ fn stats(proxy: &Proxy) -> Value {
     reply.json()
 }
 
-/// Opens `GET path` and returns the connection, the head already read.
-fn open_stream(proxy: &Proxy, path: &str) -> (TcpStream, String) {
-    let mut stream = proxy.connect();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer s3cret\r\n\r\n"
-    )
-    .expect("the request can be written");
-    let head = read_until(&mut stream, "\r\n\r\n", path);
-    (stream, head)
+/// A streamed answer as the client reads it: everything received so far
+/// (the head and the first events may arrive in one read).
+struct Reading {
+    stream: TcpStream,
+    received: String,
+}
+
+impl Reading {
+    /// Opens `GET path` on a new connection.
+    fn open(proxy: &Proxy, path: &str) -> Self {
+        let mut stream = proxy.connect();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer s3cret\r\n\r\n"
+        )
+        .expect("the request can be written");
+        Self {
+            stream,
+            received: String::new(),
+        }
+    }
+
+    /// Reads until what arrived contains `needle`; returns all that arrived.
+    fn until(&mut self, needle: &str) -> &str {
+        let mut buffer = [0u8; 4096];
+        while !self.received.contains(needle) {
+            let read = self
+                .stream
+                .read(&mut buffer)
+                .expect("the stream can be read");
+            assert!(read > 0, "closed before {needle:?}: {}", self.received);
+            self.received
+                .push_str(&String::from_utf8_lossy(&buffer[..read]));
+        }
+        &self.received
+    }
 }
 
 fn start() -> Proxy {
@@ -45,7 +71,8 @@ fn start() -> Proxy {
 fn a_plugin_route_streams_sse_event_by_event() {
     let proxy = start();
     let started = Instant::now();
-    let (mut stream, head) = open_stream(&proxy, "/ticker/events?count=3&interval_ms=400");
+    let mut reading = Reading::open(&proxy, "/ticker/events?count=3&interval_ms=400");
+    let head = reading.until("\r\n\r\n").to_owned();
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(head.contains("content-type: text/event-stream"), "{head}");
     assert!(
@@ -54,7 +81,7 @@ fn a_plugin_route_streams_sse_event_by_event() {
     );
 
     // The first event arrives while the plugin has not produced the last one.
-    let first = read_until(&mut stream, "\"n\":1", "the first tick");
+    let first = reading.until("\"n\":1").to_owned();
     let first_at = started.elapsed();
     let produced = stats(&proxy)["produced"].as_u64().unwrap_or(0);
     assert!(
@@ -66,22 +93,14 @@ fn a_plugin_route_streams_sse_event_by_event() {
         "events arrive one by one: {first}"
     );
 
-    let rest = read_until(&mut stream, "\"n\":3", "the last tick");
+    reading.until("\"n\":3");
     let last_at = started.elapsed();
     assert!(
         last_at >= first_at + Duration::from_millis(700),
         "the ticks are 400 ms apart: first at {first_at:?}, last at {last_at:?}"
     );
     // The chunked body ends after the third event.
-    let mut tail = rest;
-    let mut buffer = [0u8; 256];
-    while !tail.ends_with("0\r\n\r\n") {
-        let read = stream
-            .read(&mut buffer)
-            .expect("the end of the body arrives");
-        assert!(read > 0, "the proxy closed before the chunked end: {tail}");
-        tail.push_str(&String::from_utf8_lossy(&buffer[..read]));
-    }
+    reading.until("\r\n0\r\n\r\n");
     let done = poll(Duration::from_secs(5), || {
         let stats = stats(&proxy);
         (stats["finished"] == 1 && stats["open"] == 0).then_some(stats)
@@ -92,10 +111,10 @@ fn a_plugin_route_streams_sse_event_by_event() {
 #[test]
 fn a_client_that_leaves_cancels_an_endless_stream() {
     let proxy = start();
-    let (mut stream, _) = open_stream(&proxy, "/ticker/events?count=0&interval_ms=20");
-    read_until(&mut stream, "\"n\":2", "two ticks of the endless stream");
+    let mut reading = Reading::open(&proxy, "/ticker/events?count=0&interval_ms=20");
+    reading.until("\"n\":2");
     assert_eq!(stats(&proxy)["open"], 1);
-    drop(stream);
+    drop(reading);
 
     // The producer learns that the client left and stops: nothing keeps running.
     let cancelled = poll(Duration::from_secs(5), || {
@@ -121,8 +140,8 @@ fn a_client_that_leaves_cancels_an_endless_stream() {
 fn a_slow_client_holds_the_producer_back() {
     let proxy = start();
     // 16 KiB events: the socket buffers between proxy and client fill quickly.
-    let (mut stream, _) = open_stream(&proxy, "/ticker/events?count=0&interval_ms=0&pad=16384");
-    read_until(&mut stream, "\"n\":1,", "the first tick");
+    let mut reading = Reading::open(&proxy, "/ticker/events?count=0&interval_ms=0&pad=16384");
+    reading.until("\"n\":1,");
     // The client stops reading; the socket buffers fill, then the producer waits.
     std::thread::sleep(Duration::from_millis(1500));
     let a = stats(&proxy)["produced"].as_u64().unwrap_or(0);
@@ -138,7 +157,7 @@ fn a_slow_client_holds_the_producer_back() {
         a < 2_000,
         "{a} events were produced for a client that reads none"
     );
-    drop(stream);
+    drop(reading);
     let cancelled = poll(Duration::from_secs(5), || {
         (stats(&proxy)["cancelled"] == 1).then_some(())
     });

@@ -580,8 +580,6 @@ impl Proxy {
             .unwrap_or_else(|error| panic!("h2c GET {path} failed: {error}; log:\n{}", self.log()))
     }
 
-    /// Sends `signal` (e.g. `libc::SIGTERM`), waits for the exit and returns the
-    /// status and the complete log.
     /// Sends `signal` to the proxy without waiting for it to exit.
     pub fn signal(&self, signal: i32) {
         if let Some(child) = &self.child {
@@ -589,6 +587,8 @@ impl Proxy {
         }
     }
 
+    /// Sends `signal` (e.g. `libc::SIGTERM`), waits for the exit and returns the
+    /// status and the complete log.
     pub fn stop_with(mut self, signal: i32) -> (ExitStatus, String) {
         let mut child = self.child.take().expect("the child runs until stopped");
         send_signal(&child, signal);
