@@ -1053,10 +1053,11 @@ mod tests {
             .http(|_| Err(PluginError::new(ErrorKind::Timeout, "timed out after 30 s")));
         let plugin = start(&host);
         let error = call(&plugin, "access_token", json!({})).unwrap_err();
-        assert_eq!(error.kind(), ErrorKind::Unauthorized);
+        // An endpoint that did not answer is no reason to log in again.
+        assert_eq!(error.kind(), ErrorKind::Timeout);
         assert_eq!(
             error.message(),
-            "token refresh failed (timed out after 30 s); run `ccproxy auth login claude-api`"
+            "token refresh failed: the token endpoint did not answer (timed out after 30 s); the login is kept, try again later"
         );
     }
 
