@@ -285,9 +285,14 @@ fn security_middleware_runs_before_every_route_and_marks_responses() {
     assert_eq!(headers["x-client"], "yes");
     assert_eq!(echoed.header("x-probe"), Some("1"));
 
-    // It wraps other plugins' routes and the host's own endpoints too.
+    // It wraps other plugins' routes and the host's own endpoints too, but
+    // `/health*`, which never reaches plugin code (a stuck plugin must not
+    // make the server look dead).
     assert_eq!(proxy.get("/panicky/ok").header("x-probe"), Some("1"));
-    assert_eq!(proxy.get("/health").header("x-probe"), Some("1"));
+    assert_eq!(proxy.get("/plugins/status").header("x-probe"), Some("1"));
+    for path in ["/health", "/health/live", "/health/ready"] {
+        assert_eq!(proxy.get(path).header("x-probe"), None, "{path}");
+    }
     // Even an error the route produced passes through it.
     assert_eq!(proxy.get("/panicky/boom").header("x-probe"), Some("1"));
 
@@ -312,8 +317,10 @@ fn security_middleware_runs_before_every_route_and_marks_responses() {
         "the blocked route ran: {:?}",
         started.elapsed()
     );
-    // The block applies to host endpoints too: security runs before routing.
-    assert_eq!(proxy.get_with("/health", &[("x-block", "1")]).status, 403);
+    // The block applies to host endpoints too: security runs before routing;
+    // `/health` excepted, which no middleware sees.
+    assert_eq!(proxy.get_with("/plugins", &[("x-block", "1")]).status, 403);
+    assert_eq!(proxy.get_with("/health", &[("x-block", "1")]).status, 200);
 }
 
 #[test]

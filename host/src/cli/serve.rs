@@ -14,7 +14,7 @@ use crate::{
     config::Loaded,
     paths,
     plugins::{
-        lifecycle,
+        handle, lifecycle,
         registry::{self, Status},
     },
     server::{self, App},
@@ -39,11 +39,24 @@ pub(super) fn run(loaded: Loaded) -> anyhow::Result<u8> {
         .thread_name("ccproxy")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(loaded, started))?;
+    // Plugin code runs on its own runtime: a plugin that blocks its thread
+    // holds a plugin worker, and the server's keep accepting and answering
+    // `/health*` (docs/ARCHITECTURE.md, "Plugin calls").
+    let plugin_runtime = handle::build_plugin_runtime(loaded.config.server.plugin_worker_threads)
+        .context("cannot start the plugin runtime")?;
+    handle::use_plugin_runtime(plugin_runtime.handle().clone());
+    let served = runtime.block_on(serve(loaded, started, plugin_runtime.handle()));
+    // A plugin thread still blocked must not hold the process at exit.
+    plugin_runtime.shutdown_timeout(Duration::from_secs(1));
+    served?;
     Ok(exit::OK)
 }
 
-async fn serve(loaded: Loaded, started: Instant) -> anyhow::Result<()> {
+async fn serve(
+    loaded: Loaded,
+    started: Instant,
+    plugin_runtime: &tokio::runtime::Handle,
+) -> anyhow::Result<()> {
     let config = loaded.config;
     let address = format!("{}:{}", config.server.host, config.server.port);
     // Bind before loading plugins so a busy port fails fast, before any plugin
@@ -69,7 +82,12 @@ async fn serve(loaded: Loaded, started: Instant) -> anyhow::Result<()> {
     let shared = Shared::new(config, paths::data_dir(), paths::config_dir());
     let prepared = registry::prepare(&shared.config, &search);
     let registry = Arc::new(lifecycle::initialize_all(prepared, &shared).await);
-    shared.hooks.install(&registry.active);
+    {
+        // The observer task calls plugin hooks one after another: it lives on
+        // the plugin runtime, so those calls need no hop.
+        let _on_plugin_runtime = plugin_runtime.enter();
+        shared.hooks.install(&registry.active);
+    }
 
     let hooks = &shared.hooks;
     hooks.observe(HookEvent::AppStartup, None, || json!({"phase": "startup"}));
@@ -91,7 +109,11 @@ async fn serve(loaded: Loaded, started: Instant) -> anyhow::Result<()> {
     let app = Arc::new(App::new(shared.clone(), registry.clone()));
     shared.attach_app(&app);
     let (stop_tasks, tasks_stopped) = watch::channel(false);
-    let tasks = lifecycle::spawn_tasks(&registry.active, tasks_stopped);
+    let tasks = {
+        // Plugin tasks run where plugin code does.
+        let _on_plugin_runtime = plugin_runtime.enter();
+        lifecycle::spawn_tasks(&registry.active, tasks_stopped)
+    };
 
     // Handlers are installed before the "listening" line, so a signal sent as
     // soon as it appears already shuts down gracefully.

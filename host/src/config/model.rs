@@ -133,6 +133,16 @@ pub struct ServerConfig {
     /// whose pages may call the proxy (CORS, preflight included); a request from any other
     /// origin is refused (403). Default empty. Env `SERVER__CORS_ORIGINS`.
     pub cors_origins: Vec<String>,
+    /// Longest wait for a plugin's middleware (either side) or a provider's
+    /// `provider.prepare`; past it the request gets 504 naming the plugin and the operation.
+    /// Default 30: these calls shape a request, they do not wait for an answer. A plugin
+    /// route's `route.handle` may take up to `request_timeout_seconds` for its head (a
+    /// streamed route's pieces have no limit of their own).
+    pub plugin_call_timeout_seconds: u64,
+    /// Worker threads of the plugin runtime, where plugin code runs apart from the server's
+    /// workers (a plugin that blocks its thread never holds up `/health*` or the accept loop).
+    /// Default 0: the number of cores, at least 2.
+    pub plugin_worker_threads: usize,
 }
 
 impl Default for ServerConfig {
@@ -149,6 +159,8 @@ impl Default for ServerConfig {
             request_timeout_seconds: 600,
             allowed_hosts: Vec::new(),
             cors_origins: Vec::new(),
+            plugin_call_timeout_seconds: 30,
+            plugin_worker_threads: 0,
         }
     }
 }
@@ -194,6 +206,11 @@ impl ServerConfig {
     /// `request_timeout_seconds` as a duration.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_seconds)
+    }
+
+    /// `plugin_call_timeout_seconds` as a duration.
+    pub fn plugin_call_timeout(&self) -> Duration {
+        Duration::from_secs(self.plugin_call_timeout_seconds)
     }
 }
 
@@ -390,6 +407,8 @@ mod tests {
         assert_eq!(config.server.header_read_timeout(), Duration::from_secs(10));
         assert_eq!(config.server.idle_timeout(), Duration::from_secs(60));
         assert_eq!(config.server.max_connections, 0);
+        assert_eq!(config.server.plugin_call_timeout(), Duration::from_secs(30));
+        assert_eq!(config.server.plugin_worker_threads, 0);
         assert_eq!(config.http.connect_timeout(), Duration::from_secs(5));
         assert_eq!(config.hooks.observer_queue_capacity, 16384);
         assert!(config.enable_plugins);

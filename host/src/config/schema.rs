@@ -76,6 +76,9 @@ pub(crate) const SECTIONS: &[Section] = &[
             field("request_timeout_seconds", POSITIVE),
             field("allowed_hosts", Kind::HostList),
             field("cors_origins", Kind::OriginList),
+            field("plugin_call_timeout_seconds", POSITIVE),
+            // 0: the number of cores, at least 2.
+            field("plugin_worker_threads", SECONDS),
         ],
     },
     Section {

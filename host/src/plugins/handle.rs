@@ -7,12 +7,20 @@
 //! host, where `catch_unwind` here turns it into the same error. A segfault or an
 //! abort inside a plugin still ends the process: that is the limit of in-process
 //! plugins.
+//!
+//! Where plugin code runs: on the plugin runtime when the server has made one
+//! ([`use_plugin_runtime`]), so a plugin future that blocks its thread holds
+//! a plugin worker, never one of the server's (which keep accepting and
+//! answering `/health*`); a caller awaits the call across, with its timeout
+//! on its own side, so even a blocked thread cannot hold the caller past it.
 #![allow(unsafe_code)]
 
 use std::{
+    cell::Cell,
+    future::Future,
     panic::AssertUnwindSafe,
     sync::{
-        Mutex,
+        Mutex, OnceLock,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant, SystemTime},
@@ -71,6 +79,87 @@ impl CallError {
     }
 }
 
+/// The runtime plugin calls run on, once the server has made one.
+static PLUGIN_RUNTIME: OnceLock<tokio::runtime::Handle> = OnceLock::new();
+
+thread_local! {
+    /// Whether this thread belongs to the plugin runtime (its workers and its
+    /// blocking threads): calls made here are polled in place, no hop.
+    static ON_PLUGIN_RUNTIME: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Builds the plugin runtime: `worker_threads` workers (0: the number of
+/// cores, at least 2), timers and I/O enabled, threads named `ccproxy-plugin`.
+pub fn build_plugin_runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let workers = if worker_threads == 0 {
+        std::thread::available_parallelism().map_or(2, |n| n.get().max(2))
+    } else {
+        worker_threads
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .thread_name("ccproxy-plugin")
+        .on_thread_start(|| ON_PLUGIN_RUNTIME.with(|on| on.set(true)))
+        .build()
+}
+
+/// Makes `runtime` the one every later plugin call runs on (the first call
+/// wins; without one, calls are polled wherever they are awaited, as the
+/// CLI's short-lived commands do).
+pub fn use_plugin_runtime(runtime: tokio::runtime::Handle) {
+    let _ = PLUGIN_RUNTIME.set(runtime);
+}
+
+/// Whether the current thread is one of the plugin runtime's.
+pub fn on_plugin_runtime() -> bool {
+    ON_PLUGIN_RUNTIME.with(Cell::get)
+}
+
+/// A task that is aborted when its handle is dropped: a caller that gives up
+/// (a timeout, a client gone) drops the plugin's future with it, as it would
+/// if it had polled the future itself.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Runs `future` on the plugin runtime (when there is one and this thread is
+/// not already one of its) and awaits it here; a panic in its poll comes back
+/// as the payload.
+async fn on_the_plugin_runtime<F>(future: F) -> std::thread::Result<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let caught = AssertUnwindSafe(future).catch_unwind();
+    let runtime = match PLUGIN_RUNTIME.get() {
+        Some(runtime) if !on_plugin_runtime() => runtime,
+        _ => return caught.await,
+    };
+    // The caller's span goes with it: the plugin's log lines stay in their
+    // request's span.
+    let caught = tracing::Instrument::instrument(caught, tracing::Span::current());
+    let mut task = AbortOnDrop(runtime.spawn(caught));
+    match (&mut task.0).await {
+        Ok(outcome) => outcome,
+        Err(error) if error.is_panic() => Err(error.into_panic()),
+        Err(_) => Err(Box::new("the plugin runtime has stopped")),
+    }
+}
+
+/// `timeout` as the error messages say it: whole seconds as `N s`.
+pub fn duration_text(timeout: Duration) -> String {
+    if timeout.subsec_nanos() == 0 {
+        format!("{} s", timeout.as_secs())
+    } else {
+        format!("{} ms", timeout.as_millis())
+    }
+}
+
 /// Counters kept per plugin.
 #[derive(Debug, Default)]
 pub struct CallStats {
@@ -78,8 +167,12 @@ pub struct CallStats {
     pub calls: AtomicU64,
     /// Calls that panicked.
     pub panics: AtomicU64,
-    /// Calls that returned an error (panics included).
+    /// Calls that returned an error (panics and timeouts included).
     pub errors: AtomicU64,
+    /// Calls given up after their timeout.
+    pub timeouts: AtomicU64,
+    /// The last timeout: when, and its message.
+    pub last_timeout: Mutex<Option<(SystemTime, String)>>,
     /// Nanoseconds spent in hook calls.
     pub hook_nanos: AtomicU64,
     /// Hook calls made.
@@ -209,15 +302,21 @@ impl PluginHandle {
     ) -> Result<Reply<T>, CallError> {
         match tokio::time::timeout(timeout, self.call_reading::<O, T>(meta, body)).await {
             Ok(result) => result,
-            Err(_) => Err(CallError::new(
-                CallErrorKind::TimedOut,
-                format!(
-                    "plugin {} did not answer {} within {} ms",
+            Err(_) => {
+                let message = format!(
+                    "plugin {} did not answer {} within {}",
                     self.name,
                     O::NAME,
-                    timeout.as_millis()
-                ),
-            )),
+                    duration_text(timeout)
+                );
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut last) = self.stats.last_timeout.lock() {
+                    *last = Some((SystemTime::now(), message.clone()));
+                }
+                tracing::warn!(plugin = %self.name, op = O::NAME, "{message}; the call was given up");
+                Err(CallError::new(CallErrorKind::TimedOut, message))
+            }
         }
     }
 
@@ -231,7 +330,7 @@ impl PluginHandle {
             self.object.call(RString::from(op), input)
         }));
         let outcome = match started {
-            Ok(future) => AssertUnwindSafe(future).catch_unwind().await,
+            Ok(future) => on_the_plugin_runtime(future).await,
             Err(payload) => Err(payload),
         };
         let result = match outcome {

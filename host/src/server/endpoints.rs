@@ -66,6 +66,14 @@ fn recent_panic(plugin: &ActivePlugin) -> Option<String> {
     (age < PANIC_WINDOW).then_some(last.1)
 }
 
+/// The last call plugin `plugin` gave up on after its timeout, when within
+/// the same window as panics.
+fn recent_timeout(plugin: &ActivePlugin) -> Option<String> {
+    let last = plugin.handle.stats.last_timeout.lock().ok()?.clone()?;
+    let age = SystemTime::now().duration_since(last.0).unwrap_or_default();
+    (age < PANIC_WINDOW).then_some(last.1)
+}
+
 fn health(app: &App) -> Response<Body> {
     let inactive = app
         .registry
@@ -296,12 +304,23 @@ async fn plugin_health(app: &App, name: &str) -> Response<Body> {
             details = json!({"last_panic": message});
         }
     }
+    // A call given up on lately: the plugin still answers, but not always.
+    if let Some(message) = recent_timeout(plugin) {
+        if status == "healthy" {
+            status = "degraded".to_owned();
+        }
+        merge(&mut details, json!({"last_timeout": message}));
+        if !details.is_object() {
+            details = json!({"last_timeout": message});
+        }
+    }
     let summary = json!({
         "type": plugin.manifest.kind.as_str(),
         "initialized": plugin.initialized.load(Ordering::Acquire),
         "version": plugin.manifest.version,
         "panics": stats.panics.load(Ordering::Relaxed),
         "errors": stats.errors.load(Ordering::Relaxed),
+        "timeouts": stats.timeouts.load(Ordering::Relaxed),
         "calls": stats.calls.load(Ordering::Relaxed),
     });
     // The plugin's own details first, the host's counters over them: a

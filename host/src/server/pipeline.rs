@@ -423,12 +423,14 @@ async fn route_authenticated(
             .collect(),
         request_id: request_id.to_owned(),
     };
-    let mut head = (!app.middleware.is_empty()).then(owned_head);
+    // `/health*` never reaches plugin code, middleware included: a stuck
+    // plugin must not make the server look dead to its supervisor.
+    let mut head = (!app.middleware.is_empty() && !is_health(path)).then(owned_head);
 
     // Middleware, request side, outermost (lowest layer) first. Every request
-    // passes through them, unknown routes too (a security layer sees scanners);
-    // one that answers early sends its answer back out through the layers
-    // before it only.
+    // but `/health*` passes through them, unknown routes too (a security layer
+    // sees scanners); one that answers early sends its answer back out through
+    // the layers before it only.
     let (entered, early) = match head.as_mut() {
         Some(head) => request_middleware(app, head).await,
         None => (0, None),
@@ -548,7 +550,11 @@ async fn request_middleware(app: &App, head: &mut RequestHead) -> (usize, Option
         match middleware
             .plugin
             .handle
-            .call::<ops::MiddlewareRequest>(&input, Vec::new())
+            .call_with_timeout::<ops::MiddlewareRequest>(
+                &input,
+                Vec::new(),
+                app.shared.config.server.plugin_call_timeout(),
+            )
             .await
         {
             Ok(reply) => {
@@ -562,15 +568,23 @@ async fn request_middleware(app: &App, head: &mut RequestHead) -> (usize, Option
             }
             Err(error) => {
                 let name = &middleware.plugin.manifest.name;
+                let (error_type, message) = match error.kind {
+                    // Its message names the plugin and the operation already.
+                    CallErrorKind::TimedOut => ("timeout_error", error.message.clone()),
+                    _ => (
+                        "middleware_error",
+                        format!(
+                            "middleware {} of plugin {name} failed: {}",
+                            middleware.name, error.message
+                        ),
+                    ),
+                };
                 let response = fail(
                     error_response(
                         StatusCode::from_u16(error.http_status())
                             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                        "middleware_error",
-                        &format!(
-                            "middleware {} of plugin {name} failed: {}",
-                            middleware.name, error.message
-                        ),
+                        error_type,
+                        &message,
                     ),
                     error.message,
                 );
@@ -614,7 +628,11 @@ async fn response_middleware(
         match middleware
             .plugin
             .handle
-            .call::<ops::MiddlewareResponse>(&input, Vec::new())
+            .call_with_timeout::<ops::MiddlewareResponse>(
+                &input,
+                Vec::new(),
+                app.shared.config.server.plugin_call_timeout(),
+            )
             .await
         {
             Ok(reply) => {
@@ -674,7 +692,13 @@ async fn call_route(
     match plugin
         .handle
         // The plugin takes an owned buffer: moved when nothing else holds it.
-        .call::<ops::Route>(&input, Vec::from(body))
+        // The head may take as long as a whole request (a plugin may answer
+        // slowly); a streamed answer's pieces have no limit of their own.
+        .call_with_timeout::<ops::Route>(
+            &input,
+            Vec::from(body),
+            app.shared.config.server.request_timeout(),
+        )
         .await
     {
         Ok(reply) => match reply.meta.stream {
@@ -703,6 +727,7 @@ async fn call_route(
                     )
                 }
                 CallErrorKind::Plugin(kind) => (error_type_of(kind), error.message.clone()),
+                CallErrorKind::TimedOut => ("timeout_error", error.message.clone()),
                 _ => ("plugin_error", format!("plugin {name}: {}", error.message)),
             };
             let status = StatusCode::from_u16(error.http_status())

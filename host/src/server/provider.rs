@@ -291,7 +291,11 @@ async fn answer(
     };
     let prepared = match plugin
         .handle
-        .call::<ops::ProviderPrepare>(&input, native_body)
+        .call_with_timeout::<ops::ProviderPrepare>(
+            &input,
+            native_body,
+            app.shared.config.server.plugin_call_timeout(),
+        )
         .await
     {
         Ok(reply) => reply,
@@ -303,6 +307,8 @@ async fn answer(
                     "provider {name} panicked while preparing the request: {}",
                     error.message
                 ),
+                // Its message names the plugin and the operation already.
+                CallErrorKind::TimedOut => error.message,
                 _ => format!("provider {name}: {}", error.message),
             };
             return format_error(client, status, &message);

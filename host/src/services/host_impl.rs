@@ -146,6 +146,39 @@ impl HostObject for PluginHost {
     }
 }
 
+/// Runs `work` on the server's runtime when called from the plugin runtime.
+///
+/// The upstream client's pooled connections are driven by tasks spawned on
+/// the runtime that opened them; a plugin's `host.http` opened on the plugin
+/// runtime would leave connections there that provider requests then share,
+/// stalled whenever a plugin blocks the plugin workers. So the host's own
+/// I/O for plugins runs where the server's does.
+async fn on_server_runtime<T, F>(shared: &Shared, work: F) -> Result<T, AbiError>
+where
+    F: Future<Output = Result<T, AbiError>> + Send + 'static,
+    T: Send + 'static,
+{
+    let runtime = match &shared.server_runtime {
+        Some(runtime) if crate::plugins::handle::on_plugin_runtime() => runtime,
+        _ => return work.await,
+    };
+    /// The plugin dropping its call (its own timeout) cancels the work.
+    struct AbortOnDrop(tokio::task::AbortHandle);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let task = runtime.spawn(work);
+    let _abort = AbortOnDrop(task.abort_handle());
+    task.await.unwrap_or_else(|error| {
+        Err(AbiError::new(
+            ErrorCode::Internal,
+            format!("the host's HTTP work failed: {error}"),
+        ))
+    })
+}
+
 impl PluginHost {
     async fn dispatch(
         &self,
@@ -164,14 +197,21 @@ impl PluginHost {
             }
             <ops::Http as Operation>::NAME => {
                 answer::<ops::Http, _>(input, |head, body| {
-                    http::send_buffered(shared, plugin, head, body)
+                    let (owned, name) = (shared.clone(), plugin.to_owned());
+                    on_server_runtime(shared, async move {
+                        http::send_buffered(&owned, &name, head, body).await
+                    })
                 })
                 .await
             }
             <ops::HttpStream as Operation>::NAME => {
                 let facilities = shared.facilities_of(plugin);
-                answer::<ops::HttpStream, _>(input, |head, body| async move {
-                    http::send_streamed(shared, plugin, &facilities.http_streams, head, body).await
+                answer::<ops::HttpStream, _>(input, |head, body| {
+                    let (owned, name) = (shared.clone(), plugin.to_owned());
+                    on_server_runtime(shared, async move {
+                        http::send_streamed(&owned, &name, &facilities.http_streams, head, body)
+                            .await
+                    })
                 })
                 .await
             }

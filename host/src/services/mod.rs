@@ -42,6 +42,9 @@ pub struct Shared {
     facilities: DashMap<String, Arc<Facilities>>,
     /// The running server, for `host.plugins.status`; set once it is built.
     app: OnceLock<Weak<App>>,
+    /// The runtime `Shared` was made on (the server's), where the host's own
+    /// I/O for plugins runs (see `host_impl::on_server_runtime`).
+    server_runtime: Option<tokio::runtime::Handle>,
 }
 
 /// What one plugin holds open through its host handle.
@@ -66,6 +69,7 @@ impl Shared {
             config_dir,
             facilities: DashMap::new(),
             app: OnceLock::new(),
+            server_runtime: tokio::runtime::Handle::try_current().ok(),
         })
     }
 
