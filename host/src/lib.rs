@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod config;
 pub mod hooks;
+pub mod memory;
 pub mod paths;
 pub mod plugins;
 pub mod server;

@@ -726,3 +726,150 @@ fn bypass_mode_answers_every_format_without_an_upstream() {
         count.text()
     );
 }
+
+/// `POST path` with `Expect: 100-continue`: the body is sent only when the
+/// proxy asks for it (reads it), so a refusal before reading is seen as such.
+/// Returns the final status, its headers (names lower-case), its body, and
+/// whether the body was sent.
+fn post_expecting_continue(
+    proxy: &Proxy,
+    path: &str,
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, Vec<u8>, bool) {
+    let mut stream = proxy.connect();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\ncontent-type: application/json\r\nexpect: 100-continue\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).expect("the head is sent");
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 8192];
+    let mut sent = false;
+    loop {
+        let read = stream.read(&mut buffer).expect("the proxy answers");
+        if read == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buffer[..read]);
+        if !sent
+            && answer.starts_with(b"HTTP/1.1 100")
+            && let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n")
+        {
+            answer.drain(..end + 4);
+            stream.write_all(body).expect("the body is sent");
+            sent = true;
+        }
+    }
+    let end = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(&answer)));
+    let head = String::from_utf8_lossy(&answer[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line in {head:?}"));
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    (status, headers, answer[end + 4..].to_vec(), sent)
+}
+
+/// A native request of about `mib` MiB.
+fn large_body(mib: usize) -> Vec<u8> {
+    let text = "lorem ipsum ".repeat(mib * 1024 * 1024 / 12);
+    json!({
+        "model": MODEL, "max_tokens": 100,
+        "messages": [{"role": "user", "content": text}],
+    })
+    .to_string()
+    .into_bytes()
+}
+
+#[test]
+fn bodies_past_the_body_budget_get_a_503_unread_and_the_budget_comes_back() {
+    let mock = mock();
+    // Room for one 3 MiB body at a time; each may be up to 16 MiB.
+    let proxy = proxy_for(
+        &mock.url(),
+        &[
+            ("SERVER__BODY_BUDGET_BYTES", "4194304"),
+            ("SERVER__MAX_REQUEST_BODY_BYTES", "16777216"),
+        ],
+        &[],
+    );
+    // The accepted request holds its share while the upstream thinks.
+    mock.fault(json!({"kind": "delay", "delay_ms": 1500, "count": 3}));
+    let body = large_body(3);
+    let replies: Vec<_> = std::thread::scope(|scope| {
+        let requests: Vec<_> = (0..3)
+            .map(|_| {
+                scope.spawn(|| post_expecting_continue(&proxy, Client::Anthropic.path(), &body))
+            })
+            .collect();
+        requests
+            .into_iter()
+            .map(|request| request.join().expect("the client thread ends"))
+            .collect()
+    });
+    let statuses: Vec<u16> = replies.iter().map(|reply| reply.0).collect();
+    assert!(
+        statuses
+            .iter()
+            .all(|status| *status == 200 || *status == 503),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&200), "{statuses:?}");
+    assert!(statuses.contains(&503), "{statuses:?}");
+    for (status, headers, answer, sent) in &replies {
+        let reply = Reply {
+            version: "HTTP/1.1".to_owned(),
+            status: *status,
+            headers: headers.clone(),
+            body: answer.clone(),
+        };
+        if *status == 200 {
+            assert!(sent, "an accepted body is read");
+            continue;
+        }
+        // Refused in the client's format, before a byte of the body was read.
+        assert!(!sent, "a refused body is never read");
+        assert_eq!(reply.header("retry-after"), Some("1"), "{headers:?}");
+        let message = Client::Anthropic.error_message(&reply, 503);
+        assert!(message.contains("server.body_budget_bytes"), "{message}");
+    }
+    let accepted = statuses.iter().filter(|status| **status == 200).count();
+    assert_eq!(mock.requests_to("/v1/messages").len(), accepted);
+
+    // Every share came back: the next body is accepted, and so is one larger
+    // than the whole budget (alone, it may take all of it).
+    mock.reset();
+    let reply = proxy.request(
+        "POST",
+        Client::Anthropic.path(),
+        &[("content-type", "application/json")],
+        &body,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let larger = large_body(6);
+    let reply = proxy.request(
+        "POST",
+        Client::Chat.path(),
+        &[("content-type", "application/json")],
+        &String::from_utf8(larger)
+            .expect("JSON is text")
+            .replace("\"max_tokens\":100,", "")
+            .into_bytes(),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(
+        proxy
+            .log()
+            .contains("the budget of request bodies in flight is full"),
+        "{}",
+        proxy.log()
+    );
+}

@@ -184,6 +184,15 @@ pub(crate) fn to_json_vec<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("model types serialise: all map keys are strings")
 }
 
+/// [`to_json_vec`] into a buffer made for about `expected` bytes at once, so
+/// a large document is not copied again each time a growing buffer doubles.
+pub(crate) fn to_json_vec_sized<T: serde::Serialize>(value: &T, expected: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(expected);
+    serde_json::to_writer(&mut out, value)
+        .expect("model types serialise: all map keys are strings");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

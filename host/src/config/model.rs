@@ -107,6 +107,13 @@ pub struct ServerConfig {
     pub bypass_mode: bool,
     /// Largest request body accepted; larger bodies get 413. Default 32 MiB.
     pub max_request_body_bytes: u64,
+    /// Bytes of request bodies held at once, from the moment a body is read until its route is
+    /// done with it (the upstream answered, the plugin route returned); a request whose body
+    /// does not fit gets 503 with `Retry-After` (unread when it says its length). A body larger
+    /// than the budget is accepted only when no other is in flight. Default 128 MiB: four bodies
+    /// of the largest size (or dozens of usual ones); a large body's peak is 3–4 times its size
+    /// (docs/PERFORMANCE.md), so about 0.5 GB at most, and clients retry a 503.
+    pub body_budget_bytes: u64,
     /// After a shutdown signal, how long in-flight requests may finish before they are cut.
     /// Default 30.
     pub shutdown_grace_seconds: u64,
@@ -152,6 +159,7 @@ impl Default for ServerConfig {
             port: 8000,
             bypass_mode: false,
             max_request_body_bytes: 32 * 1024 * 1024,
+            body_budget_bytes: 128 * 1024 * 1024,
             shutdown_grace_seconds: 30,
             header_read_timeout_seconds: 10,
             idle_timeout_seconds: 60,
@@ -407,6 +415,7 @@ mod tests {
         assert_eq!(config.server.header_read_timeout(), Duration::from_secs(10));
         assert_eq!(config.server.idle_timeout(), Duration::from_secs(60));
         assert_eq!(config.server.max_connections, 0);
+        assert_eq!(config.server.body_budget_bytes, 128 * 1024 * 1024);
         assert_eq!(config.server.plugin_call_timeout(), Duration::from_secs(30));
         assert_eq!(config.server.plugin_worker_threads, 0);
         assert_eq!(config.http.connect_timeout(), Duration::from_secs(5));

@@ -152,6 +152,17 @@ fn server_max_request_body_bytes() {
 }
 
 #[test]
+fn server_body_budget_bytes() {
+    check(Case {
+        key: "server.body_budget_bytes",
+        default: json!(128 * 1024 * 1024),
+        file: ("4194304", json!(4_194_304)),
+        env: ("SERVER__BODY_BUDGET_BYTES", "8388608", json!(8_388_608)),
+        cli: None,
+    });
+}
+
+#[test]
 fn server_shutdown_grace_seconds() {
     check(Case {
         key: "server.shutdown_grace_seconds",

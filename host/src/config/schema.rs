@@ -68,6 +68,7 @@ pub(crate) const SECTIONS: &[Section] = &[
             field("port", Kind::Port),
             field("bypass_mode", Kind::Bool),
             field("max_request_body_bytes", POSITIVE),
+            field("body_budget_bytes", POSITIVE),
             field("shutdown_grace_seconds", SECONDS),
             field("header_read_timeout_seconds", POSITIVE),
             field("idle_timeout_seconds", POSITIVE),

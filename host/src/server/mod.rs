@@ -3,6 +3,7 @@
 //! pipeline in [`pipeline`].
 
 pub mod adapted;
+pub mod body_budget;
 mod conn;
 pub mod endpoints;
 pub mod pipeline;
@@ -60,6 +61,8 @@ pub struct App {
     pub middleware: Vec<Middleware>,
     /// False while shutting down.
     pub ready: AtomicBool,
+    /// The bytes of request bodies in flight (`server.body_budget_bytes`).
+    pub body_budget: body_budget::BodyBudget,
 }
 
 impl App {
@@ -80,6 +83,7 @@ impl App {
             .collect();
         // Stable: equal layers keep initialisation order.
         middleware.sort_by_key(|m| m.layer);
+        let body_budget = body_budget::BodyBudget::new(shared.config.server.body_budget_bytes);
         Self {
             shared,
             registry,
@@ -87,6 +91,7 @@ impl App {
             route_conflicts,
             middleware,
             ready: AtomicBool::new(true),
+            body_budget,
         }
     }
 }

@@ -9,7 +9,9 @@
 //! 4. plugin middleware, request side, by layer (may answer early);
 //! 5. 404 / 405 with a JSON body when nothing matched;
 //! 6. on provider endpoints, a JSON content type (415 otherwise); the body
-//!    read under `server.max_request_body_bytes` (413 beyond it);
+//!    read under `server.max_request_body_bytes` (413 beyond it) with its
+//!    share of `server.body_budget_bytes` (503 when the budget is full), held
+//!    until the route is done with the body;
 //! 7. the route: a core endpoint, the provider path or the plugin's `route.handle`;
 //! 8. plugin middleware, response side, in reverse order, for the layers entered;
 //! 9. CORS headers for a configured origin; `x-request-id`, `server` and
@@ -29,13 +31,15 @@ use ccproxy_plugin_abi::protocol::{
     MiddlewareRequestInput, MiddlewareResponseInput, RequestHead, ResponseHead, RouteInput, ops,
 };
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::json;
 use tracing::Instrument;
 
 use super::{
-    App, endpoints, plugin_stream,
+    App,
+    body_budget::BodyPermit,
+    endpoints, plugin_stream,
     provider::{self, ProviderAnswer, ProviderFailure, UpstreamTime},
     response::{Body, error_response, full, on_end},
     router::{Lookup, Target},
@@ -462,31 +466,34 @@ async fn route_authenticated(
                 Target::Plugin {
                     plugin, pattern, ..
                 } => match read_body(app, body).await {
-                    Ok(body) => {
+                    // The body's share of `server.body_budget_bytes` is held
+                    // until the plugin has answered.
+                    Ok((body, _budget)) => {
                         keep_for_hooks(request_body, &body);
                         let head = head.get_or_insert_with(owned_head);
                         call_route(app, &plugin, &pattern, head, params, body).await
                     }
-                    Err((status, message)) => {
-                        error_response(status, "invalid_request_error", &message)
-                    }
+                    Err(refused) => refused.response(None),
                 },
                 Target::Provider { plugin, route } => {
                     // Provider endpoints speak JSON: a form or text/plain post
                     // (what a page can send without a preflight) is refused.
                     let body = match require_json(method, &parts.headers) {
                         Ok(()) => read_body(app, body).await,
-                        Err(message) => Err((StatusCode::UNSUPPORTED_MEDIA_TYPE, message)),
+                        Err(message) => Err(BodyRefused {
+                            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                            message,
+                        }),
                     };
                     match body {
-                        Ok(body) => {
+                        // The body's share of the budget is held until the
+                        // upstream has answered (its head, for a stream).
+                        Ok((body, _budget)) => {
                             keep_for_hooks(request_body, &body);
                             let client = client_request();
                             provider::handle(app, &plugin, &route, &client, body).await
                         }
-                        Err((status, message)) => {
-                            provider::format_error(route.client, status, &message)
-                        }
+                        Err(refused) => refused.response(Some(route.client)),
                     }
                 }
                 // A plugin's wire format in front of a provider endpoint (plugin API 1.2).
@@ -495,15 +502,13 @@ async fn route_authenticated(
                     provider,
                     route,
                 } => match read_body(app, body).await {
-                    Ok(body) => {
+                    Ok((body, _budget)) => {
                         keep_for_hooks(request_body, &body);
                         let client = client_request();
                         super::adapted::handle(app, &adapter, &provider, &route, &client, body)
                             .await
                     }
-                    Err((status, message)) => {
-                        error_response(status, "invalid_request_error", &message)
-                    }
+                    Err(refused) => refused.response(None),
                 },
             },
         },
@@ -651,28 +656,112 @@ async fn response_middleware(
     response
 }
 
-/// Reads the whole request body under `server.max_request_body_bytes`.
-async fn read_body(app: &App, body: Incoming) -> Result<Bytes, (StatusCode, String)> {
-    let limit =
-        usize::try_from(app.shared.config.server.max_request_body_bytes).unwrap_or(usize::MAX);
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error)
-            if error
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err((
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "request body exceeds {limit} bytes; raise server.max_request_body_bytes if this is intended"
-                ),
-            ))
+/// Reads the whole request body under `server.max_request_body_bytes`, with
+/// its share of `server.body_budget_bytes` (see [`super::body_budget`]): reserved
+/// before the first byte is read when the client announced the length (a body
+/// that does not fit is refused unread), else grown as the body arrives.
+///
+/// The body lands in one buffer sized from `Content-Length`, each piece
+/// copied in as it arrives and dropped: a body costs its size once while
+/// read, not its pieces plus a contiguous copy at the end.
+async fn read_body(app: &App, mut body: Incoming) -> Result<(Bytes, BodyPermit), BodyRefused> {
+    let limit = app.shared.config.server.max_request_body_bytes;
+    let too_large = || BodyRefused {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        message: format!(
+            "request body exceeds {limit} bytes; raise server.max_request_body_bytes if this is intended"
+        ),
+    };
+    let announced = http_body::Body::size_hint(&body).exact();
+    if announced.is_some_and(|length| length > limit) {
+        return Err(too_large());
+    }
+    let budget = &app.body_budget;
+    let budget_full = || {
+        let budget_bytes = app.shared.config.server.body_budget_bytes;
+        let in_flight = budget.in_flight_bytes();
+        tracing::warn!(
+            in_flight_bytes = in_flight,
+            body_budget_bytes = budget_bytes,
+            "request refused: the budget of request bodies in flight is full"
+        );
+        BodyRefused {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: format!(
+                "the proxy holds {in_flight} bytes of request bodies in flight, and this body does not fit in server.body_budget_bytes ({budget_bytes}); retry shortly, or raise server.body_budget_bytes (env SERVER__BODY_BUDGET_BYTES)"
+            ),
         }
-        Err(error) => Err((
-            StatusCode::BAD_REQUEST,
-            format!("could not read the request body: {error}"),
-        )),
+    };
+    let mut permit = budget
+        .try_reserve(announced.unwrap_or(0))
+        .map_err(|_| budget_full())?;
+    // Bounded by the limit checked above.
+    let mut buffer: Vec<u8> = Vec::new();
+    let mut single: Option<Bytes> = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| BodyRefused {
+            status: StatusCode::BAD_REQUEST,
+            message: format!("could not read the request body: {error}"),
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let read = (buffer.len() + single.as_ref().map_or(0, Bytes::len)) as u64;
+        let total = read + data.len() as u64;
+        if total > limit {
+            return Err(too_large());
+        }
+        if announced.is_none() {
+            permit.grow_to(total).map_err(|_| budget_full())?;
+        }
+        // A body in one piece (most are small) is kept as it came, uncopied.
+        if read == 0 && announced.is_some_and(|length| length == total) {
+            single = Some(data);
+            continue;
+        }
+        if let Some(first) = single.take() {
+            buffer.extend_from_slice(&first);
+        }
+        if buffer.capacity() == 0 {
+            let expected = announced.unwrap_or(total).max(total);
+            buffer.reserve_exact(usize::try_from(expected).unwrap_or(usize::MAX));
+        }
+        buffer.extend_from_slice(&data);
+    }
+    let body = match single {
+        Some(single) => single,
+        None => Bytes::from(buffer),
+    };
+    Ok((body, permit))
+}
+
+/// Why a request body was not read: an answer in the route's format.
+struct BodyRefused {
+    status: StatusCode,
+    message: String,
+}
+
+impl BodyRefused {
+    /// The answer: in the client's API format on a provider endpoint, else
+    /// the host's; a full budget says when to retry.
+    fn response(self, client: Option<ccproxy_formats::Format>) -> Response<Body> {
+        let mut response = match client {
+            Some(format) => provider::format_error(format, self.status, &self.message),
+            None => {
+                let error_type = if self.status == StatusCode::SERVICE_UNAVAILABLE {
+                    "overloaded_error"
+                } else {
+                    "invalid_request_error"
+                };
+                error_response(self.status, error_type, &self.message)
+            }
+        };
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 

@@ -268,11 +268,15 @@ async fn answer(
     }
 
     // The plugin takes an owned buffer; the same format needs no conversion,
-    // and moving the body avoids a copy when nothing else holds it.
+    // and moving the body avoids a copy when nothing else holds it. A
+    // converted body replaces the client's, which is let go at once rather
+    // than held (a second copy of a large body) until the upstream answers.
     let native_body = if client == route.native {
         Vec::from(body)
     } else {
-        match convert::request(client, route.native, &body) {
+        let converted = convert::request(client, route.native, &body);
+        drop(body);
+        match converted {
             Ok(converted) => converted,
             Err(error) => {
                 return format_error(client, StatusCode::BAD_REQUEST, &error.to_string());

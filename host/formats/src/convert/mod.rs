@@ -87,10 +87,19 @@ pub fn request(from: Format, to: Format, body: &[u8]) -> Result<Vec<u8>, Convert
         return Ok(body.to_vec());
     }
     let request = decode_request(from, to, body)?;
+    // The converted request is about as long as the client's: written into
+    // one buffer of that size (and an eighth), not a doubling one.
+    let expected = body.len() + body.len() / 8 + 256;
     Ok(match to {
-        Format::AnthropicMessages => crate::to_json_vec(&anthropic::encode_request(request)),
-        Format::OpenAiChat => crate::to_json_vec(&openai_chat::encode_request(request)),
-        Format::OpenAiResponses => crate::to_json_vec(&openai_responses::encode_request(request)),
+        Format::AnthropicMessages => {
+            crate::to_json_vec_sized(&anthropic::encode_request(request), expected)
+        }
+        Format::OpenAiChat => {
+            crate::to_json_vec_sized(&openai_chat::encode_request(request), expected)
+        }
+        Format::OpenAiResponses => {
+            crate::to_json_vec_sized(&openai_responses::encode_request(request), expected)
+        }
     })
 }
 
