@@ -1,0 +1,28 @@
+//! The end-to-end tests: the real `ccproxy` binary with real plugin libraries,
+//! one module per feature, in one test binary so the suite links once
+//! (`cargo test -p ccproxy-e2e --test e2e MODULE::`).
+
+mod access_log;
+mod browsers;
+mod codex;
+mod command_replay;
+mod config;
+mod examples;
+mod format_adapters;
+mod hooks;
+mod host_services;
+mod max_tokens;
+mod metrics;
+mod oauth;
+mod panics;
+mod plugins_load;
+mod pricing;
+mod providers;
+mod regression;
+mod request_tracer;
+mod scaffold;
+mod server;
+mod streams;
+mod stuck_plugins;
+mod upstream_proxy;
+mod upstream_tls;
