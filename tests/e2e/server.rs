@@ -381,6 +381,20 @@ fn sigterm_finishes_in_flight_requests_and_stops_plugins_in_reverse_order() {
 /// returns when that happened, or `None` when it is still open after
 /// `patience`. Between reads, `between` may write to it (a trickling client).
 #[test]
+fn plugins_switched_off_on_purpose_leave_health_passing() {
+    // The harness switches every bundled plugin off by flag; request_tracer and
+    // command_replay are opt-in anyway. Neither is a problem to warn about.
+    let proxy = Proxy::start(ProxyOptions::default());
+    let health = proxy.get("/health").json();
+    assert_eq!(health["status"], "pass", "{health:#}");
+    assert!(
+        !proxy.log().contains(" WARN ccproxy::plugins::registry"),
+        "{}",
+        proxy.log()
+    );
+}
+
+#[test]
 fn a_second_signal_during_shutdown_stops_at_once() {
     let proxy = Proxy::start(ProxyOptions {
         plugins: &["example_sse_ticker"],
@@ -396,6 +410,15 @@ fn a_second_signal_during_shutdown_stops_at_once() {
     read_until(&mut stream, "\"n\":1", "the first tick");
     proxy.signal(libc::SIGINT);
     proxy.wait_for_log("shutting down", Duration::from_secs(5));
+    // One signal delivered twice (GNU timeout sends it to the process and its
+    // group) is not a second one: still shutting down gracefully.
+    proxy.signal(libc::SIGINT);
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(
+        !proxy.log().contains("second signal received"),
+        "{}",
+        proxy.log()
+    );
     let started = Instant::now();
     let (status, log) = proxy.stop_with(libc::SIGINT);
     assert_eq!(status.code(), Some(130), "{log}");

@@ -60,6 +60,9 @@ pub struct Entry {
     pub reason: Option<String>,
     /// Its validated config, for active plugins.
     pub config: Option<Value>,
+    /// Not active because the user's config (or the plugin's own opt-in
+    /// default) says so: no warning, and `/health` does not count it.
+    pub on_purpose: bool,
 }
 
 impl Entry {
@@ -164,6 +167,7 @@ pub fn prepare_for(config: &Config, search: &SearchPath, purpose: Purpose) -> Pr
                 status: Status::Disabled,
                 reason: Some("plugins are switched off (enable_plugins = false)".to_owned()),
                 config: None,
+                on_purpose: true,
             });
         }
         return prepared;
@@ -187,6 +191,7 @@ pub fn prepare_candidates(
             status: Status::Active,
             reason: None,
             config: None,
+            on_purpose: false,
         };
         match load::load(&candidate.path) {
             Ok(library) => {
@@ -204,9 +209,11 @@ pub fn prepare_candidates(
                 } else if purpose == Purpose::Cli && !library.manifest.cli_safe {
                     entry.status = Status::Disabled;
                     entry.reason = Some("not loaded by CLI commands (not cli_safe)".to_owned());
+                    entry.on_purpose = true;
                 } else if let Err(reason) = config::plugin_allowed(config, &name) {
                     entry.status = Status::Disabled;
                     entry.reason = Some(reason);
+                    entry.on_purpose = true;
                 } else {
                     match config::validate_plugin_section(
                         &name,
@@ -229,6 +236,7 @@ pub fn prepare_candidates(
                                 name.to_ascii_uppercase()
                             ));
                             entry.config = Some(value);
+                            entry.on_purpose = true;
                         }
                         Ok(value) => {
                             entry.config = Some(value);
@@ -248,7 +256,16 @@ pub fn prepare_candidates(
         }
         if entry.status != Status::Active && purpose == Purpose::Serve {
             let reason = entry.reason.as_deref().unwrap_or_default();
-            tracing::warn!(file = %entry.file.display(), status = entry.status.as_str(), "plugin {}: {reason}", entry.display_name());
+            let (file, status, name) = (
+                entry.file.display(),
+                entry.status.as_str(),
+                entry.display_name(),
+            );
+            if entry.on_purpose {
+                tracing::info!(file = %file, status, "plugin {name}: {reason}");
+            } else {
+                tracing::warn!(file = %file, status, "plugin {name}: {reason}");
+            }
         }
         prepared.entries.push(entry);
     }

@@ -281,8 +281,12 @@ fn serve_over_cap(
     }
 }
 
-/// Resolves on SIGINT or SIGTERM; a second one after that ends the process at
-/// once (exit 130).
+/// Signals this soon after the first are taken for the same one, delivered twice.
+#[cfg(unix)]
+const SAME_SIGNAL_WINDOW: Duration = Duration::from_millis(250);
+
+/// Resolves on SIGINT or SIGTERM; a second one after that (and at least
+/// [`SAME_SIGNAL_WINDOW`] later) ends the process at once (exit 130).
 ///
 /// The handlers are installed when this is called, not when the future is
 /// first polled: the accept loop may answer requests before it first polls the
@@ -308,11 +312,19 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'stat
                 _ = terminate.recv() => tracing::info!("SIGTERM received"),
             }
             // A second signal while shutting down means "now": an operator
-            // who pressed Ctrl-C twice does not wait out the grace period.
+            // who pressed Ctrl-C twice does not wait out the grace period. One
+            // right on the heels of the first is the same signal delivered
+            // twice (GNU timeout sends it to the process and to its group).
+            let first = std::time::Instant::now();
             tokio::spawn(async move {
-                tokio::select! {
-                    _ = interrupt.recv() => {}
-                    _ = terminate.recv() => {}
+                loop {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
+                    if first.elapsed() >= SAME_SIGNAL_WINDOW {
+                        break;
+                    }
                 }
                 tracing::warn!(
                     "second signal received: stopping now, without waiting for requests in flight"
