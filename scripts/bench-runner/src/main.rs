@@ -28,6 +28,7 @@ mod instructions;
 mod load;
 mod probe;
 mod procs;
+mod soak;
 mod upstream;
 
 use std::{
@@ -98,6 +99,9 @@ enum Commands {
         #[arg(long, value_name = "FILE")]
         callgrind_out: Option<PathBuf>,
     },
+    /// Mixed traffic with upstream faults and client hang-ups for a bounded
+    /// time; checks the proxy neither crashes, hangs nor grows (`scripts/soak`).
+    Soak(soak::SoakArgs),
     /// Serves the bare forwarder, the floor of a hyper proxy (used by `run`).
     Forwarder {
         /// Port on 127.0.0.1; 0 picks a free one.
@@ -185,6 +189,14 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Commands::Soak(args) => match soak::run(&args) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(2),
+            Err(message) => {
+                eprintln!("ccproxy-bench soak: {message}");
+                ExitCode::FAILURE
+            }
+        },
         Commands::Run(args) => match run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {
@@ -230,18 +242,7 @@ struct Layout {
 impl Layout {
     /// The artifacts `scripts/bench` builds; `oha` only when `with_oha`.
     fn find(with_oha: bool) -> Result<Self, String> {
-        let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let workspace = workspace.canonicalize().unwrap_or(workspace);
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace.join("target"));
-        let release = target.join("release");
-        let layout = Self {
-            workspace,
-            target,
-            release,
-            preload: None,
-        };
+        let layout = Self::locate();
         let mut needed = vec![
             layout.ccproxy(),
             layout.release.join("libtest_plugin_noop_hook.so"),
@@ -258,6 +259,22 @@ impl Layout {
             }
         }
         Ok(layout)
+    }
+
+    /// Where the artifacts are, whether built or not.
+    fn locate() -> Self {
+        let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let workspace = workspace.canonicalize().unwrap_or(workspace);
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace.join("target"));
+        let release = target.join("release");
+        Self {
+            workspace,
+            target,
+            release,
+            preload: None,
+        }
     }
 
     fn ccproxy(&self) -> PathBuf {
@@ -950,9 +967,9 @@ fn machine_info(layout: &Layout) -> String {
     )
     .unwrap_or_default();
     let oha = first_line(Command::new(load::oha_path(&layout.target)).arg("--version"))
-        .unwrap_or_default();
+        .map_or(String::new(), |version| format!(", {version}"));
     format!(
-        "{cores} cores ({model}), {memory}, load average before the run {load}\n{rustc}, release profile, commit {commit}, {oha}"
+        "{cores} cores ({model}), {memory}, load average before the run {load}\n{rustc}, release profile, commit {commit}{oha}"
     )
 }
 
