@@ -39,7 +39,7 @@ use serde::Serialize;
 
 use super::{
     App,
-    provider::{self, ClientRequest, ProviderFailure, ProviderRoute},
+    provider::{self, ClientRequest, ProviderOutcome, ProviderRoute},
     response::{Body, BoxError, error_response, full},
 };
 use crate::plugins::{
@@ -225,29 +225,28 @@ async fn failure(outward: &Conversion, status: StatusCode, message: &str) -> Res
         }
         Err(_) => generic_failure(status, message),
     };
-    response
-        .extensions_mut()
-        .insert(ProviderFailure(message.to_owned()));
+    ProviderOutcome::of_mut(&mut response).failure = Some(message.to_owned());
     response
 }
 
 fn generic_failure(status: StatusCode, message: &str) -> Response<Body> {
     let mut response = error_response(status, "format_adapter_error", message);
-    response
-        .extensions_mut()
-        .insert(ProviderFailure(message.to_owned()));
+    ProviderOutcome::of_mut(&mut response).failure = Some(message.to_owned());
     response
 }
 
 /// Keeps what the provider path noted on its answer (provider, model, usage,
 /// upstream time) on the error that replaces it.
 fn keep_provider_marks(parts: &Parts, response: &mut Response<Body>) {
-    let extensions = response.extensions_mut();
-    if let Some(answer) = parts.extensions.get::<provider::ProviderAnswer>() {
-        extensions.insert(answer.clone());
+    let Some(kept) = parts.extensions.get::<ProviderOutcome>() else {
+        return;
+    };
+    let outcome = ProviderOutcome::of_mut(response);
+    if kept.answer.is_some() {
+        outcome.answer.clone_from(&kept.answer);
     }
-    if let Some(time) = parts.extensions.get::<provider::UpstreamTime>() {
-        extensions.insert(*time);
+    if kept.upstream_time.is_some() {
+        outcome.upstream_time = kept.upstream_time;
     }
 }
 

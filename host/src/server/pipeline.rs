@@ -40,7 +40,7 @@ use super::{
     App,
     body_budget::BodyPermit,
     endpoints, plugin_stream,
-    provider::{self, ProviderAnswer, ProviderFailure, UpstreamTime},
+    provider::{self, Origin, ProviderAnswer, ProviderOutcome, ProxyError},
     response::{Body, error_response, full, on_end},
     router::{Lookup, Target},
 };
@@ -152,10 +152,10 @@ async fn handle_in_span(
     headers.insert(header::SERVER, HeaderValue::from_static("ccproxy"));
     // The proxy's own cost, visible in any client (for streams: to the first byte).
     let total = started.elapsed();
-    let timing = match response.extensions().get::<UpstreamTime>() {
-        Some(UpstreamTime(upstream)) => format!(
+    let timing = match ProviderOutcome::of(&response).and_then(|o| o.upstream_time) {
+        Some(upstream) => format!(
             "proxy;dur={:.3}, upstream;dur={:.3}",
-            total.saturating_sub(*upstream).as_secs_f64() * 1e3,
+            total.saturating_sub(upstream).as_secs_f64() * 1e3,
             upstream.as_secs_f64() * 1e3
         ),
         None => format!("proxy;dur={:.3}", total.as_secs_f64() * 1e3),
@@ -164,17 +164,13 @@ async fn handle_in_span(
         response.headers_mut().insert("server-timing", value);
     }
     let status = response.status().as_u16();
-    let answer = response.extensions().get::<ProviderAnswer>().cloned();
+    let outcome = ProviderOutcome::of(&response);
+    let answer = outcome.and_then(|o| o.answer.clone());
     let error = response
         .extensions()
         .get::<FailureNote>()
         .map(|n| n.0.clone())
-        .or_else(|| {
-            response
-                .extensions()
-                .get::<ProviderFailure>()
-                .map(|n| n.0.clone())
-        });
+        .or_else(|| outcome.and_then(|o| o.failure.clone()));
     // A body of unknown length (a provider's or a plugin's stream) is
     // complete only when its last byte has gone.
     let exact_length = http_body::Body::size_hint(response.body()).exact();
@@ -746,7 +742,15 @@ impl BodyRefused {
     /// the host's; a full budget says when to retry.
     fn response(self, client: Option<ccproxy_formats::Format>) -> Response<Body> {
         let mut response = match client {
-            Some(format) => provider::format_error(format, self.status, &self.message),
+            Some(format) => {
+                // A full budget is the proxy's own limit, the rest the client's.
+                let origin = if self.status == StatusCode::SERVICE_UNAVAILABLE {
+                    Origin::Internal
+                } else {
+                    Origin::Client
+                };
+                ProxyError::new(origin, self.status, self.message).into_response(format)
+            }
             None => {
                 let error_type = if self.status == StatusCode::SERVICE_UNAVAILABLE {
                     "overloaded_error"
@@ -993,7 +997,7 @@ fn refusal(
 ) -> Response<Body> {
     match target {
         Some(Target::Provider { route, .. }) => {
-            provider::format_error(route.client, status, message)
+            ProxyError::client(status, message).into_response(route.client)
         }
         _ => error_response(status, error_type, message),
     }

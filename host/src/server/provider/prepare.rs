@@ -1,0 +1,329 @@
+//! Steps 2 to 4: the request in the provider's native format, the plugin's
+//! `provider.prepare` (URL, credentials, headers, body shaping, model
+//! mapping, timeout), then the mutating `provider.request.prepared` hooks.
+
+use std::time::Duration;
+
+use ccproxy_formats::{Format, convert};
+use ccproxy_plugin_abi::{
+    HookEvent,
+    protocol::{ProviderPrepareOutput, ops},
+};
+use http::StatusCode;
+use serde::Serialize;
+use serde_json::json;
+
+use super::{ClientRequest, ProviderRoute, ProxyError};
+use crate::{
+    plugins::{handle::CallErrorKind, registry::ActivePlugin},
+    server::App,
+    telemetry::redact_header,
+};
+
+/// The upstream request as prepared, without its body.
+pub(super) struct UpstreamRequest {
+    pub(super) method: String,
+    pub(super) url: String,
+    pub(super) headers: Vec<(String, String)>,
+    /// The upstream answers with a stream whatever the client asked (Codex).
+    pub(super) stream: bool,
+    /// The plugin's own limit for the upstream's answer, if it set one.
+    pub(super) timeout: Option<Duration>,
+}
+
+/// What `provider.prepare` and the hooks after it made of the request.
+pub(super) struct Prepared {
+    pub(super) request: UpstreamRequest,
+    pub(super) body: Vec<u8>,
+    /// The model id to write back into the answer: only a model the plugin
+    /// mapped needs it; otherwise the upstream already reports the id the
+    /// client asked for.
+    pub(super) alias: Option<String>,
+}
+
+/// Step 2: the client's body in the provider's native format (400 when it
+/// cannot be converted).
+///
+/// The plugin takes an owned buffer; the same format needs no conversion,
+/// and moving the body avoids a copy when nothing else holds it. A converted
+/// body replaces the client's, which is let go at once rather than held (a
+/// second copy of a large body) until the upstream answers.
+pub(super) fn to_native(route: &ProviderRoute, body: bytes::Bytes) -> Result<Vec<u8>, ProxyError> {
+    if route.client == route.native {
+        return Ok(Vec::from(body));
+    }
+    let converted = convert::request(route.client, route.native, &body);
+    drop(body);
+    converted.map_err(|error| ProxyError::client(StatusCode::BAD_REQUEST, error.to_string()))
+}
+
+/// Step 3: the plugin's `provider.prepare`, under
+/// `server.plugin_call_timeout_seconds`. A failure is the plugin's, with the
+/// status its error maps to.
+pub(super) async fn prepare(
+    app: &App,
+    plugin: &ActivePlugin,
+    route: &ProviderRoute,
+    head: &ClientRequest<'_>,
+    native_body: Vec<u8>,
+    stream: bool,
+    model: Option<&str>,
+) -> Result<Prepared, ProxyError> {
+    let name = &plugin.manifest.name;
+    let input = PrepareInput {
+        endpoint: &route.path,
+        client_format: route.client.id(),
+        native_format: route.native.id(),
+        stream,
+        model,
+        request: head,
+    };
+    let prepared = plugin
+        .handle
+        .call_with_timeout::<ops::ProviderPrepare>(
+            &input,
+            native_body,
+            app.shared.config.server.plugin_call_timeout(),
+        )
+        .await
+        .map_err(|error| {
+            let status = StatusCode::from_u16(error.http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let message = match error.kind {
+                CallErrorKind::Panicked => format!(
+                    "provider {name} panicked while preparing the request: {}",
+                    error.message
+                ),
+                // Its message names the plugin and the operation already.
+                CallErrorKind::TimedOut => error.message,
+                _ => format!("provider {name}: {}", error.message),
+            };
+            ProxyError::plugin(status, message)
+        })?;
+    let ProviderPrepareOutput {
+        method,
+        url,
+        headers,
+        stream: upstream_streams,
+        model_alias: alias,
+        timeout_ms,
+    } = prepared.meta;
+    Ok(Prepared {
+        request: UpstreamRequest {
+            method,
+            url,
+            headers,
+            stream: upstream_streams,
+            timeout: (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms)),
+        },
+        body: prepared.body,
+        alias,
+    })
+}
+
+/// Step 4: the `provider.request.prepared` hooks, inline and mutating, in
+/// priority order; they may change the method, URL, headers and body.
+pub(super) async fn run_prepared_hooks(
+    app: &App,
+    head: &ClientRequest<'_>,
+    (provider, format): (&str, Format),
+    prepared: Prepared,
+) -> Prepared {
+    let event = HookEvent::ProviderRequestPrepared;
+    if !app.shared.hooks.wants(&event) {
+        return prepared;
+    }
+    let Prepared {
+        request:
+            UpstreamRequest {
+                method,
+                url,
+                headers,
+                stream,
+                timeout,
+            },
+        body,
+        alias,
+    } = prepared;
+    // Hooks see credentials masked, like every other event; a masked value
+    // that comes back unchanged is the original secret again.
+    let shown: Vec<(String, String)> = headers
+        .iter()
+        .map(|(name, value)| (name.clone(), redact_header(name, value)))
+        .collect();
+    let data = json!({"method": method, "url": url, "headers": shown, "is_streaming": stream,
+        "provider": provider, "format": format.id()});
+    let (mut data, body) = app
+        .shared
+        .hooks
+        .mutate(event, Some(head.request_id), data, body)
+        .await;
+    let method = match data["method"].as_str() {
+        Some(changed) => changed.to_owned(),
+        None => method,
+    };
+    let url = match data["url"].as_str() {
+        Some(changed) => changed.to_owned(),
+        None => url,
+    };
+    let returned: Option<Vec<(String, String)>> =
+        serde_json::from_value(data["headers"].take()).ok();
+    let headers = match returned {
+        Some(returned) => unmask_headers(returned, &headers),
+        None => headers,
+    };
+    Prepared {
+        request: UpstreamRequest {
+            method,
+            url,
+            headers,
+            stream,
+            timeout,
+        },
+        body,
+        alias,
+    }
+}
+
+/// Puts the original secret back wherever a hook returned a header's masked
+/// value unchanged.
+fn unmask_headers(
+    returned: Vec<(String, String)>,
+    original: &[(String, String)],
+) -> Vec<(String, String)> {
+    returned
+        .into_iter()
+        .map(|(name, value)| {
+            let secret = original.iter().find(|(original_name, original_value)| {
+                original_name.eq_ignore_ascii_case(&name)
+                    && redact_header(original_name, original_value) == value
+            });
+            match secret {
+                Some((_, original_value)) => (name, original_value.clone()),
+                None => (name, value),
+            }
+        })
+        .collect()
+}
+
+/// The JSON of `protocol::ProviderPrepareInput` (same fields, same order),
+/// borrowing the request instead of cloning it.
+#[derive(Serialize)]
+struct PrepareInput<'a> {
+    endpoint: &'a str,
+    client_format: &'a str,
+    native_format: &'a str,
+    stream: bool,
+    model: Option<&'a str>,
+    request: &'a ClientRequest<'a>,
+}
+
+impl ccproxy_plugin_abi::protocol::InputOf<ops::ProviderPrepare> for PrepareInput<'_> {}
+
+#[cfg(test)]
+mod tests {
+    use ccproxy_plugin_abi::protocol::{ProviderPrepareInput, RequestHead};
+    use http::{HeaderValue, header};
+
+    use super::*;
+    use crate::server::provider::ClientHeaders;
+
+    #[test]
+    fn borrowed_prepare_input_is_the_protocol_json() {
+        let mut map = http::HeaderMap::new();
+        map.append(
+            header::ACCEPT,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        map.append("x-b", HeaderValue::from_static("1"));
+        map.append("x-a", HeaderValue::from_static("2"));
+        map.append("x-b", HeaderValue::from_static("3"));
+        map.append("x-bytes", HeaderValue::from_bytes(b"caf\xe9").unwrap());
+        // The pairs the pipeline builds from a header map.
+        let pairs: Vec<(String, String)> = map
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let head = RequestHead {
+            method: "POST".to_owned(),
+            path: "/claude/v1/messages".to_owned(),
+            query: "a=1".to_owned(),
+            headers: pairs,
+            request_id: "r1".to_owned(),
+        };
+        let from_map = ClientRequest {
+            method: "POST",
+            path: "/claude/v1/messages",
+            query: "a=1",
+            headers: ClientHeaders::Map(&map),
+            request_id: "r1",
+        };
+        let from_head = ClientRequest::of_head(&head);
+        assert!(from_map.accepts_event_stream() && from_head.accepts_event_stream());
+        for model in [Some("sonnet"), None] {
+            let owned = ProviderPrepareInput {
+                endpoint: "/claude/v1/messages".to_owned(),
+                client_format: "anthropic.messages".to_owned(),
+                native_format: "anthropic.messages".to_owned(),
+                stream: true,
+                model: model.map(str::to_owned),
+                request: head.clone(),
+            };
+            for request in [&from_map, &from_head] {
+                let borrowed = PrepareInput {
+                    endpoint: "/claude/v1/messages",
+                    client_format: "anthropic.messages",
+                    native_format: "anthropic.messages",
+                    stream: true,
+                    model,
+                    request,
+                };
+                assert_eq!(
+                    serde_json::to_string(&borrowed).unwrap(),
+                    serde_json::to_string(&owned).unwrap()
+                );
+            }
+        }
+        let plain = http::HeaderMap::new();
+        let without = ClientRequest {
+            headers: ClientHeaders::Map(&plain),
+            ..ClientRequest::of_head(&head)
+        };
+        assert!(!without.accepts_event_stream());
+    }
+
+    #[test]
+    fn hooks_see_secrets_masked_and_an_unchanged_mask_is_the_secret_again() {
+        let original = vec![
+            (
+                "x-api-key".to_owned(),
+                "sk-ant-api03-secret-value-1234".to_owned(),
+            ),
+            (
+                "authorization".to_owned(),
+                "Bearer sk-ant-oat01-secret-5678".to_owned(),
+            ),
+            ("anthropic-version".to_owned(), "2023-06-01".to_owned()),
+        ];
+        let shown: Vec<(String, String)> = original
+            .iter()
+            .map(|(name, value)| (name.clone(), redact_header(name, value)))
+            .collect();
+        assert_eq!(shown[0].1, "***1234");
+        assert_eq!(shown[1].1, "Bearer ***5678");
+        // A hook that keeps the masked key, replaces the token and adds a header.
+        let mut returned = shown.clone();
+        returned[1].1 = "Bearer new-token-from-hook".to_owned();
+        returned.push(("x-extra".to_owned(), "1".to_owned()));
+        let sent = unmask_headers(returned, &original);
+        assert_eq!(sent[0], original[0]);
+        assert_eq!(sent[1].1, "Bearer new-token-from-hook");
+        assert_eq!(sent[2], original[2]);
+        assert_eq!(sent[3], ("x-extra".to_owned(), "1".to_owned()));
+    }
+}
