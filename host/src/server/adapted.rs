@@ -80,6 +80,8 @@ struct Conversion {
     adapter: Arc<ActivePlugin>,
     from: Arc<str>,
     to: Arc<str>,
+    /// How long one conversion may take (`server.plugin_call_timeout_seconds`).
+    timeout: std::time::Duration,
 }
 
 impl Conversion {
@@ -97,7 +99,7 @@ impl Conversion {
         };
         self.adapter
             .handle
-            .call::<ops::FormatConvert>(&input, body)
+            .call_with_timeout::<ops::FormatConvert>(&input, body, self.timeout)
             .await
             .map(|reply| reply.body)
     }
@@ -128,15 +130,18 @@ pub async fn handle(
     head: &ClientRequest<'_>,
     body: Bytes,
 ) -> Response<Body> {
+    let timeout = app.shared.config.server.plugin_call_timeout();
     let inward = Conversion {
         adapter: adapter.clone(),
         from: route.from.as_str().into(),
         to: route.to.id().into(),
+        timeout,
     };
     let outward = Conversion {
         adapter: adapter.clone(),
         from: inward.to.clone(),
         to: inward.from.clone(),
+        timeout,
     };
     let converted = match inward.run("request", 0, Vec::from(body)).await {
         Ok(converted) => converted,
