@@ -666,6 +666,60 @@ fn sample(pid: u32, at: f64) -> Option<Sample> {
     })
 }
 
+/// What the proxy's open file descriptors are: TCP connections to the
+/// upstream (`upstream_port`), client connections and the listener (on
+/// `proxy_port`), other sockets, and everything else (log files, epoll,
+/// eventfds, pipes). Sockets are matched by inode in `/proc/PID/net/tcp*`.
+fn fd_breakdown(pid: u32, proxy_port: u16, upstream_port: u16) -> Option<String> {
+    let mut inodes = Vec::new();
+    let mut others = 0u64;
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()? {
+        let target = entry.ok().and_then(|e| std::fs::read_link(e.path()).ok());
+        match target
+            .as_ref()
+            .and_then(|t| t.to_str()?.strip_prefix("socket:[")?.strip_suffix(']'))
+        {
+            Some(inode) => inodes.push(inode.to_owned()),
+            None => others += 1,
+        }
+    }
+    let (mut upstream, mut clients, mut listening, mut other_sockets) = (0u64, 0u64, 0u64, 0u64);
+    let mut table = String::new();
+    for file in ["tcp", "tcp6"] {
+        table.push_str(
+            &std::fs::read_to_string(format!("/proc/{pid}/net/{file}")).unwrap_or_default(),
+        );
+    }
+    let port = |address: &str| {
+        address
+            .rsplit(':')
+            .next()
+            .and_then(|hex| u16::from_str_radix(hex, 16).ok())
+    };
+    for inode in &inodes {
+        let row = table.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(9) == Some(&inode.as_str())).then(|| {
+                (
+                    fields.get(1).and_then(|a| port(a)),
+                    fields.get(2).and_then(|a| port(a)),
+                    fields.get(3).copied() == Some("0A"),
+                )
+            })
+        });
+        match row {
+            Some((_, _, true)) => listening += 1,
+            Some((Some(local), _, _)) if local == proxy_port => clients += 1,
+            Some((_, Some(remote), _)) if remote == upstream_port => upstream += 1,
+            _ => other_sockets += 1,
+        }
+    }
+    Some(format!(
+        "{upstream} upstream connections, {clients} client connections, {listening} listening, \
+         {other_sockets} other sockets, {others} non-sockets"
+    ))
+}
+
 /// Least-squares slope of `value` over `at`, per minute.
 fn slope_per_minute(points: &[(f64, f64)]) -> f64 {
     let n = points.len() as f64;
@@ -825,6 +879,7 @@ pub(crate) fn run(args: &SoakArgs) -> Result<bool, String> {
         })
         .map_err(|error| format!("{error}; the proxy's log:\n{}", proxy.log_tail()))?;
     let idle_before = sample(pid, 0.0).ok_or("cannot read the proxy's /proc entry")?;
+    let fds_before = fd_breakdown(pid, proxy.address.port(), mock.address.port());
 
     eprintln!(
         "==> soak: {:.1} min, concurrency {}, {} faults/s, client timeout {} s, samples every {} s",
@@ -903,6 +958,7 @@ pub(crate) fn run(args: &SoakArgs) -> Result<bool, String> {
     std::thread::sleep(Duration::from_secs(3));
     let alive = proxy.alive() && !died.load(Ordering::Acquire);
     let idle_after = sample(pid, traffic.as_secs_f64());
+    let fds_after = fd_breakdown(pid, proxy.address.port(), mock.address.port());
     let (health_after, status_after) = runtime.block_on(async {
         let live = tokio::time::timeout(
             Duration::from_secs(5),
@@ -944,6 +1000,8 @@ pub(crate) fn run(args: &SoakArgs) -> Result<bool, String> {
         samples: &samples,
         idle_before,
         idle_after,
+        fds_before,
+        fds_after,
         alive,
         died_at: died
             .load(Ordering::Acquire)
@@ -988,6 +1046,8 @@ struct Findings<'a> {
     samples: &'a [Sample],
     idle_before: Sample,
     idle_after: Option<Sample>,
+    fds_before: Option<String>,
+    fds_after: Option<String>,
     alive: bool,
     died_at: Option<u64>,
     health_after: bool,
@@ -1155,6 +1215,12 @@ fn report(f: &mut Findings<'_>) -> (String, bool) {
         f.idle_before.threads,
         f.idle_after
             .map_or("–".to_owned(), |s| s.threads.to_string())
+    );
+    let _ = writeln!(
+        out,
+        "\nOpen file descriptors idle before: {}; 3 s after the traffic: {}.",
+        f.fds_before.as_deref().unwrap_or("unknown"),
+        f.fds_after.as_deref().unwrap_or("unknown")
     );
     let series =
         |value: fn(&Sample) -> String| f.samples.iter().map(value).collect::<Vec<_>>().join(" ");
