@@ -153,6 +153,42 @@ fn a_burst_fits_the_default_queue() {
     );
 }
 
+#[test]
+fn a_client_that_leaves_before_the_answer_still_ends_its_request() {
+    let proxy = Proxy::start(ProxyOptions {
+        plugins: &["test_plugin_middleware_probe", "test_plugin_event_recorder"],
+        ..ProxyOptions::default()
+    });
+    // The route answers after 2 s; the client leaves after 200 ms.
+    let mut stream = proxy.connect();
+    std::io::Write::write_all(
+        &mut stream,
+        b"GET /probe/slow?ms=2000 HTTP/1.1\r\nhost: localhost\r\nx-request-id: gone-early\r\n\r\n",
+    )
+    .expect("the request can be written");
+    std::thread::sleep(Duration::from_millis(200));
+    drop(stream);
+    let failed = poll(Duration::from_secs(5), || {
+        let recorded = proxy.get("/recorder/events").json();
+        recorded["events"].as_array().and_then(|events| {
+            events
+                .iter()
+                .find(|e| e["event"] == "request.failed" && e["request_id"] == "gone-early")
+                .cloned()
+        })
+    })
+    .expect("request.failed is emitted for the request whose client left");
+    let data = &failed["data"];
+    assert_eq!(data["status_code"], 499, "{failed:#}");
+    assert_eq!(data["path"], "/probe/slow", "{failed:#}");
+    assert!(
+        data["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("went away before the answer began")),
+        "{failed:#}"
+    );
+}
+
 fn now_ms() -> u64 {
     let since = SystemTime::now()
         .duration_since(UNIX_EPOCH)

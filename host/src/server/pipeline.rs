@@ -134,19 +134,42 @@ async fn handle_in_span(
     let mut request_body = (hooks.wants_body(&HookEvent::RequestCompleted, HookBody::RequestBody)
         || hooks.wants_body(&HookEvent::RequestFailed, HookBody::RequestBody))
     .then(Bytes::new);
+    // Until the route answers, a client that leaves (hyper then drops this
+    // future) still ends its request with `request.failed`.
+    let mut pending = Pending(Some(Completion {
+        span,
+        hooks: app.shared.hooks.clone(),
+        request_id,
+        method,
+        http_version,
+        path,
+        query,
+        client_ip: remote.ip().to_string(),
+        user_agent,
+        headers: completed_headers,
+        status: CLIENT_CLOSED_REQUEST,
+        started,
+        ttfb_ms: 0.0,
+        streamed: false,
+        error: Some("the client went away before the answer began".to_owned()),
+        answer: None,
+        request_body: None,
+    }));
+    let facts = pending.0.as_ref().expect("set just above");
     let mut response = route(
         &app,
         request,
-        &request_id,
-        &method,
-        &path,
-        &query,
+        &facts.request_id,
+        &facts.method,
+        &facts.path,
+        &facts.query,
         &mut request_body,
     )
     .await;
+    let mut completion = pending.0.take().expect("taken only here");
 
     let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
+    if let Ok(value) = HeaderValue::from_str(&completion.request_id) {
         headers.insert(REQUEST_ID, value);
     }
     headers.insert(header::SERVER, HeaderValue::from_static("ccproxy"));
@@ -174,25 +197,12 @@ async fn handle_in_span(
     // A body of unknown length (a provider's or a plugin's stream) is
     // complete only when its last byte has gone.
     let exact_length = http_body::Body::size_hint(response.body()).exact();
-    let completion = Completion {
-        span,
-        hooks: app.shared.hooks.clone(),
-        request_id,
-        method,
-        http_version,
-        path,
-        query,
-        client_ip: remote.ip().to_string(),
-        user_agent,
-        headers: completed_headers,
-        status,
-        started,
-        ttfb_ms: total.as_secs_f64() * 1e3,
-        streamed: exact_length.is_none(),
-        error,
-        answer,
-        request_body,
-    };
+    completion.status = status;
+    completion.ttfb_ms = total.as_secs_f64() * 1e3;
+    completion.streamed = exact_length.is_none();
+    completion.error = error;
+    completion.answer = answer;
+    completion.request_body = request_body;
     if exact_length.is_none() {
         let body = std::mem::replace(response.body_mut(), full(Bytes::new()));
         *response.body_mut() = on_end(body, move |bytes_sent, finished| {
@@ -202,6 +212,22 @@ async fn handle_in_span(
         completion.emit(exact_length.unwrap_or(0), true);
     }
     response
+}
+
+/// The status `request.failed` reports for a request whose client left before
+/// the answer began (nginx's 499, "client closed request").
+const CLIENT_CLOSED_REQUEST: u16 = 499;
+
+/// A request's [`Completion`] while its route has not answered; emitted as
+/// failed if the request is dropped then (the client went away).
+struct Pending(Option<Completion>);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(completion) = self.0.take() {
+            completion.emit(0, false);
+        }
+    }
 }
 
 /// What `request.completed` needs, kept until the response body has been sent.
