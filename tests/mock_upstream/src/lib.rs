@@ -71,6 +71,7 @@
 //! | `DELETE /_mock/fault` | disarms every fault |
 //! | `GET /_mock/cancelled` | `{"cancelled": n, "completed": n, "reset": n}`: streams cut short because the client went away, streams sent to the end, streams broken on purpose |
 //! | `GET /_mock/oauth` | `{"authorization_code": n, "refresh_token": n, "issued": [access tokens]}` |
+//! | `POST /_mock/agent` | arms the scripted agent, `{"answer": TEXT, "command": CMD}`: it answers Anthropic and Responses requests itself, calling the client's shell tool with CMD first (see `agent.rs`); `DELETE` disarms it |
 //! | `POST /_mock/shutdown` | stops the server (in-flight answers finish first, 5 s at most) |
 //!
 //! A fault: `{"kind": "delay"|"status"|"reset_mid_stream"|"trickle"|"edit",
@@ -119,6 +120,7 @@
 //! "/oauth/token"` apply, as for the Claude endpoint; both share the counters
 //! and the `issued` list.
 
+mod agent;
 mod codex;
 mod samples;
 mod server;

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
 use crate::{
-    Options, codex,
+    Options, agent, codex,
     samples::{Event, Format, Reply, Samples, Selected},
     tls::{ConnectionTls, Tls},
 };
@@ -197,6 +197,7 @@ struct Inner {
     authorization_code: u64,
     refresh_token: u64,
     issued: Vec<String>,
+    agent: Option<agent::Script>,
 }
 
 impl State {
@@ -437,6 +438,12 @@ async fn upstream(
         return response;
     }
     let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let script = state.inner().agent.clone();
+    if let (Some(script), Endpoint::Api(format)) = (script, endpoint)
+        && let Some(selected) = script.reply(format, &request, index)
+    {
+        return answer(state.clone(), index, selected, fault);
+    }
     let selected = match endpoint {
         Endpoint::CountTokens => Selected {
             source: "count_tokens".to_owned(),
@@ -926,6 +933,21 @@ fn control(state: &State, method: &Method, command: &str, body: &Bytes) -> Respo
                 &json!({"error": format!("mock upstream: {message}")}),
             ),
         },
+        (&Method::POST, "agent") => match agent::Script::parse(body) {
+            Ok(script) => {
+                let armed = script.describe();
+                state.inner().agent = Some(script);
+                plain_json(StatusCode::OK, &json!({"agent": armed}))
+            }
+            Err(message) => plain_json(
+                StatusCode::BAD_REQUEST,
+                &json!({"error": format!("mock upstream: {message}")}),
+            ),
+        },
+        (&Method::DELETE, "agent") => {
+            state.inner().agent = None;
+            plain_json(StatusCode::OK, &json!({"agent": null}))
+        }
         (&Method::DELETE, "fault") => {
             state.inner().faults.clear();
             plain_json(StatusCode::OK, &json!({"queued": 0}))

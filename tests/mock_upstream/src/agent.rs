@@ -1,0 +1,314 @@
+//! The scripted agent: instead of replaying a sample, the mock plays a model
+//! that drives a real client's tool loop (the real-client tests in
+//! `tests/e2e/real_clients.rs`).
+//!
+//! Armed with `POST /_mock/agent {"answer": TEXT, "command": CMD}` (disarmed by
+//! `DELETE /_mock/agent` or `POST /_mock/reset`), it answers every Anthropic
+//! Messages and Responses request (the Codex backend's too) itself:
+//! - with `command`, a request that declares a shell tool and carries no tool
+//!   result yet gets a call of that tool running `CMD`; the shell tool is the
+//!   first declared of `Bash` (Claude Code), `exec_command`, `shell_command`
+//!   and `shell` (Codex CLI releases), its arguments shaped by its schema
+//!   (`cmd`, `command` as a string, or `command` as an argv array);
+//! - anything else (no `command`, no shell tool, or a conversation that
+//!   already holds a tool result) gets the text `answer`.
+//!
+//! The answer streams when the request asks for it, as the API would send it.
+//! Chat Completions requests keep the recorded samples.
+
+use serde_json::{Value, json};
+
+use crate::samples::{Format, Reply, Selected, synthesize};
+
+/// Tool names of the clients' shell tools, in order of preference.
+const SHELL_TOOLS: [&str; 4] = ["Bash", "exec_command", "shell_command", "shell"];
+
+/// What the agent does, as armed by the control call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Script {
+    /// The final text.
+    answer: String,
+    /// The shell command to call the client's tool with first, if any.
+    command: Option<String>,
+}
+
+impl Script {
+    /// Reads `{"answer": TEXT, "command": CMD}` (`command` optional).
+    pub(crate) fn parse(body: &[u8]) -> Result<Self, String> {
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|error| format!("the agent script is not JSON: {error}"))?;
+        let answer = value
+            .get("answer")
+            .and_then(Value::as_str)
+            .filter(|text| !text.is_empty())
+            .ok_or("the agent script needs a non-empty `answer` string")?
+            .to_owned();
+        let command = match value.get("command") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(command)) if !command.is_empty() => Some(command.clone()),
+            Some(other) => {
+                return Err(format!(
+                    "`command` must be a non-empty string when given, got {other}"
+                ));
+            }
+        };
+        Ok(Self { answer, command })
+    }
+
+    /// What the script looks like, for the control call's answer.
+    pub(crate) fn describe(&self) -> Value {
+        json!({"answer": self.answer, "command": self.command})
+    }
+
+    /// The answer to `request` in `format`; `None` for formats the agent does
+    /// not play (Chat Completions), which keep the samples.
+    pub(crate) fn reply(&self, format: Format, request: &Value, number: usize) -> Option<Selected> {
+        let stream = request.get("stream").and_then(Value::as_bool) == Some(true);
+        let model = request
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or("mock-model");
+        let answered = has_tool_result(format, request).unwrap_or(true);
+        let call = self
+            .command
+            .as_deref()
+            .filter(|_| !answered)
+            .and_then(|command| shell_call(format, request, command));
+        let body = match format {
+            Format::Anthropic => anthropic_body(model, &self.answer, call, number),
+            Format::Responses => responses_body(model, &self.answer, call, number),
+            Format::Chat => return None,
+        };
+        let reply = if stream {
+            Reply::Events(synthesize(format, &body))
+        } else {
+            Reply::Json(body)
+        };
+        let content_type = if stream {
+            "text/event-stream; charset=utf-8"
+        } else {
+            "application/json"
+        };
+        Some(Selected {
+            source: "agent".to_owned(),
+            status: 200,
+            headers: vec![("content-type".to_owned(), content_type.to_owned())],
+            reply,
+        })
+    }
+}
+
+/// Whether the conversation already answers a tool call (`None` for formats the
+/// agent does not play).
+fn has_tool_result(format: Format, request: &Value) -> Option<bool> {
+    let items = request.get(format.conversation_field())?.as_array()?;
+    Some(match format {
+        Format::Anthropic => items.iter().any(|message| {
+            message
+                .get("content")
+                .and_then(Value::as_array)
+                .is_some_and(|blocks| blocks.iter().any(|b| b["type"] == "tool_result"))
+        }),
+        Format::Responses => items.iter().any(|item| {
+            matches!(
+                item["type"].as_str(),
+                Some("function_call_output" | "custom_tool_call_output")
+            )
+        }),
+        Format::Chat => return None,
+    })
+}
+
+/// A call of the request's shell tool running `command`: `(name, arguments)`.
+fn shell_call(format: Format, request: &Value, command: &str) -> Option<(String, Value)> {
+    let tools = request.get("tools")?.as_array()?;
+    let (tool, name) = SHELL_TOOLS.iter().find_map(|wanted| {
+        tools.iter().find_map(|tool| {
+            let name = tool.get("name").and_then(Value::as_str)?;
+            (name == *wanted).then(|| (tool, name.to_owned()))
+        })
+    })?;
+    let schema = match format {
+        Format::Anthropic => tool.get("input_schema"),
+        _ => tool.get("parameters"),
+    }
+    .and_then(|schema| schema.get("properties"))
+    .cloned()
+    .unwrap_or_else(|| json!({}));
+    let mut arguments = serde_json::Map::new();
+    if schema.get("cmd").is_some() {
+        arguments.insert("cmd".to_owned(), json!(command));
+    } else if schema.pointer("/command/type") == Some(&json!("array")) {
+        arguments.insert("command".to_owned(), json!(["bash", "-lc", command]));
+    } else {
+        arguments.insert("command".to_owned(), json!(command));
+    }
+    if schema.get("description").is_some() {
+        arguments.insert(
+            "description".to_owned(),
+            json!("Write the proof token to a file"),
+        );
+    }
+    Some((name, Value::Object(arguments)))
+}
+
+fn anthropic_body(
+    model: &str,
+    answer: &str,
+    call: Option<(String, Value)>,
+    number: usize,
+) -> Value {
+    let (content, stop_reason) = match call {
+        Some((name, input)) => (
+            json!([{"type": "tool_use", "id": format!("toolu_mock_agent_{number}"), "name": name, "input": input}]),
+            "tool_use",
+        ),
+        None => (json!([{"type": "text", "text": answer}]), "end_turn"),
+    };
+    json!({
+        "id": format!("msg_mock_agent_{number}"),
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": null,
+        "usage": {"input_tokens": 42, "output_tokens": 7, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+    })
+}
+
+fn responses_body(
+    model: &str,
+    answer: &str,
+    call: Option<(String, Value)>,
+    number: usize,
+) -> Value {
+    let item = match call {
+        Some((name, arguments)) => json!({
+            "type": "function_call",
+            "id": format!("fc_mock_agent_{number}"),
+            "call_id": format!("call_mock_agent_{number}"),
+            "name": name,
+            "arguments": arguments.to_string(),
+            "status": "completed",
+        }),
+        None => json!({
+            "type": "message",
+            "id": format!("msg_mock_agent_{number}"),
+            "role": "assistant",
+            "status": "completed",
+            "content": [{"type": "output_text", "text": answer, "annotations": []}],
+        }),
+    };
+    json!({
+        "id": format!("resp_mock_agent_{number}"),
+        "object": "response",
+        "created_at": 1_765_000_000,
+        "status": "completed",
+        "model": model,
+        "output": [item],
+        "usage": {
+            "input_tokens": 42, "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": 7, "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": 49,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn script(command: Option<&str>) -> Script {
+        let body = json!({"answer": "all done", "command": command});
+        Script::parse(body.to_string().as_bytes()).unwrap()
+    }
+
+    fn json_reply(selected: Selected) -> Value {
+        match selected.reply {
+            Reply::Json(body) => body,
+            Reply::Events(_) => panic!("expected a JSON answer"),
+        }
+    }
+
+    #[test]
+    fn scripts_parse_with_clear_errors() {
+        assert_eq!(script(None).command, None);
+        assert!(Script::parse(b"{}").unwrap_err().contains("answer"));
+        assert!(
+            Script::parse(br#"{"answer": "a", "command": 3}"#)
+                .unwrap_err()
+                .contains("command")
+        );
+    }
+
+    #[test]
+    fn claude_code_gets_a_bash_call_then_the_answer() {
+        let agent = script(Some("echo t > f"));
+        let tools = json!([{"name": "Read", "input_schema": {}},
+            {"name": "Bash", "input_schema": {"properties": {"command": {"type": "string"}, "description": {"type": "string"}}}}]);
+        let first =
+            json!({"model": "m", "messages": [{"role": "user", "content": "go"}], "tools": tools});
+        let body = json_reply(agent.reply(Format::Anthropic, &first, 0).unwrap());
+        assert_eq!(body["stop_reason"], "tool_use");
+        assert_eq!(body["content"][0]["name"], "Bash");
+        assert_eq!(body["content"][0]["input"]["command"], "echo t > f");
+        assert!(body["content"][0]["input"]["description"].is_string());
+
+        let second = json!({"model": "m", "tools": tools, "messages": [
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "x", "name": "Bash", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "x", "content": "ok"}]}]});
+        let body = json_reply(agent.reply(Format::Anthropic, &second, 1).unwrap());
+        assert_eq!(body["content"][0]["text"], "all done");
+    }
+
+    #[test]
+    fn codex_gets_an_exec_command_call_shaped_by_its_schema() {
+        let agent = script(Some("echo t"));
+        let tools = json!([{"type": "function", "name": "exec_command",
+            "parameters": {"properties": {"cmd": {"type": "string"}}}}]);
+        let request = json!({"model": "m", "input": [], "tools": tools, "stream": true});
+        let selected = agent.reply(Format::Responses, &request, 0).unwrap();
+        let Reply::Events(events) = selected.reply else {
+            panic!("a streamed request gets a stream")
+        };
+        let done = events
+            .iter()
+            .find(|e| e.name.as_deref() == Some("response.function_call_arguments.done"))
+            .expect("the call's arguments");
+        let data: Value = serde_json::from_str(&done.data).unwrap();
+        assert_eq!(data["arguments"], r#"{"cmd":"echo t"}"#);
+
+        let argv = json!([{"type": "function", "name": "shell",
+            "parameters": {"properties": {"command": {"type": "array"}}}}]);
+        let request = json!({"model": "m", "input": [], "tools": argv});
+        let body = json_reply(agent.reply(Format::Responses, &request, 0).unwrap());
+        assert_eq!(
+            body["output"][0]["arguments"],
+            r#"{"command":["bash","-lc","echo t"]}"#
+        );
+
+        let answered = json!({"model": "m", "tools": tools, "input": [
+            {"type": "function_call", "call_id": "c", "name": "exec_command", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c", "output": "t"}]});
+        let body = json_reply(agent.reply(Format::Responses, &answered, 1).unwrap());
+        assert_eq!(body["output"][0]["content"][0]["text"], "all done");
+    }
+
+    #[test]
+    fn without_a_command_or_a_shell_tool_it_answers_text() {
+        let request = json!({"model": "m", "messages": [], "tools": [{"name": "Read"}]});
+        let body = json_reply(
+            script(Some("echo"))
+                .reply(Format::Anthropic, &request, 0)
+                .unwrap(),
+        );
+        assert_eq!(body["content"][0]["text"], "all done");
+        assert!(
+            script(None)
+                .reply(Format::Chat, &json!({"messages": []}), 0)
+                .is_none()
+        );
+    }
+}
