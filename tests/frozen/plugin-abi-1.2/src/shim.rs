@@ -1,0 +1,457 @@
+//! The adapter between a safe [`Plugin`] and the raw [`PluginObject`] vtable:
+//! decodes each operation, calls the plugin, encodes the answer, and contains
+//! panics. Expanded into every plugin by `export_plugin!`.
+
+use std::{
+    future::Future,
+    marker::PhantomData,
+    pin::Pin,
+    sync::{Arc, OnceLock},
+};
+
+use abi_stable::{
+    sabi_trait::TD_Opaque,
+    std_types::{RBox, RResult, RString},
+};
+use async_ffi::{FfiFuture, FutureExt as _};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::{
+    Context, Plugin, PluginError,
+    context::parse_meta,
+    format::{ConversionKind, FormatConversion},
+    hooks::{HookCall, HookEvent, HookOutcome},
+    http::{Headers, Request},
+    plugin::{
+        MiddlewareAction, MiddlewareRequest, MiddlewareResponse, ProviderRequest, ServiceCall,
+    },
+    protocol::{self, Operation, op, ops},
+    raw::{
+        AbiError, CallResult, ErrorCode, Exported, HostBox, Message, PluginBox, PluginObject,
+        PluginObject_TO, catch_panic, catch_panic_future,
+    },
+    stream::RouteResponse,
+};
+
+type BoxedCall = Pin<Box<dyn Future<Output = Result<Message, AbiError>> + Send>>;
+
+/// The exported form of plugin `P`. Named only by `export_plugin!`.
+pub struct Shim<P>(PhantomData<fn() -> P>);
+
+struct Instance<P: Plugin> {
+    host: HostBox,
+    plugin: Arc<OnceLock<Arc<P>>>,
+    /// Streamed route answers the host is reading (plugin API 1.2).
+    streams: Arc<crate::streams::Streams>,
+}
+
+impl<P: Plugin> Exported for Shim<P> {
+    fn manifest_json() -> Result<String, String> {
+        let mut manifest = P::manifest();
+        manifest.config.defaults = serde_json::to_value(P::Config::default()).map_err(|error| {
+            format!("the config type's default could not be serialised: {error}")
+        })?;
+        serde_json::to_string(&manifest)
+            .map_err(|error| format!("the manifest could not be serialised: {error}"))
+    }
+
+    fn instantiate(host: HostBox) -> Result<PluginBox, String> {
+        let instance = Instance::<P> {
+            host,
+            plugin: Arc::new(OnceLock::new()),
+            streams: Arc::default(),
+        };
+        Ok(PluginObject_TO::from_value(instance, TD_Opaque))
+    }
+}
+
+impl<P: Plugin> PluginObject for Instance<P> {
+    fn call(&self, op: RString, input: Message) -> FfiFuture<CallResult> {
+        match catch_panic(|| self.dispatch(op.as_str(), input)) {
+            Ok(call) => async move {
+                match catch_panic_future(call).await {
+                    Ok(message) => RResult::ROk(message),
+                    Err(error) => RResult::RErr(error),
+                }
+            }
+            .into_ffi(),
+            Err(error) => async move { RResult::RErr(error) }.into_ffi(),
+        }
+    }
+}
+
+fn encode<T: Serialize>(meta: &T, body: Vec<u8>) -> Result<Message, AbiError> {
+    let meta = serde_json::to_string(meta).map_err(|error| {
+        AbiError::new(
+            ErrorCode::Internal,
+            format!("answer could not be serialised: {error}"),
+        )
+    })?;
+    Ok(Message {
+        meta: meta.into(),
+        body: body.into(),
+    })
+}
+
+fn decode<T: serde::de::DeserializeOwned>(input: &Message) -> Result<T, AbiError> {
+    parse_meta(&input.meta).map_err(PluginError::into_abi)
+}
+
+impl<P: Plugin> Instance<P> {
+    fn initialized(&self) -> Result<Arc<P>, AbiError> {
+        self.plugin
+            .get()
+            .cloned()
+            .ok_or_else(|| AbiError::new(ErrorCode::NotInitialized, "plugin is not initialised"))
+    }
+
+    fn dispatch(&self, op: &str, input: Message) -> Result<BoxedCall, AbiError> {
+        let boxed: BoxedCall = match op {
+            op::INITIALIZE => {
+                let init: protocol::InitializeInput = decode(&input)?;
+                crate::log::install(self.host.clone(), &init.plugin_name);
+                let config = config_from(init.config.clone()).map_err(PluginError::into_abi)?;
+                let ctx = Context::new(self.host.clone(), &init);
+                let slot = self.plugin.clone();
+                Box::pin(async move {
+                    let plugin = P::init(ctx, config).await.map_err(PluginError::into_abi)?;
+                    if slot.set(Arc::new(plugin)).is_err() {
+                        return Err(AbiError::new(
+                            ErrorCode::Invalid,
+                            "plugin was initialised twice",
+                        ));
+                    }
+                    Ok(Message::default())
+                })
+            }
+            op::ROUTE => {
+                let plugin = self.initialized()?;
+                let route: protocol::RouteInput = decode(&input)?;
+                let req = Request::from_head(
+                    route.head,
+                    route.route,
+                    route.params,
+                    input.body.into_vec(),
+                );
+                let streams = self.streams.clone();
+                Box::pin(async move {
+                    match plugin
+                        .on_route_response(req)
+                        .await
+                        .map_err(PluginError::into_abi)?
+                    {
+                        RouteResponse::Full(response) => {
+                            let (head, body) = response.into_parts();
+                            encode(&head, body)
+                        }
+                        RouteResponse::Stream(response) => {
+                            let head = protocol::ResponseHead {
+                                status: response.status,
+                                headers: response.headers.0,
+                                stream: Some(streams.insert(response.body)),
+                            };
+                            encode(&head, Vec::new())
+                        }
+                    }
+                })
+            }
+            <ops::RouteStreamNext as Operation>::NAME => {
+                let input: protocol::StreamRef = decode(&input)?;
+                let streams = self.streams.clone();
+                Box::pin(async move {
+                    match streams.next(input.stream).await {
+                        Some(Ok(piece)) => encode(&protocol::StreamChunk { end: false }, piece),
+                        Some(Err(error)) => Err(error.into_abi()),
+                        None => encode(&protocol::StreamChunk { end: true }, Vec::new()),
+                    }
+                })
+            }
+            <ops::RouteStreamCancel as Operation>::NAME => {
+                let input: protocol::StreamRef = decode(&input)?;
+                self.streams.cancel(input.stream);
+                Box::pin(async { Ok(Message::default()) })
+            }
+            <ops::BlockingRun as Operation>::NAME => {
+                // The host calls this on a thread that may block, so the job
+                // runs right here, inside the panic guard of `call`.
+                let input: protocol::BlockingInput = decode(&input)?;
+                crate::blocking::run(input.job).map_err(PluginError::into_abi)?;
+                Box::pin(async { Ok(Message::default()) })
+            }
+            op::HOOK => {
+                let plugin = self.initialized()?;
+                // The data stays JSON text until the plugin reads it.
+                let hook: HookInputText = decode(&input)?;
+                let mut body = input.body.into_vec();
+                let data = match hook.data_len {
+                    // 1.1: the data is the front of the body.
+                    Some(length) => {
+                        let length = usize::try_from(length)
+                            .ok()
+                            .filter(|&length| length <= body.len())
+                            .ok_or_else(|| {
+                                AbiError::new(
+                                    ErrorCode::Invalid,
+                                    "hook data_len is longer than the body",
+                                )
+                            })?;
+                        let rest = body.split_off(length);
+                        let text = String::from_utf8(std::mem::replace(&mut body, rest)).map_err(
+                            |_| AbiError::new(ErrorCode::Invalid, "hook data is not UTF-8"),
+                        )?;
+                        Err(text)
+                    }
+                    None => Ok(hook.data.unwrap_or_else(null_data)),
+                };
+                let call = HookCall::decoded(
+                    hook.hook,
+                    HookEvent::from_name(&hook.event),
+                    hook.timestamp_ms,
+                    hook.request_id,
+                    data,
+                    body,
+                );
+                Box::pin(async move {
+                    match plugin
+                        .on_hook_call(call)
+                        .await
+                        .map_err(PluginError::into_abi)?
+                    {
+                        HookOutcome::Continue => {
+                            encode(&protocol::HookOutput::default(), Vec::new())
+                        }
+                        HookOutcome::Modify { data, body } => {
+                            let replace_body = body.is_some();
+                            encode(
+                                &protocol::HookOutput {
+                                    data: Some(data),
+                                    replace_body,
+                                },
+                                body.unwrap_or_default(),
+                            )
+                        }
+                    }
+                })
+            }
+            op::TASK => {
+                let plugin = self.initialized()?;
+                let task: protocol::TaskInput = decode(&input)?;
+                Box::pin(async move {
+                    plugin
+                        .on_task(task.task)
+                        .await
+                        .map_err(PluginError::into_abi)?;
+                    Ok(Message::default())
+                })
+            }
+            op::SERVICE => {
+                let plugin = self.initialized()?;
+                let call: protocol::ServiceInput = decode(&input)?;
+                let call = ServiceCall {
+                    service: call.service,
+                    method: call.method,
+                    args: call.args,
+                    caller: call.caller,
+                };
+                Box::pin(async move {
+                    let value = plugin
+                        .on_service_call(call)
+                        .await
+                        .map_err(PluginError::into_abi)?;
+                    encode(&value, Vec::new())
+                })
+            }
+            op::MIDDLEWARE_REQUEST => {
+                let plugin = self.initialized()?;
+                let input: protocol::MiddlewareRequestInput = decode(&input)?;
+                let request = MiddlewareRequest {
+                    middleware: input.middleware,
+                    method: input.request.method,
+                    path: input.request.path,
+                    query: input.request.query,
+                    headers: Headers(input.request.headers),
+                    request_id: input.request.request_id,
+                };
+                Box::pin(async move {
+                    match plugin
+                        .on_middleware_request(request)
+                        .await
+                        .map_err(PluginError::into_abi)?
+                    {
+                        MiddlewareAction::Continue { set_headers } => encode(
+                            &protocol::MiddlewareRequestOutput {
+                                respond: None,
+                                set_headers,
+                            },
+                            Vec::new(),
+                        ),
+                        MiddlewareAction::Respond(response) => {
+                            let (head, body) = response.into_parts();
+                            encode(
+                                &protocol::MiddlewareRequestOutput {
+                                    respond: Some(head),
+                                    set_headers: Vec::new(),
+                                },
+                                body,
+                            )
+                        }
+                    }
+                })
+            }
+            op::MIDDLEWARE_RESPONSE => {
+                let plugin = self.initialized()?;
+                let input: protocol::MiddlewareResponseInput = decode(&input)?;
+                let response = MiddlewareResponse {
+                    middleware: input.middleware,
+                    path: input.request.path,
+                    request_id: input.request.request_id,
+                    status: input.response.status,
+                    headers: Headers(input.response.headers),
+                };
+                Box::pin(async move {
+                    let (status, headers) = plugin
+                        .on_middleware_response(response)
+                        .await
+                        .map_err(PluginError::into_abi)?;
+                    encode(
+                        &protocol::ResponseHead {
+                            status,
+                            headers: headers.0,
+                            stream: None,
+                        },
+                        Vec::new(),
+                    )
+                })
+            }
+            op::PROVIDER_PREPARE => {
+                let plugin = self.initialized()?;
+                let prepare: protocol::ProviderPrepareInput = decode(&input)?;
+                let req = ProviderRequest {
+                    endpoint: prepare.endpoint,
+                    client_format: prepare.client_format,
+                    native_format: prepare.native_format,
+                    stream: prepare.stream,
+                    model: prepare.model,
+                    headers: Headers(prepare.request.headers),
+                    query: prepare.request.query,
+                    body: input.body.into_vec(),
+                    request_id: prepare.request.request_id,
+                };
+                Box::pin(async move {
+                    let upstream = plugin
+                        .on_prepare_upstream(req)
+                        .await
+                        .map_err(PluginError::into_abi)?;
+                    encode(
+                        &protocol::ProviderPrepareOutput {
+                            method: upstream.method,
+                            url: upstream.url,
+                            headers: upstream.headers.0,
+                            stream: upstream.stream,
+                            model_alias: upstream.model_alias,
+                            timeout_ms: upstream
+                                .timeout
+                                .map_or(0, |t| t.as_millis().min(u128::from(u64::MAX)) as u64),
+                        },
+                        upstream.body,
+                    )
+                })
+            }
+            <ops::FormatConvert as Operation>::NAME => {
+                let plugin = self.initialized()?;
+                let convert: protocol::FormatConvertInput = decode(&input)?;
+                let kind = ConversionKind::from_name(&convert.kind).ok_or_else(|| {
+                    AbiError::new(
+                        ErrorCode::Unsupported,
+                        format!(
+                            "conversion kind {} is not known to this plugin's SDK version",
+                            convert.kind
+                        ),
+                    )
+                })?;
+                let conversion = FormatConversion {
+                    from: convert.from,
+                    to: convert.to,
+                    kind,
+                    stream: convert.stream,
+                    body: input.body.into_vec(),
+                };
+                Box::pin(async move {
+                    let body = plugin
+                        .on_format_convert(conversion)
+                        .await
+                        .map_err(PluginError::into_abi)?;
+                    encode(&Value::Null, body)
+                })
+            }
+            op::HEALTH => {
+                let plugin = self.initialized()?;
+                Box::pin(async move {
+                    let health = plugin.on_health().await;
+                    encode(
+                        &protocol::HealthOutput {
+                            status: health.status.as_str().to_owned(),
+                            details: health.details,
+                        },
+                        Vec::new(),
+                    )
+                })
+            }
+            op::SHUTDOWN => {
+                let plugin = self.plugin.get().cloned();
+                Box::pin(async move {
+                    if let Some(plugin) = plugin {
+                        plugin.on_shutdown().await;
+                    }
+                    Ok(Message::default())
+                })
+            }
+            other => {
+                return Err(AbiError::new(
+                    ErrorCode::Unsupported,
+                    format!("operation {other} is not supported by this plugin's SDK version"),
+                ));
+            }
+        };
+        Ok(boxed)
+    }
+}
+
+/// [`protocol::HookInput`] with its data kept as text (same JSON).
+#[derive(serde::Deserialize)]
+struct HookInputText {
+    #[serde(default)]
+    hook: String,
+    event: String,
+    #[serde(default)]
+    timestamp_ms: u64,
+    #[serde(default)]
+    request_id: Option<String>,
+    #[serde(default)]
+    data: Option<Box<serde_json::value::RawValue>>,
+    #[serde(default)]
+    data_len: Option<u64>,
+}
+
+fn null_data() -> Box<serde_json::value::RawValue> {
+    serde_json::value::RawValue::from_string("null".to_owned()).expect("null is JSON")
+}
+
+/// Deserialises the plugin's config; `null` or `{}` become the default.
+fn config_from<C: serde::de::DeserializeOwned + Default>(value: Value) -> Result<C, PluginError> {
+    let is_empty = match &value {
+        Value::Null => true,
+        Value::Object(map) => map.is_empty(),
+        _ => false,
+    };
+    match serde_json::from_value(value) {
+        Ok(config) => Ok(config),
+        Err(_) if is_empty => Ok(C::default()),
+        Err(error) => Err(PluginError::invalid(format!("invalid config: {error}"))),
+    }
+}
+
+// Keeps the raw box type nameable for the macro without exposing RBox to authors.
+#[doc(hidden)]
+pub type _PluginBoxCheck = PluginObject_TO<'static, RBox<()>>;
