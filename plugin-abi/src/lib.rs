@@ -71,7 +71,7 @@ pub use error::{ErrorKind, PluginError};
 pub use format::{ConversionKind, FormatConversion};
 pub use hooks::{HookCall, HookContext, HookEvent, HookOutcome};
 pub use http::{Headers, HttpRequest, HttpResponse, HttpStream, Request, Response};
-pub use manifest::{HookBody, Manifest, PluginKind, Route, layer};
+pub use manifest::{ConfiguredEndpoints, HookBody, Manifest, PluginKind, Route, layer};
 pub use plugin::{
     Health, HealthStatus, MiddlewareAction, MiddlewareRequest, MiddlewareResponse, Plugin,
     ProviderRequest, ServiceCall, UpstreamRequest,
@@ -91,7 +91,8 @@ pub use serde_json::{self, Value, json};
 /// Everything a plugin usually needs: `use ccproxy_plugin_abi::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        BodySender, BodyStream, ChildProcess, Command, Context, ConversionKind, ErrorKind,
+        BodySender, BodyStream, ChildProcess, Command, ConfiguredEndpoints, Context, ConversionKind,
+        ErrorKind,
         ExitStatus, FormatConversion, Headers, Health, HealthStatus, HookBody, HookCall,
         HookContext, HookEvent, HookOutcome, HttpRequest, HttpResponse, HttpStream, Manifest,
         MiddlewareAction, MiddlewareRequest, MiddlewareResponse, Plugin, PluginError, PluginKind,

@@ -121,6 +121,11 @@ pub struct ProviderSpec {
     /// `POST` endpoints the host answers for this provider.
     #[serde(default)]
     pub endpoints: Vec<ProviderEndpoint>,
+    /// Since 1.3: the endpoints (and their native formats) come from the
+    /// plugin's config, answered by [`crate::Plugin::configured_endpoints`]
+    /// after `init` ([`Manifest::configured_provider`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub configured: bool,
 }
 
 /// One provider endpoint: a full path and the format clients speak on it.
@@ -130,6 +135,64 @@ pub struct ProviderEndpoint {
     pub path: String,
     /// The client format on this path.
     pub format: String,
+    /// Since 1.3: the upstream's format for this endpoint when it differs
+    /// from the provider's `native_format` (a plugin proxying several
+    /// upstreams). Absent: the provider's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native_format: Option<String>,
+}
+
+/// What a provider declared with [`Manifest::configured_provider`] serves,
+/// decided from its config after `init` (plugin API 1.3; the host offers
+/// capability `configured_endpoints`).
+///
+/// The host mounts each provider endpoint exactly like a manifest one (format
+/// conversion, streaming, hooks, format adapters under its prefix) and each
+/// route group like a manifest route group. `ProviderRequest::endpoint` names
+/// the endpoint that was hit, so one plugin can front many upstreams.
+///
+/// ```
+/// use ccproxy_plugin_abi::prelude::*;
+/// let served = ConfiguredEndpoints::default()
+///     .provider_endpoint("/local/v1/messages", "anthropic.messages", "openai.chat_completions")
+///     .route("/local", [Route::new("GET", "/v1/models")]);
+/// assert_eq!(served.provider_endpoints[0].native_format.as_deref(), Some("openai.chat_completions"));
+/// assert_eq!(served.routes[0].full_path(&served.routes[0].routes[0]), "/local/v1/models");
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct ConfiguredEndpoints {
+    /// Provider endpoints, each with its own native format.
+    #[serde(default)]
+    pub provider_endpoints: Vec<ProviderEndpoint>,
+    /// Plain routes (a `/models` list, a health page per upstream).
+    #[serde(default)]
+    pub routes: Vec<RouteGroup>,
+}
+
+impl ConfiguredEndpoints {
+    /// Adds a provider endpoint at `path` where clients speak `format`, served
+    /// by an upstream speaking `native_format`.
+    pub fn provider_endpoint(mut self, path: &str, format: &str, native_format: &str) -> Self {
+        self.provider_endpoints.push(ProviderEndpoint {
+            path: path.to_owned(),
+            format: format.to_owned(),
+            native_format: Some(native_format.to_owned()),
+        });
+        self
+    }
+    /// Adds routes under `prefix`.
+    pub fn route(mut self, prefix: &str, routes: impl IntoIterator<Item = Route>) -> Self {
+        self.routes.push(RouteGroup {
+            prefix: prefix.to_owned(),
+            routes: routes.into_iter().collect(),
+            tags: Vec::new(),
+        });
+        self
+    }
+    /// Whether nothing is configured.
+    pub fn is_empty(&self) -> bool {
+        self.provider_endpoints.is_empty() && self.routes.is_empty()
+    }
 }
 
 /// Routes mounted under one prefix.
@@ -530,7 +593,24 @@ impl Manifest {
         self.provider = Some(ProviderSpec {
             native_format: native_format.to_owned(),
             endpoints: Vec::new(),
+            configured: false,
         });
+        self
+    }
+    /// Declares a provider whose endpoints, and the upstream format of each,
+    /// come from its config (plugin API 1.3): after `init` the host asks
+    /// [`crate::Plugin::configured_endpoints`] and mounts what it answers.
+    /// For a proxy of any number of configured upstreams.
+    ///
+    /// ```
+    /// use ccproxy_plugin_abi::prelude::*;
+    /// let manifest = Manifest::new("upstreams", "1.0.0").configured_provider();
+    /// assert!(manifest.provider.as_ref().is_some_and(|p| p.configured));
+    /// ```
+    pub fn configured_provider(mut self) -> Self {
+        self.kind = PluginKind::Provider;
+        let spec = self.provider.get_or_insert_with(ProviderSpec::default);
+        spec.configured = true;
         self
     }
     /// Adds a provider endpoint at `path` where clients speak `format`.
@@ -539,6 +619,7 @@ impl Manifest {
         spec.endpoints.push(ProviderEndpoint {
             path: path.to_owned(),
             format: format.to_owned(),
+            native_format: None,
         });
         self
     }

@@ -6,7 +6,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
 use crate::{
-    Context, PluginError,
+    ConfiguredEndpoints, Context, PluginError,
     format::FormatConversion,
     hooks::{HookCall, HookContext, HookOutcome},
     http::{Headers, Request, Response},
@@ -163,6 +163,13 @@ pub trait Plugin: Sized + Send + Sync + 'static {
                 req.endpoint
             )))
         }
+    }
+
+    /// For a provider declared with [`Manifest::configured_provider`]: the
+    /// endpoints and routes it serves under its config, asked once right after
+    /// [`Plugin::init`] (plugin API 1.3). Default: nothing.
+    fn configured_endpoints(&self) -> ConfiguredEndpoints {
+        ConfiguredEndpoints::default()
     }
 
     /// Reports health. Default: healthy.

@@ -89,6 +89,9 @@ pub mod capability {
     /// Since 1.2: the manifest's format adapters take part in conversion
     /// ([`super::ops::FormatConvert`]).
     pub const FORMAT_ADAPTERS: &str = "format_adapters";
+    /// Since 1.3: providers whose endpoints come from their config
+    /// ([`super::InitializeOutput::configured_endpoints`]).
+    pub const CONFIGURED_ENDPOINTS: &str = "configured_endpoints";
 }
 
 /// Binds an operation's name to the types of its metadata, in one place, so
@@ -140,7 +143,7 @@ macro_rules! operations {
 
 operations! {
     /// Set the plugin up with its config.
-    Initialize = "plugin.initialize": InitializeInput => Value;
+    Initialize = "plugin.initialize": InitializeInput => Option<InitializeOutput>;
     /// Release resources before the process exits.
     Shutdown = "plugin.shutdown": Value => Value;
     /// Report health.
@@ -336,6 +339,16 @@ pub struct InitializeInput {
     /// (`ccproxy serve --bypass`); since 1.1, absent (false) before.
     #[serde(default)]
     pub bypass: bool,
+}
+
+/// What the plugin answers to [`op::INITIALIZE`] (since 1.3; before, nothing:
+/// read with `Option<InitializeOutput>`, `None` for an older plugin).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct InitializeOutput {
+    /// For a provider declared with `Manifest::configured_provider`: what it
+    /// serves under its config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configured_endpoints: Option<crate::manifest::ConfiguredEndpoints>,
 }
 
 /// Output of [`op::HEALTH`].

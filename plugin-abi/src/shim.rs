@@ -116,13 +116,20 @@ impl<P: Plugin> Instance<P> {
                 let slot = self.plugin.clone();
                 Box::pin(async move {
                     let plugin = P::init(ctx, config).await.map_err(PluginError::into_abi)?;
+                    let configured = plugin.configured_endpoints();
                     if slot.set(Arc::new(plugin)).is_err() {
                         return Err(AbiError::new(
                             ErrorCode::Invalid,
                             "plugin was initialised twice",
                         ));
                     }
-                    Ok(Message::default())
+                    if configured.is_empty() {
+                        return Ok(Message::default());
+                    }
+                    let output = protocol::InitializeOutput {
+                        configured_endpoints: Some(configured),
+                    };
+                    encode(&Some(output), Vec::new())
                 })
             }
             op::ROUTE => {

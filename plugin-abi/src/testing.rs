@@ -90,7 +90,7 @@ use crate::{
     PluginError, ProviderRequest, ServiceCall, UpstreamRequest,
     context::parse_meta,
     http::{Headers, Request, Response},
-    manifest::Manifest,
+    manifest::{ConfiguredEndpoints, Manifest},
     protocol::{self, Operation, capability, host_op, op, ops},
     raw::{self, CallResult, HostObject, HostObject_TO, Message, PluginBox},
     shim::Shim,
@@ -454,9 +454,10 @@ impl MockHost {
             RResult::ROk(object) => object,
             RResult::RErr(message) => return Err(PluginError::internal(message.into_string())),
         };
-        let plugin = TestPlugin {
+        let mut plugin = TestPlugin {
             object,
             manifest,
+            configured: ConfiguredEndpoints::default(),
             host: self.clone(),
             data_dir: owned_data_dir.then(|| data_dir.clone()),
             task_runs: Mutex::default(),
@@ -469,7 +470,11 @@ impl MockHost {
             capabilities: self.settings.capabilities.clone(),
             bypass: self.settings.bypass,
         };
-        plugin.call::<_, Value>(op::INITIALIZE, &init, Vec::new())?;
+        let (output, _): (Option<protocol::InitializeOutput>, _) =
+            plugin.call(op::INITIALIZE, &init, Vec::new())?;
+        if let Some(served) = output.and_then(|output| output.configured_endpoints) {
+            plugin.configured = served;
+        }
         Ok(plugin)
     }
 
@@ -733,6 +738,7 @@ fn now_ms() -> u64 {
 pub struct TestPlugin {
     object: PluginBox,
     manifest: Manifest,
+    configured: ConfiguredEndpoints,
     host: MockHost,
     data_dir: Option<PathBuf>,
     task_runs: Mutex<HashMap<String, u64>>,
@@ -772,6 +778,36 @@ impl TestPlugin {
     /// ```
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    /// What a provider declared with `Manifest::configured_provider` answered
+    /// to initialisation: the endpoints and routes its config adds (plugin
+    /// API 1.3). [`TestPlugin::route`] matches the configured routes too.
+    ///
+    /// ```
+    /// # use ccproxy_plugin_abi::prelude::*;
+    /// # use ccproxy_plugin_abi::testing::{MockHost, request};
+    /// struct Upstreams;
+    /// impl Plugin for Upstreams {
+    ///     type Config = ();
+    ///     fn manifest() -> Manifest { Manifest::new("upstreams", "1.0.0").configured_provider() }
+    ///     async fn init(_ctx: Context, _config: ()) -> Result<Self, PluginError> { Ok(Upstreams) }
+    ///     fn configured_endpoints(&self) -> ConfiguredEndpoints {
+    ///         ConfiguredEndpoints::default()
+    ///             .provider_endpoint("/local/v1/messages", "anthropic.messages", "openai.chat_completions")
+    ///             .route("/local", [Route::new("GET", "/v1/models")])
+    ///     }
+    ///     async fn on_route(&self, _req: Request) -> Result<Response, PluginError> {
+    ///         Ok(Response::json(200, &json!({"data": []})))
+    ///     }
+    /// }
+    /// let plugin = MockHost::new().start::<Upstreams>().unwrap();
+    /// let served = plugin.configured_endpoints();
+    /// assert_eq!(served.provider_endpoints[0].path, "/local/v1/messages");
+    /// assert_eq!(plugin.route(request("GET", "/local/v1/models")).unwrap().status, 200);
+    /// ```
+    pub fn configured_endpoints(&self) -> &ConfiguredEndpoints {
+        &self.configured
     }
 
     /// The host the plugin runs on.
@@ -923,7 +959,8 @@ impl TestPlugin {
     }
 
     fn match_route(&self, method: &str, path: &str) -> Option<(String, Vec<(String, String)>)> {
-        self.manifest.routes.iter().find_map(|group| {
+        let groups = self.manifest.routes.iter();
+        groups.chain(&self.configured.routes).find_map(|group| {
             group.routes.iter().find_map(|route| {
                 if route.method != "*" && !route.method.eq_ignore_ascii_case(method) {
                     return None;

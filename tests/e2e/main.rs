@@ -7,6 +7,7 @@ mod browsers;
 mod codex;
 mod command_replay;
 mod config;
+mod configured_endpoints;
 mod examples;
 mod format_adapters;
 mod hooks;

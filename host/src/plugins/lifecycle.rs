@@ -8,7 +8,7 @@ use std::{
 };
 
 use ccproxy_plugin_abi::HookEvent;
-use ccproxy_plugin_abi::protocol::{InitializeInput, TaskInput, capability, ops};
+use ccproxy_plugin_abi::protocol::{InitializeInput, InitializeOutput, TaskInput, capability, ops};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -86,6 +86,7 @@ pub async fn initialize_all(mut prepared: Prepared, shared: &Arc<Shared>) -> Reg
                 capability::PROCESS,
                 capability::PLUGINS_STATUS,
                 capability::FORMAT_ADAPTERS,
+                capability::CONFIGURED_ENDPOINTS,
             ]
             .map(str::to_owned)
             .to_vec(),
@@ -98,6 +99,7 @@ pub async fn initialize_all(mut prepared: Prepared, shared: &Arc<Shared>) -> Reg
             handle,
             initialized: Default::default(),
             config: input.config.clone(),
+            configured: Default::default(),
         });
         // Registered before initialisation so the plugin's own service calls
         // during `init` resolve, but services only once it is up.
@@ -107,7 +109,8 @@ pub async fn initialize_all(mut prepared: Prepared, shared: &Arc<Shared>) -> Reg
             .call_with_timeout::<ops::Initialize>(&input, Vec::new(), INIT_TIMEOUT)
             .await
         {
-            Ok(_) => {
+            Ok(output) => {
+                accept_configured_endpoints(&plugin, output.meta);
                 plugin.initialized.store(true, Ordering::Release);
                 for service in &plugin.manifest.provides {
                     if prepared.services.get(service) == Some(name) {
@@ -135,6 +138,23 @@ pub async fn initialize_all(mut prepared: Prepared, shared: &Arc<Shared>) -> Reg
         active,
         order: initialized_order,
     }
+}
+
+/// Keeps what a configured provider serves (plugin API 1.3). Only a plugin
+/// whose manifest says `configured_provider` may add endpoints: anything else
+/// answering them is reported and ignored, so a manifest stays the whole
+/// truth for every other plugin.
+fn accept_configured_endpoints(plugin: &ActivePlugin, output: Option<InitializeOutput>) {
+    let Some(served) = output.and_then(|output| output.configured_endpoints) else {
+        return;
+    };
+    let name = &plugin.manifest.name;
+    if !plugin.manifest.provider.as_ref().is_some_and(|spec| spec.configured) {
+        tracing::warn!(plugin = %name, "plugin answered configured endpoints but its manifest does not declare `configured_provider`; ignored");
+        return;
+    }
+    tracing::info!(plugin = %name, endpoints = served.provider_endpoints.len(), route_groups = served.routes.len(), "configured provider endpoints");
+    let _ = plugin.configured.set(served);
 }
 
 fn mark(prepared: &mut Prepared, name: &str, status: Status, reason: String) {

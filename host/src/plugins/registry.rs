@@ -4,10 +4,10 @@
 use std::{
     collections::BTreeMap,
     path::PathBuf,
-    sync::{Arc, atomic::AtomicBool},
+    sync::{Arc, OnceLock, atomic::AtomicBool},
 };
 
-use ccproxy_plugin_abi::manifest::Manifest;
+use ccproxy_plugin_abi::manifest::{ConfiguredEndpoints, Manifest, ProviderEndpoint, RouteGroup};
 use serde_json::Value;
 
 use super::{
@@ -93,6 +93,41 @@ pub struct ActivePlugin {
     pub initialized: AtomicBool,
     /// Its validated config (defaults merged with the user's section).
     pub config: Value,
+    /// What a provider declared with `Manifest::configured_provider` serves
+    /// under its config, as it answered `plugin.initialize` (plugin API 1.3).
+    pub configured: OnceLock<ConfiguredEndpoints>,
+}
+
+impl ActivePlugin {
+    /// Every provider endpoint with the upstream format it is served in: the
+    /// manifest's, then the configured ones.
+    pub fn provider_endpoints(&self) -> impl Iterator<Item = (&str, &ProviderEndpoint)> {
+        let spec = self.manifest.provider.as_ref();
+        let declared = spec.into_iter().flat_map(|spec| spec.endpoints.iter());
+        let configured = self
+            .configured
+            .get()
+            .into_iter()
+            .flat_map(|served| served.provider_endpoints.iter());
+        declared.chain(configured).map(move |endpoint| {
+            let native = endpoint
+                .native_format
+                .as_deref()
+                .or(spec.map(|spec| spec.native_format.as_str()))
+                .unwrap_or_default();
+            (native, endpoint)
+        })
+    }
+
+    /// Every route group: the manifest's, then the configured ones.
+    pub fn route_groups(&self) -> impl Iterator<Item = &RouteGroup> {
+        let configured = self
+            .configured
+            .get()
+            .into_iter()
+            .flat_map(|served| served.routes.iter());
+        self.manifest.routes.iter().chain(configured)
+    }
 }
 
 impl std::fmt::Debug for ActivePlugin {

@@ -5,7 +5,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use ccproxy_plugin_abi::protocol::ops;
+use ccproxy_plugin_abi::{manifest::RouteGroup, protocol::ops};
 use http::{Response, StatusCode};
 use serde_json::{Value, json};
 
@@ -197,6 +197,15 @@ pub fn plugins_status(app: &App) -> Value {
                 "initialized": active.is_some_and(|p| p.initialized.load(Ordering::Acquire)),
             });
             if let Some(manifest) = &entry.manifest {
+                // A running plugin's routes include those its config added (plugin API 1.3).
+                let groups: Vec<&RouteGroup> = match active {
+                    Some(plugin) => plugin.route_groups().collect(),
+                    None => manifest.routes.iter().collect(),
+                };
+                let provider_endpoints: Vec<Value> = match active {
+                    Some(plugin) => plugin.provider_endpoints().map(|(native, e)| json!({"path": e.path, "format": e.format, "native_format": native})).collect(),
+                    None => Vec::new(),
+                };
                 let extra = json!({
                     "version": manifest.version,
                     "type": manifest.kind.as_str(),
@@ -205,15 +214,16 @@ pub fn plugins_status(app: &App) -> Value {
                     "provides": manifest.provides,
                     "requires": manifest.requires,
                     "optional_requires": manifest.optional_requires,
-                    "routes": manifest.routes.iter().flat_map(|g| g.routes.iter().map(move |r| format!("{} {}", r.method, g.full_path(r)))).collect::<Vec<_>>(),
+                    "routes": groups.iter().flat_map(|g| g.routes.iter().map(move |r| format!("{} {}", r.method, g.full_path(r)))).collect::<Vec<_>>(),
                     // Routes that need no client token (plugin API 1.2).
-                    "public_routes": manifest.routes.iter().flat_map(|g| g.routes.iter().filter(|r| r.public).map(move |r| format!("{} {}", r.method, g.full_path(r)))).collect::<Vec<_>>(),
+                    "public_routes": groups.iter().flat_map(|g| g.routes.iter().filter(|r| r.public).map(move |r| format!("{} {}", r.method, g.full_path(r)))).collect::<Vec<_>>(),
                     "hooks": manifest.hooks.iter().map(|h| json!({"name": h.name, "events": h.events, "priority": h.priority, "bodies": h.bodies})).collect::<Vec<_>>(),
                     "tasks": manifest.tasks.iter().map(|t| json!({"name": t.name, "interval_seconds": t.interval_seconds, "enabled": t.enabled})).collect::<Vec<_>>(),
                     "middleware": manifest.middleware.iter().map(|m| json!({"name": m.name, "layer": m.layer})).collect::<Vec<_>>(),
                     // Declared format adapters (plugin API 1.2); the endpoints mounted are under `adapter_endpoints`.
                     "format_adapters": manifest.format_adapters.iter().map(|a| json!({"from": a.from, "to": a.to, "priority": a.priority, "endpoint": a.endpoint})).collect::<Vec<_>>(),
                     "cli_safe": manifest.cli_safe,
+                    "provider_endpoints": provider_endpoints,
                 });
                 merge(&mut value, extra);
             }

@@ -127,28 +127,25 @@ impl RouteTable {
         }
         let mut conflicts = Vec::new();
         for plugin in plugins {
-            if let Some(spec) = &plugin.manifest.provider {
-                for endpoint in &spec.endpoints {
-                    let mounted =
-                        provider_route(&spec.native_format, &endpoint.format, &endpoint.path)
-                            .and_then(|route| {
-                                let target = Target::Provider {
-                                    plugin: plugin.clone(),
-                                    route: Arc::new(route),
-                                };
-                                table.insert("POST", &endpoint.path, target)
-                            });
-                    if let Err(reason) = mounted {
-                        tracing::warn!(plugin = %plugin.manifest.name, endpoint = %endpoint.path, %reason, "provider endpoint not mounted");
-                        conflicts.push(Conflict {
-                            plugin: plugin.manifest.name.clone(),
-                            route: format!("POST {}", endpoint.path),
-                            reason,
-                        });
-                    }
+            for (native, endpoint) in plugin.provider_endpoints() {
+                let mounted =
+                    provider_route(native, &endpoint.format, &endpoint.path).and_then(|route| {
+                        let target = Target::Provider {
+                            plugin: plugin.clone(),
+                            route: Arc::new(route),
+                        };
+                        table.insert("POST", &endpoint.path, target)
+                    });
+                if let Err(reason) = mounted {
+                    tracing::warn!(plugin = %plugin.manifest.name, endpoint = %endpoint.path, %reason, "provider endpoint not mounted");
+                    conflicts.push(Conflict {
+                        plugin: plugin.manifest.name.clone(),
+                        route: format!("POST {}", endpoint.path),
+                        reason,
+                    });
                 }
             }
-            for group in &plugin.manifest.routes {
+            for group in plugin.route_groups() {
                 for route in &group.routes {
                     let pattern = group.full_path(route);
                     let target = Target::Plugin {
@@ -214,11 +211,8 @@ impl RouteTable {
             };
             let mut mounted = 0;
             for provider in plugins {
-                let Some(provider_spec) = &provider.manifest.provider else {
-                    continue;
-                };
                 let mut prefixes = HashSet::new();
-                for provider_endpoint in &provider_spec.endpoints {
+                for (native, provider_endpoint) in provider.provider_endpoints() {
                     if provider_endpoint.format.parse::<Format>().ok() != Some(to) {
                         continue;
                     }
@@ -229,11 +223,9 @@ impl RouteTable {
                         continue;
                     }
                     // A provider endpoint that cannot be mounted was reported already.
-                    let Ok(provider_route) = provider_route(
-                        &provider_spec.native_format,
-                        &provider_endpoint.format,
-                        &provider_endpoint.path,
-                    ) else {
+                    let Ok(provider_route) =
+                        provider_route(native, &provider_endpoint.format, &provider_endpoint.path)
+                    else {
                         continue;
                     };
                     let path = format!("{prefix}{endpoint}");
