@@ -48,6 +48,10 @@ pub(crate) fn decode_request(
         let role = match message.role.as_str() {
             "user" => Role::User,
             "assistant" => Role::Assistant,
+            // Claude Code (2.1.x) sends its environment notes as `system` turns inside
+            // `messages`; each target format places system text its own way.
+            "system" => Role::System,
+            "developer" => Role::Developer,
             other => {
                 return Err(ConvertError::Invalid {
                     format: Format::AnthropicMessages,
@@ -927,6 +931,36 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "invalid anthropic.messages body: messages[0].role: unknown role `robot`"
+        );
+    }
+
+    #[test]
+    fn system_and_developer_turns_inside_messages_keep_their_place() {
+        // Claude Code 2.1.x: environment notes as a `system` turn after the prompt.
+        let request = decode(json!({"model": "m", "system": "Top", "messages": [
+            {"role": "user", "content": "Hi"},
+            {"role": "system", "content": [{"type": "text", "text": "# Environment", "cache_control": {"type": "ephemeral"}}]},
+            {"role": "developer", "content": "Be brief."},
+        ]}))
+        .expect("system turns are accepted");
+        let roles: Vec<Role> = request.messages.iter().map(|m| m.role).collect();
+        assert_eq!(
+            roles,
+            [Role::System, Role::User, Role::System, Role::Developer]
+        );
+        assert_eq!(
+            request.messages[2].parts,
+            [Part::Text("# Environment".to_owned())]
+        );
+        // Back to Anthropic they join the top-level system prompt.
+        let back = encode_request(request);
+        assert!(back.messages.iter().all(|m| m.role == "user"));
+        let system = serde_json::to_string(&back.system).unwrap();
+        assert!(
+            system.contains("Top")
+                && system.contains("# Environment")
+                && system.contains("Be brief."),
+            "{system}"
         );
     }
 
