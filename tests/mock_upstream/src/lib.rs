@@ -71,6 +71,7 @@
 //! | `DELETE /_mock/fault` | disarms every fault |
 //! | `GET /_mock/cancelled` | `{"cancelled": n, "completed": n, "reset": n}`: streams cut short because the client went away, streams sent to the end, streams broken on purpose |
 //! | `GET /_mock/oauth` | `{"authorization_code": n, "refresh_token": n, "issued": [access tokens]}` |
+//! | `POST /_mock/quirks` | switches quirk modes on, `{"quirks": [NAME, …]}` (replacing those set before; `--quirk NAME` ones stay): real servers' differences from OpenAI's answers, see `quirks.rs`; `GET` lists them, `DELETE` clears them |
 //! | `POST /_mock/agent` | arms the scripted agent, `{"answer": TEXT, "command": CMD}`: it answers Anthropic and Responses requests itself, calling the client's shell tool with CMD first (see `agent.rs`); `DELETE` disarms it |
 //! | `POST /_mock/shutdown` | stops the server (in-flight answers finish first, 5 s at most) |
 //!
@@ -122,6 +123,7 @@
 
 mod agent;
 mod codex;
+pub mod quirks;
 mod samples;
 mod server;
 mod tls;
@@ -181,6 +183,8 @@ pub struct Options {
     pub quiet: bool,
     /// Serve HTTPS too (see the crate docs); `None` serves plain HTTP only.
     pub tls: Option<TlsOptions>,
+    /// Quirk modes in force for the whole run (`--quirk`).
+    pub quirks: quirks::Quirks,
 }
 
 impl Default for Options {
@@ -195,6 +199,7 @@ impl Default for Options {
             oauth_delay: Duration::ZERO,
             quiet: false,
             tls: None,
+            quirks: quirks::Quirks::default(),
         }
     }
 }

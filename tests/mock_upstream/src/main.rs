@@ -56,6 +56,11 @@ struct Args {
         default_value = "h2,http/1.1"
     )]
     alpn: Vec<String>,
+    /// A quirk mode of real OpenAI-compatible servers, for the whole run
+    /// (no_usage_unless_asked, no_tool_index, reasoning_content, reasoning,
+    /// empty_choices, no_done, html_errors, text_errors, html_answer). Repeatable.
+    #[arg(long = "quirk", value_name = "NAME")]
+    quirk: Vec<ccproxy_mock_upstream::quirks::Quirk>,
 }
 
 /// The TLS mode the flags ask for, if any (clap has checked that they fit together).
@@ -89,6 +94,7 @@ fn main() -> ExitCode {
         oauth_delay: Duration::from_millis(args.oauth_delay_ms),
         quiet: args.quiet,
         tls: tls_options(args.tls_ca_out, args.tls_cert, args.tls_key, args.alpn),
+        quirks: ccproxy_mock_upstream::quirks::Quirks::new(args.quirk),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
 use crate::{
-    Options, agent, codex,
+    Options, agent, codex, quirks,
     samples::{Event, Format, Reply, Samples, Selected},
     tls::{ConnectionTls, Tls},
 };
@@ -198,6 +198,8 @@ struct Inner {
     refresh_token: u64,
     issued: Vec<String>,
     agent: Option<agent::Script>,
+    /// Set by `POST /_mock/quirks`, in force with `--quirk`'s.
+    quirks: quirks::Quirks,
 }
 
 impl State {
@@ -433,15 +435,24 @@ async fn upstream(
         }
     }
     let fault = state.take_fault(path);
+    let quirks = state.options.quirks.union(&state.inner().quirks);
     if let Some(response) = early_fault(fault.as_ref(), format).await {
-        state.set_response(index, response.status().as_u16(), "fault", b"", "fault");
-        return response;
+        let status = response.status().as_u16();
+        state.set_response(index, status, "fault", b"", "fault");
+        return match quirks.error_page(status) {
+            Some(page) => raw_response(page),
+            None => response,
+        };
+    }
+    if let Some(page) = quirks.html_answer() {
+        return raw_response(page);
     }
     let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let script = state.inner().agent.clone();
     if let (Some(script), Endpoint::Api(format)) = (script, endpoint)
         && let Some(selected) = script.reply(format, &request, index)
     {
+        let selected = quirks.apply(format, &request, selected);
         return answer(state.clone(), index, selected, fault);
     }
     let selected = match endpoint {
@@ -452,7 +463,7 @@ async fn upstream(
             reply: Reply::Json(json!({"input_tokens": count_tokens(&request)})),
         },
         Endpoint::Api(format) => match state.samples.select(format, &request) {
-            Ok(selected) => selected,
+            Ok(selected) => quirks.apply(format, &request, selected),
             Err(message) => {
                 return error_response(format, 500, &format!("mock upstream: {message}"));
             }
@@ -716,6 +727,15 @@ fn internal_error() -> Response<Body> {
     response
 }
 
+/// A body sent as it is (a quirk's HTML or text).
+fn raw_response((status, content_type, body): quirks::RawAnswer) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::OK))
+        .header("content-type", content_type)
+        .body(Full::new(Bytes::from(body)).map_err(|e| match e {}).boxed())
+        .unwrap_or_else(|_| internal_error())
+}
+
 fn plain_json(status: StatusCode, body: &Value) -> Response<Body> {
     Response::builder()
         .status(status)
@@ -944,6 +964,28 @@ fn control(state: &State, method: &Method, command: &str, body: &Bytes) -> Respo
                 &json!({"error": format!("mock upstream: {message}")}),
             ),
         },
+        (&Method::POST, "quirks") => match quirks::Quirks::parse(body) {
+            Ok(set) => {
+                let described = set.describe();
+                state.inner().quirks = set;
+                plain_json(StatusCode::OK, &json!({"quirks": described}))
+            }
+            Err(message) => plain_json(
+                StatusCode::BAD_REQUEST,
+                &json!({"error": format!("mock upstream: {message}")}),
+            ),
+        },
+        (&Method::GET, "quirks") => {
+            let set = state.options.quirks.union(&state.inner().quirks);
+            plain_json(StatusCode::OK, &json!({"quirks": set.describe()}))
+        }
+        (&Method::DELETE, "quirks") => {
+            state.inner().quirks = quirks::Quirks::default();
+            plain_json(
+                StatusCode::OK,
+                &json!({"quirks": state.options.quirks.describe()}),
+            )
+        }
         (&Method::DELETE, "agent") => {
             state.inner().agent = None;
             plain_json(StatusCode::OK, &json!({"agent": null}))

@@ -1,0 +1,498 @@
+//! # compat: any OpenAI- or Anthropic-compatible upstream, by configuration
+//!
+//! A provider plugin whose endpoints come from its config: each named
+//! upstream (OpenRouter, a local vLLM or Ollama, a company gateway) speaks
+//! one wire format, and clients reach it in any of the three under its own
+//! prefix, converted by the host's formats:
+//!
+//! | client calls | speaks |
+//! |---|---|
+//! | `POST /{name}/v1/messages` | Anthropic Messages (Claude Code: `ANTHROPIC_BASE_URL=http://proxy/{name}`) |
+//! | `POST /{name}/v1/chat/completions`, `/{name}/chat/completions` | OpenAI Chat Completions |
+//! | `POST /{name}/v1/responses`, `/{name}/responses` | OpenAI Responses (the Codex CLI: `base_url = "http://proxy/{name}/v1"`) |
+//! | `GET /{name}/v1/models`, `/{name}/models` | the configured models, or the upstream's list fetched and cached |
+//!
+//! This plugin only prepares each upstream request (URL, credential,
+//! headers, model rules, token caps, `stream_options.include_usage`); the
+//! host sends it, converts the answer back, and reports the usage in the
+//! same events as every other provider's.
+//!
+//! Configure (see README.md for every key):
+//!
+//! ```toml
+//! [plugins.compat.upstreams.openrouter]
+//! base_url = "https://openrouter.ai/api/v1"
+//! format = "openai.chat_completions"
+//! api_key_env = "OPENROUTER_API_KEY"
+//! rename = { "claude-sonnet-4-5" = "anthropic/claude-sonnet-4.5" }
+//!
+//! [plugins.compat.upstreams.ollama]
+//! base_url = "http://127.0.0.1:11434/v1"
+//! format = "openai.chat_completions"
+//! default_model = "qwen3-coder"
+//! models = ["qwen3-coder"]
+//! ```
+//!
+//! A credential variable that is not set does not stop the plugin: the
+//! start-up log names it and the upstream, `/plugins/compat/health` is
+//! degraded and says so, and that upstream's requests fail with a 401 that
+//! names both, while the other upstreams keep serving.
+#![forbid(unsafe_code)]
+
+mod config;
+mod credential;
+mod shaping;
+
+use std::{
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use ccproxy_plugin_abi::{Value, prelude::*, serde_json};
+
+use crate::{
+    config::{AuthHeader, Config, UpstreamConfig, WireFormat},
+    credential::{Credential, KeyFile},
+    shaping::ModelRules,
+};
+
+/// The plugin: its upstreams, in the order of their names.
+struct Compat {
+    ctx: Context,
+    upstreams: Vec<Upstream>,
+}
+
+/// One configured upstream, ready to use.
+#[derive(Debug)]
+struct Upstream {
+    name: String,
+    config: UpstreamConfig,
+    format: WireFormat,
+    auth: AuthHeader,
+    credential: Credential,
+    rules: ModelRules,
+    /// The upstream's own model list and when it was fetched.
+    fetched_models: Mutex<Option<(Instant, Vec<String>)>>,
+}
+
+/// The client formats each upstream is offered in, by path after `/{name}`.
+const CLIENT_ENDPOINTS: [(&str, &str); 5] = [
+    ("/v1/messages", "anthropic.messages"),
+    ("/v1/chat/completions", "openai.chat_completions"),
+    ("/v1/responses", "openai.responses"),
+    ("/chat/completions", "openai.chat_completions"),
+    ("/responses", "openai.responses"),
+];
+
+/// The plain routes of each upstream, after `/{name}`.
+const MODEL_ROUTES: [&str; 2] = ["/v1/models", "/models"];
+
+impl Upstream {
+    fn new(name: &str, config: UpstreamConfig) -> Result<Self, PluginError> {
+        let section = format!("plugins.compat.upstreams.{name}");
+        config::check_name(name).map_err(PluginError::invalid)?;
+        let Some(format) = config.format else {
+            return Err(PluginError::invalid(format!(
+                "{section}.format is missing: openai.chat_completions, openai.responses or anthropic.messages"
+            )));
+        };
+        let base = config.base();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(PluginError::invalid(format!(
+                "{section}.base_url must be an http:// or https:// URL, got {:?}",
+                config.base_url
+            )));
+        }
+        for (header, value) in &config.headers {
+            let valid_name = !header.is_empty()
+                && header
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
+            if !valid_name || value.contains(['\r', '\n']) {
+                return Err(PluginError::invalid(format!(
+                    "{section}.headers: {header:?} is not a valid header"
+                )));
+            }
+        }
+        let credential = match (
+            config.api_key_env.trim().is_empty(),
+            config.api_key_file.trim().is_empty(),
+        ) {
+            (true, true) => Credential::None,
+            (false, true) => {
+                let variable = config.api_key_env.trim().to_owned();
+                let key = std::env::var(&variable)
+                    .ok()
+                    .filter(|key| !key.trim().is_empty())
+                    .map(|key| ccproxy_plugin_kit::mask::Secret::new(key.trim()));
+                Credential::Env { variable, key }
+            }
+            (true, false) => Credential::File(KeyFile::new(credential::expand_home(
+                config.api_key_file.trim(),
+            ))),
+            (false, false) => {
+                return Err(PluginError::invalid(format!(
+                    "{section}: set api_key_env or api_key_file, not both"
+                )));
+            }
+        };
+        let rules = ModelRules::new(name, &config)?;
+        Ok(Self {
+            name: name.to_owned(),
+            auth: config.auth.unwrap_or_else(|| format.default_auth()),
+            format,
+            credential,
+            rules,
+            config,
+            fetched_models: Mutex::new(None),
+        })
+    }
+
+    /// `upstream NAME (URL)`, the way every message names it.
+    fn describe(&self) -> String {
+        format!("upstream {} ({})", self.name, self.config.base())
+    }
+
+    /// The key, or a 401 naming the upstream and where the key should be.
+    fn key(&self) -> Result<Option<ccproxy_plugin_kit::mask::Secret>, PluginError> {
+        self.credential.key().map_err(|missing| {
+            PluginError::unauthorized(format!("compat {}: {missing}", self.describe()))
+        })
+    }
+
+    /// The headers of every request to this upstream: the credential,
+    /// `anthropic-version` for Anthropic-style ones, the configured extras.
+    fn headers(&self, client: &Headers, stream: bool) -> Result<Headers, PluginError> {
+        let mut headers = Headers::default();
+        headers.set("content-type", "application/json");
+        if stream {
+            headers.set("accept", "text/event-stream");
+        }
+        if self.format == WireFormat::Messages {
+            let version = client
+                .get("anthropic-version")
+                .map(str::trim)
+                .filter(|version| !version.is_empty())
+                .unwrap_or(&self.config.anthropic_version);
+            headers.set("anthropic-version", version);
+            if let Some(betas) = client
+                .get("anthropic-beta")
+                .filter(|b| !b.trim().is_empty())
+            {
+                headers.set("anthropic-beta", betas);
+            }
+        }
+        if let Some(key) = self.key()? {
+            match self.auth {
+                AuthHeader::Bearer => {
+                    headers.set("authorization", format!("Bearer {}", key.expose()));
+                }
+                AuthHeader::XApiKey => headers.set("x-api-key", key.expose()),
+                AuthHeader::None => {}
+            }
+        }
+        for (name, value) in &self.config.headers {
+            headers.set(name, value.as_str());
+        }
+        Ok(headers)
+    }
+
+    fn timeout(&self) -> Option<Duration> {
+        (self.config.timeout_seconds > 0).then(|| Duration::from_secs(self.config.timeout_seconds))
+    }
+
+    /// The models to list: the configured ones, else the upstream's own,
+    /// fetched at most once per `models_cache_seconds`.
+    async fn models(&self, ctx: &Context) -> Result<Vec<String>, PluginError> {
+        if !self.config.models.is_empty() {
+            return Ok(self.config.models.clone());
+        }
+        let max_age = Duration::from_secs(self.config.models_cache_seconds);
+        if let Some((fetched, models)) = self
+            .fetched_models
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            && fetched.elapsed() < max_age
+        {
+            return Ok(models.clone());
+        }
+        let url = format!("{}{}", self.config.base(), self.format.models_path());
+        let mut headers = self.headers(&Headers::default(), false)?;
+        headers.remove("content-type");
+        let answer = ctx
+            .http(HttpRequest {
+                method: "GET".to_owned(),
+                url: url.clone(),
+                headers,
+                body: Vec::new(),
+                timeout: self.timeout(),
+            })
+            .await
+            .map_err(|error| {
+                PluginError::upstream(format!(
+                    "compat {}: the model list {url} could not be fetched: {}",
+                    self.describe(),
+                    error.message()
+                ))
+            })?;
+        if answer.status >= 400 {
+            let text = String::from_utf8_lossy(&answer.body);
+            return Err(PluginError::upstream(format!(
+                "compat {}: the model list {url} answered {}: {}",
+                self.describe(),
+                answer.status,
+                text.chars().take(300).collect::<String>().trim()
+            )));
+        }
+        let listed: Value = serde_json::from_slice(&answer.body).map_err(|error| {
+            PluginError::upstream(format!(
+                "compat {}: the model list {url} is not JSON: {error}",
+                self.describe()
+            ))
+        })?;
+        // OpenAI and Anthropic both answer `{"data": [{"id": …}, …]}`;
+        // Ollama's native `/api/tags` is not asked for.
+        let models: Vec<String> = listed
+            .get("data")
+            .and_then(Value::as_array)
+            .map(|cards| {
+                cards
+                    .iter()
+                    .filter_map(|card| card.get("id").and_then(Value::as_str))
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        *self
+            .fetched_models
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), models.clone()));
+        Ok(models)
+    }
+
+    /// What `/plugins/compat/health` says of this upstream: never the key,
+    /// at most its masked form.
+    fn health(&self) -> (bool, Value) {
+        let mut details = json!({
+            "base_url": self.config.base(),
+            "format": self.format.as_str(),
+            "credential": self.credential.source(),
+        });
+        let ready = match self.credential.key() {
+            Ok(Some(key)) => {
+                details["key"] = json!(key.masked());
+                true
+            }
+            Ok(None) => true,
+            Err(missing) => {
+                details["problem"] = json!(missing);
+                false
+            }
+        };
+        details["ready"] = json!(ready);
+        (ready, details)
+    }
+}
+
+/// A model card both OpenAI and Anthropic clients can read.
+fn model_card(id: &str, owner: &str) -> Value {
+    json!({
+        "id": id,
+        "object": "model",
+        "type": "model",
+        "display_name": id,
+        "created": 0,
+        "created_at": "1970-01-01T00:00:00Z",
+        "owned_by": owner,
+    })
+}
+
+/// An error in OpenAI's shape, which both model-list readers accept.
+fn error_response(error: &PluginError) -> Response {
+    let kind = match error.kind() {
+        ErrorKind::Unauthorized => "authentication_error",
+        ErrorKind::NotFound => "not_found_error",
+        ErrorKind::Invalid => "invalid_request_error",
+        _ => "server_error",
+    };
+    Response::json(
+        error.kind().http_status(),
+        &json!({"error": {"message": error.message(), "type": kind, "param": null, "code": null}}),
+    )
+}
+
+impl Compat {
+    /// The upstream whose prefix starts `path` (`/{name}/…`).
+    fn upstream_of(&self, path: &str) -> Option<&Upstream> {
+        let name = path.strip_prefix('/')?.split('/').next()?;
+        self.upstreams.iter().find(|upstream| upstream.name == name)
+    }
+}
+
+impl Plugin for Compat {
+    type Config = Config;
+
+    fn manifest() -> Manifest {
+        Manifest::new("compat", env!("CARGO_PKG_VERSION"))
+            .description("Any OpenAI- or Anthropic-compatible upstream (OpenRouter, vLLM, Ollama, a gateway) by configuration, each under /{name}/ in every client format")
+            .configured_provider()
+            .config_key("upstreams", "the upstreams by name, each served under /{name}/: [plugins.compat.upstreams.NAME]")
+            .config_key("upstreams.NAME.base_url", "the API root as the format's SDKs take it: http://host/v1 for OpenAI-style, https://host for Anthropic-style")
+            .config_key("upstreams.NAME.format", "openai.chat_completions, openai.responses or anthropic.messages")
+            .config_key("upstreams.NAME.api_key_env", "environment variable holding the API key (read at start-up)")
+            .config_key("upstreams.NAME.api_key_file", "file holding the API key (its first line; read again when it changes)")
+            .config_key("upstreams.NAME.auth", "bearer, x-api-key or none; default: bearer for OpenAI-style, x-api-key for Anthropic-style")
+            .config_key("upstreams.NAME.anthropic_version", "anthropic-version sent to an Anthropic-style upstream when the client sends none")
+            .config_key("upstreams.NAME.headers", "headers added to every request")
+            .config_key("upstreams.NAME.timeout_seconds", "give up on the upstream after this long without data; 0: http.read_timeout_seconds")
+            .config_key("upstreams.NAME.models", "the models it serves; empty: its /models list, fetched and cached")
+            .config_key("upstreams.NAME.models_cache_seconds", "how long a fetched model list is kept")
+            .config_key("upstreams.NAME.rename", "exact model renames, client id = upstream id")
+            .config_key("upstreams.NAME.model_mappings", "model rewrite rules {kind = exact|prefix|suffix|regex, pattern, target, ignore_case}, first match wins, after rename")
+            .config_key("upstreams.NAME.default_model", "the model sent when the client names none, or one not in models")
+            .config_key("upstreams.NAME.max_tokens", "output token caps by upstream model id (\"*\": every model)")
+            .config_key("upstreams.NAME.default_max_tokens", "max_tokens for an Anthropic-style upstream when the request has none")
+    }
+
+    async fn init(ctx: Context, config: Config) -> Result<Self, PluginError> {
+        let mut upstreams = Vec::with_capacity(config.upstreams.len());
+        for (name, upstream) in config.upstreams {
+            upstreams.push(Upstream::new(&name, upstream)?);
+        }
+        if upstreams.is_empty() {
+            info!(
+                "compat: no upstreams configured; add [plugins.compat.upstreams.NAME] to serve one"
+            );
+        }
+        for upstream in &upstreams {
+            match upstream.credential.key() {
+                Ok(_) => info!(
+                    "compat: {} ready: {}, served at /{}/v1/, credential: {}",
+                    upstream.describe(),
+                    upstream.format.as_str(),
+                    upstream.name,
+                    upstream.credential.source()
+                ),
+                // Internal: a warning, not a failed start, so one upstream's
+                // missing key leaves the others (and the server) serving.
+                Err(missing) => warn!(
+                    "compat: {}: {missing}; its requests fail with 401 until it is set (health: degraded)",
+                    upstream.describe()
+                ),
+            }
+        }
+        Ok(Self { ctx, upstreams })
+    }
+
+    fn configured_endpoints(&self) -> ConfiguredEndpoints {
+        let mut served = ConfiguredEndpoints::default();
+        for upstream in &self.upstreams {
+            let prefix = format!("/{}", upstream.name);
+            for (path, client) in CLIENT_ENDPOINTS {
+                served = served.provider_endpoint(
+                    &format!("{prefix}{path}"),
+                    client,
+                    upstream.format.as_str(),
+                );
+            }
+            served = served.route(&prefix, MODEL_ROUTES.map(Route::get));
+        }
+        served
+    }
+
+    async fn on_route(&self, req: Request) -> Result<Response, PluginError> {
+        let path = req.path.trim_end_matches('/');
+        let Some(upstream) = self.upstream_of(path) else {
+            return Err(PluginError::not_found(format!(
+                "compat has no upstream for {path}"
+            )));
+        };
+        let rest = &path[upstream.name.len() + 1..];
+        match (req.method.as_str(), rest) {
+            ("GET", rest) if MODEL_ROUTES.contains(&rest) => {
+                match upstream.models(&self.ctx).await {
+                    Ok(models) => {
+                        let data: Vec<Value> = models
+                            .iter()
+                            .map(|id| model_card(id, &upstream.name))
+                            .collect();
+                        Ok(Response::json(
+                            200,
+                            &json!({"object": "list", "data": data, "has_more": false}),
+                        ))
+                    }
+                    Err(error) => Ok(error_response(&error)),
+                }
+            }
+            (method, _) => Err(PluginError::not_found(format!(
+                "compat has no route {method} {path}"
+            ))),
+        }
+    }
+
+    async fn on_prepare_upstream(
+        &self,
+        req: ProviderRequest,
+    ) -> Result<UpstreamRequest, PluginError> {
+        let upstream = self.upstream_of(&req.endpoint).ok_or_else(|| {
+            PluginError::not_found(format!(
+                "compat has no upstream for endpoint {}",
+                req.endpoint
+            ))
+        })?;
+        let body = ccproxy_plugin_kit::json::request_object(&req.body)?;
+        let shaped = shaping::shape(
+            body,
+            &upstream.config,
+            upstream.format,
+            &upstream.rules,
+            req.stream,
+        );
+        let headers = upstream.headers(&req.headers, req.stream)?;
+        debug!(
+            "request {}: compat {} model {}",
+            req.request_id,
+            upstream.describe(),
+            shaped
+                .body
+                .get("model")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        );
+        Ok(UpstreamRequest {
+            method: "POST".to_owned(),
+            url: format!(
+                "{}{}",
+                upstream.config.base(),
+                upstream.format.request_path()
+            ),
+            headers,
+            body: serde_json::to_vec(&shaped.body)?,
+            stream: req.stream,
+            model_alias: shaped.model_alias,
+            timeout: upstream.timeout(),
+        })
+    }
+
+    async fn on_health(&self) -> Health {
+        let mut all_ready = true;
+        let mut details = serde_json::Map::new();
+        for upstream in &self.upstreams {
+            let (ready, upstream_details) = upstream.health();
+            all_ready &= ready;
+            details.insert(upstream.name.clone(), upstream_details);
+        }
+        let status = if all_ready {
+            HealthStatus::Healthy
+        } else {
+            HealthStatus::Degraded
+        };
+        Health::with(status, json!({"upstreams": details}))
+    }
+}
+
+export_plugin!(Compat);
+
+#[cfg(test)]
+mod tests;
