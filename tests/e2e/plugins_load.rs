@@ -2,12 +2,17 @@
 //! reason while every other plugin loads and serves in the same process; the
 //! same verdicts through `GET /plugins/status`, `ccproxy plugins list --json`
 //! and `ccproxy plugins check`; and the compatibility promise: plugins built
-//! against the frozen 1.0 and 1.1 interfaces load into today's host, side by
-//! side, and work.
+//! against the frozen 1.0, 1.1 and 1.2 interfaces load into today's host, side
+//! by side, and work.
 
-use std::{fs, path::PathBuf, time::Duration};
+use std::{
+    fs,
+    io::{Read, Write},
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
-use ccproxy_e2e::{Proxy, ProxyOptions, Sandbox, library, poll, workspace_root};
+use ccproxy_e2e::{Proxy, ProxyOptions, Reply, Sandbox, library, poll, workspace_root};
 use serde_json::Value;
 
 /// The plugin API version this host speaks: the SDK crate's version.
@@ -523,15 +528,46 @@ fn frozen_api_version(plugins: &[Value], file: &str, name: &str, active_word: &s
         .to_owned()
 }
 
+/// Reads `stream` on until everything received contains `needle`; panics,
+/// saying what arrived, when the proxy closes first.
+fn read_on_until(stream: &mut impl Read, received: &mut String, needle: &str) {
+    let mut buffer = [0u8; 4096];
+    while !received.contains(needle) {
+        let read = stream.read(&mut buffer).expect("the stream can be read");
+        assert!(read > 0, "closed before {needle:?}: {received}");
+        received.push_str(&String::from_utf8_lossy(&buffer[..read]));
+    }
+}
+
+/// The client token the side-by-side proxy requires (`security.auth_token`).
+const CLIENT_TOKEN: &str = "fr0zen-t0ken";
+
+/// `GET path` with the client token.
+fn get_authorized(proxy: &Proxy, path: &str) -> Reply {
+    proxy.get_with(
+        path,
+        &[("authorization", &format!("Bearer {CLIENT_TOKEN}"))],
+    )
+}
+
 #[test]
-fn plugins_built_against_the_frozen_1_0_and_1_1_interfaces_serve_side_by_side() {
+fn plugins_built_against_the_frozen_1_0_1_1_and_1_2_interfaces_serve_side_by_side() {
     let sandbox = Sandbox::new();
     sandbox.install_frozen("hello_v1_0");
     sandbox.install_frozen("hello_v1_1");
-    let proxy = Proxy::start_in(sandbox, ProxyOptions::default());
+    sandbox.install_frozen("hello_v1_2");
+    let proxy = Proxy::start_in(
+        sandbox,
+        ProxyOptions {
+            env: &[("SECURITY__AUTH_TOKEN", CLIENT_TOKEN)],
+            ..ProxyOptions::default()
+        },
+    );
+    let bearer = format!("Bearer {CLIENT_TOKEN}");
+    let authorization = ("authorization", bearer.as_str());
 
-    // Both loaded into the one host, each with the API version it was built for.
-    let status = proxy.get("/plugins/status").json();
+    // All three loaded into the one host, each with the API version it was built for.
+    let status = get_authorized(&proxy, "/plugins/status").json();
     let active = status["plugins"].as_array().expect("plugins is an array");
     let listed = proxy.sandbox().run_cli(&["plugins", "list", "--json"], &[]);
     assert_eq!(listed.code, 0, "{listed:?}");
@@ -541,15 +577,37 @@ fn plugins_built_against_the_frozen_1_0_and_1_1_interfaces_serve_side_by_side() 
     for (file, name, minor) in [
         ("libhello_v1_0.so", "hello_v1_0", "1.0."),
         ("libhello_v1_1.so", "hello_v1_1", "1.1."),
+        ("libhello_v1_2.so", "hello_v1_2", "1.2."),
     ] {
         let served = frozen_api_version(active, file, name, "active");
         let api_version = frozen_api_version(listed, file, name, "ok");
         assert!(api_version.starts_with(minor), "{name}: {api_version}");
         assert_eq!(served, api_version, "{name}");
     }
+    // Route::public: the host knows the 1.2 plugin's one public route.
+    let hello_v1_2 = find(active, "libhello_v1_2.so");
+    assert_eq!(
+        hello_v1_2["public_routes"],
+        serde_json::json!(["GET /v1_2/count"]),
+        "{hello_v1_2:#}"
+    );
+
+    // The token is in force: every plugin route but the public one needs it.
+    for path in ["/v1_0/hello", "/v1_1/hello", "/v1_2/ticks"] {
+        let denied = proxy.get(path);
+        assert_eq!(
+            denied.status,
+            401,
+            "{path} without a token: {}",
+            denied.text()
+        );
+    }
+    let public = proxy.get("/v1_2/count");
+    assert_eq!(public.status, 200, "the public route: {}", public.text());
+    assert_eq!(public.json()["plugin_api"], "1.2.0", "{}", public.text());
 
     // The 1.0 plugin's route and host call.
-    let hello = proxy.get("/v1_0/hello");
+    let hello = get_authorized(&proxy, "/v1_0/hello");
     assert_eq!(hello.status, 200, "{}", hello.text());
     let hello = hello.json();
     assert_eq!(hello["plugin_api"], "1.0.0", "{hello:#}");
@@ -559,9 +617,13 @@ fn plugins_built_against_the_frozen_1_0_and_1_1_interfaces_serve_side_by_side() 
     );
 
     // The 1.1 plugin's route: ctx.sleep, Context::bypass_mode, and ctx.http
-    // through the host's client, here to the 1.0 plugin's route.
-    let count_url = format!("{}/v1_0/count", proxy.base_url());
-    let hello = proxy.get_with("/v1_1/hello", &[("x-hello-fetch", &count_url)]);
+    // through the host's client, which sends no client token: here to the 1.2
+    // plugin's public route.
+    let count_url = format!("{}/v1_2/count", proxy.base_url());
+    let hello = proxy.get_with(
+        "/v1_1/hello",
+        &[authorization, ("x-hello-fetch", &count_url)],
+    );
     assert_eq!(hello.status, 200, "{}", hello.text());
     let hello = hello.json();
     assert_eq!(hello["plugin_api"], "1.1.0", "{hello:#}");
@@ -572,30 +634,95 @@ fn plugins_built_against_the_frozen_1_0_and_1_1_interfaces_serve_side_by_side() 
         "ctx.sleep did not wait: {hello:#}"
     );
     assert_eq!(hello["fetched"]["status"], 200, "{hello:#}");
-    assert!(
-        hello["fetched"]["body"]["completed"].is_u64(),
-        "ctx.http did not reach /v1_0/count: {hello:#}"
+    assert_eq!(
+        hello["fetched"]["body"]["plugin_api"], "1.2.0",
+        "ctx.http did not reach /v1_2/count: {hello:#}"
     );
 
-    // One more request, the last one both hooks see before they are asked:
-    // /v1_0/hello, /v1_1/hello, the /v1_0/count it fetched, and this one.
-    assert_eq!(proxy.get("/v1_0/hello").status, 200);
-    const SEEN: u64 = 4;
+    // The 1.2 plugin's streamed route: the head first, then the events one by
+    // one as its task produces them (150 ms apart on the host's timer), then
+    // the end of the chunked body.
+    let started = Instant::now();
+    let mut stream = proxy.connect();
+    write!(
+        stream,
+        "GET /v1_2/ticks HTTP/1.1\r\nhost: localhost\r\nauthorization: {bearer}\r\nconnection: close\r\n\r\n"
+    )
+    .expect("the request can be written");
+    let mut received = String::new();
+    read_on_until(&mut stream, &mut received, "data: {\"n\":1}");
+    let first_at = started.elapsed();
+    let head = received
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("content-type: text/event-stream"), "{head}");
+    assert!(
+        !head.contains("content-length"),
+        "a stream has no length: {head}"
+    );
+    assert!(
+        !received.contains("\"n\":3"),
+        "the first event came with the last: {received}"
+    );
+    read_on_until(&mut stream, &mut received, "data: {\"n\":3}");
+    let last_at = started.elapsed();
+    // The chunked body ends after the third event.
+    read_on_until(&mut stream, &mut received, "\r\n0\r\n\r\n");
+    assert!(received.contains("data: {\"n\":2}"), "{received}");
+    assert!(
+        last_at >= first_at + Duration::from_millis(250),
+        "the ticks are 150 ms apart: first at {first_at:?}, last at {last_at:?}"
+    );
+    drop(stream);
+
+    // Its blocking route: the sum is computed on another thread, the host's
+    // blocking pool (Context::blocking).
+    let numbers = serde_json::to_vec(&(1..=100).collect::<Vec<u64>>()).expect("numbers serialise");
+    let sum = proxy.request(
+        "POST",
+        "/v1_2/sum",
+        &[authorization, ("content-type", "application/json")],
+        &numbers,
+    );
+    assert_eq!(sum.status, 200, "{}", sum.text());
+    let sum = sum.json();
+    assert_eq!(
+        (
+            &sum["sum"],
+            &sum["other_thread"],
+            &sum["blocking_capability"]
+        ),
+        (
+            &serde_json::json!(5050),
+            &Value::Bool(true),
+            &Value::Bool(true)
+        ),
+        "{sum:#}"
+    );
+
+    // One more request, the last one the 1.0 and 1.1 hooks see before they are
+    // asked: /v1_0/hello, /v1_1/hello, the /v1_2/count it fetched, the stream,
+    // the sum, and this one (the refused and public requests aside).
+    assert_eq!(get_authorized(&proxy, "/v1_0/hello").status, 200);
+    const SEEN: u64 = 6;
     // request.completed is observed off the request path, so poll. The 1.1
     // hook read the path through HookCall::data (its own /v1_1/count aside).
     let seen_by_1_1 = poll(Duration::from_secs(5), || {
-        let count = proxy.get("/v1_1/count").json();
+        let count = get_authorized(&proxy, "/v1_1/count").json();
         (count["completed"].as_u64().unwrap_or(0) >= SEEN && count["last_path"] == "/v1_0/hello")
             .then_some(count)
     });
     assert!(
         seen_by_1_1.is_some(),
         "the 1.1 hook never counted {SEEN} requests ending with /v1_0/hello: {:#}; log:\n{}",
-        proxy.get("/v1_1/count").json(),
+        get_authorized(&proxy, "/v1_1/count").json(),
         proxy.log()
     );
     let seen_by_1_0 = poll(Duration::from_secs(5), || {
-        let completed = proxy.get("/v1_0/count").json()["completed"]
+        let completed = get_authorized(&proxy, "/v1_0/count").json()["completed"]
             .as_u64()
             .unwrap_or(0);
         (completed >= SEEN).then_some(completed)
@@ -604,6 +731,33 @@ fn plugins_built_against_the_frozen_1_0_and_1_1_interfaces_serve_side_by_side() 
         seen_by_1_0.is_some(),
         "the 1.0 hook never counted {SEEN} requests; log:\n{}",
         proxy.log()
+    );
+    // The 1.2 hook was sent the request bodies (HookBody::RequestBody): the
+    // one request with a body is the sum's, and it saw exactly those bytes.
+    let seen_by_1_2 = poll(Duration::from_secs(5), || {
+        let count = proxy.get("/v1_2/count").json();
+        (count["completed"].as_u64().unwrap_or(0) >= SEEN && count["with_body"] == 1)
+            .then_some(count)
+    });
+    let count = seen_by_1_2.unwrap_or_else(|| {
+        panic!(
+            "the 1.2 hook never saw {SEEN} requests and the sum's body: {:#}; log:\n{}",
+            proxy.get("/v1_2/count").json(),
+            proxy.log()
+        )
+    });
+    assert_eq!(count["hook_bodies_capability"], true, "{count:#}");
+    assert_eq!(count["body_bytes"], numbers.len(), "{count:#}");
+    assert_eq!(count["last_path"], "/v1_2/sum", "{count:#}");
+    assert_eq!(
+        count["last_body"].as_str().map(str::as_bytes),
+        Some(numbers.as_slice()),
+        "{count:#}"
+    );
+    assert_eq!(
+        (&count["ticks_sent"], &count["streams_finished"]),
+        (&serde_json::json!(3), &serde_json::json!(1)),
+        "{count:#}"
     );
     drop(proxy);
 
