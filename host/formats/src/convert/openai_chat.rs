@@ -1245,4 +1245,150 @@ mod tests {
             2
         );
     }
+
+    /// What real OpenAI-compatible servers send (vLLM, Ollama, OpenRouter, Gemini's
+    /// compatibility endpoint): a chunk with `choices: []` before the first, one with
+    /// `choices: null`, reasoning in `reasoning_content` or `reasoning`, tool-call
+    /// fragments without `index`, usage in its own last chunk or none, `[DONE]` or
+    /// just the end of the body.
+    fn quirky_stream(reasoning_field: &str, usage: bool, done: bool) -> Vec<sse::Event> {
+        let chunk = |choices: Value| json!({"id": "c1", "model": "qwen3", "created": 1, "choices": choices});
+        let delta =
+            |delta: Value| chunk(json!([{"index": 0, "delta": delta, "finish_reason": null}]));
+        let mut chunks = vec![
+            json!({"id": "", "choices": []}),
+            delta(json!({"role": "assistant", "content": ""})),
+            json!({"id": "c1", "choices": null}),
+            delta(json!({reasoning_field: "Think "})),
+            delta(json!({reasoning_field: "first."})),
+            delta(json!({"content": "Running it."})),
+            delta(
+                json!({"tool_calls": [{"id": "call_a", "type": "function", "function": {"name": "shell", "arguments": ""}}]}),
+            ),
+            delta(json!({"tool_calls": [{"function": {"arguments": "{\"cmd\":"}}]})),
+            delta(json!({"tool_calls": [{"function": {"arguments": "\"ls\"}"}}]})),
+            delta(
+                json!({"tool_calls": [{"id": "call_b", "type": "function", "function": {"name": "read", "arguments": "{\"path\":\"a\"}"}}]}),
+            ),
+            chunk(json!([{"index": 0, "delta": {}, "finish_reason": "tool_calls"}])),
+        ];
+        if usage {
+            chunks.push(json!({"id": "c1", "choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}}));
+        }
+        let mut events: Vec<sse::Event> = chunks
+            .into_iter()
+            .map(|chunk| sse::Event::data(chunk.to_string()))
+            .collect();
+        if done {
+            events.push(sse::Event::done());
+        }
+        events
+    }
+
+    #[test]
+    fn quirky_chat_streams_convert_to_every_format_and_accumulate() {
+        use crate::{
+            Format,
+            convert::{Accumulator, StreamConverter, UsageScanner},
+        };
+        for reasoning_field in ["reasoning_content", "reasoning"] {
+            for (usage, done) in [(true, true), (false, true), (true, false), (false, false)] {
+                let case = format!("{reasoning_field} usage={usage} done={done}");
+                let events = quirky_stream(reasoning_field, usage, done);
+
+                let mut accumulator =
+                    Accumulator::new(Format::OpenAiChat, Format::AnthropicMessages);
+                let mut scanner = UsageScanner::new(Format::OpenAiChat);
+                for event in &events {
+                    accumulator.push(event);
+                    scanner.push(event);
+                }
+                let message: Value = serde_json::from_slice(
+                    &accumulator
+                        .finish()
+                        .unwrap_or_else(|e| panic!("{case}: {e}")),
+                )
+                .unwrap();
+                let content = message["content"].as_array().unwrap();
+                let kinds: Vec<&str> = content
+                    .iter()
+                    .map(|b| b["type"].as_str().unwrap())
+                    .collect();
+                assert_eq!(
+                    kinds,
+                    ["thinking", "text", "tool_use", "tool_use"],
+                    "{case}: {message}"
+                );
+                assert_eq!(content[0]["thinking"], "Think first.", "{case}");
+                assert_eq!(content[2]["id"], "call_a", "{case}");
+                assert_eq!(content[2]["input"], json!({"cmd": "ls"}), "{case}");
+                assert_eq!(content[3]["name"], "read", "{case}");
+                assert_eq!(content[3]["input"], json!({"path": "a"}), "{case}");
+                assert_eq!(message["stop_reason"], "tool_use", "{case}");
+                let expected_input = if usage { 11 } else { 0 };
+                assert_eq!(message["usage"]["input_tokens"], expected_input, "{case}");
+                assert_eq!(
+                    scanner.usage().map(|u| u.input_tokens),
+                    usage.then_some(11),
+                    "{case}"
+                );
+
+                for to in [Format::AnthropicMessages, Format::OpenAiResponses] {
+                    let mut converter = StreamConverter::new(Format::OpenAiChat, to);
+                    let mut out = Vec::new();
+                    for event in &events {
+                        converter.push(event, &mut out);
+                    }
+                    converter.finish(&mut out);
+                    let names: Vec<&str> = out
+                        .iter()
+                        .map(|e| e.event.as_deref().unwrap_or(""))
+                        .collect();
+                    let text: String = out
+                        .iter()
+                        .map(|e| e.data.as_str())
+                        .collect::<Vec<_>>()
+                        .join("\n");
+                    assert!(!names.contains(&"error"), "{case} {to:?}: {text}");
+                    let last = match to {
+                        Format::AnthropicMessages => "message_stop",
+                        _ => "response.completed",
+                    };
+                    assert_eq!(names.last(), Some(&last), "{case} {to:?}: {names:?}");
+                    assert!(
+                        text.contains("call_a") && text.contains("call_b"),
+                        "{case} {to:?}"
+                    );
+                    assert!(text.contains("Think "), "{case} {to:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_chat_stream_cut_before_its_finish_is_an_error_not_an_answer() {
+        use crate::{
+            Format,
+            convert::{Accumulator, StreamConverter},
+        };
+        let events = quirky_stream("reasoning", false, false);
+        let cut = &events[..8];
+        let mut accumulator = Accumulator::new(Format::OpenAiChat, Format::OpenAiResponses);
+        for event in cut {
+            accumulator.push(event);
+        }
+        let error = accumulator.finish().expect_err("a cut stream is no answer");
+        assert!(error.message.contains("ended before"), "{error}");
+        let mut converter = StreamConverter::new(Format::OpenAiChat, Format::AnthropicMessages);
+        let mut out = Vec::new();
+        for event in cut {
+            converter.push(event, &mut out);
+        }
+        converter.finish(&mut out);
+        assert_eq!(
+            out.last().and_then(|e| e.event.as_deref()),
+            Some("error"),
+            "{out:?}"
+        );
+    }
 }
