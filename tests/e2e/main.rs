@@ -19,6 +19,7 @@ mod panics;
 mod plugins_load;
 mod pricing;
 mod providers;
+mod real_clients;
 mod regression;
 mod request_tracer;
 mod scaffold;

@@ -1,0 +1,443 @@
+//! Today's real clients through the real proxy: the pinned Claude Code and Codex CLI
+//! releases of `tests/clients` (installed by `scripts/deps/clients`), run
+//! non-interactively with a private home each, against the mock upstream's scripted agent
+//! (`POST /_mock/agent`, tests/mock_upstream/src/agent.rs).
+//!
+//! Claude Code on `/claude` (Anthropic to Anthropic) and on `/codex` (Anthropic to the
+//! Codex backend's Responses); the Codex CLI on `/codex/v1` (Responses to the backend) and
+//! on `/claude/v1` (Responses to Anthropic). Each with a plain answer, and with a tool
+//! loop: the agent asks for the client's shell tool running `echo TOKEN > proof.txt && cat
+//! proof.txt`, the client really runs it, its next request carries the output, and the
+//! agent's final text is what the client prints.
+
+use std::{
+    fs,
+    io::{Read, Write},
+    net::TcpStream,
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use ccproxy_e2e::{
+    Proxy, ProxyOptions, Sandbox,
+    mock::{CODEX_BACKEND_PATH, Mock, codex},
+    workspace_root,
+};
+use serde_json::{Value, json};
+
+/// The key the proxy's `claude_api` sends upstream.
+const PROXY_API_KEY: &str = "sk-ant-proxy-real-clients";
+/// How long one client run may take before it is killed (each takes about a second).
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Client {
+    ClaudeCode,
+    CodexCli,
+}
+
+impl Client {
+    fn binary(self) -> PathBuf {
+        let name = match self {
+            Client::ClaudeCode => "claude",
+            Client::CodexCli => "codex",
+        };
+        let path = workspace_root()
+            .join("tests/clients/node_modules/.bin")
+            .join(name);
+        let runs = Command::new(&path)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .output()
+            .is_ok_and(|output| output.status.success());
+        assert!(
+            runs,
+            "{} is missing or does not run: install the pinned clients with scripts/deps/clients",
+            path.display()
+        );
+        path
+    }
+}
+
+/// Where a case sends its client, and so which provider and upstream format it meets.
+#[derive(Debug, Clone, Copy)]
+enum Route {
+    /// `claude_api`: Anthropic Messages at the mock's `/v1/messages`.
+    Claude,
+    /// `codex`: the Codex backend's Responses at the mock.
+    Codex,
+}
+
+impl Route {
+    fn upstream_path(self) -> &'static str {
+        match self {
+            Route::Claude => "/v1/messages",
+            Route::Codex => CODEX_BACKEND_PATH,
+        }
+    }
+}
+
+/// The mock and a proxy with `claude_api` (API key) and `codex` (logged in) in front of it.
+fn start() -> (Mock, Proxy) {
+    let mock = Mock::start(&["--quiet"]);
+    let sandbox = Sandbox::new();
+    codex::write_auth_json(
+        &codex::auth_json_path(sandbox.root()),
+        &codex::access_token(),
+        codex::REFRESH_TOKEN,
+    );
+    let claude_base = mock.url();
+    let codex_base = mock.codex_base_url();
+    let proxy = Proxy::start_in(
+        sandbox,
+        ProxyOptions {
+            bundled: &["claude_api", "codex", "oauth_codex"],
+            env: &[
+                ("PLUGINS__CLAUDE_API__BASE_URL", &claude_base),
+                ("ANTHROPIC_API_KEY", PROXY_API_KEY),
+                ("PLUGINS__CODEX__BASE_URL", &codex_base),
+            ],
+            ..ProxyOptions::default()
+        },
+    );
+    (mock, proxy)
+}
+
+/// Arms the mock's scripted agent (`command` first, when given, then `answer`).
+fn arm_agent(mock: &Mock, answer: &str, command: Option<&str>) {
+    let body = json!({"answer": answer, "command": command}).to_string();
+    let mut stream = TcpStream::connect(mock.address()).expect("the mock accepts connections");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a read timeout");
+    write!(
+        stream,
+        "POST /_mock/agent HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("the control request is sent");
+    let mut reply = String::new();
+    let _ = stream.read_to_string(&mut reply);
+    assert!(
+        reply.starts_with("HTTP/1.1 200"),
+        "arming the agent: {reply}"
+    );
+}
+
+/// A fresh random-looking token, so a test can only pass by what this run did.
+fn token() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos());
+    format!("tok{:x}{:x}", nanos, std::process::id())
+}
+
+/// What a client run left.
+struct Run {
+    stdout: String,
+    stderr: String,
+    /// The folder the client worked in.
+    work: PathBuf,
+    _home: tempfile::TempDir,
+}
+
+/// Runs `client` on `base_url` with a private home, killed after [`CLIENT_TIMEOUT`].
+fn run(client: Client, base_url: &str, prompt: &str) -> Run {
+    let home = tempfile::Builder::new()
+        .prefix("ccproxy-client-")
+        .tempdir()
+        .expect("a temporary home");
+    let work = home.path().join("work");
+    fs::create_dir_all(&work).expect("the work folder");
+    let mut command = Command::new(client.binary());
+    command
+        .current_dir(&work)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("SHELL", "/bin/bash")
+        .env("TMPDIR", home.path())
+        .env("XDG_CONFIG_HOME", home.path().join(".config"))
+        .env("XDG_CACHE_HOME", home.path().join(".cache"))
+        .env("XDG_DATA_HOME", home.path().join(".local/share"))
+        .env("XDG_STATE_HOME", home.path().join(".local/state"));
+    match client {
+        Client::ClaudeCode => {
+            command
+                .env("CLAUDE_CONFIG_DIR", home.path().join(".claude"))
+                .env("ANTHROPIC_BASE_URL", base_url)
+                // The proxy holds the real credentials; the client's key stays with it.
+                .env("ANTHROPIC_API_KEY", "sk-ant-client-placeholder")
+                // No telemetry, update checks, error reports or other traffic: there is no
+                // internet here, and a run must not wait for it.
+                .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+                .env("DISABLE_AUTOUPDATER", "1")
+                .env("DISABLE_TELEMETRY", "1")
+                .env("DISABLE_ERROR_REPORTING", "1")
+                .args(["-p", prompt, "--output-format", "json"])
+                // Root may not skip permissions; allowing the Bash tool is enough.
+                .args(["--allowedTools", "Bash"]);
+        }
+        Client::CodexCli => {
+            let codex_home = home.path().join(".codex");
+            fs::create_dir_all(&codex_home).expect("CODEX_HOME");
+            let config = format!(
+                r#"model = "gpt-5-codex"
+model_provider = "ccproxy"
+check_for_update_on_startup = false
+
+[analytics]
+enabled = false
+
+[model_providers.ccproxy]
+name = "ccproxy"
+base_url = "{base_url}"
+wire_api = "responses"
+env_key = "CCPROXY_CLIENT_KEY"
+"#
+            );
+            fs::write(codex_home.join("config.toml"), config).expect("config.toml");
+            command
+                .env("CODEX_HOME", &codex_home)
+                .env("CCPROXY_CLIENT_KEY", "client-placeholder")
+                .args(["exec", "--skip-git-repo-check"])
+                // Codex's own sandbox needs namespaces a container may not give; the test
+                // folder is the sandbox here.
+                .arg("--dangerously-bypass-approvals-and-sandbox")
+                .arg(prompt);
+        }
+    }
+    let stdout_path = home.path().join("client.stdout");
+    let stderr_path = home.path().join("client.stderr");
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&stdout_path).expect("stdout file"))
+        .stderr(fs::File::create(&stderr_path).expect("stderr file"))
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot start {client:?}: {error}"));
+    let deadline = Instant::now() + CLIENT_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("the client can be waited for") {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stdout = fs::read_to_string(&stdout_path).unwrap_or_default();
+    let stderr = fs::read_to_string(&stderr_path).unwrap_or_default();
+    match status {
+        None => panic!(
+            "{client:?} on {base_url} did not finish within {} s (killed)\nstdout:\n{stdout}\nstderr:\n{stderr}",
+            CLIENT_TIMEOUT.as_secs()
+        ),
+        Some(status) if !status.success() => {
+            panic!(
+                "{client:?} on {base_url} failed: {status}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+            )
+        }
+        Some(_) => {}
+    }
+    Run {
+        stdout,
+        stderr,
+        work,
+        _home: home,
+    }
+}
+
+/// The final text the client printed: Claude Code's JSON `result`, the Codex CLI's stdout.
+fn printed_answer(client: Client, run: &Run) -> String {
+    match client {
+        Client::ClaudeCode => {
+            let result: Value = serde_json::from_str(run.stdout.trim()).unwrap_or_else(|error| {
+                panic!(
+                    "Claude Code printed no JSON result ({error}):\n{}\nstderr:\n{}",
+                    run.stdout, run.stderr
+                )
+            });
+            assert_eq!(
+                result["is_error"], false,
+                "Claude Code reports an error: {result}\nstderr:\n{}",
+                run.stderr
+            );
+            result["result"].as_str().unwrap_or_default().to_owned()
+        }
+        Client::CodexCli => run.stdout.clone(),
+    }
+}
+
+/// The tool results a recorded upstream request carries (either upstream format).
+fn tool_results(request: &Value) -> Vec<String> {
+    let body = &request["body"];
+    let anthropic = body["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|message| message["content"].as_array())
+        .flatten()
+        .filter(|block| block["type"] == "tool_result")
+        .map(|block| block["content"].to_string());
+    let responses = body["input"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|item| item["type"] == "function_call_output")
+        .map(|item| item["output"].to_string());
+    anthropic.chain(responses).collect()
+}
+
+/// The upstream requests of this run: all on the route's upstream, all answered 200 by
+/// the agent, with the proxy's credentials.
+fn upstream_requests(mock: &Mock, route: Route) -> Vec<Value> {
+    let requests = mock.requests();
+    assert!(!requests.is_empty(), "nothing reached the upstream");
+    for request in &requests {
+        assert_eq!(
+            request["path"],
+            route.upstream_path(),
+            "{route:?}: {}",
+            request["body_text"]
+        );
+        assert_eq!(
+            request["response"]["status"], 200,
+            "the upstream refused what the proxy sent: {}\nrequest: {:.3000}",
+            request["response"]["body"], request["body_text"]
+        );
+        assert_eq!(request["response"]["sample"], "agent");
+        let headers = &request["headers"];
+        match route {
+            Route::Claude => assert_eq!(headers["x-api-key"], PROXY_API_KEY, "{headers}"),
+            Route::Codex => assert_eq!(
+                headers["authorization"],
+                format!("Bearer {}", codex::access_token()),
+                "{headers}"
+            ),
+        }
+    }
+    requests
+}
+
+fn base_url(proxy: &Proxy, client: Client, route: Route) -> String {
+    let prefix = match route {
+        Route::Claude => "/claude",
+        Route::Codex => "/codex",
+    };
+    match client {
+        // Claude Code appends /v1/messages itself.
+        Client::ClaudeCode => format!("{}{prefix}", proxy.base_url()),
+        // The Codex CLI appends /responses to its provider's base_url.
+        Client::CodexCli => format!("{}{prefix}/v1", proxy.base_url()),
+    }
+}
+
+fn plain_answer(client: Client, route: Route) {
+    let (mock, proxy) = start();
+    let answer = format!("PLAIN-{}", token());
+    arm_agent(&mock, &answer, None);
+    let run = run(client, &base_url(&proxy, client, route), "Say hello.");
+    let printed = printed_answer(client, &run);
+    assert!(
+        printed.contains(&answer),
+        "{client:?} on {route:?} printed {printed:?}, not {answer:?}\nstderr:\n{}",
+        run.stderr
+    );
+    let requests = upstream_requests(&mock, route);
+    assert!(
+        requests
+            .iter()
+            .all(|request| tool_results(request).is_empty())
+    );
+    assert!(
+        requests.iter().any(|request| request["body_text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Say hello.")),
+        "the prompt reached the upstream"
+    );
+}
+
+fn tool_loop(client: Client, route: Route) {
+    let (mock, proxy) = start();
+    let token = token();
+    let answer = format!("FINAL-{token}");
+    let command = format!("echo {token} > proof.txt && cat proof.txt");
+    arm_agent(&mock, &answer, Some(&command));
+    let run = run(
+        client,
+        &base_url(&proxy, client, route),
+        "Write the proof file.",
+    );
+
+    // The client really ran its shell tool...
+    let proof = fs::read_to_string(run.work.join("proof.txt")).unwrap_or_else(|error| {
+        panic!(
+            "{client:?} on {route:?} did not run the tool ({error})\nstdout:\n{}\nstderr:\n{}",
+            run.stdout, run.stderr
+        )
+    });
+    assert_eq!(proof.trim(), token);
+    // ...sent its output back in the next request...
+    let requests = upstream_requests(&mock, route);
+    assert!(requests.len() >= 2, "a tool loop takes two requests");
+    assert!(
+        tool_results(&requests[0]).is_empty(),
+        "the first request has no tool result yet"
+    );
+    let results = tool_results(requests.last().expect("a last request"));
+    assert!(
+        results.iter().any(|result| result.contains(&token)),
+        "the last request carries the tool's output: {results:?}"
+    );
+    // ...and printed the agent's final answer.
+    let printed = printed_answer(client, &run);
+    assert!(
+        printed.contains(&answer),
+        "{client:?} on {route:?} printed {printed:?}, not {answer:?}\nstderr:\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn claude_code_on_claude_answers() {
+    plain_answer(Client::ClaudeCode, Route::Claude);
+}
+
+#[test]
+fn claude_code_on_claude_runs_its_tool() {
+    tool_loop(Client::ClaudeCode, Route::Claude);
+}
+
+#[test]
+fn claude_code_on_codex_answers() {
+    plain_answer(Client::ClaudeCode, Route::Codex);
+}
+
+#[test]
+fn claude_code_on_codex_runs_its_tool() {
+    tool_loop(Client::ClaudeCode, Route::Codex);
+}
+
+#[test]
+fn codex_cli_on_codex_answers() {
+    plain_answer(Client::CodexCli, Route::Codex);
+}
+
+#[test]
+fn codex_cli_on_codex_runs_its_tool() {
+    tool_loop(Client::CodexCli, Route::Codex);
+}
+
+#[test]
+fn codex_cli_on_claude_answers() {
+    plain_answer(Client::CodexCli, Route::Claude);
+}
+
+#[test]
+fn codex_cli_on_claude_runs_its_tool() {
+    tool_loop(Client::CodexCli, Route::Claude);
+}
