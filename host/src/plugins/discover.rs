@@ -1,12 +1,14 @@
-//! Finding plugin files: bundled ones next to the executable, then the user's
-//! plugin folder, then configured folders.
+//! Finding plugin files: bundled ones next to the executable (or in the
+//! install layout's `PREFIX/lib/ccproxy/plugins`), then the user's plugin
+//! folder, then configured folders.
 
 use std::path::{Path, PathBuf};
 
 /// Where a plugin file was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
-    /// Shipped next to the `ccproxy` executable.
+    /// Shipped with the `ccproxy` executable: next to it, or in
+    /// `PREFIX/lib/ccproxy/plugins` for an executable in `PREFIX/bin`.
     Bundled,
     /// `$XDG_CONFIG_HOME/ccproxy/plugins`.
     User,
@@ -40,8 +42,9 @@ pub struct Candidate {
 /// Folders to search, in order.
 #[derive(Debug, Clone, Default)]
 pub struct SearchPath {
-    /// The folder holding the executable (bundled plugins are `libccproxy_plugin_*` there
-    /// and everything in its `plugins/` subfolder).
+    /// The folder holding the executable, its real path (bundled plugins are
+    /// `libccproxy_plugin_*` there, everything in its `plugins/` subfolder, and
+    /// everything in [`installed_bundle_dir`]).
     pub executable_dir: Option<PathBuf>,
     /// The user's plugin folder, unless local discovery is disabled.
     pub user_dir: Option<PathBuf>,
@@ -51,6 +54,37 @@ pub struct SearchPath {
 
 /// The file name prefix of bundled plugin libraries (`ccproxy-plugin-NAME` crates).
 const BUNDLED_PREFIX: &str = "ccproxy_plugin_";
+
+/// The bundled plugins of the install layout (`scripts/install`, the release
+/// archive): `PREFIX/lib/ccproxy/plugins` for an executable in `PREFIX/bin`.
+pub fn installed_bundle_dir(executable_dir: &Path) -> Option<PathBuf> {
+    Some(executable_dir.parent()?.join("lib/ccproxy/plugins"))
+}
+
+/// What to say when no bundled plugin was found: where the host looked and how
+/// to install them.
+pub fn no_bundled_plugins_warning(executable_dir: Option<&Path>) -> String {
+    let looked = match executable_dir {
+        Some(dir) => {
+            let mut places = vec![
+                format!("{}/{}*", dir.display(), library_file_prefix()),
+                format!("{}/", dir.join("plugins").display()),
+            ];
+            places.extend(installed_bundle_dir(dir).map(|d| format!("{}/", d.display())));
+            places.join(", ")
+        }
+        None => "nowhere: the executable's own path is unknown".to_owned(),
+    };
+    format!(
+        "no bundled plugins found (looked in {looked}); install ccproxy with scripts/install or \
+         unpack the release archive, which put them in PREFIX/lib/ccproxy/plugins beside \
+         PREFIX/bin/ccproxy (`cargo install` gives the binary alone)"
+    )
+}
+
+fn library_file_prefix() -> String {
+    format!("{}{BUNDLED_PREFIX}", std::env::consts::DLL_PREFIX)
+}
 
 /// Whether `path` has the platform's shared-library extension.
 pub fn is_library(path: &Path) -> bool {
@@ -78,11 +112,14 @@ pub fn discover(search: &SearchPath) -> Vec<Candidate> {
                 });
             }
         }
-        for path in list_libraries(&dir.join("plugins")) {
-            found.push(Candidate {
-                path,
-                origin: Origin::Bundled,
-            });
+        let subfolders = std::iter::once(dir.join("plugins")).chain(installed_bundle_dir(dir));
+        for folder in subfolders {
+            for path in list_libraries(&folder) {
+                found.push(Candidate {
+                    path,
+                    origin: Origin::Bundled,
+                });
+            }
         }
     }
     if let Some(dir) = &search.user_dir {
@@ -163,6 +200,51 @@ mod tests {
                 ("libmine.so".to_owned(), Origin::User),
             ]
         );
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn the_install_layout_bundles_lib_ccproxy_plugins() {
+        let root = std::env::temp_dir().join(format!("ccproxy-layout-{}", std::process::id()));
+        let bin = root.join("bin");
+        let bundle = root.join("lib/ccproxy/plugins");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(&bundle).unwrap();
+        // Any library in the bundle folder counts, prefixed or not; other
+        // folders under lib/ do not.
+        std::fs::create_dir_all(root.join("lib/other")).unwrap();
+        for file in [
+            bundle.join("libccproxy_plugin_a.so"),
+            bundle.join("libthird.so"),
+            bundle.join("README"),
+            root.join("lib/other/libccproxy_plugin_z.so"),
+        ] {
+            std::fs::write(file, b"").unwrap();
+        }
+        assert_eq!(installed_bundle_dir(&bin), Some(bundle.clone()));
+        let found = discover(&SearchPath {
+            executable_dir: Some(bin.clone()),
+            ..SearchPath::default()
+        });
+        assert_eq!(
+            found,
+            vec![
+                Candidate {
+                    path: bundle.join("libccproxy_plugin_a.so"),
+                    origin: Origin::Bundled
+                },
+                Candidate {
+                    path: bundle.join("libthird.so"),
+                    origin: Origin::Bundled
+                },
+            ]
+        );
+        let warning = no_bundled_plugins_warning(Some(&bin));
+        assert!(
+            warning.contains(&format!("{}/", bundle.display())),
+            "{warning}"
+        );
+        assert!(warning.contains("scripts/install"), "{warning}");
         std::fs::remove_dir_all(root).unwrap();
     }
 }

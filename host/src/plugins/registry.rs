@@ -85,6 +85,9 @@ pub struct ActivePlugin {
     pub manifest: Manifest,
     /// Its file.
     pub file: PathBuf,
+    /// The file its image was loaded from (`file`, or a private copy of a
+    /// replacement; see `plugins::image`).
+    pub image: PathBuf,
     /// The plugin API version it was built against: what it can read.
     pub api_version: semver::Version,
     /// The instance.
@@ -156,12 +159,18 @@ pub struct Prepared {
     pub warnings: Vec<String>,
 }
 
-/// The search path `config` describes, with the executable's folder for bundled plugins.
-pub fn search_path(config: &Config) -> SearchPath {
-    let executable_dir = std::env::current_exe()
+/// The folder of the running executable, through its real path (a symbolic
+/// link in `/usr/local/bin` to an install elsewhere finds that install's plugins).
+pub fn executable_dir() -> Option<PathBuf> {
+    std::env::current_exe()
         .ok()
         .and_then(|exe| exe.canonicalize().ok())
-        .and_then(|exe| exe.parent().map(PathBuf::from));
+        .and_then(|exe| exe.parent().map(PathBuf::from))
+}
+
+/// The search path `config` describes, with the executable's folder for bundled plugins.
+pub fn search_path(config: &Config) -> SearchPath {
+    let executable_dir = executable_dir();
     let user_dir = (!config.plugin_discovery.disable_local_discovery)
         .then(|| crate::paths::config_dir().join("plugins"));
     SearchPath {
@@ -188,26 +197,41 @@ pub enum Purpose {
 
 /// [`prepare`] for `purpose`.
 pub fn prepare_for(config: &Config, search: &SearchPath, purpose: Purpose) -> Prepared {
-    // With plugins switched off, the files are still listed (with that reason)
-    // but never opened: nothing of theirs runs.
     let candidates = discover::discover(search);
-    if !config.enable_plugins {
-        let mut prepared = Prepared::default();
-        for candidate in candidates {
-            prepared.entries.push(Entry {
-                file: candidate.path,
-                origin: candidate.origin,
-                manifest: None,
-                api_version: None,
-                status: Status::Disabled,
-                reason: Some("plugins are switched off (enable_plugins = false)".to_owned()),
-                config: None,
-                on_purpose: true,
-            });
+    let mut prepared = if config.enable_plugins {
+        prepare_candidates(config, candidates, purpose)
+    } else {
+        listed_switched_off(candidates)
+    };
+    // A binary without its plugins (`cargo install`) serves next to nothing:
+    // say so, with where they were looked for.
+    if !prepared.entries.iter().any(|e| e.origin == Origin::Bundled) {
+        let warning = discover::no_bundled_plugins_warning(search.executable_dir.as_deref());
+        if purpose == Purpose::Serve {
+            tracing::warn!("{warning}");
         }
-        return prepared;
+        prepared.warnings.push(warning);
     }
-    prepare_candidates(config, candidates, purpose)
+    prepared
+}
+
+/// With plugins switched off, the files are still listed (with that reason)
+/// but never opened: nothing of theirs runs.
+fn listed_switched_off(candidates: Vec<Candidate>) -> Prepared {
+    let mut prepared = Prepared::default();
+    for candidate in candidates {
+        prepared.entries.push(Entry {
+            file: candidate.path,
+            origin: candidate.origin,
+            manifest: None,
+            api_version: None,
+            status: Status::Disabled,
+            reason: Some("plugins are switched off (enable_plugins = false)".to_owned()),
+            config: None,
+            on_purpose: true,
+        });
+    }
+    prepared
 }
 
 /// [`prepare_for`] with an explicit list of candidates.
@@ -386,5 +410,36 @@ impl Registry {
     /// The running plugin `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<ActivePlugin>> {
         self.active.iter().find(|p| p.manifest.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_bundled_plugin_is_a_warning_that_says_where_it_looked() {
+        let root = std::env::temp_dir().join(format!("ccproxy-no-bundle-{}", std::process::id()));
+        let bin = root.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let search = SearchPath {
+            executable_dir: Some(bin.clone()),
+            ..SearchPath::default()
+        };
+        for enable_plugins in [true, false] {
+            let config = Config {
+                enable_plugins,
+                ..Config::default()
+            };
+            let prepared = prepare_for(&config, &search, Purpose::Cli);
+            assert_eq!(prepared.warnings.len(), 1, "{:?}", prepared.warnings);
+            let warning = &prepared.warnings[0];
+            assert!(warning.starts_with("no bundled plugins found"), "{warning}");
+            assert!(
+                warning.contains(&root.join("lib/ccproxy/plugins").display().to_string()),
+                "{warning}"
+            );
+        }
+        std::fs::remove_dir_all(root).unwrap();
     }
 }

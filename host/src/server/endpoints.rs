@@ -14,7 +14,10 @@ use super::{
     response::{Body, error_response, json_bytes, json_response},
     router::CoreRoute,
 };
-use crate::plugins::registry::{ActivePlugin, Status};
+use crate::plugins::{
+    discover::{Origin, no_bundled_plugins_warning},
+    registry::{ActivePlugin, Status, executable_dir},
+};
 
 /// A panic within this window makes a plugin unhealthy.
 const PANIC_WINDOW: Duration = Duration::from_secs(300);
@@ -93,7 +96,13 @@ fn health(app: &App) -> Response<Body> {
     let dropped = counters.dropped.load(Ordering::Relaxed);
     // Warn while drops are recent, not forever after one burst.
     let dropping = counters.dropped_within(RECENT_DROPS);
-    let plugin_status = if panicking.is_empty() && inactive == 0 {
+    // No bundled plugin at all is a broken install (a bare `cargo install`).
+    let no_bundled = !app
+        .registry
+        .entries
+        .iter()
+        .any(|e| e.origin == Origin::Bundled);
+    let plugin_status = if panicking.is_empty() && inactive == 0 && !no_bundled {
         "pass"
     } else {
         "warn"
@@ -111,6 +120,9 @@ fn health(app: &App) -> Response<Body> {
     }
     if !panicking.is_empty() {
         output.push(format!("recent panics in: {}", panicking.join(", ")));
+    }
+    if no_bundled {
+        output.push(no_bundled_plugins_warning(executable_dir().as_deref()));
     }
     let body = json!({
         "status": overall,
