@@ -202,8 +202,20 @@ impl Quirks {
             .iter()
             .map(|event| serde_json::from_str(&event.data).ok())
             .collect();
-        // Identity fields for chunks made here, from the first real chunk.
-        let identity = chunks.iter().flatten().next().cloned().unwrap_or_default();
+        // Identity fields for chunks made here, from the first chunk with a
+        // choice (Azure and Copilot open with a prompt-filter chunk).
+        let has_choice = |chunk: &Value| {
+            chunk
+                .get("choices")
+                .and_then(Value::as_array)
+                .is_some_and(|choices| !choices.is_empty())
+        };
+        let identity = chunks
+            .iter()
+            .flatten()
+            .find(|chunk| has_choice(chunk))
+            .cloned()
+            .unwrap_or_default();
         let made = |choices: Value, extra: Option<(&str, Value)>| {
             let mut chunk = json!({
                 "id": identity["id"], "object": "chat.completion.chunk",
@@ -289,11 +301,12 @@ impl Quirks {
                 }
                 continue;
             };
-            if first && self.has(Quirk::EmptyChoices) {
+            let opens = first && has_choice(&chunk);
+            if opens && self.has(Quirk::EmptyChoices) {
                 rebuilt.push(data(&made(json!([]), None)));
             }
             rebuilt.push(data(&chunk));
-            if first {
+            if opens {
                 for (quirk, field) in [
                     (Quirk::ReasoningContent, "reasoning_content"),
                     (Quirk::Reasoning, "reasoning"),
@@ -310,8 +323,8 @@ impl Quirks {
                 if self.has(Quirk::EmptyChoices) {
                     rebuilt.push(data(&made(Value::Null, Some(("choices", Value::Null)))));
                 }
+                first = false;
             }
-            first = false;
         }
         for (quirk, name) in [
             (Quirk::ReasoningContent, "reasoning_content"),
