@@ -4,7 +4,9 @@
 // nothing here needs inline styles.
 
 const SVG = "http://www.w3.org/2000/svg";
-const MARGIN = { top: 10, right: 10, bottom: 22, left: 52 };
+const MARGIN = { top: 10, right: 10, bottom: 22 };
+/** About the width of one character of the axis labels (11 px). */
+const LABEL_CHAR_PX = 6.6;
 
 function node(name, attributes = {}, parent = null) {
   const element = document.createElementNS(SVG, name);
@@ -66,29 +68,32 @@ export function drawTimeChart(svg, { startMs, endMs, bucketMs, series, kind, for
   const height = Math.max(120, Math.round(svg.clientHeight || svg.getBoundingClientRect().height || 180));
   svg.replaceChildren();
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
-  const plotWidth = width - MARGIN.left - MARGIN.right;
-  const plotHeight = height - MARGIN.top - MARGIN.bottom;
   const starts = bucketStarts(startMs, endMs, bucketMs);
-  const slot = plotWidth / starts.length;
-  const x = (index) => MARGIN.left + index * slot;
-
   const totals = starts.map((t) =>
     kind === "bars"
       ? series.reduce((sum, s) => sum + (s.values.get(t) ?? 0), 0)
       : Math.max(0, ...series.map((s) => s.values.get(t) ?? 0)),
   );
+  const ticks = niceTicks(Math.max(...totals, 0));
+  const tickLabels = ticks.map(format);
+  // Room for the longest label on the left.
+  const left = Math.ceil(Math.max(...tickLabels.map((label) => label.length)) * LABEL_CHAR_PX) + 12;
+  const plotWidth = width - left - MARGIN.right;
+  const plotHeight = height - MARGIN.top - MARGIN.bottom;
+  const slot = plotWidth / starts.length;
+  const x = (index) => left + index * slot;
+
   const withData = starts.filter((t) => series.some((s) => s.values.has(t))).length;
   svg.dataset.points = String(withData);
-  const ticks = niceTicks(Math.max(...totals, 0));
   const top = ticks[ticks.length - 1] || 1;
   const y = (value) => MARGIN.top + plotHeight - (value / top) * plotHeight;
 
   const grid = node("g", { class: "grid" }, svg);
-  for (const tick of ticks) {
-    node("line", { x1: MARGIN.left, x2: width - MARGIN.right, y1: y(tick), y2: y(tick) }, grid);
-    const label = node("text", { x: MARGIN.left - 6, y: y(tick) + 4, "text-anchor": "end" }, grid);
-    label.textContent = format(tick);
-  }
+  ticks.forEach((tick, index) => {
+    node("line", { x1: left, x2: width - MARGIN.right, y1: y(tick), y2: y(tick) }, grid);
+    const label = node("text", { x: left - 6, y: y(tick) + 4, "text-anchor": "end" }, grid);
+    label.textContent = tickLabels[index];
+  });
   const labels = node("g", { class: "axis" }, svg);
   const labelEvery = Math.max(1, Math.ceil(starts.length / Math.max(2, Math.floor(plotWidth / 90))));
   starts.forEach((t, index) => {
@@ -98,7 +103,7 @@ export function drawTimeChart(svg, { startMs, endMs, bucketMs, series, kind, for
   });
 
   if (withData === 0) {
-    const empty = node("text", { class: "empty", x: MARGIN.left + plotWidth / 2, y: MARGIN.top + plotHeight / 2, "text-anchor": "middle" }, svg);
+    const empty = node("text", { class: "empty", x: left + plotWidth / 2, y: MARGIN.top + plotHeight / 2, "text-anchor": "middle" }, svg);
     empty.textContent = "no requests in this range";
     return;
   }

@@ -21,7 +21,8 @@ const settings = {
 };
 const TOKEN_KEY = "ccproxy.dashboard.token";
 /** Wait after a new row before the totals and charts are asked again. */
-const ANALYTICS_DEBOUNCE_MS = 800;
+const ANALYTICS_THROTTLE_MS = 800;
+const ANALYTICS_FOLLOW_UP_MS = 4000;
 /** How long a row that arrived live stays highlighted. */
 const FRESH_MS = 3000;
 const STREAM_RETRY_FIRST_MS = 1000;
@@ -58,6 +59,7 @@ const state = {
   streamGeneration: 0,
   streamAbort: null,
   analyticsTimer: 0,
+  analyticsFollowUp: 0,
   refreshTimer: 0,
   lastAnalytics: null,
   asking: false,
@@ -142,6 +144,8 @@ function stopLive() {
   state.streamAbort = null;
   window.clearInterval(state.refreshTimer);
   window.clearTimeout(state.analyticsTimer);
+  window.clearTimeout(state.analyticsFollowUp);
+  state.analyticsTimer = 0;
 }
 
 /** What to do with an error of any data call. */
@@ -335,8 +339,8 @@ function renderRows() {
     tr.dataset.requestId = row.request_id;
     if (now - (state.fresh.get(row.request_id) ?? 0) < FRESH_MS) tr.className = "fresh";
     const ms = timeOf(row);
-    cell(tr, ms ? new Date(ms).toLocaleTimeString() : "–", "time", row.timestamp ?? "");
-    cell(tr, row.request_id, "id", `${row.method ?? ""} ${row.path ?? ""}`.trim());
+    cell(tr, formatTime(ms), "time", row.timestamp ?? "");
+    cell(tr, row.request_id, "id", `${row.request_id}\n${row.method ?? ""} ${row.path ?? ""}`.trim());
     cell(tr, row.provider ?? "–", "provider");
     cell(tr, row.model ?? "–", "model", row.streaming ? "streamed" : "");
     const status = Number(row.status_code);
@@ -404,8 +408,18 @@ $("filters").addEventListener("submit", (event) => event.preventDefault());
 // ---- totals and charts --------------------------------------------------------
 
 function scheduleAnalytics() {
-  window.clearTimeout(state.analyticsTimer);
-  state.analyticsTimer = window.setTimeout(() => refreshAnalytics().catch(failed), ANALYTICS_DEBOUNCE_MS);
+  // A refresh a moment after a new row, at most one per moment while rows
+  // keep coming (a throttle, so a busy proxy still gets fresh charts) ...
+  if (!state.analyticsTimer) {
+    state.analyticsTimer = window.setTimeout(() => {
+      state.analyticsTimer = 0;
+      refreshAnalytics().catch(failed);
+    }, ANALYTICS_THROTTLE_MS);
+  }
+  // ... and one more a little after the last: the stream may announce a
+  // row before the store has written it.
+  window.clearTimeout(state.analyticsFollowUp);
+  state.analyticsFollowUp = window.setTimeout(() => refreshAnalytics().catch(failed), ANALYTICS_FOLLOW_UP_MS);
 }
 
 async function refreshAnalytics() {
@@ -441,7 +455,8 @@ function renderCharts() {
     for (const bucket of data.timeline ?? []) {
       const t = Date.parse(bucket.bucket_start);
       const value = Number(bucket[key]);
-      if (Number.isNaN(t) || !Number.isFinite(value)) continue;
+      // Buckets without requests (the API may list them) have no point.
+      if (Number.isNaN(t) || !Number.isFinite(value) || !(Number(bucket.requests) > 0)) continue;
       values.set(Math.floor(t / bucketMs) * bucketMs, value);
     }
     return { name, className, values };
@@ -508,6 +523,14 @@ function renderPlugins(status) {
 }
 
 // ---- formatting --------------------------------------------------------------------
+
+/** The time of day, with the date when it is not today. */
+function formatTime(ms) {
+  if (!ms) return "–";
+  const date = new Date(ms);
+  if (date.toDateString() === new Date().toDateString()) return date.toLocaleTimeString();
+  return date.toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" });
+}
 
 const countFormat = new Intl.NumberFormat(undefined, { notation: "compact", maximumFractionDigits: 1 });
 
