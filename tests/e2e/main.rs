@@ -6,6 +6,7 @@ mod access_log;
 mod browsers;
 mod codex;
 mod command_replay;
+mod compat;
 mod config;
 mod configured_endpoints;
 mod dashboard;
