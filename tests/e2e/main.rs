@@ -18,6 +18,7 @@ mod max_tokens;
 mod metrics;
 mod oauth;
 mod panics;
+mod plugins_install;
 mod plugins_load;
 mod pricing;
 mod providers;

@@ -5,6 +5,7 @@
 
 mod auth;
 mod plugins_cmd;
+mod plugins_install;
 mod scaffold;
 mod serve;
 
@@ -154,6 +155,29 @@ pub enum PluginsCommand {
         #[arg(long = "sdk-path", value_name = "DIR")]
         sdk_path: Option<PathBuf>,
     },
+    /// Check a plugin library as `plugins check` does and copy it into the
+    /// plugin folder (mode 0644), replacing an older version of the same plugin.
+    Install {
+        /// The library file (.so, .dylib, .dll).
+        file: PathBuf,
+        /// Then ask the running service to reload.
+        #[arg(long)]
+        reload: bool,
+        /// Configuration flags (the first --plugin-dir is the folder installed into).
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Take an installed plugin out of the plugin folder.
+    Remove {
+        /// The plugin's name (or the file name of a library that no longer loads).
+        name: String,
+        /// Then ask the running service to reload.
+        #[arg(long)]
+        reload: bool,
+        /// Configuration flags (the first --plugin-dir is the folder removed from).
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 /// Flags that shape the configuration, shared by `serve` and `plugins`.
@@ -270,6 +294,24 @@ pub fn run(cli: Cli) -> Result<u8, Exit> {
         }
         Some(Command::Plugins(PluginsCommand::Check { file, json })) => {
             plugins_cmd::check(&file, json).map_err(failure)
+        }
+        Some(Command::Plugins(PluginsCommand::Install {
+            file,
+            reload,
+            config,
+        })) => {
+            let loaded = config.load(config.overrides()).map_err(usage)?;
+            plugins_install::install(&loaded.config, &config.plugin_dir, &file, reload)
+                .map_err(failure)
+        }
+        Some(Command::Plugins(PluginsCommand::Remove {
+            name,
+            reload,
+            config,
+        })) => {
+            let loaded = config.load(config.overrides()).map_err(usage)?;
+            plugins_install::remove(&loaded.config, &config.plugin_dir, &name, reload)
+                .map_err(failure)
         }
         Some(Command::Plugins(PluginsCommand::Scaffold {
             name,

@@ -53,8 +53,8 @@ pub(super) struct Request {
     pub(super) kind: Kind,
     /// The folder to create (default: `./NAME`).
     pub(super) dir: Option<PathBuf>,
-    /// The SDK checkout to depend on (default: the one this binary was built
-    /// from, when it is still on disk; else the registry version).
+    /// Where the SDK crates are on disk, to depend on them by path (default:
+    /// by version, from the registry).
     pub(super) sdk_path: Option<PathBuf>,
 }
 
@@ -70,6 +70,15 @@ fn check_name(name: &str) -> anyhow::Result<()> {
     {
         bail!(
             "plugin name {name:?} is not valid: use lower-case ASCII letters, digits and underscores, starting with a letter (e.g. my_plugin)"
+        );
+    }
+    if name.contains("__") {
+        bail!(
+            "plugin name {name:?} is not valid: \"__\" separates the parts of a plugin's environment overrides (PLUGINS__NAME__FIELD), so they could not reach it; use single underscores (e.g. {})",
+            name.split('_')
+                .filter(|part| !part.is_empty())
+                .collect::<Vec<_>>()
+                .join("_")
         );
     }
     Ok(())
@@ -89,44 +98,140 @@ fn type_name(name: &str) -> String {
         .collect()
 }
 
-/// The SDK checkout this binary was built from, if it is still there.
-fn built_from_checkout() -> Option<PathBuf> {
-    let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugin-abi");
-    sdk.join("Cargo.toml")
-        .is_file()
-        .then(|| sdk.canonicalize().ok())?
+/// The kit's manifest, read when this binary is built, for its version.
+const KIT_MANIFEST: &str = include_str!("../../../plugins/kit/Cargo.toml");
+
+/// `MAJOR.MINOR` of a version: a caret requirement that takes every later
+/// compatible release.
+fn major_minor(version: &str) -> anyhow::Result<String> {
+    let version = semver::Version::parse(version)
+        .with_context(|| format!("{version:?} is not a semver version"))?;
+    Ok(format!("{}.{}", version.major, version.minor))
 }
 
-/// The dependency lines for the SDK: (normal, with the `testing` feature).
-fn sdk_dependency(sdk_path: Option<&Path>) -> anyhow::Result<(String, String, bool)> {
-    let version = format!("~{}", ccproxy_plugin_abi::API_VERSION);
-    let path = match sdk_path {
-        Some(path) => {
-            if !path.join("Cargo.toml").is_file() {
-                bail!(
-                    "--sdk-path {}: no Cargo.toml there; point it at the plugin-abi folder of a ccproxy checkout",
-                    path.display()
-                );
-            }
-            Some(path.canonicalize()?)
-        }
-        None => built_from_checkout(),
+/// The version of `ccproxy-plugin-kit` this host was released with.
+fn kit_version() -> anyhow::Result<String> {
+    let manifest: toml::Table = toml::from_str(KIT_MANIFEST).context("the kit's Cargo.toml")?;
+    let version = manifest
+        .get("package")
+        .and_then(|package| package.get("version"))
+        .and_then(toml::Value::as_str)
+        .context("the kit's Cargo.toml has no package.version")?;
+    major_minor(version)
+}
+
+/// Where the SDK crates are on disk (`--sdk-path`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SdkFolders {
+    /// `ccproxy-plugin-abi`.
+    abi: PathBuf,
+    /// `ccproxy-plugin-kit`, when it is there.
+    kit: Option<PathBuf>,
+}
+
+/// The name of the package whose `Cargo.toml` is in `dir`, if any.
+fn package_name(dir: &Path) -> Option<String> {
+    let text = fs::read_to_string(dir.join("Cargo.toml")).ok()?;
+    let manifest: toml::Table = toml::from_str(&text).ok()?;
+    manifest
+        .get("package")?
+        .get("name")?
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// Finds the SDK crates under `dir`: a ccproxy checkout (`plugin-abi`,
+/// `plugins/kit`), its `plugin-abi` folder itself, or a folder holding the
+/// unpacked packages (`ccproxy-plugin-abi-1.3.0/`, `ccproxy-plugin-kit-0.1.0/`,
+/// as `cargo package` or a `.crate` file gives them).
+fn find_sdk(dir: &Path) -> anyhow::Result<SdkFolders> {
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("--sdk-path {}", dir.display()))?;
+    let is = |candidate: &Path, name: &str| package_name(candidate).as_deref() == Some(name);
+    let unpacked = |prefix: &str, name: &str| -> Option<PathBuf> {
+        let mut found: Vec<PathBuf> = fs::read_dir(&dir)
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| {
+                path.file_name()
+                    .and_then(|file| file.to_str())
+                    .is_some_and(|file| file.starts_with(prefix))
+                    && is(path, name)
+            })
+            .collect();
+        // The newest when several versions are unpacked side by side.
+        found.sort_by_cached_key(|path| {
+            let file = path.file_name().and_then(|f| f.to_str()).unwrap_or("");
+            semver::Version::parse(&file[prefix.len()..]).ok()
+        });
+        found.pop()
     };
-    Ok(match path {
-        Some(path) => {
-            let path = toml_string(&path.display().to_string());
-            (
-                format!("{{ path = {path}, version = \"{version}\" }}"),
-                format!("{{ path = {path}, version = \"{version}\", features = [\"testing\"] }}"),
-                true,
-            )
-        }
-        None => (
-            format!("\"{version}\""),
-            format!("{{ version = \"{version}\", features = [\"testing\"] }}"),
-            false,
-        ),
+    const ABI: &str = "ccproxy-plugin-abi";
+    const KIT: &str = "ccproxy-plugin-kit";
+    let (abi, kit) = if is(&dir, ABI) {
+        (Some(dir.clone()), Some(dir.join("../plugins/kit")))
+    } else if is(&dir.join("plugin-abi"), ABI) {
+        (Some(dir.join("plugin-abi")), Some(dir.join("plugins/kit")))
+    } else {
+        (
+            unpacked("ccproxy-plugin-abi-", ABI),
+            unpacked("ccproxy-plugin-kit-", KIT),
+        )
+    };
+    let Some(abi) = abi else {
+        bail!(
+            "--sdk-path {}: no ccproxy-plugin-abi there; point it at a ccproxy checkout, its plugin-abi folder, or a folder holding the unpacked ccproxy-plugin-abi-X.Y.Z package",
+            dir.display()
+        );
+    };
+    let kit = kit
+        .filter(|kit| is(kit, KIT))
+        .map(|kit| kit.canonicalize())
+        .transpose()?;
+    Ok(SdkFolders {
+        abi: abi.canonicalize()?,
+        kit,
     })
+}
+
+/// The dependency lines of the new crate's `Cargo.toml`: (dependencies,
+/// dev-dependencies). By version, from the registry; by path only with
+/// `--sdk-path`. Only the auth provider uses the kit.
+fn sdk_dependencies(kind: Kind, sdk_path: Option<&Path>) -> anyhow::Result<(String, String)> {
+    let abi_version = major_minor(ccproxy_plugin_abi::API_VERSION)?;
+    let kit_version = kit_version()?;
+    let folders = sdk_path.map(find_sdk).transpose()?;
+    let path = |folder: &Path| format!("path = {}, ", toml_string(&folder.display().to_string()));
+    let abi_path = folders
+        .as_ref()
+        .map(|folders| path(&folders.abi))
+        .unwrap_or_default();
+    let mut dependencies =
+        format!("ccproxy-plugin-abi = {{ {abi_path}version = \"~{abi_version}\" }}\n");
+    if kind == Kind::Auth {
+        let kit_path = match &folders {
+            None => String::new(),
+            Some(SdkFolders { kit: Some(kit), .. }) => path(kit),
+            Some(SdkFolders { kit: None, .. }) => bail!(
+                "--sdk-path {}: the auth provider also needs ccproxy-plugin-kit, which is not there (plugins/kit in a checkout, or the unpacked ccproxy-plugin-kit-X.Y.Z package)",
+                sdk_path.unwrap_or(Path::new("")).display()
+            ),
+        };
+        dependencies.push_str(
+            "# Building blocks shared with the bundled plugins: the token file written\n\
+             # atomically with mode 0600, masking, form encoding. No model rules, so\n\
+             # without the default `mapping` feature.\n",
+        );
+        dependencies.push_str(&format!(
+            "ccproxy-plugin-kit = {{ {kit_path}version = \"{kit_version}\", default-features = false }}\n"
+        ));
+    }
+    let dev_dependencies = format!(
+        "ccproxy-plugin-abi = {{ {abi_path}version = \"~{abi_version}\", features = [\"testing\"] }}\n"
+    );
+    Ok((dependencies, dev_dependencies))
 }
 
 /// A TOML basic string.
@@ -144,11 +249,8 @@ fn render(template: &str, fields: &[(&str, &str)]) -> String {
 }
 
 /// The files of a new plugin crate, as (relative path, contents).
-fn files(
-    request: &Request,
-    sdk_path: Option<&Path>,
-) -> anyhow::Result<(Vec<(PathBuf, String)>, bool)> {
-    let (dependency, dependency_testing, local) = sdk_dependency(sdk_path)?;
+fn files(request: &Request, sdk_path: Option<&Path>) -> anyhow::Result<Vec<(PathBuf, String)>> {
+    let (dependencies, dev_dependencies) = sdk_dependencies(request.kind, sdk_path)?;
     let api = semver::Version::parse(ccproxy_plugin_abi::API_VERSION)
         .context("the SDK's API version is not semver")?;
     let type_name = type_name(&request.name);
@@ -159,11 +261,11 @@ fn files(
         ("NAME", upper.as_str()),
         ("Type", type_name.as_str()),
         ("description", request.kind.description()),
-        ("sdk_dependency", dependency.as_str()),
-        ("sdk_dependency_testing", dependency_testing.as_str()),
+        ("dependencies", dependencies.trim_end()),
+        ("dev_dependencies", dev_dependencies.trim_end()),
         ("sdk_minor", minor.as_str()),
     ];
-    let files = vec![
+    Ok(vec![
         (
             PathBuf::from("Cargo.toml"),
             render(include_str!("scaffold/Cargo.toml.tmpl"), &fields),
@@ -176,8 +278,7 @@ fn files(
             PathBuf::from(".gitignore"),
             include_str!("scaffold/gitignore.tmpl").to_owned(),
         ),
-    ];
-    Ok((files, local))
+    ])
 }
 
 /// Lays the generated code out as `cargo fmt` would for this name (line
@@ -209,7 +310,7 @@ pub(super) fn run(request: &Request) -> anyhow::Result<u8> {
             dir.display()
         );
     }
-    let (files, local_sdk) = files(request, request.sdk_path.as_deref())?;
+    let files = files(request, request.sdk_path.as_deref())?;
     for (relative, contents) in &files {
         let path = dir.join(relative);
         if let Some(parent) = path.parent() {
@@ -229,10 +330,10 @@ pub(super) fn run(request: &Request) -> anyhow::Result<u8> {
         request.name,
         dir.display()
     );
-    if !local_sdk {
+    if request.sdk_path.is_none() {
         println!(
-            "note: the SDK is named by version (ccproxy-plugin-abi {}); if your registry does not have it, pass --sdk-path /path/to/ccproxy/plugin-abi",
-            ccproxy_plugin_abi::API_VERSION
+            "the SDK is named by version (ccproxy-plugin-abi ~{}, from crates.io); to build against SDK sources on disk instead, scaffold with --sdk-path DIR",
+            major_minor(ccproxy_plugin_abi::API_VERSION)?
         );
     }
     println!(
@@ -274,23 +375,75 @@ mod tests {
                 dir: None,
                 sdk_path: None,
             };
-            let (files, _) = files(&request, None).unwrap();
-            for (path, text) in files {
+            for (path, text) in files(&request, None).unwrap() {
                 assert!(!text.contains("{{"), "{kind:?} {}: {text}", path.display());
             }
         }
     }
 
     #[test]
-    fn the_sdk_dependency_pins_this_minor_and_checks_the_path() {
-        let version = format!("\"~{}\"", ccproxy_plugin_abi::API_VERSION);
-        let (plain, testing, _) = sdk_dependency(None).unwrap();
-        assert!(plain.contains(&version), "{plain}");
+    fn names_with_a_double_underscore_are_refused_with_the_reason() {
+        let error = check_name("my__plugin").unwrap_err().to_string();
+        assert!(error.contains("PLUGINS__NAME__FIELD"), "{error}");
+        assert!(error.contains("e.g. my_plugin"), "{error}");
+    }
+
+    #[test]
+    fn without_sdk_path_the_sdk_crates_are_named_by_version_only() {
+        let abi = format!(
+            "version = \"~{}\"",
+            major_minor(ccproxy_plugin_abi::API_VERSION).unwrap()
+        );
+        let (plain, testing) = sdk_dependencies(Kind::System, None).unwrap();
+        assert!(plain.contains(&abi) && !plain.contains("path"), "{plain}");
+        assert!(!plain.contains("ccproxy-plugin-kit"), "{plain}");
         assert!(
-            testing.contains(&version) && testing.contains("\"testing\""),
+            testing.contains(&abi) && testing.contains("\"testing\"") && !testing.contains("path"),
             "{testing}"
         );
-        let missing = sdk_dependency(Some(Path::new("/nonexistent/sdk"))).unwrap_err();
-        assert!(missing.to_string().contains("no Cargo.toml there"));
+        let (auth, _) = sdk_dependencies(Kind::Auth, None).unwrap();
+        let kit = format!(
+            "ccproxy-plugin-kit = {{ version = \"{}\"",
+            kit_version().unwrap()
+        );
+        assert!(auth.contains(&kit) && !auth.contains("path"), "{auth}");
+        let request = Request {
+            name: "my_auth".to_owned(),
+            kind: Kind::Auth,
+            dir: None,
+            sdk_path: None,
+        };
+        let manifest = &files(&request, None).unwrap()[0].1;
+        let parsed: toml::Table = toml::from_str(manifest).unwrap();
+        assert!(
+            parsed["dependencies"]["ccproxy-plugin-kit"].is_table(),
+            "{manifest}"
+        );
+    }
+
+    #[test]
+    fn sdk_path_finds_a_checkout_and_refuses_a_folder_without_the_sdk() {
+        let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for dir in [checkout.clone(), checkout.join("plugin-abi")] {
+            let (plain, _) = sdk_dependencies(Kind::Auth, Some(&dir)).unwrap();
+            let abi = checkout.join("plugin-abi").canonicalize().unwrap();
+            let kit = checkout.join("plugins/kit").canonicalize().unwrap();
+            assert!(
+                plain.contains(&toml_string(&abi.display().to_string())),
+                "{plain}"
+            );
+            assert!(
+                plain.contains(&toml_string(&kit.display().to_string())),
+                "{plain}"
+            );
+        }
+        let missing = sdk_dependencies(Kind::System, Some(Path::new("/nonexistent/sdk")))
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("--sdk-path /nonexistent/sdk"), "{missing}");
+        let empty = sdk_dependencies(Kind::System, Some(Path::new("/")))
+            .unwrap_err()
+            .to_string();
+        assert!(empty.contains("no ccproxy-plugin-abi there"), "{empty}");
     }
 }

@@ -270,23 +270,33 @@ pub fn load(path: &Path) -> Result<LoadedLibrary, Refusal> {
     };
     let manifest: Manifest = serde_json::from_str(&manifest_json)
         .map_err(|error| Refusal::BadManifest(error.to_string()))?;
-    if manifest.name.is_empty()
-        || !manifest
-            .name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-    {
-        return Err(Refusal::BadManifest(format!(
-            "plugin name {:?} must be non-empty lower-case letters, digits and underscores",
-            manifest.name
-        )));
-    }
+    check_plugin_name(&manifest.name)?;
     Ok(LoadedLibrary {
         path: path.to_path_buf(),
         api_version,
         manifest,
         module,
     })
+}
+
+/// A plugin name is its config section and the middle of its env overrides
+/// (`PLUGINS__NAME__FIELD`): lower-case letters, digits and single underscores.
+pub fn check_plugin_name(name: &str) -> Result<(), Refusal> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        return Err(Refusal::BadManifest(format!(
+            "plugin name {name:?} must be non-empty lower-case letters, digits and underscores"
+        )));
+    }
+    if name.contains("__") {
+        return Err(Refusal::BadManifest(format!(
+            "plugin name {name:?} contains \"__\", which separates the parts of its environment overrides (PLUGINS__NAME__FIELD), so they could not reach it; use single underscores"
+        )));
+    }
+    Ok(())
 }
 
 /// How a library file defines one of the plugin API's symbols.
@@ -668,6 +678,15 @@ mod tests {
             )),
             "{error}"
         );
+    }
+
+    #[test]
+    fn plugin_names_with_a_double_underscore_are_refused() {
+        assert_eq!(check_plugin_name("my_plugin"), Ok(()));
+        let error = check_plugin_name("my__plugin").unwrap_err().to_string();
+        assert!(error.contains("PLUGINS__NAME__FIELD"), "{error}");
+        let error = check_plugin_name("My").unwrap_err().to_string();
+        assert!(error.contains("lower-case letters"), "{error}");
     }
 
     #[test]

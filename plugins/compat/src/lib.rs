@@ -197,6 +197,33 @@ impl Upstream {
         Ok(headers)
     }
 
+    /// The upstream request for `req`, whose body is in this upstream's
+    /// format already: shaped, with this upstream's URL and headers.
+    fn prepare(&self, req: ProviderRequest) -> Result<UpstreamRequest, PluginError> {
+        let body = ccproxy_plugin_kit::json::request_object(&req.body)?;
+        let shaped = shaping::shape(body, &self.config, self.format, &self.rules, req.stream);
+        let headers = self.headers(&req.headers, req.stream)?;
+        debug!(
+            "request {}: compat {} model {}",
+            req.request_id,
+            self.describe(),
+            shaped
+                .body
+                .get("model")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        );
+        Ok(UpstreamRequest {
+            method: "POST".to_owned(),
+            url: format!("{}{}", self.config.base(), self.format.request_path()),
+            headers,
+            body: serde_json::to_vec(&shaped.body)?,
+            stream: req.stream,
+            model_alias: shaped.model_alias,
+            timeout: self.timeout(),
+        })
+    }
+
     fn timeout(&self) -> Option<Duration> {
         (self.config.timeout_seconds > 0).then(|| Duration::from_secs(self.config.timeout_seconds))
     }
@@ -441,38 +468,7 @@ impl Plugin for Compat {
                 req.endpoint
             ))
         })?;
-        let body = ccproxy_plugin_kit::json::request_object(&req.body)?;
-        let shaped = shaping::shape(
-            body,
-            &upstream.config,
-            upstream.format,
-            &upstream.rules,
-            req.stream,
-        );
-        let headers = upstream.headers(&req.headers, req.stream)?;
-        debug!(
-            "request {}: compat {} model {}",
-            req.request_id,
-            upstream.describe(),
-            shaped
-                .body
-                .get("model")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-        );
-        Ok(UpstreamRequest {
-            method: "POST".to_owned(),
-            url: format!(
-                "{}{}",
-                upstream.config.base(),
-                upstream.format.request_path()
-            ),
-            headers,
-            body: serde_json::to_vec(&shaped.body)?,
-            stream: req.stream,
-            model_alias: shaped.model_alias,
-            timeout: upstream.timeout(),
-        })
+        upstream.prepare(req)
     }
 
     async fn on_health(&self) -> Health {

@@ -28,11 +28,62 @@ fn two_upstreams() -> Value {
     }})
 }
 
-fn start(config: Value) -> TestPlugin {
-    MockHost::new()
-        .config(config)
-        .start::<Compat>()
-        .expect("plugin starts")
+/// A started plugin and its config. The mock host's `prepare_upstream`
+/// knows only manifest endpoints, not configured ones, so
+/// [`Started::prepare_upstream`] asks the upstream `init` would build from
+/// the same config (the real host's path is in tests/e2e/compat.rs).
+struct Started {
+    plugin: TestPlugin,
+    config: Value,
+}
+
+impl std::ops::Deref for Started {
+    type Target = TestPlugin;
+
+    fn deref(&self) -> &TestPlugin {
+        &self.plugin
+    }
+}
+
+impl Started {
+    fn prepare_upstream(&self, req: ProviderRequest) -> Result<UpstreamRequest, PluginError> {
+        let config: Config = serde_json::from_value(self.config.clone()).unwrap();
+        let name = req
+            .endpoint
+            .split('/')
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned();
+        let upstream = config
+            .upstreams
+            .into_iter()
+            .find(|(upstream, _)| *upstream == name)
+            .map(|(name, config)| Upstream::new(&name, config).unwrap())
+            .ok_or_else(|| PluginError::not_found(format!("no upstream {name}")))?;
+        // The plugin serves the endpoint (what the host mounts).
+        assert!(
+            self.plugin
+                .configured_endpoints()
+                .provider_endpoints
+                .iter()
+                .any(|endpoint| endpoint.path == req.endpoint
+                    && endpoint.native_format.as_deref() == Some(upstream.format.as_str())),
+            "{} is not served",
+            req.endpoint
+        );
+        upstream.prepare(req)
+    }
+}
+
+fn start(config: Value) -> Started {
+    started(MockHost::new().config(config.clone()), config)
+}
+
+fn started(host: MockHost, config: Value) -> Started {
+    Started {
+        plugin: host.start::<Compat>().expect("plugin starts"),
+        config,
+    }
 }
 
 fn provider_request(endpoint: &str, body: &Value, headers: &[(&str, &str)]) -> ProviderRequest {
@@ -145,10 +196,8 @@ fn anthropic_style_upstreams_get_x_api_key_unless_told_otherwise() {
 fn a_missing_credential_variable_is_named_and_leaves_the_other_upstreams_serving() {
     let mut config = two_upstreams();
     config["upstreams"]["router"]["api_key_env"] = json!(NO_SUCH_ENV);
-    let host = MockHost::new().config(config);
-    let plugin = host
-        .start::<Compat>()
-        .expect("starts despite the missing key");
+    let host = MockHost::new().config(config.clone());
+    let plugin = started(host.clone(), config);
     assert!(
         host.logs().iter().any(|(level, line)| *level == Level::Warn
             && line.contains(NO_SUCH_ENV)
@@ -332,4 +381,72 @@ fn a_model_list_that_fails_names_the_upstream() {
     let message = error["error"]["message"].as_str().unwrap();
     assert!(message.contains("upstream router"), "{message}");
     assert!(message.contains("Bad Gateway"), "{message}");
+}
+
+#[test]
+fn each_upstream_is_served_in_every_client_format_under_its_prefix() {
+    let plugin = start(two_upstreams());
+    assert!(
+        plugin
+            .manifest()
+            .provider
+            .as_ref()
+            .is_some_and(|p| p.configured)
+    );
+    let served = plugin.configured_endpoints();
+    let endpoints: Vec<(&str, &str, Option<&str>)> = served
+        .provider_endpoints
+        .iter()
+        .map(|e| {
+            (
+                e.path.as_str(),
+                e.format.as_str(),
+                e.native_format.as_deref(),
+            )
+        })
+        .collect();
+    let chat = Some("openai.chat_completions");
+    let anthropic = Some("anthropic.messages");
+    assert_eq!(
+        endpoints,
+        [
+            ("/anthro/v1/messages", "anthropic.messages", anthropic),
+            (
+                "/anthro/v1/chat/completions",
+                "openai.chat_completions",
+                anthropic
+            ),
+            ("/anthro/v1/responses", "openai.responses", anthropic),
+            (
+                "/anthro/chat/completions",
+                "openai.chat_completions",
+                anthropic
+            ),
+            ("/anthro/responses", "openai.responses", anthropic),
+            ("/router/v1/messages", "anthropic.messages", chat),
+            (
+                "/router/v1/chat/completions",
+                "openai.chat_completions",
+                chat
+            ),
+            ("/router/v1/responses", "openai.responses", chat),
+            ("/router/chat/completions", "openai.chat_completions", chat),
+            ("/router/responses", "openai.responses", chat),
+        ]
+    );
+    let routes: Vec<String> = served
+        .routes
+        .iter()
+        .flat_map(|group| group.routes.iter().map(|route| group.full_path(route)))
+        .collect();
+    assert_eq!(
+        routes,
+        [
+            "/anthro/v1/models",
+            "/anthro/models",
+            "/router/v1/models",
+            "/router/models"
+        ]
+    );
+    assert!(start(json!({})).configured_endpoints().is_empty());
 }
