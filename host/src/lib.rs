@@ -10,6 +10,7 @@ pub mod memory;
 pub mod paths;
 pub mod plugins;
 pub mod server;
+pub mod service;
 pub mod services;
 pub mod telemetry;
 pub mod upstream;

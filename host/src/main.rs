@@ -2,8 +2,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 // mimalloc instead of the system allocator: per-thread free lists make the
 // proxy's cross-thread frees (a body read on one worker, freed on another)
 // cheap, where glibc's malloc takes arena locks (docs/PERFORMANCE.md). Plugins
@@ -13,7 +11,7 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = ccproxy::cli::Cli::parse();
+    let cli = ccproxy::cli::Cli::parse_args();
     match ccproxy::cli::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(exit) => {

@@ -27,6 +27,7 @@ mod regression;
 mod request_tracer;
 mod scaffold;
 mod server;
+mod service;
 mod streams;
 mod stuck_plugins;
 mod upstream_proxy;

@@ -4,6 +4,9 @@
 //! through the same precedence chain (defaults < TOML < env < flags).
 
 mod auth;
+mod banner;
+mod config_cmd;
+mod generate;
 mod plugins_cmd;
 mod plugins_install;
 mod scaffold;
@@ -11,7 +14,9 @@ mod serve;
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{
+    ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, parser::ValueSource,
+};
 
 use crate::config::{self, CliOverrides, Secret};
 
@@ -29,14 +34,115 @@ pub mod exit {
 /// Anthropic Messages, OpenAI Chat Completions and OpenAI Responses; every
 /// capability is a plugin.
 #[derive(Debug, Parser)]
-#[command(name = "ccproxy", version, about, long_about = None, args_conflicts_with_subcommands = true)]
+#[command(name = "ccproxy", version = version(), about, long_about = None)]
 pub struct Cli {
+    /// Flags every command takes, before or after the subcommand.
+    #[command(flatten)]
+    pub global: GlobalArgs,
     /// What to do (default: serve).
     #[command(subcommand)]
     pub command: Option<Command>,
     /// Flags of `serve`, accepted without the subcommand too.
     #[command(flatten)]
     pub serve: ServeArgs,
+}
+
+/// `0.1.0 (plugin API 1.3)`: the binary's version and the plugin API it
+/// speaks, major.minor, from the SDK crate it was built with.
+fn version() -> &'static str {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| {
+        let api: Vec<&str> = ccproxy_plugin_abi::API_VERSION.split('.').take(2).collect();
+        format!(
+            "{} (plugin API {})",
+            env!("CARGO_PKG_VERSION"),
+            api.join(".")
+        )
+    })
+}
+
+impl Cli {
+    /// Parses the process's arguments (exits on `--help`, `--version` or a
+    /// usage error, as clap does).
+    ///
+    /// Flags name their environment variable (`--port` shows
+    /// `[env: SERVER__PORT]`), so clap reads those variables too; a value that
+    /// came from the environment is dropped here, because the config loader
+    /// reads the same variable itself and reports it as the environment, not
+    /// as a flag (`ccproxy config show`).
+    pub fn parse_args() -> Self {
+        let matches = Self::command().get_matches();
+        let mut cli = match Self::from_arg_matches(&matches) {
+            Ok(cli) => cli,
+            Err(error) => error.exit(),
+        };
+        cli.drop_env_values(&matches);
+        // `serve`'s flags are taken without the subcommand, but not before another
+        // one (`ccproxy --port 9 plugins list` would ignore the port).
+        if let Some((name, _)) = matches.subcommand()
+            && name != "serve"
+            && let Some(flag) = Self::command()
+                .get_arguments()
+                .filter(|arg| !arg.is_global_set())
+                .find(|arg| {
+                    matches.try_get_raw(arg.get_id().as_str()).is_ok()
+                        && matches.value_source(arg.get_id().as_str())
+                            == Some(ValueSource::CommandLine)
+                })
+                .and_then(|arg| arg.get_long().map(str::to_owned))
+        {
+            Self::command()
+                .error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!("--{flag} is a flag of `ccproxy serve`; it has no effect on `ccproxy {name}`"),
+                )
+                .exit();
+        }
+        cli
+    }
+
+    fn drop_env_values(&mut self, matches: &ArgMatches) {
+        let from_env = |matches: &ArgMatches, id: &str| {
+            matches.try_get_raw(id).is_ok()
+                && matches.value_source(id) == Some(ValueSource::EnvVariable)
+        };
+        if from_env(matches, "config") {
+            self.global.config = None;
+        }
+        if from_env(matches, "log_level") {
+            self.global.log_level = None;
+        }
+        self.serve.drop_env_values(matches, &from_env);
+        if let (Some(Command::Serve(args)), Some(("serve", serve_matches))) =
+            (&mut self.command, matches.subcommand())
+        {
+            args.drop_env_values(serve_matches, &from_env);
+        }
+    }
+}
+
+/// Flags every command takes, before or after the subcommand.
+#[derive(Debug, Args, Default, Clone)]
+pub struct GlobalArgs {
+    /// Config file (TOML). Default: ./.ccproxy.toml, ./ccproxy.toml, then
+    /// $XDG_CONFIG_HOME/ccproxy/config.toml.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "CONFIG_FILE",
+        value_name = "FILE"
+    )]
+    pub config: Option<PathBuf>,
+    /// Log level or filter (error, warn, info, debug, trace, or
+    /// `info,ccproxy=debug`); sets logging.level (also env CCPROXY_LOG_LEVEL).
+    #[arg(
+        long = "log-level",
+        global = true,
+        env = "LOGGING__LEVEL",
+        value_name = "LEVEL"
+    )]
+    pub log_level: Option<String>,
 }
 
 /// Commands.
@@ -50,6 +156,70 @@ pub enum Command {
     /// Log in to upstream providers (OAuth) through the auth-provider plugins.
     #[command(subcommand)]
     Auth(AuthCommand),
+    /// Write, show, check and describe the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print a shell completion script: `ccproxy completions bash > /etc/bash_completion.d/ccproxy`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `ccproxy man > ccproxy.1`.
+    Man,
+    /// Ask the running server (found by its port) to reload its config and
+    /// plugins, as SIGHUP does, and wait for the outcome: exit 0 when the new
+    /// state serves, 1 when the reload failed and the old state keeps serving.
+    Reload {
+        /// The port of the server to reload (default: server.port of the config).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Configuration flags.
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+/// `ccproxy config …`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Write a commented config file with every key, its default and its
+    /// meaning, the sections of the plugins found included.
+    Init {
+        /// Where to write (default: $XDG_CONFIG_HOME/ccproxy/config.toml); `-` for stdout.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+        /// Configuration flags.
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Show the effective value of every key and where it came from (default,
+    /// file, env variable, flag); secrets masked.
+    Show {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Configuration flags.
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Check the configuration (file, environment, flags, plugin sections):
+    /// exit 0, or 2 with one line per problem.
+    Validate {
+        /// Configuration flags.
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Print the JSON Schema of the config file: core keys and the sections
+    /// of the plugins found.
+    Schema {
+        /// Configuration flags.
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 /// `ccproxy auth …`.
@@ -180,62 +350,95 @@ pub enum PluginsCommand {
     },
 }
 
-/// Flags that shape the configuration, shared by `serve` and `plugins`.
+/// Flags that shape the configuration, shared by `serve`, `plugins`, `auth`
+/// and `config` (with the global `--config` and `--log-level`).
 #[derive(Debug, Args, Default, Clone)]
 pub struct ConfigArgs {
-    /// Config file (TOML). Default: ./.ccproxy.toml, ./ccproxy.toml, then
-    /// $XDG_CONFIG_HOME/ccproxy/config.toml.
-    #[arg(long, short = 'c')]
-    pub config: Option<PathBuf>,
-    /// Also load this plugin (adds to `enabled_plugins` when that list is set). Repeatable.
+    /// Also load this plugin (adds to `enabled_plugins` when that list is set;
+    /// see env ENABLED_PLUGINS). Repeatable.
     #[arg(long = "enable-plugin", value_name = "NAME")]
     pub enable_plugin: Vec<String>,
-    /// Do not load this plugin. Repeatable.
+    /// Do not load this plugin (adds to `disabled_plugins`; see env
+    /// DISABLED_PLUGINS). Repeatable.
     #[arg(long = "disable-plugin", value_name = "NAME")]
     pub disable_plugin: Vec<String>,
-    /// Also look for plugin libraries in DIR. Repeatable.
+    /// Also look for plugin libraries in DIR (appends to
+    /// plugin_discovery.directories; see env PLUGIN_DISCOVERY__DIRECTORIES). Repeatable.
     #[arg(long = "plugin-dir", value_name = "DIR")]
     pub plugin_dir: Vec<PathBuf>,
-    /// Log level or filter (error, warn, info, debug, trace, or `info,ccproxy=debug`).
-    #[arg(long = "log-level", value_name = "LEVEL")]
-    pub log_level: Option<String>,
 }
 
 /// Flags of `serve`.
 #[derive(Debug, Args, Default, Clone)]
 pub struct ServeArgs {
-    /// Address to listen on (default 127.0.0.1).
-    #[arg(long)]
+    /// Address to listen on (server.host, default 127.0.0.1).
+    #[arg(long, env = "SERVER__HOST")]
     pub host: Option<String>,
-    /// Port to listen on (default 8000; 0 picks a free port).
-    #[arg(long, short = 'p')]
+    /// Port to listen on (server.port, default 8000; 0 picks a free port).
+    #[arg(long, short = 'p', env = "SERVER__PORT")]
     pub port: Option<u16>,
-    /// Require this token from clients (Bearer or x-api-key).
-    #[arg(long = "auth-token", value_name = "TOKEN")]
+    /// Require this token from clients, as Bearer or x-api-key (security.auth_token).
+    #[arg(
+        long = "auth-token",
+        value_name = "TOKEN",
+        env = "SECURITY__AUTH_TOKEN",
+        hide_env_values = true
+    )]
     pub auth_token: Option<String>,
-    /// Answer with canned responses instead of calling upstreams.
-    #[arg(long)]
+    /// Answer with canned responses instead of calling upstreams (server.bypass_mode).
+    #[arg(long, env = "SERVER__BYPASS_MODE")]
     pub bypass: bool,
+    /// Also write the log to FILE instead of stderr (logging.file).
+    #[arg(long = "log-file", value_name = "FILE", env = "LOGGING__FILE")]
+    pub log_file: Option<PathBuf>,
+    /// No line per request on the terminal (server.request_lines = false;
+    /// env SERVER__REQUEST_LINES=false).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
     /// Configuration flags.
     #[command(flatten)]
     pub config: ConfigArgs,
 }
 
 impl ServeArgs {
-    fn overrides(&self) -> CliOverrides {
-        let mut overrides = self.config.overrides();
+    fn overrides(&self, global: &GlobalArgs) -> CliOverrides {
+        let mut overrides = self.config.overrides(global);
         overrides.host = self.host.clone();
         overrides.port = self.port;
         overrides.auth_token = self.auth_token.clone().map(Secret::new);
         overrides.bypass = self.bypass;
+        overrides.log_file = self.log_file.clone();
+        overrides.quiet = self.quiet;
         overrides
+    }
+
+    fn drop_env_values(
+        &mut self,
+        matches: &ArgMatches,
+        from_env: &dyn Fn(&ArgMatches, &str) -> bool,
+    ) {
+        if from_env(matches, "host") {
+            self.host = None;
+        }
+        if from_env(matches, "port") {
+            self.port = None;
+        }
+        if from_env(matches, "auth_token") {
+            self.auth_token = None;
+        }
+        if from_env(matches, "bypass") {
+            self.bypass = false;
+        }
+        if from_env(matches, "log_file") {
+            self.log_file = None;
+        }
     }
 }
 
 impl ConfigArgs {
-    fn overrides(&self) -> CliOverrides {
+    fn overrides(&self, global: &GlobalArgs) -> CliOverrides {
         CliOverrides {
-            log_level: self.log_level.clone(),
+            log_level: global.log_level.clone(),
             enable_plugins: self.enable_plugin.clone(),
             disable_plugins: self.disable_plugin.clone(),
             plugin_dirs: self.plugin_dir.clone(),
@@ -243,11 +446,29 @@ impl ConfigArgs {
         }
     }
 
+    /// The configuration's sources: this process with these flags on top.
+    fn sources(
+        &self,
+        global: &GlobalArgs,
+        overrides: CliOverrides,
+    ) -> anyhow::Result<config::Sources> {
+        config::Sources::from_process(global.config.clone(), overrides)
+            .map_err(|error| anyhow::anyhow!("cannot read the working directory: {error}"))
+    }
+
     /// Loads the configuration with these flags on top.
-    fn load(&self, overrides: CliOverrides) -> anyhow::Result<config::Loaded> {
-        let sources = config::Sources::from_process(self.config.clone(), overrides)
-            .map_err(|error| anyhow::anyhow!("cannot read the working directory: {error}"))?;
-        Ok(config::load(&sources)?)
+    fn load(&self, global: &GlobalArgs, overrides: CliOverrides) -> anyhow::Result<config::Loaded> {
+        Ok(config::load(&self.sources(global, overrides)?)?)
+    }
+
+    /// [`ConfigArgs::load`], keeping the sources to read again on a reload.
+    fn load_keeping_sources(
+        &self,
+        global: &GlobalArgs,
+        overrides: CliOverrides,
+    ) -> anyhow::Result<(config::Loaded, config::Sources)> {
+        let sources = self.sources(global, overrides)?;
+        Ok((config::load(&sources)?, sources))
     }
 }
 
@@ -271,25 +492,57 @@ pub fn run(cli: Cli) -> Result<u8, Exit> {
         code: exit::FAILURE,
         message: format!("{error:#}"),
     };
+    let global = &cli.global;
     match cli.command {
         None => {
-            let loaded = cli
+            let (loaded, sources) = cli
                 .serve
                 .config
-                .load(cli.serve.overrides())
+                .load_keeping_sources(global, cli.serve.overrides(global))
                 .map_err(usage)?;
-            serve::run(loaded).map_err(failure)
+            serve::run(loaded, sources).map_err(failure)
         }
         Some(Command::Serve(args)) => {
-            let loaded = args.config.load(args.overrides()).map_err(usage)?;
-            serve::run(loaded).map_err(failure)
+            let (loaded, sources) = args
+                .config
+                .load_keeping_sources(global, args.overrides(global))
+                .map_err(usage)?;
+            serve::run(loaded, sources).map_err(failure)
+        }
+        Some(Command::Reload { port, config }) => {
+            // With --port, a config file broken on purpose or by accident
+            // is the server's to report, not a reason to refuse asking.
+            let port = match port {
+                Some(port) => port,
+                None => {
+                    config
+                        .load(global, config.overrides(global))
+                        .map_err(|error| {
+                            usage(error.context("cannot read the config to find the server's port; pass --port"))
+                        })?
+                        .config
+                        .server
+                        .port
+                }
+            };
+            let message = crate::service::control::reload_running(
+                port,
+                std::time::Duration::from_secs(120),
+            )
+            .map_err(failure)?;
+            println!("reloaded: {message}");
+            Ok(exit::OK)
         }
         Some(Command::Plugins(PluginsCommand::List { json, config })) => {
-            let loaded = config.load(config.overrides()).map_err(usage)?;
+            let loaded = config
+                .load(global, config.overrides(global))
+                .map_err(usage)?;
             plugins_cmd::list(&loaded.config, json).map_err(failure)
         }
         Some(Command::Plugins(PluginsCommand::Info { name, json, config })) => {
-            let loaded = config.load(config.overrides()).map_err(usage)?;
+            let loaded = config
+                .load(global, config.overrides(global))
+                .map_err(usage)?;
             plugins_cmd::info(&loaded.config, &name, json).map_err(failure)
         }
         Some(Command::Plugins(PluginsCommand::Check { file, json })) => {
@@ -300,7 +553,9 @@ pub fn run(cli: Cli) -> Result<u8, Exit> {
             reload,
             config,
         })) => {
-            let loaded = config.load(config.overrides()).map_err(usage)?;
+            let loaded = config
+                .load(global, config.overrides(global))
+                .map_err(usage)?;
             plugins_install::install(&loaded.config, &config.plugin_dir, &file, reload)
                 .map_err(failure)
         }
@@ -309,7 +564,9 @@ pub fn run(cli: Cli) -> Result<u8, Exit> {
             reload,
             config,
         })) => {
-            let loaded = config.load(config.overrides()).map_err(usage)?;
+            let loaded = config
+                .load(global, config.overrides(global))
+                .map_err(usage)?;
             plugins_install::remove(&loaded.config, &config.plugin_dir, &name, reload)
                 .map_err(failure)
         }
@@ -355,10 +612,32 @@ pub fn run(cli: Cli) -> Result<u8, Exit> {
                     (config, auth::Action::Logout { provider })
                 }
             };
-            crate::telemetry::init_cli(config.log_level.as_deref().unwrap_or("warn"))
+            crate::telemetry::init_cli(global.log_level.as_deref().unwrap_or("warn"))
                 .map_err(usage)?;
-            let loaded = config.load(config.overrides()).map_err(usage)?;
+            let loaded = config
+                .load(global, config.overrides(global))
+                .map_err(usage)?;
             auth::run(loaded.config, action).map_err(failure)
         }
+        Some(Command::Config(command)) => {
+            let (config, action) = match command {
+                ConfigCommand::Init {
+                    output,
+                    force,
+                    config,
+                } => (config, config_cmd::Action::Init { output, force }),
+                ConfigCommand::Show { json, config } => (config, config_cmd::Action::Show { json }),
+                ConfigCommand::Validate { config } => (config, config_cmd::Action::Validate),
+                ConfigCommand::Schema { config } => (config, config_cmd::Action::Schema),
+            };
+            let sources = config
+                .sources(global, config.overrides(global))
+                .map_err(usage)?;
+            config_cmd::run(&sources, action)
+        }
+        Some(Command::Completions { shell }) => {
+            generate::completions(shell, &mut std::io::stdout()).map_err(failure)
+        }
+        Some(Command::Man) => generate::man_page(&mut std::io::stdout()).map_err(failure),
     }
 }

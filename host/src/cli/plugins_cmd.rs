@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::exit;
 use crate::{
-    config::Config,
+    config::{self, Config},
     plugins::{
         load,
         registry::{self, Entry, Status},
@@ -111,12 +111,15 @@ pub(super) fn info(config: &Config, name: &str, json: bool) -> anyhow::Result<u8
         bail!("no plugin named {name}; `ccproxy plugins list` shows what was found");
     };
     let manifest = entry.manifest.as_ref().expect("found by manifest name");
-    let effective = entry.config.clone().unwrap_or(Value::Null);
+    let section = format!("plugins.{name}");
+    // Settings such as `api_key` are shown masked, here and in the JSON.
+    let effective = config::masked(&section, &entry.config.clone().unwrap_or(Value::Null));
+    let defaults = config::masked(&section, &manifest.config.defaults);
     if json {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &json!({"plugin": entry_json(entry), "manifest": manifest, "config": effective})
+                &json!({"plugin": entry_json(entry), "manifest": masked_manifest(manifest), "config": effective})
             )?
         );
         return Ok(exit::OK);
@@ -179,7 +182,7 @@ pub(super) fn info(config: &Config, name: &str, json: bool) -> anyhow::Result<u8
             middleware.name, middleware.layer
         );
     }
-    if let Value::Object(defaults) = &manifest.config.defaults {
+    if let Value::Object(defaults) = &defaults {
         println!(
             "  config [plugins.{}] (default -> effective):",
             manifest.name
@@ -199,6 +202,16 @@ pub(super) fn info(config: &Config, name: &str, json: bool) -> anyhow::Result<u8
     Ok(exit::OK)
 }
 
+/// A manifest as JSON with the defaults of its config masked (a plugin may
+/// ship a key as a default).
+fn masked_manifest(manifest: &ccproxy_plugin_abi::Manifest) -> Value {
+    let mut value = serde_json::to_value(manifest).unwrap_or(Value::Null);
+    if let Some(defaults) = value.pointer_mut("/config/defaults") {
+        *defaults = config::masked(&format!("plugins.{}", manifest.name), defaults);
+    }
+    value
+}
+
 /// `plugins check FILE`.
 pub(super) fn check(file: &Path, json: bool) -> anyhow::Result<u8> {
     if !file.exists() {
@@ -211,7 +224,7 @@ pub(super) fn check(file: &Path, json: bool) -> anyhow::Result<u8> {
                 println!(
                     "{}",
                     serde_json::to_string_pretty(
-                        &json!({"file": file.display().to_string(), "verdict": "ok", "api_version": library.api_version.to_string(), "manifest": library.manifest})
+                        &json!({"file": file.display().to_string(), "verdict": "ok", "api_version": library.api_version.to_string(), "manifest": masked_manifest(&library.manifest)})
                     )?
                 );
             } else {

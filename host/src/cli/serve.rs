@@ -1,4 +1,5 @@
-//! `ccproxy serve`: load plugins, serve until SIGINT/SIGTERM, stop in order.
+//! `ccproxy serve`: load plugins, serve until SIGINT/SIGTERM (reloading on
+//! SIGHUP), tell systemd how it goes, stop in order.
 
 use std::{
     sync::Arc,
@@ -7,24 +8,23 @@ use std::{
 
 use anyhow::Context as _;
 use serde_json::json;
-use tokio::sync::watch;
-
 use super::exit;
 use crate::{
-    config::Loaded,
+    config::{Loaded, Sources},
     paths,
     plugins::{
         handle, lifecycle,
         registry::{self, Status},
     },
-    server::{self, App},
+    server::{self, App, CurrentApp},
+    service::{notify, reload::Reloader},
     services::Shared,
     telemetry,
 };
 use ccproxy_plugin_abi::HookEvent;
 
 /// Runs the server; returns when it has shut down.
-pub(super) fn run(loaded: Loaded) -> anyhow::Result<u8> {
+pub(super) fn run(loaded: Loaded, sources: Sources) -> anyhow::Result<u8> {
     let started = Instant::now();
     telemetry::init(&loaded.config)?;
     match &loaded.file {
@@ -45,7 +45,7 @@ pub(super) fn run(loaded: Loaded) -> anyhow::Result<u8> {
     let plugin_runtime = handle::build_plugin_runtime(loaded.config.server.plugin_worker_threads)
         .context("cannot start the plugin runtime")?;
     handle::use_plugin_runtime(plugin_runtime.handle().clone());
-    let served = runtime.block_on(serve(loaded, started, plugin_runtime.handle()));
+    let served = runtime.block_on(serve(loaded, sources, started, plugin_runtime.handle()));
     // A plugin thread still blocked must not hold the process at exit.
     plugin_runtime.shutdown_timeout(Duration::from_secs(1));
     served?;
@@ -54,9 +54,14 @@ pub(super) fn run(loaded: Loaded) -> anyhow::Result<u8> {
 
 async fn serve(
     loaded: Loaded,
+    sources: Sources,
     started: Instant,
     plugin_runtime: &tokio::runtime::Handle,
 ) -> anyhow::Result<()> {
+    // SIGHUP means "reload" from the start: its default action would kill
+    // the server while plugins load.
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot listen for SIGHUP")?;
     let config = loaded.config;
     let address = format!("{}:{}", config.server.host, config.server.port);
     // Bind before loading plugins so a busy port fails fast, before any plugin
@@ -108,12 +113,14 @@ async fn serve(
 
     let app = Arc::new(App::new(shared.clone(), registry.clone()));
     shared.attach_app(&app);
-    let (stop_tasks, tasks_stopped) = watch::channel(false);
-    let tasks = {
-        // Plugin tasks run where plugin code does.
-        let _on_plugin_runtime = plugin_runtime.enter();
-        lifecycle::spawn_tasks(&registry.active, tasks_stopped)
-    };
+    let apps = Arc::new(CurrentApp::from(app));
+    let reloader = Arc::new(Reloader::new(
+        sources,
+        apps.clone(),
+        plugin_runtime.clone(),
+        bound,
+    ));
+    reloader.start_tasks().await;
 
     // Handlers are installed before the "listening" line, so a signal sent as
     // soon as it appears already shuts down gracefully.
@@ -130,17 +137,37 @@ async fn serve(
         "listening on {}",
         server::describe(bound)
     );
+    super::banner::print(bound, &registry, &shared.config);
+    server::request_line::set_enabled(shared.config.server.request_lines);
     hooks.observe(
         HookEvent::AppReady,
         None,
         || json!({"address": bound.to_string()}),
     );
+    notify::ready(&format!("serving on {}", server::describe(bound)));
+    let watchdog = notify::spawn_watchdog();
+    let reloads = tokio::spawn({
+        let reloader = reloader.clone();
+        async move {
+            while hangups.recv().await.is_some() {
+                tracing::info!("SIGHUP received: reloading config and plugins");
+                reloader.reload().await;
+            }
+        }
+    });
 
-    server::serve(app, listener, shutdown, grace).await;
+    let shutdown = async move {
+        shutdown.await;
+        notify::stopping();
+    };
+    server::serve(apps.clone(), listener, shutdown, grace).await;
 
-    let _ = stop_tasks.send(true);
+    reloads.abort();
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
     // A task run in progress finishes before its plugin is shut down.
-    let _ = tokio::time::timeout(grace, futures_util::future::join_all(tasks)).await;
+    reloader.stop().await;
     hooks.observe(
         HookEvent::AppShutdown,
         None,
@@ -148,7 +175,7 @@ async fn serve(
     );
     // Observers hear `app.shutdown` before the plugins behind them stop.
     hooks.drain(Duration::from_secs(2)).await;
-    lifecycle::shutdown_all(&registry, &shared).await;
+    lifecycle::shutdown_all(&apps.load().registry, &shared).await;
     tracing::info!("stopped");
     Ok(())
 }

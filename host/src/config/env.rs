@@ -131,6 +131,18 @@ fn classify(var: &str, raw: &str, layer: &mut EnvLayer) -> Result<Option<Entry>,
     if *first == PLUGINS {
         return plugin_entry(var, raw, rest).map(Some);
     }
+    let original = format!("{first}.{}", rest.join("."));
+    if let Some((old, new)) = schema::MIGRATED_KEYS
+        .iter()
+        .find(|(old, _)| *old == original)
+    {
+        layer.warnings.push(format!(
+            "env {var}: `{old}` is now `{new}`; the value was taken, set {} instead",
+            new.replace('.', "__").to_ascii_uppercase()
+        ));
+        // Below the new name's own variable, as the other aliases.
+        return top_level(0, new);
+    }
     let Some(section) = schema::section(first) else {
         if schema::legacy_section(first) {
             layer.warnings.push(format!(
@@ -230,7 +242,7 @@ pub(crate) fn plugin_value(raw: &str) -> Value {
 }
 
 fn masked(raw: &str, secret: bool) -> String {
-    if secret {
+    if secret || super::secret::looks_like_secret_value(raw) {
         super::secret::MASK.to_owned()
     } else {
         raw.to_owned()

@@ -15,7 +15,10 @@
 //!   it as the original did.
 //!
 //! Unlike the original, unknown keys are errors that name every unknown key, where it was set
-//! and what the table accepts. Plugin sections are kept raw in [`Config::plugins`] and checked
+//! and what the table accepts; keys of the original that mean something here
+//! (`server.log_level`, `cors.origins`) are taken with a warning naming the new key.
+//! [`init_template`], [`effective_keys`], [`plugin_problems`] and [`json_schema`] describe the
+//! configuration for the `ccproxy config` commands. Plugin sections are kept raw in [`Config::plugins`] and checked
 //! against each plugin's declared defaults by [`validate_plugin_section`] when it loads;
 //! [`plugin_allowed`] is the enabled/disabled filter. Secrets live in [`Secret`], which never
 //! prints its value; [`render_effective`] shows the effective config with secrets masked.
@@ -23,6 +26,7 @@
 //! **Invariant:** loading is a pure function of [`Sources`]; only [`Sources::from_process`]
 //! reads the process environment.
 
+mod describe;
 mod env;
 mod error;
 mod model;
@@ -37,6 +41,10 @@ mod precedence_tests;
 #[cfg(test)]
 mod test_support;
 
+pub use describe::{
+    PluginDoc, ShownKey, effective_keys, init_template, json_schema, masked, origin_json,
+    origin_label, plugin_problems, problem_lines, render_shown,
+};
 pub use error::{ConfigError, Origin, UnknownKey};
 pub use model::{
     Config, HooksConfig, HttpConfig, LogFormat, LoggingConfig, PluginDiscoveryConfig,
@@ -48,4 +56,4 @@ pub use plugin_section::{
 };
 pub use render::render_effective;
 pub use secret::Secret;
-pub use sources::{CliOverrides, Loaded, Sources, load, user_config_dir};
+pub use sources::{CliOverrides, Loaded, Sources, load, load_checked, user_config_dir};

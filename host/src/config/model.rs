@@ -150,6 +150,10 @@ pub struct ServerConfig {
     /// workers (a plugin that blocks its thread never holds up `/health*` or the accept loop).
     /// Default 0: the number of cores, at least 2.
     pub plugin_worker_threads: usize,
+    /// `serve` prints one line per request on stdout: method, path (without the query),
+    /// status and duration, 401s included. Default true. Env `SERVER__REQUEST_LINES`; flag
+    /// `--quiet` turns it off.
+    pub request_lines: bool,
 }
 
 impl Default for ServerConfig {
@@ -169,6 +173,7 @@ impl Default for ServerConfig {
             cors_origins: Vec::new(),
             plugin_call_timeout_seconds: 30,
             plugin_worker_threads: 0,
+            request_lines: true,
         }
     }
 }

@@ -8,7 +8,7 @@ use serde_json::{Map, Number, Value};
 use super::error::Origin;
 use super::model::Config;
 use super::schema::{self, PLUGIN_ENABLED_KEY, PLUGINS};
-use super::secret::MASK;
+use super::secret::{MASK, looks_like_secret_value};
 
 /// One key of a plugin section that the plugin does not declare.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,7 +216,7 @@ impl Check<'_> {
         self.bad = Some(PluginConfigError::BadValue {
             plugin: self.plugin.to_owned(),
             key: key.to_owned(),
-            value: if looks_secret(key) {
+            value: if looks_secret(key) || value.as_str().is_some_and(looks_like_secret_value) {
                 MASK.to_owned()
             } else {
                 value.to_string()
@@ -287,18 +287,26 @@ pub(crate) fn looks_secret(dotted: &str) -> bool {
         .next()
         .unwrap_or(dotted)
         .to_ascii_lowercase();
+    // Any name with `key` in it (`api_key`, `apikey`, `x_api_key`, `key_file`…): masking a
+    // setting that was not secret costs a look at the file, printing one that was costs a key.
     const MARKERS: &[&str] = &[
+        "key",
         "token",
         "secret",
         "password",
         "passwd",
         "credential",
-        "api_key",
-        "apikey",
-        "private_key",
         "cookie",
+        "authorization",
+        "auth_header",
     ];
-    MARKERS.iter().any(|marker| name.contains(marker)) || name.ends_with("_key") || name == "key"
+    // A variable's name, a path or a folder is not the secret itself (`api_key_env`,
+    // `token_file`).
+    const NOT_SECRET_SUFFIXES: &[&str] = &["_env", "_file", "_path", "_dir"];
+    MARKERS.iter().any(|marker| name.contains(marker))
+        && !NOT_SECRET_SUFFIXES
+            .iter()
+            .any(|suffix| name.ends_with(suffix))
 }
 
 /// One warning for each plugin name that `config` mentions (a `[plugins.<name>]`
@@ -656,10 +664,21 @@ mod tests {
             "key",
             "password",
             "signing_key",
+            "x_api_key",
+            "authorization",
+            "keyring",
         ] {
             assert!(looks_secret(name), "{name}");
         }
-        for name in ["client_log_file", "base_url", "keys_dir", "timeout"] {
+        for name in [
+            "client_log_file",
+            "base_url",
+            "keys_dir",
+            "timeout",
+            "model_mappings",
+            "api_key_env",
+            "token_file",
+        ] {
             assert!(!looks_secret(name), "{name}");
         }
     }

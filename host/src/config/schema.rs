@@ -43,6 +43,9 @@ pub(crate) enum Kind {
 pub(crate) struct Field {
     pub(crate) name: &'static str,
     pub(crate) kind: Kind,
+    /// What it means, one sentence: the comment `config init` writes and the
+    /// description `config schema` gives (docs/CONFIGURATION.md has the long form).
+    pub(crate) doc: &'static str,
 }
 
 /// One `[section]` of core keys.
@@ -52,8 +55,8 @@ pub(crate) struct Section {
     pub(crate) fields: &'static [Field],
 }
 
-const fn field(name: &'static str, kind: Kind) -> Field {
-    Field { name, kind }
+const fn field(name: &'static str, kind: Kind, doc: &'static str) -> Field {
+    Field { name, kind, doc }
 }
 
 const SECONDS: Kind = Kind::Count { min: 0 };
@@ -64,65 +67,178 @@ pub(crate) const SECTIONS: &[Section] = &[
     Section {
         name: "server",
         fields: &[
-            field("host", Kind::Host),
-            field("port", Kind::Port),
-            field("bypass_mode", Kind::Bool),
-            field("max_request_body_bytes", POSITIVE),
-            field("body_budget_bytes", POSITIVE),
-            field("shutdown_grace_seconds", SECONDS),
-            field("header_read_timeout_seconds", POSITIVE),
-            field("idle_timeout_seconds", POSITIVE),
+            field(
+                "host",
+                Kind::Host,
+                "address to bind; 0.0.0.0 listens on every interface (then set security.auth_token)",
+            ),
+            field("port", Kind::Port, "port to bind; 0 picks a free port"),
+            field(
+                "bypass_mode",
+                Kind::Bool,
+                "provider endpoints answer with canned responses without calling upstreams",
+            ),
+            field(
+                "max_request_body_bytes",
+                POSITIVE,
+                "largest request body accepted; larger ones get 413",
+            ),
+            field(
+                "body_budget_bytes",
+                POSITIVE,
+                "bytes of request bodies held at once; past it 503 with Retry-After",
+            ),
+            field(
+                "shutdown_grace_seconds",
+                SECONDS,
+                "after SIGINT/SIGTERM, how long in-flight requests may finish",
+            ),
+            field(
+                "header_read_timeout_seconds",
+                POSITIVE,
+                "a connection must send a complete request head within this long",
+            ),
+            field(
+                "idle_timeout_seconds",
+                POSITIVE,
+                "a kept-alive connection idle this long is closed",
+            ),
             // 0: derived from the open-file limit.
-            field("max_connections", SECONDS),
-            field("request_timeout_seconds", POSITIVE),
-            field("allowed_hosts", Kind::HostList),
-            field("cors_origins", Kind::OriginList),
-            field("plugin_call_timeout_seconds", POSITIVE),
+            field(
+                "max_connections",
+                SECONDS,
+                "client connections served at once; 0 derives it from the open-file limit",
+            ),
+            field(
+                "request_timeout_seconds",
+                POSITIVE,
+                "longest time a plugin route may take to answer",
+            ),
+            field(
+                "allowed_hosts",
+                Kind::HostList,
+                "Host names clients may use besides localhost, IP addresses and server.host; \"*\" allows any",
+            ),
+            field(
+                "cors_origins",
+                Kind::OriginList,
+                "web origins (scheme://host[:port]) whose pages may call the proxy",
+            ),
+            field(
+                "plugin_call_timeout_seconds",
+                POSITIVE,
+                "longest wait for a plugin's middleware or provider.prepare; past it 504",
+            ),
             // 0: the number of cores, at least 2.
-            field("plugin_worker_threads", SECONDS),
+            field(
+                "plugin_worker_threads",
+                SECONDS,
+                "threads running plugin code; 0: the number of cores, at least 2",
+            ),
+            field(
+                "request_lines",
+                Kind::Bool,
+                "print one line per request (method, path, status, duration) on stdout; --quiet turns it off",
+            ),
         ],
     },
     Section {
         name: "logging",
         fields: &[
-            field("level", Kind::LogLevel),
-            field("format", Kind::LogFormat),
-            field("file", Kind::Path),
+            field(
+                "level",
+                Kind::LogLevel,
+                "log level (trace, debug, info, warn, error, off) or filter directives such as info,ccproxy=debug",
+            ),
+            field("format", Kind::LogFormat, "log format: auto, text or json"),
+            field(
+                "file",
+                Kind::Path,
+                "write the log to this file instead of stderr; unset: stderr",
+            ),
         ],
     },
     Section {
         name: "security",
-        fields: &[field("auth_token", Kind::Secret)],
+        fields: &[field(
+            "auth_token",
+            Kind::Secret,
+            "token clients must send (Authorization: Bearer or x-api-key); unset: no client auth",
+        )],
     },
     Section {
         name: "http",
         fields: &[
-            field("connect_timeout_seconds", POSITIVE),
-            field("read_timeout_seconds", POSITIVE),
-            field("pool_idle_timeout_seconds", SECONDS),
-            field("pool_max_idle_per_host", SECONDS),
-            field("http2", Kind::Bool),
-            field("extra_ca_file", Kind::CaFile),
+            field(
+                "connect_timeout_seconds",
+                POSITIVE,
+                "time allowed to open a connection to an upstream",
+            ),
+            field(
+                "read_timeout_seconds",
+                POSITIVE,
+                "longest silence while reading an upstream response",
+            ),
+            field(
+                "pool_idle_timeout_seconds",
+                SECONDS,
+                "how long an idle pooled upstream connection is kept",
+            ),
+            field(
+                "pool_max_idle_per_host",
+                SECONDS,
+                "idle connections kept per upstream host; 0 disables pooling",
+            ),
+            field("http2", Kind::Bool, "offer HTTP/2 to upstreams"),
+            field(
+                "extra_ca_file",
+                Kind::CaFile,
+                "PEM file of CA certificates trusted besides the built-in roots; unset: none (SSL_CERT_FILE sets it)",
+            ),
         ],
     },
     Section {
         name: "plugin_discovery",
         fields: &[
-            field("directories", Kind::PathList),
-            field("disable_local_discovery", Kind::Bool),
+            field(
+                "directories",
+                Kind::PathList,
+                "extra folders searched for plugin libraries",
+            ),
+            field(
+                "disable_local_discovery",
+                Kind::Bool,
+                "skip the per-user plugin folder $XDG_CONFIG_HOME/ccproxy/plugins",
+            ),
         ],
     },
     Section {
         name: "hooks",
-        fields: &[field("observer_queue_capacity", POSITIVE)],
+        fields: &[field(
+            "observer_queue_capacity",
+            POSITIVE,
+            "capacity of the queue feeding observing hooks; events beyond it are dropped and counted",
+        )],
     },
 ];
 
 /// Top-level keys that are plain values, not sections.
 pub(crate) const TOP_LEVEL_FIELDS: &[Field] = &[
-    field("enable_plugins", Kind::Bool),
-    field("enabled_plugins", Kind::NameList),
-    field("disabled_plugins", Kind::NameList),
+    field(
+        "enable_plugins",
+        Kind::Bool,
+        "master switch: false loads no plugin at all",
+    ),
+    field(
+        "enabled_plugins",
+        Kind::NameList,
+        "when set, an allow list: only these plugins load; unset: every plugin not disabled",
+    ),
+    field(
+        "disabled_plugins",
+        Kind::NameList,
+        "a deny list: these plugins never load",
+    ),
 ];
 
 /// The table of per-plugin sections.
@@ -130,6 +246,19 @@ pub(crate) const PLUGINS: &str = "plugins";
 
 /// The original's top-level spelling of `plugin_discovery.disable_local_discovery`.
 pub(crate) const LEGACY_DISABLE_LOCAL_DISCOVERY: &str = "plugins_disable_local_discovery";
+
+/// Keys of the Python original that mean the same here under another name: `(old, new)`.
+/// The loader takes the value with a warning instead of refusing the key.
+pub(crate) const MIGRATED_KEYS: &[(&str, &str)] = &[
+    ("server.log_level", "logging.level"),
+    ("cors.origins", "server.cors_origins"),
+    // The original's stale example file spelt it so.
+    ("cors.allow_origins", "server.cors_origins"),
+];
+
+/// The original's `[cors]` settings that this version decides per request (a listed origin's
+/// preflight gets the method and headers it asks for): accepted with a warning.
+pub(crate) const IGNORED_CORS_KEYS: &[&str] = &["credentials", "methods", "headers", "max_age"];
 
 /// The reserved per-plugin key that disables a plugin.
 pub(crate) const PLUGIN_ENABLED_KEY: &str = "enabled";
@@ -166,13 +295,10 @@ pub(crate) fn is_secret_key(dotted: &str) -> bool {
 /// Advice for keys of the Python original that this version does not have, so a migrated
 /// config file gets a useful error instead of a bare "unknown".
 pub(crate) fn legacy_hint(dotted: &str) -> Option<&'static str> {
-    const RENAMED: &[(&str, &str)] = &[
-        ("server.log_level", "use logging.level"),
-        (
-            "security.enable_auth",
-            "set security.auth_token to turn client auth on",
-        ),
-    ];
+    const RENAMED: &[(&str, &str)] = &[(
+        "security.enable_auth",
+        "set security.auth_token to turn client auth on",
+    )];
     const DROPPED_KEYS: &[&str] = &[
         "server.workers",
         "server.reload",
@@ -205,26 +331,10 @@ pub(crate) fn legacy_section(name: &str) -> bool {
 pub(crate) fn suggest<'a>(unknown: &str, known: &[&'a str]) -> Option<&'a str> {
     known
         .iter()
-        .map(|candidate| (edit_distance(unknown, candidate), *candidate))
+        .map(|candidate| (strsim::damerau_levenshtein(unknown, candidate), *candidate))
         .filter(|(distance, candidate)| *distance <= 2.min(candidate.len() / 2).max(1))
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, candidate)| candidate)
-}
-
-fn edit_distance(left: &str, right: &str) -> usize {
-    let right_chars: Vec<char> = right.chars().collect();
-    let mut previous: Vec<usize> = (0..=right_chars.len()).collect();
-    for (row, left_char) in left.chars().enumerate() {
-        let mut current = vec![row + 1];
-        for (column, right_char) in right_chars.iter().enumerate() {
-            let substitution = previous[column] + usize::from(left_char != *right_char);
-            let insertion = current[column] + 1;
-            let deletion = previous[column + 1] + 1;
-            current.push(substitution.min(insertion).min(deletion));
-        }
-        previous = current;
-    }
-    previous[right_chars.len()]
 }
 
 const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
@@ -528,6 +638,23 @@ mod tests {
                 .collect();
             let schema: BTreeSet<&str> = section.fields.iter().map(|field| field.name).collect();
             assert_eq!(fields, schema, "[{}]", section.name);
+        }
+    }
+
+    #[test]
+    fn every_key_has_a_meaning_and_a_row_in_the_configuration_doc() {
+        let doc = include_str!("../../../docs/CONFIGURATION.md");
+        let fields = SECTIONS
+            .iter()
+            .flat_map(|section| section.fields.iter())
+            .chain(TOP_LEVEL_FIELDS);
+        for field in fields {
+            assert!(!field.doc.is_empty(), "{} has no meaning", field.name);
+            assert!(
+                doc.contains(&format!("| `{}` |", field.name)),
+                "docs/CONFIGURATION.md has no row for `{}`",
+                field.name
+            );
         }
     }
 

@@ -95,9 +95,74 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// Whether a setting's value looks like a credential whatever its key is called: a known key
+/// or token prefix (`sk-`, `sk-ant-`, `eyJ` for a JWT, `ghp_`, `xoxb-`, `AKIA`, `AIza`, `hf_`),
+/// a `Bearer`/`Basic` credential, or a long run of mixed-case letters and digits without the
+/// `/`, `:` or spaces of a path, URL or sentence. Model names (`claude-sonnet-4-20250514`) and
+/// ids in lower case are not masked.
+pub(crate) fn looks_like_secret_value(value: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "sk-",
+        "sk_",
+        "rk-",
+        "pk-",
+        "eyJ",
+        "ghp_",
+        "gho_",
+        "ghs_",
+        "ghu_",
+        "github_pat_",
+        "glpat-",
+        "xoxb-",
+        "xoxp-",
+        "AKIA",
+        "AIza",
+        "hf_",
+        "Bearer ",
+        "bearer ",
+        "Basic ",
+        "basic ",
+    ];
+    let value = value.trim();
+    if value.len() >= 12 && PREFIXES.iter().any(|prefix| value.starts_with(prefix)) {
+        return true;
+    }
+    let token_chars = value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+' | '=' | '~'));
+    let mixed = value.chars().any(|c| c.is_ascii_uppercase())
+        && value.chars().any(|c| c.is_ascii_lowercase())
+        && value.chars().any(|c| c.is_ascii_digit());
+    value.len() >= 24 && token_chars && mixed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_looking_values() {
+        for secret in [
+            "sk-ant-api03-abcdefghijklmnop",
+            "sk-proj-abc123def456",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.abc",
+            "Bearer abcdefghijkl",
+            "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MEFCQ0RF",
+        ] {
+            assert!(looks_like_secret_value(secret), "{secret}");
+        }
+        for plain in [
+            "claude-sonnet-4-20250514",
+            "https://api.anthropic.com/v1",
+            "/home/ada/.config/ccproxy/token.json",
+            "5f1c0a2e-7b3d-4c8a-9e21-0c1d2e3f4a5b",
+            "gpt-5.3-codex",
+            "info,ccproxy=debug",
+            "sk-",
+        ] {
+            assert!(!looks_like_secret_value(plain), "{plain}");
+        }
+    }
 
     #[test]
     fn debug_display_and_serialize_mask_the_value() {

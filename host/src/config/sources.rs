@@ -13,7 +13,7 @@ use super::error::{ConfigError, Origin, UnknownKey};
 use super::model::Config;
 use super::plugin_section::{PluginConfigError, plugin_allowed, validate_plugin_section};
 use super::schema::{self, Kind, LEGACY_DISABLE_LOCAL_DISCOVERY, PLUGIN_ENABLED_KEY, PLUGINS};
-use super::secret::{MASK, Secret};
+use super::secret::{MASK, Secret, looks_like_secret_value};
 
 /// Values given on the command line (`ccproxy serve …`); each one that is set beats the file
 /// and the environment.
@@ -41,6 +41,8 @@ pub struct CliOverrides {
     pub auth_token: Option<Secret>,
     /// `--bypass`: sets `server.bypass_mode = true` (false means "not given").
     pub bypass: bool,
+    /// `--quiet`: sets `server.request_lines = false` (false means "not given").
+    pub quiet: bool,
 }
 
 /// Everything configuration is read from, as plain data so loading is a pure function.
@@ -170,6 +172,17 @@ impl Loaded {
 /// Every unknown key from the file and the environment is reported in one
 /// [`ConfigError::UnknownKeys`]; otherwise the first bad value is reported.
 pub fn load(sources: &Sources) -> Result<Loaded, ConfigError> {
+    load_checked(sources).map_err(|mut problems| problems.swap_remove(0))
+}
+
+/// Loads the configuration as [`load`] does, but reports every problem found: one
+/// [`ConfigError::UnknownKeys`] first when there are unknown keys, then each bad value
+/// (`ccproxy config validate`). The list is never empty.
+pub fn load_checked(sources: &Sources) -> Result<Loaded, Vec<ConfigError>> {
+    load_layers(sources).map_err(|problem| vec![problem])?
+}
+
+fn load_layers(sources: &Sources) -> Result<Result<Loaded, Vec<ConfigError>>, ConfigError> {
     let expander = Expander { sources };
     let mut warnings = Vec::new();
     let mut unknown = Vec::new();
@@ -183,6 +196,7 @@ pub fn load(sources: &Sources) -> Result<Loaded, ConfigError> {
         let base = path.parent().unwrap_or(Path::new("."));
         let origin = Origin::File(path.clone());
         apply_legacy_alias(&mut table, &origin, &mut warnings);
+        migrate_original_keys(&mut table, &origin, &mut warnings);
         let mut file_origins = BTreeMap::new();
         leaf_origins(&table, "", &origin, &mut file_origins);
         let origin_of = |_: &str| origin.clone();
@@ -215,22 +229,22 @@ pub fn load(sources: &Sources) -> Result<Loaded, ConfigError> {
     apply_ssl_cert_file(sources, &expander, &mut merged, &mut origins, &mut warnings);
 
     if !unknown.is_empty() {
-        return Err(ConfigError::UnknownKeys { keys: unknown });
+        errors.insert(0, ConfigError::UnknownKeys { keys: unknown });
     }
-    if let Some(error) = errors.into_iter().next() {
-        return Err(error);
+    if !errors.is_empty() {
+        return Ok(Err(errors));
     }
     let mut config =
         Config::deserialize(Value::Table(merged)).map_err(|error| ConfigError::Invalid {
             message: error.message().to_owned(),
         })?;
     apply_cli(&mut config, sources, &expander, &mut origins, &mut warnings)?;
-    Ok(Loaded {
+    Ok(Ok(Loaded {
         config,
         file,
         warnings,
         origins,
-    })
+    }))
 }
 
 /// `SSL_CERT_FILE`, the CA file OpenSSL-based tools read, sets `http.extra_ca_file` when
@@ -405,6 +419,75 @@ fn apply_legacy_alias(table: &mut Table, origin: &Origin, warnings: &mut Vec<Str
     }
 }
 
+/// Moves keys of the Python original that mean something here to their key in this version,
+/// with a warning each (`` `server.log_level` is now `logging.level` ``), unless the new key is
+/// set too; and drops the original's CORS details, which this version decides per request.
+fn migrate_original_keys(table: &mut Table, origin: &Origin, warnings: &mut Vec<String>) {
+    for (old, new) in schema::MIGRATED_KEYS {
+        let Some((old_section, old_name)) = old.split_once('.') else {
+            continue;
+        };
+        let Some(Value::Table(section)) = table.get_mut(old_section) else {
+            continue;
+        };
+        let Some(mut value) = section.remove(old_name) else {
+            continue;
+        };
+        if section.is_empty() && schema::section(old_section).is_none() {
+            table.remove(old_section);
+        }
+        if *new == "server.cors_origins"
+            && let Value::Array(items) = &mut value
+        {
+            // The original's patterns (`http://localhost:*/*`) are not origins.
+            let (kept, dropped): (Vec<Value>, Vec<Value>) = items
+                .drain(..)
+                .partition(|item| item.as_str().and_then(schema::normalize_origin).is_some());
+            if !dropped.is_empty() {
+                let dropped: Vec<String> = dropped.iter().map(ToString::to_string).collect();
+                warnings.push(format!(
+                    "`{old}` {origin}: {} dropped: server.cors_origins takes exact origins \
+                     (scheme://host[:port]), not patterns",
+                    dropped.join(", ")
+                ));
+            }
+            *items = kept;
+        }
+        let Some((new_section, new_name)) = new.split_once('.') else {
+            continue;
+        };
+        let target = table
+            .entry(new_section)
+            .or_insert_with(|| Value::Table(Table::new()));
+        let Value::Table(target) = target else {
+            continue;
+        };
+        if target.contains_key(new_name) {
+            warnings.push(format!(
+                "`{old}` {origin} is ignored because `{new}` is set too; remove the old key"
+            ));
+        } else {
+            target.insert(new_name.to_owned(), value);
+            warnings.push(format!(
+                "`{old}` is now `{new}` ({origin}); the value was taken, rename the key"
+            ));
+        }
+    }
+    if let Some(Value::Table(cors)) = table.get_mut("cors") {
+        for key in schema::IGNORED_CORS_KEYS {
+            if cors.remove(*key).is_some() {
+                warnings.push(format!(
+                    "`cors.{key}` {origin} is ignored: a listed origin's preflight is answered \
+                     with the methods and headers it asks for; remove it"
+                ));
+            }
+        }
+        if cors.is_empty() {
+            table.remove("cors");
+        }
+    }
+}
+
 /// Records `origin` for every leaf (value or array) of `table`.
 fn leaf_origins(table: &Table, prefix: &str, origin: &Origin, out: &mut BTreeMap<String, Origin>) {
     for (key, value) in table {
@@ -545,7 +628,7 @@ fn check_value(
 
 /// A value as TOML text for an error message, masked for secret keys.
 fn shown(dotted: &str, value: &Value) -> String {
-    if schema::is_secret_key(dotted) {
+    if schema::is_secret_key(dotted) || value.as_str().is_some_and(looks_like_secret_value) {
         MASK.to_owned()
     } else {
         value.to_string()
@@ -707,6 +790,10 @@ fn apply_cli(
     if cli.bypass {
         config.server.bypass_mode = true;
         set("server.bypass_mode", "--bypass");
+    }
+    if cli.quiet {
+        config.server.request_lines = false;
+        set("server.request_lines", "--quiet");
     }
     for directory in &cli.plugin_dirs {
         let raw = directory.to_string_lossy();

@@ -21,12 +21,13 @@
 use std::{
     collections::HashMap,
     sync::{
-        Arc, OnceLock,
+        Arc,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use ccproxy_plugin_abi::{
     HookBody, HookEvent,
@@ -196,11 +197,24 @@ impl HookCounters {
     }
 }
 
+/// Who listens to what: replaced as a whole when plugins are reloaded, so an
+/// event in delivery keeps the subscribers it started with.
+#[derive(Default)]
+struct Subscriptions {
+    by_event: HashMap<String, Vec<Subscriber>>,
+    /// Per event, the union of the bodies its subscribers asked for.
+    bodies_wanted: HashMap<String, u8>,
+}
+
+impl Subscriptions {
+    fn of(&self, event: &str) -> &[Subscriber] {
+        self.by_event.get(event).map(Vec::as_slice).unwrap_or(&[])
+    }
+}
+
 /// The hook pipeline.
 pub struct HookBus {
-    subscribers: OnceLock<HashMap<String, Vec<Subscriber>>>,
-    /// Per event, the union of the bodies its subscribers asked for.
-    bodies_wanted: OnceLock<HashMap<String, u8>>,
+    subscriptions: ArcSwap<Subscriptions>,
     queue: mpsc::Sender<Observed>,
     receiver: std::sync::Mutex<Option<mpsc::Receiver<Observed>>>,
     /// Counters.
@@ -227,16 +241,16 @@ impl HookBus {
     pub fn new(capacity: usize) -> Self {
         let (queue, receiver) = mpsc::channel(capacity.max(1));
         Self {
-            subscribers: OnceLock::new(),
-            bodies_wanted: OnceLock::new(),
+            subscriptions: ArcSwap::default(),
             queue,
             receiver: std::sync::Mutex::new(Some(receiver)),
             counters: HookCounters::default(),
         }
     }
 
-    /// Registers the hooks of `plugins` (in initialisation order) and starts the
-    /// observer task. Called once, after plugins are initialised.
+    /// Registers the hooks of `plugins` (in initialisation order), replacing
+    /// any earlier set, and starts the observer task the first time. Called
+    /// after plugins are initialised, and again after each reload.
     pub fn install(self: &Arc<Self>, plugins: &[Arc<ActivePlugin>]) {
         let mut by_event: HashMap<String, Vec<Subscriber>> = HashMap::new();
         for plugin in plugins {
@@ -268,11 +282,11 @@ impl HookBus {
             })
             .filter(|(_, mask)| *mask != 0)
             .collect();
-        let _ = self.bodies_wanted.set(bodies_wanted);
-        if self.subscribers.set(by_event).is_err() {
-            tracing::warn!("hooks installed twice; keeping the first set");
-            return;
-        }
+        self.subscriptions.store(Arc::new(Subscriptions {
+            by_event,
+            bodies_wanted,
+        }));
+        // The observer task starts with the first set; a reload only swaps the set.
         let receiver = self.receiver.lock().ok().and_then(|mut slot| slot.take());
         if let Some(mut receiver) = receiver {
             let bus = self.clone();
@@ -289,24 +303,17 @@ impl HookBus {
         }
     }
 
-    fn subscribers(&self, event: &str) -> &[Subscriber] {
-        self.subscribers
-            .get()
-            .and_then(|map| map.get(event))
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
-    }
-
     /// Whether any hook listens to `event`.
     pub fn wants(&self, event: &HookEvent) -> bool {
-        !self.subscribers(event.as_str()).is_empty()
+        !self.subscriptions.load().of(event.as_str()).is_empty()
     }
 
     /// Whether any hook on `event` asked for body `kind` with it.
     pub fn wants_body(&self, event: &HookEvent, kind: HookBody) -> bool {
-        self.bodies_wanted
-            .get()
-            .and_then(|map| map.get(event.as_str()))
+        self.subscriptions
+            .load()
+            .bodies_wanted
+            .get(event.as_str())
             .is_some_and(|mask| mask & body_bit(kind) != 0)
     }
 
@@ -418,7 +425,8 @@ impl HookBus {
     }
 
     async fn deliver(&self, mut observed: Observed) {
-        for subscriber in self.subscribers(observed.event.as_str()) {
+        let subscriptions = self.subscriptions.load_full();
+        for subscriber in subscriptions.of(observed.event.as_str()) {
             let body: &[u8] = match &observed.body {
                 Some(body) if subscriber.bodies & body.kind != 0 => &body.bytes,
                 Some(body) if body.only_for_askers => continue,
@@ -470,7 +478,8 @@ impl HookBus {
         // The data's JSON, written again only after a hook changed the data.
         let mut text = serde_json::value::to_raw_value(&data).ok();
         let event = event.as_str();
-        for subscriber in self.subscribers(event) {
+        let subscriptions = self.subscriptions.load_full();
+        for subscriber in subscriptions.of(event) {
             let shown = match &text {
                 Some(text) => DataRef::Text(text),
                 None => DataRef::Value(&data),

@@ -26,7 +26,18 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Instantiates and initialises every prepared plugin in order. A plugin whose
 /// initialisation fails is marked failed, and so is everything depending on it;
 /// the rest keep going.
-pub async fn initialize_all(mut prepared: Prepared, shared: &Arc<Shared>) -> Registry {
+pub async fn initialize_all(prepared: Prepared, shared: &Arc<Shared>) -> Registry {
+    initialize_reusing(prepared, shared, &[]).await
+}
+
+/// [`initialize_all`] on a reload: a plugin of `running` with the same image
+/// and the same config is kept as it is (not initialised again); any other
+/// prepared plugin gets a new instance.
+pub async fn initialize_reusing(
+    mut prepared: Prepared,
+    shared: &Arc<Shared>,
+    running: &[Arc<ActivePlugin>],
+) -> Registry {
     let mut active = Vec::new();
     let mut failed: HashSet<String> = HashSet::new();
     let order = prepared.order.clone();
@@ -50,6 +61,15 @@ pub async fn initialize_all(mut prepared: Prepared, shared: &Arc<Shared>) -> Reg
             .entry_mut(name)
             .and_then(|e| e.config.clone())
             .unwrap_or(Value::Null);
+        if let Some(kept) = running.iter().find(|plugin| {
+            plugin.manifest.name == *name && plugin.image == library.image && plugin.config == config
+        }) {
+            tracing::debug!(plugin = %name, "plugin unchanged; kept running");
+            shared.plugins.insert(name.clone(), kept.clone());
+            initialized_order.push(name.clone());
+            active.push(kept.clone());
+            continue;
+        }
         let data_dir = shared.data_dir.join("plugins").join(name);
         if let Err(error) = std::fs::create_dir_all(&data_dir) {
             tracing::warn!(plugin = %name, dir = %data_dir.display(), %error, "cannot create the plugin's data folder");
@@ -95,6 +115,7 @@ pub async fn initialize_all(mut prepared: Prepared, shared: &Arc<Shared>) -> Reg
         let plugin = Arc::new(ActivePlugin {
             manifest: library.manifest.clone(),
             file: library.path.clone(),
+            image: library.image.clone(),
             api_version: library.api_version.clone(),
             handle,
             initialized: Default::default(),
@@ -227,20 +248,28 @@ pub fn spawn_tasks(
 /// next one stops.
 pub async fn shutdown_all(registry: &Registry, shared: &Shared) {
     for plugin in registry.active.iter().rev() {
-        let name = &plugin.manifest.name;
-        match plugin
-            .handle
-            .call_with_timeout::<ops::Shutdown>(&json!({}), Vec::new(), SHUTDOWN_TIMEOUT)
-            .await
-        {
-            Ok(_) => tracing::info!(plugin = %name, "plugin stopped"),
-            Err(error) => tracing::warn!(plugin = %name, %error, "plugin shutdown failed"),
-        }
-        // Its child processes and open upstream streams end with it.
-        shared.release_plugin(name);
-        shared
-            .hooks
-            .observe(HookEvent::PluginUnloaded, None, || json!({"plugin": name}));
-        shared.hooks.drain(Duration::from_secs(1)).await;
+        shutdown(plugin, shared, true).await;
     }
+}
+
+/// Asks `plugin` to stop. With `release`, its child processes and open
+/// upstream streams end with it; without, they are left to the instance
+/// that replaced it under the same name (a reload).
+pub async fn shutdown(plugin: &ActivePlugin, shared: &Shared, release: bool) {
+    let name = &plugin.manifest.name;
+    match plugin
+        .handle
+        .call_with_timeout::<ops::Shutdown>(&json!({}), Vec::new(), SHUTDOWN_TIMEOUT)
+        .await
+    {
+        Ok(_) => tracing::info!(plugin = %name, "plugin stopped"),
+        Err(error) => tracing::warn!(plugin = %name, %error, "plugin shutdown failed"),
+    }
+    if release {
+        shared.release_plugin(name);
+    }
+    shared
+        .hooks
+        .observe(HookEvent::PluginUnloaded, None, || json!({"plugin": name}));
+    shared.hooks.drain(Duration::from_secs(1)).await;
 }

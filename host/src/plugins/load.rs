@@ -138,6 +138,9 @@ impl Refusal {
 pub struct LoadedLibrary {
     /// The file it came from.
     pub path: PathBuf,
+    /// The file its image was loaded from: `path`, or a private copy when a
+    /// new file replaced one loaded before from `path` (see `image`).
+    pub image: PathBuf,
     /// The plugin API version it was built against.
     pub api_version: semver::Version,
     /// Its manifest.
@@ -241,7 +244,13 @@ pub fn load(path: &Path) -> Result<LoadedLibrary, Refusal> {
     // A file whose symbols could not be read is refused all the same, but only
     // after `dlopen` has had its say: its words tell best why a file is not a
     // library ("file too short", "wrong ELF class").
-    let library = RawLibrary::load_at(&resolved)
+    // A file that replaced one loaded before from this path is loaded from a
+    // private copy: `dlopen` would hand back the old image (see `image`).
+    let loadable = super::image::loadable_path(&resolved, &crate::paths::images_dir())
+        .map_err(|error| {
+            Refusal::NotALibrary(format!("cannot read file {}: {error}", resolved.display()))
+        })?;
+    let library = RawLibrary::load_at(&loadable)
         .map_err(|error| Refusal::NotALibrary(one_line(&error.to_string())))?;
     let exports = exports.map_err(Refusal::NotALibrary)?;
     // Libraries are never unloaded: unloading Rust code is unsound, and the
@@ -273,6 +282,7 @@ pub fn load(path: &Path) -> Result<LoadedLibrary, Refusal> {
     check_plugin_name(&manifest.name)?;
     Ok(LoadedLibrary {
         path: path.to_path_buf(),
+        image: loadable,
         api_version,
         manifest,
         module,

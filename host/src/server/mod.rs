@@ -6,9 +6,11 @@ pub mod adapted;
 pub mod body_budget;
 mod conn;
 pub mod endpoints;
+mod not_found;
 pub mod pipeline;
 mod plugin_stream;
 pub mod provider;
+pub mod request_line;
 pub mod response;
 pub mod router;
 
@@ -96,6 +98,10 @@ impl App {
     }
 }
 
+/// The app requests are served by: swapped whole by a live reload, so each
+/// request runs start to end on the app it began with.
+pub type CurrentApp = arc_swap::ArcSwap<App>;
+
 /// Serves `listener` until `shutdown` resolves, then stops accepting and waits
 /// up to `grace` for in-flight requests.
 ///
@@ -104,12 +110,13 @@ impl App {
 /// served at once (see [`conn`]); past that, a connection only gets `/health*`
 /// answered, so a flood of idle sockets cannot hide the server from its checks.
 pub async fn serve(
-    app: Arc<App>,
+    apps: Arc<CurrentApp>,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
     grace: Duration,
 ) {
-    let settings = &app.shared.config.server;
+    let shared = apps.load().shared.clone();
+    let settings = &shared.config.server;
     let timeouts = conn::Timeouts {
         header: settings.header_read_timeout(),
         idle: settings.idle_timeout(),
@@ -148,7 +155,7 @@ pub async fn serve(
         match slots.admit() {
             conn::Admission::Served(slot) => {
                 let connection = serve_connection(
-                    app.clone(),
+                    apps.clone(),
                     &builder,
                     stream,
                     remote,
@@ -162,7 +169,7 @@ pub async fn serve(
             }
             conn::Admission::OverCap(slot) => {
                 let connection =
-                    serve_over_cap(app.clone(), &over_cap_builder, stream, remote, slots.cap());
+                    serve_over_cap(apps.clone(), &over_cap_builder, stream, remote, slots.cap());
                 tokio::spawn(async move {
                     let _ = tokio::time::timeout(conn::OVER_CAP_DEADLINE, connection).await;
                     drop(slot);
@@ -171,7 +178,9 @@ pub async fn serve(
             conn::Admission::Closed => drop(stream),
         }
     }
-    app.ready.store(false, std::sync::atomic::Ordering::Release);
+    apps.load()
+        .ready
+        .store(false, std::sync::atomic::Ordering::Release);
     drop(listener);
     tracing::info!(
         "shutting down: waiting up to {} s for in-flight requests",
@@ -208,7 +217,7 @@ fn connection_cap(settings: &crate::config::ServerConfig) -> usize {
 
 /// One client connection within the cap, until it ends.
 fn serve_connection(
-    app: Arc<App>,
+    apps: Arc<CurrentApp>,
     builder: &auto::Builder<TokioExecutor>,
     stream: TcpStream,
     remote: SocketAddr,
@@ -219,7 +228,7 @@ fn serve_connection(
     let service = service_fn({
         let activity = activity.clone();
         move |request| {
-            let app = app.clone();
+            let app = apps.load_full();
             let in_flight = activity.begin();
             async move {
                 let response = pipeline::handle(app, request, remote).await;
@@ -254,14 +263,14 @@ fn serve_connection(
 /// A connection past the cap: a `/health*` request is answered as usual,
 /// anything else gets 503 with `Retry-After`; then it is closed.
 fn serve_over_cap(
-    app: Arc<App>,
+    apps: Arc<CurrentApp>,
     builder: &auto::Builder<TokioExecutor>,
     stream: TcpStream,
     remote: SocketAddr,
     cap: usize,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
-        let app = app.clone();
+        let app = apps.load_full();
         async move {
             let response = if conn::is_health_path(request.uri().path()) {
                 pipeline::handle(app, request, remote).await

@@ -275,6 +275,7 @@ impl Completion {
                 "request done"
             );
         });
+        super::request_line::print(&self.method, &self.path, self.status, duration_ms);
         let Completion {
             hooks,
             request_id,
@@ -478,11 +479,7 @@ async fn route_authenticated(
         Some(response) => response,
         None => match lookup {
             Lookup::MethodNotAllowed(allowed) => method_not_allowed(method, path, &allowed),
-            Lookup::NotFound => error_response(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                &format!("no route for {method} {path}; GET /plugins/status lists every route"),
-            ),
+            Lookup::NotFound => super::not_found::response(app, method, path),
             Lookup::Found(target, params) => match target.clone() {
                 Target::Core(core) => endpoints::handle(app, core, &params).await,
                 Target::Plugin {

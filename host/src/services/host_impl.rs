@@ -274,7 +274,7 @@ impl PluginHost {
             }
             <ops::PluginsStatus as Operation>::NAME => {
                 answer::<ops::PluginsStatus, _>(input, |_, _| async move {
-                    let app = shared.app.get().and_then(Weak::upgrade).ok_or_else(|| {
+                    let app = shared.app().ok_or_else(|| {
                         AbiError::new(
                             ErrorCode::Unavailable,
                             "plugins status is available once the server runs (not during plugin initialisation or CLI commands)",

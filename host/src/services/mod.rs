@@ -8,7 +8,7 @@ mod process;
 
 use std::{
     path::PathBuf,
-    sync::{Arc, OnceLock, Weak},
+    sync::{Arc, RwLock, Weak},
 };
 
 use dashmap::DashMap;
@@ -40,8 +40,9 @@ pub struct Shared {
     /// What each plugin holds open through its host handle (streamed HTTP
     /// answers, child processes), by plugin name.
     facilities: DashMap<String, Arc<Facilities>>,
-    /// The running server, for `host.plugins.status`; set once it is built.
-    app: OnceLock<Weak<App>>,
+    /// The running server, for `host.plugins.status`; set once it is built,
+    /// and again after each reload.
+    app: RwLock<Weak<App>>,
     /// The runtime `Shared` was made on (the server's), where the host's own
     /// I/O for plugins runs (see `host_impl::on_server_runtime`).
     server_runtime: Option<tokio::runtime::Handle>,
@@ -68,14 +69,19 @@ impl Shared {
             data_dir,
             config_dir,
             facilities: DashMap::new(),
-            app: OnceLock::new(),
+            app: RwLock::new(Weak::new()),
             server_runtime: tokio::runtime::Handle::try_current().ok(),
         })
     }
 
     /// Makes `app` the server `host.plugins.status` describes.
     pub fn attach_app(&self, app: &Arc<App>) {
-        let _ = self.app.set(Arc::downgrade(app));
+        *self.app.write().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(app);
+    }
+
+    /// The running server, while it runs.
+    pub fn app(&self) -> Option<Arc<App>> {
+        self.app.read().unwrap_or_else(|e| e.into_inner()).upgrade()
     }
 
     /// Releases what plugin `plugin` holds open: kills its child processes

@@ -1,0 +1,182 @@
+//! `serve-PORT.json` in the runtime folder (`paths::runtime_dir`): the running
+//! server's pid and address, how many reloads it has done and how the last
+//! one went. `ccproxy reload` reads it, sends `SIGHUP`, and waits for the
+//! count to move. Written whole (a new file renamed over the old), never
+//! following a link, readable by the owner only; removed at shutdown.
+
+use std::{
+    fs::{self, OpenOptions},
+    io::Write,
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::{config::Config, paths};
+
+/// What the file says.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ServerState {
+    /// The server's process id.
+    pub pid: u32,
+    /// The address it listens on.
+    pub address: String,
+    /// Reloads done so far (failed ones included).
+    pub reloads: u64,
+    /// How the last reload went.
+    pub last_reload: Option<ReloadReport>,
+}
+
+/// How one reload went.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReloadReport {
+    /// Whether the new state is serving.
+    pub ok: bool,
+    /// What changed, or why nothing did.
+    pub message: String,
+}
+
+/// The file of the server on `port`.
+pub fn state_file(port: u16) -> PathBuf {
+    paths::runtime_dir().join(format!("serve-{port}.json"))
+}
+
+/// Writes `state` to `path`.
+pub fn write(path: &Path, state: &ServerState) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let temporary = dir.join(format!(".{}.{}", state.pid, state.reloads));
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&temporary)?;
+    file.write_all(&serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?)?;
+    file.sync_all()?;
+    fs::rename(&temporary, path)
+}
+
+fn read(path: &Path) -> anyhow::Result<ServerState> {
+    let text = fs::read_to_string(path).with_context(|| {
+        format!(
+            "no running ccproxy found ({} is missing): start it with `ccproxy serve`, or reload a systemd service with `systemctl reload ccproxy`",
+            path.display()
+        )
+    })?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a server state file", path.display()))
+}
+
+/// Asks the server on `port` to reload, and waits for the outcome:
+/// `Ok(what changed)`, or an error saying why nothing did (the server keeps
+/// its old state).
+pub fn reload_running(port: u16, wait: Duration) -> anyhow::Result<String> {
+    let path = state_file(port);
+    let before = read(&path)?;
+    let pid = libc::pid_t::try_from(before.pid).context("bad pid in the state file")?;
+    if signal(pid, 0).is_err() {
+        bail!(
+            "the server recorded in {} (pid {pid}) is not running; remove the file or start ccproxy",
+            path.display()
+        );
+    }
+    if let Err(error) = signal(pid, libc::SIGHUP) {
+        bail!("cannot signal pid {pid}: {error}");
+    }
+    let deadline = Instant::now() + wait;
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        if let Ok(now) = read(&path)
+            && now.reloads > before.reloads
+        {
+            let report = now.last_reload.unwrap_or(ReloadReport {
+                ok: true,
+                message: "reloaded".to_owned(),
+            });
+            return if report.ok {
+                Ok(report.message)
+            } else {
+                Err(anyhow::anyhow!(
+                    "reload failed, the old state keeps serving: {}",
+                    report.message
+                ))
+            };
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "pid {pid} got SIGHUP but did not report a reload within {} s",
+                wait.as_secs()
+            );
+        }
+    }
+}
+
+/// kill(2): `number` 0 only checks that `pid` is alive and ours to signal.
+#[allow(unsafe_code)]
+fn signal(pid: libc::pid_t, number: libc::c_int) -> std::io::Result<()> {
+    // Safety: kill(2) takes plain integers and touches no memory of ours.
+    match unsafe { libc::kill(pid, number) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
+/// [`reload_running`] for a command that only needs it done: prints what
+/// changed on stderr.
+pub fn request_reload(config: &Config) -> anyhow::Result<()> {
+    let message = reload_running(config.server.port, Duration::from_secs(120))?;
+    eprintln!("reloaded: {message}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_file_is_written_whole_and_private() {
+        use std::os::unix::fs::MetadataExt;
+        let scratch = tempfile::tempdir().unwrap();
+        let path = scratch.path().join("run/serve-8000.json");
+        let state = ServerState {
+            pid: 42,
+            address: "127.0.0.1:8000".to_owned(),
+            reloads: 1,
+            last_reload: Some(ReloadReport {
+                ok: false,
+                message: "config: bad".to_owned(),
+            }),
+        };
+        write(&path, &state).unwrap();
+        assert_eq!(read(&path).unwrap(), state);
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(path.parent().unwrap()).unwrap().mode() & 0o777,
+            0o700
+        );
+    }
+
+    #[test]
+    fn the_file_is_never_written_through_a_planted_link() {
+        let scratch = tempfile::tempdir().unwrap();
+        let path = scratch.path().join("serve-8000.json");
+        let victim = scratch.path().join("victim");
+        fs::write(&victim, "keep").unwrap();
+        let state = ServerState {
+            pid: 7,
+            address: String::new(),
+            reloads: 0,
+            last_reload: None,
+        };
+        std::os::unix::fs::symlink(&victim, scratch.path().join(".7.0")).unwrap();
+        assert!(write(&path, &state).is_err());
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep");
+    }
+}
