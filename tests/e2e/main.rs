@@ -3,6 +3,7 @@
 //! (`cargo test -p ccproxy-e2e --test e2e MODULE::`).
 
 mod access_log;
+mod analytics;
 mod browsers;
 mod codex;
 mod command_replay;
@@ -27,7 +28,7 @@ mod regression;
 mod request_tracer;
 mod scaffold;
 mod server;
-mod service;
+mod storage;
 mod streams;
 mod stuck_plugins;
 mod upstream_proxy;

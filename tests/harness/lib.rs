@@ -24,6 +24,7 @@
 mod http;
 pub mod login;
 pub mod mock;
+pub mod postgres;
 mod upstream;
 
 use std::{

@@ -15,6 +15,7 @@
 //! | [`json`] | a request body as a JSON object, or an error saying what it is instead; its top level with values as the client's bytes, written back around changed keys |
 //! | [`model_id`] | model ids without provider prefix and date suffix, and a table that finds a model by them |
 //! | [`private_files`] | a folder under `$XDG_STATE_HOME/ccproxy` only this user can change, files opened 0600 without following symlinks, pruned oldest first |
+//! | [`logs`] | stored request logs: the row of a finished request, the `/logs` filters with errors naming the parameter, the duration histogram (feature `logs`) |
 //! | [`redact`] | secrets taken out of headers and JSON bodies before they are written down |
 //!
 //! `mapping` is behind the default feature `mapping` (it brings in `regex`);
@@ -23,6 +24,8 @@
 #![deny(missing_docs)]
 
 pub mod json;
+#[cfg(feature = "logs")]
+pub mod logs;
 #[cfg(feature = "mapping")]
 pub mod mapping;
 pub mod mask;

@@ -1,0 +1,820 @@
+//! The store's SQL, one text for SQLite and PostgreSQL: every value travels
+//! as a bound parameter ([`Sql::param`]), never inside the text, and the
+//! only differences between the two are the placeholder (`?N` or `$N`) and
+//! the engines' own set-up, kept in `sqlite.rs` and `postgres.rs`.
+//!
+//! Two tables: `access_logs`, one row per finished request (the original's
+//! `AccessLog` columns), indexed by time; and `access_log_minutes`, a rollup
+//! per minute and (model, provider, service type, status, streaming) with
+//! counts, sums and a duration histogram, kept up to date by every insert
+//! (an additive upsert, so several proxies may write one PostgreSQL store).
+//! `/logs/analytics` reads the rollup for the whole minutes of its window
+//! and the rows themselves only for the partial minutes at its edges, so it
+//! answers in time that grows with minutes, not requests.
+
+use std::collections::{BTreeMap, HashMap};
+
+use ccproxy_plugin_abi::{Value, json};
+use ccproxy_plugin_kit::logs::{
+    AnalyticsRequest, Cursor, LogRow, Order, QueryRequest, RowFilter, histogram, rfc3339,
+};
+
+/// A value bound to a placeholder, or read from a column.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum SqlValue {
+    Int(Option<i64>),
+    Real(Option<f64>),
+    Text(Option<String>),
+}
+
+impl SqlValue {
+    pub(crate) fn int(&self) -> i64 {
+        match self {
+            SqlValue::Int(Some(n)) => *n,
+            SqlValue::Real(Some(x)) => *x as i64,
+            _ => 0,
+        }
+    }
+
+    pub(crate) fn real(&self) -> f64 {
+        match self {
+            SqlValue::Real(Some(x)) => *x,
+            SqlValue::Int(Some(n)) => *n as f64,
+            _ => 0.0,
+        }
+    }
+
+    pub(crate) fn opt_real(&self) -> Option<f64> {
+        match self {
+            SqlValue::Real(value) => *value,
+            SqlValue::Int(value) => value.map(|n| n as f64),
+            SqlValue::Text(_) => None,
+        }
+    }
+
+    pub(crate) fn text(&self) -> Option<String> {
+        match self {
+            SqlValue::Text(value) => value.clone(),
+            _ => None,
+        }
+    }
+}
+
+/// What a column is read as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Col {
+    Int,
+    Real,
+    Text,
+}
+
+/// Which engine a statement is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A database connection, as the store uses it. Errors are one line.
+pub(crate) trait Db: Send {
+    /// Runs statements without parameters (schema, transactions).
+    fn batch(&mut self, sql: &str) -> Result<(), String>;
+    /// Runs one statement; answers the rows it changed.
+    fn execute(&mut self, sql: &str, params: &[SqlValue]) -> Result<u64, String>;
+    /// Runs one query; each row read as `columns`.
+    fn query(
+        &mut self,
+        sql: &str,
+        params: &[SqlValue],
+        columns: &[Col],
+    ) -> Result<Vec<Vec<SqlValue>>, String>;
+    /// The engine.
+    fn dialect(&self) -> Dialect;
+}
+
+/// A statement being built: text with numbered placeholders and their values.
+#[derive(Debug)]
+pub(crate) struct Sql {
+    pub(crate) text: String,
+    pub(crate) params: Vec<SqlValue>,
+    dialect: Dialect,
+}
+
+impl Sql {
+    pub(crate) fn new(dialect: Dialect, text: &str) -> Self {
+        Self {
+            text: text.to_owned(),
+            params: Vec::new(),
+            dialect,
+        }
+    }
+
+    pub(crate) fn push(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
+    }
+
+    /// Appends a placeholder bound to `value`.
+    pub(crate) fn param(&mut self, value: SqlValue) -> &mut Self {
+        self.params.push(value);
+        let n = self.params.len();
+        match self.dialect {
+            Dialect::Sqlite => self.text.push_str(&format!("?{n}")),
+            Dialect::Postgres => self.text.push_str(&format!("${n}")),
+        }
+        self
+    }
+
+    fn int(&mut self, value: i64) -> &mut Self {
+        self.param(SqlValue::Int(Some(value)))
+    }
+}
+
+/// The columns of `access_logs`, in [`row_values`] order.
+const ROW_COLUMNS: [&str; 20] = [
+    "request_id",
+    "timestamp_ms",
+    "method",
+    "endpoint",
+    "path",
+    "query",
+    "client_ip",
+    "user_agent",
+    "service_type",
+    "provider",
+    "model",
+    "streaming",
+    "status_code",
+    "duration_ms",
+    "tokens_input",
+    "tokens_output",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost_usd",
+    "session_id",
+];
+
+const ROW_TYPES: [Col; 20] = [
+    Col::Text,
+    Col::Int,
+    Col::Text,
+    Col::Text,
+    Col::Text,
+    Col::Text,
+    Col::Text,
+    Col::Text,
+    Col::Text,
+    Col::Text,
+    Col::Text,
+    Col::Int,
+    Col::Int,
+    Col::Real,
+    Col::Int,
+    Col::Int,
+    Col::Int,
+    Col::Int,
+    Col::Real,
+    Col::Text,
+];
+
+/// The rollup's key columns; text ones hold `''` for unknown (NULLs would
+/// never conflict in a unique key).
+const KEY_COLUMNS: [&str; 6] = [
+    "minute_ms",
+    "model",
+    "provider",
+    "service_type",
+    "status_code",
+    "streaming",
+];
+
+/// The rollup's additive columns besides the histogram.
+const SUM_COLUMNS: [&str; 7] = [
+    "requests",
+    "tokens_input",
+    "tokens_output",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost_usd",
+    "duration_ms_sum",
+];
+
+fn histogram_columns() -> impl Iterator<Item = String> {
+    (0..histogram::BUCKETS).map(|bucket| format!("h{bucket}"))
+}
+
+/// The schema, for both engines (SQLite reads `BIGINT` as INTEGER and
+/// `DOUBLE PRECISION` as REAL).
+pub(crate) fn schema() -> String {
+    let histogram: String = histogram_columns()
+        .map(|column| format!(", {column} BIGINT NOT NULL DEFAULT 0"))
+        .collect();
+    format!(
+        "CREATE TABLE IF NOT EXISTS access_logs (
+            request_id TEXT NOT NULL, timestamp_ms BIGINT NOT NULL, method TEXT NOT NULL,
+            endpoint TEXT NOT NULL, path TEXT NOT NULL, query TEXT NOT NULL, client_ip TEXT,
+            user_agent TEXT, service_type TEXT, provider TEXT, model TEXT,
+            streaming BIGINT NOT NULL, status_code BIGINT NOT NULL,
+            duration_ms DOUBLE PRECISION NOT NULL, tokens_input BIGINT NOT NULL,
+            tokens_output BIGINT NOT NULL, cache_read_tokens BIGINT NOT NULL,
+            cache_write_tokens BIGINT NOT NULL, cost_usd DOUBLE PRECISION, session_id TEXT);
+        CREATE INDEX IF NOT EXISTS access_logs_time ON access_logs (timestamp_ms, request_id);
+        CREATE TABLE IF NOT EXISTS access_log_minutes (
+            minute_ms BIGINT NOT NULL, model TEXT NOT NULL, provider TEXT NOT NULL,
+            service_type TEXT NOT NULL, status_code BIGINT NOT NULL, streaming BIGINT NOT NULL,
+            requests BIGINT NOT NULL, tokens_input BIGINT NOT NULL, tokens_output BIGINT NOT NULL,
+            cache_read_tokens BIGINT NOT NULL, cache_write_tokens BIGINT NOT NULL,
+            cost_usd DOUBLE PRECISION NOT NULL, duration_ms_sum DOUBLE PRECISION NOT NULL
+            {histogram},
+            PRIMARY KEY (minute_ms, model, provider, service_type, status_code, streaming));"
+    )
+}
+
+fn row_values(row: &LogRow) -> [SqlValue; 20] {
+    let text = |value: &str| SqlValue::Text(Some(value.to_owned()));
+    [
+        text(&row.request_id),
+        SqlValue::Int(Some(row.timestamp_ms)),
+        text(&row.method),
+        text(&row.endpoint),
+        text(&row.path),
+        text(&row.query),
+        SqlValue::Text(row.client_ip.clone()),
+        SqlValue::Text(row.user_agent.clone()),
+        SqlValue::Text(row.service_type.clone()),
+        SqlValue::Text(row.provider.clone()),
+        SqlValue::Text(row.model.clone()),
+        SqlValue::Int(Some(i64::from(row.streaming))),
+        SqlValue::Int(Some(row.status_code)),
+        SqlValue::Real(Some(row.duration_ms)),
+        SqlValue::Int(Some(row.tokens_input)),
+        SqlValue::Int(Some(row.tokens_output)),
+        SqlValue::Int(Some(row.cache_read_tokens)),
+        SqlValue::Int(Some(row.cache_write_tokens)),
+        SqlValue::Real(row.cost_usd),
+        SqlValue::Text(row.session_id.clone()),
+    ]
+}
+
+fn row_from_values(values: &[SqlValue]) -> LogRow {
+    LogRow {
+        request_id: values[0].text().unwrap_or_default(),
+        timestamp_ms: values[1].int(),
+        method: values[2].text().unwrap_or_default(),
+        endpoint: values[3].text().unwrap_or_default(),
+        path: values[4].text().unwrap_or_default(),
+        query: values[5].text().unwrap_or_default(),
+        client_ip: values[6].text(),
+        user_agent: values[7].text(),
+        service_type: values[8].text(),
+        provider: values[9].text(),
+        model: values[10].text(),
+        streaming: values[11].int() != 0,
+        status_code: values[12].int(),
+        duration_ms: values[13].real(),
+        tokens_input: values[14].int(),
+        tokens_output: values[15].int(),
+        cache_read_tokens: values[16].int(),
+        cache_write_tokens: values[17].int(),
+        cost_usd: values[18].opt_real(),
+        session_id: values[19].text(),
+    }
+}
+
+/// Rows per `INSERT` (20 parameters each).
+const ROWS_PER_INSERT: usize = 100;
+/// Rollup rows per upsert (61 parameters each).
+const MINUTES_PER_UPSERT: usize = 50;
+const MINUTE_MS: i64 = 60_000;
+
+/// The additive part of a rollup row.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Totals {
+    pub(crate) requests: i64,
+    pub(crate) tokens_input: i64,
+    pub(crate) tokens_output: i64,
+    pub(crate) cache_read_tokens: i64,
+    pub(crate) cache_write_tokens: i64,
+    pub(crate) cost_usd: f64,
+    pub(crate) duration_ms_sum: f64,
+    pub(crate) histogram: Vec<i64>,
+}
+
+impl Default for Totals {
+    fn default() -> Self {
+        Self {
+            requests: 0,
+            tokens_input: 0,
+            tokens_output: 0,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
+            cost_usd: 0.0,
+            duration_ms_sum: 0.0,
+            histogram: vec![0; histogram::BUCKETS],
+        }
+    }
+}
+
+impl Totals {
+    fn add_row(&mut self, row: &LogRow) {
+        self.requests += 1;
+        self.tokens_input += row.tokens_input;
+        self.tokens_output += row.tokens_output;
+        self.cache_read_tokens += row.cache_read_tokens;
+        self.cache_write_tokens += row.cache_write_tokens;
+        self.cost_usd += row.cost_usd.unwrap_or(0.0);
+        self.duration_ms_sum += row.duration_ms;
+        self.histogram[histogram::bucket(row.duration_ms)] += 1;
+    }
+
+    fn add(&mut self, other: &Totals) {
+        self.requests += other.requests;
+        self.tokens_input += other.tokens_input;
+        self.tokens_output += other.tokens_output;
+        self.cache_read_tokens += other.cache_read_tokens;
+        self.cache_write_tokens += other.cache_write_tokens;
+        self.cost_usd += other.cost_usd;
+        self.duration_ms_sum += other.duration_ms_sum;
+        for (mine, theirs) in self.histogram.iter_mut().zip(&other.histogram) {
+            *mine += theirs;
+        }
+    }
+
+    /// Read from the 7 sums and the histogram, starting at `values[0]`.
+    fn from_values(values: &[SqlValue]) -> Self {
+        Self {
+            requests: values[0].int(),
+            tokens_input: values[1].int(),
+            tokens_output: values[2].int(),
+            cache_read_tokens: values[3].int(),
+            cache_write_tokens: values[4].int(),
+            cost_usd: values[5].real(),
+            duration_ms_sum: values[6].real(),
+            histogram: values[7..7 + histogram::BUCKETS]
+                .iter()
+                .map(SqlValue::int)
+                .collect(),
+        }
+    }
+
+    fn avg_duration_ms(&self) -> f64 {
+        if self.requests > 0 {
+            self.duration_ms_sum / self.requests as f64
+        } else {
+            0.0
+        }
+    }
+}
+
+type MinuteKey = (i64, String, String, String, i64, i64);
+
+/// Writes `rows` and adds them to the rollup, in one transaction.
+pub(crate) fn insert(db: &mut dyn Db, rows: &[LogRow]) -> Result<(), String> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    db.batch("BEGIN")?;
+    let written = insert_in_transaction(db, rows);
+    match written {
+        Ok(()) => db.batch("COMMIT"),
+        Err(error) => {
+            let _ = db.batch("ROLLBACK");
+            Err(error)
+        }
+    }
+}
+
+fn insert_in_transaction(db: &mut dyn Db, rows: &[LogRow]) -> Result<(), String> {
+    let dialect = db.dialect();
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let mut sql = Sql::new(
+            dialect,
+            &format!(
+                "INSERT INTO access_logs ({}) VALUES ",
+                ROW_COLUMNS.join(", ")
+            ),
+        );
+        for (index, row) in chunk.iter().enumerate() {
+            sql.push(if index == 0 { "(" } else { ", (" });
+            for (column, value) in row_values(row).into_iter().enumerate() {
+                if column > 0 {
+                    sql.push(", ");
+                }
+                sql.param(value);
+            }
+            sql.push(")");
+        }
+        db.execute(&sql.text, &sql.params)?;
+    }
+
+    let mut minutes: BTreeMap<MinuteKey, Totals> = BTreeMap::new();
+    for row in rows {
+        let key = (
+            row.timestamp_ms.div_euclid(MINUTE_MS) * MINUTE_MS,
+            row.model.clone().unwrap_or_default(),
+            row.provider.clone().unwrap_or_default(),
+            row.service_type.clone().unwrap_or_default(),
+            row.status_code,
+            i64::from(row.streaming),
+        );
+        minutes.entry(key).or_default().add_row(row);
+    }
+    let minutes: Vec<(MinuteKey, Totals)> = minutes.into_iter().collect();
+    let value_columns: Vec<String> = KEY_COLUMNS
+        .iter()
+        .chain(SUM_COLUMNS.iter())
+        .map(|column| (*column).to_owned())
+        .chain(histogram_columns())
+        .collect();
+    let updates: Vec<String> = SUM_COLUMNS
+        .iter()
+        .map(|column| (*column).to_owned())
+        .chain(histogram_columns())
+        .map(|column| format!("{column} = access_log_minutes.{column} + excluded.{column}"))
+        .collect();
+    for chunk in minutes.chunks(MINUTES_PER_UPSERT) {
+        let mut sql = Sql::new(
+            dialect,
+            &format!(
+                "INSERT INTO access_log_minutes ({}) VALUES ",
+                value_columns.join(", ")
+            ),
+        );
+        for (index, ((minute, model, provider, service_type, status, streaming), totals)) in
+            chunk.iter().enumerate()
+        {
+            sql.push(if index == 0 { "(" } else { ", (" });
+            sql.int(*minute);
+            for text in [model, provider, service_type] {
+                sql.push(", ").param(SqlValue::Text(Some(text.clone())));
+            }
+            sql.push(", ").int(*status);
+            sql.push(", ").int(*streaming);
+            for count in [
+                totals.requests,
+                totals.tokens_input,
+                totals.tokens_output,
+                totals.cache_read_tokens,
+                totals.cache_write_tokens,
+            ] {
+                sql.push(", ").int(count);
+            }
+            sql.push(", ").param(SqlValue::Real(Some(totals.cost_usd)));
+            sql.push(", ")
+                .param(SqlValue::Real(Some(totals.duration_ms_sum)));
+            for count in &totals.histogram {
+                sql.push(", ").int(*count);
+            }
+            sql.push(")");
+        }
+        sql.push(&format!(
+            " ON CONFLICT ({}) DO UPDATE SET {}",
+            KEY_COLUMNS.join(", "),
+            updates.join(", ")
+        ));
+        db.execute(&sql.text, &sql.params)?;
+    }
+    Ok(())
+}
+
+/// Appends ` AND …` for every condition of `filter` on the table with time
+/// column `time` (`access_logs`: `timestamp_ms`; the rollup has no
+/// durations, and its time bounds are set by the caller).
+fn push_filter(sql: &mut Sql, filter: &RowFilter, time: Option<&str>) {
+    if let Some(time) = time {
+        if let Some(start) = filter.start_ms {
+            sql.push(&format!(" AND {time} >= ")).int(start);
+        }
+        if let Some(end) = filter.end_ms {
+            sql.push(&format!(" AND {time} <= ")).int(end);
+        }
+    }
+    for (column, value) in [
+        ("model", &filter.model),
+        ("provider", &filter.provider),
+        ("service_type", &filter.service_type),
+    ] {
+        if let Some(value) = value {
+            sql.push(&format!(" AND {column} = "))
+                .param(SqlValue::Text(Some(value.clone())));
+        }
+    }
+    if let Some(status) = filter.status_code {
+        sql.push(" AND status_code = ").int(status);
+    }
+    if let Some(min) = filter.min_status {
+        sql.push(" AND status_code >= ").int(min);
+    }
+    if let Some(max) = filter.max_status {
+        sql.push(" AND status_code <= ").int(max);
+    }
+    if let Some(streaming) = filter.streaming {
+        sql.push(" AND streaming = ").int(i64::from(streaming));
+    }
+    if time.is_some() {
+        if let Some(min) = filter.min_duration_ms {
+            sql.push(" AND duration_ms >= ")
+                .param(SqlValue::Real(Some(min)));
+        }
+        if let Some(max) = filter.max_duration_ms {
+            sql.push(" AND duration_ms <= ")
+                .param(SqlValue::Real(Some(max)));
+        }
+    }
+}
+
+/// `GET /logs/query`: a page of rows and the cursor of the next one.
+pub(crate) fn query(db: &mut dyn Db, request: &QueryRequest) -> Result<Value, String> {
+    let mut sql = Sql::new(
+        db.dialect(),
+        &format!(
+            "SELECT {} FROM access_logs WHERE 1 = 1",
+            ROW_COLUMNS.join(", ")
+        ),
+    );
+    push_filter(&mut sql, &request.filter, Some("timestamp_ms"));
+    let (after, direction) = match request.order {
+        Order::Desc => ("<", "DESC"),
+        Order::Asc => (">", "ASC"),
+    };
+    if let Some(cursor) = &request.cursor {
+        sql.push(&format!(" AND (timestamp_ms {after} "))
+            .int(cursor.timestamp_ms)
+            .push(" OR (timestamp_ms = ")
+            .int(cursor.timestamp_ms)
+            .push(&format!(" AND request_id {after} "))
+            .param(SqlValue::Text(Some(cursor.request_id.clone())))
+            .push("))");
+    }
+    sql.push(&format!(
+        " ORDER BY timestamp_ms {direction}, request_id {direction} LIMIT "
+    ))
+    .int(i64::from(request.limit) + 1);
+    let mut rows: Vec<LogRow> = db
+        .query(&sql.text, &sql.params, &ROW_TYPES)?
+        .iter()
+        .map(|values| row_from_values(values))
+        .collect();
+    let has_more = rows.len() > request.limit as usize;
+    rows.truncate(request.limit as usize);
+    let next_cursor = has_more.then(|| rows.last()).flatten().map(|last| {
+        Cursor {
+            timestamp_ms: last.timestamp_ms,
+            request_id: last.request_id.clone(),
+        }
+        .encode()
+    });
+    Ok(json!({
+        "results": rows.iter().map(LogRow::to_json).collect::<Vec<_>>(),
+        "count": rows.len(),
+        "next_cursor": next_cursor,
+        "has_more": has_more,
+    }))
+}
+
+/// A group of the analysis: timeline bucket, model, provider, status.
+type GroupKey = (i64, String, String, i64);
+
+/// `GET /logs/analytics`.
+pub(crate) fn analytics(db: &mut dyn Db, request: &AnalyticsRequest) -> Result<Value, String> {
+    let bucket_ms = request.bucket_seconds.max(60) * 1000;
+    let from = request.from_ms;
+    let to_exclusive = request.to_ms.saturating_add(1);
+    let first_minute = from.div_euclid(MINUTE_MS) * MINUTE_MS
+        + if from.rem_euclid(MINUTE_MS) == 0 {
+            0
+        } else {
+            MINUTE_MS
+        };
+    let last_minute = to_exclusive.div_euclid(MINUTE_MS) * MINUTE_MS;
+    let mut groups: HashMap<GroupKey, Totals> = HashMap::new();
+    let mut add = |key: GroupKey, totals: &Totals| groups.entry(key).or_default().add(totals);
+
+    let mut raw_ranges = Vec::new();
+    if first_minute < last_minute {
+        raw_ranges.push((from, first_minute));
+        raw_ranges.push((last_minute, to_exclusive));
+        let mut sql = Sql::new(db.dialect(), "SELECT (minute_ms / ");
+        sql.int(bucket_ms).push(") * ").int(bucket_ms);
+        sql.push(", model, provider, status_code");
+        for column in SUM_COLUMNS {
+            let kind = if column == "cost_usd" || column == "duration_ms_sum" {
+                "DOUBLE PRECISION"
+            } else {
+                "BIGINT"
+            };
+            sql.push(&format!(", CAST(SUM({column}) AS {kind})"));
+        }
+        for column in histogram_columns() {
+            sql.push(&format!(", CAST(SUM({column}) AS BIGINT)"));
+        }
+        sql.push(" FROM access_log_minutes WHERE minute_ms >= ")
+            .int(first_minute)
+            .push(" AND minute_ms < ")
+            .int(last_minute);
+        push_filter(&mut sql, &request.filter, None);
+        sql.push(" GROUP BY 1, 2, 3, 4");
+        let mut columns = vec![Col::Int, Col::Text, Col::Text, Col::Int];
+        columns.extend([Col::Int; 5]);
+        columns.extend([Col::Real; 2]);
+        columns.extend(std::iter::repeat_n(Col::Int, histogram::BUCKETS));
+        for values in db.query(&sql.text, &sql.params, &columns)? {
+            let key = (
+                values[0].int(),
+                values[1].text().unwrap_or_default(),
+                values[2].text().unwrap_or_default(),
+                values[3].int(),
+            );
+            add(key, &Totals::from_values(&values[4..]));
+        }
+    } else {
+        raw_ranges.push((from, to_exclusive));
+    }
+    for (start, end) in raw_ranges {
+        if start >= end {
+            continue;
+        }
+        let mut sql = Sql::new(
+            db.dialect(),
+            &format!(
+                "SELECT {} FROM access_logs WHERE timestamp_ms >= ",
+                ROW_COLUMNS.join(", ")
+            ),
+        );
+        sql.int(start).push(" AND timestamp_ms < ").int(end);
+        push_filter(&mut sql, &request.filter, None);
+        for values in db.query(&sql.text, &sql.params, &ROW_TYPES)? {
+            let row = row_from_values(&values);
+            let key = (
+                row.timestamp_ms.div_euclid(bucket_ms) * bucket_ms,
+                row.model.clone().unwrap_or_default(),
+                row.provider.clone().unwrap_or_default(),
+                row.status_code,
+            );
+            let mut totals = Totals::default();
+            totals.add_row(&row);
+            add(key, &totals);
+        }
+    }
+    Ok(report(request, bucket_ms, &groups))
+}
+
+fn nullable(text: &str) -> Value {
+    if text.is_empty() {
+        Value::Null
+    } else {
+        Value::from(text)
+    }
+}
+
+fn breakdown(name: &str, parts: BTreeMap<String, Totals>) -> Vec<Value> {
+    let mut parts: Vec<(String, Totals)> = parts.into_iter().collect();
+    parts.sort_by(|a, b| b.1.requests.cmp(&a.1.requests).then(a.0.cmp(&b.0)));
+    parts
+        .into_iter()
+        .map(|(key, totals)| {
+            json!({
+                name: nullable(&key),
+                "requests": totals.requests,
+                "tokens_input": totals.tokens_input,
+                "tokens_output": totals.tokens_output,
+                "cost_usd": totals.cost_usd,
+                "avg_duration_ms": totals.avg_duration_ms(),
+            })
+        })
+        .collect()
+}
+
+/// The answer's JSON from the groups.
+fn report(request: &AnalyticsRequest, bucket_ms: i64, groups: &HashMap<GroupKey, Totals>) -> Value {
+    let mut summary = Totals::default();
+    let mut failed = 0;
+    let mut by_model: BTreeMap<String, Totals> = BTreeMap::new();
+    let mut by_provider: BTreeMap<String, Totals> = BTreeMap::new();
+    let mut by_status: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut timeline: BTreeMap<i64, Totals> = BTreeMap::new();
+    for ((bucket, model, provider, status), totals) in groups {
+        summary.add(totals);
+        if *status >= 400 {
+            failed += totals.requests;
+        }
+        by_model.entry(model.clone()).or_default().add(totals);
+        by_provider.entry(provider.clone()).or_default().add(totals);
+        *by_status.entry(*status).or_default() += totals.requests;
+        timeline.entry(*bucket).or_default().add(totals);
+    }
+    // Every bucket of the window, empty ones included, for charts.
+    let first_bucket = request.from_ms.div_euclid(bucket_ms) * bucket_ms;
+    let last_bucket = request.to_ms.div_euclid(bucket_ms) * bucket_ms;
+    let mut bucket = first_bucket;
+    while bucket <= last_bucket && timeline.len() < 20_000 {
+        timeline.entry(bucket).or_default();
+        bucket += bucket_ms;
+    }
+    let quantile = |totals: &Totals, q: f64| histogram::quantile(&totals.histogram, q);
+    json!({
+        "hours": request.hours,
+        "bucket_seconds": bucket_ms / 1000,
+        "start_time": rfc3339(request.from_ms),
+        "end_time": rfc3339(request.to_ms),
+        "summary": {
+            "total_requests": summary.requests,
+            "successful_requests": summary.requests - failed,
+            "failed_requests": failed,
+            "total_tokens_input": summary.tokens_input,
+            "total_tokens_output": summary.tokens_output,
+            "total_cache_read_tokens": summary.cache_read_tokens,
+            "total_cache_write_tokens": summary.cache_write_tokens,
+            "total_cost_usd": summary.cost_usd,
+            "avg_duration_ms": summary.avg_duration_ms(),
+            "p50_duration_ms": quantile(&summary, 0.50),
+            "p95_duration_ms": quantile(&summary, 0.95),
+            "p99_duration_ms": quantile(&summary, 0.99),
+        },
+        "by_model": breakdown("model", by_model),
+        "by_provider": breakdown("provider", by_provider),
+        "by_status": by_status
+            .into_iter()
+            .map(|(status, requests)| json!({"status_code": status, "requests": requests}))
+            .collect::<Vec<_>>(),
+        "timeline": timeline
+            .into_iter()
+            .map(|(bucket, totals)| json!({
+                "bucket_start": rfc3339(bucket),
+                "requests": totals.requests,
+                "tokens_input": totals.tokens_input,
+                "tokens_output": totals.tokens_output,
+                "cost_usd": totals.cost_usd,
+                "avg_duration_ms": totals.avg_duration_ms(),
+                "p95_duration_ms": quantile(&totals, 0.95),
+            }))
+            .collect::<Vec<_>>(),
+    })
+}
+
+/// Deletes every stored row; answers how many requests were deleted.
+pub(crate) fn reset(db: &mut dyn Db) -> Result<u64, String> {
+    db.batch("BEGIN")?;
+    let deleted = db
+        .execute("DELETE FROM access_logs", &[])
+        .and_then(|deleted| {
+            db.execute("DELETE FROM access_log_minutes", &[])
+                .map(|_| deleted)
+        });
+    match deleted {
+        Ok(deleted) => db.batch("COMMIT").map(|()| deleted),
+        Err(error) => {
+            let _ = db.batch("ROLLBACK");
+            Err(error)
+        }
+    }
+}
+
+/// Deletes rows older than `oldest_ms` and, with `max_rows`, all but the
+/// newest `max_rows` (to the minute: the rollup keeps whole minutes, so a
+/// minute is kept or deleted in both tables). Answers how many rows went.
+pub(crate) fn retain(
+    db: &mut dyn Db,
+    oldest_ms: Option<i64>,
+    max_rows: Option<u64>,
+) -> Result<u64, String> {
+    let mut cutoff = oldest_ms;
+    if let Some(max_rows) = max_rows {
+        let mut sql = Sql::new(
+            db.dialect(),
+            "SELECT timestamp_ms FROM access_logs ORDER BY timestamp_ms DESC LIMIT 1 OFFSET ",
+        );
+        sql.int(i64::try_from(max_rows).unwrap_or(i64::MAX));
+        if let Some(row) = db.query(&sql.text, &sql.params, &[Col::Int])?.first() {
+            // Whole minutes: everything before the minute after the newest row to drop.
+            let newest_dropped = row[0].int();
+            let minute_after = newest_dropped.div_euclid(MINUTE_MS) * MINUTE_MS + MINUTE_MS;
+            cutoff = Some(cutoff.map_or(minute_after, |age| age.max(minute_after)));
+        }
+    }
+    let Some(cutoff) = cutoff else {
+        return Ok(0);
+    };
+    let minute = cutoff.div_euclid(MINUTE_MS) * MINUTE_MS;
+    db.batch("BEGIN")?;
+    let mut sql = Sql::new(
+        db.dialect(),
+        "DELETE FROM access_logs WHERE timestamp_ms < ",
+    );
+    sql.int(minute);
+    let deleted = db.execute(&sql.text, &sql.params).and_then(|deleted| {
+        let mut sql = Sql::new(
+            db.dialect(),
+            "DELETE FROM access_log_minutes WHERE minute_ms < ",
+        );
+        sql.int(minute);
+        db.execute(&sql.text, &sql.params).map(|_| deleted)
+    });
+    match deleted {
+        Ok(deleted) => db.batch("COMMIT").map(|()| deleted),
+        Err(error) => {
+            let _ = db.batch("ROLLBACK");
+            Err(error)
+        }
+    }
+}
