@@ -11,7 +11,8 @@
 // charts, takes the screenshot and prints {"event":"done", ...} with what it
 // saw: the row's cells, the charts' marks, the totals, the plugin table, and
 // every console message, page error, failed request and HTTP error, each
-// tagged with the phase it happened in ("before-token" or "after-token").
+// tagged with the phase it happened in ("before-token", "wrong-token" after
+// a wrong token was given, or "after-token").
 // The Rust test makes the assertions. On a failure it prints
 // {"event":"error", ...} (with the same record, and still a screenshot) and
 // exits 1; past --timeout-ms it exits 2 whatever it was doing.
@@ -115,8 +116,14 @@ try {
   if (response?.status() !== 200) throw new Error(`GET /dashboard answered ${response?.status()}`);
 
   if (options.token) {
-    // The page finds out it needs the token and asks for it.
+    // The page finds out it needs the token and asks for it; a wrong one
+    // is refused and asked for again.
     await page.locator("#token-dialog[open]").waitFor({ state: "visible" });
+    await page.locator("#token-input").fill(`wrong-${options.token}`);
+    phase = "wrong-token";
+    await page.locator("#token-submit").click();
+    await page.locator("#token-error:not([hidden])").waitFor({ state: "visible" });
+    record.refused_token_message = await page.locator("#token-error").textContent();
     await page.locator("#token-input").fill(options.token);
     phase = "after-token";
     await page.locator("#token-submit").click();
@@ -159,6 +166,12 @@ try {
   const plugins = await page.locator("#plugin-rows tr").evaluateAll((rows) =>
     rows.map((tr) => ({ name: tr.dataset.plugin, status: tr.children[1].textContent })),
   );
+  const options_of = (selector) =>
+    page.locator(`${selector} option`).evaluateAll((items) => items.map((item) => item.value));
+  const filters = {
+    providers: await options_of("#filter-provider"),
+    models: await options_of("#filter-model"),
+  };
   const state = {
     connection: await page.locator("#connection").getAttribute("data-state"),
     notice_hidden: await page.locator("#notice").isHidden(),
@@ -167,7 +180,7 @@ try {
   await screenshot();
   // What happens while the browser closes (the stream it cuts) is not the page's doing.
   recording = false;
-  say({ event: "done", row: cells, charts, totals, plugins, state, ...record });
+  say({ event: "done", row: cells, charts, totals, plugins, filters, state, ...record });
   await context.close();
   clearTimeout(watchdog);
   process.exit(0);

@@ -377,10 +377,26 @@ fn the_page_shows_a_request_made_after_it_opened_in_headless_chromium() {
     assert_eq!(done["state"]["notice_hidden"], true, "{done:#}");
     assert_eq!(done["state"]["token_kept"], true, "{done:#}");
 
-    // No page errors and no failed requests at all. The one 401 is how the
-    // page learns it needs the token: its first call, before the form, and
+    // The filters offer what was seen.
+    for (list, expected) in [("providers", "claude_api"), ("models", MODEL)] {
+        let offered = done["filters"][list]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {list} in {:#}", done["filters"]));
+        assert!(
+            offered.iter().any(|value| value == expected),
+            "{expected} is not offered: {offered:?}"
+        );
+    }
+
+    // A wrong token was refused and the page asked again.
+    let refused = done["refused_token_message"].as_str().unwrap_or_default();
+    assert!(refused.contains("refused"), "{done:#}");
+
+    // No page errors and no failed requests at all. The only refusals are
+    // how the page learns it needs a (better) token: its first call, without
+    // one, and its call with the wrong one, each before the form, with
     // Chromium's own log line about it. Nothing else is refused or logged
-    // as an error or warning, before the token or after.
+    // as an error or a warning.
     assert!(
         entries(&done, "page_errors").is_empty(),
         "{:#?}",
@@ -391,25 +407,25 @@ fn the_page_shows_a_request_made_after_it_opened_in_headless_chromium() {
         "{:#?}",
         done["failed_requests"]
     );
-    let http_errors = entries(&done, "http_errors");
     let probe = format!("{}/plugins/status", proxy.base_url());
-    assert_eq!(
-        http_errors,
-        &vec![json!({"phase": "before-token", "url": probe, "status": 401})],
-        "the only refusal is the first call without the token"
-    );
-    let troubles: Vec<&Value> = entries(&done, "console")
+    let refusals: Vec<Value> = ["before-token", "wrong-token"]
+        .iter()
+        .map(|phase| json!({"phase": phase, "url": probe, "status": 401}))
+        .collect();
+    assert_eq!(entries(&done, "http_errors"), &refusals, "HTTP errors");
+    let console_lines: Vec<Value> = ["before-token", "wrong-token"]
+        .iter()
+        .map(|phase| {
+            json!({"phase": phase, "type": "error", "url": probe,
+                   "text": "Failed to load resource: the server responded with a status of 401 (Unauthorized)"})
+        })
+        .collect();
+    let troubles: Vec<Value> = entries(&done, "console")
         .iter()
         .filter(|message| message["type"] == "error" || message["type"] == "warning")
+        .cloned()
         .collect();
-    assert_eq!(
-        troubles,
-        vec![
-            &json!({"phase": "before-token", "type": "error", "url": probe,
-                     "text": "Failed to load resource: the server responded with a status of 401 (Unauthorized)"})
-        ],
-        "console errors and warnings"
-    );
+    assert_eq!(troubles, console_lines, "console errors and warnings");
 
     // The screenshot is a PNG of the whole page.
     let png = std::fs::read(&screenshot).expect("the screenshot was saved");
