@@ -15,6 +15,7 @@ mod examples;
 mod format_adapters;
 mod hooks;
 mod host_services;
+mod install;
 mod max_tokens;
 mod metrics;
 mod oauth;
