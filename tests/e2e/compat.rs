@@ -668,3 +668,71 @@ fn model_lists_come_from_the_config_or_the_upstream() {
         format!("Bearer {CHAT_KEY}")
     );
 }
+
+#[test]
+fn images_reach_each_upstream_in_its_own_format() {
+    let mock = Mock::start(&[]);
+    let proxy = start_proxy(&mock.url(), &["compat"], &[]);
+    // A 1x1 PNG.
+    let png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
+    // Anthropic's image block to the Chat Completions upstream.
+    let body = json!({
+        "model": "gpt-4o", "max_tokens": 100,
+        "messages": [{"role": "user", "content": [
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}},
+            {"type": "text", "text": "What is this?"},
+        ]}],
+    });
+    let reply = post(&proxy, "/chatup/v1/messages", &body);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let sent = mock.requests_to("/v1/chat/completions");
+    let parts = &sent[0]["body"]["messages"][0]["content"];
+    assert_eq!(parts[0]["type"], "image_url", "{parts}");
+    assert_eq!(
+        parts[0]["image_url"]["url"],
+        format!("data:image/png;base64,{png}"),
+        "{parts}"
+    );
+    // Chat's image_url part to the Anthropic upstream.
+    let body = json!({
+        "model": "claude-sonnet-4-20250514",
+        "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "What is this?"},
+            {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{png}")}},
+        ]}],
+    });
+    let reply = post(&proxy, "/anthup/v1/chat/completions", &body);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let sent = mock.requests_to("/v1/messages");
+    let blocks = &sent[0]["body"]["messages"][0]["content"];
+    assert_eq!(
+        blocks[1],
+        json!({"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}}),
+        "{blocks}"
+    );
+}
+
+#[test]
+fn token_counts_come_from_an_anthropic_upstream_or_an_estimate() {
+    let mock = Mock::start(&[]);
+    let proxy = start_proxy(&mock.url(), &["compat"], &[]);
+    let body = json!({"model": "anything", "max_tokens": 10,
+        "messages": [{"role": "user", "content": "12345678"}]});
+    let counted = post(&proxy, "/anthup/v1/messages/count_tokens", &body);
+    assert_eq!(counted.status, 200, "{}", counted.text());
+    // The mock counts characters / 4 ("user" and "12345678").
+    assert_eq!(counted.json(), json!({"input_tokens": 3}));
+    let sent = mock.requests_to("/v1/messages/count_tokens");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["headers"]["x-api-key"], ANTHROPIC_KEY);
+    assert_eq!(sent[0]["body"]["model"], "claude-sonnet-4-20250514");
+    assert!(
+        sent[0]["body"].get("max_tokens").is_none(),
+        "{}",
+        sent[0]["body"]
+    );
+    let estimated = post(&proxy, "/chatup/v1/messages/count_tokens", &body);
+    assert_eq!(estimated.status, 200, "{}", estimated.text());
+    assert_eq!(estimated.json(), json!({"input_tokens": 3}));
+    assert_eq!(mock.requests_to("/v1/messages/count_tokens").len(), 1);
+}

@@ -11,6 +11,7 @@
 //! | `POST /{name}/v1/chat/completions`, `/{name}/chat/completions` | OpenAI Chat Completions |
 //! | `POST /{name}/v1/responses`, `/{name}/responses` | OpenAI Responses (the Codex CLI: `base_url = "http://proxy/{name}/v1"`) |
 //! | `GET /{name}/v1/models`, `/{name}/models` | the configured models, or the upstream's list fetched and cached |
+//! | `POST /{name}/v1/messages/count_tokens` | Anthropic's token count: an Anthropic-style upstream's own, else an estimate (characters / 4) |
 //!
 //! This plugin only prepares each upstream request (URL, credential,
 //! headers, model rules, token caps, `stream_options.include_usage`); the
@@ -86,6 +87,19 @@ const CLIENT_ENDPOINTS: [(&str, &str); 5] = [
 
 /// The plain routes of each upstream, after `/{name}`.
 const MODEL_ROUTES: [&str; 2] = ["/v1/models", "/models"];
+
+/// Anthropic's token count, after `/{name}` (Claude Code asks for it).
+const COUNT_TOKENS_ROUTE: &str = "/v1/messages/count_tokens";
+
+/// The fields of a Messages request that a token count takes.
+const COUNTED_FIELDS: [&str; 6] = [
+    "model",
+    "messages",
+    "system",
+    "tools",
+    "tool_choice",
+    "thinking",
+];
 
 impl Upstream {
     fn new(name: &str, config: UpstreamConfig) -> Result<Self, PluginError> {
@@ -224,6 +238,56 @@ impl Upstream {
         })
     }
 
+    /// `POST /{name}/v1/messages/count_tokens`: an Anthropic-style upstream
+    /// counts (the request's countable fields, its model mapped, sent with
+    /// this upstream's credential); for the others an estimate.
+    async fn count_tokens(&self, ctx: &Context, req: &Request) -> Result<Response, PluginError> {
+        let mut body = ccproxy_plugin_kit::json::request_object(&req.body)?;
+        if self.format != WireFormat::Messages {
+            return Ok(Response::json(
+                200,
+                &json!({"input_tokens": estimate_tokens(&body)}),
+            ));
+        }
+        body.retain(|key, _| COUNTED_FIELDS.contains(&key.as_str()));
+        let client_model = body
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let model = self.rules.resolve(&self.config, client_model);
+        body.insert("model".to_owned(), Value::String(model));
+        let url = format!("{}{COUNT_TOKENS_ROUTE}", self.config.base());
+        let answer = ctx
+            .http(HttpRequest {
+                method: "POST".to_owned(),
+                url: url.clone(),
+                headers: self.headers(&req.headers, false)?,
+                body: serde_json::to_vec(&body)?,
+                timeout: self.timeout(),
+            })
+            .await
+            .map_err(|error| {
+                PluginError::upstream(format!(
+                    "compat {}: the token count {url} failed: {}",
+                    self.describe(),
+                    error.message()
+                ))
+            })?;
+        let is_json = serde_json::from_slice::<Value>(&answer.body).is_ok_and(|v| v.is_object());
+        if !is_json {
+            let text = String::from_utf8_lossy(&answer.body);
+            return Err(PluginError::upstream(format!(
+                "compat {}: the token count {url} answered {} with no JSON: {}",
+                self.describe(),
+                answer.status,
+                text.chars().take(300).collect::<String>().trim()
+            )));
+        }
+        let mut response = Response::new(answer.status, answer.body);
+        response.headers.set("content-type", "application/json");
+        Ok(response)
+    }
+
     fn timeout(&self) -> Option<Duration> {
         (self.config.timeout_seconds > 0).then(|| Duration::from_secs(self.config.timeout_seconds))
     }
@@ -335,6 +399,41 @@ fn model_card(id: &str, owner: &str) -> Value {
     })
 }
 
+/// An error as Anthropic writes one, for the token count (its clients are
+/// Anthropic SDKs).
+fn anthropic_error(error: &PluginError) -> Response {
+    let kind = match error.kind() {
+        ErrorKind::Invalid => "invalid_request_error",
+        ErrorKind::Unauthorized => "authentication_error",
+        ErrorKind::NotFound => "not_found_error",
+        ErrorKind::Timeout => "timeout_error",
+        _ => "api_error",
+    };
+    Response::json(
+        error.kind().http_status(),
+        &json!({"type": "error", "error": {"type": kind, "message": error.message()}}),
+    )
+}
+
+/// About four characters of text per token: the estimate for an upstream
+/// that cannot count (OpenAI-style servers have no such endpoint).
+fn estimate_tokens(request: &serde_json::Map<String, Value>) -> u64 {
+    fn characters(value: &Value) -> u64 {
+        match value {
+            Value::String(text) => text.chars().count() as u64,
+            Value::Array(items) => items.iter().map(characters).sum(),
+            Value::Object(map) => map.values().map(characters).sum(),
+            _ => 0,
+        }
+    }
+    let total: u64 = ["messages", "system", "tools"]
+        .iter()
+        .filter_map(|key| request.get(*key))
+        .map(characters)
+        .sum();
+    total.div_ceil(4).max(1)
+}
+
 /// An error in OpenAI's shape, which both model-list readers accept.
 fn error_response(error: &PluginError) -> Response {
     let kind = match error.kind() {
@@ -423,7 +522,11 @@ impl Plugin for Compat {
                     upstream.format.as_str(),
                 );
             }
-            served = served.route(&prefix, MODEL_ROUTES.map(Route::get));
+            let routes = MODEL_ROUTES
+                .map(Route::get)
+                .into_iter()
+                .chain([Route::post(COUNT_TOKENS_ROUTE)]);
+            served = served.route(&prefix, routes);
         }
         served
     }
@@ -452,6 +555,10 @@ impl Plugin for Compat {
                     Err(error) => Ok(error_response(&error)),
                 }
             }
+            ("POST", COUNT_TOKENS_ROUTE) => Ok(upstream
+                .count_tokens(&self.ctx, &req)
+                .await
+                .unwrap_or_else(|error| anthropic_error(&error))),
             (method, _) => Err(PluginError::not_found(format!(
                 "compat has no route {method} {path}"
             ))),

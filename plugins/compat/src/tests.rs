@@ -1,7 +1,7 @@
 //! The plugin through the SDK's mock host: config checks, prepared
 //! requests per upstream format, credentials, model lists, health.
 
-use ccproxy_plugin_abi::testing::{Level, MockHost, TestPlugin, request};
+use ccproxy_plugin_abi::testing::{Level, MockHost, TestPlugin, json_request, request};
 
 use super::*;
 
@@ -444,9 +444,69 @@ fn each_upstream_is_served_in_every_client_format_under_its_prefix() {
         [
             "/anthro/v1/models",
             "/anthro/models",
+            "/anthro/v1/messages/count_tokens",
             "/router/v1/models",
-            "/router/models"
+            "/router/models",
+            "/router/v1/messages/count_tokens",
         ]
     );
     assert!(start(json!({})).configured_endpoints().is_empty());
+}
+
+#[test]
+fn token_counts_are_the_upstreams_own_or_an_estimate() {
+    let mut config = two_upstreams();
+    config["upstreams"]["anthro"]["api_key_env"] = json!("PATH");
+    let host = MockHost::new().config(config).http(|request| {
+        assert_eq!(request.url, "http://127.0.0.1:9/v1/messages/count_tokens");
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        // Only what a count takes; the model mapped by the rules.
+        assert_eq!(
+            body,
+            json!({"model": "glm-4.6", "messages": [{"role": "user", "content": "hi"}]})
+        );
+        assert!(request.headers.get("x-api-key").is_some());
+        Ok(HttpResponse {
+            status: 200,
+            headers: Headers::default(),
+            body: br#"{"input_tokens":42}"#.to_vec(),
+        })
+    });
+    let plugin = host.start::<Compat>().unwrap();
+    let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 10, "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let counted = plugin
+        .route(json_request(
+            "POST",
+            "/anthro/v1/messages/count_tokens",
+            &body,
+        ))
+        .unwrap();
+    assert_eq!(counted.status, 200);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&counted.body).unwrap(),
+        json!({"input_tokens": 42})
+    );
+    // The Chat Completions upstream has no count: an estimate, no request.
+    let estimated = plugin
+        .route(json_request(
+            "POST",
+            "/router/v1/messages/count_tokens",
+            &body,
+        ))
+        .unwrap();
+    let estimate: Value = serde_json::from_slice(&estimated.body).unwrap();
+    assert_eq!(estimate, json!({"input_tokens": 2}));
+    assert_eq!(host.http_requests().len(), 1);
+    let bad = plugin
+        .route(json_request(
+            "POST",
+            "/router/v1/messages/count_tokens",
+            &json!([1]),
+        ))
+        .unwrap();
+    assert_eq!(bad.status, 400);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&bad.body).unwrap()["type"],
+        "error"
+    );
 }
