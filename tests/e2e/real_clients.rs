@@ -441,3 +441,55 @@ fn codex_cli_on_claude_answers() {
 fn codex_cli_on_claude_runs_its_tool() {
     tool_loop(Client::CodexCli, Route::Claude);
 }
+
+/// `claude_api` learns the installed Claude CLI's identity headers by running it once
+/// against its capture point, caches them per version, and says so in its health.
+#[test]
+fn claude_api_detects_the_installed_claude_cli() {
+    let claude = Client::ClaudeCode.binary();
+    let mock = Mock::start(&["--quiet"]);
+    let claude_base = mock.url();
+    let cli_path = claude.display().to_string();
+    let proxy = Proxy::start(ProxyOptions {
+        bundled: &["claude_api"],
+        env: &[
+            ("PLUGINS__CLAUDE_API__BASE_URL", &claude_base),
+            ("ANTHROPIC_API_KEY", PROXY_API_KEY),
+            ("PLUGINS__CLAUDE_API__CLI_PATH", &cli_path),
+        ],
+        ..ProxyOptions::default()
+    });
+    let deadline = Instant::now() + CLIENT_TIMEOUT;
+    let identity = loop {
+        let health = proxy.get("/plugins/claude_api/health").json();
+        let identity = health["details"]["claude_cli_identity"].clone();
+        if identity["source"] == "detected" {
+            break identity;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no Claude CLI detected within {} s: {health}\nproxy log:\n{}",
+            CLIENT_TIMEOUT.as_secs(),
+            proxy.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(identity["cli_version"], "2.1.332", "{identity}");
+    assert_eq!(
+        identity["user_agent"], "claude-cli/2.1.332 (external, sdk-cli)",
+        "{identity}"
+    );
+    // Cached under the user's cache folder, private, without credentials.
+    let cache = proxy.sandbox().root().join("cache/ccproxy");
+    let file = cache.join("claude_headers_2.1.332.json");
+    let text = fs::read_to_string(&file)
+        .unwrap_or_else(|error| panic!("{} was not written: {error}", file.display()));
+    assert_eq!(ccproxy_e2e::mode(&cache), 0o700);
+    assert_eq!(ccproxy_e2e::mode(&file), 0o600);
+    assert!(text.contains("x-app"), "{text}");
+    for secret in ["sk-ant", "authorization", "x-api-key"] {
+        assert!(!text.contains(secret), "{secret} in the cache: {text}");
+    }
+    // The capture point took the CLI's request: nothing reached the upstream.
+    assert!(mock.requests().is_empty());
+}

@@ -54,6 +54,11 @@ pub(crate) const CLAUDE_CLI_DEFAULTS: [(&str, &str); 14] = [
     ("sec-fetch-mode", "cors"),
 ];
 
+/// Whether `name` (lower case) is one of the Claude CLI's identity headers.
+pub(crate) fn is_identity_header(name: &str) -> bool {
+    CLAUDE_CLI_IDENTITY.contains(&name) || name.starts_with("x-stainless-")
+}
+
 /// Whether `client` is Claude Code: its user agent is `claude-cli/…`.
 fn is_claude_code(client: &Headers) -> bool {
     client.get("user-agent").is_some_and(|agent| {
@@ -67,10 +72,17 @@ fn is_claude_code(client: &Headers) -> bool {
 /// The Claude CLI identity headers for an OAuth request: a Claude Code
 /// client's own (those of [`CLAUDE_CLI_IDENTITY`] and `x-stainless-*` it
 /// sent, in its order), so Anthropic sees the version actually talking;
-/// for any other client, [`CLAUDE_CLI_DEFAULTS`] (as the original, which
+/// for any other client, those `detected` from the installed Claude CLI
+/// (`detect.rs`), else [`CLAUDE_CLI_DEFAULTS`] (as the original, which
 /// sends the detected or fallback Claude CLI headers in OAuth mode).
-pub(crate) fn claude_cli_identity(client: &Headers) -> Vec<(String, String)> {
+pub(crate) fn claude_cli_identity(
+    client: &Headers,
+    detected: Option<&[(String, String)]>,
+) -> Vec<(String, String)> {
     if !is_claude_code(client) {
+        if let Some(detected) = detected.filter(|headers| !headers.is_empty()) {
+            return detected.to_vec();
+        }
         return CLAUDE_CLI_DEFAULTS
             .iter()
             .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
@@ -79,9 +91,7 @@ pub(crate) fn claude_cli_identity(client: &Headers) -> Vec<(String, String)> {
     let mut identity: Vec<(String, String)> = Vec::new();
     for (name, value) in client.iter() {
         let name = name.to_ascii_lowercase();
-        let is_identity =
-            CLAUDE_CLI_IDENTITY.contains(&name.as_str()) || name.starts_with("x-stainless-");
-        if is_identity && !identity.iter().any(|(seen, _)| *seen == name) {
+        if is_identity_header(&name) && !identity.iter().any(|(seen, _)| *seen == name) {
             identity.push((name, value.to_owned()));
         }
     }
@@ -208,6 +218,7 @@ pub(crate) fn upstream_headers(
     credential: &Credential,
     client: &Headers,
     default_version: &str,
+    detected: Option<&[(String, String)]>,
 ) -> Headers {
     let mut headers = Headers::default();
     headers.set("content-type", "application/json");
@@ -233,7 +244,7 @@ pub(crate) fn upstream_headers(
     match credential {
         Credential::ApiKey(_) => headers.set("user-agent", USER_AGENT),
         Credential::OAuth(_) => {
-            for (name, value) in claude_cli_identity(client) {
+            for (name, value) in claude_cli_identity(client, detected) {
                 headers.set(&name, value);
             }
         }
@@ -285,6 +296,7 @@ mod tests {
             &Credential::ApiKey(Secret::new("sk-ant-key")),
             &headers(&[("anthropic-version", "2024-01-01")]),
             "2023-06-01",
+            None,
         );
         assert_eq!(
             built,
@@ -311,6 +323,7 @@ mod tests {
             &Credential::OAuth(Secret::new("tok")),
             &client,
             "2023-06-01",
+            None,
         );
         let mut expected = headers(&[
             ("content-type", "application/json"),
@@ -333,6 +346,38 @@ mod tests {
     }
 
     #[test]
+    fn detected_claude_cli_headers_replace_the_bundled_snapshot() {
+        let detected = vec![
+            ("x-app".to_owned(), "cli".to_owned()),
+            (
+                "user-agent".to_owned(),
+                "claude-cli/2.1.332 (external, sdk-cli)".to_owned(),
+            ),
+        ];
+        let other = headers(&[("user-agent", "curl/8")]);
+        let built = upstream_headers(
+            &Credential::OAuth(Secret::new("tok")),
+            &other,
+            "2023-06-01",
+            Some(&detected),
+        );
+        assert_eq!(
+            built.get("user-agent"),
+            Some("claude-cli/2.1.332 (external, sdk-cli)")
+        );
+        assert_eq!(built.get("x-stainless-lang"), None, "no 1.0.113 leftovers");
+        // A Claude Code client still speaks for itself.
+        let claude_code = headers(&[("user-agent", "claude-cli/2.1.400 (external, cli)")]);
+        assert_eq!(
+            claude_cli_identity(&claude_code, Some(&detected)),
+            [(
+                "user-agent".to_owned(),
+                "claude-cli/2.1.400 (external, cli)".to_owned()
+            )]
+        );
+    }
+
+    #[test]
     fn a_claude_code_clients_own_identity_is_forwarded() {
         let client = headers(&[
             ("Host", "127.0.0.1:8000"),
@@ -352,7 +397,7 @@ mod tests {
             ("content-length", "10"),
         ]);
         assert_eq!(
-            claude_cli_identity(&client),
+            claude_cli_identity(&client, None),
             [
                 ("accept", "application/json"),
                 ("x-stainless-retry-count", "1"),
@@ -369,6 +414,7 @@ mod tests {
             &Credential::OAuth(Secret::new("tok")),
             &client,
             "2023-06-01",
+            None,
         );
         assert_eq!(built.get("authorization"), Some("Bearer tok"));
         for absent in [
@@ -386,6 +432,7 @@ mod tests {
             &Credential::ApiKey(Secret::new("sk-ant-key")),
             &client,
             "2023-06-01",
+            None,
         );
         assert_eq!(built.get("user-agent"), Some(USER_AGENT));
         assert_eq!(built.get("x-app"), None);

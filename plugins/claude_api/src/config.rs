@@ -39,6 +39,13 @@ pub(crate) struct Config {
     pub(crate) models: Vec<ModelCard>,
     /// Give up on `count_tokens` after this many seconds.
     pub(crate) timeout_seconds: u64,
+    /// The Claude CLI whose identity headers are detected (`detect.rs`), a
+    /// name on `PATH` or a path; empty turns detection off. The original
+    /// detects from `claude` on `PATH` too.
+    pub(crate) cli_path: String,
+    /// Seconds between detections (the original's
+    /// `claude_api_detection_refresh` task: 3600).
+    pub(crate) detection_interval_seconds: f64,
 }
 
 impl Default for Config {
@@ -55,6 +62,8 @@ impl Default for Config {
             model_mappings: default_model_mappings(),
             models: default_models(),
             timeout_seconds: 600,
+            cli_path: "claude".to_owned(),
+            detection_interval_seconds: 3600.0,
         }
     }
 }

@@ -20,7 +20,12 @@
 //! with the betas and the Claude Code system prompt block Anthropic requires
 //! for it, and the Claude CLI's identity headers (`user-agent: claude-cli/…`,
 //! `x-app: cli`, the `x-stainless-*` set): a Claude Code client's own, for
-//! any other client those of claude-cli 1.0.113, as the original sends them.
+//! any other client those of the Claude CLI installed here, detected as the
+//! original does (`detect.rs`: `cli_path`, default `claude` on `PATH`, run
+//! once against a capture point, cached per version in
+//! `$XDG_CACHE_HOME/ccproxy/claude_headers_<version>.json`, detected again
+//! every `detection_interval_seconds`), else the bundled claude-cli 1.0.113
+//! ones. `/plugins/claude_api/health` says which (`claude_cli_identity`).
 //! With an API key the user agent is `ccproxy/<version>`. The client's own
 //! credentials are never forwarded.
 //!
@@ -63,8 +68,11 @@
 
 mod auth;
 mod config;
+mod detect;
 mod lean;
 mod shaping;
+
+use std::sync::{Arc, RwLock};
 
 use ccproxy_plugin_abi::{Value, prelude::*, serde_json};
 use ccproxy_plugin_kit::mapping::ModelMapper;
@@ -81,6 +89,39 @@ struct ClaudeApi {
     config: Config,
     credentials: Credentials,
     mapper: ModelMapper,
+    /// The installed Claude CLI's identity, once detected.
+    detected: Arc<RwLock<Option<detect::Detected>>>,
+}
+
+/// The task that detects the Claude CLI's identity again.
+const DETECTION_TASK: &str = "claude_cli_detection";
+
+/// Detects the Claude CLI's identity and keeps it in `slot`; on failure the
+/// last one (or the bundled snapshot) stays.
+async fn run_detection(ctx: Context, program: String, slot: Arc<RwLock<Option<detect::Detected>>>) {
+    match detect::detect(&ctx, &program).await {
+        Ok(detected) => {
+            info!(
+                "claude_api: Claude CLI {} detected ({}); its identity headers are sent in OAuth mode",
+                detected.version,
+                if detected.cached {
+                    "cached"
+                } else {
+                    "captured"
+                }
+            );
+            if let Ok(mut slot) = slot.write() {
+                *slot = Some(detected);
+            }
+        }
+        Err(error) => debug!(
+            "claude_api: no Claude CLI identity detected ({error}); keeping {}",
+            slot.read()
+                .ok()
+                .and_then(|d| d.as_ref().map(|d| format!("claude-cli {}", d.version)))
+                .unwrap_or_else(|| "the bundled claude-cli 1.0.113 headers".to_owned())
+        ),
+    }
 }
 
 /// What a body is being shaped for.
@@ -230,6 +271,15 @@ impl Shaper<'_> {
 }
 
 impl ClaudeApi {
+    /// The detected identity headers, if any.
+    fn detected_headers(&self) -> Option<Vec<(String, String)>> {
+        self.detected
+            .read()
+            .ok()?
+            .as_ref()
+            .map(|detected| detected.headers.clone())
+    }
+
     fn shaper(&self) -> Shaper<'_> {
         Shaper {
             config: &self.config,
@@ -263,7 +313,12 @@ impl ClaudeApi {
         let request = HttpRequest {
             method: "POST".to_owned(),
             url: url.clone(),
-            headers: upstream_headers(&credential, &req.headers, &self.config.anthropic_version),
+            headers: upstream_headers(
+                &credential,
+                &req.headers,
+                &self.config.anthropic_version,
+                self.detected_headers().as_deref(),
+            ),
             body: shaped.body,
             timeout: Some(std::time::Duration::from_secs(self.config.timeout_seconds)),
         };
@@ -352,6 +407,9 @@ impl Plugin for ClaudeApi {
             .config_key("model_mappings", "model rewrite rules {kind = exact|prefix|suffix|regex, pattern, target, ignore_case}, first match wins; replaces the defaults")
             .config_key("models", "model cards {id, created, owned_by} listed by GET /claude/v1/models")
             .config_key("timeout_seconds", "count_tokens request timeout")
+            .config_key("cli_path", "the Claude CLI whose identity headers are detected and sent in OAuth mode (claude on PATH); empty: the bundled claude-cli 1.0.113 ones")
+            .config_key("detection_interval_seconds", "seconds between detections of the Claude CLI (3600)")
+            .task_from_config(DETECTION_TASK, "detection_interval_seconds", 3600.0, false)
     }
 
     async fn init(ctx: Context, config: Config) -> Result<Self, PluginError> {
@@ -384,12 +442,33 @@ impl Plugin for ClaudeApi {
             "claude_api ready: upstream {}, credentials: {source}",
             config.base()
         );
+        let detected = Arc::new(RwLock::new(None));
+        if !config.cli_path.is_empty() && !ctx.bypass_mode() {
+            ctx.spawn(run_detection(
+                ctx.clone(),
+                config.cli_path.clone(),
+                detected.clone(),
+            ));
+        }
         Ok(Self {
             ctx,
             config,
             credentials,
             mapper,
+            detected,
         })
+    }
+
+    async fn on_task(&self, task: String) -> Result<(), PluginError> {
+        if task == DETECTION_TASK && !self.config.cli_path.is_empty() {
+            run_detection(
+                self.ctx.clone(),
+                self.config.cli_path.clone(),
+                self.detected.clone(),
+            )
+            .await;
+        }
+        Ok(())
     }
 
     async fn on_route(&self, req: Request) -> Result<Response, PluginError> {
@@ -430,7 +509,12 @@ impl Plugin for ClaudeApi {
         Ok(UpstreamRequest {
             method: "POST".to_owned(),
             url: format!("{}/v1/messages", self.config.base()),
-            headers: upstream_headers(&credential, &req.headers, &self.config.anthropic_version),
+            headers: upstream_headers(
+                &credential,
+                &req.headers,
+                &self.config.anthropic_version,
+                self.detected_headers().as_deref(),
+            ),
             body: shaped.body,
             stream: shaped.stream,
             model_alias: shaped.model_alias,
@@ -441,10 +525,18 @@ impl Plugin for ClaudeApi {
     }
 
     async fn on_health(&self) -> Health {
+        let identity = self.detected.read().ok().and_then(|detected| {
+            detected.as_ref().map(|detected| {
+                json!({"source": "detected", "cli_version": detected.version,
+                       "user_agent": detected.headers.iter().find(|(n, _)| n == "user-agent").map(|(_, v)| v)})
+            })
+        });
+        let identity =
+            identity.unwrap_or_else(|| json!({"source": "bundled", "cli_version": "1.0.113"}));
         match self.credentials.resolve(&self.ctx).await {
             Ok(credential) => Health::with(
                 HealthStatus::Healthy,
-                json!({"base_url": self.config.base(), "credentials": credential.kind()}),
+                json!({"base_url": self.config.base(), "credentials": credential.kind(), "claude_cli_identity": identity}),
             ),
             Err(error) => Health::with(
                 HealthStatus::Degraded,
