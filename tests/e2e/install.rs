@@ -304,6 +304,17 @@ fn installed_binary_serves_every_bundled_plugin_from_another_folder() {
     let prefix = scratch.path().join("prefix");
     let output = run_install(&["--prefix", prefix.to_str().expect("a UTF-8 path")]);
     assert!(output.contains("installed ccproxy"), "{output}");
+    // The units pass systemd's own check where systemd-analyze exists.
+    let has_systemd_analyze = Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if has_systemd_analyze {
+        assert!(
+            output.contains("unit files verified by systemd-analyze"),
+            "{output}"
+        );
+    }
 
     let entries = tree(&prefix);
     check_layout(&prefix, &entries, &prefix);
