@@ -736,3 +736,54 @@ fn token_counts_come_from_an_anthropic_upstream_or_an_estimate() {
     assert_eq!(estimated.json(), json!({"input_tokens": 3}));
     assert_eq!(mock.requests_to("/v1/messages/count_tokens").len(), 1);
 }
+
+/// The first TOML block of `docs/CLIENTS.md`'s section on this plugin.
+fn documented_config() -> String {
+    let path = ccproxy_e2e::workspace_root().join("docs/CLIENTS.md");
+    let text = fs::read_to_string(&path).expect("docs/CLIENTS.md is readable");
+    let section = text
+        .split("## Any OpenAI- or Anthropic-compatible server")
+        .nth(1)
+        .expect("docs/CLIENTS.md has the compat section");
+    let block = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the compat section has a TOML block");
+    block.to_owned()
+}
+
+#[test]
+fn the_documented_config_starts_and_serves_its_upstreams() {
+    let toml = documented_config();
+    let proxy = Proxy::start(ProxyOptions {
+        bundled: &["compat"],
+        config_toml: Some(&toml),
+        ..ProxyOptions::default()
+    });
+    // OPENROUTER_API_KEY is not set here: named at start-up, the others serve.
+    proxy.wait_for_log("OPENROUTER_API_KEY", std::time::Duration::from_secs(5));
+    let models = proxy.get("/ollama/v1/models");
+    assert_eq!(models.status, 200, "{}", models.text());
+    assert_eq!(models.json()["data"][0]["id"], "qwen3-coder:30b");
+    let reply = post(
+        &proxy,
+        "/openrouter/v1/messages",
+        &Client::Messages.body("claude-sonnet-4-5", false, false),
+    );
+    let message = Client::Messages.error_message(&reply, 401);
+    assert!(message.contains("OPENROUTER_API_KEY"), "{message}");
+    let reply = post(
+        &proxy,
+        "/anthropic/v1/chat/completions",
+        &Client::Chat.body("claude-sonnet-4-5", false, false),
+    );
+    let message = Client::Chat.error_message(&reply, 401);
+    assert!(message.contains("anthropic.key"), "{message}");
+    let health = proxy.get("/plugins/compat/health").json();
+    let upstreams = &health["details"]["upstreams"];
+    for name in ["openrouter", "ollama", "anthropic"] {
+        assert!(upstreams[name].is_object(), "{health}");
+    }
+    assert_eq!(upstreams["ollama"]["ready"], true, "{health}");
+}
