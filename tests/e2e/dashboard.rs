@@ -7,7 +7,9 @@
 //! `scripts/deps/chromium`) the page asks for the token, then shows a
 //! request made after it was opened in its live table and its charts, with
 //! no page errors and no failed requests; the screenshot is kept at
-//! `target/test-artifacts/dashboard.png`.
+//! `target/test-artifacts/dashboard.png`. The page's SSE parser also has
+//! unit tests of its own under Node's test runner
+//! (`tests/browser/sse.test.mjs`), run from here.
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -153,6 +155,15 @@ fn the_page_and_its_files_are_public_and_the_data_needs_the_token() {
     assert_eq!(health["details"]["analytics"], "active", "{health}");
 }
 
+/// Fails naming the install script when Node.js is missing.
+fn require_node() {
+    let node = Command::new("node").arg("--version").output();
+    assert!(
+        node.as_ref().is_ok_and(|output| output.status.success()),
+        "node is missing ({node:?}): run {INSTALL}"
+    );
+}
+
 /// Fails naming the install script when a tool the browser test needs is
 /// missing, instead of skipping.
 fn browser_tools() -> PathBuf {
@@ -160,11 +171,7 @@ fn browser_tools() -> PathBuf {
         Path::new(CHROMIUM).is_file(),
         "{CHROMIUM} is missing: run {INSTALL} (it installs Debian's chromium package, Node.js and playwright-core)"
     );
-    let node = Command::new("node").arg("--version").output();
-    assert!(
-        node.as_ref().is_ok_and(|output| output.status.success()),
-        "node is missing ({node:?}): run {INSTALL}"
-    );
+    require_node();
     let browser_tests = workspace_root().join("tests").join("browser");
     assert!(
         browser_tests
@@ -442,4 +449,57 @@ fn the_page_shows_a_request_made_after_it_opened_in_headless_chromium() {
         "{}",
         query.text()
     );
+}
+
+#[test]
+fn the_pages_sse_parser_passes_its_node_tests() {
+    require_node();
+    let mut child = Command::new("node")
+        .args(["--test", "tests/browser/sse.test.mjs"])
+        .current_dir(workspace_root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node runs");
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let output = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("node can be waited for") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("node --test tests/browser/sse.test.mjs did not finish within 60 s");
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    let _ = child
+        .stderr
+        .take()
+        .map(|mut pipe| pipe.read_to_string(&mut stderr));
+    let output = output.join().unwrap_or_default();
+    assert!(status.success(), "{status}:\n{output}\n{stderr}");
+    // The runner ran them (eight when this was written), none failed or was skipped.
+    let count = |what: &str| {
+        output
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix(&format!("# {what} "))?
+                    .parse::<u32>()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no '# {what}' line:\n{output}"))
+    };
+    assert!(count("pass") >= 8, "{output}");
+    for what in ["fail", "cancelled", "skipped", "todo"] {
+        assert_eq!(count(what), 0, "{what}:\n{output}");
+    }
 }
