@@ -5,6 +5,9 @@
 //! endpoint or the user's own file, and OpenAI checks them on every request;
 //! here they only tell when to refresh and which account header to send.
 
+use base64::Engine as _;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use ccproxy_plugin_abi::{Value, serde_json};
 
 /// The claim OpenAI puts ChatGPT account details under.
@@ -47,32 +50,18 @@ pub(crate) fn auth_claim(token: &str, field: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Decodes base64url (RFC 4648 §5), with or without `=` padding.
+/// Decodes base64url (RFC 4648 §5), with or without `=` padding; the standard
+/// alphabet (`+/`) is accepted too, and unused trailing bits are ignored.
 pub(crate) fn base64url_decode(text: &str) -> Option<Vec<u8>> {
-    fn sextet(byte: u8) -> Option<u32> {
-        Some(u32::from(match byte {
-            b'A'..=b'Z' => byte - b'A',
-            b'a'..=b'z' => byte - b'a' + 26,
-            b'0'..=b'9' => byte - b'0' + 52,
-            b'-' | b'+' => 62,
-            b'_' | b'/' => 63,
-            _ => return None,
-        }))
-    }
-    let text = text.trim_end_matches('=').as_bytes();
-    if text.len() % 4 == 1 {
-        return None;
-    }
-    let mut decoded = Vec::with_capacity(text.len() * 3 / 4);
-    for chunk in text.chunks(4) {
-        let mut bits = 0u32;
-        for (index, &byte) in chunk.iter().enumerate() {
-            bits |= sextet(byte)? << (18 - 6 * index);
-        }
-        let bytes = bits.to_be_bytes();
-        decoded.extend_from_slice(&bytes[1..chunk.len()]);
-    }
-    Some(decoded)
+    const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true);
+    const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, LENIENT);
+    const STANDARD: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, LENIENT);
+    URL_SAFE
+        .decode(text)
+        .or_else(|_| STANDARD.decode(text))
+        .ok()
 }
 
 #[cfg(test)]
@@ -83,20 +72,7 @@ pub(crate) mod tests {
 
     /// Encodes base64url without padding, as JWTs do.
     pub(crate) fn base64url_encode(bytes: &[u8]) -> String {
-        const ALPHABET: &[u8; 64] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let mut encoded = String::new();
-        for chunk in bytes.chunks(3) {
-            let mut padded = [0u8; 3];
-            padded[..chunk.len()].copy_from_slice(chunk);
-            let bits = u32::from_be_bytes([0, padded[0], padded[1], padded[2]]);
-            for index in 0..=chunk.len() {
-                encoded.push(char::from(
-                    ALPHABET[(bits >> (18 - 6 * index)) as usize & 63],
-                ));
-            }
-        }
-        encoded
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     }
 
     /// A JWT with `payload` and a dummy signature.

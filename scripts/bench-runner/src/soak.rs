@@ -749,29 +749,13 @@ fn mean(values: impl Iterator<Item = f64>) -> f64 {
 /// A ChatGPT access token shaped as OpenAI issues them (a JWT whose claims the
 /// codex plugin reads; nobody checks the signature), valid until 2100.
 fn codex_access_token() -> String {
-    fn base64url(bytes: &[u8]) -> String {
-        const ALPHABET: &[u8; 64] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let mut out = String::new();
-        for chunk in bytes.chunks(3) {
-            let mut padded = [0u8; 3];
-            padded[..chunk.len()].copy_from_slice(chunk);
-            let bits =
-                (u32::from(padded[0]) << 16) | (u32::from(padded[1]) << 8) | u32::from(padded[2]);
-            for index in 0..=chunk.len() {
-                out.push(char::from(
-                    ALPHABET[((bits >> (18 - 6 * index)) & 63) as usize],
-                ));
-            }
-        }
-        out
-    }
     let header = json!({"alg": "RS256", "typ": "JWT"});
     let claims = json!({
         "iss": "https://auth.openai.com",
         "exp": 4_102_444_800u64,
         "https://api.openai.com/auth": {"chatgpt_account_id": "acct_soak", "chatgpt_plan_type": "plus"},
     });
+    let base64url = ccproxy_mock_upstream::base64url;
     format!(
         "{}.{}.{}",
         base64url(header.to_string().as_bytes()),

@@ -23,6 +23,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use base64::Engine as _;
 use http::request::Parts;
 use serde_json::{Map, Value, json};
 
@@ -315,19 +316,7 @@ pub fn jwt(payload: &Value, signature: &str) -> String {
 
 /// base64url without padding (RFC 4648 §5), as JWTs use it.
 pub fn base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let mut padded = [0u8; 3];
-        padded[..chunk.len()].copy_from_slice(chunk);
-        let bits = u32::from(padded[0]) << 16 | u32::from(padded[1]) << 8 | u32::from(padded[2]);
-        for index in 0..=chunk.len() {
-            out.push(char::from(
-                ALPHABET[(bits >> (18 - 6 * index) & 63) as usize],
-            ));
-        }
-    }
-    out
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 #[cfg(test)]
