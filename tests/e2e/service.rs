@@ -19,14 +19,17 @@ use ccproxy_e2e::{Proxy, ProxyOptions, Sandbox, http_get, library_file_name, pol
 const HELLO: &str = "example_hello_system";
 const TICKER: &str = "example_sse_ticker";
 
-/// A client that asks `path` over and over until stopped, counting answers
+/// Clients that ask `path` over and over until stopped, counting answers
 /// that are not 200.
 struct Load {
     stop: Arc<AtomicBool>,
     ok: Arc<AtomicU64>,
     failed: Arc<std::sync::Mutex<Vec<String>>>,
-    thread: Option<thread::JoinHandle<()>>,
+    threads: Vec<thread::JoinHandle<()>>,
 }
+
+/// Client threads of [`Load`].
+const CLIENTS: usize = 4;
 
 impl Load {
     fn start(proxy: &Proxy, path: &'static str) -> Load {
@@ -34,7 +37,7 @@ impl Load {
         let ok = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(std::sync::Mutex::new(Vec::new()));
         let address = proxy.address();
-        let thread = thread::spawn({
+        let threads = (0..CLIENTS).map(|_| thread::spawn({
             let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
             move || {
                 while !stop.load(Ordering::Relaxed) {
@@ -50,20 +53,22 @@ impl Load {
                     }
                 }
             }
-        });
+        })).collect();
         Load {
             stop,
             ok,
             failed,
-            thread: Some(thread),
+            threads,
         }
     }
 
-    /// Stops the client; the number of good answers, after checking there
+    /// Stops the clients; the number of good answers, after checking there
     /// was no other.
-    fn finish(mut self) -> u64 {
+    fn finish(self) -> u64 {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread.take().unwrap().join().unwrap();
+        for thread in self.threads {
+            thread.join().unwrap();
+        }
         let failed = self.failed.lock().unwrap();
         assert!(failed.is_empty(), "requests failed during reloads: {failed:?}");
         self.ok.load(Ordering::Relaxed)
@@ -127,16 +132,37 @@ fn reloads_add_replace_and_retire_plugins_while_requests_keep_flowing() {
     assert_eq!(proxy.get("/hello/greet?name=Ada").json()["message"], "Bonjour, Ada!");
     assert_eq!(proxy.get("/ticker/stats").status, 200);
 
-    // A removed file is retired: its routes answer 404.
+    // A removed file is retired: its routes answer 404 from the swap on,
+    // while a stream that began before finishes on the old plugin, which
+    // stops only then.
     proxy
         .sandbox()
         .write_config("[plugins.hello_system]\ngreeting = \"Bonjour\"\n");
+    let address = proxy.address();
+    let stream = thread::spawn(move || {
+        http_get(address, "/ticker/events?count=8&interval_ms=150").map(|reply| reply.text())
+    });
+    thread::sleep(Duration::from_millis(300));
     std::fs::remove_file(proxy.sandbox().plugin_dir().join(library_file_name(TICKER))).unwrap();
     let retired = reload(&proxy);
     assert_eq!(retired.code, 0, "{retired:?}");
     assert!(retired.stdout.contains("removed sse_ticker"), "{retired:?}");
     assert_eq!(proxy.get("/ticker/stats").status, 404);
-    proxy.wait_for_log("plugin stopped", Duration::from_secs(10));
+    let ticker_stopped = |log: &str| {
+        log.lines()
+            .any(|line| line.contains("plugin stopped") && line.contains("sse_ticker"))
+    };
+    assert!(
+        !ticker_stopped(&proxy.log()),
+        "the retired plugin stopped while its stream was still open:\n{}",
+        proxy.log()
+    );
+    let events = stream.join().unwrap().expect("the stream that began before the reload");
+    assert_eq!(events.matches("event: tick").count(), 8, "{events}");
+    let stopped = poll(Duration::from_secs(10), || {
+        ticker_stopped(&proxy.log()).then_some(())
+    });
+    assert!(stopped.is_some(), "the retired plugin never stopped:\n{}", proxy.log());
 
     let answered = load.finish();
     assert!(answered > 0, "the client loop never got an answer");

@@ -181,19 +181,21 @@ impl Drop for InFlight {
     }
 }
 
-/// A response body that keeps its request counted as in flight until it has
-/// been sent to the end or dropped.
-#[derive(Debug)]
+/// A response body that keeps its request counted as in flight, and the app
+/// it began on alive, until it has been sent to the end or dropped: a reload
+/// retires the old app's plugins only after their streams have ended.
 pub(super) struct InFlightBody<B> {
     inner: B,
     _in_flight: InFlight,
+    _app: Arc<super::App>,
 }
 
 impl<B> InFlightBody<B> {
-    pub(super) fn new(inner: B, in_flight: InFlight) -> Self {
+    pub(super) fn new(inner: B, in_flight: InFlight, app: Arc<super::App>) -> Self {
         Self {
             inner,
             _in_flight: in_flight,
+            _app: app,
         }
     }
 }

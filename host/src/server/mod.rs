@@ -231,8 +231,10 @@ fn serve_connection(
             let app = apps.load_full();
             let in_flight = activity.begin();
             async move {
-                let response = pipeline::handle(app, request, remote).await;
-                Ok::<_, Infallible>(response.map(|body| conn::InFlightBody::new(body, in_flight)))
+                let response = pipeline::handle(app.clone(), request, remote).await;
+                Ok::<_, Infallible>(
+                    response.map(|body| conn::InFlightBody::new(body, in_flight, app)),
+                )
             }
         }
     });
