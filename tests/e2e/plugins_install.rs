@@ -70,10 +70,20 @@ fn install_checks_copies_with_safe_modes_and_replaces_an_older_copy() {
         vec![library_file_name(NAME)]
     );
 
-    // `--reload` says how the running server picks the change up.
+    // `--reload` without a running server: the file is installed all the
+    // same, and the error says so.
     let reloaded = work.run_cli(&["plugins", "install", &source, "--reload"], &[]);
-    assert_eq!(reloaded.code, 0, "{reloaded:?}");
-    assert!(reloaded.stdout.contains("reload"), "{reloaded:?}");
+    assert_eq!(reloaded.code, 1, "{reloaded:?}");
+    assert!(
+        reloaded
+            .stderr
+            .contains("the plugin folder is changed, but the running server was not reloaded"),
+        "{reloaded:?}"
+    );
+    assert_eq!(
+        file_names(&work.plugin_dir()),
+        vec![library_file_name(NAME)]
+    );
 
     // The host loads what was installed.
     let proxy = Proxy::start_in(work, ProxyOptions::default());
@@ -84,6 +94,35 @@ fn install_checks_copies_with_safe_modes_and_replaces_an_older_copy() {
         "{entry:#}; log:\n{}",
         proxy.log()
     );
+}
+
+#[test]
+fn install_and_remove_with_reload_change_the_running_server() {
+    let proxy = Proxy::start(ProxyOptions::default());
+    assert_eq!(proxy.get("/hello/greet?name=Ada").status, 404);
+    // The server to reload is the one on server.port.
+    let port = proxy.address().port().to_string();
+    let env = [("SERVER__PORT", port.as_str())];
+    let source = library(STEM).display().to_string();
+
+    let installed = proxy
+        .sandbox()
+        .run_cli(&["plugins", "install", &source, "--reload"], &env);
+    assert_eq!(installed.code, 0, "{installed:?}; log:\n{}", proxy.log());
+    assert!(
+        installed.stderr.contains("reloaded: added hello_system"),
+        "{installed:?}"
+    );
+    let greeting = proxy.get("/hello/greet?name=Ada");
+    assert_eq!(greeting.status, 200, "{}", greeting.text());
+    assert_eq!(greeting.json()["message"], "Hello, Ada!");
+
+    let removed = proxy
+        .sandbox()
+        .run_cli(&["plugins", "remove", NAME, "--reload"], &env);
+    assert_eq!(removed.code, 0, "{removed:?}; log:\n{}", proxy.log());
+    assert!(removed.stderr.contains("reloaded:"), "{removed:?}");
+    assert_eq!(proxy.get("/hello/greet?name=Ada").status, 404);
 }
 
 #[test]

@@ -156,11 +156,13 @@ fn sync_folder(folder: &Path) {
     }
 }
 
-/// `--reload`: asks the running service to reload.
-fn reload(_config: &Config) -> anyhow::Result<()> {
-    // The service's reload request (`ccproxy reload`) is not wired here yet.
-    println!("run `ccproxy reload` (or send SIGHUP to the server) to load the change");
-    Ok(())
+/// `--reload`: asks the running server (the one on `server.port`) to reload,
+/// as `ccproxy reload` does, and waits for the outcome. The file change is
+/// done either way; the error says so.
+fn reload(config: &Config) -> anyhow::Result<()> {
+    crate::service::request_reload(config).context(
+        "the plugin folder is changed, but the running server was not reloaded (run `ccproxy reload` once it runs, or restart it)",
+    )
 }
 
 /// `plugins install FILE`.
