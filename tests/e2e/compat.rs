@@ -506,6 +506,23 @@ fn html_answers_and_error_pages_become_errors_in_the_clients_format() {
         }
     }
     drop(proxy);
+    // A 4xx in plain text (uvicorn, a gateway).
+    let mock = Mock::start(&["--quirk", "text_errors"]);
+    let proxy = start_proxy(&mock.url(), &["compat"], &[]);
+    for upstream in UPSTREAMS {
+        for client in CLIENTS {
+            mock.fault(json!({"kind": "status", "status": 400}));
+            let reply = post(
+                &proxy,
+                &client.path(upstream),
+                &client.body("m", false, false),
+            );
+            let message = client.error_message(&reply, 400);
+            assert_eq!(message, "Internal Server Error", "{upstream} {client:?}");
+            assert_eq!(reply.json()["error"]["type"], "invalid_request_error");
+        }
+    }
+    drop(proxy);
     // A base URL that points at a web page: 200 text/html.
     let mock = Mock::start(&["--quirk", "html_answer"]);
     let proxy = start_proxy(&mock.url(), &["compat"], &[]);
