@@ -172,41 +172,12 @@ impl Plugin for HelloSystem {
 
 export_plugin!(HelloSystem);
 
-/// The first value of `key` in a query string, percent-decoded.
+/// The first value of `key` in a query string, decoded as a form (`%XX` and
+/// `+`; malformed escapes stay as written).
 fn query_param(query: &str, key: &str) -> Option<String> {
-    query
-        .split('&')
-        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
-        .find(|(name, _)| *name == key)
-        .map(|(_, value)| percent_decode(value))
-}
-
-/// Decodes `%XX` escapes and `+` (a space in forms); malformed escapes stay as written.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        let hex = bytes
-            .get(index + 1..index + 3)
-            .and_then(|pair| std::str::from_utf8(pair).ok())
-            .and_then(|pair| u8::from_str_radix(pair, 16).ok());
-        match (bytes[index], hex) {
-            (b'%', Some(byte)) => {
-                decoded.push(byte);
-                index += 3;
-            }
-            (b'+', _) => {
-                decoded.push(b' ');
-                index += 1;
-            }
-            (byte, _) => {
-                decoded.push(byte);
-                index += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&decoded).into_owned()
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name == key)
+        .map(|(_, value)| value.into_owned())
 }
 
 #[cfg(test)]
@@ -335,7 +306,7 @@ mod tests {
         assert_eq!(query_param("a=1&name=x", "name").as_deref(), Some("x"));
         assert_eq!(query_param("name", "name").as_deref(), Some(""));
         assert_eq!(query_param("", "name"), None);
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz%41"), "%zzA");
+        assert_eq!(query_param("q=100%", "q").as_deref(), Some("100%"));
+        assert_eq!(query_param("q=%zz%41+b", "q").as_deref(), Some("%zzA b"));
     }
 }

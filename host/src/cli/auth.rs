@@ -425,11 +425,10 @@ fn same_secret(a: &str, b: &str) -> bool {
             == 0
 }
 
+/// The pairs of a query string, `+` and `%XX` decoded (`application/x-www-form-urlencoded`).
 fn query_params(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(k, v)| (percent_decode(k), percent_decode(v)))
+    form_urlencoded::parse(query.as_bytes())
+        .into_owned()
         .collect()
 }
 
@@ -438,29 +437,6 @@ fn param(params: &[(String, String)], key: &str) -> Option<String> {
         .iter()
         .find(|(k, _)| k == key)
         .map(|(_, v)| v.clone())
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let decoded = (bytes[i] == b'%')
-            .then(|| text.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match (bytes[i], decoded) {
-            (_, Some(byte)) => {
-                out.push(byte);
-                i += 3;
-                continue;
-            }
-            (b'+', None) => out.push(b' '),
-            (byte, None) => out.push(byte),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 async fn bind_callback(redirect_uri: &str) -> anyhow::Result<tokio::net::TcpListener> {
@@ -726,6 +702,14 @@ mod tests {
                 code: "c".to_owned(),
                 state: None
             }
+        );
+        assert_eq!(
+            parse_pasted("http://localhost/callback?state=s1&code=a+b%2").unwrap(),
+            Pasted::Url {
+                code: "a b%2".to_owned(),
+                state: Some("s1".to_owned())
+            },
+            "a form's + is a space; a malformed escape stays"
         );
         assert!(parse_pasted("").is_err());
         assert!(parse_pasted("http://localhost/callback?code=&state=s1").is_err());

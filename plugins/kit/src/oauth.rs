@@ -18,6 +18,7 @@ use std::{future::Future, time::Duration};
 use ccproxy_plugin_abi::{
     Context, ErrorKind, HttpRequest, PluginError, ServiceCall, Value, json, serde_json, warn,
 };
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::{Deserialize, de::DeserializeOwned};
 
 /// Emitted by a provider after each refresh request: `{"provider", "ok"}`.
@@ -180,18 +181,17 @@ impl ExchangeArgs {
     }
 }
 
+/// Every byte but RFC 3986's unreserved characters (`A-Z a-z 0-9 - . _ ~`).
+const NOT_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Percent-encodes everything but RFC 3986's unreserved characters, so a
 /// space is `%20` and `:` is `%3A`.
 pub fn percent_encode(value: &str) -> String {
-    let mut encoded = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
+    utf8_percent_encode(value, NOT_UNRESERVED).to_string()
 }
 
 /// `name=value&…`, each side percent-encoded: a query string or an

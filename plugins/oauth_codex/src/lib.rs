@@ -694,29 +694,9 @@ mod tests {
             .collect()
     }
 
-    fn percent_decode(text: &str) -> String {
-        let bytes = text.as_bytes();
-        let mut decoded = Vec::new();
-        let mut index = 0;
-        while index < bytes.len() {
-            if bytes[index] == b'%' {
-                decoded.push(u8::from_str_radix(&text[index + 1..index + 3], 16).unwrap());
-                index += 3;
-            } else {
-                decoded.push(bytes[index]);
-                index += 1;
-            }
-        }
-        String::from_utf8(decoded).unwrap()
-    }
-
     fn query_pairs(query: &str) -> Vec<(String, String)> {
-        query
-            .split('&')
-            .map(|pair| {
-                let (name, value) = pair.split_once('=').unwrap();
-                (name.to_owned(), percent_decode(value))
-            })
+        form_urlencoded::parse(query.as_bytes())
+            .into_owned()
             .collect()
     }
 

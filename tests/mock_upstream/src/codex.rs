@@ -177,41 +177,9 @@ pub(crate) fn error_body(message: &str) -> Value {
 
 /// The pairs of an `application/x-www-form-urlencoded` body, decoded.
 pub(crate) fn parse_form(body: &[u8]) -> Map<String, Value> {
-    let text = String::from_utf8_lossy(body);
-    let mut form = Map::new();
-    for pair in text.split('&').filter(|pair| !pair.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        form.insert(form_decode(name), Value::String(form_decode(value)));
-    }
-    form
-}
-
-fn form_decode(text: &str) -> String {
-    let spaced: Vec<u8> = text
-        .bytes()
-        .map(|byte| if byte == b'+' { b' ' } else { byte })
-        .collect();
-    percent_decode(&spaced)
-}
-
-fn percent_decode(bytes: &[u8]) -> String {
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(byte) = bytes
-                .get(i + 1..i + 3)
-                .and_then(|hex| std::str::from_utf8(hex).ok())
-                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-        {
-            out.push(byte);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    form_urlencoded::parse(body)
+        .map(|(name, value)| (name.into_owned(), Value::String(value.into_owned())))
+        .collect()
 }
 
 /// Answers a form-encoded grant on [`TOKEN_PATH`]; `n` numbers the grants of

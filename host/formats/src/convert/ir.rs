@@ -131,7 +131,9 @@ impl Media {
             data: if is_base64 {
                 data.to_owned()
             } else {
-                base64::engine::general_purpose::STANDARD.encode(percent_decode(data))
+                // A malformed escape stays as it is.
+                let bytes: Vec<u8> = percent_encoding::percent_decode_str(data).collect();
+                base64::engine::general_purpose::STANDARD.encode(bytes)
             },
         }
     }
@@ -144,32 +146,6 @@ impl Media {
             Media::FileId(_) => None,
         }
     }
-}
-
-/// Decodes `%XX` escapes; anything else, a malformed escape included, stays as it is.
-fn percent_decode(text: &str) -> Vec<u8> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        let escaped = (bytes[index] == b'%')
-            .then(|| bytes.get(index + 1..index + 3))
-            .flatten()
-            .filter(|hex| hex.iter().all(u8::is_ascii_hexdigit))
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match escaped {
-            Some(byte) => {
-                out.push(byte);
-                index += 3;
-            }
-            None => {
-                out.push(bytes[index]);
-                index += 1;
-            }
-        }
-    }
-    out
 }
 
 #[derive(Debug, Clone, PartialEq)]
