@@ -89,14 +89,90 @@ struct Subscriber {
     sender: BodySender,
 }
 
+/// The open streams and what they were sent.
+#[derive(Default)]
+struct Streams {
+    open: Mutex<Vec<Subscriber>>,
+    streamed: AtomicU64,
+    missed: AtomicU64,
+    opened: AtomicU64,
+}
+
+impl Streams {
+    /// A new stream of the rows `filter` passes, or why not (too many open).
+    fn open(&self, filter: RowFilter, capacity: usize, max: usize) -> Result<BodyStream, String> {
+        let mut open = lock(&self.open);
+        open.retain(|stream| !stream.sender.is_closed());
+        if open.len() >= max {
+            return Err(format!(
+                "{} log streams are open already (max_streams); close one",
+                open.len()
+            ));
+        }
+        let (mut sender, body) = BodyStream::channel(capacity.max(2));
+        // The first piece: the client knows the stream is open.
+        let _ = sender.try_send(": stream open\n\n");
+        open.push(Subscriber { filter, sender });
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        Ok(body)
+    }
+
+    fn is_empty(&self) -> bool {
+        lock(&self.open).is_empty()
+    }
+
+    /// Sends `piece` to the streams `wants` picks, without waiting: a
+    /// stream whose reader is behind misses it (counted); streams whose
+    /// client left are forgotten.
+    fn broadcast(&self, piece: &str, wants: impl Fn(&RowFilter) -> bool) {
+        lock(&self.open).retain_mut(|stream| {
+            if !wants(&stream.filter) {
+                return !stream.sender.is_closed();
+            }
+            match stream.sender.try_send(piece) {
+                Ok(true) => {
+                    self.streamed.fetch_add(1, Ordering::Relaxed);
+                    true
+                }
+                Ok(false) => {
+                    self.missed.fetch_add(1, Ordering::Relaxed);
+                    true
+                }
+                Err(_) => false,
+            }
+        });
+    }
+
+    /// `row` as an SSE event to every stream whose filter it passes.
+    fn publish(&self, row: &LogRow) {
+        let piece = format!("data: {}\n\n", row.to_json());
+        self.broadcast(&piece, |filter| filter.matches(row));
+    }
+
+    fn keep_alive(&self) {
+        self.broadcast(": keep-alive\n\n", |_| true);
+    }
+
+    fn status(&self) -> Value {
+        let open = {
+            let mut open = lock(&self.open);
+            open.retain(|stream| !stream.sender.is_closed());
+            open.len()
+        };
+        json!({
+            "open_streams": open,
+            "streams_opened": self.opened.load(Ordering::Relaxed),
+            "rows_streamed": self.streamed.load(Ordering::Relaxed),
+            "rows_missed_by_slow_readers": self.missed.load(Ordering::Relaxed),
+        })
+    }
+}
+
 /// The plugin.
 struct Analytics {
     ctx: Context,
     config: Config,
-    streams: Mutex<Vec<Subscriber>>,
-    streamed: AtomicU64,
-    missed: AtomicU64,
-    opened: AtomicU64,
+    streams: Streams,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -139,46 +215,13 @@ impl Analytics {
             Ok(filter) => filter,
             Err(error) => return bad_request(&error).into(),
         };
-        let mut streams = lock(&self.streams);
-        streams.retain(|stream| !stream.sender.is_closed());
-        if streams.len() >= self.config.max_streams {
-            return error_response(
-                503,
-                "service_unavailable",
-                &format!(
-                    "{} log streams are open already (max_streams); close one",
-                    streams.len()
-                ),
-            )
-            .into();
+        match self
+            .streams
+            .open(filter, self.config.stream_queue, self.config.max_streams)
+        {
+            Ok(body) => StreamResponse::sse(body).into(),
+            Err(message) => error_response(503, "service_unavailable", &message).into(),
         }
-        let (mut sender, body) = BodyStream::channel(self.config.stream_queue.max(2));
-        // The first piece: the client knows the stream is open.
-        let _ = sender.try_send(": stream open\n\n");
-        streams.push(Subscriber { filter, sender });
-        self.opened.fetch_add(1, Ordering::Relaxed);
-        StreamResponse::sse(body).into()
-    }
-
-    /// Sends `piece` to the streams `wants` picks; forgets closed ones.
-    fn broadcast(&self, piece: &str, wants: impl Fn(&RowFilter) -> bool) {
-        let mut streams = lock(&self.streams);
-        streams.retain_mut(|stream| {
-            if !wants(&stream.filter) {
-                return !stream.sender.is_closed();
-            }
-            match stream.sender.try_send(piece) {
-                Ok(true) => {
-                    self.streamed.fetch_add(1, Ordering::Relaxed);
-                    true
-                }
-                Ok(false) => {
-                    self.missed.fetch_add(1, Ordering::Relaxed);
-                    true
-                }
-                Err(_) => false,
-            }
-        });
     }
 
     fn is_excluded(&self, path: &str) -> bool {
@@ -246,10 +289,7 @@ impl Plugin for Analytics {
         Ok(Self {
             ctx,
             config,
-            streams: Mutex::default(),
-            streamed: AtomicU64::new(0),
-            missed: AtomicU64::new(0),
-            opened: AtomicU64::new(0),
+            streams: Streams::default(),
         })
     }
 
@@ -280,41 +320,211 @@ impl Plugin for Analytics {
         if !matches!(
             call.event,
             HookEvent::RequestCompleted | HookEvent::RequestFailed
-        ) || lock(&self.streams).is_empty()
+        ) || self.streams.is_empty()
         {
             return Ok(HookOutcome::Continue);
         }
         let row = LogRow::from_hook(&call)?;
         if !self.is_excluded(&row.path) {
-            let piece = format!("data: {}\n\n", row.to_json());
-            self.broadcast(&piece, |filter| filter.matches(&row));
+            self.streams.publish(&row);
         }
         Ok(HookOutcome::Continue)
     }
 
     async fn on_task(&self, task: String) -> Result<(), PluginError> {
         if task == "keepalive" {
-            self.broadcast(": keep-alive\n\n", |_| true);
+            self.streams.keep_alive();
         }
         Ok(())
     }
 
     async fn on_health(&self) -> Health {
-        let open = {
-            let mut streams = lock(&self.streams);
-            streams.retain(|stream| !stream.sender.is_closed());
-            streams.len()
-        };
-        Health::with(
-            HealthStatus::Healthy,
-            json!({
-                "open_streams": open,
-                "streams_opened": self.opened.load(Ordering::Relaxed),
-                "rows_streamed": self.streamed.load(Ordering::Relaxed),
-                "rows_missed_by_slow_readers": self.missed.load(Ordering::Relaxed),
-            }),
-        )
+        Health::with(HealthStatus::Healthy, self.streams.status())
     }
 }
 
 export_plugin!(Analytics);
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use ccproxy_plugin_abi::testing::{MockHost, request};
+    use futures_util::FutureExt as _;
+
+    use super::*;
+
+    fn row(model: &str, status: i64) -> LogRow {
+        LogRow {
+            request_id: format!("{model}-{status}"),
+            model: Some(model.to_owned()),
+            status_code: status,
+            duration_ms: 50.0,
+            ..LogRow::default()
+        }
+    }
+
+    /// The next piece the stream has ready, without waiting.
+    fn ready(body: &mut BodyStream) -> Option<String> {
+        body.next()
+            .now_or_never()
+            .flatten()
+            .map(|piece| String::from_utf8(piece.unwrap()).unwrap())
+    }
+
+    #[test]
+    fn rows_reach_the_streams_whose_filters_they_pass() {
+        let streams = Streams::default();
+        let mut all = streams.open(RowFilter::default(), 8, 4).unwrap();
+        let failures = parse_stream_filter("min_status=400&model=gpt-5").unwrap();
+        let mut failed = streams.open(failures, 8, 4).unwrap();
+        assert_eq!(ready(&mut all).as_deref(), Some(": stream open\n\n"));
+        assert_eq!(ready(&mut failed).as_deref(), Some(": stream open\n\n"));
+        streams.publish(&row("gpt-5", 200));
+        streams.publish(&row("gpt-5", 529));
+        let first = ready(&mut all).unwrap();
+        assert!(
+            first.starts_with("data: {") && first.ends_with("}\n\n"),
+            "{first}"
+        );
+        let first: Value =
+            ccproxy_plugin_abi::serde_json::from_str(first.trim_start_matches("data: ").trim())
+                .unwrap();
+        assert_eq!(first["request_id"], "gpt-5-200");
+        assert!(ready(&mut all).unwrap().contains("gpt-5-529"));
+        assert!(ready(&mut failed).unwrap().contains("gpt-5-529"));
+        assert_eq!(ready(&mut failed), None, "the 200 was filtered out");
+        streams.keep_alive();
+        assert_eq!(ready(&mut all).as_deref(), Some(": keep-alive\n\n"));
+    }
+
+    #[test]
+    fn a_slow_reader_misses_rows_and_a_gone_one_is_forgotten() {
+        let streams = Streams::default();
+        let slow = streams.open(RowFilter::default(), 2, 4).unwrap();
+        for _ in 0..5 {
+            streams.publish(&row("m", 200));
+        }
+        let status = streams.status();
+        assert!(
+            status["rows_missed_by_slow_readers"].as_u64().unwrap() >= 3,
+            "{status}"
+        );
+        assert_eq!(status["open_streams"], 1);
+        drop(slow);
+        streams.publish(&row("m", 200));
+        assert_eq!(streams.status()["open_streams"], 0);
+        assert!(streams.is_empty());
+        // At most `max` at once.
+        let _one = streams.open(RowFilter::default(), 2, 1).unwrap();
+        assert!(
+            streams
+                .open(RowFilter::default(), 2, 1)
+                .unwrap_err()
+                .contains("max_streams")
+        );
+    }
+
+    fn with_store(answer: Value) -> (MockHost, ccproxy_plugin_abi::testing::TestPlugin) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let host = MockHost::new().service(LOG_STORAGE, move |method, args| {
+            lock(&record).push((method.to_owned(), args));
+            match method {
+                "fail" => Err(PluginError::unavailable("down")),
+                _ => Ok(answer.clone()),
+            }
+        });
+        let plugin = host.start::<Analytics>().unwrap();
+        (host, plugin)
+    }
+
+    #[test]
+    fn routes_ask_the_store_with_parsed_parameters() {
+        let (host, plugin) = with_store(json!({"results": [], "count": 0}));
+        let reply = plugin
+            .route(request("GET", "/logs/query?limit=5&model=m%201&order=asc"))
+            .unwrap();
+        assert_eq!(reply.status, 200);
+        let calls = host.service_calls();
+        assert_eq!(calls[0].method, "query");
+        assert_eq!(calls[0].args["limit"], 5);
+        assert_eq!(calls[0].args["order"], "asc");
+        assert_eq!(calls[0].args["filter"]["model"], "m 1");
+        plugin
+            .route(request("GET", "/logs/analytics?hours=2"))
+            .unwrap();
+        let analytics = &host.service_calls()[1];
+        assert_eq!(analytics.method, "analytics");
+        assert_eq!(analytics.args["bucket_seconds"], 60);
+        assert_eq!(
+            analytics.args["to_ms"].as_i64().unwrap() - analytics.args["from_ms"].as_i64().unwrap(),
+            7_200_000
+        );
+        assert_eq!(
+            plugin.route(request("POST", "/logs/reset")).unwrap().status,
+            200
+        );
+        assert_eq!(host.service_calls()[2].method, "reset");
+    }
+
+    #[test]
+    fn malformed_parameters_are_a_400_naming_them_and_never_reach_the_store() {
+        let (host, plugin) = with_store(json!({}));
+        for (path, param) in [
+            ("/logs/query?limit=0", "limit"),
+            ("/logs/analytics?hours=500", "hours"),
+            ("/logs/stream?max_status=99", "max_status"),
+        ] {
+            let reply = plugin.route(request("GET", path)).unwrap();
+            assert_eq!(reply.status, 400, "{path}");
+            let body: Value = ccproxy_plugin_abi::serde_json::from_slice(&reply.body).unwrap();
+            assert_eq!(body["error"]["type"], "invalid_request_error");
+            let message = body["error"]["message"].as_str().unwrap();
+            assert!(
+                message.starts_with(&format!("parameter '{param}': ")),
+                "{message}"
+            );
+        }
+        assert!(host.service_calls().is_empty());
+    }
+
+    #[test]
+    fn a_store_that_fails_is_a_503() {
+        let host = MockHost::new().service(LOG_STORAGE, |_, _| {
+            Err(PluginError::unavailable(
+                "the log store cannot answer: down",
+            ))
+        });
+        let plugin = host.start::<Analytics>().unwrap();
+        let reply = plugin.route(request("GET", "/logs/query")).unwrap();
+        assert_eq!(reply.status, 503);
+        let body: Value = ccproxy_plugin_abi::serde_json::from_slice(&reply.body).unwrap();
+        assert_eq!(body["error"]["type"], "service_unavailable");
+        assert!(body["error"]["message"].as_str().unwrap().contains("down"));
+    }
+
+    #[test]
+    fn the_stream_route_answers_sse_and_the_manifest_keeps_routes_private() {
+        let (_host, plugin) = with_store(json!({}));
+        let (response, pieces) = plugin
+            .route_stream(request("GET", "/logs/stream?model=x"), 1)
+            .unwrap();
+        assert_eq!(response.status, 200);
+        assert_eq!(
+            response.headers.get("content-type"),
+            Some("text/event-stream")
+        );
+        assert_eq!(pieces, [b": stream open\n\n".to_vec()]);
+        let manifest = plugin.manifest();
+        assert!(
+            manifest
+                .routes
+                .iter()
+                .flat_map(|group| &group.routes)
+                .all(|route| !route.public)
+        );
+        assert_eq!(manifest.requires, [LOG_STORAGE]);
+        assert_eq!(manifest.hooks[0].priority, 810);
+    }
+}

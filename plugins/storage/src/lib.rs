@@ -598,3 +598,226 @@ impl Plugin for Storage {
 }
 
 export_plugin!(Storage);
+
+/// For `scripts/logs-bench` only: rows written into a SQLite file exactly as
+/// the plugin writes them (the same schema, insert and rollup), so a
+/// benchmark can fill a million rows without sending a million requests.
+#[doc(hidden)]
+pub mod bench {
+    use std::path::Path;
+
+    use ccproxy_plugin_kit::logs::LogRow;
+
+    use crate::{Target, sql};
+
+    /// A connection to the database file at a path.
+    pub struct SqliteWriter(Box<dyn sql::Db>);
+
+    impl SqliteWriter {
+        /// Opens (creates) the file and its tables.
+        pub fn open(path: &Path) -> Result<Self, String> {
+            Target::Sqlite(path.to_path_buf()).connect().map(Self)
+        }
+
+        /// Writes `rows` in one transaction, rollup included.
+        pub fn write(&mut self, rows: &[LogRow]) -> Result<(), String> {
+            sql::insert(self.0.as_mut(), rows)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ccproxy_plugin_abi::testing::{MockHost, TestPlugin};
+
+    use super::*;
+
+    fn start(config: Value) -> (MockHost, TestPlugin) {
+        let host = MockHost::new().config(config);
+        let plugin = host.start::<Storage>().expect("storage starts");
+        (host, plugin)
+    }
+
+    fn completed(n: u32, path: &str) -> Value {
+        json!({"request_id": format!("r{n}"), "method": "POST", "path": path, "query": "",
+               "status_code": 200, "duration_ms": 12.0, "client_ip": "127.0.0.1",
+               "user_agent": "test", "streaming": false, "provider": "claude_api",
+               "model": "claude-sonnet-4", "usage": {"input_tokens": 3, "output_tokens": 4},
+               "cost_usd": 0.25, "headers": {"authorization": "***"}})
+    }
+
+    fn count(plugin: &TestPlugin) -> Value {
+        plugin
+            .service(
+                SERVICE,
+                "query",
+                json!({"filter": {}, "limit": 100, "cursor": null, "order": "asc"}),
+            )
+            .unwrap()["count"]
+            .clone()
+    }
+
+    #[test]
+    fn rows_are_queued_by_the_hook_and_written_by_the_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db").join("logs.db");
+        let (_host, plugin) = start(json!({"database_path": path}));
+        for n in 0..3 {
+            plugin
+                .hook(
+                    HookEvent::RequestCompleted,
+                    completed(n, "/claude/v1/messages"),
+                )
+                .unwrap();
+        }
+        plugin
+            .hook(HookEvent::RequestCompleted, completed(9, "/logs/query"))
+            .unwrap();
+        assert_eq!(plugin.health().unwrap().details["queued"], 3);
+        assert_eq!(count(&plugin), 0);
+        plugin.task("flush").unwrap();
+        assert_eq!(count(&plugin), 3);
+        let health = plugin.health().unwrap();
+        assert_eq!(health.status, HealthStatus::Healthy, "{:?}", health.details);
+        assert_eq!(health.details["written"], 3);
+        assert_eq!(health.details["backend"], "sqlite");
+        use std::os::unix::fs::PermissionsExt;
+        let mode =
+            |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.path().join("db")), 0o700);
+        assert_eq!(mode(&path), 0o600);
+    }
+
+    #[test]
+    fn a_full_batch_is_written_without_waiting_for_the_task_and_shutdown_writes_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("logs.db");
+        let (host, plugin) = start(json!({"database_path": path, "batch_size": 2}));
+        plugin
+            .hook(HookEvent::RequestCompleted, completed(1, "/a"))
+            .unwrap();
+        plugin
+            .hook(HookEvent::RequestFailed, completed(2, "/b"))
+            .unwrap();
+        plugin.run_spawned();
+        assert_eq!(host.pending_spawned(), 0);
+        assert_eq!(count(&plugin), 2);
+        plugin
+            .hook(HookEvent::RequestCompleted, completed(3, "/c"))
+            .unwrap();
+        plugin.shutdown().unwrap();
+        let (_host, again) = start(json!({"database_path": path}));
+        assert_eq!(count(&again), 3);
+    }
+
+    #[test]
+    fn an_unusable_database_degrades_health_and_counts_dropped_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("blocker");
+        std::fs::write(&blocker, "").unwrap();
+        let (_host, plugin) =
+            start(json!({"database_path": blocker.join("logs.db"), "queue_size": 2}));
+        for n in 0..5 {
+            plugin
+                .hook(
+                    HookEvent::RequestCompleted,
+                    completed(n, "/claude/v1/messages"),
+                )
+                .unwrap();
+        }
+        plugin.task("flush").unwrap();
+        let health = plugin.health().unwrap();
+        assert_eq!(health.status, HealthStatus::Degraded);
+        assert_eq!(health.details["queued"], 2, "{:?}", health.details);
+        assert_eq!(health.details["dropped"], 3, "{:?}", health.details);
+        let reason = health.details["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("blocker") && reason.contains("3 rows dropped"),
+            "{reason}"
+        );
+        let error = plugin
+            .service(
+                SERVICE,
+                "query",
+                json!({"filter": {}, "limit": 1, "cursor": null, "order": "desc"}),
+            )
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Unavailable, "{error}");
+    }
+
+    #[test]
+    fn a_postgres_url_is_checked_and_never_logged_with_its_password() {
+        // Nothing listens on port 1: the plugin runs, degraded, and retries.
+        let (host, plugin) = start(json!({"url": "postgres://ada:hunter2@127.0.0.1:1/logs"}));
+        let health = plugin.health().unwrap();
+        assert_eq!(health.status, HealthStatus::Degraded);
+        let details = health.details.to_string();
+        assert!(
+            details.contains("postgres://ada:***@127.0.0.1:1/logs"),
+            "{details}"
+        );
+        assert!(!details.contains("hunter2"), "{details}");
+        assert!(
+            host.logs()
+                .iter()
+                .all(|(_, line)| !line.contains("hunter2"))
+        );
+        let error = MockHost::new()
+            .config(json!({"url": "mysql://x"}))
+            .start::<Storage>()
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Invalid);
+    }
+
+    #[test]
+    fn bad_config_is_refused() {
+        for config in [
+            json!({"flush_interval": 0}),
+            json!({"retention_days": -1}),
+            json!({"queue_size": 0}),
+            json!({"database": "x"}),
+        ] {
+            let error = MockHost::new()
+                .config(config.clone())
+                .start::<Storage>()
+                .unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::Invalid, "{config}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_default_database_is_in_the_xdg_data_folder() {
+        let path = |configured, xdg: Option<&str>, home: Option<&str>| {
+            database_path(configured, xdg.map(OsStr::new), home.map(OsStr::new))
+        };
+        assert_eq!(
+            path(None, Some("/data"), Some("/home/ada")).unwrap(),
+            PathBuf::from("/data/ccproxy/logs.db")
+        );
+        assert_eq!(
+            path(None, Some("relative"), Some("/home/ada")).unwrap(),
+            PathBuf::from("/home/ada/.local/share/ccproxy/logs.db")
+        );
+        assert_eq!(
+            path(Some("~/x.db"), None, Some("/home/ada")).unwrap(),
+            PathBuf::from("/home/ada/x.db")
+        );
+        assert!(path(None, None, None).is_err());
+    }
+
+    #[test]
+    fn reset_deletes_what_was_stored_and_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_host, plugin) = start(json!({"database_path": dir.path().join("logs.db")}));
+        plugin
+            .hook(HookEvent::RequestCompleted, completed(1, "/a"))
+            .unwrap();
+        plugin.task("flush").unwrap();
+        plugin
+            .hook(HookEvent::RequestCompleted, completed(2, "/b"))
+            .unwrap();
+        let reset = plugin.service(SERVICE, "reset", json!({})).unwrap();
+        assert_eq!(reset, json!({"status": "success", "deleted": 2}));
+        assert_eq!(count(&plugin), 0);
+    }
+}

@@ -818,3 +818,275 @@ pub(crate) fn retain(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ccproxy_plugin_kit::logs::{parse_analytics_request, parse_query_request};
+
+    use super::*;
+    use crate::sqlite::Sqlite;
+
+    fn database() -> (tempfile::TempDir, Sqlite) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Sqlite::open(&dir.path().join("logs.db")).unwrap();
+        db.batch(&schema()).unwrap();
+        (dir, db)
+    }
+
+    fn row(n: i64, timestamp_ms: i64) -> LogRow {
+        LogRow {
+            request_id: format!("r{n:04}"),
+            timestamp_ms,
+            method: "POST".into(),
+            endpoint: "/v1/messages".into(),
+            path: "/claude/v1/messages".into(),
+            provider: Some(if n % 3 == 0 { "codex" } else { "claude_api" }.into()),
+            service_type: Some(if n % 3 == 0 { "codex" } else { "claude_api" }.into()),
+            model: (n % 5 != 0).then(|| format!("model-{}", n % 3)),
+            streaming: n % 2 == 0,
+            status_code: if n % 7 == 0 { 529 } else { 200 },
+            duration_ms: 10.0 + (n * 37 % 1000) as f64,
+            tokens_input: n,
+            tokens_output: 2 * n,
+            cache_read_tokens: n % 4,
+            cache_write_tokens: 1,
+            cost_usd: (n % 2 == 1).then_some(0.001 * n as f64),
+            ..LogRow::default()
+        }
+    }
+
+    /// 300 rows, one every 7.3 s from `start`.
+    fn filled(db: &mut Sqlite, start: i64) -> Vec<LogRow> {
+        let rows: Vec<LogRow> = (0..300).map(|n| row(n, start + n * 7_300)).collect();
+        for chunk in rows.chunks(37) {
+            insert(db, chunk).unwrap();
+        }
+        rows
+    }
+
+    #[test]
+    fn rows_read_back_as_written_and_page_by_cursor() {
+        let (_dir, mut db) = database();
+        let rows = filled(&mut db, 1_700_000_000_000);
+        for order in ["asc", "desc"] {
+            let mut seen = Vec::new();
+            let mut cursor = None::<String>;
+            loop {
+                let query = match &cursor {
+                    Some(cursor) => format!("limit=64&order={order}&cursor={cursor}"),
+                    None => format!("limit=64&order={order}"),
+                };
+                let page = query_rows(&mut db, &query);
+                for result in page["results"].as_array().unwrap() {
+                    seen.push(result["request_id"].as_str().unwrap().to_owned());
+                }
+                match page["next_cursor"].as_str() {
+                    Some(next) => cursor = Some(next.to_owned()),
+                    None => break,
+                }
+            }
+            let mut expected: Vec<String> = rows.iter().map(|row| row.request_id.clone()).collect();
+            if order == "desc" {
+                expected.reverse();
+            }
+            assert_eq!(seen, expected, "{order}");
+        }
+        let first = query_rows(&mut db, "limit=1&order=asc");
+        assert_eq!(first["results"][0], rows[0].to_json());
+        assert_eq!(first["has_more"], true);
+    }
+
+    fn query_rows(db: &mut Sqlite, query: &str) -> Value {
+        query_fn(db, &parse_query_request(query).unwrap()).unwrap()
+    }
+
+    fn query_fn(db: &mut Sqlite, request: &QueryRequest) -> Result<Value, String> {
+        query(db, request)
+    }
+
+    #[test]
+    fn filters_select_the_same_rows_as_the_kit_filter() {
+        let (_dir, mut db) = database();
+        let rows = filled(&mut db, 1_700_000_000_000);
+        for query in [
+            "model=model-1",
+            "provider=codex&streaming=true",
+            "min_status=500",
+            "status_code=200&service_type=claude_api",
+            "start_time=1700000100&end_time=1700000900",
+        ] {
+            let request = parse_query_request(&format!("{query}&limit=10000")).unwrap();
+            let expected = rows
+                .iter()
+                .filter(|row| request.filter.matches(row))
+                .count();
+            let page = query_fn(&mut db, &request).unwrap();
+            assert_eq!(page["count"], expected, "{query}");
+            assert!(expected > 0, "{query}");
+        }
+    }
+
+    #[test]
+    fn hostile_values_are_bound_not_spliced() {
+        let (_dir, mut db) = database();
+        filled(&mut db, 1_700_000_000_000);
+        for value in ["'; DROP TABLE access_logs; --", "x' OR '1'='1", "?1", "$1"] {
+            let mut request = parse_query_request("").unwrap();
+            request.filter.model = Some(value.to_owned());
+            assert_eq!(query_fn(&mut db, &request).unwrap()["count"], 0, "{value}");
+            let mut sql = Sql::new(Dialect::Sqlite, "SELECT 1 WHERE 1 = 1");
+            push_filter(&mut sql, &request.filter, Some("timestamp_ms"));
+            assert!(!sql.text.contains('\''), "{}", sql.text);
+            assert_eq!(sql.params, [SqlValue::Text(Some(value.to_owned()))]);
+        }
+        assert_eq!(query_rows(&mut db, "limit=10000")["count"], 300);
+        let mut sql = Sql::new(Dialect::Postgres, "x = ");
+        sql.param(SqlValue::Int(Some(1)))
+            .push(" AND y = ")
+            .param(SqlValue::Int(Some(2)));
+        assert_eq!(sql.text, "x = $1 AND y = $2");
+    }
+
+    /// The analysis of any window equals a count of the rows in it: the
+    /// rollup for whole minutes, the rows for the edges.
+    #[test]
+    fn analytics_over_any_window_add_up_to_the_rows_in_it() {
+        let (_dir, mut db) = database();
+        let start = 1_700_000_012_345;
+        let rows = filled(&mut db, start);
+        let end = start + 300 * 7_300;
+        for (from, to, extra) in [
+            (start - 60_000, end + 60_000, ""),
+            (start + 61_234, end - 95_432, ""),
+            (start + 1_000, start + 30_000, ""),
+            (
+                start + 100_000,
+                start + 800_000,
+                "&model=model-1&min_status=500",
+            ),
+            (start, end, "&provider=codex&streaming=false"),
+        ] {
+            let query = format!(
+                "start_time={}&end_time={}&bucket=minute{extra}",
+                from as f64 / 1000.0,
+                to as f64 / 1000.0
+            );
+            let request = parse_analytics_request(&query, end).unwrap();
+            let inside: Vec<&LogRow> = rows
+                .iter()
+                .filter(|row| request.filter.matches(row))
+                .collect();
+            let answer = analytics(&mut db, &request).unwrap();
+            let summary = &answer["summary"];
+            assert_eq!(
+                summary["total_requests"],
+                inside.len(),
+                "{query}: {summary}"
+            );
+            let sum = |f: fn(&LogRow) -> i64| inside.iter().map(|row| f(row)).sum::<i64>();
+            assert_eq!(
+                summary["total_tokens_input"],
+                sum(|row| row.tokens_input),
+                "{query}"
+            );
+            assert_eq!(
+                summary["total_tokens_output"],
+                sum(|row| row.tokens_output),
+                "{query}"
+            );
+            assert_eq!(
+                summary["failed_requests"],
+                inside.iter().filter(|row| row.status_code >= 400).count()
+            );
+            let cost: f64 = inside.iter().filter_map(|row| row.cost_usd).sum();
+            assert!((summary["total_cost_usd"].as_f64().unwrap() - cost).abs() < 1e-9);
+            let timeline: i64 = answer["timeline"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|bucket| bucket["requests"].as_i64().unwrap())
+                .sum();
+            assert_eq!(timeline, inside.len() as i64, "{query}");
+            let models: i64 = answer["by_model"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|model| model["requests"].as_i64().unwrap())
+                .sum();
+            assert_eq!(models, inside.len() as i64, "{query}");
+        }
+        // Rows with no model are grouped as null.
+        let all =
+            parse_analytics_request(&format!("start_time={}", start / 1000 - 1), end).unwrap();
+        let answer = analytics(&mut db, &all).unwrap();
+        assert!(
+            answer["by_model"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|model| model["model"].is_null())
+        );
+    }
+
+    #[test]
+    fn percentiles_come_from_the_histogram() {
+        let (_dir, mut db) = database();
+        let minute = 1_700_000_040_000;
+        let rows: Vec<LogRow> = (1..=1000)
+            .map(|n| LogRow {
+                request_id: format!("p{n}"),
+                timestamp_ms: minute + n,
+                duration_ms: n as f64,
+                status_code: 200,
+                ..LogRow::default()
+            })
+            .collect();
+        insert(&mut db, &rows).unwrap();
+        let request = parse_analytics_request("hours=1", minute + 3_600_000).unwrap();
+        let summary = analytics(&mut db, &request).unwrap()["summary"].clone();
+        for (key, expected) in [
+            ("p50_duration_ms", 500.0),
+            ("p95_duration_ms", 950.0),
+            ("p99_duration_ms", 990.0),
+        ] {
+            let value = summary[key].as_f64().unwrap();
+            assert!((value - expected).abs() / expected < 0.15, "{key} {value}");
+        }
+        assert!((summary["avg_duration_ms"].as_f64().unwrap() - 500.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn retention_deletes_by_age_and_by_count_in_whole_minutes() {
+        let (_dir, mut db) = database();
+        let start = 1_700_000_000_000;
+        filled(&mut db, start);
+        // 300 rows over 36.5 minutes: by age, everything before minute 10.
+        let deleted = retain(&mut db, Some(start + 10 * 60_000 + 5), None).unwrap();
+        let left = query_rows(&mut db, "limit=10000")["count"]
+            .as_u64()
+            .unwrap();
+        assert_eq!(deleted + left, 300);
+        assert!(left < 300 && left > 200, "{left}");
+        let minutes = db
+            .query(
+                "SELECT CAST(SUM(requests) AS BIGINT) FROM access_log_minutes",
+                &[],
+                &[Col::Int],
+            )
+            .unwrap();
+        assert_eq!(
+            minutes[0][0].int() as u64,
+            left,
+            "the rollup loses the same minutes"
+        );
+        // By count: at most 100 rows, give or take the minute they share.
+        retain(&mut db, None, Some(100)).unwrap();
+        let left = query_rows(&mut db, "limit=10000")["count"]
+            .as_u64()
+            .unwrap();
+        assert!((92..=100).contains(&left), "{left}");
+        assert_eq!(retain(&mut db, None, Some(1000)).unwrap(), 0);
+        assert_eq!(reset(&mut db).unwrap(), left);
+        assert_eq!(query_rows(&mut db, "")["count"], 0);
+    }
+}
