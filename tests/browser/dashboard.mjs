@@ -1,28 +1,34 @@
 // Drives the dashboard page in headless Chromium for tests/e2e/dashboard.rs.
 //
 //   node tests/browser/dashboard.mjs --url http://127.0.0.1:PORT --token T \
-//     --screenshot target/test-artifacts/dashboard.png --user-data-dir DIR \
-//     [--chromium /usr/bin/chromium] [--timeout-ms 60000]
+//     --user-data-dir DIR [--chromium /usr/bin/chromium] [--timeout-ms 150000]
 //
-// Talks to the Rust test in JSON lines: prints {"event":"live"} once the
-// page is open, has the token and its stream of requests is connected; then
-// reads one line {"request_id": "...", "model": "..."} naming a request the
-// test made after that, waits for its row in the live table and for the
-// charts, takes the screenshot and prints {"event":"done", ...} with what it
-// saw: the row's cells, the charts' marks, the totals, the plugin table, and
-// every console message, page error, failed request and HTTP error, each
-// tagged with the phase it happened in ("before-token", "wrong-token" after
-// a wrong token was given, or "after-token").
+// Opens /dashboard, gives the page the token when it asks (a wrong one
+// first, which must be refused and asked for again), waits until its stream
+// of requests is live and prints {"event":"live"}. Then it runs the
+// commands the Rust test sends, one JSON line each, and answers each with
+// one line {"event": COMMAND, ...}:
+//
+// - {"cmd":"wait_row","request_id":ID}: the cells of that row of the live
+//   table, once it is there;
+// - {"cmd":"wait_text","selector":S,"text":T}: once S's text is T;
+// - {"cmd":"rows"}: the request ids in the table, top to bottom;
+// - {"cmd":"report"}: the charts' marks, the totals, the plugin table, the
+//   filters' options and the page's state;
+// - {"cmd":"filter","provider":P,"model":M}: chooses them in the filters and
+//   waits for the live stream again; the /logs requests made since;
+// - {"cmd":"screenshot","path":F}: a PNG of the whole page;
+// - {"cmd":"close"}: answers with every console message, page error, failed
+//   request and HTTP error, each tagged with the phase it happened in
+//   ("before-token", "wrong-token", "after-token" or, after a filter
+//   command, "filtered"), and exits 0.
+//
 // The Rust test makes the assertions. On a failure it prints
-// {"event":"error", ...} (with the same record, and still a screenshot) and
-// exits 1; past --timeout-ms it exits 2 whatever it was doing.
-//
-// Playwright (playwright-core, pinned in package-lock.json, installed with
-// the distribution's Chromium by scripts/deps/chromium) only drives the
-// browser; nothing is downloaded.
+// {"event":"error", ...} with the same record and exits 1; past --timeout-ms
+// it exits 2 whatever it was doing. Playwright (playwright-core, pinned in
+// package-lock.json, installed with the distribution's Chromium by
+// scripts/deps/chromium) only drives the browser; nothing is downloaded.
 
-import { mkdirSync } from "node:fs";
-import { dirname } from "node:path";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 
@@ -32,13 +38,12 @@ const { values: options } = parseArgs({
   options: {
     url: { type: "string" },
     token: { type: "string", default: "" },
-    screenshot: { type: "string" },
     "user-data-dir": { type: "string" },
     chromium: { type: "string", default: "/usr/bin/chromium" },
-    "timeout-ms": { type: "string", default: "60000" },
+    "timeout-ms": { type: "string", default: "150000" },
   },
 });
-for (const required of ["url", "screenshot", "user-data-dir"]) {
+for (const required of ["url", "user-data-dir"]) {
   if (!options[required]) {
     console.error(`dashboard.mjs: --${required} is required`);
     process.exit(64);
@@ -52,7 +57,7 @@ function say(message) {
   process.stdout.write(`${JSON.stringify(message)}\n`);
 }
 
-const record = { console: [], page_errors: [], failed_requests: [], http_errors: [] };
+const record = { console: [], page_errors: [], failed_requests: [], http_errors: [], logs_requests: [] };
 let phase = options.token ? "before-token" : "after-token";
 let recording = true;
 
@@ -61,13 +66,7 @@ const watchdog = setTimeout(() => {
   process.exit(2);
 }, timeoutMs);
 
-/** The next line on stdin, parsed; bounded by the watchdog. */
-const stdinLines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
-async function nextMessage() {
-  const { value, done } = await stdinLines.next();
-  if (done) throw new Error("the test closed stdin before naming its request");
-  return JSON.parse(value);
-}
+const commands = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 
 const context = await chromium.launchPersistentContext(options["user-data-dir"], {
   executablePath: options.chromium,
@@ -97,6 +96,10 @@ page.on("console", (message) => {
 page.on("pageerror", (error) => {
   if (recording) record.page_errors.push({ phase, message: String(error?.stack ?? error) });
 });
+page.on("request", (request) => {
+  const url = new URL(request.url());
+  if (recording && url.pathname.startsWith("/logs/")) record.logs_requests.push({ phase, url: request.url() });
+});
 page.on("requestfailed", (request) => {
   if (recording) record.failed_requests.push({ phase, url: request.url(), error: request.failure()?.errorText ?? "" });
 });
@@ -106,15 +109,11 @@ page.on("response", (response) => {
   }
 });
 
-async function screenshot() {
-  mkdirSync(dirname(options.screenshot), { recursive: true });
-  await page.screenshot({ path: options.screenshot, fullPage: true });
-}
+const rowLocator = (requestId) => page.locator(`#request-rows tr[data-request-id="${String(requestId).replace(/["\\]/g, "\\$&")}"]`);
 
-try {
+async function open() {
   const response = await page.goto(new URL("/dashboard", options.url).href, { waitUntil: "load" });
   if (response?.status() !== 200) throw new Error(`GET /dashboard answered ${response?.status()}`);
-
   if (options.token) {
     // The page finds out it needs the token and asks for it; a wrong one
     // is refused and asked for again.
@@ -130,63 +129,106 @@ try {
     await page.locator("#token-dialog").waitFor({ state: "hidden" });
   }
   await page.locator('#connection[data-state="live"]').waitFor();
-  // The first totals are drawn (an empty range says so in each chart).
+  // The first totals are drawn.
   await page.waitForFunction(() => document.querySelector("#chart-tokens")?.dataset.points !== undefined);
-  say({ event: "live" });
+}
 
-  const wanted = await nextMessage();
-  const row = page.locator(`#request-rows tr[data-request-id="${wanted.request_id.replace(/["\\]/g, "\\$&")}"]`);
-  await row.waitFor();
-  const cells = await row.locator("td").allTextContents();
-  // Totals and charts follow a moment after the row (they are asked again).
-  await page.waitForFunction(
-    () =>
-      Number(document.querySelector("#chart-tokens")?.dataset.points) > 0 &&
-      Number(document.querySelector("#chart-latency")?.dataset.points) > 0,
-  );
+async function report() {
   const charts = await page.evaluate(() => {
     const count = (selector) => document.querySelectorAll(selector).length;
+    const points = (id) => Number(document.querySelector(id).dataset.points);
     return {
-      tokens_points: Number(document.querySelector("#chart-tokens").dataset.points),
+      tokens_points: points("#chart-tokens"),
       tokens_bars: count("#chart-tokens rect.bar"),
-      cost_points: Number(document.querySelector("#chart-cost").dataset.points),
+      cost_points: points("#chart-cost"),
       cost_bars: count("#chart-cost rect.bar"),
-      latency_points: Number(document.querySelector("#chart-latency").dataset.points),
+      latency_points: points("#chart-latency"),
       latency_lines: count("#chart-latency path.line"),
       latency_dots: count("#chart-latency circle.point"),
     };
   });
   const text = (selector) => page.locator(selector).textContent();
-  const totals = {
-    requests: await text("#total-requests"),
-    tokens: await text("#total-tokens"),
-    cost: await text("#total-cost"),
-    latency: await text("#total-latency"),
+  const optionsOf = (selector) => page.locator(`${selector} option`).evaluateAll((items) => items.map((item) => item.value));
+  return {
+    charts,
+    totals: {
+      requests: await text("#total-requests"),
+      tokens: await text("#total-tokens"),
+      cost: await text("#total-cost"),
+      latency: await text("#total-latency"),
+    },
+    plugins: await page.locator("#plugin-rows tr").evaluateAll((rows) =>
+      rows.map((tr) => ({ name: tr.dataset.plugin, status: tr.children[1].textContent })),
+    ),
+    filters: { providers: await optionsOf("#filter-provider"), models: await optionsOf("#filter-model") },
+    state: {
+      connection: await page.locator("#connection").getAttribute("data-state"),
+      notice_hidden: await page.locator("#notice").isHidden(),
+      token_kept: await page.evaluate(() => sessionStorage.getItem("ccproxy.dashboard.token") !== null),
+      address: page.url(),
+    },
   };
-  const plugins = await page.locator("#plugin-rows tr").evaluateAll((rows) =>
-    rows.map((tr) => ({ name: tr.dataset.plugin, status: tr.children[1].textContent })),
-  );
-  const options_of = (selector) =>
-    page.locator(`${selector} option`).evaluateAll((items) => items.map((item) => item.value));
-  const filters = {
-    providers: await options_of("#filter-provider"),
-    models: await options_of("#filter-model"),
-  };
-  const state = {
-    connection: await page.locator("#connection").getAttribute("data-state"),
-    notice_hidden: await page.locator("#notice").isHidden(),
-    token_kept: await page.evaluate(() => sessionStorage.getItem("ccproxy.dashboard.token") !== null),
-  };
-  await screenshot();
+}
+
+async function run(command) {
+  switch (command.cmd) {
+    case "wait_row": {
+      const row = rowLocator(command.request_id);
+      await row.waitFor();
+      return { cells: await row.locator("td").allTextContents() };
+    }
+    case "wait_text": {
+      await page.waitForFunction(
+        ({ selector, text }) => document.querySelector(selector)?.textContent === text,
+        { selector: command.selector, text: command.text },
+      );
+      return {};
+    }
+    case "rows":
+      return { rows: await page.locator("#request-rows tr").evaluateAll((rows) => rows.map((tr) => tr.dataset.requestId)) };
+    case "report":
+      return report();
+    case "filter": {
+      phase = "filtered";
+      const since = record.logs_requests.length;
+      // Each change reconnects at once (the page says "connecting").
+      if (command.provider !== undefined) await page.selectOption("#filter-provider", command.provider);
+      if (command.model !== undefined) await page.selectOption("#filter-model", command.model);
+      await page.locator('#connection[data-state="live"]').waitFor();
+      // The browser's request events may come a moment after the page moved on.
+      const asked = () => record.logs_requests.slice(since).map((entry) => new URL(entry.url).pathname);
+      const deadline = Date.now() + stepMs;
+      while (!["/logs/query", "/logs/analytics", "/logs/stream"].every((path) => asked().includes(path)) && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      return { logs_requests: record.logs_requests.slice(since).map((entry) => entry.url) };
+    }
+    case "screenshot":
+      await page.screenshot({ path: command.path, fullPage: true });
+      return {};
+    default:
+      throw new Error(`unknown command ${JSON.stringify(command)}`);
+  }
+}
+
+try {
+  await open();
+  say({ event: "live" });
+  for (;;) {
+    const { value, done } = await commands.next();
+    if (done) throw new Error("the test closed stdin without a close command");
+    const command = JSON.parse(value);
+    if (command.cmd === "close") break;
+    say({ event: command.cmd, ...(await run(command)) });
+  }
   // What happens while the browser closes (the stream it cuts) is not the page's doing.
   recording = false;
-  say({ event: "done", row: cells, charts, totals, plugins, filters, state, ...record });
+  say({ event: "close", ...record });
   await context.close();
   clearTimeout(watchdog);
   process.exit(0);
 } catch (error) {
   recording = false;
-  await screenshot().catch(() => {});
   say({ event: "error", message: String(error?.stack ?? error), ...record });
   await context.close().catch(() => {});
   process.exit(1);

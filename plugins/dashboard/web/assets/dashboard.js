@@ -56,6 +56,7 @@ const state = {
   fresh: new Map(),
   providers: new Set(),
   models: new Set(),
+  connectGeneration: 0,
   streamGeneration: 0,
   streamAbort: null,
   analyticsTimer: 0,
@@ -107,14 +108,19 @@ function filterParams() {
 
 async function connect() {
   stopLive();
+  // A later connect (the filters changed again) makes this one stop at its
+  // next step.
+  const generation = ++state.connectGeneration;
+  setConnection("connecting", "connecting");
   let status;
   try {
     // The first data call: a 401 here means the page must ask for the token.
     status = await refreshPlugins();
   } catch (error) {
-    failed(error);
+    if (generation === state.connectGeneration) failed(error);
     return;
   }
+  if (generation !== state.connectGeneration) return;
   $("forget-token").hidden = !state.token;
   const analytics = (status.plugins ?? []).find((plugin) => plugin.name === "analytics");
   if (!analytics || analytics.status !== "active") {
@@ -127,15 +133,14 @@ async function connect() {
   }
   notice("");
   startStream();
-  try {
-    await Promise.all([loadRows(), refreshAnalytics()]);
-  } catch (error) {
-    failed(error);
-    return;
-  }
   state.refreshTimer = window.setInterval(() => {
     Promise.all([refreshAnalytics(), refreshPlugins()]).catch(failed);
   }, settings.refreshMs);
+  try {
+    await Promise.all([loadRows(), refreshAnalytics()]);
+  } catch (error) {
+    if (generation === state.connectGeneration) failed(error);
+  }
 }
 
 function stopLive() {
@@ -422,8 +427,15 @@ function scheduleAnalytics() {
   state.analyticsFollowUp = window.setTimeout(() => refreshAnalytics().catch(failed), ANALYTICS_FOLLOW_UP_MS);
 }
 
+/** What the data shown depends on: an answer asked under others is stale. */
+function viewKey() {
+  return JSON.stringify([state.filters.provider, state.filters.model, state.hours]);
+}
+
 async function refreshAnalytics() {
+  const asked = viewKey();
   const data = await api("/logs/analytics", { ...filterParams(), hours: state.hours });
+  if (asked !== viewKey()) return;
   state.lastAnalytics = { data, at: Date.now() };
   for (const entry of data.by_provider ?? []) if (entry.provider) state.providers.add(entry.provider);
   for (const entry of data.by_model ?? []) if (entry.model) state.models.add(entry.model);
