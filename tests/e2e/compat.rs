@@ -804,3 +804,34 @@ fn the_documented_config_starts_and_serves_its_upstreams() {
     }
     assert_eq!(upstreams["ollama"]["ready"], true, "{health}");
 }
+
+#[test]
+fn the_model_rules_apply_and_the_client_sees_its_own_model() {
+    let mock = Mock::start(&[]);
+    let proxy = start_proxy(&mock.url(), &["compat"], &[]);
+    // anthup lists one model and defaults to it: any other is replaced.
+    for stream in [false, true] {
+        mock.reset();
+        let reply = post(
+            &proxy,
+            "/anthup/v1/chat/completions",
+            &Client::Chat.body("gpt-5", stream, false),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let sent = mock.requests_to("/v1/messages");
+        assert_eq!(sent[0]["body"]["model"], "claude-sonnet-4-20250514");
+        let models: Vec<Value> = if stream {
+            sse_events(&reply.body)
+                .into_iter()
+                .filter_map(|(_, data)| data.get("model").cloned())
+                .collect()
+        } else {
+            vec![reply.json()["model"].clone()]
+        };
+        assert!(!models.is_empty(), "{}", reply.text());
+        assert!(
+            models.iter().all(|m| m == "gpt-5"),
+            "stream={stream}: {models:?}"
+        );
+    }
+}
