@@ -183,13 +183,19 @@ impl Served {
             .env("XDG_CONFIG_HOME", home.join(".config"))
             .env("XDG_DATA_HOME", home.join(".local/share"))
             .env("XDG_STATE_HOME", home.join(".local/state"))
-            .env("XDG_CACHE_HOME", home.join(".cache"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .env("XDG_CACHE_HOME", home.join(".cache"));
         if mdwe {
             refuse_write_execute(&mut command);
         }
+        Served::spawn(command, binary)
+    }
+
+    /// Spawns `command` (a `serve --port 0`) and waits for its `listening on` line.
+    fn spawn(mut command: Command, binary: &Path) -> Served {
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
@@ -485,4 +491,182 @@ fn a_binary_without_its_plugins_makes_health_warn_and_says_where_it_looked() {
     let served = Served::start(&binary, scratch.path(), &home, &[], false);
     let health = served.get_json("/health");
     assert_eq!(health["status"], "pass", "{health:#}\n{}", served.log());
+}
+
+/// The uid the test runs the service as when it runs as root, as systemd's
+/// `DynamicUser=yes` would: not root, and owning none of the installed files.
+const SERVICE_UID: u32 = 65534;
+
+/// The value of `key=` in `unit` (the first one).
+fn unit_value<'a>(unit: &'a str, key: &str) -> Option<&'a str> {
+    unit.lines()
+        .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
+}
+
+#[test]
+fn the_system_units_environment_puts_files_in_the_folders_systemd_gives() {
+    let scratch = tempfile::Builder::new()
+        .prefix("ccproxy-unit-")
+        .tempdir()
+        .expect("a scratch folder");
+    // The service's user must be able to reach the installed files.
+    set_mode(scratch.path(), 0o755);
+    let prefix = scratch.path().join("prefix");
+    run_install(&["--prefix", prefix.to_str().expect("a UTF-8 path")]);
+    let unit = fs::read_to_string(prefix.join("lib/systemd/system/ccproxy.service"))
+        .expect("the system unit");
+
+    // The specifiers of a system unit, each a folder of the scratch: /etc,
+    // /var/lib, /var/log, /var/cache, /run.
+    let system = scratch.path().join("system");
+    let specifiers = [
+        ("%E", system.join("etc")),
+        ("%S", system.join("var/lib")),
+        ("%L", system.join("var/log")),
+        ("%C", system.join("var/cache")),
+        ("%t", system.join("run")),
+    ];
+    let expand = |value: &str| {
+        let mut value = value.to_owned();
+        for (specifier, dir) in &specifiers {
+            value = value.replace(specifier, &dir.display().to_string());
+        }
+        assert!(!value.contains('%'), "an unknown specifier in {value}");
+        value
+    };
+    let as_root = {
+        // Safety: geteuid has no preconditions.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::geteuid() == 0
+        }
+    };
+    // What systemd does for each *Directory= line: create SPECIFIER/NAME owned
+    // by the service's user (the configuration folder stays root's) and say
+    // where in a variable.
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut service_dirs = Vec::new();
+    for (key, var, specifier) in [
+        ("StateDirectory", "STATE_DIRECTORY", "%S"),
+        ("LogsDirectory", "LOGS_DIRECTORY", "%L"),
+        ("CacheDirectory", "CACHE_DIRECTORY", "%C"),
+        ("ConfigurationDirectory", "CONFIGURATION_DIRECTORY", "%E"),
+        ("RuntimeDirectory", "RUNTIME_DIRECTORY", "%t"),
+    ] {
+        let name = unit_value(&unit, key).unwrap_or_else(|| panic!("the unit has no {key}="));
+        let dir = PathBuf::from(expand(specifier)).join(name);
+        fs::create_dir_all(&dir).expect("a service folder");
+        for ancestor in dir
+            .ancestors()
+            .take_while(|a| a.starts_with(scratch.path()))
+        {
+            set_mode(ancestor, 0o755);
+        }
+        if key != "ConfigurationDirectory" {
+            set_mode(&dir, 0o700);
+            if as_root {
+                std::os::unix::fs::chown(&dir, Some(SERVICE_UID), Some(SERVICE_UID))
+                    .expect("chown a service folder");
+            }
+        }
+        env.push((var.to_owned(), dir.display().to_string()));
+        service_dirs.push((key, dir));
+    }
+    for assignment in unit.lines().filter_map(|l| l.strip_prefix("Environment=")) {
+        let (name, value) = assignment
+            .split_once('=')
+            .unwrap_or_else(|| panic!("Environment={assignment} is not NAME=VALUE"));
+        env.push((name.to_owned(), expand(value)));
+    }
+    let working_dir = expand(unit_value(&unit, "WorkingDirectory").expect("WorkingDirectory="));
+    let dir_of = |key: &str| {
+        service_dirs
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, dir)| dir.clone())
+            .expect("a service folder")
+    };
+
+    let binary = prefix.join("bin/ccproxy");
+    let names = bundled_plugin_names();
+    let mut command = Command::new(&binary);
+    command
+        .args(["serve", "--port", "0", "--log-level", "info"])
+        .args(
+            names
+                .iter()
+                .flat_map(|name| ["--enable-plugin", name.as_str()]),
+        )
+        .current_dir(&working_dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    if kernel_has_mdwe() {
+        refuse_write_execute(&mut command);
+    }
+    if as_root {
+        // std drops the supplementary groups when root sets a uid.
+        command.uid(SERVICE_UID).gid(SERVICE_UID);
+    }
+    let served = Served::spawn(command, &binary);
+    let status = served.get_json("/plugins/status");
+    for name in &names {
+        let entry = status["plugins"]
+            .as_array()
+            .and_then(|plugins| plugins.iter().find(|p| p["name"] == name.as_str()))
+            .unwrap_or_else(|| panic!("{name} is not in /plugins/status: {status:#}"));
+        assert_eq!(
+            entry["status"],
+            "active",
+            "{name}: {entry:#}\n{}",
+            served.log()
+        );
+    }
+    // The access log goes to the logs folder.
+    let access_log = dir_of("LogsDirectory").join("access.log");
+    let logged = ccproxy_e2e::poll(Duration::from_secs(10), || {
+        let _ = http_get(served.address, "/plugins/status");
+        fs::read_to_string(&access_log)
+            .ok()
+            .filter(|text| text.contains("/plugins/status"))
+    });
+    assert!(
+        logged.is_some(),
+        "no access-log line in {}; the log:\n{}",
+        access_log.display(),
+        served.log()
+    );
+    if as_root {
+        use std::os::unix::fs::MetadataExt;
+        let owner = fs::metadata(&access_log).expect("the access log").uid();
+        assert_eq!(owner, SERVICE_UID, "the service ran as uid {owner}");
+    }
+    drop(served);
+
+    // Everything the service wrote is in a folder systemd gave it to write,
+    // and nothing in the read-only configuration folder.
+    let writable: Vec<PathBuf> = service_dirs
+        .iter()
+        .filter(|(key, _)| *key != "ConfigurationDirectory")
+        .map(|(_, dir)| dir.clone())
+        .collect();
+    for (path, _) in tree(&system) {
+        let path = system.join(path);
+        // The folders themselves and those above them (made by the test).
+        if path.is_dir() && service_dirs.iter().any(|(_, dir)| dir.starts_with(&path)) {
+            continue;
+        }
+        assert!(
+            writable.iter().any(|dir| path.starts_with(dir)),
+            "{} is outside the service's folders",
+            path.display()
+        );
+    }
+    assert_eq!(
+        fs::read_dir(dir_of("ConfigurationDirectory"))
+            .map(|d| d.count())
+            .ok(),
+        Some(0),
+        "the service wrote into its configuration folder"
+    );
 }
