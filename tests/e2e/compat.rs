@@ -254,6 +254,28 @@ default_model = "claude-sonnet-4-20250514"
     )
 }
 
+/// Two upstreams at `mock_url` without credentials, for the real-client
+/// tests: `chatup` (the mock's Chat Completions endpoint; Claude Code with
+/// `ANTHROPIC_BASE_URL={proxy}/chatup`) and `anthup` (its Anthropic Messages
+/// endpoint; the Codex CLI with `base_url = "{proxy}/anthup/v1"`, any model:
+/// it becomes `claude-sonnet-4-20250514`). Start the proxy with
+/// `bundled: &["compat"]` and this as `config_toml`.
+pub(crate) fn mock_config(mock_url: &str) -> String {
+    format!(
+        r#"
+[plugins.compat.upstreams.chatup]
+base_url = "{mock_url}/v1"
+format = "openai.chat_completions"
+
+[plugins.compat.upstreams.anthup]
+base_url = "{mock_url}"
+format = "anthropic.messages"
+models = ["claude-sonnet-4-20250514"]
+default_model = "claude-sonnet-4-20250514"
+"#
+    )
+}
+
 fn start_proxy(mock_url: &str, bundled: &[&str], env: &[(&str, &str)]) -> Proxy {
     let toml = config(mock_url, "COMPAT_E2E_CHAT_KEY");
     let mut all_env = vec![
@@ -832,6 +854,38 @@ fn the_model_rules_apply_and_the_client_sees_its_own_model() {
         assert!(
             models.iter().all(|m| m == "gpt-5"),
             "stream={stream}: {models:?}"
+        );
+    }
+}
+
+#[test]
+fn the_config_for_real_clients_serves_both_upstreams_without_credentials() {
+    let mock = Mock::start(&[]);
+    let toml = mock_config(&mock.url());
+    let proxy = Proxy::start(ProxyOptions {
+        bundled: &["compat"],
+        config_toml: Some(&toml),
+        ..ProxyOptions::default()
+    });
+    let reply = post(
+        &proxy,
+        "/chatup/v1/messages",
+        &Client::Messages.body("claude-sonnet-4-5", true, true),
+    );
+    let calls = Client::Messages.tool_calls(&reply, true, true);
+    assert_eq!(calls.len(), 2, "{}", reply.text());
+    let reply = post(
+        &proxy,
+        "/anthup/v1/responses",
+        &Client::Responses.body("gpt-5-codex", true, true),
+    );
+    let calls = Client::Responses.tool_calls(&reply, true, true);
+    assert_eq!(calls.len(), 2, "{}", reply.text());
+    for request in mock.requests() {
+        let headers = &request["headers"];
+        assert!(
+            headers.get("authorization").is_none() && headers.get("x-api-key").is_none(),
+            "{headers}"
         );
     }
 }
