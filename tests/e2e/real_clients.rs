@@ -388,10 +388,25 @@ fn tool_loop(client: Client, route: Route) {
         tool_results(&requests[0]).is_empty(),
         "the first request has no tool result yet"
     );
-    let results = tool_results(requests.last().expect("a last request"));
+    let last = requests.last().expect("a last request");
+    let results = tool_results(last);
     assert!(
         results.iter().any(|result| result.contains(&token)),
         "the last request carries the tool's output: {results:?}"
+    );
+    // ...with the model's reasoning of the first answer (the agent signs and encrypts
+    // it as the APIs do), so the upstream can carry on where it stopped.
+    let reasoning = match route {
+        Route::Claude => "mock-signature-0",
+        Route::Codex => "mock-encrypted-reasoning-0",
+    };
+    assert!(
+        last["body_text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(reasoning),
+        "{client:?} on {route:?}: the reasoning {reasoning} did not come back: {:.4000}",
+        last["body_text"]
     );
     // ...and printed the agent's final answer.
     let printed = printed_answer(client, &run);

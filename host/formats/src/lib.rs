@@ -59,10 +59,14 @@
 //! - **Anthropic → OpenAI (Chat and Responses):** `top_k`; `cache_control`; `metadata`
 //!   other than `user_id` (which becomes `user`; OpenAI rejects `metadata`, #59); server
 //!   tools (`web_search_…`, `bash_…`) and server-tool blocks in history; thinking blocks in
-//!   history (OpenAI has no input form for them); images inside tool results (OpenAI tool
+//!   history (OpenAI has no input form for them), except OpenAI's own encrypted reasoning
+//!   that reached an Anthropic client as a thinking signature (it goes back to OpenAI as the
+//!   reasoning item it was); images inside tool results (OpenAI tool
 //!   outputs are text); the `is_error` flag of tool results (OpenAI tool outputs have none:
 //!   a failed result's output text starts with `Error: ` instead, unless it already starts
-//!   with "error"); the thinking signature in responses and streams; redacted thinking;
+//!   with "error"); the thinking signature in Chat responses and streams (a Responses client
+//!   keeps it, tagged, as the reasoning item's `encrypted_content` and sends it back, so
+//!   Anthropic gets its own signed thinking again); redacted thinking;
 //!   the `x-anthropic-billing-header:` line of Claude Code's system prompt (it changes per
 //!   request and defeats prompt caching). Towards Responses also `stop_sequences`
 //!   (Responses has none).
@@ -73,7 +77,8 @@
 //!   tool-calling assistant turn has no signed thinking block (Anthropic would reject the
 //!   request) and when `tool_choice` forces tool use (`required` or a named function: Anthropic
 //!   rejects thinking with a forced tool, and the forced tool is what the client asked for);
-//!   reasoning from OpenAI history (no Anthropic signature); media given only as
+//!   reasoning from OpenAI history (no Anthropic signature), except Anthropic's own that a
+//!   Responses client kept as `encrypted_content`; media given only as
 //!   an OpenAI file id; `response_format` becomes an instruction in the system prompt
 //!   rather than a schema-enforced output; Chat choices after the first; the OpenAI server
 //!   options `prompt_cache_key`, `service_tier` (Anthropic's takes other values), `store`,

@@ -833,14 +833,22 @@ fn thinking_signatures_and_redacted_thinking_are_dropped_towards_openai_on_purpo
         let text = response(A, to, body.clone()).to_string();
         assert!(text.contains("ponder"), "{to}: the thinking text is kept");
         assert!(
-            !text.contains("SIGNATURE_BYTES"),
-            "{to}: only Anthropic can check a signature"
-        );
-        assert!(
             !text.contains("REDACTED_BYTES"),
             "{to}: redacted thinking is Anthropic's encrypted form"
         );
     }
+    let chat = response(A, C, body.clone()).to_string();
+    assert!(
+        !chat.contains("SIGNATURE_BYTES"),
+        "only Anthropic can check a signature, and Chat has nowhere to keep it"
+    );
+    // A Responses client keeps it, tagged, as the reasoning's `encrypted_content` (opaque to
+    // it) and sends it back, so Anthropic gets its own thinking back with the next turn.
+    let responses = response(A, R, body.clone());
+    assert_eq!(
+        responses["output"][0]["encrypted_content"],
+        "ccproxy-anthropic-signature:SIGNATURE_BYTES"
+    );
     let history = json!({"model": "m", "max_tokens": 5, "messages": [
         {"role": "user", "content": "x"},
         {"role": "assistant", "content": [
@@ -853,6 +861,70 @@ fn thinking_signatures_and_redacted_thinking_are_dropped_towards_openai_on_purpo
         let text = request(A, to, history.clone()).to_string();
         assert!(!text.contains("REDACTED_BYTES"), "{to}: {text}");
     }
+}
+
+#[test]
+fn encrypted_reasoning_rides_through_the_other_format_and_comes_back_to_its_provider() {
+    // Codex CLI on Anthropic: the signed thinking of the answer comes back as a reasoning
+    // item, and reaches Anthropic as the thinking block it was.
+    let answer = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
+        "content": [
+            {"type": "thinking", "thinking": "ponder", "signature": "SIG"},
+            {"type": "tool_use", "id": "toolu_1", "name": "shell", "input": {"cmd": "ls"}}
+        ],
+        "stop_reason": "tool_use", "usage": {"input_tokens": 1, "output_tokens": 2}});
+    let output = response(A, R, answer)["output"].clone();
+    let next_turn = json!({"model": "m", "input": [
+        {"type": "message", "role": "user", "content": "go"},
+        output[0], output[1],
+        {"type": "function_call_output", "call_id": output[1]["call_id"], "output": "a.txt"}
+    ]});
+    let anthropic = request(R, A, next_turn);
+    assert_eq!(
+        anthropic["messages"][1]["content"][0],
+        json!({"type": "thinking", "thinking": "ponder", "signature": "SIG"}),
+        "{anthropic}"
+    );
+
+    // Claude Code on OpenAI: the encrypted reasoning comes back as a thinking signature,
+    // and reaches OpenAI as the reasoning item it was; never Anthropic.
+    let answer = json!({"id": "resp_1", "object": "response", "status": "completed", "model": "gpt",
+    "output": [
+        {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "ponder"}],
+         "encrypted_content": "gAAAA-ENCRYPTED"},
+        {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "Bash", "arguments": "{}"}
+    ]});
+    let content = response(R, A, answer)["content"].clone();
+    assert_eq!(content[0]["type"], "thinking");
+    let next_turn = json!({"model": "m", "max_tokens": 5, "messages": [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": content},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_1", "content": "ok"}]}
+    ]});
+    let responses = request(A, R, next_turn);
+    let reasoning = responses["input"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|item| item["type"] == "reasoning")
+        .cloned()
+        .expect("the reasoning item goes back");
+    assert_eq!(reasoning["encrypted_content"], "gAAAA-ENCRYPTED");
+    assert_eq!(reasoning["summary"][0]["text"], "ponder");
+    assert!(reasoning.get("id").is_none(), "nothing is stored upstream");
+    let to_anthropic = convert::request(
+        R,
+        A,
+        json!({"model": "m", "input": [{"type": "reasoning", "summary": [], "encrypted_content": "gAAAA-ENCRYPTED"},
+            {"type": "message", "role": "user", "content": "x"}]})
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&to_anthropic).contains("gAAAA"),
+        "OpenAI's reasoning never reaches Anthropic"
+    );
 }
 
 #[test]

@@ -713,10 +713,39 @@ fn thinking_signatures_and_redacted_thinking_are_dropped_from_openai_streams_on_
         let summary = grammar::validate(to, &out).unwrap_or_else(|error| panic!("{to}: {error}"));
         assert_eq!(summary.reasoning, "Two cities, two tools.", "{to}");
         assert_eq!(summary.tool_calls.len(), 2, "{to}");
-        assert!(
-            out.iter().all(|event| !event.data.contains("c2lnbmF0dXJl")),
-            "{to}: only Anthropic can check a signature"
-        );
+        if to == Format::OpenAiChat {
+            assert!(
+                out.iter().all(|event| !event.data.contains("c2lnbmF0dXJl")),
+                "{to}: only Anthropic can check a signature, and Chat has nowhere to keep it"
+            );
+        } else {
+            // A Responses client keeps it, tagged, as the reasoning item's
+            // `encrypted_content`, and sends it back with the next turn.
+            let carrying: Vec<&sse::Event> = out
+                .iter()
+                .filter(|event| event.data.contains("c2lnbmF0dXJl"))
+                .collect();
+            assert!(!carrying.is_empty(), "{to}: the signature is kept");
+            for event in carrying {
+                let data: serde_json::Value = serde_json::from_str(&event.data).unwrap();
+                let items = match data["type"].as_str() {
+                    Some("response.output_item.done") => vec![data["item"].clone()],
+                    Some("response.completed") => data["response"]["output"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default(),
+                    other => panic!("{to}: the signature shows in {other:?}: {}", event.data),
+                };
+                assert!(
+                    items.iter().any(|item| item["type"] == "reasoning"
+                        && item["encrypted_content"]
+                            .as_str()
+                            .is_some_and(|text| text.starts_with("ccproxy-anthropic-signature:"))),
+                    "{to}: {}",
+                    event.data
+                );
+            }
+        }
         assert!(
             out.iter()
                 .all(|event| !event.data.contains("REDACTED_BYTES")),

@@ -13,6 +13,8 @@
 //! - anything else (no `command`, no shell tool, or a conversation that
 //!   already holds a tool result) gets the text `answer`.
 //!
+//! Each answer starts with the model's reasoning (a signed `thinking` block, an
+//! encrypted `reasoning` item), which clients send back with the next turn.
 //! The answer streams when the request asks for it, as the API would send it.
 //! Chat Completions requests keep the recorded samples.
 
@@ -158,12 +160,16 @@ fn anthropic_body(
     call: Option<(String, Value)>,
     number: usize,
 ) -> Value {
+    let thinking = json!({"type": "thinking", "thinking": "The user wants the proof.", "signature": format!("mock-signature-{number}")});
     let (content, stop_reason) = match call {
         Some((name, input)) => (
-            json!([{"type": "tool_use", "id": format!("toolu_mock_agent_{number}"), "name": name, "input": input}]),
+            json!([thinking, {"type": "tool_use", "id": format!("toolu_mock_agent_{number}"), "name": name, "input": input}]),
             "tool_use",
         ),
-        None => (json!([{"type": "text", "text": answer}]), "end_turn"),
+        None => (
+            json!([thinking, {"type": "text", "text": answer}]),
+            "end_turn",
+        ),
     };
     json!({
         "id": format!("msg_mock_agent_{number}"),
@@ -206,7 +212,12 @@ fn responses_body(
         "created_at": 1_765_000_000,
         "status": "completed",
         "model": model,
-        "output": [item],
+        "output": [{
+            "type": "reasoning",
+            "id": format!("rs_mock_agent_{number}"),
+            "summary": [{"type": "summary_text", "text": "The user wants the proof."}],
+            "encrypted_content": format!("mock-encrypted-reasoning-{number}"),
+        }, item],
         "usage": {
             "input_tokens": 42, "input_tokens_details": {"cached_tokens": 0},
             "output_tokens": 7, "output_tokens_details": {"reasoning_tokens": 0},
@@ -251,16 +262,17 @@ mod tests {
             json!({"model": "m", "messages": [{"role": "user", "content": "go"}], "tools": tools});
         let body = json_reply(agent.reply(Format::Anthropic, &first, 0).unwrap());
         assert_eq!(body["stop_reason"], "tool_use");
-        assert_eq!(body["content"][0]["name"], "Bash");
-        assert_eq!(body["content"][0]["input"]["command"], "echo t > f");
-        assert!(body["content"][0]["input"]["description"].is_string());
+        assert_eq!(body["content"][0]["type"], "thinking");
+        assert_eq!(body["content"][1]["name"], "Bash");
+        assert_eq!(body["content"][1]["input"]["command"], "echo t > f");
+        assert!(body["content"][1]["input"]["description"].is_string());
 
         let second = json!({"model": "m", "tools": tools, "messages": [
             {"role": "user", "content": "go"},
             {"role": "assistant", "content": [{"type": "tool_use", "id": "x", "name": "Bash", "input": {}}]},
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "x", "content": "ok"}]}]});
         let body = json_reply(agent.reply(Format::Anthropic, &second, 1).unwrap());
-        assert_eq!(body["content"][0]["text"], "all done");
+        assert_eq!(body["content"][1]["text"], "all done");
     }
 
     #[test]
@@ -285,7 +297,7 @@ mod tests {
         let request = json!({"model": "m", "input": [], "tools": argv});
         let body = json_reply(agent.reply(Format::Responses, &request, 0).unwrap());
         assert_eq!(
-            body["output"][0]["arguments"],
+            body["output"][1]["arguments"],
             r#"{"command":["bash","-lc","echo t"]}"#
         );
 
@@ -293,7 +305,8 @@ mod tests {
             {"type": "function_call", "call_id": "c", "name": "exec_command", "arguments": "{}"},
             {"type": "function_call_output", "call_id": "c", "output": "t"}]});
         let body = json_reply(agent.reply(Format::Responses, &answered, 1).unwrap());
-        assert_eq!(body["output"][0]["content"][0]["text"], "all done");
+        assert_eq!(body["output"][0]["type"], "reasoning");
+        assert_eq!(body["output"][1]["content"][0]["text"], "all done");
     }
 
     #[test]
@@ -304,7 +317,7 @@ mod tests {
                 .reply(Format::Anthropic, &request, 0)
                 .unwrap(),
         );
-        assert_eq!(body["content"][0]["text"], "all done");
+        assert_eq!(body["content"][1]["text"], "all done");
         assert!(
             script(None)
                 .reply(Format::Chat, &json!({"messages": []}), 0)

@@ -373,10 +373,14 @@ pub(crate) fn encode_request(request: ir::Request) -> api::Request {
                         blocks.push(text_block(format!("[tool result for {call_id}]\n{text}")));
                     }
                 }
+                // OpenAI's encrypted reasoning (carried in a signature for the client)
+                // means nothing to Anthropic: dropped below like unsigned reasoning.
                 Part::Reasoning {
                     text,
                     signature: Some(signature),
-                } if message.role == Role::Assistant => {
+                } if message.role == Role::Assistant
+                    && !signature.starts_with(super::openai_responses::OPENAI_REASONING) =>
+                {
                     blocks.push(api::ContentBlock::Thinking(api::ThinkingBlock {
                         thinking: text,
                         signature: Some(signature),

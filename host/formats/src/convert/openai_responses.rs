@@ -221,7 +221,7 @@ fn decode_item(
                 Role::Assistant,
                 vec![Part::Reasoning {
                     text,
-                    signature: None,
+                    signature: reasoning.encrypted_content.as_deref().map(signature_of),
                 }],
             )
         }
@@ -322,6 +322,20 @@ pub(crate) fn encode_request(request: ir::Request) -> api::Request {
                                     extra: Extra::new(),
                                 },
                             ));
+                        }
+                        Part::Reasoning {
+                            text,
+                            signature: Some(signature),
+                        } if assistant && encrypted_for_openai(&signature).is_some() => {
+                            // OpenAI's own encrypted reasoning, back where it came from
+                            // (without its id: with `store: false` none is kept upstream).
+                            flush(&mut pending, assistant, &mut items);
+                            let mut item = reasoning_item(String::new(), text, None);
+                            if let api::Item::Reasoning(reasoning) = &mut item {
+                                reasoning.id = None;
+                                reasoning.encrypted_content = encrypted_for_openai(&signature);
+                            }
+                            items.push(item);
                         }
                         other => pending.extend(encode_part(other, assistant)),
                     }
@@ -563,7 +577,9 @@ pub(crate) fn decode_response(response: api::Response) -> ir::Response {
                 name: call.name,
                 arguments: call.arguments,
             }),
-            api::Item::Reasoning(reasoning) if !reasoning.summary.is_empty() => {
+            api::Item::Reasoning(reasoning)
+                if !reasoning.summary.is_empty() || reasoning.encrypted_content.is_some() =>
+            {
                 parts.push(Part::Reasoning {
                     text: reasoning
                         .summary
@@ -571,7 +587,7 @@ pub(crate) fn decode_response(response: api::Response) -> ir::Response {
                         .map(|part| part.text.as_str())
                         .collect::<Vec<_>>()
                         .join("\n\n"),
-                    signature: None,
+                    signature: reasoning.encrypted_content.as_deref().map(signature_of),
                 })
             }
             // Built-in tool calls ran on OpenAI's side; empty reasoning says nothing.
@@ -650,10 +666,14 @@ pub(crate) fn encode_response(response: ir::Response) -> api::Response {
                     extra: Extra::new(),
                 }));
             }
-            Part::Reasoning { text, .. } => {
+            Part::Reasoning { text, signature } => {
                 flush_text(&mut pending_text, &mut output);
                 let index = output.len();
-                output.push(reasoning_item(item_id("rs", &id, index), text));
+                output.push(reasoning_item(
+                    item_id("rs", &id, index),
+                    text,
+                    signature.as_deref(),
+                ));
             }
             _ => {}
         }
@@ -697,7 +717,9 @@ fn message_item(id: String, text: String, status: &str) -> api::Item {
     })
 }
 
-fn reasoning_item(id: String, text: String) -> api::Item {
+/// A reasoning item for a Responses client; `signature` (internal) becomes its
+/// `encrypted_content`, which the client sends back.
+fn reasoning_item(id: String, text: String, signature: Option<&str>) -> api::Item {
     api::Item::Reasoning(api::ReasoningItem {
         id: Some(id),
         summary: if text.is_empty() {
@@ -705,9 +727,41 @@ fn reasoning_item(id: String, text: String) -> api::Item {
         } else {
             vec![summary_part(text)]
         },
-        encrypted_content: None,
+        encrypted_content: signature.map(encrypted_for_client),
         extra: Extra::new(),
     })
+}
+
+/// Reasoning a provider encrypts (OpenAI's `encrypted_content`) or signs (Anthropic's
+/// thinking `signature`) rides through the other format to the client, which sends it
+/// back with the next turn: OpenAI's in an Anthropic `signature` behind this tag,
+/// Anthropic's in an `encrypted_content` behind [`ANTHROPIC_SIGNATURE`]. Internally a
+/// signature is Anthropic's as it is, OpenAI's with this tag; each provider is only ever
+/// sent its own.
+pub(crate) const OPENAI_REASONING: &str = "ccproxy-openai-reasoning:";
+
+/// An Anthropic signature inside a Responses `encrypted_content` (see [`OPENAI_REASONING`]).
+pub(crate) const ANTHROPIC_SIGNATURE: &str = "ccproxy-anthropic-signature:";
+
+/// The internal signature of a Responses `encrypted_content`.
+fn signature_of(encrypted: &str) -> String {
+    match encrypted.strip_prefix(ANTHROPIC_SIGNATURE) {
+        Some(signature) => signature.to_owned(),
+        None => format!("{OPENAI_REASONING}{encrypted}"),
+    }
+}
+
+/// The `encrypted_content` a Responses client keeps for an internal signature.
+fn encrypted_for_client(signature: &str) -> String {
+    match signature.strip_prefix(OPENAI_REASONING) {
+        Some(encrypted) => encrypted.to_owned(),
+        None => format!("{ANTHROPIC_SIGNATURE}{signature}"),
+    }
+}
+
+/// The `encrypted_content` for OpenAI, when the internal signature is OpenAI's.
+fn encrypted_for_openai(signature: &str) -> Option<String> {
+    signature.strip_prefix(OPENAI_REASONING).map(str::to_owned)
 }
 
 fn summary_part(text: String) -> api::SummaryPart {
@@ -971,23 +1025,33 @@ impl StreamDecoder {
                 }
                 self.close(out);
             }
-            api::Item::Reasoning(reasoning) if !streamed => {
-                let text = reasoning
-                    .summary
-                    .iter()
-                    .map(|part| part.text.as_str())
-                    .collect::<Vec<_>>()
-                    .join("\n\n");
-                if !text.is_empty() {
-                    self.open(
-                        Current::Reasoning {
-                            output_index,
-                            summary_index: 0,
-                        },
-                        Block::Reasoning,
-                        out,
-                    );
-                    out.push(ir::Event::Reasoning(text));
+            api::Item::Reasoning(reasoning) => {
+                let signature = reasoning.encrypted_content.as_deref().map(signature_of);
+                if !streamed {
+                    let text = reasoning
+                        .summary
+                        .iter()
+                        .map(|part| part.text.as_str())
+                        .collect::<Vec<_>>()
+                        .join("\n\n");
+                    if !text.is_empty() || signature.is_some() {
+                        self.open(
+                            Current::Reasoning {
+                                output_index,
+                                summary_index: 0,
+                            },
+                            Block::Reasoning,
+                            out,
+                        );
+                    }
+                    if !text.is_empty() {
+                        out.push(ir::Event::Reasoning(text));
+                    }
+                }
+                if let (Some(signature), Some(Current::Reasoning { .. })) =
+                    (signature, self.current)
+                {
+                    out.push(ir::Event::Signature(signature));
                 }
                 self.close(out);
             }
@@ -1057,6 +1121,8 @@ struct OpenItem {
     output_index: usize,
     /// The text, reasoning or arguments so far.
     text: String,
+    /// The reasoning's signature (internal), for its `encrypted_content`.
+    signature: Option<String>,
 }
 
 impl StreamEncoder {
@@ -1139,7 +1205,15 @@ impl StreamEncoder {
                 self.current = Some(open);
                 self.emit(event, out);
             }
-            ir::Event::Signature(_) => {}
+            ir::Event::Signature(signature) => {
+                if let Some(open) = &mut self.current
+                    && open.block == Block::Reasoning
+                {
+                    open.signature
+                        .get_or_insert_with(String::new)
+                        .push_str(&signature);
+                }
+            }
             ir::Event::BlockStop => self.finish_item(out),
             ir::Event::Finish { stop, usage } => {
                 let reason = if stop.reason == ir::StopReason::EndTurn && self.saw_tool_call {
@@ -1201,7 +1275,10 @@ impl StreamEncoder {
             }
             Block::Reasoning => {
                 let item_id = item_id("rs", &response_id, output_index);
-                (reasoning_item(item_id.clone(), String::new()), item_id)
+                (
+                    reasoning_item(item_id.clone(), String::new(), None),
+                    item_id,
+                )
             }
             Block::ToolCall { id, name } => {
                 self.saw_tool_call = true;
@@ -1256,6 +1333,7 @@ impl StreamEncoder {
             item_id,
             output_index,
             text: String::new(),
+            signature: None,
         });
     }
 
@@ -1268,6 +1346,7 @@ impl StreamEncoder {
             item_id,
             output_index,
             text,
+            signature,
         } = open;
         let done = |sequence_number: u64, summary: bool, text: String| api::TextDoneEvent {
             item_id: item_id.clone(),
@@ -1319,7 +1398,7 @@ impl StreamEncoder {
                     extra: Extra::new(),
                 });
                 self.emit(event, out);
-                reasoning_item(item_id.clone(), text)
+                reasoning_item(item_id.clone(), text, signature.as_deref())
             }
             Block::ToolCall { id, name } => {
                 let event = api::StreamEvent::FunctionCallArgumentsDone(api::ArgumentsDoneEvent {
