@@ -19,6 +19,7 @@ use base64::Engine as _;
 use ccproxy_plugin_abi::protocol::{ServiceInput, ops};
 use serde_json::{Value, json};
 use sha2::Digest as _;
+use subtle::ConstantTimeEq as _;
 
 use super::exit;
 use crate::{
@@ -416,13 +417,10 @@ fn accept_pasted(pasted: Pasted, state: &str, provider: &str) -> anyhow::Result<
     }
 }
 
-/// Compares two secrets in time independent of where they differ.
+/// Compares two secrets in time independent of where they differ (a length
+/// mismatch answers at once: a login state's length is no secret).
 fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |diff, (x, y)| diff | (x ^ y))
-            == 0
+    a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
 /// The pairs of a query string, `+` and `%XX` decoded (`application/x-www-form-urlencoded`).

@@ -20,6 +20,7 @@ use ccproxy_plugin_abi::{
 };
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::{Deserialize, de::DeserializeOwned};
+use subtle::ConstantTimeEq as _;
 
 /// Emitted by a provider after each refresh request: `{"provider", "ok"}`.
 pub const REFRESH_EVENT: &str = "custom.oauth.refresh";
@@ -169,7 +170,10 @@ impl ExchangeArgs {
                 "exchange needs the login's state and code_verifier",
             ));
         }
-        if pasted_state.is_some_and(|pasted_state| pasted_state != self.state) {
+        // In constant time, as every comparison with a secret.
+        if pasted_state.is_some_and(|pasted_state| {
+            !bool::from(pasted_state.as_bytes().ct_eq(self.state.as_bytes()))
+        }) {
             return Err(PluginError::invalid(STATE_MISMATCH));
         }
         let redirect_uri = match self.redirect_uri.as_deref().filter(|uri| !uri.is_empty()) {
