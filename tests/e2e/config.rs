@@ -323,3 +323,299 @@ fn opt_in_plugins_load_only_when_enabled() {
     );
     assert_eq!(status, "disabled");
 }
+
+/// The entry of `key` in `config show --json`.
+fn shown_key(shown: &Value, key: &str) -> Value {
+    shown["keys"]
+        .as_array()
+        .and_then(|keys| keys.iter().find(|entry| entry["key"] == key))
+        .cloned()
+        .unwrap_or_else(|| panic!("{key} not shown: {shown:#}"))
+}
+
+/// `text` with every commented-out setting (`#port = 8000`) switched on.
+fn uncommented(text: &str) -> String {
+    text.lines()
+        .map(|line| match line.strip_prefix('#') {
+            Some(rest) if !rest.is_empty() && !rest.starts_with([' ', '#']) => rest,
+            _ => line,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn config_init_writes_a_private_commented_file_that_validates() {
+    let sandbox = Sandbox::new();
+    let written = sandbox.config_dir().join("config.toml");
+    let init = sandbox.run_cli(&["config", "init"], &[]);
+    assert_eq!(init.code, 0, "{init:?}");
+    assert!(
+        init.stdout.contains(&written.display().to_string()),
+        "{init:?}"
+    );
+    assert_eq!(ccproxy_e2e::mode(&written), 0o600);
+    let text = fs::read_to_string(&written).expect("config init wrote the file");
+    for expected in [
+        "#port = 8000",
+        "(env SERVER__PORT)",
+        "#request_lines = true",
+        "[plugins.claude_api]",
+        "# Anthropic API key, sent as x-api-key; empty reads api_key_env (env PLUGINS__CLAUDE_API__API_KEY)",
+        "#api_key = \"\"",
+        "[plugins.access_log]",
+    ] {
+        assert!(text.contains(expected), "{expected} missing:\n{text}");
+    }
+
+    // Never over an existing file without --force.
+    fs::write(&written, "# mine\n").expect("the config folder is writable");
+    let again = sandbox.run_cli(&["config", "init"], &[]);
+    assert_eq!(again.code, 2, "{again:?}");
+    assert!(again.stderr.contains("exists; pass --force"), "{again:?}");
+    assert_eq!(
+        fs::read_to_string(&written).ok().as_deref(),
+        Some("# mine\n")
+    );
+    let forced = sandbox.run_cli(&["config", "init", "--force"], &[]);
+    assert_eq!(forced.code, 0, "{forced:?}");
+    assert_eq!(
+        fs::read_to_string(&written).ok().as_deref(),
+        Some(text.as_str())
+    );
+
+    // What it wrote validates, as written and with every setting uncommented.
+    let valid = sandbox.run_cli(&["config", "validate"], &[]);
+    assert_eq!(valid.code, 0, "{valid:?}");
+    assert!(valid.stdout.starts_with("ok: "), "{valid:?}");
+    let all_on = sandbox.root().join("all-on.toml");
+    fs::write(&all_on, uncommented(&text)).expect("the sandbox is writable");
+    let all_on = all_on.display().to_string();
+    let valid = sandbox.run_cli(&["config", "validate", "--config", &all_on], &[]);
+    assert_eq!(valid.code, 0, "{valid:?}\n{}", uncommented(&text));
+    assert!(!valid.stderr.contains("warning"), "{valid:?}");
+
+    // A symbolic link is not followed, even with --force.
+    let target = sandbox.root().join("target.toml");
+    fs::write(&target, "# target\n").expect("the sandbox is writable");
+    let link = sandbox.root().join("link.toml");
+    std::os::unix::fs::symlink(&target, &link).expect("a link can be made");
+    let through_link =
+        sandbox.run_cli(&["config", "init", "--force", "--output", "link.toml"], &[]);
+    assert_eq!(through_link.code, 2, "{through_link:?}");
+    assert!(
+        through_link.stderr.contains("symbolic link"),
+        "{through_link:?}"
+    );
+    assert_eq!(
+        fs::read_to_string(&target).ok().as_deref(),
+        Some("# target\n")
+    );
+
+    // `--output -` prints it.
+    let printed = sandbox.run_cli(&["config", "init", "--output", "-"], &[]);
+    assert_eq!(printed.code, 0, "{printed:?}");
+    assert_eq!(printed.stdout, text);
+}
+
+#[test]
+fn config_validate_lists_every_problem_on_its_own_line() {
+    let sandbox = Sandbox::new();
+    let broken = sandbox.root().join("broken.toml");
+    fs::write(
+        &broken,
+        "[server]\nprot = 8000\nport = \"eighty\"\n\n[logging]\nlevel = \"loud\"\n",
+    )
+    .expect("the sandbox is writable");
+    let broken = broken.display().to_string();
+    let out = sandbox.run_cli(&["config", "validate", "--config", &broken], &[]);
+    assert_eq!(out.code, 2, "{out:?}");
+    let errors: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|line| line.starts_with("error: "))
+        .collect();
+    assert_eq!(errors.len(), 3, "{out:?}");
+    assert!(
+        errors[0].contains("unknown config key `server.prot`")
+            && errors[0].contains("did you mean `server.port`?"),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|line| line.contains("server.port = \"eighty\"")
+                && line.contains("expected an integer 0-65535")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|line| line.contains("logging.level = \"loud\"")),
+        "{errors:?}"
+    );
+    assert!(
+        out.stderr.contains("3 problems in the configuration"),
+        "{out:?}"
+    );
+
+    // Plugin sections are checked against what each plugin declares.
+    let plugins = sandbox.root().join("plugins.toml");
+    fs::write(
+        &plugins,
+        "[plugins.claude_api]\napi_kee = \"x\"\ndefault_max_tokens = \"many\"\n",
+    )
+    .expect("the sandbox is writable");
+    let plugins = plugins.display().to_string();
+    let out = sandbox.run_cli(&["config", "validate", "--config", &plugins], &[]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("error: unknown config key `plugins.claude_api.api_kee`")
+            && out
+                .stderr
+                .contains("did you mean `plugins.claude_api.api_key`?"),
+        "{out:?}"
+    );
+    // The environment is part of the configuration.
+    let env = sandbox.run_cli(&["config", "validate"], &[("SERVER__PORT", "99999")]);
+    assert_eq!(env.code, 2, "{env:?}");
+    assert!(
+        env.stderr.contains("error: env SERVER__PORT=99999"),
+        "{env:?}"
+    );
+}
+
+#[test]
+fn config_show_says_where_each_value_came_from() {
+    let sandbox = Sandbox::new();
+    let file = sandbox.write_config(
+        "[server]\nport = 9100\n\n[http]\nconnect_timeout_seconds = 7\n\n[plugins.claude_api]\napi_key = \"sk-ant-api03-shown-masked-0123456789\"\n",
+    );
+    let env = [
+        ("SERVER__PORT", "9200"),
+        ("SECURITY__AUTH_TOKEN", "token-shown-masked"),
+    ];
+    let out = sandbox.run_cli(&["config", "show", "--json", "--log-level", "debug"], &env);
+    assert_eq!(out.code, 0, "{out:?}");
+    let shown: Value = serde_json::from_str(&out.stdout).expect("config show --json is JSON");
+    assert_eq!(shown["file"], file.display().to_string());
+    let port = shown_key(&shown, "server.port");
+    assert_eq!(port["value"], 9200);
+    assert_eq!(port["origin"]["name"], "SERVER__PORT");
+    let timeout = shown_key(&shown, "http.connect_timeout_seconds");
+    assert_eq!(timeout["value"], 7);
+    assert_eq!(timeout["origin"]["source"], "file");
+    assert_eq!(timeout["origin"]["path"], file.display().to_string());
+    let level = shown_key(&shown, "logging.level");
+    assert_eq!(level["value"], "debug");
+    assert_eq!(
+        level["origin"],
+        serde_json::json!({"source": "flag", "name": "--log-level"})
+    );
+    let host = shown_key(&shown, "server.host");
+    assert_eq!(host["value"], "127.0.0.1");
+    assert_eq!(host["origin"]["source"], "default");
+    assert_eq!(shown_key(&shown, "security.auth_token")["value"], "***");
+    assert_eq!(
+        shown_key(&shown, "plugins.claude_api.api_key")["value"],
+        "***"
+    );
+    // A plugin key at its default is shown with it.
+    assert_eq!(
+        shown_key(&shown, "plugins.claude_api.api_key_env")["value"],
+        "ANTHROPIC_API_KEY"
+    );
+
+    let text = sandbox.run_cli(&["config", "show"], &env);
+    assert_eq!(text.code, 0, "{text:?}");
+    let port_line = text
+        .stdout
+        .lines()
+        .find(|line| line.starts_with("server.port = "))
+        .unwrap_or_else(|| panic!("{text:?}"));
+    assert!(
+        port_line.starts_with("server.port = 9200 ") && port_line.ends_with("# env SERVER__PORT"),
+        "{port_line}"
+    );
+    for secret in ["sk-ant-api03-shown-masked-0123456789", "token-shown-masked"] {
+        assert!(
+            !text.stdout.contains(secret) && !out.stdout.contains(secret),
+            "{secret}"
+        );
+    }
+}
+
+#[test]
+fn config_schema_describes_core_keys_and_plugin_sections() {
+    let out = ccproxy_e2e::run_cli(&["config", "schema"], &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let schema: Value = serde_json::from_str(&out.stdout).expect("the schema is JSON");
+    assert_eq!(
+        schema["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+    assert_eq!(schema["additionalProperties"], false);
+    let port = &schema["properties"]["server"]["properties"]["port"];
+    assert_eq!(port["type"], "integer");
+    assert_eq!(port["default"], 8000);
+    assert!(port["description"].as_str().is_some_and(|d| !d.is_empty()));
+    let plugins = &schema["properties"]["plugins"]["properties"];
+    assert_eq!(
+        plugins["claude_api"]["properties"]["api_key"]["type"],
+        "string"
+    );
+    assert_eq!(
+        plugins["claude_api"]["properties"]["default_max_tokens"]["type"],
+        "integer"
+    );
+    assert!(plugins["access_log"].is_object(), "{plugins:#}");
+}
+
+#[test]
+fn keys_of_the_original_are_taken_with_a_warning() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(
+        "[server]\nlog_level = \"debug\"\n\n[cors]\norigins = [\"http://localhost:3000\", \"http://localhost:*/*\"]\ncredentials = true\n",
+    );
+    let valid = sandbox.run_cli(&["config", "validate"], &[]);
+    assert_eq!(valid.code, 0, "{valid:?}");
+    for warning in [
+        "`server.log_level` is now `logging.level`",
+        "`cors.origins` is now `server.cors_origins`",
+        "\"http://localhost:*/*\" dropped",
+        "`cors.credentials`",
+    ] {
+        assert!(valid.stderr.contains(warning), "{warning}: {valid:?}");
+    }
+    let out = sandbox.run_cli(&["config", "show", "--json"], &[]);
+    let shown: Value = serde_json::from_str(&out.stdout).expect("config show --json is JSON");
+    assert_eq!(shown_key(&shown, "logging.level")["value"], "debug");
+    assert_eq!(
+        shown_key(&shown, "server.cors_origins")["value"],
+        serde_json::json!(["http://localhost:3000"])
+    );
+    // From the environment too, below the new name's own variable.
+    let env = sandbox.run_cli(
+        &["config", "show", "--json"],
+        &[("SERVER__LOG_LEVEL", "warn")],
+    );
+    let shown: Value = serde_json::from_str(&env.stdout).expect("config show --json is JSON");
+    let level = shown_key(&shown, "logging.level");
+    assert_eq!(level["value"], "warn");
+    assert_eq!(level["origin"]["name"], "SERVER__LOG_LEVEL");
+    assert!(
+        env.stdout.contains("`server.log_level` is now `logging.level`; the value was taken, set LOGGING__LEVEL instead"),
+        "{env:?}"
+    );
+    // The server starts with them and says so.
+    let proxy = Proxy::start_in(sandbox, ProxyOptions::default());
+    assert!(
+        proxy
+            .log()
+            .lines()
+            .any(|line| line.contains("WARN") && line.contains("is now `logging.level`")),
+        "{}",
+        proxy.log()
+    );
+}

@@ -77,6 +77,18 @@ impl Cli {
             Err(error) => error.exit(),
         };
         cli.drop_env_values(&matches);
+        let serve_args = match &cli.command {
+            Some(Command::Serve(args)) => args,
+            _ => &cli.serve,
+        };
+        if serve_args.port.is_some_and(|port| port.0.is_err()) {
+            Self::command()
+                .error(
+                    clap::error::ErrorKind::ValueValidation,
+                    "invalid value for '--port <PORT>': expected an integer 0-65535",
+                )
+                .exit();
+        }
         // `serve`'s flags are taken without the subcommand, but not before another
         // one (`ccproxy --port 9 plugins list` would ignore the port).
         if let Some((name, _)) = matches.subcommand()
@@ -368,6 +380,19 @@ pub struct ConfigArgs {
     pub plugin_dir: Vec<PathBuf>,
 }
 
+/// `--port`'s value as given: a port, or the text that is not one.
+///
+/// Internal: clap reads `SERVER__PORT` for `--port` whatever the command, so
+/// a bad variable must not fail parsing with a message about a flag nobody
+/// gave; the config loader reports it as the environment's. A bad value given
+/// on the command line is refused by [`Cli::parse_args`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortArg(Result<u16, ()>);
+
+fn lenient_port(raw: &str) -> Result<PortArg, std::convert::Infallible> {
+    Ok(PortArg(raw.trim().parse::<u16>().map_err(|_| ())))
+}
+
 /// Flags of `serve`.
 #[derive(Debug, Args, Default, Clone)]
 pub struct ServeArgs {
@@ -375,8 +400,8 @@ pub struct ServeArgs {
     #[arg(long, env = "SERVER__HOST")]
     pub host: Option<String>,
     /// Port to listen on (server.port, default 8000; 0 picks a free port).
-    #[arg(long, short = 'p', env = "SERVER__PORT")]
-    pub port: Option<u16>,
+    #[arg(long, short = 'p', env = "SERVER__PORT", value_parser = lenient_port)]
+    pub port: Option<PortArg>,
     /// Require this token from clients, as Bearer or x-api-key (security.auth_token).
     #[arg(
         long = "auth-token",
@@ -386,7 +411,7 @@ pub struct ServeArgs {
     )]
     pub auth_token: Option<String>,
     /// Answer with canned responses instead of calling upstreams (server.bypass_mode).
-    #[arg(long, env = "SERVER__BYPASS_MODE")]
+    #[arg(long, env = "SERVER__BYPASS_MODE", value_parser = clap::builder::FalseyValueParser::new())]
     pub bypass: bool,
     /// Also write the log to FILE instead of stderr (logging.file).
     #[arg(long = "log-file", value_name = "FILE", env = "LOGGING__FILE")]
@@ -404,7 +429,7 @@ impl ServeArgs {
     fn overrides(&self, global: &GlobalArgs) -> CliOverrides {
         let mut overrides = self.config.overrides(global);
         overrides.host = self.host.clone();
-        overrides.port = self.port;
+        overrides.port = self.port.and_then(|port| port.0.ok());
         overrides.auth_token = self.auth_token.clone().map(Secret::new);
         overrides.bypass = self.bypass;
         overrides.log_file = self.log_file.clone();
@@ -518,18 +543,18 @@ pub fn run(cli: Cli) -> Result<u8, Exit> {
                     config
                         .load(global, config.overrides(global))
                         .map_err(|error| {
-                            usage(error.context("cannot read the config to find the server's port; pass --port"))
+                            usage(error.context(
+                                "cannot read the config to find the server's port; pass --port",
+                            ))
                         })?
                         .config
                         .server
                         .port
                 }
             };
-            let message = crate::service::control::reload_running(
-                port,
-                std::time::Duration::from_secs(120),
-            )
-            .map_err(failure)?;
+            let message =
+                crate::service::control::reload_running(port, std::time::Duration::from_secs(120))
+                    .map_err(failure)?;
             println!("reloaded: {message}");
             Ok(exit::OK)
         }

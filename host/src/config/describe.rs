@@ -109,26 +109,38 @@ fn without_nulls(value: &Value) -> Option<Value> {
     }
 }
 
-/// The value a key shows, secrets masked: by the key's name, by the value's look, and inside
-/// lists and tables.
+/// The value a key shows, secrets masked: strings under a secret-looking name (and everything
+/// below one), and strings that look like a key whatever their name. Numbers and booleans are
+/// never secrets (`default_max_tokens = 4096` stays).
 pub fn masked(dotted: &str, value: &Value) -> Value {
-    let secret_name = schema::is_secret_key(dotted) || looks_secret(dotted);
+    masked_below(dotted, value, false)
+}
+
+fn masked_below(dotted: &str, value: &Value, under_secret: bool) -> Value {
+    let secret_name = under_secret || schema::is_secret_key(dotted) || looks_secret(dotted);
     match value {
-        Value::Null => Value::Null,
-        Value::String(text) if text.is_empty() => value.clone(),
+        Value::String(text)
+            if !text.is_empty() && (secret_name || looks_like_secret_value(text)) =>
+        {
+            Value::String(MASK.to_owned())
+        }
         Value::Object(object) => Value::Object(
             object
                 .iter()
-                .map(|(key, inner)| (key.clone(), masked(&format!("{dotted}.{key}"), inner)))
+                .map(|(key, inner)| {
+                    (
+                        key.clone(),
+                        masked_below(&format!("{dotted}.{key}"), inner, secret_name),
+                    )
+                })
                 .collect(),
         ),
-        Value::Array(items) => {
-            Value::Array(items.iter().map(|item| masked(dotted, item)).collect())
-        }
-        Value::String(text) if secret_name || looks_like_secret_value(text) => {
-            Value::String(MASK.to_owned())
-        }
-        _ if secret_name => Value::String(MASK.to_owned()),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|item| masked_below(dotted, item, secret_name))
+                .collect(),
+        ),
         _ => value.clone(),
     }
 }
@@ -563,6 +575,11 @@ mod tests {
             json!([MASK, "plain"])
         );
         assert_eq!(masked("server.port", &json!(8000)), json!(8000));
+        assert_eq!(masked("plugins.x.max_tokens", &json!(4096)), json!(4096));
+        assert_eq!(
+            masked("plugins.x.api_keys", &json!({"a": "k1", "b": ["k2"]})),
+            json!({"a": MASK, "b": [MASK]})
+        );
     }
 
     #[test]
@@ -604,7 +621,9 @@ mod tests {
         ];
         let text = render_shown(&keys);
         assert!(
-            text.contains("server.port = 9000  # env SERVER__PORT"),
+            text.lines()
+                .any(|line| line.starts_with("server.port = 9000 ")
+                    && line.ends_with("  # env SERVER__PORT")),
             "{text}"
         );
         let parsed: toml::Table = toml::from_str(&text).expect("the output parses");

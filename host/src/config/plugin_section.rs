@@ -303,6 +303,8 @@ pub(crate) fn looks_secret(dotted: &str) -> bool {
     // A variable's name, a path or a folder is not the secret itself (`api_key_env`,
     // `token_file`).
     const NOT_SECRET_SUFFIXES: &[&str] = &["_env", "_file", "_path", "_dir"];
+    // A count of tokens (`max_tokens`) is not a token.
+    let name = name.replace("tokens", "");
     MARKERS.iter().any(|marker| name.contains(marker))
         && !NOT_SECRET_SUFFIXES
             .iter()
@@ -678,6 +680,7 @@ mod tests {
             "model_mappings",
             "api_key_env",
             "token_file",
+            "default_max_tokens",
         ] {
             assert!(!looks_secret(name), "{name}");
         }

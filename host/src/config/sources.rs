@@ -1034,7 +1034,8 @@ mod tests {
         let scratch = Scratch::new();
         let path = scratch.write(
             "work/ccproxy.toml",
-            "colour = 1\n[server]\nprot = 9000\n[cors]\norigins = []\n[logging]\nlevel = \"info\"\nformatt = \"json\"\n",
+            // `cors.origins` would be taken (it is now `server.cors_origins`); `expose` is not.
+            "colour = 1\n[server]\nprot = 9000\n[cors]\nexpose = []\n[logging]\nlevel = \"info\"\nformatt = \"json\"\n",
         );
         let error = load_err(&sources(&scratch));
         let ConfigError::UnknownKeys { keys } = &error else {
