@@ -427,6 +427,14 @@ impl MockHost {
         let manifest: Manifest = serde_json::from_str(&manifest_json).map_err(|error| {
             PluginError::invalid(format!("manifest is not valid JSON: {error}"))
         })?;
+        // As the host refuses it at load: `__` separates the parts of the
+        // plugin's env overrides (PLUGINS__NAME__FIELD).
+        if manifest.name.contains("__") {
+            return Err(PluginError::invalid(format!(
+                "plugin name {:?} contains \"__\", which the host refuses: it separates the parts of the plugin's environment overrides (PLUGINS__NAME__FIELD); use single underscores",
+                manifest.name
+            )));
+        }
         let config = merged_config(&manifest, &self.settings.config)?;
 
         let (data_dir, owned_data_dir) = match &self.settings.data_dir {
@@ -2903,5 +2911,21 @@ mod tests {
             plugin.route(request("GET", "/s/blocking")).unwrap().status,
             200
         );
+    }
+
+    #[test]
+    fn a_name_with_a_double_underscore_is_refused_as_the_host_refuses_it() {
+        struct Doubled;
+        impl Plugin for Doubled {
+            type Config = ();
+            fn manifest() -> Manifest {
+                Manifest::new("my__plugin", "1.0.0")
+            }
+            async fn init(_ctx: Context, _config: ()) -> Result<Self, PluginError> {
+                Ok(Doubled)
+            }
+        }
+        let error = MockHost::new().start::<Doubled>().err().expect("refused");
+        assert!(error.message().contains("PLUGINS__NAME__FIELD"), "{error}");
     }
 }
