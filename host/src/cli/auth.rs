@@ -447,17 +447,13 @@ async fn bind_callback(redirect_uri: &str) -> anyhow::Result<tokio::net::TcpList
         .with_context(|| format!("cannot listen for the OAuth callback on 127.0.0.1:{port}; free the port or use --manual"))
 }
 
+/// Starts the user's browser on `url` without waiting for it (`xdg-open` and its
+/// fallbacks, `open` on macOS, `wslview` under WSL); the URL is printed before, for when
+/// none opens.
 fn open_browser(url: &str) {
-    let opener = if cfg!(target_os = "macos") {
-        "open"
-    } else {
-        "xdg-open"
-    };
-    let _ = std::process::Command::new(opener)
-        .arg(url)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn();
+    if let Err(error) = open::that_detached(url) {
+        eprintln!("could not start a browser ({error}); open the address above yourself");
+    }
 }
 
 /// Why a request to the callback path does not give a code to exchange.
