@@ -889,3 +889,44 @@ fn the_config_for_real_clients_serves_both_upstreams_without_credentials() {
         );
     }
 }
+
+#[test]
+fn an_upstream_slower_than_its_timeout_is_a_504_in_the_clients_format() {
+    let mock = Mock::start(&[]);
+    let toml = config(&mock.url(), "COMPAT_E2E_CHAT_KEY").replace(
+        "format = \"openai.chat_completions\"",
+        "format = \"openai.chat_completions\"\ntimeout_seconds = 1",
+    );
+    let proxy = Proxy::start(ProxyOptions {
+        bundled: &["compat"],
+        env: &[
+            ("COMPAT_E2E_CHAT_KEY", CHAT_KEY),
+            ("COMPAT_E2E_ANTHROPIC_KEY", ANTHROPIC_KEY),
+        ],
+        config_toml: Some(&toml),
+        ..ProxyOptions::default()
+    });
+    for client in CLIENTS {
+        mock.fault(json!({"kind": "delay", "delay_ms": 2500, "path": "/v1/chat/completions"}));
+        let started = std::time::Instant::now();
+        let reply = post(
+            &proxy,
+            &client.path("chatup"),
+            &client.body("gpt-4o", false, false),
+        );
+        let message = client.error_message(&reply, 504);
+        assert!(message.contains("1000 ms"), "{client:?}: {message}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(2400),
+            "{client:?}"
+        );
+    }
+    // The other upstream has the host's timeout and is not affected.
+    mock.fault(json!({"kind": "delay", "delay_ms": 1500, "path": "/v1/messages"}));
+    let reply = post(
+        &proxy,
+        "/anthup/v1/messages",
+        &Client::Messages.body("x", false, false),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+}
