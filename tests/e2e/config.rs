@@ -591,6 +591,15 @@ fn keys_of_the_original_are_taken_with_a_warning() {
     let out = sandbox.run_cli(&["config", "show", "--json"], &[]);
     let shown: Value = serde_json::from_str(&out.stdout).expect("config show --json is JSON");
     assert_eq!(shown_key(&shown, "logging.level")["value"], "debug");
+    // Every command that reads the config says so.
+    let listed = sandbox.run_cli(&["plugins", "list"], &[]);
+    assert_eq!(listed.code, 0, "{listed:?}");
+    assert!(
+        listed
+            .stderr
+            .contains("warning: `server.log_level` is now `logging.level`"),
+        "{listed:?}"
+    );
     assert_eq!(
         shown_key(&shown, "server.cors_origins")["value"],
         serde_json::json!(["http://localhost:3000"])

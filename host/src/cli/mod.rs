@@ -481,9 +481,15 @@ impl ConfigArgs {
             .map_err(|error| anyhow::anyhow!("cannot read the working directory: {error}"))
     }
 
-    /// Loads the configuration with these flags on top.
+    /// Loads the configuration with these flags on top; its warnings (a key of the original
+    /// taken under its new name, a config file others can write) go to stderr, as `serve` logs
+    /// them.
     fn load(&self, global: &GlobalArgs, overrides: CliOverrides) -> anyhow::Result<config::Loaded> {
-        Ok(config::load(&self.sources(global, overrides)?)?)
+        let loaded = config::load(&self.sources(global, overrides)?)?;
+        for warning in &loaded.warnings {
+            eprintln!("warning: {warning}");
+        }
+        Ok(loaded)
     }
 
     /// [`ConfigArgs::load`], keeping the sources to read again on a reload.
