@@ -61,7 +61,7 @@ impl Client {
 }
 
 /// Where a case sends its client, and so which provider and upstream format it meets.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
     /// `claude_api`: Anthropic Messages at the mock's `/v1/messages`.
     Claude,
@@ -78,8 +78,9 @@ impl Route {
     }
 }
 
-/// The mock and a proxy with `claude_api` (API key) and `codex` (logged in) in front of it.
-fn start() -> (Mock, Proxy) {
+/// The mock and a proxy with `claude_api` (API key) and `codex` (logged in) in front of
+/// it, `env` added.
+fn start_with(env: &[(&str, &str)]) -> (Mock, Proxy) {
     let mock = Mock::start(&["--quiet"]);
     let sandbox = Sandbox::new();
     codex::write_auth_json(
@@ -89,19 +90,25 @@ fn start() -> (Mock, Proxy) {
     );
     let claude_base = mock.url();
     let codex_base = mock.codex_base_url();
+    let mut all_env = vec![
+        ("PLUGINS__CLAUDE_API__BASE_URL", claude_base.as_str()),
+        ("ANTHROPIC_API_KEY", PROXY_API_KEY),
+        ("PLUGINS__CODEX__BASE_URL", codex_base.as_str()),
+    ];
+    all_env.extend_from_slice(env);
     let proxy = Proxy::start_in(
         sandbox,
         ProxyOptions {
             bundled: &["claude_api", "codex", "oauth_codex"],
-            env: &[
-                ("PLUGINS__CLAUDE_API__BASE_URL", &claude_base),
-                ("ANTHROPIC_API_KEY", PROXY_API_KEY),
-                ("PLUGINS__CODEX__BASE_URL", &codex_base),
-            ],
+            env: &all_env,
             ..ProxyOptions::default()
         },
     );
     (mock, proxy)
+}
+
+fn start() -> (Mock, Proxy) {
+    start_with(&[])
 }
 
 /// Arms the mock's scripted agent (`command` first, when given, then `answer`).
@@ -322,6 +329,29 @@ fn upstream_requests(mock: &Mock, route: Route) -> Vec<Value> {
     requests
 }
 
+/// A Codex CLI client reaches the backend as itself: its version (0.171 says it only in
+/// its user agent) and its session (`session-id` now) are what the backend sees.
+fn assert_codex_cli_identity(run: &Run, requests: &[Value]) {
+    let session = run
+        .stderr
+        .lines()
+        .find_map(|line| line.strip_prefix("session id: "))
+        .unwrap_or_else(|| panic!("the Codex CLI names no session:\n{}", run.stderr))
+        .trim();
+    for request in requests {
+        let headers = &request["headers"];
+        assert_eq!(headers["version"], "0.171.0", "{headers}");
+        assert!(
+            headers["user-agent"]
+                .as_str()
+                .is_some_and(|agent| agent.starts_with("codex_cli_rs/0.171.0 (")),
+            "{headers}"
+        );
+        assert_eq!(headers["session_id"], session, "{headers}");
+        assert_eq!(request["body"]["prompt_cache_key"], session);
+    }
+}
+
 fn base_url(proxy: &Proxy, client: Client, route: Route) -> String {
     let prefix = match route {
         Route::Claude => "/claude",
@@ -352,6 +382,9 @@ fn plain_answer(client: Client, route: Route) {
             .iter()
             .all(|request| tool_results(request).is_empty())
     );
+    if (client, route) == (Client::CodexCli, Route::Codex) {
+        assert_codex_cli_identity(&run, &requests);
+    }
     assert!(
         requests.iter().any(|request| request["body_text"]
             .as_str()
@@ -507,4 +540,42 @@ fn claude_api_detects_the_installed_claude_cli() {
     }
     // The capture point took the CLI's request: nothing reached the upstream.
     assert!(mock.requests().is_empty());
+}
+
+/// `codex` identifies as the installed Codex CLI's version (not a fixed old one) for
+/// clients that bring none, once `codex --version` has told it.
+#[test]
+fn codex_identifies_as_the_installed_codex_cli() {
+    let codex_cli = Client::CodexCli.binary().display().to_string();
+    let (mock, proxy) = start_with(&[("PLUGINS__CODEX__CLI_PATH", &codex_cli)]);
+    let deadline = Instant::now() + CLIENT_TIMEOUT;
+    loop {
+        let health = proxy.get("/plugins/codex/health").json();
+        let identity = &health["details"]["codex_cli_identity"];
+        if identity["source"] == "detected" {
+            assert_eq!(identity["version"], "0.171.0", "{health}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no Codex CLI detected: {health}\nproxy log:\n{}",
+            proxy.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    arm_agent(&mock, "hello", None);
+    let reply = proxy.post_json(
+        "/codex/v1/chat/completions",
+        &json!({"model": "gpt-5", "messages": [{"role": "user", "content": "Hi"}]}),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let requests = upstream_requests(&mock, Route::Codex);
+    let headers = &requests[0]["headers"];
+    assert_eq!(headers["version"], "0.171.0", "{headers}");
+    assert!(
+        headers["user-agent"]
+            .as_str()
+            .is_some_and(|agent| agent.starts_with("codex_cli_rs/0.171.0 (")),
+        "{headers}"
+    );
 }

@@ -106,7 +106,9 @@ pub(crate) fn is_codex_client(client: &Headers) -> bool {
 }
 
 /// The version to identify as: a Codex CLI client's own (the backend gates
-/// models on it, and the client knows its version best), else `configured`.
+/// models on it, and the client knows its version best), from its `version`
+/// header or, as Codex CLI 0.171 sends none, its user agent
+/// (`codex_exec/0.171.0 (…)`); else `configured`.
 pub(crate) fn client_version(client: &Headers, configured: &str) -> String {
     let looks_like_a_version = |version: &&str| {
         (1..=32).contains(&version.len())
@@ -115,11 +117,20 @@ pub(crate) fn client_version(client: &Headers, configured: &str) -> String {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+'))
     };
+    let from_user_agent = || {
+        let agent = client.get("user-agent")?.trim_start();
+        let (name, rest) = agent.split_once('/')?;
+        name.to_ascii_lowercase()
+            .starts_with("codex")
+            .then_some(())?;
+        rest.split([' ', '(']).next()
+    };
     client
         .get("version")
         .map(str::trim)
         .filter(|_| is_codex_client(client))
         .filter(looks_like_a_version)
+        .or_else(|| from_user_agent().filter(looks_like_a_version))
         .unwrap_or(configured)
         .to_owned()
 }
@@ -136,10 +147,10 @@ pub(crate) fn user_agent(version: &str) -> String {
     )
 }
 
-/// The client's conversation id header (`session_id`, else
-/// `conversation_id`), when it sends a usable one.
+/// The client's conversation id header (`session_id`, `session-id` as Codex
+/// CLI 0.171 spells it, else `conversation_id`), when it sends a usable one.
 pub(crate) fn client_conversation_id(client: &Headers) -> Option<String> {
-    ["session_id", "conversation_id"]
+    ["session_id", "session-id", "conversation_id"]
         .into_iter()
         .filter_map(|name| client.get(name))
         .map(str::trim)
@@ -247,6 +258,17 @@ mod tests {
         assert_eq!(client_version(&other, "0.114.0"), "0.114.0");
         let junk = headers(&[("originator", "codex_cli_rs"), ("version", "1.0\r\nx: y")]);
         assert_eq!(client_version(&junk, "0.114.0"), "0.114.0");
+        // Codex CLI 0.171 sends no `version`; its user agent says it.
+        let exec = headers(&[
+            ("originator", "codex_exec"),
+            (
+                "user-agent",
+                "codex_exec/0.171.0 (Debian 12.0.0; x86_64) xterm (codex_exec; 0.171.0)",
+            ),
+        ]);
+        assert_eq!(client_version(&exec, "0.114.0"), "0.171.0");
+        let not_codex = headers(&[("user-agent", "claude-cli/2.1.332 (external, sdk-cli)")]);
+        assert_eq!(client_version(&not_codex, "0.114.0"), "0.114.0");
         let absent = headers(&[("originator", "codex_cli_rs")]);
         assert_eq!(client_version(&absent, "0.114.0"), "0.114.0");
     }
@@ -275,6 +297,11 @@ mod tests {
             None
         );
         assert_eq!(client_conversation_id(&Headers::default()), None);
+        // Codex CLI 0.171 (tests/data/clients/codex_cli_0.171.0.json).
+        assert_eq!(
+            client_conversation_id(&headers(&[("session-id", "01a24cd9-a198")])).as_deref(),
+            Some("01a24cd9-a198")
+        );
     }
 
     #[test]

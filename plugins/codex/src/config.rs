@@ -13,7 +13,8 @@ pub(crate) const DEFAULT_BASE_URL: &str = "https://chatgpt.com/backend-api/codex
 pub(crate) const DEFAULT_MODEL: &str = "gpt-5.3-codex";
 
 /// The Codex CLI version this plugin identifies as (`version` header and
-/// user agent) unless a Codex CLI client sends its own. The backend refuses
+/// user agent) unless a Codex CLI client sends its own, `client_version` is
+/// set, or a Codex CLI is installed here (its version). The backend refuses
 /// newer models to older clients ("requires a newer version of Codex"), so
 /// this is newer than the 0.34.0 of the captured request; raise it when the
 /// backend says so.
@@ -70,8 +71,14 @@ pub(crate) struct Config {
     /// sends one; otherwise (and when off) the id derived from the
     /// conversation.
     pub(crate) session_id_from_client: bool,
-    /// The Codex CLI version sent as `version` and in the user agent.
+    /// The Codex CLI version sent as `version` and in the user agent; empty:
+    /// the installed Codex CLI's (`cli_path`), else [`DEFAULT_CLIENT_VERSION`].
     pub(crate) client_version: String,
+    /// The Codex CLI whose version is detected (`codex --version`), a name on
+    /// `PATH` or a path; empty turns detection off.
+    pub(crate) cli_path: String,
+    /// Seconds between detections.
+    pub(crate) detection_interval_seconds: f64,
     /// Give up on the upstream (its head, then each chunk) after this many
     /// seconds; 0: the host's `http.read_timeout_seconds`, like every other
     /// provider. The Codex CLI itself waits five minutes for a silent stream
@@ -100,7 +107,9 @@ impl Default for Config {
             stable_prompt_cache_key: true,
             send_chatgpt_account_id: true,
             session_id_from_client: true,
-            client_version: DEFAULT_CLIENT_VERSION.to_owned(),
+            client_version: String::new(),
+            cli_path: "codex".to_owned(),
+            detection_interval_seconds: 3600.0,
             timeout_seconds: 0,
         }
     }

@@ -25,7 +25,13 @@
 //! Codex CLI's (`authorization: Bearer`, `chatgpt-account-id`, `openai-beta:
 //! responses=experimental`, `originator: codex_cli_rs`, `version`, its user
 //! agent shape, `session_id`/`conversation_id`); the client's own
-//! credentials are never forwarded.
+//! credentials are never forwarded. The version is a Codex CLI client's own
+//! (its `version` header, or its user agent as Codex CLI 0.171 sends none),
+//! else `client_version`, else the installed Codex CLI's (`cli_path --version`,
+//! `codex` on `PATH`, detected at start and every
+//! `detection_interval_seconds`), else 0.114.0; `/plugins/codex/health`
+//! says which (`codex_cli_identity`). A Codex CLI client's session
+//! (`session_id`, or `session-id` as 0.171 spells it) is the conversation's.
 //!
 //! Body shaping, in order, each step with its own switch (see `shaping.rs`):
 //! model mapped (the client's id is written back into the answer); `input`
@@ -77,7 +83,10 @@ mod shaping;
 use std::{
     ffi::OsString,
     path::PathBuf,
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -112,6 +121,8 @@ struct Codex {
     models_cache: Option<PathBuf>,
     /// Whether the missing-account warning was logged (once is enough).
     warned_no_account: AtomicBool,
+    /// The installed Codex CLI's version, once detected.
+    detected_version: Arc<RwLock<Option<String>>>,
 }
 
 /// A shaped body and what shaping found out.
@@ -298,8 +309,8 @@ fn validate(config: &Config) -> Result<(), PluginError> {
         )));
     }
     let version = config.client_version.trim();
-    let valid_version = !version.is_empty()
-        && version
+    let valid_version = version.is_empty()
+        || version
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+'));
     if !valid_version {
@@ -342,7 +353,10 @@ impl Plugin for Codex {
             .config_key("stable_prompt_cache_key", "send a prompt_cache_key derived from the conversation when the client sends none")
             .config_key("send_chatgpt_account_id", "send the ChatGPT account of the login's token claim as chatgpt-account-id (the Codex backend needs it)")
             .config_key("session_id_from_client", "use the client's session_id/conversation_id header when sent (else the id derived from the conversation)")
-            .config_key("client_version", "Codex CLI version sent as version and in the user agent (a Codex CLI client's own is used when it sends one)")
+            .config_key("client_version", "Codex CLI version sent as version and in the user agent (a Codex CLI client's own is used when it sends one); empty: the installed Codex CLI's, else 0.114.0")
+            .config_key("cli_path", "the Codex CLI whose version is detected (codex on PATH); empty: no detection")
+            .config_key("detection_interval_seconds", "seconds between detections of the Codex CLI's version (3600)")
+            .task_from_config(DETECTION_TASK, "detection_interval_seconds", 3600.0, false)
             .config_key("timeout_seconds", "give up on the upstream's head, then on each chunk, after this many seconds; 0: the host's http.read_timeout_seconds")
     }
 
@@ -368,8 +382,23 @@ impl Plugin for Codex {
             "codex ready: upstream {}/responses, credentials: {OAUTH_SERVICE} service, identifying as {} {}",
             config.base(),
             auth::ORIGINATOR,
-            config.client_version
+            if config.client_version.trim().is_empty() {
+                config::DEFAULT_CLIENT_VERSION
+            } else {
+                config.client_version.trim()
+            }
         );
+        let detected_version = Arc::new(RwLock::new(None));
+        if config.client_version.trim().is_empty()
+            && !config.cli_path.is_empty()
+            && !ctx.bypass_mode()
+        {
+            ctx.spawn(detect_version(
+                ctx.clone(),
+                config.cli_path.clone(),
+                detected_version.clone(),
+            ));
+        }
         Ok(Self {
             ctx,
             config,
@@ -378,6 +407,7 @@ impl Plugin for Codex {
             tools,
             models_cache,
             warned_no_account: AtomicBool::new(false),
+            detected_version,
         })
     }
 
@@ -406,7 +436,7 @@ impl Plugin for Codex {
             );
         }
         let shaped = self.shape(&req.body, &req.headers, req.model.as_deref())?;
-        let version = auth::client_version(&req.headers, &self.config.client_version);
+        let version = auth::client_version(&req.headers, &self.identity_version().0);
         debug!(
             "request {}: {} via {}, conversation {}",
             req.request_id, req.client_format, req.endpoint, shaped.conversation_id
@@ -425,7 +455,25 @@ impl Plugin for Codex {
         })
     }
 
+    async fn on_task(&self, task: String) -> Result<(), PluginError> {
+        if task == DETECTION_TASK
+            && self.config.client_version.trim().is_empty()
+            && !self.config.cli_path.is_empty()
+        {
+            detect_version(
+                self.ctx.clone(),
+                self.config.cli_path.clone(),
+                self.detected_version.clone(),
+            )
+            .await;
+        }
+        Ok(())
+    }
+
     async fn on_health(&self) -> Health {
+        let (version, source) = self.identity_version();
+        let identity =
+            json!({"originator": auth::ORIGINATOR, "version": version, "source": source});
         match auth::resolve(&self.ctx).await {
             Ok(credential) => Health::with(
                 HealthStatus::Healthy,
@@ -433,6 +481,7 @@ impl Plugin for Codex {
                     "base_url": self.config.base(),
                     "credentials": "oauth",
                     "chatgpt_account": credential.account_id.is_some(),
+                    "codex_cli_identity": identity,
                 }),
             ),
             Err(error) => Health::with(
@@ -440,6 +489,78 @@ impl Plugin for Codex {
                 json!({"base_url": self.config.base(), "reason": error.message()}),
             ),
         }
+    }
+}
+
+/// The task that detects the installed Codex CLI's version again.
+const DETECTION_TASK: &str = "codex_cli_detection";
+
+impl Codex {
+    /// The version to identify as for clients that bring none, and where it
+    /// comes from: `client_version` (configured), the installed Codex CLI's
+    /// (detected), else the bundled default.
+    fn identity_version(&self) -> (String, &'static str) {
+        let configured = self.config.client_version.trim();
+        if !configured.is_empty() {
+            return (configured.to_owned(), "configured");
+        }
+        match self.detected_version.read().ok().and_then(|v| v.clone()) {
+            Some(version) => (version, "detected"),
+            None => (config::DEFAULT_CLIENT_VERSION.to_owned(), "bundled"),
+        }
+    }
+}
+
+/// The version in `codex --version`'s output (`codex-cli 0.171.0`).
+fn parse_cli_version(text: &str) -> Option<String> {
+    text.split_whitespace()
+        .find(|word| {
+            word.split('.').count() >= 3
+                && word
+                    .split('.')
+                    .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map(str::to_owned)
+}
+
+/// Runs `program --version` and keeps the version in `slot`; on failure the
+/// last one (or the bundled default) stays.
+async fn detect_version(ctx: Context, program: String, slot: Arc<RwLock<Option<String>>>) {
+    let outcome = async {
+        let mut child = ctx
+            .spawn_process(Command::new(&program).arg("--version"))
+            .await
+            .map_err(|error| error.message().to_owned())?;
+        let mut stdout = Vec::new();
+        while let Some(piece) = child
+            .read_stdout()
+            .await
+            .map_err(|error| error.message().to_owned())?
+        {
+            stdout.extend_from_slice(&piece);
+        }
+        let status = child
+            .wait()
+            .await
+            .map_err(|error| error.message().to_owned())?;
+        let text = String::from_utf8_lossy(&stdout).into_owned();
+        if !status.success() {
+            return Err(format!("exited with {status:?}"));
+        }
+        parse_cli_version(&text).ok_or_else(|| format!("printed no version: {text:?}"))
+    }
+    .await;
+    match outcome {
+        Ok(version) => {
+            info!(
+                "codex: Codex CLI {version} detected; identifying as {} {version}",
+                auth::ORIGINATOR
+            );
+            if let Ok(mut slot) = slot.write() {
+                *slot = Some(version);
+            }
+        }
+        Err(error) => debug!("codex: no Codex CLI version detected from {program} ({error})"),
     }
 }
 
@@ -1552,6 +1673,54 @@ mod tests {
             plugin.prepare_upstream(req).unwrap_err().kind(),
             ErrorKind::Invalid
         );
+    }
+
+    #[test]
+    fn the_codex_cli_version_is_read_from_its_banner() {
+        assert_eq!(
+            parse_cli_version("codex-cli 0.171.0\n").as_deref(),
+            Some("0.171.0")
+        );
+        assert_eq!(parse_cli_version("codex-cli"), None);
+    }
+
+    #[test]
+    fn without_client_version_the_installed_codex_cli_is_the_identity() {
+        let identity = |plugin: &TestPlugin| {
+            plugin.health().expect("health").details["codex_cli_identity"].clone()
+        };
+        let off = start(&host(json!({"cli_path": ""})));
+        assert_eq!(
+            identity(&off),
+            json!({"originator": "codex_cli_rs", "version": config::DEFAULT_CLIENT_VERSION, "source": "bundled"})
+        );
+        let configured = start(&host(json!({"client_version": "0.130.0"})));
+        assert_eq!(identity(&configured)["source"], "configured");
+
+        // A Codex CLI that says which version it is.
+        let dir = std::env::temp_dir().join(format!("ccproxy-codex-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cli = dir.join("codex");
+        std::fs::write(&cli, "#!/bin/sh\necho codex-cli 0.171.0\n").unwrap();
+        std::fs::set_permissions(&cli, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let host = host(json!({"cli_path": cli.display().to_string()}));
+        let detected = start(&host);
+        detected.run_spawned();
+        assert_eq!(
+            identity(&detected),
+            json!({"originator": "codex_cli_rs", "version": "0.171.0", "source": "detected"})
+        );
+        let upstream = detected
+            .prepare_upstream(provider_request(
+                "/codex/v1/responses",
+                "openai.responses",
+                &simple_body(),
+                Headers::default(),
+            ))
+            .expect("prepared");
+        assert_eq!(upstream.headers.get("version"), Some("0.171.0"));
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
