@@ -9,6 +9,7 @@ use std::{borrow::Cow, fmt::Write as _};
 
 use ccproxy_plugin_abi::{HookCall, HookEvent, PluginError, Value, serde_json};
 use serde::{Deserialize, Serialize};
+use time::{OffsetDateTime, format_description::BorrowedFormatItem, macros::format_description};
 
 /// The client log's format (`client_format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -440,39 +441,12 @@ fn epoch_seconds(timestamp_ms: u64) -> f64 {
 
 /// `10/Oct/2000:13:55:36 +0000`: the Common Log Format date, in UTC.
 pub(crate) fn clf_time(timestamp_ms: u64) -> String {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let seconds = timestamp_ms / 1000;
-    let (year, month, day) = civil_from_days((seconds / 86_400) as i64);
-    let second_of_day = seconds % 86_400;
-    format!(
-        "{day:02}/{}/{year:04}:{:02}:{:02}:{:02} +0000",
-        MONTHS[(month - 1) as usize],
-        second_of_day / 3600,
-        second_of_day % 3600 / 60,
-        second_of_day % 60
-    )
-}
-
-/// Year, month (1–12) and day of the month of a day counted from 1970-01-01
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    } as u32;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    const CLF: &[BorrowedFormatItem<'_>] =
+        format_description!("[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000");
+    // A time past the year 9999, which no clock gives, shows as the epoch.
+    let time = OffsetDateTime::from_unix_timestamp_nanos(i128::from(timestamp_ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    time.format(CLF).unwrap_or_default()
 }
 
 #[cfg(test)]

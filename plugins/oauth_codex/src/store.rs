@@ -25,6 +25,7 @@ use ccproxy_plugin_abi::{
 pub(crate) use ccproxy_plugin_kit::mask::Secret;
 use ccproxy_plugin_kit::secret_file::{Layout, SecretFile};
 use serde::{Deserialize, Serialize};
+use time::{OffsetDateTime, format_description::BorrowedFormatItem, macros::format_description};
 
 use crate::jwt;
 
@@ -189,31 +190,12 @@ impl CredentialStore {
 /// `ms` (since the Unix epoch) as ISO 8601 in UTC with microseconds, the
 /// shape the Codex CLI writes `last_refresh` in: `2026-05-02T09:30:00.123000Z`.
 pub(crate) fn iso8601_utc(ms: u64) -> String {
-    let seconds = ms / 1000;
-    let micros = (ms % 1000) * 1000;
-    let days = i64::try_from(seconds / 86_400).unwrap_or(i64::MAX);
-    let of_day = seconds % 86_400;
-    // Howard Hinnant's days-to-civil algorithm (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-        of_day / 3600,
-        of_day % 3600 / 60,
-        of_day % 60
-    )
+    const ISO8601_MICROS: &[BorrowedFormatItem<'_>] =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
+    // A time past the year 9999, which no clock gives, shows as the epoch.
+    let time = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    time.format(ISO8601_MICROS).unwrap_or_default()
 }
 
 #[cfg(test)]
