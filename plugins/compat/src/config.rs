@@ -129,6 +129,10 @@ pub(crate) struct UpstreamConfig {
     /// `max_tokens` sent to an Anthropic-style upstream when the request has
     /// none and no cap applies (Anthropic requires it).
     pub(crate) default_max_tokens: u64,
+    /// Top-level request parameters removed before sending, for a server
+    /// that refuses ones it does not know (`reasoning_effort`,
+    /// `parallel_tool_calls`, `metadata`, …).
+    pub(crate) drop_params: Vec<String>,
 }
 
 impl Default for UpstreamConfig {
@@ -149,6 +153,7 @@ impl Default for UpstreamConfig {
             default_model: String::new(),
             max_tokens: BTreeMap::new(),
             default_max_tokens: 8192,
+            drop_params: Vec::new(),
         }
     }
 }

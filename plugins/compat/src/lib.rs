@@ -478,6 +478,7 @@ impl Plugin for Compat {
             .config_key("upstreams.NAME.model_mappings", "model rewrite rules {kind = exact|prefix|suffix|regex, pattern, target, ignore_case}, first match wins, after rename")
             .config_key("upstreams.NAME.default_model", "the model sent when the client names none, or one not in models")
             .config_key("upstreams.NAME.max_tokens", "output token caps by upstream model id (\"*\": every model)")
+            .config_key("upstreams.NAME.drop_params", "top-level request parameters removed before sending (model is never removed)")
             .config_key("upstreams.NAME.default_max_tokens", "max_tokens for an Anthropic-style upstream when the request has none")
     }
 

@@ -99,6 +99,12 @@ pub(crate) fn shape(
         }
     }
 
+    for param in &config.drop_params {
+        if param != "model" {
+            body.remove(param);
+        }
+    }
+
     if client_stream {
         body.insert("stream".to_owned(), Value::Bool(true));
         if format == WireFormat::Chat {
@@ -212,5 +218,19 @@ mod tests {
         let shaped = shape(body, &config, WireFormat::Responses, &rules, true);
         assert!(!shaped.body.contains_key("stream_options"));
         assert_eq!(shaped.body["stream"], true);
+    }
+
+    #[test]
+    fn dropped_params_never_reach_the_upstream() {
+        let config = upstream(json!({"drop_params": ["reasoning_effort", "metadata", "model"]}));
+        let rules = ModelRules::new("strict", &config).unwrap();
+        let body = object(
+            json!({"model": "m", "messages": [], "reasoning_effort": "high", "metadata": {"a": 1}, "temperature": 0.2}),
+        );
+        let shaped = shape(body, &config, WireFormat::Chat, &rules, false);
+        assert_eq!(
+            Value::Object(shaped.body),
+            json!({"model": "m", "messages": [], "temperature": 0.2})
+        );
     }
 }
