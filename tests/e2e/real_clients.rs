@@ -28,6 +28,8 @@ use serde_json::{Value, json};
 
 /// The key the proxy's `claude_api` sends upstream.
 const PROXY_API_KEY: &str = "sk-ant-proxy-real-clients";
+/// The Claude subscription token of the OAuth login in the detection test.
+const OAUTH_ACCESS_TOKEN: &str = "sk-ant-oat01-real-clients-0000";
 /// How long one client run may take before it is killed (each takes about a second).
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -491,22 +493,45 @@ fn codex_cli_on_claude_runs_its_tool() {
 }
 
 /// `claude_api` learns the installed Claude CLI's identity headers by running it once
-/// against its capture point, caches them per version, and says so in its health.
+/// against its capture point, caches them per version, says so in its health, and sends
+/// them in OAuth mode for a client that is not Claude Code.
 #[test]
 fn claude_api_detects_the_installed_claude_cli() {
     let claude = Client::ClaudeCode.binary();
     let mock = Mock::start(&["--quiet"]);
-    let claude_base = mock.url();
+    let sandbox = Sandbox::new();
+    let credentials = sandbox.root().join("claude-credentials.json");
+    let expires_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis())
+        + 3_600_000;
+    let login = json!({"claudeAiOauth": {
+        "accessToken": OAUTH_ACCESS_TOKEN, "refreshToken": "sk-ant-ort01-real-clients",
+        "expiresAt": expires_ms, "scopes": ["user:inference", "user:profile"],
+        "subscriptionType": "max",
+    }});
+    fs::write(&credentials, login.to_string()).expect("the credentials file");
+    ccproxy_e2e::set_mode(&credentials, 0o600);
+    let base = mock.url();
+    let token_url = format!("{base}/v1/oauth/token");
+    let profile_url = format!("{base}/api/oauth/profile");
+    let credentials_file = credentials.display().to_string();
     let cli_path = claude.display().to_string();
-    let proxy = Proxy::start(ProxyOptions {
-        bundled: &["claude_api"],
-        env: &[
-            ("PLUGINS__CLAUDE_API__BASE_URL", &claude_base),
-            ("ANTHROPIC_API_KEY", PROXY_API_KEY),
-            ("PLUGINS__CLAUDE_API__CLI_PATH", &cli_path),
-        ],
-        ..ProxyOptions::default()
-    });
+    let proxy = Proxy::start_in(
+        sandbox,
+        ProxyOptions {
+            bundled: &["claude_api", "oauth_claude"],
+            env: &[
+                ("PLUGINS__CLAUDE_API__BASE_URL", &base),
+                ("PLUGINS__CLAUDE_API__AUTH_MODE", "oauth"),
+                ("PLUGINS__CLAUDE_API__CLI_PATH", &cli_path),
+                ("PLUGINS__OAUTH_CLAUDE__TOKEN_URL", &token_url),
+                ("PLUGINS__OAUTH_CLAUDE__PROFILE_URL", &profile_url),
+                ("PLUGINS__OAUTH_CLAUDE__CREDENTIALS_FILE", &credentials_file),
+            ],
+            ..ProxyOptions::default()
+        },
+    );
     let deadline = Instant::now() + CLIENT_TIMEOUT;
     let identity = loop {
         let health = proxy.get("/plugins/claude_api/health").json();
@@ -539,7 +564,30 @@ fn claude_api_detects_the_installed_claude_cli() {
         assert!(!text.contains(secret), "{secret} in the cache: {text}");
     }
     // The capture point took the CLI's request: nothing reached the upstream.
-    assert!(mock.requests().is_empty());
+    assert!(mock.requests_to("/v1/messages").is_empty());
+
+    // A client that is not Claude Code goes out as the detected Claude CLI.
+    arm_agent(&mock, "hello", None);
+    let reply = proxy.post_json(
+        "/claude/v1/chat/completions",
+        &json!({"model": "claude-sonnet-4-6", "messages": [{"role": "user", "content": "Hi"}]}),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let sent = mock.requests_to("/v1/messages");
+    let headers = &sent[0]["headers"];
+    assert_eq!(
+        headers["authorization"],
+        format!("Bearer {OAUTH_ACCESS_TOKEN}")
+    );
+    assert_eq!(
+        headers["user-agent"], "claude-cli/2.1.332 (external, sdk-cli)",
+        "{headers}"
+    );
+    assert_eq!(headers["x-app"], "cli", "{headers}");
+    assert_ne!(
+        headers["x-stainless-package-version"], "0.60.0",
+        "not the bundled claude-cli 1.0.113 set: {headers}"
+    );
 }
 
 /// `codex` identifies as the installed Codex CLI's version (not a fixed old one) for
