@@ -166,16 +166,22 @@ impl PrivateDir {
     /// version of a script) keeps the old file whole; a symlink at `name`
     /// is replaced, never followed.
     pub fn write(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
-        let temporary = crate::secret_file::temporary_name(name.as_ref());
-        let temporary = temporary.to_string_lossy().into_owned();
-        let written = self
-            .create_new(&temporary)
-            .and_then(|mut file| file.write_all(bytes))
-            .and_then(|()| fs::rename(self.path.join(&temporary), self.path.join(name)));
-        if written.is_err() {
-            let _ = fs::remove_file(self.path.join(&temporary));
-        }
-        written
+        plain_file_name(name)?;
+        let temporary = || crate::secret_file::temporary_file(&self.path, name.as_ref());
+        let mut temporary = match temporary() {
+            // The folder was removed while the proxy ran: make it again.
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                self.ensure()?;
+                temporary()
+            }
+            other => other,
+        }?;
+        // Removed when dropped, on an error.
+        temporary.write_all(bytes)?;
+        temporary
+            .persist(self.path.join(name))
+            .map(drop)
+            .map_err(|error| error.error)
     }
 
     /// The size of every regular file in the folder, added up.
@@ -229,12 +235,7 @@ impl PrivateDir {
     }
 
     fn open_file(&self, name: &str, mode: impl Fn(&mut OpenOptions)) -> io::Result<File> {
-        if name.is_empty() || name == "." || name == ".." || name.contains('/') {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{name:?} is not a plain file name"),
-            ));
-        }
+        plain_file_name(name)?;
         let open = || {
             let mut options = OpenOptions::new();
             options
@@ -456,6 +457,17 @@ fn check_private(path: &Path) -> io::Result<()> {
 
 fn refused(reason: String) -> io::Error {
     io::Error::new(io::ErrorKind::PermissionDenied, reason)
+}
+
+/// Refuses a name that is not one file in the folder itself.
+fn plain_file_name(name: &str) -> io::Result<()> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{name:?} is not a plain file name"),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

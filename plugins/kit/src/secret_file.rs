@@ -9,7 +9,7 @@
 //! while the file's identity (inode, length, modification time) is unchanged,
 //! so a login or refresh by the other program is seen at the next read.
 //!
-//! Writes go to `<file>.tmp` (mode 0600, fsync) renamed over the file, so a
+//! Writes go to a new `.<file>.<random>.tmp` (mode 0600, fsync) renamed over the file, so a
 //! reader sees the old file or the new one, never half of one; through a
 //! symlink to its target, so a linked file stays linked. The caller
 //! serialises writers (a plugin's async lock): the cache only keeps readers
@@ -28,9 +28,9 @@
 
 use std::{
     ffi::OsStr,
-    fs::{self, DirBuilder, File, OpenOptions},
+    fs::{self, DirBuilder, File},
     io::{self, Read, Write},
-    os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt},
+    os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt},
     path::{Path, PathBuf},
     sync::{Mutex, MutexGuard},
     time::SystemTime,
@@ -40,6 +40,7 @@ use ccproxy_plugin_abi::{
     PluginError, Value,
     serde_json::{self, Map},
 };
+use tempfile::NamedTempFile;
 
 /// How the document is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,22 +195,22 @@ impl SecretFile {
     }
 }
 
-/// A name for a temporary file beside `name` that no other writer uses at the
-/// same time, in this process or another: `.<name>.<pid>-<n>.tmp`.
-pub(crate) fn temporary_name(name: &std::ffi::OsStr) -> std::ffi::OsString {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let mut temporary = std::ffi::OsString::from(".");
-    temporary.push(name);
-    temporary.push(format!(
-        ".{}-{}.tmp",
-        std::process::id(),
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    temporary
+/// A new temporary file in `folder` for a write that replaces `name`, which
+/// no other writer shares, in this process or another: `.<name>.<random>.tmp`,
+/// created `O_EXCL` (so a symlink planted there is never followed) with mode
+/// 0600, and removed when dropped unless persisted (renamed over `name`).
+pub(crate) fn temporary_file(folder: &Path, name: &OsStr) -> io::Result<NamedTempFile> {
+    let mut prefix = std::ffi::OsString::from(".");
+    prefix.push(name);
+    prefix.push(".");
+    tempfile::Builder::new()
+        .prefix(&prefix)
+        .suffix(".tmp")
+        .tempfile_in(folder)
 }
 
 /// Writes `bytes` to a temporary file of its own beside `path` (mode 0600,
-/// see [`temporary_name`]), syncs it and renames it over `path`, so a reader
+/// see [`temporary_file`]), syncs it and renames it over `path`, so a reader
 /// sees the old file or the new one, never half of one, and two writers (two
 /// proxies refreshing the same login) never share a temporary file.
 /// Creates the parent directory (mode 0700) when it is missing.
@@ -224,23 +225,15 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
             .mode(0o700)
             .create(parent)?;
     }
-    let tmp = path.with_file_name(temporary_name(path.file_name().unwrap_or_default()));
-    let written = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        // The umask can only remove bits; set them exactly anyway.
-        file.set_permissions(fs::Permissions::from_mode(0o600))?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(error) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(error);
-    }
+    // Removed on every error path when dropped.
+    let mut temporary = temporary_file(parent, path.file_name().unwrap_or_default())?;
+    // The umask can only remove bits; set them exactly anyway.
+    temporary
+        .as_file()
+        .set_permissions(fs::Permissions::from_mode(0o600))?;
+    temporary.write_all(bytes)?;
+    temporary.as_file().sync_all()?;
+    temporary.persist(path).map_err(|error| error.error)?;
     // Makes the rename itself durable; a failure here loses nothing written.
     if let Ok(directory) = File::open(parent) {
         let _ = directory.sync_all();
