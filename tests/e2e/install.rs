@@ -488,9 +488,20 @@ fn a_binary_without_its_plugins_makes_health_warn_and_says_where_it_looked() {
         bundle.join(&access_log),
     )
     .expect("a copy of the access_log plugin");
-    let served = Served::start(&binary, scratch.path(), &home, &[], false);
+    // Started through a link elsewhere (`/usr/local/bin/ccproxy` pointing
+    // into `/opt`): the plugins are found beside the real file.
+    let links = scratch.path().join("links");
+    fs::create_dir_all(&links).expect("a folder for the link");
+    std::os::unix::fs::symlink(&binary, links.join("ccproxy")).expect("a symbolic link");
+    let served = Served::start(&links.join("ccproxy"), scratch.path(), &home, &[], false);
     let health = served.get_json("/health");
     assert_eq!(health["status"], "pass", "{health:#}\n{}", served.log());
+    let status = served.get_json("/plugins/status");
+    assert_eq!(
+        status["plugins"][0]["file"],
+        bundle.join(&access_log).display().to_string(),
+        "{status:#}"
+    );
 }
 
 /// The uid the test runs the service as when it runs as root, as systemd's
