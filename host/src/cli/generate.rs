@@ -79,3 +79,47 @@ fn roff_escape(text: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_definitions_are_consistent() {
+        // clap's own checks: no clashing names, shorts or ids, valid defaults.
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_version_names_the_plugin_api_major_and_minor() {
+        let version = Cli::command()
+            .get_version()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let api: Vec<&str> = ccproxy_plugin_abi::API_VERSION.split('.').collect();
+        assert_eq!(
+            version,
+            format!(
+                "{} (plugin API {}.{})",
+                env!("CARGO_PKG_VERSION"),
+                api[0],
+                api[1]
+            )
+        );
+    }
+
+    #[test]
+    fn the_man_page_has_a_section_per_command() {
+        let mut page = Vec::new();
+        man_page(&mut page).expect("the man page renders");
+        let page = String::from_utf8(page).expect("roff is text");
+        for command in leaves(&Cli::command(), "ccproxy") {
+            let heading = format!(".SH \"{}\"", command.0.to_uppercase());
+            assert!(page.contains(&heading), "{heading} missing");
+        }
+        assert!(
+            page.contains("SERVER__PORT"),
+            "the env variables are listed"
+        );
+    }
+}

@@ -50,7 +50,7 @@ pub(super) fn response(app: &App, method: &str, path: &str) -> Response<Body> {
 /// The message: where `path` is served under a prefix, or that no provider
 /// serving it is loaded, or where to find the routes.
 fn message(method: &str, path: &str, served: &[(String, String)]) -> String {
-    let under_prefix: Vec<String> = served
+    let under_prefix: Vec<(&str, &str)> = served
         .iter()
         .filter(|(full, _)| {
             path.len() > 1
@@ -58,14 +58,29 @@ fn message(method: &str, path: &str, served: &[(String, String)]) -> String {
                 && full.ends_with(path)
                 && !full[..full.len() - path.len()].ends_with('/')
         })
-        .map(|(full, plugin)| format!("{full} (plugin {plugin})"))
+        .map(|(full, plugin)| (full.as_str(), plugin.as_str()))
         .collect();
-    if !under_prefix.is_empty() {
+    if let Some((first, _)) = under_prefix.first() {
+        let prefix = &first[..first.len() - path.len()];
+        // What the client's base URL should be, for the kind of client that
+        // appends this path.
+        let base_url = if let Some(rest) = path.strip_prefix("/v1/") {
+            if rest.starts_with("messages") {
+                format!("ANTHROPIC_BASE_URL=http://HOST:PORT{prefix}")
+            } else {
+                format!("OPENAI_BASE_URL=http://HOST:PORT{prefix}/v1")
+            }
+        } else {
+            format!("a base URL of http://HOST:PORT{prefix}")
+        };
+        let served_at: Vec<String> = under_prefix
+            .iter()
+            .map(|(full, plugin)| format!("{full} (plugin {plugin})"))
+            .collect();
         return format!(
             "no route for {method} {path}: API paths are served under a provider's prefix: {}; \
-             point the client's base URL at the prefix (ANTHROPIC_BASE_URL=http://HOST:PORT/claude, \
-             OPENAI_BASE_URL=http://HOST:PORT/claude/v1; docs/CLIENTS.md)",
-            under_prefix.join(", ")
+             give the client {base_url} (docs/CLIENTS.md)",
+            served_at.join(", ")
         );
     }
     if API_PATHS.contains(&path) {
@@ -100,6 +115,17 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("responses"), "{text}");
+        assert!(
+            text.ends_with(
+                "give the client ANTHROPIC_BASE_URL=http://HOST:PORT/claude (docs/CLIENTS.md)"
+            ),
+            "{text}"
+        );
+        let text = message("POST", "/v1/responses", &served());
+        assert!(
+            text.contains("OPENAI_BASE_URL=http://HOST:PORT/claude/v1 "),
+            "{text}"
+        );
     }
 
     #[test]
