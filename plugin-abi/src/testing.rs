@@ -437,9 +437,24 @@ impl MockHost {
         }
         let config = merged_config(&manifest, &self.settings.config)?;
 
-        let (data_dir, owned_data_dir) = match &self.settings.data_dir {
-            Some(path) => (path.clone(), false),
-            None => (fresh_temp_dir(&manifest.name), true),
+        // Without a configured folder, a fresh one of its own (0700), removed
+        // with the TestPlugin.
+        let temporary_data_dir = match &self.settings.data_dir {
+            Some(_) => None,
+            None => Some(
+                tempfile::Builder::new()
+                    .prefix(&format!("ccproxy-mock-{}-", manifest.name))
+                    .tempdir()
+                    .map_err(|error| {
+                        PluginError::internal(format!(
+                            "mock host could not create a temporary data dir: {error}"
+                        ))
+                    })?,
+            ),
+        };
+        let data_dir = match (&temporary_data_dir, &self.settings.data_dir) {
+            (Some(temporary), _) => temporary.path().to_owned(),
+            (None, configured) => configured.clone().unwrap_or_default(),
         };
         std::fs::create_dir_all(&data_dir).map_err(|error| {
             PluginError::internal(format!(
@@ -467,7 +482,7 @@ impl MockHost {
             manifest,
             configured: ConfiguredEndpoints::default(),
             host: self.clone(),
-            data_dir: owned_data_dir.then(|| data_dir.clone()),
+            _temporary_data_dir: temporary_data_dir,
             task_runs: Mutex::default(),
         };
         let init = protocol::InitializeInput {
@@ -702,15 +717,6 @@ fn merge_table(
     Ok(())
 }
 
-fn fresh_temp_dir(plugin_name: &str) -> PathBuf {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    std::env::temp_dir().join(format!(
-        "ccproxy-mock-{plugin_name}-{}-{n}",
-        std::process::id()
-    ))
-}
-
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -748,7 +754,8 @@ pub struct TestPlugin {
     manifest: Manifest,
     configured: ConfiguredEndpoints,
     host: MockHost,
-    data_dir: Option<PathBuf>,
+    /// The data dir the mock host made, removed when dropped.
+    _temporary_data_dir: Option<tempfile::TempDir>,
     task_runs: Mutex<HashMap<String, u64>>,
 }
 
@@ -757,14 +764,6 @@ impl fmt::Debug for TestPlugin {
         f.debug_struct("TestPlugin")
             .field("name", &self.manifest.name)
             .finish_non_exhaustive()
-    }
-}
-
-impl Drop for TestPlugin {
-    fn drop(&mut self) {
-        if let Some(dir) = &self.data_dir {
-            let _ = std::fs::remove_dir_all(dir);
-        }
     }
 }
 
@@ -2925,7 +2924,7 @@ mod tests {
                 Ok(Doubled)
             }
         }
-        let error = MockHost::new().start::<Doubled>().err().expect("refused");
+        let error = MockHost::new().start::<Doubled>().expect_err("refused");
         assert!(error.message().contains("PLUGINS__NAME__FIELD"), "{error}");
     }
 }
