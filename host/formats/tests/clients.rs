@@ -1,6 +1,7 @@
 //! What today's clients really send converts in every direction: the captured requests of
 //! Claude Code and the Codex CLI (`tests/data/clients`, origin noted in each file), turn 1
-//! (the prompt) and turn 2 (after a shell tool ran), to every other format.
+//! (the prompt) and turn 2 (after a shell tool ran, with the answer's reasoning), to every
+//! other format.
 
 use std::path::PathBuf;
 
@@ -170,5 +171,33 @@ fn codex_cli_turns_convert_to_chat() {
             messages[0].to_string().contains("Codex CLI"),
             "turn {number}: the developer prompt comes first"
         );
+    }
+}
+
+#[test]
+fn reasoning_the_clients_send_back_reaches_only_its_own_provider() {
+    // Claude Code sends the signed thinking of the last answer back; an Anthropic
+    // signature means nothing to OpenAI.
+    let claude_turn = &turns(CLAUDE_CODE)[1];
+    assert!(
+        claude_turn.to_string().contains("mock-signature-0"),
+        "the capture holds the thinking"
+    );
+    for to in [R, C] {
+        let body = convert_request(A, to, claude_turn).to_string();
+        assert!(!body.contains("mock-signature-0"), "{to}");
+    }
+    // The Codex CLI sends the encrypted reasoning item back; OpenAI's encryption means
+    // nothing to Anthropic.
+    let codex_turn = &turns(CODEX_CLI)[1];
+    assert!(
+        codex_turn
+            .to_string()
+            .contains("mock-encrypted-reasoning-0"),
+        "the capture holds the reasoning"
+    );
+    for to in [A, C] {
+        let body = convert_request(R, to, codex_turn).to_string();
+        assert!(!body.contains("mock-encrypted-reasoning-0"), "{to}");
     }
 }
