@@ -17,11 +17,16 @@
 //   filters' options and the page's state;
 // - {"cmd":"filter","provider":P,"model":M}: chooses them in the filters and
 //   waits for the live stream again; the /logs requests made since;
+// - {"cmd":"unplug"} / {"cmd":"plug"}: cuts every connection between the
+//   page and the proxy and refuses new ones (until the page's first attempt
+//   to reconnect has failed too and it waits for the next), then lets them through again (until the page's stream is
+//   live again). The browser reaches the proxy through a TCP relay in this
+//   script for that, so the page's address has the relay's port;
 // - {"cmd":"screenshot","path":F}: a PNG of the whole page;
 // - {"cmd":"close"}: answers with every console message, page error, failed
 //   request and HTTP error, each tagged with the phase it happened in
-//   ("before-token", "wrong-token", "after-token" or, after a filter
-//   command, "filtered"), and exits 0.
+//   ("before-token", "wrong-token", "after-token", and after the commands
+//   of those names "filtered", "unplugged" and "plugged"), and exits 0.
 //
 // The Rust test makes the assertions. On a failure it prints
 // {"event":"error", ...} with the same record and exits 1; past --timeout-ms
@@ -29,6 +34,7 @@
 // package-lock.json, installed with the distribution's Chromium by
 // scripts/deps/chromium) only drives the browser; nothing is downloaded.
 
+import net from "node:net";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 
@@ -65,6 +71,31 @@ const watchdog = setTimeout(() => {
   say({ event: "error", message: `the browser test did not finish within ${timeoutMs} ms`, ...record });
   process.exit(2);
 }, timeoutMs);
+
+/** A TCP relay from the browser to the proxy that can be unplugged. */
+const relay = { open: true, sockets: new Set(), refused: 0 };
+{
+  const proxy = new URL(options.url);
+  relay.server = net.createServer((client) => {
+    if (!relay.open) {
+      relay.refused += 1;
+      client.destroy();
+      return;
+    }
+    const upstream = net.connect(Number(proxy.port), proxy.hostname);
+    for (const [socket, other] of [[client, upstream], [upstream, client]]) {
+      relay.sockets.add(socket);
+      socket.on("error", () => {});
+      socket.on("close", () => {
+        relay.sockets.delete(socket);
+        other.destroy();
+      });
+      socket.pipe(other);
+    }
+  });
+  await new Promise((resolve) => relay.server.listen(0, "127.0.0.1", resolve));
+  relay.base = `http://127.0.0.1:${relay.server.address().port}`;
+}
 
 const commands = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 
@@ -112,7 +143,7 @@ page.on("response", (response) => {
 const rowLocator = (requestId) => page.locator(`#request-rows tr[data-request-id="${String(requestId).replace(/["\\]/g, "\\$&")}"]`);
 
 async function open() {
-  const response = await page.goto(new URL("/dashboard", options.url).href, { waitUntil: "load" });
+  const response = await page.goto(new URL("/dashboard", relay.base).href, { waitUntil: "load" });
   if (response?.status() !== 200) throw new Error(`GET /dashboard answered ${response?.status()}`);
   if (options.token) {
     // The page finds out it needs the token and asks for it; a wrong one
@@ -203,6 +234,23 @@ async function run(command) {
       }
       return { logs_requests: record.logs_requests.slice(since).map((entry) => entry.url) };
     }
+    case "unplug": {
+      // The page's connections are cut and new ones refused, as when the
+      // network between it and the proxy goes away.
+      phase = "unplugged";
+      relay.open = false;
+      for (const socket of relay.sockets) socket.destroy();
+      // The cut stream is a first drop; the first attempt to reconnect
+      // fails too, and the page waits longer before the next.
+      await page.locator('#connection[data-state="retrying"][data-drops="2"]').waitFor();
+      return { connection: await page.locator("#connection").textContent(), refused: relay.refused };
+    }
+    case "plug": {
+      relay.open = true;
+      phase = "plugged";
+      await page.locator('#connection[data-state="live"]').waitFor();
+      return {};
+    }
     case "screenshot":
       await page.screenshot({ path: command.path, fullPage: true });
       return {};
@@ -213,7 +261,7 @@ async function run(command) {
 
 try {
   await open();
-  say({ event: "live" });
+  say({ event: "live", base: relay.base });
   for (;;) {
     const { value, done } = await commands.next();
     if (done) throw new Error("the test closed stdin without a close command");

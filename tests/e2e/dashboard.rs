@@ -6,9 +6,10 @@
 //! headless Chromium (driven by `tests/browser/dashboard.mjs`, installed by
 //! `scripts/deps/chromium`) the page asks for the token (again after a
 //! wrong one), shows requests made after it was opened in its live table,
-//! totals and charts, and filtered by provider shows only that provider's,
-//! old and new, with no page errors and no failed requests; the screenshot
-//! is kept at `target/test-artifacts/dashboard.png`. The page's SSE parser
+//! totals and charts, filtered by provider shows only that provider's, old
+//! and new, and when its connection is cut reconnects with backoff and
+//! reads what it missed, with no page errors and no failed requests but
+//! those; the screenshot is kept at `target/test-artifacts/dashboard.png`. The page's SSE parser
 //! also has unit tests of its own under Node's test runner
 //! (`tests/browser/sse.test.mjs`), run from here.
 
@@ -397,7 +398,9 @@ fn the_page_shows_requests_made_after_it_opened_in_headless_chromium() {
         .expect("a temporary folder for the browser profile");
 
     let mut browser = BrowserScript::start(&script, &proxy.base_url(), profile.path());
-    browser.wait_for("live", &proxy);
+    // The page's address: the script's relay in front of the proxy.
+    let live = browser.wait_for("live", &proxy);
+    let page_base = live["base"].as_str().expect("the page's base").to_owned();
 
     // Only now, with the page open and its stream connected.
     let claude_id = ask_claude(&proxy);
@@ -493,6 +496,8 @@ fn the_page_shows_requests_made_after_it_opened_in_headless_chromium() {
             "{route} was not asked with the filter: {asked:#?}"
         );
     }
+    // Read again from /logs/query with the filter.
+    wait_row(&mut browser, &proxy, &codex_id);
     assert_eq!(
         table_rows(&mut browser, &proxy),
         [codex_id.as_str()],
@@ -510,10 +515,35 @@ fn the_page_shows_requests_made_after_it_opened_in_headless_chromium() {
         [codex_later.as_str(), codex_id.as_str()],
         "the stream brought codex's new row and not claude's {claude_later}"
     );
+    // The connection drops and comes back; the page reconnects with
+    // backoff and reads the request that ended meanwhile from /logs/query.
+    let unplugged = browser.run(json!({"cmd": "unplug"}), &proxy);
+    // Backoff: 1 s after the drop, then 2 s (each plus up to a fifth).
+    assert!(
+        ["reconnecting in 2 s", "reconnecting in 3 s"]
+            .contains(&unplugged["connection"].as_str().unwrap_or_default()),
+        "{unplugged}"
+    );
+    assert!(unplugged["refused"].as_u64() >= Some(1), "{unplugged}");
+    let missed = ask_codex(&proxy);
+    browser.run(json!({"cmd": "plug"}), &proxy);
+    wait_row(&mut browser, &proxy, &missed);
+    assert_eq!(
+        table_rows(&mut browser, &proxy),
+        [missed.as_str(), codex_later.as_str(), codex_id.as_str()],
+        "after {unplugged}"
+    );
+    // The totals are asked again once the stream is back.
+    browser.run(
+        json!({"cmd": "wait_text", "selector": "#total-requests", "text": "3"}),
+        &proxy,
+    );
     let report = browser.run(json!({"cmd": "report"}), &proxy);
+    assert_eq!(report["state"]["connection"], "live", "{report:#}");
+    assert_eq!(report["state"]["notice_hidden"], true, "{report:#}");
     assert_eq!(
         report["state"]["address"],
-        format!("{}/dashboard?provider=codex", proxy.base_url())
+        format!("{page_base}/dashboard?provider=codex")
     );
 
     let closed = browser.run(json!({"cmd": "close"}), &proxy);
@@ -526,43 +556,75 @@ fn the_page_shows_requests_made_after_it_opened_in_headless_chromium() {
 
     // No page errors. The only refusals are how the page learns it needs a
     // (better) token: its first call, without one, and its call with the
-    // wrong one, with Chromium's own log line about each; the only request
-    // that did not finish is the stream the filter replaced. Nothing else is
-    // refused, cut or logged as an error or a warning.
+    // wrong one, with Chromium's own log line about each. The only requests
+    // that did not finish are the stream the filter replaced and, while
+    // unplugged, the stream that was cut and the attempts to reconnect it
+    // (each maybe with Chromium's log line). Nothing else is refused, cut or
+    // logged as an error or a warning.
     assert!(
         entries(&closed, "page_errors").is_empty(),
         "{:#?}",
         closed["page_errors"]
     );
+    let filtered_stream = format!("{page_base}/logs/stream?provider=codex");
     let failed = entries(&closed, "failed_requests");
-    assert!(
-        failed.len() == 1
-            && failed[0]["phase"] == "filtered"
-            && failed[0]["error"] == "net::ERR_ABORTED"
-            && failed[0]["url"]
-                .as_str()
-                .is_some_and(|url| url == format!("{}/logs/stream", proxy.base_url())),
+    // While unplugged, any data call may fail (a refresh may fall there),
+    // but only those.
+    let is_unplugged_data_call = |entry: &Value| {
+        entry["phase"] == "unplugged"
+            && entry["url"].as_str().is_some_and(|url| {
+                url.starts_with(&format!("{page_base}/logs/"))
+                    || url == format!("{page_base}/plugins/status")
+            })
+    };
+    assert_eq!(
+        failed[0],
+        json!({"phase": "filtered", "url": format!("{page_base}/logs/stream"), "error": "net::ERR_ABORTED"}),
         "failed requests: {failed:#?}"
     );
-    let probe = format!("{}/plugins/status", proxy.base_url());
+    assert!(
+        failed[1..].iter().all(is_unplugged_data_call),
+        "failed requests: {failed:#?}"
+    );
+    // The cut stream and the failed attempt to reconnect it.
+    assert!(
+        failed
+            .iter()
+            .filter(|entry| entry["url"] == filtered_stream.as_str())
+            .count()
+            >= 2,
+        "failed requests: {failed:#?}"
+    );
+    let probe = format!("{page_base}/plugins/status");
     let refusals: Vec<Value> = ["before-token", "wrong-token"]
         .iter()
         .map(|phase| json!({"phase": phase, "url": probe, "status": 401}))
         .collect();
     assert_eq!(entries(&closed, "http_errors"), &refusals, "HTTP errors");
-    let console_lines: Vec<Value> = ["before-token", "wrong-token"]
-        .iter()
-        .map(|phase| {
-            json!({"phase": phase, "type": "error", "url": probe,
-                   "text": "Failed to load resource: the server responded with a status of 401 (Unauthorized)"})
-        })
-        .collect();
-    let troubles: Vec<Value> = entries(&closed, "console")
+    let refused_line =
+        json!("Failed to load resource: the server responded with a status of 401 (Unauthorized)");
+    let troubles: Vec<&Value> = entries(&closed, "console")
         .iter()
         .filter(|message| message["type"] == "error" || message["type"] == "warning")
-        .cloned()
         .collect();
-    assert_eq!(troubles, console_lines, "console errors and warnings");
+    assert!(
+        troubles.len() >= 2
+            && troubles[..2]
+                .iter()
+                .zip(["before-token", "wrong-token"])
+                .all(|(message, phase)| {
+                    message["phase"] == phase
+                        && message["url"] == probe.as_str()
+                        && message["text"] == refused_line
+                })
+            && troubles[2..].iter().all(|message| {
+                is_unplugged_data_call(message)
+                    && message["text"]
+                        .as_str()
+                        .is_some_and(|text| text.starts_with("Failed to load resource: net::ERR_"))
+            }),
+        "console errors and warnings: {troubles:#?}"
+    );
 
     // The screenshot is a PNG of the whole page.
     let png = std::fs::read(&screenshot).expect("the screenshot was saved");

@@ -208,10 +208,12 @@ function startStream() {
 async function runStream(generation) {
   let delay = STREAM_RETRY_FIRST_MS;
   let reconnecting = false;
+  /** Times in a row the stream ended or could not be opened. */
+  let drops = 0;
   while (generation === state.streamGeneration) {
     const controller = new AbortController();
     state.streamAbort = controller;
-    setConnection("connecting", reconnecting ? "reconnecting" : "connecting");
+    setConnection("connecting", reconnecting ? "reconnecting" : "connecting", drops);
     try {
       const response = await api("/logs/stream", filterParams(), {
         signal: controller.signal,
@@ -221,9 +223,13 @@ async function runStream(generation) {
       if (generation !== state.streamGeneration) return;
       setConnection("live", "live");
       delay = STREAM_RETRY_FIRST_MS;
+      drops = 0;
       if (reconnecting) {
-        // Rows that ended while the stream was down.
+        // What failed while the proxy was out of reach works again; rows
+        // that ended meanwhile are read, and the totals with them.
+        notice("");
         loadRows().catch(failed);
+        refreshAnalytics().catch(failed);
       }
       await readEventStream(response, onStreamEvent, controller.signal);
     } catch (error) {
@@ -235,8 +241,9 @@ async function runStream(generation) {
     }
     if (generation !== state.streamGeneration) return;
     reconnecting = true;
+    drops += 1;
     const wait = delay + Math.round(Math.random() * delay * 0.2);
-    setConnection("retrying", `reconnecting in ${Math.ceil(wait / 1000)} s`);
+    setConnection("retrying", `reconnecting in ${Math.ceil(wait / 1000)} s`, drops);
     await new Promise((resolve) => window.setTimeout(resolve, wait));
     delay = Math.min(delay * 2, STREAM_RETRY_MAX_MS);
   }
@@ -256,10 +263,14 @@ function onStreamEvent(event) {
   }
 }
 
-function setConnection(stateName, text) {
+function setConnection(stateName, text, drops = 0) {
   const element = $("connection");
   element.dataset.state = stateName;
+  element.dataset.drops = String(drops);
   element.textContent = text;
+  element.title = drops
+    ? `live stream of requests: dropped, ${drops} attempt(s) to reconnect so far`
+    : "live stream of requests";
 }
 
 function notice(text) {
