@@ -424,7 +424,7 @@ fn config_validate_lists_every_problem_on_its_own_line() {
     let broken = sandbox.root().join("broken.toml");
     fs::write(
         &broken,
-        "[server]\nprot = 8000\nport = \"eighty\"\n\n[logging]\nlevel = \"loud\"\n",
+        "[server]\nprot = 8000\nport = \"eighty\"\n\n[logging]\nlevel = \"loud\"\n\n[plugins.access_log]\nclient_log_fil = \"x\"\n",
     )
     .expect("the sandbox is writable");
     let broken = broken.display().to_string();
@@ -435,7 +435,7 @@ fn config_validate_lists_every_problem_on_its_own_line() {
         .lines()
         .filter(|line| line.starts_with("error: "))
         .collect();
-    assert_eq!(errors.len(), 3, "{out:?}");
+    assert_eq!(errors.len(), 4, "{out:?}");
     assert!(
         errors[0].contains("unknown config key `server.prot`")
             && errors[0].contains("did you mean `server.port`?"),
@@ -454,8 +454,15 @@ fn config_validate_lists_every_problem_on_its_own_line() {
             .any(|line| line.contains("logging.level = \"loud\"")),
         "{errors:?}"
     );
+    // The plugin sections as written are checked too.
     assert!(
-        out.stderr.contains("3 problems in the configuration"),
+        errors.iter().any(|line| line
+            .contains("unknown config key `plugins.access_log.client_log_fil`")
+            && line.contains("did you mean `plugins.access_log.client_log_file`?")),
+        "{errors:?}"
+    );
+    assert!(
+        out.stderr.contains("4 problems in the configuration"),
         "{out:?}"
     );
 

@@ -108,7 +108,11 @@ fn plugin_docs(config: &Config) -> (Vec<PluginDoc>, Vec<(String, Value)>) {
 /// exit 0; warnings are printed either way.
 fn validate(sources: &Sources) -> u8 {
     let (problems, warnings, file, n_plugins) = match config::load_checked(sources) {
-        Err(problems) => (config::problem_lines(&problems), Vec::new(), None, 0),
+        Err(problems) => {
+            let mut lines = config::problem_lines(&problems);
+            lines.extend(plugin_problems_as_written(sources));
+            (lines, Vec::new(), None, 0)
+        }
         Ok(loaded) => {
             let (docs, _) = plugin_docs(&loaded.config);
             let (problems, mut warnings) = config::plugin_problems(&loaded, &docs);
@@ -136,6 +140,43 @@ fn validate(sources: &Sources) -> u8 {
     };
     println!("ok: {read}; checked against {n_plugins} plugins found");
     exit::OK
+}
+
+/// The problems of the file's plugin sections when the rest of the
+/// configuration does not load: each section is checked against its plugin,
+/// found where the defaults and the `--plugin-dir` flags say.
+fn plugin_problems_as_written(sources: &Sources) -> Vec<String> {
+    let (Some(file), sections) = config::file_plugin_sections(sources) else {
+        return Vec::new();
+    };
+    let config = Config {
+        plugins: sections,
+        plugin_discovery: config::PluginDiscoveryConfig {
+            directories: sources
+                .cli
+                .plugin_dirs
+                .iter()
+                .map(|dir| sources.cwd.join(dir))
+                .collect(),
+            ..config::PluginDiscoveryConfig::default()
+        },
+        ..Config::default()
+    };
+    let (docs, _) = plugin_docs(&config);
+    let docs: Vec<PluginDoc> = docs
+        .into_iter()
+        .filter(|doc| config.plugins.contains_key(&doc.name))
+        .collect();
+    let loaded = Loaded {
+        config,
+        origins: std::collections::BTreeMap::from([(
+            "plugins".to_owned(),
+            config::Origin::File(file.clone()),
+        )]),
+        file: Some(file),
+        warnings: Vec::new(),
+    };
+    config::plugin_problems(&loaded, &docs).0
 }
 
 /// `config show`.

@@ -56,4 +56,6 @@ pub use plugin_section::{
 };
 pub use render::render_effective;
 pub use secret::Secret;
-pub use sources::{CliOverrides, Loaded, Sources, load, load_checked, user_config_dir};
+pub use sources::{
+    CliOverrides, Loaded, Sources, file_plugin_sections, load, load_checked, user_config_dir,
+};

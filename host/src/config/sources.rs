@@ -182,6 +182,36 @@ pub fn load_checked(sources: &Sources) -> Result<Loaded, Vec<ConfigError>> {
     load_layers(sources).map_err(|problem| vec![problem])?
 }
 
+/// The `[plugins.NAME]` sections of the config file as written, and the file, for checking them
+/// when the rest of the configuration has problems (`ccproxy config validate`); no sections when
+/// no file is found or it is not TOML.
+pub fn file_plugin_sections(
+    sources: &Sources,
+) -> (
+    Option<PathBuf>,
+    BTreeMap<String, super::model::PluginSection>,
+) {
+    let expander = Expander { sources };
+    let Ok(Some(path)) = locate_file(sources, &expander) else {
+        return (None, BTreeMap::new());
+    };
+    let sections = read_file(&path)
+        .ok()
+        .and_then(|mut table| table.remove(PLUGINS))
+        .and_then(|plugins| match plugins {
+            Value::Table(plugins) => Some(plugins),
+            _ => None,
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(name, section)| match serde_json::to_value(section) {
+            Ok(JsonValue::Object(section)) => Some((name, section)),
+            _ => None,
+        })
+        .collect();
+    (Some(path), sections)
+}
+
 fn load_layers(sources: &Sources) -> Result<Result<Loaded, Vec<ConfigError>>, ConfigError> {
     let expander = Expander { sources };
     let mut warnings = Vec::new();
