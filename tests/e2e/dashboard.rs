@@ -9,7 +9,9 @@
 //! totals and charts, filtered by provider shows only that provider's, old
 //! and new, and when its connection is cut reconnects with backoff and
 //! reads what it missed, with no page errors and no failed requests but
-//! those; the screenshot is kept at `target/test-artifacts/dashboard.png`. The page's SSE parser
+//! those; the screenshot is kept at `target/test-artifacts/dashboard.png`.
+//! Without a client token the page asks for none, and Chromium logs not a
+//! single error. The page's SSE parser
 //! also has unit tests of its own under Node's test runner
 //! (`tests/browser/sse.test.mjs`), run from here.
 
@@ -56,18 +58,20 @@ fn mock() -> Mock {
     ])
 }
 
-/// The proxy with the plugins the page needs and a client token set,
-/// `claude_api` in front of `mock` and, with `codex_mock`, `codex` (logged
-/// in) in front of that.
-fn proxy(mock: &Mock, codex_mock: Option<&Mock>) -> Proxy {
+/// The proxy with the plugins the page needs, the client token [`TOKEN`]
+/// set when `with_token`, `claude_api` in front of `mock` and, with
+/// `codex_mock`, `codex` (logged in) in front of that.
+fn proxy(mock: &Mock, codex_mock: Option<&Mock>, with_token: bool) -> Proxy {
     let sandbox = Sandbox::new();
     let claude_url = mock.url();
     let codex_url = codex_mock.map(Mock::codex_base_url).unwrap_or_default();
     let mut env = vec![
-        ("SECURITY__AUTH_TOKEN", TOKEN),
         ("ANTHROPIC_API_KEY", API_KEY),
         ("PLUGINS__CLAUDE_API__BASE_URL", claude_url.as_str()),
     ];
+    if with_token {
+        env.push(("SECURITY__AUTH_TOKEN", TOKEN));
+    }
     let mut bundled = vec!["storage", "analytics", "dashboard", "pricing", "claude_api"];
     if codex_mock.is_some() {
         write_auth_json(
@@ -139,7 +143,7 @@ fn ask_codex(proxy: &Proxy) -> String {
 #[test]
 fn the_page_and_its_files_are_public_and_the_data_needs_the_token() {
     let mock = mock();
-    let proxy = proxy(&mock, None);
+    let proxy = proxy(&mock, None, true);
 
     let page = proxy.get("/dashboard");
     assert_eq!(page.status, 200, "{}", page.text());
@@ -240,10 +244,13 @@ struct BrowserScript {
 }
 
 impl BrowserScript {
-    fn start(script: &Path, url: &str, user_data_dir: &Path) -> Self {
+    /// The script against the proxy at `url`, giving the page `token` when
+    /// it asks.
+    fn start(script: &Path, url: &str, token: Option<&str>, user_data_dir: &Path) -> Self {
         let mut child = Command::new("node")
             .arg(script)
-            .args(["--url", url, "--token", TOKEN, "--chromium", CHROMIUM])
+            .args(["--url", url, "--chromium", CHROMIUM])
+            .args(token.map(|token| ["--token", token]).into_iter().flatten())
             .arg("--user-data-dir")
             .arg(user_data_dir)
             .args(["--timeout-ms", "150000"])
@@ -386,7 +393,7 @@ fn the_page_shows_requests_made_after_it_opened_in_headless_chromium() {
     let script = browser_tools();
     let mock = mock();
     let codex_mock = codex::start_mock();
-    let proxy = proxy(&mock, Some(&codex_mock));
+    let proxy = proxy(&mock, Some(&codex_mock), true);
     let artifacts = target_dir().join("test-artifacts");
     std::fs::create_dir_all(&artifacts).expect("the artifact folder can be created");
     let screenshot = artifacts.join("dashboard.png");
@@ -397,7 +404,7 @@ fn the_page_shows_requests_made_after_it_opened_in_headless_chromium() {
         .tempdir()
         .expect("a temporary folder for the browser profile");
 
-    let mut browser = BrowserScript::start(&script, &proxy.base_url(), profile.path());
+    let mut browser = BrowserScript::start(&script, &proxy.base_url(), Some(TOKEN), profile.path());
     // The page's address: the script's relay in front of the proxy.
     let live = browser.wait_for("live", &proxy);
     let page_base = live["base"].as_str().expect("the page's base").to_owned();
@@ -642,6 +649,38 @@ fn the_page_shows_requests_made_after_it_opened_in_headless_chromium() {
     for id in [&claude_id, &codex_id, &claude_later, &codex_later] {
         assert!(stored.contains(&id.as_str()), "{id} not stored: {stored:?}");
     }
+}
+
+#[test]
+fn without_a_client_token_the_page_asks_for_none_and_logs_no_error() {
+    let script = browser_tools();
+    let mock = mock();
+    let proxy = proxy(&mock, None, false);
+    let profile = tempfile::Builder::new()
+        .prefix("ccproxy-chromium-")
+        .tempdir()
+        .expect("a temporary folder for the browser profile");
+    let mut browser = BrowserScript::start(&script, &proxy.base_url(), None, profile.path());
+    browser.wait_for("live", &proxy);
+    let request_id = ask_claude(&proxy);
+    wait_row(&mut browser, &proxy, &request_id);
+    let report = browser.run(json!({"cmd": "report"}), &proxy);
+    assert_eq!(report["state"]["token_kept"], false, "{report:#}");
+    let closed = browser.run(json!({"cmd": "close"}), &proxy);
+    let status = browser.finish();
+    assert!(status.success(), "the browser script exited with {status}");
+    // Not a single error or warning, refusal or failed request.
+    for key in ["page_errors", "failed_requests", "http_errors"] {
+        assert!(entries(&closed, key).is_empty(), "{key}: {closed:#}");
+    }
+    let troubles: Vec<&Value> = entries(&closed, "console")
+        .iter()
+        .filter(|message| message["type"] == "error" || message["type"] == "warning")
+        .collect();
+    assert!(
+        troubles.is_empty(),
+        "console errors and warnings: {troubles:#?}"
+    );
 }
 
 #[test]
