@@ -37,6 +37,8 @@ pub(crate) fn base_urls(
             urls.push(found);
         }
     }
+    // The same order for every provider: Anthropic clients first.
+    urls.sort_by_key(|(variable, _)| *variable);
     urls
 }
 
