@@ -162,7 +162,8 @@ mod tests {
 
     #[test]
     fn bundled_are_prefixed_and_order_is_stable() {
-        let root = std::env::temp_dir().join(format!("ccproxy-discover-{}", std::process::id()));
+        let scratch = tempfile::tempdir().unwrap();
+        let root = scratch.path();
         let exe = root.join("bin");
         let user = root.join("user");
         std::fs::create_dir_all(exe.join("plugins")).unwrap();
@@ -200,12 +201,12 @@ mod tests {
                 ("libmine.so".to_owned(), Origin::User),
             ]
         );
-        std::fs::remove_dir_all(root).unwrap();
     }
 
     #[test]
     fn the_install_layout_bundles_lib_ccproxy_plugins() {
-        let root = std::env::temp_dir().join(format!("ccproxy-layout-{}", std::process::id()));
+        let scratch = tempfile::tempdir().unwrap();
+        let root = scratch.path();
         let bin = root.join("bin");
         let bundle = root.join("lib/ccproxy/plugins");
         std::fs::create_dir_all(&bin).unwrap();
@@ -245,6 +246,5 @@ mod tests {
             "{warning}"
         );
         assert!(warning.contains("scripts/install"), "{warning}");
-        std::fs::remove_dir_all(root).unwrap();
     }
 }

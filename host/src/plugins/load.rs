@@ -701,9 +701,9 @@ mod tests {
 
     #[test]
     fn garbage_file_is_not_a_library() {
-        let dir = std::env::temp_dir().join(format!("ccproxy-load-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
         let file = dir.join("libgarbage.so");
         std::fs::write(&file, b"this is not an ELF file").unwrap();
@@ -718,6 +718,5 @@ mod tests {
             refusal.to_string().contains("writable by every user"),
             "{refusal}"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

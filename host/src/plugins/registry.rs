@@ -419,7 +419,8 @@ mod tests {
 
     #[test]
     fn no_bundled_plugin_is_a_warning_that_says_where_it_looked() {
-        let root = std::env::temp_dir().join(format!("ccproxy-no-bundle-{}", std::process::id()));
+        let scratch = tempfile::tempdir().unwrap();
+        let root = scratch.path();
         let bin = root.join("bin");
         std::fs::create_dir_all(&bin).unwrap();
         let search = SearchPath {
@@ -440,6 +441,5 @@ mod tests {
                 "{warning}"
             );
         }
-        std::fs::remove_dir_all(root).unwrap();
     }
 }

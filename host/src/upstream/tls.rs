@@ -170,8 +170,6 @@ fn certificate_error<'a>(
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::path::PathBuf;
-
     use super::*;
 
     /// A self-signed P-256 CA valid until 2126 (`openssl req -x509 -newkey ec …`); its key was
@@ -189,38 +187,19 @@ U8iaDEFlr2e0m0Qaez4Q3vzZgUt1aCZiSw==
 -----END CERTIFICATE-----
 ";
 
-    /// A file in a fresh temp folder, removed on drop.
-    struct TempFile {
-        dir: PathBuf,
-        path: PathBuf,
-    }
-
-    impl TempFile {
-        fn new(contents: &[u8]) -> Self {
-            use std::sync::atomic::{AtomicUsize, Ordering};
-            static NEXT: AtomicUsize = AtomicUsize::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "ccproxy-tls-test-{}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).expect("the temp dir is writable");
-            let path = dir.join("ca.pem");
-            std::fs::write(&path, contents).expect("the temp dir is writable");
-            Self { dir, path }
-        }
-    }
-
-    impl Drop for TempFile {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
+    /// A CA file holding `contents`, removed on drop.
+    fn ca_file(contents: &[u8]) -> tempfile::NamedTempFile {
+        let mut file = tempfile::Builder::new()
+            .suffix(".pem")
+            .tempfile()
+            .expect("the temp dir is writable");
+        std::io::Write::write_all(&mut file, contents).expect("the temp dir is writable");
+        file
     }
 
     fn problem(contents: &[u8]) -> String {
-        let file = TempFile::new(contents);
-        match check_ca_file(&file.path) {
+        let file = ca_file(contents);
+        match check_ca_file(file.path()) {
             Ok(count) => panic!("read {count} certificates"),
             Err(error) => error.to_string(),
         }
@@ -231,8 +210,11 @@ U8iaDEFlr2e0m0Qaez4Q3vzZgUt1aCZiSw==
         let contents = format!(
             "# the corporate CA\n-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n{TEST_CA}{TEST_CA}"
         );
-        let file = TempFile::new(contents.as_bytes());
-        assert_eq!(check_ca_file(&file.path).expect("the test CA is usable"), 2);
+        let file = ca_file(contents.as_bytes());
+        assert_eq!(
+            check_ca_file(file.path()).expect("the test CA is usable"),
+            2
+        );
     }
 
     #[test]
@@ -240,9 +222,9 @@ U8iaDEFlr2e0m0Qaez4Q3vzZgUt1aCZiSw==
         let webpki = webpki_roots::TLS_SERVER_ROOTS.len();
         let config = HttpConfig::default();
         assert_eq!(root_store(&config).expect("no file to read").len(), webpki);
-        let file = TempFile::new(TEST_CA.as_bytes());
+        let file = ca_file(TEST_CA.as_bytes());
         let config = HttpConfig {
-            extra_ca_file: Some(file.path.clone()),
+            extra_ca_file: Some(file.path().to_owned()),
             ..HttpConfig::default()
         };
         assert_eq!(root_store(&config).expect("usable").len(), webpki + 1);

@@ -321,31 +321,29 @@ mod tests {
     use super::*;
 
     /// A fresh directory for one test's log files, removed on drop.
-    struct Scratch(PathBuf);
+    struct Scratch(tempfile::TempDir);
 
     impl Scratch {
         fn new(name: &str) -> Self {
-            let dir = std::env::temp_dir()
-                .join(format!("ccproxy-access-log-{name}-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir).unwrap();
+            let dir = tempfile::Builder::new()
+                .prefix(&format!("ccproxy-access-log-{name}-"))
+                .tempdir()
+                .unwrap();
             // Private whatever the umask, as the log's folder must be.
-            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+            fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
             Self(dir)
         }
 
+        fn path(&self) -> &Path {
+            self.0.path()
+        }
+
         fn file(&self, name: &str) -> String {
-            self.0.join(name).display().to_string()
+            self.path().join(name).display().to_string()
         }
 
         fn read(&self, name: &str) -> String {
-            fs::read_to_string(self.0.join(name)).unwrap_or_default()
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
+            fs::read_to_string(self.path().join(name)).unwrap_or_default()
         }
     }
 
@@ -538,7 +536,7 @@ mod tests {
     #[test]
     fn an_unwritable_file_degrades_health_and_is_retried() {
         let scratch = Scratch::new("unwritable");
-        let blocker = scratch.0.join("blocker");
+        let blocker = scratch.path().join("blocker");
         fs::write(&blocker, "").unwrap();
         let log_file = blocker.join("access.log");
         let (host, plugin) = start(json!({
@@ -569,7 +567,7 @@ mod tests {
     #[test]
     fn new_logs_are_0600_files_in_a_0700_folder() {
         let scratch = Scratch::new("modes");
-        let folder = scratch.0.join("state/ccproxy");
+        let folder = scratch.path().join("state/ccproxy");
         let (_host, plugin) = start(json!({
             "client_log_file": folder.join("access.log").display().to_string(),
             "provider_enabled": true,
@@ -579,7 +577,7 @@ mod tests {
         plugin.task("flush").unwrap();
         assert_eq!(plugin.health().unwrap().status, HealthStatus::Healthy);
         assert_eq!(mode(&folder), 0o700);
-        assert_eq!(mode(&scratch.0.join("state")), 0o700);
+        assert_eq!(mode(&scratch.path().join("state")), 0o700);
         assert_eq!(mode(&folder.join("access.log")), 0o600);
         assert_eq!(mode(&folder.join("provider_access.log")), 0o600);
     }
@@ -587,12 +585,12 @@ mod tests {
     #[test]
     fn a_symlink_at_the_log_is_refused_and_its_target_left_alone() {
         let scratch = Scratch::new("symlink");
-        let victim = scratch.0.join("victim");
+        let victim = scratch.path().join("victim");
         fs::write(&victim, "keep me\n").unwrap();
-        symlink(&victim, scratch.0.join("access.log")).unwrap();
+        symlink(&victim, scratch.path().join("access.log")).unwrap();
         // Even a link to nowhere: following it would create the target.
-        let nowhere = scratch.0.join("created-through-the-link");
-        symlink(&nowhere, scratch.0.join("provider.log")).unwrap();
+        let nowhere = scratch.path().join("created-through-the-link");
+        symlink(&nowhere, scratch.path().join("provider.log")).unwrap();
         let (host, plugin) = start(json!({
             "client_format": "common", "client_log_file": scratch.file("access.log"),
             "provider_enabled": true, "provider_log_file": scratch.file("provider.log"),
@@ -620,7 +618,7 @@ mod tests {
     #[test]
     fn a_folder_others_can_write_is_refused_until_it_is_private() {
         let scratch = Scratch::new("shared-folder");
-        let shared = scratch.0.join("shared");
+        let shared = scratch.path().join("shared");
         fs::create_dir(&shared).unwrap();
         fs::set_permissions(&shared, fs::Permissions::from_mode(0o777)).unwrap();
         let log_file = shared.join("access.log");
@@ -708,8 +706,8 @@ mod tests {
             )
             .unwrap();
         plugin.shutdown().unwrap();
-        assert!(!scratch.0.join("access.log").exists());
-        assert!(!scratch.0.join("provider.log").exists());
+        assert!(!scratch.path().join("access.log").exists());
+        assert!(!scratch.path().join("provider.log").exists());
         assert_eq!(plugin.health().unwrap().status, HealthStatus::Healthy);
     }
 

@@ -233,18 +233,10 @@ fn drop_oldest_lines(bytes: &mut Vec<u8>, lines: usize) {
 mod tests {
     use super::*;
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "ccproxy-access-log-writer-{name}-{}",
-            std::process::id()
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        dir
-    }
-
     #[test]
     fn batches_are_written_in_order_and_counted() {
-        let dir = scratch("order");
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
         let file = LogFile::open(dir.join("nested/a.log"), 2, "client_log_file").unwrap();
         assert!(!file.append("one"));
         assert!(file.append("two"));
@@ -257,13 +249,12 @@ mod tests {
         );
         assert_eq!(file.status()["written_lines"], 3);
         assert_eq!(file.error(), None);
-        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn failed_batches_are_kept_bounded_and_retried() {
-        let dir = scratch("retry");
-        fs::create_dir_all(&dir).unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
         let blocker = dir.join("blocker");
         fs::write(&blocker, "").unwrap();
         let file = LogFile::open(blocker.join("a.log"), 1, "client_log_file").unwrap();
@@ -288,7 +279,6 @@ mod tests {
         let written = fs::read_to_string(file.path()).unwrap();
         assert_eq!(written.lines().next(), Some("line 50"));
         assert_eq!(written.lines().count(), 100);
-        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

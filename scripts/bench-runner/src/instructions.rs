@@ -60,9 +60,9 @@ pub(crate) fn run(setting: &Setting) -> Result<(), String> {
         }
     }
     let scratch = Scratch::new()?;
-    let sandbox = scratch.0.join("sandbox");
+    let sandbox = scratch.path().join("sandbox");
     std::fs::create_dir_all(sandbox.join("logs")).map_err(|e| e.to_string())?;
-    let plugins = scratch.0.join("plugins");
+    let plugins = scratch.path().join("plugins");
     std::fs::create_dir_all(&plugins).map_err(|e| e.to_string())?;
     let library = layout.release.join("libtest_plugin_noop_hook.so");
     for k in 0..setting.noop_plugins {
@@ -74,7 +74,7 @@ pub(crate) fn run(setting: &Setting) -> Result<(), String> {
     upstream_command.arg("upstream");
     let upstream = Server::start("bench upstream", upstream_command, READY_TIMEOUT)?;
 
-    let out_file = scratch.0.join("callgrind.out");
+    let out_file = scratch.path().join("callgrind.out");
     let plain = proxy_command(&layout, &sandbox, &upstream.url(), Some(&plugins));
     let mut command = Command::new("valgrind");
     command
@@ -165,7 +165,7 @@ pub(crate) fn run(setting: &Setting) -> Result<(), String> {
             "the proxy dropped {dropped} hook events (queue full): the count would leave out their hooks"
         ));
     }
-    let (dump, total) = dumped_total(&scratch.0, &out_file)?;
+    let (dump, total) = dumped_total(scratch.path(), &out_file)?;
     drop(proxy);
     if let Some(keep) = &setting.callgrind_out {
         std::fs::copy(&dump, keep).map_err(|error| {

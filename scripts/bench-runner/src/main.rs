@@ -334,27 +334,19 @@ fn active_plugins(
 }
 
 /// A scratch folder removed at the end.
-struct Scratch(PathBuf);
+struct Scratch(tempfile::TempDir);
 
 impl Scratch {
     fn new() -> Result<Self, String> {
-        let path = std::env::temp_dir().join(format!(
-            "ccproxy-bench-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis())
-                .unwrap_or(0)
-        ));
-        std::fs::create_dir_all(&path)
-            .map_err(|error| format!("cannot create {}: {error}", path.display()))?;
-        Ok(Self(path))
+        tempfile::Builder::new()
+            .prefix("ccproxy-bench-")
+            .tempdir()
+            .map(Self)
+            .map_err(|error| format!("cannot create a scratch folder: {error}"))
     }
-}
 
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+    fn path(&self) -> &Path {
+        self.0.path()
     }
 }
 
@@ -509,7 +501,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
     };
     let oha = load::oha_path(&layout.target);
     let scratch = Scratch::new()?;
-    let sandbox = scratch.0.join("sandbox");
+    let sandbox = scratch.path().join("sandbox");
     std::fs::create_dir_all(sandbox.join("logs")).map_err(|e| e.to_string())?;
     let machine = machine_info(&layout);
     eprintln!("==> machine: {}", machine.replace('\n', "; "));
@@ -526,7 +518,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
             ("messages_stream", &bodies.messages_stream),
             ("chat_stream", &bodies.chat_stream),
         ] {
-            let path = scratch.0.join(format!("{size}_{key}.json"));
+            let path = scratch.path().join(format!("{size}_{key}.json"));
             std::fs::write(&path, bytes).map_err(|e| e.to_string())?;
             files.insert(bytes.as_ptr() as usize, path);
         }
@@ -633,7 +625,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
                     duration: Duration::from_millis(300),
                     headers: &HEADERS,
                 };
-                let round = load::run(&oha, &scratch.0, &warm, None)?;
+                let round = load::run(&oha, scratch.path(), &warm, None)?;
                 if round.ok == 0 {
                     return Err(format!(
                         "warm-up of {url} had no successful request; the proxy's log:\n{}",
@@ -684,7 +676,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
                         };
                         let sampler = (through_proxy && concurrency == 64)
                             .then(|| RssSampler::start(proxy.pid()));
-                        let result = load::run(&oha, &scratch.0, &spec, Some(measured))?;
+                        let result = load::run(&oha, scratch.path(), &spec, Some(measured))?;
                         if let Some(sampler) = sampler {
                             rss_load_max = rss_load_max.max(sampler.finish());
                         }
@@ -780,7 +772,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
     eprintln!("==> hook cost: proxies with 0, 1 and 10 no-op hook plugins");
     let hooks = hook_cost(
         &layout,
-        &scratch.0,
+        scratch.path(),
         &upstream_url,
         &oha,
         &file_of(&sizes[0].1.messages),

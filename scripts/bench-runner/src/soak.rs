@@ -814,7 +814,7 @@ pub(crate) fn run(args: &SoakArgs) -> Result<bool, String> {
     eprintln!("==> machine: {}", machine.replace('\n', "; "));
 
     let scratch = Scratch::new()?;
-    let sandbox = scratch.0.join("sandbox");
+    let sandbox = scratch.path().join("sandbox");
     std::fs::create_dir_all(sandbox.join("logs")).map_err(|e| e.to_string())?;
     write_codex_login(&sandbox.join("codex"))?;
 

@@ -180,18 +180,11 @@ fn read_identity(
 mod tests {
     use super::*;
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("ccproxy-mock-tls-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("the temp dir is writable");
-        dir
-    }
-
     #[test]
     fn a_generated_ca_signs_a_certificate_for_the_loopback_address() {
         use rustls::client::danger::ServerCertVerifier;
-        let dir = scratch("generate");
+        let scratch = tempfile::tempdir().expect("the temp dir is writable");
+        let dir = scratch.path();
         let ca_out = dir.join("ca.pem");
         let (chain, _key) = generate(&ca_out).expect("certificates are made");
         let ca = CertificateDer::from_pem_file(&ca_out).expect("the CA file is PEM");
@@ -213,12 +206,12 @@ mod tests {
                 rustls::pki_types::UnixTime::now(),
             )
             .expect("the leaf is valid for 127.0.0.1 under the CA");
-        let _ = fs::remove_dir_all(dir);
     }
 
     #[test]
     fn unknown_alpn_protocols_are_refused() {
-        let dir = scratch("alpn");
+        let scratch = tempfile::tempdir().expect("the temp dir is writable");
+        let dir = scratch.path();
         let options = TlsOptions {
             identity: Identity::Generate {
                 ca_out: dir.join("ca.pem"),
@@ -227,12 +220,12 @@ mod tests {
         };
         let error = Tls::new(&options).err().expect("h3 is refused");
         assert!(error.contains("\"h3\""), "{error}");
-        let _ = fs::remove_dir_all(dir);
     }
 
     #[test]
     fn certificate_files_are_read() {
-        let dir = scratch("files");
+        let scratch = tempfile::tempdir().expect("the temp dir is writable");
+        let dir = scratch.path();
         let (_ca, leaf, key) = make_certificates().expect("certificates are made");
         fs::write(dir.join("cert.pem"), leaf.pem()).expect("the scratch dir is writable");
         fs::write(dir.join("key.pem"), key.serialize_pem()).expect("the scratch dir is writable");
@@ -253,6 +246,5 @@ mod tests {
         };
         let error = Tls::new(&missing).err().expect("the file is missing");
         assert!(error.starts_with("--tls-cert "), "{error}");
-        let _ = fs::remove_dir_all(dir);
     }
 }
