@@ -28,7 +28,7 @@
 //! proxy logs:
 //!
 //! ```text
-//! INFO plugin: dashboard serving /dashboard (6 files, 40 KiB), data from /logs and /plugins/status plugin="dashboard"
+//! INFO plugin: dashboard serving /dashboard (6 files, 42 KiB), data from /logs and /plugins/status plugin="dashboard"
 //! ```
 //!
 //! README.md beside this crate lists the config keys.
