@@ -812,6 +812,11 @@ impl TestPlugin {
     /// let served = plugin.configured_endpoints();
     /// assert_eq!(served.provider_endpoints[0].path, "/local/v1/messages");
     /// assert_eq!(plugin.route(request("GET", "/local/v1/models")).unwrap().status, 200);
+    /// // `prepare_upstream` knows the configured endpoints and their formats.
+    /// let error = plugin
+    ///     .prepare_upstream(ProviderRequest { endpoint: "/local/v1/messages".into(), ..Default::default() })
+    ///     .unwrap_err();
+    /// assert_eq!(error.kind(), ErrorKind::Unsupported, "{error}");
     /// ```
     pub fn configured_endpoints(&self) -> &ConfiguredEndpoints {
         &self.configured
@@ -1319,14 +1324,19 @@ impl TestPlugin {
     /// assert_eq!(upstream.url, "https://api.example.test/v1/messages");
     /// ```
     pub fn prepare_upstream(&self, req: ProviderRequest) -> Result<UpstreamRequest, PluginError> {
-        let spec = self
-            .manifest
-            .provider
-            .as_ref()
-            .filter(|spec| {
-                spec.endpoints
-                    .iter()
-                    .any(|endpoint| endpoint.path == req.endpoint)
+        // The manifest's endpoints, then those the config added (1.3), each
+        // with its upstream format as the host mounts it.
+        let provider = self.manifest.provider.as_ref();
+        let declared = provider.into_iter().flat_map(|spec| spec.endpoints.iter());
+        let native = declared
+            .chain(&self.configured.provider_endpoints)
+            .find(|endpoint| endpoint.path == req.endpoint)
+            .map(|endpoint| {
+                endpoint
+                    .native_format
+                    .clone()
+                    .or_else(|| provider.map(|spec| spec.native_format.clone()))
+                    .unwrap_or_default()
             })
             .ok_or_else(|| {
                 PluginError::not_found(format!(
@@ -1338,7 +1348,7 @@ impl TestPlugin {
             endpoint: req.endpoint,
             client_format: req.client_format,
             native_format: if req.native_format.is_empty() {
-                spec.native_format.clone()
+                native
             } else {
                 req.native_format
             },

@@ -7,6 +7,7 @@ use std::{
 };
 
 use ccproxy_formats::Format;
+use ccproxy_plugin_abi::manifest::ProviderEndpoint;
 
 use crate::plugins::registry::ActivePlugin;
 
@@ -129,7 +130,7 @@ impl RouteTable {
         for plugin in plugins {
             for (native, endpoint) in plugin.provider_endpoints() {
                 let mounted =
-                    provider_route(native, &endpoint.format, &endpoint.path).and_then(|route| {
+                    provider_route(native, endpoint).and_then(|route| {
                         let target = Target::Provider {
                             plugin: plugin.clone(),
                             route: Arc::new(route),
@@ -224,7 +225,7 @@ impl RouteTable {
                     }
                     // A provider endpoint that cannot be mounted was reported already.
                     let Ok(provider_route) =
-                        provider_route(native, &provider_endpoint.format, &provider_endpoint.path)
+                        provider_route(native, provider_endpoint)
                     else {
                         continue;
                     };
@@ -341,19 +342,25 @@ fn first_segment(path: &str) -> Option<&str> {
 
 fn provider_route(
     native: &str,
-    client: &str,
-    path: &str,
+    endpoint: &ProviderEndpoint,
 ) -> Result<super::provider::ProviderRoute, String> {
     let native = native
         .parse()
         .map_err(|e: ccproxy_formats::UnknownFormat| e.to_string())?;
-    let client = client
+    let client = endpoint
+        .format
         .parse()
         .map_err(|e: ccproxy_formats::UnknownFormat| e.to_string())?;
+    // An endpoint with a format of its own fronts one of several upstreams
+    // (a configured provider): its first segment names that upstream.
+    let upstream = endpoint.native_format.as_ref().and_then(|_| {
+        first_segment(&endpoint.path).map(|prefix| prefix.trim_start_matches('/').to_owned())
+    });
     Ok(super::provider::ProviderRoute {
-        path: path.to_owned(),
+        path: endpoint.path.clone(),
         client,
         native,
+        upstream,
     })
 }
 

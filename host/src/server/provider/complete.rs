@@ -85,11 +85,12 @@ pub(super) async fn upstream_error(
         url,
         ..
     } = answering;
+    let who = route.who(name);
     let body = match collected {
         Ok(body) => body,
         Err(failure) => {
             let message = format!(
-                "provider {name}: the upstream answered {status} and then {}",
+                "provider {who}: the upstream answered {status} and then {}",
                 failure.describe()
             );
             app.shared.hooks.observe(HookEvent::ProviderError, Some(request_id), || {
@@ -127,10 +128,11 @@ pub(super) async fn complete_response(
         usage,
         ..
     } = answering;
+    let who = route.who(name);
     let body = match collected {
         Ok(body) => body,
         Err(failure) => {
-            let message = format!("provider {name}: {}", failure.describe());
+            let message = format!("provider {who}: {}", failure.describe());
             app.shared.hooks.observe(HookEvent::ProviderError, Some(request_id), || {
                 json!({"request_id": request_id, "provider": name, "url": url, "error": message, "phase": "body"})
             });
@@ -150,7 +152,7 @@ pub(super) async fn complete_response(
     let converted = convert::response(route.native, route.client, &body).map_err(|error| {
         ProxyError::upstream(
             StatusCode::BAD_GATEWAY,
-            format!("provider {name}: upstream answer could not be converted: {error}"),
+            format!("provider {who}: upstream answer could not be converted: {error}"),
         )
     })?;
     let converted = match &alias {
@@ -179,6 +181,7 @@ pub(super) async fn accumulate_response(
         usage,
         ..
     } = answering;
+    let who = route.who(name);
     let mut body = upstream.body;
     let mut decoder = sse::Decoder::new();
     let mut accumulator = convert::Accumulator::new(route.native, route.client);
@@ -194,7 +197,7 @@ pub(super) async fn accumulate_response(
                     if let Err(error) = decoder.push(&data, &mut events) {
                         break Some(ProxyError::upstream(
                             StatusCode::BAD_GATEWAY,
-                            format!("provider {name}: upstream stream is malformed: {error}"),
+                            format!("provider {who}: upstream stream is malformed: {error}"),
                         ));
                     }
                     for event in &events {
@@ -219,14 +222,14 @@ pub(super) async fn accumulate_response(
             Ok(Some(Err(error))) => {
                 break Some(ProxyError::upstream(
                     StatusCode::BAD_GATEWAY,
-                    format!("provider {name}: upstream connection broke mid-stream: {error}"),
+                    format!("provider {who}: upstream connection broke mid-stream: {error}"),
                 ));
             }
             Err(_) => {
                 break Some(ProxyError::upstream(
                     StatusCode::GATEWAY_TIMEOUT,
                     format!(
-                        "provider {name}: upstream sent nothing for {} s mid-stream",
+                        "provider {who}: upstream sent nothing for {} s mid-stream",
                         read_timeout.as_secs()
                     ),
                 ));
@@ -241,7 +244,7 @@ pub(super) async fn accumulate_response(
         None => accumulator.finish().map_err(|error| {
             let status =
                 StatusCode::from_u16(error.kind.status()).unwrap_or(StatusCode::BAD_GATEWAY);
-            ProxyError::upstream(status, format!("provider {name}: {}", error.message))
+            ProxyError::upstream(status, format!("provider {who}: {}", error.message))
         }),
     };
     match result {

@@ -56,6 +56,20 @@ pub struct ProviderRoute {
     pub client: Format,
     /// What the upstream speaks.
     pub native: Format,
+    /// For an endpoint a provider's config added (plugin API 1.3): the
+    /// upstream it fronts, the path's first segment, named in error messages.
+    pub upstream: Option<String>,
+}
+
+impl ProviderRoute {
+    /// The provider as error messages name it: `compat (upstream local)` for
+    /// a configured endpoint, the plugin's name otherwise.
+    pub fn who<'a>(&self, plugin: &'a str) -> std::borrow::Cow<'a, str> {
+        match &self.upstream {
+            Some(upstream) => format!("{plugin} (upstream {upstream})").into(),
+            None => plugin.into(),
+        }
+    }
 }
 
 /// A provider endpoint's answer, for `request.completed`: which provider,
@@ -267,6 +281,24 @@ pub async fn handle(
     response
 }
 
+/// A success answered with a web page or plain text (a captive portal, a
+/// gateway's login page, a server that is not the API) is no API answer:
+/// a 502 naming the provider, never the page passed off as one.
+fn refuse_a_page(headers: &http::HeaderMap, status: u16, who: &str) -> Result<(), ProxyError> {
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let media = content_type.split(';').next().unwrap_or_default().trim();
+    if media.eq_ignore_ascii_case("text/html") || media.eq_ignore_ascii_case("text/plain") {
+        return Err(ProxyError::upstream(
+            http::StatusCode::BAD_GATEWAY,
+            format!("provider {who}: the upstream answered {status} with {media}, not an API answer; check its base URL"),
+        ));
+    }
+    Ok(())
+}
+
 /// The steps in order; the first that fails ends the request. What every
 /// answer reports (failed or not) is noted in `facts` on the way.
 async fn answer(
@@ -311,11 +343,15 @@ async fn answer(
         received_later,
         upstream_time,
         passed,
-    } = send::send(app, name, request_id, &request, body, stream).await?;
+    } = send::send(app, (name, &route.who(name)), request_id, &request, body, stream).await?;
     // From here on every answer, failures included, reports the upstream's
     // time and passes its rate-limit headers.
     facts.upstream_time = Some(upstream_time);
     facts.passed = passed;
+
+    if upstream.status < 400 {
+        refuse_a_page(&upstream.headers, upstream.status, &route.who(name))?;
+    }
 
     let hooks = &app.shared.hooks;
     let wants_usage = [

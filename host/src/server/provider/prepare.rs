@@ -70,6 +70,7 @@ pub(super) async fn prepare(
     model: Option<&str>,
 ) -> Result<Prepared, ProxyError> {
     let name = &plugin.manifest.name;
+    let who = route.who(name);
     let input = PrepareInput {
         endpoint: &route.path,
         client_format: route.client.id(),
@@ -91,12 +92,12 @@ pub(super) async fn prepare(
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let message = match error.kind {
                 CallErrorKind::Panicked => format!(
-                    "provider {name} panicked while preparing the request: {}",
+                    "provider {who} panicked while preparing the request: {}",
                     error.message
                 ),
                 // Its message names the plugin and the operation already.
                 CallErrorKind::TimedOut => error.message,
-                _ => format!("provider {name}: {}", error.message),
+                _ => format!("provider {who}: {}", error.message),
             };
             ProxyError::plugin(status, message)
         })?;

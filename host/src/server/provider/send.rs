@@ -35,7 +35,7 @@ pub(super) struct Sent {
 /// is the upstream's (502, 504).
 pub(super) async fn send(
     app: &App,
-    name: &str,
+    (name, who): (&str, &str),
     request_id: &str,
     request: &UpstreamRequest,
     body: Vec<u8>,
@@ -83,7 +83,7 @@ pub(super) async fn send(
     let upstream = match upstream {
         Ok(upstream) => upstream,
         Err(error) => {
-            let message = format!("provider {name}: {error}");
+            let message = format!("provider {who}: {error}");
             hooks.observe(HookEvent::HttpError, Some(request_id), || {
                 json!({"request_id": request_id, "provider": name, "method": method, "url": url, "error_type": "transport", "error_detail": message})
             });
