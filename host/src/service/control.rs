@@ -78,7 +78,14 @@ fn read(path: &Path) -> anyhow::Result<ServerState> {
 /// `Ok(what changed)`, or an error saying why nothing did (the server keeps
 /// its old state).
 pub fn reload_running(port: u16, wait: Duration) -> anyhow::Result<String> {
-    let path = state_file(port);
+    // The system service's runtime folder is `/run/ccproxy`, which only the
+    // service itself is told of (RUNTIME_DIRECTORY): an operator's shell
+    // looks there after its own folder.
+    let service_file = Path::new("/run/ccproxy").join(format!("serve-{port}.json"));
+    let path = match state_file(port) {
+        own if !own.exists() && service_file.exists() => service_file,
+        own => own,
+    };
     let before = read(&path)?;
     let pid = libc::pid_t::try_from(before.pid).context("bad pid in the state file")?;
     if signal(pid, 0).is_err() {
