@@ -5,7 +5,8 @@
 //
 // Opens /dashboard, gives the page the token when it asks (a wrong one
 // first, which must be refused and asked for again), waits until its stream
-// of requests is live and prints {"event":"live"}. Then it runs the
+// of requests is live (or the page gave up: no /logs API) and prints
+// {"event":"open","connection":"live"|"off","base":URL}. Then it runs the
 // commands the Rust test sends, one JSON line each, and answers each with
 // one line {"event": COMMAND, ...}:
 //
@@ -159,9 +160,14 @@ async function open() {
     await page.locator("#token-submit").click();
     await page.locator("#token-dialog").waitFor({ state: "hidden" });
   }
-  await page.locator('#connection[data-state="live"]').waitFor();
-  // The first totals are drawn.
-  await page.waitForFunction(() => document.querySelector("#chart-tokens")?.dataset.points !== undefined);
+  // Live, or off for good (no /logs API to read).
+  await page.locator('#connection[data-state="live"], #connection[data-state="off"]').waitFor();
+  const connection = await page.locator("#connection").getAttribute("data-state");
+  if (connection === "live") {
+    // The first totals are drawn.
+    await page.waitForFunction(() => document.querySelector("#chart-tokens")?.dataset.points !== undefined);
+  }
+  return connection;
 }
 
 async function report() {
@@ -195,6 +201,7 @@ async function report() {
     state: {
       connection: await page.locator("#connection").getAttribute("data-state"),
       notice_hidden: await page.locator("#notice").isHidden(),
+      notice: await page.locator("#notice").textContent(),
       token_kept: await page.evaluate(() => sessionStorage.getItem("ccproxy.dashboard.token") !== null),
       address: page.url(),
     },
@@ -260,8 +267,8 @@ async function run(command) {
 }
 
 try {
-  await open();
-  say({ event: "live", base: relay.base });
+  const connection = await open();
+  say({ event: "open", connection, base: relay.base });
   for (;;) {
     const { value, done } = await commands.next();
     if (done) throw new Error("the test closed stdin without a close command");

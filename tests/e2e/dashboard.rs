@@ -406,8 +406,9 @@ fn the_page_shows_requests_made_after_it_opened_in_headless_chromium() {
 
     let mut browser = BrowserScript::start(&script, &proxy.base_url(), Some(TOKEN), profile.path());
     // The page's address: the script's relay in front of the proxy.
-    let live = browser.wait_for("live", &proxy);
-    let page_base = live["base"].as_str().expect("the page's base").to_owned();
+    let open = browser.wait_for("open", &proxy);
+    assert_eq!(open["connection"], "live", "{open}");
+    let page_base = open["base"].as_str().expect("the page's base").to_owned();
 
     // Only now, with the page open and its stream connected.
     let claude_id = ask_claude(&proxy);
@@ -661,7 +662,8 @@ fn without_a_client_token_the_page_asks_for_none_and_logs_no_error() {
         .tempdir()
         .expect("a temporary folder for the browser profile");
     let mut browser = BrowserScript::start(&script, &proxy.base_url(), None, profile.path());
-    browser.wait_for("live", &proxy);
+    let open = browser.wait_for("open", &proxy);
+    assert_eq!(open["connection"], "live", "{open}");
     let request_id = ask_claude(&proxy);
     wait_row(&mut browser, &proxy, &request_id);
     let report = browser.run(json!({"cmd": "report"}), &proxy);
@@ -681,6 +683,44 @@ fn without_a_client_token_the_page_asks_for_none_and_logs_no_error() {
         troubles.is_empty(),
         "console errors and warnings: {troubles:#?}"
     );
+}
+
+#[test]
+fn without_the_analytics_plugin_the_page_says_what_to_enable() {
+    let script = browser_tools();
+    let proxy = Proxy::start(ProxyOptions {
+        bundled: &["dashboard"],
+        ..ProxyOptions::default()
+    });
+    let health = proxy.get("/plugins/dashboard/health").json();
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["details"]["analytics"], "disabled", "{health}");
+
+    let profile = tempfile::Builder::new()
+        .prefix("ccproxy-chromium-")
+        .tempdir()
+        .expect("a temporary folder for the browser profile");
+    let mut browser = BrowserScript::start(&script, &proxy.base_url(), None, profile.path());
+    let open = browser.wait_for("open", &proxy);
+    assert_eq!(open["connection"], "off", "{open}");
+    let report = browser.run(json!({"cmd": "report"}), &proxy);
+    let notice = report["state"]["notice"].as_str().unwrap_or_default();
+    assert!(
+        notice.contains("analytics plugin is disabled")
+            && notice.contains("enable the storage and analytics plugins"),
+        "{report:#}"
+    );
+    let closed = browser.run(json!({"cmd": "close"}), &proxy);
+    assert!(browser.finish().success());
+    // It never asked for data that is not there.
+    for key in [
+        "page_errors",
+        "failed_requests",
+        "http_errors",
+        "logs_requests",
+    ] {
+        assert!(entries(&closed, key).is_empty(), "{key}: {closed:#}");
+    }
 }
 
 #[test]
