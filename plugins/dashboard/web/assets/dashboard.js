@@ -295,7 +295,14 @@ function matchesFilters(row) {
 }
 
 async function loadRows() {
-  const page = await api("/logs/query", { ...filterParams(), limit: settings.initialRows, order: "desc" });
+  // The table covers the range the totals and charts do.
+  const start = new Date(Date.now() - state.hours * 3600 * 1000).toISOString();
+  const page = await api("/logs/query", {
+    ...filterParams(),
+    start_time: start,
+    limit: settings.initialRows,
+    order: "desc",
+  });
   addRows(page.results ?? [], false);
 }
 
@@ -447,6 +454,8 @@ async function refreshAnalytics() {
   const asked = viewKey();
   const data = await api("/logs/analytics", { ...filterParams(), hours: state.hours });
   if (asked !== viewKey()) return;
+  // Whatever failed before (the proxy out of reach) works again.
+  notice("");
   state.lastAnalytics = { data, at: Date.now() };
   for (const entry of data.by_provider ?? []) if (entry.provider) state.providers.add(entry.provider);
   for (const entry of data.by_model ?? []) if (entry.model) state.models.add(entry.model);
