@@ -11,8 +11,9 @@
 //! - A reload that fails (a bad config, a plugin that fails to start or a new
 //!   file that is refused) changes nothing and says why; the old state keeps
 //!   serving. Libraries are never unloaded.
-//! - Only plugin settings take effect: a changed `server`, `logging`,
-//!   `security`, `http` or `hooks` section is reported as needing a restart.
+//! - Only plugin settings take effect (and `server.request_lines`): a changed
+//!   `server`, `logging`, `security`, `http` or `hooks` section is reported as
+//!   needing a restart.
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
@@ -190,6 +191,7 @@ impl Reloader {
         }
         self.restart_tasks(&new.active).await;
         self.retire(old_app, retired, &new);
+        crate::server::request_line::set_enabled(loaded.config.server.request_lines);
 
         let mut message = summary;
         if !notes.is_empty() {
@@ -297,7 +299,10 @@ fn summarize(old: &Registry, new: &Registry, retired: &[Arc<ActivePlugin>]) -> S
 /// The sections a reload does not apply, when they changed.
 fn needs_restart(running: &Config, read: &Config) -> Vec<String> {
     let mut changed = Vec::new();
-    if running.server != read.server {
+    // `server.request_lines` is applied by the reload itself.
+    let mut server = read.server.clone();
+    server.request_lines = running.server.request_lines;
+    if running.server != server {
         changed.push("server");
     }
     if running.logging != read.logging {

@@ -361,7 +361,8 @@ fn proxy_command(
     extra_plugins: Option<&Path>,
 ) -> Command {
     let mut command = Command::new(layout.ccproxy());
-    command.args(["serve", "--port", "0", "--log-level", "info"]);
+    // No line per request on the terminal: the access log is what is measured.
+    command.args(["serve", "--port", "0", "--log-level", "info", "--quiet"]);
     if let Some(dir) = extra_plugins {
         command.arg("--plugin-dir").arg(dir);
     }
