@@ -129,6 +129,10 @@ fn health(app: &App) -> Response<Body> {
         "version": env!("CARGO_PKG_VERSION"),
         "serviceId": "ccproxy",
         "description": "ccproxy LLM API proxy",
+        // Whether routes other than /health* and public plugin routes need
+        // the client token: a page (the dashboard) asks for it up front
+        // instead of learning it from a refused request. The 401 would say as much.
+        "client_token_required": app.shared.config.security.auth_token.as_ref().is_some_and(|token| !token.is_empty()),
         "checks": {
             "plugins:active": [{
                 "componentType": "component",

@@ -1,8 +1,8 @@
 // The dashboard page: reads the /logs API of the analytics plugin and the
 // host's /plugins/status, and keeps the page up to date from /logs/stream.
 //
-// The data routes need the client token when the proxy has one: the first
-// call (/plugins/status) finds out; on a 401 the page asks for the token,
+// The data routes need the client token when the proxy has one: /health says
+// so (the page then asks before any data call); on a 401 the page asks again,
 // keeps it (sessionStorage, or localStorage when the plugin says so) and
 // sends it as `Authorization: Bearer`. The DOM is only ever built with
 // createElement and textContent (the page runs under Trusted Types, so no
@@ -112,9 +112,15 @@ async function connect() {
   // next step.
   const generation = ++state.connectGeneration;
   setConnection("connecting", "connecting");
+  // Without a token yet, /health (public) says whether the proxy wants one:
+  // the page asks first rather than being refused.
+  if (!state.token && (await clientTokenRequired())) {
+    if (generation === state.connectGeneration) askForToken();
+    return;
+  }
   let status;
   try {
-    // The first data call: a 401 here means the page must ask for the token.
+    // The first data call: a 401 here means the stored token is wrong.
     status = await refreshPlugins();
   } catch (error) {
     if (generation === state.connectGeneration) failed(error);
@@ -140,6 +146,18 @@ async function connect() {
     await Promise.all([loadRows(), refreshAnalytics()]);
   } catch (error) {
     if (generation === state.connectGeneration) failed(error);
+  }
+}
+
+/** Whether the proxy wants its client token on the data routes (from /health). */
+async function clientTokenRequired() {
+  try {
+    const response = await fetch("/health", { cache: "no-store" });
+    const health = await response.json();
+    return health.client_token_required === true;
+  } catch {
+    // An older proxy or a failed probe: the data calls will tell.
+    return false;
   }
 }
 
