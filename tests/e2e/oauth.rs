@@ -777,6 +777,53 @@ fn browser_login_to_claude_checks_the_state_and_stores_the_claude_cli_file() {
 }
 
 #[test]
+fn without_no_browser_the_authorize_url_is_opened_in_the_users_browser() {
+    // The user's browser: an `xdg-open` first on PATH that writes down what it
+    // was asked to open.
+    let mock = Mock::start(&["--quiet"]);
+    let sandbox = Sandbox::new();
+    let bin = sandbox.root().join("bin");
+    fs::create_dir_all(&bin).expect("the sandbox is writable");
+    let opened = sandbox.root().join("opened-url");
+    let opener = bin.join("xdg-open");
+    fs::write(
+        &opener,
+        format!(
+            "#!/bin/sh\nprintf '%s' \"$1\" > '{}.part' && mv '{0}.part' '{0}'\n",
+            opened.display()
+        ),
+    )
+    .expect("the sandbox is writable");
+    fs::set_permissions(&opener, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let port = free_port();
+    let mut env = codex_env(&mock, port);
+    let path = std::env::var("PATH").unwrap_or_default();
+    env.push(("PATH".to_owned(), format!("{}:{path}", bin.display())));
+    let env = borrowed(&env);
+
+    let login = LoginProcess::start(&sandbox, &["auth", "login", "codex"], &env);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !opened.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let url = fs::read_to_string(&opened).unwrap_or_default();
+    // The URL is printed as well, for when no browser opens.
+    assert_eq!(url, login.url, "the browser was given the printed URL");
+    let state = login.param("state");
+    let (status, page) = browse(
+        port,
+        &format!("/auth/callback?code=good-code&scope=openid&state={state}"),
+    );
+    assert_eq!(status, 200, "{page}");
+    let output = login.finish();
+    assert_eq!(output.code, 0, "{output:?}");
+    assert!(
+        output.stdout.contains("If it does not open, visit"),
+        "{output:?}"
+    );
+}
+
+#[test]
 fn browser_login_to_codex_then_status_refresh_and_logout() {
     let mock = Mock::start(&["--quiet"]);
     let sandbox = Sandbox::new();
