@@ -8,12 +8,13 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq as _;
 
 /// A token. `Debug` prints `***`, so a credentials struct can be logged or
 /// put in an error without leaking it; [`Secret::expose`] is the one way out.
 /// It serialises as the bare string, so it round-trips through a credentials
 /// file or a token endpoint's answer.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
 
@@ -37,6 +38,13 @@ impl Secret {
     /// The token [`mask`]ed.
     pub fn masked(&self) -> String {
         mask(&self.0)
+    }
+}
+
+/// Compared in constant time, as every comparison with a secret.
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
     }
 }
 
@@ -68,6 +76,14 @@ mod tests {
     struct Credentials {
         access_token: Secret,
         refresh_token: Secret,
+    }
+
+    #[test]
+    fn secrets_are_equal_only_as_whole_values() {
+        assert_eq!(Secret::new("abc"), Secret::new("abc"));
+        assert_ne!(Secret::new("abc"), Secret::new("abd"));
+        assert_ne!(Secret::new("abc"), Secret::new("ab"));
+        assert_ne!(Secret::new(""), Secret::new("a"));
     }
 
     #[test]
