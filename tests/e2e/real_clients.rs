@@ -151,8 +151,14 @@ struct Run {
     _home: tempfile::TempDir,
 }
 
-/// Runs `client` on `base_url` with a private home, killed after [`CLIENT_TIMEOUT`].
+/// Runs `client` on `base_url` with a private home, killed after [`CLIENT_TIMEOUT`]; the
+/// Codex CLI on `gpt-5-codex`.
 fn run(client: Client, base_url: &str, prompt: &str) -> Run {
+    run_with(client, base_url, prompt, Some("gpt-5-codex"))
+}
+
+/// [`run`], the Codex CLI on `codex_model` (its default model when `None`).
+fn run_with(client: Client, base_url: &str, prompt: &str, codex_model: Option<&str>) -> Run {
     let home = tempfile::Builder::new()
         .prefix("ccproxy-client-")
         .tempdir()
@@ -191,9 +197,10 @@ fn run(client: Client, base_url: &str, prompt: &str) -> Run {
         Client::CodexCli => {
             let codex_home = home.path().join(".codex");
             fs::create_dir_all(&codex_home).expect("CODEX_HOME");
+            let model =
+                codex_model.map_or_else(String::new, |model| format!("model = \"{model}\"\n"));
             let config = format!(
-                r#"model = "gpt-5-codex"
-model_provider = "ccproxy"
+                r#"{model}model_provider = "ccproxy"
 check_for_update_on_startup = false
 
 [analytics]
@@ -482,6 +489,40 @@ fn codex_cli_on_codex_runs_its_tool() {
     tool_loop(Client::CodexCli, Route::Codex);
 }
 
+/// With its default model the Codex CLI sends other shapes (its tools as an
+/// `additional_tools` input item, another prompt); a plain answer still comes through.
+fn default_model_answers(route: Route) {
+    let (mock, proxy) = start();
+    let answer = format!("PLAIN-{}", token());
+    arm_agent(&mock, &answer, None);
+    let base = base_url(&proxy, Client::CodexCli, route);
+    let run = run_with(Client::CodexCli, &base, "Say hello.", None);
+    let printed = printed_answer(Client::CodexCli, &run);
+    assert!(
+        printed.contains(&answer),
+        "{route:?}: printed {printed:?}, not {answer:?}\nstderr:\n{}",
+        run.stderr
+    );
+    let requests = upstream_requests(&mock, route);
+    assert!(
+        requests[0]["body_text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("You are Codex"),
+        "its prompt reached the upstream"
+    );
+}
+
+#[test]
+fn codex_cli_with_its_default_model_on_claude_answers() {
+    default_model_answers(Route::Claude);
+}
+
+#[test]
+fn codex_cli_with_its_default_model_on_codex_answers() {
+    default_model_answers(Route::Codex);
+}
+
 #[test]
 fn codex_cli_on_claude_answers() {
     plain_answer(Client::CodexCli, Route::Claude);
@@ -600,7 +641,7 @@ fn codex_identifies_as_the_installed_codex_cli() {
     loop {
         let health = proxy.get("/plugins/codex/health").json();
         let identity = &health["details"]["codex_cli_identity"];
-        if identity["source"] == "detected" {
+        if identity["source"] == "detected" && identity["instructions"] == "detected" {
             assert_eq!(identity["version"], "0.171.0", "{health}");
             break;
         }
@@ -620,6 +661,36 @@ fn codex_identifies_as_the_installed_codex_cli() {
     let requests = upstream_requests(&mock, Route::Codex);
     let headers = &requests[0]["headers"];
     assert_eq!(headers["version"], "0.171.0", "{headers}");
+    // The prompt is the installed CLI's (captured once, cached per version), not the
+    // shipped 0.34.0 one.
+    let cache = proxy.sandbox().root().join("cache/ccproxy");
+    let cached: Value = serde_json::from_str(
+        &fs::read_to_string(cache.join("codex_headers_0.171.0.json"))
+            .expect("the Codex CLI's prompt is cached"),
+    )
+    .expect("the cache is JSON");
+    assert_eq!(
+        ccproxy_e2e::mode(&cache.join("codex_headers_0.171.0.json")),
+        0o600
+    );
+    let prompt = cached["instructions"].as_str().unwrap_or_default();
+    // Its default model's prompt ("You are Codex, an agent based on …").
+    assert!(prompt.starts_with("You are Codex"), "{prompt:.200}");
+    let shipped =
+        fs::read_to_string(workspace_root().join("plugins/codex/data/codex_cli_instructions.txt"))
+            .expect("the shipped prompt");
+    assert_ne!(
+        prompt.trim(),
+        shipped.trim(),
+        "0.171's prompt is not 0.34's"
+    );
+    let instructions = requests[0]["body"]["instructions"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        instructions.starts_with(prompt.trim_end()),
+        "{instructions:.300}"
+    );
     assert!(
         headers["user-agent"]
             .as_str()

@@ -201,3 +201,21 @@ fn reasoning_the_clients_send_back_reaches_only_its_own_provider() {
         assert!(!body.contains("mock-encrypted-reasoning-0"), "{to}");
     }
 }
+
+#[test]
+fn codex_cli_with_its_default_model_converts_without_its_input_tools() {
+    // Its tools come as an `additional_tools` input item (namespaces of function tools and
+    // the free-form `exec` tool), which has no counterpart elsewhere.
+    let turn = &turns("codex_cli_0.171.0_default_model.json")[0];
+    assert_eq!(turn["input"][0]["type"], "additional_tools");
+    let anthropic = convert_request(R, A, turn);
+    let system = anthropic["system"].to_string();
+    assert!(system.contains("You are Codex"), "{system:.300}");
+    assert!(
+        !anthropic.to_string().contains("additional_tools"),
+        "{anthropic:.300}"
+    );
+    assert_eq!(anthropic["messages"][0]["role"], "user");
+    let chat = convert_request(R, C, turn);
+    assert!(chat["messages"][0].to_string().contains("You are Codex"));
+}

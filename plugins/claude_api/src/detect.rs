@@ -276,6 +276,8 @@ pub(crate) async fn detect(ctx: &Context, program: &str) -> Result<Detected, Str
         )
         .await
         .map_err(|error| format!("{program}: {}", error.message()))?;
+    // Nothing to read: the prompt is an argument.
+    let _ = child.close_stdin().await;
     let captured = ctx
         .blocking(move || capture(&listener, CAPTURE_TIMEOUT))
         .await

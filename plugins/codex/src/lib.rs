@@ -78,6 +78,7 @@
 
 mod auth;
 mod config;
+mod detect;
 mod shaping;
 
 use std::{
@@ -121,8 +122,8 @@ struct Codex {
     models_cache: Option<PathBuf>,
     /// Whether the missing-account warning was logged (once is enough).
     warned_no_account: AtomicBool,
-    /// The installed Codex CLI's version, once detected.
-    detected_version: Arc<RwLock<Option<String>>>,
+    /// The installed Codex CLI's version and prompt, once detected.
+    detected: Arc<RwLock<Option<detect::Detected>>>,
 }
 
 /// A shaped body and what shaping found out.
@@ -171,7 +172,7 @@ impl Codex {
             .unwrap_or_else(|| shaping::conversation_id(&body));
         // A Codex CLI client sends its own (possibly newer) instructions.
         if config.inject_instructions && !auth::is_codex_client(client) {
-            shaping::inject_instructions(&mut body, &self.instructions);
+            shaping::inject_instructions(&mut body, &self.injected_instructions().0);
         }
         if config.inject_tools && shaping::inject_tools(&mut body, &self.tools) {
             debug!("added the Codex CLI's tools to a request without tools");
@@ -388,15 +389,12 @@ impl Plugin for Codex {
                 config.client_version.trim()
             }
         );
-        let detected_version = Arc::new(RwLock::new(None));
-        if config.client_version.trim().is_empty()
-            && !config.cli_path.is_empty()
-            && !ctx.bypass_mode()
-        {
-            ctx.spawn(detect_version(
+        let detected = Arc::new(RwLock::new(None));
+        if !config.cli_path.is_empty() && !ctx.bypass_mode() {
+            ctx.spawn(run_detection(
                 ctx.clone(),
                 config.cli_path.clone(),
-                detected_version.clone(),
+                detected.clone(),
             ));
         }
         Ok(Self {
@@ -407,7 +405,7 @@ impl Plugin for Codex {
             tools,
             models_cache,
             warned_no_account: AtomicBool::new(false),
-            detected_version,
+            detected,
         })
     }
 
@@ -456,14 +454,11 @@ impl Plugin for Codex {
     }
 
     async fn on_task(&self, task: String) -> Result<(), PluginError> {
-        if task == DETECTION_TASK
-            && self.config.client_version.trim().is_empty()
-            && !self.config.cli_path.is_empty()
-        {
-            detect_version(
+        if task == DETECTION_TASK && !self.config.cli_path.is_empty() {
+            run_detection(
                 self.ctx.clone(),
                 self.config.cli_path.clone(),
-                self.detected_version.clone(),
+                self.detected.clone(),
             )
             .await;
         }
@@ -472,8 +467,8 @@ impl Plugin for Codex {
 
     async fn on_health(&self) -> Health {
         let (version, source) = self.identity_version();
-        let identity =
-            json!({"originator": auth::ORIGINATOR, "version": version, "source": source});
+        let identity = json!({"originator": auth::ORIGINATOR, "version": version, "source": source,
+            "instructions": self.injected_instructions().1});
         match auth::resolve(&self.ctx).await {
             Ok(credential) => Health::with(
                 HealthStatus::Healthy,
@@ -504,63 +499,57 @@ impl Codex {
         if !configured.is_empty() {
             return (configured.to_owned(), "configured");
         }
-        match self.detected_version.read().ok().and_then(|v| v.clone()) {
+        let detected = self
+            .detected
+            .read()
+            .ok()
+            .and_then(|detected| Some(detected.as_ref()?.version.clone()));
+        match detected {
             Some(version) => (version, "detected"),
             None => (config::DEFAULT_CLIENT_VERSION.to_owned(), "bundled"),
         }
     }
-}
 
-/// The version in `codex --version`'s output (`codex-cli 0.171.0`).
-fn parse_cli_version(text: &str) -> Option<String> {
-    text.split_whitespace()
-        .find(|word| {
-            word.split('.').count() >= 3
-                && word
-                    .split('.')
-                    .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
-        })
-        .map(str::to_owned)
-}
-
-/// Runs `program --version` and keeps the version in `slot`; on failure the
-/// last one (or the bundled default) stays.
-async fn detect_version(ctx: Context, program: String, slot: Arc<RwLock<Option<String>>>) {
-    let outcome = async {
-        let mut child = ctx
-            .spawn_process(Command::new(&program).arg("--version"))
-            .await
-            .map_err(|error| error.message().to_owned())?;
-        let mut stdout = Vec::new();
-        while let Some(piece) = child
-            .read_stdout()
-            .await
-            .map_err(|error| error.message().to_owned())?
-        {
-            stdout.extend_from_slice(&piece);
+    /// The prompt `inject_instructions` prepends, and where it comes from:
+    /// `codex_instructions` (configured), the installed Codex CLI's
+    /// (detected), else the shipped 0.34.0 one (bundled).
+    fn injected_instructions(&self) -> (String, &'static str) {
+        if !self.config.codex_instructions.trim().is_empty() {
+            return (self.instructions.clone(), "configured");
         }
-        let status = child
-            .wait()
-            .await
-            .map_err(|error| error.message().to_owned())?;
-        let text = String::from_utf8_lossy(&stdout).into_owned();
-        if !status.success() {
-            return Err(format!("exited with {status:?}"));
+        let detected = self
+            .detected
+            .read()
+            .ok()
+            .and_then(|detected| detected.as_ref()?.instructions.clone());
+        match detected {
+            Some(instructions) => (instructions, "detected"),
+            None => (self.instructions.clone(), "bundled"),
         }
-        parse_cli_version(&text).ok_or_else(|| format!("printed no version: {text:?}"))
     }
-    .await;
-    match outcome {
-        Ok(version) => {
+}
+
+/// Detects the installed Codex CLI and keeps what it learnt in `slot`; on
+/// failure the last one (or the bundled defaults) stays.
+async fn run_detection(ctx: Context, program: String, slot: Arc<RwLock<Option<detect::Detected>>>) {
+    match detect::detect(&ctx, &program).await {
+        Ok(detected) => {
             info!(
-                "codex: Codex CLI {version} detected; identifying as {} {version}",
-                auth::ORIGINATOR
+                "codex: Codex CLI {} detected{}; identifying as {} {}",
+                detected.version,
+                if detected.instructions.is_some() {
+                    " with its prompt"
+                } else {
+                    ""
+                },
+                auth::ORIGINATOR,
+                detected.version
             );
             if let Ok(mut slot) = slot.write() {
-                *slot = Some(version);
+                *slot = Some(detected);
             }
         }
-        Err(error) => debug!("codex: no Codex CLI version detected from {program} ({error})"),
+        Err(error) => debug!("codex: no Codex CLI detected from {program} ({error})"),
     }
 }
 
@@ -1676,15 +1665,6 @@ mod tests {
     }
 
     #[test]
-    fn the_codex_cli_version_is_read_from_its_banner() {
-        assert_eq!(
-            parse_cli_version("codex-cli 0.171.0\n").as_deref(),
-            Some("0.171.0")
-        );
-        assert_eq!(parse_cli_version("codex-cli"), None);
-    }
-
-    #[test]
     fn without_client_version_the_installed_codex_cli_is_the_identity() {
         let identity = |plugin: &TestPlugin| {
             plugin.health().expect("health").details["codex_cli_identity"].clone()
@@ -1692,7 +1672,7 @@ mod tests {
         let off = start(&host(json!({"cli_path": ""})));
         assert_eq!(
             identity(&off),
-            json!({"originator": "codex_cli_rs", "version": config::DEFAULT_CLIENT_VERSION, "source": "bundled"})
+            json!({"originator": "codex_cli_rs", "version": config::DEFAULT_CLIENT_VERSION, "source": "bundled", "instructions": "bundled"})
         );
         let configured = start(&host(json!({"client_version": "0.130.0"})));
         assert_eq!(identity(&configured)["source"], "configured");
@@ -1709,7 +1689,8 @@ mod tests {
         detected.run_spawned();
         assert_eq!(
             identity(&detected),
-            json!({"originator": "codex_cli_rs", "version": "0.171.0", "source": "detected"})
+            json!({"originator": "codex_cli_rs", "version": "0.171.0", "source": "detected", "instructions": "bundled"}),
+            "a CLI that sends no request leaves the shipped prompt"
         );
         let upstream = detected
             .prepare_upstream(provider_request(

@@ -42,6 +42,15 @@ pub(crate) fn decode_request(
         }
         Some(api::Input::Items(items)) => {
             for (index, item) in items.into_iter().enumerate() {
+                // Codex CLI 0.171 with its default model declares its tools in the input
+                // (`{"type": "additional_tools", "role": "developer", "tools": [namespaces
+                // of function and free-form tools]}`); namespaced and free-form tools have
+                // no counterpart elsewhere, so like them it is left out.
+                if let api::Item::Other(object) = &item
+                    && object.get("type").and_then(Value::as_str) == Some("additional_tools")
+                {
+                    continue;
+                }
                 decode_item(item, index, target, &mut messages)?;
             }
         }
