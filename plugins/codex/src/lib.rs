@@ -29,8 +29,13 @@
 //! (its `version` header, or its user agent as Codex CLI 0.171 sends none),
 //! else `client_version`, else the installed Codex CLI's (`cli_path --version`,
 //! `codex` on `PATH`, detected at start and every
-//! `detection_interval_seconds`), else 0.114.0; `/plugins/codex/health`
-//! says which (`codex_cli_identity`). A Codex CLI client's session
+//! `detection_interval_seconds`), else 0.114.0. The prompt prepended for
+//! clients that are not the Codex CLI is `codex_instructions`, else the
+//! installed Codex CLI's (captured once from `codex exec` at a capture point
+//! of this plugin, cached per version in
+//! `$XDG_CACHE_HOME/ccproxy/codex_headers_<version>.json`; `detect.rs`), else
+//! the shipped 0.34.0 one. `/plugins/codex/health` says which of each
+//! (`codex_cli_identity`). A Codex CLI client's session
 //! (`session_id`, or `session-id` as 0.171 spells it) is the conversation's.
 //!
 //! Body shaping, in order, each step with its own switch (see `shaping.rs`):
@@ -346,7 +351,7 @@ impl Plugin for Codex {
             .config_key("unsupported_params", "top-level parameters the backend refuses, removed by strip_unsupported_params")
             .config_key("fold_system_into_instructions", "move system and developer input messages into instructions")
             .config_key("inject_instructions", "prepend the Codex CLI's instructions (not for Codex CLI clients, which send their own)")
-            .config_key("codex_instructions", "the text inject_instructions prepends; empty: the Codex CLI 0.34.0 prompt shipped with the plugin")
+            .config_key("codex_instructions", "the text inject_instructions prepends; empty: the installed Codex CLI's prompt (detected with cli_path), else the Codex CLI 0.34.0 prompt shipped with the plugin")
             .config_key("inject_tools", "give tool-less requests the Codex CLI's shell and view_image tools (off: generic clients cannot run them)")
             .config_key("add_reasoning_defaults", "add reasoning {effort, summary} and include [reasoning.encrypted_content] when absent")
             .config_key("reasoning_effort", "reasoning.effort added by add_reasoning_defaults")
