@@ -1,0 +1,51 @@
+#!/bin/sh
+# A stand-in for the Claude Code CLI in stream-json mode (tests of the claude_sdk
+# plugin). FAKE_CLAUDE_MODE chooses what it does:
+#   echo (default)  per user message read: the init line, one assistant text
+#                   "turn N: MESSAGE" (N counts the messages this process read;
+#                   "resumed " first when started with --resume), the result line
+#   exit            writes "fake failure" to stderr and exits 3 at once
+#   init-then-exit  writes the init line, then exits 1
+#   hang            writes the init line, then waits 30 s
+#   error-result    answers each message with an error result
+#   in-use          refuses --session-id as the CLI does for a session it has
+#                   ("Session ID ... is already in use."); echoes with --resume
+mode="${FAKE_CLAUDE_MODE:-echo}"
+session="fake-session"
+resumed=""
+model="claude-fake-1"
+previous=""
+for arg in "$@"; do
+    case "$previous" in
+        --session-id) session="$arg" ;;
+        --resume) session="$arg"; resumed="resumed " ;;
+        --model) model="$arg" ;;
+    esac
+    previous="$arg"
+done
+init() {
+    printf '{"type":"system","subtype":"init","cwd":"%s","session_id":"%s","model":"%s","tools":[]}\n' "$PWD" "$session" "$model"
+}
+case "$mode" in
+    exit) echo "fake failure" >&2; exit 3 ;;
+    init-then-exit) init; exit 1 ;;
+    hang) init; sleep 30; exit 0 ;;
+    in-use)
+        if [ -z "$resumed" ]; then
+            echo "Error: Session ID $session is already in use." >&2
+            exit 1
+        fi ;;
+esac
+turn=0
+while IFS= read -r line; do
+    turn=$((turn + 1))
+    text=$(printf '%s' "$line" | sed 's/.*"content":"\([^"]*\)".*/\1/')
+    init
+    if [ "$mode" = "error-result" ]; then
+        printf '{"type":"result","subtype":"success","is_error":true,"result":"API Error: 401 invalid x-api-key","session_id":"%s","total_cost_usd":0,"usage":{"input_tokens":0,"output_tokens":0}}\n' "$session"
+        continue
+    fi
+    printf '{"type":"system","subtype":"thinking_tokens","estimated_tokens":4,"session_id":"%s"}\n' "$session"
+    printf '{"type":"assistant","message":{"id":"msg_fake","model":"%s","role":"assistant","content":[{"type":"text","text":"%sturn %s: %s"}]},"session_id":"%s"}\n' "$model" "$resumed" "$turn" "$text" "$session"
+    printf '{"type":"result","subtype":"success","is_error":false,"result":"done","stop_reason":"end_turn","session_id":"%s","total_cost_usd":0.0012,"usage":{"input_tokens":10,"output_tokens":5,"cache_read_input_tokens":2}}\n' "$session"
+done
