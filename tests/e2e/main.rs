@@ -11,6 +11,7 @@ mod command_replay;
 mod compat;
 mod config;
 mod configured_endpoints;
+mod copilot;
 mod dashboard;
 mod examples;
 mod format_adapters;

@@ -248,6 +248,9 @@ async fn login(
     timeout: Duration,
 ) -> anyhow::Result<u8> {
     find(registry, provider)?;
+    if plugin_setting(registry, provider, "device_code_url").is_some() {
+        return device_login(registry, provider).await;
+    }
     let (verifier, challenge) = pkce()?;
     let state = random_token()?;
     let redirect_key = if manual {
@@ -335,6 +338,63 @@ async fn login(
     };
     println!("logged in to {provider}: {}", summary(&status));
     Ok(exit::OK)
+}
+
+/// The device flow (RFC 8628), for a provider whose plugin has a
+/// `device_code_url` setting (Copilot): the plugin's `device_code` starts it,
+/// the user enters the code shown at the verification page, and the plugin's
+/// `device_poll` is asked every `interval` seconds (5 more after each
+/// `slow_down`) until it answers `ok` (the plugin stored the login) or fails
+/// (`expired_token`, `access_denied`), or the code expires.
+async fn device_login(registry: &Registry, provider: &str) -> anyhow::Result<u8> {
+    let start = call(registry, provider, "device_code", json!({})).await?;
+    let text = |key: &str| {
+        start
+            .get(key)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("{provider} started the device flow without {key}"))
+    };
+    let (device_code, user_code, uri) = (
+        text("device_code")?,
+        text("user_code")?,
+        text("verification_uri")?,
+    );
+    let mut interval = start.get("interval").and_then(Value::as_u64).unwrap_or(5);
+    let expires_in = start
+        .get("expires_in")
+        .and_then(Value::as_u64)
+        .unwrap_or(900);
+    println!(
+        "To log in to {provider}, open {uri} and enter the code {user_code}\n(waiting; the code expires in {} min)",
+        expires_in.div_ceil(60)
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(expires_in);
+    loop {
+        tokio::time::sleep(Duration::from_secs(interval)).await;
+        if std::time::Instant::now() >= deadline {
+            bail!(
+                "the device code expired before it was entered; nothing was stored; run `ccproxy auth login {provider}` again"
+            );
+        }
+        let answer = call(
+            registry,
+            provider,
+            "device_poll",
+            json!({"device_code": device_code}),
+        )
+        .await?;
+        match answer.get("status").and_then(Value::as_str) {
+            Some("pending") => {}
+            // RFC 8628 3.5: every later poll waits 5 s longer.
+            Some("slow_down") => interval += 5,
+            Some("ok") => {
+                println!("logged in to {provider}: {}", summary(&answer));
+                return Ok(exit::OK);
+            }
+            other => bail!("{provider} answered device_poll with an unknown status {other:?}"),
+        }
+    }
 }
 
 /// What the user pasted in the manual flow.

@@ -22,6 +22,7 @@
 //! | `POST /v1/oauth/token` | the fake Claude authorization server (JSON grants, below) |
 //! | `POST /oauth/token` | the fake OpenAI authorization server (form-encoded grants, below) |
 //! | `GET /api/oauth/profile` | a Claude Max account's profile, for any `authorization: Bearer` token |
+//! | GitHub's device flow and Copilot token exchange, Copilot's `/embeddings` and `/models` | see `github.rs` (control: `/_mock/github`) |
 //!
 //! Streams go out as `event: X\ndata: Y\n\n`, one event per body frame. Every
 //! answer carries `x-mock-sample: NAME` naming the sample it came from.
@@ -123,6 +124,7 @@
 
 mod agent;
 mod codex;
+mod github;
 pub mod quirks;
 mod samples;
 mod server;

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
 use crate::{
-    Options, agent, codex, quirks,
+    Options, agent, codex, github, quirks,
     samples::{Event, Format, Reply, Samples, Selected},
     tls::{ConnectionTls, Tls},
 };
@@ -61,6 +61,7 @@ pub async fn serve(options: Options) -> Result<(), String> {
         upstream_requests: AtomicU64::new(0),
         shutdown,
         inner: Mutex::new(Inner::default()),
+        github: github::GitHub::default(),
     });
     {
         let mut stdout = std::io::stdout().lock();
@@ -185,6 +186,7 @@ struct State {
     upstream_requests: AtomicU64,
     shutdown: watch::Sender<bool>,
     inner: Mutex<Inner>,
+    github: github::GitHub,
 }
 
 #[derive(Default)]
@@ -343,6 +345,13 @@ async fn upstream(
     path: &str,
     body: &Bytes,
 ) -> Response<Body> {
+    if let Some((status, answer)) = github::upstream(&state.github, parts, path, body).await {
+        state.set_response(index, status, "github", b"", "answered");
+        return plain_json(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+            &answer,
+        );
+    }
     let method = &parts.method;
     let endpoint = match (method, path) {
         (&Method::POST, "/v1/messages") => Endpoint::Api(Format::Anthropic),
@@ -930,6 +939,13 @@ fn profile(parts: &Parts) -> Response<Body> {
 
 fn control(state: &State, method: &Method, command: &str, body: &Bytes) -> Response<Body> {
     match (method, command) {
+        (_, "github") => {
+            let (status, answer) = github::control(&state.github, method, body);
+            plain_json(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+                &answer,
+            )
+        }
         (&Method::GET, "requests") => plain_json(
             StatusCode::OK,
             &Value::Array(state.inner().requests.clone()),
