@@ -57,8 +57,8 @@ struct Config {
     stream_queue: usize,
     /// Open streams at most; more are refused with 503.
     max_streams: usize,
-    /// Requests whose path starts with one of these are not streamed.
-    exclude_paths: Vec<String>,
+    /// Seconds between reads of the latest rows while a stream is open.
+    poll_interval: f64,
 }
 
 impl Default for Config {
@@ -67,18 +67,7 @@ impl Default for Config {
             keepalive_seconds: 15.0,
             stream_queue: 256,
             max_streams: 64,
-            // As the storage plugin's: a dashboard's own reads are not news.
-            exclude_paths: [
-                "/health",
-                "/metrics",
-                "/readyz",
-                "/livez",
-                "/logs",
-                "/dashboard",
-                "/plugins",
-            ]
-            .map(str::to_owned)
-            .to_vec(),
+            poll_interval: 0.25,
         }
     }
 }
@@ -173,6 +162,15 @@ struct Analytics {
     ctx: Context,
     config: Config,
     streams: Streams,
+    /// The `next` of the last `log_storage.recent` answer, while streams are open.
+    cursor: Mutex<Option<u64>>,
+}
+
+/// `log_storage.recent`'s answer.
+#[derive(Debug, Deserialize)]
+struct RecentRows {
+    next: u64,
+    rows: Vec<LogRow>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -210,11 +208,20 @@ impl Analytics {
         }
     }
 
-    fn stream(&self, query: &str) -> RouteResponse {
+    async fn stream(&self, query: &str) -> RouteResponse {
         let filter = match parse_stream_filter(query) {
             Ok(filter) => filter,
             Err(error) => return bad_request(&error).into(),
         };
+        // The first stream starts the store's record of recent rows.
+        if lock(&self.cursor).is_none() {
+            match self.recent(None).await {
+                Ok(recent) => *lock(&self.cursor) = Some(recent.next),
+                Err(error) => {
+                    return error_response(503, "service_unavailable", error.message()).into();
+                }
+            }
+        }
         match self
             .streams
             .open(filter, self.config.stream_queue, self.config.max_streams)
@@ -224,11 +231,33 @@ impl Analytics {
         }
     }
 
-    fn is_excluded(&self, path: &str) -> bool {
-        self.config
-            .exclude_paths
-            .iter()
-            .any(|excluded| path.starts_with(excluded.as_str()))
+    async fn recent(&self, after: Option<u64>) -> Result<RecentRows, PluginError> {
+        self.ctx
+            .call_service_as(LOG_STORAGE, "recent", &json!({"after": after}))
+            .await
+    }
+
+    /// Hands the rows finished since the last poll to the open streams.
+    async fn poll(&self) -> Result<(), PluginError> {
+        if self.streams.is_empty() {
+            // Nobody reads: the store stops keeping rows for us.
+            *lock(&self.cursor) = None;
+            return Ok(());
+        }
+        let Some(after) = *lock(&self.cursor) else {
+            return Ok(());
+        };
+        let recent = self.recent(Some(after)).await?;
+        // Rows the store no longer held (more than it keeps between polls).
+        let lost = recent.next.saturating_sub(after) - recent.rows.len() as u64;
+        if lost > 0 {
+            self.streams.missed.fetch_add(lost, Ordering::Relaxed);
+        }
+        for row in &recent.rows {
+            self.streams.publish(row);
+        }
+        *lock(&self.cursor) = Some(recent.next);
+        Ok(())
     }
 }
 
@@ -258,7 +287,9 @@ impl Plugin for Analytics {
                     Route::post("/reset"),
                 ],
             )
-            .hook("analytics", ["request.completed", "request.failed"], 810)
+            // The store keeps the latest rows while we read them: no hook of
+            // our own, so a proxy without open streams pays nothing per request.
+            .task_from_config("poll", "poll_interval", 0.25, false)
             .task_from_config("keepalive", "keepalive_seconds", 15.0, false)
             .config_key(
                 "keepalive_seconds",
@@ -270,8 +301,8 @@ impl Plugin for Analytics {
             )
             .config_key("max_streams", "open /logs/stream connections at most")
             .config_key(
-                "exclude_paths",
-                "requests whose path starts with one of these are not streamed",
+                "poll_interval",
+                "seconds between reads of the latest rows while a stream is open",
             )
     }
 
@@ -281,15 +312,21 @@ impl Plugin for Analytics {
                 "this host cannot stream route answers (plugin API 1.2 needed for /logs/stream)",
             ));
         }
-        if !(config.keepalive_seconds.is_finite() && config.keepalive_seconds > 0.0) {
-            return Err(PluginError::invalid(
-                "keepalive_seconds must be a positive number of seconds",
-            ));
+        for (key, value) in [
+            ("keepalive_seconds", config.keepalive_seconds),
+            ("poll_interval", config.poll_interval),
+        ] {
+            if !(value.is_finite() && value > 0.0) {
+                return Err(PluginError::invalid(format!(
+                    "{key} must be a positive number of seconds"
+                )));
+            }
         }
         Ok(Self {
             ctx,
             config,
             streams: Streams::default(),
+            cursor: Mutex::new(None),
         })
     }
 
@@ -308,7 +345,7 @@ impl Plugin for Analytics {
                 .await
                 .into()
             }
-            ("GET", "/logs/stream") => self.stream(&req.query),
+            ("GET", "/logs/stream") => self.stream(&req.query).await,
             ("POST", "/logs/reset") => self.ask_store("reset", Ok(json!({}))).await.into(),
             (method, path) => {
                 return Err(PluginError::not_found(format!("no route {method} {path}")));
@@ -316,26 +353,15 @@ impl Plugin for Analytics {
         })
     }
 
-    async fn on_hook_call(&self, call: HookCall) -> Result<HookOutcome, PluginError> {
-        if !matches!(
-            call.event,
-            HookEvent::RequestCompleted | HookEvent::RequestFailed
-        ) || self.streams.is_empty()
-        {
-            return Ok(HookOutcome::Continue);
-        }
-        let row = LogRow::from_hook(&call)?;
-        if !self.is_excluded(&row.path) {
-            self.streams.publish(&row);
-        }
-        Ok(HookOutcome::Continue)
-    }
-
     async fn on_task(&self, task: String) -> Result<(), PluginError> {
-        if task == "keepalive" {
-            self.streams.keep_alive();
+        match task.as_str() {
+            "poll" => self.poll().await,
+            "keepalive" => {
+                self.streams.keep_alive();
+                Ok(())
+            }
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     async fn on_health(&self) -> Health {
@@ -506,7 +532,7 @@ mod tests {
 
     #[test]
     fn the_stream_route_answers_sse_and_the_manifest_keeps_routes_private() {
-        let (_host, plugin) = with_store(json!({}));
+        let (host, plugin) = with_store(json!({"next": 7, "rows": []}));
         let (response, pieces) = plugin
             .route_stream(request("GET", "/logs/stream?model=x"), 1)
             .unwrap();
@@ -516,6 +542,10 @@ mod tests {
             Some("text/event-stream")
         );
         assert_eq!(pieces, [b": stream open\n\n".to_vec()]);
+        // The first stream asked the store to keep recent rows, from now on.
+        let calls = host.service_calls();
+        assert_eq!(calls[0].method, "recent");
+        assert_eq!(calls[0].args, json!({"after": null}));
         let manifest = plugin.manifest();
         assert!(
             manifest
@@ -525,6 +555,6 @@ mod tests {
                 .all(|route| !route.public)
         );
         assert_eq!(manifest.requires, [LOG_STORAGE]);
-        assert_eq!(manifest.hooks[0].priority, 810);
+        assert!(manifest.hooks.is_empty(), "no per-request cost without streams");
     }
 }

@@ -6,8 +6,10 @@
 //! default (`$XDG_DATA_HOME/ccproxy/logs.db`, WAL mode, its folder created
 //! 0700), or to PostgreSQL when `url = "postgres://…"` is set, so several
 //! proxies can share one store. Other plugins read it through the service
-//! `log_storage` (`query`, `analytics`, `reset`), which the `analytics`
-//! plugin serves as `/logs/*`: one plugin owns the database.
+//! `log_storage` (`query`, `analytics`, `reset`, and `recent`: the rows
+//! this proxy finished lately, for live streams), which the `analytics`
+//! plugin serves as `/logs/*`: one plugin owns the database and the only
+//! hook on finished requests.
 //!
 //! Nothing is written on the request path: the hook (priority 800, after
 //! `pricing` added `cost_usd`) only pushes the row into a bounded queue
@@ -20,10 +22,11 @@
 //! `/plugins/storage/health` degraded with the reason, and is retried every
 //! `reconnect_seconds`; requests keep flowing.
 //!
-//! Each insert also adds the rows to a per-minute rollup (counts, sums and a
-//! duration histogram per model, provider, status and streaming), which is
-//! what `/logs/analytics` reads, so it answers in time that grows with the
-//! minutes of its window rather than the requests in it (see `sql`).
+//! Each insert also adds the rows to rollups per hour and per minute
+//! (counts, sums and a duration histogram per model, provider, status and
+//! streaming), which is what `/logs/analytics` reads, so it answers in time
+//! that grows with the hours of its window rather than the requests in it
+//! (see `sql`).
 //! Retention: rows older than `retention_days` and beyond the newest
 //! `max_rows` are deleted by the `retention` task (and at start-up).
 #![forbid(unsafe_code)]
@@ -186,6 +189,49 @@ struct Store {
     last_drop: Mutex<Option<Instant>>,
     last_error: Mutex<Option<String>>,
     deleted_by_retention: AtomicU64,
+    /// The latest rows, for live streams (`recent`), kept only while a
+    /// reader asked within [`WATCH_FOR`].
+    recent: Mutex<Recent>,
+    watched_until_ms: AtomicU64,
+}
+
+/// How long after the last `recent` call rows are still kept for it.
+const WATCH_FOR: Duration = Duration::from_secs(5);
+/// Rows kept for `recent` at most.
+const RECENT_ROWS: usize = 2048;
+
+/// The latest rows with their sequence numbers (the first one's is
+/// `next - rows.len()`).
+#[derive(Default)]
+struct Recent {
+    rows: VecDeque<LogRow>,
+    next: u64,
+}
+
+impl Recent {
+    fn push(&mut self, row: LogRow) {
+        if self.rows.len() == RECENT_ROWS {
+            self.rows.pop_front();
+        }
+        self.rows.push_back(row);
+        self.next += 1;
+    }
+
+    /// The rows numbered `after` and later, and the number of the next one.
+    fn since(&self, after: Option<u64>) -> (u64, Vec<LogRow>) {
+        let first = self.next - self.rows.len() as u64;
+        let skip = after.map_or(self.rows.len() as u64, |after| after.saturating_sub(first));
+        let rows = self.rows.iter().skip(skip as usize).cloned().collect();
+        (self.next, rows)
+    }
+}
+
+/// `log_storage.recent`'s arguments: the `next` of the previous answer, or
+/// none to start.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RecentArgs {
+    after: Option<u64>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -479,6 +525,8 @@ impl Plugin for Storage {
             last_drop: Mutex::new(None),
             last_error: Mutex::new(None),
             deleted_by_retention: AtomicU64::new(0),
+            recent: Mutex::default(),
+            watched_until_ms: AtomicU64::new(0),
         });
         // Open it now, so a bad path or an unreachable server shows in health
         // from the start; the plugin runs either way and retries.
@@ -500,7 +548,14 @@ impl Plugin for Storage {
             HookEvent::RequestCompleted | HookEvent::RequestFailed
         ) {
             let row = LogRow::from_hook(&call)?;
-            if !self.is_excluded(&row.path) && self.store.push(row) {
+            if self.is_excluded(&row.path) {
+                return Ok(HookOutcome::Continue);
+            }
+            // A copy for live streams only while someone reads them.
+            if now_ms() < self.store.watched_until_ms.load(Ordering::Relaxed) {
+                lock(&self.store.recent).push(row.clone());
+            }
+            if self.store.push(row) {
                 self.schedule_flush();
             }
         }
@@ -538,6 +593,13 @@ impl Plugin for Storage {
                     .await?
                     .map_err(service_error)
             }
+            "recent" => {
+                let args: RecentArgs = call.args_as()?;
+                let until = now_ms().saturating_add(WATCH_FOR.as_millis() as u64);
+                self.store.watched_until_ms.store(until, Ordering::Relaxed);
+                let (next, rows) = lock(&self.store.recent).since(args.after);
+                Ok(json!({"next": next, "rows": rows}))
+            }
             "reset" => {
                 let deleted = self
                     .ctx
@@ -548,7 +610,7 @@ impl Plugin for Storage {
                 Ok(json!({"status": "success", "deleted": deleted}))
             }
             other => Err(PluginError::not_found(format!(
-                "service {SERVICE} has no method {other}; it has query, analytics and reset"
+                "service {SERVICE} has no method {other}; it has query, analytics, recent and reset"
             ))),
         }
     }
@@ -803,6 +865,55 @@ mod tests {
             PathBuf::from("/home/ada/x.db")
         );
         assert!(path(None, None, None).is_err());
+    }
+
+    #[test]
+    fn recent_rows_are_kept_only_while_someone_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_host, plugin) = start(json!({"database_path": dir.path().join("logs.db")}));
+        plugin
+            .hook(HookEvent::RequestCompleted, completed(1, "/a"))
+            .unwrap();
+        let start = plugin.service(SERVICE, "recent", json!({})).unwrap();
+        assert_eq!(
+            start,
+            json!({"next": 0, "rows": []}),
+            "nobody watched row 1"
+        );
+        for n in 2..5 {
+            plugin
+                .hook(HookEvent::RequestCompleted, completed(n, "/b"))
+                .unwrap();
+        }
+        plugin
+            .hook(HookEvent::RequestCompleted, completed(9, "/logs/query"))
+            .unwrap();
+        let recent = plugin
+            .service(SERVICE, "recent", json!({"after": 0}))
+            .unwrap();
+        assert_eq!(recent["next"], 3);
+        let ids: Vec<&str> = recent["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row["request_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["r2", "r3", "r4"]);
+        assert_eq!(recent["rows"][0]["cost_usd"], 0.25);
+        let later = plugin
+            .service(SERVICE, "recent", json!({"after": 2}))
+            .unwrap();
+        assert_eq!(later["rows"].as_array().unwrap().len(), 1);
+        let mut ring = Recent::default();
+        for n in 0..RECENT_ROWS as i64 + 10 {
+            ring.push(LogRow {
+                timestamp_ms: n,
+                ..LogRow::default()
+            });
+        }
+        let (next, rows) = ring.since(Some(0));
+        assert_eq!((next, rows.len()), (RECENT_ROWS as u64 + 10, RECENT_ROWS));
+        assert_eq!(rows[0].timestamp_ms, 10, "the oldest rows fell off");
     }
 
     #[test]

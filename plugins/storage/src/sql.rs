@@ -3,14 +3,16 @@
 //! only differences between the two are the placeholder (`?N` or `$N`) and
 //! the engines' own set-up, kept in `sqlite.rs` and `postgres.rs`.
 //!
-//! Two tables: `access_logs`, one row per finished request (the original's
-//! `AccessLog` columns), indexed by time; and `access_log_minutes`, a rollup
-//! per minute and (model, provider, service type, status, streaming) with
-//! counts, sums and a duration histogram, kept up to date by every insert
-//! (an additive upsert, so several proxies may write one PostgreSQL store).
-//! `/logs/analytics` reads the rollup for the whole minutes of its window
-//! and the rows themselves only for the partial minutes at its edges, so it
-//! answers in time that grows with minutes, not requests.
+//! Three tables: `access_logs`, one row per finished request (the original's
+//! `AccessLog` columns), indexed by time; and two rollups, `access_log_hours`
+//! and `access_log_minutes`, one row per period and (model, provider,
+//! service type, status, streaming) with counts, sums and a duration
+//! histogram, kept up to date by every insert (an additive upsert, so several
+//! proxies may write one PostgreSQL store). `/logs/analytics` reads the hour
+//! rollup for the whole hours of its window, the minute rollup for the whole
+//! minutes at its edges and the rows themselves only for the partial minutes
+//! at the very edges ([`plan`]), so it answers in time that grows with the
+//! hours of its window, not the requests in it.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -90,6 +92,11 @@ pub(crate) trait Db: Send {
     ) -> Result<Vec<Vec<SqlValue>>, String>;
     /// The engine.
     fn dialect(&self) -> Dialect;
+    /// Inserts `rows` into `access_logs` (inside the caller's transaction).
+    /// Default: multi-row `INSERT`s, one round trip per hundred rows.
+    fn insert_rows(&mut self, rows: &[LogRow]) -> Result<(), String> {
+        insert_rows_in_chunks(self, rows)
+    }
 }
 
 /// A statement being built: text with numbered placeholders and their values.
@@ -180,7 +187,7 @@ const ROW_TYPES: [Col; 20] = [
 /// The rollup's key columns; text ones hold `''` for unknown (NULLs would
 /// never conflict in a unique key).
 const KEY_COLUMNS: [&str; 6] = [
-    "minute_ms",
+    "period_ms",
     "model",
     "provider",
     "service_type",
@@ -209,8 +216,7 @@ pub(crate) fn schema() -> String {
     let histogram: String = histogram_columns()
         .map(|column| format!(", {column} BIGINT NOT NULL DEFAULT 0"))
         .collect();
-    format!(
-        "CREATE TABLE IF NOT EXISTS access_logs (
+    let mut schema = "CREATE TABLE IF NOT EXISTS access_logs (
             request_id TEXT NOT NULL, timestamp_ms BIGINT NOT NULL, method TEXT NOT NULL,
             endpoint TEXT NOT NULL, path TEXT NOT NULL, query TEXT NOT NULL, client_ip TEXT,
             user_agent TEXT, service_type TEXT, provider TEXT, model TEXT,
@@ -218,16 +224,21 @@ pub(crate) fn schema() -> String {
             duration_ms DOUBLE PRECISION NOT NULL, tokens_input BIGINT NOT NULL,
             tokens_output BIGINT NOT NULL, cache_read_tokens BIGINT NOT NULL,
             cache_write_tokens BIGINT NOT NULL, cost_usd DOUBLE PRECISION, session_id TEXT);
-        CREATE INDEX IF NOT EXISTS access_logs_time ON access_logs (timestamp_ms, request_id);
-        CREATE TABLE IF NOT EXISTS access_log_minutes (
-            minute_ms BIGINT NOT NULL, model TEXT NOT NULL, provider TEXT NOT NULL,
+        CREATE INDEX IF NOT EXISTS access_logs_time ON access_logs (timestamp_ms, request_id);"
+        .to_owned();
+    for (table, _) in ROLLUPS {
+        schema.push_str(&format!(
+            "CREATE TABLE IF NOT EXISTS {table} (
+            period_ms BIGINT NOT NULL, model TEXT NOT NULL, provider TEXT NOT NULL,
             service_type TEXT NOT NULL, status_code BIGINT NOT NULL, streaming BIGINT NOT NULL,
             requests BIGINT NOT NULL, tokens_input BIGINT NOT NULL, tokens_output BIGINT NOT NULL,
             cache_read_tokens BIGINT NOT NULL, cache_write_tokens BIGINT NOT NULL,
             cost_usd DOUBLE PRECISION NOT NULL, duration_ms_sum DOUBLE PRECISION NOT NULL
             {histogram},
-            PRIMARY KEY (minute_ms, model, provider, service_type, status_code, streaming));"
-    )
+            PRIMARY KEY (period_ms, model, provider, service_type, status_code, streaming));"
+        ));
+    }
+    schema
 }
 
 fn row_values(row: &LogRow) -> [SqlValue; 20] {
@@ -283,9 +294,62 @@ fn row_from_values(values: &[SqlValue]) -> LogRow {
 
 /// Rows per `INSERT` (20 parameters each).
 const ROWS_PER_INSERT: usize = 100;
-/// Rollup rows per upsert (61 parameters each).
-const MINUTES_PER_UPSERT: usize = 50;
 const MINUTE_MS: i64 = 60_000;
+const HOUR_MS: i64 = 3_600_000;
+/// The rollups, finest first: table and period.
+const ROLLUPS: [(&str, i64); 2] = [
+    ("access_log_minutes", MINUTE_MS),
+    ("access_log_hours", HOUR_MS),
+];
+
+fn floor_to(time: i64, period: i64) -> i64 {
+    time.div_euclid(period) * period
+}
+
+fn ceil_to(time: i64, period: i64) -> i64 {
+    floor_to(time, period)
+        + if time.rem_euclid(period) == 0 {
+            0
+        } else {
+            period
+        }
+}
+
+/// Where to read `[from, to)` from, for a timeline of `bucket_ms`: the
+/// coarsest rollup for its whole periods (only rollups whose period divides
+/// the bucket, so no period straddles two buckets), finer ones for the
+/// edges, the rows (`None`) for what is left.
+pub(crate) fn plan(from: i64, to: i64, bucket_ms: i64) -> Vec<(Option<&'static str>, i64, i64)> {
+    fn split(
+        from: i64,
+        to: i64,
+        levels: &[(&'static str, i64)],
+        out: &mut Vec<(Option<&'static str>, i64, i64)>,
+    ) {
+        if from >= to {
+            return;
+        }
+        let Some((&(table, period), finer)) = levels.split_last() else {
+            out.push((None, from, to));
+            return;
+        };
+        let (first, last) = (ceil_to(from, period), floor_to(to, period));
+        if first >= last {
+            return split(from, to, finer, out);
+        }
+        split(from, first, finer, out);
+        out.push((Some(table), first, last));
+        split(last, to, finer, out);
+    }
+    let levels: Vec<(&'static str, i64)> = ROLLUPS
+        .iter()
+        .copied()
+        .filter(|(_, period)| bucket_ms % period == 0)
+        .collect();
+    let mut out = Vec::new();
+    split(from, to, &levels, &mut out);
+    out
+}
 
 /// The additive part of a rollup row.
 #[derive(Debug, Clone, PartialEq)]
@@ -366,7 +430,7 @@ impl Totals {
     }
 }
 
-type MinuteKey = (i64, String, String, String, i64, i64);
+type RollupKey = (i64, String, String, String, i64, i64);
 
 /// Writes `rows` and adds them to the rollup, in one transaction.
 pub(crate) fn insert(db: &mut dyn Db, rows: &[LogRow]) -> Result<(), String> {
@@ -385,6 +449,34 @@ pub(crate) fn insert(db: &mut dyn Db, rows: &[LogRow]) -> Result<(), String> {
 }
 
 fn insert_in_transaction(db: &mut dyn Db, rows: &[LogRow]) -> Result<(), String> {
+    db.insert_rows(rows)?;
+    let dialect = db.dialect();
+    for (table, period) in ROLLUPS {
+        upsert_rollup(db, dialect, table, period, rows)?;
+    }
+    Ok(())
+}
+
+/// `INSERT INTO access_logs` of one row, for engines that prepare it once.
+pub(crate) fn single_row_insert(dialect: Dialect) -> String {
+    let mut sql = Sql::new(
+        dialect,
+        &format!(
+            "INSERT INTO access_logs ({}) VALUES (",
+            ROW_COLUMNS.join(", ")
+        ),
+    );
+    for (index, value) in row_values(&LogRow::default()).into_iter().enumerate() {
+        if index > 0 {
+            sql.push(", ");
+        }
+        sql.param(value);
+    }
+    sql.push(")");
+    sql.text
+}
+
+fn insert_rows_in_chunks<D: Db + ?Sized>(db: &mut D, rows: &[LogRow]) -> Result<(), String> {
     let dialect = db.dialect();
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let mut sql = Sql::new(
@@ -406,20 +498,29 @@ fn insert_in_transaction(db: &mut dyn Db, rows: &[LogRow]) -> Result<(), String>
         }
         db.execute(&sql.text, &sql.params)?;
     }
+    Ok(())
+}
 
-    let mut minutes: BTreeMap<MinuteKey, Totals> = BTreeMap::new();
+/// Adds `rows` to rollup `table` of `period`.
+fn upsert_rollup(
+    db: &mut dyn Db,
+    dialect: Dialect,
+    table: &str,
+    period: i64,
+    rows: &[LogRow],
+) -> Result<(), String> {
+    let mut periods: BTreeMap<RollupKey, Totals> = BTreeMap::new();
     for row in rows {
         let key = (
-            row.timestamp_ms.div_euclid(MINUTE_MS) * MINUTE_MS,
+            floor_to(row.timestamp_ms, period),
             row.model.clone().unwrap_or_default(),
             row.provider.clone().unwrap_or_default(),
             row.service_type.clone().unwrap_or_default(),
             row.status_code,
             i64::from(row.streaming),
         );
-        minutes.entry(key).or_default().add_row(row);
+        periods.entry(key).or_default().add_row(row);
     }
-    let minutes: Vec<(MinuteKey, Totals)> = minutes.into_iter().collect();
     let value_columns: Vec<String> = KEY_COLUMNS
         .iter()
         .chain(SUM_COLUMNS.iter())
@@ -430,45 +531,42 @@ fn insert_in_transaction(db: &mut dyn Db, rows: &[LogRow]) -> Result<(), String>
         .iter()
         .map(|column| (*column).to_owned())
         .chain(histogram_columns())
-        .map(|column| format!("{column} = access_log_minutes.{column} + excluded.{column}"))
+        .map(|column| format!("{column} = {table}.{column} + excluded.{column}"))
         .collect();
-    for chunk in minutes.chunks(MINUTES_PER_UPSERT) {
+    // One key per statement: the same text every time, so SQLite prepares
+    // it once, and a key is never upserted twice in one statement (which
+    // PostgreSQL refuses).
+    for ((start, model, provider, service_type, status, streaming), totals) in &periods {
         let mut sql = Sql::new(
             dialect,
             &format!(
-                "INSERT INTO access_log_minutes ({}) VALUES ",
+                "INSERT INTO {table} ({}) VALUES (",
                 value_columns.join(", ")
             ),
         );
-        for (index, ((minute, model, provider, service_type, status, streaming), totals)) in
-            chunk.iter().enumerate()
-        {
-            sql.push(if index == 0 { "(" } else { ", (" });
-            sql.int(*minute);
-            for text in [model, provider, service_type] {
-                sql.push(", ").param(SqlValue::Text(Some(text.clone())));
-            }
-            sql.push(", ").int(*status);
-            sql.push(", ").int(*streaming);
-            for count in [
-                totals.requests,
-                totals.tokens_input,
-                totals.tokens_output,
-                totals.cache_read_tokens,
-                totals.cache_write_tokens,
-            ] {
-                sql.push(", ").int(count);
-            }
-            sql.push(", ").param(SqlValue::Real(Some(totals.cost_usd)));
-            sql.push(", ")
-                .param(SqlValue::Real(Some(totals.duration_ms_sum)));
-            for count in &totals.histogram {
-                sql.push(", ").int(*count);
-            }
-            sql.push(")");
+        sql.int(*start);
+        for text in [model, provider, service_type] {
+            sql.push(", ").param(SqlValue::Text(Some(text.clone())));
+        }
+        sql.push(", ").int(*status);
+        sql.push(", ").int(*streaming);
+        for count in [
+            totals.requests,
+            totals.tokens_input,
+            totals.tokens_output,
+            totals.cache_read_tokens,
+            totals.cache_write_tokens,
+        ] {
+            sql.push(", ").int(count);
+        }
+        sql.push(", ").param(SqlValue::Real(Some(totals.cost_usd)));
+        sql.push(", ")
+            .param(SqlValue::Real(Some(totals.duration_ms_sum)));
+        for count in &totals.histogram {
+            sql.push(", ").int(*count);
         }
         sql.push(&format!(
-            " ON CONFLICT ({}) DO UPDATE SET {}",
+            ") ON CONFLICT ({}) DO UPDATE SET {}",
             KEY_COLUMNS.join(", "),
             updates.join(", ")
         ));
@@ -578,82 +676,69 @@ type GroupKey = (i64, String, String, i64);
 /// `GET /logs/analytics`.
 pub(crate) fn analytics(db: &mut dyn Db, request: &AnalyticsRequest) -> Result<Value, String> {
     let bucket_ms = request.bucket_seconds.max(60) * 1000;
-    let from = request.from_ms;
     let to_exclusive = request.to_ms.saturating_add(1);
-    let first_minute = from.div_euclid(MINUTE_MS) * MINUTE_MS
-        + if from.rem_euclid(MINUTE_MS) == 0 {
-            0
-        } else {
-            MINUTE_MS
-        };
-    let last_minute = to_exclusive.div_euclid(MINUTE_MS) * MINUTE_MS;
     let mut groups: HashMap<GroupKey, Totals> = HashMap::new();
     let mut add = |key: GroupKey, totals: &Totals| groups.entry(key).or_default().add(totals);
-
-    let mut raw_ranges = Vec::new();
-    if first_minute < last_minute {
-        raw_ranges.push((from, first_minute));
-        raw_ranges.push((last_minute, to_exclusive));
-        let mut sql = Sql::new(db.dialect(), "SELECT (minute_ms / ");
-        sql.int(bucket_ms).push(") * ").int(bucket_ms);
-        sql.push(", model, provider, status_code");
-        for column in SUM_COLUMNS {
-            let kind = if column == "cost_usd" || column == "duration_ms_sum" {
-                "DOUBLE PRECISION"
-            } else {
-                "BIGINT"
-            };
-            sql.push(&format!(", CAST(SUM({column}) AS {kind})"));
-        }
-        for column in histogram_columns() {
-            sql.push(&format!(", CAST(SUM({column}) AS BIGINT)"));
-        }
-        sql.push(" FROM access_log_minutes WHERE minute_ms >= ")
-            .int(first_minute)
-            .push(" AND minute_ms < ")
-            .int(last_minute);
-        push_filter(&mut sql, &request.filter, None);
-        sql.push(" GROUP BY 1, 2, 3, 4");
-        let mut columns = vec![Col::Int, Col::Text, Col::Text, Col::Int];
-        columns.extend([Col::Int; 5]);
-        columns.extend([Col::Real; 2]);
-        columns.extend(std::iter::repeat_n(Col::Int, histogram::BUCKETS));
-        for values in db.query(&sql.text, &sql.params, &columns)? {
-            let key = (
-                values[0].int(),
-                values[1].text().unwrap_or_default(),
-                values[2].text().unwrap_or_default(),
-                values[3].int(),
-            );
-            add(key, &Totals::from_values(&values[4..]));
-        }
-    } else {
-        raw_ranges.push((from, to_exclusive));
-    }
-    for (start, end) in raw_ranges {
-        if start >= end {
-            continue;
-        }
-        let mut sql = Sql::new(
-            db.dialect(),
-            &format!(
-                "SELECT {} FROM access_logs WHERE timestamp_ms >= ",
-                ROW_COLUMNS.join(", ")
-            ),
-        );
-        sql.int(start).push(" AND timestamp_ms < ").int(end);
-        push_filter(&mut sql, &request.filter, None);
-        for values in db.query(&sql.text, &sql.params, &ROW_TYPES)? {
-            let row = row_from_values(&values);
-            let key = (
-                row.timestamp_ms.div_euclid(bucket_ms) * bucket_ms,
-                row.model.clone().unwrap_or_default(),
-                row.provider.clone().unwrap_or_default(),
-                row.status_code,
-            );
-            let mut totals = Totals::default();
-            totals.add_row(&row);
-            add(key, &totals);
+    for (source, start, end) in plan(request.from_ms, to_exclusive, bucket_ms) {
+        match source {
+            Some(table) => {
+                let mut sql = Sql::new(db.dialect(), "SELECT (period_ms / ");
+                sql.int(bucket_ms).push(") * ").int(bucket_ms);
+                sql.push(", model, provider, status_code");
+                for column in SUM_COLUMNS {
+                    let kind = if column == "cost_usd" || column == "duration_ms_sum" {
+                        "DOUBLE PRECISION"
+                    } else {
+                        "BIGINT"
+                    };
+                    sql.push(&format!(", CAST(SUM({column}) AS {kind})"));
+                }
+                for column in histogram_columns() {
+                    sql.push(&format!(", CAST(SUM({column}) AS BIGINT)"));
+                }
+                sql.push(&format!(" FROM {table} WHERE period_ms >= "))
+                    .int(start)
+                    .push(" AND period_ms < ")
+                    .int(end);
+                push_filter(&mut sql, &request.filter, None);
+                sql.push(" GROUP BY 1, 2, 3, 4");
+                let mut columns = vec![Col::Int, Col::Text, Col::Text, Col::Int];
+                columns.extend([Col::Int; 5]);
+                columns.extend([Col::Real; 2]);
+                columns.extend(std::iter::repeat_n(Col::Int, histogram::BUCKETS));
+                for values in db.query(&sql.text, &sql.params, &columns)? {
+                    let key = (
+                        values[0].int(),
+                        values[1].text().unwrap_or_default(),
+                        values[2].text().unwrap_or_default(),
+                        values[3].int(),
+                    );
+                    add(key, &Totals::from_values(&values[4..]));
+                }
+            }
+            None => {
+                let mut sql = Sql::new(
+                    db.dialect(),
+                    &format!(
+                        "SELECT {} FROM access_logs WHERE timestamp_ms >= ",
+                        ROW_COLUMNS.join(", ")
+                    ),
+                );
+                sql.int(start).push(" AND timestamp_ms < ").int(end);
+                push_filter(&mut sql, &request.filter, None);
+                for values in db.query(&sql.text, &sql.params, &ROW_TYPES)? {
+                    let row = row_from_values(&values);
+                    let key = (
+                        floor_to(row.timestamp_ms, bucket_ms),
+                        row.model.clone().unwrap_or_default(),
+                        row.provider.clone().unwrap_or_default(),
+                        row.status_code,
+                    );
+                    let mut totals = Totals::default();
+                    totals.add_row(&row);
+                    add(key, &totals);
+                }
+            }
         }
     }
     Ok(report(request, bucket_ms, &groups))
@@ -771,14 +856,15 @@ pub(crate) fn reset(db: &mut dyn Db) -> Result<u64, String> {
 }
 
 /// Deletes rows older than `oldest_ms` and, with `max_rows`, all but the
-/// newest `max_rows` (to the minute: the rollup keeps whole minutes, so a
-/// minute is kept or deleted in both tables). Answers how many rows went.
+/// newest `max_rows`, to the hour: the rollups keep whole periods, so an hour
+/// is kept or deleted in every table and they always describe exactly the
+/// rows kept. Answers how many rows went.
 pub(crate) fn retain(
     db: &mut dyn Db,
     oldest_ms: Option<i64>,
     max_rows: Option<u64>,
 ) -> Result<u64, String> {
-    let mut cutoff = oldest_ms;
+    let mut cutoff = oldest_ms.map(|oldest| floor_to(oldest, HOUR_MS));
     if let Some(max_rows) = max_rows {
         let mut sql = Sql::new(
             db.dialect(),
@@ -786,29 +872,30 @@ pub(crate) fn retain(
         );
         sql.int(i64::try_from(max_rows).unwrap_or(i64::MAX));
         if let Some(row) = db.query(&sql.text, &sql.params, &[Col::Int])?.first() {
-            // Whole minutes: everything before the minute after the newest row to drop.
-            let newest_dropped = row[0].int();
-            let minute_after = newest_dropped.div_euclid(MINUTE_MS) * MINUTE_MS + MINUTE_MS;
-            cutoff = Some(cutoff.map_or(minute_after, |age| age.max(minute_after)));
+            // Everything before the hour after the newest row to drop.
+            let hour_after = floor_to(row[0].int(), HOUR_MS) + HOUR_MS;
+            cutoff = Some(cutoff.map_or(hour_after, |age| age.max(hour_after)));
         }
     }
     let Some(cutoff) = cutoff else {
         return Ok(0);
     };
-    let minute = cutoff.div_euclid(MINUTE_MS) * MINUTE_MS;
     db.batch("BEGIN")?;
     let mut sql = Sql::new(
         db.dialect(),
         "DELETE FROM access_logs WHERE timestamp_ms < ",
     );
-    sql.int(minute);
+    sql.int(cutoff);
     let deleted = db.execute(&sql.text, &sql.params).and_then(|deleted| {
-        let mut sql = Sql::new(
-            db.dialect(),
-            "DELETE FROM access_log_minutes WHERE minute_ms < ",
-        );
-        sql.int(minute);
-        db.execute(&sql.text, &sql.params).map(|_| deleted)
+        for (table, _) in ROLLUPS {
+            let mut sql = Sql::new(
+                db.dialect(),
+                &format!("DELETE FROM {table} WHERE period_ms < "),
+            );
+            sql.int(cutoff);
+            db.execute(&sql.text, &sql.params)?;
+        }
+        Ok(deleted)
     });
     match deleted {
         Ok(deleted) => db.batch("COMMIT").map(|()| deleted),
@@ -1056,37 +1143,115 @@ mod tests {
     }
 
     #[test]
-    fn retention_deletes_by_age_and_by_count_in_whole_minutes() {
+    fn retention_deletes_by_age_and_by_count_in_whole_hours() {
         let (_dir, mut db) = database();
-        let start = 1_700_000_000_000;
-        filled(&mut db, start);
-        // 300 rows over 36.5 minutes: by age, everything before minute 10.
-        let deleted = retain(&mut db, Some(start + 10 * 60_000 + 5), None).unwrap();
-        let left = query_rows(&mut db, "limit=10000")["count"]
-            .as_u64()
-            .unwrap();
-        assert_eq!(deleted + left, 300);
-        assert!(left < 300 && left > 200, "{left}");
-        let minutes = db
-            .query(
-                "SELECT CAST(SUM(requests) AS BIGINT) FROM access_log_minutes",
+        let start = 1_699_999_200_000; // on the hour
+        // 300 rows, one every 37 s from the hour: a bit over three hours.
+        let rows: Vec<LogRow> = (0..300).map(|n| row(n, start + n * 37_000)).collect();
+        insert(&mut db, &rows).unwrap();
+        let rollup = |db: &mut Sqlite, table: &str| {
+            db.query(
+                &format!("SELECT CAST(SUM(requests) AS BIGINT) FROM {table}"),
                 &[],
                 &[Col::Int],
             )
-            .unwrap();
-        assert_eq!(
-            minutes[0][0].int() as u64,
-            left,
-            "the rollup loses the same minutes"
-        );
-        // By count: at most 100 rows, give or take the minute they share.
-        retain(&mut db, None, Some(100)).unwrap();
+            .unwrap()[0][0]
+                .int() as u64
+        };
+        // By age, to the hour: everything before hour 1 goes.
+        let deleted = retain(&mut db, Some(start + HOUR_MS + 5_000), None).unwrap();
+        let expected = rows
+            .iter()
+            .filter(|row| row.timestamp_ms < start + HOUR_MS)
+            .count() as u64;
+        assert_eq!(deleted, expected);
         let left = query_rows(&mut db, "limit=10000")["count"]
             .as_u64()
             .unwrap();
-        assert!((92..=100).contains(&left), "{left}");
+        assert_eq!(left, 300 - expected);
+        for (table, _) in ROLLUPS {
+            assert_eq!(rollup(&mut db, table), left, "{table} loses the same hours");
+        }
+        // By count: the newest 50 rows lie in the last hour, which is kept whole.
+        retain(&mut db, None, Some(50)).unwrap();
+        let left = query_rows(&mut db, "limit=10000")["count"]
+            .as_u64()
+            .unwrap();
+        let last_hour = rows
+            .iter()
+            .filter(|row| row.timestamp_ms >= start + 3 * HOUR_MS)
+            .count() as u64;
+        assert_eq!(left, last_hour);
+        assert_eq!(rollup(&mut db, "access_log_hours"), left);
         assert_eq!(retain(&mut db, None, Some(1000)).unwrap(), 0);
         assert_eq!(reset(&mut db).unwrap(), left);
         assert_eq!(query_rows(&mut db, "")["count"], 0);
+        assert_eq!(rollup(&mut db, "access_log_minutes"), 0);
+    }
+
+    #[test]
+    fn analytics_across_hours_add_up_whatever_the_bucket() {
+        let (_dir, mut db) = database();
+        let start = 1_699_999_200_000 + 1_234;
+        let rows: Vec<LogRow> = (0..600).map(|n| row(n, start + n * 37_000)).collect();
+        for chunk in rows.chunks(97) {
+            insert(&mut db, chunk).unwrap();
+        }
+        let end = start + 600 * 37_000;
+        for bucket in ["minute", "hour", "day"] {
+            for (from, to) in [
+                (start - 1, end + 1),
+                (start + 3_599_000, end - 61_001),
+                (start + 7_000_000, start + 7_300_000),
+            ] {
+                let query = format!(
+                    "start_time={}&end_time={}&bucket={bucket}",
+                    from as f64 / 1000.0,
+                    to as f64 / 1000.0
+                );
+                let request = parse_analytics_request(&query, end).unwrap();
+                let inside: Vec<&LogRow> = rows
+                    .iter()
+                    .filter(|row| request.filter.matches(row))
+                    .collect();
+                let answer = analytics(&mut db, &request).unwrap();
+                assert_eq!(answer["summary"]["total_requests"], inside.len(), "{query}");
+                let tokens: i64 = inside.iter().map(|row| row.tokens_output).sum();
+                assert_eq!(answer["summary"]["total_tokens_output"], tokens, "{query}");
+                let timeline: i64 = answer["timeline"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|bucket| bucket["requests"].as_i64().unwrap())
+                    .sum();
+                assert_eq!(timeline, inside.len() as i64, "{query}");
+            }
+        }
+    }
+
+    #[test]
+    fn plans_read_hours_then_minutes_then_rows() {
+        let h = HOUR_MS;
+        let m = MINUTE_MS;
+        // 10:00:30 to 13:05:10 by hour: rows, minutes, hours, minutes, rows.
+        let plan_by_hour = plan(10 * h + 30_000, 13 * h + 5 * m + 10_000, h);
+        assert_eq!(
+            plan_by_hour,
+            [
+                (None, 10 * h + 30_000, 10 * h + m),
+                (Some("access_log_minutes"), 10 * h + m, 11 * h),
+                (Some("access_log_hours"), 11 * h, 13 * h),
+                (Some("access_log_minutes"), 13 * h, 13 * h + 5 * m),
+                (None, 13 * h + 5 * m, 13 * h + 5 * m + 10_000),
+            ]
+        );
+        // Minute buckets never read hours.
+        assert!(
+            plan(0, 5 * h, m)
+                .iter()
+                .all(|(table, ..)| *table != Some("access_log_hours"))
+        );
+        // Inside one minute: rows only.
+        assert_eq!(plan(1_000, 2_000, h), [(None, 1_000, 2_000)]);
     }
 }

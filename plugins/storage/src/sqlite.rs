@@ -5,7 +5,9 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, params_from_iter, types::Value as Lite};
 
-use crate::sql::{Col, Db, Dialect, SqlValue};
+use ccproxy_plugin_kit::logs::LogRow;
+
+use crate::sql::{Col, Db, Dialect, SqlValue, single_row_insert};
 
 /// A connection to the database file.
 pub(crate) struct Sqlite {
@@ -95,5 +97,41 @@ impl Db for Sqlite {
 
     fn dialect(&self) -> Dialect {
         Dialect::Sqlite
+    }
+
+    /// One prepared statement run per row, its values bound by reference:
+    /// SQLite's fastest way in, with nothing copied.
+    fn insert_rows(&mut self, rows: &[LogRow]) -> Result<(), String> {
+        let mut statement = self
+            .connection
+            .prepare_cached(&single_row_insert(Dialect::Sqlite))
+            .map_err(|error| error.to_string())?;
+        for row in rows {
+            statement
+                .execute(rusqlite::params![
+                    row.request_id,
+                    row.timestamp_ms,
+                    row.method,
+                    row.endpoint,
+                    row.path,
+                    row.query,
+                    row.client_ip,
+                    row.user_agent,
+                    row.service_type,
+                    row.provider,
+                    row.model,
+                    i64::from(row.streaming),
+                    row.status_code,
+                    row.duration_ms,
+                    row.tokens_input,
+                    row.tokens_output,
+                    row.cache_read_tokens,
+                    row.cache_write_tokens,
+                    row.cost_usd,
+                    row.session_id,
+                ])
+                .map_err(|error| error.to_string())?;
+        }
+        Ok(())
     }
 }
