@@ -5,6 +5,7 @@
 mod access_log;
 mod analytics;
 mod browsers;
+mod claude_sdk;
 mod cli;
 mod codex;
 mod command_replay;

@@ -1,0 +1,352 @@
+//! `claude_sdk`: the real Claude Code CLI (the pinned release of `tests/clients`,
+//! installed by `scripts/deps/clients`) as the proxy's upstream, itself pointed at
+//! the mock upstream's scripted agent: plain answers on `/claude/sdk/v1/messages`,
+//! `/chat/completions` and `/responses`, whole and streamed; a session whose CLI
+//! keeps running into its second turn; and the failures (a missing CLI, one that
+//! exits early, one that hangs past the first-chunk timeout), each a clear error
+//! in the client's format within a bounded time.
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use ccproxy_e2e::{Proxy, ProxyOptions, Sandbox, mock::Mock, workspace_root};
+use serde_json::{Value, json};
+
+/// The key the CLI sends to the mock (any key: the mock's agent takes it).
+const CLI_API_KEY: &str = "sk-ant-claude-sdk-e2e";
+
+/// The pinned Claude Code CLI; fails naming the install script when it is missing.
+fn claude_cli() -> PathBuf {
+    let path = workspace_root().join("tests/clients/node_modules/.bin/claude");
+    let runs = Command::new(&path)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .is_ok_and(|output| output.status.success());
+    assert!(
+        runs,
+        "{} is missing or does not run: install the pinned clients with scripts/deps/clients",
+        path.display()
+    );
+    path
+}
+
+/// The stand-in CLI of the failure cases.
+fn fake_cli() -> String {
+    workspace_root()
+        .join("tests/data/claude_sdk/fake_claude.sh")
+        .display()
+        .to_string()
+}
+
+/// A proxy with only `claude_sdk`, configured by `section` (TOML lines of
+/// `[plugins.claude_sdk]`) and `env_section` (of `[plugins.claude_sdk.env]`).
+fn proxy(section: &str, env_section: &str) -> Proxy {
+    let config =
+        format!("[plugins.claude_sdk]\n{section}\n\n[plugins.claude_sdk.env]\n{env_section}\n");
+    Proxy::start_in(
+        Sandbox::new(),
+        ProxyOptions {
+            bundled: &["claude_sdk"],
+            config_toml: Some(&config),
+            ..ProxyOptions::default()
+        },
+    )
+}
+
+/// The mock with its agent answering `answer`, and a proxy running the real CLI against it.
+fn start_real(answer: &str) -> (Mock, Proxy) {
+    let cli = claude_cli();
+    let mock = Mock::start(&["--quiet"]);
+    arm_agent(&mock, answer);
+    let env = format!(
+        r#"ANTHROPIC_BASE_URL = "{base}"
+ANTHROPIC_API_KEY = "{CLI_API_KEY}"
+CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1"
+DISABLE_AUTOUPDATER = "1"
+DISABLE_TELEMETRY = "1"
+DISABLE_ERROR_REPORTING = "1""#,
+        base = mock.url()
+    );
+    let proxy = proxy(&format!("cli_path = \"{}\"", cli.display()), &env);
+    (mock, proxy)
+}
+
+/// Arms the mock's scripted agent to answer `answer` (tests/mock_upstream/src/agent.rs).
+fn arm_agent(mock: &Mock, answer: &str) {
+    let body = json!({"answer": answer}).to_string();
+    let mut stream = TcpStream::connect(mock.address()).expect("the mock accepts connections");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a read timeout");
+    write!(
+        stream,
+        "POST /_mock/agent HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("the control request is sent");
+    let mut reply = String::new();
+    let _ = stream.read_to_string(&mut reply);
+    assert!(
+        reply.starts_with("HTTP/1.1 200"),
+        "arming the agent: {reply}"
+    );
+}
+
+/// A fresh token, so a test passes only by what this run did.
+fn token(tag: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos());
+    format!("{tag}{:x}{:x}", nanos, std::process::id())
+}
+
+/// The `data:` payloads of an SSE body (`[DONE]` left out).
+fn sse_data(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .filter(|data| *data != "[DONE]")
+        .map(|data| serde_json::from_str(data).unwrap_or_else(|e| panic!("{e}: {data}")))
+        .collect()
+}
+
+/// The upstream requests the CLI sent to the mock, with the proof that the CLI
+/// (not the proxy) sent them: its key.
+fn cli_requests(mock: &Mock) -> Vec<Value> {
+    let requests = mock.requests_to("/v1/messages");
+    assert!(!requests.is_empty(), "the CLI sent nothing to the mock");
+    for request in &requests {
+        assert_eq!(request["headers"]["x-api-key"], CLI_API_KEY, "{request}");
+    }
+    requests
+}
+
+#[test]
+fn messages_answers_whole_and_streamed_through_the_real_cli() {
+    let answer = token("sdkmsg");
+    let (mock, proxy) = start_real(&answer);
+    let request = json!({"model": "claude-sonnet-4-5", "max_tokens": 100,
+                         "messages": [{"role": "user", "content": "Say the word."}]});
+    let reply = proxy.post_json("/claude/sdk/v1/messages", &request);
+    assert_eq!(reply.status, 200, "{}\n{}", reply.text(), proxy.log());
+    let body = reply.json();
+    assert_eq!(body["type"], "message");
+    let texts: Vec<&Value> = body["content"]
+        .as_array()
+        .expect("content")
+        .iter()
+        .filter(|block| block["type"] == "text")
+        .map(|block| &block["text"])
+        .collect();
+    assert_eq!(texts, [&Value::from(answer.as_str())], "{body}");
+    assert_eq!(body["stop_reason"], "end_turn");
+    assert!(body["usage"]["input_tokens"].as_u64() > Some(0), "{body}");
+    assert!(body["usage"]["output_tokens"].as_u64() > Some(0), "{body}");
+    assert_eq!(
+        cli_requests(&mock).last().unwrap()["body"]["model"],
+        "claude-sonnet-4-5",
+        "the requested model reaches the CLI's --model"
+    );
+
+    let mut streamed = request.clone();
+    streamed["stream"] = Value::Bool(true);
+    let reply = proxy.post_json("/claude/sdk/v1/messages", &streamed);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.header("content-type"), Some("text/event-stream"));
+    let events = sse_data(&reply.text());
+    let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(types.first(), Some(&"message_start"), "{types:?}");
+    assert_eq!(types.last(), Some(&"message_stop"), "{types:?}");
+    let text: String = events
+        .iter()
+        .filter(|e| e["delta"]["type"] == "text_delta")
+        .filter_map(|e| e["delta"]["text"].as_str())
+        .collect();
+    assert_eq!(text, answer);
+    let delta = events
+        .iter()
+        .find(|e| e["type"] == "message_delta")
+        .unwrap();
+    assert!(
+        delta["usage"]["output_tokens"].as_u64() > Some(0),
+        "{delta}"
+    );
+}
+
+#[test]
+fn chat_completions_and_responses_through_the_real_cli() {
+    let answer = token("sdkchat");
+    let (mock, proxy) = start_real(&answer);
+    let request = json!({"model": "gpt-4o",
+                         "messages": [{"role": "system", "content": "Be brief."},
+                                      {"role": "user", "content": "Say the word."}]});
+    let reply = proxy.post_json("/claude/sdk/v1/chat/completions", &request);
+    assert_eq!(reply.status, 200, "{}\n{}", reply.text(), proxy.log());
+    let body = reply.json();
+    assert_eq!(body["object"], "chat.completion");
+    assert_eq!(body["choices"][0]["message"]["content"], answer.as_str());
+    assert_eq!(body["choices"][0]["finish_reason"], "stop");
+    assert!(body["usage"]["total_tokens"].as_u64() > Some(0), "{body}");
+    let upstream = cli_requests(&mock);
+    let system = upstream.last().unwrap()["body"]["system"].to_string();
+    assert!(
+        system.contains("Be brief."),
+        "the system text is appended: {system}"
+    );
+
+    let mut streamed = request.clone();
+    streamed["stream"] = Value::Bool(true);
+    streamed["stream_options"] = json!({"include_usage": true});
+    let reply = proxy.post_json("/claude/sdk/v1/chat/completions", &streamed);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let text = reply.text();
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    let chunks = sse_data(&text);
+    let content: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(content, answer);
+    assert!(chunks.last().unwrap()["usage"]["completion_tokens"].as_u64() > Some(0));
+
+    let reply = proxy.post_json(
+        "/claude/sdk/v1/responses",
+        &json!({"model": "gpt-5", "input": "Say the word."}),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let body = reply.json();
+    assert_eq!(body["status"], "completed");
+    assert_eq!(body["output"][0]["content"][0]["text"], answer.as_str());
+}
+
+#[test]
+fn a_session_continues_in_the_same_cli() {
+    let answer = token("sdksession");
+    let (mock, proxy) = start_real(&answer);
+    let first_question = token("firstq");
+    let path = "/claude/sdk/e2e-chat/v1/messages";
+    let first = json!({"model": "claude-sonnet-4-5", "max_tokens": 100,
+                       "messages": [{"role": "user", "content": first_question}]});
+    let reply = proxy.post_json(path, &first);
+    assert_eq!(reply.status, 200, "{}\n{}", reply.text(), proxy.log());
+    let second_question = token("secondq");
+    let second = json!({"model": "claude-sonnet-4-5", "max_tokens": 100, "stream": true,
+                        "messages": [{"role": "user", "content": first_question},
+                                     {"role": "assistant", "content": answer},
+                                     {"role": "user", "content": second_question}]});
+    let reply = proxy.post_json(path, &second);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(reply.text().contains(&answer), "{}", reply.text());
+
+    // The CLI's second upstream request carries the first turn: it continued the
+    // conversation it holds (the proxy sent it only the new message).
+    let upstream = cli_requests(&mock);
+    let last = upstream
+        .iter()
+        .rev()
+        .find(|request| {
+            request["body"]["messages"]
+                .to_string()
+                .contains(&second_question)
+        })
+        .expect("an upstream request with the second question");
+    let messages = last["body"]["messages"].to_string();
+    assert!(messages.contains(&first_question), "{messages}");
+    assert_eq!(
+        messages.matches(&first_question).count(),
+        1,
+        "the first question is not sent again as a transcript: {messages}"
+    );
+    let health = proxy.get("/plugins/claude_sdk/health").json();
+    let details = if health["details"].is_object() {
+        &health["details"]
+    } else {
+        &health
+    };
+    assert_eq!(details["processes_started"], 1, "{health}");
+    assert_eq!(details["processes_reused"], 1, "{health}");
+}
+
+#[test]
+fn a_missing_cli_is_a_clear_error_in_each_format() {
+    let proxy = proxy("cli_path = \"/nonexistent/ccproxy-e2e/claude\"", "");
+    let reply = proxy.post_json(
+        "/claude/sdk/v1/messages",
+        &json!({"messages": [{"role": "user", "content": "hi"}], "stream": true}),
+    );
+    assert_eq!(reply.status, 502, "{}", reply.text());
+    let body = reply.json();
+    assert_eq!(body["type"], "error");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("cannot start the Claude Code CLI `/nonexistent/ccproxy-e2e/claude`"),
+        "{message}"
+    );
+    let reply = proxy.post_json(
+        "/claude/sdk/my-session/v1/chat/completions",
+        &json!({"messages": [{"role": "user", "content": "hi"}]}),
+    );
+    assert_eq!(reply.status, 502, "{}", reply.text());
+    assert_eq!(reply.json()["error"]["type"], "server_error");
+}
+
+#[test]
+fn a_cli_that_exits_early_is_a_clear_error() {
+    let proxy = proxy(
+        &format!("cli_path = \"{}\"", fake_cli()),
+        "FAKE_CLAUDE_MODE = \"exit\"",
+    );
+    for (path, stream) in [
+        ("/claude/sdk/v1/messages", false),
+        ("/claude/sdk/s1/v1/responses", true),
+    ] {
+        let body = if path.ends_with("messages") {
+            json!({"messages": [{"role": "user", "content": "hi"}], "stream": stream})
+        } else {
+            json!({"input": "hi", "stream": stream})
+        };
+        let reply = proxy.post_json(path, &body);
+        assert_eq!(reply.status, 502, "{path}: {}", reply.text());
+        let error = reply.json();
+        let message = error["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("ended before its answer (exit code 3; stderr: fake failure)"),
+            "{path}: {error}"
+        );
+    }
+}
+
+#[test]
+fn a_cli_that_hangs_is_ended_at_the_first_chunk_timeout() {
+    let proxy = proxy(
+        &format!(
+            "cli_path = \"{}\"\n[plugins.claude_sdk.sdk_session_pool]\nstream_first_chunk_timeout = 1",
+            fake_cli()
+        ),
+        "FAKE_CLAUDE_MODE = \"hang\"",
+    );
+    let started = Instant::now();
+    let reply = proxy.post_json(
+        "/claude/sdk/v1/chat/completions",
+        &json!({"messages": [{"role": "user", "content": "hi"}], "stream": true}),
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(reply.status, 504, "{}", reply.text());
+    let message = reply.json()["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        message.contains("wrote nothing for 1 s (timeout)"),
+        "{message}"
+    );
+}
