@@ -92,6 +92,26 @@ impl Default for Config {
     }
 }
 
+/// How often idle sessions are checked for their timeout.
+const SWEEP_SECONDS: f64 = 30.0;
+
+/// Where `cli` is: itself when it names a path, else the first match in `PATH`.
+fn find_cli(cli: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    };
+    if cli.contains('/') {
+        let path = std::path::PathBuf::from(cli);
+        return runnable(&path).then_some(path);
+    }
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|dir| dir.join(cli))
+        .find(|path| runnable(path))
+}
+
 /// A running CLI and what of its output is not read yet.
 struct CliProcess {
     child: ChildProcess,
@@ -741,6 +761,8 @@ impl Plugin for ClaudeSdk {
         Manifest::new("claude_sdk", env!("CARGO_PKG_VERSION"))
             .description("The local Claude Code CLI as an upstream (stream-json mode), with sessions")
             .route("/claude/sdk", routes)
+            // Idle session CLIs are ended within this long past their timeout.
+            .task("sweep", SWEEP_SECONDS)
             .config_key("cli_path", "the Claude Code CLI; null: `claude` looked up in PATH")
             .config_key("cwd", "the CLI's working folder; null: `workspace` in the plugin's data folder")
             .config_key("env", "extra environment variables for the CLI (it inherits the proxy's)")
@@ -818,13 +840,34 @@ impl Plugin for ClaudeSdk {
         Ok(self.answer(format, req).await)
     }
 
+    async fn on_task(&self, task: String) -> Result<(), PluginError> {
+        match task.as_str() {
+            "sweep" => {
+                self.sweep();
+                Ok(())
+            }
+            other => Err(PluginError::not_found(format!("no task {other}"))),
+        }
+    }
+
     async fn on_health(&self) -> Health {
         self.sweep();
         let count = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        Health::with(
-            HealthStatus::Healthy,
-            json!({
+        let cli = self.cli.clone();
+        let found = self
+            .ctx
+            .blocking(move || find_cli(&cli))
+            .await
+            .ok()
+            .flatten();
+        let status = if found.is_some() {
+            HealthStatus::Healthy
+        } else {
+            HealthStatus::Degraded
+        };
+        let mut details = json!({
                 "cli_path": self.cli,
+                "cli_found": found.map(|path| path.display().to_string()),
                 "cwd": self.cwd,
                 "sessions_running": lock(&self.pool.idle).len(),
                 "sessions_busy": lock(&self.pool.busy).len(),
@@ -833,8 +876,14 @@ impl Plugin for ClaudeSdk {
                 "processes_started": count(&self.stats.spawned),
                 "processes_reused": count(&self.stats.reused),
                 "sessions_resumed": count(&self.stats.resumed),
-            }),
-        )
+        });
+        if status == HealthStatus::Degraded {
+            details["reason"] = Value::from(format!(
+                "the Claude Code CLI `{}` is not found (or not executable): install Claude Code or set [plugins.claude_sdk] cli_path",
+                self.cli
+            ));
+        }
+        Health::with(status, details)
     }
 
     async fn on_shutdown(&self) {
@@ -1168,6 +1217,50 @@ mod tests {
             "{}",
             error.message()
         );
+    }
+
+    #[test]
+    fn health_says_whether_the_cli_is_there() {
+        let (_, plugin) = start("echo");
+        let health = plugin.health().unwrap();
+        assert_eq!(health.status, HealthStatus::Healthy, "{}", health.details);
+        assert_eq!(health.details["cli_found"], fake_cli());
+        let (_, plugin) = start_with("echo", json!({"cli_path": "ccproxy-no-such-claude"}));
+        let health = plugin.health().unwrap();
+        assert_eq!(health.status, HealthStatus::Degraded);
+        assert!(
+            health.details["reason"]
+                .as_str()
+                .unwrap()
+                .contains("set [plugins.claude_sdk] cli_path"),
+            "{}",
+            health.details
+        );
+        assert!(find_cli("sh").is_some(), "found in PATH");
+    }
+
+    #[test]
+    fn the_sweep_ends_sessions_past_their_timeout() {
+        let (_, plugin) = start_with("echo", json!({"session_timeout_seconds": 0}));
+        let response = plugin
+            .route(json_request(
+                "POST",
+                "/claude/sdk/s/v1/messages",
+                &messages("a", false),
+            ))
+            .unwrap();
+        assert_eq!(response.status, 200);
+        plugin.task("sweep").unwrap();
+        let health = plugin.health().unwrap();
+        assert_eq!(health.details["sessions_running"], 0, "{}", health.details);
+        let again = plugin
+            .route(json_request(
+                "POST",
+                "/claude/sdk/s/v1/messages",
+                &messages("b", false),
+            ))
+            .unwrap();
+        assert_eq!(body(&again)["content"][0]["text"], "resumed turn 1: b");
     }
 
     #[test]
