@@ -502,3 +502,47 @@ fn an_explicit_base_url_wins_over_the_exchanges_api() {
         reply.text()
     );
 }
+
+#[test]
+fn a_copilot_token_the_api_refuses_is_exchanged_again() {
+    let mock = Mock::start(&["--quiet"]);
+    github_settings(&mock, json!({}));
+    let proxy = start_proxy(
+        &mock,
+        Sandbox::new(),
+        &[("COPILOT_GITHUB_TOKEN", "gho_env-copilot-token-0000")],
+    );
+    mock.fault(json!({"kind": "status", "status": 401, "path": "/chat/completions"}));
+    let reply = proxy.post_json("/copilot/v1/chat/completions", &chat_body(false));
+    assert_eq!(reply.status, 401, "{}", reply.text());
+    assert_eq!(github_seen(&mock)["exchanges"], 1);
+    // The hook drops the refused token (after the answer): a later request
+    // exchanges again, once.
+    let exchanged = ccproxy_e2e::poll(Duration::from_secs(5), || {
+        let reply = proxy.post_json("/copilot/v1/chat/completions", &chat_body(false));
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        (github_seen(&mock)["exchanges"] == 2).then_some(())
+    });
+    assert!(
+        exchanged.is_some(),
+        "no new exchange after the 401: {}",
+        github_seen(&mock)
+    );
+    let tokens: Vec<String> = mock
+        .requests_to("/chat/completions")
+        .iter()
+        .map(|r| {
+            r["headers"]["authorization"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert!(
+        tokens
+            .last()
+            .unwrap()
+            .starts_with("Bearer tid=mock-copilot-2;"),
+        "{tokens:?}"
+    );
+}

@@ -50,6 +50,8 @@ use serde::{Deserialize, Serialize};
 const OAUTH_SERVICE: &str = "oauth.copilot";
 /// The default (and fallback) Copilot API.
 const DEFAULT_BASE_URL: &str = "https://api.githubcopilot.com";
+/// Drops the cached Copilot token when the Copilot API refuses it.
+const TOKEN_REFUSED_HOOK: &str = "copilot_token_refused";
 const LOGIN_HINT: &str = "run `ccproxy auth login copilot`, or set COPILOT_GITHUB_TOKEN to a GitHub token with Copilot access";
 
 /// `[plugins.copilot]`, with the original's defaults (its `CopilotConfig`).
@@ -103,6 +105,15 @@ struct TokenAnswer {
 struct Credential {
     token: Secret,
     base: String,
+}
+
+/// The keys of `provider.response.received` the hook reads.
+#[derive(Deserialize)]
+struct ResponseReceived<'a> {
+    #[serde(default, borrow)]
+    provider: Option<&'a str>,
+    #[serde(default)]
+    status_code: Option<u16>,
 }
 
 /// The plugin.
@@ -283,6 +294,7 @@ impl Plugin for Copilot {
                 ],
             )
             .optional_requires(OAUTH_SERVICE)
+            .hook(TOKEN_REFUSED_HOOK, ["provider.response.received"], 500)
             .config_key("base_url", "the Copilot API; left at its default, the API base the token exchange names (endpoints.api) is used")
             .config_key("account_type", "individual, business or enterprise (informational; the API base comes from the token exchange)")
             .config_key("request_timeout", "timeout in seconds of the embeddings and models requests")
@@ -363,6 +375,24 @@ impl Plugin for Copilot {
             model_alias: None,
             timeout: None,
         })
+    }
+
+    /// A 401 from the Copilot API means its token was revoked or expired
+    /// early: the cached one is dropped, so the next request exchanges the
+    /// GitHub token again (this request's client gets the 401).
+    async fn on_hook_call(&self, call: HookCall) -> Result<HookOutcome, PluginError> {
+        if call.hook == TOKEN_REFUSED_HOOK {
+            let data: ResponseReceived<'_> = call.data()?;
+            if data.provider == Some("copilot") && data.status_code == Some(401) {
+                warn!(
+                    "the Copilot API refused the Copilot token (401); the next request exchanges a new one"
+                );
+                self.ctx
+                    .call_service(OAUTH_SERVICE, "invalidate", json!({}))
+                    .await?;
+            }
+        }
+        Ok(HookOutcome::Continue)
     }
 
     async fn on_health(&self) -> Health {

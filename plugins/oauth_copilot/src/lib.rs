@@ -30,6 +30,7 @@
 //! | `status` | – | `{"logged_in", "source", "github_token" (masked), "copilot_token" (masked), "expires_at_ms", "api_base", "file"}` |
 //! | `token` | – | the Copilot token's facts, token masked (for `/copilot/token`) |
 //! | `usage` | – | GitHub's `copilot_internal/user` answer (for `/copilot/usage`) |
+//! | `invalidate` | – | `{"invalidated": true}`: the cached Copilot token is dropped (the Copilot API refused it) |
 //! | `logout` | – | `{"logged_in": false}` |
 //!
 //! `device_poll` fails with a clear message when GitHub answers
@@ -691,6 +692,12 @@ impl Plugin for OAuthCopilot {
                 Ok(self.status_of())
             }
             "status" => Ok(self.status_of()),
+            // The Copilot API refused the token: the next `access_token`
+            // exchanges again (through the single flight).
+            "invalidate" => {
+                self.set_cached(None);
+                Ok(json!({"invalidated": true}))
+            }
             "token" => self.token_info().await,
             "usage" => self.usage().await,
             "logout" => {
@@ -707,7 +714,7 @@ impl Plugin for OAuthCopilot {
                 "GitHub Copilot logs in with GitHub's device flow, not a browser callback: run `ccproxy auth login copilot`",
             )),
             other => Err(PluginError::not_found(format!(
-                "{SERVICE} has no method {other} (it has device_code, device_poll, access_token, refresh, status, token, usage, logout)"
+                "{SERVICE} has no method {other} (it has device_code, device_poll, access_token, refresh, status, invalidate, token, usage, logout)"
             ))),
         }
     }
