@@ -13,9 +13,9 @@
 //! image (the old inode lives on until it is unmapped).
 
 use std::{
-    fs::{self, DirBuilder, OpenOptions},
+    fs::{self, DirBuilder},
     io::{self, Write as _},
-    os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _},
+    os::unix::fs::{DirBuilderExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
 };
 
@@ -120,32 +120,28 @@ fn ensure_folder(folder: &Path) -> anyhow::Result<()> {
 }
 
 /// Copies `source` to a new file in `folder` that nothing else can have
-/// opened: created exclusively, never through a symbolic link, mode 0644,
-/// synced. Its name does not end in `.so`, so a host scanning the folder
-/// meanwhile does not take it for a plugin.
+/// opened: a fresh name created exclusively (`tempfile`: `O_EXCL`, so never
+/// through a planted link), mode 0644, synced. Its name does not end in
+/// `.so`, so a host scanning the folder meanwhile does not take it for a plugin.
 fn copy_to_temporary(source: &Path, folder: &Path, file_name: &str) -> anyhow::Result<PathBuf> {
     let bytes = fs::read(source).with_context(|| format!("cannot read {}", source.display()))?;
-    let temporary = folder.join(format!(".{file_name}.install-{}", std::process::id()));
+    let mut file = tempfile::Builder::new()
+        .prefix(&format!(".{file_name}.install-"))
+        .permissions(fs::Permissions::from_mode(LIBRARY_MODE))
+        .tempfile_in(folder)
+        .with_context(|| format!("cannot create a file in {}", folder.display()))?;
     let written = (|| -> io::Result<()> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(LIBRARY_MODE)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&temporary)?;
         // The umask only removes bits; set them exactly.
-        file.set_permissions(fs::Permissions::from_mode(LIBRARY_MODE))?;
+        file.as_file()
+            .set_permissions(fs::Permissions::from_mode(LIBRARY_MODE))?;
         file.write_all(&bytes)?;
-        file.sync_all()
+        file.as_file().sync_all()
     })();
-    if let Err(error) = written {
-        // Remove only what this call created: a file that was already there
-        // under that name (create_new refused it) is left alone.
-        if error.kind() != io::ErrorKind::AlreadyExists {
-            let _ = fs::remove_file(&temporary);
-        }
-        return Err(error).with_context(|| format!("cannot write {}", temporary.display()));
-    }
+    written.with_context(|| format!("cannot write {}", file.path().display()))?;
+    // Kept: it is checked where it lies, then renamed into place.
+    let (_, temporary) = file
+        .keep()
+        .with_context(|| format!("cannot keep the copy in {}", folder.display()))?;
     Ok(temporary)
 }
 
@@ -331,9 +327,9 @@ mod tests {
     }
 
     #[test]
-    fn the_temporary_copy_is_0644_and_never_written_through_a_link() {
-        let dir = std::env::temp_dir().join(format!("ccproxy-install-test-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+    fn the_temporary_copy_is_0644_under_a_fresh_name() {
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path().join("plugins");
         ensure_folder(&dir).unwrap();
         assert_eq!(
             fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
@@ -349,20 +345,8 @@ mod tests {
             LIBRARY_MODE
         );
         assert!(!discover::is_library(&copy), "{}", copy.display());
-        fs::remove_file(&copy).unwrap();
-
-        // A link planted under the temporary name is not followed.
-        let victim = dir.join("victim");
-        fs::write(&victim, b"keep").unwrap();
-        std::os::unix::fs::symlink(&victim, &copy).unwrap();
-        assert!(copy_to_temporary(&source, &dir, "libx.so").is_err());
-        assert_eq!(fs::read(&victim).unwrap(), b"keep");
-        assert!(
-            fs::symlink_metadata(&copy)
-                .unwrap()
-                .file_type()
-                .is_symlink()
-        );
-        fs::remove_dir_all(&dir).unwrap();
+        // Each copy gets a name of its own.
+        let second = copy_to_temporary(&source, &dir, "libx.so").unwrap();
+        assert_ne!(second, copy);
     }
 }

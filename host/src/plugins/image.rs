@@ -11,9 +11,8 @@
 
 use std::{
     collections::HashMap,
-    fs::{self, OpenOptions},
-    io,
-    os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt},
+    fs, io,
+    os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt},
     path::{Path, PathBuf},
     sync::{Mutex, OnceLock},
 };
@@ -69,45 +68,33 @@ pub fn loadable_path(resolved: &Path, copies_dir: &Path) -> io::Result<PathBuf> 
     if let Some(copy) = images.copies.get(&identity) {
         return Ok(copy.clone());
     }
-    let copy = copy_image(resolved, copies_dir, images.copies.len())?;
+    let copy = copy_image(resolved, copies_dir)?;
     images.copies.insert(identity, copy.clone());
     Ok(copy)
 }
 
-/// Copies `source` to a new file in `dir` that nobody else can write, never
-/// following a link planted there.
-fn copy_image(source: &Path, dir: &Path, serial: usize) -> io::Result<PathBuf> {
+/// Copies `source` to a new file in `dir` (created 0700) that nobody else
+/// can write: a fresh name created exclusively (`tempfile`: `O_EXCL`, so
+/// never through a planted link), read and execute for the owner only.
+fn copy_image(source: &Path, dir: &Path) -> io::Result<PathBuf> {
     fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     let stem = source
         .file_stem()
-        .map(|stem| stem.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "plugin".to_owned());
+        .map(|stem| format!("{}.", stem.to_string_lossy()))
+        .unwrap_or_else(|| "plugin.".to_owned());
     let extension = source
         .extension()
         .map(|ext| format!(".{}", ext.to_string_lossy()))
         .unwrap_or_default();
-    let mut attempt = 0;
-    loop {
-        let name = format!("{stem}.{}.{serial}.{attempt}{extension}", std::process::id());
-        let target = dir.join(name);
-        let opened = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o500)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&target);
-        match opened {
-            Ok(mut file) => {
-                io::copy(&mut fs::File::open(source)?, &mut file)?;
-                file.sync_all()?;
-                return Ok(target);
-            }
-            Err(error) if error.kind() == io::ErrorKind::AlreadyExists && attempt < 100 => {
-                attempt += 1;
-            }
-            Err(error) => return Err(error),
-        }
-    }
+    let mut file = tempfile::Builder::new()
+        .prefix(&stem)
+        .suffix(&extension)
+        .permissions(fs::Permissions::from_mode(0o500))
+        .tempfile_in(dir)?;
+    io::copy(&mut fs::File::open(source)?, &mut file)?;
+    file.as_file().sync_all()?;
+    let (_, path) = file.keep().map_err(|error| error.error)?;
+    Ok(path)
 }
 
 #[cfg(test)]

@@ -5,9 +5,9 @@
 //! following a link, readable by the owner only; removed at shutdown.
 
 use std::{
-    fs::{self, OpenOptions},
+    fs,
     io::Write,
-    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
+    os::unix::fs::DirBuilderExt,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
@@ -51,17 +51,15 @@ pub fn write(path: &Path, state: &ServerState) -> std::io::Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(dir)?;
-    let temporary = dir.join(format!(".{}.{}", state.pid, state.reloads));
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&temporary)?;
+    // A fresh name created exclusively, 0600 (`tempfile`), renamed over the
+    // old file: a reader sees the old state or the new one, never half.
+    let mut file = tempfile::Builder::new()
+        .prefix(".serve-")
+        .tempfile_in(dir)?;
     file.write_all(&serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?)?;
-    file.sync_all()?;
-    fs::rename(&temporary, path)
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|error| error.error)?;
+    Ok(())
 }
 
 fn read(path: &Path) -> anyhow::Result<ServerState> {
@@ -171,19 +169,21 @@ mod tests {
     }
 
     #[test]
-    fn the_file_is_never_written_through_a_planted_link() {
+    fn a_link_planted_at_the_files_name_is_replaced_not_followed() {
         let scratch = tempfile::tempdir().unwrap();
         let path = scratch.path().join("serve-8000.json");
         let victim = scratch.path().join("victim");
         fs::write(&victim, "keep").unwrap();
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
         let state = ServerState {
             pid: 7,
             address: String::new(),
             reloads: 0,
             last_reload: None,
         };
-        std::os::unix::fs::symlink(&victim, scratch.path().join(".7.0")).unwrap();
-        assert!(write(&path, &state).is_err());
+        write(&path, &state).unwrap();
         assert_eq!(fs::read_to_string(&victim).unwrap(), "keep");
+        assert!(!fs::symlink_metadata(&path).unwrap().file_type().is_symlink());
+        assert_eq!(read(&path).unwrap(), state);
     }
 }
