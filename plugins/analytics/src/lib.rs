@@ -15,14 +15,15 @@
 //!
 //! The store belongs to the `storage` plugin: `query`, `analytics` and
 //! `reset` are calls to its service `log_storage` (this plugin requires it,
-//! so it is off when `storage` is). The stream does not wait for the store:
-//! this plugin's own hook on `request.completed`/`request.failed` (priority
-//! 810, after `pricing` and `storage`) reads the same row
-//! (`ccproxy_plugin_kit::logs::LogRow`) and hands it to every open stream
-//! whose filters it passes, with `try_send`: a stream whose reader is
-//! behind by `stream_queue` rows misses rows (counted) rather than slowing
-//! the others, and a stream whose client left is dropped at the next row or
-//! keep-alive (its send fails).
+//! so it is off when `storage` is). The stream has no hook of its own (each
+//! observing subscriber costs the host a dispatch per request): while a
+//! stream is open, the `poll` task asks `log_storage.recent` every
+//! `poll_interval` for the rows `storage`'s hook read since (it keeps them
+//! only while someone asks) and hands each to every open stream whose
+//! filters it passes, with `try_send`: a stream whose reader is behind by
+//! `stream_queue` rows misses rows (counted) rather than slowing the others,
+//! and a stream whose client left is dropped at the next row or keep-alive
+//! (its send fails).
 //!
 //! Routes need the client token when `security.auth_token` is set (none is
 //! public). A malformed parameter is a 400 naming it:
