@@ -8,7 +8,12 @@ fn xdg(var: &str, fallback: impl FnOnce(&directories::BaseDirs) -> PathBuf) -> P
     }
     match directories::BaseDirs::new() {
         Some(base) => fallback(&base).join("ccproxy"),
-        None => std::env::temp_dir().join("ccproxy"),
+        // No home folder at all (a bare service account): `.ccproxy` in the
+        // working folder, never a shared temporary folder others can plant
+        // files in.
+        None => std::env::current_dir()
+            .unwrap_or_else(|_| PathBuf::from("."))
+            .join(".ccproxy"),
     }
 }
 
