@@ -91,13 +91,12 @@ pub use serde_json::{self, Value, json};
 /// Everything a plugin usually needs: `use ccproxy_plugin_abi::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        BodySender, BodyStream, ChildProcess, Command, ConfiguredEndpoints, Context, ConversionKind,
-        ErrorKind,
-        ExitStatus, FormatConversion, Headers, Health, HealthStatus, HookBody, HookCall,
-        HookContext, HookEvent, HookOutcome, HttpRequest, HttpResponse, HttpStream, Manifest,
-        MiddlewareAction, MiddlewareRequest, MiddlewareResponse, Plugin, PluginError, PluginKind,
-        ProviderRequest, Request, Response, Route, RouteResponse, ServiceCall, StreamResponse,
-        UpstreamRequest, export_plugin, json, layer,
+        BodySender, BodyStream, ChildProcess, Command, ConfiguredEndpoints, Context,
+        ConversionKind, ErrorKind, ExitStatus, FormatConversion, Headers, Health, HealthStatus,
+        HookBody, HookCall, HookContext, HookEvent, HookOutcome, HttpRequest, HttpResponse,
+        HttpStream, Manifest, MiddlewareAction, MiddlewareRequest, MiddlewareResponse, Plugin,
+        PluginError, PluginKind, ProviderRequest, Request, Response, Route, RouteResponse,
+        ServiceCall, StreamResponse, UpstreamRequest, export_plugin, json, layer,
     };
     pub use crate::{debug, error, info, trace, warn};
     pub use serde_json::Value;

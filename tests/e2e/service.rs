@@ -37,23 +37,28 @@ impl Load {
         let ok = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(std::sync::Mutex::new(Vec::new()));
         let address = proxy.address();
-        let threads = (0..CLIENTS).map(|_| thread::spawn({
-            let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
-            move || {
-                while !stop.load(Ordering::Relaxed) {
-                    match http_get(address, path) {
-                        Ok(reply) if reply.status == 200 => {
-                            ok.fetch_add(1, Ordering::Relaxed);
+        let threads = (0..CLIENTS)
+            .map(|_| {
+                thread::spawn({
+                    let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+                    move || {
+                        while !stop.load(Ordering::Relaxed) {
+                            match http_get(address, path) {
+                                Ok(reply) if reply.status == 200 => {
+                                    ok.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Ok(reply) => failed.lock().unwrap().push(format!(
+                                    "{} {}",
+                                    reply.status,
+                                    reply.text()
+                                )),
+                                Err(error) => failed.lock().unwrap().push(error.to_string()),
+                            }
                         }
-                        Ok(reply) => failed
-                            .lock()
-                            .unwrap()
-                            .push(format!("{} {}", reply.status, reply.text())),
-                        Err(error) => failed.lock().unwrap().push(error.to_string()),
                     }
-                }
-            }
-        })).collect();
+                })
+            })
+            .collect();
         Load {
             stop,
             ok,
@@ -70,16 +75,17 @@ impl Load {
             thread.join().unwrap();
         }
         let failed = self.failed.lock().unwrap();
-        assert!(failed.is_empty(), "requests failed during reloads: {failed:?}");
+        assert!(
+            failed.is_empty(),
+            "requests failed during reloads: {failed:?}"
+        );
         self.ok.load(Ordering::Relaxed)
     }
 }
 
 fn reload(proxy: &Proxy) -> ccproxy_e2e::CliOutput {
     let port = proxy.address().port().to_string();
-    proxy
-        .sandbox()
-        .run_cli(&["reload", "--port", &port], &[])
+    proxy.sandbox().run_cli(&["reload", "--port", &port], &[])
 }
 
 #[test]
@@ -92,7 +98,10 @@ fn reloads_add_replace_and_retire_plugins_while_requests_keep_flowing() {
             ..ProxyOptions::default()
         },
     );
-    assert_eq!(proxy.get("/hello/greet?name=Ada").json()["message"], "Hello, Ada!");
+    assert_eq!(
+        proxy.get("/hello/greet?name=Ada").json()["message"],
+        "Hello, Ada!"
+    );
     assert_eq!(proxy.get("/ticker/stats").status, 404);
     let load = Load::start(&proxy, "/hello/greet?name=Load");
 
@@ -102,7 +111,11 @@ fn reloads_add_replace_and_retire_plugins_while_requests_keep_flowing() {
     let served = poll(Duration::from_secs(20), || {
         (proxy.get("/ticker/stats").status == 200).then_some(())
     });
-    assert!(served.is_some(), "the new plugin never served; log:\n{}", proxy.log());
+    assert!(
+        served.is_some(),
+        "the new plugin never served; log:\n{}",
+        proxy.log()
+    );
     proxy.wait_for_log("reloaded: added sse_ticker; kept 1", Duration::from_secs(5));
 
     // A changed config section gets a new instance; `ccproxy reload` waits
@@ -116,7 +129,10 @@ fn reloads_add_replace_and_retire_plugins_while_requests_keep_flowing() {
         reloaded.stdout.contains("replaced hello_system") && reloaded.stdout.contains("kept 1"),
         "{reloaded:?}"
     );
-    assert_eq!(proxy.get("/hello/greet?name=Ada").json()["message"], "Bonjour, Ada!");
+    assert_eq!(
+        proxy.get("/hello/greet?name=Ada").json()["message"],
+        "Bonjour, Ada!"
+    );
 
     // A broken config is refused: exit 1, the reason, the old state serving.
     proxy
@@ -125,11 +141,16 @@ fn reloads_add_replace_and_retire_plugins_while_requests_keep_flowing() {
     let refused = reload(&proxy);
     assert_eq!(refused.code, 1, "{refused:?}");
     assert!(
-        refused.stderr.contains("reload failed, the old state keeps serving")
+        refused
+            .stderr
+            .contains("reload failed, the old state keeps serving")
             && refused.stderr.contains("config"),
         "{refused:?}"
     );
-    assert_eq!(proxy.get("/hello/greet?name=Ada").json()["message"], "Bonjour, Ada!");
+    assert_eq!(
+        proxy.get("/hello/greet?name=Ada").json()["message"],
+        "Bonjour, Ada!"
+    );
     assert_eq!(proxy.get("/ticker/stats").status, 200);
 
     // A removed file is retired: its routes answer 404 from the swap on,
@@ -157,12 +178,19 @@ fn reloads_add_replace_and_retire_plugins_while_requests_keep_flowing() {
         "the retired plugin stopped while its stream was still open:\n{}",
         proxy.log()
     );
-    let events = stream.join().unwrap().expect("the stream that began before the reload");
+    let events = stream
+        .join()
+        .unwrap()
+        .expect("the stream that began before the reload");
     assert_eq!(events.matches("event: tick").count(), 8, "{events}");
     let stopped = poll(Duration::from_secs(10), || {
         ticker_stopped(&proxy.log()).then_some(())
     });
-    assert!(stopped.is_some(), "the retired plugin never stopped:\n{}", proxy.log());
+    assert!(
+        stopped.is_some(),
+        "the retired plugin never stopped:\n{}",
+        proxy.log()
+    );
 
     let answered = load.finish();
     assert!(answered > 0, "the client loop never got an answer");
@@ -176,7 +204,10 @@ fn a_broken_new_plugin_file_fails_the_reload_and_changes_nothing() {
         plugins: &[HELLO],
         ..ProxyOptions::default()
     });
-    let garbage = proxy.sandbox().plugin_dir().join(library_file_name("garbage"));
+    let garbage = proxy
+        .sandbox()
+        .plugin_dir()
+        .join(library_file_name("garbage"));
     std::fs::write(&garbage, b"not a library").unwrap();
     let refused = reload(&proxy);
     assert_eq!(refused.code, 1, "{refused:?}");
@@ -184,7 +215,10 @@ fn a_broken_new_plugin_file_fails_the_reload_and_changes_nothing() {
         refused.stderr.contains("libgarbage.so") && refused.stderr.contains("refused"),
         "{refused:?}"
     );
-    assert_eq!(proxy.get("/hello/greet?name=Ada").json()["message"], "Hello, Ada!");
+    assert_eq!(
+        proxy.get("/hello/greet?name=Ada").json()["message"],
+        "Hello, Ada!"
+    );
 }
 
 #[test]

@@ -6,8 +6,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::Context as _;
-use serde_json::json;
 use super::exit;
 use crate::{
     config::{Loaded, Sources},
@@ -21,7 +19,9 @@ use crate::{
     services::Shared,
     telemetry,
 };
+use anyhow::Context as _;
 use ccproxy_plugin_abi::HookEvent;
+use serde_json::json;
 
 /// Runs the server; returns when it has shut down.
 pub(super) fn run(loaded: Loaded, sources: Sources) -> anyhow::Result<u8> {

@@ -56,7 +56,9 @@ fn images() -> &'static Mutex<Images> {
 /// it under `copies_dir` (created 0700).
 pub fn loadable_path(resolved: &Path, copies_dir: &Path) -> io::Result<PathBuf> {
     let identity = Identity::of(resolved)?;
-    let mut images = images().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut images = images()
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     match images.loaded.get(resolved) {
         None => {
             images.loaded.insert(resolved.to_path_buf(), identity);
@@ -77,7 +79,10 @@ pub fn loadable_path(resolved: &Path, copies_dir: &Path) -> io::Result<PathBuf> 
 /// can write: a fresh name created exclusively (`tempfile`: `O_EXCL`, so
 /// never through a planted link), read and execute for the owner only.
 fn copy_image(source: &Path, dir: &Path) -> io::Result<PathBuf> {
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
     let stem = source
         .file_stem()
         .map(|stem| format!("{}.", stem.to_string_lossy()))
@@ -108,7 +113,11 @@ mod tests {
         let copies = scratch.path().join("images");
         fs::write(&file, b"first").unwrap();
         assert_eq!(loadable_path(&file, &copies).unwrap(), file);
-        assert_eq!(loadable_path(&file, &copies).unwrap(), file, "unchanged: same image");
+        assert_eq!(
+            loadable_path(&file, &copies).unwrap(),
+            file,
+            "unchanged: same image"
+        );
 
         // Replaced as `install` or a rename does: a new inode.
         let replacement = scratch.path().join("new.so");
@@ -118,7 +127,11 @@ mod tests {
         assert_ne!(copy, file);
         assert!(copy.starts_with(&copies));
         assert_eq!(fs::read(&copy).unwrap(), b"second version");
-        assert_eq!(loadable_path(&file, &copies).unwrap(), copy, "the copy is reused");
+        assert_eq!(
+            loadable_path(&file, &copies).unwrap(),
+            copy,
+            "the copy is reused"
+        );
         let mode = fs::metadata(&copies).unwrap().mode() & 0o777;
         assert_eq!(mode, 0o700);
     }

@@ -62,7 +62,9 @@ pub async fn initialize_reusing(
             .and_then(|e| e.config.clone())
             .unwrap_or(Value::Null);
         if let Some(kept) = running.iter().find(|plugin| {
-            plugin.manifest.name == *name && plugin.image == library.image && plugin.config == config
+            plugin.manifest.name == *name
+                && plugin.image == library.image
+                && plugin.config == config
         }) {
             tracing::debug!(plugin = %name, "plugin unchanged; kept running");
             shared.plugins.insert(name.clone(), kept.clone());
@@ -170,7 +172,12 @@ fn accept_configured_endpoints(plugin: &ActivePlugin, output: Option<InitializeO
         return;
     };
     let name = &plugin.manifest.name;
-    if !plugin.manifest.provider.as_ref().is_some_and(|spec| spec.configured) {
+    if !plugin
+        .manifest
+        .provider
+        .as_ref()
+        .is_some_and(|spec| spec.configured)
+    {
         tracing::warn!(plugin = %name, "plugin answered configured endpoints but its manifest does not declare `configured_provider`; ignored");
         return;
     }

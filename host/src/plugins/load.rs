@@ -246,8 +246,8 @@ pub fn load(path: &Path) -> Result<LoadedLibrary, Refusal> {
     // library ("file too short", "wrong ELF class").
     // A file that replaced one loaded before from this path is loaded from a
     // private copy: `dlopen` would hand back the old image (see `image`).
-    let loadable = super::image::loadable_path(&resolved, &crate::paths::images_dir())
-        .map_err(|error| {
+    let loadable =
+        super::image::loadable_path(&resolved, &crate::paths::images_dir()).map_err(|error| {
             Refusal::NotALibrary(format!("cannot read file {}: {error}", resolved.display()))
         })?;
     let library = RawLibrary::load_at(&loadable)
@@ -703,8 +703,7 @@ mod tests {
     fn garbage_file_is_not_a_library() {
         let scratch = tempfile::tempdir().unwrap();
         let dir = scratch.path();
-        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         let file = dir.join("libgarbage.so");
         std::fs::write(&file, b"this is not an ELF file").unwrap();
         std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644))

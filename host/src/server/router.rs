@@ -129,14 +129,13 @@ impl RouteTable {
         let mut conflicts = Vec::new();
         for plugin in plugins {
             for (native, endpoint) in plugin.provider_endpoints() {
-                let mounted =
-                    provider_route(native, endpoint).and_then(|route| {
-                        let target = Target::Provider {
-                            plugin: plugin.clone(),
-                            route: Arc::new(route),
-                        };
-                        table.insert("POST", &endpoint.path, target)
-                    });
+                let mounted = provider_route(native, endpoint).and_then(|route| {
+                    let target = Target::Provider {
+                        plugin: plugin.clone(),
+                        route: Arc::new(route),
+                    };
+                    table.insert("POST", &endpoint.path, target)
+                });
                 if let Err(reason) = mounted {
                     tracing::warn!(plugin = %plugin.manifest.name, endpoint = %endpoint.path, %reason, "provider endpoint not mounted");
                     conflicts.push(Conflict {
@@ -224,9 +223,7 @@ impl RouteTable {
                         continue;
                     }
                     // A provider endpoint that cannot be mounted was reported already.
-                    let Ok(provider_route) =
-                        provider_route(native, provider_endpoint)
-                    else {
+                    let Ok(provider_route) = provider_route(native, provider_endpoint) else {
                         continue;
                     };
                     let path = format!("{prefix}{endpoint}");

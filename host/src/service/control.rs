@@ -69,7 +69,8 @@ fn read(path: &Path) -> anyhow::Result<ServerState> {
             path.display()
         )
     })?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not a server state file", path.display()))
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a server state file", path.display()))
 }
 
 /// Asks the server on `port` to reload, and waits for the outcome:
@@ -183,7 +184,12 @@ mod tests {
         };
         write(&path, &state).unwrap();
         assert_eq!(fs::read_to_string(&victim).unwrap(), "keep");
-        assert!(!fs::symlink_metadata(&path).unwrap().file_type().is_symlink());
+        assert!(
+            !fs::symlink_metadata(&path)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
         assert_eq!(read(&path).unwrap(), state);
     }
 }

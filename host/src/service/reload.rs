@@ -89,8 +89,8 @@ impl Reloader {
         if let Some(old) = tasks.take() {
             let _ = old.stop.send(true);
             // A run in progress finishes before its plugin may be stopped.
-            let _ = tokio::time::timeout(self.grace, futures_util::future::join_all(old.handles))
-                .await;
+            let _ =
+                tokio::time::timeout(self.grace, futures_util::future::join_all(old.handles)).await;
         }
         let (stop, stopped) = watch::channel(false);
         let handles = {
@@ -110,8 +110,8 @@ impl Reloader {
     pub async fn stop(&self) {
         if let Some(old) = self.tasks.lock().await.take() {
             let _ = old.stop.send(true);
-            let _ = tokio::time::timeout(self.grace, futures_util::future::join_all(old.handles))
-                .await;
+            let _ =
+                tokio::time::timeout(self.grace, futures_util::future::join_all(old.handles)).await;
         }
         let _ = std::fs::remove_file(&self.state_path);
     }
@@ -151,11 +151,11 @@ impl Reloader {
         let mut notes = needs_restart(&shared.config, &loaded.config);
         notes.extend(loaded.warnings.iter().cloned());
 
-        let prepared =
-            registry::prepare(&loaded.config, &registry::search_path(&loaded.config));
+        let prepared = registry::prepare(&loaded.config, &registry::search_path(&loaded.config));
         let old = &old_app.registry;
         let new = lifecycle::initialize_reusing(prepared, &shared, &old.active).await;
-        let is_new = |plugin: &Arc<ActivePlugin>| !old.active.iter().any(|o| Arc::ptr_eq(o, plugin));
+        let is_new =
+            |plugin: &Arc<ActivePlugin>| !old.active.iter().any(|o| Arc::ptr_eq(o, plugin));
 
         let problems = new_problems(old, &new);
         if !problems.is_empty() {
@@ -207,11 +207,8 @@ impl Reloader {
         if retired.is_empty() {
             return;
         }
-        let still_named: HashSet<String> = new
-            .active
-            .iter()
-            .map(|p| p.manifest.name.clone())
-            .collect();
+        let still_named: HashSet<String> =
+            new.active.iter().map(|p| p.manifest.name.clone()).collect();
         let grace = self.grace;
         tokio::spawn(async move {
             let deadline = tokio::time::Instant::now() + grace;
@@ -282,12 +279,26 @@ fn summarize(old: &Registry, new: &Registry, retired: &[Arc<ActivePlugin>]) -> S
         .iter()
         .filter(|p| !old.active.iter().any(|o| Arc::ptr_eq(o, p)))
         .collect();
-    let added = names(&mut fresh.iter().copied().filter(|p| !was_active(&p.manifest.name)));
-    let replaced = names(&mut fresh.iter().copied().filter(|p| was_active(&p.manifest.name)));
+    let added = names(
+        &mut fresh
+            .iter()
+            .copied()
+            .filter(|p| !was_active(&p.manifest.name)),
+    );
+    let replaced = names(
+        &mut fresh
+            .iter()
+            .copied()
+            .filter(|p| was_active(&p.manifest.name)),
+    );
     let removed = names(&mut retired.iter().filter(|p| !is_active(&p.manifest.name)));
     let kept = new.active.len() - fresh.len();
     let mut parts = Vec::new();
-    for (what, list) in [("added", added), ("replaced", replaced), ("removed", removed)] {
+    for (what, list) in [
+        ("added", added),
+        ("replaced", replaced),
+        ("removed", removed),
+    ] {
         if !list.is_empty() {
             parts.push(format!("{what} {}", list.join(", ")));
         }

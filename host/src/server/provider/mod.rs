@@ -293,7 +293,9 @@ fn refuse_a_page(headers: &http::HeaderMap, status: u16, who: &str) -> Result<()
     if media.eq_ignore_ascii_case("text/html") || media.eq_ignore_ascii_case("text/plain") {
         return Err(ProxyError::upstream(
             http::StatusCode::BAD_GATEWAY,
-            format!("provider {who}: the upstream answered {status} with {media}, not an API answer; check its base URL"),
+            format!(
+                "provider {who}: the upstream answered {status} with {media}, not an API answer; check its base URL"
+            ),
         ));
     }
     Ok(())
@@ -343,7 +345,15 @@ async fn answer(
         received_later,
         upstream_time,
         passed,
-    } = send::send(app, (name, &route.who(name)), request_id, &request, body, stream).await?;
+    } = send::send(
+        app,
+        (name, &route.who(name)),
+        request_id,
+        &request,
+        body,
+        stream,
+    )
+    .await?;
     // From here on every answer, failures included, reports the upstream's
     // time and passes its rate-limit headers.
     facts.upstream_time = Some(upstream_time);

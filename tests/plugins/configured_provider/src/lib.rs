@@ -87,9 +87,9 @@ impl Plugin for ConfiguredProvider {
         &self,
         req: ProviderRequest,
     ) -> Result<UpstreamRequest, PluginError> {
-        let upstream = self.upstream_of(&req.endpoint).ok_or_else(|| {
-            PluginError::invalid(format!("no upstream serves {}", req.endpoint))
-        })?;
+        let upstream = self
+            .upstream_of(&req.endpoint)
+            .ok_or_else(|| PluginError::invalid(format!("no upstream serves {}", req.endpoint)))?;
         let path = match req.native_format.as_str() {
             "anthropic.messages" => "/v1/messages",
             "openai.responses" => "/v1/responses",
