@@ -6,7 +6,8 @@
 //! next poll waits 5 s longer, success) and stores the GitHub token 0600; the
 //! GitHub token falls back to `COPILOT_GITHUB_TOKEN`, `GH_TOKEN`,
 //! `GITHUB_TOKEN` in that order; the Copilot token is exchanged once for 50
-//! concurrent requests; every client format reaches the Copilot API as Chat
+//! concurrent requests, and refreshed once for 50 after `refresh_in`; a token
+//! the Copilot API refuses is exchanged again; every client format reaches the Copilot API as Chat
 //! Completions with Copilot's headers, streamed and not; an account without
 //! Copilot and an expired token get clear errors in the client's format.
 
@@ -382,15 +383,8 @@ fn every_format_reaches_copilot_as_chat_completions_streamed_and_not() {
     assert!(!log.contains("tid=mock-copilot-1;exp") && !log.contains("gho_env-copilot-token-0000"));
 }
 
-#[test]
-fn one_exchange_for_fifty_concurrent_requests() {
-    let mock = Mock::start(&["--quiet"]);
-    github_settings(&mock, json!({"exchange_delay_ms": 500}));
-    let proxy = start_proxy(
-        &mock,
-        Sandbox::new(),
-        &[("COPILOT_GITHUB_TOKEN", "gho_env-copilot-token-0000")],
-    );
+/// Sends 50 chat requests at once; every one must succeed.
+fn fifty_at_once(proxy: &Proxy) {
     let address = proxy.address();
     let barrier = Barrier::new(50);
     let body = chat_body(false).to_string();
@@ -412,23 +406,43 @@ fn one_exchange_for_fifty_concurrent_requests() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
-    assert_eq!(github_seen(&mock)["exchanges"], 1);
+}
 
-    // A token due for refresh (refresh_in passed) is exchanged again, once.
-    github_settings(&mock, json!({"refresh_in": 0}));
+#[test]
+fn one_exchange_and_one_refresh_for_fifty_concurrent_requests() {
+    let mock = Mock::start(&["--quiet"]);
+    // Each exchange takes 500 ms, so the 50 requests really overlap it; each
+    // token is due for a refresh 3 s after it was issued (`refresh_in`).
+    github_settings(&mock, json!({"exchange_delay_ms": 500, "refresh_in": 3}));
     let proxy = start_proxy(
         &mock,
         Sandbox::new(),
         &[("COPILOT_GITHUB_TOKEN", "gho_env-copilot-token-0000")],
     );
-    for _ in 0..2 {
-        let reply = proxy.post_json("/copilot/v1/chat/completions", &chat_body(false));
-        assert_eq!(reply.status, 200, "{}", reply.text());
-    }
+    fifty_at_once(&proxy);
+    assert_eq!(github_seen(&mock)["exchanges"], 1);
+    std::thread::sleep(Duration::from_millis(3200));
+    fifty_at_once(&proxy);
     assert_eq!(
         github_seen(&mock)["exchanges"],
         2,
-        "refresh_in 0: each request exchanges again"
+        "one refresh for the 50 requests after refresh_in"
+    );
+    let tokens: Vec<String> = mock
+        .requests_to("/chat/completions")
+        .iter()
+        .map(|r| {
+            r["headers"]["authorization"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(tokens.len(), 100);
+    assert!(
+        tokens[50..]
+            .iter()
+            .all(|t| t.starts_with("Bearer tid=mock-copilot-2;"))
     );
 }
 
