@@ -5,7 +5,10 @@
 //!
 //! Claude Code on `/claude` (Anthropic to Anthropic) and on `/codex` (Anthropic to the
 //! Codex backend's Responses); the Codex CLI on `/codex/v1` (Responses to the backend) and
-//! on `/claude/v1` (Responses to Anthropic). Each with a plain answer, and with a tool
+//! on `/claude/v1` (Responses to Anthropic). Through `compat`'s configured upstreams
+//! (tests/e2e/compat.rs): Claude Code on `/chatup` (Anthropic to a Chat Completions
+//! server) and the Codex CLI on `/anthup/v1` (Responses to an Anthropic Messages server).
+//! Each with a plain answer, and with a tool
 //! loop: the agent asks for the client's shell tool running `echo TOKEN > proof.txt && cat
 //! proof.txt`, the client really runs it, its next request carries the output, and the
 //! agent's final text is what the client prints.
@@ -69,13 +72,26 @@ enum Route {
     Claude,
     /// `codex`: the Codex backend's Responses at the mock.
     Codex,
+    /// `compat`'s `chatup`: Chat Completions at the mock's `/v1/chat/completions`.
+    CompatChat,
+    /// `compat`'s `anthup`: Anthropic Messages at the mock's `/v1/messages`.
+    CompatAnthropic,
 }
 
 impl Route {
     fn upstream_path(self) -> &'static str {
         match self {
-            Route::Claude => "/v1/messages",
+            Route::Claude | Route::CompatAnthropic => "/v1/messages",
             Route::Codex => CODEX_BACKEND_PATH,
+            Route::CompatChat => "/v1/chat/completions",
+        }
+    }
+
+    /// The mock and a proxy with this route's provider.
+    fn start(self) -> (Mock, Proxy) {
+        match self {
+            Route::Claude | Route::Codex => start(),
+            Route::CompatChat | Route::CompatAnthropic => start_compat(),
         }
     }
 }
@@ -111,6 +127,18 @@ fn start_with(env: &[(&str, &str)]) -> (Mock, Proxy) {
 
 fn start() -> (Mock, Proxy) {
     start_with(&[])
+}
+
+/// The mock and a proxy with `compat`'s two upstreams (no credentials) in front of it.
+fn start_compat() -> (Mock, Proxy) {
+    let mock = Mock::start(&["--quiet"]);
+    let config = crate::compat::mock_config(&mock.url());
+    let proxy = Proxy::start(ProxyOptions {
+        bundled: &["compat"],
+        config_toml: Some(&config),
+        ..ProxyOptions::default()
+    });
+    (mock, proxy)
 }
 
 /// Arms the mock's scripted agent (`command` first, when given, then `answer`).
@@ -287,7 +315,7 @@ fn printed_answer(client: Client, run: &Run) -> String {
     }
 }
 
-/// The tool results a recorded upstream request carries (either upstream format).
+/// The tool results a recorded upstream request carries (any upstream format).
 fn tool_results(request: &Value) -> Vec<String> {
     let body = &request["body"];
     let anthropic = body["messages"]
@@ -304,7 +332,13 @@ fn tool_results(request: &Value) -> Vec<String> {
         .flatten()
         .filter(|item| item["type"] == "function_call_output")
         .map(|item| item["output"].to_string());
-    anthropic.chain(responses).collect()
+    let chat = body["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|message| message["role"] == "tool")
+        .map(|message| message["content"].to_string());
+    anthropic.chain(responses).chain(chat).collect()
 }
 
 /// The upstream requests of this run: all on the route's upstream, all answered 200 by
@@ -333,6 +367,10 @@ fn upstream_requests(mock: &Mock, route: Route) -> Vec<Value> {
                 format!("Bearer {}", codex::access_token()),
                 "{headers}"
             ),
+            // No credential configured, and the client's own is never forwarded.
+            Route::CompatChat | Route::CompatAnthropic => {
+                assert!(!headers.to_string().contains("placeholder"), "{headers}")
+            }
         }
     }
     requests
@@ -365,6 +403,8 @@ fn base_url(proxy: &Proxy, client: Client, route: Route) -> String {
     let prefix = match route {
         Route::Claude => "/claude",
         Route::Codex => "/codex",
+        Route::CompatChat => "/chatup",
+        Route::CompatAnthropic => "/anthup",
     };
     match client {
         // Claude Code appends /v1/messages itself.
@@ -375,7 +415,7 @@ fn base_url(proxy: &Proxy, client: Client, route: Route) -> String {
 }
 
 fn plain_answer(client: Client, route: Route) {
-    let (mock, proxy) = start();
+    let (mock, proxy) = route.start();
     let answer = format!("PLAIN-{}", token());
     arm_agent(&mock, &answer, None);
     let run = run(client, &base_url(&proxy, client, route), "Say hello.");
@@ -404,7 +444,7 @@ fn plain_answer(client: Client, route: Route) {
 }
 
 fn tool_loop(client: Client, route: Route) {
-    let (mock, proxy) = start();
+    let (mock, proxy) = route.start();
     let token = token();
     let answer = format!("FINAL-{token}");
     let command = format!("echo {token} > proof.txt && cat proof.txt");
@@ -437,19 +477,23 @@ fn tool_loop(client: Client, route: Route) {
         "the last request carries the tool's output: {results:?}"
     );
     // ...with the model's reasoning of the first answer (the agent signs and encrypts
-    // it as the APIs do), so the upstream can carry on where it stopped.
+    // it as the APIs do), so the upstream can carry on where it stopped (Chat
+    // Completions has no reasoning to send back)...
     let reasoning = match route {
-        Route::Claude => "mock-signature-0",
-        Route::Codex => "mock-encrypted-reasoning-0",
+        Route::Claude | Route::CompatAnthropic => Some("mock-signature-0"),
+        Route::Codex => Some("mock-encrypted-reasoning-0"),
+        Route::CompatChat => None,
     };
-    assert!(
-        last["body_text"]
-            .as_str()
-            .unwrap_or_default()
-            .contains(reasoning),
-        "{client:?} on {route:?}: the reasoning {reasoning} did not come back: {:.4000}",
-        last["body_text"]
-    );
+    if let Some(reasoning) = reasoning {
+        assert!(
+            last["body_text"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(reasoning),
+            "{client:?} on {route:?}: the reasoning {reasoning} did not come back: {:.4000}",
+            last["body_text"]
+        );
+    }
     // ...and printed the agent's final answer.
     let printed = printed_answer(client, &run);
     assert!(
@@ -521,6 +565,26 @@ fn codex_cli_with_its_default_model_on_claude_answers() {
 #[test]
 fn codex_cli_with_its_default_model_on_codex_answers() {
     default_model_answers(Route::Codex);
+}
+
+#[test]
+fn claude_code_on_a_chat_completions_upstream_answers() {
+    plain_answer(Client::ClaudeCode, Route::CompatChat);
+}
+
+#[test]
+fn claude_code_on_a_chat_completions_upstream_runs_its_tool() {
+    tool_loop(Client::ClaudeCode, Route::CompatChat);
+}
+
+#[test]
+fn codex_cli_on_an_anthropic_upstream_answers() {
+    plain_answer(Client::CodexCli, Route::CompatAnthropic);
+}
+
+#[test]
+fn codex_cli_on_an_anthropic_upstream_runs_its_tool() {
+    tool_loop(Client::CodexCli, Route::CompatAnthropic);
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //!
 //! Armed with `POST /_mock/agent {"answer": TEXT, "command": CMD}` (disarmed by
 //! `DELETE /_mock/agent` or `POST /_mock/reset`), it answers every Anthropic
-//! Messages and Responses request (the Codex backend's too) itself:
+//! Messages, Responses (the Codex backend's too) and Chat Completions request
+//! itself:
 //! - with `command`, a request that declares a shell tool and carries no tool
 //!   result yet gets a call of that tool running `CMD`; the shell tool is the
 //!   first declared of `Bash` (Claude Code), `exec_command`, `shell_command`
@@ -13,10 +14,12 @@
 //! - anything else (no `command`, no shell tool, or a conversation that
 //!   already holds a tool result) gets the text `answer`.
 //!
-//! Each answer starts with the model's reasoning (a signed `thinking` block, an
-//! encrypted `reasoning` item), which clients send back with the next turn.
-//! The answer streams when the request asks for it, as the API would send it.
-//! Chat Completions requests keep the recorded samples.
+//! Each Anthropic or Responses answer starts with the model's reasoning (a
+//! signed `thinking` block, an encrypted `reasoning` item), which clients send
+//! back with the next turn; Chat Completions has no such field to return.
+//! The answer streams when the request asks for it, as the API would send it;
+//! a Chat stream carries its usage chunk only when the request set
+//! `stream_options.include_usage`, as OpenAI's does.
 
 use serde_json::{Value, json};
 
@@ -62,9 +65,8 @@ impl Script {
         json!({"answer": self.answer, "command": self.command})
     }
 
-    /// The answer to `request` in `format`; `None` for formats the agent does
-    /// not play (Chat Completions), which keep the samples.
-    pub(crate) fn reply(&self, format: Format, request: &Value, number: usize) -> Option<Selected> {
+    /// The answer to `request` in `format`.
+    pub(crate) fn reply(&self, format: Format, request: &Value, number: usize) -> Selected {
         let stream = request.get("stream").and_then(Value::as_bool) == Some(true);
         let model = request
             .get("model")
@@ -79,9 +81,15 @@ impl Script {
         let body = match format {
             Format::Anthropic => anthropic_body(model, &self.answer, call, number),
             Format::Responses => responses_body(model, &self.answer, call, number),
-            Format::Chat => return None,
+            Format::Chat => chat_body(model, &self.answer, call, number),
         };
         let reply = if stream {
+            let mut body = body;
+            let usage_asked =
+                request.pointer("/stream_options/include_usage") == Some(&json!(true));
+            if format == Format::Chat && !usage_asked {
+                body["usage"] = Value::Null;
+            }
             Reply::Events(synthesize(format, &body))
         } else {
             Reply::Json(body)
@@ -91,17 +99,17 @@ impl Script {
         } else {
             "application/json"
         };
-        Some(Selected {
+        Selected {
             source: "agent".to_owned(),
             status: 200,
             headers: vec![("content-type".to_owned(), content_type.to_owned())],
             reply,
-        })
+        }
     }
 }
 
-/// Whether the conversation already answers a tool call (`None` for formats the
-/// agent does not play).
+/// Whether the conversation already answers a tool call (`None` when it holds
+/// no conversation).
 fn has_tool_result(format: Format, request: &Value) -> Option<bool> {
     let items = request.get(format.conversation_field())?.as_array()?;
     Some(match format {
@@ -117,17 +125,22 @@ fn has_tool_result(format: Format, request: &Value) -> Option<bool> {
                 Some("function_call_output" | "custom_tool_call_output")
             )
         }),
-        Format::Chat => return None,
+        Format::Chat => items.iter().any(|message| message["role"] == "tool"),
     })
 }
 
 /// A call of the request's shell tool running `command`: `(name, arguments)`.
 fn shell_call(format: Format, request: &Value, command: &str) -> Option<(String, Value)> {
     let tools = request.get("tools")?.as_array()?;
+    // Chat Completions nests the declaration in `function`.
+    let declaration = |tool: &'_ Value| match format {
+        Format::Chat => tool.get("function").cloned().unwrap_or(Value::Null),
+        _ => tool.clone(),
+    };
     let (tool, name) = SHELL_TOOLS.iter().find_map(|wanted| {
-        tools.iter().find_map(|tool| {
-            let name = tool.get("name").and_then(Value::as_str)?;
-            (name == *wanted).then(|| (tool, name.to_owned()))
+        tools.iter().map(declaration).find_map(|tool| {
+            let name = tool.get("name").and_then(Value::as_str)?.to_owned();
+            (name == *wanted).then_some((tool, name))
         })
     })?;
     let schema = match format {
@@ -226,6 +239,29 @@ fn responses_body(
     })
 }
 
+fn chat_body(model: &str, answer: &str, call: Option<(String, Value)>, number: usize) -> Value {
+    let (message, finish_reason) = match call {
+        Some((name, arguments)) => (
+            json!({"role": "assistant", "content": null, "tool_calls": [{
+                "id": format!("call_mock_agent_{number}"),
+                "type": "function",
+                "function": {"name": name, "arguments": arguments.to_string()},
+            }]}),
+            "tool_calls",
+        ),
+        None => (json!({"role": "assistant", "content": answer}), "stop"),
+    };
+    json!({
+        "id": format!("chatcmpl-mock-agent-{number}"),
+        "object": "chat.completion",
+        "created": 1_765_000_000,
+        "model": model,
+        "system_fingerprint": null,
+        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish_reason}],
+        "usage": {"prompt_tokens": 42, "completion_tokens": 7, "total_tokens": 49},
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,7 +296,7 @@ mod tests {
             {"name": "Bash", "input_schema": {"properties": {"command": {"type": "string"}, "description": {"type": "string"}}}}]);
         let first =
             json!({"model": "m", "messages": [{"role": "user", "content": "go"}], "tools": tools});
-        let body = json_reply(agent.reply(Format::Anthropic, &first, 0).unwrap());
+        let body = json_reply(agent.reply(Format::Anthropic, &first, 0));
         assert_eq!(body["stop_reason"], "tool_use");
         assert_eq!(body["content"][0]["type"], "thinking");
         assert_eq!(body["content"][1]["name"], "Bash");
@@ -271,7 +307,7 @@ mod tests {
             {"role": "user", "content": "go"},
             {"role": "assistant", "content": [{"type": "tool_use", "id": "x", "name": "Bash", "input": {}}]},
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "x", "content": "ok"}]}]});
-        let body = json_reply(agent.reply(Format::Anthropic, &second, 1).unwrap());
+        let body = json_reply(agent.reply(Format::Anthropic, &second, 1));
         assert_eq!(body["content"][1]["text"], "all done");
     }
 
@@ -281,7 +317,7 @@ mod tests {
         let tools = json!([{"type": "function", "name": "exec_command",
             "parameters": {"properties": {"cmd": {"type": "string"}}}}]);
         let request = json!({"model": "m", "input": [], "tools": tools, "stream": true});
-        let selected = agent.reply(Format::Responses, &request, 0).unwrap();
+        let selected = agent.reply(Format::Responses, &request, 0);
         let Reply::Events(events) = selected.reply else {
             panic!("a streamed request gets a stream")
         };
@@ -295,7 +331,7 @@ mod tests {
         let argv = json!([{"type": "function", "name": "shell",
             "parameters": {"properties": {"command": {"type": "array"}}}}]);
         let request = json!({"model": "m", "input": [], "tools": argv});
-        let body = json_reply(agent.reply(Format::Responses, &request, 0).unwrap());
+        let body = json_reply(agent.reply(Format::Responses, &request, 0));
         assert_eq!(
             body["output"][1]["arguments"],
             r#"{"command":["bash","-lc","echo t"]}"#
@@ -304,7 +340,7 @@ mod tests {
         let answered = json!({"model": "m", "tools": tools, "input": [
             {"type": "function_call", "call_id": "c", "name": "exec_command", "arguments": "{}"},
             {"type": "function_call_output", "call_id": "c", "output": "t"}]});
-        let body = json_reply(agent.reply(Format::Responses, &answered, 1).unwrap());
+        let body = json_reply(agent.reply(Format::Responses, &answered, 1));
         assert_eq!(body["output"][0]["type"], "reasoning");
         assert_eq!(body["output"][1]["content"][0]["text"], "all done");
     }
@@ -312,16 +348,92 @@ mod tests {
     #[test]
     fn without_a_command_or_a_shell_tool_it_answers_text() {
         let request = json!({"model": "m", "messages": [], "tools": [{"name": "Read"}]});
-        let body = json_reply(
-            script(Some("echo"))
-                .reply(Format::Anthropic, &request, 0)
-                .unwrap(),
-        );
+        let body = json_reply(script(Some("echo")).reply(Format::Anthropic, &request, 0));
         assert_eq!(body["content"][1]["text"], "all done");
+        let body = json_reply(script(None).reply(Format::Chat, &json!({"messages": []}), 0));
+        assert_eq!(body["choices"][0]["message"]["content"], "all done");
+        assert_eq!(body["choices"][0]["finish_reason"], "stop");
+    }
+
+    /// The data of a Chat stream's chunks, `[DONE]` last.
+    fn chat_chunks(selected: Selected) -> Vec<String> {
+        assert_eq!(selected.headers[0].1, "text/event-stream; charset=utf-8");
+        match selected.reply {
+            Reply::Events(events) => events.into_iter().map(|event| event.data).collect(),
+            Reply::Json(_) => panic!("a streamed request gets a stream"),
+        }
+    }
+
+    #[test]
+    fn a_chat_client_gets_a_function_call_then_the_answer() {
+        let agent = script(Some("echo t > f"));
+        // Claude Code's tools as the proxy converts them to Chat.
+        let tools = json!([
+            {"type": "function", "function": {"name": "Read", "parameters": {}}},
+            {"type": "function", "function": {"name": "Bash", "parameters": {"type": "object",
+                "properties": {"command": {"type": "string"}, "description": {"type": "string"}}}}}]);
+        let first = json!({"model": "m", "tools": tools,
+            "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "go"}]});
+        let body = json_reply(agent.reply(Format::Chat, &first, 0));
+        let choice = &body["choices"][0];
+        assert_eq!(choice["finish_reason"], "tool_calls");
+        let call = &choice["message"]["tool_calls"][0];
+        assert_eq!(call["type"], "function");
+        assert_eq!(call["function"]["name"], "Bash");
+        let arguments: Value =
+            serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+        assert_eq!(arguments["command"], "echo t > f");
+        assert!(arguments["description"].is_string());
+
+        // Streamed: the call in index/id/name/arguments fragments, a finish
+        // reason, no usage unless asked, then [DONE].
+        let mut streamed = first.clone();
+        streamed["stream"] = json!(true);
+        let chunks = chat_chunks(agent.reply(Format::Chat, &streamed, 0));
+        assert_eq!(chunks.last().unwrap(), "[DONE]");
+        let chunks: Vec<Value> = chunks[..chunks.len() - 1]
+            .iter()
+            .map(|data| serde_json::from_str(data).unwrap())
+            .collect();
+        let deltas: Vec<&Value> = chunks
+            .iter()
+            .filter_map(|chunk| chunk.pointer("/choices/0/delta/tool_calls/0"))
+            .collect();
+        assert_eq!(deltas[0]["index"], 0);
+        assert_eq!(deltas[0]["id"], "call_mock_agent_0");
+        assert_eq!(deltas[0]["function"]["name"], "Bash");
+        let joined: String = deltas
+            .iter()
+            .filter_map(|delta| delta["function"]["arguments"].as_str())
+            .collect();
+        assert_eq!(joined, call["function"]["arguments"].as_str().unwrap());
         assert!(
-            script(None)
-                .reply(Format::Chat, &json!({"messages": []}), 0)
-                .is_none()
+            chunks
+                .iter()
+                .any(|chunk| chunk["choices"][0]["finish_reason"] == "tool_calls")
         );
+        assert!(chunks.iter().all(|chunk| chunk["usage"].is_null()));
+        streamed["stream_options"] = json!({"include_usage": true});
+        let chunks = chat_chunks(agent.reply(Format::Chat, &streamed, 0));
+        let usage: Value = serde_json::from_str(&chunks[chunks.len() - 2]).unwrap();
+        assert_eq!(usage["choices"], json!([]));
+        assert_eq!(usage["usage"]["total_tokens"], 49);
+
+        // The tool's result back: the final text.
+        let answered = json!({"model": "m", "tools": tools, "stream": true, "messages": [
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "c", "type": "function",
+                "function": {"name": "Bash", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c", "content": "t"}]});
+        let text: String = chat_chunks(agent.reply(Format::Chat, &answered, 1))
+            .iter()
+            .filter_map(|data| serde_json::from_str::<Value>(data).ok())
+            .filter_map(|chunk| {
+                chunk["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .collect();
+        assert_eq!(text, "all done");
     }
 }

@@ -458,10 +458,8 @@ async fn upstream(
     }
     let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let script = state.inner().agent.clone();
-    if let (Some(script), Endpoint::Api(format)) = (script, endpoint)
-        && let Some(selected) = script.reply(format, &request, index)
-    {
-        let selected = quirks.apply(format, &request, selected);
+    if let (Some(script), Endpoint::Api(format)) = (script, endpoint) {
+        let selected = quirks.apply(format, &request, script.reply(format, &request, index));
         return answer(state.clone(), index, selected, fault);
     }
     let selected = match endpoint {
