@@ -556,6 +556,9 @@ mod tests {
                 .all(|route| !route.public)
         );
         assert_eq!(manifest.requires, [LOG_STORAGE]);
-        assert!(manifest.hooks.is_empty(), "no per-request cost without streams");
+        assert!(
+            manifest.hooks.is_empty(),
+            "no per-request cost without streams"
+        );
     }
 }
