@@ -13,7 +13,15 @@ pub(crate) enum CliEvent {
     Init { session_id: String, model: String },
     /// `{"type":"assistant","message":{...}}`: one message of the model, with
     /// the blocks a client can be shown (text and signed thinking).
-    Assistant { model: String, blocks: Vec<Block> },
+    Assistant {
+        message_id: String,
+        model: String,
+        blocks: Vec<Block>,
+    },
+    /// `{"type":"stream_event","event":{...}}` (with `--include-partial-messages`):
+    /// one Anthropic stream event of the API message `message_id`, before the
+    /// `assistant` line that holds its block whole.
+    Partial { message_id: String, event: Value },
     /// `{"type":"result",...}`: the end of a turn.
     Result(TurnResult),
     /// Anything else (thinking-token estimates, the CLI's own tool results, ...).
@@ -60,10 +68,20 @@ pub(crate) fn parse_line(line: &str) -> Option<CliEvent> {
                 .map(|blocks| blocks.iter().filter_map(Block::from_cli).collect())
                 .unwrap_or_default();
             CliEvent::Assistant {
+                message_id: text(message, "id"),
                 model: text(message, "model"),
                 blocks,
             }
         }
+        Some("stream_event") => CliEvent::Partial {
+            message_id: value
+                .get("api_message_id")
+                .and_then(Value::as_str)
+                .or_else(|| value["event"]["message"]["id"].as_str())
+                .unwrap_or_default()
+                .to_owned(),
+            event: value["event"].clone(),
+        },
         Some("result") => CliEvent::Result(TurnResult {
             is_error: value["is_error"].as_bool().unwrap_or(false),
             subtype: text(&value, "subtype"),
@@ -172,6 +190,31 @@ mod tests {
             (42, 7)
         );
         assert_eq!(result.cost_usd, Some(0.000308));
+    }
+
+    #[test]
+    fn partial_messages_are_read() {
+        let lines = include_str!("../../../tests/data/claude_sdk/partial_turn.jsonl");
+        let events: Vec<CliEvent> = lines.lines().filter_map(parse_line).collect();
+        let whole = events
+            .iter()
+            .find_map(|event| match event {
+                CliEvent::Assistant { message_id, .. } => Some(message_id.clone()),
+                _ => None,
+            })
+            .expect("an assistant line");
+        assert!(whole.starts_with("msg_"), "{whole}");
+        let deltas: String = events
+            .iter()
+            .filter_map(|event| match event {
+                CliEvent::Partial { message_id, event } => {
+                    assert_eq!(message_id, &whole, "a partial of the same API message");
+                    event["delta"]["text"].as_str()
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(deltas, "PARTIAL one two three");
     }
 
     #[test]

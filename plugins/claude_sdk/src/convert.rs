@@ -60,6 +60,21 @@ impl Block {
     }
 }
 
+/// What kind of block [`Encoder::begin`] opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BlockKind {
+    Text,
+    Thinking,
+}
+
+/// A piece of a streamed block.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Delta {
+    Text(String),
+    Thinking(String),
+    Signature(String),
+}
+
 /// Token counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Usage {
@@ -301,6 +316,8 @@ pub(crate) struct Encoder {
     started: bool,
     /// Blocks written so far (an Anthropic block index is its position).
     blocks: Vec<Block>,
+    /// Whether the last block is still being streamed.
+    open: bool,
     sequence: u64,
 }
 
@@ -332,6 +349,7 @@ impl Encoder {
             include_usage,
             started: false,
             blocks: Vec::new(),
+            open: false,
             sequence: 0,
         }
     }
@@ -426,68 +444,139 @@ impl Encoder {
         }
     }
 
-    /// Takes one block; answers its events (for a stream).
+    /// Takes one whole block; answers its events (for a stream).
     pub(crate) fn block(&mut self, block: Block) -> String {
+        match block {
+            Block::Text(text) => {
+                self.begin(BlockKind::Text) + &self.delta(Delta::Text(text)) + &self.end()
+            }
+            Block::Thinking {
+                thinking,
+                signature,
+            } => {
+                self.begin(BlockKind::Thinking)
+                    + &self.delta(Delta::Thinking(thinking))
+                    + &self.delta(Delta::Signature(signature))
+                    + &self.end()
+            }
+        }
+    }
+
+    /// Opens a block streamed piece by piece ([`Encoder::delta`], then [`Encoder::end`]).
+    pub(crate) fn begin(&mut self, kind: BlockKind) -> String {
         let mut out = self.start();
+        if self.open {
+            out += &self.end();
+        }
         let index = self.blocks.len();
         let separator = if self.text().is_empty() { "" } else { "\n\n" };
-        match (self.format, &block) {
-            (ClientFormat::Anthropic, Block::Text(text)) => {
+        match (self.format, kind) {
+            (ClientFormat::Anthropic, BlockKind::Text) => {
                 out += &self.event(
                     "content_block_start",
                     json!({"index": index, "content_block": {"type": "text", "text": ""}}),
                 );
-                out += &self.event(
-                    "content_block_delta",
-                    json!({"index": index, "delta": {"type": "text_delta", "text": text}}),
-                );
-                out += &self.event("content_block_stop", json!({"index": index}));
             }
-            (
-                ClientFormat::Anthropic,
-                Block::Thinking {
-                    thinking,
-                    signature,
-                },
-            ) => {
+            (ClientFormat::Anthropic, BlockKind::Thinking) => {
                 out += &self.event(
                     "content_block_start",
                     json!({"index": index,
                            "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
                 );
-                out += &self.event(
-                    "content_block_delta",
-                    json!({"index": index, "delta": {"type": "thinking_delta", "thinking": thinking}}),
-                );
-                out += &self.event(
-                    "content_block_delta",
-                    json!({"index": index, "delta": {"type": "signature_delta", "signature": signature}}),
-                );
-                out += &self.event("content_block_stop", json!({"index": index}));
             }
-            (ClientFormat::Chat, Block::Text(text)) => {
-                out += &self.chat_chunk(
-                    json!({"content": format!("{separator}{text}")}),
-                    Value::Null,
-                );
+            // Texts of several blocks are one text for OpenAI clients, a blank line apart.
+            (ClientFormat::Chat, BlockKind::Text) if !separator.is_empty() => {
+                out += &self.chat_chunk(json!({"content": separator}), Value::Null);
             }
-            (ClientFormat::Responses, Block::Text(text)) => {
+            (ClientFormat::Responses, BlockKind::Text) if !separator.is_empty() => {
                 out += &self.event(
                     "response.output_text.delta",
                     json!({"item_id": self.item_id, "output_index": 0, "content_index": 0,
-                           "delta": format!("{separator}{text}")}),
+                           "delta": separator}),
                 );
             }
-            // OpenAI clients are not shown Anthropic's signed thinking.
-            (ClientFormat::Chat | ClientFormat::Responses, Block::Thinking { .. }) => {}
+            _ => {}
         }
-        self.blocks.push(block);
+        self.blocks.push(match kind {
+            BlockKind::Text => Block::Text(String::new()),
+            BlockKind::Thinking => Block::Thinking {
+                thinking: String::new(),
+                signature: String::new(),
+            },
+        });
+        self.open = true;
         out
+    }
+
+    /// A piece of the open block (nothing when none is open or the piece
+    /// does not fit it).
+    pub(crate) fn delta(&mut self, delta: Delta) -> String {
+        if !self.open {
+            return String::new();
+        }
+        let index = self.blocks.len() - 1;
+        let format = self.format;
+        let Some(block) = self.blocks.last_mut() else {
+            return String::new();
+        };
+        match (block, delta) {
+            (Block::Text(text), Delta::Text(piece)) => {
+                text.push_str(&piece);
+                match format {
+                    ClientFormat::Anthropic => self.event(
+                        "content_block_delta",
+                        json!({"index": index, "delta": {"type": "text_delta", "text": piece}}),
+                    ),
+                    ClientFormat::Chat => self.chat_chunk(json!({"content": piece}), Value::Null),
+                    ClientFormat::Responses => self.event(
+                        "response.output_text.delta",
+                        json!({"item_id": self.item_id, "output_index": 0, "content_index": 0,
+                               "delta": piece}),
+                    ),
+                }
+            }
+            (Block::Thinking { thinking, .. }, Delta::Thinking(piece)) => {
+                thinking.push_str(&piece);
+                if format != ClientFormat::Anthropic {
+                    // OpenAI clients are not shown Anthropic's signed thinking.
+                    return String::new();
+                }
+                self.event(
+                    "content_block_delta",
+                    json!({"index": index, "delta": {"type": "thinking_delta", "thinking": piece}}),
+                )
+            }
+            (Block::Thinking { signature, .. }, Delta::Signature(piece)) => {
+                signature.push_str(&piece);
+                if format != ClientFormat::Anthropic {
+                    return String::new();
+                }
+                self.event(
+                    "content_block_delta",
+                    json!({"index": index, "delta": {"type": "signature_delta", "signature": piece}}),
+                )
+            }
+            _ => String::new(),
+        }
+    }
+
+    /// Closes the open block.
+    pub(crate) fn end(&mut self) -> String {
+        if !self.open {
+            return String::new();
+        }
+        self.open = false;
+        let index = self.blocks.len() - 1;
+        match self.format {
+            ClientFormat::Anthropic => self.event("content_block_stop", json!({"index": index})),
+            ClientFormat::Chat | ClientFormat::Responses => String::new(),
+        }
     }
 
     /// The closing events of a stream.
     pub(crate) fn finish(&mut self, outcome: &Outcome) -> String {
         let mut out = self.start();
+        out += &self.end();
         match self.format {
             ClientFormat::Anthropic => {
                 out += &self.event(
@@ -836,6 +925,45 @@ mod tests {
         );
         assert_eq!(events[7]["response"]["usage"]["output_tokens"], 7);
         assert_eq!(encoder.response(&outcome())["status"], "completed");
+    }
+
+    #[test]
+    fn blocks_streamed_piece_by_piece() {
+        let mut encoder = Encoder::new(ClientFormat::Anthropic, "r", "m", false);
+        let mut sse = encoder.begin(BlockKind::Text);
+        sse += &encoder.delta(Delta::Text("Hel".into()));
+        sse += &encoder.delta(Delta::Signature("ignored: not a thinking block".into()));
+        sse += &encoder.delta(Delta::Text("lo".into()));
+        sse += &encoder.finish(&outcome());
+        let events = data(&sse);
+        let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            types,
+            [
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+        assert_eq!(encoder.response(&outcome())["content"][0]["text"], "Hello");
+        let mut encoder = Encoder::new(ClientFormat::Chat, "r", "m", false);
+        let mut sse = encoder.block(Block::Text("a".into()));
+        sse += &encoder.begin(BlockKind::Text);
+        sse += &encoder.delta(Delta::Text("b".into()));
+        sse += &encoder.finish(&outcome());
+        let text: String = data(&sse)
+            .iter()
+            .filter_map(|c| {
+                c["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .collect();
+        assert_eq!(text, "a\n\nb");
     }
 
     #[test]

@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     cli::{CliEvent, LineBuffer, TurnResult},
-    convert::{ClientFormat, Conversation, Encoder, Outcome, error_body},
+    convert::{BlockKind, ClientFormat, Conversation, Delta, Encoder, Outcome, error_body},
 };
 
 /// `[plugins.claude_sdk.sdk_session_pool]`: the original's names; see README.md
@@ -329,6 +329,13 @@ struct Turn {
     session: Option<(String, BusyGuard)>,
     encoder: Encoder,
     request_id: String,
+    /// Whether the client asked for a stream (partial messages are used then).
+    stream: bool,
+    /// API messages whose blocks were streamed from partial messages (their
+    /// whole `assistant` lines are skipped).
+    streamed_messages: HashSet<String>,
+    /// Whether the partial block being streamed is one the client is shown.
+    partial_block_open: bool,
 }
 
 impl ClaudeSdk {
@@ -341,6 +348,8 @@ impl ClaudeSdk {
                 "--input-format",
                 "stream-json",
                 "--verbose",
+                // Text as the model writes it, for streams.
+                "--include-partial-messages",
             ])
             .current_dir(&self.cwd);
         command = match start {
@@ -521,6 +530,9 @@ impl ClaudeSdk {
             session: session.clone().zip(guard),
             encoder: Encoder::new(format, &req.request_id, &model, conversation.include_usage),
             request_id: req.request_id.clone(),
+            stream: conversation.stream,
+            streamed_messages: HashSet::new(),
+            partial_block_open: false,
         };
         // The first answer line is awaited before the head is sent, so a CLI
         // that fails at once is an error status, not a broken stream.
@@ -626,14 +638,30 @@ impl Turn {
             .process
             .as_mut()
             .ok_or_else(|| Failure::new(500, "the turn has ended"))?;
+        // The timeout is for the next answer event, however many status lines
+        // (retries, token estimates) come meanwhile.
+        let deadline = Instant::now() + Duration::from_secs_f64(seconds);
         loop {
-            let line = process.next_line(&self.ctx, seconds).await?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = process
+                .next_line(&self.ctx, left.as_secs_f64())
+                .await
+                .map_err(|mut failure| {
+                    if failure.status == 504 {
+                        failure.message = format!(
+                            "the Claude Code CLI wrote no answer for {seconds} s (timeout)"
+                        );
+                    }
+                    failure
+                })?;
             let Some(line) = line else {
                 let report = process.exit_report(&self.ctx).await;
                 return Err(early_exit(&report));
             };
             match cli::parse_line(&line) {
-                Some(event @ CliEvent::Assistant { .. }) => return Ok(TurnEvent::Assistant(event)),
+                Some(event @ (CliEvent::Assistant { .. } | CliEvent::Partial { .. })) => {
+                    return Ok(TurnEvent::Assistant(event));
+                }
                 Some(CliEvent::Result(result)) => return Ok(TurnEvent::Result(result)),
                 Some(CliEvent::Init { session_id, .. }) => {
                     debug!(
@@ -650,9 +678,23 @@ impl Turn {
     /// One event's piece of the stream.
     fn step(&mut self, event: TurnEvent) -> Step {
         match event {
-            TurnEvent::Assistant(CliEvent::Assistant { model, blocks }) => {
+            TurnEvent::Assistant(CliEvent::Partial { message_id, event }) => {
+                if !self.stream {
+                    return Step::Piece(String::new());
+                }
+                self.streamed_messages.insert(message_id);
+                Step::Piece(self.partial(&event))
+            }
+            TurnEvent::Assistant(CliEvent::Assistant {
+                message_id,
+                model,
+                blocks,
+            }) => {
                 if !model.is_empty() {
                     self.encoder.model = model;
+                }
+                if self.streamed_messages.contains(&message_id) {
+                    return Step::Piece(String::new());
                 }
                 let mut piece = String::new();
                 for block in blocks {
@@ -665,6 +707,50 @@ impl Turn {
                 Ok(outcome) => Step::Done(self.encoder.finish(&outcome)),
                 Err(failure) => Step::Done(self.encoder.stream_error(&failure.message)),
             },
+        }
+    }
+
+    /// One Anthropic stream event of the CLI, for the client: text and
+    /// thinking blocks as they grow; the CLI's own tool calls stay inside.
+    fn partial(&mut self, event: &Value) -> String {
+        match event["type"].as_str() {
+            Some("message_start") => {
+                if let Some(model) = event["message"]["model"].as_str()
+                    && !model.is_empty()
+                {
+                    self.encoder.model = model.to_owned();
+                }
+                String::new()
+            }
+            Some("content_block_start") => {
+                let kind = match event["content_block"]["type"].as_str() {
+                    Some("text") => Some(BlockKind::Text),
+                    Some("thinking") => Some(BlockKind::Thinking),
+                    _ => None,
+                };
+                self.partial_block_open = kind.is_some();
+                kind.map(|kind| self.encoder.begin(kind))
+                    .unwrap_or_default()
+            }
+            Some("content_block_delta") if self.partial_block_open => {
+                let delta = &event["delta"];
+                let piece = |key: &str| delta[key].as_str().unwrap_or_default().to_owned();
+                match delta["type"].as_str() {
+                    Some("text_delta") => self.encoder.delta(Delta::Text(piece("text"))),
+                    Some("thinking_delta") => {
+                        self.encoder.delta(Delta::Thinking(piece("thinking")))
+                    }
+                    Some("signature_delta") => {
+                        self.encoder.delta(Delta::Signature(piece("signature")))
+                    }
+                    _ => String::new(),
+                }
+            }
+            Some("content_block_stop") if self.partial_block_open => {
+                self.partial_block_open = false;
+                self.encoder.end()
+            }
+            _ => String::new(),
         }
     }
 
@@ -1006,7 +1092,23 @@ mod tests {
             Some("text/event-stream")
         );
         let text: String = pieces.iter().map(|p| String::from_utf8_lossy(p)).collect();
-        assert!(text.contains(r#""content":"turn 1: hi there""#), "{text}");
+        let deltas: Vec<String> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("data: "))
+            .filter(|data| *data != "[DONE]")
+            .map(|data| ccproxy_plugin_abi::serde_json::from_str::<Value>(data).unwrap())
+            .filter_map(|chunk| {
+                chunk["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .filter(|content| !content.is_empty())
+            .collect();
+        assert_eq!(
+            deltas,
+            ["turn 1: ", "hi there"],
+            "the partial messages' pieces, and the whole message not again"
+        );
         assert!(
             text.contains(r#""model":"claude-fake-1""#),
             "gpt-4o is not passed to the CLI: {text}"

@@ -3,7 +3,9 @@
 # plugin). FAKE_CLAUDE_MODE chooses what it does:
 #   echo (default)  per user message read: the init line, one assistant text
 #                   "turn N: MESSAGE" (N counts the messages this process read;
-#                   "resumed " first when started with --resume), the result line
+#                   "resumed " first when started with --resume), the result line;
+#                   with --include-partial-messages the text also comes first as
+#                   stream events in two pieces, as the CLI sends them
 #   exit            writes "fake failure" to stderr and exits 3 at once
 #   init-then-exit  writes the init line, then exits 1
 #   hang            writes the init line, then waits 30 s
@@ -14,8 +16,10 @@ mode="${FAKE_CLAUDE_MODE:-echo}"
 session="fake-session"
 resumed=""
 model="claude-fake-1"
+partial=""
 previous=""
 for arg in "$@"; do
+    [ "$arg" = "--include-partial-messages" ] && partial=1
     case "$previous" in
         --session-id) session="$arg" ;;
         --resume) session="$arg"; resumed="resumed " ;;
@@ -46,6 +50,16 @@ while IFS= read -r line; do
         continue
     fi
     printf '{"type":"system","subtype":"thinking_tokens","estimated_tokens":4,"session_id":"%s"}\n' "$session"
-    printf '{"type":"assistant","message":{"id":"msg_fake","model":"%s","role":"assistant","content":[{"type":"text","text":"%sturn %s: %s"}]},"session_id":"%s"}\n' "$model" "$resumed" "$turn" "$text" "$session"
+    if [ -n "$partial" ]; then
+        event() {
+            printf '{"type":"stream_event","event":%s,"session_id":"%s","api_message_id":"msg_fake_%s"}\n' "$1" "$session" "$turn"
+        }
+        event "{\"type\":\"message_start\",\"message\":{\"id\":\"msg_fake_$turn\",\"model\":\"$model\",\"content\":[]}}"
+        event '{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}'
+        event "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"${resumed}turn $turn: \"}}"
+        event "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"$text\"}}"
+    fi
+    printf '{"type":"assistant","message":{"id":"msg_fake_%s","model":"%s","role":"assistant","content":[{"type":"text","text":"%sturn %s: %s"}]},"session_id":"%s"}\n' "$turn" "$model" "$resumed" "$turn" "$text" "$session"
+    [ -n "$partial" ] && event '{"type":"content_block_stop","index":0}'
     printf '{"type":"result","subtype":"success","is_error":false,"result":"done","stop_reason":"end_turn","session_id":"%s","total_cost_usd":0.0012,"usage":{"input_tokens":10,"output_tokens":5,"cache_read_input_tokens":2}}\n' "$session"
 done
