@@ -250,7 +250,10 @@ impl Analytics {
         };
         let recent = self.recent(Some(after)).await?;
         // Rows the store no longer held (more than it keeps between polls).
-        let lost = recent.next.saturating_sub(after) - recent.rows.len() as u64;
+        let lost = recent
+            .next
+            .saturating_sub(after)
+            .saturating_sub(recent.rows.len() as u64);
         if lost > 0 {
             self.streams.missed.fetch_add(lost, Ordering::Relaxed);
         }
