@@ -354,3 +354,87 @@ fn a_cli_that_hangs_is_ended_at_the_first_chunk_timeout() {
         "{message}"
     );
 }
+
+#[test]
+fn a_cli_that_stalls_mid_answer_ends_the_stream_with_an_error_event() {
+    let proxy = proxy(
+        &format!(
+            "cli_path = \"{}\"\n[plugins.claude_sdk.sdk_session_pool]\nstream_ongoing_timeout = 1",
+            fake_cli()
+        ),
+        "FAKE_CLAUDE_MODE = \"stall\"",
+    );
+    let started = Instant::now();
+    let reply = proxy.post_json(
+        "/claude/sdk/v1/messages",
+        &json!({"messages": [{"role": "user", "content": "hi"}], "stream": true}),
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let events = sse_data(&reply.text());
+    let text: String = events
+        .iter()
+        .filter_map(|e| e["delta"]["text"].as_str())
+        .collect();
+    assert_eq!(
+        text, "turn 1: hi",
+        "what came before the stall reaches the client"
+    );
+    let last = events.last().expect("events");
+    assert_eq!(last["type"], "error", "{events:?}");
+    assert_eq!(
+        last["error"]["message"],
+        "the Claude Code CLI wrote no answer for 1 s (timeout)"
+    );
+}
+
+#[test]
+fn a_session_answers_one_request_at_a_time() {
+    let proxy = proxy(
+        &format!(
+            "cli_path = \"{}\"\n[plugins.claude_sdk.sdk_session_pool]\nstream_ongoing_timeout = 3",
+            fake_cli()
+        ),
+        "FAKE_CLAUDE_MODE = \"stall\"",
+    );
+    let path = "/claude/sdk/busy/v1/chat/completions";
+    let body = json!({"messages": [{"role": "user", "content": "hi"}]});
+    std::thread::scope(|scope| {
+        let first = scope.spawn(|| proxy.post_json(path, &body));
+        // The first request holds the session once the fake CLI answered its text.
+        let started = Instant::now();
+        let second = loop {
+            std::thread::sleep(Duration::from_millis(100));
+            let health = proxy.get("/plugins/claude_sdk/health").json();
+            let details = if health["details"].is_object() {
+                health["details"].clone()
+            } else {
+                health
+            };
+            if details["sessions_busy"] == 1 {
+                break proxy.post_json(path, &body);
+            }
+            assert!(started.elapsed() < Duration::from_secs(5), "{details}");
+        };
+        assert_eq!(second.status, 409, "{}", second.text());
+        let message = second.json()["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            message.contains("session busy is answering another request"),
+            "{message}"
+        );
+        let first = first.join().expect("the first request");
+        assert_eq!(first.status, 504, "{}", first.text());
+    });
+    let health = proxy.get("/plugins/claude_sdk/health").json();
+    assert!(
+        health.to_string().contains("\"sessions_busy\":0"),
+        "{health}"
+    );
+}

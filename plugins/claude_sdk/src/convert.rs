@@ -318,6 +318,8 @@ pub(crate) struct Encoder {
     blocks: Vec<Block>,
     /// Whether the last block is still being streamed.
     open: bool,
+    /// The input tokens `message_start` reports (Claude Code reads its context size there).
+    pub(crate) start_usage: Usage,
     sequence: u64,
 }
 
@@ -350,6 +352,7 @@ impl Encoder {
             started: false,
             blocks: Vec::new(),
             open: false,
+            start_usage: Usage::default(),
             sequence: 0,
         }
     }
@@ -419,7 +422,7 @@ impl Encoder {
                 let message = json!({
                     "id": self.id, "type": "message", "role": "assistant", "model": self.model,
                     "content": [], "stop_reason": null, "stop_sequence": null,
-                    "usage": {"input_tokens": 0, "output_tokens": 0},
+                    "usage": self.start_usage.anthropic(),
                 });
                 self.event("message_start", json!({"message": message}))
             }

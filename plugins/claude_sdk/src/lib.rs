@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     cli::{CliEvent, LineBuffer, TurnResult},
-    convert::{BlockKind, ClientFormat, Conversation, Delta, Encoder, Outcome, error_body},
+    convert::{BlockKind, ClientFormat, Conversation, Delta, Encoder, Outcome, Usage, error_body},
 };
 
 /// `[plugins.claude_sdk.sdk_session_pool]`: the original's names; see README.md
@@ -715,11 +715,13 @@ impl Turn {
     fn partial(&mut self, event: &Value) -> String {
         match event["type"].as_str() {
             Some("message_start") => {
-                if let Some(model) = event["message"]["model"].as_str()
+                let message = &event["message"];
+                if let Some(model) = message["model"].as_str()
                     && !model.is_empty()
                 {
                     self.encoder.model = model.to_owned();
                 }
+                self.encoder.start_usage = Usage::from_anthropic(&message["usage"]);
                 String::new()
             }
             Some("content_block_start") => {

@@ -10,6 +10,8 @@
 #   init-then-exit  writes the init line, then exits 1
 #   hang            writes the init line, then waits 30 s
 #   error-result    answers each message with an error result
+#   stall           answers the first message with its text, then waits 30 s
+#                   before the result
 #   in-use          refuses --session-id as the CLI does for a session it has
 #                   ("Session ID ... is already in use."); echoes with --resume
 mode="${FAKE_CLAUDE_MODE:-echo}"
@@ -61,5 +63,6 @@ while IFS= read -r line; do
     fi
     printf '{"type":"assistant","message":{"id":"msg_fake_%s","model":"%s","role":"assistant","content":[{"type":"text","text":"%sturn %s: %s"}]},"session_id":"%s"}\n' "$turn" "$model" "$resumed" "$turn" "$text" "$session"
     [ -n "$partial" ] && event '{"type":"content_block_stop","index":0}'
+    [ "$mode" = "stall" ] && sleep 30
     printf '{"type":"result","subtype":"success","is_error":false,"result":"done","stop_reason":"end_turn","session_id":"%s","total_cost_usd":0.0012,"usage":{"input_tokens":10,"output_tokens":5,"cache_read_input_tokens":2}}\n' "$session"
 done
