@@ -315,6 +315,40 @@ fn printed_answer(client: Client, run: &Run) -> String {
     }
 }
 
+/// The tokens the client says the run used: Claude Code's `usage` (input and output),
+/// the Codex CLI's `tokens used` line.
+fn reported_tokens(client: Client, run: &Run) -> u64 {
+    match client {
+        Client::ClaudeCode => {
+            let result: Value = serde_json::from_str(run.stdout.trim()).unwrap_or(Value::Null);
+            let usage = &result["usage"];
+            usage["input_tokens"].as_u64().unwrap_or_default()
+                + usage["output_tokens"].as_u64().unwrap_or_default()
+        }
+        Client::CodexCli => run
+            .stderr
+            .lines()
+            .skip_while(|line| line.trim() != "tokens used")
+            .nth(1)
+            .and_then(|count| count.trim().replace(',', "").parse().ok())
+            .unwrap_or_else(|| panic!("the Codex CLI reports no tokens used:\n{}", run.stderr)),
+    }
+}
+
+/// The usage of every agent answer (42 in, 7 out) reached the client through the
+/// proxy's conversion, streams included.
+fn assert_usage_reached(client: Client, route: Route, run: &Run, requests: &[Value]) {
+    let expected = 49 * requests.len() as u64;
+    assert_eq!(
+        reported_tokens(client, run),
+        expected,
+        "{client:?} on {route:?}: the usage of {} upstream answers\nstdout:\n{}\nstderr:\n{}",
+        requests.len(),
+        run.stdout,
+        run.stderr
+    );
+}
+
 /// The tool results a recorded upstream request carries (any upstream format).
 fn tool_results(request: &Value) -> Vec<String> {
     let body = &request["body"];
@@ -434,6 +468,7 @@ fn plain_answer(client: Client, route: Route) {
     if (client, route) == (Client::CodexCli, Route::Codex) {
         assert_codex_cli_identity(&run, &requests);
     }
+    assert_usage_reached(client, route, &run, &requests);
     assert!(
         requests.iter().any(|request| request["body_text"]
             .as_str()
@@ -494,7 +529,8 @@ fn tool_loop(client: Client, route: Route) {
             last["body_text"]
         );
     }
-    // ...and printed the agent's final answer.
+    // ...and printed the agent's final answer, with the usage of both.
+    assert_usage_reached(client, route, &run, &requests);
     let printed = printed_answer(client, &run);
     assert!(
         printed.contains(&answer),
