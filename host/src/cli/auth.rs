@@ -204,6 +204,10 @@ fn summary(status: &Value) -> String {
     if let Some(token) = status.get("access_token").and_then(Value::as_str) {
         parts.push(format!("token {token}"));
     }
+    // Copilot's GitHub token: a login's, or an environment variable's.
+    if let Some(source) = status.get("source").and_then(Value::as_str) {
+        parts.push(format!("GitHub token from {source}"));
+    }
     if let Some(file) = status.get("file").and_then(Value::as_str) {
         parts.push(format!("stored in {file}"));
     }

@@ -76,9 +76,11 @@ const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 pub(crate) struct Config {
     /// The Copilot editor plugins' GitHub OAuth app.
     pub(crate) client_id: String,
-    /// Where the device flow starts (the original calls it `authorize_url`).
-    #[serde(alias = "authorize_url")]
+    /// Where the device flow starts.
     pub(crate) device_code_url: String,
+    /// The original's name for `device_code_url`; wins when not empty. (Not
+    /// a serde alias: the host knows a plugin's keys by its defaults.)
+    pub(crate) authorize_url: String,
     /// Where the device code is polled for the GitHub token.
     pub(crate) token_url: String,
     /// Where the GitHub token is exchanged for a Copilot token.
@@ -101,6 +103,7 @@ impl Default for Config {
         Self {
             client_id: "Iv1.b507a08c87ecfe98".to_owned(),
             device_code_url: "https://github.com/login/device/code".to_owned(),
+            authorize_url: String::new(),
             token_url: "https://github.com/login/oauth/access_token".to_owned(),
             copilot_token_url: "https://api.github.com/copilot_internal/v2/token".to_owned(),
             usage_url: "https://api.github.com/copilot_internal/user".to_owned(),
@@ -117,7 +120,7 @@ impl Default for Config {
 impl Config {
     fn validate(&self) -> Result<(), PluginError> {
         for (key, url) in [
-            ("device_code_url", &self.device_code_url),
+            ("device_code_url", &self.device_code_url()),
             ("token_url", &self.token_url),
             ("copilot_token_url", &self.copilot_token_url),
             ("usage_url", &self.usage_url),
@@ -139,6 +142,15 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// `authorize_url` when set, else `device_code_url`.
+    fn device_code_url(&self) -> String {
+        if self.authorize_url.trim().is_empty() {
+            self.device_code_url.clone()
+        } else {
+            self.authorize_url.clone()
+        }
     }
 
     fn timeout(&self) -> Duration {
@@ -376,7 +388,8 @@ impl OAuthCopilot {
                     "copilot_token": copilot.as_ref().map(|token| token.token.masked()),
                     "expires_at_ms": copilot.as_ref().map(|token| token.expires_at_ms),
                     "api_base": copilot.as_ref().and_then(|token| token.api_base.clone()),
-                    "file": file,
+                    // Where the token is stored: only a login is.
+                    "file": (source == Source::Login).then_some(file),
                 })
             }
             Err(_) => json!({
@@ -397,7 +410,7 @@ impl OAuthCopilot {
             ("client_id", &self.config.client_id),
             ("scope", &self.config.scopes.join(" ")),
         ]);
-        let response = self.post_form(&self.config.device_code_url, body).await?;
+        let response = self.post_form(&self.config.device_code_url(), body).await?;
         if !(200..300).contains(&response.status) {
             return Err(PluginError::new(
                 ErrorKind::Upstream,
@@ -638,7 +651,8 @@ impl Plugin for OAuthCopilot {
             })
             .provides(SERVICE)
             .config_key("client_id", "the GitHub OAuth app of the device flow (the Copilot editor plugins')")
-            .config_key("device_code_url", "where the device flow starts (alias authorize_url, the original's name)")
+            .config_key("device_code_url", "where the device flow starts")
+            .config_key("authorize_url", "the original's name for device_code_url; wins when not empty")
             .config_key("token_url", "where the device code is polled for the GitHub token")
             .config_key("copilot_token_url", "where the GitHub token is exchanged for a Copilot token")
             .config_key("usage_url", "the Copilot account and quota answer served at /copilot/usage")

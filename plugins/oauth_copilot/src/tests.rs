@@ -193,3 +193,47 @@ fn device_poll_reads_githubs_answers() {
         0o600
     );
 }
+
+#[test]
+fn every_default_key_is_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = start(&MockHost::new().data_dir(dir.path()));
+    let manifest = plugin.manifest();
+    assert_eq!(manifest.oauth.as_ref().unwrap().provider_name, "copilot");
+    assert_eq!(manifest.provides, ["oauth.copilot"]);
+    let defaults = &manifest.config.defaults;
+    assert_eq!(
+        defaults["copilot_token_url"],
+        "https://api.github.com/copilot_internal/v2/token"
+    );
+    assert_eq!(defaults["client_id"], "Iv1.b507a08c87ecfe98");
+    let documented: Vec<&str> = manifest
+        .config
+        .descriptions
+        .iter()
+        .map(|(key, _)| key.as_str())
+        .collect();
+    for key in defaults.as_object().unwrap().keys() {
+        assert!(documented.contains(&key.as_str()), "{key} is undocumented");
+    }
+}
+
+#[test]
+fn authorize_url_is_the_originals_name_for_the_device_code_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = MockHost::new()
+        .data_dir(dir.path())
+        .config(json!({"authorize_url": "http://127.0.0.1:9/device"}))
+        .http(|req| {
+            assert_eq!(req.url, "http://127.0.0.1:9/device");
+            Ok(json_response(
+                200,
+                &json!({"device_code": "d", "user_code": "U-1", "verification_uri": "https://github.com/login/device", "interval": 7}),
+            ))
+        });
+    let plugin = start(&host);
+    let started = plugin.service(SERVICE, "device_code", json!({})).unwrap();
+    assert_eq!(started["user_code"], "U-1");
+    assert_eq!(started["interval"], 7);
+    assert_eq!(started["expires_in"], 900);
+}
