@@ -91,7 +91,7 @@ impl Route {
     fn start(self) -> (Mock, Proxy) {
         match self {
             Route::Claude | Route::Codex => start(),
-            Route::CompatChat | Route::CompatAnthropic => start_compat(),
+            Route::CompatChat | Route::CompatAnthropic => start_compat(&[]),
         }
     }
 }
@@ -129,9 +129,10 @@ fn start() -> (Mock, Proxy) {
     start_with(&[])
 }
 
-/// The mock and a proxy with `compat`'s two upstreams (no credentials) in front of it.
-fn start_compat() -> (Mock, Proxy) {
-    let mock = Mock::start(&["--quiet"]);
+/// The mock (`mock_args` after `--quiet`) and a proxy with `compat`'s two upstreams (no
+/// credentials) in front of it.
+fn start_compat(mock_args: &[&str]) -> (Mock, Proxy) {
+    let mock = Mock::start(&[&["--quiet"], mock_args].concat());
     let config = crate::compat::mock_config(&mock.url());
     let proxy = Proxy::start(ProxyOptions {
         bundled: &["compat"],
@@ -392,7 +393,12 @@ fn upstream_requests(mock: &Mock, route: Route) -> Vec<Value> {
             "the upstream refused what the proxy sent: {}\nrequest: {:.3000}",
             request["response"]["body"], request["body_text"]
         );
-        assert_eq!(request["response"]["sample"], "agent");
+        // The agent's answer, maybe changed by the mock's quirk modes ("agent+quirks:…").
+        let source = request["response"]["sample"].as_str().unwrap_or_default();
+        assert!(
+            source.split('+').next() == Some("agent"),
+            "answered by {source}"
+        );
         let headers = &request["headers"];
         match route {
             Route::Claude => assert_eq!(headers["x-api-key"], PROXY_API_KEY, "{headers}"),
@@ -479,7 +485,11 @@ fn plain_answer(client: Client, route: Route) {
 }
 
 fn tool_loop(client: Client, route: Route) {
-    let (mock, proxy) = route.start();
+    tool_loop_on(client, route, route.start());
+}
+
+/// [`tool_loop`] on a mock and proxy already started for `route`; the upstream requests.
+fn tool_loop_on(client: Client, route: Route, (mock, proxy): (Mock, Proxy)) -> Vec<Value> {
     let token = token();
     let answer = format!("FINAL-{token}");
     let command = format!("echo {token} > proof.txt && cat proof.txt");
@@ -537,6 +547,7 @@ fn tool_loop(client: Client, route: Route) {
         "{client:?} on {route:?} printed {printed:?}, not {answer:?}\nstderr:\n{}",
         run.stderr
     );
+    requests
 }
 
 #[test]
@@ -611,6 +622,29 @@ fn claude_code_on_a_chat_completions_upstream_answers() {
 #[test]
 fn claude_code_on_a_chat_completions_upstream_runs_its_tool() {
     tool_loop(Client::ClaudeCode, Route::CompatChat);
+}
+
+/// The same loop against a Chat server with the quirks of real ones at once (the mock's
+/// modes, tests/mock_upstream/src/quirks.rs): tool-call deltas without `index` (Gemini),
+/// reasoning in `reasoning_content` (vLLM, DeepSeek), chunks with empty or null
+/// `choices` (Azure), usage only when asked, and no `[DONE]`.
+#[test]
+fn claude_code_on_a_quirky_chat_completions_upstream_runs_its_tool() {
+    let quirks = [
+        "no_tool_index",
+        "reasoning_content",
+        "empty_choices",
+        "no_usage_unless_asked",
+        "no_done",
+    ];
+    let args: Vec<&str> = quirks.iter().flat_map(|quirk| ["--quirk", quirk]).collect();
+    let requests = tool_loop_on(Client::ClaudeCode, Route::CompatChat, start_compat(&args));
+    for request in &requests {
+        let source = request["response"]["sample"].as_str().unwrap_or_default();
+        for quirk in quirks {
+            assert!(source.contains(quirk), "{quirk} not applied: {source}");
+        }
+    }
 }
 
 #[test]
