@@ -472,6 +472,24 @@ fn no_copilot_access_and_expired_tokens_are_clear_errors() {
     );
     assert!(mock.requests_to("/chat/completions").is_empty());
 
+    // A GitHub token GitHub refuses: a 401 saying to log in again.
+    let proxy = start_proxy(
+        &mock,
+        Sandbox::new(),
+        &[("COPILOT_GITHUB_TOKEN", "gho_revoked-token-0000")],
+    );
+    let reply = proxy.post_json("/copilot/v1/chat/completions", &chat_body(false));
+    assert_eq!(reply.status, 401, "{}", reply.text());
+    let message = reply.json()["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        message.contains("GitHub refused the GitHub token")
+            && message.contains("ccproxy auth login copilot"),
+        "{message}"
+    );
+
     // GitHub hands out an already expired token: exchanged once, then a 401.
     github_settings(&mock, json!({"expires_in": -60}));
     let proxy = start_proxy(

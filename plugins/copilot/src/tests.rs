@@ -91,3 +91,69 @@ fn without_the_auth_plugin_the_error_says_what_to_do() {
         error.message()
     );
 }
+
+#[test]
+fn plain_routes_answer_from_the_service_and_the_api() {
+    let host = MockHost::new()
+        .service(OAUTH_SERVICE, |method, _| match method {
+            "access_token" => {
+                Ok(json!({"access_token": COPILOT_TOKEN, "api_base": "https://api.example.test"}))
+            }
+            "token" => Ok(json!({"token": "tid=un***WXYZ", "expired": false})),
+            "usage" => Ok(json!({"copilot_plan": "individual"})),
+            "status" => {
+                Ok(json!({"logged_in": true, "source": "login", "copilot_token": "tid=un***WXYZ"}))
+            }
+            other => Err(PluginError::not_found(other.to_owned())),
+        })
+        .http(|req| {
+            assert_eq!(req.url, "https://api.example.test/embeddings");
+            assert_eq!(
+                req.headers.get("copilot-integration-id"),
+                Some("vscode-chat")
+            );
+            Ok(HttpResponse {
+                status: 200,
+                body: br#"{"object":"list","data":[]}"#.to_vec(),
+                ..HttpResponse::default()
+            })
+        });
+    let plugin = start(&host);
+    let request = |method: &str, path: &str| {
+        let mut req = ccproxy_plugin_abi::testing::request(method, path);
+        req.body = br#"{"model":"m","input":"x"}"#.to_vec();
+        plugin.route(req).unwrap()
+    };
+    let embeddings = request("POST", "/copilot/v1/embeddings");
+    assert_eq!(embeddings.status, 200);
+    assert_eq!(request("GET", "/copilot/usage").status, 200);
+    let token = request("GET", "/copilot/token");
+    assert!(!String::from_utf8_lossy(&token.body).contains(COPILOT_TOKEN));
+    let health = request("GET", "/copilot/health");
+    assert_eq!(health.status, 200);
+    let health: Value = serde_json::from_slice(&health.body).unwrap();
+    assert_eq!(health["status"], "healthy");
+    assert_eq!(health["details"]["credentials"], "login");
+}
+
+#[test]
+fn a_401_from_copilot_drops_the_cached_token() {
+    let invalidated = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = invalidated.clone();
+    let host = MockHost::new().service(OAUTH_SERVICE, move |method, _| {
+        if method == "invalidate" {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(json!({}))
+    });
+    let plugin = start(&host);
+    for (provider, status) in [("codex", 401), ("copilot", 200), ("copilot", 401)] {
+        plugin
+            .hook(
+                HookEvent::ProviderResponseReceived,
+                json!({"request_id": "r", "provider": provider, "method": "POST", "url": "u", "status_code": status, "duration_ms": 1}),
+            )
+            .unwrap();
+    }
+    assert_eq!(invalidated.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `POST /login/device/code` | `{device_code: "mock-device-code", user_code: "MOCK-1234", verification_uri, expires_in, interval}` (form body with `client_id`) |
 //! | `POST /login/oauth/access_token` | the next answer of the script (below); when the script is spent, `{access_token: "gho_mock-github-token-N", …}`. Needs `client_id`, `device_code` = `mock-device-code` and the device grant type |
-//! | `GET /copilot_internal/v2/token` | `{token: "tid=mock-copilot-N;exp=UNIX", expires_at, refresh_in, endpoints: {api}}` for `authorization: Bearer|token T`; 403 when T is in `no_copilot` or starts with `gho_no-copilot`, 401 without a token |
+//! | `GET /copilot_internal/v2/token` | `{token: "tid=mock-copilot-N;exp=UNIX", expires_at, refresh_in, endpoints: {api}}` for `authorization: Bearer|token T`; 403 when T is in `no_copilot` or starts with `gho_no-copilot`; 401 without a token or when T starts with `gho_revoked` |
 //! | `GET /copilot_internal/user` | a Copilot individual account's details and quotas |
 //! | `POST /chat/completions` with a mock Copilot token | 401 `token expired` when its `exp` has passed; otherwise the recorded Copilot samples answer (the common endpoint) |
 //! | `POST /embeddings` | one 3-dimension embedding per input |
@@ -188,6 +188,12 @@ pub(crate) async fn upstream(
                     json!({"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"}),
                 ));
             };
+            if token.starts_with("gho_revoked") {
+                return Some((
+                    401,
+                    json!({"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"}),
+                ));
+            }
             if token.starts_with("gho_no-copilot") || settings.no_copilot.contains(&token) {
                 return Some((
                     403,
