@@ -7,7 +7,8 @@
 //! Codex backend's Responses); the Codex CLI on `/codex/v1` (Responses to the backend) and
 //! on `/claude/v1` (Responses to Anthropic). Through `compat`'s configured upstreams
 //! (tests/e2e/compat.rs): Claude Code on `/chatup` (Anthropic to a Chat Completions
-//! server) and the Codex CLI on `/anthup/v1` (Responses to an Anthropic Messages server).
+//! server, also with real Chat servers' quirks) and the Codex CLI on `/anthup/v1`
+//! (Responses to an Anthropic Messages server).
 //! Each with a plain answer, and with a tool
 //! loop: the agent asks for the client's shell tool running `echo TOKEN > proof.txt && cat
 //! proof.txt`, the client really runs it, its next request carries the output, and the

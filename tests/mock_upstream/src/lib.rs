@@ -73,7 +73,7 @@
 //! | `GET /_mock/cancelled` | `{"cancelled": n, "completed": n, "reset": n}`: streams cut short because the client went away, streams sent to the end, streams broken on purpose |
 //! | `GET /_mock/oauth` | `{"authorization_code": n, "refresh_token": n, "issued": [access tokens]}` |
 //! | `POST /_mock/quirks` | switches quirk modes on, `{"quirks": [NAME, …]}` (replacing those set before; `--quirk NAME` ones stay): real servers' differences from OpenAI's answers, see `quirks.rs`; `GET` lists them, `DELETE` clears them |
-//! | `POST /_mock/agent` | arms the scripted agent, `{"answer": TEXT, "command": CMD}`: it answers Anthropic and Responses requests itself, calling the client's shell tool with CMD first (see `agent.rs`); `DELETE` disarms it |
+//! | `POST /_mock/agent` | arms the scripted agent, `{"answer": TEXT, "command": CMD}`: it answers Anthropic, Responses and Chat Completions requests itself, calling the client's shell tool with CMD first (see `agent.rs`); `DELETE` disarms it |
 //! | `POST /_mock/shutdown` | stops the server (in-flight answers finish first, 5 s at most) |
 //!
 //! A fault: `{"kind": "delay"|"status"|"reset_mid_stream"|"trickle"|"edit",
