@@ -216,6 +216,26 @@ fn device_flow_login_honours_slow_down_and_stores_the_token_privately() {
 }
 
 #[test]
+fn logout_removes_the_stored_token() {
+    let mock = Mock::start(&["--quiet"]);
+    github_settings(&mock, json!({"interval": 1}));
+    let sandbox = Sandbox::new();
+    let env = github_env(&mock);
+    let out = sandbox.run_cli(&["auth", "login", "copilot"], &refs(&env));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(token_file(&sandbox).exists());
+    let refreshed = sandbox.run_cli(&["auth", "refresh", "copilot"], &refs(&env));
+    assert_eq!(refreshed.code, 0, "{}", refreshed.stderr);
+    assert_eq!(github_seen(&mock)["exchanges"], 1, "refresh exchanges now");
+    let out = sandbox.run_cli(&["auth", "logout", "copilot"], &refs(&env));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!token_file(&sandbox).exists());
+    let status = sandbox.run_cli(&["auth", "status", "copilot"], &refs(&env));
+    assert_ne!(status.code, 0);
+    assert!(status.stdout.contains("not logged in"), "{}", status.stdout);
+}
+
+#[test]
 fn device_flow_failures_are_clear_and_store_nothing() {
     let mock = Mock::start(&["--quiet"]);
     for (step, words) in [("expired", "device code expired"), ("denied", "cancelled")] {

@@ -364,7 +364,12 @@ async fn device_login(registry: &Registry, provider: &str) -> anyhow::Result<u8>
         text("user_code")?,
         text("verification_uri")?,
     );
-    let mut interval = start.get("interval").and_then(Value::as_u64).unwrap_or(5);
+    // At least 1 s: a server naming 0 must not be polled in a busy loop.
+    let mut interval = start
+        .get("interval")
+        .and_then(Value::as_u64)
+        .unwrap_or(5)
+        .max(1);
     let expires_in = start
         .get("expires_in")
         .and_then(Value::as_u64)
