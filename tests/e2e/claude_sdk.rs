@@ -438,3 +438,43 @@ fn a_session_answers_one_request_at_a_time() {
         "{health}"
     );
 }
+
+#[test]
+fn a_client_that_leaves_mid_stream_ends_the_turn_and_frees_the_session() {
+    let proxy = proxy(
+        &format!("cli_path = \"{}\"", fake_cli()),
+        "FAKE_CLAUDE_MODE = \"stall\"",
+    );
+    let body = json!({"messages": [{"role": "user", "content": "hi"}], "stream": true}).to_string();
+    let mut stream = proxy.connect();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a read timeout");
+    write!(
+        stream,
+        "POST /claude/sdk/leaver/v1/messages HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("the request is sent");
+    ccproxy_e2e::read_until(&mut stream, "turn 1: ", "the first text of the stream");
+    let busy = |proxy: &Proxy| {
+        let health = proxy.get("/plugins/claude_sdk/health").json();
+        let details = if health["details"].is_object() {
+            health["details"].clone()
+        } else {
+            health
+        };
+        details["sessions_busy"].as_u64()
+    };
+    assert_eq!(busy(&proxy), Some(1), "the stalled turn holds its session");
+    drop(stream);
+    // The CLI stalls for 30 s and the ongoing timeout is 300 s: only the
+    // client's leaving can end the turn this soon.
+    let freed = ccproxy_e2e::poll(Duration::from_secs(5), || {
+        (busy(&proxy) == Some(0)).then_some(())
+    });
+    assert!(
+        freed.is_some(),
+        "the session is still busy 5 s after its client left"
+    );
+}

@@ -92,6 +92,9 @@ impl Default for Config {
     }
 }
 
+/// How often a stream waiting for the CLI checks whether its client left.
+const CLIENT_CHECK_MS: u64 = 500;
+
 /// How often idle sessions are checked for their timeout.
 const SWEEP_SECONDS: f64 = 30.0;
 
@@ -560,7 +563,31 @@ impl ClaudeSdk {
                 if done {
                     return;
                 }
-                event = match turn.next_event(false).await {
+                let next = {
+                    let watcher = turn.ctx.clone();
+                    let sender = &sender;
+                    // A client that leaves while the CLI is quiet ends the turn
+                    // now, not at the next line or the timeout.
+                    let left = async move {
+                        while !sender.is_closed() {
+                            watcher.sleep(Duration::from_millis(CLIENT_CHECK_MS)).await;
+                        }
+                    };
+                    let next = turn.next_event(false);
+                    futures_util::pin_mut!(next, left);
+                    match select(next, left).await {
+                        Either::Left((next, _)) => Some(next),
+                        Either::Right(_) => None,
+                    }
+                };
+                let Some(next) = next else {
+                    debug!(
+                        "claude_sdk turn {}: the client left; its CLI is ended",
+                        turn.request_id
+                    );
+                    return;
+                };
+                event = match next {
                     Ok(event) => event,
                     Err(failure) => {
                         turn.stats.failed.fetch_add(1, Ordering::Relaxed);

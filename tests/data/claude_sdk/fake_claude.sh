@@ -35,7 +35,7 @@ init() {
 case "$mode" in
     exit) echo "fake failure" >&2; exit 3 ;;
     init-then-exit) init; exit 1 ;;
-    hang) init; sleep 30; exit 0 ;;
+    hang) init; exec sleep 30 ;;
     in-use)
         if [ -z "$resumed" ]; then
             echo "Error: Session ID $session is already in use." >&2
@@ -63,6 +63,7 @@ while IFS= read -r line; do
     fi
     printf '{"type":"assistant","message":{"id":"msg_fake_%s","model":"%s","role":"assistant","content":[{"type":"text","text":"%sturn %s: %s"}]},"session_id":"%s"}\n' "$turn" "$model" "$resumed" "$turn" "$text" "$session"
     [ -n "$partial" ] && event '{"type":"content_block_stop","index":0}'
-    [ "$mode" = "stall" ] && sleep 30
+    # exec: the proxy kills the process it started, which must be the one waiting.
+    [ "$mode" = "stall" ] && exec sleep 30
     printf '{"type":"result","subtype":"success","is_error":false,"result":"done","stop_reason":"end_turn","session_id":"%s","total_cost_usd":0.0012,"usage":{"input_tokens":10,"output_tokens":5,"cache_read_input_tokens":2}}\n' "$session"
 done
