@@ -368,11 +368,20 @@ fn unavailable_database_degrades_health(backend_env: (&str, String)) {
     }
     let mut health = Value::Null;
     poll(Duration::from_secs(10), || {
-        health = get(&proxy, "/plugins/storage/health", 200);
+        health = get(&proxy, "/plugins/storage/health", 503);
         (health["details"]["queued"] == 3).then_some(())
     })
     .unwrap_or_else(|| panic!("the rows were not kept queued: {health:#}"));
-    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["status"], "unhealthy", "{health}");
+    // The host's own /health warns, naming the plugin and why.
+    let host = proxy.get("/health").json();
+    assert_eq!(host["status"], "warn", "{host:#}");
+    assert!(
+        host["checks"]["plugins:active"][0]["output"]
+            .as_str()
+            .is_some_and(|output| output.contains("unhealthy: storage: ")),
+        "{host:#}"
+    );
     assert!(
         health["details"]["reason"]
             .as_str()

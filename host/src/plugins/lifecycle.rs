@@ -73,7 +73,14 @@ pub async fn initialize_reusing(
             continue;
         }
         let data_dir = shared.data_dir.join("plugins").join(name);
-        if let Err(error) = std::fs::create_dir_all(&data_dir) {
+        // Private, like the folders above it that this creates: plugins keep
+        // stores and credentials there.
+        let created = std::os::unix::fs::DirBuilderExt::mode(
+            std::fs::DirBuilder::new().recursive(true),
+            0o700,
+        )
+        .create(&data_dir);
+        if let Err(error) = created {
             tracing::warn!(plugin = %name, dir = %data_dir.display(), %error, "cannot create the plugin's data folder");
         }
         let handle = match PluginHandle::instantiate(&library, host_handle_for(name, shared)) {

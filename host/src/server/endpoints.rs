@@ -29,7 +29,10 @@ const RECENT_DROPS: Duration = Duration::from_secs(300);
 /// Answers core route `route`.
 pub async fn handle(app: &App, route: CoreRoute, params: &[(String, String)]) -> Response<Body> {
     match route {
-        CoreRoute::Health => health(app),
+        CoreRoute::Health => {
+            let unhealthy = unhealthy_reports(app).await;
+            health(app, &unhealthy)
+        }
         CoreRoute::Live => json_response(
             StatusCode::OK,
             &json!({"status": "pass", "version": env!("CARGO_PKG_VERSION"), "output": "alive"}),
@@ -77,7 +80,49 @@ fn recent_timeout(plugin: &ActivePlugin) -> Option<String> {
     (age < PANIC_WINDOW).then_some(last.1)
 }
 
-fn health(app: &App) -> Response<Body> {
+/// How long `/health` reuses the plugins' own health reports.
+const REPORTS_TTL: Duration = Duration::from_secs(2);
+/// How long `/health` waits for one plugin's report; one that does not answer
+/// in time is left out (`/plugins/NAME/health` says more).
+const REPORT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The active plugins that report themselves `unhealthy` (a store that
+/// cannot be reached, say), as `name: reason`. Asked concurrently, at most
+/// every [`REPORTS_TTL`]: a probe every second costs the plugins nothing.
+async fn unhealthy_reports(app: &App) -> Vec<String> {
+    let mut cache = app.health_reports.lock().await;
+    if let Some((at, reports)) = &*cache
+        && at.elapsed() < REPORTS_TTL
+    {
+        return reports.clone();
+    }
+    let asked = app.registry.active.iter().map(|plugin| async move {
+        let reply = plugin
+            .handle
+            .call_with_timeout::<ops::Health>(&json!({}), Vec::new(), REPORT_TIMEOUT)
+            .await
+            .ok()?;
+        let report = reply.meta;
+        (report.status == "unhealthy").then(|| {
+            let reason = ["reason", "error"]
+                .iter()
+                .find_map(|key| report.details.get(key).and_then(Value::as_str));
+            match reason {
+                Some(reason) => format!("{}: {reason}", plugin.manifest.name),
+                None => format!("{}: unhealthy", plugin.manifest.name),
+            }
+        })
+    });
+    let reports: Vec<String> = futures_util::future::join_all(asked)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    *cache = Some((std::time::Instant::now(), reports.clone()));
+    reports
+}
+
+fn health(app: &App, unhealthy: &[String]) -> Response<Body> {
     let inactive = app
         .registry
         .entries
@@ -102,7 +147,7 @@ fn health(app: &App) -> Response<Body> {
         .entries
         .iter()
         .any(|e| e.origin == Origin::Bundled);
-    let plugin_status = if panicking.is_empty() && inactive == 0 && !no_bundled {
+    let plugin_status = if panicking.is_empty() && inactive == 0 && !no_bundled && unhealthy.is_empty() {
         "pass"
     } else {
         "warn"
@@ -123,6 +168,9 @@ fn health(app: &App) -> Response<Body> {
     }
     if no_bundled {
         output.push(no_bundled_plugins_warning(executable_dir().as_deref()));
+    }
+    if !unhealthy.is_empty() {
+        output.push(format!("unhealthy: {}", unhealthy.join("; ")));
     }
     let body = json!({
         "status": overall,

@@ -65,6 +65,8 @@ pub struct App {
     pub ready: AtomicBool,
     /// The bytes of request bodies in flight (`server.body_budget_bytes`).
     pub body_budget: body_budget::BodyBudget,
+    /// The plugins' own health reports `/health` last gathered, and when.
+    pub health_reports: tokio::sync::Mutex<Option<(std::time::Instant, Vec<String>)>>,
 }
 
 impl App {
@@ -94,6 +96,7 @@ impl App {
             middleware,
             ready: AtomicBool::new(true),
             body_budget,
+            health_reports: tokio::sync::Mutex::new(None),
         }
     }
 }

@@ -19,7 +19,8 @@
 //! threads. At shutdown the queue is written out before the plugin stops.
 //! A database that cannot be reached keeps the rows queued (the oldest
 //! beyond `queue_size` dropped and counted), makes
-//! `/plugins/storage/health` degraded with the reason, and is retried every
+//! `/plugins/storage/health` unhealthy with the reason (so the host's
+//! `/health` warns), and is retried every
 //! `reconnect_seconds`; requests keep flowing.
 //!
 //! Each insert also adds the rows to rollups per hour and per minute
@@ -630,6 +631,10 @@ impl Plugin for Storage {
             "error": error,
         });
         let mut reasons = Vec::new();
+        // A store it cannot write to is a storage that does not do its job:
+        // unhealthy, which makes the host's `/health` warn. Drops alone
+        // (a burst over the queue) only degrade it.
+        let unreachable = error.is_some();
         if let Some(error) = error {
             reasons.push(error);
         }
@@ -641,11 +646,15 @@ impl Plugin for Storage {
             ));
         }
         if reasons.is_empty() {
-            Health::with(HealthStatus::Healthy, details)
-        } else {
-            details["reason"] = Value::from(reasons.join("; "));
-            Health::with(HealthStatus::Degraded, details)
+            return Health::with(HealthStatus::Healthy, details);
         }
+        details["reason"] = Value::from(reasons.join("; "));
+        let status = if unreachable {
+            HealthStatus::Unhealthy
+        } else {
+            HealthStatus::Degraded
+        };
+        Health::with(status, details)
     }
 
     async fn on_shutdown(&self) {
@@ -789,7 +798,7 @@ mod tests {
         }
         plugin.task("flush").unwrap();
         let health = plugin.health().unwrap();
-        assert_eq!(health.status, HealthStatus::Degraded);
+        assert_eq!(health.status, HealthStatus::Unhealthy);
         assert_eq!(health.details["queued"], 2, "{:?}", health.details);
         assert_eq!(health.details["dropped"], 3, "{:?}", health.details);
         let reason = health.details["reason"].as_str().unwrap();
@@ -809,10 +818,10 @@ mod tests {
 
     #[test]
     fn a_postgres_url_is_checked_and_never_logged_with_its_password() {
-        // Nothing listens on port 1: the plugin runs, degraded, and retries.
+        // Nothing listens on port 1: the plugin runs, unhealthy, and retries.
         let (host, plugin) = start(json!({"url": "postgres://ada:hunter2@127.0.0.1:1/logs"}));
         let health = plugin.health().unwrap();
-        assert_eq!(health.status, HealthStatus::Degraded);
+        assert_eq!(health.status, HealthStatus::Unhealthy);
         let details = health.details.to_string();
         assert!(
             details.contains("postgres://ada:***@127.0.0.1:1/logs"),
