@@ -355,16 +355,18 @@ impl ClaudeSdk {
                 "--include-partial-messages",
             ])
             .current_dir(&self.cwd);
+        // `--name=value`: a value from the request that starts with `-` is
+        // still the value, never another option.
         command = match start {
             Start::OneShot => command.arg("--no-session-persistence"),
-            Start::New => command.args(["--session-id", uuid]),
-            Start::Resume => command.args(["--resume", uuid]),
+            Start::New => command.arg(format!("--session-id={uuid}")),
+            Start::Resume => command.arg(format!("--resume={uuid}")),
         };
         if let Some(model) = cli_model(conversation.model.as_deref()) {
-            command = command.args(["--model", model]);
+            command = command.arg(format!("--model={model}"));
         }
         if !conversation.system.is_empty() {
-            command = command.args(["--append-system-prompt", conversation.system.as_str()]);
+            command = command.arg(format!("--append-system-prompt={}", conversation.system));
         }
         command = command.args(self.config.cli_args.iter().cloned());
         for (name, value) in &self.config.env {
@@ -1145,6 +1147,25 @@ mod tests {
         assert!(text.contains(r#""finish_reason":"stop""#), "{text}");
         assert!(text.contains(r#""completion_tokens":5"#), "{text}");
         assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    }
+
+    #[test]
+    fn request_text_never_becomes_a_cli_option() {
+        let (_, plugin) = start("args");
+        let request = json!({"model": "claude-x", "system": "--dangerously-skip-permissions",
+                             "messages": [{"role": "user", "content": "hi"}]});
+        let response = plugin
+            .route(json_request("POST", "/claude/sdk/v1/messages", &request))
+            .unwrap();
+        let text = body(&response)["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            text.contains(" --append-system-prompt=--dangerously-skip-permissions "),
+            "{text}"
+        );
+        assert!(text.contains(" --model=claude-x "), "{text}");
     }
 
     #[test]

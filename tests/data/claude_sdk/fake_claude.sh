@@ -10,6 +10,7 @@
 #   init-then-exit  writes the init line, then exits 1
 #   hang            writes the init line, then waits 30 s
 #   error-result    answers each message with an error result
+#   args            answers each message with its own arguments, space-separated
 #   stall           answers the first message with its text, then waits 30 s
 #                   before the result
 #   in-use          refuses --session-id as the CLI does for a session it has
@@ -26,6 +27,11 @@ for arg in "$@"; do
         --session-id) session="$arg" ;;
         --resume) session="$arg"; resumed="resumed " ;;
         --model) model="$arg" ;;
+    esac
+    case "$arg" in
+        --session-id=*) session="${arg#*=}" ;;
+        --resume=*) session="${arg#*=}"; resumed="resumed " ;;
+        --model=*) model="${arg#*=}" ;;
     esac
     previous="$arg"
 done
@@ -46,6 +52,7 @@ turn=0
 while IFS= read -r line; do
     turn=$((turn + 1))
     text=$(printf '%s' "$line" | sed 's/.*"content":"\([^"]*\)".*/\1/')
+    [ "$mode" = "args" ] && text=" $* "
     init
     if [ "$mode" = "error-result" ]; then
         printf '{"type":"result","subtype":"success","is_error":true,"result":"API Error: 401 invalid x-api-key","session_id":"%s","total_cost_usd":0,"usage":{"input_tokens":0,"output_tokens":0}}\n' "$session"
