@@ -43,7 +43,10 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use ccproxy_plugin_abi::{prelude::*, serde_json};
-use ccproxy_plugin_kit::mask::Secret;
+use ccproxy_plugin_kit::{
+    mapping::{MappingRule, ModelMapper},
+    mask::Secret,
+};
 use serde::{Deserialize, Serialize};
 
 /// The service of the `oauth_copilot` plugin.
@@ -70,6 +73,9 @@ struct Config {
     /// Headers sent with every Copilot API request (the Copilot editor
     /// plugin's); names are case-insensitive.
     api_headers: BTreeMap<String, String>,
+    /// Model rewrite rules, first match wins; none by default, as in the
+    /// original (Copilot serves GPT, Claude and Gemini models by their ids).
+    model_mappings: Vec<MappingRule>,
 }
 
 impl Default for Config {
@@ -88,6 +94,7 @@ impl Default for Config {
             .into_iter()
             .map(|(name, value)| (name.to_owned(), value.to_owned()))
             .collect(),
+            model_mappings: Vec::new(),
         }
     }
 }
@@ -120,6 +127,7 @@ struct ResponseReceived<'a> {
 struct Copilot {
     ctx: Context,
     config: Config,
+    mapper: ModelMapper,
 }
 
 /// An OpenAI-shaped error answer.
@@ -299,6 +307,7 @@ impl Plugin for Copilot {
             .config_key("account_type", "individual, business or enterprise (informational; the API base comes from the token exchange)")
             .config_key("request_timeout", "timeout in seconds of the embeddings and models requests")
             .config_key("api_headers", "headers sent with every Copilot API request (the Copilot editor plugin's)")
+            .config_key("model_mappings", "model rewrite rules {kind = exact|prefix|suffix|regex, pattern, target, ignore_case}, first match wins; none by default")
     }
 
     async fn init(ctx: Context, config: Config) -> Result<Self, PluginError> {
@@ -308,7 +317,12 @@ impl Plugin for Copilot {
                 config.base_url
             )));
         }
-        let plugin = Self { ctx, config };
+        let mapper = ModelMapper::new("copilot", &config.model_mappings)?;
+        let plugin = Self {
+            ctx,
+            config,
+            mapper,
+        };
         if plugin.configured_base() == DEFAULT_BASE_URL {
             info!(
                 "copilot ready: upstream the Copilot token's endpoints.api (else {DEFAULT_BASE_URL})"
@@ -355,11 +369,13 @@ impl Plugin for Copilot {
         let mut body: Value = serde_json::from_slice(&req.body).map_err(|error| {
             PluginError::invalid(format!("the request body is not JSON: {error}"))
         })?;
+        let mut model_alias = None;
         if let Some(object) = body.as_object_mut() {
             object.insert("stream".to_owned(), json!(req.stream));
             if !req.stream {
                 object.remove("stream_options");
             }
+            model_alias = self.mapper.rewrite(object, req.model.as_deref(), |_| false);
         }
         debug!(
             "request {}: {} via {} to {}",
@@ -372,7 +388,7 @@ impl Plugin for Copilot {
             body: serde_json::to_vec(&body)
                 .map_err(|error| PluginError::internal(error.to_string()))?,
             stream: req.stream,
-            model_alias: None,
+            model_alias,
             timeout: None,
         })
     }

@@ -157,3 +157,71 @@ fn a_401_from_copilot_drops_the_cached_token() {
     }
     assert_eq!(invalidated.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+#[test]
+fn model_mappings_rewrite_the_model_and_keep_the_clients_as_alias() {
+    let host = with_token(None).config(json!({"model_mappings": [
+        {"kind": "prefix", "pattern": "claude-sonnet-4-5", "target": "claude-sonnet-4.5"}
+    ]}));
+    let plugin = start(&host);
+    let mut req = provider_request(false);
+    req.model = Some("claude-sonnet-4-5-20250929".to_owned());
+    req.body = br#"{"model":"claude-sonnet-4-5-20250929","messages":[]}"#.to_vec();
+    let upstream = plugin.prepare_upstream(req).unwrap();
+    let body: Value = serde_json::from_slice(&upstream.body).unwrap();
+    assert_eq!(body["model"], "claude-sonnet-4.5");
+    assert_eq!(
+        upstream.model_alias.as_deref(),
+        Some("claude-sonnet-4-5-20250929")
+    );
+    // None by default: the model goes as the client sent it.
+    let plugin = start(&with_token(None));
+    let upstream = plugin.prepare_upstream(provider_request(false)).unwrap();
+    assert_eq!(upstream.model_alias, None);
+    let Err(error) = MockHost::new()
+        .config(json!({"model_mappings": [{"kind": "regex", "pattern": "(", "target": "x"}]}))
+        .start::<Copilot>()
+    else {
+        panic!("a bad regex is refused");
+    };
+    assert!(
+        error
+            .message()
+            .contains("plugins.copilot.model_mappings[0]"),
+        "{}",
+        error.message()
+    );
+}
+
+#[test]
+fn manifest_declares_the_provider_its_routes_and_documented_keys() {
+    let plugin = start(&MockHost::new());
+    let manifest = plugin.manifest();
+    let provider = manifest.provider.as_ref().expect("a provider");
+    assert_eq!(provider.native_format, "openai.chat_completions");
+    let endpoints: Vec<(&str, &str)> = provider
+        .endpoints
+        .iter()
+        .map(|endpoint| (endpoint.path.as_str(), endpoint.format.as_str()))
+        .collect();
+    assert_eq!(
+        endpoints,
+        [
+            ("/copilot/v1/chat/completions", "openai.chat_completions"),
+            ("/copilot/v1/messages", "anthropic.messages"),
+            ("/copilot/v1/responses", "openai.responses"),
+        ]
+    );
+    assert_eq!(manifest.routes[0].prefix, "/copilot");
+    let defaults = &manifest.config.defaults;
+    assert_eq!(defaults["base_url"], "https://api.githubcopilot.com");
+    let documented: Vec<&str> = manifest
+        .config
+        .descriptions
+        .iter()
+        .map(|(key, _)| key.as_str())
+        .collect();
+    for key in defaults.as_object().unwrap().keys() {
+        assert!(documented.contains(&key.as_str()), "{key} is undocumented");
+    }
+}
