@@ -478,3 +478,37 @@ fn a_client_that_leaves_mid_stream_ends_the_turn_and_frees_the_session() {
         "the session is still busy 5 s after its client left"
     );
 }
+
+#[test]
+fn the_cli_gets_the_users_environment_without_the_proxys_settings() {
+    let proxy = Proxy::start_in(
+        Sandbox::new(),
+        ProxyOptions {
+            bundled: &["claude_sdk"],
+            config_toml: Some(&format!(
+                "[plugins.claude_sdk]\ncli_path = \"{}\"\n[plugins.claude_sdk.env]\nFAKE_CLAUDE_MODE = \"env\"\n",
+                fake_cli()
+            )),
+            env: &[
+                ("PLUGINS__CLAUDE_SDK__SESSION_TIMEOUT_SECONDS", "301"),
+                ("CCPROXY_E2E_SECRET", "not-for-the-cli"),
+                ("USER_THING", "for-the-cli"),
+            ],
+            ..ProxyOptions::default()
+        },
+    );
+    let reply = proxy.post_json(
+        "/claude/sdk/v1/messages",
+        &json!({"messages": [{"role": "user", "content": "hi"}]}),
+    );
+    assert_eq!(reply.status, 200, "{}\n{}", reply.text(), proxy.log());
+    let names = reply.json()["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    for kept in [" HOME ", " PATH ", " USER_THING ", " FAKE_CLAUDE_MODE "] {
+        assert!(names.contains(kept), "{kept} missing: {names}");
+    }
+    assert!(!names.contains("PLUGINS__"), "{names}");
+    assert!(!names.contains("CCPROXY_E2E_SECRET"), "{names}");
+}

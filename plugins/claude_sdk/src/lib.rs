@@ -299,6 +299,19 @@ fn cli_model(model: Option<&str>) -> Option<&str> {
     })
 }
 
+/// Whether the proxy's environment variable `name` is passed on to the CLI:
+/// all but the proxy's own settings (`SECTION__KEY`, `PLUGINS__NAME__KEY`,
+/// `CCPROXY_*` and the plugin and config-file lists).
+fn passed_to_cli(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    !(upper.contains("__")
+        || upper.starts_with("CCPROXY_")
+        || matches!(
+            upper.as_str(),
+            "CONFIG_FILE" | "ENABLE_PLUGINS" | "ENABLED_PLUGINS" | "DISABLED_PLUGINS"
+        ))
+}
+
 /// How a turn's CLI is started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Start {
@@ -369,6 +382,16 @@ impl ClaudeSdk {
             command = command.arg(format!("--append-system-prompt={}", conversation.system));
         }
         command = command.args(self.config.cli_args.iter().cloned());
+        // The user's environment (its HOME and login, PATH, proxies), without
+        // the proxy's own settings, which hold its secrets.
+        command = command.env_clear();
+        for (name, value) in std::env::vars_os() {
+            if let (Some(name), Some(value)) = (name.to_str(), value.to_str())
+                && passed_to_cli(name)
+            {
+                command = command.env(name, value);
+            }
+        }
         for (name, value) in &self.config.env {
             command = command.env(name.as_str(), value.as_str());
         }
@@ -1166,6 +1189,46 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(" --model=claude-x "), "{text}");
+    }
+
+    #[test]
+    fn the_proxys_settings_stay_out_of_the_cli_environment() {
+        for kept in [
+            "HOME",
+            "PATH",
+            "ANTHROPIC_API_KEY",
+            "HTTPS_PROXY",
+            "CLAUDE_CONFIG_DIR",
+        ] {
+            assert!(passed_to_cli(kept), "{kept}");
+        }
+        for dropped in [
+            "SECURITY__AUTH_TOKEN",
+            "PLUGINS__CLAUDE_API__API_KEY",
+            "plugins__x__y",
+            "CCPROXY_LOG_LEVEL",
+            "CONFIG_FILE",
+            "ENABLED_PLUGINS",
+        ] {
+            assert!(!passed_to_cli(dropped), "{dropped}");
+        }
+        let (_, plugin) = start("env");
+        let response = plugin
+            .route(json_request(
+                "POST",
+                "/claude/sdk/v1/messages",
+                &messages("x", false),
+            ))
+            .unwrap();
+        let names = body(&response)["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(names.contains(" PATH "), "{names}");
+        assert!(
+            names.contains(" FAKE_CLAUDE_MODE "),
+            "the config's env: {names}"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@
 #   init-then-exit  writes the init line, then exits 1
 #   hang            writes the init line, then waits 30 s
 #   error-result    answers each message with an error result
+#   env             answers each message with the names of its environment variables
 #   args            answers each message with its own arguments, space-separated
 #   stall           answers the first message with its text, then waits 30 s
 #                   before the result
@@ -53,6 +54,7 @@ while IFS= read -r line; do
     turn=$((turn + 1))
     text=$(printf '%s' "$line" | sed 's/.*"content":"\([^"]*\)".*/\1/')
     [ "$mode" = "args" ] && text=" $* "
+    [ "$mode" = "env" ] && text=" $(env | sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\)=.*/\1/p' | tr '\n' ' ')"
     init
     if [ "$mode" = "error-result" ]; then
         printf '{"type":"result","subtype":"success","is_error":true,"result":"API Error: 401 invalid x-api-key","session_id":"%s","total_cost_usd":0,"usage":{"input_tokens":0,"output_tokens":0}}\n' "$session"
