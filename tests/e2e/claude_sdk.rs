@@ -2,9 +2,11 @@
 //! installed by `scripts/deps/clients`) as the proxy's upstream, itself pointed at
 //! the mock upstream's scripted agent: plain answers on `/claude/sdk/v1/messages`,
 //! `/chat/completions` and `/responses`, whole and streamed; a session whose CLI
-//! keeps running into its second turn; and the failures (a missing CLI, one that
-//! exits early, one that hangs past the first-chunk timeout), each a clear error
-//! in the client's format within a bounded time.
+//! keeps running into its second turn; the real Claude Code as the client too; and
+//! the failures (a missing CLI, one that exits early, one that hangs past the
+//! first-chunk timeout or stalls past the ongoing one, a busy session, a client that
+//! leaves), each a clear error in the client's format within a bounded time. The
+//! failure cases use the stand-in CLI `tests/data/claude_sdk/fake_claude.sh`.
 
 use std::{
     io::{Read, Write},
@@ -511,4 +513,59 @@ fn the_cli_gets_the_users_environment_without_the_proxys_settings() {
     }
     assert!(!names.contains("PLUGINS__"), "{names}");
     assert!(!names.contains("CCPROXY_E2E_SECRET"), "{names}");
+}
+
+#[test]
+fn claude_code_as_the_client_is_answered_by_claude_code_as_the_upstream() {
+    let answer = token("sdknested");
+    let (_mock, proxy) = start_real(&answer);
+    let home = tempfile::Builder::new()
+        .prefix("ccproxy-claude-sdk-client-")
+        .tempdir()
+        .expect("a temporary home");
+    let work = home.path().join("work");
+    std::fs::create_dir_all(&work).expect("the work folder");
+    let output = home.path().join("client.stdout");
+    let mut child = Command::new(claude_cli())
+        .current_dir(&work)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("CLAUDE_CONFIG_DIR", home.path().join(".claude"))
+        .env(
+            "ANTHROPIC_BASE_URL",
+            format!("{}/claude/sdk", proxy.base_url()),
+        )
+        .env("ANTHROPIC_API_KEY", "sk-ant-outer-client")
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env("DISABLE_AUTOUPDATER", "1")
+        .env("DISABLE_TELEMETRY", "1")
+        .env("DISABLE_ERROR_REPORTING", "1")
+        .args(["-p", "Say the word.", "--output-format", "json"])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&output).expect("stdout file"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the client starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("the client can be waited for") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the client did not finish within 60 s; proxy log:\n{}",
+                proxy.log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let printed = std::fs::read_to_string(&output).unwrap_or_default();
+    assert!(status.success(), "{status}: {printed}\n{}", proxy.log());
+    let result: Value = serde_json::from_str(printed.trim())
+        .unwrap_or_else(|error| panic!("no JSON result ({error}): {printed}"));
+    assert_eq!(result["is_error"], false, "{result}");
+    assert_eq!(result["result"], answer.as_str(), "{result}");
 }
