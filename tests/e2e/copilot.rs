@@ -598,3 +598,39 @@ fn a_copilot_token_the_api_refuses_is_exchanged_again() {
         "{tokens:?}"
     );
 }
+
+#[test]
+fn an_unreachable_github_is_a_quick_clear_error() {
+    let sandbox = Sandbox::new();
+    let closed = "http://127.0.0.1:9";
+    let env = [
+        ("PLUGINS__OAUTH_COPILOT__DEVICE_CODE_URL", closed),
+        ("PLUGINS__OAUTH_COPILOT__COPILOT_TOKEN_URL", closed),
+        ("COPILOT_GITHUB_TOKEN", "gho_env-copilot-token-0000"),
+    ];
+    let started = std::time::Instant::now();
+    let out = sandbox.run_cli(&["auth", "login", "copilot"], &env);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("could not be reached"),
+        "{}",
+        out.stderr
+    );
+    let proxy = Proxy::start_in(
+        sandbox,
+        ProxyOptions {
+            bundled: &["copilot", "oauth_copilot"],
+            env: &env,
+            ..ProxyOptions::default()
+        },
+    );
+    let reply = proxy.post_json("/copilot/v1/messages", &messages_body(false));
+    assert_eq!(reply.status, 502, "{}", reply.text());
+    assert_eq!(reply.json()["type"], "error", "{}", reply.text());
+    assert!(
+        reply.text().contains("Copilot token exchange"),
+        "{}",
+        reply.text()
+    );
+    assert!(started.elapsed() < Duration::from_secs(20), "nothing hangs");
+}
