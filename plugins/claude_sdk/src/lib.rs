@@ -228,6 +228,25 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Ends idle sessions past the timeout, and the longest idle ones past the pool size.
+fn sweep(pool: &Pool, config: &Config) {
+    let timeout = Duration::from_secs(config.session_timeout_seconds);
+    let mut idle = lock(&pool.idle);
+    idle.retain(|_, session| session.since.elapsed() < timeout);
+    while idle.len() > config.session_pool_size {
+        let oldest = idle
+            .iter()
+            .min_by_key(|(_, session)| session.since)
+            .map(|(name, _)| name.clone());
+        match oldest {
+            Some(name) => {
+                idle.remove(&name);
+            }
+            None => break,
+        }
+    }
+}
+
 /// Counters for `/plugins/claude_sdk/health`.
 #[derive(Default)]
 struct Stats {
@@ -429,23 +448,8 @@ impl ClaudeSdk {
         })
     }
 
-    /// Ends idle sessions past the timeout, and the longest idle ones past the pool size.
     fn sweep(&self) {
-        let timeout = Duration::from_secs(self.config.session_timeout_seconds);
-        let mut idle = lock(&self.pool.idle);
-        idle.retain(|_, session| session.since.elapsed() < timeout);
-        while idle.len() > self.config.session_pool_size {
-            let oldest = idle
-                .iter()
-                .min_by_key(|(_, session)| session.since)
-                .map(|(name, _)| name.clone());
-            match oldest {
-                Some(name) => {
-                    idle.remove(&name);
-                }
-                None => break,
-            }
-        }
+        sweep(&self.pool, &self.config);
     }
 
     /// Starts (or takes up) the CLI for a turn and sends it the user's message.
@@ -858,6 +862,7 @@ impl Turn {
                 since: Instant::now(),
             };
             lock(&self.pool.idle).insert(name, idle);
+            sweep(&self.pool, &self.config);
         }
         Ok(outcome)
     }
@@ -1476,6 +1481,26 @@ mod tests {
             ))
             .unwrap();
         assert_eq!(body(&again)["content"][0]["text"], "resumed turn 1: b");
+    }
+
+    #[test]
+    fn past_the_pool_size_the_longest_idle_session_is_ended() {
+        let (_, plugin) = start_with("echo", json!({"session_pool_size": 1}));
+        let turn = |session: &str, text: &str| {
+            let path = format!("/claude/sdk/{session}/v1/messages");
+            let response = plugin
+                .route(json_request("POST", &path, &messages(text, false)))
+                .unwrap();
+            body(&response)["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(turn("a", "1"), "turn 1: 1");
+        assert_eq!(turn("b", "1"), "turn 1: 1");
+        assert_eq!(plugin.health().unwrap().details["sessions_running"], 1);
+        assert_eq!(turn("b", "2"), "turn 2: 2", "b kept running");
+        assert_eq!(turn("a", "2"), "resumed turn 1: 2", "a was ended for b");
     }
 
     #[test]
