@@ -3,7 +3,9 @@
 //! The host owns the parts every provider shares (PKCE, state, the local
 //! callback server, reading a pasted code); the plugin owns the parts that
 //! differ (its URLs, the token exchange, where credentials are stored), behind
-//! its service `oauth.<provider>`. Only `cli_safe` plugins are loaded.
+//! its service `oauth.<provider>`. Only `cli_safe` plugins are loaded. A
+//! provider whose plugin has a `device_code_url` setting (Copilot) logs in by
+//! the device flow instead, [`device_login`]: the host polls, the plugin asks.
 //!
 //! A login's code is exchanged only when it comes back with the login's own
 //! `state`: the callback server refuses (and the login ends, nothing stored)
@@ -39,7 +41,7 @@ pub(super) enum Action {
     Providers,
     /// Log in.
     Login {
-        /// Provider name (`claude-api`, `codex`).
+        /// Provider name (`claude-api`, `codex`, `copilot`).
         provider: String,
         /// Paste the code instead of running a callback server.
         manual: bool,
