@@ -1210,6 +1210,8 @@ fn auth_providers_lists_the_auth_plugins_and_initialises_only_cli_safe_ones() {
             "oauth_claude",
             "--disable-plugin",
             "oauth_codex",
+            "--disable-plugin",
+            "oauth_copilot",
         ],
         &env,
     );
