@@ -32,6 +32,7 @@ mod regression;
 mod request_tracer;
 mod scaffold;
 mod server;
+mod service;
 mod storage;
 mod streams;
 mod stuck_plugins;
