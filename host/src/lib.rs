@@ -13,6 +13,7 @@ pub mod server;
 pub mod service;
 pub mod services;
 pub mod telemetry;
+pub mod unix;
 pub mod upstream;
 
 /// The formats core (`ccproxy-formats`), re-exported.

@@ -15,7 +15,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::{config::Config, paths};
+use crate::{config::Config, paths, unix::send_signal};
 
 /// What the file says.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -87,13 +87,13 @@ pub fn reload_running(port: u16, wait: Duration) -> anyhow::Result<String> {
     };
     let before = read(&path)?;
     let pid = libc::pid_t::try_from(before.pid).context("bad pid in the state file")?;
-    if signal(pid, 0).is_err() {
+    if send_signal(pid, 0).is_err() {
         bail!(
             "the server recorded in {} (pid {pid}) is not running; remove the file or start ccproxy",
             path.display()
         );
     }
-    if let Err(error) = signal(pid, libc::SIGHUP) {
+    if let Err(error) = send_signal(pid, libc::SIGHUP) {
         bail!("cannot signal pid {pid}: {error}");
     }
     let deadline = Instant::now() + wait;
@@ -121,16 +121,6 @@ pub fn reload_running(port: u16, wait: Duration) -> anyhow::Result<String> {
                 wait.as_secs()
             );
         }
-    }
-}
-
-/// kill(2): `number` 0 only checks that `pid` is alive and ours to signal.
-#[allow(unsafe_code)]
-fn signal(pid: libc::pid_t, number: libc::c_int) -> std::io::Result<()> {
-    // Safety: kill(2) takes plain integers and touches no memory of ours.
-    match unsafe { libc::kill(pid, number) } {
-        0 => Ok(()),
-        _ => Err(std::io::Error::last_os_error()),
     }
 }
 

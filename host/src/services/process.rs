@@ -64,6 +64,9 @@ impl Processes {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // Its own process group, so killing it ends what it started
+            // too (a CLI's shell tool, say), not only the child itself.
+            .process_group(0)
             .kill_on_drop(true);
         if spec.clear_env {
             command.env_clear();
@@ -92,6 +95,9 @@ impl Processes {
                 status = child.wait() => status,
                 // Asked to kill, or the handle was forgotten: both end the child.
                 _ = kill_rx => {
+                    if let Some(group) = child.id().and_then(|pid| libc::pid_t::try_from(pid).ok()) {
+                        let _ = crate::unix::send_signal(-group, libc::SIGKILL);
+                    }
                     let _ = child.start_kill();
                     child.wait().await
                 }
@@ -305,6 +311,46 @@ mod tests {
             }
             all.extend_from_slice(&piece);
         }
+    }
+
+    #[tokio::test]
+    async fn killing_a_child_ends_what_it_started_too() {
+        let processes = Processes::default();
+        // A child that starts a grandchild and says its pid.
+        let spawned = processes
+            .spawn(command("sh", &["-c", "sleep 30 & echo $!; wait"]))
+            .expect("sh runs");
+        let process = spawned.process;
+        let mut line = Vec::new();
+        while !line.ends_with(b"\n") {
+            let (chunk, piece) = processes
+                .read(ProcessReadInput {
+                    process,
+                    stderr: false,
+                })
+                .await
+                .expect("readable");
+            assert!(!chunk.end, "no pid before the end");
+            line.extend_from_slice(&piece);
+        }
+        let grandchild: libc::pid_t = String::from_utf8_lossy(&line).trim().parse().unwrap();
+        assert!(
+            crate::unix::send_signal(grandchild, 0).is_ok(),
+            "the grandchild runs"
+        );
+        processes.kill(ProcessRef { process });
+        let mut gone = false;
+        for _ in 0..100 {
+            // Gone, or a zombie of the exited shell: either way no longer sleeping.
+            let state =
+                std::fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap_or_default();
+            if state.is_empty() || state.contains(") Z ") {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(gone, "the grandchild {grandchild} outlived the kill");
     }
 
     #[tokio::test]
