@@ -16,6 +16,7 @@
 //! | [`model_id`] | model ids without provider prefix and date suffix, and a table that finds a model by them |
 //! | [`private_files`] | a folder under `$XDG_STATE_HOME/ccproxy` only this user can change, files opened 0600 without following symlinks, pruned oldest first |
 //! | [`logs`] | stored request logs: the row of a finished request, the `/logs` filters with errors naming the parameter, the duration histogram (feature `logs`) |
+//! | [`cli_detect`] | an installed CLI's version, its first request taken by a one-shot capture point, and what was learnt cached per version (feature `cli_detect`) |
 //! | [`redact`] | secrets taken out of headers and JSON bodies before they are written down |
 //!
 //! `mapping` is behind the default feature `mapping` (it brings in `regex`);
@@ -23,6 +24,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(feature = "cli_detect")]
+pub mod cli_detect;
 pub mod json;
 #[cfg(feature = "logs")]
 pub mod logs;
