@@ -106,73 +106,89 @@ pub(crate) enum InjectionMode {
 pub(crate) struct ModelCard {
     /// The model id.
     pub(crate) id: String,
-    /// Unix seconds.
+    /// Unix seconds (the release day for the default cards).
     #[serde(default)]
     pub(crate) created: u64,
     /// Owner shown to clients.
     #[serde(default = "anthropic")]
     pub(crate) owned_by: String,
+    /// The name the Anthropic SDK shows (`display_name`); empty: the id.
+    #[serde(default)]
+    pub(crate) display_name: String,
 }
 
 fn anthropic() -> String {
     "anthropic".to_owned()
 }
 
-/// The original's 11 model cards.
+/// Claude Sonnet 4.6, where Sonnet-class and general OpenAI names go.
+pub(crate) const SONNET: &str = "claude-sonnet-4-6";
+/// Claude Opus 4.6, where Opus-class and reasoning (`o1`) names go.
+pub(crate) const OPUS: &str = "claude-opus-4-6";
+/// Claude Haiku 4.5, where small and cheap names go.
+pub(crate) const HAIKU: &str = "claude-haiku-4-5-20251001";
+
+/// The current Claude models (release days from Anthropic's announcements),
+/// newest first. The original's eight Claude 3.x cards are gone: Anthropic
+/// retired every Claude 3.x model between 2025-07-21 (Claude 3 Sonnet) and
+/// 2026-04-20 (Claude 3 Haiku), and their names are mapped onto the current
+/// models instead (`default_model_mappings`). The Claude 4.0 pair
+/// (`*-4-20250514`) stays listed as in the original: clients still pin it.
 fn default_models() -> Vec<ModelCard> {
     [
-        ("claude-sonnet-4-6", 1_722_816_000),
-        ("claude-haiku-4-5-20251001", 1_722_816_000),
-        ("claude-opus-4-6", 1_722_816_000),
-        ("claude-opus-4-20250514", 1_716_336_000),
-        ("claude-sonnet-4-20250514", 1_716_336_000),
-        ("claude-3-7-sonnet-20250219", 1_708_819_200),
-        ("claude-3-5-sonnet-20241022", 1_696_000_000),
-        ("claude-3-5-haiku-20241022", 1_696_000_000),
-        ("claude-3-opus-20240229", 1_696_000_000),
-        ("claude-3-sonnet-20240229", 1_696_000_000),
-        ("claude-3-haiku-20240307", 1_696_000_000),
+        (SONNET, 1_771_286_400, "Claude Sonnet 4.6"),
+        (OPUS, 1_770_249_600, "Claude Opus 4.6"),
+        ("claude-opus-4-5-20251101", 1_763_942_400, "Claude Opus 4.5"),
+        (HAIKU, 1_760_486_400, "Claude Haiku 4.5"),
+        (
+            "claude-sonnet-4-5-20250929",
+            1_759_104_000,
+            "Claude Sonnet 4.5",
+        ),
+        ("claude-opus-4-20250514", 1_747_872_000, "Claude Opus 4"),
+        ("claude-sonnet-4-20250514", 1_747_872_000, "Claude Sonnet 4"),
     ]
     .into_iter()
-    .map(|(id, created)| ModelCard {
+    .map(|(id, created, display_name)| ModelCard {
         id: id.to_owned(),
         created,
         owned_by: anthropic(),
+        display_name: display_name.to_owned(),
     })
     .collect()
 }
 
-/// The original's mapping rules: OpenAI model names onto Claude models, short
-/// names onto current models, and `claude-3-*` aliases pinned to dated ids.
+/// The original's rules with current targets: OpenAI model names onto the
+/// Claude model of their class, the short names onto the current models,
+/// and every retired Claude 3.x (and 2.x) name, alias or dated id, onto its
+/// successor, so an old client keeps working instead of getting Anthropic's
+/// `not_found_error`. The README has the table and the reasons.
 fn default_model_mappings() -> Vec<MappingRule> {
     use MatchKind::{Exact, Prefix, Regex};
     vec![
-        MappingRule::new(Prefix, "gpt-4o-mini", "claude-3-5-haiku-latest"),
-        MappingRule::new(Prefix, "gpt-4o", "claude-sonnet-4-6"),
+        MappingRule::new(Prefix, "gpt-4o-mini", HAIKU),
+        MappingRule::new(Prefix, "gpt-4o", SONNET),
         // The original's `^gpt-4(?!o)`, spelt without look-ahead, which the
         // `regex` crate does not have.
-        MappingRule::new(Regex, "^gpt-4(?:[^o]|$)", "claude-3-5-sonnet-20241022"),
-        MappingRule::new(Prefix, "gpt-3.5", "claude-3-5-haiku-20241022"),
-        MappingRule::new(Prefix, "text-davinci", "claude-3-5-sonnet-20241022"),
-        MappingRule::new(Prefix, "o1", "claude-opus-4-6"),
-        MappingRule::new(Exact, "o3-mini", "claude-opus-4-6"),
-        MappingRule::new(Prefix, "gpt-5", "claude-sonnet-4-6"),
-        MappingRule::new(Exact, "sonnet", "claude-sonnet-4-6"),
-        MappingRule::new(Exact, "opus", "claude-opus-4-6"),
-        MappingRule::new(Exact, "haiku", "claude-haiku-4-5-20251001"),
-        MappingRule::new(
-            Exact,
-            "claude-3-5-sonnet-latest",
-            "claude-3-5-sonnet-20241022",
-        ),
-        MappingRule::new(
-            Exact,
-            "claude-3-5-haiku-latest",
-            "claude-3-5-haiku-20241022",
-        ),
-        MappingRule::new(Exact, "claude-3-opus", "claude-3-opus-20240229"),
-        MappingRule::new(Exact, "claude-3-sonnet", "claude-3-sonnet-20240229"),
-        MappingRule::new(Exact, "claude-3-haiku", "claude-3-haiku-20240307"),
+        MappingRule::new(Regex, "^gpt-4(?:[^o]|$)", SONNET),
+        MappingRule::new(Prefix, "gpt-3.5", HAIKU),
+        MappingRule::new(Prefix, "text-davinci", SONNET),
+        MappingRule::new(Prefix, "o1", OPUS),
+        MappingRule::new(Exact, "o3-mini", OPUS),
+        MappingRule::new(Prefix, "gpt-5", SONNET),
+        MappingRule::new(Exact, "sonnet", SONNET),
+        MappingRule::new(Exact, "opus", OPUS),
+        MappingRule::new(Exact, "haiku", HAIKU),
+        // The original pinned these aliases to dated Claude 3.x ids, all
+        // retired now; prefixes also catch the dated ids and `-latest`.
+        MappingRule::new(Prefix, "claude-3-5-sonnet", SONNET),
+        MappingRule::new(Prefix, "claude-3-7-sonnet", SONNET),
+        MappingRule::new(Prefix, "claude-3-5-haiku", HAIKU),
+        MappingRule::new(Prefix, "claude-3-opus", OPUS),
+        MappingRule::new(Prefix, "claude-3-sonnet", SONNET),
+        MappingRule::new(Prefix, "claude-3-haiku", HAIKU),
+        MappingRule::new(Prefix, "claude-2", SONNET),
+        MappingRule::new(Prefix, "claude-instant", HAIKU),
     ]
 }
 
@@ -217,7 +233,7 @@ mod tests {
         assert_eq!(config.system_prompt_injection_mode, InjectionMode::Minimal);
         assert_eq!(config.default_max_tokens, 4096);
         assert_eq!(config.timeout_seconds, 600);
-        assert_eq!(config.models.len(), 11);
+        assert_eq!(config.models.len(), 7);
         assert!(
             config
                 .models
@@ -265,19 +281,105 @@ mod tests {
     #[test]
     fn default_rules() {
         let mapper = ModelMapper::new("claude_api", &Config::default().model_mappings).unwrap();
-        check(&mapper, "gpt-4o-mini", Some("claude-3-5-haiku-latest"));
-        check(&mapper, "gpt-4o-2024-08-06", Some("claude-sonnet-4-6"));
-        check(&mapper, "gpt-4", Some("claude-3-5-sonnet-20241022"));
-        check(&mapper, "gpt-4-turbo", Some("claude-3-5-sonnet-20241022"));
-        check(&mapper, "gpt-3.5-turbo", Some("claude-3-5-haiku-20241022"));
-        check(&mapper, "o1-preview", Some("claude-opus-4-6"));
-        check(&mapper, "o3-mini", Some("claude-opus-4-6"));
+        check(&mapper, "gpt-4o-mini", Some(HAIKU));
+        check(&mapper, "gpt-4o-2024-08-06", Some(SONNET));
+        check(&mapper, "gpt-4", Some(SONNET));
+        check(&mapper, "gpt-4-turbo", Some(SONNET));
+        check(&mapper, "gpt-4.1", Some(SONNET));
+        check(&mapper, "gpt-3.5-turbo", Some(HAIKU));
+        check(&mapper, "text-davinci-003", Some(SONNET));
+        check(&mapper, "o1-preview", Some(OPUS));
+        check(&mapper, "o3-mini", Some(OPUS));
         check(&mapper, "o3-mini-high", None);
-        check(&mapper, "gpt-5-codex", Some("claude-sonnet-4-6"));
-        check(&mapper, "sonnet", Some("claude-sonnet-4-6"));
-        check(&mapper, "haiku", Some("claude-haiku-4-5-20251001"));
-        check(&mapper, "claude-3-opus", Some("claude-3-opus-20240229"));
+        check(&mapper, "gpt-5-codex", Some(SONNET));
+        check(&mapper, "sonnet", Some(SONNET));
+        check(&mapper, "opus", Some(OPUS));
+        check(&mapper, "haiku", Some(HAIKU));
+        check(&mapper, "claude-3-opus", Some(OPUS));
+        check(&mapper, "claude-3-5-sonnet-latest", Some(SONNET));
+        check(&mapper, "claude-3-5-haiku-20241022", Some(HAIKU));
+        check(&mapper, "claude-3-7-sonnet-20250219", Some(SONNET));
+        // Current models, and names no rule knows, are sent as they are.
         check(&mapper, "claude-sonnet-4-20250514", None);
+        check(&mapper, "claude-sonnet-4-5-20250929", None);
+        check(&mapper, SONNET, None);
         check(&mapper, "Sonnet", None);
+    }
+
+    /// Models past their retirement: Anthropic's deprecation table
+    /// (docs.claude.com/en/docs/about-claude/model-deprecations) for Claude,
+    /// with the retirement day; OpenAI's legacy names are not Claude models
+    /// at all, listed so no rule ever sends one upstream unchanged.
+    const RETIRED: &[&str] = &[
+        "claude-instant-1.2",         // 2024-11-06
+        "claude-2.0",                 // 2025-07-21
+        "claude-2.1",                 // 2025-07-21
+        "claude-3-sonnet-20240229",   // 2025-07-21
+        "claude-3-5-sonnet-20240620", // 2025-10-22
+        "claude-3-5-sonnet-20241022", // 2025-10-22
+        "claude-3-5-sonnet-latest",   // with its snapshot
+        "claude-3-opus-20240229",     // 2026-01-05
+        "claude-3-opus-latest",       // with its snapshot
+        "claude-3-opus",              // the original's alias
+        "claude-3-sonnet",            // the original's alias
+        "claude-3-haiku",             // the original's alias
+        "claude-3-5-haiku-20241022",  // 2026-02-19
+        "claude-3-5-haiku-latest",    // with its snapshot
+        "claude-3-7-sonnet-20250219", // 2026-02-19
+        "claude-3-7-sonnet-latest",   // with its snapshot
+        "claude-3-haiku-20240307",    // 2026-04-20
+        "gpt-4",
+        "gpt-4-turbo",
+        "gpt-4-0613",
+        "gpt-4-32k",
+        "gpt-4o",
+        "gpt-4o-mini",
+        "gpt-3.5-turbo",
+        "gpt-3.5-turbo-16k",
+        "text-davinci-003",
+        "text-davinci-002",
+        "o1-preview",
+        "o1-mini",
+        "o3-mini",
+    ];
+
+    fn is_retired(model: &str) -> bool {
+        RETIRED.contains(&model)
+            || ["claude-3-", "claude-2", "claude-instant"]
+                .iter()
+                .any(|family| model.starts_with(family))
+    }
+
+    #[test]
+    fn every_default_lands_on_a_current_model() {
+        let config = Config::default();
+        let listed: Vec<&str> = config.models.iter().map(|card| card.id.as_str()).collect();
+        for card in &listed {
+            assert!(!is_retired(card), "{card} is listed but retired");
+        }
+        for rule in &config.model_mappings {
+            assert!(
+                !is_retired(&rule.target),
+                "{} maps to the retired {}",
+                rule.pattern,
+                rule.target
+            );
+            assert!(
+                listed.contains(&rule.target.as_str()),
+                "{} maps to {}, which GET /v1/models does not list",
+                rule.pattern,
+                rule.target
+            );
+        }
+        // Every retired name a client may still send is mapped, onto a
+        // listed current model.
+        let mapper = ModelMapper::new("claude_api", &config.model_mappings).unwrap();
+        for model in RETIRED {
+            let target = mapper
+                .map(model)
+                .unwrap_or_else(|| panic!("{model} is sent upstream unchanged"));
+            assert!(!is_retired(target), "{model} -> {target}");
+            assert!(listed.contains(&target), "{model} -> {target}");
+        }
     }
 }

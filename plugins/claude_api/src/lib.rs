@@ -10,8 +10,10 @@
 //! | `POST /claude/v1/responses` | OpenAI Responses |
 //!
 //! plus two plain routes of its own: `GET /claude/v1/models` (the configured
-//! model cards, OpenAI list shape) and `POST /claude/v1/messages/count_tokens`
-//! (forwarded to Anthropic with the same credentials).
+//! model cards and the aliases, each with what it `maps_to`, in a list both
+//! the OpenAI and the Anthropic SDK parse: see `model_list`) and
+//! `POST /claude/v1/messages/count_tokens` (forwarded to Anthropic with the
+//! same credentials).
 //!
 //! Credentials: an API key (`[plugins.claude_api] api_key` or
 //! `ANTHROPIC_API_KEY`) is sent as `x-api-key`; without one, the Claude
@@ -79,7 +81,7 @@ use ccproxy_plugin_kit::mapping::ModelMapper;
 
 use crate::{
     auth::{Credential, Credentials, OAUTH_SERVICE, upstream_headers},
-    config::{Config, ModelCard},
+    config::{Config, MatchKind, ModelCard},
     shaping::Body,
 };
 
@@ -288,8 +290,7 @@ impl ClaudeApi {
     }
 
     fn models(&self) -> Response {
-        let data: Vec<Value> = self.config.models.iter().map(card_json).collect();
-        Response::json(200, &json!({"object": "list", "data": data}))
+        Response::json(200, &model_list(&self.config, &self.mapper))
     }
 
     /// `POST /claude/v1/messages/count_tokens`: shaped like a Messages
@@ -350,13 +351,86 @@ impl ClaudeApi {
     }
 }
 
-fn card_json(card: &ModelCard) -> Value {
+/// `GET /claude/v1/models`: one list both SDKs parse. Each entry has the
+/// OpenAI model fields (`id`, `object`, `created`, `owned_by`: the original's
+/// shape) and the Anthropic ones (`type`, `display_name`, `created_at`), and
+/// the list has Anthropic's paging fields (`has_more: false`). The entries
+/// are the cards, then the names of the `exact` rules (`sonnet`, `opus`,
+/// `haiku`): aliases a client can pick, each with `maps_to`, the model sent
+/// upstream instead (a card a rule rewrites has it too). `mappings` lists
+/// every rule, `prefix` and `regex` ones included, in the order they apply.
+fn model_list(config: &Config, mapper: &ModelMapper) -> Value {
+    let card_of = |id: &str| config.models.iter().find(|card| card.id == id);
+    let mut data: Vec<Value> = config
+        .models
+        .iter()
+        .map(|card| model_entry(&card.id, card, mapper.map(&card.id)))
+        .collect();
+    for rule in &config.model_mappings {
+        let alias = rule.pattern.as_str();
+        let listed = data.iter().any(|entry| entry["id"] == alias);
+        if rule.kind != MatchKind::Exact || listed {
+            continue;
+        }
+        // What the alias really becomes: an earlier rule may shadow this one.
+        let Some(target) = mapper.map(alias).filter(|target| *target != alias) else {
+            continue;
+        };
+        let unlisted = ModelCard {
+            id: target.to_owned(),
+            created: 0,
+            owned_by: "anthropic".to_owned(),
+            display_name: String::new(),
+        };
+        let card = card_of(target).unwrap_or(&unlisted);
+        data.push(model_entry(alias, card, Some(target)));
+    }
+    let mappings: Vec<Value> = config
+        .model_mappings
+        .iter()
+        .map(|rule| {
+            json!({
+                "kind": rule.kind,
+                "pattern": rule.pattern,
+                "ignore_case": rule.ignore_case,
+                "maps_to": rule.target,
+            })
+        })
+        .collect();
+    let first_id = data.first().map(|entry| entry["id"].clone());
+    let last_id = data.last().map(|entry| entry["id"].clone());
     json!({
-        "id": card.id,
+        "object": "list",
+        "data": data,
+        "has_more": false,
+        "first_id": first_id,
+        "last_id": last_id,
+        "mappings": mappings,
+    })
+}
+
+/// One model entry named `id`, described by `card` (its own, or for an
+/// alias the target's); `maps_to` when the name is rewritten.
+fn model_entry(id: &str, card: &ModelCard, maps_to: Option<&str>) -> Value {
+    let display_name = if card.display_name.is_empty() {
+        id
+    } else {
+        card.display_name.as_str()
+    };
+    let created_ms = i64::try_from(card.created.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let mut entry = json!({
+        "id": id,
         "object": "model",
         "created": card.created,
         "owned_by": card.owned_by,
-    })
+        "type": "model",
+        "display_name": display_name,
+        "created_at": ccproxy_plugin_kit::logs::rfc3339(created_ms),
+    });
+    if let Some(target) = maps_to.filter(|target| *target != id) {
+        entry["maps_to"] = json!(target);
+    }
+    entry
 }
 
 /// An error as Anthropic writes one, for the plugin's own routes.
@@ -405,7 +479,7 @@ impl Plugin for ClaudeApi {
             .config_key("full_system_prompt", "text injected after the identity block in full mode")
             .config_key("default_max_tokens", "max_tokens for requests without one")
             .config_key("model_mappings", "model rewrite rules {kind = exact|prefix|suffix|regex, pattern, target, ignore_case}, first match wins; replaces the defaults")
-            .config_key("models", "model cards {id, created, owned_by} listed by GET /claude/v1/models")
+            .config_key("models", "model cards {id, created, owned_by, display_name} listed by GET /claude/v1/models, with the aliases of the exact model_mappings and what each name maps to")
             .config_key("timeout_seconds", "count_tokens request timeout")
             .config_key("cli_path", "the Claude CLI whose identity headers are detected and sent in OAuth mode (claude on PATH); empty: the bundled claude-cli 1.0.113 ones")
             .config_key("detection_interval_seconds", "seconds between detections of the Claude CLI (3600)")
@@ -833,34 +907,111 @@ mod tests {
     }
 
     #[test]
-    fn models_lists_the_default_cards() {
+    fn models_lists_the_default_cards_and_aliases_with_what_they_map_to() {
         let plugin = start(&api_key_host(json!({})));
         let response = plugin.route(request("GET", "/claude/v1/models")).unwrap();
         assert_eq!(response.status, 200);
         let listed: Value = serde_json::from_slice(&response.body).unwrap();
         assert_eq!(listed["object"], "list");
+        assert_eq!(listed["has_more"], false);
         let data = listed["data"].as_array().unwrap();
-        assert_eq!(data.len(), 11);
+        let ids: Vec<&str> = data
+            .iter()
+            .map(|entry| entry["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                "claude-sonnet-4-6",
+                "claude-opus-4-6",
+                "claude-opus-4-5-20251101",
+                "claude-haiku-4-5-20251001",
+                "claude-sonnet-4-5-20250929",
+                "claude-opus-4-20250514",
+                "claude-sonnet-4-20250514",
+                "o3-mini",
+                "sonnet",
+                "opus",
+                "haiku",
+            ]
+        );
+        assert_eq!(
+            (listed["first_id"].as_str(), listed["last_id"].as_str()),
+            (Some("claude-sonnet-4-6"), Some("haiku"))
+        );
         assert_eq!(
             data[0],
-            json!({"id": "claude-sonnet-4-6", "object": "model", "created": 1_722_816_000, "owned_by": "anthropic"})
+            json!({
+                "id": "claude-sonnet-4-6", "object": "model", "created": 1_771_286_400, "owned_by": "anthropic",
+                "type": "model", "display_name": "Claude Sonnet 4.6", "created_at": "2026-02-17T00:00:00.000Z",
+            })
+        );
+        // An alias: the target's card, and what it maps to.
+        assert_eq!(
+            data[10],
+            json!({
+                "id": "haiku", "object": "model", "created": 1_760_486_400, "owned_by": "anthropic",
+                "type": "model", "display_name": "Claude Haiku 4.5", "created_at": "2025-10-15T00:00:00.000Z",
+                "maps_to": "claude-haiku-4-5-20251001",
+            })
+        );
+        assert!(
+            data[..7].iter().all(|card| card.get("maps_to").is_none()),
+            "cards are sent as they are"
+        );
+        // Every rule, in order, with its target.
+        let mappings = listed["mappings"].as_array().unwrap();
+        assert_eq!(mappings.len(), Config::default().model_mappings.len());
+        assert_eq!(
+            mappings[2],
+            json!({"kind": "regex", "pattern": "^gpt-4(?:[^o]|$)", "ignore_case": false, "maps_to": "claude-sonnet-4-6"})
+        );
+        assert!(
+            mappings
+                .iter()
+                .any(|rule| rule["pattern"] == "claude-3-5-haiku"
+                    && rule["maps_to"] == "claude-haiku-4-5-20251001"),
+            "{listed}"
         );
         assert!(plugin.host().http_requests().is_empty());
     }
 
     #[test]
     fn models_lists_configured_cards() {
-        let plugin = start(&api_key_host(
-            json!({"models": [{"id": "claude-x", "created": 5}, {"id": "mine", "owned_by": "me"}]}),
-        ));
+        let plugin = start(&api_key_host(json!({
+            "models": [{"id": "claude-x", "created": 5}, {"id": "mine", "owned_by": "me", "display_name": "Mine"}],
+            "model_mappings": [
+                {"pattern": "mine", "target": "claude-x"},
+                {"kind": "prefix", "pattern": "fast", "target": "claude-y"},
+                {"pattern": "quick", "target": "claude-y"},
+                {"pattern": "fast-one", "target": "never"},
+            ],
+        })));
         let response = plugin.route(request("GET", "/claude/v1/models")).unwrap();
         let listed: Value = serde_json::from_slice(&response.body).unwrap();
         assert_eq!(
             listed["data"],
             json!([
-                {"id": "claude-x", "object": "model", "created": 5, "owned_by": "anthropic"},
-                {"id": "mine", "object": "model", "created": 0, "owned_by": "me"},
+                {"id": "claude-x", "object": "model", "created": 5, "owned_by": "anthropic",
+                 "type": "model", "display_name": "claude-x", "created_at": "1970-01-01T00:00:05.000Z"},
+                // A card a rule rewrites says so.
+                {"id": "mine", "object": "model", "created": 0, "owned_by": "me",
+                 "type": "model", "display_name": "Mine", "created_at": "1970-01-01T00:00:00.000Z",
+                 "maps_to": "claude-x"},
+                // An alias of an unlisted model.
+                {"id": "quick", "object": "model", "created": 0, "owned_by": "anthropic",
+                 "type": "model", "display_name": "quick", "created_at": "1970-01-01T00:00:00.000Z",
+                 "maps_to": "claude-y"},
+                // `fast-one` is shadowed by the `fast` prefix before it: it
+                // lists what it really becomes.
+                {"id": "fast-one", "object": "model", "created": 0, "owned_by": "anthropic",
+                 "type": "model", "display_name": "fast-one", "created_at": "1970-01-01T00:00:00.000Z",
+                 "maps_to": "claude-y"},
             ])
+        );
+        assert_eq!(
+            listed["mappings"][3]["maps_to"], "never",
+            "the rule as configured"
         );
     }
 
@@ -1337,7 +1488,7 @@ mod tests {
         let host = oauth_host(json!({"model_mappings": [
             {"kind": "exact", "pattern": "Fast", "target": "claude-haiku-4-5-20251001", "ignore_case": true},
             {"kind": "prefix", "pattern": "team-", "target": "claude-opus-4-6"},
-            {"kind": "suffix", "pattern": "-cheap", "target": "claude-3-5-haiku-20241022"},
+            {"kind": "suffix", "pattern": "-cheap", "target": "claude-haiku-4-5"},
             {"kind": "regex", "pattern": "^big-(\\d+)$", "target": "claude-opus-4-20250514"},
         ]}));
         let plugin = start(&host);
@@ -1356,7 +1507,7 @@ mod tests {
         };
         check("FAST", "claude-haiku-4-5-20251001");
         check("team-a", "claude-opus-4-6");
-        check("x-cheap", "claude-3-5-haiku-20241022");
+        check("x-cheap", "claude-haiku-4-5");
         check("big-7", "claude-opus-4-20250514");
         check("big-x", "big-x");
         // The defaults are gone.

@@ -163,34 +163,53 @@ pub(crate) struct ModelCard {
     /// Owner shown to clients.
     #[serde(default = "openai")]
     pub(crate) owned_by: String,
+    /// The name the Anthropic SDK shows (`display_name`, for Claude Code on
+    /// `/codex`); empty: the id.
+    #[serde(default)]
+    pub(crate) display_name: String,
 }
 
 fn openai() -> String {
     "openai".to_owned()
 }
 
-/// The original's two cards (release days, approximately).
+/// The original's two cards (release days, approximately): the Codex
+/// backend's current coding models.
 fn default_models() -> Vec<ModelCard> {
     [
-        ("gpt-5.3-codex", 1_770_249_600),
-        ("gpt-5.2-codex", 1_766_016_000),
+        (DEFAULT_MODEL, 1_770_249_600, "GPT-5.3-Codex"),
+        ("gpt-5.2-codex", 1_766_016_000, "GPT-5.2-Codex"),
     ]
     .into_iter()
-    .map(|(id, created)| ModelCard {
+    .map(|(id, created, display_name)| ModelCard {
         id: id.to_owned(),
         created,
         owned_by: openai(),
+        display_name: display_name.to_owned(),
     })
     .collect()
 }
 
 /// The original's rules: every OpenAI or Claude model id onto the Codex
-/// model, so Claude Code's `claude-*` models and OpenAI SDK defaults work.
+/// model, so Claude Code's `claude-*` models and OpenAI SDK defaults work;
+/// plus the OpenAI names the original let through unchanged although the
+/// Codex backend serves none of them (it answers "model is not supported"):
+/// bare `o1`/`o3` and `o4-*`, `text-davinci-*`, and the retired API-only
+/// `codex-mini-latest`.
 fn default_model_mappings() -> Vec<MappingRule> {
-    ["gpt-5-codex", "gpt-", "o3-", "o1-", "claude-"]
+    let mut rules: Vec<MappingRule> = ["gpt-5-codex", "gpt-", "o3-", "o1-", "claude-"]
         .into_iter()
         .map(|pattern| MappingRule::new(MatchKind::Prefix, pattern, DEFAULT_MODEL))
-        .collect()
+        .collect();
+    rules.push(MappingRule::new(
+        MatchKind::Regex,
+        "^o[134](?:-|$)",
+        DEFAULT_MODEL,
+    ));
+    for prefix in ["text-davinci", "codex-mini"] {
+        rules.push(MappingRule::new(MatchKind::Prefix, prefix, DEFAULT_MODEL));
+    }
+    rules
 }
 
 #[cfg(test)]
@@ -226,12 +245,25 @@ mod tests {
             .iter()
             .map(|rule| rule.pattern.as_str())
             .collect();
-        assert_eq!(patterns, ["gpt-5-codex", "gpt-", "o3-", "o1-", "claude-"]);
+        assert_eq!(
+            patterns,
+            [
+                "gpt-5-codex",
+                "gpt-",
+                "o3-",
+                "o1-",
+                "claude-",
+                "^o[134](?:-|$)",
+                "text-davinci",
+                "codex-mini"
+            ]
+        );
         assert!(
             config
                 .model_mappings
                 .iter()
-                .all(|rule| rule.kind == MatchKind::Prefix && rule.target == "gpt-5.3-codex")
+                .all(|rule| rule.kind != MatchKind::Exact && rule.target == "gpt-5.3-codex"),
+            "no aliases: every rule is a family of names"
         );
         for param in [
             "max_output_tokens",
@@ -292,9 +324,76 @@ mod tests {
         check(&mapper, "o1-preview", Some("gpt-5.3-codex"));
         check(&mapper, "claude-sonnet-4-5-20250929", Some("gpt-5.3-codex"));
         check(&mapper, "claude-3-5-haiku-20241022", Some("gpt-5.3-codex"));
+        check(&mapper, "o3", Some("gpt-5.3-codex"));
+        check(&mapper, "o1", Some("gpt-5.3-codex"));
+        check(&mapper, "o4-mini", Some("gpt-5.3-codex"));
+        check(&mapper, "text-davinci-003", Some("gpt-5.3-codex"));
+        check(&mapper, "codex-mini-latest", Some("gpt-5.3-codex"));
         // No rule for these: sent as they are.
-        check(&mapper, "o3", None);
-        check(&mapper, "codex-mini-latest", None);
+        check(&mapper, "o10", None);
         check(&mapper, "Claude-x", None);
+        check(&mapper, "gpt5", None);
+    }
+
+    /// Names the Codex backend does not serve: OpenAI models retired from
+    /// the API or never offered on a ChatGPT plan's Codex backend (which
+    /// serves its `gpt-5.x-codex` line), the superseded `gpt-5-codex`, and
+    /// Claude models (Claude Code on `/codex`), current or retired.
+    const NOT_SERVED: &[&str] = &[
+        "gpt-4",
+        "gpt-4-turbo",
+        "gpt-4-32k",
+        "gpt-4o",
+        "gpt-4o-mini",
+        "gpt-4.1",
+        "gpt-3.5-turbo",
+        "text-davinci-003",
+        "o1",
+        "o1-preview",
+        "o1-mini",
+        "o3",
+        "o3-mini",
+        "o4-mini",
+        "codex-mini-latest",
+        "gpt-5-codex",
+        "gpt-5-codex-mini",
+        "claude-3-5-sonnet-20241022",
+        "claude-3-5-haiku-20241022",
+        "claude-3-opus-20240229",
+        "claude-3-haiku-20240307",
+        "claude-sonnet-4-5-20250929",
+        "claude-haiku-4-5-20251001",
+        "claude-opus-4-6",
+    ];
+
+    #[test]
+    fn every_default_lands_on_a_current_codex_model() {
+        let config = Config::default();
+        let listed: Vec<&str> = config.models.iter().map(|card| card.id.as_str()).collect();
+        for card in &listed {
+            assert!(
+                !NOT_SERVED.contains(card),
+                "{card} is listed but not served"
+            );
+            assert!(
+                card.starts_with("gpt-5.") && card.ends_with("-codex"),
+                "{card}"
+            );
+        }
+        for rule in &config.model_mappings {
+            assert!(
+                listed.contains(&rule.target.as_str()),
+                "{} maps to {}, which GET /v1/models does not list",
+                rule.pattern,
+                rule.target
+            );
+        }
+        let mapper = ModelMapper::new("codex", &config.model_mappings).unwrap();
+        for model in NOT_SERVED {
+            let target = mapper
+                .map(model)
+                .unwrap_or_else(|| panic!("{model} is sent upstream unchanged"));
+            assert!(listed.contains(&target), "{model} -> {target}");
+        }
     }
 }

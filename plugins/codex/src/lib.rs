@@ -15,7 +15,9 @@
 //!
 //! plus `GET /codex/v1/models`: the configured model cards in the OpenAI
 //! list shape (`{"object": "list", "data": [cards]}`, what the `openai` SDK
-//! parses), and, as the original does, `models`: the Codex CLI's own
+//! parses; with the Anthropic SDK's fields too), `mappings`: every model
+//! rule and what it `maps_to` (see `model_list`), and, as the original
+//! does, `models`: the Codex CLI's own
 //! entries for those models from its cache (`~/.codex/models_cache.json`,
 //! written by `codex` from the backend's model list, whose `models` shape
 //! it keeps); `[]` without the file.
@@ -101,7 +103,7 @@ use ccproxy_plugin_kit::mapping::ModelMapper;
 
 use crate::{
     auth::{OAUTH_SERVICE, upstream_headers},
-    config::{Config, ModelCard},
+    config::{Config, MatchKind, ModelCard},
     shaping::Body,
 };
 
@@ -214,16 +216,14 @@ impl Codex {
     /// Codex CLI's cache entries for them (by `slug`, in the cache's order),
     /// read on every call so a `codex` refresh shows at once.
     fn models(&self) -> Response {
-        let data: Vec<Value> = self.config.models.iter().map(card_json).collect();
-        let cached = self
-            .models_cache
-            .as_ref()
-            .map(|path| self.cached_models(path))
-            .unwrap_or_default();
-        Response::json(
-            200,
-            &json!({"object": "list", "data": data, "models": cached}),
-        )
+        let mut listed = model_list(&self.config, &self.mapper);
+        listed["models"] = Value::Array(
+            self.models_cache
+                .as_ref()
+                .map(|path| self.cached_models(path))
+                .unwrap_or_default(),
+        );
+        Response::json(200, &listed)
     }
 
     /// The entries of the Codex CLI's model cache at `path` whose `slug` is a
@@ -274,13 +274,87 @@ impl Codex {
     }
 }
 
-fn card_json(card: &ModelCard) -> Value {
+/// The list of `GET /codex/v1/models` but the Codex CLI's `models`: one
+/// list the OpenAI SDK parses (`id`, `object`, `created`, `owned_by`) and
+/// the Anthropic SDK too (`type`, `display_name`, `created_at`,
+/// `has_more`), for Claude Code on `/codex`. The entries are the cards
+/// (never rewritten: a listed model is sent as it is), then the names of
+/// `exact` rules as aliases with `maps_to`, the model sent instead; the
+/// default rules are all families (`prefix`, `regex`), so by default the
+/// entries are the cards alone. `mappings` lists every rule in the order
+/// they apply, with what it `maps_to`.
+fn model_list(config: &Config, mapper: &ModelMapper) -> Value {
+    let card_of = |id: &str| config.models.iter().find(|card| card.id == id);
+    let mut data: Vec<Value> = config
+        .models
+        .iter()
+        .map(|card| model_entry(&card.id, card, None))
+        .collect();
+    for rule in &config.model_mappings {
+        let alias = rule.pattern.as_str();
+        let listed = data.iter().any(|entry| entry["id"] == alias);
+        if rule.kind != MatchKind::Exact || listed {
+            continue;
+        }
+        // What the alias really becomes: an earlier rule may shadow this one.
+        let Some(target) = mapper.map(alias).filter(|target| *target != alias) else {
+            continue;
+        };
+        let unlisted = ModelCard {
+            id: target.to_owned(),
+            created: 0,
+            owned_by: "openai".to_owned(),
+            display_name: String::new(),
+        };
+        let card = card_of(target).unwrap_or(&unlisted);
+        data.push(model_entry(alias, card, Some(target)));
+    }
+    let mappings: Vec<Value> = config
+        .model_mappings
+        .iter()
+        .map(|rule| {
+            json!({
+                "kind": rule.kind,
+                "pattern": rule.pattern,
+                "ignore_case": rule.ignore_case,
+                "maps_to": rule.target,
+            })
+        })
+        .collect();
+    let first_id = data.first().map(|entry| entry["id"].clone());
+    let last_id = data.last().map(|entry| entry["id"].clone());
     json!({
-        "id": card.id,
+        "object": "list",
+        "data": data,
+        "has_more": false,
+        "first_id": first_id,
+        "last_id": last_id,
+        "mappings": mappings,
+    })
+}
+
+/// One model entry named `id`, described by `card` (its own, or for an
+/// alias the target's); `maps_to` when the name is rewritten.
+fn model_entry(id: &str, card: &ModelCard, maps_to: Option<&str>) -> Value {
+    let display_name = if card.display_name.is_empty() {
+        id
+    } else {
+        card.display_name.as_str()
+    };
+    let created_ms = i64::try_from(card.created.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let mut entry = json!({
+        "id": id,
         "object": "model",
         "created": card.created,
         "owned_by": card.owned_by,
-    })
+        "type": "model",
+        "display_name": display_name,
+        "created_at": ccproxy_plugin_kit::logs::rfc3339(created_ms),
+    });
+    if let Some(target) = maps_to {
+        entry["maps_to"] = json!(target);
+    }
+    entry
 }
 
 /// Where the Codex CLI keeps its model cache: `configured` (with `~/`
@@ -344,7 +418,7 @@ impl Plugin for Codex {
             .optional_requires(OAUTH_SERVICE)
             .config_key("base_url", "upstream root; requests go to {base_url}/responses")
             .config_key("model_mappings", "model rewrite rules {kind = exact|prefix|suffix|regex, pattern, target, ignore_case}, first match wins, never applied to a listed model; replaces the defaults")
-            .config_key("models", "model cards {id, created, owned_by} listed by GET /codex/v1/models and sent unmapped")
+            .config_key("models", "model cards {id, created, owned_by, display_name} listed by GET /codex/v1/models (with the model_mappings and what each maps to) and sent unmapped")
             .config_key("models_cache_file", "the Codex CLI's model cache, whose entries for the listed models GET /codex/v1/models returns as models; empty: $CODEX_HOME/models_cache.json or ~/.codex/models_cache.json")
             .config_key("force_store_false", "send store: false (the backend keeps no conversations)")
             .config_key("strip_unsupported_params", "remove unsupported_params, item_reference input items and _* keys")
@@ -782,12 +856,43 @@ mod tests {
             Some("application/json")
         );
         let listed: Value = serde_json::from_slice(&response.body).unwrap();
+        let mappings = listed["mappings"].clone();
         assert_eq!(
             listed,
             json!({"object": "list", "data": [
-                {"id": "gpt-5.3-codex", "object": "model", "created": 1_770_249_600, "owned_by": "openai"},
-                {"id": "gpt-5.2-codex", "object": "model", "created": 1_766_016_000, "owned_by": "openai"},
-            ], "models": []})
+                {"id": "gpt-5.3-codex", "object": "model", "created": 1_770_249_600, "owned_by": "openai",
+                 "type": "model", "display_name": "GPT-5.3-Codex", "created_at": "2026-02-05T00:00:00.000Z"},
+                {"id": "gpt-5.2-codex", "object": "model", "created": 1_766_016_000, "owned_by": "openai",
+                 "type": "model", "display_name": "GPT-5.2-Codex", "created_at": "2025-12-18T00:00:00.000Z"},
+            ], "has_more": false, "first_id": "gpt-5.3-codex", "last_id": "gpt-5.2-codex",
+               "mappings": mappings, "models": []})
+        );
+        // Every default rule, in order, with what it maps to.
+        let rules: Vec<(&str, &str, &str)> = mappings
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|rule| {
+                assert_eq!(rule["ignore_case"], false, "{rule}");
+                (
+                    rule["kind"].as_str().unwrap(),
+                    rule["pattern"].as_str().unwrap(),
+                    rule["maps_to"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                ("prefix", "gpt-5-codex", "gpt-5.3-codex"),
+                ("prefix", "gpt-", "gpt-5.3-codex"),
+                ("prefix", "o3-", "gpt-5.3-codex"),
+                ("prefix", "o1-", "gpt-5.3-codex"),
+                ("prefix", "claude-", "gpt-5.3-codex"),
+                ("regex", "^o[134](?:-|$)", "gpt-5.3-codex"),
+                ("prefix", "text-davinci", "gpt-5.3-codex"),
+                ("prefix", "codex-mini", "gpt-5.3-codex"),
+            ]
         );
         assert!(plugin.host().http_requests().is_empty());
         assert!(plugin.host().service_calls().is_empty());
@@ -886,17 +991,43 @@ mod tests {
 
     #[test]
     fn models_lists_configured_cards() {
-        let plugin = start(&host(
-            json!({"models": [{"id": "gpt-5.5", "created": 5}, {"id": "mine", "owned_by": "me"}]}),
-        ));
+        let plugin = start(&host(json!({
+            "models": [{"id": "gpt-5.5", "created": 5}, {"id": "mine", "owned_by": "me", "display_name": "Mine"}],
+            "model_mappings": [
+                {"pattern": "fast", "target": "gpt-5.5"},
+                {"pattern": "mine", "target": "gpt-5.5"},
+                {"kind": "prefix", "pattern": "gpt-", "target": "gpt-5.5"},
+                {"pattern": "gpt-4o", "target": "never"},
+                {"pattern": "other", "target": "elsewhere"},
+            ],
+        })));
         let response = plugin.route(request("GET", "/codex/v1/models/")).unwrap();
         let listed: Value = serde_json::from_slice(&response.body).unwrap();
         assert_eq!(
             listed["data"],
             json!([
-                {"id": "gpt-5.5", "object": "model", "created": 5, "owned_by": "openai"},
-                {"id": "mine", "object": "model", "created": 0, "owned_by": "me"},
+                {"id": "gpt-5.5", "object": "model", "created": 5, "owned_by": "openai",
+                 "type": "model", "display_name": "gpt-5.5", "created_at": "1970-01-01T00:00:05.000Z"},
+                // Listed: sent as it is, though a rule names it.
+                {"id": "mine", "object": "model", "created": 0, "owned_by": "me",
+                 "type": "model", "display_name": "Mine", "created_at": "1970-01-01T00:00:00.000Z"},
+                // Aliases: the target's card (its display name when it
+                // has one, else the alias), and what they map to.
+                {"id": "fast", "object": "model", "created": 5, "owned_by": "openai",
+                 "type": "model", "display_name": "fast", "created_at": "1970-01-01T00:00:05.000Z",
+                 "maps_to": "gpt-5.5"},
+                // Shadowed by the `gpt-` prefix before it.
+                {"id": "gpt-4o", "object": "model", "created": 5, "owned_by": "openai",
+                 "type": "model", "display_name": "gpt-4o", "created_at": "1970-01-01T00:00:05.000Z",
+                 "maps_to": "gpt-5.5"},
+                {"id": "other", "object": "model", "created": 0, "owned_by": "openai",
+                 "type": "model", "display_name": "other", "created_at": "1970-01-01T00:00:00.000Z",
+                 "maps_to": "elsewhere"},
             ])
+        );
+        assert_eq!(
+            listed["mappings"][3]["maps_to"], "never",
+            "the rule as configured"
         );
     }
 
@@ -1573,11 +1704,13 @@ mod tests {
         check("gpt-4o", "gpt-5.3-codex");
         check("o3-mini", "gpt-5.3-codex");
         check("o1-preview", "gpt-5.3-codex");
+        check("o3", "gpt-5.3-codex");
+        check("o4-mini", "gpt-5.3-codex");
         // Listed models are sent as they are, though `gpt-` would match them.
         check("gpt-5.3-codex", "gpt-5.3-codex");
         check("gpt-5.2-codex", "gpt-5.2-codex");
         // No rule matches.
-        check("o3", "o3");
+        check("o10", "o10");
     }
 
     #[test]
