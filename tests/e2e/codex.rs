@@ -9,7 +9,8 @@
 //! CLI's file, an expired token is refreshed once for fifty concurrent
 //! requests, and without a login every format gets a 401 saying what to do.
 //! The switches for generic clients work (`send_chatgpt_account_id`), the
-//! model list carries the Codex CLI's cache entries, and faults reach each
+//! model list carries the Codex CLI's cache entries and says what each name
+//! maps to (and requests follow it), and faults reach each
 //! client format as it expects them: a backend that resets mid-stream, a
 //! client that goes away (the backend request is cancelled), a backend
 //! silent past `http.read_timeout_seconds` (504).
@@ -859,6 +860,78 @@ fn models_lists_the_cards_and_the_codex_cli_cache_entries() {
         "entries kept whole"
     );
     assert!(mock.requests().is_empty());
+}
+
+#[test]
+fn models_says_what_each_name_maps_to_and_requests_follow_it() {
+    let mock = codex::start_mock();
+    let proxy = codex::logged_in_proxy(&mock, &[]);
+    let reply = proxy.get("/codex/v1/models");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let listed = reply.json();
+    assert!(mock.requests().is_empty(), "the plugin's own list");
+    // The cards, sent as they are: no `maps_to`; the Anthropic SDK's fields
+    // beside the OpenAI ones (Claude Code on `/codex`).
+    assert_eq!(listed["has_more"], false, "{listed}");
+    for card in listed["data"].as_array().expect("an OpenAI list") {
+        assert!(card.get("maps_to").is_none(), "{card}");
+        assert_eq!(
+            (&card["object"], &card["type"]),
+            (&json!("model"), &json!("model")),
+            "{card}"
+        );
+        assert!(
+            card["created_at"].is_string() && card["display_name"].is_string(),
+            "{card}"
+        );
+    }
+    // Every rule and its target, in the order they apply.
+    let rules: Vec<(String, String)> = listed["mappings"]
+        .as_array()
+        .expect("the rules")
+        .iter()
+        .map(|rule| {
+            (
+                rule["pattern"].as_str().unwrap_or_default().to_owned(),
+                rule["maps_to"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    for pattern in [
+        "gpt-",
+        "claude-",
+        "^o[134](?:-|$)",
+        "text-davinci",
+        "codex-mini",
+    ] {
+        assert!(
+            rules.contains(&(pattern.to_owned(), "gpt-5.3-codex".to_owned())),
+            "{pattern}: {rules:?}"
+        );
+    }
+
+    // What the list says is what reaches the backend; the client sees the
+    // name it asked for.
+    for (asked, expected) in [
+        ("gpt-4o", "gpt-5.3-codex"),
+        ("gpt-3.5-turbo", "gpt-5.3-codex"),
+        ("o3", "gpt-5.3-codex"),
+        ("o4-mini", "gpt-5.3-codex"),
+        ("codex-mini-latest", "gpt-5.3-codex"),
+        ("claude-3-5-haiku-20241022", "gpt-5.3-codex"),
+        ("gpt-5.2-codex", "gpt-5.2-codex"),
+    ] {
+        mock.reset();
+        let body = json!({"model": asked, "input": "Hello"});
+        let reply = post(&proxy, "/codex/v1/responses", &body, &[]);
+        assert_eq!(reply.status, 200, "{asked}: {}", reply.text());
+        if asked != expected {
+            assert_eq!(reply.json()["model"], asked, "the client's name comes back");
+        }
+        let upstream = mock.codex_requests();
+        assert_eq!(upstream.len(), 1, "{asked}");
+        assert_eq!(upstream[0]["body"]["model"], expected, "{asked}");
+    }
 }
 
 // Faults on the Codex path: what each client format sees when the backend

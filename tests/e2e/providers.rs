@@ -2,8 +2,9 @@
 //! plugin in front of the mock upstream (`ccproxy_e2e::mock`). What reaches the
 //! upstream for each client format, byte-for-byte passthrough of native
 //! streams, cancellation when the client goes away, timeouts, unreachable
-//! upstreams, upstream errors, broken streams, malformed bodies, and bypass
-//! mode.
+//! upstreams, upstream errors, broken streams, malformed bodies, bypass
+//! mode, and the model list: current models only, what each name maps to,
+//! and requests that follow it.
 
 use std::{
     io::{Read, Write},
@@ -872,4 +873,108 @@ fn bodies_past_the_body_budget_get_a_503_unread_and_the_budget_comes_back() {
         "{}",
         proxy.log()
     );
+}
+
+/// Models Anthropic has retired (its deprecation table): none is listed,
+/// and each one a client still sends reaches the upstream as its successor.
+const RETIRED_CLAUDE: [(&str, &str); 6] = [
+    ("claude-3-5-sonnet-20241022", "claude-sonnet-4-6"),
+    ("claude-3-5-haiku-latest", "claude-haiku-4-5-20251001"),
+    ("claude-3-7-sonnet-20250219", "claude-sonnet-4-6"),
+    ("claude-3-opus-20240229", "claude-opus-4-6"),
+    ("claude-3-haiku-20240307", "claude-haiku-4-5-20251001"),
+    ("claude-3-sonnet-20240229", "claude-sonnet-4-6"),
+];
+
+#[test]
+fn models_lists_current_models_and_what_each_name_maps_to() {
+    let mock = mock();
+    let proxy = proxy_for(&mock.url(), &[], &[]);
+    let reply = proxy.get("/claude/v1/models");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let listed = reply.json();
+    assert!(mock.requests().is_empty(), "the plugin's own list");
+    // Both SDKs' list shapes at once.
+    assert_eq!(listed["object"], "list", "{listed}");
+    assert_eq!(listed["has_more"], false, "{listed}");
+    let data = listed["data"].as_array().expect("a list of models");
+    for entry in data {
+        assert_eq!(
+            (&entry["object"], &entry["type"]),
+            (&json!("model"), &json!("model")),
+            "{entry}"
+        );
+        assert!(
+            entry["created"].is_u64() && entry["created_at"].is_string(),
+            "{entry}"
+        );
+        assert!(entry["display_name"].is_string(), "{entry}");
+        let id = entry["id"].as_str().expect("an id");
+        assert!(
+            !id.starts_with("claude-3"),
+            "a retired model is listed: {entry}"
+        );
+    }
+    let maps_to = |id: &str| {
+        data.iter()
+            .find(|entry| entry["id"] == id)
+            .unwrap_or_else(|| panic!("{id} is not listed: {listed}"))
+            .get("maps_to")
+            .cloned()
+    };
+    assert_eq!(maps_to("claude-sonnet-4-6"), None, "a model sent as it is");
+    assert_eq!(maps_to(MODEL), None);
+    assert_eq!(maps_to("sonnet"), Some(json!("claude-sonnet-4-6")));
+    assert_eq!(maps_to("opus"), Some(json!("claude-opus-4-6")));
+    assert_eq!(maps_to("haiku"), Some(json!("claude-haiku-4-5-20251001")));
+    let listed_ids: Vec<&Value> = data.iter().map(|entry| &entry["id"]).collect();
+    // Every rule, with a listed current model as its target.
+    let rules = listed["mappings"].as_array().expect("the rules");
+    let rule_target = |pattern: &str| {
+        rules
+            .iter()
+            .find(|rule| rule["pattern"] == pattern)
+            .map(|rule| rule["maps_to"].clone())
+    };
+    assert_eq!(
+        rule_target("gpt-4o-mini"),
+        Some(json!("claude-haiku-4-5-20251001"))
+    );
+    assert_eq!(
+        rule_target("^gpt-4(?:[^o]|$)"),
+        Some(json!("claude-sonnet-4-6"))
+    );
+    assert_eq!(
+        rule_target("gpt-3.5"),
+        Some(json!("claude-haiku-4-5-20251001"))
+    );
+    assert_eq!(
+        rule_target("text-davinci"),
+        Some(json!("claude-sonnet-4-6"))
+    );
+    for rule in rules {
+        assert!(
+            listed_ids.contains(&&rule["maps_to"]),
+            "{rule} targets an unlisted model"
+        );
+    }
+
+    // What the list says is what happens: the upstream gets the target and
+    // the client sees the name it asked for.
+    let sent = [
+        ("gpt-3.5-turbo", "claude-haiku-4-5-20251001"),
+        ("gpt-4", "claude-sonnet-4-6"),
+        ("text-davinci-003", "claude-sonnet-4-6"),
+        ("haiku", "claude-haiku-4-5-20251001"),
+    ];
+    for (asked, expected) in sent.into_iter().chain(RETIRED_CLAUDE) {
+        mock.reset();
+        let body = json!({"model": asked, "messages": [{"role": "user", "content": "Hello"}]});
+        let reply = post(&proxy, Client::Chat, &body, &[]);
+        assert_eq!(reply.status, 200, "{asked}: {}", reply.text());
+        assert_eq!(reply.json()["model"], asked, "the client's name comes back");
+        let upstream = mock.requests_to("/v1/messages");
+        assert_eq!(upstream.len(), 1, "{asked}");
+        assert_eq!(upstream[0]["body"]["model"], expected, "{asked}");
+    }
 }
