@@ -147,11 +147,12 @@ fn health(app: &App, unhealthy: &[String]) -> Response<Body> {
         .entries
         .iter()
         .any(|e| e.origin == Origin::Bundled);
-    let plugin_status = if panicking.is_empty() && inactive == 0 && !no_bundled && unhealthy.is_empty() {
-        "pass"
-    } else {
-        "warn"
-    };
+    let plugin_status =
+        if panicking.is_empty() && inactive == 0 && !no_bundled && unhealthy.is_empty() {
+            "pass"
+        } else {
+            "warn"
+        };
     let overall = if plugin_status == "pass" && !dropping {
         "pass"
     } else {
