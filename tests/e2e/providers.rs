@@ -965,6 +965,9 @@ fn models_lists_current_models_and_what_each_name_maps_to() {
         ("gpt-3.5-turbo", "claude-haiku-4-5-20251001"),
         ("gpt-4", "claude-sonnet-4-6"),
         ("text-davinci-003", "claude-sonnet-4-6"),
+        // The Codex CLI's own models.
+        ("gpt-5.5", "claude-sonnet-4-6"),
+        ("o4-mini", "claude-opus-4-6"),
         ("haiku", "claude-haiku-4-5-20251001"),
     ];
     for (asked, expected) in sent.into_iter().chain(RETIRED_CLAUDE) {

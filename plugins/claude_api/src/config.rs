@@ -175,7 +175,12 @@ fn default_model_mappings() -> Vec<MappingRule> {
         MappingRule::new(Prefix, "text-davinci", SONNET),
         MappingRule::new(Prefix, "o1", OPUS),
         MappingRule::new(Exact, "o3-mini", OPUS),
-        MappingRule::new(Prefix, "gpt-5", SONNET),
+        // The original's `gpt-5` prefix, widened: the Codex CLI's own default
+        // models (`gpt-5.x`, `gpt-6.x` in its 0.171 catalog) and every other
+        // GPT name would otherwise reach Anthropic unchanged and be refused.
+        MappingRule::new(Prefix, "gpt-", SONNET),
+        // The other OpenAI reasoning models, as `o1` and `o3-mini` above.
+        MappingRule::new(Regex, "^o[34](?:-|$)", OPUS),
         MappingRule::new(Exact, "sonnet", SONNET),
         MappingRule::new(Exact, "opus", OPUS),
         MappingRule::new(Exact, "haiku", HAIKU),
@@ -290,8 +295,13 @@ mod tests {
         check(&mapper, "text-davinci-003", Some(SONNET));
         check(&mapper, "o1-preview", Some(OPUS));
         check(&mapper, "o3-mini", Some(OPUS));
-        check(&mapper, "o3-mini-high", None);
+        check(&mapper, "o3-mini-high", Some(OPUS));
+        check(&mapper, "o3", Some(OPUS));
+        check(&mapper, "o4-mini", Some(OPUS));
+        check(&mapper, "o5x", None);
         check(&mapper, "gpt-5-codex", Some(SONNET));
+        check(&mapper, "gpt-5.3-codex", Some(SONNET));
+        check(&mapper, "gpt-6.2-sol", Some(SONNET));
         check(&mapper, "sonnet", Some(SONNET));
         check(&mapper, "opus", Some(OPUS));
         check(&mapper, "haiku", Some(HAIKU));
@@ -308,8 +318,8 @@ mod tests {
 
     /// Models past their retirement: Anthropic's deprecation table
     /// (docs.claude.com/en/docs/about-claude/model-deprecations) for Claude,
-    /// with the retirement day; OpenAI's legacy names are not Claude models
-    /// at all, listed so no rule ever sends one upstream unchanged.
+    /// with the retirement day; OpenAI's legacy names, retired by OpenAI and
+    /// never Claude models anyway.
     const RETIRED: &[&str] = &[
         "claude-instant-1.2",         // 2024-11-06
         "claude-2.0",                 // 2025-07-21
@@ -343,6 +353,17 @@ mod tests {
         "o3-mini",
     ];
 
+    /// Current OpenAI names clients send (the Codex CLI's defaults among
+    /// them), which Anthropic does not serve either.
+    const FOREIGN: &[&str] = &[
+        "gpt-5",
+        "gpt-5.3-codex",
+        "gpt-5.5",
+        "gpt-6.2-sol",
+        "o3",
+        "o4-mini",
+    ];
+
     fn is_retired(model: &str) -> bool {
         RETIRED.contains(&model)
             || ["claude-3-", "claude-2", "claude-instant"]
@@ -374,7 +395,7 @@ mod tests {
         // Every retired name a client may still send is mapped, onto a
         // listed current model.
         let mapper = ModelMapper::new("claude_api", &config.model_mappings).unwrap();
-        for model in RETIRED {
+        for model in RETIRED.iter().chain(FOREIGN) {
             let target = mapper
                 .map(model)
                 .unwrap_or_else(|| panic!("{model} is sent upstream unchanged"));
