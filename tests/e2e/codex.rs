@@ -934,6 +934,37 @@ fn models_says_what_each_name_maps_to_and_requests_follow_it() {
     }
 }
 
+/// The Codex backend's WebSocket transport is not carried (plugins/codex/README.md,
+/// "WebSocket transport"): a handshake on the Responses path gets a plain HTTP answer, never
+/// `101 Switching Protocols`, so a Codex CLI told that the provider `supports_websockets`
+/// falls back to HTTPS (its "Falling back from WebSockets to HTTPS transport"), and
+/// nothing reaches the backend.
+#[test]
+fn a_websocket_handshake_on_responses_is_refused_plainly() {
+    let mock = codex::start_mock();
+    let proxy = codex::logged_in_proxy(&mock, &[]);
+    let handshake = [
+        ("connection", "Upgrade"),
+        ("upgrade", "websocket"),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("openai-beta", "responses_websockets=2026-02-06"),
+    ];
+    for path in ["/codex/v1/responses", "/codex/responses"] {
+        let reply = proxy.request("GET", path, &handshake, b"");
+        assert_eq!(reply.status, 405, "{path}: {}", reply.text());
+        assert_eq!(reply.header("allow"), Some("POST"), "{path}");
+        assert!(
+            reply.header("upgrade").is_none(),
+            "{path}: {:?}",
+            reply.headers
+        );
+        let error = reply.json();
+        assert!(error["error"]["message"].is_string(), "{path}: {error}");
+    }
+    assert!(mock.requests().is_empty());
+}
+
 // Faults on the Codex path: what each client format sees when the backend
 // breaks, goes silent, or is left by the client.
 
