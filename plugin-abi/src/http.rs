@@ -1,6 +1,6 @@
 //! HTTP requests and responses as plugin code sees them.
 
-use crate::protocol::{RequestHead, ResponseHead};
+use crate::protocol::{AnsweredBy, RequestHead, ResponseHead, TokenUsage};
 
 /// Header name/value pairs; names compared case-insensitively.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -97,6 +97,11 @@ pub struct Response {
     pub headers: Headers,
     /// Body.
     pub body: Vec<u8>,
+    /// Since 1.3: the provider and model that answered, for a route that
+    /// works like a provider (see [`Response::answered_by`]).
+    pub answered_by: Option<AnsweredBy>,
+    /// Since 1.3: the answer's token usage (see [`Response::with_usage`]).
+    pub usage: Option<TokenUsage>,
 }
 
 impl Response {
@@ -106,7 +111,38 @@ impl Response {
             status,
             headers: Headers::default(),
             body: body.into(),
+            answered_by: None,
+            usage: None,
         }
+    }
+    /// Says which provider and model answered (plugin API 1.3), for a route
+    /// that answers model requests from an upstream of its own: the host's
+    /// `request.completed` then carries them as for a provider endpoint, so
+    /// access logs, metrics, pricing and analytics count the answer. A host
+    /// older than 1.3 ignores it (`Context::has_capability("route_usage")`
+    /// says whether it reads it).
+    ///
+    /// ```
+    /// use ccproxy_plugin_abi::prelude::*;
+    ///
+    /// let usage = TokenUsage { input_tokens: 10, output_tokens: 5, ..TokenUsage::default() };
+    /// let response = Response::json(200, &json!({"content": []}))
+    ///     .answered_by("my_cli", "claude-sonnet-4-5")
+    ///     .with_usage(usage);
+    /// assert_eq!(response.answered_by.as_ref().unwrap().provider, "my_cli");
+    /// assert_eq!(response.usage.unwrap().output_tokens, 5);
+    /// ```
+    pub fn answered_by(mut self, provider: impl Into<String>, model: impl Into<String>) -> Self {
+        self.answered_by = Some(AnsweredBy {
+            provider: provider.into(),
+            model: Some(model.into()).filter(|model| !model.is_empty()),
+        });
+        self
+    }
+    /// Sets the answer's token usage (plugin API 1.3; see [`Response::answered_by`]).
+    pub fn with_usage(mut self, usage: TokenUsage) -> Self {
+        self.usage = Some(usage);
+        self
     }
     /// A `text/plain` response.
     pub fn text(status: u16, body: impl Into<String>) -> Self {
@@ -131,6 +167,8 @@ impl Response {
                 status: self.status,
                 headers: self.headers.0,
                 stream: None,
+                answered_by: self.answered_by,
+                usage: self.usage,
             },
             self.body,
         )

@@ -77,6 +77,7 @@ pub use plugin::{
     ProviderRequest, ServiceCall, UpstreamRequest,
 };
 pub use process::{ChildProcess, Command, ExitStatus};
+pub use protocol::{AnsweredBy, TokenUsage};
 pub use stream::{BodySender, BodyStream, RouteResponse, StreamResponse};
 
 /// The plugin API version this SDK implements (semver).
@@ -91,12 +92,12 @@ pub use serde_json::{self, Value, json};
 /// Everything a plugin usually needs: `use ccproxy_plugin_abi::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        BodySender, BodyStream, ChildProcess, Command, ConfiguredEndpoints, Context,
+        AnsweredBy, BodySender, BodyStream, ChildProcess, Command, ConfiguredEndpoints, Context,
         ConversionKind, ErrorKind, ExitStatus, FormatConversion, Headers, Health, HealthStatus,
         HookBody, HookCall, HookContext, HookEvent, HookOutcome, HttpRequest, HttpResponse,
         HttpStream, Manifest, MiddlewareAction, MiddlewareRequest, MiddlewareResponse, Plugin,
         PluginError, PluginKind, ProviderRequest, Request, Response, Route, RouteResponse,
-        ServiceCall, StreamResponse, UpstreamRequest, export_plugin, json, layer,
+        ServiceCall, StreamResponse, TokenUsage, UpstreamRequest, export_plugin, json, layer,
     };
     pub use crate::{debug, error, info, trace, warn};
     pub use serde_json::Value;

@@ -92,6 +92,10 @@ pub mod capability {
     /// Since 1.3: providers whose endpoints come from their config
     /// ([`super::InitializeOutput::configured_endpoints`]).
     pub const CONFIGURED_ENDPOINTS: &str = "configured_endpoints";
+    /// Since 1.3: a route answer's [`super::ResponseHead::answered_by`] and
+    /// usage (and a stream's final [`super::RouteStreamChunk::usage`]) reach
+    /// `request.completed`, so access logs, metrics and pricing count it.
+    pub const ROUTE_USAGE: &str = "route_usage";
 }
 
 /// Binds an operation's name to the types of its metadata, in one place, so
@@ -155,7 +159,9 @@ operations! {
     /// Since 1.2: the next piece of a streamed route answer (message body);
     /// `end` when there is no more. The host asks only when the client has
     /// taken the previous piece: that is the backpressure.
-    RouteStreamNext = "route.stream.next": StreamRef => StreamChunk;
+    /// Since 1.3 the last chunk may carry the answer's token usage
+    /// ([`RouteStreamChunk`], which reads the same JSON as [`StreamChunk`]).
+    RouteStreamNext = "route.stream.next": StreamRef => RouteStreamChunk;
     /// Since 1.2: the client left; drop the stream and what it holds.
     RouteStreamCancel = "route.stream.cancel": StreamRef => Value;
     /// Deliver a hook event (since 1.1 the body may carry the data first,
@@ -226,6 +232,53 @@ pub struct StreamChunk {
     /// No more pieces: the body is empty and the stream is finished.
     #[serde(default)]
     pub end: bool,
+}
+
+/// Output of [`ops::RouteStreamNext`]: a [`StreamChunk`] whose last one may
+/// say what the answer cost (since 1.3; older plugins never send it, older
+/// hosts ignore it).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default)]
+pub struct RouteStreamChunk {
+    /// No more pieces: the body is empty and the stream is finished.
+    #[serde(default)]
+    pub end: bool,
+    /// With `end`: the answer's token usage, known only now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<TokenUsage>,
+}
+
+/// Since 1.3: who answered a route's request when the route works like a
+/// provider (it answers model requests from an upstream of its own), for
+/// `request.completed`'s `provider` and `model`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+pub struct AnsweredBy {
+    /// The provider, as access logs and analytics name it (usually the plugin's name).
+    pub provider: String,
+    /// The model that answered, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
+/// Since 1.3: the token counts of one answer, under Anthropic's names, as
+/// the host reports them in `request.completed`'s `usage`: `input_tokens` are
+/// the input tokens neither read from nor written to the prompt cache.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default, PartialEq, Eq)]
+pub struct TokenUsage {
+    /// Input tokens neither read from nor written to the prompt cache.
+    #[serde(default)]
+    pub input_tokens: u64,
+    /// Output tokens (reasoning included).
+    #[serde(default)]
+    pub output_tokens: u64,
+    /// Input tokens read from the prompt cache.
+    #[serde(default)]
+    pub cache_read_input_tokens: u64,
+    /// Input tokens written to the prompt cache.
+    #[serde(default)]
+    pub cache_creation_input_tokens: u64,
+    /// Output tokens spent on reasoning, when known.
+    #[serde(default)]
+    pub reasoning_tokens: u64,
 }
 
 /// Input of [`ops::Blocking`] and [`ops::BlockingRun`].
@@ -407,6 +460,14 @@ pub struct ResponseHead {
     /// client leaves).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<u64>,
+    /// Since 1.3, answers of [`op::ROUTE`] only: the provider and model that
+    /// answered (see [`capability::ROUTE_USAGE`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_by: Option<AnsweredBy>,
+    /// Since 1.3, answers of [`op::ROUTE`] only: the answer's token usage
+    /// (for a stream, [`RouteStreamChunk::usage`] at its end instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<TokenUsage>,
 }
 
 /// Input of [`op::HOOK`]; a body (when the event has one) travels as the message body.

@@ -44,6 +44,28 @@ struct Instance<P: Plugin> {
     plugin: Arc<OnceLock<Arc<P>>>,
     /// Streamed route answers the host is reading (plugin API 1.2).
     streams: Arc<crate::streams::Streams>,
+    /// Where each of those streams' producers leaves the answer's usage,
+    /// sent with the last chunk (plugin API 1.3).
+    stream_usage: Arc<StreamUsage>,
+}
+
+/// Usage cells of the streams being read, by stream id.
+#[derive(Default)]
+struct StreamUsage(std::sync::Mutex<std::collections::HashMap<u64, crate::stream::UsageCell>>);
+
+impl StreamUsage {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, crate::stream::UsageCell>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+    /// Forgets stream `id`'s cell and says what its producer reported.
+    fn take(&self, id: u64) -> Option<protocol::TokenUsage> {
+        let cell = self.lock().remove(&id)?;
+        *cell.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 impl<P: Plugin> Exported for Shim<P> {
@@ -61,6 +83,7 @@ impl<P: Plugin> Exported for Shim<P> {
             host,
             plugin: Arc::new(OnceLock::new()),
             streams: Arc::default(),
+            stream_usage: Arc::default(),
         };
         Ok(PluginObject_TO::from_value(instance, TD_Opaque))
     }
@@ -142,6 +165,7 @@ impl<P: Plugin> Instance<P> {
                     input.body.into_vec(),
                 );
                 let streams = self.streams.clone();
+                let stream_usage = self.stream_usage.clone();
                 Box::pin(async move {
                     match plugin
                         .on_route_response(req)
@@ -153,10 +177,15 @@ impl<P: Plugin> Instance<P> {
                             encode(&head, body)
                         }
                         RouteResponse::Stream(response) => {
+                            let usage = response.body.usage_cell();
+                            let stream = streams.insert(response.body);
+                            stream_usage.lock().insert(stream, usage);
                             let head = protocol::ResponseHead {
                                 status: response.status,
                                 headers: response.headers.0,
-                                stream: Some(streams.insert(response.body)),
+                                stream: Some(stream),
+                                answered_by: response.answered_by,
+                                usage: None,
                             };
                             encode(&head, Vec::new())
                         }
@@ -166,17 +195,34 @@ impl<P: Plugin> Instance<P> {
             <ops::RouteStreamNext as Operation>::NAME => {
                 let input: protocol::StreamRef = decode(&input)?;
                 let streams = self.streams.clone();
+                let stream_usage = self.stream_usage.clone();
                 Box::pin(async move {
                     match streams.next(input.stream).await {
-                        Some(Ok(piece)) => encode(&protocol::StreamChunk { end: false }, piece),
-                        Some(Err(error)) => Err(error.into_abi()),
-                        None => encode(&protocol::StreamChunk { end: true }, Vec::new()),
+                        Some(Ok(piece)) => encode(
+                            &protocol::RouteStreamChunk {
+                                end: false,
+                                usage: None,
+                            },
+                            piece,
+                        ),
+                        Some(Err(error)) => {
+                            stream_usage.take(input.stream);
+                            Err(error.into_abi())
+                        }
+                        None => encode(
+                            &protocol::RouteStreamChunk {
+                                end: true,
+                                usage: stream_usage.take(input.stream),
+                            },
+                            Vec::new(),
+                        ),
                     }
                 })
             }
             <ops::RouteStreamCancel as Operation>::NAME => {
                 let input: protocol::StreamRef = decode(&input)?;
                 self.streams.cancel(input.stream);
+                self.stream_usage.take(input.stream);
                 Box::pin(async { Ok(Message::default()) })
             }
             <ops::BlockingRun as Operation>::NAME => {
@@ -326,6 +372,8 @@ impl<P: Plugin> Instance<P> {
                             status,
                             headers: headers.0,
                             stream: None,
+                            answered_by: None,
+                            usage: None,
                         },
                         Vec::new(),
                     )

@@ -10,18 +10,26 @@
 use std::{
     fmt,
     pin::Pin,
+    sync::{Arc, Mutex},
     task::{Context as TaskContext, Poll},
 };
 
 use futures_channel::mpsc;
 use futures_util::{Stream, StreamExt, future::poll_fn};
 
-use crate::{Headers, PluginError, Response};
+use crate::{
+    Headers, PluginError, Response,
+    protocol::{AnsweredBy, TokenUsage},
+};
+
+/// Where a stream's producer leaves the answer's usage for the host (plugin API 1.3).
+pub(crate) type UsageCell = Arc<Mutex<Option<TokenUsage>>>;
 
 /// A body that arrives in pieces; `None` ends it, an error breaks it (the host
 /// then aborts the client's response, which the client sees as a truncated body).
 pub struct BodyStream {
     inner: Pin<Box<dyn Stream<Item = Result<Vec<u8>, PluginError>> + Send>>,
+    usage: UsageCell,
 }
 
 impl fmt::Debug for BodyStream {
@@ -35,6 +43,7 @@ impl BodyStream {
     pub fn new(stream: impl Stream<Item = Result<Vec<u8>, PluginError>> + Send + 'static) -> Self {
         Self {
             inner: Box::pin(stream),
+            usage: UsageCell::default(),
         }
     }
 
@@ -44,7 +53,20 @@ impl BodyStream {
     pub fn channel(capacity: usize) -> (BodySender, BodyStream) {
         // futures' channel holds one slot per sender on top of the buffer.
         let (sender, receiver) = mpsc::channel(capacity.saturating_sub(1));
-        (BodySender { sender }, BodyStream::new(receiver))
+        let body = BodyStream::new(receiver);
+        let usage = body.usage.clone();
+        (BodySender { sender, usage }, body)
+    }
+
+    /// The token usage the producer reported with
+    /// [`BodySender::finish_with_usage`] or [`BodySender::set_usage`]
+    /// (plugin API 1.3), once it has.
+    pub fn usage(&self) -> Option<TokenUsage> {
+        *lock(&self.usage)
+    }
+
+    pub(crate) fn usage_cell(&self) -> UsageCell {
+        self.usage.clone()
     }
 
     /// The next piece; `None` at the end.
@@ -79,6 +101,11 @@ pub fn iter<I: IntoIterator>(iter: I) -> futures_util::stream::Iter<I::IntoIter>
 #[derive(Clone, Debug)]
 pub struct BodySender {
     sender: mpsc::Sender<Result<Vec<u8>, PluginError>>,
+    usage: UsageCell,
+}
+
+fn lock(cell: &UsageCell) -> std::sync::MutexGuard<'_, Option<TokenUsage>> {
+    cell.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The reader of a [`BodySender`]'s stream has gone: the client left.
@@ -124,6 +151,36 @@ impl BodySender {
     pub fn is_closed(&self) -> bool {
         self.sender.is_closed()
     }
+
+    /// Records the answer's token usage (plugin API 1.3); the host reads it
+    /// when the stream ends, and `request.completed` carries it. The last
+    /// call wins. Set it before the stream ends: with the last piece sent,
+    /// or through [`BodySender::finish_with_usage`].
+    pub fn set_usage(&self, usage: TokenUsage) {
+        *lock(&self.usage) = Some(usage);
+    }
+
+    /// Ends the stream (once every clone of this sender is gone) and reports
+    /// the answer's token usage with its end (plugin API 1.3): pair it with
+    /// [`StreamResponse::answered_by`].
+    ///
+    /// ```
+    /// use ccproxy_plugin_abi::prelude::*;
+    ///
+    /// fn answer(ctx: Context) -> StreamResponse {
+    ///     let (mut sender, body) = BodyStream::channel(4);
+    ///     ctx.spawn(async move {
+    ///         if sender.send("data: {}\n\n").await.is_ok() {
+    ///             let usage = TokenUsage { input_tokens: 12, output_tokens: 3, ..TokenUsage::default() };
+    ///             sender.finish_with_usage(usage);
+    ///         }
+    ///     });
+    ///     StreamResponse::sse(body).answered_by("my_cli", "claude-sonnet-4-5")
+    /// }
+    /// ```
+    pub fn finish_with_usage(self, usage: TokenUsage) {
+        self.set_usage(usage);
+    }
 }
 
 /// A route answer whose body is produced over time: an SSE stream, a chunked
@@ -155,6 +212,10 @@ pub struct StreamResponse {
     pub headers: Headers,
     /// The body.
     pub body: BodyStream,
+    /// Since 1.3: the provider and model that answered (see
+    /// [`StreamResponse::answered_by`]); the usage comes at the stream's end
+    /// ([`BodySender::finish_with_usage`]).
+    pub answered_by: Option<AnsweredBy>,
 }
 
 impl StreamResponse {
@@ -164,7 +225,19 @@ impl StreamResponse {
             status,
             headers: Headers::default(),
             body,
+            answered_by: None,
         }
+    }
+
+    /// Says which provider and model answered (plugin API 1.3), as
+    /// [`Response::answered_by`] does for a complete answer; the token usage
+    /// follows at the stream's end ([`BodySender::finish_with_usage`]).
+    pub fn answered_by(mut self, provider: impl Into<String>, model: impl Into<String>) -> Self {
+        self.answered_by = Some(AnsweredBy {
+            provider: provider.into(),
+            model: Some(model.into()).filter(|model| !model.is_empty()),
+        });
+        self
     }
 
     /// A `200 text/event-stream` response that proxies and browsers do not

@@ -233,6 +233,7 @@ impl MockHost {
                     capability::STREAM_ROUTES,
                     capability::HOOK_BODIES,
                     capability::PUBLIC_ROUTES,
+                    capability::ROUTE_USAGE,
                 ]
                 .map(str::to_owned)
                 .to_vec(),
@@ -864,12 +865,18 @@ impl TestPlugin {
     /// assert_eq!(plugin.route(request("GET", "/items/42")).unwrap().body, b"42");
     /// assert_eq!(plugin.route(request("GET", "/nowhere")).unwrap_err().kind(), ErrorKind::NotFound);
     /// ```
+    ///
+    /// The answer's [`Response::answered_by`] and [`Response::usage`] are what
+    /// the plugin reported (plugin API 1.3); for a stream, the usage is what
+    /// its last chunk carried.
     pub fn route(&self, req: Request) -> Result<Response, PluginError> {
         let (mut response, stream) = self.route_head(req)?;
         if let Some(stream) = stream {
-            for piece in self.stream_pieces(stream, usize::MAX)? {
+            let (pieces, usage) = self.stream_pieces(stream, usize::MAX)?;
+            for piece in pieces {
                 response.body.extend_from_slice(&piece);
             }
+            response.usage = usage.or(response.usage);
         }
         Ok(response)
     }
@@ -906,24 +913,33 @@ impl TestPlugin {
     ) -> Result<(Response, Vec<Vec<u8>>), PluginError> {
         let (mut response, stream) = self.route_head(req)?;
         let pieces = match stream {
-            Some(stream) => self.stream_pieces(stream, max_pieces)?,
+            Some(stream) => {
+                let (pieces, usage) = self.stream_pieces(stream, max_pieces)?;
+                response.usage = usage.or(response.usage);
+                pieces
+            }
             None => vec![std::mem::take(&mut response.body)],
         };
         Ok((response, pieces))
     }
 
-    /// Up to `max` pieces of route stream `stream`; cancels it when it did not end.
-    fn stream_pieces(&self, stream: u64, max: usize) -> Result<Vec<Vec<u8>>, PluginError> {
+    /// Up to `max` pieces of route stream `stream`, and the usage its last
+    /// chunk reported; cancels it when it did not end.
+    fn stream_pieces(
+        &self,
+        stream: u64,
+        max: usize,
+    ) -> Result<(Vec<Vec<u8>>, Option<protocol::TokenUsage>), PluginError> {
         let stream = protocol::StreamRef { stream };
         let mut pieces = Vec::new();
         while pieces.len() < max {
-            let (chunk, piece) = self.call::<_, protocol::StreamChunk>(
+            let (chunk, piece) = self.call::<_, protocol::RouteStreamChunk>(
                 <ops::RouteStreamNext as Operation>::NAME,
                 &stream,
                 Vec::new(),
             )?;
             if chunk.end {
-                return Ok(pieces);
+                return Ok((pieces, chunk.usage));
             }
             pieces.push(piece);
         }
@@ -932,7 +948,7 @@ impl TestPlugin {
             &stream,
             Vec::new(),
         )?;
-        Ok(pieces)
+        Ok((pieces, None))
     }
 
     /// The route's answer head (and its whole body, or the id of its stream).
@@ -966,6 +982,8 @@ impl TestPlugin {
             status: head.status,
             headers: Headers(head.headers),
             body,
+            answered_by: head.answered_by,
+            usage: head.usage,
         };
         Ok((response, head.stream))
     }
@@ -1219,6 +1237,8 @@ impl TestPlugin {
                 status: head.status,
                 headers: Headers(head.headers),
                 body,
+                answered_by: None,
+                usage: None,
             }),
             None => MiddlewareAction::Continue {
                 set_headers: output.set_headers,
@@ -1272,6 +1292,8 @@ impl TestPlugin {
                 status: middleware.status,
                 headers: middleware.headers.0,
                 stream: None,
+                answered_by: None,
+                usage: None,
             },
         };
         let (head, _) =

@@ -569,3 +569,62 @@ fn claude_code_as_the_client_is_answered_by_claude_code_as_the_upstream() {
     assert_eq!(result["is_error"], false, "{result}");
     assert_eq!(result["result"], answer.as_str(), "{result}");
 }
+
+/// Plugin API 1.3: a turn's answer says who answered and what it cost, so
+/// `request.completed` carries provider, model and usage as for a provider
+/// endpoint: `storage` keeps them (with `pricing`'s cost), `analytics` shows
+/// them on `/logs/query`, whole and streamed.
+#[test]
+fn turns_are_stored_with_provider_model_and_tokens() {
+    use crate::storage::{Backend, CLAUDE_MODEL, TOKEN, auth, rows_eventually};
+    let backend = Backend::sqlite();
+    let (store_key, store_value) = backend.env();
+    let config = format!("[plugins.claude_sdk]\ncli_path = \"{}\"\n", fake_cli());
+    let proxy = Proxy::start_in(
+        Sandbox::new(),
+        ProxyOptions {
+            bundled: &["claude_sdk", "storage", "analytics", "pricing"],
+            config_toml: Some(&config),
+            env: &[
+                ("SECURITY__AUTH_TOKEN", TOKEN),
+                (store_key, store_value.as_str()),
+            ],
+            ..ProxyOptions::default()
+        },
+    );
+    for stream in [false, true] {
+        let body = json!({"model": CLAUDE_MODEL, "max_tokens": 100, "stream": stream,
+                          "messages": [{"role": "user", "content": "hi"}]});
+        let reply = proxy.request(
+            "POST",
+            "/claude/sdk/v1/messages",
+            &auth(),
+            body.to_string().as_bytes(),
+        );
+        assert_eq!(reply.status, 200, "{}\n{}", reply.text(), proxy.log());
+        if stream {
+            assert!(reply.text().contains("message_stop"), "{}", reply.text());
+        }
+    }
+    let rows = rows_eventually(&proxy, "limit=50", 2);
+    // The fake CLI's result: 10 tokens in, 5 out, 2 read from the cache.
+    for stream in [false, true] {
+        let row = rows
+            .iter()
+            .find(|row| row["streaming"] == stream)
+            .unwrap_or_else(|| panic!("no row with streaming {stream}: {rows:#?}"));
+        assert_eq!(row["path"], "/claude/sdk/v1/messages", "{row}");
+        assert_eq!(row["provider"], "claude_sdk", "{row}");
+        assert_eq!(row["model"], CLAUDE_MODEL, "{row}");
+        assert_eq!(row["tokens_input"], 10, "{row}");
+        assert_eq!(row["tokens_output"], 5, "{row}");
+        assert_eq!(row["cache_read_tokens"], 2, "{row}");
+        // claude-sonnet-4: $3 in, $15 out per million, cache reads cheaper than input.
+        let priced = 10.0 * 3e-6 + 5.0 * 15e-6;
+        let cost = row["cost_usd"].as_f64().unwrap_or_default();
+        assert!(
+            cost > priced && cost < priced + 2.0 * 3e-6,
+            "{cost} is not {priced} plus two cache reads: {row}"
+        );
+    }
+}

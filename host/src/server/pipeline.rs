@@ -647,6 +647,8 @@ async fn response_middleware(
                     })
                     .collect(),
                 stream: None,
+                answered_by: None,
+                usage: None,
             },
         };
         match middleware
@@ -817,14 +819,42 @@ async fn call_route(
         )
         .await
     {
-        Ok(reply) => match reply.meta.stream {
-            Some(stream) => {
-                let mut response = plugin_response(reply.meta, Vec::new());
-                *response.body_mut() = plugin_stream::body(plugin.clone(), stream, reply.body);
-                response
+        Ok(mut reply) => {
+            // A provider-like route's answer (plugin API 1.3): counted in
+            // `request.completed` as a provider endpoint's is.
+            let answered_by = reply.meta.answered_by.take();
+            let head_usage = reply.meta.usage.take();
+            let answer = (answered_by.is_some() || head_usage.is_some()).then(|| {
+                let usage = provider::UsageSlot::default();
+                if let Some(head_usage) = head_usage {
+                    let _ = usage.set(token_usage(head_usage));
+                }
+                let (provider, model) = match answered_by {
+                    Some(by) => (by.provider, by.model),
+                    None => (plugin.manifest.name.clone(), None),
+                };
+                ProviderAnswer {
+                    provider,
+                    model,
+                    streaming: reply.meta.stream.is_some(),
+                    usage,
+                }
+            });
+            let usage = answer.as_ref().map(|answer| answer.usage.clone());
+            let mut response = match reply.meta.stream {
+                Some(stream) => {
+                    let mut response = plugin_response(reply.meta, Vec::new());
+                    *response.body_mut() =
+                        plugin_stream::body(plugin.clone(), stream, reply.body, usage);
+                    response
+                }
+                None => plugin_response(reply.meta, reply.body),
+            };
+            if answer.is_some() {
+                ProviderOutcome::of_mut(&mut response).answer = answer;
             }
-            None => plugin_response(reply.meta, reply.body),
-        },
+            response
+        }
         Err(error) => {
             let name = &plugin.manifest.name;
             let (error_type, message) = match error.kind {
@@ -850,6 +880,19 @@ async fn call_route(
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             fail(error_response(status, error_type, &message), message)
         }
+    }
+}
+
+/// A route's reported usage as the host's hooks write it.
+pub(crate) fn token_usage(
+    usage: ccproxy_plugin_abi::protocol::TokenUsage,
+) -> ccproxy_formats::convert::TokenUsage {
+    ccproxy_formats::convert::TokenUsage {
+        input_tokens: usage.input_tokens,
+        output_tokens: usage.output_tokens,
+        cache_read_input_tokens: usage.cache_read_input_tokens,
+        cache_creation_input_tokens: usage.cache_creation_input_tokens,
+        reasoning_tokens: usage.reasoning_tokens,
     }
 }
 

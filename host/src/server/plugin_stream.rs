@@ -7,6 +7,10 @@
 //! server is shutting down), the plugin is told (`route.stream.cancel`) so it
 //! can drop the stream and what it holds; a producer waiting to send then
 //! learns that the client has gone.
+//!
+//! The last piece may carry the answer's token usage (plugin API 1.3); it
+//! lands in the answer's usage slot before the body ends, so
+//! `request.completed` (emitted at the end of the body) carries it.
 
 use std::sync::Arc;
 
@@ -15,7 +19,10 @@ use ccproxy_plugin_abi::protocol::{StreamRef, ops};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
 
-use super::response::{Body, BoxError};
+use super::{
+    provider::UsageSlot,
+    response::{Body, BoxError},
+};
 use crate::plugins::registry::ActivePlugin;
 
 /// The reading side of one plugin stream; cancels it when dropped unfinished.
@@ -25,6 +32,8 @@ struct Reader {
     /// The first piece, sent with the answer's head.
     first: Option<Vec<u8>>,
     ended: bool,
+    /// Where the usage reported at the end goes, when the answer said who answered.
+    usage: Option<UsageSlot>,
 }
 
 impl Reader {
@@ -47,7 +56,12 @@ impl Reader {
                 )
                 .await;
             match reply {
-                Ok(reply) if reply.meta.end => self.ended = true,
+                Ok(reply) if reply.meta.end => {
+                    self.ended = true;
+                    if let (Some(slot), Some(usage)) = (&self.usage, reply.meta.usage) {
+                        let _ = slot.set(super::pipeline::token_usage(usage));
+                    }
+                }
                 // An empty piece is no frame; ask again.
                 Ok(reply) if reply.body.is_empty() => {}
                 Ok(reply) => return Some(Ok(Bytes::from(reply.body))),
@@ -82,13 +96,20 @@ impl Drop for Reader {
     }
 }
 
-/// The body of stream `stream` of `plugin`, starting with `first`.
-pub(crate) fn body(plugin: Arc<ActivePlugin>, stream: u64, first: Vec<u8>) -> Body {
+/// The body of stream `stream` of `plugin`, starting with `first`; the usage
+/// its end reports goes to `usage`.
+pub(crate) fn body(
+    plugin: Arc<ActivePlugin>,
+    stream: u64,
+    first: Vec<u8>,
+    usage: Option<UsageSlot>,
+) -> Body {
     let reader = Reader {
         plugin,
         stream,
         first: Some(first),
         ended: false,
+        usage,
     };
     let frames = futures_util::stream::unfold(reader, |mut reader| async move {
         let piece = reader.next().await?;

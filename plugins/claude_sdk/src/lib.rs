@@ -94,6 +94,8 @@ impl Default for Config {
 
 /// How often a stream waiting for the CLI checks whether its client left.
 const CLIENT_CHECK_MS: u64 = 500;
+/// The provider `request.completed` names for this plugin's answers.
+const PROVIDER: &str = "claude_sdk";
 
 /// How often idle sessions are checked for their timeout.
 const SWEEP_SECONDS: f64 = 30.0;
@@ -371,6 +373,9 @@ struct Turn {
     streamed_messages: HashSet<String>,
     /// Whether the partial block being streamed is one the client is shown.
     partial_block_open: bool,
+    /// The CLI's result usage, once the turn concluded: reported with the
+    /// answer so `request.completed` counts it (plugin API 1.3).
+    usage: Option<TokenUsage>,
 }
 
 impl ClaudeSdk {
@@ -565,6 +570,7 @@ impl ClaudeSdk {
             stream: conversation.stream,
             streamed_messages: HashSet::new(),
             partial_block_open: false,
+            usage: None,
         };
         // The first answer line is awaited before the head is sent, so a CLI
         // that fails at once is an error status, not a broken stream.
@@ -590,6 +596,9 @@ impl ClaudeSdk {
                     return;
                 }
                 if done {
+                    if let Some(usage) = turn.usage {
+                        sender.finish_with_usage(usage);
+                    }
                     return;
                 }
                 let next = {
@@ -627,7 +636,12 @@ impl ClaudeSdk {
                 };
             }
         });
-        StreamResponse::sse(body).into()
+        // The head goes out before the CLI names its model: the one it was
+        // asked for, or none when it uses its default.
+        let asked = cli_model(conversation.model.as_deref()).unwrap_or_default();
+        StreamResponse::sse(body)
+            .answered_by(PROVIDER, asked)
+            .into()
     }
 }
 
@@ -833,25 +847,13 @@ impl Turn {
                 .unwrap_or_else(|| "end_turn".to_owned()),
             usage: result.usage,
         };
-        // Where a plugin route can report usage today: an event of its own
-        // (request.completed carries provider, model and usage only for
-        // provider endpoints).
-        self.ctx.emit(
-            "custom.claude_sdk.usage",
-            json!({
-                "request_id": self.request_id,
-                "provider": "claude_sdk",
-                "model": self.encoder.model,
-                "session_id": result.session_id,
-                "usage": {
-                    "input_tokens": result.usage.input_tokens,
-                    "output_tokens": result.usage.output_tokens,
-                    "cache_creation_input_tokens": result.usage.cache_creation_input_tokens,
-                    "cache_read_input_tokens": result.usage.cache_read_input_tokens,
-                },
-                "cost_usd": result.cost_usd,
-            }),
-        );
+        self.usage = Some(TokenUsage {
+            input_tokens: result.usage.input_tokens,
+            output_tokens: result.usage.output_tokens,
+            cache_read_input_tokens: result.usage.cache_read_input_tokens,
+            cache_creation_input_tokens: result.usage.cache_creation_input_tokens,
+            ..TokenUsage::default()
+        });
         if let Some((name, _guard)) = self.session.take()
             && self.config.sdk_session_pool.enabled
             && let Some(process) = self.process.take()
@@ -873,7 +875,13 @@ impl Turn {
             match event {
                 TurnEvent::Result(result) => {
                     return match self.conclude(result) {
-                        Ok(outcome) => Response::json(200, &self.encoder.response(&outcome)).into(),
+                        Ok(outcome) => {
+                            let mut response =
+                                Response::json(200, &self.encoder.response(&outcome))
+                                    .answered_by(PROVIDER, self.encoder.model.as_str());
+                            response.usage = self.usage;
+                            response.into()
+                        }
                         Err(failure) => error_response(format, &failure),
                     };
                 }
@@ -1124,12 +1132,20 @@ mod tests {
         );
         assert_eq!(answer["usage"]["input_tokens"], 10);
         assert_eq!(answer["usage"]["cache_read_input_tokens"], 2);
-        let emitted = host.emitted();
-        let (name, usage) = emitted.last().expect("a usage event");
-        assert_eq!(name, "custom.claude_sdk.usage");
-        assert_eq!(usage["provider"], "claude_sdk");
-        assert_eq!(usage["usage"]["output_tokens"], 5);
-        assert_eq!(usage["cost_usd"], 0.0012);
+        // Reported to the host for request.completed (plugin API 1.3).
+        let by = response.answered_by.as_ref().expect("who answered");
+        assert_eq!(by.provider, "claude_sdk");
+        assert_eq!(by.model.as_deref(), Some("claude-sonnet-4-5"));
+        let usage = response.usage.expect("the result's usage");
+        assert_eq!(
+            (
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.cache_read_input_tokens
+            ),
+            (10, 5, 2)
+        );
+        assert!(host.emitted().is_empty(), "no event of its own any more");
     }
 
     #[test]
@@ -1175,6 +1191,14 @@ mod tests {
         assert!(text.contains(r#""finish_reason":"stop""#), "{text}");
         assert!(text.contains(r#""completion_tokens":5"#), "{text}");
         assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+        // gpt-4o is not the CLI's model, which the head cannot name yet.
+        let by = response.answered_by.as_ref().expect("who answered");
+        assert_eq!(
+            (by.provider.as_str(), by.model.as_deref()),
+            ("claude_sdk", None)
+        );
+        let usage = response.usage.expect("the usage, with the stream's end");
+        assert_eq!((usage.input_tokens, usage.output_tokens), (10, 5));
     }
 
     #[test]
