@@ -2959,4 +2959,127 @@ mod tests {
         let error = MockHost::new().start::<Doubled>().expect_err("refused");
         assert!(error.message().contains("PLUGINS__NAME__FIELD"), "{error}");
     }
+
+    /// A route that answers like a provider (plugin API 1.3).
+    struct Answering;
+
+    impl Plugin for Answering {
+        type Config = ();
+        fn manifest() -> Manifest {
+            Manifest::new("answering", "1.0.0").route(
+                "/a",
+                [
+                    Route::get("/whole"),
+                    Route::get("/stream"),
+                    Route::get("/plain"),
+                ],
+            )
+        }
+        async fn init(_ctx: Context, _config: ()) -> Result<Self, PluginError> {
+            Ok(Answering)
+        }
+        async fn on_route_response(&self, req: Request) -> Result<RouteResponse, PluginError> {
+            let usage = TokenUsage {
+                input_tokens: 7,
+                output_tokens: 3,
+                cache_read_input_tokens: 1,
+                ..TokenUsage::default()
+            };
+            Ok(match req.route.as_str() {
+                "/a/whole" => Response::text(200, "whole")
+                    .answered_by("cli", "model-1")
+                    .with_usage(usage)
+                    .into(),
+                "/a/stream" => {
+                    let (mut sender, body) = BodyStream::channel(4);
+                    sender
+                        .send("one ")
+                        .await
+                        .map_err(|closed| PluginError::internal(closed.to_string()))?;
+                    sender
+                        .send("two")
+                        .await
+                        .map_err(|closed| PluginError::internal(closed.to_string()))?;
+                    sender.finish_with_usage(usage);
+                    StreamResponse::sse(body).answered_by("cli", "").into()
+                }
+                _ => Response::text(200, "plain").into(),
+            })
+        }
+    }
+
+    #[test]
+    fn a_route_reports_who_answered_and_its_usage() {
+        let plugin = MockHost::new().start::<Answering>().unwrap();
+        let whole = plugin.route(request("GET", "/a/whole")).unwrap();
+        let by = whole.answered_by.expect("who answered");
+        assert_eq!(
+            (by.provider.as_str(), by.model.as_deref()),
+            ("cli", Some("model-1"))
+        );
+        let usage = whole.usage.expect("usage");
+        assert_eq!(
+            (
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.cache_read_input_tokens
+            ),
+            (7, 3, 1)
+        );
+
+        // A stream's usage comes with its last chunk: an empty model is none.
+        let streamed = plugin.route(request("GET", "/a/stream")).unwrap();
+        assert_eq!(streamed.body, b"one two");
+        assert_eq!(streamed.answered_by.and_then(|by| by.model), None);
+        assert_eq!(streamed.usage, Some(usage));
+        // Not read to its end: no usage yet.
+        let (head, pieces) = plugin.route_stream(request("GET", "/a/stream"), 1).unwrap();
+        assert_eq!(pieces, [b"one ".to_vec()]);
+        assert_eq!(head.usage, None);
+        assert_eq!(
+            head.answered_by.map(|by| by.provider).as_deref(),
+            Some("cli")
+        );
+
+        let plain = plugin.route(request("GET", "/a/plain")).unwrap();
+        assert!(plain.answered_by.is_none() && plain.usage.is_none());
+    }
+
+    #[test]
+    fn answered_by_and_usage_are_optional_on_the_wire() {
+        // What a 1.2 plugin sends reads as none; what a 1.3 plugin sends
+        // without them is what a 1.2 host knows.
+        let head: protocol::ResponseHead =
+            serde_json::from_value(json!({"status": 200, "headers": [], "stream": 3})).unwrap();
+        assert!(head.answered_by.is_none() && head.usage.is_none());
+        let chunk: protocol::RouteStreamChunk =
+            serde_json::from_value(json!({"end": true})).unwrap();
+        assert!(chunk.end && chunk.usage.is_none());
+        assert_eq!(
+            serde_json::to_value(protocol::ResponseHead {
+                status: 200,
+                ..Default::default()
+            })
+            .unwrap(),
+            json!({"status": 200, "headers": []})
+        );
+        assert_eq!(
+            serde_json::to_value(protocol::RouteStreamChunk {
+                end: true,
+                usage: None
+            })
+            .unwrap(),
+            json!({"end": true})
+        );
+        // A usage with fields missing (a plugin built elsewhere) counts them as 0.
+        let usage: protocol::TokenUsage =
+            serde_json::from_value(json!({"output_tokens": 4})).unwrap();
+        assert_eq!(
+            usage,
+            TokenUsage {
+                output_tokens: 4,
+                ..TokenUsage::default()
+            }
+        );
+    }
 }
