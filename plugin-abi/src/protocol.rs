@@ -235,9 +235,9 @@ pub struct StreamChunk {
 }
 
 /// Output of [`ops::RouteStreamNext`]: a [`StreamChunk`] whose last one may
-/// say what the answer cost (since 1.3; older plugins never send it, older
-/// hosts ignore it).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default)]
+/// say what the answer cost and which model gave it (since 1.3; older
+/// plugins never send them, older hosts ignore them).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct RouteStreamChunk {
     /// No more pieces: the body is empty and the stream is finished.
     #[serde(default)]
@@ -245,6 +245,10 @@ pub struct RouteStreamChunk {
     /// With `end`: the answer's token usage, known only now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<TokenUsage>,
+    /// With `end`: the model that answered, when the head could not name it
+    /// yet; it replaces [`AnsweredBy::model`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 /// Since 1.3: who answered a route's request when the route works like a

@@ -49,22 +49,27 @@ struct Instance<P: Plugin> {
     stream_usage: Arc<StreamUsage>,
 }
 
-/// Usage cells of the streams being read, by stream id.
+/// End reports of the streams being read, by stream id.
 #[derive(Default)]
-struct StreamUsage(std::sync::Mutex<std::collections::HashMap<u64, crate::stream::UsageCell>>);
+struct StreamUsage(std::sync::Mutex<std::collections::HashMap<u64, crate::stream::EndCell>>);
 
 impl StreamUsage {
     fn lock(
         &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, crate::stream::UsageCell>> {
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, crate::stream::EndCell>> {
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
     /// Forgets stream `id`'s cell and says what its producer reported.
-    fn take(&self, id: u64) -> Option<protocol::TokenUsage> {
-        let cell = self.lock().remove(&id)?;
-        *cell.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn take(&self, id: u64) -> crate::stream::EndReport {
+        match self.lock().remove(&id) {
+            Some(cell) => cell
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .clone(),
+            None => crate::stream::EndReport::default(),
+        }
     }
 }
 
@@ -177,7 +182,7 @@ impl<P: Plugin> Instance<P> {
                             encode(&head, body)
                         }
                         RouteResponse::Stream(response) => {
-                            let usage = response.body.usage_cell();
+                            let usage = response.body.end_cell();
                             let stream = streams.insert(response.body);
                             stream_usage.lock().insert(stream, usage);
                             let head = protocol::ResponseHead {
@@ -201,7 +206,7 @@ impl<P: Plugin> Instance<P> {
                         Some(Ok(piece)) => encode(
                             &protocol::RouteStreamChunk {
                                 end: false,
-                                usage: None,
+                                ..Default::default()
                             },
                             piece,
                         ),
@@ -209,13 +214,15 @@ impl<P: Plugin> Instance<P> {
                             stream_usage.take(input.stream);
                             Err(error.into_abi())
                         }
-                        None => encode(
-                            &protocol::RouteStreamChunk {
+                        None => {
+                            let report = stream_usage.take(input.stream);
+                            let chunk = protocol::RouteStreamChunk {
                                 end: true,
-                                usage: stream_usage.take(input.stream),
-                            },
-                            Vec::new(),
-                        ),
+                                usage: report.usage,
+                                model: report.model,
+                            };
+                            encode(&chunk, Vec::new())
+                        }
                     }
                 })
             }

@@ -22,14 +22,22 @@ use crate::{
     protocol::{AnsweredBy, TokenUsage},
 };
 
-/// Where a stream's producer leaves the answer's usage for the host (plugin API 1.3).
-pub(crate) type UsageCell = Arc<Mutex<Option<TokenUsage>>>;
+/// Where a stream's producer leaves what it learnt by the end for the host
+/// (plugin API 1.3).
+pub(crate) type EndCell = Arc<Mutex<EndReport>>;
+
+/// What a stream's last chunk reports.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct EndReport {
+    pub(crate) usage: Option<TokenUsage>,
+    pub(crate) model: Option<String>,
+}
 
 /// A body that arrives in pieces; `None` ends it, an error breaks it (the host
 /// then aborts the client's response, which the client sees as a truncated body).
 pub struct BodyStream {
     inner: Pin<Box<dyn Stream<Item = Result<Vec<u8>, PluginError>> + Send>>,
-    usage: UsageCell,
+    end: EndCell,
 }
 
 impl fmt::Debug for BodyStream {
@@ -43,7 +51,7 @@ impl BodyStream {
     pub fn new(stream: impl Stream<Item = Result<Vec<u8>, PluginError>> + Send + 'static) -> Self {
         Self {
             inner: Box::pin(stream),
-            usage: UsageCell::default(),
+            end: EndCell::default(),
         }
     }
 
@@ -54,19 +62,25 @@ impl BodyStream {
         // futures' channel holds one slot per sender on top of the buffer.
         let (sender, receiver) = mpsc::channel(capacity.saturating_sub(1));
         let body = BodyStream::new(receiver);
-        let usage = body.usage.clone();
-        (BodySender { sender, usage }, body)
+        let end = body.end.clone();
+        (BodySender { sender, end }, body)
     }
 
     /// The token usage the producer reported with
     /// [`BodySender::finish_with_usage`] or [`BodySender::set_usage`]
     /// (plugin API 1.3), once it has.
     pub fn usage(&self) -> Option<TokenUsage> {
-        *lock(&self.usage)
+        lock(&self.end).usage
     }
 
-    pub(crate) fn usage_cell(&self) -> UsageCell {
-        self.usage.clone()
+    /// The model the producer named with [`BodySender::set_model`] (plugin
+    /// API 1.3), once it has.
+    pub fn model(&self) -> Option<String> {
+        lock(&self.end).model.clone()
+    }
+
+    pub(crate) fn end_cell(&self) -> EndCell {
+        self.end.clone()
     }
 
     /// The next piece; `None` at the end.
@@ -101,10 +115,10 @@ pub fn iter<I: IntoIterator>(iter: I) -> futures_util::stream::Iter<I::IntoIter>
 #[derive(Clone, Debug)]
 pub struct BodySender {
     sender: mpsc::Sender<Result<Vec<u8>, PluginError>>,
-    usage: UsageCell,
+    end: EndCell,
 }
 
-fn lock(cell: &UsageCell) -> std::sync::MutexGuard<'_, Option<TokenUsage>> {
+fn lock(cell: &EndCell) -> std::sync::MutexGuard<'_, EndReport> {
     cell.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -157,7 +171,18 @@ impl BodySender {
     /// call wins. Set it before the stream ends: with the last piece sent,
     /// or through [`BodySender::finish_with_usage`].
     pub fn set_usage(&self, usage: TokenUsage) {
-        *lock(&self.usage) = Some(usage);
+        lock(&self.end).usage = Some(usage);
+    }
+
+    /// Names the model that answered when it is known only once the stream
+    /// has begun (plugin API 1.3): it goes with the stream's end and replaces
+    /// the model of [`StreamResponse::answered_by`]. The last call wins; an
+    /// empty name is ignored.
+    pub fn set_model(&self, model: impl Into<String>) {
+        let model = model.into();
+        if !model.is_empty() {
+            lock(&self.end).model = Some(model);
+        }
     }
 
     /// Ends the stream (once every clone of this sender is gone) and reports

@@ -872,11 +872,11 @@ impl TestPlugin {
     pub fn route(&self, req: Request) -> Result<Response, PluginError> {
         let (mut response, stream) = self.route_head(req)?;
         if let Some(stream) = stream {
-            let (pieces, usage) = self.stream_pieces(stream, usize::MAX)?;
+            let (pieces, end) = self.stream_pieces(stream, usize::MAX)?;
             for piece in pieces {
                 response.body.extend_from_slice(&piece);
             }
-            response.usage = usage.or(response.usage);
+            response.reported_at_end(end);
         }
         Ok(response)
     }
@@ -914,8 +914,8 @@ impl TestPlugin {
         let (mut response, stream) = self.route_head(req)?;
         let pieces = match stream {
             Some(stream) => {
-                let (pieces, usage) = self.stream_pieces(stream, max_pieces)?;
-                response.usage = usage.or(response.usage);
+                let (pieces, end) = self.stream_pieces(stream, max_pieces)?;
+                response.reported_at_end(end);
                 pieces
             }
             None => vec![std::mem::take(&mut response.body)],
@@ -923,13 +923,13 @@ impl TestPlugin {
         Ok((response, pieces))
     }
 
-    /// Up to `max` pieces of route stream `stream`, and the usage its last
-    /// chunk reported; cancels it when it did not end.
+    /// Up to `max` pieces of route stream `stream`, and its last chunk;
+    /// cancels it when it did not end.
     fn stream_pieces(
         &self,
         stream: u64,
         max: usize,
-    ) -> Result<(Vec<Vec<u8>>, Option<protocol::TokenUsage>), PluginError> {
+    ) -> Result<(Vec<Vec<u8>>, Option<protocol::RouteStreamChunk>), PluginError> {
         let stream = protocol::StreamRef { stream };
         let mut pieces = Vec::new();
         while pieces.len() < max {
@@ -939,7 +939,7 @@ impl TestPlugin {
                 Vec::new(),
             )?;
             if chunk.end {
-                return Ok((pieces, chunk.usage));
+                return Ok((pieces, Some(chunk)));
             }
             pieces.push(piece);
         }
@@ -1572,6 +1572,18 @@ impl TestPlugin {
         match self.host.drive(future) {
             RResult::ROk(reply) => Ok((parse_meta(&reply.meta)?, reply.body.into_vec())),
             RResult::RErr(error) => Err(PluginError::from_abi(error)),
+        }
+    }
+}
+
+impl Response {
+    /// Takes in what a stream's last chunk reported (plugin API 1.3), as the
+    /// host does.
+    fn reported_at_end(&mut self, end: Option<protocol::RouteStreamChunk>) {
+        let Some(end) = end else { return };
+        self.usage = end.usage.or(self.usage);
+        if let (Some(by), Some(model)) = (&mut self.answered_by, end.model) {
+            by.model = Some(model);
         }
     }
 }
@@ -3000,6 +3012,7 @@ mod tests {
                         .send("two")
                         .await
                         .map_err(|closed| PluginError::internal(closed.to_string()))?;
+                    sender.set_model("model-2");
                     sender.finish_with_usage(usage);
                     StreamResponse::sse(body).answered_by("cli", "").into()
                 }
@@ -3027,15 +3040,23 @@ mod tests {
             (7, 3, 1)
         );
 
-        // A stream's usage comes with its last chunk: an empty model is none.
+        // A stream's usage and late model come with its last chunk.
         let streamed = plugin.route(request("GET", "/a/stream")).unwrap();
         assert_eq!(streamed.body, b"one two");
-        assert_eq!(streamed.answered_by.and_then(|by| by.model), None);
+        assert_eq!(
+            streamed.answered_by.and_then(|by| by.model).as_deref(),
+            Some("model-2")
+        );
         assert_eq!(streamed.usage, Some(usage));
         // Not read to its end: no usage yet.
         let (head, pieces) = plugin.route_stream(request("GET", "/a/stream"), 1).unwrap();
         assert_eq!(pieces, [b"one ".to_vec()]);
         assert_eq!(head.usage, None);
+        // The head's empty model is none.
+        assert_eq!(
+            head.answered_by.as_ref().and_then(|by| by.model.as_ref()),
+            None
+        );
         assert_eq!(
             head.answered_by.map(|by| by.provider).as_deref(),
             Some("cli")
@@ -3066,7 +3087,7 @@ mod tests {
         assert_eq!(
             serde_json::to_value(protocol::RouteStreamChunk {
                 end: true,
-                usage: None
+                ..Default::default()
             })
             .unwrap(),
             json!({"end": true})

@@ -573,7 +573,8 @@ fn claude_code_as_the_client_is_answered_by_claude_code_as_the_upstream() {
 /// Plugin API 1.3: a turn's answer says who answered and what it cost, so
 /// `request.completed` carries provider, model and usage as for a provider
 /// endpoint: `storage` keeps them (with `pricing`'s cost), `analytics` shows
-/// them on `/logs/query`, whole and streamed.
+/// them on `/logs/query`, whole and streamed (a model the stream's head
+/// could not name given at its end).
 #[test]
 fn turns_are_stored_with_provider_model_and_tokens() {
     use crate::storage::{Backend, CLAUDE_MODEL, TOKEN, auth, rows_eventually};
@@ -606,14 +607,38 @@ fn turns_are_stored_with_provider_model_and_tokens() {
             assert!(reply.text().contains("message_stop"), "{}", reply.text());
         }
     }
-    let rows = rows_eventually(&proxy, "limit=50", 2);
+    // An OpenAI client's model is not the CLI's: the stream's head cannot name
+    // the model, its end does (the fake CLI's default).
+    let body = json!({"model": "gpt-4o", "stream": true,
+                      "messages": [{"role": "user", "content": "hi"}]});
+    let reply = proxy.request(
+        "POST",
+        "/claude/sdk/v1/chat/completions",
+        &auth(),
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(reply.status, 200, "{}\n{}", reply.text(), proxy.log());
+    let rows = rows_eventually(&proxy, "limit=50", 3);
+    let chat = rows
+        .iter()
+        .find(|row| row["path"] == "/claude/sdk/v1/chat/completions")
+        .unwrap_or_else(|| panic!("no chat row: {rows:#?}"));
+    assert_eq!(chat["provider"], "claude_sdk", "{chat}");
+    assert_eq!(chat["model"], "claude-fake-1", "{chat}");
+    assert_eq!(chat["streaming"], true, "{chat}");
+    assert_eq!(chat["tokens_input"], 10, "{chat}");
+    assert_eq!(chat["tokens_output"], 5, "{chat}");
+    let rows: Vec<&Value> = rows
+        .iter()
+        .filter(|row| row["path"] == "/claude/sdk/v1/messages")
+        .collect();
     // The fake CLI's result: 10 tokens in, 5 out, 2 read from the cache.
     for stream in [false, true] {
         let row = rows
             .iter()
             .find(|row| row["streaming"] == stream)
+            .copied()
             .unwrap_or_else(|| panic!("no row with streaming {stream}: {rows:#?}"));
-        assert_eq!(row["path"], "/claude/sdk/v1/messages", "{row}");
         assert_eq!(row["provider"], "claude_sdk", "{row}");
         assert_eq!(row["model"], CLAUDE_MODEL, "{row}");
         assert_eq!(row["tokens_input"], 10, "{row}");

@@ -301,7 +301,12 @@ impl Completion {
             headers: headers.as_ref(),
             http_version,
             method: &method,
-            model: answer.as_ref().and_then(|a| a.model.as_deref()),
+            model: answer.as_ref().and_then(|a| {
+                a.model_at_end
+                    .get()
+                    .map(String::as_str)
+                    .or(a.model.as_deref())
+            }),
             path: &path,
             provider: answer.as_ref().map(|a| a.provider.as_str()),
             query: &query,
@@ -838,14 +843,14 @@ async fn call_route(
                     model,
                     streaming: reply.meta.stream.is_some(),
                     usage,
+                    model_at_end: Arc::default(),
                 }
             });
-            let usage = answer.as_ref().map(|answer| answer.usage.clone());
             let mut response = match reply.meta.stream {
                 Some(stream) => {
                     let mut response = plugin_response(reply.meta, Vec::new());
                     *response.body_mut() =
-                        plugin_stream::body(plugin.clone(), stream, reply.body, usage);
+                        plugin_stream::body(plugin.clone(), stream, reply.body, answer.clone());
                     response
                 }
                 None => plugin_response(reply.meta, reply.body),

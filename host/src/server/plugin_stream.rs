@@ -8,9 +8,9 @@
 //! can drop the stream and what it holds; a producer waiting to send then
 //! learns that the client has gone.
 //!
-//! The last piece may carry the answer's token usage (plugin API 1.3); it
-//! lands in the answer's usage slot before the body ends, so
-//! `request.completed` (emitted at the end of the body) carries it.
+//! The last piece may carry the answer's token usage and model (plugin API 1.3); they
+//! land in the answer's slots before the body ends, so
+//! `request.completed` (emitted at the end of the body) carries them.
 
 use std::sync::Arc;
 
@@ -20,7 +20,7 @@ use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
 
 use super::{
-    provider::UsageSlot,
+    provider::ProviderAnswer,
     response::{Body, BoxError},
 };
 use crate::plugins::registry::ActivePlugin;
@@ -32,8 +32,9 @@ struct Reader {
     /// The first piece, sent with the answer's head.
     first: Option<Vec<u8>>,
     ended: bool,
-    /// Where the usage reported at the end goes, when the answer said who answered.
-    usage: Option<UsageSlot>,
+    /// Where the usage and model reported at the end go, when the answer
+    /// said who answered.
+    answer: Option<ProviderAnswer>,
 }
 
 impl Reader {
@@ -58,8 +59,13 @@ impl Reader {
             match reply {
                 Ok(reply) if reply.meta.end => {
                     self.ended = true;
-                    if let (Some(slot), Some(usage)) = (&self.usage, reply.meta.usage) {
-                        let _ = slot.set(super::pipeline::token_usage(usage));
+                    if let Some(answer) = &self.answer {
+                        if let Some(usage) = reply.meta.usage {
+                            let _ = answer.usage.set(super::pipeline::token_usage(usage));
+                        }
+                        if let Some(model) = reply.meta.model {
+                            let _ = answer.model_at_end.set(model);
+                        }
                     }
                 }
                 // An empty piece is no frame; ask again.
@@ -97,19 +103,19 @@ impl Drop for Reader {
 }
 
 /// The body of stream `stream` of `plugin`, starting with `first`; the usage
-/// its end reports goes to `usage`.
+/// and model its end reports go to `answer`.
 pub(crate) fn body(
     plugin: Arc<ActivePlugin>,
     stream: u64,
     first: Vec<u8>,
-    usage: Option<UsageSlot>,
+    answer: Option<ProviderAnswer>,
 ) -> Body {
     let reader = Reader {
         plugin,
         stream,
         first: Some(first),
         ended: false,
-        usage,
+        answer,
     };
     let frames = futures_util::stream::unfold(reader, |mut reader| async move {
         let piece = reader.next().await?;

@@ -596,6 +596,8 @@ impl ClaudeSdk {
                     return;
                 }
                 if done {
+                    // The model the CLI named on the way, for request.completed.
+                    sender.set_model(turn.encoder.model.as_str());
                     if let Some(usage) = turn.usage {
                         sender.finish_with_usage(usage);
                     }
@@ -637,7 +639,7 @@ impl ClaudeSdk {
             }
         });
         // The head goes out before the CLI names its model: the one it was
-        // asked for, or none when it uses its default.
+        // asked for, or none when it uses its default (named at the end).
         let asked = cli_model(conversation.model.as_deref()).unwrap_or_default();
         StreamResponse::sse(body)
             .answered_by(PROVIDER, asked)
@@ -1191,11 +1193,11 @@ mod tests {
         assert!(text.contains(r#""finish_reason":"stop""#), "{text}");
         assert!(text.contains(r#""completion_tokens":5"#), "{text}");
         assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
-        // gpt-4o is not the CLI's model, which the head cannot name yet.
+        // gpt-4o is not the CLI's model: the head cannot name it, the end does.
         let by = response.answered_by.as_ref().expect("who answered");
         assert_eq!(
             (by.provider.as_str(), by.model.as_deref()),
-            ("claude_sdk", None)
+            ("claude_sdk", Some("claude-fake-1"))
         );
         let usage = response.usage.expect("the usage, with the stream's end");
         assert_eq!((usage.input_tokens, usage.output_tokens), (10, 5));

@@ -85,6 +85,9 @@ pub struct ProviderAnswer {
     pub streaming: bool,
     /// The answer's token usage, set when it has been read.
     pub usage: UsageSlot,
+    /// The model that answered, when a plugin route's stream names it only
+    /// at its end (plugin API 1.3); it replaces `model`.
+    pub model_at_end: Arc<std::sync::OnceLock<String>>,
 }
 
 /// Where the usage of one answer lands once read (for a stream, at its end).
@@ -270,6 +273,7 @@ pub async fn handle(
         model: facts.model,
         streaming: facts.streaming,
         usage: facts.usage,
+        model_at_end: Arc::default(),
     });
     if facts.upstream_time.is_some() {
         outcome.upstream_time = facts.upstream_time;
