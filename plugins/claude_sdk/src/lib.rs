@@ -992,7 +992,14 @@ impl Plugin for ClaudeSdk {
         } else {
             return Err(PluginError::not_found(format!("no route {}", req.path)));
         };
-        Ok(self.answer(format, req).await)
+        // Failures name the provider too, as a provider endpoint's do, so
+        // request.failed counts them under claude_sdk.
+        Ok(match self.answer(format, req).await {
+            RouteResponse::Full(response) if response.answered_by.is_none() => {
+                RouteResponse::Full(response.answered_by(PROVIDER, ""))
+            }
+            answer => answer,
+        })
     }
 
     async fn on_task(&self, task: String) -> Result<(), PluginError> {
@@ -1369,6 +1376,13 @@ mod tests {
             "{message}"
         );
         assert!(message.contains("cli_path"), "{message}");
+        // request.failed names the provider, as for a provider endpoint.
+        let by = response.answered_by.as_ref().expect("who failed");
+        assert_eq!(
+            (by.provider.as_str(), by.model.as_deref()),
+            ("claude_sdk", None)
+        );
+        assert_eq!(response.usage, None);
         let response = plugin
             .route(json_request(
                 "POST",
