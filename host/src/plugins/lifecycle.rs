@@ -116,6 +116,7 @@ pub async fn initialize_reusing(
                 capability::PLUGINS_STATUS,
                 capability::FORMAT_ADAPTERS,
                 capability::CONFIGURED_ENDPOINTS,
+                capability::ROUTE_USAGE,
             ]
             .map(str::to_owned)
             .to_vec(),
