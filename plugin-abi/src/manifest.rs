@@ -182,11 +182,7 @@ impl ConfiguredEndpoints {
     }
     /// Adds routes under `prefix`.
     pub fn route(mut self, prefix: &str, routes: impl IntoIterator<Item = Route>) -> Self {
-        self.routes.push(RouteGroup {
-            prefix: prefix.to_owned(),
-            routes: routes.into_iter().collect(),
-            tags: Vec::new(),
-        });
+        self.routes.push(RouteGroup::new(prefix, routes));
         self
     }
     /// Whether nothing is configured.
@@ -209,6 +205,15 @@ pub struct RouteGroup {
 }
 
 impl RouteGroup {
+    /// `routes` under `prefix`, without tags.
+    pub fn new(prefix: &str, routes: impl IntoIterator<Item = Route>) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+            routes: routes.into_iter().collect(),
+            tags: Vec::new(),
+        }
+    }
+
     /// The full path of `route` under this group's prefix, as the host mounts
     /// it: `/hello` + `/greet` is `/hello/greet`, and `/hello` + `/` is `/hello`.
     pub fn full_path(&self, route: &Route) -> String {
@@ -448,11 +453,7 @@ impl Manifest {
     }
     /// Adds routes under `prefix`.
     pub fn route(mut self, prefix: &str, routes: impl IntoIterator<Item = Route>) -> Self {
-        self.routes.push(RouteGroup {
-            prefix: prefix.to_owned(),
-            routes: routes.into_iter().collect(),
-            tags: Vec::new(),
-        });
+        self.routes.push(RouteGroup::new(prefix, routes));
         self
     }
     /// Adds a middleware at `layer`.
