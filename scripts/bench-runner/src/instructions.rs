@@ -47,6 +47,8 @@ pub(crate) struct Setting {
     pub(crate) env: Vec<(String, String)>,
     /// Where to copy callgrind's dump of the measured requests.
     pub(crate) callgrind_out: Option<PathBuf>,
+    /// Count the bare forwarder instead of the proxy.
+    pub(crate) forwarder: bool,
 }
 
 pub(crate) fn run(setting: &Setting) -> Result<(), String> {
@@ -75,7 +77,15 @@ pub(crate) fn run(setting: &Setting) -> Result<(), String> {
     let upstream = Server::start("bench upstream", upstream_command, READY_TIMEOUT)?;
 
     let out_file = scratch.path().join("callgrind.out");
-    let plain = proxy_command(&layout, &sandbox, &upstream.url(), Some(&plugins));
+    let plain = if setting.forwarder {
+        let mut command = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
+        command
+            .args(["forwarder", "--upstream", &upstream.url()])
+            .current_dir(&sandbox);
+        command
+    } else {
+        proxy_command(&layout, &sandbox, &upstream.url(), Some(&plugins))
+    };
     let mut command = Command::new("valgrind");
     command
         .arg("--tool=callgrind")
@@ -86,8 +96,10 @@ pub(crate) fn run(setting: &Setting) -> Result<(), String> {
     if setting.no_access_log {
         disabled.push("access_log".to_owned());
     }
-    for name in &disabled {
-        command.args(["--disable-plugin", name]);
+    if !setting.forwarder {
+        for name in &disabled {
+            command.args(["--disable-plugin", name]);
+        }
     }
     command.env_clear();
     for (key, value) in plain.get_envs() {
@@ -100,18 +112,34 @@ pub(crate) fn run(setting: &Setting) -> Result<(), String> {
         command.current_dir(dir);
     }
     // Under valgrind the proxy starts about fifty times slower.
-    let proxy = Server::start("ccproxy under callgrind", command, READY_TIMEOUT * 6)?;
+    let what = if setting.forwarder {
+        "bare forwarder"
+    } else {
+        "ccproxy"
+    };
+    let proxy = Server::start(
+        &format!("{what} under callgrind"),
+        command,
+        READY_TIMEOUT * 6,
+    )?;
 
     let sizes = if setting.large {
         bodies::large(&layout.workspace)?
     } else {
         bodies::small()
     };
-    let (path, body) = match setting.scenario.as_str() {
-        "messages" => ("/claude/v1/messages", sizes.messages),
-        "stream" => ("/claude/v1/messages", sizes.messages_stream),
-        "chat" => ("/claude/v1/chat/completions", sizes.chat_stream),
-        other => {
+    let (path, body) = match (setting.scenario.as_str(), setting.forwarder) {
+        ("messages", true) => ("/v1/messages", sizes.messages),
+        ("stream", true) => ("/v1/messages", sizes.messages_stream),
+        ("messages", false) => ("/claude/v1/messages", sizes.messages),
+        ("stream", false) => ("/claude/v1/messages", sizes.messages_stream),
+        ("chat", false) => ("/claude/v1/chat/completions", sizes.chat_stream),
+        ("chat", true) => {
+            return Err(
+                "--forwarder converts nothing: use --scenario messages or stream".to_owned(),
+            );
+        }
+        (other, _) => {
             return Err(format!("--scenario {other}: use messages, stream or chat"));
         }
     };
@@ -121,19 +149,11 @@ pub(crate) fn run(setting: &Setting) -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     let pid = proxy.pid().to_string();
-    let status = runtime.block_on(async {
-        let mut connection = probe::Connection::open(proxy.address).await?;
-        connection
-            .send("GET", "/plugins/status", Bytes::new())
-            .await
-    })?;
-    let status = serde_json::from_slice(&status).unwrap_or(serde_json::Value::Null);
-    let bundled = layout.bundled();
-    let active: Vec<String> = active_plugins(&layout, &status, &disabled)
-        .map_err(|error| format!("{error}; the proxy's log:\n{}", proxy.log_tail()))?
-        .into_iter()
-        .filter(|name| bundled.contains(name))
-        .collect();
+    let active = if setting.forwarder {
+        Vec::new()
+    } else {
+        bundled_active(&layout, &runtime, &proxy, &disabled)?
+    };
     runtime.block_on(async {
         let mut connection = probe::Connection::open(proxy.address).await?;
         for _ in 0..setting.warmup {
@@ -152,14 +172,11 @@ pub(crate) fn run(setting: &Setting) -> Result<(), String> {
         callgrind_control("-d", &pid)
     })?;
     // Events dropped on a full hook queue were not counted.
-    let dropped = runtime.block_on(async {
-        let mut connection = probe::Connection::open(proxy.address).await?;
-        let status = connection
-            .send("GET", "/plugins/status", Bytes::new())
-            .await?;
-        let status: serde_json::Value = serde_json::from_slice(&status).unwrap_or_default();
-        Ok::<_, String>(status["hooks"]["dropped"].as_u64().unwrap_or(0))
-    })?;
+    let dropped = if setting.forwarder {
+        0
+    } else {
+        hook_events_dropped(&runtime, &proxy)?
+    };
     if dropped > 0 {
         return Err(format!(
             "the proxy dropped {dropped} hook events (queue full): the count would leave out their hooks"
@@ -176,6 +193,17 @@ pub(crate) fn run(setting: &Setting) -> Result<(), String> {
             )
         })?;
     }
+    if setting.forwarder {
+        println!(
+            "{} {} through the bare forwarder: {:.1} k instructions per request ({} requests after {} warm-up, callgrind)",
+            if setting.large { "large" } else { "small" },
+            setting.scenario,
+            total as f64 / setting.requests.max(1) as f64 / 1000.0,
+            setting.requests,
+            setting.warmup
+        );
+        return Ok(());
+    }
     println!(
         "{} {} ({} no-op hook plugins, access log {}; bundled plugins active: {}): {:.1} k instructions per request ({} requests after {} warm-up, callgrind)",
         if setting.large { "large" } else { "small" },
@@ -188,6 +216,41 @@ pub(crate) fn run(setting: &Setting) -> Result<(), String> {
         setting.warmup
     );
     Ok(())
+}
+
+/// The bundled plugins the proxy lists as active; an error when one that
+/// should be is not.
+fn bundled_active(
+    layout: &Layout,
+    runtime: &tokio::runtime::Runtime,
+    proxy: &Server,
+    disabled: &[String],
+) -> Result<Vec<String>, String> {
+    let status = runtime.block_on(async {
+        let mut connection = probe::Connection::open(proxy.address).await?;
+        connection
+            .send("GET", "/plugins/status", Bytes::new())
+            .await
+    })?;
+    let status = serde_json::from_slice(&status).unwrap_or(serde_json::Value::Null);
+    let bundled = layout.bundled();
+    Ok(active_plugins(layout, &status, disabled)
+        .map_err(|error| format!("{error}; the proxy's log:\n{}", proxy.log_tail()))?
+        .into_iter()
+        .filter(|name| bundled.contains(name))
+        .collect())
+}
+
+/// Hook events the proxy dropped on a full queue (`/plugins/status`).
+fn hook_events_dropped(runtime: &tokio::runtime::Runtime, proxy: &Server) -> Result<u64, String> {
+    runtime.block_on(async {
+        let mut connection = probe::Connection::open(proxy.address).await?;
+        let status = connection
+            .send("GET", "/plugins/status", Bytes::new())
+            .await?;
+        let status: serde_json::Value = serde_json::from_slice(&status).unwrap_or_default();
+        Ok(status["hooks"]["dropped"].as_u64().unwrap_or(0))
+    })
 }
 
 /// Waits until the proxy uses less than 5 % of a core over two 200 ms

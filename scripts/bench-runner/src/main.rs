@@ -98,6 +98,10 @@ enum Commands {
         /// `callgrind_annotate` (the scratch folder is removed at the end).
         #[arg(long, value_name = "FILE")]
         callgrind_out: Option<PathBuf>,
+        /// Count the bare forwarder instead of the proxy (`messages` or
+        /// `stream`, passed through), the floor the proxy is compared with.
+        #[arg(long)]
+        forwarder: bool,
     },
     /// Mixed traffic with upstream faults and client hang-ups for a bounded
     /// time; checks the proxy neither crashes, hangs nor grows (`scripts/soak`).
@@ -141,6 +145,11 @@ struct RunArgs {
     /// Where the report goes (default TARGET/bench).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// The proxies under test (ccproxy and the bare forwarder) each pinned to
+    /// core 0, the load generator, the upstream and this runner to core 1
+    /// (`taskset`), so a proxy's throughput is what one core gives (issue 15).
+    #[arg(long)]
+    pinned: bool,
     /// The command line to print in the report (set by scripts/bench).
     #[arg(long, hide = true)]
     invoked_as: Option<String>,
@@ -172,6 +181,7 @@ fn main() -> ExitCode {
             disable_plugin,
             env,
             callgrind_out,
+            forwarder,
         } => match instructions::run(&instructions::Setting {
             scenario,
             large,
@@ -182,6 +192,7 @@ fn main() -> ExitCode {
             disabled: disable_plugin,
             env,
             callgrind_out,
+            forwarder,
         }) {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {
@@ -237,6 +248,8 @@ struct Layout {
     release: PathBuf,
     /// `LD_PRELOAD` for the proxy (`--preload`).
     preload: Option<PathBuf>,
+    /// The core the proxies under test are pinned to (`--pinned`).
+    proxy_core: Option<usize>,
 }
 
 impl Layout {
@@ -274,6 +287,22 @@ impl Layout {
             target,
             release,
             preload: None,
+            proxy_core: None,
+        }
+    }
+
+    /// A command for a proxy under test (ccproxy or the bare forwarder):
+    /// `program` itself, or under `taskset -c CORE` when pinned (taskset sets
+    /// the affinity and execs, so the process id stays the program's and every
+    /// thread it starts inherits the core).
+    fn server_command(&self, program: &Path) -> Command {
+        match self.proxy_core {
+            Some(core) => {
+                let mut command = Command::new("taskset");
+                command.arg("-c").arg(core.to_string()).arg(program);
+                command
+            }
+            None => Command::new(program),
         }
     }
 
@@ -350,6 +379,38 @@ impl Scratch {
     }
 }
 
+/// The core of the proxies under test in pinned mode; the runner, the load
+/// generator and the upstream share the other one.
+const PROXY_CORE: usize = 0;
+const LOAD_CORE: usize = 1;
+
+/// Pinned mode: checks `taskset` and the cores, moves every thread of this
+/// runner to `LOAD_CORE` (the upstream and `oha`, its children, inherit it)
+/// and has the proxies under test started on `PROXY_CORE`.
+fn pin_runner(layout: &mut Layout) -> Result<(), String> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    if cores < 2 {
+        return Err(format!(
+            "--pinned needs two cores ({PROXY_CORE} and {LOAD_CORE}); this process may use {cores}"
+        ));
+    }
+    let output = Command::new("taskset")
+        .args(["-a", "-p", "-c", &LOAD_CORE.to_string()])
+        .arg(std::process::id().to_string())
+        .output()
+        .map_err(|error| {
+            format!("--pinned needs taskset (util-linux: apt-get install util-linux): {error}")
+        })?;
+    if !output.status.success() {
+        return Err(format!(
+            "taskset could not pin the runner to core {LOAD_CORE}: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    layout.proxy_core = Some(PROXY_CORE);
+    Ok(())
+}
+
 /// The proxy command: the bundled plugins (found next to the binary; opt-in ones stay off), the
 /// claude_api plugin in API-key mode in front of `upstream`, the access log
 /// (client and provider) writing into the sandbox, `extra_plugins` as an
@@ -360,7 +421,7 @@ fn proxy_command(
     upstream: &str,
     extra_plugins: Option<&Path>,
 ) -> Command {
-    let mut command = Command::new(layout.ccproxy());
+    let mut command = layout.server_command(&layout.ccproxy());
     // No line per request on the terminal: the access log is what is measured.
     command.args(["serve", "--port", "0", "--log-level", "info", "--quiet"]);
     if let Some(dir) = extra_plugins {
@@ -482,6 +543,9 @@ fn run(args: &RunArgs) -> Result<(), String> {
         }
         layout.preload = Some(library.clone());
     }
+    if args.pinned {
+        pin_runner(&mut layout)?;
+    }
     let settings = Settings {
         rounds: args.rounds.unwrap_or(if args.quick { 1 } else { 2 }).max(1),
         round: Duration::from_secs_f64(
@@ -539,7 +603,8 @@ fn run(args: &RunArgs) -> Result<(), String> {
     let upstream_url = upstream.url();
     eprintln!("==> upstream {upstream_url}");
     let forwarder = {
-        let mut command = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
+        let mut command =
+            layout.server_command(&std::env::current_exe().map_err(|e| e.to_string())?);
         command.args(["forwarder", "--upstream", &upstream_url]);
         Server::start("bench forwarder", command, READY_TIMEOUT)?
     };
@@ -998,6 +1063,75 @@ fn verdict(ok: bool, miss: impl FnOnce() -> String) -> String {
     }
 }
 
+/// The targets of issue 15 (performance round 2), against the bare forwarder
+/// measured in the same rounds; meant for `--pinned`.
+fn issue_15_targets(out: &mut String, r: &Report<'_>, noop_cpu_us: Option<f64>) {
+    let row = |scenario: &str, size: &str, c: usize| {
+        r.rows
+            .iter()
+            .find(|row| row.scenario == scenario && row.size == size && row.concurrency == c)
+    };
+    let pinned = if r.args.pinned { "" } else { " (not pinned)" };
+    for scenario in ["messages", "messages stream"] {
+        for size in ["small", "large"] {
+            for c in [16, 64] {
+                let Some(row) = row(scenario, size, c) else {
+                    continue;
+                };
+                let Some(forwarder) = &row.forwarder else {
+                    continue;
+                };
+                let ratio = row.proxy.rps / forwarder.rps.max(1e-9);
+                let _ = writeln!(
+                    out,
+                    "| issue 15: proxy / forwarder ≥ 0.90 ({scenario}, {size}, c={c}){pinned} | {ratio:.2} | {} |",
+                    verdict(ratio >= 0.90, || format!("{:.2}", 0.90 - ratio))
+                );
+            }
+        }
+    }
+    for size in ["small", "large"] {
+        for c in [16, 64] {
+            let converted = row("chat→messages stream", size, c);
+            let passthrough =
+                row("messages stream", size, c).and_then(|row| row.forwarder.as_ref());
+            if let (Some(converted), Some(forwarder)) = (converted, passthrough) {
+                let ratio = converted.proxy.rps / forwarder.rps.max(1e-9);
+                let _ = writeln!(
+                    out,
+                    "| issue 15: chat→messages stream ≥ 0.60 of the forwarder's stream passthrough ({size}, c={c}){pinned} | {ratio:.2} | {} |",
+                    verdict(ratio >= 0.60, || format!("{:.2}", 0.60 - ratio))
+                );
+            }
+        }
+    }
+    if let Some(cpu) = noop_cpu_us {
+        let _ = writeln!(
+            out,
+            "| issue 15: a no-op hook plugin ≤ 2 µs of CPU per request{pinned} | {cpu:.2} µs | {} |",
+            verdict(cpu <= 2.0, || format!("{:.2} µs", cpu - 2.0))
+        );
+    }
+    for scenario in ["messages", "messages stream"] {
+        for size in ["small", "large"] {
+            let Some(row) = row(scenario, size, 1) else {
+                continue;
+            };
+            let Some(forwarder) = &row.forwarder else {
+                continue;
+            };
+            let added = row.proxy.p50 - forwarder.p50;
+            let _ = writeln!(
+                out,
+                "| issue 15: p50 at c=1 within 0.03 ms of the forwarder's ({scenario}, {size}){pinned} | {:.3} vs {:.3} ms ({added:+.3}) | {} |",
+                row.proxy.p50,
+                forwarder.p50,
+                verdict(added <= 0.03, || format!("{:.3} ms", added - 0.03))
+            );
+        }
+    }
+}
+
 fn report(r: &mut Report<'_>) -> String {
     let mut out = String::new();
     let s = r.settings;
@@ -1007,6 +1141,14 @@ fn report(r: &mut Report<'_>) -> String {
     });
     let _ = writeln!(out, "Command: `{command}`\n");
     let _ = writeln!(out, "Machine: {}\n", r.machine.replace('\n', "; "));
+    if r.args.pinned {
+        let _ = writeln!(
+            out,
+            "Pinned: the proxy and the bare forwarder each on core {PROXY_CORE} (`taskset -c {PROXY_CORE}`, so \
+             their runtimes start one worker), the load generator `oha`, the upstream and the probes on \
+             core {LOAD_CORE}. Direct rounds run on core {LOAD_CORE} alone.\n"
+        );
+    }
     let _ = writeln!(
         out,
         "Upstream: {}. {} round(s) of {:.1} s per setting and target, direct and proxied alternating; \
@@ -1034,17 +1176,17 @@ fn report(r: &mut Report<'_>) -> String {
     );
     let _ = writeln!(
         out,
-        "| scenario | body | c | RPS direct | RPS proxy | ratio | p50 direct / proxy | p99 direct / proxy | max direct / proxy | added p50 | added p99 | proxy CPU µs/req | errors | RPS bare forwarder (ratio) | proxy / forwarder |"
+        "| scenario | body | c | RPS direct | RPS proxy | ratio | p50 direct / proxy | p99 direct / proxy | max direct / proxy | added p50 | added p99 | proxy CPU µs/req | errors | RPS bare forwarder (ratio) | proxy / forwarder | forwarder p50 | forwarder CPU µs/req |"
     );
     let _ = writeln!(
         out,
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for row in r.rows {
         let (d, p) = (&row.direct, &row.proxy);
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.0} | {:.0} | {:.0} % | {:.3} / {:.3} | {:.3} / {:.3} | {:.1} / {:.1} | {:+.3} | {:+.3} | {} | {} / {} | {} | {} |",
+            "| {} | {} | {} | {:.0} | {:.0} | {:.0} % | {:.3} / {:.3} | {:.3} / {:.3} | {:.1} / {:.1} | {:+.3} | {:+.3} | {} | {} / {} | {} | {} | {} | {} |",
             row.scenario,
             row.size,
             row.concurrency,
@@ -1072,6 +1214,13 @@ fn report(r: &mut Report<'_>) -> String {
                 "{:.0} %",
                 100.0 * p.rps / f.rps.max(1e-9)
             )),
+            row.forwarder
+                .as_ref()
+                .map_or("–".to_owned(), |f| format!("{:.3}", f.p50)),
+            row.forwarder
+                .as_ref()
+                .and_then(Round::cpu_us_per_request)
+                .map_or("–".to_owned(), |us| format!("{us:.0}")),
         );
     }
 
@@ -1217,6 +1366,7 @@ fn report(r: &mut Report<'_>) -> String {
             );
         }
     }
+    issue_15_targets(&mut out, r, ten.map(|(cpu, _)| cpu));
     let idle = mib(r.rss_idle);
     let _ = writeln!(
         out,
