@@ -543,6 +543,8 @@ fn run(args: &RunArgs) -> Result<(), String> {
         }
         layout.preload = Some(library.clone());
     }
+    // Before pinning, which leaves this process one core to count.
+    let machine = machine_info(&layout);
     if args.pinned {
         pin_runner(&mut layout)?;
     }
@@ -568,7 +570,6 @@ fn run(args: &RunArgs) -> Result<(), String> {
     let scratch = Scratch::new()?;
     let sandbox = scratch.path().join("sandbox");
     std::fs::create_dir_all(sandbox.join("logs")).map_err(|e| e.to_string())?;
-    let machine = machine_info(&layout);
     eprintln!("==> machine: {}", machine.replace('\n', "; "));
 
     // Bodies, as files for oha.
