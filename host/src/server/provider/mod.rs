@@ -63,11 +63,30 @@ pub struct ProviderRoute {
 
 impl ProviderRoute {
     /// The provider as error messages name it: `compat (upstream local)` for
-    /// a configured endpoint, the plugin's name otherwise.
-    pub fn who<'a>(&self, plugin: &'a str) -> std::borrow::Cow<'a, str> {
-        match &self.upstream {
-            Some(upstream) => format!("{plugin} (upstream {upstream})").into(),
-            None => plugin.into(),
+    /// a configured endpoint, the plugin's name otherwise. Formatted only
+    /// when a message is written, so a request that succeeds pays nothing.
+    pub fn who<'a>(&'a self, plugin: &'a str) -> Who<'a> {
+        Self::who_of(plugin, self.upstream.as_deref())
+    }
+
+    /// [`ProviderRoute::who`] from its parts, for a stream that outlives the route's borrow.
+    pub fn who_of<'a>(plugin: &'a str, upstream: Option<&'a str>) -> Who<'a> {
+        Who { plugin, upstream }
+    }
+}
+
+/// A provider as error messages name it ([`ProviderRoute::who`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Who<'a> {
+    plugin: &'a str,
+    upstream: Option<&'a str>,
+}
+
+impl std::fmt::Display for Who<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.upstream {
+            Some(upstream) => write!(f, "{} (upstream {upstream})", self.plugin),
+            None => f.write_str(self.plugin),
         }
     }
 }
@@ -288,7 +307,7 @@ pub async fn handle(
 /// A success answered with a web page or plain text (a captive portal, a
 /// gateway's login page, a server that is not the API) is no API answer:
 /// a 502 naming the provider, never the page passed off as one.
-fn refuse_a_page(headers: &http::HeaderMap, status: u16, who: &str) -> Result<(), ProxyError> {
+fn refuse_a_page(headers: &http::HeaderMap, status: u16, who: Who<'_>) -> Result<(), ProxyError> {
     let content_type = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
@@ -351,7 +370,7 @@ async fn answer(
         passed,
     } = send::send(
         app,
-        (name, &route.who(name)),
+        (name, route.who(name)),
         request_id,
         &request,
         body,
@@ -364,7 +383,7 @@ async fn answer(
     facts.passed = passed;
 
     if upstream.status < 400 {
-        refuse_a_page(&upstream.headers, upstream.status, &route.who(name))?;
+        refuse_a_page(&upstream.headers, upstream.status, route.who(name))?;
     }
 
     let hooks = &app.shared.hooks;

@@ -35,7 +35,7 @@ pub(super) struct Sent {
 /// is the upstream's (502, 504).
 pub(super) async fn send(
     app: &App,
-    (name, who): (&str, &str),
+    (name, who): (&str, super::Who<'_>),
     request_id: &str,
     request: &UpstreamRequest,
     body: Vec<u8>,

@@ -38,8 +38,8 @@ struct StreamState {
     events: Vec<sse::Event>,
     converted: Vec<sse::Event>,
     provider: String,
-    /// The provider as messages name it (`ProviderRoute::who`).
-    who: String,
+    /// The configured upstream, for messages (`ProviderRoute::who`).
+    upstream: Option<String>,
     model: Option<String>,
     request_id: String,
     chunks: u64,
@@ -81,7 +81,7 @@ pub(super) fn stream_response(
         events: Vec::new(),
         converted: Vec::new(),
         provider: name.to_owned(),
-        who: route.who(name).into_owned(),
+        upstream: route.upstream.clone(),
         model: model.map(str::to_owned),
         request_id: request_id.to_owned(),
         chunks: 0,
@@ -273,7 +273,8 @@ impl StreamState {
 
     fn on_failure(&mut self, message: &str) -> Bytes {
         self.record_usage();
-        let message = &format!("provider {}: {message}", self.who);
+        let who = super::ProviderRoute::who_of(&self.provider, self.upstream.as_deref());
+        let message = &format!("provider {who}: {message}");
         let (request_id, provider) = (&self.request_id, &self.provider);
         self.hooks.observe(HookEvent::ProviderError, Some(request_id), || {
             json!({"request_id": request_id, "provider": provider, "error": message, "phase": "stream"})
