@@ -77,7 +77,7 @@ pub use plugin::{
     ProviderRequest, ServiceCall, UpstreamRequest,
 };
 pub use process::{ChildProcess, Command, ExitStatus};
-pub use protocol::{AnsweredBy, TokenUsage};
+pub use protocol::{AnsweredBy, ProviderAttempt, ProviderExhausted, RetryPolicy, TokenUsage};
 pub use stream::{BodySender, BodyStream, RouteResponse, StreamResponse};
 
 /// The plugin API version this SDK implements (semver).
@@ -96,8 +96,9 @@ pub mod prelude {
         ConversionKind, ErrorKind, ExitStatus, FormatConversion, Headers, Health, HealthStatus,
         HookBody, HookCall, HookContext, HookEvent, HookOutcome, HttpRequest, HttpResponse,
         HttpStream, Manifest, MiddlewareAction, MiddlewareRequest, MiddlewareResponse, Plugin,
-        PluginError, PluginKind, ProviderRequest, Request, Response, Route, RouteResponse,
-        ServiceCall, StreamResponse, TokenUsage, UpstreamRequest, export_plugin, json, layer,
+        PluginError, PluginKind, ProviderAttempt, ProviderRequest, Request, Response, Route,
+        RouteResponse, ServiceCall, StreamResponse, TokenUsage, UpstreamRequest, export_plugin,
+        json, layer,
     };
     pub use crate::{debug, error, info, trace, warn};
     pub use serde_json::Value;

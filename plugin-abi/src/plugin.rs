@@ -165,6 +165,17 @@ pub trait Plugin: Sized + Send + Sync + 'static {
         }
     }
 
+    /// For a provider: whether its [`Plugin::on_prepare_upstream`] may ask
+    /// for retries ([`UpstreamRequest::with_retries`]), asked once right after
+    /// [`Plugin::init`] (plugin API 1.3; the host offers capability
+    /// `provider_retries`). Only then does the host keep the client's body
+    /// for a second preparation, so answer `true` only when the config has
+    /// something to fail over to (several accounts, a fallback model).
+    /// Default: `false`.
+    fn provider_retries(&self) -> bool {
+        false
+    }
+
     /// For a provider declared with [`Manifest::configured_provider`]: the
     /// endpoints and routes it serves under its config, asked once right after
     /// [`Plugin::init`] (plugin API 1.3). Default: nothing.
@@ -357,6 +368,18 @@ pub struct ProviderRequest {
     pub body: Vec<u8>,
     /// The request id.
     pub request_id: String,
+    /// Plugin API 1.3: set when the host asks again for the same client
+    /// request because the previous attempt failed before anything reached
+    /// the client ([`UpstreamRequest::with_retries`]): pick another account,
+    /// and note the previous one's failure. `None` on a first attempt.
+    pub attempt: Option<crate::protocol::ProviderAttempt>,
+}
+
+impl ProviderRequest {
+    /// Whether this is a retry ([`ProviderRequest::attempt`] is set).
+    pub fn is_retry(&self) -> bool {
+        self.attempt.is_some()
+    }
 }
 
 /// The upstream request a provider plugin prepares.
@@ -377,4 +400,63 @@ pub struct UpstreamRequest {
     /// Give up waiting for the answer (each chunk, when streaming) after this
     /// long; `None`: the host's `http.read_timeout_seconds`.
     pub timeout: Option<std::time::Duration>,
+    /// Plugin API 1.3: the account this request uses, by a label that is no
+    /// secret (told back in [`ProviderAttempt::previous_account`](crate::protocol::ProviderAttempt)).
+    pub account: Option<String>,
+    /// Plugin API 1.3: ask to be called again on a retryable failure (see
+    /// [`UpstreamRequest::with_retries`]).
+    pub retry: Option<crate::protocol::RetryPolicy>,
+    /// Plugin API 1.3: wait this long before sending (a `Retry-After`
+    /// honoured), bounded by the host.
+    pub delay: Option<std::time::Duration>,
+    /// Plugin API 1.3: nothing to send (see [`UpstreamRequest::exhausted`]).
+    pub exhausted: Option<crate::protocol::ProviderExhausted>,
+}
+
+impl UpstreamRequest {
+    /// Names the account (credential) this request uses, by a label that is
+    /// no secret; the host tells it back when the attempt failed.
+    pub fn with_account(mut self, label: impl Into<String>) -> Self {
+        self.account = Some(label.into());
+        self
+    }
+
+    /// Asks the host to call [`Plugin::on_prepare_upstream`] again, with
+    /// [`ProviderRequest::attempt`] set, when this attempt fails retryably
+    /// (429, 401, 403, 408, 5xx, 529, or no answer) before anything reached
+    /// the client, up to `max_attempts` upstream requests in all. Needs
+    /// [`Plugin::provider_retries`]; a host older than 1.3 ignores it.
+    ///
+    /// The call after the last account failed is how the plugin hears of
+    /// that failure: answer it with [`UpstreamRequest::exhausted`], and the
+    /// client gets the failed attempt's answer.
+    pub fn with_retries(mut self, max_attempts: u32) -> Self {
+        self.retry = Some(crate::protocol::RetryPolicy { max_attempts });
+        self
+    }
+
+    /// Asks the host to wait `delay` before sending (bounded by the host).
+    pub fn after(mut self, delay: std::time::Duration) -> Self {
+        self.delay = (!delay.is_zero()).then_some(delay);
+        self
+    }
+
+    /// Nothing to send: every account is cooling down or disabled. On a
+    /// first attempt the client gets a 429 with `message` and `Retry-After`
+    /// (`retry_after`, rounded up to seconds); on a retry, the previous
+    /// attempt's answer.
+    pub fn exhausted(message: impl Into<String>, retry_after: Option<std::time::Duration>) -> Self {
+        Self {
+            exhausted: Some(crate::protocol::ProviderExhausted {
+                message: message.into(),
+                retry_after_ms: retry_after.map(duration_ms),
+            }),
+            ..Self::default()
+        }
+    }
+}
+
+/// `duration` in whole milliseconds, saturating.
+pub(crate) fn duration_ms(duration: std::time::Duration) -> u64 {
+    duration.as_millis().min(u128::from(u64::MAX)) as u64
 }

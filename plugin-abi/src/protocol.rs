@@ -96,6 +96,12 @@ pub mod capability {
     /// usage (and a stream's final [`super::RouteStreamChunk::usage`]) reach
     /// `request.completed`, so access logs, metrics and pricing count it.
     pub const ROUTE_USAGE: &str = "route_usage";
+    /// Since 1.3: a provider that asks for retries
+    /// ([`super::InitializeOutput::provider_retries`],
+    /// [`super::ProviderPrepareOutput::retry`]) is asked to prepare again, with
+    /// a [`super::ProviderAttempt`], when an attempt fails before anything
+    /// reached the client: failover across accounts.
+    pub const PROVIDER_RETRIES: &str = "provider_retries";
 }
 
 /// Binds an operation's name to the types of its metadata, in one place, so
@@ -406,6 +412,12 @@ pub struct InitializeOutput {
     /// serves under its config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub configured_endpoints: Option<crate::manifest::ConfiguredEndpoints>,
+    /// Since 1.3, for a provider: its `provider.prepare` answers may ask for
+    /// retries ([`ProviderPrepareOutput::retry`]). Only then does the host keep
+    /// the client's body for a second `provider.prepare`, so a provider
+    /// without retries pays nothing for them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub provider_retries: bool,
 }
 
 /// Output of [`op::HEALTH`].
@@ -632,6 +644,51 @@ pub struct ProviderPrepareInput {
     /// The client's request head. It carries the client's own credentials:
     /// never forward them upstream.
     pub request: RequestHead,
+    /// Since 1.3: set when this call prepares a retry, because the previous
+    /// attempt failed before anything reached the client (see
+    /// [`ProviderPrepareOutput::retry`]); `None` on a first attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<ProviderAttempt>,
+}
+
+/// Since 1.3: why `provider.prepare` is called again for the same client
+/// request: what became of the previous attempt.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+pub struct ProviderAttempt {
+    /// This attempt's number: 2 for the first retry.
+    pub number: u32,
+    /// The status the previous attempt's upstream answered; 0 when it did
+    /// not answer (unreachable, or no head in time).
+    pub previous_status: u16,
+    /// The account the previous attempt used
+    /// ([`ProviderPrepareOutput::account`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_account: Option<String>,
+    /// The previous answer's `Retry-After`, in milliseconds (seconds or an
+    /// HTTP date, read by the host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+}
+
+/// Since 1.3: a provider's request for retries, with one prepared request.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Upstream requests in all for this client request, this one included.
+    /// The host stops earlier at its own limit and when an answer has begun
+    /// to reach the client.
+    pub max_attempts: u32,
+}
+
+/// Since 1.3: a provider's answer that there is nothing (left) to send: every
+/// account is cooling down or disabled.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+pub struct ProviderExhausted {
+    /// What the client reads when nothing was sent yet (on a retry the
+    /// client gets the previous attempt's answer instead).
+    pub message: String,
+    /// When to try again, in milliseconds: the client's `Retry-After`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 /// Output of [`op::PROVIDER_PREPARE`]; the upstream body travels as the message body.
@@ -655,4 +712,27 @@ pub struct ProviderPrepareOutput {
     /// chunk) after this many milliseconds; 0: the host's `http.read_timeout_seconds`.
     #[serde(default)]
     pub timeout_ms: u64,
+    /// Since 1.3: the account (credential) this request uses, by a label that
+    /// is no secret: told back in [`ProviderAttempt::previous_account`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// Since 1.3: ask the host to call `provider.prepare` again (with a
+    /// [`ProviderAttempt`]) when this attempt fails retryably (429, 401, 403,
+    /// 408, 5xx, 529, or no answer) before anything reached the client. Needs
+    /// [`InitializeOutput::provider_retries`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+    /// Since 1.3: wait this long before sending (a `Retry-After` honoured),
+    /// bounded by the host.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub delay_ms: u64,
+    /// Since 1.3: send nothing; there is no account to send with. On a first
+    /// attempt the client gets a 429 with `Retry-After`; on a retry, the
+    /// previous attempt's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exhausted: Option<ProviderExhausted>,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }

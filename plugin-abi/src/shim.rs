@@ -145,17 +145,19 @@ impl<P: Plugin> Instance<P> {
                 Box::pin(async move {
                     let plugin = P::init(ctx, config).await.map_err(PluginError::into_abi)?;
                     let configured = plugin.configured_endpoints();
+                    let provider_retries = plugin.provider_retries();
                     if slot.set(Arc::new(plugin)).is_err() {
                         return Err(AbiError::new(
                             ErrorCode::Invalid,
                             "plugin was initialised twice",
                         ));
                     }
-                    if configured.is_empty() {
+                    if configured.is_empty() && !provider_retries {
                         return Ok(Message::default());
                     }
                     let output = protocol::InitializeOutput {
-                        configured_endpoints: Some(configured),
+                        configured_endpoints: (!configured.is_empty()).then_some(configured),
+                        provider_retries,
                     };
                     encode(&Some(output), Vec::new())
                 })
@@ -408,6 +410,7 @@ impl<P: Plugin> Instance<P> {
                     encode(
                         &protocol::ProviderPrepareOutput {
                             method: upstream.method,
+                    attempt: prepare.attempt,
                             url: upstream.url,
                             headers: upstream.headers.0,
                             stream: upstream.stream,
@@ -424,6 +427,10 @@ impl<P: Plugin> Instance<P> {
                 let plugin = self.initialized()?;
                 let convert: protocol::FormatConvertInput = decode(&input)?;
                 let kind = ConversionKind::from_name(&convert.kind).ok_or_else(|| {
+                            account: upstream.account,
+                            retry: upstream.retry,
+                            delay_ms: upstream.delay.map_or(0, crate::plugin::duration_ms),
+                            exhausted: upstream.exhausted,
                     AbiError::new(
                         ErrorCode::Unsupported,
                         format!(

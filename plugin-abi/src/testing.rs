@@ -482,6 +482,7 @@ impl MockHost {
             object,
             manifest,
             configured: ConfiguredEndpoints::default(),
+            provider_retries: false,
             host: self.clone(),
             _temporary_data_dir: temporary_data_dir,
             task_runs: Mutex::default(),
@@ -496,8 +497,11 @@ impl MockHost {
         };
         let (output, _): (Option<protocol::InitializeOutput>, _) =
             plugin.call(op::INITIALIZE, &init, Vec::new())?;
-        if let Some(served) = output.and_then(|output| output.configured_endpoints) {
-            plugin.configured = served;
+        if let Some(output) = output {
+            plugin.provider_retries = output.provider_retries;
+            if let Some(served) = output.configured_endpoints {
+                plugin.configured = served;
+            }
         }
         Ok(plugin)
     }
@@ -754,6 +758,7 @@ pub struct TestPlugin {
     object: PluginBox,
     manifest: Manifest,
     configured: ConfiguredEndpoints,
+    provider_retries: bool,
     host: MockHost,
     /// The data dir the mock host made, removed when dropped.
     _temporary_data_dir: Option<tempfile::TempDir>,
@@ -821,6 +826,12 @@ impl TestPlugin {
     /// ```
     pub fn configured_endpoints(&self) -> &ConfiguredEndpoints {
         &self.configured
+    }
+
+    /// Whether the provider answered `plugin.initialize` saying it may ask
+    /// for retries ([`Plugin::provider_retries`](crate::Plugin::provider_retries), plugin API 1.3).
+    pub fn provider_retries(&self) -> bool {
+        self.provider_retries
     }
 
     /// The host the plugin runs on.
@@ -1341,6 +1352,7 @@ impl TestPlugin {
     ///         query: String::new(),
     ///         body: b"{}".to_vec(),
     ///         request_id: "r1".into(),
+    ///         attempt: None,
     ///     })
     ///     .unwrap();
     /// assert_eq!(upstream.url, "https://api.example.test/v1/messages");
@@ -1383,6 +1395,7 @@ impl TestPlugin {
                 headers: req.headers.0,
                 request_id: req.request_id,
             },
+            attempt: req.attempt,
         };
         let (output, body) = self.call::<_, protocol::ProviderPrepareOutput>(
             op::PROVIDER_PREPARE,
@@ -1397,6 +1410,10 @@ impl TestPlugin {
             stream: output.stream,
             model_alias: output.model_alias,
             timeout: (output.timeout_ms > 0).then(|| Duration::from_millis(output.timeout_ms)),
+            account: output.account,
+            retry: output.retry,
+            delay: (output.delay_ms > 0).then(|| Duration::from_millis(output.delay_ms)),
+            exhausted: output.exhausted,
         })
     }
 
@@ -2742,6 +2759,7 @@ mod tests {
                 query: String::new(),
                 body: Vec::new(),
                 request_id: "r1".into(),
+                attempt: None,
             })
             .unwrap_err();
         assert_eq!(error.kind(), ErrorKind::NotFound);

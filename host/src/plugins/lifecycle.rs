@@ -117,6 +117,7 @@ pub async fn initialize_reusing(
                 capability::FORMAT_ADAPTERS,
                 capability::CONFIGURED_ENDPOINTS,
                 capability::ROUTE_USAGE,
+                capability::PROVIDER_RETRIES,
             ]
             .map(str::to_owned)
             .to_vec(),
@@ -131,6 +132,7 @@ pub async fn initialize_reusing(
             initialized: Default::default(),
             config: input.config.clone(),
             configured: Default::default(),
+            provider_retries: Default::default(),
         });
         // Registered before initialisation so the plugin's own service calls
         // during `init` resolve, but services only once it is up.
@@ -176,7 +178,13 @@ pub async fn initialize_reusing(
 /// answering them is reported and ignored, so a manifest stays the whole
 /// truth for every other plugin.
 fn accept_configured_endpoints(plugin: &ActivePlugin, output: Option<InitializeOutput>) {
-    let Some(served) = output.and_then(|output| output.configured_endpoints) else {
+    let Some(output) = output else {
+        return;
+    };
+    if output.provider_retries && plugin.manifest.provider.is_some() {
+        plugin.provider_retries.store(true, Ordering::Relaxed);
+    }
+    let Some(served) = output.configured_endpoints else {
         return;
     };
     let name = &plugin.manifest.name;

@@ -99,6 +99,10 @@ pub struct ActivePlugin {
     /// What a provider declared with `Manifest::configured_provider` serves
     /// under its config, as it answered `plugin.initialize` (plugin API 1.3).
     pub configured: OnceLock<ConfiguredEndpoints>,
+    /// A provider that said at `plugin.initialize` its `provider.prepare`
+    /// may ask for retries (plugin API 1.3): only for it does the provider
+    /// path keep the client's body for a second preparation.
+    pub provider_retries: AtomicBool,
 }
 
 impl ActivePlugin {

@@ -7,6 +7,7 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | [`accounts`] | several accounts of one provider: picked by priority or in turn, rested on 429/529 (for `Retry-After`) and 401/403, disabled after repeated refusals, shown masked in health |
 //! | [`mapping`] | model mapping rules (`exact`, `prefix`, `suffix`, `regex`), first match wins, with the client's model written back as the alias |
 //! | [`secret_file`] | a JSON credentials file written atomically with mode 0600 and read again whenever it changes on disk |
 //! | [`single_flight`] | a token refreshed once for any number of concurrent callers, with a back-off after a failed refresh |
@@ -24,6 +25,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod accounts;
 #[cfg(feature = "cli_detect")]
 pub mod cli_detect;
 pub mod json;

@@ -35,6 +35,8 @@ pub struct ProxyError {
     origin: Origin,
     status: StatusCode,
     message: String,
+    /// Seconds for the answer's `Retry-After`, when the client should wait.
+    retry_after_secs: Option<u64>,
 }
 
 impl ProxyError {
@@ -44,7 +46,14 @@ impl ProxyError {
             origin,
             status,
             message: message.into(),
+            retry_after_secs: None,
         }
+    }
+
+    /// The same error, telling the client to retry after `seconds`.
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after_secs = Some(seconds);
+        self
     }
 
     /// The client's fault.
@@ -90,6 +99,11 @@ impl ProxyError {
         let kind = convert::ErrorKind::from_status(self.status.as_u16());
         let body = convert::error_body(format, self.status.as_u16(), kind, &self.message);
         let mut response = json_response(self.status, body);
+        if let Some(seconds) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         ProviderOutcome::of_mut(&mut response).failure = Some(self.message);
         response
     }
@@ -133,6 +147,7 @@ mod tests {
             Some("provider p: upstream gone")
         );
         assert!(outcome.answer.is_none() && outcome.upstream_time.is_none());
+        assert!(response.headers().get(header::RETRY_AFTER).is_none());
         let body = response.into_body().collect().await.unwrap().to_bytes();
         let expected = convert::error_body(
             Format::OpenAiChat,
@@ -141,5 +156,14 @@ mod tests {
             "provider p: upstream gone",
         );
         assert_eq!(&body[..], &expected[..]);
+    }
+
+    #[test]
+    fn retry_after_becomes_the_header() {
+        let response = ProxyError::client(StatusCode::TOO_MANY_REQUESTS, "all cooling")
+            .with_retry_after(42)
+            .into_response(Format::AnthropicMessages);
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "42");
     }
 }

@@ -38,7 +38,10 @@ use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use ccproxy_formats::{Format, convert};
-use ccproxy_plugin_abi::{HookBody, HookEvent, protocol::RequestHead};
+use ccproxy_plugin_abi::{
+    HookBody, HookEvent,
+    protocol::{ProviderAttempt, RequestHead},
+};
 use http::{HeaderName, HeaderValue, Response, header};
 use serde::Serialize;
 
@@ -304,6 +307,165 @@ pub async fn handle(
     response
 }
 
+/// Upstream requests for one client request at most, whatever a plugin asks
+/// (plugin API 1.3 retries): a bound on the work one request can cause.
+const MAX_ATTEMPTS: u32 = 8;
+
+/// The attempt whose answer the client gets.
+struct Attempted {
+    request: prepare::UpstreamRequest,
+    alias: Option<String>,
+    sent: Sent,
+}
+
+/// Steps 2 to 5, repeated while the provider asks for retries (plugin API
+/// 1.3, accounts with failover): each attempt is prepared by the plugin,
+/// told what became of the previous one, and sent. A retry happens only on a
+/// retryable answer (429, 401, 403, 408, 5xx, 529) or none at all, and only
+/// before anything reached the client, since the answer's head is still
+/// here. A provider that never asks pays nothing: no kept body, no extra
+/// call, no allocation.
+async fn attempts(
+    app: &App,
+    plugin: &Arc<ActivePlugin>,
+    route: &ProviderRoute,
+    head: &ClientRequest<'_>,
+    body: Bytes,
+    stream: bool,
+    model: Option<&str>,
+) -> Result<Attempted, ProxyError> {
+    let name = &plugin.manifest.name;
+    // The client's body, kept for a second preparation (a shared `Bytes`,
+    // not copied) only for a provider that said it may retry.
+    let kept = plugin
+        .provider_retries
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .then(|| body.clone());
+    let mut body = Some(body);
+    let mut attempt: Option<ProviderAttempt> = None;
+    // The last failed attempt, answered if the plugin has nothing left.
+    let mut failed: Option<Result<Attempted, ProxyError>> = None;
+    loop {
+        let Some(client_body) = body.take().or_else(|| kept.clone()) else {
+            break;
+        };
+        let native_body = prepare::to_native(route, client_body)?;
+        let prepared = prepare::prepare(
+            app,
+            plugin,
+            route,
+            head,
+            native_body,
+            (stream, model),
+            attempt.as_ref(),
+        )
+        .await;
+        let prepared = match prepared {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                let Some(failed) = failed else {
+                    return Err(error);
+                };
+                // A retry the plugin cannot prepare leaves the client the
+                // previous attempt's answer, which says more than the
+                // plugin's failure (logged and counted by the plugin handle).
+                tracing::warn!(provider = %name, error = %error, "provider failed to prepare a retry; answering the previous attempt");
+                return failed;
+            }
+        };
+        if let Some(exhausted) = prepared.plan.exhausted {
+            // On a retry: nothing left to try, the previous answer stands.
+            if let Some(failed) = failed {
+                return failed;
+            }
+            let seconds = exhausted.retry_after_ms.map(|ms| ms.div_ceil(1000));
+            let error = ProxyError::upstream(
+                http::StatusCode::TOO_MANY_REQUESTS,
+                format!("provider {}: {}", route.who(name), exhausted.message),
+            );
+            return Err(match seconds {
+                Some(seconds) => error.with_retry_after(seconds),
+                None => error,
+            });
+        }
+        let Prepared {
+            request,
+            body: upstream_body,
+            alias,
+            plan,
+        } = prepare::run_prepared_hooks(app, head, (name, route.native), prepared).await;
+        let number = attempt.as_ref().map_or(1, |attempt| attempt.number);
+        if let Some(delay) = plan.delay {
+            // A `Retry-After` honoured, never past the request's own limit.
+            tokio::time::sleep(delay.min(app.shared.config.server.request_timeout())).await;
+        }
+        let sent = send::send(
+            app,
+            (name, route.who(name)),
+            head.request_id,
+            &request,
+            upstream_body,
+            stream,
+        )
+        .await;
+        let may_retry = kept.is_some() && number < plan.max_attempts.min(MAX_ATTEMPTS);
+        let (status, retry_after, outcome) = match sent {
+            Ok(sent) => {
+                let status = sent.upstream.status;
+                let retry_after = retry_after_ms(&sent.upstream.headers);
+                let outcome = Ok(Attempted {
+                    request,
+                    alias,
+                    sent,
+                });
+                (status, retry_after, outcome)
+            }
+            // No answer at all: worth another account or upstream; a request
+            // the plugin prepared badly is not.
+            Err(error) if error.origin() == Origin::Upstream => (0, None, Err(error)),
+            Err(error) => return Err(error),
+        };
+        if !may_retry || !retryable(status) {
+            return outcome;
+        }
+        tracing::debug!(provider = %name, account = plan.account.as_deref().unwrap_or("-"), status, attempt = number, "attempt failed before the client saw anything; asking the provider to prepare another");
+        // The held answer's body is dropped unread when a retry is sent.
+        failed = Some(outcome);
+        attempt = Some(ProviderAttempt {
+            number: number + 1,
+            previous_status: status,
+            previous_account: plan.account,
+            retry_after_ms: retry_after,
+        });
+    }
+    failed.unwrap_or_else(|| {
+        Err(ProxyError::internal(
+            http::StatusCode::INTERNAL_SERVER_ERROR,
+            "provider retry without a kept body",
+        ))
+    })
+}
+
+/// Statuses another attempt may fix: rate limits and overload (429, 529),
+/// a credential refused (401, 403), and the upstream's own failures.
+fn retryable(status: u16) -> bool {
+    matches!(status, 0 | 401 | 403 | 408 | 429 | 500..=599)
+}
+
+/// The `Retry-After` of an answer in milliseconds: seconds, or an HTTP date
+/// (RFC 9110 section 10.2.3).
+fn retry_after_ms(headers: &http::HeaderMap) -> Option<u64> {
+    let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(seconds.saturating_mul(1000));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    let wait = at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    Some(wait.as_millis().min(u128::from(u64::MAX)) as u64)
+}
+
 /// A success answered with a web page or plain text (a captive portal, a
 /// gateway's login page, a server that is not the API) is no API answer:
 /// a 502 naming the provider, never the page passed off as one.
@@ -343,40 +505,20 @@ async fn answer(
         return bypass::bypass(route, stream, model.as_deref().unwrap_or("bypass"));
     }
 
-    let native_body = prepare::to_native(route, body)?;
     let name = &plugin.manifest.name;
-    let prepared = prepare::prepare(
-        app,
-        plugin,
-        route,
-        head,
-        native_body,
-        stream,
-        model.as_deref(),
-    )
-    .await?;
-    let Prepared {
-        request,
-        body,
-        alias,
-    } = prepare::run_prepared_hooks(app, head, (name, route.native), prepared).await;
-
     let request_id = head.request_id;
+    let Attempted {
+        request,
+        alias,
+        sent,
+    } = attempts(app, plugin, route, head, body, stream, model.as_deref()).await?;
     let Sent {
         upstream,
         is_sse,
         received_later,
         upstream_time,
         passed,
-    } = send::send(
-        app,
-        (name, route.who(name)),
-        request_id,
-        &request,
-        body,
-        stream,
-    )
-    .await?;
+    } = sent;
     // From here on every answer, failures included, reports the upstream's
     // time and passes its rate-limit headers.
     facts.upstream_time = Some(upstream_time);
@@ -420,5 +562,42 @@ async fn answer(
         complete::accumulate_response(answering, upstream).await
     } else {
         complete::complete_response(answering, upstream).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn retryable_statuses_are_rate_limits_refusals_and_upstream_failures() {
+        for status in [0, 401, 403, 408, 429, 500, 502, 503, 504, 529] {
+            assert!(retryable(status), "{status}");
+        }
+        for status in [200, 201, 400, 404, 413, 422] {
+            assert!(!retryable(status), "{status}");
+        }
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(retry_after_ms(&headers), None);
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(retry_after_ms(&headers), Some(7000));
+        let later = std::time::SystemTime::now() + Duration::from_secs(120);
+        let date = httpdate::fmt_http_date(later);
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_str(&date).unwrap());
+        let ms = retry_after_ms(&headers).unwrap();
+        assert!((118_000..=120_000).contains(&ms), "{ms}");
+        headers.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after_ms(&headers), Some(0), "a date past is now");
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after_ms(&headers), None);
     }
 }

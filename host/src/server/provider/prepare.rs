@@ -7,7 +7,7 @@ use std::time::Duration;
 use ccproxy_formats::{Format, convert};
 use ccproxy_plugin_abi::{
     HookEvent,
-    protocol::{ProviderPrepareOutput, ops},
+    protocol::{ProviderAttempt, ProviderExhausted, ProviderPrepareOutput, ops},
 };
 use http::StatusCode;
 use serde::Serialize;
@@ -39,6 +39,22 @@ pub(super) struct Prepared {
     /// mapped needs it; otherwise the upstream already reports the id the
     /// client asked for.
     pub(super) alias: Option<String>,
+    /// What the plugin said about retrying this request (plugin API 1.3).
+    pub(super) plan: AttemptPlan,
+}
+
+/// What a provider said about one attempt (plugin API 1.3): all empty for a
+/// provider without accounts.
+#[derive(Default)]
+pub(super) struct AttemptPlan {
+    /// The account the request uses, a label that is no secret.
+    pub(super) account: Option<String>,
+    /// Upstream requests in all the plugin allows; 0: no retry.
+    pub(super) max_attempts: u32,
+    /// Wait this long before sending.
+    pub(super) delay: Option<Duration>,
+    /// Nothing to send.
+    pub(super) exhausted: Option<ProviderExhausted>,
 }
 
 /// Step 2: the client's body in the provider's native format (400 when it
@@ -66,8 +82,8 @@ pub(super) async fn prepare(
     route: &ProviderRoute,
     head: &ClientRequest<'_>,
     native_body: Vec<u8>,
-    stream: bool,
-    model: Option<&str>,
+    (stream, model): (bool, Option<&str>),
+    attempt: Option<&ProviderAttempt>,
 ) -> Result<Prepared, ProxyError> {
     let name = &plugin.manifest.name;
     let who = route.who(name);
@@ -78,6 +94,7 @@ pub(super) async fn prepare(
         stream,
         model,
         request: head,
+        attempt,
     };
     let prepared = plugin
         .handle
@@ -108,6 +125,10 @@ pub(super) async fn prepare(
         stream: upstream_streams,
         model_alias: alias,
         timeout_ms,
+        account,
+        retry,
+        delay_ms,
+        exhausted,
     } = prepared.meta;
     Ok(Prepared {
         request: UpstreamRequest {
@@ -119,6 +140,12 @@ pub(super) async fn prepare(
         },
         body: prepared.body,
         alias,
+        plan: AttemptPlan {
+            account,
+            max_attempts: retry.map_or(0, |policy| policy.max_attempts),
+            delay: (delay_ms > 0).then(|| Duration::from_millis(delay_ms)),
+            exhausted,
+        },
     })
 }
 
@@ -145,6 +172,7 @@ pub(super) async fn run_prepared_hooks(
             },
         body,
         alias,
+        plan,
     } = prepared;
     // Hooks see credentials masked, like every other event; a masked value
     // that comes back unchanged is the original secret again.
@@ -183,6 +211,7 @@ pub(super) async fn run_prepared_hooks(
         },
         body,
         alias,
+        plan,
     }
 }
 
@@ -217,6 +246,8 @@ struct PrepareInput<'a> {
     stream: bool,
     model: Option<&'a str>,
     request: &'a ClientRequest<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempt: Option<&'a ProviderAttempt>,
 }
 
 impl ccproxy_plugin_abi::protocol::InputOf<ops::ProviderPrepare> for PrepareInput<'_> {}
@@ -274,6 +305,7 @@ mod tests {
                 stream: true,
                 model: model.map(str::to_owned),
                 request: head.clone(),
+                attempt: None,
             };
             for request in [&from_map, &from_head] {
                 let borrowed = PrepareInput {
@@ -283,6 +315,7 @@ mod tests {
                     stream: true,
                     model,
                     request,
+                    attempt: None,
                 };
                 assert_eq!(
                     serde_json::to_string(&borrowed).unwrap(),
