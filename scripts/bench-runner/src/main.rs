@@ -24,6 +24,7 @@
 
 mod bodies;
 mod forwarder;
+mod idle;
 mod instructions;
 mod load;
 mod probe;
@@ -106,6 +107,19 @@ enum Commands {
     /// Mixed traffic with upstream faults and client hang-ups for a bounded
     /// time; checks the proxy neither crashes, hangs nor grows (`scripts/soak`).
     Soak(soak::SoakArgs),
+    /// Holds many idle streams open through the proxy and measures its RSS
+    /// and `/health` latency meanwhile (`scripts/idle-streams`, issue 15).
+    IdleStreams(idle::IdleArgs),
+    /// Serves the idle upstream: a stream's head and first event, the rest
+    /// after the hold (used by `idle-streams`).
+    IdleUpstream {
+        /// Port on 127.0.0.1; 0 picks a free one.
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Seconds a held stream waits after its first event.
+        #[arg(long, default_value_t = 150)]
+        hold_seconds: u64,
+    },
     /// Serves the bare forwarder, the floor of a hyper proxy (used by `run`).
     Forwarder {
         /// Port on 127.0.0.1; 0 picks a free one.
@@ -200,6 +214,23 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Commands::IdleStreams(args) => match idle::run(&args) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(2),
+            Err(message) => {
+                eprintln!("ccproxy-bench idle-streams: {message}");
+                ExitCode::FAILURE
+            }
+        },
+        Commands::IdleUpstream { port, hold_seconds } => {
+            match idle::serve_upstream(port, Duration::from_secs(hold_seconds)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(message) => {
+                    eprintln!("ccproxy-bench idle-upstream: {message}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Commands::Soak(args) => match soak::run(&args) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(2),
