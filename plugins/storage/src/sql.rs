@@ -14,7 +14,11 @@
 //! at the very edges ([`plan`]), so it answers in time that grows with the
 //! hours of its window, not the requests in it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt::Write as _,
+    sync::LazyLock,
+};
 
 use ccproxy_plugin_abi::{Value, json};
 use ccproxy_plugin_kit::logs::{
@@ -124,17 +128,24 @@ impl Sql {
     /// Appends a placeholder bound to `value`.
     pub(crate) fn param(&mut self, value: SqlValue) -> &mut Self {
         self.params.push(value);
-        let n = self.params.len();
-        match self.dialect {
-            Dialect::Sqlite => self.text.push_str(&format!("?{n}")),
-            Dialect::Postgres => self.text.push_str(&format!("${n}")),
-        }
+        push_placeholder(&mut self.text, self.dialect, self.params.len());
         self
     }
 
     fn int(&mut self, value: i64) -> &mut Self {
         self.param(SqlValue::Int(Some(value)))
     }
+}
+
+/// Appends placeholder number `n` (`?n` or `$n`), written in place: no
+/// string of its own per parameter.
+fn push_placeholder(text: &mut String, dialect: Dialect, n: usize) {
+    let sigil = match dialect {
+        Dialect::Sqlite => '?',
+        Dialect::Postgres => '$',
+    };
+    // Writing to a String cannot fail.
+    let _ = write!(text, "{sigil}{n}");
 }
 
 /// The columns of `access_logs`, in [`row_values`] order.
@@ -430,8 +441,6 @@ impl Totals {
     }
 }
 
-type RollupKey = (i64, String, String, String, i64, i64);
-
 /// Writes `rows` and adds them to the rollup, in one transaction.
 pub(crate) fn insert(db: &mut dyn Db, rows: &[LogRow]) -> Result<(), String> {
     if rows.is_empty() {
@@ -451,41 +460,45 @@ pub(crate) fn insert(db: &mut dyn Db, rows: &[LogRow]) -> Result<(), String> {
 fn insert_in_transaction(db: &mut dyn Db, rows: &[LogRow]) -> Result<(), String> {
     db.insert_rows(rows)?;
     let dialect = db.dialect();
-    for (table, period) in ROLLUPS {
-        upsert_rollup(db, dialect, table, period, rows)?;
+    for table in 0..ROLLUPS.len() {
+        upsert_rollup(db, dialect, table, rows)?;
     }
     Ok(())
 }
 
-/// `INSERT INTO access_logs` of one row, for engines that prepare it once.
-pub(crate) fn single_row_insert(dialect: Dialect) -> String {
-    let mut sql = Sql::new(
-        dialect,
-        &format!(
-            "INSERT INTO access_logs ({}) VALUES (",
-            ROW_COLUMNS.join(", ")
-        ),
-    );
-    for (index, value) in row_values(&LogRow::default()).into_iter().enumerate() {
-        if index > 0 {
-            sql.push(", ");
-        }
-        sql.param(value);
-    }
-    sql.push(")");
-    sql.text
+/// `INSERT INTO access_logs` of one row, for engines that prepare it once:
+/// built once per engine (the statement cache finds it by its text, so each
+/// batch used to build the same 500 bytes again).
+pub(crate) fn single_row_insert(dialect: Dialect) -> &'static str {
+    static TEXTS: LazyLock<[String; 2]> = LazyLock::new(|| {
+        [Dialect::Sqlite, Dialect::Postgres].map(|dialect| {
+            let mut text = format!(
+                "INSERT INTO access_logs ({}) VALUES (",
+                ROW_COLUMNS.join(", ")
+            );
+            for n in 1..=ROW_COLUMNS.len() {
+                if n > 1 {
+                    text.push_str(", ");
+                }
+                push_placeholder(&mut text, dialect, n);
+            }
+            text.push(')');
+            text
+        })
+    });
+    &TEXTS[dialect as usize]
 }
 
 fn insert_rows_in_chunks<D: Db + ?Sized>(db: &mut D, rows: &[LogRow]) -> Result<(), String> {
+    static PREFIX: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "INSERT INTO access_logs ({}) VALUES ",
+            ROW_COLUMNS.join(", ")
+        )
+    });
     let dialect = db.dialect();
     for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let mut sql = Sql::new(
-            dialect,
-            &format!(
-                "INSERT INTO access_logs ({}) VALUES ",
-                ROW_COLUMNS.join(", ")
-            ),
-        );
+        let mut sql = Sql::new(dialect, &PREFIX);
         for (index, row) in chunk.iter().enumerate() {
             sql.push(if index == 0 { "(" } else { ", (" });
             for (column, value) in row_values(row).into_iter().enumerate() {
@@ -501,26 +514,19 @@ fn insert_rows_in_chunks<D: Db + ?Sized>(db: &mut D, rows: &[LogRow]) -> Result<
     Ok(())
 }
 
-/// Adds `rows` to rollup `table` of `period`.
-fn upsert_rollup(
-    db: &mut dyn Db,
-    dialect: Dialect,
-    table: &str,
-    period: i64,
-    rows: &[LogRow],
-) -> Result<(), String> {
-    let mut periods: BTreeMap<RollupKey, Totals> = BTreeMap::new();
-    for row in rows {
-        let key = (
-            floor_to(row.timestamp_ms, period),
-            row.model.clone().unwrap_or_default(),
-            row.provider.clone().unwrap_or_default(),
-            row.service_type.clone().unwrap_or_default(),
-            row.status_code,
-            i64::from(row.streaming),
-        );
-        periods.entry(key).or_default().add_row(row);
-    }
+/// The additive upsert of one key into rollup `table` (an index of
+/// [`ROLLUPS`]): the same text for every key and batch, so it is built once
+/// per engine and table (61 columns: building it per batch cost more than
+/// the batch's own inserts) and SQLite prepares it once.
+fn rollup_upsert(dialect: Dialect, table: usize) -> &'static str {
+    static TEXTS: LazyLock<[[String; ROLLUPS.len()]; 2]> = LazyLock::new(|| {
+        [Dialect::Sqlite, Dialect::Postgres]
+            .map(|dialect| ROLLUPS.map(|(table, _)| rollup_upsert_text(dialect, table)))
+    });
+    &TEXTS[dialect as usize][table]
+}
+
+fn rollup_upsert_text(dialect: Dialect, table: &str) -> String {
     let value_columns: Vec<String> = KEY_COLUMNS
         .iter()
         .chain(SUM_COLUMNS.iter())
@@ -533,44 +539,78 @@ fn upsert_rollup(
         .chain(histogram_columns())
         .map(|column| format!("{column} = {table}.{column} + excluded.{column}"))
         .collect();
-    // One key per statement: the same text every time, so SQLite prepares
-    // it once, and a key is never upserted twice in one statement (which
-    // PostgreSQL refuses).
-    for ((start, model, provider, service_type, status, streaming), totals) in &periods {
-        let mut sql = Sql::new(
-            dialect,
-            &format!(
-                "INSERT INTO {table} ({}) VALUES (",
-                value_columns.join(", ")
-            ),
+    let mut text = format!(
+        "INSERT INTO {table} ({}) VALUES (",
+        value_columns.join(", ")
+    );
+    for n in 1..=value_columns.len() {
+        if n > 1 {
+            text.push_str(", ");
+        }
+        push_placeholder(&mut text, dialect, n);
+    }
+    let _ = write!(
+        text,
+        ") ON CONFLICT ({}) DO UPDATE SET {}",
+        KEY_COLUMNS.join(", "),
+        updates.join(", ")
+    );
+    text
+}
+
+/// A rollup row's key, borrowing the rows' strings: period start, model,
+/// provider, service type, status, streaming.
+type RollupKey<'a> = (i64, &'a str, &'a str, &'a str, i64, i64);
+
+/// Adds `rows` to rollup `table` (an index of [`ROLLUPS`]).
+fn upsert_rollup(
+    db: &mut dyn Db,
+    dialect: Dialect,
+    table: usize,
+    rows: &[LogRow],
+) -> Result<(), String> {
+    let period = ROLLUPS[table].1;
+    let mut periods: BTreeMap<RollupKey<'_>, Totals> = BTreeMap::new();
+    for row in rows {
+        let key = (
+            floor_to(row.timestamp_ms, period),
+            row.model.as_deref().unwrap_or_default(),
+            row.provider.as_deref().unwrap_or_default(),
+            row.service_type.as_deref().unwrap_or_default(),
+            row.status_code,
+            i64::from(row.streaming),
         );
-        sql.int(*start);
-        for text in [model, provider, service_type] {
-            sql.push(", ").param(SqlValue::Text(Some(text.clone())));
-        }
-        sql.push(", ").int(*status);
-        sql.push(", ").int(*streaming);
-        for count in [
-            totals.requests,
-            totals.tokens_input,
-            totals.tokens_output,
-            totals.cache_read_tokens,
-            totals.cache_write_tokens,
-        ] {
-            sql.push(", ").int(count);
-        }
-        sql.push(", ").param(SqlValue::Real(Some(totals.cost_usd)));
-        sql.push(", ")
-            .param(SqlValue::Real(Some(totals.duration_ms_sum)));
-        for count in &totals.histogram {
-            sql.push(", ").int(*count);
-        }
-        sql.push(&format!(
-            ") ON CONFLICT ({}) DO UPDATE SET {}",
-            KEY_COLUMNS.join(", "),
-            updates.join(", ")
-        ));
-        db.execute(&sql.text, &sql.params)?;
+        periods.entry(key).or_default().add_row(row);
+    }
+    let sql = rollup_upsert(dialect, table);
+    let text = |value: &str| SqlValue::Text(Some(value.to_owned()));
+    // One key per statement: a key is never upserted twice in one statement
+    // (which PostgreSQL refuses).
+    let mut params = Vec::with_capacity(KEY_COLUMNS.len() + SUM_COLUMNS.len() + histogram::BUCKETS);
+    for ((start, model, provider, service_type, status, streaming), totals) in &periods {
+        params.clear();
+        params.extend([
+            SqlValue::Int(Some(*start)),
+            text(model),
+            text(provider),
+            text(service_type),
+            SqlValue::Int(Some(*status)),
+            SqlValue::Int(Some(*streaming)),
+            SqlValue::Int(Some(totals.requests)),
+            SqlValue::Int(Some(totals.tokens_input)),
+            SqlValue::Int(Some(totals.tokens_output)),
+            SqlValue::Int(Some(totals.cache_read_tokens)),
+            SqlValue::Int(Some(totals.cache_write_tokens)),
+            SqlValue::Real(Some(totals.cost_usd)),
+            SqlValue::Real(Some(totals.duration_ms_sum)),
+        ]);
+        params.extend(
+            totals
+                .histogram
+                .iter()
+                .map(|count| SqlValue::Int(Some(*count))),
+        );
+        db.execute(sql, &params)?;
     }
     Ok(())
 }

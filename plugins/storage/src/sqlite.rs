@@ -104,7 +104,7 @@ impl Db for Sqlite {
     fn insert_rows(&mut self, rows: &[LogRow]) -> Result<(), String> {
         let mut statement = self
             .connection
-            .prepare_cached(&single_row_insert(Dialect::Sqlite))
+            .prepare_cached(single_row_insert(Dialect::Sqlite))
             .map_err(|error| error.to_string())?;
         for row in rows {
             statement
