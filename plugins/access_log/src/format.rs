@@ -5,7 +5,7 @@
 //! `lib.rs`); a missing key becomes `-` in the text formats and is left out of
 //! JSON lines, as in the original.
 
-use std::{borrow::Cow, fmt::Write as _};
+use std::{borrow::Cow, io::Write as _};
 
 use ccproxy_plugin_abi::{HookCall, HookEvent, PluginError, Value, serde_json};
 use serde::{Deserialize, Serialize};
@@ -110,12 +110,9 @@ struct EventData<'a> {
     error: Option<Value>,
 }
 
-/// A non-empty string field, owned.
-fn text(field: &Option<Cow<'_, str>>) -> Option<String> {
-    field
-        .as_deref()
-        .filter(|value| !value.is_empty())
-        .map(str::to_owned)
+/// A non-empty string field, still borrowed from the call when it can be.
+fn text(field: Option<Cow<'_, str>>) -> Option<Cow<'_, str>> {
+    field.filter(|value| !value.is_empty())
 }
 
 /// The data of `call`, or why it could not be read (the host's event
@@ -125,108 +122,128 @@ fn event_data(call: &HookCall) -> Result<EventData<'_>, PluginError> {
 }
 
 /// A client request that was answered (`request.completed`) or failed
-/// (`request.failed`).
+/// (`request.failed`). Its text borrows from the call's JSON where no escape
+/// forced a copy: a line is written straight into the file's buffer, with
+/// no string of its own per field or per line.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct ClientRecord {
+pub(crate) struct ClientRecord<'a> {
     pub(crate) timestamp_ms: u64,
-    pub(crate) request_id: String,
-    pub(crate) method: String,
-    pub(crate) path: String,
-    pub(crate) query: String,
+    pub(crate) request_id: Cow<'a, str>,
+    pub(crate) method: Cow<'a, str>,
+    pub(crate) path: Cow<'a, str>,
+    pub(crate) query: Cow<'a, str>,
     /// `HTTP/1.1` or `HTTP/2.0`, as the client spoke.
-    pub(crate) http_version: Option<String>,
+    pub(crate) http_version: Option<Cow<'a, str>>,
     pub(crate) status_code: u16,
     pub(crate) duration_ms: f64,
-    pub(crate) client_ip: Option<String>,
-    pub(crate) user_agent: Option<String>,
+    pub(crate) client_ip: Option<Cow<'a, str>>,
+    pub(crate) user_agent: Option<Cow<'a, str>>,
     pub(crate) bytes_sent: u64,
     pub(crate) streaming: bool,
-    pub(crate) provider: Option<String>,
-    pub(crate) model: Option<String>,
+    pub(crate) provider: Option<Cow<'a, str>>,
+    pub(crate) model: Option<Cow<'a, str>>,
     pub(crate) tokens: Option<Tokens>,
     /// The answer's cost, when a pricing hook put it in the data.
     pub(crate) cost_usd: Option<f64>,
     pub(crate) error: Option<String>,
 }
 
-impl ClientRecord {
+impl<'a> ClientRecord<'a> {
     /// Reads a `request.completed` or `request.failed` event.
-    pub(crate) fn from_hook(call: &HookCall) -> Result<Self, PluginError> {
+    pub(crate) fn from_hook(call: &'a HookCall) -> Result<Self, PluginError> {
         let data = event_data(call)?;
         let failed = call.event == HookEvent::RequestFailed;
-        let (url_path, url_query) = split_url(data.url.as_deref().unwrap_or(""));
+        let error = data.error.as_ref().and_then(error_text);
+        // The URL is split only when the host left out the path or the query.
+        let (path, query) = match (text(data.path), data.query) {
+            (Some(path), Some(query)) => (path, query),
+            (path, query) => {
+                let (url_path, url_query) = split_url(data.url.as_deref().unwrap_or(""));
+                (
+                    path.unwrap_or(Cow::Owned(url_path)),
+                    query.unwrap_or(Cow::Owned(url_query)),
+                )
+            }
+        };
         Ok(Self {
             timestamp_ms: call.timestamp_ms,
-            request_id: request_id(call, &data),
-            method: text(&data.method).unwrap_or_default(),
-            http_version: text(&data.http_version),
-            path: text(&data.path).unwrap_or(url_path),
-            query: match &data.query {
-                Some(query) => query.as_ref().to_owned(),
-                None => url_query,
-            },
+            request_id: request_id(call, data.request_id),
+            method: text(data.method).unwrap_or_default(),
+            http_version: text(data.http_version),
+            path,
+            query,
             status_code: data
                 .status_code
                 .or(data.response_status)
                 .and_then(|status| u16::try_from(status).ok())
                 .unwrap_or(if failed { 500 } else { 0 }),
             duration_ms: data.duration_ms.unwrap_or(0.0),
-            client_ip: text(&data.client_ip),
-            user_agent: text(&data.user_agent),
+            client_ip: text(data.client_ip),
+            user_agent: text(data.user_agent),
             bytes_sent: data.bytes_sent.unwrap_or(0),
             streaming: data.streaming.unwrap_or(false),
-            provider: text(&data.provider),
-            model: text(&data.model),
+            provider: text(data.provider),
+            model: text(data.model),
             tokens: Tokens::from_usage(data.usage.as_ref()),
             cost_usd: data.cost_usd,
-            error: data.error.as_ref().and_then(error_text),
+            error,
         })
     }
 
     /// The line in `format`, without its newline.
+    #[cfg(test)]
     pub(crate) fn line(&self, format: ClientFormat) -> String {
+        let mut out = Vec::new();
+        self.write_line(format, &mut out);
+        String::from_utf8(out).expect("lines are UTF-8")
+    }
+
+    /// Appends the line in `format` to `out`, without its newline.
+    pub(crate) fn write_line(&self, format: ClientFormat, out: &mut Vec<u8>) {
         match format {
-            ClientFormat::Common => self.common(),
-            ClientFormat::Combined => self.combined(),
-            ClientFormat::Structured => self.structured(),
+            ClientFormat::Common => self.write_common(out),
+            ClientFormat::Combined => self.write_combined(out),
+            ClientFormat::Structured => self.write_structured(out),
         }
     }
 
     /// `host ident authuser [date] "request" status bytes`, with `-` for a
     /// missing host or zero bytes.
-    fn common(&self) -> String {
-        let target = if self.query.is_empty() {
-            self.path.clone()
+    fn write_common(&self, out: &mut Vec<u8>) {
+        escape_into(out, self.client_ip.as_deref().unwrap_or("-"));
+        out.extend_from_slice(b" - - [");
+        write_clf_time(out, self.timestamp_ms);
+        out.extend_from_slice(b"] \"");
+        escape_into(out, or_dash(&self.method));
+        out.push(b' ');
+        // `path?query`: `?` needs no escape, so each half is escaped alone.
+        if self.query.is_empty() {
+            escape_into(out, or_dash(&self.path));
         } else {
-            format!("{}?{}", self.path, self.query)
-        };
-        let bytes = if self.bytes_sent > 0 {
-            self.bytes_sent.to_string()
+            escape_into(out, &self.path);
+            out.push(b'?');
+            escape_into(out, &self.query);
+        }
+        out.push(b' ');
+        escape_into(out, self.http_version.as_deref().unwrap_or("HTTP/1.1"));
+        // Writing to a Vec cannot fail.
+        let _ = write!(out, "\" {} ", self.status_code);
+        if self.bytes_sent > 0 {
+            let _ = write!(out, "{}", self.bytes_sent);
         } else {
-            "-".to_owned()
-        };
-        format!(
-            "{} - - [{}] \"{} {} {}\" {} {}",
-            escape(self.client_ip.as_deref().unwrap_or("-")),
-            clf_time(self.timestamp_ms),
-            escape(or_dash(&self.method)),
-            escape(or_dash(&target)),
-            escape(self.http_version.as_deref().unwrap_or("HTTP/1.1")),
-            self.status_code,
-            bytes
-        )
+            out.push(b'-');
+        }
     }
 
     /// Common plus `"referer" "user agent"`; API clients send no referer.
-    fn combined(&self) -> String {
-        format!(
-            "{} \"-\" \"{}\"",
-            self.common(),
-            escape(self.user_agent.as_deref().unwrap_or("-"))
-        )
+    fn write_combined(&self, out: &mut Vec<u8>) {
+        self.write_common(out);
+        out.extend_from_slice(b" \"-\" \"");
+        escape_into(out, self.user_agent.as_deref().unwrap_or("-"));
+        out.push(b'"');
     }
 
-    fn structured(&self) -> String {
+    fn write_structured(&self, out: &mut Vec<u8>) {
         #[derive(Serialize)]
         struct Line<'a> {
             timestamp: f64,
@@ -253,117 +270,138 @@ impl ClientRecord {
             #[serde(skip_serializing_if = "Option::is_none")]
             error: Option<&'a str>,
         }
-        json_line(&Line {
-            timestamp: epoch_seconds(self.timestamp_ms),
-            request_id: &self.request_id,
-            method: &self.method,
-            path: &self.path,
-            query: &self.query,
-            status_code: self.status_code,
-            duration_ms: self.duration_ms,
-            client_ip: self.client_ip.as_deref(),
-            user_agent: self.user_agent.as_deref(),
-            bytes_sent: self.bytes_sent,
-            streaming: self.streaming,
-            provider: self.provider.as_deref(),
-            model: self.model.as_deref(),
-            tokens: self.tokens,
-            cost_usd: self.cost_usd,
-            error: self.error.as_deref(),
-        })
+        write_json_line(
+            out,
+            &Line {
+                timestamp: epoch_seconds(self.timestamp_ms),
+                request_id: &self.request_id,
+                method: &self.method,
+                path: &self.path,
+                query: &self.query,
+                status_code: self.status_code,
+                duration_ms: self.duration_ms,
+                client_ip: self.client_ip.as_deref(),
+                user_agent: self.user_agent.as_deref(),
+                bytes_sent: self.bytes_sent,
+                streaming: self.streaming,
+                provider: self.provider.as_deref(),
+                model: self.model.as_deref(),
+                tokens: self.tokens,
+                cost_usd: self.cost_usd,
+                error: self.error.as_deref(),
+            },
+        );
     }
 }
 
 /// A provider event (`provider.response.received`, `provider.error`,
-/// `provider.stream.end`) as one structured line.
-pub(crate) fn provider_line(call: &HookCall) -> Result<String, PluginError> {
-    #[derive(Serialize)]
-    struct Line<'a> {
-        timestamp: f64,
-        event: &'a str,
-        request_id: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        provider: Option<&'a str>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        method: Option<&'a str>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        url: Option<&'a str>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        status_code: Option<u64>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        duration_ms: Option<f64>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        streaming: Option<bool>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        total_chunks: Option<u64>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        total_bytes: Option<u64>,
-        #[serde(flatten, skip_serializing_if = "Option::is_none")]
-        tokens: Option<Tokens>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        cost_usd: Option<f64>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        model: Option<&'a str>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        error: Option<String>,
-    }
-    let data = event_data(call)?;
-    let non_empty = |field: &'_ Option<Cow<'_, str>>| -> bool {
-        field.as_deref().is_some_and(|value| !value.is_empty())
-    };
-    Ok(json_line(&Line {
-        timestamp: epoch_seconds(call.timestamp_ms),
-        event: call.event.as_str(),
-        request_id: request_id(call, &data),
-        provider: data
-            .provider
-            .as_deref()
-            .filter(|_| non_empty(&data.provider)),
-        method: data.method.as_deref().filter(|_| non_empty(&data.method)),
-        url: data.url.as_deref().filter(|_| non_empty(&data.url)),
-        status_code: data.status_code,
-        duration_ms: data.duration_ms,
-        streaming: (call.event == HookEvent::ProviderStreamEnd).then_some(true),
-        total_chunks: data.total_chunks,
-        total_bytes: data.total_bytes,
-        tokens: Tokens::from_usage(data.usage.as_ref()),
-        cost_usd: data.cost_usd,
-        model: data.model.as_deref().filter(|_| non_empty(&data.model)),
-        error: data.error.as_ref().and_then(error_text),
-    }))
+/// `provider.stream.end`) as one structured line, borrowing from the call.
+#[derive(Serialize)]
+pub(crate) struct ProviderLine<'a> {
+    timestamp: f64,
+    event: &'a str,
+    request_id: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    method: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_code: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    streaming: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total_chunks: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total_bytes: Option<u64>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    tokens: Option<Tokens>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cost_usd: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
-fn json_line<T: Serialize>(line: &T) -> String {
+impl<'a> ProviderLine<'a> {
+    /// Reads a provider event.
+    pub(crate) fn from_hook(call: &'a HookCall) -> Result<Self, PluginError> {
+        let data = event_data(call)?;
+        Ok(Self {
+            timestamp: epoch_seconds(call.timestamp_ms),
+            event: call.event.as_str(),
+            error: data.error.as_ref().and_then(error_text),
+            request_id: request_id(call, data.request_id),
+            provider: text(data.provider),
+            method: text(data.method),
+            url: text(data.url),
+            status_code: data.status_code,
+            duration_ms: data.duration_ms,
+            streaming: (call.event == HookEvent::ProviderStreamEnd).then_some(true),
+            total_chunks: data.total_chunks,
+            total_bytes: data.total_bytes,
+            tokens: Tokens::from_usage(data.usage.as_ref()),
+            cost_usd: data.cost_usd,
+            model: text(data.model),
+        })
+    }
+
+    /// Appends the line to `out`, without its newline.
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        write_json_line(out, self);
+    }
+}
+
+/// A provider event's line, without its newline.
+#[cfg(test)]
+pub(crate) fn provider_line(call: &HookCall) -> Result<String, PluginError> {
+    let mut out = Vec::new();
+    ProviderLine::from_hook(call)?.write(&mut out);
+    Ok(String::from_utf8(out).expect("lines are UTF-8"))
+}
+
+/// Appends `line` as JSON to `out`.
+fn write_json_line<T: Serialize>(out: &mut Vec<u8>, line: &T) {
+    let start = out.len();
     // Internal: every field is a string, number or bool, so serialising cannot fail.
-    let line =
-        serde_json::to_string(line).unwrap_or_else(|error| format!("{{\"error\":\"{error}\"}}"));
-    escape_beyond_json(line)
+    if let Err(error) = serde_json::to_writer(&mut *out, line) {
+        out.truncate(start);
+        let _ = write!(out, "{{\"error\":\"{error}\"}}");
+    }
+    escape_beyond_json(out, start);
 }
 
 /// JSON escapes the ASCII controls but leaves DEL, the C1 controls (U+009B
 /// is a terminal's CSI) and Unicode line separators and direction marks as
-/// they are: these become `\uhhhh` too, which reads back as the same
-/// string. They can only stand inside strings, so the JSON stays valid.
-fn escape_beyond_json(line: String) -> String {
+/// they are: these become `\uhhhh` too (in the line that starts at `start`
+/// of `out`), which reads back as the same string. They can only stand
+/// inside strings, so the JSON stays valid.
+fn escape_beyond_json(out: &mut Vec<u8>, start: usize) {
     // DEL is 0x7f, everything else in question lies beyond ASCII.
-    if line.bytes().all(|byte| byte < 0x7f) {
-        return line;
+    if out[start..].iter().all(|&byte| byte < 0x7f) {
+        return;
     }
-    let mut escaped = String::with_capacity(line.len() + 16);
+    let line = String::from_utf8_lossy(&out[start..]).into_owned();
+    out.truncate(start);
+    let mut utf8 = [0; 4];
     for character in line.chars() {
         if character.is_control() || is_line_or_direction_mark(character) {
-            let _ = write!(escaped, "\\u{:04x}", u32::from(character));
+            let _ = write!(out, "\\u{:04x}", u32::from(character));
         } else {
-            escaped.push(character);
+            out.extend_from_slice(character.encode_utf8(&mut utf8).as_bytes());
         }
     }
-    escaped
 }
 
-fn request_id(call: &HookCall, data: &EventData<'_>) -> String {
-    text(&data.request_id)
-        .or_else(|| call.request_id.clone())
-        .unwrap_or_else(|| "-".to_owned())
+/// The event's request id, else the call's, else `-`.
+fn request_id<'a>(call: &'a HookCall, from_data: Option<Cow<'a, str>>) -> Cow<'a, str> {
+    text(from_data)
+        .or_else(|| call.request_id.as_deref().map(Cow::Borrowed))
+        .unwrap_or(Cow::Borrowed("-"))
 }
 
 /// An `error` value as text: a string as is, a structure as JSON.
@@ -398,31 +436,39 @@ fn or_dash(text: &str) -> &str {
     if text.is_empty() { "-" } else { text }
 }
 
-/// Escapes `"`, `\\` and control characters as Apache's `mod_log_config`
-/// does (`\n`, `\r`, `\t`, `\b`, `\v`, else `\xhh`), and non-ASCII
-/// controls, line separators and direction marks as `\uhhhh`: whatever the
-/// client sent, one record stays one line and carries no terminal escape.
-fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
+/// Appends `text` to `out`, escaping `"`, `\\` and control characters as
+/// Apache's `mod_log_config` does (`\n`, `\r`, `\t`, `\b`, `\v`, else
+/// `\xhh`), and non-ASCII controls, line separators and direction marks as
+/// `\uhhhh`: whatever the client sent, one record stays one line and carries
+/// no terminal escape.
+fn escape_into(out: &mut Vec<u8>, text: &str) {
+    // Most fields are plain printable ASCII: copied as they are.
+    if text
+        .bytes()
+        .all(|byte| (0x20..0x7f).contains(&byte) && byte != b'"' && byte != b'\\')
+    {
+        out.extend_from_slice(text.as_bytes());
+        return;
+    }
+    let mut utf8 = [0; 4];
     for character in text.chars() {
         match character {
-            '"' => escaped.push_str("\\\""),
-            '\\' => escaped.push_str("\\\\"),
-            '\n' => escaped.push_str("\\n"),
-            '\r' => escaped.push_str("\\r"),
-            '\t' => escaped.push_str("\\t"),
-            '\u{8}' => escaped.push_str("\\b"),
-            '\u{b}' => escaped.push_str("\\v"),
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            '\u{8}' => out.extend_from_slice(b"\\b"),
+            '\u{b}' => out.extend_from_slice(b"\\v"),
             ascii if ascii.is_ascii_control() => {
-                let _ = write!(escaped, "\\x{:02x}", u32::from(ascii));
+                let _ = write!(out, "\\x{:02x}", u32::from(ascii));
             }
             other if other.is_control() || is_line_or_direction_mark(other) => {
-                let _ = write!(escaped, "\\u{:04x}", u32::from(other));
+                let _ = write!(out, "\\u{:04x}", u32::from(other));
             }
-            other => escaped.push(other),
+            other => out.extend_from_slice(other.encode_utf8(&mut utf8).as_bytes()),
         }
     }
-    escaped
 }
 
 /// Unicode line and paragraph separators and bidirectional marks: not
@@ -440,13 +486,21 @@ fn epoch_seconds(timestamp_ms: u64) -> f64 {
 }
 
 /// `10/Oct/2000:13:55:36 +0000`: the Common Log Format date, in UTC.
+#[cfg(test)]
 pub(crate) fn clf_time(timestamp_ms: u64) -> String {
+    let mut out = Vec::new();
+    write_clf_time(&mut out, timestamp_ms);
+    String::from_utf8(out).expect("dates are ASCII")
+}
+
+/// Appends the Common Log Format date of `timestamp_ms` to `out`.
+fn write_clf_time(out: &mut Vec<u8>, timestamp_ms: u64) {
     const CLF: &[BorrowedFormatItem<'_>] =
         format_description!("[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000");
     // A time past the year 9999, which no clock gives, shows as the epoch.
     let time = OffsetDateTime::from_unix_timestamp_nanos(i128::from(timestamp_ms) * 1_000_000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    time.format(CLF).unwrap_or_default()
+    let _ = time.format_into(out, CLF);
 }
 
 #[cfg(test)]
@@ -489,7 +543,8 @@ mod tests {
 
     #[test]
     fn common() {
-        let record = ClientRecord::from_hook(&completed()).unwrap();
+        let call = completed();
+        let record = ClientRecord::from_hook(&call).unwrap();
         assert_eq!(
             record.line(ClientFormat::Common),
             r#"127.0.0.1 - - [14/Nov/2023:22:13:20 +0000] "POST /v1/messages?beta=true HTTP/1.1" 200 512"#
@@ -501,7 +556,8 @@ mod tests {
         let mut data = completed_data();
         data["user_agent"] = json!("say \"hi\" é");
         data["new_key_of_a_later_host"] = json!({"nested": [1, 2, 3]});
-        let record = ClientRecord::from_hook(&completed_with(data)).unwrap();
+        let call = completed_with(data);
+        let record = ClientRecord::from_hook(&call).unwrap();
         assert_eq!(record.user_agent.as_deref(), Some("say \"hi\" é"));
     }
 
@@ -509,7 +565,8 @@ mod tests {
     fn the_protocol_is_the_one_the_client_spoke() {
         let mut data = completed_data();
         data["http_version"] = json!("HTTP/2.0");
-        let record = ClientRecord::from_hook(&completed_with(data)).unwrap();
+        let call = completed_with(data);
+        let record = ClientRecord::from_hook(&call).unwrap();
         assert!(
             record
                 .line(ClientFormat::Common)
@@ -521,7 +578,8 @@ mod tests {
 
     #[test]
     fn combined() {
-        let record = ClientRecord::from_hook(&completed()).unwrap();
+        let call = completed();
+        let record = ClientRecord::from_hook(&call).unwrap();
         assert_eq!(
             record.line(ClientFormat::Combined),
             r#"127.0.0.1 - - [14/Nov/2023:22:13:20 +0000] "POST /v1/messages?beta=true HTTP/1.1" 200 512 "-" "curl/8.5.0""#
@@ -530,7 +588,8 @@ mod tests {
 
     #[test]
     fn structured() {
-        let record = ClientRecord::from_hook(&completed()).unwrap();
+        let call = completed();
+        let record = ClientRecord::from_hook(&call).unwrap();
         assert_eq!(
             record.line(ClientFormat::Structured),
             concat!(
@@ -544,11 +603,12 @@ mod tests {
 
     #[test]
     fn missing_fields_become_dashes_or_are_left_out() {
-        let record = ClientRecord::from_hook(&hook(
+        let call = hook(
             HookEvent::RequestCompleted,
             json!({"request_id": "r", "method": "GET", "path": "/x", "query": "", "status_code": 204,
                    "provider": null, "model": null, "usage": null, "bytes_sent": 0}),
-        )).unwrap();
+        );
+        let record = ClientRecord::from_hook(&call).unwrap();
         assert_eq!(
             record.line(ClientFormat::Combined),
             r#"- - - [14/Nov/2023:22:13:20 +0000] "GET /x HTTP/1.1" 204 - "-" "-""#
@@ -561,10 +621,11 @@ mod tests {
 
     #[test]
     fn failed_requests_carry_the_error() {
-        let record = ClientRecord::from_hook(&hook(
+        let call = hook(
             HookEvent::RequestFailed,
             json!({"request_id": "r", "method": "GET", "path": "/x", "error": "upstream timed out"}),
-        )).unwrap();
+        );
+        let record = ClientRecord::from_hook(&call).unwrap();
         assert_eq!(record.status_code, 500);
         let line: Value = serde_json::from_str(&record.line(ClientFormat::Structured)).unwrap();
         assert_eq!(line["error"], "upstream timed out");
@@ -572,15 +633,15 @@ mod tests {
 
     #[test]
     fn path_and_query_fall_back_to_the_url() {
-        let record = ClientRecord::from_hook(&hook(
+        let call = hook(
             HookEvent::RequestCompleted,
             json!({"url": "https://proxy.test:8000/api/v1?x=1", "response_status": 201}),
-        ))
-        .unwrap();
+        );
+        let record = ClientRecord::from_hook(&call).unwrap();
         assert_eq!(
             (
-                record.path.as_str(),
-                record.query.as_str(),
+                record.path.as_ref(),
+                record.query.as_ref(),
                 record.status_code
             ),
             ("/api/v1", "x=1", 201)
@@ -591,7 +652,8 @@ mod tests {
 
     #[test]
     fn quotes_and_control_characters_are_escaped() {
-        let mut record = ClientRecord::from_hook(&completed()).unwrap();
+        let call = completed();
+        let mut record = ClientRecord::from_hook(&call).unwrap();
         record.user_agent = Some("evil\"agent\n".into());
         assert!(
             record
@@ -613,7 +675,8 @@ mod tests {
         data["user_agent"] = json!(
             "\u{1b}[31mred\u{1b}[0m\tx\u{8}\u{b}\u{c}\u{7f}\u{9b}2J \\ \u{2028}\u{202e}txt.exe"
         );
-        let record = ClientRecord::from_hook(&completed_with(data)).unwrap();
+        let call = completed_with(data);
+        let record = ClientRecord::from_hook(&call).unwrap();
         for format in [ClientFormat::Common, ClientFormat::Combined] {
             let line = record.line(format);
             assert!(
@@ -647,7 +710,8 @@ mod tests {
         data["path"] = json!(path);
         data["query"] = json!("q=\u{1b}");
         data["user_agent"] = json!(user_agent);
-        let record = ClientRecord::from_hook(&completed_with(data)).unwrap();
+        let call = completed_with(data);
+        let record = ClientRecord::from_hook(&call).unwrap();
         let line = record.line(ClientFormat::Structured);
         assert!(
             !line

@@ -69,7 +69,7 @@ use ccproxy_plugin_kit::{private_files::state_folder_from, secret_file::expand_h
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    format::{ClientFormat, ClientRecord},
+    format::{ClientFormat, ClientRecord, ProviderLine},
     writer::LogFile,
 };
 
@@ -159,9 +159,8 @@ fn log_file_path(
     }
 }
 
-fn append(file: &LogFile, line: &str) {
-    debug!("{line}");
-    if file.append(line) {
+fn append(file: &LogFile, write: impl FnOnce(&mut Vec<u8>)) {
+    if file.append_with(write) {
         file.flush();
     }
 }
@@ -265,7 +264,8 @@ impl Plugin for AccessLog {
                 if let Some(client) = &self.client {
                     let record = ClientRecord::from_hook(&call)?;
                     if !self.is_excluded(&record.path) {
-                        append(client, &record.line(self.config.client_format));
+                        let format = self.config.client_format;
+                        append(client, |out| record.write_line(format, out));
                     }
                 }
             }
@@ -273,7 +273,8 @@ impl Plugin for AccessLog {
             | HookEvent::ProviderError
             | HookEvent::ProviderStreamEnd => {
                 if let Some(provider) = &self.provider {
-                    append(provider, &format::provider_line(&call)?);
+                    let line = ProviderLine::from_hook(&call)?;
+                    append(provider, |out| line.write(out));
                 }
             }
             _ => {}

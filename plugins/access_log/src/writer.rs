@@ -21,7 +21,7 @@ use std::{
     sync::{Mutex, MutexGuard},
 };
 
-use ccproxy_plugin_abi::{PluginError, Value, info, json, warn};
+use ccproxy_plugin_abi::{PluginError, Value, debug, info, json, warn};
 use ccproxy_plugin_kit::private_files::PrivateDir;
 
 /// How many batches a file that cannot be written may keep in memory before
@@ -99,9 +99,20 @@ impl LogFile {
 
     /// Adds `line` (without its newline); returns whether the batch is full
     /// and should be flushed.
+    #[cfg(test)]
     pub(crate) fn append(&self, line: &str) -> bool {
+        self.append_with(|out| out.extend_from_slice(line.as_bytes()))
+    }
+
+    /// Adds the line `write` appends to the buffer (without its newline):
+    /// written in place, so a line needs no string of its own. Returns
+    /// whether the batch is full and should be flushed.
+    pub(crate) fn append_with(&self, write: impl FnOnce(&mut Vec<u8>)) -> bool {
         let mut pending = lock(&self.pending);
-        pending.bytes.extend_from_slice(line.as_bytes());
+        let start = pending.bytes.len();
+        write(&mut pending.bytes);
+        // Formatted only when debug logging is on.
+        debug!("{}", String::from_utf8_lossy(&pending.bytes[start..]));
         pending.bytes.push(b'\n');
         pending.lines += 1;
         pending.lines >= self.batch_lines
