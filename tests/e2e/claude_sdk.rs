@@ -5,8 +5,11 @@
 //! keeps running into its second turn; the real Claude Code as the client too; and
 //! the failures (a missing CLI, one that exits early, one that hangs past the
 //! first-chunk timeout or stalls past the ongoing one, a busy session, a client that
-//! leaves), each a clear error in the client's format within a bounded time. The
-//! failure cases use the stand-in CLI `tests/data/claude_sdk/fake_claude.sh`.
+//! leaves), each a clear error in the client's format within a bounded time; a CLI
+//! that writes far more to stderr than a pipe holds still answers, and its last
+//! stderr lines name why it ended; a request with the client's tools is refused,
+//! naming the route that carries them. The failure cases use the stand-in CLI
+//! `tests/data/claude_sdk/fake_claude.sh`.
 
 use std::{
     io::{Read, Write},
@@ -63,6 +66,11 @@ fn proxy(section: &str, env_section: &str) -> Proxy {
 
 /// The mock with its agent answering `answer`, and a proxy running the real CLI against it.
 fn start_real(answer: &str) -> (Mock, Proxy) {
+    start_real_with(answer, "")
+}
+
+/// [`start_real`] with more lines of `[plugins.claude_sdk]`.
+fn start_real_with(answer: &str, section: &str) -> (Mock, Proxy) {
     let cli = claude_cli();
     let mock = Mock::start(&["--quiet"]);
     arm_agent(&mock, answer);
@@ -75,7 +83,10 @@ DISABLE_TELEMETRY = "1"
 DISABLE_ERROR_REPORTING = "1""#,
         base = mock.url()
     );
-    let proxy = proxy(&format!("cli_path = \"{}\"", cli.display()), &env);
+    let proxy = proxy(
+        &format!("cli_path = \"{}\"\n{section}", cli.display()),
+        &env,
+    );
     (mock, proxy)
 }
 
@@ -327,6 +338,127 @@ fn a_cli_that_exits_early_is_a_clear_error() {
     }
 }
 
+/// The stand-in CLI behind a wrapper that first writes 1 MB to stderr (a pipe
+/// holds 64 KiB), as a chatty CLI with debug output on might.
+fn chatty_cli(folder: &std::path::Path) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = folder.join("chatty_claude.sh");
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nyes 'a progress line of a chatty Claude Code CLI' | head -n 25000 >&2\nexec '{}' \"$@\"\n",
+            fake_cli()
+        ),
+    )
+    .expect("the wrapper is written");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+        .expect("the wrapper is executable");
+    path.display().to_string()
+}
+
+#[test]
+fn a_cli_writing_much_to_stderr_neither_hangs_nor_hides_why_it_ended() {
+    let folder = tempfile::Builder::new()
+        .prefix("ccproxy-claude-sdk-chatty-")
+        .tempdir()
+        .expect("a temporary folder");
+    let cli = chatty_cli(folder.path());
+    // Without the drain the CLI would block on its full stderr pipe: the
+    // short first-chunk timeout turns that into a quick 504, not a long wait.
+    let answering = proxy(
+        &format!(
+            "cli_path = \"{cli}\"\n[plugins.claude_sdk.sdk_session_pool]\nstream_first_chunk_timeout = 10"
+        ),
+        "",
+    );
+    for (path, stream) in [
+        ("/claude/sdk/v1/messages", false),
+        ("/claude/sdk/v1/messages", true),
+        ("/claude/sdk/chatty/v1/messages", false),
+    ] {
+        let started = Instant::now();
+        let reply = answering.post_json(
+            path,
+            &json!({"messages": [{"role": "user", "content": "hi"}], "stream": stream}),
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{path}: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            reply.status,
+            200,
+            "{path}: {}\n{}",
+            reply.text(),
+            answering.log()
+        );
+        let text: String = if stream {
+            sse_data(&reply.text())
+                .iter()
+                .filter_map(|event| event["delta"]["text"].as_str().map(str::to_owned))
+                .collect()
+        } else {
+            reply.json()["content"][0]["text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert_eq!(text, "turn 1: hi", "{path}: {}", reply.text());
+    }
+
+    let exiting = proxy(
+        &format!("cli_path = \"{cli}\""),
+        "FAKE_CLAUDE_MODE = \"exit\"",
+    );
+    let started = Instant::now();
+    let reply = exiting.post_json(
+        "/claude/sdk/v1/chat/completions",
+        &json!({"messages": [{"role": "user", "content": "hi"}]}),
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(reply.status, 502, "{}", reply.text());
+    let message = reply.json()["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        message.contains("ended before its answer (exit code 3; stderr: "),
+        "{message}"
+    );
+    assert!(
+        message.contains("a progress line of a chatty Claude Code CLI | fake failure)"),
+        "the last stderr lines, not the first: {message}"
+    );
+}
+
+#[test]
+fn client_tools_are_refused_naming_the_route_that_carries_them() {
+    let proxy = proxy(&format!("cli_path = \"{}\"", fake_cli()), "");
+    let reply = proxy.post_json(
+        "/claude/sdk/v1/messages",
+        &json!({"max_tokens": 100, "messages": [{"role": "user", "content": "weather?"}],
+                "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}]}),
+    );
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    let body = reply.json();
+    assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("Send requests with tools to /claude/v1/messages"),
+        "{message}"
+    );
+    let health = proxy.get("/plugins/claude_sdk/health").json();
+    assert!(
+        health.to_string().contains("\"processes_started\":0"),
+        "{health}"
+    );
+}
+
 #[test]
 fn a_cli_that_hangs_is_ended_at_the_first_chunk_timeout() {
     let proxy = proxy(
@@ -518,7 +650,9 @@ fn the_cli_gets_the_users_environment_without_the_proxys_settings() {
 #[test]
 fn claude_code_as_the_client_is_answered_by_claude_code_as_the_upstream() {
     let answer = token("sdknested");
-    let (_mock, proxy) = start_real(&answer);
+    // Claude Code sends its tool definitions with every request; they are
+    // dropped instead of refused (the original's behaviour, by config).
+    let (_mock, proxy) = start_real_with(&answer, "client_tools = \"ignore\"");
     let home = tempfile::Builder::new()
         .prefix("ccproxy-claude-sdk-client-")
         .tempdir()

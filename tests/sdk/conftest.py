@@ -15,6 +15,13 @@ ChatGPT account), and ``codex_proxy`` runs only the ``codex`` and
 ``oauth_codex`` plugins, logged in through a Codex CLI ``~/.codex/auth.json``
 holding a JWT-shaped access token.
 
+The claude_sdk suite has its own too: ``claude_sdk_mock`` plays the Anthropic
+API for the real Claude Code CLI (the pinned release of ``tests/clients``,
+installed by ``scripts/deps/clients``) through its scripted agent, and
+``start_claude_sdk_proxy`` runs only the ``claude_sdk`` plugin with a
+``[plugins.claude_sdk]`` section of the test's choosing; the CLI inherits the
+proxy's environment, which points it at the mock.
+
 Nothing is built here: the binaries and plugin libraries come from the last
 ``cargo build --workspace``; when one is missing the session stops and says so.
 """
@@ -156,6 +163,11 @@ class Mock:
 
     def streams(self) -> dict[str, int]:
         return http_json("GET", f"{self.url}/_mock/cancelled")
+
+    def arm_agent(self, answer: str) -> None:
+        """The scripted agent answers every model request with `answer`
+        (tests/mock_upstream/src/agent.rs); `reset` disarms it."""
+        http_json("POST", f"{self.url}/_mock/agent", {"answer": answer})
 
 
 @dataclass
@@ -391,3 +403,78 @@ def codex_claude(codex_proxy: Proxy, codex_mock: Mock) -> anthropic.Anthropic:
     )
     yield client
     client.close()
+
+
+#: The pinned Claude Code CLI (`scripts/deps/clients` installs it).
+CLAUDE_CODE = ROOT / "tests" / "clients" / "node_modules" / ".bin" / "claude"
+#: The stand-in CLI of the claude_sdk failure cases (FAKE_CLAUDE_MODE picks one).
+FAKE_CLAUDE = ROOT / "tests" / "data" / "claude_sdk" / "fake_claude.sh"
+#: The key the real CLI sends to `claude_sdk_mock` (proof that the CLI sent a request).
+CLAUDE_SDK_CLI_KEY = "sk-ant-claude-sdk-suite"
+
+
+def claude_code_cli() -> Path:
+    """The pinned Claude Code CLI; fails the test, naming the install script,
+    when it is missing or does not run."""
+    try:
+        runs = subprocess.run(
+            [str(CLAUDE_CODE), "--version"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=60,
+        ).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        runs = False
+    if not runs:
+        pytest.fail(
+            f"{CLAUDE_CODE} is missing or does not run: install the pinned clients "
+            "with scripts/deps/clients",
+            pytrace=False,
+        )
+    return CLAUDE_CODE
+
+
+@pytest.fixture(scope="session")
+def claude_sdk_mock(tmp_path_factory: pytest.TempPathFactory) -> Mock:
+    """The Anthropic API for the real Claude Code CLI (its scripted agent)."""
+    binary = built("ccproxy-mock-upstream")
+    scratch = tmp_path_factory.mktemp("claude-sdk-mock")
+    args = [str(binary), "--samples", str(SAMPLES), "--idle-exit-seconds", "300"]
+    process = Process(args, {"PATH": os.environ.get("PATH", "")}, scratch, scratch / "mock.log")
+    mock = Mock(url=f"http://{process.address()}", process=process)
+    yield mock
+    process.stop()
+
+
+def toml_string(text: str) -> str:
+    return json.dumps(text)  # a JSON string is a TOML basic string
+
+
+def start_claude_sdk_proxy(
+    mock: Mock,
+    scratch: Path,
+    cli: Path | str,
+    cli_env: dict[str, str] | None = None,
+    section: str = "",
+) -> Proxy:
+    """A proxy running only `claude_sdk` with `cli` as its CLI, `cli_env` in
+    `[plugins.claude_sdk.env]` and `section` (TOML lines) in
+    `[plugins.claude_sdk]`. The CLI inherits the proxy's environment, which
+    points Claude Code at `mock` with its own key and no outside traffic."""
+    config = scratch / "cfg" / "ccproxy" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    env_lines = "\n".join(f"{name} = {toml_string(value)}" for name, value in (cli_env or {}).items())
+    config.write_text(
+        f"[plugins.claude_sdk]\ncli_path = {toml_string(str(cli))}\n{section}\n\n"
+        f"[plugins.claude_sdk.env]\n{env_lines}\n"
+    )
+    env = {
+        "ANTHROPIC_BASE_URL": mock.url,
+        "ANTHROPIC_API_KEY": CLAUDE_SDK_CLI_KEY,
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_AUTOUPDATER": "1",
+        "DISABLE_TELEMETRY": "1",
+        "DISABLE_ERROR_REPORTING": "1",
+    }
+    extra = ["--disable-plugin", "claude_api", "--disable-plugin", "oauth_claude"]
+    return start_proxy(mock, scratch, extra, env=env, plugins=("claude_sdk",))

@@ -6,6 +6,11 @@
 //! also spawned with `kill_on_drop`, so when the runtime stops at host exit the
 //! dropped watchers take their children with them: nothing outlives the host
 //! that a plugin started (short of the host itself being killed with SIGKILL).
+//!
+//! A child's stderr is drained as it is written, into a tail of at most
+//! [`STDERR_KEEP`] bytes that `host.process.read` hands out: a chatty child
+//! never blocks on a full stderr pipe while its plugin reads only stdout, and
+//! the last lines are still there when the plugin asks why it exited.
 
 use std::{
     path::Path,
@@ -27,11 +32,13 @@ use dashmap::DashMap;
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     process::{ChildStderr, ChildStdin, ChildStdout},
-    sync::{Mutex, oneshot, watch},
+    sync::{Mutex, Notify, oneshot, watch},
 };
 
 /// The most one `host.process.read` returns.
 const READ_CHUNK: usize = 64 * 1024;
+/// The most of a child's stderr kept unread; older bytes are dropped.
+const STDERR_KEEP: usize = 64 * 1024;
 
 /// One plugin's children, by the handle the plugin got.
 #[derive(Debug, Default)]
@@ -45,11 +52,75 @@ struct Child {
     program: String,
     stdin: Mutex<Option<ChildStdin>>,
     stdout: Mutex<ChildStdout>,
-    stderr: Mutex<ChildStderr>,
+    stderr: Arc<StderrTail>,
     /// Taken to kill; dropping it kills too.
     kill: std::sync::Mutex<Option<oneshot::Sender<()>>>,
     /// `None` until the child exits.
     exit: watch::Receiver<Option<ProcessExit>>,
+}
+
+/// The unread end of a child's stderr, filled by a task that reads the pipe
+/// as the child writes it.
+#[derive(Debug, Default)]
+struct StderrTail {
+    state: std::sync::Mutex<TailState>,
+    changed: Notify,
+}
+
+#[derive(Debug, Default)]
+struct TailState {
+    unread: std::collections::VecDeque<u8>,
+    /// The pipe is closed (or failed): nothing more comes.
+    ended: bool,
+}
+
+impl StderrTail {
+    fn state(&self) -> std::sync::MutexGuard<'_, TailState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Reads `pipe` to its end, keeping the last [`STDERR_KEEP`] bytes.
+    async fn drain(self: Arc<Self>, mut pipe: ChildStderr) {
+        let mut buffer = vec![0u8; 16 * 1024];
+        loop {
+            let read = pipe.read(&mut buffer).await.unwrap_or(0);
+            {
+                let mut state = self.state();
+                if read == 0 {
+                    state.ended = true;
+                } else {
+                    state.unread.extend(&buffer[..read]);
+                    let excess = state.unread.len().saturating_sub(STDERR_KEEP);
+                    state.unread.drain(..excess);
+                }
+            }
+            self.changed.notify_waiters();
+            if read == 0 {
+                return;
+            }
+        }
+    }
+
+    /// What is unread (at most `limit` bytes), waiting for some; empty at the end.
+    async fn read(&self, limit: usize) -> Vec<u8> {
+        loop {
+            // Made before the check: `notify_waiters` wakes it from then on.
+            let changed = self.changed.notified();
+            {
+                let mut state = self.state();
+                if !state.unread.is_empty() {
+                    let take = state.unread.len().min(limit);
+                    return state.unread.drain(..take).collect();
+                }
+                if state.ended {
+                    return Vec::new();
+                }
+            }
+            changed.await;
+        }
+    }
 }
 
 impl Processes {
@@ -90,6 +161,8 @@ impl Processes {
         let (kill_tx, kill_rx) = oneshot::channel::<()>();
         let (exit_tx, exit_rx) = watch::channel(None);
         let program = spec.program.clone();
+        let stderr_tail = Arc::new(StderrTail::default());
+        tokio::spawn(Arc::clone(&stderr_tail).drain(stderr));
         tokio::spawn(async move {
             let status = tokio::select! {
                 status = child.wait() => status,
@@ -118,7 +191,7 @@ impl Processes {
                 program: spec.program,
                 stdin: Mutex::new(Some(stdin)),
                 stdout: Mutex::new(stdout),
-                stderr: Mutex::new(stderr),
+                stderr: stderr_tail,
                 kill: std::sync::Mutex::new(Some(kill_tx)),
                 exit: exit_rx,
             }),
@@ -173,18 +246,19 @@ impl Processes {
     }
 
     /// `host.process.read`: what the child wrote since, at most [`READ_CHUNK`]
-    /// bytes; the end once it closed the stream.
+    /// bytes; the end once it closed the stream. Of stderr, only the last
+    /// [`STDERR_KEEP`] bytes not read yet are kept.
     pub(super) async fn read(
         &self,
         input: ProcessReadInput,
     ) -> Result<(StreamChunk, Vec<u8>), AbiError> {
         let child = self.child(input.process)?;
+        if input.stderr {
+            let piece = child.stderr.read(READ_CHUNK).await;
+            return Ok((StreamChunk { end: piece.is_empty() }, piece));
+        }
         let mut buffer = vec![0u8; READ_CHUNK];
-        let read = if input.stderr {
-            child.stderr.lock().await.read(&mut buffer).await
-        } else {
-            child.stdout.lock().await.read(&mut buffer).await
-        };
+        let read = child.stdout.lock().await.read(&mut buffer).await;
         let read = read.map_err(|error| {
             AbiError::new(
                 ErrorCode::Internal,
@@ -415,6 +489,30 @@ mod tests {
                 .code,
             Some(3)
         );
+    }
+
+    #[tokio::test]
+    async fn a_child_writing_much_to_stderr_never_blocks_and_its_last_lines_are_kept() {
+        let processes = Processes::default();
+        // 1.7 MB of whole lines to stderr (a pipe holds 64 KiB) before the one stdout line.
+        let script = "yes 0123456789abcdef | head -c 1700000 >&2; echo last words >&2; echo done";
+        let process = processes
+            .spawn(command("sh", &["-c", script]))
+            .expect("sh runs")
+            .process;
+        let stdout = tokio::time::timeout(
+            Duration::from_secs(20),
+            read_all(&processes, process, false),
+        )
+        .await
+        .expect("stdout ends although nobody read stderr");
+        assert_eq!(stdout, b"done\n");
+        let exit = processes.wait(ProcessRef { process }).await.expect("exits");
+        assert_eq!(exit.code, Some(0));
+        let stderr = read_all(&processes, process, true).await;
+        assert!(stderr.len() <= STDERR_KEEP, "{}", stderr.len());
+        assert!(stderr.len() > STDERR_KEEP / 2, "{}", stderr.len());
+        assert!(stderr.ends_with(b"abcdef\nlast words\n"));
     }
 
     #[tokio::test]

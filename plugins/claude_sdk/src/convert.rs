@@ -4,8 +4,10 @@
 //!
 //! The host's format converters are not offered to plugins (plugin API 1.3
 //! has no call for them), so this is a small conversion of its own, for text
-//! conversations: the CLI runs its own tools, a client's `tools` are not
-//! passed on, and image or tool blocks in a request are refused.
+//! conversations: the CLI runs its own tools and cannot call a client's, so a
+//! client's tool definitions, tool calls and tool results are refused (see
+//! [`tools_refused`]; the definitions may be dropped instead, by config), and
+//! image blocks too.
 
 use ccproxy_plugin_abi::{Value, json};
 
@@ -36,6 +38,37 @@ pub(crate) struct Conversation {
     pub(crate) stream: bool,
     /// Chat Completions' `stream_options.include_usage`.
     pub(crate) include_usage: bool,
+    /// The field in which the request declares tools for the model to call
+    /// (`tools`, Chat's legacy `functions`): refused unless the config drops them.
+    pub(crate) declared_tools: Option<&'static str>,
+}
+
+/// The other route of this proxy that answers `format` with tool calls.
+fn route_with_tools(format: ClientFormat) -> &'static str {
+    match format {
+        ClientFormat::Anthropic => "/claude/v1/messages",
+        ClientFormat::Chat => "/claude/v1/chat/completions",
+        ClientFormat::Responses => "/claude/v1/responses",
+    }
+}
+
+/// Why a request with the client's tools (`what`) is refused, and where to
+/// go instead: Claude Code in stream-json mode runs its own tools and has no
+/// way to hand a call of the client's tool back to the client and take its
+/// result later.
+pub(crate) fn tools_refused(format: ClientFormat, what: &str) -> String {
+    format!(
+        "claude_sdk cannot use the client's tools ({what}): the Claude Code CLI answers with text and calls only its own tools (allow them with [plugins.claude_sdk] cli_args, e.g. [\"--allowedTools\", \"Read\"]). Send requests with tools to {} (the Anthropic API, which returns tool calls), or leave the tools out",
+        route_with_tools(format)
+    )
+}
+
+/// [`tools_refused`] for tool definitions, which a config may drop instead.
+pub(crate) fn tool_definitions_refused(format: ClientFormat, field: &str) -> String {
+    format!(
+        "{}; a client that always sends tool definitions it can do without (Claude Code does) is let through with [plugins.claude_sdk] client_tools = \"ignore\", which drops them",
+        tools_refused(format, &format!("`{field}`"))
+    )
 }
 
 /// A content block of the answer.
@@ -132,7 +165,7 @@ impl Usage {
 /// The text of a content value: a string, or an array of text parts
 /// (`text`, `input_text`, `output_text`); thinking parts are skipped, anything
 /// else is refused.
-fn content_text(content: &Value, at: &str) -> Result<String, String> {
+fn content_text(format: ClientFormat, content: &Value, at: &str) -> Result<String, String> {
     match content {
         Value::Null => Ok(String::new()),
         Value::String(text) => Ok(text.clone()),
@@ -147,6 +180,16 @@ fn content_text(content: &Value, at: &str) -> Result<String, String> {
                             .ok_or_else(|| format!("{at}[{n}].text must be a string"))?,
                     ),
                     "thinking" | "redacted_thinking" | "reasoning" => {}
+                    kind @ ("tool_use"
+                    | "tool_result"
+                    | "server_tool_use"
+                    | "function_call"
+                    | "function_call_output") => {
+                        return Err(format!(
+                            "{at}[{n}]: {}",
+                            tools_refused(format, &format!("a `{kind}` block"))
+                        ));
+                    }
                     other => {
                         return Err(format!(
                             "{at}[{n}]: claude_sdk takes text content only, not `{other}` blocks"
@@ -196,10 +239,19 @@ impl Conversation {
                 .unwrap_or(false),
             ..Conversation::default()
         };
+        let fields: &[&'static str] = match format {
+            ClientFormat::Chat => &["tools", "functions"],
+            _ => &["tools"],
+        };
+        conversation.declared_tools = fields.iter().copied().find(|field| {
+            request[*field]
+                .as_array()
+                .is_some_and(|tools| !tools.is_empty())
+        });
         let mut system = Vec::new();
         let (items, field) = match format {
             ClientFormat::Anthropic => {
-                let text = content_text(&request["system"], "system")?;
+                let text = content_text(format, &request["system"], "system")?;
                 system.push(text);
                 (&request["messages"], "messages")
             }
@@ -223,12 +275,36 @@ impl Conversation {
                     if kind == "reasoning" {
                         continue;
                     }
+                    if kind.contains("call") {
+                        return Err(format!(
+                            "{at}: {}",
+                            tools_refused(format, &format!("a `{kind}` item"))
+                        ));
+                    }
                     return Err(format!(
                         "{at}: claude_sdk takes messages only, not `{kind}` items"
                     ));
                 }
-                let text = content_text(&item["content"], &format!("{at}.content"))?;
+                for calls in ["tool_calls", "function_call"] {
+                    if item[calls].is_object()
+                        || item[calls]
+                            .as_array()
+                            .is_some_and(|calls| !calls.is_empty())
+                    {
+                        return Err(format!(
+                            "{at}: {}",
+                            tools_refused(format, &format!("an assistant message's `{calls}`"))
+                        ));
+                    }
+                }
+                let text = content_text(format, &item["content"], &format!("{at}.content"))?;
                 match item["role"].as_str() {
+                    Some(role @ ("tool" | "function")) => {
+                        return Err(format!(
+                            "{at}: {}",
+                            tools_refused(format, &format!("a `{role}` message"))
+                        ));
+                    }
                     Some("system" | "developer") => system.push(text),
                     Some("user") => conversation.turns.push((Role::User, text)),
                     Some("assistant") => conversation.turns.push((Role::Assistant, text)),
@@ -786,8 +862,8 @@ mod tests {
             ),
             (
                 ClientFormat::Chat,
-                r#"{"messages":[{"role":"tool","content":"x"}]}"#,
-                "messages[0].role: claude_sdk takes system, user and assistant messages, not `tool`",
+                r#"{"messages":[{"role":"critic","content":"x"}]}"#,
+                "messages[0].role: claude_sdk takes system, user and assistant messages, not `critic`",
             ),
             (
                 ClientFormat::Chat,
@@ -796,14 +872,108 @@ mod tests {
             ),
             (
                 ClientFormat::Responses,
-                r#"{"input":[{"type":"function_call_output","output":"x"}]}"#,
-                "not `function_call_output` items",
+                r#"{"input":[{"type":"item_reference","id":"x"}]}"#,
+                "not `item_reference` items",
             ),
         ];
         for (format, body, expected) in cases {
             let error = Conversation::parse(format, body.as_bytes()).unwrap_err();
             assert!(error.contains(expected), "{body}: {error}");
         }
+    }
+
+    #[test]
+    fn tool_turns_are_refused_naming_the_route_that_carries_them() {
+        let cases = [
+            (
+                ClientFormat::Anthropic,
+                json!({"messages": [{"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "t", "content": "x"}]}]}),
+                "messages[0].content[0]: claude_sdk cannot use the client's tools (a `tool_result` block)",
+                "/claude/v1/messages",
+            ),
+            (
+                ClientFormat::Anthropic,
+                json!({"messages": [{"role": "assistant", "content": [
+                    {"type": "tool_use", "id": "t", "name": "f", "input": {}}]}]}),
+                "(a `tool_use` block)",
+                "/claude/v1/messages",
+            ),
+            (
+                ClientFormat::Chat,
+                json!({"messages": [{"role": "user", "content": "q"},
+                    {"role": "assistant", "content": null, "tool_calls": [
+                        {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+                    {"role": "tool", "tool_call_id": "c", "content": "x"}]}),
+                "messages[1]: claude_sdk cannot use the client's tools (an assistant message's `tool_calls`)",
+                "/claude/v1/chat/completions",
+            ),
+            (
+                ClientFormat::Chat,
+                json!({"messages": [{"role": "tool", "tool_call_id": "c", "content": "x"}]}),
+                "(a `tool` message)",
+                "/claude/v1/chat/completions",
+            ),
+            (
+                ClientFormat::Responses,
+                json!({"input": [{"type": "function_call_output", "call_id": "c", "output": "x"}]}),
+                "input[0]: claude_sdk cannot use the client's tools (a `function_call_output` item)",
+                "/claude/v1/responses",
+            ),
+        ];
+        for (format, body, expected, route) in cases {
+            let error = Conversation::parse(format, body.to_string().as_bytes()).unwrap_err();
+            assert!(error.contains(expected), "{body}: {error}");
+            assert!(
+                error.contains(&format!("Send requests with tools to {route}")),
+                "{error}"
+            );
+            assert!(error.contains("--allowedTools"), "{error}");
+        }
+    }
+
+    #[test]
+    fn declared_tools_are_noted() {
+        let with = |format, body: Value| {
+            Conversation::parse(format, body.to_string().as_bytes())
+                .unwrap()
+                .declared_tools
+        };
+        let hi = json!([{"role": "user", "content": "hi"}]);
+        let tool = json!([{"name": "f", "input_schema": {"type": "object"}}]);
+        let tools = Some("tools");
+        assert_eq!(
+            with(
+                ClientFormat::Anthropic,
+                json!({"messages": hi, "tools": tool})
+            ),
+            tools
+        );
+        assert_eq!(
+            with(
+                ClientFormat::Anthropic,
+                json!({"messages": hi, "tools": []})
+            ),
+            None
+        );
+        assert_eq!(with(ClientFormat::Anthropic, json!({"messages": hi})), None);
+        assert_eq!(
+            with(
+                ClientFormat::Chat,
+                json!({"messages": hi, "functions": tool})
+            ),
+            Some("functions")
+        );
+        assert_eq!(
+            with(
+                ClientFormat::Responses,
+                json!({"input": "hi", "tools": tool})
+            ),
+            tools
+        );
+        let message = tool_definitions_refused(ClientFormat::Chat, "tools");
+        assert!(message.contains("(`tools`)"), "{message}");
+        assert!(message.contains("client_tools = \"ignore\""), "{message}");
     }
 
     fn outcome() -> Outcome {

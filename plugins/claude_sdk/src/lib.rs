@@ -29,7 +29,10 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     cli::{CliEvent, LineBuffer, TurnResult},
-    convert::{BlockKind, ClientFormat, Conversation, Delta, Encoder, Outcome, Usage, error_body},
+    convert::{
+        BlockKind, ClientFormat, Conversation, Delta, Encoder, Outcome, Usage, error_body,
+        tool_definitions_refused,
+    },
 };
 
 /// `[plugins.claude_sdk.sdk_session_pool]`: the original's names; see README.md
@@ -59,6 +62,18 @@ impl Default for PoolConfig {
     }
 }
 
+/// What happens to a request that declares tools for the model to call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum ClientTools {
+    /// A `400` naming the route that carries tools: the CLI cannot call them.
+    #[default]
+    Refuse,
+    /// The definitions are dropped (the original's behaviour), for clients
+    /// that always send tools they can do without, such as Claude Code.
+    Ignore,
+}
+
 /// `[plugins.claude_sdk]`. `enabled` is the host's own key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -71,6 +86,8 @@ struct Config {
     env: BTreeMap<String, String>,
     /// Extra arguments for the CLI (`--allowedTools`, `--permission-mode`, ...).
     cli_args: Vec<String>,
+    /// A request declaring tools: refused (`400`) or its tools dropped.
+    client_tools: ClientTools,
     /// Most sessions kept running; the longest idle one is ended past it.
     session_pool_size: usize,
     /// A session's CLI idle this long is ended (the session is resumed later).
@@ -85,6 +102,7 @@ impl Default for Config {
             cwd: None,
             env: BTreeMap::new(),
             cli_args: Vec::new(),
+            client_tools: ClientTools::Refuse,
             session_pool_size: 5,
             session_timeout_seconds: 300,
             sdk_session_pool: PoolConfig::default(),
@@ -549,6 +567,14 @@ impl ClaudeSdk {
             Ok(conversation) => conversation,
             Err(message) => return error_response(format, &Failure::new(400, message)),
         };
+        if let Some(field) = conversation.declared_tools
+            && self.config.client_tools == ClientTools::Refuse
+        {
+            return error_response(
+                format,
+                &Failure::new(400, tool_definitions_refused(format, field)),
+            );
+        }
         self.stats.turns.fetch_add(1, Ordering::Relaxed);
         let (process, guard) = match self.begin(&conversation, session.as_deref()).await {
             Ok(begun) => begun,
@@ -922,6 +948,7 @@ impl Plugin for ClaudeSdk {
             .config_key("cwd", "the CLI's working folder; null: `workspace` in the plugin's data folder")
             .config_key("env", "extra environment variables for the CLI (it inherits the proxy's)")
             .config_key("cli_args", "extra arguments for the CLI, e.g. [\"--permission-mode\", \"plan\"]")
+            .config_key("client_tools", "\"refuse\" (a 400 naming /claude/v1/...) or \"ignore\" (dropped) for a request declaring tools the CLI cannot call")
             .config_key("session_pool_size", "most sessions whose CLI keeps running between turns")
             .config_key("session_timeout_seconds", "a session's CLI idle this long is ended (resumed later)")
             .config_key("sdk_session_pool", "enabled (keep CLIs running), stream_first_chunk_timeout and stream_ongoing_timeout (seconds)")
@@ -1110,7 +1137,7 @@ mod tests {
         assert_eq!(
             manifest.config.defaults,
             json!({"cli_path": null, "cwd": null, "env": {}, "cli_args": [],
-                   "session_pool_size": 5, "session_timeout_seconds": 300,
+                   "client_tools": "refuse", "session_pool_size": 5, "session_timeout_seconds": 300,
                    "sdk_session_pool": {"enabled": true, "stream_first_chunk_timeout": 120.0,
                                         "stream_ongoing_timeout": 300.0}})
         );
@@ -1465,6 +1492,46 @@ mod tests {
             .unwrap();
         assert_eq!(response.status, 400);
         assert_eq!(plugin.health().unwrap().details["processes_started"], 0);
+    }
+
+    #[test]
+    fn client_tools_are_refused_unless_the_config_drops_them() {
+        let tools = json!([{"name": "get_weather", "input_schema": {"type": "object"}}]);
+        let mut request = messages("weather?", false);
+        request["tools"] = tools.clone();
+        let (_, plugin) = start("echo");
+        let response = plugin
+            .route(json_request("POST", "/claude/sdk/v1/messages", &request))
+            .unwrap();
+        assert_eq!(response.status, 400);
+        let error = body(&response);
+        assert_eq!(error["error"]["type"], "invalid_request_error");
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.contains("(`tools`)"), "{message}");
+        assert!(message.contains("/claude/v1/messages"), "{message}");
+        let chat = json!({"messages": [{"role": "user", "content": "weather?"}],
+                          "tools": [{"type": "function", "function": {"name": "f"}}]});
+        let response = plugin
+            .route(json_request(
+                "POST",
+                "/claude/sdk/s/v1/chat/completions",
+                &chat,
+            ))
+            .unwrap();
+        assert_eq!(response.status, 400);
+        let message = body(&response)["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(message.contains("/claude/v1/chat/completions"), "{message}");
+        assert_eq!(plugin.health().unwrap().details["processes_started"], 0);
+
+        let (_, plugin) = start_with("echo", json!({"client_tools": "ignore"}));
+        let response = plugin
+            .route(json_request("POST", "/claude/sdk/v1/messages", &request))
+            .unwrap();
+        assert_eq!(response.status, 200, "{}", body(&response));
+        assert_eq!(body(&response)["content"][0]["text"], "turn 1: weather?");
     }
 
     #[test]
