@@ -255,7 +255,12 @@ impl Processes {
         let child = self.child(input.process)?;
         if input.stderr {
             let piece = child.stderr.read(READ_CHUNK).await;
-            return Ok((StreamChunk { end: piece.is_empty() }, piece));
+            return Ok((
+                StreamChunk {
+                    end: piece.is_empty(),
+                },
+                piece,
+            ));
         }
         let mut buffer = vec![0u8; READ_CHUNK];
         let read = child.stdout.lock().await.read(&mut buffer).await;
