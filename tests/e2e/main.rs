@@ -3,6 +3,7 @@
 //! (`cargo test -p ccproxy-e2e --test e2e MODULE::`).
 
 mod access_log;
+mod accounts;
 mod analytics;
 mod browsers;
 mod claude_sdk;

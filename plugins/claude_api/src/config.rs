@@ -46,6 +46,11 @@ pub(crate) struct Config {
     /// Seconds between detections (the original's
     /// `claude_api_detection_refresh` task: 3600).
     pub(crate) detection_interval_seconds: f64,
+    /// Several credentials with failover (`[[plugins.claude_api.accounts]]`);
+    /// empty: the one credential of `api_key`/`auth_mode`, as before.
+    pub(crate) accounts: Vec<crate::accounts::AccountConfig>,
+    /// How `accounts` are picked and rested (`[plugins.claude_api.failover]`).
+    pub(crate) failover: ccproxy_plugin_kit::accounts::PoolSettings,
 }
 
 impl Default for Config {
@@ -64,6 +69,8 @@ impl Default for Config {
             timeout_seconds: 600,
             cli_path: "claude".to_owned(),
             detection_interval_seconds: 3600.0,
+            accounts: Vec::new(),
+            failover: Default::default(),
         }
     }
 }

@@ -68,6 +68,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod accounts;
 mod auth;
 mod config;
 mod detect;
@@ -77,7 +78,7 @@ mod shaping;
 use std::sync::{Arc, RwLock};
 
 use ccproxy_plugin_abi::{Value, prelude::*, serde_json};
-use ccproxy_plugin_kit::mapping::ModelMapper;
+use ccproxy_plugin_kit::{accounts::AccountPool, mapping::ModelMapper};
 
 use crate::{
     auth::{Credential, Credentials, OAUTH_SERVICE, upstream_headers},
@@ -90,6 +91,9 @@ struct ClaudeApi {
     ctx: Context,
     config: Config,
     credentials: Credentials,
+    /// `[[plugins.claude_api.accounts]]`, when configured: used instead of
+    /// `credentials` for messages, with failover.
+    pool: Option<AccountPool<accounts::AccountCredential>>,
     mapper: ModelMapper,
     /// The installed Claude CLI's identity, once detected.
     detected: Arc<RwLock<Option<detect::Detected>>>,
@@ -305,7 +309,15 @@ impl ClaudeApi {
                 &json!({"input_tokens": bypass_token_estimate(&req.body)}),
             ));
         }
-        let credential = self.credentials.resolve(&self.ctx).await?;
+        // With accounts, the one a message would use now (no failover: a
+        // count is cheap to ask again).
+        let credential = match &self.pool {
+            None => self.credentials.resolve(&self.ctx).await?,
+            Some(pool) => match accounts::choose(pool, &self.ctx, None).await? {
+                Ok(chosen) => chosen.credential,
+                Err((message, _)) => return Err(PluginError::new(ErrorKind::RateLimited, message)),
+            },
+        };
         // A count has no model in its answer, so no alias to write back.
         let shaped = self
             .shaper()
@@ -503,7 +515,13 @@ impl Plugin for ClaudeApi {
             api_key,
             api_key_env: config.api_key_env.clone(),
         };
+        let pool = accounts::pool(&config)?;
         let source = match (credentials.mode, credentials.api_key.is_empty()) {
+            _ if pool.is_some() => format!(
+                "{} accounts ({:?})",
+                config.accounts.len(),
+                config.failover.strategy
+            ),
             (config::AuthMode::OAuth, _) | (config::AuthMode::Auto, true) => {
                 format!("{OAUTH_SERVICE} service")
             }
@@ -528,9 +546,15 @@ impl Plugin for ClaudeApi {
             ctx,
             config,
             credentials,
+            pool,
             mapper,
             detected,
         })
+    }
+
+    fn provider_retries(&self) -> bool {
+        // Configured accounts are failed over; a single credential is not.
+        self.pool.is_some()
     }
 
     async fn on_task(&self, task: String) -> Result<(), PluginError> {
@@ -567,7 +591,15 @@ impl Plugin for ClaudeApi {
         &self,
         req: ProviderRequest,
     ) -> Result<UpstreamRequest, PluginError> {
-        let credential = self.credentials.resolve(&self.ctx).await?;
+        let (credential, account) = match &self.pool {
+            None => (self.credentials.resolve(&self.ctx).await?, None),
+            Some(pool) => match accounts::choose(pool, &self.ctx, req.attempt.as_ref()).await? {
+                Ok(chosen) => (chosen.credential, Some((pool, chosen.label, chosen.delay))),
+                Err((message, retry_after)) => {
+                    return Ok(UpstreamRequest::exhausted(message, retry_after));
+                }
+            },
+        };
         let shaped = self.shaper().shape(
             &req.body,
             &credential,
@@ -580,7 +612,7 @@ impl Plugin for ClaudeApi {
             credential.kind(),
             shaped.stream
         );
-        Ok(UpstreamRequest {
+        let upstream = UpstreamRequest {
             method: "POST".to_owned(),
             url: format!("{}/v1/messages", self.config.base()),
             headers: upstream_headers(
@@ -595,6 +627,14 @@ impl Plugin for ClaudeApi {
             // Messages use the host's `http.read_timeout_seconds`;
             // `timeout_seconds` is the count_tokens timeout.
             timeout: None,
+            ..UpstreamRequest::default()
+        };
+        Ok(match account {
+            None => upstream,
+            Some((pool, label, delay)) => upstream
+                .with_account(label)
+                .with_retries(pool.max_attempts())
+                .after(delay.unwrap_or_default()),
         })
     }
 
@@ -607,6 +647,19 @@ impl Plugin for ClaudeApi {
         });
         let identity =
             identity.unwrap_or_else(|| json!({"source": "bundled", "cli_version": "1.0.113"}));
+        if let Some(pool) = &self.pool {
+            let status = if pool.available() == 0 {
+                HealthStatus::Degraded
+            } else {
+                HealthStatus::Healthy
+            };
+            let mut details = json!({"base_url": self.config.base(), "credentials": "accounts", "claude_cli_identity": identity});
+            details["accounts"] = pool.health(accounts::describe);
+            if status == HealthStatus::Degraded {
+                details["reason"] = json!("no account can take a request now");
+            }
+            return Health::with(status, details);
+        }
         match self.credentials.resolve(&self.ctx).await {
             Ok(credential) => Health::with(
                 HealthStatus::Healthy,
@@ -807,6 +860,7 @@ mod tests {
             query: String::new(),
             body: body.to_string().into_bytes(),
             request_id: "req-1".into(),
+            attempt: None,
         }
     }
 

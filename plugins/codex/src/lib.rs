@@ -529,6 +529,7 @@ impl Plugin for Codex {
             // 0: the host's `http.read_timeout_seconds`.
             timeout: (self.config.timeout_seconds > 0)
                 .then(|| Duration::from_secs(self.config.timeout_seconds)),
+            ..UpstreamRequest::default()
         })
     }
 
@@ -676,6 +677,7 @@ mod tests {
             query: String::new(),
             body: body.to_string().into_bytes(),
             request_id: "req-1".into(),
+            attempt: None,
         }
     }
 

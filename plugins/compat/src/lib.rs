@@ -235,6 +235,7 @@ impl Upstream {
             stream: req.stream,
             model_alias: shaped.model_alias,
             timeout: self.timeout(),
+            ..UpstreamRequest::default()
         })
     }
 

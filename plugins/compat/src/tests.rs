@@ -102,6 +102,7 @@ fn provider_request(endpoint: &str, body: &Value, headers: &[(&str, &str)]) -> P
         query: String::new(),
         body: body.to_string().into_bytes(),
         request_id: "req-1".into(),
+        attempt: None,
     }
 }
 

@@ -390,6 +390,7 @@ impl Plugin for Copilot {
             stream: req.stream,
             model_alias,
             timeout: None,
+            ..UpstreamRequest::default()
         })
     }
 

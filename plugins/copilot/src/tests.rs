@@ -21,6 +21,7 @@ fn provider_request(stream: bool) -> ProviderRequest {
         query: String::new(),
         body: br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"stream_options":{"include_usage":true}}"#.to_vec(),
         request_id: "req-1".to_owned(),
+        attempt: None,
     }
 }
 

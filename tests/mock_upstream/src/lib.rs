@@ -70,6 +70,7 @@
 //! | `POST /_mock/reset` | forgets requests, faults and counters |
 //! | `POST /_mock/fault` | arms a fault (body below); faults queue and apply in order |
 //! | `DELETE /_mock/fault` | disarms every fault |
+//! | `GET /_mock/credentials` | requests per credential so far, `{CREDENTIAL: n}` (`x-api-key`, else the token of `authorization: Bearer`): which account a request went out with |
 //! | `GET /_mock/cancelled` | `{"cancelled": n, "completed": n, "reset": n}`: streams cut short because the client went away, streams sent to the end, streams broken on purpose |
 //! | `GET /_mock/oauth` | `{"authorization_code": n, "refresh_token": n, "issued": [access tokens]}` |
 //! | `POST /_mock/quirks` | switches quirk modes on, `{"quirks": [NAME, …]}` (replacing those set before; `--quirk NAME` ones stay): real servers' differences from OpenAI's answers, see `quirks.rs`; `GET` lists them, `DELETE` clears them |
@@ -78,13 +79,15 @@
 //!
 //! A fault: `{"kind": "delay"|"status"|"reset_mid_stream"|"trickle"|"edit",
 //! "status": 429, "body": {...}, "delay_ms": N, "after_events": N, "count": N,
-//! "path": "/v1/messages", "retry_after": "7", "event": "response.completed",
+//! "path": "/v1/messages", "retry_after": "7", "credential": "sk-key-a", "event": "response.completed",
 //! "pointer": "/response/output", "value": [], "anonymous": true}`; it applies to the next
 //! `count` (default 1) upstream requests (those on `path` when given; the
-//! token endpoint only when named by `path`):
+//! token endpoint only when named by `path`; with `credential`, only those
+//! sent with that `x-api-key` or bearer token, so one account of several fails):
 //! - `delay`: waits `delay_ms` (default 1000) before the response head;
 //! - `status`: answers `status` (default 500) with the provider's real error
-//!   body (`body` replaces it), plus `retry-after` on a 429;
+//!   body (`body` replaces it), plus `retry-after` (`retry_after`, default 1
+//!   on a 429);
 //! - `reset_mid_stream`: sends `after_events` (default 1) events, then drops the
 //!   connection without the terminating chunk (half the body for a JSON answer);
 //! - `trickle`: waits `delay_ms` (default 100) between stream events;

@@ -285,12 +285,20 @@ impl State {
         }
     }
 
-    /// The first armed fault that applies to `path`, used once.
-    fn take_fault(&self, path: &str) -> Option<Fault> {
+    /// The first armed fault that applies to `path` (and to the request's
+    /// credential, for a fault armed for one), used once.
+    fn take_fault(&self, path: &str, credential: Option<&str>) -> Option<Fault> {
         let mut inner = self.inner();
-        let position = inner.faults.iter().position(|fault| match &fault.path {
-            Some(only) => only == path,
-            None => path != TOKEN_PATH && path != codex::TOKEN_PATH,
+        let position = inner.faults.iter().position(|fault| {
+            let path_applies = match &fault.path {
+                Some(only) => only == path,
+                None => path != TOKEN_PATH && path != codex::TOKEN_PATH,
+            };
+            path_applies
+                && fault
+                    .credential
+                    .as_deref()
+                    .is_none_or(|only| Some(only) == credential)
         })?;
         let fault = inner.faults.get_mut(position)?;
         fault.count -= 1;
@@ -372,7 +380,7 @@ async fn upstream(
             {
                 tokio::time::sleep(state.options.oauth_delay).await;
             }
-            let fault = state.take_fault(path);
+            let fault = state.take_fault(path, None);
             if let Some(response) = early_fault(fault.as_ref(), Format::Chat).await {
                 state.set_response(index, response.status().as_u16(), "fault", b"", "fault");
                 return response;
@@ -391,7 +399,7 @@ async fn upstream(
             {
                 tokio::time::sleep(state.options.oauth_delay).await;
             }
-            let fault = state.take_fault(path);
+            let fault = state.take_fault(path, None);
             if let Some(response) = early_fault(fault.as_ref(), Format::Chat).await {
                 state.set_response(index, response.status().as_u16(), "fault", b"", "fault");
                 return response;
@@ -443,7 +451,7 @@ async fn upstream(
             );
         }
     }
-    let fault = state.take_fault(path);
+    let fault = state.take_fault(path, credential_of(parts));
     let quirks = state.options.quirks.union(&state.inner().quirks);
     if let Some(response) = early_fault(fault.as_ref(), format).await {
         let status = response.status().as_u16();
@@ -479,6 +487,13 @@ async fn upstream(
     answer(state.clone(), index, selected, fault)
 }
 
+/// The request's credential: `x-api-key`, else the token of
+/// `authorization: Bearer`.
+fn credential_of(parts: &Parts) -> Option<&str> {
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    header("x-api-key").or_else(|| header("authorization")?.strip_prefix("Bearer "))
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Endpoint {
     Api(Format),
@@ -501,11 +516,11 @@ async fn early_fault(fault: Option<&Fault>, format: Format) -> Option<Response<B
                 ),
                 None => error_response(format, fault.status, ""),
             };
-            if fault.status == 429 {
-                let retry_after = fault.retry_after.clone().unwrap_or_else(|| "1".to_owned());
-                if let Ok(value) = http::HeaderValue::from_str(&retry_after) {
-                    response.headers_mut().insert("retry-after", value);
-                }
+            let default_retry_after = (fault.status == 429).then(|| "1".to_owned());
+            if let Some(retry_after) = fault.retry_after.clone().or(default_retry_after)
+                && let Ok(value) = http::HeaderValue::from_str(&retry_after)
+            {
+                response.headers_mut().insert("retry-after", value);
             }
             Some(response)
         }
@@ -948,6 +963,24 @@ fn control(state: &State, method: &Method, command: &str, body: &Bytes) -> Respo
             StatusCode::OK,
             &Value::Array(state.inner().requests.clone()),
         ),
+        (&Method::GET, "credentials") => {
+            // Requests per credential (`x-api-key`, else the bearer token),
+            // so a test sees which account answered.
+            let mut counts = serde_json::Map::new();
+            for request in &state.inner().requests {
+                let headers = &request["headers"];
+                let credential = headers["x-api-key"].as_str().or_else(|| {
+                    headers["authorization"]
+                        .as_str()
+                        .and_then(|value| value.strip_prefix("Bearer "))
+                });
+                if let Some(credential) = credential {
+                    let entry = counts.entry(credential.to_owned()).or_insert(json!(0));
+                    *entry = json!(entry.as_u64().unwrap_or(0) + 1);
+                }
+            }
+            plain_json(StatusCode::OK, &Value::Object(counts))
+        }
         (&Method::POST, "reset") => {
             *state.inner() = Inner::default();
             plain_json(StatusCode::OK, &json!({"reset": true}))
@@ -1052,6 +1085,9 @@ struct Fault {
     count: u64,
     path: Option<String>,
     retry_after: Option<String>,
+    /// Only requests with this credential (`x-api-key`, or the token of
+    /// `authorization: Bearer`); every request when `None`.
+    credential: Option<String>,
     /// `edit`: the events it changes (by `event:` name; all when `None`).
     event: Option<String>,
     /// `edit`: the JSON pointer into each event's data it sets or removes.
@@ -1107,6 +1143,10 @@ impl Fault {
             after_events: usize::try_from(number("after_events", 1)?).unwrap_or(usize::MAX),
             count,
             path: value.get("path").and_then(Value::as_str).map(str::to_owned),
+            credential: value
+                .get("credential")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
             retry_after: match value.get("retry_after") {
                 Some(Value::String(text)) => Some(text.clone()),
                 Some(Value::Number(n)) => Some(n.to_string()),
@@ -1164,7 +1204,7 @@ impl Fault {
             },
             "status": self.status, "body": self.body, "delay_ms": self.delay_ms,
             "after_events": self.after_events, "count": self.count, "path": self.path,
-            "retry_after": self.retry_after, "event": self.event, "pointer": self.pointer,
+            "retry_after": self.retry_after, "credential": self.credential.as_deref().map(|_| "***"), "event": self.event, "pointer": self.pointer,
             "value": self.value, "anonymous": self.anonymous,
         })
     }
