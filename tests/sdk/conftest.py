@@ -463,7 +463,9 @@ def start_claude_sdk_proxy(
     points Claude Code at `mock` with its own key and no outside traffic."""
     config = scratch / "cfg" / "ccproxy" / "config.toml"
     config.parent.mkdir(parents=True, exist_ok=True)
-    env_lines = "\n".join(f"{name} = {toml_string(value)}" for name, value in (cli_env or {}).items())
+    env_lines = "\n".join(
+        f"{name} = {toml_string(value)}" for name, value in (cli_env or {}).items()
+    )
     config.write_text(
         f"[plugins.claude_sdk]\ncli_path = {toml_string(str(cli))}\n{section}\n\n"
         f"[plugins.claude_sdk.env]\n{env_lines}\n"

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -343,13 +342,19 @@ def test_client_tools_are_refused_naming_the_route_that_carries_them(
                 {
                     "role": "assistant",
                     "content": [
-                        {"type": "tool_use", "id": "toolu_1", "name": "get_weather",
-                         "input": {"city": "Paris"}}
+                        {
+                            "type": "tool_use",
+                            "id": "toolu_1",
+                            "name": "get_weather",
+                            "input": {"city": "Paris"},
+                        }
                     ],
                 },
                 {
                     "role": "user",
-                    "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "sun"}],
+                    "content": [
+                        {"type": "tool_result", "tool_use_id": "toolu_1", "content": "sun"}
+                    ],
                 },
             ],
         )
@@ -408,14 +413,19 @@ FAILURES = {
         "cannot start the Claude Code CLI `/nonexistent/ccproxy-sdk-suite/claude`",
         "install Claude Code or set [plugins.claude_sdk] cli_path",
     ),
-    "exit": (502, "the Claude Code CLI ended before its answer", "exit code 3; stderr: fake failure"),
+    "exit": (
+        502,
+        "the Claude Code CLI ended before its answer",
+        "exit code 3; stderr: fake failure",
+    ),
     "hang": (504, "the Claude Code CLI wrote no answer for 1 s", "(timeout)"),
 }
 
+HI = [{"role": "user", "content": "hi"}]
+
+
 def streamed_message(client: anthropic.Anthropic) -> Any:
-    with client.messages.stream(
-        model=CLAUDE_MODEL, max_tokens=10, messages=[{"role": "user", "content": "hi"}]
-    ) as stream:
+    with client.messages.stream(model=CLAUDE_MODEL, max_tokens=10, messages=HI) as stream:
         return stream.get_final_message()
 
 
@@ -424,25 +434,18 @@ CALLS = {
     "messages": (
         "anthropic",
         "/claude/sdk",
-        lambda c: c.messages.create(model=CLAUDE_MODEL, max_tokens=10, messages=[
-            {"role": "user", "content": "hi"}]),
+        lambda c: c.messages.create(model=CLAUDE_MODEL, max_tokens=10, messages=HI),
     ),
-    "messages stream, in a session": (
-        "anthropic",
-        "/claude/sdk/failing-session",
-        lambda c: streamed_message(c),
-    ),
+    "messages stream, in a session": ("anthropic", "/claude/sdk/failing-session", streamed_message),
     "chat": (
         "openai",
         "/claude/sdk/v1",
-        lambda c: c.chat.completions.create(model="gpt-4o", messages=[
-            {"role": "user", "content": "hi"}]),
+        lambda c: c.chat.completions.create(model="gpt-4o", messages=HI),
     ),
     "chat stream": (
         "openai",
         "/claude/sdk/v1",
-        lambda c: list(c.chat.completions.create(model="gpt-4o", stream=True, messages=[
-            {"role": "user", "content": "hi"}])),
+        lambda c: list(c.chat.completions.create(model="gpt-4o", stream=True, messages=HI)),
     ),
     "responses stream, in a session": (
         "openai",
