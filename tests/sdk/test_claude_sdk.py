@@ -484,3 +484,48 @@ def test_failures_are_typed_errors_in_the_clients_format(
     else:
         assert error.type == "server_error"
     proxy.assert_alive()
+
+
+@pytest.fixture(scope="module")
+def stalling_proxy(claude_sdk_mock: Mock, tmp_path_factory: pytest.TempPathFactory) -> Proxy:
+    """A CLI that writes its text, then nothing for 30 s: past the 1 s ongoing timeout."""
+    proxy = start_claude_sdk_proxy(
+        claude_sdk_mock,
+        tmp_path_factory.mktemp("claude-sdk-stall"),
+        FAKE_CLAUDE,
+        {"FAKE_CLAUDE_MODE": "stall"},
+        "[plugins.claude_sdk.sdk_session_pool]\nstream_ongoing_timeout = 1",
+    )
+    yield proxy
+    proxy.process.stop()
+
+
+def test_a_cli_that_stalls_mid_stream_ends_it_with_an_error_the_sdk_sees(
+    stalling_proxy: Proxy,
+) -> None:
+    stalled = "the Claude Code CLI wrote no answer for 1 s (timeout)"
+    started = time.monotonic()
+    client = anthropic_client(f"{stalling_proxy.url}/claude/sdk", timeout=FAILURE_SECONDS * 3)
+    text = ""
+    with pytest.raises(anthropic.APIStatusError) as raised:
+        with client.messages.stream(model=CLAUDE_MODEL, max_tokens=10, messages=HI) as stream:
+            for piece in stream.text_stream:
+                text += piece
+    client.close()
+    assert text == "turn 1: hi", "what came before the stall reaches the client"
+    assert stalled in str(raised.value)
+
+    client = openai_client(f"{stalling_proxy.url}/claude/sdk/v1", timeout=FAILURE_SECONDS * 3)
+    text = ""
+    with pytest.raises(openai.APIError) as raised:
+        for chunk in client.chat.completions.create(model="gpt-4o", messages=HI, stream=True):
+            text += (chunk.choices[0].delta.content or "") if chunk.choices else ""
+    assert text == "turn 1: hi"
+    assert stalled in str(raised.value)
+
+    events = list(client.responses.create(model="gpt-5", input="hi", stream=True))
+    client.close()
+    assert events[-1].type == "response.failed", [event.type for event in events]
+    assert events[-1].response.error.message == stalled
+    assert time.monotonic() - started < 3 * FAILURE_SECONDS
+    stalling_proxy.assert_alive()
