@@ -425,31 +425,18 @@ impl Plugin for Pricing {
     }
 
     async fn on_hook_call(&self, call: HookCall) -> Result<HookOutcome, PluginError> {
-        // The answer carries the whole data as a `Value` (what
-        // `HookOutcome::Modify` takes), so the data is parsed once, into
-        // that, and the two keys the cost needs are read from it: reading
-        // them from the text first was a second pass over the data (about
-        // 10 k instructions per priced event) for the events that are
-        // priced, most of them (every answer with usage).
-        let mut data: Value = serde_json::from_str(call.data_json())?;
-        let cost = {
-            let priced = Priced::deserialize(&data).map_err(|error| {
-                PluginError::invalid(format!(
-                    "{} data does not have the expected shape: {error}",
-                    call.event.as_str()
-                ))
-            })?;
-            let (Some(model), Some(usage)) = (priced.model, priced.usage) else {
+        let priced: Priced = call.data()?;
+        let (Some(model), Some(usage)) = (priced.model, priced.usage) else {
+            return Ok(HookOutcome::Continue);
+        };
+        let cost = match self.table().cost(&model, &usage) {
+            Ok(cost) => cost,
+            Err(error) => {
+                debug!("pricing: {}", error.message());
                 return Ok(HookOutcome::Continue);
-            };
-            match self.table().cost(&model, &usage) {
-                Ok(cost) => cost,
-                Err(error) => {
-                    debug!("pricing: {}", error.message());
-                    return Ok(HookOutcome::Continue);
-                }
             }
         };
+        let mut data: Value = serde_json::from_str(call.data_json())?;
         let Some(object) = data.as_object_mut() else {
             return Ok(HookOutcome::Continue);
         };
