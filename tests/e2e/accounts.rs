@@ -299,3 +299,85 @@ fn a_single_key_config_is_not_retried() {
     let health = proxy.get("/plugins/claude_api/health").json();
     assert!(health["details"].get("accounts").is_none(), "{health:#}");
 }
+
+#[test]
+fn codex_fails_over_between_tokens_in_turn() {
+    const TOKEN_A: &str = "codex-token-a-00000000000000000001";
+    const TOKEN_B: &str = "codex-token-b-00000000000000000002";
+    let mock = Mock::start(&[]);
+    let config = format!(
+        r#"
+[plugins.codex]
+base_url = "{}"
+cli_path = ""
+
+[[plugins.codex.accounts]]
+label = "first"
+access_token = "{TOKEN_A}"
+account_id = "acct-a"
+
+[[plugins.codex.accounts]]
+label = "second"
+access_token_env = "CODEX_SECOND_TOKEN"
+account_id = "acct-b"
+
+[plugins.codex.failover]
+strategy = "round_robin"
+"#,
+        mock.codex_base_url()
+    );
+    let proxy = Proxy::start(ProxyOptions {
+        bundled: &["codex"],
+        config_toml: Some(&config),
+        env: &[("CODEX_SECOND_TOKEN", TOKEN_B)],
+        ..ProxyOptions::default()
+    });
+    let ask = || {
+        proxy.post_json(
+            "/codex/v1/responses",
+            &json!({"model": "gpt-5", "input": "Hello", "stream": true}),
+        )
+    };
+    // In turn: first, second.
+    assert_eq!(ask().status, 200);
+    assert_eq!(ask().status, 200);
+    let seen = per_key(&mock);
+    assert_eq!(
+        (count(&seen, TOKEN_A), count(&seen, TOKEN_B)),
+        (1, 1),
+        "{seen}"
+    );
+    // first's turn, but it is rate-limited: second answers, with its own account id.
+    mock.fault(
+        json!({"kind": "status", "status": 429, "retry_after": "60", "credential": TOKEN_A,
+        "path": "/backend-api/codex/responses"}),
+    );
+    let reply = ask();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(
+        reply.text().contains("response.completed"),
+        "{}",
+        reply.text()
+    );
+    let seen = per_key(&mock);
+    assert_eq!(
+        (count(&seen, TOKEN_A), count(&seen, TOKEN_B)),
+        (2, 2),
+        "{seen}"
+    );
+    let last = mock.codex_requests().pop().expect("a backend request");
+    assert_eq!(last["headers"]["chatgpt-account-id"], "acct-b");
+    // first rests, so second takes every request now.
+    assert_eq!(ask().status, 200);
+    assert_eq!(count(&per_key(&mock), TOKEN_B), 3);
+    let health = proxy.get("/plugins/codex/health");
+    let text = health.text();
+    assert!(!text.contains(TOKEN_A) && !text.contains(TOKEN_B), "{text}");
+    let accounts = health.json()["details"]["accounts"]["accounts"].clone();
+    assert_eq!(
+        state_of(&accounts, "first")["state"],
+        "cooling",
+        "{accounts:#}"
+    );
+    assert_eq!(state_of(&accounts, "second")["kind"], "token");
+}

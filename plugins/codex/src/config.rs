@@ -85,6 +85,11 @@ pub(crate) struct Config {
     /// (`stream_idle_timeout_ms = 300000`), a little more than the host's
     /// default 240 s; set 300 here to wait as long as it does.
     pub(crate) timeout_seconds: u64,
+    /// Several credentials with failover (`[[plugins.codex.accounts]]`);
+    /// empty: the `oauth.codex` login, as before.
+    pub(crate) accounts: Vec<crate::accounts::AccountConfig>,
+    /// How `accounts` are picked and rested (`[plugins.codex.failover]`).
+    pub(crate) failover: ccproxy_plugin_kit::accounts::PoolSettings,
 }
 
 impl Default for Config {
@@ -111,6 +116,8 @@ impl Default for Config {
             cli_path: "codex".to_owned(),
             detection_interval_seconds: 3600.0,
             timeout_seconds: 0,
+            accounts: Vec::new(),
+            failover: Default::default(),
         }
     }
 }

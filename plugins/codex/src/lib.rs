@@ -83,6 +83,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod accounts;
 mod auth;
 mod config;
 mod detect;
@@ -99,7 +100,7 @@ use std::{
 };
 
 use ccproxy_plugin_abi::{Value, prelude::*, serde_json};
-use ccproxy_plugin_kit::mapping::ModelMapper;
+use ccproxy_plugin_kit::{accounts::AccountPool, mapping::ModelMapper};
 
 use crate::{
     auth::{OAUTH_SERVICE, upstream_headers},
@@ -131,6 +132,9 @@ struct Codex {
     warned_no_account: AtomicBool,
     /// The installed Codex CLI's version and prompt, once detected.
     detected: Arc<RwLock<Option<detect::Detected>>>,
+    /// `[[plugins.codex.accounts]]`, when configured: used instead of the
+    /// one login, with failover.
+    pool: Option<AccountPool<accounts::AccountCredential>>,
 }
 
 /// A shaped body and what shaping found out.
@@ -453,14 +457,19 @@ impl Plugin for Codex {
         } else {
             config.codex_instructions.clone()
         };
+        let pool = accounts::pool(&config)?;
         let models_cache = models_cache_path(
             &config.models_cache_file,
             std::env::var_os("HOME"),
             std::env::var_os("CODEX_HOME"),
         );
         info!(
-            "codex ready: upstream {}/responses, credentials: {OAUTH_SERVICE} service, identifying as {} {}",
+            "codex ready: upstream {}/responses, credentials: {}, identifying as {} {}",
             config.base(),
+            match &pool {
+                Some(pool) => format!("{} accounts ({:?})", pool.len(), config.failover.strategy),
+                None => format!("{OAUTH_SERVICE} service"),
+            },
             auth::ORIGINATOR,
             if config.client_version.trim().is_empty() {
                 config::DEFAULT_CLIENT_VERSION
@@ -485,7 +494,13 @@ impl Plugin for Codex {
             models_cache,
             warned_no_account: AtomicBool::new(false),
             detected,
+            pool,
         })
+    }
+
+    fn provider_retries(&self) -> bool {
+        // Configured accounts are failed over; the one login is not.
+        self.pool.is_some()
     }
 
     async fn on_route(&self, req: Request) -> Result<Response, PluginError> {
@@ -502,7 +517,15 @@ impl Plugin for Codex {
         &self,
         req: ProviderRequest,
     ) -> Result<UpstreamRequest, PluginError> {
-        let mut credential = auth::resolve(&self.ctx).await?;
+        let (mut credential, account) = match &self.pool {
+            None => (auth::resolve(&self.ctx).await?, None),
+            Some(pool) => match accounts::choose(pool, &self.ctx, req.attempt.as_ref()).await? {
+                Ok(chosen) => (chosen.credential, Some((pool, chosen.label, chosen.delay))),
+                Err((message, retry_after)) => {
+                    return Ok(UpstreamRequest::exhausted(message, retry_after));
+                }
+            },
+        };
         if !self.config.send_chatgpt_account_id {
             credential.account_id = None;
         } else if credential.account_id.is_none()
@@ -518,7 +541,7 @@ impl Plugin for Codex {
             "request {}: {} via {}, conversation {}",
             req.request_id, req.client_format, req.endpoint, shaped.conversation_id
         );
-        Ok(UpstreamRequest {
+        let upstream = UpstreamRequest {
             method: "POST".to_owned(),
             url: self.url(),
             headers: upstream_headers(&credential, &shaped.conversation_id, &version),
@@ -530,6 +553,13 @@ impl Plugin for Codex {
             timeout: (self.config.timeout_seconds > 0)
                 .then(|| Duration::from_secs(self.config.timeout_seconds)),
             ..UpstreamRequest::default()
+        };
+        Ok(match account {
+            None => upstream,
+            Some((pool, label, delay)) => upstream
+                .with_account(label)
+                .with_retries(pool.max_attempts())
+                .after(delay.unwrap_or_default()),
         })
     }
 
@@ -549,6 +579,19 @@ impl Plugin for Codex {
         let (version, source) = self.identity_version();
         let identity = json!({"originator": auth::ORIGINATOR, "version": version, "source": source,
             "instructions": self.injected_instructions().1});
+        if let Some(pool) = &self.pool {
+            let status = if pool.available() == 0 {
+                HealthStatus::Degraded
+            } else {
+                HealthStatus::Healthy
+            };
+            let mut details = json!({"base_url": self.config.base(), "credentials": "accounts", "codex_cli_identity": identity});
+            details["accounts"] = pool.health(accounts::describe);
+            if status == HealthStatus::Degraded {
+                details["reason"] = json!("no account can take a request now");
+            }
+            return Health::with(status, details);
+        }
         match auth::resolve(&self.ctx).await {
             Ok(credential) => Health::with(
                 HealthStatus::Healthy,
