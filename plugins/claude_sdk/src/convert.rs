@@ -180,11 +180,9 @@ fn content_text(format: ClientFormat, content: &Value, at: &str) -> Result<Strin
                             .ok_or_else(|| format!("{at}[{n}].text must be a string"))?,
                     ),
                     "thinking" | "redacted_thinking" | "reasoning" => {}
-                    kind @ ("tool_use"
-                    | "tool_result"
-                    | "server_tool_use"
-                    | "function_call"
-                    | "function_call_output") => {
+                    // tool_use, tool_result, server_tool_use, web_search_tool_result,
+                    // function_call, function_call_output, ...
+                    kind if kind.contains("tool") || kind.contains("call") => {
                         return Err(format!(
                             "{at}[{n}]: {}",
                             tools_refused(format, &format!("a `{kind}` block"))
@@ -275,7 +273,7 @@ impl Conversation {
                     if kind == "reasoning" {
                         continue;
                     }
-                    if kind.contains("call") {
+                    if kind.contains("call") || kind.contains("tool") {
                         return Err(format!(
                             "{at}: {}",
                             tools_refused(format, &format!("a `{kind}` item"))
