@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 mod limits;
+mod scan;
 
 use std::{
     borrow::Cow,
@@ -227,12 +228,18 @@ fn rewrite(body: &RawObject<'_>, changes: &[Change]) -> Vec<u8> {
     out.finish()
 }
 
-/// What to do to a body's limit keys, given the model's `limit`.
-fn plan(body: &RawObject<'_>, format: Format, limit: Limit, enforce: bool) -> Vec<Change> {
+/// What to do to a body's limit keys (`value_of` a key, when the body has
+/// it), given the model's `limit`.
+fn plan<'a>(
+    value_of: impl Fn(&str) -> Option<&'a RawValue>,
+    format: Format,
+    limit: Limit,
+    enforce: bool,
+) -> Vec<Change> {
     let present: Vec<(&'static str, &RawValue)> = format
         .keys()
         .iter()
-        .filter_map(|key| Some((*key, body.get(key)?)))
+        .filter_map(|key| Some((*key, value_of(key)?)))
         .filter(|(_, raw)| raw.get() != "null")
         .collect();
     if present.is_empty() {
@@ -477,23 +484,47 @@ impl Plugin for MaxTokens {
         let Some(format) = Format::of(format_id, &prepared.url) else {
             return Ok(HookOutcome::Continue);
         };
-        // A body that is not a JSON object is the upstream's to refuse.
-        let Ok(body) = RawObject::parse(&call.body) else {
+        // Only `model` and the limit keys are read, the rest of the body
+        // skipped over (`scan`): most requests change nothing, and parsing
+        // every top-level value of a 64 KB Claude Code request cost about
+        // 330 k instructions. A body that is not a JSON object is the
+        // upstream's to refuse.
+        let keys = format.keys();
+        let Some([model, first, second]) = scan::top_level(
+            &call.body,
+            [Some("model"), keys.first().copied(), keys.get(1).copied()],
+        ) else {
             return Ok(HookOutcome::Continue);
         };
-        let Some(model) = body
-            .get("model")
-            .and_then(|raw| serde_json::from_str::<Cow<str>>(raw.get()).ok())
-        else {
+        let Some(model) = model.and_then(|raw| serde_json::from_str::<Cow<str>>(raw).ok()) else {
             return Ok(HookOutcome::Continue);
         };
+        // Each limit value found must be JSON, as a whole parse would require.
+        let mut limits: [Option<&RawValue>; 2] = [None; 2];
+        for (slot, raw) in limits.iter_mut().zip([first, second]) {
+            if let Some(raw) = raw {
+                match serde_json::from_str::<&RawValue>(raw) {
+                    Ok(value) => *slot = Some(value),
+                    Err(_) => return Ok(HookOutcome::Continue),
+                }
+            }
+        }
         let Some(limit) = self.limit(&model).await else {
             return Ok(HookOutcome::Continue);
         };
-        let changes = plan(&body, format, limit, self.config.enforce_mode);
+        let value_of = |key: &str| {
+            let index = keys.iter().position(|known| *known == key)?;
+            limits[index]
+        };
+        let changes = plan(value_of, format, limit, self.config.enforce_mode);
         if changes.is_empty() {
             return Ok(HookOutcome::Continue);
         }
+        // Changing it: the whole body is parsed, which also checks what the
+        // scan skipped (a malformed body is left as it came).
+        let Ok(body) = RawObject::parse(&call.body) else {
+            return Ok(HookOutcome::Continue);
+        };
         if self.config.log_modifications {
             for change in &changes {
                 info!(
