@@ -166,7 +166,9 @@ impl ChildProcess {
     }
 
     /// The next bytes the child wrote to stderr (at most 64 KiB); `None` once
-    /// it closed stderr.
+    /// it closed stderr. The host drains stderr as the child writes it and
+    /// keeps the last 64 KiB not yet read (older bytes are dropped), so a
+    /// child never blocks on a full stderr pipe, read or not.
     pub async fn read_stderr(&mut self) -> Result<Option<Vec<u8>>, PluginError> {
         self.read(true).await
     }
