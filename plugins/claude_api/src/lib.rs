@@ -495,6 +495,8 @@ impl Plugin for ClaudeApi {
             .config_key("timeout_seconds", "count_tokens request timeout")
             .config_key("cli_path", "the Claude CLI whose identity headers are detected and sent in OAuth mode (claude on PATH); empty: the bundled claude-cli 1.0.113 ones")
             .config_key("detection_interval_seconds", "seconds between detections of the Claude CLI (3600)")
+            .config_key("accounts", "several credentials with failover, [[plugins.claude_api.accounts]] {label, api_key | api_key_env | oauth = true}, in priority order; empty: api_key/auth_mode as one credential")
+            .config_key("failover", "how accounts are picked and rested: {strategy = failover|round_robin, cooldown_seconds = 60, max_failures_before_disable = 2, failure_status_codes = [401, 403], cooldown_status_codes = [429, 529], max_retry_wait_seconds = 0}")
             .task_from_config(DETECTION_TASK, "detection_interval_seconds", 3600.0, false)
     }
 
@@ -902,6 +904,134 @@ mod tests {
             .map(|(name, value)| (name.clone(), value.as_str().unwrap_or_default().to_owned()))
             .collect();
         (Headers(headers), capture["body_json"].clone())
+    }
+
+    /// A host with accounts a (key), b (the OAuth login), c (key).
+    fn accounts_host(failover: Value) -> MockHost {
+        oauth_host(json!({
+            "accounts": [
+                {"label": "a", "api_key": "sk-ant-key-a-000000000001"},
+                {"label": "b", "oauth": true},
+                {"api_key": "sk-ant-key-c-000000000003"},
+            ],
+            "failover": failover,
+        }))
+    }
+
+    fn attempt(number: u32, status: u16, account: &str) -> ProviderAttempt {
+        ProviderAttempt {
+            number,
+            previous_status: status,
+            previous_account: Some(account.to_owned()),
+            retry_after_ms: Some(30_000),
+        }
+    }
+
+    #[test]
+    fn accounts_are_tried_in_order_and_each_failure_moves_on() {
+        let host = accounts_host(json!({}));
+        let plugin = start(&host);
+        assert!(plugin.provider_retries());
+        let mut request =
+            provider_request("/claude/v1/messages", &simple_body(), Headers::default());
+        let first = plugin.prepare_upstream(request.clone()).unwrap();
+        assert_eq!(first.account.as_deref(), Some("a"));
+        assert_eq!(
+            first.headers.get("x-api-key"),
+            Some("sk-ant-key-a-000000000001")
+        );
+        assert_eq!(first.retry.map(|policy| policy.max_attempts), Some(4));
+        request.attempt = Some(attempt(2, 429, "a"));
+        let second = plugin.prepare_upstream(request.clone()).unwrap();
+        assert_eq!(second.account.as_deref(), Some("b"));
+        assert_eq!(
+            second.headers.get("authorization"),
+            Some(format!("Bearer {OAUTH_TOKEN}").as_str())
+        );
+        assert!(second.headers.get("x-api-key").is_none());
+        request.attempt = Some(attempt(3, 401, "b"));
+        let third = plugin.prepare_upstream(request.clone()).unwrap();
+        assert_eq!(
+            third.account.as_deref(),
+            Some("account-3"),
+            "unlabelled: by position"
+        );
+        // The report of the last failure: nothing left, nothing sent.
+        request.attempt = Some(attempt(4, 529, "account-3"));
+        let last = plugin.prepare_upstream(request.clone()).unwrap();
+        let exhausted = last.exhausted.expect("exhausted");
+        assert!(
+            exhausted.message.contains("cooling down"),
+            "{}",
+            exhausted.message
+        );
+        // The first account back: a or c, 30 s after their failures.
+        let retry_after_ms = exhausted.retry_after_ms.expect("a time to come back");
+        assert!(
+            (29_000..=30_000).contains(&retry_after_ms),
+            "{retry_after_ms}"
+        );
+        // A new request finds every account resting too.
+        request.attempt = None;
+        assert!(
+            plugin
+                .prepare_upstream(request)
+                .unwrap()
+                .exhausted
+                .is_some()
+        );
+        let health = plugin.health().unwrap();
+        assert_eq!(health.status, HealthStatus::Degraded);
+        let text = health.details.to_string();
+        assert!(!text.contains("sk-ant-key-a-000000000001"), "{text}");
+        assert!(text.contains("sk-ant***0001"), "{text}");
+        assert_eq!(health.details["accounts"]["accounts"][1]["kind"], "oauth");
+        assert_eq!(
+            health.details["accounts"]["accounts"][1]["last_failure_status"],
+            401
+        );
+    }
+
+    #[test]
+    fn bad_accounts_are_refused_at_start_saying_what_to_fix() {
+        for (accounts, expected) in [
+            (
+                json!([{"label": "x"}]),
+                "set exactly one of api_key, api_key_env, oauth",
+            ),
+            (json!([{"api_key": "k", "oauth": true}]), "set exactly one"),
+            (
+                json!([{"label": "x", "api_key": "k"}, {"label": "x", "oauth": true}]),
+                "used twice",
+            ),
+            (json!([{"api_key_env": NO_SUCH_ENV}]), "is empty or unset"),
+            (json!([{"api_key": "k", "apikey": "typo"}]), "apikey"),
+        ] {
+            let error = MockHost::new()
+                .config(config(json!({"accounts": accounts})))
+                .start::<ClaudeApi>()
+                .err()
+                .unwrap_or_else(|| panic!("{accounts} started"));
+            assert!(
+                error.message().contains(expected),
+                "{accounts}: {}",
+                error.message()
+            );
+        }
+    }
+
+    #[test]
+    fn without_accounts_nothing_is_retried() {
+        let plugin = start(&api_key_host(json!({})));
+        assert!(!plugin.provider_retries());
+        let upstream = plugin
+            .prepare_upstream(provider_request(
+                "/claude/v1/messages",
+                &simple_body(),
+                Headers::default(),
+            ))
+            .unwrap();
+        assert!(upstream.retry.is_none() && upstream.account.is_none());
     }
 
     fn simple_body() -> Value {

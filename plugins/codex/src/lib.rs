@@ -442,6 +442,8 @@ impl Plugin for Codex {
             .config_key("detection_interval_seconds", "seconds between detections of the Codex CLI's version (3600)")
             .task_from_config(DETECTION_TASK, "detection_interval_seconds", 3600.0, false)
             .config_key("timeout_seconds", "give up on the upstream's head, then on each chunk, after this many seconds; 0: the host's http.read_timeout_seconds")
+            .config_key("accounts", "several credentials with failover, [[plugins.codex.accounts]] {label, access_token | access_token_env (with account_id) | oauth = true}, in priority order; empty: the oauth.codex login")
+            .config_key("failover", "how accounts are picked and rested: {strategy = failover|round_robin, cooldown_seconds = 60, max_failures_before_disable = 2, failure_status_codes = [401, 403], cooldown_status_codes = [429, 529], max_retry_wait_seconds = 0}")
     }
 
     async fn init(ctx: Context, config: Config) -> Result<Self, PluginError> {
