@@ -358,6 +358,12 @@ impl Sandbox {
     }
 }
 
+/// Bundled plugins that are off by default (`enabled = false` among their
+/// config defaults) and that [`ProxyOptions::bundled`] switches on by
+/// naming them: the log store and what reads it (docs/PERFORMANCE.md,
+/// "Round 2 changes: the plugins").
+pub const OPT_IN_BUNDLED: [&str; 3] = ["storage", "analytics", "dashboard"];
+
 /// How to start a [`Proxy`].
 #[derive(Debug, Clone, Default)]
 pub struct ProxyOptions<'a> {
@@ -365,6 +371,7 @@ pub struct ProxyOptions<'a> {
     pub plugins: &'a [&'a str],
     /// Bundled plugins (found next to the binary) to leave enabled, by plugin
     /// name (`access_log`); every other bundled plugin gets `--disable-plugin`.
+    /// Opt-in ones of [`OPT_IN_BUNDLED`] named here are enabled.
     pub bundled: &'a [&'a str],
     /// Extra arguments after `serve --port 0 --plugin-dir DIR --log-level info`
     /// (a `--log-level` here replaces the default).
@@ -418,8 +425,27 @@ impl Proxy {
         }
         args.extend(options.args.iter().map(|arg| (*arg).to_owned()));
         let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        // The opt-in bundled plugins a test lists in `bundled` are switched
+        // on too, unless the test says otherwise in `env`.
+        let mut env: Vec<(String, String)> = OPT_IN_BUNDLED
+            .iter()
+            .filter(|name| options.bundled.contains(name))
+            .map(|name| format!("PLUGINS__{}__ENABLED", name.to_ascii_uppercase()))
+            .filter(|key| !options.env.iter().any(|(set, _)| set == key))
+            .map(|key| (key, "true".to_owned()))
+            .collect();
+        env.extend(
+            options
+                .env
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), (*value).to_owned())),
+        );
+        let env_refs: Vec<(&str, &str)> = env
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.as_str()))
+            .collect();
         let mut child = sandbox
-            .command(&arg_refs, options.env)
+            .command(&arg_refs, &env_refs)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -52,6 +52,10 @@ const LOG_STORAGE: &str = "log_storage";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct Config {
+    /// Off by default (opt-in, as the original's): the host loads it only
+    /// once the user sets it true. Read by the host, not the plugin.
+    #[allow(dead_code)]
+    enabled: bool,
     /// Seconds between `: keep-alive` comments on open streams.
     keepalive_seconds: f64,
     /// Rows a stream's reader may be behind before it misses some.
@@ -65,6 +69,7 @@ struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
+            enabled: false,
             keepalive_seconds: 15.0,
             stream_queue: 256,
             max_streams: 64,
@@ -559,6 +564,8 @@ mod tests {
                 .all(|route| !route.public)
         );
         assert_eq!(manifest.requires, [LOG_STORAGE]);
+        // Opt-in, as `storage` (docs/PERFORMANCE.md, "Round 2 changes: the plugins").
+        assert_eq!(manifest.config.defaults["enabled"], false);
         assert!(
             manifest.hooks.is_empty(),
             "no per-request cost without streams"

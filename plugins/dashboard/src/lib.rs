@@ -69,6 +69,10 @@ impl TokenStorage {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct Config {
+    /// Off by default (opt-in, as the original's): the host loads it only
+    /// once the user sets it true. Read by the host, not the plugin.
+    #[allow(dead_code)]
+    enabled: bool,
     /// Serve the page and its files (off: they answer 404).
     mount_static: bool,
     /// Where the page keeps the client token.
@@ -88,6 +92,7 @@ struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
+            enabled: false,
             mount_static: true,
             token_storage: TokenStorage::Session,
             hours: 24,

@@ -283,3 +283,11 @@ fn health_is_degraded_while_the_analytics_plugin_is_not_active() {
         );
     }
 }
+
+#[test]
+fn it_is_opt_in() {
+    // Opt-in, as `storage` and `analytics`, whose `/logs` it reads
+    // (docs/PERFORMANCE.md, "Round 2 changes: the plugins").
+    let plugin = start(json!({}));
+    assert_eq!(plugin.manifest().config.defaults["enabled"], false);
+}

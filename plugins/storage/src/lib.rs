@@ -69,6 +69,10 @@ const RECENT_DROPS: Duration = Duration::from_secs(300);
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct Config {
+    /// Off by default (opt-in, as the original's): the host loads it only
+    /// once the user sets it true. Read by the host, not the plugin.
+    #[allow(dead_code)]
+    enabled: bool,
     /// SQLite file; `None`: `$XDG_DATA_HOME/ccproxy/logs.db`.
     database_path: Option<String>,
     /// `postgres://user:password@host:port/database`: store in PostgreSQL
@@ -95,6 +99,7 @@ struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
+            enabled: false,
             database_path: None,
             url: None,
             retention_days: 30.0,
@@ -726,6 +731,16 @@ mod tests {
             )
             .unwrap()["count"]
             .clone()
+    }
+
+    #[test]
+    fn it_is_opt_in() {
+        // The host loads a plugin whose defaults say `enabled = false` only
+        // once the user enables it (docs/PERFORMANCE.md, "Round 2 changes:
+        // the plugins", says why this one is off by default).
+        let dir = tempfile::tempdir().unwrap();
+        let (_host, plugin) = start(json!({"database_path": dir.path().join("logs.db")}));
+        assert_eq!(plugin.manifest().config.defaults["enabled"], false);
     }
 
     #[test]
