@@ -381,8 +381,10 @@ fn write_json_line<T: Serialize>(out: &mut Vec<u8>, line: &T) {
 /// of `out`), which reads back as the same string. They can only stand
 /// inside strings, so the JSON stays valid.
 fn escape_beyond_json(out: &mut Vec<u8>, start: usize) {
-    // DEL is 0x7f, everything else in question lies beyond ASCII.
-    if out[start..].iter().all(|&byte| byte < 0x7f) {
+    // DEL is 0x7f, everything else in question lies beyond ASCII: both
+    // checks run a word or a vector at a time, not a byte.
+    let line = &out[start..];
+    if line.is_ascii() && memchr::memchr(0x7f, line).is_none() {
         return;
     }
     let line = String::from_utf8_lossy(&out[start..]).into_owned();
