@@ -381,3 +381,73 @@ strategy = "round_robin"
     );
     assert_eq!(state_of(&accounts, "second")["kind"], "token");
 }
+
+#[test]
+fn a_provider_that_fails_falls_back_to_another_provider_in_the_clients_format() {
+    const CODEX_TOKEN: &str = "codex-fallback-token-000000000001";
+    let mock = Mock::start(&[]);
+    let config = format!(
+        r#"
+[routing]
+fallback = ["claude_api=codex"]
+
+[plugins.claude_api]
+base_url = "{}"
+cli_path = ""
+api_key = "{KEY_A}"
+
+[plugins.codex]
+base_url = "{}"
+cli_path = ""
+
+[[plugins.codex.accounts]]
+access_token = "{CODEX_TOKEN}"
+account_id = "acct-fallback"
+"#,
+        mock.url(),
+        mock.codex_base_url()
+    );
+    let proxy = Proxy::start(ProxyOptions {
+        bundled: &["claude_api", "codex"],
+        config_toml: Some(&config),
+        ..ProxyOptions::default()
+    });
+    // Anthropic is overloaded: the Claude client's request is answered by
+    // Codex, in the Anthropic format it asked for, streamed or not.
+    fail(&mock, KEY_A, 529, None, 2);
+    let reply = messages(&proxy, false);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let body = reply.json();
+    assert_eq!(body["type"], "message", "{body}");
+    assert_eq!(body["role"], "assistant", "{body}");
+    let reply = messages(&proxy, true);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let text = reply.text();
+    assert!(text.starts_with("event: message_start"), "{text}");
+    assert!(text.contains("event: message_stop"), "{text}");
+    let seen = per_key(&mock);
+    assert_eq!(
+        (count(&seen, KEY_A), count(&seen, CODEX_TOKEN)),
+        (2, 2),
+        "{seen}"
+    );
+    assert!(
+        proxy.log().contains("sending the request to its fallback"),
+        "{}",
+        proxy.log()
+    );
+    // A request Anthropic answers stays there.
+    assert_eq!(messages(&proxy, false).status, 200);
+    let seen = per_key(&mock);
+    assert_eq!(
+        (count(&seen, KEY_A), count(&seen, CODEX_TOKEN)),
+        (3, 2),
+        "{seen}"
+    );
+    // A client error is no reason to fall back.
+    mock.fault(
+        json!({"kind": "status", "status": 400, "credential": KEY_A, "path": "/v1/messages"}),
+    );
+    assert_eq!(messages(&proxy, false).status, 400);
+    assert_eq!(count(&per_key(&mock), CODEX_TOKEN), 2);
+}

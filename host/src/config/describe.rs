@@ -189,9 +189,11 @@ pub fn init_template(plugins: &[PluginDoc]) -> String {
                     Kind::NameList if field.name == "enabled_plugins" => {
                         inline_toml(&json!(plugin_names)).unwrap_or_else(|| "[]".to_owned())
                     }
-                    Kind::NameList | Kind::PathList | Kind::HostList | Kind::OriginList => {
-                        "[]".to_owned()
-                    }
+                    Kind::NameList
+                    | Kind::PathList
+                    | Kind::HostList
+                    | Kind::OriginList
+                    | Kind::PairList => "[]".to_owned(),
                     _ => "\"\"".to_owned(),
                 };
                 out.push_str(&format!(
@@ -445,7 +447,9 @@ fn field_schema(section: Option<&str>, field: &Field) -> Value {
         Kind::LogFormat => json!({"type": "string", "enum": ["auto", "text", "json"]}),
         Kind::Path | Kind::CaFile => json!({"type": "string"}),
         Kind::Secret => json!({"type": "string", "writeOnly": true}),
-        Kind::PathList | Kind::NameList | Kind::HostList | Kind::OriginList => strings,
+        Kind::PathList | Kind::NameList | Kind::HostList | Kind::OriginList | Kind::PairList => {
+            strings
+        }
     };
     if let Value::Object(object) = &mut schema {
         object.insert(

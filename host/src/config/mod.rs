@@ -48,7 +48,7 @@ pub use describe::{
 pub use error::{ConfigError, Origin, UnknownKey};
 pub use model::{
     Config, HooksConfig, HttpConfig, LogFormat, LoggingConfig, PluginDiscoveryConfig,
-    PluginSection, SecurityConfig, ServerConfig,
+    PluginSection, RoutingConfig, SecurityConfig, ServerConfig,
 };
 pub use plugin_section::{
     PluginConfigError, UnknownPluginKey, plugin_allowed, unknown_plugin_names,

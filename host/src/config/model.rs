@@ -34,6 +34,8 @@ pub struct Config {
     pub plugin_discovery: PluginDiscoveryConfig,
     /// The hook pipeline (`[hooks]`).
     pub hooks: HooksConfig,
+    /// Where a provider's failed requests go next (`[routing]`).
+    pub routing: RoutingConfig,
     /// Master switch: when false no plugin is loaded at all. Env `ENABLE_PLUGINS`.
     pub enable_plugins: bool,
     /// When set, only these plugins load (an allow list); `None` allows every plugin that is not
@@ -61,6 +63,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             plugin_discovery: PluginDiscoveryConfig::default(),
             hooks: HooksConfig::default(),
+            routing: RoutingConfig::default(),
             enable_plugins: true,
             enabled_plugins: None,
             disabled_plugins: None,
@@ -86,6 +89,7 @@ impl fmt::Debug for Config {
             .field("http", &self.http)
             .field("plugin_discovery", &self.plugin_discovery)
             .field("hooks", &self.hooks)
+            .field("routing", &self.routing)
             .field("enable_plugins", &self.enable_plugins)
             .field("enabled_plugins", &self.enabled_plugins)
             .field("disabled_plugins", &self.disabled_plugins)
@@ -384,6 +388,27 @@ impl Default for HooksConfig {
         Self {
             observer_queue_capacity: 16384,
         }
+    }
+}
+
+/// `[routing]`: where a provider's requests go when it cannot answer them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RoutingConfig {
+    /// `PROVIDER=FALLBACK` pairs of provider plugin names: a request on one of PROVIDER's
+    /// endpoints whose every attempt failed retryably (429, 401, 403, 408, 5xx, 529, no answer)
+    /// before the client saw anything is sent once more to FALLBACK's endpoint for the same
+    /// client format. Empty by default: nothing falls back.
+    pub fallback: Vec<String>,
+}
+
+impl RoutingConfig {
+    /// The provider `provider`'s requests fall back to, if any.
+    pub fn fallback_for(&self, provider: &str) -> Option<&str> {
+        self.fallback.iter().find_map(|pair| {
+            let (from, to) = pair.split_once('=')?;
+            (from.trim() == provider).then(|| to.trim())
+        })
     }
 }
 

@@ -36,6 +36,8 @@ pub(crate) enum Kind {
     HostList,
     /// A list of web origins, `scheme://host[:port]`; stored lower-case, without a trailing `/`.
     OriginList,
+    /// A list of `PROVIDER=FALLBACK` pairs of plugin names; stored trimmed, `name=name`.
+    PairList,
 }
 
 /// One core key.
@@ -220,6 +222,14 @@ pub(crate) const SECTIONS: &[Section] = &[
             "capacity of the queue feeding observing hooks; events beyond it are dropped and counted",
         )],
     },
+    Section {
+        name: "routing",
+        fields: &[field(
+            "fallback",
+            Kind::PairList,
+            "PROVIDER=FALLBACK pairs: a provider's request that failed retryably before the client saw anything is sent to FALLBACK's endpoint of the same client format",
+        )],
+    },
 ];
 
 /// Top-level keys that are plain values, not sections.
@@ -363,6 +373,10 @@ impl Kind {
             Kind::OriginList => {
                 "a list of web origins `scheme://host[:port]` (`http://localhost:3000`)".to_owned()
             }
+            Kind::PairList => {
+                "a list of `PROVIDER=FALLBACK` pairs of plugin names (`claude_api=codex`)"
+                    .to_owned()
+            }
         }
     }
 
@@ -407,6 +421,11 @@ impl Kind {
                 .map(|item| normalize_origin(item.as_str()?).map(Value::String))
                 .collect::<Option<Vec<Value>>>()
                 .map(Value::Array),
+            (Kind::PairList, Value::Array(items)) => items
+                .iter()
+                .map(|item| normalize_pair(item.as_str()?).map(Value::String))
+                .collect::<Option<Vec<Value>>>()
+                .map(Value::Array),
             _ => None,
         }
     }
@@ -431,7 +450,7 @@ impl Kind {
                     .collect();
                 Some(Value::Array(paths))
             }),
-            Kind::NameList | Kind::HostList | Kind::OriginList => {
+            Kind::NameList | Kind::HostList | Kind::OriginList | Kind::PairList => {
                 parse_toml_array(raw).or_else(|| {
                     let names = raw
                         .split(',')
@@ -444,6 +463,22 @@ impl Kind {
             }
         }
     }
+}
+
+/// A `PROVIDER=FALLBACK` pair as `routing.fallback` holds it: two different plugin names
+/// (letters, digits, `_`, `-`), trimmed; `None` otherwise.
+pub(crate) fn normalize_pair(raw: &str) -> Option<String> {
+    let (from, to) = raw.split_once('=')?;
+    let name = |name: &str| {
+        let name = name.trim();
+        (!name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+        .then(|| name.to_owned())
+    };
+    let (from, to) = (name(from)?, name(to)?);
+    (from != to).then(|| format!("{from}={to}"))
 }
 
 /// A host name as `server.allowed_hosts` holds it: trimmed, lower-case, without a trailing dot;
@@ -583,6 +618,7 @@ mod tests {
                 Value::Array(vec![Value::String("x".into())])
             }
             Kind::OriginList => Value::Array(vec![Value::String("http://x:1".into())]),
+            Kind::PairList => Value::Array(vec![Value::String("x=y".into())]),
         }
     }
 
@@ -656,6 +692,29 @@ mod tests {
                 field.name
             );
         }
+    }
+
+    #[test]
+    fn fallback_pairs_are_two_different_plugin_names() {
+        assert_eq!(
+            normalize_pair(" claude_api = codex ").as_deref(),
+            Some("claude_api=codex")
+        );
+        for bad in [
+            "claude_api",
+            "=codex",
+            "claude_api=",
+            "a=a",
+            "a=b=c",
+            "a b=c",
+        ] {
+            assert_eq!(normalize_pair(bad), None, "{bad}");
+        }
+        let routing = crate::config::model::RoutingConfig {
+            fallback: vec!["claude_api=codex".to_owned(), "codex=compat".to_owned()],
+        };
+        assert_eq!(routing.fallback_for("codex"), Some("compat"));
+        assert_eq!(routing.fallback_for("copilot"), None);
     }
 
     fn check_level(raw: &str, expected: Option<&str>) {

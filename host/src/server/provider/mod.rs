@@ -34,7 +34,7 @@ mod prepare;
 mod send;
 mod stream;
 
-use std::{sync::Arc, time::Duration};
+use std::{borrow::Cow, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use ccproxy_formats::{Format, convert};
@@ -156,6 +156,8 @@ struct Facts {
     upstream_time: Option<Duration>,
     /// The upstream headers the client sees (`send::passed_headers`).
     passed: Vec<(HeaderName, HeaderValue)>,
+    /// The `[routing] fallback` provider, when it answered instead.
+    answered_by: Option<String>,
 }
 
 /// What each way of answering needs.
@@ -176,6 +178,8 @@ struct Answering<'a> {
     /// hook asked for it): the head's arrival, in ms after sending, and the
     /// upstream's headers.
     received_later: Option<(f64, http::HeaderMap)>,
+    /// The client's free-form and namespaced tools, renamed for the upstream.
+    tools: Option<convert::ClientTools>,
 }
 
 impl Answering<'_> {
@@ -291,7 +295,9 @@ pub async fn handle(
     let mut response = answered.unwrap_or_else(|error| error.into_response(route.client));
     let outcome = ProviderOutcome::of_mut(&mut response);
     outcome.answer = Some(ProviderAnswer {
-        provider: plugin.manifest.name.clone(),
+        provider: facts
+            .answered_by
+            .unwrap_or_else(|| plugin.manifest.name.clone()),
         model: facts.model,
         streaming: facts.streaming,
         usage: facts.usage,
@@ -316,6 +322,7 @@ struct Attempted {
     request: prepare::UpstreamRequest,
     alias: Option<String>,
     sent: Sent,
+    tools: Option<convert::ClientTools>,
 }
 
 /// Steps 2 to 5, repeated while the provider asks for retries (plugin API
@@ -349,7 +356,7 @@ async fn attempts(
         let Some(client_body) = body.take().or_else(|| kept.clone()) else {
             break;
         };
-        let native_body = prepare::to_native(route, client_body)?;
+        let (native_body, tools) = prepare::to_native(route, client_body)?;
         let prepared = prepare::prepare(
             app,
             plugin,
@@ -417,6 +424,7 @@ async fn attempts(
                     request,
                     alias,
                     sent,
+                    tools,
                 });
                 (status, retry_after, outcome)
             }
@@ -444,6 +452,74 @@ async fn attempts(
             "provider retry without a kept body",
         ))
     })
+}
+
+/// Whether the provider's last attempt failed in a way another provider
+/// may fix: no answer, or a retryable status (an exhausted pool included).
+fn failed_retryably(outcome: &Result<Attempted, ProxyError>) -> bool {
+    match outcome {
+        Ok(attempted) => retryable(attempted.sent.upstream.status),
+        Err(error) => error.origin() == Origin::Upstream && retryable(error.status().as_u16()),
+    }
+}
+
+/// The provider and endpoint `[routing] fallback` names for `plugin`: the
+/// fallback's endpoint for the client's format, the one with the same path
+/// after its prefix (`/v1/messages`) when there is one. `None` when nothing
+/// is configured, or the fallback is not running or speaks no such format.
+fn fallback_target(
+    app: &App,
+    plugin: &ActivePlugin,
+    route: &ProviderRoute,
+) -> Option<(Arc<ActivePlugin>, ProviderRoute)> {
+    let to = app
+        .shared
+        .config
+        .routing
+        .fallback_for(&plugin.manifest.name)?;
+    let Some(fallback) = app
+        .shared
+        .plugins
+        .get(to)
+        .map(|entry| entry.value().clone())
+    else {
+        tracing::debug!(provider = %plugin.manifest.name, fallback = to, "fallback provider is not running");
+        return None;
+    };
+    let suffix = |path: &str| {
+        path.get(1..)
+            .and_then(|rest| rest.find('/').map(|at| rest[at..].to_owned()))
+    };
+    let wanted = suffix(&route.path);
+    let mut chosen = None;
+    for (native, endpoint) in fallback.provider_endpoints() {
+        if endpoint.format != route.client.id() {
+            continue;
+        }
+        let same_path = wanted.is_some() && suffix(&endpoint.path) == wanted;
+        if chosen.is_none() || same_path {
+            let Ok(native) = native.parse() else {
+                continue;
+            };
+            let upstream = endpoint.native_format.as_ref().and_then(|_| {
+                endpoint
+                    .path
+                    .get(1..)
+                    .and_then(|rest| rest.split('/').next())
+                    .map(str::to_owned)
+            });
+            chosen = Some(ProviderRoute {
+                path: endpoint.path.clone(),
+                client: route.client,
+                native,
+                upstream,
+            });
+            if same_path {
+                break;
+            }
+        }
+    }
+    Some((fallback, chosen?))
 }
 
 /// Statuses another attempt may fix: rate limits and overload (429, 529),
@@ -505,13 +581,43 @@ async fn answer(
         return bypass::bypass(route, stream, model.as_deref().unwrap_or("bypass"));
     }
 
+    // `[routing] fallback`: only a provider named there keeps a second
+    // handle on the body; the others pay one scan of an empty list.
+    let fallback = fallback_target(app, plugin, route);
+    let spare = fallback.as_ref().map(|_| body.clone());
+    let primary = attempts(app, plugin, route, head, body, stream, model.as_deref()).await;
+    let (plugin, route, attempted) = match (fallback, spare) {
+        (Some((fallback, fallback_route)), Some(spare)) if failed_retryably(&primary) => {
+            let status = match &primary {
+                Ok(attempted) => attempted.sent.upstream.status,
+                Err(error) => error.status().as_u16(),
+            };
+            tracing::warn!(provider = %plugin.manifest.name, fallback = %fallback.manifest.name, status, "provider failed before the client saw anything; sending the request to its fallback");
+            drop(primary);
+            let attempted = attempts(
+                app,
+                &fallback,
+                &fallback_route,
+                head,
+                spare,
+                stream,
+                model.as_deref(),
+            )
+            .await;
+            facts.answered_by = Some(fallback.manifest.name.clone());
+            (fallback, Cow::Owned(fallback_route), attempted)
+        }
+        _ => (plugin.clone(), Cow::Borrowed(route), primary),
+    };
+    let route = &*route;
     let name = &plugin.manifest.name;
     let request_id = head.request_id;
     let Attempted {
         request,
         alias,
         sent,
-    } = attempts(app, plugin, route, head, body, stream, model.as_deref()).await?;
+        tools,
+    } = attempted?;
     let Sent {
         upstream,
         is_sse,
@@ -552,6 +658,7 @@ async fn answer(
             .unwrap_or_else(|| app.shared.upstream.read_timeout()),
         usage: wants_usage.then(|| facts.usage.clone()),
         received_later,
+        tools,
     };
     if upstream.status >= 400 {
         complete::upstream_error(answering, upstream).await
