@@ -364,25 +364,27 @@ impl Metrics {
     /// `request.completed` or `request.failed` (`failed`), of request `request_id`.
     pub(crate) fn answered(&self, request_id: Option<&str>, answer: &Answered<'_>, failed: bool) {
         self.events.fetch_add(1, Ordering::Relaxed);
-        let provider = label(&answer.provider);
-        let model = label(&answer.model);
         if let Some(request_id) = request_id {
             self.close_stream(request_id);
         }
-        if let Some(requests) = &self.requests {
-            requests
-                .get_or_create(&RequestLabels {
-                    provider: provider.clone(),
-                    model: model.clone(),
-                    status: answer.status_code.to_string(),
-                    method: answer.method.clone().into_owned(),
-                })
-                .inc();
-        }
-        let provider_model = ProviderModel {
-            provider: provider.clone(),
-            model,
+        // The provider and model strings are made once and moved from one
+        // family's labels to the next (a lookup needs owned labels): a
+        // request used to allocate them again for each of up to eight lookups.
+        let mut request_labels = RequestLabels {
+            provider: label(&answer.provider),
+            model: label(&answer.model),
+            status: String::new(),
+            method: String::new(),
         };
+        if let Some(requests) = &self.requests {
+            request_labels.status = answer.status_code.to_string();
+            request_labels.method = answer.method.clone().into_owned();
+            requests.get_or_create(&request_labels).inc();
+        }
+        let RequestLabels {
+            provider, model, ..
+        } = request_labels;
+        let provider_model = ProviderModel { provider, model };
         if let Some(duration) = &self.duration {
             duration
                 .get_or_create(&provider_model)
@@ -392,6 +394,18 @@ impl Metrics {
             ttfb.get_or_create(&provider_model)
                 .observe(seconds(ttfb_ms));
         }
+        if let (Some(cost), Some(cost_usd)) = (&self.cost, answer.cost_usd)
+            && cost_usd.is_finite()
+            && cost_usd > 0.0
+        {
+            cost.get_or_create(&provider_model).inc_by(cost_usd);
+        }
+        let ProviderModel { provider, model } = provider_model;
+        let mut token_labels = TokenLabels {
+            provider,
+            model,
+            r#type: "",
+        };
         if let (Some(tokens), Some(usage)) = (&self.tokens, &answer.usage) {
             for (kind, count) in [
                 ("input", usage.input_tokens),
@@ -402,22 +416,12 @@ impl Metrics {
             ] {
                 // As the original: a type the answer did not use adds no series.
                 if count > 0 {
-                    tokens
-                        .get_or_create(&TokenLabels {
-                            provider: provider_model.provider.clone(),
-                            model: provider_model.model.clone(),
-                            r#type: kind,
-                        })
-                        .inc_by(count);
+                    token_labels.r#type = kind;
+                    tokens.get_or_create(&token_labels).inc_by(count);
                 }
             }
         }
-        if let (Some(cost), Some(cost_usd)) = (&self.cost, answer.cost_usd)
-            && cost_usd.is_finite()
-            && cost_usd > 0.0
-        {
-            cost.get_or_create(&provider_model).inc_by(cost_usd);
-        }
+        let provider = token_labels.provider;
         let counted_by_provider_error =
             request_id.is_some_and(|request_id| lock(&self.provider_failed).remove(request_id));
         if let Some(errors) = &self.upstream_errors
