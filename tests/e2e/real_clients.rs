@@ -490,15 +490,26 @@ fn tool_loop(client: Client, route: Route) {
 }
 
 /// [`tool_loop`] on a mock and proxy already started for `route`; the upstream requests.
-fn tool_loop_on(client: Client, route: Route, (mock, proxy): (Mock, Proxy)) -> Vec<Value> {
+fn tool_loop_on(client: Client, route: Route, started: (Mock, Proxy)) -> Vec<Value> {
+    tool_loop_with(client, route, started, Some("gpt-5-codex"))
+}
+
+/// [`tool_loop_on`], the Codex CLI on `codex_model` (its default model when `None`).
+fn tool_loop_with(
+    client: Client,
+    route: Route,
+    (mock, proxy): (Mock, Proxy),
+    codex_model: Option<&str>,
+) -> Vec<Value> {
     let token = token();
     let answer = format!("FINAL-{token}");
     let command = format!("echo {token} > proof.txt && cat proof.txt");
     arm_agent(&mock, &answer, Some(&command));
-    let run = run(
+    let run = run_with(
         client,
         &base_url(&proxy, client, route),
         "Write the proof file.",
+        codex_model,
     );
 
     // The client really ran its shell tool...
@@ -613,6 +624,53 @@ fn codex_cli_with_its_default_model_on_claude_answers() {
 #[test]
 fn codex_cli_with_its_default_model_on_codex_answers() {
     default_model_answers(Route::Codex);
+}
+
+/// With its default model the Codex CLI declares its tools in an `additional_tools` input
+/// item: namespaces of function tools, and the free-form `exec` (JavaScript that calls its
+/// nested tools, `exec_command` among them). On an Anthropic upstream `exec` becomes a tool
+/// taking `{"input": string}` and namespaced tools get flat names; the agent's `tool_use`
+/// of `exec` must reach the Codex CLI as a `custom_tool_call` it runs, and its
+/// `custom_tool_call_output` must come back as the `tool_result`.
+#[test]
+fn codex_cli_with_its_default_model_on_claude_runs_its_tool() {
+    let requests = tool_loop_with(Client::CodexCli, Route::Claude, start(), None);
+    let first = &requests[0]["body"];
+    let tools: Vec<&Value> = first["tools"].as_array().into_iter().flatten().collect();
+    let named = |name: &str| tools.iter().find(|tool| tool["name"] == name).copied();
+    let exec = named("exec").unwrap_or_else(|| panic!("no exec tool upstream: {tools:?}"));
+    assert_eq!(
+        exec["input_schema"]["properties"]["input"]["type"], "string",
+        "{exec}"
+    );
+    assert!(
+        exec["description"]
+            .as_str()
+            .is_some_and(|text| text.contains("lark grammar")),
+        "the grammar is named: {exec}"
+    );
+    assert!(
+        named("collaboration__spawn_agent").is_some(),
+        "namespaced tools get flat names: {:?}",
+        tools.iter().map(|tool| &tool["name"]).collect::<Vec<_>>()
+    );
+    // The history carries the call as the upstream made it, the raw input wrapped again.
+    let last = &requests.last().expect("a last request")["body"];
+    let call = last["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|message| message["content"].as_array())
+        .flatten()
+        .find(|block| block["type"] == "tool_use")
+        .unwrap_or_else(|| panic!("the call is in the history: {last}"));
+    assert_eq!(call["name"], "exec");
+    assert!(
+        call["input"]["input"]
+            .as_str()
+            .is_some_and(|script| script.contains("tools.exec_command")),
+        "{call}"
+    );
 }
 
 #[test]

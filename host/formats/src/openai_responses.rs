@@ -81,6 +81,10 @@ tagged_enum! {
         "function_call_output" => FunctionCallOutput(FunctionCallOutputItem),
         /// Reasoning.
         "reasoning" => Reasoning(ReasoningItem),
+        /// A call of a free-form (`custom`) tool made by the model.
+        "custom_tool_call" => CustomToolCall(CustomToolCallItem),
+        /// The output of a free-form tool call, sent back by the client.
+        "custom_tool_call_output" => CustomToolCallOutput(CustomToolCallOutputItem),
     }
 }
 
@@ -213,6 +217,41 @@ pub struct FunctionCallItem {
     /// `in_progress`, `completed` or `incomplete`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// Fields this crate does not name.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// A call of a free-form (`custom`) tool: its input is one raw string, which may follow
+/// the tool's grammar. A tool declared in a `namespace` names it in `extra`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CustomToolCallItem {
+    /// The item id (`ctc_…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The call id that the output refers to (`call_…`).
+    pub call_id: String,
+    /// The tool name.
+    pub name: String,
+    /// The raw input.
+    #[serde(default)]
+    pub input: String,
+    /// `in_progress`, `completed` or `incomplete`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Fields this crate does not name (`namespace`).
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// The output of a free-form tool call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CustomToolCallOutputItem {
+    /// The call this answers.
+    pub call_id: String,
+    /// The output: a string, or a list of `input_text` / `input_image` parts.
+    #[serde(default)]
+    pub output: Value,
     /// Fields this crate does not name.
     #[serde(flatten)]
     pub extra: Extra,
@@ -525,6 +564,10 @@ tagged_enum! {
         "response.reasoning_summary_text.done" => ReasoningSummaryTextDone(TextDoneEvent),
         /// Raw reasoning text (open-weight models).
         "response.reasoning_text.delta" => ReasoningTextDelta(TextDeltaEvent),
+        /// A fragment of a free-form tool call's input.
+        "response.custom_tool_call_input.delta" => CustomToolCallInputDelta(TextDeltaEvent),
+        /// The whole input of a free-form tool call.
+        "response.custom_tool_call_input.done" => CustomToolCallInputDone(InputDoneEvent),
         /// An error ends the stream.
         "error" => Error(StreamError),
     }
@@ -657,6 +700,26 @@ pub struct ArgumentsDoneEvent {
     /// The whole arguments JSON.
     #[serde(default)]
     pub arguments: String,
+    /// The event's position in the stream.
+    #[serde(default)]
+    pub sequence_number: u64,
+    /// Fields this crate does not name.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `response.custom_tool_call_input.done`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputDoneEvent {
+    /// The custom tool call item's id.
+    #[serde(default)]
+    pub item_id: String,
+    /// The item's position in `output`.
+    #[serde(default)]
+    pub output_index: usize,
+    /// The whole input.
+    #[serde(default)]
+    pub input: String,
     /// The event's position in the stream.
     #[serde(default)]
     pub sequence_number: u64,

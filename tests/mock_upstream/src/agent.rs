@@ -10,7 +10,10 @@
 //!   result yet gets a call of that tool running `CMD`; the shell tool is the
 //!   first declared of `Bash` (Claude Code), `exec_command`, `shell_command`
 //!   and `shell` (Codex CLI releases), its arguments shaped by its schema
-//!   (`cmd`, `command` as a string, or `command` as an argv array);
+//!   (`cmd`, `command` as a string, or `command` as an argv array); without one,
+//!   the Codex CLI's free-form `exec` tool as the proxy declares it upstream
+//!   (`{"input": string}`) gets JavaScript that runs `CMD` with
+//!   `tools.exec_command` and returns its output;
 //! - anything else (no `command`, no shell tool, or a conversation that
 //!   already holds a tool result) gets the text `answer`.
 //!
@@ -131,6 +134,40 @@ fn has_tool_result(format: Format, request: &Value) -> Option<bool> {
 
 /// A call of the request's shell tool running `command`: `(name, arguments)`.
 fn shell_call(format: Format, request: &Value, command: &str) -> Option<(String, Value)> {
+    shell_tool_call(format, request, command).or_else(|| exec_call(format, request, command))
+}
+
+/// The Codex CLI's default model has no shell tool of its own: its free-form `exec` tool
+/// runs JavaScript whose `tools.exec_command` runs a command. As the proxy declares it to
+/// a non-Responses upstream (one string property, `input`), a call of it running
+/// `command` and returning its output.
+fn exec_call(format: Format, request: &Value, command: &str) -> Option<(String, Value)> {
+    let tools = request.get("tools")?.as_array()?;
+    let is_exec = |tool: &Value| -> Option<bool> {
+        let (tool, schema) = match format {
+            Format::Anthropic => (tool, tool.get("input_schema")?),
+            Format::Chat => (tool.get("function")?, tool.pointer("/function/parameters")?),
+            Format::Responses => (tool, tool.get("parameters")?),
+        };
+        Some(
+            tool.get("name")?.as_str()? == "exec"
+                && schema.pointer("/properties/input/type")?.as_str()? == "string",
+        )
+    };
+    let declared = tools.iter().any(|tool| is_exec(tool) == Some(true));
+    if !declared {
+        return None;
+    }
+    // A JSON string is a JavaScript string literal.
+    let script = format!(
+        "const result = await tools.exec_command({{cmd: {}}});\ntext(result.output);",
+        json!(command)
+    );
+    Some(("exec".to_owned(), json!({"input": script})))
+}
+
+/// A call of the request's shell tool proper (`SHELL_TOOLS`).
+fn shell_tool_call(format: Format, request: &Value, command: &str) -> Option<(String, Value)> {
     let tools = request.get("tools")?.as_array()?;
     // Chat Completions nests the declaration in `function`.
     let declaration = |tool: &'_ Value| match format {
@@ -343,6 +380,28 @@ mod tests {
         let body = json_reply(agent.reply(Format::Responses, &answered, 1));
         assert_eq!(body["output"][0]["type"], "reasoning");
         assert_eq!(body["output"][1]["content"][0]["text"], "all done");
+    }
+
+    #[test]
+    fn codex_default_model_exec_tool_gets_javascript_running_the_command() {
+        // The Codex CLI's free-form `exec` as the proxy declares it to Anthropic.
+        let tools = json!([{"name": "wait", "input_schema": {"type": "object", "properties": {}}},
+            {"name": "exec", "input_schema": {"type": "object",
+                "properties": {"input": {"type": "string"}}, "required": ["input"]}}]);
+        let request =
+            json!({"model": "m", "messages": [{"role": "user", "content": "go"}], "tools": tools});
+        let body = json_reply(script(Some("echo \"hi\"")).reply(Format::Anthropic, &request, 0));
+        let call = &body["content"][1];
+        assert_eq!(call["name"], "exec");
+        assert_eq!(
+            call["input"]["input"],
+            "const result = await tools.exec_command({cmd: \"echo \\\"hi\\\"\"});\ntext(result.output);"
+        );
+        // A real shell tool is still preferred.
+        let both = json!({"model": "m", "messages": [], "tools": [tools[1].clone(),
+            {"name": "Bash", "input_schema": {"properties": {"command": {"type": "string"}}}}]});
+        let body = json_reply(script(Some("ls")).reply(Format::Anthropic, &both, 0));
+        assert_eq!(body["content"][1]["name"], "Bash");
     }
 
     #[test]

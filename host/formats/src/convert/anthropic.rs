@@ -154,6 +154,7 @@ pub(crate) fn decode_request(
         response_format,
         user: request.metadata.and_then(|metadata| metadata.user_id),
         openai: ir::OpenAiOptions::default(),
+        client_tools: None,
     })
 }
 

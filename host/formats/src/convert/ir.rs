@@ -27,6 +27,9 @@ pub(crate) struct Request {
     pub(crate) response_format: Option<ResponseFormat>,
     pub(crate) user: Option<String>,
     pub(crate) openai: OpenAiOptions,
+    /// The client's free-form and namespaced tools, renamed for the upstream; set by the
+    /// Responses decoder only for a request that has such tools.
+    pub(crate) client_tools: Option<super::tools::ClientTools>,
 }
 
 /// Request options the two OpenAI formats share; Anthropic has no counterpart.

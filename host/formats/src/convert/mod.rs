@@ -10,10 +10,12 @@ mod ir;
 mod openai_chat;
 mod openai_responses;
 mod stream;
+mod tools;
 mod usage;
 
 pub use errors::{ErrorKind, error, error_body};
 pub use stream::{AccumulateError, Accumulator, StreamConverter};
+pub use tools::ClientTools;
 pub use usage::{TokenUsage, UsageScanner, response_usage};
 
 use serde_json::Value;
@@ -83,14 +85,48 @@ pub(crate) fn parse<T: serde::de::DeserializeOwned>(
 /// assert_eq!(value["messages"][0]["content"][0]["text"], "Hi");
 /// ```
 pub fn request(from: Format, to: Format, body: &[u8]) -> Result<Vec<u8>, ConvertError> {
+    request_with_tools(from, to, body).map(|(converted, _)| converted)
+}
+
+/// [`request`], and what the answer's conversion must know about the client's tools: the
+/// free-form and namespaced tools of a Responses request, which the upstream knows under
+/// other names and shapes (see [`ClientTools`]). `None` for every other request, which
+/// costs nothing more than [`request`].
+///
+/// ```
+/// use ccproxy_formats::{Format, convert};
+///
+/// let responses = br#"{"model":"claude-sonnet-4","input":"Hi","tools":[
+///     {"type":"custom","name":"apply_patch","description":"Edits files."}]}"#;
+/// let (anthropic, tools) =
+///     convert::request_with_tools(Format::OpenAiResponses, Format::AnthropicMessages, responses)
+///         .unwrap();
+/// let value: serde_json::Value = serde_json::from_slice(&anthropic).unwrap();
+/// assert_eq!(value["tools"][0]["input_schema"]["properties"]["input"]["type"], "string");
+/// // The answer's `tool_use` of `apply_patch` goes back as a `custom_tool_call`.
+/// let answer = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude",
+///     "content":[{"type":"tool_use","id":"toolu_1","name":"apply_patch","input":{"input":"*** Begin Patch"}}],
+///     "stop_reason":"tool_use","usage":{"input_tokens":1,"output_tokens":1}}"#;
+/// let converted = convert::response_with_tools(
+///     Format::AnthropicMessages, Format::OpenAiResponses, answer, tools.as_ref()).unwrap();
+/// let value: serde_json::Value = serde_json::from_slice(&converted).unwrap();
+/// assert_eq!(value["output"][0]["type"], "custom_tool_call");
+/// assert_eq!(value["output"][0]["input"], "*** Begin Patch");
+/// ```
+pub fn request_with_tools(
+    from: Format,
+    to: Format,
+    body: &[u8],
+) -> Result<(Vec<u8>, Option<ClientTools>), ConvertError> {
     if from == to {
-        return Ok(body.to_vec());
+        return Ok((body.to_vec(), None));
     }
-    let request = decode_request(from, to, body)?;
+    let mut request = decode_request(from, to, body)?;
+    let tools = request.client_tools.take();
     // The converted request is about as long as the client's: written into
     // one buffer of that size (and an eighth), not a doubling one.
     let expected = body.len() + body.len() / 8 + 256;
-    Ok(match to {
+    let converted = match to {
         Format::AnthropicMessages => {
             crate::to_json_vec_sized(&anthropic::encode_request(request), expected)
         }
@@ -100,7 +136,8 @@ pub fn request(from: Format, to: Format, body: &[u8]) -> Result<Vec<u8>, Convert
         Format::OpenAiResponses => {
             crate::to_json_vec_sized(&openai_responses::encode_request(request), expected)
         }
-    })
+    };
+    Ok((converted, tools))
 }
 
 fn decode_request(from: Format, to: Format, body: &[u8]) -> Result<ir::Request, ConvertError> {
@@ -115,6 +152,18 @@ fn decode_request(from: Format, to: Format, body: &[u8]) -> Result<ir::Request, 
 ///
 /// With `from == to` the bytes are returned unchanged, unparsed.
 pub fn response(from: Format, to: Format, body: &[u8]) -> Result<Vec<u8>, ConvertError> {
+    response_with_tools(from, to, body, None)
+}
+
+/// [`response`] for a request whose conversion reported the client's tools
+/// ([`request_with_tools`]): calls of its free-form and namespaced tools come back as the
+/// client declared them.
+pub fn response_with_tools(
+    from: Format,
+    to: Format,
+    body: &[u8],
+    tools: Option<&ClientTools>,
+) -> Result<Vec<u8>, ConvertError> {
     if from == to {
         return Ok(body.to_vec());
     }
@@ -123,15 +172,22 @@ pub fn response(from: Format, to: Format, body: &[u8]) -> Result<Vec<u8>, Conver
         Format::OpenAiChat => openai_chat::decode_response(parse(from, body)?),
         Format::OpenAiResponses => openai_responses::decode_response(parse(from, body)?),
     };
-    Ok(encode_response(to, response))
+    Ok(encode_response(to, response, tools))
 }
 
-/// Serialises an internal response in format `to`.
-pub(crate) fn encode_response(to: Format, response: ir::Response) -> Vec<u8> {
+/// Serialises an internal response in format `to`; `tools` restores the client's
+/// free-form and namespaced tool calls (Responses only: no other format declares them).
+pub(crate) fn encode_response(
+    to: Format,
+    response: ir::Response,
+    tools: Option<&ClientTools>,
+) -> Vec<u8> {
     match to {
         Format::AnthropicMessages => crate::to_json_vec(&anthropic::encode_response(response)),
         Format::OpenAiChat => crate::to_json_vec(&openai_chat::encode_response(response)),
-        Format::OpenAiResponses => crate::to_json_vec(&openai_responses::encode_response(response)),
+        Format::OpenAiResponses => {
+            crate::to_json_vec(&openai_responses::encode_response(response, tools))
+        }
     }
 }
 

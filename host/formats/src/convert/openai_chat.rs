@@ -139,6 +139,7 @@ pub(crate) fn decode_request(
         response_format,
         user: request.user,
         openai,
+        client_tools: None,
     })
 }
 

@@ -3,6 +3,7 @@
 use serde_json::{Value, json};
 
 use super::ir::{self, Block, Part, Role};
+use super::tools::{self, ClientTools};
 use super::{ConvertError, ErrorKind};
 use crate::openai_responses as api;
 use crate::{Extra, Format, sse};
@@ -29,6 +30,9 @@ pub(crate) fn decode_request(
         }
     }
     let mut messages: Vec<ir::Message> = Vec::new();
+    let mut tools: Vec<ir::Tool> = Vec::new();
+    // Only a request with free-form or namespaced tools fills this (see `tools.rs`).
+    let mut client_tools: Option<tools::ClientTools> = None;
     if let Some(instructions) = request.instructions.take().filter(|text| !text.is_empty()) {
         messages.push(ir::Message::new(
             Role::System,
@@ -44,38 +48,35 @@ pub(crate) fn decode_request(
             for (index, item) in items.into_iter().enumerate() {
                 // Codex CLI 0.171 with its default model declares its tools in the input
                 // (`{"type": "additional_tools", "role": "developer", "tools": [namespaces
-                // of function and free-form tools]}`); namespaced and free-form tools have
-                // no counterpart elsewhere, so like them it is left out.
+                // of function and free-form tools]}`): they join the request's tools.
                 if let api::Item::Other(object) = &item
                     && object.get("type").and_then(Value::as_str) == Some("additional_tools")
                 {
+                    if let api::Item::Other(mut object) = item
+                        && let Some(Value::Array(declared)) = object.remove("tools")
+                    {
+                        for tool in declared {
+                            if let Ok(tool) = serde_json::from_value(tool) {
+                                tools::decode_tool(tool, None, &mut tools, &mut client_tools);
+                            }
+                        }
+                    }
                     continue;
                 }
                 decode_item(item, index, target, &mut messages)?;
             }
         }
     }
-    let tools = request
-        .tools
-        .take()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|tool| tool.kind == "function")
-        .filter_map(|tool| {
-            Some(ir::Tool {
-                name: tool.name?,
-                description: tool.description,
-                parameters: tool
-                    .parameters
-                    .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
-                strict: tool.strict,
-            })
-        })
-        .collect();
+    for tool in request.tools.take().unwrap_or_default() {
+        tools::decode_tool(tool, None, &mut tools, &mut client_tools);
+    }
     let tool_choice = request.tool_choice.take().and_then(|choice| match choice {
         api::ToolChoice::Mode(mode) => super::openai_chat::decode_mode(&mode),
-        api::ToolChoice::Named(named) if named.kind == "function" => {
-            named.name.map(ir::ToolChoice::Named)
+        api::ToolChoice::Named(named) if named.kind == "function" || named.kind == "custom" => {
+            let namespace = named.extra.get("namespace").and_then(Value::as_str);
+            named
+                .name
+                .map(|name| ir::ToolChoice::Named(tools::flat_name_owned(namespace, name)))
         }
         api::ToolChoice::Named(_) => None,
     });
@@ -126,6 +127,7 @@ pub(crate) fn decode_request(
         response_format,
         user: request.user,
         openai,
+        client_tools,
     })
 }
 
@@ -188,36 +190,51 @@ fn decode_item(
                 messages.push(ir::Message::new(role, parts));
             }
         }
-        api::Item::FunctionCall(call) => push(
-            messages,
-            Role::Assistant,
-            vec![Part::ToolCall {
-                id: call.call_id,
-                name: call.name,
-                arguments: call.arguments,
-            }],
-        ),
-        api::Item::FunctionCallOutput(output) => {
-            let content = match output.output {
-                Value::String(text) => vec![Part::Text(text)],
-                Value::Array(parts) => parts
-                    .into_iter()
-                    .filter_map(|part| serde_json::from_value::<api::ContentPart>(part).ok())
-                    .filter_map(decode_part)
-                    .collect(),
-                Value::Null => Vec::new(),
-                other => vec![Part::Text(other.to_string())],
-            };
+        api::Item::FunctionCall(call) => {
+            // A namespaced tool's call goes by the flat name its declaration got.
+            let namespace = call.extra.get("namespace").and_then(Value::as_str);
+            let name = tools::flat_name_owned(namespace, call.name);
             push(
                 messages,
-                Role::User,
-                vec![Part::ToolResult {
-                    call_id: output.call_id,
-                    content,
-                    is_error: false,
+                Role::Assistant,
+                vec![Part::ToolCall {
+                    id: call.call_id,
+                    name,
+                    arguments: call.arguments,
                 }],
             )
         }
+        api::Item::CustomToolCall(call) => {
+            let namespace = call.extra.get("namespace").and_then(Value::as_str);
+            let name = tools::flat_name(namespace, &call.name);
+            push(
+                messages,
+                Role::Assistant,
+                vec![Part::ToolCall {
+                    id: call.call_id,
+                    name,
+                    arguments: tools::free_form_arguments(&call.input),
+                }],
+            )
+        }
+        api::Item::FunctionCallOutput(output) => push(
+            messages,
+            Role::User,
+            vec![Part::ToolResult {
+                call_id: output.call_id,
+                content: decode_output(output.output),
+                is_error: false,
+            }],
+        ),
+        api::Item::CustomToolCallOutput(output) => push(
+            messages,
+            Role::User,
+            vec![Part::ToolResult {
+                call_id: output.call_id,
+                content: decode_output(output.output),
+                is_error: false,
+            }],
+        ),
         api::Item::Reasoning(reasoning) => {
             let text = reasoning
                 .summary
@@ -249,6 +266,20 @@ fn decode_item(
         }
     }
     Ok(())
+}
+
+/// A tool output: a string, or `input_text` / `input_image` parts.
+fn decode_output(output: Value) -> Vec<Part> {
+    match output {
+        Value::String(text) => vec![Part::Text(text)],
+        Value::Array(parts) => parts
+            .into_iter()
+            .filter_map(|part| serde_json::from_value::<api::ContentPart>(part).ok())
+            .filter_map(decode_part)
+            .collect(),
+        Value::Null => Vec::new(),
+        other => vec![Part::Text(other.to_string())],
+    }
 }
 
 fn decode_part(part: api::ContentPart) -> Option<Part> {
@@ -644,7 +675,10 @@ fn response_defaults() -> Extra {
     extra
 }
 
-pub(crate) fn encode_response(response: ir::Response) -> api::Response {
+pub(crate) fn encode_response(
+    response: ir::Response,
+    tools: Option<&ClientTools>,
+) -> api::Response {
     let stop = response.effective_stop();
     let incomplete = stop.responses_incomplete();
     let mut output: Vec<api::Item> = Vec::new();
@@ -666,14 +700,16 @@ pub(crate) fn encode_response(response: ir::Response) -> api::Response {
             } => {
                 flush_text(&mut pending_text, &mut output);
                 let index = output.len();
-                output.push(api::Item::FunctionCall(api::FunctionCallItem {
-                    id: Some(item_id("fc", &id, index)),
-                    call_id: ir::openai_call_id(&call_id),
+                let client = tools.and_then(|tools| tools.find(&name));
+                output.push(call_item(
+                    &id,
+                    index,
+                    ir::openai_call_id(&call_id),
                     name,
                     arguments,
-                    status: Some("completed".to_owned()),
-                    extra: Extra::new(),
-                }));
+                    client,
+                    "completed",
+                ));
             }
             Part::Reasoning { text, signature } => {
                 flush_text(&mut pending_text, &mut output);
@@ -709,6 +745,49 @@ pub(crate) fn encode_response(response: ir::Response) -> api::Response {
             extra: Extra::new(),
         }),
         extra: response_defaults(),
+    }
+}
+
+/// The output item of a tool call: a `function_call`, or, for a tool the client declared
+/// free-form or in a namespace (`client`), the item it expects: a `custom_tool_call` with
+/// the raw input, or a `function_call` with its own name and `namespace`.
+fn call_item(
+    response_id: &str,
+    index: usize,
+    call_id: String,
+    name: String,
+    arguments: String,
+    client: Option<&tools::ClientTool>,
+    status: &str,
+) -> api::Item {
+    let namespace = |client: &tools::ClientTool| {
+        let mut extra = Extra::new();
+        if let Some(namespace) = &client.namespace {
+            extra.insert("namespace".to_owned(), Value::String(namespace.clone()));
+        }
+        extra
+    };
+    match client {
+        Some(client) if client.free_form => api::Item::CustomToolCall(api::CustomToolCallItem {
+            id: Some(item_id("ctc", response_id, index)),
+            call_id,
+            name: client.name.clone(),
+            input: if status == "in_progress" {
+                String::new()
+            } else {
+                tools::free_form_input(&arguments)
+            },
+            status: Some(status.to_owned()),
+            extra: namespace(client),
+        }),
+        _ => api::Item::FunctionCall(api::FunctionCallItem {
+            id: Some(item_id("fc", response_id, index)),
+            call_id,
+            name: client.map_or(name, |client| client.name.clone()),
+            arguments,
+            status: Some(status.to_owned()),
+            extra: client.map(namespace).unwrap_or_default(),
+        }),
     }
 }
 
@@ -1121,6 +1200,8 @@ pub(crate) struct StreamEncoder {
     response: Option<api::Response>,
     current: Option<OpenItem>,
     saw_tool_call: bool,
+    /// The client's free-form and namespaced tools, when the request had some.
+    tools: Option<ClientTools>,
 }
 
 #[derive(Debug)]
@@ -1132,6 +1213,8 @@ struct OpenItem {
     text: String,
     /// The reasoning's signature (internal), for its `encrypted_content`.
     signature: Option<String>,
+    /// For a call of a tool the client declared free-form or in a namespace: that tool.
+    client: Option<tools::ClientTool>,
 }
 
 impl StreamEncoder {
@@ -1140,6 +1223,11 @@ impl StreamEncoder {
             model_override: model,
             ..StreamEncoder::default()
         }
+    }
+
+    /// Restores calls of the client's free-form and namespaced tools (see `tools.rs`).
+    pub(crate) fn set_tools(&mut self, tools: ClientTools) {
+        self.tools = Some(tools);
     }
 
     fn emit(&mut self, event: api::StreamEvent, out: &mut Vec<sse::Event>) {
@@ -1191,9 +1279,16 @@ impl StreamEncoder {
             }
             ir::Event::BlockStart(block) => self.start_item(block, out),
             ir::Event::Text(text) | ir::Event::Reasoning(text) | ir::Event::ToolArgs(text) => {
-                let Some(open) = self.current.take() else {
+                let Some(mut open) = self.current.take() else {
                     return;
                 };
+                if open.client.as_ref().is_some_and(|client| client.free_form) {
+                    // The arguments are JSON around the raw input: the input is sent
+                    // whole when the call is complete.
+                    open.text.push_str(&text);
+                    self.current = Some(open);
+                    return;
+                }
                 let event = match open.block {
                     Block::Text => api::StreamEvent::OutputTextDelta(self.text_delta(
                         &open,
@@ -1209,7 +1304,6 @@ impl StreamEncoder {
                         api::StreamEvent::FunctionCallArgumentsDelta(delta)
                     }
                 };
-                let mut open = open;
                 open.text.push_str(&text);
                 self.current = Some(open);
                 self.emit(event, out);
@@ -1274,6 +1368,7 @@ impl StreamEncoder {
             .map(|r| r.id.clone())
             .unwrap_or_default();
         let output_index = self.response.as_ref().map_or(0, |r| r.output.len());
+        let mut client = None;
         let (item, item_id) = match &block {
             Block::Text => {
                 let item_id = item_id("msg", &response_id, output_index);
@@ -1291,18 +1386,27 @@ impl StreamEncoder {
             }
             Block::ToolCall { id, name } => {
                 self.saw_tool_call = true;
-                let item_id = item_id("fc", &response_id, output_index);
-                (
-                    api::Item::FunctionCall(api::FunctionCallItem {
-                        id: Some(item_id.clone()),
-                        call_id: ir::openai_call_id(id),
-                        name: name.clone(),
-                        arguments: String::new(),
-                        status: Some("in_progress".to_owned()),
-                        extra: Extra::new(),
-                    }),
-                    item_id,
-                )
+                client = self
+                    .tools
+                    .as_ref()
+                    .and_then(|tools| tools.find(name))
+                    .cloned();
+                let item = call_item(
+                    &response_id,
+                    output_index,
+                    ir::openai_call_id(id),
+                    name.clone(),
+                    String::new(),
+                    client.as_ref(),
+                    "in_progress",
+                );
+                let item_id = match &item {
+                    api::Item::CustomToolCall(call) => call.id.clone(),
+                    api::Item::FunctionCall(call) => call.id.clone(),
+                    _ => None,
+                }
+                .unwrap_or_default();
+                (item, item_id)
             }
         };
         let added = api::StreamEvent::OutputItemAdded(api::OutputItemEvent {
@@ -1343,6 +1447,7 @@ impl StreamEncoder {
             output_index,
             text: String::new(),
             signature: None,
+            client,
         });
     }
 
@@ -1356,6 +1461,7 @@ impl StreamEncoder {
             output_index,
             text,
             signature,
+            client,
         } = open;
         let done = |sequence_number: u64, summary: bool, text: String| api::TextDoneEvent {
             item_id: item_id.clone(),
@@ -1410,22 +1516,56 @@ impl StreamEncoder {
                 reasoning_item(item_id.clone(), text, signature.as_deref())
             }
             Block::ToolCall { id, name } => {
-                let event = api::StreamEvent::FunctionCallArgumentsDone(api::ArgumentsDoneEvent {
-                    item_id: item_id.clone(),
+                if client.as_ref().is_some_and(|client| client.free_form) {
+                    // As OpenAI streams a free-form call: its input in deltas (here one),
+                    // then whole.
+                    let input = tools::free_form_input(&text);
+                    if !input.is_empty() {
+                        let delta =
+                            api::StreamEvent::CustomToolCallInputDelta(api::TextDeltaEvent {
+                                item_id: item_id.clone(),
+                                output_index,
+                                content_index: None,
+                                summary_index: None,
+                                delta: input.clone(),
+                                sequence_number: self.sequence_number,
+                                extra: Extra::new(),
+                            });
+                        self.emit(delta, out);
+                    }
+                    let event = api::StreamEvent::CustomToolCallInputDone(api::InputDoneEvent {
+                        item_id: item_id.clone(),
+                        output_index,
+                        input,
+                        sequence_number: self.sequence_number,
+                        extra: Extra::new(),
+                    });
+                    self.emit(event, out);
+                } else {
+                    let event =
+                        api::StreamEvent::FunctionCallArgumentsDone(api::ArgumentsDoneEvent {
+                            item_id: item_id.clone(),
+                            output_index,
+                            arguments: text.clone(),
+                            sequence_number: self.sequence_number,
+                            extra: Extra::new(),
+                        });
+                    self.emit(event, out);
+                }
+                let response_id = self
+                    .response
+                    .as_ref()
+                    .map(|response| response.id.as_str())
+                    .unwrap_or_default();
+                call_item(
+                    response_id,
                     output_index,
-                    arguments: text.clone(),
-                    sequence_number: self.sequence_number,
-                    extra: Extra::new(),
-                });
-                self.emit(event, out);
-                api::Item::FunctionCall(api::FunctionCallItem {
-                    id: Some(item_id.clone()),
-                    call_id: ir::openai_call_id(&id),
+                    ir::openai_call_id(&id),
                     name,
-                    arguments: text,
-                    status: Some("completed".to_owned()),
-                    extra: Extra::new(),
-                })
+                    text,
+                    client.as_ref(),
+                    "completed",
+                )
             }
         };
         let event = api::StreamEvent::OutputItemDone(api::OutputItemEvent {
@@ -1475,7 +1615,7 @@ mod tests {
             parts: vec![Part::Text("a".into()), Part::Text("b".into())],
             ..ir::Response::default()
         };
-        let encoded = encode_response(response);
+        let encoded = encode_response(response, None);
         assert_eq!(encoded.output.len(), 1);
         assert_eq!(encoded.status.as_deref(), Some("completed"));
     }

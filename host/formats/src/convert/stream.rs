@@ -163,6 +163,29 @@ impl StreamConverter {
         }
     }
 
+    /// Restores calls of the client's free-form and namespaced tools as the client declared
+    /// them (see [`ClientTools`](super::ClientTools), from
+    /// [`request_with_tools`](super::request_with_tools)). Only a Responses client has such
+    /// tools; for others, and for a same-format stream, this changes nothing. Call it after
+    /// [`with_model`](Self::with_model), which builds the converter anew.
+    pub fn with_tools(mut self, tools: super::ClientTools) -> Self {
+        match &mut self.stages {
+            Stages::Convert(hop) => {
+                if let Encoder::Responses(encoder) = &mut hop.encoder {
+                    encoder.set_tools(tools);
+                }
+                self
+            }
+            Stages::Chain(hops) => {
+                if let Some(last) = hops.pop() {
+                    hops.push(last.with_tools(tools));
+                }
+                self
+            }
+            Stages::Identity { .. } => self,
+        }
+    }
+
     /// The upstream format.
     pub fn from(&self) -> Format {
         self.from
@@ -357,6 +380,8 @@ pub struct Accumulator {
     /// The block being built: its kind and text or arguments so far.
     open: Option<(Block, String, Option<String>)>,
     outcome: Option<Result<(), AccumulateError>>,
+    /// The client's free-form and namespaced tools, when the request had some.
+    tools: Option<super::ClientTools>,
 }
 
 /// The upstream stream ended in an error, or before it was complete.
@@ -384,7 +409,15 @@ impl Accumulator {
             response: ir::Response::default(),
             open: None,
             outcome: None,
+            tools: None,
         }
+    }
+
+    /// Restores calls of the client's free-form and namespaced tools, as
+    /// [`StreamConverter::with_tools`] does.
+    pub fn with_tools(mut self, tools: super::ClientTools) -> Self {
+        self.tools = Some(tools);
+        self
     }
 
     /// Takes one upstream event.
@@ -490,7 +523,11 @@ impl Accumulator {
             }
         }
         match self.outcome.take() {
-            Some(Ok(())) => Ok(super::encode_response(self.to, self.response)),
+            Some(Ok(())) => Ok(super::encode_response(
+                self.to,
+                self.response,
+                self.tools.as_ref(),
+            )),
             Some(Err(error)) => Err(error),
             None => Err(AccumulateError {
                 kind: ErrorKind::Api,

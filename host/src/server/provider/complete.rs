@@ -126,6 +126,7 @@ pub(super) async fn complete_response(
         url,
         alias,
         usage,
+        tools,
         ..
     } = answering;
     let who = route.who(name);
@@ -149,12 +150,13 @@ pub(super) async fn complete_response(
         // Nothing to convert or rewrite: the upstream's bytes, not a copy.
         return Ok(json_response(status, body));
     }
-    let converted = convert::response(route.native, route.client, &body).map_err(|error| {
-        ProxyError::upstream(
-            StatusCode::BAD_GATEWAY,
-            format!("provider {who}: upstream answer could not be converted: {error}"),
-        )
-    })?;
+    let converted = convert::response_with_tools(route.native, route.client, &body, tools.as_ref())
+        .map_err(|error| {
+            ProxyError::upstream(
+                StatusCode::BAD_GATEWAY,
+                format!("provider {who}: upstream answer could not be converted: {error}"),
+            )
+        })?;
     let converted = match &alias {
         Some(model) => convert::rewrite_model(&converted, model).unwrap_or(converted),
         None => converted,
@@ -179,12 +181,16 @@ pub(super) async fn accumulate_response(
         alias,
         read_timeout,
         usage,
+        tools,
         ..
     } = answering;
     let who = route.who(name);
     let mut body = upstream.body;
     let mut decoder = sse::Decoder::new();
     let mut accumulator = convert::Accumulator::new(route.native, route.client);
+    if let Some(tools) = tools {
+        accumulator = accumulator.with_tools(tools);
+    }
     let mut scanner = usage
         .as_ref()
         .map(|_| convert::UsageScanner::new(route.native));

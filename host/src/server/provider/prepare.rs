@@ -58,17 +58,22 @@ pub(super) struct AttemptPlan {
 }
 
 /// Step 2: the client's body in the provider's native format (400 when it
-/// cannot be converted).
+/// cannot be converted), and the client's free-form and namespaced tools the
+/// answer's conversion turns back (`convert::ClientTools`; only a Responses
+/// request declaring some has them).
 ///
 /// The plugin takes an owned buffer; the same format needs no conversion,
 /// and moving the body avoids a copy when nothing else holds it. A converted
 /// body replaces the client's, which is let go at once rather than held (a
 /// second copy of a large body) until the upstream answers.
-pub(super) fn to_native(route: &ProviderRoute, body: bytes::Bytes) -> Result<Vec<u8>, ProxyError> {
+pub(super) fn to_native(
+    route: &ProviderRoute,
+    body: bytes::Bytes,
+) -> Result<(Vec<u8>, Option<convert::ClientTools>), ProxyError> {
     if route.client == route.native {
-        return Ok(Vec::from(body));
+        return Ok((Vec::from(body), None));
     }
-    let converted = convert::request(route.client, route.native, &body);
+    let converted = convert::request_with_tools(route.client, route.native, &body);
     drop(body);
     converted.map_err(|error| ProxyError::client(StatusCode::BAD_REQUEST, error.to_string()))
 }

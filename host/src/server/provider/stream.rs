@@ -65,10 +65,16 @@ pub(super) fn stream_response(
         read_timeout,
         usage,
         model,
+        tools,
         ..
     } = answering;
-    let converter = (route.client != route.native)
-        .then(|| convert::StreamConverter::new(route.native, route.client));
+    let converter = (route.client != route.native).then(|| {
+        let converter = convert::StreamConverter::new(route.native, route.client);
+        match tools {
+            Some(tools) => converter.with_tools(tools),
+            None => converter,
+        }
+    });
     let state = StreamState {
         body: upstream.body,
         decoder: sse::Decoder::new(),
