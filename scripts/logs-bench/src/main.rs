@@ -256,6 +256,13 @@ fn proxy(
             command.args(["--disable-plugin", &bundled]);
         }
     }
+    // `storage`, `analytics` and `dashboard` are opt-in: the ones named are
+    // switched on (without an allow list the flag only sets `enabled`).
+    for opt_in in ["storage", "analytics", "dashboard"] {
+        if plugins.contains(&opt_in) {
+            command.args(["--enable-plugin", opt_in]);
+        }
+    }
     command
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
