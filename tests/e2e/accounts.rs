@@ -451,3 +451,31 @@ account_id = "acct-fallback"
     assert_eq!(messages(&proxy, false).status, 400);
     assert_eq!(count(&per_key(&mock), CODEX_TOKEN), 2);
 }
+
+#[test]
+fn an_overloaded_model_is_retried_as_the_fallback_model() {
+    let mock = mock();
+    let proxy = Proxy::start(ProxyOptions {
+        bundled: &["claude_api"],
+        env: &[
+            ("PLUGINS__CLAUDE_API__BASE_URL", &mock.url()),
+            ("PLUGINS__CLAUDE_API__CLI_PATH", ""),
+            ("ANTHROPIC_API_KEY", KEY_A),
+        ],
+        config_toml: Some("[plugins.claude_api.failover]\nfallback_model = \"claude-haiku-4-5\"\n"),
+        ..ProxyOptions::default()
+    });
+    fail(&mock, KEY_A, 529, None, 1);
+    let reply = messages(&proxy, false);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let sent: Vec<Value> = mock
+        .requests_to("/v1/messages")
+        .into_iter()
+        .map(|request| request["body"]["model"].clone())
+        .collect();
+    assert_eq!(sent, [json!(MODEL), json!("claude-haiku-4-5")]);
+    // A request that succeeds keeps the client's model.
+    assert_eq!(messages(&proxy, false).status, 200);
+    let last = mock.requests_to("/v1/messages").pop().expect("a request");
+    assert_eq!(last["body"]["model"], MODEL);
+}

@@ -277,6 +277,36 @@ impl Shaper<'_> {
 }
 
 impl ClaudeApi {
+    /// The retry plan of a prepared request: the account it uses and how
+    /// many attempts its accounts allow, a wait for a resting one, and on a
+    /// retry the fallback model (`failover.fallback_model`), whose own id
+    /// the client then sees.
+    fn failover_plan(
+        &self,
+        mut upstream: UpstreamRequest,
+        account: Option<(
+            &AccountPool<accounts::AccountCredential>,
+            String,
+            Option<std::time::Duration>,
+        )>,
+        retry: bool,
+    ) -> UpstreamRequest {
+        let fallback_model = &self.config.failover.fallback_model;
+        if retry && !fallback_model.is_empty() {
+            upstream.body = ccproxy_plugin_kit::accounts::with_model(upstream.body, fallback_model);
+            upstream.model_alias = None;
+        }
+        match account {
+            Some((pool, label, delay)) => upstream
+                .with_account(label)
+                .with_retries(pool.max_attempts())
+                .after(delay.unwrap_or_default()),
+            // One credential: one more attempt, with the fallback model.
+            None if !fallback_model.is_empty() => upstream.with_retries(2),
+            None => upstream,
+        }
+    }
+
     /// The detected identity headers, if any.
     fn detected_headers(&self) -> Option<Vec<(String, String)>> {
         self.detected
@@ -496,7 +526,7 @@ impl Plugin for ClaudeApi {
             .config_key("cli_path", "the Claude CLI whose identity headers are detected and sent in OAuth mode (claude on PATH); empty: the bundled claude-cli 1.0.113 ones")
             .config_key("detection_interval_seconds", "seconds between detections of the Claude CLI (3600)")
             .config_key("accounts", "several credentials with failover, [[plugins.claude_api.accounts]] {label, api_key | api_key_env | oauth = true}, in priority order; empty: api_key/auth_mode as one credential")
-            .config_key("failover", "how accounts are picked and rested: {strategy = failover|round_robin, cooldown_seconds = 60, max_failures_before_disable = 2, failure_status_codes = [401, 403], cooldown_status_codes = [429, 529], max_retry_wait_seconds = 0}")
+            .config_key("failover", "how accounts are picked and rested: {strategy = failover|round_robin, cooldown_seconds = 60, max_failures_before_disable = 2, failure_status_codes = [401, 403], cooldown_status_codes = [429, 529], max_retry_wait_seconds = 0, fallback_model = \"\" (the model every retry asks for)}")
             .task_from_config(DETECTION_TASK, "detection_interval_seconds", 3600.0, false)
     }
 
@@ -555,8 +585,9 @@ impl Plugin for ClaudeApi {
     }
 
     fn provider_retries(&self) -> bool {
-        // Configured accounts are failed over; a single credential is not.
-        self.pool.is_some()
+        // Configured accounts are failed over, and a fallback model is
+        // asked for on a retry; a single credential alone is not retried.
+        self.pool.is_some() || !self.config.failover.fallback_model.is_empty()
     }
 
     async fn on_task(&self, task: String) -> Result<(), PluginError> {
@@ -631,13 +662,7 @@ impl Plugin for ClaudeApi {
             timeout: None,
             ..UpstreamRequest::default()
         };
-        Ok(match account {
-            None => upstream,
-            Some((pool, label, delay)) => upstream
-                .with_account(label)
-                .with_retries(pool.max_attempts())
-                .after(delay.unwrap_or_default()),
-        })
+        Ok(self.failover_plan(upstream, account, req.attempt.is_some()))
     }
 
     async fn on_health(&self) -> Health {
@@ -1018,6 +1043,31 @@ mod tests {
                 error.message()
             );
         }
+    }
+
+    #[test]
+    fn a_retry_asks_for_the_fallback_model() {
+        let host = api_key_host(json!({"failover": {"fallback_model": "claude-haiku-4-5"}}));
+        let plugin = start(&host);
+        assert!(plugin.provider_retries());
+        let mut request =
+            provider_request("/claude/v1/messages", &simple_body(), Headers::default());
+        let first = plugin.prepare_upstream(request.clone()).unwrap();
+        assert_eq!(sent(&first)["model"], "claude-sonnet-4-20250514");
+        assert_eq!(first.retry.map(|policy| policy.max_attempts), Some(2));
+        request.attempt = Some(ProviderAttempt {
+            number: 2,
+            previous_status: 529,
+            ..ProviderAttempt::default()
+        });
+        let second = plugin.prepare_upstream(request).unwrap();
+        assert_eq!(sent(&second)["model"], "claude-haiku-4-5");
+        assert_eq!(sent(&second)["max_tokens"], 100);
+        assert!(
+            second.model_alias.is_none(),
+            "the client sees the model that answered"
+        );
+        assert_eq!(second.headers.get("x-api-key"), Some(API_KEY));
     }
 
     #[test]

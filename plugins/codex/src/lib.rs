@@ -145,6 +145,36 @@ struct Shaped {
 }
 
 impl Codex {
+    /// The retry plan of a prepared request: the account it uses and how
+    /// many attempts its accounts allow, a wait for a resting one, and on a
+    /// retry the fallback model (`failover.fallback_model`), whose own id
+    /// the client then sees.
+    fn failover_plan(
+        &self,
+        mut upstream: UpstreamRequest,
+        account: Option<(
+            &AccountPool<accounts::AccountCredential>,
+            String,
+            Option<std::time::Duration>,
+        )>,
+        retry: bool,
+    ) -> UpstreamRequest {
+        let fallback_model = &self.config.failover.fallback_model;
+        if retry && !fallback_model.is_empty() {
+            upstream.body = ccproxy_plugin_kit::accounts::with_model(upstream.body, fallback_model);
+            upstream.model_alias = None;
+        }
+        match account {
+            Some((pool, label, delay)) => upstream
+                .with_account(label)
+                .with_retries(pool.max_attempts())
+                .after(delay.unwrap_or_default()),
+            // One credential: one more attempt, with the fallback model.
+            None if !fallback_model.is_empty() => upstream.with_retries(2),
+            None => upstream,
+        }
+    }
+
     /// Applies every enabled shaping rule to `body`. `client_model` is the id
     /// the client asked for, written back when the model is mapped.
     fn shape(
@@ -443,7 +473,7 @@ impl Plugin for Codex {
             .task_from_config(DETECTION_TASK, "detection_interval_seconds", 3600.0, false)
             .config_key("timeout_seconds", "give up on the upstream's head, then on each chunk, after this many seconds; 0: the host's http.read_timeout_seconds")
             .config_key("accounts", "several credentials with failover, [[plugins.codex.accounts]] {label, access_token | access_token_env (with account_id) | oauth = true}, in priority order; empty: the oauth.codex login")
-            .config_key("failover", "how accounts are picked and rested: {strategy = failover|round_robin, cooldown_seconds = 60, max_failures_before_disable = 2, failure_status_codes = [401, 403], cooldown_status_codes = [429, 529], max_retry_wait_seconds = 0}")
+            .config_key("failover", "how accounts are picked and rested: {strategy = failover|round_robin, cooldown_seconds = 60, max_failures_before_disable = 2, failure_status_codes = [401, 403], cooldown_status_codes = [429, 529], max_retry_wait_seconds = 0, fallback_model = \"\" (the model every retry asks for)}")
     }
 
     async fn init(ctx: Context, config: Config) -> Result<Self, PluginError> {
@@ -501,8 +531,9 @@ impl Plugin for Codex {
     }
 
     fn provider_retries(&self) -> bool {
-        // Configured accounts are failed over; the one login is not.
-        self.pool.is_some()
+        // Configured accounts are failed over, and a fallback model is
+        // asked for on a retry; a single credential alone is not retried.
+        self.pool.is_some() || !self.config.failover.fallback_model.is_empty()
     }
 
     async fn on_route(&self, req: Request) -> Result<Response, PluginError> {
@@ -556,13 +587,7 @@ impl Plugin for Codex {
                 .then(|| Duration::from_secs(self.config.timeout_seconds)),
             ..UpstreamRequest::default()
         };
-        Ok(match account {
-            None => upstream,
-            Some((pool, label, delay)) => upstream
-                .with_account(label)
-                .with_retries(pool.max_attempts())
-                .after(delay.unwrap_or_default()),
-        })
+        Ok(self.failover_plan(upstream, account, req.attempt.is_some()))
     }
 
     async fn on_task(&self, task: String) -> Result<(), PluginError> {

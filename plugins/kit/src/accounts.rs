@@ -72,6 +72,10 @@ pub struct PoolSettings {
     /// When every account rests, wait for the first one back if that is at
     /// most this long (a `Retry-After` honoured); 0: answer 429 at once.
     pub max_retry_wait_seconds: u64,
+    /// The model every retry asks for instead of the client's (an
+    /// overloaded model's stand-in); empty: the client's. For the plugin to
+    /// apply ([`with_model`]).
+    pub fallback_model: String,
 }
 
 impl Default for PoolSettings {
@@ -83,7 +87,20 @@ impl Default for PoolSettings {
             failure_status_codes: vec![401, 403],
             cooldown_status_codes: vec![429, 529],
             max_retry_wait_seconds: 0,
+            fallback_model: String::new(),
         }
+    }
+}
+
+/// `body` (a JSON object) asking for `model` instead: the fallback model of
+/// a retry. A body that is not a JSON object is returned unchanged.
+pub fn with_model(body: Vec<u8>, model: &str) -> Vec<u8> {
+    match ccproxy_plugin_abi::serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(mut object)) => {
+            object.insert("model".to_owned(), Value::String(model.to_owned()));
+            ccproxy_plugin_abi::serde_json::to_vec(&object).unwrap_or(body)
+        }
+        _ => body,
     }
 }
 
@@ -571,6 +588,19 @@ mod tests {
         let (retry_after, message) = exhausted(pool.pick(None));
         assert_eq!(retry_after, None);
         assert!(message.contains("no account"));
+    }
+
+    #[test]
+    fn the_fallback_model_replaces_the_model_and_nothing_else() {
+        let body = br#"{"model":"claude-opus-4-6","max_tokens":5}"#.to_vec();
+        let changed: Value =
+            ccproxy_plugin_abi::serde_json::from_slice(&with_model(body, "claude-sonnet-4-6"))
+                .unwrap();
+        assert_eq!(
+            changed,
+            json!({"model": "claude-sonnet-4-6", "max_tokens": 5})
+        );
+        assert_eq!(with_model(b"[1]".to_vec(), "m"), b"[1]");
     }
 
     #[test]
