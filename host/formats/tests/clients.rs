@@ -203,12 +203,16 @@ fn reasoning_the_clients_send_back_reaches_only_its_own_provider() {
 }
 
 #[test]
-fn codex_cli_with_its_default_model_converts_without_its_input_tools() {
+fn codex_cli_with_its_default_model_converts_with_its_input_tools() {
     // Its tools come as an `additional_tools` input item (namespaces of function tools and
-    // the free-form `exec` tool), which has no counterpart elsewhere.
+    // the free-form `exec` tool): they become the upstream's tools, `exec` taking
+    // `{"input": string}` and namespaced ones with flat names.
     let turn = &turns("codex_cli_0.171.0_default_model.json")[0];
     assert_eq!(turn["input"][0]["type"], "additional_tools");
-    let anthropic = convert_request(R, A, turn);
+    let (anthropic, tools) =
+        convert::request_with_tools(R, A, turn.to_string().as_bytes()).expect("converts");
+    assert!(tools.is_some_and(|tools| !tools.is_empty()));
+    let anthropic: Value = serde_json::from_slice(&anthropic).expect("JSON");
     let system = anthropic["system"].to_string();
     assert!(system.contains("You are Codex"), "{system:.300}");
     assert!(
@@ -216,6 +220,22 @@ fn codex_cli_with_its_default_model_converts_without_its_input_tools() {
         "{anthropic:.300}"
     );
     assert_eq!(anthropic["messages"][0]["role"], "user");
+    let names: Vec<&str> = anthropic["tools"]
+        .as_array()
+        .expect("its tools")
+        .iter()
+        .filter_map(|tool| tool["name"].as_str())
+        .collect();
+    assert!(names.contains(&"exec"), "{names:?}");
+    assert!(names.contains(&"collaboration__spawn_agent"), "{names:?}");
+    assert!(
+        names.iter().all(|name| name.len() <= 64
+            && name
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-')),
+        "{names:?}"
+    );
     let chat = convert_request(R, C, turn);
     assert!(chat["messages"][0].to_string().contains("You are Codex"));
+    assert_eq!(chat["tools"].as_array().map(Vec::len), Some(names.len()));
 }
