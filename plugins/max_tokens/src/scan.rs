@@ -5,7 +5,8 @@
 //! every top-level value (what `RawObject::parse` does, through serde_json)
 //! walks every byte of them, about 330 k instructions for a 64 KB body. Here
 //! nested values are skipped instead: a string by `memchr` to its closing
-//! quote, an array or object by counting brackets outside its strings.
+//! quote (one not escaped by an odd run of backslashes), an array or object
+//! by counting brackets outside its strings.
 //!
 //! Nothing skipped is validated. The caller parses the few bytes found with
 //! serde_json, and parses the whole body (`RawObject::parse`) before changing
@@ -89,16 +90,22 @@ impl Cursor<'_> {
     fn string(&mut self) -> Option<(usize, usize)> {
         self.expect(b'"')?;
         let start = self.at;
+        let mut from = start;
         loop {
-            let rest = self.json.get(self.at..)?;
-            let stop = self.at + memchr::memchr2(b'"', b'\\', rest)?;
-            if self.json[stop] == b'\\' {
-                // The escaped byte cannot end the string.
-                self.at = stop + 2;
-            } else {
-                self.at = stop + 1;
-                return Some((start, stop));
+            // Only quotes stop the search (prompts are full of `\n`): one
+            // after an odd number of backslashes is escaped, and the string
+            // goes on.
+            let quote = from + memchr::memchr(b'"', self.json.get(from..)?)?;
+            let backslashes = self.json[start..quote]
+                .iter()
+                .rev()
+                .take_while(|&&byte| byte == b'\\')
+                .count();
+            if backslashes % 2 == 0 {
+                self.at = quote + 1;
+                return Some((start, quote));
             }
+            from = quote + 1;
         }
     }
 
