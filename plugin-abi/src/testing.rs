@@ -2745,6 +2745,106 @@ mod tests {
         assert!(host.logged("probe initialised"));
     }
 
+    /// A provider with two keys that fails over between them (plugin API 1.3).
+    struct TwoKeys;
+
+    impl Plugin for TwoKeys {
+        type Config = ();
+        fn manifest() -> Manifest {
+            Manifest::new("two_keys", "1.0.0")
+                .provider("anthropic.messages")
+                .provider_endpoint("/two/v1/messages", "anthropic.messages")
+        }
+        async fn init(_ctx: Context, _config: ()) -> Result<Self, PluginError> {
+            Ok(TwoKeys)
+        }
+        fn provider_retries(&self) -> bool {
+            true
+        }
+        async fn on_prepare_upstream(
+            &self,
+            req: ProviderRequest,
+        ) -> Result<UpstreamRequest, PluginError> {
+            let account = match &req.attempt {
+                None => "first",
+                Some(attempt) if attempt.previous_account.as_deref() == Some("first") => "second",
+                Some(attempt) => {
+                    return Ok(UpstreamRequest::exhausted(
+                        format!(
+                            "both keys failed, the last with {}",
+                            attempt.previous_status
+                        ),
+                        attempt.retry_after_ms.map(Duration::from_millis),
+                    ));
+                }
+            };
+            Ok(UpstreamRequest {
+                method: "POST".into(),
+                url: "https://api.example.test/v1/messages".into(),
+                body: req.body,
+                ..UpstreamRequest::default()
+            }
+            .with_account(account)
+            .with_retries(3)
+            .after(Duration::from_millis(if account == "second" {
+                250
+            } else {
+                0
+            })))
+        }
+    }
+
+    #[test]
+    fn provider_retries_travel_both_ways() {
+        let plugin = MockHost::new().start::<TwoKeys>().unwrap();
+        assert!(plugin.provider_retries());
+        assert!(!start_probe(&MockHost::new()).provider_retries());
+        let mut request = ProviderRequest {
+            endpoint: "/two/v1/messages".into(),
+            body: b"{}".to_vec(),
+            ..ProviderRequest::default()
+        };
+        let first = plugin.prepare_upstream(request.clone()).unwrap();
+        assert_eq!(first.account.as_deref(), Some("first"));
+        assert_eq!(first.retry, Some(crate::RetryPolicy { max_attempts: 3 }));
+        assert_eq!((first.delay, first.exhausted.as_ref()), (None, None));
+        request.attempt = Some(ProviderAttempt {
+            number: 2,
+            previous_status: 429,
+            previous_account: Some("first".into()),
+            retry_after_ms: Some(7000),
+        });
+        assert!(request.is_retry());
+        let second = plugin.prepare_upstream(request.clone()).unwrap();
+        assert_eq!(second.account.as_deref(), Some("second"));
+        assert_eq!(second.delay, Some(Duration::from_millis(250)));
+        request.attempt = Some(ProviderAttempt {
+            number: 3,
+            previous_status: 529,
+            previous_account: Some("second".into()),
+            retry_after_ms: Some(7000),
+        });
+        let last = plugin.prepare_upstream(request).unwrap();
+        let exhausted = last.exhausted.expect("exhausted");
+        assert_eq!(exhausted.message, "both keys failed, the last with 529");
+        assert_eq!(exhausted.retry_after_ms, Some(7000));
+        // None of it is on the wire for a provider that does not use it.
+        let plain = protocol::ProviderPrepareOutput::default();
+        let wire = serde_json::to_value(&plain).unwrap();
+        for key in ["account", "retry", "delay_ms", "exhausted"] {
+            assert!(wire.get(key).is_none(), "{key} in {wire}");
+        }
+        let input: protocol::ProviderPrepareInput = serde_json::from_value(json!({
+            "endpoint": "/e", "client_format": "anthropic.messages",
+            "native_format": "anthropic.messages", "request": {"method": "POST", "path": "/e"}
+        }))
+        .unwrap();
+        assert!(
+            input.attempt.is_none(),
+            "a 1.2 host's input reads as a first attempt"
+        );
+    }
+
     #[test]
     fn undeclared_provider_endpoints_are_not_found() {
         let plugin = start_probe(&MockHost::new());

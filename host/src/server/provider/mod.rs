@@ -605,9 +605,10 @@ async fn answer(
             )
             .await;
             facts.answered_by = Some(fallback.manifest.name.clone());
-            (fallback, Cow::Owned(fallback_route), attempted)
+            (Cow::Owned(fallback), Cow::Owned(fallback_route), attempted)
         }
-        _ => (plugin.clone(), Cow::Borrowed(route), primary),
+        // The usual case: nothing cloned.
+        _ => (Cow::Borrowed(plugin), Cow::Borrowed(route), primary),
     };
     let route = &*route;
     let name = &plugin.manifest.name;
