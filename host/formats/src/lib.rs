@@ -15,7 +15,8 @@
 //! - [`sse`]: the push-based incremental [`sse::Decoder`] (bytes in, [`sse::Event`]s out, any
 //!   split point, CRLF/LF/CR, comments, multi-line data, bounded event size) and
 //!   [`sse::Event::encode`].
-//! - [`convert`]: [`convert::request`], [`convert::response`], [`convert::error`],
+//! - [`convert`]: [`convert::request`], [`convert::response`] (and their `_with_tools`
+//!   forms, see below), [`convert::error`],
 //!   [`convert::error_body`], [`convert::StreamConverter`], [`convert::rewrite_model`].
 //!   Internally each format has a decoder into one internal representation and an encoder
 //!   out of it, so each of the six directions is one hop (no direction is routed through a
@@ -52,6 +53,20 @@
 //! `call_<sha256>`, so calls and results stay paired. Anthropic streams never get
 //! `data: [DONE]`; Chat streams always end with it.
 //!
+//! Responses tools that no other format can declare survive too (`convert/tools.rs`): those
+//! of an `additional_tools` input item (the Codex CLI's default model sends its tools so),
+//! free-form (`custom`) tools, which become tools taking `{"input": string}` with their
+//! grammar quoted in the description, and tools grouped in a `namespace`, which get flat
+//! names (`namespace__name`, valid for Anthropic and OpenAI). Their calls and outputs in
+//! history convert the same way. Turning the answer's calls back into what the client
+//! declared takes what the request's conversion renamed: [`convert::request_with_tools`]
+//! returns it as a [`convert::ClientTools`] (only for a request that has such tools; the
+//! others allocate nothing for it), and [`convert::response_with_tools`],
+//! [`convert::StreamConverter::with_tools`] and [`convert::Accumulator::with_tools`] answer
+//! `custom_tool_call` items with the raw `input` (streamed as
+//! `response.custom_tool_call_input.delta` and `.done`, the input sent whole when the call
+//! is complete) and `function_call` items with their own name and `namespace`.
+//!
 //! # Dropped on purpose, per direction
 //!
 //! Each of these has a test in `tests/mapping.rs` or `tests/streams.rs` that says so.
@@ -84,7 +99,7 @@
 //!   options `prompt_cache_key`, `service_tier` (Anthropic's takes other values), `store`,
 //!   `metadata`, `safety_identifier` and verbosity.
 //! - **Responses → anything:** built-in tools (`web_search`, `file_search`, `local_shell`,
-//!   `custom`, …); `include`, `truncation` and the other server-side options Chat lacks
+//!   `image_generation`, …); `include`, `truncation` and the other server-side options Chat lacks
 //!   (`prompt_cache_key`, `service_tier`, `store`, `metadata`, `safety_identifier` and
 //!   `text.verbosity`, Chat's top-level `verbosity`, map both ways between Chat and
 //!   Responses). Requests that depend on server-side state (`previous_response_id`,
