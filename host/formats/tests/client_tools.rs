@@ -169,6 +169,22 @@ fn codex_tools_become_upstream_tools_with_names_every_upstream_accepts() {
 }
 
 #[test]
+fn a_second_output_of_one_free_form_call_joins_the_first() {
+    // `notify()` in the Codex CLI's `exec` sends an output while the script runs.
+    let history = vec![
+        json!({"type": "custom_tool_call", "call_id": "call_exec", "name": "exec", "input": SCRIPT}),
+        json!({"type": "custom_tool_call_output", "call_id": "call_exec", "output": "started"}),
+        json!({"type": "custom_tool_call_output", "call_id": "call_exec", "output": [{"type": "input_text", "text": "done"}]}),
+    ];
+    let (anthropic, _) = convert_request(A, &codex_request(history));
+    let results = &anthropic["messages"][2]["content"];
+    assert_eq!(results.as_array().map(Vec::len), Some(1), "{results}");
+    assert_eq!(results[0]["tool_use_id"], "call_exec");
+    let text = results[0]["content"].to_string();
+    assert!(text.contains("started") && text.contains("done"), "{text}");
+}
+
+#[test]
 fn requests_without_such_tools_record_nothing() {
     let plain = json!({"model": "m", "input": "hi", "tools": [
         {"type": "function", "name": "shell", "parameters": {"type": "object", "properties": {}}},

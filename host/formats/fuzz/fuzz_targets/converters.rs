@@ -1,11 +1,23 @@
 //! Fuzzes the converters: any body in any direction must convert or be refused with an
 //! error, never panic; error conversion never fails; a stream of any events converts to
-//! events whose data is JSON (or Chat's `[DONE]`) and always ends.
+//! events whose data is JSON (or Chat's `[DONE]`) and always ends. Every other input's
+//! answer is converted with the client tools of a request declaring a free-form tool and a
+//! namespaced one (`exec`, `ns__f` upstream), so restoring their calls is fuzzed too.
 #![no_main]
 
-use ccproxy_formats::convert::{self, StreamConverter};
+use std::sync::LazyLock;
+
+use ccproxy_formats::convert::{self, ClientTools, StreamConverter};
 use ccproxy_formats::{Format, sse};
 use libfuzzer_sys::fuzz_target;
+
+static TOOLS: LazyLock<ClientTools> = LazyLock::new(|| {
+    let request = br#"{"model":"m","input":[{"type":"additional_tools","tools":[{"type":"namespace","name":"ns","tools":[{"type":"function","name":"f"}]}]}],"tools":[{"type":"custom","name":"exec"}]}"#;
+    convert::request_with_tools(Format::OpenAiResponses, Format::AnthropicMessages, request)
+        .ok()
+        .and_then(|(_, tools)| tools)
+        .expect("the request declares client tools")
+});
 
 fuzz_target!(|input: &[u8]| {
     let Some((&control, body)) = input.split_first() else {
@@ -13,6 +25,7 @@ fuzz_target!(|input: &[u8]| {
     };
     let from = Format::ALL[usize::from(control % 3)];
     let to = Format::ALL[usize::from((control / 3) % 3)];
+    let tools = (control / 36) % 2 == 1;
     match (control / 9) % 4 {
         0 => {
             if let Ok(out) = convert::request(from, to, body) {
@@ -22,7 +35,7 @@ fuzz_target!(|input: &[u8]| {
             }
         }
         1 => {
-            let _ = convert::response(from, to, body);
+            let _ = convert::response_with_tools(from, to, body, tools.then(|| &*TOOLS));
         }
         2 => {
             let out = convert::error(from, to, 400 + u16::from(control), body);
@@ -37,6 +50,9 @@ fuzz_target!(|input: &[u8]| {
             let _ = decoder.push(body, &mut events);
             let _ = decoder.finish(&mut events);
             let mut converter = StreamConverter::new(from, to);
+            if tools {
+                converter = converter.with_tools(TOOLS.clone());
+            }
             let mut out = Vec::new();
             for event in &events {
                 converter.push(event, &mut out);

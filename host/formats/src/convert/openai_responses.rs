@@ -226,15 +226,34 @@ fn decode_item(
                 is_error: false,
             }],
         ),
-        api::Item::CustomToolCallOutput(output) => push(
-            messages,
-            Role::User,
-            vec![Part::ToolResult {
-                call_id: output.call_id,
-                content: decode_output(output.output),
-                is_error: false,
-            }],
-        ),
+        api::Item::CustomToolCallOutput(output) => {
+            let content = decode_output(output.output);
+            // The Codex CLI's `exec` may report more than once for one call (its
+            // `notify()` adds an output while the script runs); the other APIs take one
+            // result per call, so a later output joins the earlier one.
+            let earlier = messages.last_mut().and_then(|last| {
+                last.parts.iter_mut().rev().find_map(|part| match part {
+                    Part::ToolResult {
+                        call_id,
+                        content: earlier,
+                        ..
+                    } if *call_id == output.call_id => Some(earlier),
+                    _ => None,
+                })
+            });
+            match earlier {
+                Some(earlier) => earlier.extend(content),
+                None => push(
+                    messages,
+                    Role::User,
+                    vec![Part::ToolResult {
+                        call_id: output.call_id,
+                        content,
+                        is_error: false,
+                    }],
+                ),
+            }
+        }
         api::Item::Reasoning(reasoning) => {
             let text = reasoning
                 .summary

@@ -246,6 +246,10 @@ pub(crate) fn free_form_input(arguments: &str) -> String {
             if let Some(Value::String(input)) = object.remove("input") {
                 return input;
             }
+            if object.is_empty() {
+                // A call with no input at all (`{}`): an empty one, not the text `{}`.
+                return String::new();
+            }
             let mut strings = object.into_iter().filter_map(|(_, value)| match value {
                 Value::String(text) => Some(text),
                 _ => None,
@@ -296,6 +300,8 @@ mod tests {
         assert_eq!(free_form_input(r#"{"code":"x"}"#), "x");
         assert_eq!(free_form_input(r#""raw""#), "raw");
         assert_eq!(free_form_input("not json"), "not json");
+        assert_eq!(free_form_input("{}"), "");
+        assert_eq!(free_form_input(""), "");
         assert_eq!(
             free_form_input(r#"{"a":"1","b":"2"}"#),
             r#"{"a":"1","b":"2"}"#
