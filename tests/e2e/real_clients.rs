@@ -673,6 +673,20 @@ fn codex_cli_with_its_default_model_on_claude_runs_its_tool() {
     );
 }
 
+/// [`codex_cli_with_its_default_model_on_claude_runs_its_tool`] through `compat`: on a
+/// Chat Completions server and on an Anthropic Messages server.
+#[test]
+fn codex_cli_with_its_default_model_on_compat_upstreams_runs_its_tool() {
+    for route in [Route::CompatChat, Route::CompatAnthropic] {
+        let requests = tool_loop_with(Client::CodexCli, route, route.start(), None);
+        let first = requests[0]["body"].to_string();
+        assert!(
+            first.contains("\"collaboration__spawn_agent\""),
+            "{route:?}: namespaced tools get flat names: {first:.2000}"
+        );
+    }
+}
+
 #[test]
 fn claude_code_on_a_chat_completions_upstream_answers() {
     plain_answer(Client::ClaudeCode, Route::CompatChat);
