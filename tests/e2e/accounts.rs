@@ -479,3 +479,42 @@ fn an_overloaded_model_is_retried_as_the_fallback_model() {
     let last = mock.requests_to("/v1/messages").pop().expect("a request");
     assert_eq!(last["body"]["model"], MODEL);
 }
+
+#[test]
+fn compat_fails_over_between_the_keys_of_one_upstream() {
+    let mock = mock();
+    let config = format!(
+        r#"
+[plugins.compat.upstreams.anthup]
+base_url = "{}"
+format = "anthropic.messages"
+api_key_envs = ["ANTHUP_KEY_ONE", "ANTHUP_KEY_TWO"]
+"#,
+        mock.url()
+    );
+    let proxy = Proxy::start(ProxyOptions {
+        bundled: &["compat"],
+        config_toml: Some(&config),
+        env: &[("ANTHUP_KEY_ONE", KEY_A), ("ANTHUP_KEY_TWO", KEY_B)],
+        ..ProxyOptions::default()
+    });
+    fail(&mock, KEY_A, 429, Some("30"), 1);
+    let reply = proxy.post_json(
+        "/anthup/v1/chat/completions",
+        &json!({"model": MODEL, "messages": [{"role": "user", "content": "Hello"}]}),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["object"], "chat.completion");
+    let seen = per_key(&mock);
+    assert_eq!((count(&seen, KEY_A), count(&seen, KEY_B)), (1, 1), "{seen}");
+    let health = proxy.get("/plugins/compat/health");
+    let text = health.text();
+    assert!(!text.contains(KEY_A) && !text.contains(KEY_B), "{text}");
+    let accounts = health.json()["details"]["upstreams"]["anthup"]["accounts"]["accounts"].clone();
+    assert_eq!(
+        state_of(&accounts, "ANTHUP_KEY_ONE")["state"],
+        "cooling",
+        "{accounts:#}"
+    );
+    assert_eq!(state_of(&accounts, "ANTHUP_KEY_TWO")["state"], "available");
+}

@@ -98,6 +98,12 @@ pub(crate) struct UpstreamConfig {
     pub(crate) api_key_env: String,
     /// A file holding the API key (its first line; `~/` is the home folder).
     pub(crate) api_key_file: String,
+    /// Several keys with failover (issue 12): the environment variables
+    /// holding them, in priority order, each an account named after its
+    /// variable; instead of `api_key_env`/`api_key_file`.
+    pub(crate) api_key_envs: Vec<String>,
+    /// How `api_key_envs` are picked and rested.
+    pub(crate) failover: ccproxy_plugin_kit::accounts::PoolSettings,
     /// How the key is sent; default: by `format` (bearer for OpenAI-style,
     /// `x-api-key` for Anthropic-style).
     pub(crate) auth: Option<AuthHeader>,
@@ -142,6 +148,8 @@ impl Default for UpstreamConfig {
             format: None,
             api_key_env: String::new(),
             api_key_file: String::new(),
+            api_key_envs: Vec::new(),
+            failover: Default::default(),
             auth: None,
             anthropic_version: "2023-06-01".to_owned(),
             headers: BTreeMap::new(),

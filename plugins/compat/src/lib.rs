@@ -50,6 +50,10 @@ use std::{
 };
 
 use ccproxy_plugin_abi::{Value, prelude::*, serde_json};
+use ccproxy_plugin_kit::{
+    accounts::{AccountPool, Pick},
+    mask::Secret,
+};
 
 use crate::{
     config::{AuthHeader, Config, UpstreamConfig, WireFormat},
@@ -71,6 +75,8 @@ struct Upstream {
     format: WireFormat,
     auth: AuthHeader,
     credential: Credential,
+    /// `api_key_envs`: several keys with failover, instead of `credential`.
+    pool: Option<AccountPool<Secret>>,
     rules: ModelRules,
     /// The upstream's own model list and when it was fetched.
     fetched_models: Mutex<Option<(Instant, Vec<String>)>>,
@@ -150,12 +156,53 @@ impl Upstream {
                 )));
             }
         };
+        let mut credential = credential;
+        let pool = if config.api_key_envs.is_empty() {
+            None
+        } else {
+            if !matches!(credential, Credential::None) {
+                return Err(PluginError::invalid(format!(
+                    "{section}: set api_key_envs, or api_key_env / api_key_file, not both"
+                )));
+            }
+            let mut keys: Vec<(String, Secret)> = Vec::new();
+            for variable in &config.api_key_envs {
+                let variable = variable.trim();
+                if keys.iter().any(|(seen, _)| seen == variable) {
+                    return Err(PluginError::invalid(format!(
+                        "{section}.api_key_envs: {variable} is listed twice"
+                    )));
+                }
+                // As with api_key_env, an unset variable does not stop the
+                // plugin: that key is left out, and said so.
+                match std::env::var(variable)
+                    .ok()
+                    .filter(|key| !key.trim().is_empty())
+                {
+                    Some(key) => keys.push((variable.to_owned(), Secret::new(key.trim()))),
+                    None => warn!(
+                        "{section}.api_key_envs: environment variable {variable} is not set or empty; that key is left out"
+                    ),
+                }
+            }
+            if keys.is_empty() {
+                // No key at all: requests get the 401 naming the variables.
+                credential = Credential::Env {
+                    variable: config.api_key_envs.join(", "),
+                    key: None,
+                };
+                None
+            } else {
+                Some(AccountPool::new(keys, config.failover.clone()))
+            }
+        };
         let rules = ModelRules::new(name, &config)?;
         Ok(Self {
             name: name.to_owned(),
             auth: config.auth.unwrap_or_else(|| format.default_auth()),
             format,
             credential,
+            pool,
             rules,
             config,
             fetched_models: Mutex::new(None),
@@ -177,6 +224,30 @@ impl Upstream {
     /// The headers of every request to this upstream: the credential,
     /// `anthropic-version` for Anthropic-style ones, the configured extras.
     fn headers(&self, client: &Headers, stream: bool) -> Result<Headers, PluginError> {
+        let key = match &self.pool {
+            // Outside the provider path (counts, model lists): the account a
+            // message would use now.
+            Some(pool) => match pool.pick(None) {
+                Pick::Use { account, .. } => Some(account.credential().clone()),
+                Pick::Exhausted { message, .. } => {
+                    return Err(PluginError::new(
+                        ErrorKind::RateLimited,
+                        format!("compat {}: {message}", self.describe()),
+                    ));
+                }
+            },
+            None => self.key()?,
+        };
+        self.headers_with(client, stream, key)
+    }
+
+    /// [`Upstream::headers`] with `key`.
+    fn headers_with(
+        &self,
+        client: &Headers,
+        stream: bool,
+        key: Option<Secret>,
+    ) -> Result<Headers, PluginError> {
         let mut headers = Headers::default();
         headers.set("content-type", "application/json");
         if stream {
@@ -196,7 +267,7 @@ impl Upstream {
                 headers.set("anthropic-beta", betas);
             }
         }
-        if let Some(key) = self.key()? {
+        if let Some(key) = key {
             match self.auth {
                 AuthHeader::Bearer => {
                     headers.set("authorization", format!("Bearer {}", key.expose()));
@@ -214,9 +285,53 @@ impl Upstream {
     /// The upstream request for `req`, whose body is in this upstream's
     /// format already: shaped, with this upstream's URL and headers.
     fn prepare(&self, req: ProviderRequest) -> Result<UpstreamRequest, PluginError> {
+        // With several keys: note the previous attempt's failure, pick the next.
+        let mut account = None;
+        if let Some(pool) = &self.pool {
+            let previous = req
+                .attempt
+                .as_ref()
+                .and_then(|attempt| attempt.previous_account.clone());
+            if let (Some(attempt), Some(label)) = (&req.attempt, &previous) {
+                let retry_after = attempt.retry_after_ms.map(Duration::from_millis);
+                pool.report_failure(label, attempt.previous_status, retry_after);
+                warn!(
+                    "compat {}: key {label} failed with status {}; trying the next",
+                    self.describe(),
+                    attempt.previous_status
+                );
+            }
+            match pool.pick(previous.as_deref()) {
+                Pick::Use {
+                    account: chosen,
+                    delay,
+                } => {
+                    account = Some((
+                        pool,
+                        chosen.label().to_owned(),
+                        chosen.credential().clone(),
+                        delay,
+                    ));
+                }
+                Pick::Exhausted {
+                    retry_after,
+                    message,
+                } => {
+                    return Ok(UpstreamRequest::exhausted(
+                        format!("compat {}: {message}", self.describe()),
+                        retry_after,
+                    ));
+                }
+            }
+        }
         let body = ccproxy_plugin_kit::json::request_object(&req.body)?;
         let shaped = shaping::shape(body, &self.config, self.format, &self.rules, req.stream);
-        let headers = self.headers(&req.headers, req.stream)?;
+        let headers = match &account {
+            Some((_, _, key, _)) => {
+                self.headers_with(&req.headers, req.stream, Some(key.clone()))?
+            }
+            None => self.headers(&req.headers, req.stream)?,
+        };
         debug!(
             "request {}: compat {} model {}",
             req.request_id,
@@ -236,7 +351,8 @@ impl Upstream {
             model_alias: shaped.model_alias,
             timeout: self.timeout(),
             ..UpstreamRequest::default()
-        })
+        }
+        .with_plan(account))
     }
 
     /// `POST /{name}/v1/messages/count_tokens`: an Anthropic-style upstream
@@ -371,6 +487,16 @@ impl Upstream {
             "format": self.format.as_str(),
             "credential": self.credential.source(),
         });
+        if let Some(pool) = &self.pool {
+            details["credential"] = json!("api_key_envs");
+            details["accounts"] = pool.health(|key| json!({"key": key.masked()}));
+            let ready = pool.available() > 0;
+            if !ready {
+                details["problem"] = json!("no key can take a request now");
+            }
+            details["ready"] = json!(ready);
+            return (ready, details);
+        }
         let ready = match self.credential.key() {
             Ok(Some(key)) => {
                 details["key"] = json!(key.masked());
@@ -384,6 +510,26 @@ impl Upstream {
         };
         details["ready"] = json!(ready);
         (ready, details)
+    }
+}
+
+/// The account of one attempt: its pool, label, key and wait.
+type Account<'a> = (&'a AccountPool<Secret>, String, Secret, Option<Duration>);
+
+/// Names an attempt's account and asks for retries across the pool.
+trait WithPlan {
+    fn with_plan(self, account: Option<Account<'_>>) -> Self;
+}
+
+impl WithPlan for UpstreamRequest {
+    fn with_plan(self, account: Option<Account<'_>>) -> Self {
+        match account {
+            Some((pool, label, _, delay)) => self
+                .with_account(label)
+                .with_retries(pool.max_attempts())
+                .after(delay.unwrap_or_default()),
+            None => self,
+        }
     }
 }
 
@@ -469,6 +615,8 @@ impl Plugin for Compat {
             .config_key("upstreams.NAME.format", "openai.chat_completions, openai.responses or anthropic.messages")
             .config_key("upstreams.NAME.api_key_env", "environment variable holding the API key (read at start-up)")
             .config_key("upstreams.NAME.api_key_file", "file holding the API key (its first line; read again when it changes)")
+            .config_key("upstreams.NAME.api_key_envs", "several API keys with failover: the environment variables holding them, in priority order (instead of api_key_env/api_key_file)")
+            .config_key("upstreams.NAME.failover", "how api_key_envs are picked and rested: {strategy = failover|round_robin, cooldown_seconds = 60, max_failures_before_disable = 2, failure_status_codes = [401, 403], cooldown_status_codes = [429, 529], max_retry_wait_seconds = 0, fallback_model = \"\"}")
             .config_key("upstreams.NAME.auth", "bearer, x-api-key or none; default: bearer for OpenAI-style, x-api-key for Anthropic-style")
             .config_key("upstreams.NAME.anthropic_version", "anthropic-version sent to an Anthropic-style upstream when the client sends none")
             .config_key("upstreams.NAME.headers", "headers added to every request")
@@ -511,6 +659,13 @@ impl Plugin for Compat {
             }
         }
         Ok(Self { ctx, upstreams })
+    }
+
+    fn provider_retries(&self) -> bool {
+        // Upstreams with several keys fail over between them.
+        self.upstreams
+            .iter()
+            .any(|upstream| upstream.pool.is_some())
     }
 
     fn configured_endpoints(&self) -> ConfiguredEndpoints {
