@@ -443,8 +443,8 @@ impl UpstreamRequest {
 
     /// Nothing to send: every account is cooling down or disabled. On a
     /// first attempt the client gets a 429 with `message` and `Retry-After`
-    /// (`retry_after`, rounded up to seconds); on a retry, the previous
-    /// attempt's answer.
+    /// (`retry_after`, rounded up to seconds; without one, a 503: nothing
+    /// comes back by itself); on a retry, the previous attempt's answer.
     pub fn exhausted(message: impl Into<String>, retry_after: Option<std::time::Duration>) -> Self {
         Self {
             exhausted: Some(crate::protocol::ProviderExhausted {

@@ -727,8 +727,9 @@ pub struct ProviderPrepareOutput {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub delay_ms: u64,
     /// Since 1.3: send nothing; there is no account to send with. On a first
-    /// attempt the client gets a 429 with `Retry-After`; on a retry, the
-    /// previous attempt's answer.
+    /// attempt the client gets a 429 with `Retry-After` (a 503 without a
+    /// time: nothing will come back by itself); on a retry, the previous
+    /// attempt's answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exhausted: Option<ProviderExhausted>,
 }

@@ -518,3 +518,45 @@ api_key_envs = ["ANTHUP_KEY_ONE", "ANTHUP_KEY_TWO"]
     );
     assert_eq!(state_of(&accounts, "ANTHUP_KEY_TWO")["state"], "available");
 }
+
+#[test]
+fn when_every_account_is_disabled_the_client_gets_a_503_saying_so() {
+    let mock = mock();
+    let config = format!(
+        r#"
+[plugins.claude_api]
+base_url = "{}"
+cli_path = ""
+
+[[plugins.claude_api.accounts]]
+label = "only"
+api_key = "{KEY_A}"
+
+[plugins.claude_api.failover]
+max_failures_before_disable = 1
+"#,
+        mock.url()
+    );
+    let proxy = Proxy::start(ProxyOptions {
+        bundled: &["claude_api"],
+        config_toml: Some(&config),
+        ..ProxyOptions::default()
+    });
+    fail(&mock, KEY_A, 401, None, 1);
+    // The refusal itself reaches the client as the upstream said it.
+    let reply = messages(&proxy, false);
+    assert_eq!(reply.status, 401, "{}", reply.text());
+    // Then nothing is sent: a 503 in the client's format naming the reason.
+    let reply = chat(&proxy);
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert!(reply.header("retry-after").is_none());
+    let message = reply.json()["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        message.contains("disabled") && message.contains("only"),
+        "{message}"
+    );
+    assert_eq!(mock.requests_to("/v1/messages").len(), 1);
+}

@@ -385,14 +385,13 @@ async fn attempts(
             if let Some(failed) = failed {
                 return failed;
             }
-            let seconds = exhausted.retry_after_ms.map(|ms| ms.div_ceil(1000));
-            let error = ProxyError::upstream(
-                http::StatusCode::TOO_MANY_REQUESTS,
-                format!("provider {}: {}", route.who(name), exhausted.message),
-            );
-            return Err(match seconds {
-                Some(seconds) => error.with_retry_after(seconds),
-                None => error,
+            let message = format!("provider {}: {}", route.who(name), exhausted.message);
+            // Resting accounts come back: a 429 saying when. None that ever
+            // will (all disabled): the service is unavailable until fixed.
+            return Err(match exhausted.retry_after_ms {
+                Some(ms) => ProxyError::upstream(http::StatusCode::TOO_MANY_REQUESTS, message)
+                    .with_retry_after(ms.div_ceil(1000)),
+                None => ProxyError::upstream(http::StatusCode::SERVICE_UNAVAILABLE, message),
             });
         }
         let Prepared {
