@@ -49,25 +49,29 @@ pub(crate) fn decode_request(
                 // Codex CLI 0.171 with its default model declares its tools in the input
                 // (`{"type": "additional_tools", "role": "developer", "tools": [namespaces
                 // of function and free-form tools]}`): they join the request's tools.
-                if let api::Item::Other(object) = &item
-                    && object.get("type").and_then(Value::as_str) == Some("additional_tools")
-                {
-                    if let api::Item::Other(mut object) = item
-                        && let Some(Value::Array(declared)) = object.remove("tools")
+                let item = match item {
+                    api::Item::Other(mut object)
+                        if object.get("type").and_then(Value::as_str)
+                            == Some("additional_tools") =>
                     {
-                        for tool in declared {
-                            if let Ok(tool) = serde_json::from_value(tool) {
-                                tools::decode_tool(tool, None, &mut tools, &mut client_tools);
+                        if let Some(Value::Array(declared)) = object.remove("tools") {
+                            for tool in declared {
+                                if let Ok(tool) = serde_json::from_value(tool) {
+                                    tools::decode_tool(tool, None, &mut tools, &mut client_tools);
+                                }
                             }
                         }
+                        continue;
                     }
-                    continue;
-                }
+                    item => item,
+                };
                 decode_item(item, index, target, &mut messages)?;
             }
         }
     }
-    for tool in request.tools.take().unwrap_or_default() {
+    let declared = request.tools.take().unwrap_or_default();
+    tools.reserve(declared.len());
+    for tool in declared {
         tools::decode_tool(tool, None, &mut tools, &mut client_tools);
     }
     let tool_choice = request.tool_choice.take().and_then(|choice| match choice {
