@@ -430,13 +430,18 @@ async fn attempts(
             // No answer at all: worth another account or upstream; a request
             // the plugin prepared badly is not.
             Err(error) if error.origin() == Origin::Upstream => (0, None, Err(error)),
-            Err(error) => return Err(error),
+            Err(error) => {
+                set_aside(app, name, head.request_id, failed);
+                return Err(error);
+            }
         };
         if !may_retry || !retryable(status) {
+            set_aside(app, name, head.request_id, failed);
             return outcome;
         }
         tracing::debug!(provider = %name, account = plan.account.as_deref().unwrap_or("-"), status, attempt = number, "attempt failed before the client saw anything; asking the provider to prepare another");
         // The held answer's body is dropped unread when a retry is sent.
+        set_aside(app, name, head.request_id, failed.take());
         failed = Some(outcome);
         attempt = Some(ProviderAttempt {
             number: number + 1,
@@ -451,6 +456,39 @@ async fn attempts(
             "provider retry without a kept body",
         ))
     })
+}
+
+/// Drops an attempt's answer that no client will see. Hooks waiting for its
+/// complete body (`provider.response.received` with
+/// `HookBody::UpstreamResponseBody`) still hear of it, with an empty body:
+/// it was never read.
+fn set_aside(
+    app: &App,
+    name: &str,
+    request_id: &str,
+    failed: Option<Result<Attempted, ProxyError>>,
+) {
+    let Some(Ok(attempted)) = failed else {
+        return;
+    };
+    let Some((duration_ms, headers)) = &attempted.sent.received_later else {
+        return;
+    };
+    app.shared.hooks.observe_with_body(
+        HookEvent::ProviderResponseReceived,
+        Some(request_id),
+        || events::ResponseReceived {
+            duration_ms: *duration_ms,
+            headers: Some(events::MaskedHeaderMap(headers)),
+            method: &attempted.request.method,
+            provider: name,
+            request_id,
+            status_code: attempted.sent.upstream.status,
+            url: &attempted.request.url,
+        },
+        HookBody::UpstreamResponseBody,
+        Bytes::new,
+    );
 }
 
 /// Whether the provider's last attempt failed in a way another provider
@@ -592,7 +630,7 @@ async fn answer(
                 Err(error) => error.status().as_u16(),
             };
             tracing::warn!(provider = %plugin.manifest.name, fallback = %fallback.manifest.name, status, "provider failed before the client saw anything; sending the request to its fallback");
-            drop(primary);
+            set_aside(app, &plugin.manifest.name, head.request_id, Some(primary));
             let attempted = attempts(
                 app,
                 &fallback,
