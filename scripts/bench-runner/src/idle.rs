@@ -42,7 +42,7 @@ use futures_util::{StreamExt as _, stream};
 use http::{Method, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody, combinators::UnsyncBoxBody};
 use hyper::body::{Frame, Incoming};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
@@ -79,6 +79,23 @@ pub(crate) struct IdleArgs {
     /// happens to this runner.
     #[arg(long, default_value_t = 150)]
     hold_seconds: u64,
+    /// How the proxy reaches the upstream: `h2` (HTTPS, HTTP/2 by ALPN, as
+    /// the providers' APIs: one multiplexed connection, so a stream costs the
+    /// proxy one socket) or `h1` (plain HTTP/1.1: a connection per stream,
+    /// two sockets per stream in the proxy, the harsher case; needs an
+    /// open-file limit above twice the streams).
+    #[arg(long, default_value = "h2", value_parser = ["h2", "h1"])]
+    upstream: String,
+    /// How the streams reach the proxy: `h1` (HTTP/1.1, one connection per
+    /// stream, as Claude Code and the Codex CLI connect) or `h2` (h2c with
+    /// prior knowledge, `--streams-per-connection` streams multiplexed on each
+    /// connection).
+    #[arg(long, default_value = "h1", value_parser = ["h1", "h2"])]
+    client: String,
+    /// With `--client h2`: streams per client connection (the proxy allows
+    /// 200, hyper's default).
+    #[arg(long, default_value_t = 100)]
+    streams_per_connection: usize,
     /// Streams being opened at once (connect, request, wait for the first event).
     #[arg(long, default_value_t = 64)]
     open_concurrency: usize,
@@ -160,9 +177,16 @@ fn answer_from_samples() -> Result<Answer, String> {
     })
 }
 
-/// Serves the idle upstream on 127.0.0.1:`port` until the parent goes away.
-pub(crate) fn serve_upstream(port: u16, hold: Duration) -> Result<(), String> {
+/// Serves the idle upstream on 127.0.0.1:`port` until the parent goes away:
+/// plain HTTP/1.1, or with `tls_ca_out` HTTPS with HTTP/2 offered by ALPN
+/// (a throwaway CA's certificate written there for the proxy to trust).
+pub(crate) fn serve_upstream(
+    port: u16,
+    hold: Duration,
+    tls_ca_out: Option<&std::path::Path>,
+) -> Result<(), String> {
     let answer: &'static Answer = Box::leak(Box::new(answer_from_samples()?));
+    let acceptor = tls_ca_out.map(tls_acceptor).transpose()?;
     // One thread: its work is 10,000 requests and then waiting.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -170,6 +194,11 @@ pub(crate) fn serve_upstream(port: u16, hold: Duration) -> Result<(), String> {
         .map_err(|error| format!("cannot start the runtime: {error}"))?;
     runtime.block_on(async move {
         let listener = crate::upstream::listen("idle upstream", port).await?;
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        // hyper's default of 200 streams per connection would queue the
+        // proxy's streams past it: all of them share one connection.
+        builder.http2().max_concurrent_streams(1_000_000);
+        let builder: &'static _ = Box::leak(Box::new(builder));
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 // Out of files and the like: the runner sees the failed streams.
@@ -180,13 +209,71 @@ pub(crate) fn serve_upstream(port: u16, hold: Duration) -> Result<(), String> {
             let service = hyper::service::service_fn(move |request| async move {
                 Ok::<_, Infallible>(upstream_answer(answer, hold, request).await)
             });
+            let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                match acceptor {
+                    Some(acceptor) => {
+                        if let Ok(stream) = acceptor.accept(stream).await {
+                            let _ = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                    }
+                    None => {
+                        let _ = builder
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    }
+                }
             });
         }
     })
+}
+
+/// A TLS acceptor offering `h2` and `http/1.1`, with a certificate for
+/// 127.0.0.1 signed by a CA made here, whose PEM goes to `ca_out`.
+fn tls_acceptor(ca_out: &std::path::Path) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    let made = (|| {
+        let ca_key = KeyPair::generate()?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "ccproxy idle-streams bench CA");
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_cert = ca_params.self_signed(&ca_key)?;
+        let issuer = Issuer::new(ca_params, ca_key);
+        let leaf_key = KeyPair::generate()?;
+        let mut leaf_params = CertificateParams::new(vec!["127.0.0.1".to_owned()])?;
+        leaf_params.use_authority_key_identifier_extension = true;
+        leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let leaf_cert = leaf_params.signed_by(&leaf_key, &issuer)?;
+        Ok::<_, rcgen::Error>((ca_cert, leaf_cert, leaf_key))
+    })();
+    let (ca_cert, leaf_cert, leaf_key) =
+        made.map_err(|error| format!("cannot make the TLS certificates: {error}"))?;
+    std::fs::write(ca_out, ca_cert.pem())
+        .map_err(|error| format!("cannot write {}: {error}", ca_out.display()))?;
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
+        leaf_key.serialize_der(),
+    ));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| format!("TLS versions: {error}"))?
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf_cert.der().clone()], key)
+        .map_err(|error| format!("TLS certificate: {error}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 type UpstreamBody = UnsyncBoxBody<Bytes, Infallible>;
@@ -335,6 +422,83 @@ async fn hold_stream(
     }
 }
 
+/// As [`hold_stream`], on a shared HTTP/2 connection to the proxy.
+async fn hold_h2_stream(
+    mut sender: hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    proxy: SocketAddr,
+    opening: tokio::sync::OwnedSemaphorePermit,
+    opened: Arc<AtomicUsize>,
+    mut close: watch::Receiver<bool>,
+) -> Held {
+    let open = async {
+        let request = stream_request(proxy, true);
+        let body_at = memchr::memmem::find(&request, b"\r\n\r\n").map_or(0, |at| at + 4);
+        let request = http::Request::post(format!("http://{proxy}/claude/v1/messages"))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header("anthropic-version", "2023-06-01")
+            .body(Full::new(Bytes::copy_from_slice(&request[body_at..])))
+            .map_err(|error| error.to_string())?;
+        sender
+            .ready()
+            .await
+            .map_err(|error| format!("h2 connection: {error}"))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|error| format!("h2 request: {error}"))?;
+        if response.status() != StatusCode::OK {
+            return Err(format!("the proxy answered {}", response.status()));
+        }
+        let mut body = response.into_body();
+        let mut received = Vec::new();
+        while memchr::memmem::find(&received, b"message_start").is_none() {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        received.extend_from_slice(data);
+                    }
+                }
+                Some(Err(error)) => return Err(format!("body: {error}")),
+                None => return Err("the stream ended before the first event".to_owned()),
+            }
+        }
+        Ok(body)
+    };
+    let mut body = match tokio::time::timeout(Duration::from_secs(30), open).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(error)) => return Held::NotOpened(error),
+        Err(_) => return Held::NotOpened("no first event within 30 s".to_owned()),
+    };
+    opened.fetch_add(1, Ordering::AcqRel);
+    drop(opening);
+    loop {
+        tokio::select! {
+            _ = close.changed() => return Held::Closed,
+            frame = body.frame() => match frame {
+                None => return Held::EndedEarly("the proxy ended the stream".to_owned()),
+                Some(Err(error)) => return Held::EndedEarly(format!("body: {error}")),
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+/// An h2c connection (prior knowledge) to the proxy.
+async fn h2_connection(
+    proxy: SocketAddr,
+) -> Result<hyper::client::conn::http2::SendRequest<Full<Bytes>>, String> {
+    let stream = TcpStream::connect(proxy)
+        .await
+        .map_err(|error| format!("connect: {error}"))?;
+    let _ = stream.set_nodelay(true);
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .map_err(|error| format!("h2 handshake: {error}"))?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
 /// One complete stream on its own connection (warm-up); fails unless it is a
 /// 200 that ends with `message_stop`.
 async fn complete_stream(proxy: SocketAddr, request: &[u8]) -> Result<(), String> {
@@ -442,6 +606,9 @@ async fn time_health(proxy: SocketAddr, count: usize) -> Result<HealthTimes, Str
 struct Snapshot {
     rss_kib: u64,
     hwm_kib: u64,
+    /// Of the RSS, pages the allocator gave back with `MADV_FREE`: still
+    /// counted until the kernel needs them (`/proc/PID/smaps_rollup`).
+    lazy_free_kib: u64,
     threads: u64,
     open_files: usize,
 }
@@ -450,9 +617,21 @@ fn snapshot(pid: u32) -> Snapshot {
     Snapshot {
         rss_kib: status_kib(pid, "VmRSS").unwrap_or(0),
         hwm_kib: status_kib(pid, "VmHWM").unwrap_or(0),
+        lazy_free_kib: rollup_kib(pid, "LazyFree").unwrap_or(0),
         threads: status_field(pid, "Threads").unwrap_or(0),
         open_files: open_files(pid),
     }
+}
+
+/// A field of `/proc/PID/smaps_rollup` in KiB.
+fn rollup_kib(pid: u32, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn status_field(pid: u32, field: &str) -> Option<u64> {
@@ -533,6 +712,7 @@ fn mib(kib: u64) -> f64 {
 struct Findings {
     machine: String,
     invoked_as: String,
+    transport: String,
     streams: usize,
     active: Vec<String>,
     file_limit: u64,
@@ -572,15 +752,40 @@ pub(crate) fn run(args: &IdleArgs) -> Result<bool, String> {
     // The proxy: two sockets a stream and its own files (plugins' logs and
     // databases, the listener, pipes); this runner and the upstream need one
     // a stream each.
+    let multiplexed = args.upstream == "h2";
+    let client_sockets = if args.client == "h2" {
+        streams.div_ceil(args.streams_per_connection.max(1))
+    } else {
+        streams
+    };
+    let upstream_sockets = if multiplexed { 1 } else { streams };
     let file_limit = raise_file_limit((2 * streams as u64 + 4096).max(65_536))?;
-    let needed = 2 * streams as u64 + FILES_BESIDE_STREAMS;
+    let needed = (client_sockets + upstream_sockets) as u64 + FILES_BESIDE_STREAMS;
     if file_limit < needed {
         return Err(format!(
-            "{streams} streams need about {needed} open files in the proxy (two sockets a \
-             stream and {FILES_BESIDE_STREAMS} of its own); the limit is {file_limit} and this \
-             process cannot raise its hard limit (no CAP_SYS_RESOURCE). Pass fewer --streams"
+            "{streams} streams need about {needed} open files in the proxy ({client_sockets} \
+             client and {upstream_sockets} upstream sockets and {FILES_BESIDE_STREAMS} of its \
+             own); the limit is {file_limit} and this process cannot raise its hard limit (no \
+             CAP_SYS_RESOURCE). Pass fewer --streams{}",
+            if multiplexed { "" } else { " or --upstream h2" }
         ));
     }
+    let transport = format!(
+        "clients {}; upstream {}",
+        if args.client == "h2" {
+            format!(
+                "over h2c, {} streams per connection ({client_sockets} connections)",
+                args.streams_per_connection.max(1)
+            )
+        } else {
+            "over HTTP/1.1, one connection per stream".to_owned()
+        },
+        if multiplexed {
+            "over HTTPS with HTTP/2 (ALPN), all streams on one connection"
+        } else {
+            "over plain HTTP/1.1, one connection per stream"
+        }
+    );
     let machine = machine_info(&layout);
     eprintln!("==> machine: {}", machine.replace('\n', "; "));
     let scratch = Scratch::new()?;
@@ -597,16 +802,31 @@ pub(crate) fn run(args: &IdleArgs) -> Result<bool, String> {
         .arg("idle-upstream")
         .arg("--hold-seconds")
         .arg(args.hold_seconds.to_string());
+    let ca_file = scratch.path().join("upstream-ca.pem");
+    if multiplexed {
+        command.arg("--tls-ca-out").arg(&ca_file);
+    }
     die_with_runner(&mut command);
     let upstream = Server::start("idle upstream", command, READY_TIMEOUT)?;
-    eprintln!("==> idle upstream {}", upstream.url());
+    let upstream_url = if multiplexed {
+        format!("https://{}", upstream.address)
+    } else {
+        upstream.url()
+    };
+    eprintln!("==> idle upstream {upstream_url}");
 
     let mut command = if args.forwarder {
         let mut command = Command::new(&exe);
         command.args(["forwarder", "--upstream", &upstream.url()]);
+        if multiplexed {
+            return Err("--forwarder speaks plain HTTP/1.1 upstream: pass --upstream h1".into());
+        }
         command
     } else {
-        let mut command = proxy_command(&layout, &sandbox, &upstream.url(), None);
+        let mut command = proxy_command(&layout, &sandbox, &upstream_url, None);
+        if multiplexed {
+            command.env("HTTP__EXTRA_CA_FILE", &ca_file);
+        }
         for name in &args.disable_plugin {
             command.arg("--disable-plugin").arg(name);
         }
@@ -678,22 +898,38 @@ pub(crate) fn run(args: &IdleArgs) -> Result<bool, String> {
     let opening = Arc::new(Semaphore::new(args.open_concurrency.max(1)));
     let request = Arc::new(stream_request(address, true));
     let opening_started = Instant::now();
+    let h2_client = args.client == "h2";
     let mut tasks = runtime.block_on(async {
         let mut tasks = tokio::task::JoinSet::new();
         let mut reported = 0;
-        for _ in 0..streams {
+        let mut h2_sender = None;
+        for index in 0..streams {
             let permit = opening
                 .clone()
                 .acquire_owned()
                 .await
                 .map_err(|e| e.to_string())?;
-            tasks.spawn(hold_stream(
-                address,
-                request.clone(),
-                permit,
-                opened.clone(),
-                closed.clone(),
-            ));
+            if h2_client {
+                if index % args.streams_per_connection.max(1) == 0 {
+                    h2_sender = Some(h2_connection(address).await?);
+                }
+                let sender = h2_sender.clone().ok_or("no h2 connection")?;
+                tasks.spawn(hold_h2_stream(
+                    sender,
+                    address,
+                    permit,
+                    opened.clone(),
+                    closed.clone(),
+                ));
+            } else {
+                tasks.spawn(hold_stream(
+                    address,
+                    request.clone(),
+                    permit,
+                    opened.clone(),
+                    closed.clone(),
+                ));
+            }
             let now = opened.load(Ordering::Acquire);
             if now >= reported + 1000 {
                 reported = now - now % 1000;
@@ -788,6 +1024,7 @@ pub(crate) fn run(args: &IdleArgs) -> Result<bool, String> {
             .invoked_as
             .clone()
             .unwrap_or_else(|| "ccproxy-bench idle-streams".to_owned()),
+        transport,
         streams,
         active,
         file_limit,
@@ -862,9 +1099,10 @@ fn report(f: &Findings) -> (String, bool) {
         out,
         "Command: `{}`; every stream `POST /claude/v1/messages` with `\"stream\": true` \
          (passthrough to the idle upstream, which sends the head and `message_start` and then \
-         nothing), one client connection each; open-file limit {}; {} active plugins ({}), \
-         access log on. Whole run {:.0} s.\n",
+         nothing); {}; open-file limit {}; {} active plugins ({}), access log on. Whole run \
+         {:.0} s.\n",
         f.invoked_as,
+        f.transport,
         f.file_limit,
         f.active.len(),
         f.active.join(", "),
@@ -889,6 +1127,13 @@ fn report(f: &Findings) -> (String, bool) {
         mib(f.idle.hwm_kib),
         mib(f.held.hwm_kib),
         mib(f.after.hwm_kib)
+    );
+    let _ = writeln!(
+        out,
+        "| of which `LazyFree` (freed with `MADV_FREE`, reclaimable) | {:.1} MiB | {:.1} MiB | {:.1} MiB |",
+        mib(f.idle.lazy_free_kib),
+        mib(f.held.lazy_free_kib),
+        mib(f.after.lazy_free_kib)
     );
     let _ = writeln!(
         out,

@@ -119,6 +119,10 @@ enum Commands {
         /// Seconds a held stream waits after its first event.
         #[arg(long, default_value_t = 150)]
         hold_seconds: u64,
+        /// Serve HTTPS (HTTP/2 or HTTP/1.1 by ALPN) with a certificate signed
+        /// by a CA made at start, whose PEM goes to FILE.
+        #[arg(long, value_name = "FILE")]
+        tls_ca_out: Option<PathBuf>,
     },
     /// Serves the bare forwarder, the floor of a hyper proxy (used by `run`).
     Forwarder {
@@ -222,8 +226,16 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Commands::IdleUpstream { port, hold_seconds } => {
-            match idle::serve_upstream(port, Duration::from_secs(hold_seconds)) {
+        Commands::IdleUpstream {
+            port,
+            hold_seconds,
+            tls_ca_out,
+        } => {
+            match idle::serve_upstream(
+                port,
+                Duration::from_secs(hold_seconds),
+                tls_ca_out.as_deref(),
+            ) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(message) => {
                     eprintln!("ccproxy-bench idle-upstream: {message}");
