@@ -145,7 +145,12 @@ fn start_compat(mock_args: &[&str]) -> (Mock, Proxy) {
 
 /// Arms the mock's scripted agent (`command` first, when given, then `answer`).
 fn arm_agent(mock: &Mock, answer: &str, command: Option<&str>) {
-    let body = json!({"answer": answer, "command": command}).to_string();
+    arm_agent_with(mock, &json!({"answer": answer, "command": command}));
+}
+
+/// Arms the mock's scripted agent with `script` (tests/mock_upstream/src/agent.rs).
+fn arm_agent_with(mock: &Mock, script: &Value) {
+    let body = script.to_string();
     let mut stream = TcpStream::connect(mock.address()).expect("the mock accepts connections");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -670,6 +675,48 @@ fn codex_cli_with_its_default_model_on_claude_runs_its_tool() {
             .as_str()
             .is_some_and(|script| script.contains("tools.exec_command")),
         "{call}"
+    );
+}
+
+/// A namespaced tool of the Codex CLI's default model (`clock.sleep`) reaches Claude as
+/// `clock__sleep`; Claude's call of it must come back as a `function_call` named `sleep`
+/// in the `clock` namespace, which the Codex CLI runs and answers.
+#[test]
+fn codex_cli_with_its_default_model_on_claude_runs_a_namespaced_tool() {
+    let (mock, proxy) = start();
+    let answer = format!("SLEPT-{}", token());
+    arm_agent_with(
+        &mock,
+        &json!({"answer": answer, "tool": {"name": "clock__sleep", "input": {"duration_ms": 20}}}),
+    );
+    let base = base_url(&proxy, Client::CodexCli, Route::Claude);
+    let run = run_with(Client::CodexCli, &base, "Wait a moment.", None);
+    let requests = upstream_requests(&mock, Route::Claude);
+    assert!(requests.len() >= 2, "the call was answered: {}", run.stderr);
+    let last = &requests.last().expect("a last request")["body"];
+    let results: Vec<&Value> = last["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|message| message["content"].as_array())
+        .flatten()
+        .filter(|block| block["type"] == "tool_result")
+        .collect();
+    let result = results
+        .iter()
+        .find(|block| block["tool_use_id"] == "toolu_mock_agent_0")
+        .unwrap_or_else(|| panic!("the sleep call has its result: {last:.3000}"));
+    let text = result["content"].to_string().to_lowercase();
+    // Codex CLI 0.171 answers "Wall time: … seconds\nSleep completed."
+    assert!(
+        text.contains("sleep completed") && !text.contains("unsupported"),
+        "the Codex CLI ran clock.sleep: {result}"
+    );
+    let printed = printed_answer(Client::CodexCli, &run);
+    assert!(
+        printed.contains(&answer),
+        "printed {printed:?}\nstderr:\n{}",
+        run.stderr
     );
 }
 

@@ -14,6 +14,9 @@
 //!   the Codex CLI's free-form `exec` tool as the proxy declares it upstream
 //!   (`{"input": string}`) gets JavaScript that runs `CMD` with
 //!   `tools.exec_command` and returns its output;
+//! - with `tool` (`{"name": NAME, "input": {…}}`), a request that declares that
+//!   tool and carries no tool result yet gets a call of it with that input
+//!   (before `command`);
 //! - anything else (no `command`, no shell tool, or a conversation that
 //!   already holds a tool result) gets the text `answer`.
 //!
@@ -38,6 +41,9 @@ pub(crate) struct Script {
     answer: String,
     /// The shell command to call the client's tool with first, if any.
     command: Option<String>,
+    /// A tool to call first by its name, with this input, when the request declares it
+    /// (before `command`).
+    tool: Option<(String, Value)>,
 }
 
 impl Script {
@@ -60,12 +66,33 @@ impl Script {
                 ));
             }
         };
-        Ok(Self { answer, command })
+        let tool = match value.get("tool") {
+            None | Some(Value::Null) => None,
+            Some(tool) => match (tool.get("name").and_then(Value::as_str), tool.get("input")) {
+                (Some(name), Some(input)) if !name.is_empty() && input.is_object() => {
+                    Some((name.to_owned(), input.clone()))
+                }
+                _ => {
+                    return Err(format!(
+                        "`tool` must be {{\"name\": NAME, \"input\": {{…}}}} when given, got {tool}"
+                    ));
+                }
+            },
+        };
+        Ok(Self {
+            answer,
+            command,
+            tool,
+        })
     }
 
     /// What the script looks like, for the control call's answer.
     pub(crate) fn describe(&self) -> Value {
-        json!({"answer": self.answer, "command": self.command})
+        let mut described = json!({"answer": self.answer, "command": self.command});
+        if let Some((name, input)) = &self.tool {
+            described["tool"] = json!({"name": name, "input": input});
+        }
+        described
     }
 
     /// The answer to `request` in `format`.
@@ -77,10 +104,15 @@ impl Script {
             .unwrap_or("mock-model");
         let answered = has_tool_result(format, request).unwrap_or(true);
         let call = self
-            .command
-            .as_deref()
-            .filter(|_| !answered)
-            .and_then(|command| shell_call(format, request, command));
+            .tool
+            .clone()
+            .filter(|(name, _)| !answered && declares(format, request, name))
+            .or_else(|| {
+                self.command
+                    .as_deref()
+                    .filter(|_| !answered)
+                    .and_then(|command| shell_call(format, request, command))
+            });
         let body = match format {
             Format::Anthropic => anthropic_body(model, &self.answer, call, number),
             Format::Responses => responses_body(model, &self.answer, call, number),
@@ -129,6 +161,18 @@ fn has_tool_result(format: Format, request: &Value) -> Option<bool> {
             )
         }),
         Format::Chat => items.iter().any(|message| message["role"] == "tool"),
+    })
+}
+
+/// Whether the request declares a tool named `name`.
+fn declares(format: Format, request: &Value, name: &str) -> bool {
+    let tools = request.get("tools").and_then(Value::as_array);
+    tools.into_iter().flatten().any(|tool| {
+        let declared = match format {
+            Format::Chat => tool.pointer("/function/name"),
+            _ => tool.get("name"),
+        };
+        declared.and_then(Value::as_str) == Some(name)
     })
 }
 
@@ -402,6 +446,27 @@ mod tests {
             {"name": "Bash", "input_schema": {"properties": {"command": {"type": "string"}}}}]});
         let body = json_reply(script(Some("ls")).reply(Format::Anthropic, &both, 0));
         assert_eq!(body["content"][1]["name"], "Bash");
+    }
+
+    #[test]
+    fn a_named_tool_is_called_when_declared() {
+        let body =
+            json!({"answer": "a", "tool": {"name": "clock__sleep", "input": {"duration_ms": 1}}});
+        let script = Script::parse(body.to_string().as_bytes()).unwrap();
+        assert_eq!(script.describe()["tool"]["name"], "clock__sleep");
+        let declared = json!({"model": "m", "messages": [{"role": "user", "content": "go"}],
+            "tools": [{"name": "clock__sleep", "input_schema": {}}]});
+        let body = json_reply(script.reply(Format::Anthropic, &declared, 0));
+        assert_eq!(body["content"][1]["name"], "clock__sleep");
+        assert_eq!(body["content"][1]["input"], json!({"duration_ms": 1}));
+        let undeclared = json!({"model": "m", "messages": [], "tools": []});
+        let body = json_reply(script.reply(Format::Anthropic, &undeclared, 0));
+        assert_eq!(body["content"][1]["text"], "a");
+        assert!(Script::parse(br#"{"answer": "a", "tool": {"name": "x"}}"#).is_err());
+        assert_eq!(
+            self::script(None).describe(),
+            json!({"answer": "all done", "command": null})
+        );
     }
 
     #[test]
