@@ -189,6 +189,7 @@ pub(super) async fn accumulate_response(
     let mut decoder = sse::Decoder::new();
     let mut accumulator = convert::Accumulator::new(route.native, route.client);
     if let Some(tools) = tools {
+        // As for a stream (`stream.rs`): the client's own tool calls back.
         accumulator = accumulator.with_tools(tools);
     }
     let mut scanner = usage

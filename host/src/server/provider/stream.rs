@@ -70,6 +70,8 @@ pub(super) fn stream_response(
     } = answering;
     let converter = (route.client != route.native).then(|| {
         let converter = convert::StreamConverter::new(route.native, route.client);
+        // Calls of tools the upstream knows under other names and shapes (a Responses
+        // client's free-form and namespaced tools) go back as the client declared them.
         match tools {
             Some(tools) => converter.with_tools(tools),
             None => converter,
