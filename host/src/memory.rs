@@ -1,12 +1,15 @@
-//! Giving the memory of large request bodies back to the OS.
+//! Giving the memory of large request bodies, and of many connections, back
+//! to the OS.
 //!
 //! mimalloc (the process allocator, see `main.rs`) keeps freed memory for a
 //! while (`purge_delay`, 1 s) and purges it only when the allocator is next
-//! busy: after a burst of large bodies an idle proxy would keep hundreds of
-//! MiB it no longer uses. Plugins allocate with the C library's malloc, which
-//! keeps large freed blocks in its arenas too. So once the last large body in
-//! flight is done, and a moment has passed (a burst is usually followed by
-//! more), [`release_after_large_bodies`] asks both to give back what is free.
+//! busy: after a burst of large bodies, or of thousands of held streams, an
+//! idle proxy would keep hundreds of MiB it no longer uses. Plugins allocate
+//! with the C library's malloc, which keeps large freed blocks in its arenas
+//! too. So once the last large body in flight is done
+//! ([`release_after_large_bodies`]), or many connections have closed
+//! ([`release_after_connections_closed`]), and a moment has passed (a burst is
+//! usually followed by more), both are asked to give back what is free.
 
 #![allow(unsafe_code)]
 
@@ -24,6 +27,12 @@ const RELEASE_DELAY: Duration = Duration::from_millis(1500);
 
 /// Set while a release is scheduled, so a burst schedules one.
 static SCHEDULED: AtomicBool = AtomicBool::new(false);
+
+/// Schedules [`release_free_memory`] on the current Tokio runtime (once for
+/// however many calls come meanwhile); for when many connections have closed.
+pub fn release_after_connections_closed() {
+    release_after_large_bodies(|| false);
+}
 
 /// Schedules [`release_free_memory`] on the current Tokio runtime, once for
 /// however many large bodies end meanwhile, when `still_in_flight` (asked when

@@ -378,11 +378,20 @@ impl Throttle {
     }
 }
 
+/// When the open connections have fallen this far below their high-water
+/// mark, the memory they freed is given back to the OS
+/// ([`crate::memory::release_after_connections_closed`]): an idle proxy that
+/// held thousands of streams would otherwise keep their memory. Steady churn
+/// (connections closing as others open) never moves the count this far.
+const RELEASE_AFTER_CLOSED: usize = 1024;
+
 /// The connection cap and who holds its slots.
 #[derive(Debug)]
 pub(super) struct Slots {
     cap: usize,
     open: Arc<AtomicUsize>,
+    /// The most connections open since memory was last given back.
+    high_water: Arc<AtomicUsize>,
     over_cap: Arc<AtomicUsize>,
     refusals: Mutex<Throttle>,
 }
@@ -400,21 +409,46 @@ pub(super) enum Admission {
 
 /// One taken slot; freed on drop.
 #[derive(Debug)]
-pub(super) struct Slot(Arc<AtomicUsize>);
+pub(super) struct Slot {
+    counter: Arc<AtomicUsize>,
+    /// For a served connection: [`Slots::high_water`].
+    high_water: Option<Arc<AtomicUsize>>,
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        let open = self.counter.fetch_sub(1, Ordering::AcqRel) - 1;
+        if let Some(high_water) = &self.high_water
+            && released_below(high_water, open)
+        {
+            crate::memory::release_after_connections_closed();
+        }
     }
 }
 
-fn take(counter: &Arc<AtomicUsize>, limit: usize) -> Option<Slot> {
+/// Whether `open` connections are [`RELEASE_AFTER_CLOSED`] below the
+/// high-water mark; if so the mark comes down to `open` (one release per fall).
+fn released_below(high_water: &AtomicUsize, open: usize) -> bool {
+    let mark = high_water.load(Ordering::Acquire);
+    mark >= open + RELEASE_AFTER_CLOSED
+        && high_water
+            .compare_exchange(mark, open, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+}
+
+fn take(counter: &Arc<AtomicUsize>, limit: usize) -> Option<(Slot, usize)> {
     counter
         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
             (open < limit).then_some(open + 1)
         })
         .ok()
-        .map(|_| Slot(counter.clone()))
+        .map(|before| {
+            let slot = Slot {
+                counter: counter.clone(),
+                high_water: None,
+            };
+            (slot, before + 1)
+        })
 }
 
 impl Slots {
@@ -422,6 +456,7 @@ impl Slots {
         Self {
             cap,
             open: Arc::default(),
+            high_water: Arc::default(),
             over_cap: Arc::default(),
             refusals: Mutex::new(Throttle::new(WARNING_INTERVAL)),
         }
@@ -435,7 +470,9 @@ impl Slots {
     /// Takes a slot for a new connection; past the cap, warns (at most once per
     /// [`WARNING_INTERVAL`]) how many were refused and what to raise.
     pub(super) fn admit(&self) -> Admission {
-        if let Some(slot) = take(&self.open, self.cap) {
+        if let Some((mut slot, open)) = take(&self.open, self.cap) {
+            self.high_water.fetch_max(open, Ordering::AcqRel);
+            slot.high_water = Some(self.high_water.clone());
             return Admission::Served(slot);
         }
         let due = self
@@ -457,7 +494,7 @@ impl Slots {
             );
         }
         match take(&self.over_cap, OVER_CAP_SLOTS) {
-            Some(slot) => Admission::OverCap(slot),
+            Some((slot, _)) => Admission::OverCap(slot),
             None => Admission::Closed,
         }
     }
@@ -536,6 +573,25 @@ mod tests {
         assert!(matches!(slots.admit(), Admission::Closed));
         drop(served);
         assert!(matches!(slots.admit(), Admission::Served(_)));
+    }
+
+    #[test]
+    fn memory_is_released_once_per_fall_of_many_connections() {
+        let high_water = AtomicUsize::new(5000);
+        assert!(!released_below(
+            &high_water,
+            5000 - RELEASE_AFTER_CLOSED + 1
+        ));
+        assert!(released_below(&high_water, 5000 - RELEASE_AFTER_CLOSED));
+        assert_eq!(
+            high_water.load(Ordering::Acquire),
+            5000 - RELEASE_AFTER_CLOSED
+        );
+        // The mark came down: the next connection closing is no new fall.
+        assert!(!released_below(
+            &high_water,
+            5000 - RELEASE_AFTER_CLOSED - 1
+        ));
     }
 
     fn timeouts() -> Timeouts {
