@@ -299,7 +299,10 @@ fn complete_answers_call_the_tools_as_the_client_declared_them() {
 #[test]
 fn streams_call_the_tools_as_the_client_declared_them() {
     let (_, tools) = convert_request(A, &codex_request(Vec::new()));
-    let mut converter = StreamConverter::new(A, R).with_tools(tools.expect("tools"));
+    // The model set after the tools keeps them.
+    let mut converter = StreamConverter::new(A, R)
+        .with_tools(tools.expect("tools"))
+        .with_model("gpt-5.3-codex");
     let mut out = Vec::new();
     for event in anthropic_stream() {
         converter.push(&event, &mut out);
@@ -360,6 +363,7 @@ fn streams_call_the_tools_as_the_client_declared_them() {
     assert_eq!(items[1]["item"]["namespace"], "collaboration");
     assert_eq!(items[1]["item"]["arguments"], "{\"message\":\"go\"}");
     let completed = find("response.completed");
+    assert_eq!(completed[0]["response"]["model"], "gpt-5.3-codex");
     let output = completed[0]["response"]["output"]
         .as_array()
         .expect("output");

@@ -1253,6 +1253,11 @@ impl StreamEncoder {
         self.tools = Some(tools);
     }
 
+    /// The client tools, taken out (for a converter rebuilt with another model).
+    pub(crate) fn take_tools(&mut self) -> Option<ClientTools> {
+        self.tools.take()
+    }
+
     fn emit(&mut self, event: api::StreamEvent, out: &mut Vec<sse::Event>) {
         out.push(event.to_sse());
         self.sequence_number += 1;

@@ -159,15 +159,26 @@ impl StreamConverter {
                     ..self
                 }
             }
-            _ => StreamConverter::build(self.from, self.to, Some(model)),
+            Stages::Convert(mut hop) => {
+                // Rebuilt with the model; the client tools set before stay.
+                let tools = match &mut hop.encoder {
+                    Encoder::Responses(encoder) => encoder.take_tools(),
+                    _ => None,
+                };
+                let built = StreamConverter::build(self.from, self.to, Some(model));
+                match tools {
+                    Some(tools) => built.with_tools(tools),
+                    None => built,
+                }
+            }
+            Stages::Identity { .. } => StreamConverter::build(self.from, self.to, Some(model)),
         }
     }
 
     /// Restores calls of the client's free-form and namespaced tools as the client declared
     /// them (see [`ClientTools`](super::ClientTools), from
     /// [`request_with_tools`](super::request_with_tools)). Only a Responses client has such
-    /// tools; for others, and for a same-format stream, this changes nothing. Call it after
-    /// [`with_model`](Self::with_model), which builds the converter anew.
+    /// tools; for others, and for a same-format stream, this changes nothing.
     pub fn with_tools(mut self, tools: super::ClientTools) -> Self {
         match &mut self.stages {
             Stages::Convert(hop) => {
