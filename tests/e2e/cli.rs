@@ -579,3 +579,60 @@ fn no_command_prints_a_planted_secret() {
     assert!(said("POST /claude/v1/messages 200"), "{outputs:#?}");
     assert!(said("POST /claude/v1/messages 401"), "{outputs:#?}");
 }
+
+/// The arguments README.md's first command gives `ccproxy serve` (the
+/// newcomer's "start the proxy with every bundled plugin loaded").
+fn readme_serve_args() -> Vec<String> {
+    let readme = fs::read_to_string(ccproxy_e2e::workspace_root().join("README.md"))
+        .expect("README.md is readable");
+    let line = readme
+        .lines()
+        .find(|line| line.contains("./target/debug/ccproxy serve"))
+        .expect("README.md has the `./target/debug/ccproxy serve` command");
+    let (_, args) = line
+        .split_once("./target/debug/ccproxy serve")
+        .expect("the command names serve");
+    args.split_whitespace().map(str::to_owned).collect()
+}
+
+#[test]
+fn the_readme_command_loads_every_bundled_plugin() {
+    let args = readme_serve_args();
+    let bundled = ccproxy_e2e::bundled_plugins();
+    assert!(bundled.len() >= 17, "bundled plugins built: {bundled:?}");
+
+    // Every plugin file found loads with the README's flags, the opt-in ones included.
+    let sandbox = Sandbox::new();
+    let mut list_args = vec!["plugins", "list", "--json"];
+    list_args.extend(args.iter().map(String::as_str));
+    let out = sandbox.run_cli(&list_args, &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let listed: Value = serde_json::from_str(&out.stdout).expect("plugins list --json is JSON");
+    let plugins = listed["plugins"].as_array().expect("a plugins array");
+    for name in &bundled {
+        let entry = plugins
+            .iter()
+            .find(|plugin| plugin["name"] == name.as_str())
+            .unwrap_or_else(|| panic!("{name} not listed: {listed:#}"));
+        assert_eq!(
+            entry["status"], "ok",
+            "README's command leaves {name} off: {entry:#}"
+        );
+    }
+
+    // And `serve` with them answers with all of them active.
+    let bundled_refs: Vec<&str> = bundled.iter().map(String::as_str).collect();
+    let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let proxy = Proxy::start(ProxyOptions {
+        bundled: &bundled_refs,
+        args: &arg_refs,
+        ..ProxyOptions::default()
+    });
+    for name in &bundled {
+        assert_eq!(
+            proxy.plugin_entry(name)["status"],
+            "active",
+            "{name} under serve with README's flags"
+        );
+    }
+}
