@@ -190,6 +190,10 @@ pub struct HookCall {
     /// since 1.2 the bodies the subscription asked for (`HookSpec::bodies`).
     pub body: Vec<u8>,
     data: DataText,
+    /// Where the data's top-level keys and values are: a range of the
+    /// frame (plugin API 1.3, `hook.batch`), read only when the data is;
+    /// empty when the host did not say.
+    index: std::ops::Range<usize>,
 }
 
 /// The event data as the host sent it: inside the call's JSON (plugin API
@@ -198,6 +202,14 @@ pub struct HookCall {
 enum DataText {
     Raw(Box<RawValue>),
     Text(String),
+    /// Plugin API 1.3: bytes `range` of a `hook.batch` frame, shared by the
+    /// frame's calls rather than copied, and checked to be UTF-8 only when
+    /// read (a frame with data that is not UTF-8 reads as `null`; the host
+    /// never writes one).
+    Frame(
+        std::sync::Arc<abi_stable::std_types::RVec<u8>>,
+        std::ops::Range<usize>,
+    ),
 }
 
 impl DataText {
@@ -205,6 +217,10 @@ impl DataText {
         match self {
             DataText::Raw(raw) => raw.get(),
             DataText::Text(text) => text,
+            DataText::Frame(frame, range) => frame
+                .get(range.clone())
+                .and_then(|bytes| std::str::from_utf8(bytes).ok())
+                .unwrap_or("null"),
         }
     }
 }
@@ -228,6 +244,7 @@ impl HookCall {
             request_id,
             body,
             data: DataText::Raw(data),
+            index: 0..0,
         })
     }
 
@@ -251,6 +268,27 @@ impl HookCall {
                 Ok(raw) => DataText::Raw(raw),
                 Err(text) => DataText::Text(text),
             },
+            index: 0..0,
+        }
+    }
+
+    /// A call of `hook.batch` frame `frame` (plugin API 1.3), whose data
+    /// stays in the frame.
+    pub(crate) fn from_entry(
+        frame: &std::sync::Arc<abi_stable::std_types::RVec<u8>>,
+        entry: crate::hook_wire::Entry<'_>,
+    ) -> Self {
+        Self {
+            hook: entry.hook.to_owned(),
+            event: HookEvent::from_name(entry.event),
+            timestamp_ms: entry.timestamp_ms,
+            request_id: entry.request_id.map(str::to_owned),
+            body: entry.body.to_vec(),
+            data: DataText::Frame(
+                frame.clone(),
+                entry.data_at..entry.data_at + entry.data.len(),
+            ),
+            index: entry.index_at..entry.index_at + entry.index.len(),
         }
     }
 
@@ -262,8 +300,24 @@ impl HookCall {
     /// The event data deserialised as `T`, which may borrow strings from the
     /// call (`&str` fields) and name only the keys it needs; unknown keys are
     /// skipped without being built. See each [`HookEvent`] for its keys.
+    ///
+    /// When the host sent where each top-level key is (plugin API 1.3), a
+    /// struct's fields are read straight from their values and the keys it
+    /// does not name are never looked at; the result is the same as parsing
+    /// the whole text, except that a struct with `deny_unknown_fields` is
+    /// not told about keys it does not name.
     pub fn data<'a, T: Deserialize<'a>>(&'a self) -> Result<T, PluginError> {
-        serde_json::from_str(self.data.get()).map_err(|error| {
+        let text = self.data.get();
+        let index = match &self.data {
+            DataText::Frame(frame, _) => frame.get(self.index.clone()).unwrap_or_default(),
+            _ => &[],
+        };
+        let parsed = if index.is_empty() {
+            serde_json::from_str(text)
+        } else {
+            T::deserialize(Indexed { text, index })
+        };
+        parsed.map_err(|error| {
             PluginError::invalid(format!(
                 "{} data does not have the expected shape: {error}",
                 self.event.as_str()
@@ -283,6 +337,153 @@ impl HookCall {
             data,
             body: self.body,
         })
+    }
+}
+
+/// Event data with its index: a struct reads only the values of the keys it
+/// names; anything else is read from the whole text by serde_json.
+struct Indexed<'a> {
+    text: &'a str,
+    /// The index as written in the frame (see `hook_wire`).
+    index: &'a [u8],
+}
+
+impl<'a> Indexed<'a> {
+    /// A range of the text; the frame's reader checked it is within the
+    /// text, a range that cuts a character is an error here.
+    fn slice(&self, start: u32, end: u32) -> Result<&'a str, serde_json::Error> {
+        self.text.get(start as usize..end as usize).ok_or_else(|| {
+            <serde_json::Error as serde::de::Error>::custom("the data's index is not of this text")
+        })
+    }
+
+    /// Reads the whole text with serde_json, as `serde_json::from_str` does.
+    fn whole<T>(
+        self,
+        read: impl FnOnce(
+            &mut serde_json::Deserializer<serde_json::de::StrRead<'a>>,
+        ) -> Result<T, serde_json::Error>,
+    ) -> Result<T, serde_json::Error> {
+        let mut deserializer = serde_json::Deserializer::from_str(self.text);
+        let value = read(&mut deserializer)?;
+        deserializer.end()?;
+        Ok(value)
+    }
+}
+
+/// Forwards `deserialize_*` methods to serde_json over the whole text.
+macro_rules! whole_text {
+    ($($method:ident $(($($arg:ident: $ty:ty),*))?;)*) => {
+        $(
+            fn $method<V: serde::de::Visitor<'a>>(
+                self,
+                $($($arg: $ty,)*)?
+                visitor: V,
+            ) -> Result<V::Value, serde_json::Error> {
+                self.whole(|de| serde::Deserializer::$method(de, $($($arg,)*)? visitor))
+            }
+        )*
+    };
+}
+
+impl<'a> serde::Deserializer<'a> for Indexed<'a> {
+    type Error = serde_json::Error;
+
+    fn deserialize_struct<V: serde::de::Visitor<'a>>(
+        self,
+        name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, serde_json::Error> {
+        // A struct without named fields (or a newer serde that says none)
+        // is read the ordinary way.
+        if fields.is_empty() {
+            return self
+                .whole(|de| serde::Deserializer::deserialize_struct(de, name, fields, visitor));
+        }
+        visitor.visit_map(IndexedFields {
+            data: self,
+            fields,
+            next: 0,
+            value: None,
+        })
+    }
+
+    whole_text! {
+        deserialize_any;
+        deserialize_bool;
+        deserialize_i8;
+        deserialize_i16;
+        deserialize_i32;
+        deserialize_i64;
+        deserialize_i128;
+        deserialize_u8;
+        deserialize_u16;
+        deserialize_u32;
+        deserialize_u64;
+        deserialize_u128;
+        deserialize_f32;
+        deserialize_f64;
+        deserialize_char;
+        deserialize_str;
+        deserialize_string;
+        deserialize_bytes;
+        deserialize_byte_buf;
+        deserialize_option;
+        deserialize_unit;
+        deserialize_unit_struct(name: &'static str);
+        deserialize_newtype_struct(name: &'static str);
+        deserialize_seq;
+        deserialize_tuple(len: usize);
+        deserialize_tuple_struct(name: &'static str, len: usize);
+        deserialize_map;
+        deserialize_enum(name: &'static str, variants: &'static [&'static str]);
+        deserialize_identifier;
+        deserialize_ignored_any;
+    }
+}
+
+/// The named fields of an indexed object, in the text's order.
+struct IndexedFields<'a> {
+    data: Indexed<'a>,
+    fields: &'static [&'static str],
+    next: usize,
+    value: Option<&'a str>,
+}
+
+impl<'a> serde::de::MapAccess<'a> for IndexedFields<'a> {
+    type Error = serde_json::Error;
+
+    fn next_key_seed<K: serde::de::DeserializeSeed<'a>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, serde_json::Error> {
+        while let Some([key_start, key_end, value_start, value_end]) =
+            crate::hook_wire::index_entry(self.data.index, self.next)
+        {
+            self.next += 1;
+            let key = self.data.slice(key_start, key_end)?;
+            if self.fields.contains(&key) {
+                self.value = Some(self.data.slice(value_start, value_end)?);
+                return seed
+                    .deserialize(serde::de::value::BorrowedStrDeserializer::new(key))
+                    .map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    fn next_value_seed<V: serde::de::DeserializeSeed<'a>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, serde_json::Error> {
+        let text = self.value.take().ok_or_else(|| {
+            <serde_json::Error as serde::de::Error>::custom("value without a key")
+        })?;
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let value = seed.deserialize(&mut deserializer)?;
+        deserializer.end()?;
+        Ok(value)
     }
 }
 

@@ -49,6 +49,8 @@ mod blocking;
 mod context;
 mod error;
 mod format;
+#[doc(hidden)]
+pub mod hook_wire;
 pub mod hooks;
 pub mod http;
 #[doc(hidden)]

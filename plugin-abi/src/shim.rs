@@ -296,6 +296,15 @@ impl<P: Plugin> Instance<P> {
                     }
                 })
             }
+            crate::hook_wire::FEATURES_OP => {
+                // Asked before `plugin.initialize`: what this SDK speaks.
+                let features = crate::hook_wire::Features {
+                    features: vec![crate::hook_wire::HOOK_BATCH.to_owned()],
+                };
+                let reply = encode(&features, Vec::new());
+                Box::pin(async move { reply })
+            }
+            crate::hook_wire::BATCH_OP => hook_batch(self.initialized()?, input)?,
             op::TASK => {
                 let plugin = self.initialized()?;
                 let task: protocol::TaskInput = decode(&input)?;
@@ -485,6 +494,66 @@ impl<P: Plugin> Instance<P> {
         };
         Ok(boxed)
     }
+}
+
+/// Runs the hook calls of a `hook.batch` frame one after another, as
+/// separate `hook.call`s would, and answers each one's outcome; a hook that
+/// fails or panics fails its own entry only. The frame is read before any
+/// hook runs, so a malformed one fails the whole call and runs nothing.
+fn hook_batch<P: Plugin>(plugin: Arc<P>, input: Message) -> Result<BoxedCall, AbiError> {
+    use crate::hook_wire::{Reader, ReplyWriter};
+    use futures_util::FutureExt as _;
+
+    let invalid =
+        |error: crate::hook_wire::FrameError| AbiError::new(ErrorCode::Invalid, error.to_string());
+    // The calls' data stays in the frame, shared, not copied per call.
+    let frame = Arc::new(input.body);
+    let mut reader = Reader::new(frame.as_slice());
+    let count = reader.call_header().map_err(invalid)?;
+    let mut calls = Vec::with_capacity(count.min(1024));
+    for _ in 0..count {
+        calls.push(HookCall::from_entry(
+            &frame,
+            reader.entry().map_err(invalid)?,
+        ));
+    }
+    Ok(Box::pin(async move {
+        let mut reply = ReplyWriter::new(calls.len());
+        for call in calls {
+            let outcome = std::panic::AssertUnwindSafe(plugin.on_hook_call(call))
+                .catch_unwind()
+                .await;
+            match outcome {
+                Ok(Ok(HookOutcome::Continue)) => reply.proceed(),
+                Ok(Ok(HookOutcome::Modify { data, body })) => {
+                    // Indexed as the host indexes its own data, so the
+                    // later hooks of the event read only what they name.
+                    match crate::hook_wire::to_indexed_json(&data) {
+                        Ok((text, index)) => reply.modify(&text, Some(&index), body.as_deref()),
+                        Err(error) => reply.fail(
+                            ErrorCode::Internal as u32,
+                            &format!("hook data could not be serialised: {error}"),
+                        ),
+                    }
+                }
+                Ok(Err(error)) => {
+                    let error = error.into_abi();
+                    reply.fail(error.code, error.message.as_str());
+                }
+                Err(payload) => reply.fail(
+                    ErrorCode::Panicked as u32,
+                    &format!(
+                        "plugin panicked: {}",
+                        crate::raw::panic_message(payload.as_ref())
+                    ),
+                ),
+            }
+        }
+        Ok(Message {
+            meta: RString::new(),
+            body: reply.finish().into(),
+        })
+    }))
 }
 
 /// [`protocol::HookInput`] with its data kept as text (same JSON).
