@@ -30,14 +30,17 @@ use std::{
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use ccproxy_plugin_abi::{
-    HookBody, HookEvent,
+    HookBody, HookEvent, hook_wire,
     protocol::{InputOf, OutputOf, ops},
 };
 use serde::Serialize;
 use serde_json::{Value, value::RawValue};
 use tokio::sync::mpsc;
 
-use crate::plugins::registry::ActivePlugin;
+use crate::plugins::{handle, registry::ActivePlugin};
+
+/// The most observed events delivered together.
+const MAX_BATCH: usize = 64;
 
 /// How long one hook call may take before it is abandoned.
 const HOOK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -59,6 +62,8 @@ struct Subscriber {
     data_in_body: bool,
     /// The bodies the subscription asked for ([`body_bit`]s).
     bodies: u8,
+    /// The plugin takes its hook calls as `hook.batch` (plugin API 1.3).
+    batch: bool,
 }
 
 /// The bit of `kind` in a subscription's body mask.
@@ -90,18 +95,67 @@ const DATA_IN_BODY_SINCE: (u64, u64) = (1, 1);
 struct Observed {
     event: HookEvent,
     request_id: Option<String>,
-    data: Box<RawValue>,
+    data: EventData,
+    /// Where the data's top-level keys and values are, noted while writing
+    /// it, for plugins that take `hook.batch` (empty: not known).
+    index: hook_wire::Index,
     timestamp_ms: u64,
     body: Option<EventBody>,
 }
 
+impl Observed {
+    /// Whether `subscriber` hears this event, and the body it gets with it.
+    fn body_for(&self, subscriber: &Subscriber) -> Option<&[u8]> {
+        match &self.body {
+            Some(body) if subscriber.bodies & body.kind != 0 => Some(&body.bytes),
+            Some(body) if body.only_for_askers => None,
+            _ => Some(&[]),
+        }
+    }
+}
+
+/// An observed event's data: a plugin's answer read as JSON (`Checked`), or
+/// text the host wrote or a `hook.batch` answer carried, which is checked
+/// only when a plugin of plugin API 1.0 needs it inside its call's JSON (the
+/// others parse it themselves, as they would any data).
+enum EventData {
+    Checked(Box<RawValue>),
+    Unchecked(String),
+}
+
+impl EventData {
+    fn text(&self) -> &str {
+        match self {
+            EventData::Checked(raw) => raw.get(),
+            EventData::Unchecked(text) => text,
+        }
+    }
+
+    /// The data as a JSON value to embed, checking it first if need be; an
+    /// unchecked text that is not JSON becomes `null`.
+    fn checked(&mut self) -> &RawValue {
+        if let EventData::Unchecked(text) = self {
+            let raw = RawValue::from_string(std::mem::take(text)).unwrap_or_else(|error| {
+                tracing::warn!(%error, "a hook answered data that is not JSON; later 1.0 hooks see null");
+                RawValue::from_string("null".to_owned()).expect("null is JSON")
+            });
+            *self = EventData::Checked(raw);
+        }
+        match self {
+            EventData::Checked(raw) => raw,
+            EventData::Unchecked(_) => unreachable!("checked above"),
+        }
+    }
+}
+
 /// Event data as already-written JSON or, should writing it have failed, as
-/// the value itself; serialised as the data alone.
+/// the value itself (serialised as the data alone): what an inline hook's
+/// 1.0 call carries in its JSON.
 #[derive(Serialize)]
 #[serde(untagged)]
-enum DataRef<'a> {
-    Text(&'a RawValue),
-    Value(&'a Value),
+enum OwnedData {
+    Text(Box<RawValue>),
+    Value(Value),
 }
 
 /// The JSON of `protocol::HookInput` (same fields, same order), borrowing
@@ -121,20 +175,19 @@ struct HookInputRef<'a, D: ?Sized> {
 impl<D: ?Sized + Serialize> InputOf<ops::Hook> for HookInputRef<'_, D> {}
 
 impl<'a, D: ?Sized + Serialize> HookInputRef<'a, D> {
-    /// The call's JSON and body for hook `hook`: the data in the JSON (1.0),
-    /// or `data_text` in front of `body` (`data_in_body`, 1.1 and later).
-    #[allow(clippy::too_many_arguments)]
+    /// The call's JSON and body for hook `hook`: the data in the JSON when
+    /// given (`in_json`, 1.0), else `data_text` in front of `body` (1.1 and
+    /// later).
     fn encode(
         hook: &'a str,
-        data_in_body: bool,
+        in_json: Option<&'a D>,
         event: &'a str,
         timestamp_ms: u64,
         request_id: Option<&'a str>,
-        data: &'a D,
         data_text: &[u8],
         body: &[u8],
     ) -> (Self, Vec<u8>) {
-        if data_in_body {
+        let Some(data) = in_json else {
             let mut framed = Vec::with_capacity(data_text.len() + body.len());
             framed.extend_from_slice(data_text);
             framed.extend_from_slice(body);
@@ -146,18 +199,17 @@ impl<'a, D: ?Sized + Serialize> HookInputRef<'a, D> {
                 data: None,
                 data_len: Some(data_text.len() as u64),
             };
-            (input, framed)
-        } else {
-            let input = HookInputRef {
-                hook,
-                event,
-                timestamp_ms,
-                request_id,
-                data: Some(data),
-                data_len: None,
-            };
-            (input, body.to_vec())
-        }
+            return (input, framed);
+        };
+        let input = HookInputRef {
+            hook,
+            event,
+            timestamp_ms,
+            request_id,
+            data: Some(data),
+            data_len: None,
+        };
+        (input, body.to_vec())
     }
 }
 
@@ -266,6 +318,7 @@ impl HookBus {
                             .bodies
                             .iter()
                             .fold(0, |mask, &kind| mask | body_bit(kind)),
+                        batch: plugin.handle.speaks_hook_batch(),
                     });
                 }
             }
@@ -291,13 +344,22 @@ impl HookBus {
         if let Some(mut receiver) = receiver {
             let bus = self.clone();
             tokio::spawn(async move {
-                while let Some(observed) = receiver.recv().await {
-                    let body_bytes = observed.body.as_ref().map_or(0, |b| b.bytes.len() as u64);
-                    bus.deliver(observed).await;
+                // Every event waiting when the task wakes is delivered
+                // together: one call per plugin for all of them (plugins of
+                // plugin API 1.3; older ones get a call per event as before).
+                let mut batch = Vec::with_capacity(MAX_BATCH);
+                while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+                    let body_bytes: u64 = batch
+                        .iter()
+                        .map(|o| o.body.as_ref().map_or(0, |b| b.bytes.len() as u64))
+                        .sum();
+                    let events = batch.len() as u64;
+                    bus.deliver(&mut batch).await;
+                    batch.clear();
                     bus.counters
                         .queued_body_bytes
                         .fetch_sub(body_bytes, Ordering::Relaxed);
-                    bus.counters.delivered.fetch_add(1, Ordering::Release);
+                    bus.counters.delivered.fetch_add(events, Ordering::Release);
                 }
             });
         }
@@ -381,8 +443,8 @@ impl HookBus {
         data: D,
         body: Option<EventBody>,
     ) {
-        let data = match serde_json::value::to_raw_value(&data) {
-            Ok(data) => data,
+        let (data, index) = match hook_wire::to_indexed_json(&data) {
+            Ok(written) => written,
             Err(error) => {
                 tracing::warn!(%event, %error, "hook data could not be serialised; event dropped");
                 return;
@@ -396,7 +458,8 @@ impl HookBus {
         let observed = Observed {
             event,
             request_id: request_id.map(str::to_owned),
-            data,
+            data: EventData::Unchecked(data),
+            index,
             timestamp_ms: now_ms(),
             body,
         };
@@ -424,42 +487,161 @@ impl HookBus {
         }
     }
 
-    async fn deliver(&self, mut observed: Observed) {
+    /// Delivers `events` (in queue order) to their subscribers. Each event
+    /// goes through its subscribers in priority order, each one seeing what
+    /// the ones before it changed, and each plugin gets its events in queue
+    /// order, as when they were delivered one at a time; what changes is
+    /// that a plugin gets the calls that are due for it together: all the
+    /// events for which it is next, up to the first one that still waits for
+    /// an earlier subscriber. With one subscriber per plugin that is one call
+    /// per plugin for the whole batch.
+    async fn deliver(&self, events: &mut [Observed]) {
         let subscriptions = self.subscriptions.load_full();
-        for subscriber in subscriptions.of(observed.event.as_str()) {
-            let body: &[u8] = match &observed.body {
-                Some(body) if subscriber.bodies & body.kind != 0 => &body.bytes,
-                Some(body) if body.only_for_askers => continue,
-                _ => &[],
-            };
-            let (input, body) = HookInputRef::encode(
+        // Each event's subscribers, in priority order, and how many have had it.
+        let hearers: Vec<Vec<&Subscriber>> = events
+            .iter()
+            .map(|observed| {
+                subscriptions
+                    .of(observed.event.as_str())
+                    .iter()
+                    .filter(|subscriber| observed.body_for(subscriber).is_some())
+                    .collect()
+            })
+            .collect();
+        let mut done = vec![0; events.len()];
+        let mut group = Vec::new();
+        while next_group(
+            &hearers,
+            &done,
+            |a, b| Arc::ptr_eq(&a.plugin, &b.plugin),
+            &mut group,
+        ) {
+            let plugin = &hearers[group[0]][done[group[0]]].plugin;
+            if plugin.handle.speaks_hook_batch() {
+                self.deliver_batched(events, &hearers, &done, &group).await;
+            } else {
+                for &i in &group {
+                    self.deliver_one(&mut events[i], hearers[i][done[i]]).await;
+                }
+            }
+            for &i in &group {
+                done[i] += 1;
+            }
+        }
+    }
+
+    /// One `hook.call` of event `observed` to `subscriber` (plugins before
+    /// plugin API 1.3).
+    async fn deliver_one(&self, observed: &mut Observed, subscriber: &Subscriber) {
+        if !subscriber.data_in_body {
+            observed.data.checked();
+        }
+        let in_json = match &observed.data {
+            EventData::Checked(raw) if !subscriber.data_in_body => Some(&**raw),
+            _ => None,
+        };
+        let (input, body) = HookInputRef::encode(
+            &subscriber.hook,
+            in_json,
+            observed.event.as_str(),
+            observed.timestamp_ms,
+            observed.request_id.as_deref(),
+            observed.data.text().as_bytes(),
+            observed.body_for(subscriber).unwrap_or_default(),
+        );
+        let started = Instant::now();
+        let result = subscriber
+            .plugin
+            .handle
+            .call_reading_with_timeout::<ops::Hook, ObservedReply>(&input, body, HOOK_TIMEOUT)
+            .await;
+        subscriber.plugin.handle.record_hook_time(started);
+        match result {
+            // The later hooks of this event see what this one added, as
+            // the text the plugin wrote: never parsed into values here.
+            Ok(reply) => {
+                if let Some(data) = reply.meta.data {
+                    observed.data = EventData::Checked(data);
+                    observed.index.clear();
+                }
+            }
+            Err(error) => {
+                self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(plugin = %subscriber.plugin.manifest.name, hook = %subscriber.hook, event = %observed.event, %error, "hook failed");
+            }
+        }
+    }
+
+    /// One `hook.batch` of the events `group` (indexes into `events`) to
+    /// their next subscriber, all hooks of one plugin.
+    async fn deliver_batched(
+        &self,
+        events: &mut [Observed],
+        hearers: &[Vec<&Subscriber>],
+        done: &[usize],
+        group: &[usize],
+    ) {
+        let plugin = &hearers[group[0]][done[group[0]]].plugin;
+        let size = group
+            .iter()
+            .map(|&i| events[i].data.text().len() + 64)
+            .sum();
+        let mut frame = hook_wire::CallWriter::new(group.len(), size);
+        for &i in group {
+            let observed = &events[i];
+            let subscriber = hearers[i][done[i]];
+            frame.entry(
                 &subscriber.hook,
-                subscriber.data_in_body,
                 observed.event.as_str(),
                 observed.timestamp_ms,
                 observed.request_id.as_deref(),
-                &*observed.data,
-                observed.data.get().as_bytes(),
-                body,
+                observed.data.text(),
+                Some(&observed.index),
+                observed.body_for(subscriber).unwrap_or_default(),
             );
-            let started = Instant::now();
-            let result = subscriber
-                .plugin
-                .handle
-                .call_reading_with_timeout::<ops::Hook, ObservedReply>(&input, body, HOOK_TIMEOUT)
-                .await;
-            subscriber.plugin.handle.record_hook_time(started);
-            match result {
-                // The later hooks of this event see what this one added, as
-                // the text the plugin wrote: never parsed into values here.
-                Ok(reply) => {
-                    if let Some(data) = reply.meta.data {
-                        observed.data = data;
-                    }
+        }
+        let calls = group.len() as u32;
+        let started = Instant::now();
+        let result = plugin
+            .handle
+            .call_frame_with_timeout(hook_wire::BATCH_OP, frame.finish(), HOOK_TIMEOUT * calls)
+            .await;
+        plugin.handle.record_hook_calls(started, u64::from(calls));
+        let reply = match result {
+            Ok(reply) => reply,
+            Err(error) => {
+                self.counters
+                    .failed
+                    .fetch_add(u64::from(calls), Ordering::Relaxed);
+                tracing::warn!(plugin = %plugin.manifest.name, calls, %error, "hook calls failed");
+                return;
+            }
+        };
+        let mut reader = hook_wire::Reader::new(reply.as_slice());
+        if reader.u32().ok() != Some(calls) {
+            self.counters
+                .failed
+                .fetch_add(u64::from(calls), Ordering::Relaxed);
+            tracing::warn!(plugin = %plugin.manifest.name, calls, "hook calls answered with a malformed frame");
+            return;
+        }
+        for &i in group {
+            let subscriber = hearers[i][done[i]];
+            match reader.outcome() {
+                Ok(hook_wire::Outcome::Continue) => {}
+                // The later hooks of this event see what this one added.
+                Ok(hook_wire::Outcome::Modify { data, index, .. }) => {
+                    events[i].data = EventData::Unchecked(data.to_owned());
+                    events[i].index = index;
+                }
+                Ok(hook_wire::Outcome::Failed { code, message }) => {
+                    self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                    plugin.handle.record_entry_failure(code, message);
+                    tracing::warn!(plugin = %plugin.manifest.name, hook = %subscriber.hook, event = %events[i].event, error = %message, "hook failed");
                 }
                 Err(error) => {
                     self.counters.failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(plugin = %subscriber.plugin.manifest.name, hook = %subscriber.hook, event = %observed.event, %error, "hook failed");
+                    tracing::warn!(plugin = %plugin.manifest.name, hook = %subscriber.hook, event = %events[i].event, %error, "hook failed");
                 }
             }
         }
@@ -468,57 +650,63 @@ impl HookBus {
     /// Runs a mutating event inline through every subscribed hook in priority
     /// order; returns the final data and body. A failing hook is logged and
     /// skipped: it cannot break the request.
+    ///
+    /// All the hooks run in one task on the plugin runtime (one hop across
+    /// runtimes for the event, not one per hook), each call with its own
+    /// timeout there. A hook that blocks its thread cannot be timed out from
+    /// inside that thread, so the caller also keeps a deadline of its own
+    /// (every hook's timeout, plus a second) and, should it pass, goes on
+    /// with the changes the hooks before that one made.
     pub async fn mutate(
         &self,
         event: HookEvent,
         request_id: Option<&str>,
-        mut data: Value,
-        mut body: Vec<u8>,
+        data: Value,
+        body: Vec<u8>,
     ) -> (Value, Vec<u8>) {
-        // The data's JSON, written again only after a hook changed the data.
-        let mut text = serde_json::value::to_raw_value(&data).ok();
-        let event = event.as_str();
         let subscriptions = self.subscriptions.load_full();
-        for subscriber in subscriptions.of(event) {
-            let shown = match &text {
-                Some(text) => DataRef::Text(text),
-                None => DataRef::Value(&data),
-            };
-            let shown_text = text.as_ref().map_or("null", |text| text.get());
-            let (input, framed) = HookInputRef::encode(
-                &subscriber.hook,
-                subscriber.data_in_body,
-                event,
-                now_ms(),
-                request_id,
-                &shown,
-                shown_text.as_bytes(),
-                &body,
-            );
-            let started = Instant::now();
-            let result = subscriber
-                .plugin
-                .handle
-                .call_with_timeout::<ops::Hook>(&input, framed, HOOK_TIMEOUT)
-                .await;
-            subscriber.plugin.handle.record_hook_time(started);
-            match result {
-                Ok(reply) => {
-                    if let Some(new_data) = reply.meta.data {
-                        data = new_data;
-                        text = serde_json::value::to_raw_value(&data).ok();
-                    }
-                    if reply.meta.replace_body {
-                        body = reply.body;
-                    }
-                }
-                Err(error) => {
-                    self.counters.failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(plugin = %subscriber.plugin.manifest.name, hook = %subscriber.hook, event, %error, "mutating hook failed; request continues unchanged by it");
-                }
-            }
+        let hooks = subscriptions.of(event.as_str()).len();
+        if hooks == 0 {
+            return (data, body);
         }
-        (data, body)
+        let (text, index) = match hook_wire::to_indexed_json(&data) {
+            Ok((text, index)) => (Some(text), index),
+            Err(_) => (None, Vec::new()),
+        };
+        let state = Arc::new(std::sync::Mutex::new(Mutation {
+            data,
+            text,
+            index,
+            body,
+            abandoned: false,
+        }));
+        let run = run_mutating(
+            subscriptions,
+            event.clone(),
+            request_id.map(str::to_owned),
+            state.clone(),
+        );
+        let deadline = HOOK_TIMEOUT * hooks as u32 + Duration::from_secs(1);
+        let failed = match tokio::time::timeout(deadline, handle::in_one_hop(run)).await {
+            Ok(Some(failed)) => failed,
+            Ok(None) => {
+                tracing::error!(%event, "inline hooks stopped (the plugin runtime stopped or the host panicked); the request goes on with the changes made so far");
+                1
+            }
+            Err(_) => {
+                tracing::warn!(%event, "inline hooks did not finish within {} (a hook blocks its thread); the request goes on with the changes made so far", handle::duration_text(deadline));
+                1
+            }
+        };
+        if failed > 0 {
+            self.counters.failed.fetch_add(failed, Ordering::Relaxed);
+        }
+        let mut state = lock(&state);
+        state.abandoned = true;
+        (
+            std::mem::take(&mut state.data),
+            std::mem::take(&mut state.body),
+        )
     }
 
     /// Waits until every queued event has been delivered, including the one
@@ -530,6 +718,209 @@ impl HookBus {
             && started.elapsed() < deadline
         {
             tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// The calls that go next in one delivery (see [`HookBus::deliver`]):
+/// `hearers[i]` are event `i`'s subscribers in priority order, `done[i]` how
+/// many of them have had it; `same` tells whether two are of one plugin.
+/// Fills `group` with the events whose call goes to the next subscriber of
+/// the earliest unfinished event, a plugin, and is due: that plugin is next
+/// for it and waits for none of its earlier events. `false` when all is done.
+fn next_group<T>(
+    hearers: &[Vec<T>],
+    done: &[usize],
+    same: impl Fn(&T, &T) -> bool,
+    group: &mut Vec<usize>,
+) -> bool {
+    group.clear();
+    let Some(first) = (0..hearers.len()).find(|&i| done[i] < hearers[i].len()) else {
+        return false;
+    };
+    let next = &hearers[first][done[first]];
+    for (i, subscribers) in hearers.iter().enumerate().skip(first) {
+        let rest = &subscribers[done[i]..];
+        match rest.iter().position(|s| same(s, next)) {
+            Some(0) => {
+                group.push(i);
+                // Another hook of the plugin on this event, later: it comes
+                // before the plugin's calls for later events.
+                if rest[1..].iter().any(|s| same(s, next)) {
+                    break;
+                }
+            }
+            // An earlier hook of that event comes first: so do the plugin's
+            // calls for this event and every later one.
+            Some(_) => break,
+            None => {}
+        }
+    }
+    true
+}
+
+/// What the inline hooks of one event have made of its data and body so
+/// far, shared with the caller so that a caller whose deadline passed goes on
+/// with it (see [`HookBus::mutate`]).
+struct Mutation {
+    data: Value,
+    /// The data's JSON: as the hook that changed it last wrote it, or as the
+    /// host wrote it (`None` should writing it have failed).
+    text: Option<String>,
+    /// Where `text`'s top-level keys and values are (empty: not known).
+    index: hook_wire::Index,
+    body: Vec<u8>,
+    /// The caller went on without waiting: later changes are not wanted.
+    abandoned: bool,
+}
+
+fn lock(state: &std::sync::Mutex<Mutation>) -> std::sync::MutexGuard<'_, Mutation> {
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The inline hooks of `event`, one after another, on whichever runtime runs
+/// this; answers how many failed.
+async fn run_mutating(
+    subscriptions: Arc<Subscriptions>,
+    event: HookEvent,
+    request_id: Option<String>,
+    state: Arc<std::sync::Mutex<Mutation>>,
+) -> u64 {
+    let event = event.as_str();
+    let mut failed = 0;
+    for subscriber in subscriptions.of(event) {
+        if subscriber.batch {
+            match call_batched(subscriber, event, request_id.as_deref(), &state).await {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(error) => {
+                    failed += 1;
+                    tracing::warn!(plugin = %subscriber.plugin.manifest.name, hook = %subscriber.hook, event, %error, "mutating hook failed; request continues unchanged by it");
+                    continue;
+                }
+            }
+        }
+        // The call's body (and, for a 1.0 plugin, the data for its JSON),
+        // copied out so no lock is held while the hook runs.
+        let (framed, data_len, in_json) = {
+            let state = lock(&state);
+            if state.abandoned {
+                break;
+            }
+            let text = state.text.as_deref().unwrap_or("null");
+            if subscriber.data_in_body {
+                let mut framed = Vec::with_capacity(text.len() + state.body.len());
+                framed.extend_from_slice(text.as_bytes());
+                framed.extend_from_slice(&state.body);
+                (framed, Some(text.len() as u64), None)
+            } else {
+                let in_json = match state.text.clone().map(RawValue::from_string) {
+                    Some(Ok(text)) => OwnedData::Text(text),
+                    _ => OwnedData::Value(state.data.clone()),
+                };
+                (state.body.clone(), None, Some(in_json))
+            }
+        };
+        let input = HookInputRef {
+            hook: &subscriber.hook,
+            event,
+            timestamp_ms: now_ms(),
+            request_id: request_id.as_deref(),
+            data: in_json.as_ref(),
+            data_len,
+        };
+        let started = Instant::now();
+        let result = subscriber
+            .plugin
+            .handle
+            .call_with_timeout::<ops::Hook>(&input, framed, HOOK_TIMEOUT)
+            .await;
+        subscriber.plugin.handle.record_hook_time(started);
+        match result {
+            Ok(reply) => {
+                let mut state = lock(&state);
+                if state.abandoned {
+                    break;
+                }
+                if let Some(new_data) = reply.meta.data {
+                    (state.text, state.index) = match hook_wire::to_indexed_json(&new_data) {
+                        Ok((text, index)) => (Some(text), index),
+                        Err(_) => (None, Vec::new()),
+                    };
+                    state.data = new_data;
+                }
+                if reply.meta.replace_body {
+                    state.body = reply.body;
+                }
+            }
+            Err(error) => {
+                failed += 1;
+                tracing::warn!(plugin = %subscriber.plugin.manifest.name, hook = %subscriber.hook, event, %error, "mutating hook failed; request continues unchanged by it");
+            }
+        }
+    }
+    failed
+}
+
+/// One inline hook's `hook.batch` call (a batch of one: the next hook needs
+/// this one's answer). `Ok(false)` when the caller went on without waiting.
+async fn call_batched(
+    subscriber: &Subscriber,
+    event: &str,
+    request_id: Option<&str>,
+    state: &std::sync::Mutex<Mutation>,
+) -> Result<bool, String> {
+    let frame = {
+        let state = lock(state);
+        if state.abandoned {
+            return Ok(false);
+        }
+        let text = state.text.as_deref().unwrap_or("null");
+        let mut frame = hook_wire::CallWriter::new(1, text.len() + state.body.len() + 64);
+        frame.entry(
+            &subscriber.hook,
+            event,
+            now_ms(),
+            request_id,
+            text,
+            Some(&state.index),
+            &state.body,
+        );
+        frame.finish()
+    };
+    let handle = &subscriber.plugin.handle;
+    let started = Instant::now();
+    let result = handle
+        .call_frame_with_timeout(hook_wire::BATCH_OP, frame, HOOK_TIMEOUT)
+        .await;
+    handle.record_hook_time(started);
+    let reply = result.map_err(|error| error.to_string())?;
+    let mut reader = hook_wire::Reader::new(reply.as_slice());
+    if reader.u32() != Ok(1) {
+        return Err("the plugin answered a malformed frame".to_owned());
+    }
+    match reader.outcome().map_err(|error| error.to_string())? {
+        hook_wire::Outcome::Continue => Ok(true),
+        hook_wire::Outcome::Modify { data, index, body } => {
+            let value: Value = serde_json::from_str(data)
+                .map_err(|error| format!("the plugin answered data that is not JSON: {error}"))?;
+            let mut state = lock(state);
+            if state.abandoned {
+                return Ok(false);
+            }
+            state.data = value;
+            state.text = Some(data.to_owned());
+            state.index = index;
+            if let Some(body) = body {
+                state.body = body.to_vec();
+            }
+            Ok(true)
+        }
+        hook_wire::Outcome::Failed { code, message } => {
+            handle.record_entry_failure(code, message);
+            Err(message.to_owned())
         }
     }
 }
@@ -559,6 +950,43 @@ mod budget_tests {
             bus.counters.queued_body_bytes.load(Ordering::Relaxed),
             QUEUED_BODY_BUDGET
         );
+    }
+
+    /// Runs the delivery order of `hearers` (plugin names per event) and
+    /// answers the calls made: plugin and the events it got together.
+    fn delivery(hearers: &[Vec<&'static str>]) -> Vec<(&'static str, Vec<usize>)> {
+        let mut done = vec![0; hearers.len()];
+        let mut group = Vec::new();
+        let mut calls = Vec::new();
+        while next_group(hearers, &done, |a, b| a == b, &mut group) {
+            calls.push((hearers[group[0]][done[group[0]]], group.clone()));
+            for &i in &group {
+                done[i] += 1;
+            }
+        }
+        calls
+    }
+
+    #[test]
+    fn a_batch_goes_to_each_plugin_in_one_call_when_orders_allow() {
+        let calls = delivery(&[vec!["pricing", "log"], vec!["pricing", "log"], vec!["log"]]);
+        assert_eq!(calls, [("pricing", vec![0, 1]), ("log", vec![0, 1, 2])]);
+    }
+
+    #[test]
+    fn priority_per_event_and_queue_order_per_plugin_hold() {
+        // Event 0 goes to q then p, event 1 to p then q: p must not get event
+        // 1 before event 0, q not event 1 before p had it.
+        let calls = delivery(&[vec!["q", "p"], vec!["p", "q"]]);
+        assert_eq!(calls, [("q", vec![0]), ("p", vec![0, 1]), ("q", vec![1])]);
+        // A plugin waiting for an earlier hook of one event takes none of
+        // the later events yet.
+        let calls = delivery(&[vec!["p"], vec!["q", "p"], vec!["p"]]);
+        assert_eq!(calls, [("p", vec![0]), ("q", vec![1]), ("p", vec![1, 2])]);
+        // Two hooks of one plugin on one event: one call each, in order.
+        let calls = delivery(&[vec!["p", "q", "p"], vec!["p"]]);
+        assert_eq!(calls, [("p", vec![0]), ("q", vec![0]), ("p", vec![0, 1])]);
+        assert!(delivery(&[vec![], vec![]]).is_empty());
     }
 
     #[test]
@@ -596,14 +1024,13 @@ mod tests {
             };
             let event_body = b"the event's body".as_slice();
             // 1.0: the data in the JSON, the body as it is.
-            for shown in [DataRef::Text(&raw), DataRef::Value(&data)] {
+            for shown in [OwnedData::Text(raw.clone()), OwnedData::Value(data.clone())] {
                 let (input, body) = HookInputRef::encode(
                     "h",
-                    false,
+                    Some(&shown),
                     "request.completed",
                     7,
                     request_id,
-                    &shown,
                     raw.get().as_bytes(),
                     event_body,
                 );
@@ -616,14 +1043,12 @@ mod tests {
                 assert_eq!(body, event_body);
             }
             // 1.1: `data_len` bytes of data in front of the body.
-            let shown = DataRef::Text(&raw);
             let (input, body) = HookInputRef::encode(
                 "h",
-                true,
+                None::<&RawValue>,
                 "request.completed",
                 7,
                 request_id,
-                &shown,
                 raw.get().as_bytes(),
                 event_body,
             );

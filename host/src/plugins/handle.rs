@@ -26,9 +26,9 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use abi_stable::std_types::{RResult, RString};
+use abi_stable::std_types::{RResult, RString, RVec};
 use ccproxy_plugin_abi::{
-    ErrorKind,
+    ErrorKind, hook_wire,
     protocol::{InputOf, Operation, OutputOf},
     raw::{self, ErrorCode, HostBox, Message},
 };
@@ -151,6 +151,20 @@ where
     }
 }
 
+/// Runs `future`, which calls into plugins, as one task on the plugin
+/// runtime (when there is one and this thread is not already one of its):
+/// every call inside it is then polled in place, so a run of N calls costs
+/// one hop across runtimes instead of N. Dropping the returned future aborts
+/// the task. `None` when the task panicked or the runtime stopped (plugin
+/// panics are already caught inside each call, so this is a host bug).
+pub async fn in_one_hop<F>(future: F) -> Option<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    on_the_plugin_runtime(future).await.ok()
+}
+
 /// `timeout` as the error messages say it: whole seconds as `N s`.
 pub fn duration_text(timeout: Duration) -> String {
     if timeout.subsec_nanos() == 0 {
@@ -185,6 +199,9 @@ pub struct CallStats {
 pub struct PluginHandle {
     name: String,
     object: raw::PluginBox,
+    /// The plugin's SDK takes hook calls as `hook.batch` (plugin API 1.3,
+    /// asked once with `plugin.features`).
+    hook_batch: bool,
     /// Counters for `/plugins/status` and health.
     pub stats: CallStats,
 }
@@ -225,11 +242,49 @@ impl PluginHandle {
                 ));
             }
         };
+        let features = probe_features(&object);
         Ok(Self {
             name: library.manifest.name.clone(),
+            hook_batch: features
+                .features
+                .iter()
+                .any(|feature| feature == hook_wire::HOOK_BATCH),
             object,
             stats: CallStats::default(),
         })
+    }
+
+    /// Whether the plugin takes hook calls as `hook.batch`.
+    pub fn speaks_hook_batch(&self) -> bool {
+        self.hook_batch
+    }
+
+    /// Calls operation `op` with no metadata and `frame` as the body,
+    /// giving up after `timeout`; answers the reply's body (the `hook.batch`
+    /// frames, which carry no JSON).
+    pub async fn call_frame_with_timeout(
+        &self,
+        op: &'static str,
+        frame: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<RVec<u8>, CallError> {
+        match tokio::time::timeout(timeout, self.call_raw(op, String::new(), frame)).await {
+            Ok(result) => result.map(|reply| reply.body),
+            Err(_) => Err(self.timed_out(op, timeout)),
+        }
+    }
+
+    /// Counts a failure the plugin reported for one entry of a batch (error
+    /// `code`, a `raw::ErrorCode` value), as a failed call of its own would be.
+    pub fn record_entry_failure(&self, code: u32, message: &str) {
+        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        if ErrorCode::from_u32(code) == ErrorCode::Panicked {
+            self.stats.panics.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut last) = self.stats.last_panic.lock() {
+                *last = Some((SystemTime::now(), message.to_owned()));
+            }
+            tracing::error!(plugin = %self.name, op = hook_wire::BATCH_OP, %message, "plugin panicked; the hook call failed and the server keeps running");
+        }
     }
 
     /// The plugin's name.
@@ -302,22 +357,24 @@ impl PluginHandle {
     ) -> Result<Reply<T>, CallError> {
         match tokio::time::timeout(timeout, self.call_reading::<O, T>(meta, body)).await {
             Ok(result) => result,
-            Err(_) => {
-                let message = format!(
-                    "plugin {} did not answer {} within {}",
-                    self.name,
-                    O::NAME,
-                    duration_text(timeout)
-                );
-                self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
-                if let Ok(mut last) = self.stats.last_timeout.lock() {
-                    *last = Some((SystemTime::now(), message.clone()));
-                }
-                tracing::warn!(plugin = %self.name, op = O::NAME, "{message}; the call was given up");
-                Err(CallError::new(CallErrorKind::TimedOut, message))
-            }
+            Err(_) => Err(self.timed_out(O::NAME, timeout)),
         }
+    }
+
+    /// Counts and reports a call to `op` given up after `timeout`.
+    fn timed_out(&self, op: &str, timeout: Duration) -> CallError {
+        let message = format!(
+            "plugin {} did not answer {op} within {}",
+            self.name,
+            duration_text(timeout)
+        );
+        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut last) = self.stats.last_timeout.lock() {
+            *last = Some((SystemTime::now(), message.clone()));
+        }
+        tracing::warn!(plugin = %self.name, op, "{message}; the call was given up");
+        CallError::new(CallErrorKind::TimedOut, message)
     }
 
     async fn call_raw(&self, op: &str, meta: String, body: Vec<u8>) -> Result<Message, CallError> {
@@ -361,8 +418,32 @@ impl PluginHandle {
 
     /// Records time spent in a hook call.
     pub fn record_hook_time(&self, started: Instant) {
+        self.record_hook_calls(started, 1);
+    }
+
+    /// Records time spent in `calls` hook calls made together (a batch).
+    pub fn record_hook_calls(&self, started: Instant, calls: u64) {
         let nanos = started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
         self.stats.hook_nanos.fetch_add(nanos, Ordering::Relaxed);
-        self.stats.hook_calls.fetch_add(1, Ordering::Relaxed);
+        self.stats.hook_calls.fetch_add(calls, Ordering::Relaxed);
     }
+}
+
+/// Asks a just-instantiated plugin which call protocols beyond 1.0's its SDK
+/// speaks (`plugin.features`, plugin API 1.3). The SDK answers at once,
+/// without initialising anything, so the answer is read by polling the call
+/// once right here; SDKs before 1.3 answer `Unsupported`, and anything else
+/// (a pending future, a panic, a malformed answer) means no features.
+fn probe_features(object: &raw::PluginBox) -> hook_wire::Features {
+    let asked = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let mut call = object.call(RString::from(hook_wire::FEATURES_OP), Message::default());
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        match std::pin::Pin::new(&mut call).poll(&mut context) {
+            std::task::Poll::Ready(RResult::ROk(reply)) => {
+                serde_json::from_str::<hook_wire::Features>(&reply.meta).ok()
+            }
+            _ => None,
+        }
+    }));
+    asked.ok().flatten().unwrap_or_default()
 }
