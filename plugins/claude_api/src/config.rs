@@ -139,8 +139,9 @@ pub(crate) const HAIKU: &str = "claude-haiku-4-5-20251001";
 /// newest first. The original's eight Claude 3.x cards are gone: Anthropic
 /// retired every Claude 3.x model between 2025-07-21 (Claude 3 Sonnet) and
 /// 2026-04-20 (Claude 3 Haiku), and their names are mapped onto the current
-/// models instead (`default_model_mappings`). The Claude 4.0 pair
-/// (`*-4-20250514`) stays listed as in the original: clients still pin it.
+/// models instead (`default_model_mappings`). So are the original's Claude
+/// 4.0 cards (`claude-opus-4-20250514`, `claude-sonnet-4-20250514`), which
+/// Anthropic retired on 2026-06-15.
 fn default_models() -> Vec<ModelCard> {
     [
         (SONNET, 1_771_286_400, "Claude Sonnet 4.6"),
@@ -152,8 +153,6 @@ fn default_models() -> Vec<ModelCard> {
             1_759_104_000,
             "Claude Sonnet 4.5",
         ),
-        ("claude-opus-4-20250514", 1_747_872_000, "Claude Opus 4"),
-        ("claude-sonnet-4-20250514", 1_747_872_000, "Claude Sonnet 4"),
     ]
     .into_iter()
     .map(|(id, created, display_name)| ModelCard {
@@ -167,8 +166,8 @@ fn default_models() -> Vec<ModelCard> {
 
 /// The original's rules with current targets: OpenAI model names onto the
 /// Claude model of their class, the short names onto the current models,
-/// and every retired Claude 3.x (and 2.x) name, alias or dated id, onto its
-/// successor, so an old client keeps working instead of getting Anthropic's
+/// and every retired Claude 4.0, 3.x and 2.x name, alias or dated id, onto
+/// its successor, so an old client keeps working instead of getting Anthropic's
 /// `not_found_error`. The README has the table and the reasons.
 fn default_model_mappings() -> Vec<MappingRule> {
     use MatchKind::{Exact, Prefix, Regex};
@@ -191,6 +190,13 @@ fn default_model_mappings() -> Vec<MappingRule> {
         MappingRule::new(Exact, "sonnet", SONNET),
         MappingRule::new(Exact, "opus", OPUS),
         MappingRule::new(Exact, "haiku", HAIKU),
+        // Claude Sonnet 4 and Opus 4, retired on 2026-06-15: the dated ids
+        // and their aliases (`-0` and bare), and no other `-4-` model
+        // (`claude-sonnet-4-5`, `claude-opus-4-1`, … are current). Regexes,
+        // not exact rules, so `GET /v1/models` does not offer the retired
+        // names as aliases.
+        MappingRule::new(Regex, "^claude-sonnet-4(?:-0|-20250514)?$", SONNET),
+        MappingRule::new(Regex, "^claude-opus-4(?:-0|-20250514)?$", OPUS),
         // The original pinned these aliases to dated Claude 3.x ids, all
         // retired now; prefixes also catch the dated ids and `-latest`.
         MappingRule::new(Prefix, "claude-3-5-sonnet", SONNET),
@@ -245,7 +251,7 @@ mod tests {
         assert_eq!(config.system_prompt_injection_mode, InjectionMode::Minimal);
         assert_eq!(config.default_max_tokens, 4096);
         assert_eq!(config.timeout_seconds, 600);
-        assert_eq!(config.models.len(), 7);
+        assert_eq!(config.models.len(), 5);
         assert!(
             config
                 .models
@@ -316,11 +322,31 @@ mod tests {
         check(&mapper, "claude-3-5-sonnet-latest", Some(SONNET));
         check(&mapper, "claude-3-5-haiku-20241022", Some(HAIKU));
         check(&mapper, "claude-3-7-sonnet-20250219", Some(SONNET));
+        check(&mapper, "claude-sonnet-4-20250514", Some(SONNET));
+        check(&mapper, "claude-sonnet-4-0", Some(SONNET));
+        check(&mapper, "claude-sonnet-4", Some(SONNET));
+        check(&mapper, "claude-opus-4-20250514", Some(OPUS));
+        check(&mapper, "claude-opus-4-0", Some(OPUS));
+        check(&mapper, "claude-opus-4", Some(OPUS));
         // Current models, and names no rule knows, are sent as they are.
-        check(&mapper, "claude-sonnet-4-20250514", None);
-        check(&mapper, "claude-sonnet-4-5-20250929", None);
-        check(&mapper, SONNET, None);
-        check(&mapper, "Sonnet", None);
+        for current in [
+            "claude-sonnet-4-5-20250929",
+            "claude-sonnet-4-5",
+            SONNET,
+            "claude-opus-4-1-20250805",
+            "claude-opus-4-1",
+            "claude-opus-4-5-20251101",
+            "claude-opus-4-5",
+            OPUS,
+            HAIKU,
+            "claude-haiku-4-5",
+            "claude-sonnet-4-20250514-extra",
+            "claude-sonnet-4-00",
+            "claude-opus-4-01",
+            "Sonnet",
+        ] {
+            check(&mapper, current, None);
+        }
     }
 
     /// Models past their retirement: Anthropic's deprecation table
@@ -345,6 +371,12 @@ mod tests {
         "claude-3-7-sonnet-20250219", // 2026-02-19
         "claude-3-7-sonnet-latest",   // with its snapshot
         "claude-3-haiku-20240307",    // 2026-04-20
+        "claude-sonnet-4-20250514",   // 2026-06-15
+        "claude-sonnet-4-0",          // with its snapshot
+        "claude-sonnet-4",            // with its snapshot
+        "claude-opus-4-20250514",     // 2026-06-15
+        "claude-opus-4-0",            // with its snapshot
+        "claude-opus-4",              // with its snapshot
         "gpt-4",
         "gpt-4-turbo",
         "gpt-4-0613",

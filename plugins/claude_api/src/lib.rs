@@ -737,7 +737,7 @@ mod tests {
     fn count_tokens_in_bypass_mode_needs_no_credentials_and_calls_no_upstream() {
         let host = MockHost::new().config(config(json!({}))).bypass(true);
         let plugin = host.start::<ClaudeApi>().unwrap();
-        let body = json!({"model": "claude-sonnet-4-20250514", "messages": [{"role": "user", "content": "Hello"}]});
+        let body = json!({"model": "claude-sonnet-4-5-20250929", "messages": [{"role": "user", "content": "Hello"}]});
         let answer = plugin
             .route(json_request(
                 "POST",
@@ -914,7 +914,9 @@ mod tests {
         )
     }
 
-    /// The headers and body of a real Claude Code request.
+    /// The headers and body of a real Claude Code request, with a current
+    /// model for its `claude-sonnet-4-20250514` (current when it was
+    /// captured, retired since and mapped), so that it goes through as it is.
     fn capture() -> (Headers, Value) {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -928,7 +930,9 @@ mod tests {
             .iter()
             .map(|(name, value)| (name.clone(), value.as_str().unwrap_or_default().to_owned()))
             .collect();
-        (Headers(headers), capture["body_json"].clone())
+        let mut body = capture["body_json"].clone();
+        body["model"] = json!("claude-sonnet-4-5-20250929");
+        (Headers(headers), body)
     }
 
     /// A host with accounts a (key), b (the OAuth login), c (key).
@@ -1053,7 +1057,7 @@ mod tests {
         let mut request =
             provider_request("/claude/v1/messages", &simple_body(), Headers::default());
         let first = plugin.prepare_upstream(request.clone()).unwrap();
-        assert_eq!(sent(&first)["model"], "claude-sonnet-4-20250514");
+        assert_eq!(sent(&first)["model"], "claude-sonnet-4-5-20250929");
         assert_eq!(first.retry.map(|policy| policy.max_attempts), Some(2));
         request.attempt = Some(ProviderAttempt {
             number: 2,
@@ -1085,7 +1089,7 @@ mod tests {
     }
 
     fn simple_body() -> Value {
-        json!({"model": "claude-sonnet-4-20250514", "max_tokens": 100, "messages": [{"role": "user", "content": "Hi"}]})
+        json!({"model": "claude-sonnet-4-5-20250929", "max_tokens": 100, "messages": [{"role": "user", "content": "Hi"}]})
     }
 
     fn cache_marks(body: &Value) -> usize {
@@ -1161,8 +1165,6 @@ mod tests {
                 "claude-opus-4-5-20251101",
                 "claude-haiku-4-5-20251001",
                 "claude-sonnet-4-5-20250929",
-                "claude-opus-4-20250514",
-                "claude-sonnet-4-20250514",
                 "o3-mini",
                 "sonnet",
                 "opus",
@@ -1182,7 +1184,7 @@ mod tests {
         );
         // An alias: the target's card, and what it maps to.
         assert_eq!(
-            data[10],
+            data[8],
             json!({
                 "id": "haiku", "object": "model", "created": 1_760_486_400, "owned_by": "anthropic",
                 "type": "model", "display_name": "Claude Haiku 4.5", "created_at": "2025-10-15T00:00:00.000Z",
@@ -1190,7 +1192,7 @@ mod tests {
             })
         );
         assert!(
-            data[..7].iter().all(|card| card.get("maps_to").is_none()),
+            data[..5].iter().all(|card| card.get("maps_to").is_none()),
             "cards are sent as they are"
         );
         // Every rule, in order, with its target.
@@ -1713,8 +1715,18 @@ mod tests {
         assert_eq!(upstream.model_alias.as_deref(), Some("gpt-4o"));
 
         let upstream = prepare(&oauth_host(json!({})), &simple_body());
-        assert_eq!(sent(&upstream)["model"], "claude-sonnet-4-20250514");
+        assert_eq!(sent(&upstream)["model"], "claude-sonnet-4-5-20250929");
         assert_eq!(upstream.model_alias, None);
+
+        // A retired Claude 4.0 id goes to its successor; the client is
+        // answered under the name it asked for.
+        let retired = json!({"model": "claude-opus-4-20250514", "max_tokens": 10, "messages": []});
+        let upstream = prepare(&oauth_host(json!({})), &retired);
+        assert_eq!(sent(&upstream)["model"], "claude-opus-4-6");
+        assert_eq!(
+            upstream.model_alias.as_deref(),
+            Some("claude-opus-4-20250514")
+        );
     }
 
     #[test]
@@ -1723,7 +1735,7 @@ mod tests {
             {"kind": "exact", "pattern": "Fast", "target": "claude-haiku-4-5-20251001", "ignore_case": true},
             {"kind": "prefix", "pattern": "team-", "target": "claude-opus-4-6"},
             {"kind": "suffix", "pattern": "-cheap", "target": "claude-haiku-4-5"},
-            {"kind": "regex", "pattern": "^big-(\\d+)$", "target": "claude-opus-4-20250514"},
+            {"kind": "regex", "pattern": "^big-(\\d+)$", "target": "claude-opus-4-5-20251101"},
         ]}));
         let plugin = start(&host);
         let check = |model: &str, expected: &str| {
@@ -1742,7 +1754,7 @@ mod tests {
         check("FAST", "claude-haiku-4-5-20251001");
         check("team-a", "claude-opus-4-6");
         check("x-cheap", "claude-haiku-4-5");
-        check("big-7", "claude-opus-4-20250514");
+        check("big-7", "claude-opus-4-5-20251101");
         check("big-x", "big-x");
         // The defaults are gone.
         check("gpt-4o", "gpt-4o");
