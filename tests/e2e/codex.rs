@@ -111,9 +111,9 @@ fn assert_codex_cli_shaped(request: &Value) -> &Value {
     assert_eq!(header("chatgpt-account-id"), codex::ACCOUNT);
     assert_eq!(header("openai-beta"), "responses=experimental");
     assert_eq!(header("originator"), "codex_cli_rs");
-    assert_eq!(header("version"), "0.114.0");
+    assert_eq!(header("version"), "0.171.0");
     assert!(
-        header("user-agent").starts_with("codex_cli_rs/0.114.0 ("),
+        header("user-agent").starts_with("codex_cli_rs/0.171.0 ("),
         "{headers}"
     );
     assert_eq!(header("accept"), "text/event-stream");

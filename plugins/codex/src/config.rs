@@ -16,9 +16,11 @@ pub(crate) const DEFAULT_MODEL: &str = "gpt-5.3-codex";
 /// user agent) unless a Codex CLI client sends its own, `client_version` is
 /// set, or a Codex CLI is installed here (its version). The backend refuses
 /// newer models to older clients ("requires a newer version of Codex"), so
-/// this is newer than the 0.34.0 of the captured request; raise it when the
-/// backend says so.
-pub(crate) const DEFAULT_CLIENT_VERSION: &str = "0.114.0";
+/// this is the Codex CLI the e2e suite pins (tests/clients), whose catalog
+/// has models needing a client of at least 0.166.0 (`minimal_client_version`),
+/// not the 0.34.0 of the captured request; raise it with that pin, or when
+/// the backend says so.
+pub(crate) const DEFAULT_CLIENT_VERSION: &str = "0.171.0";
 
 /// `[plugins.codex]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -31,7 +31,7 @@
 //! (its `version` header, or its user agent as Codex CLI 0.171 sends none),
 //! else `client_version`, else the installed Codex CLI's (`cli_path --version`,
 //! `codex` on `PATH`, detected at start and every
-//! `detection_interval_seconds`), else 0.114.0. The prompt prepended for
+//! `detection_interval_seconds`), else 0.171.0. The prompt prepended for
 //! clients that are not the Codex CLI is `codex_instructions`, else the
 //! installed Codex CLI's (captured once from `codex exec` at a capture point
 //! of this plugin, cached per version in
@@ -79,7 +79,7 @@
 //! and expect this line in the proxy's log at startup:
 //!
 //! ```text
-//! INFO plugin: codex ready: upstream https://chatgpt.com/backend-api/codex/responses, credentials: oauth.codex service, identifying as codex_cli_rs 0.114.0 plugin="codex"
+//! INFO plugin: codex ready: upstream https://chatgpt.com/backend-api/codex/responses, credentials: oauth.codex service, identifying as codex_cli_rs 0.171.0 plugin="codex"
 //! ```
 #![forbid(unsafe_code)]
 
@@ -467,7 +467,7 @@ impl Plugin for Codex {
             .config_key("stable_prompt_cache_key", "send a prompt_cache_key derived from the conversation when the client sends none")
             .config_key("send_chatgpt_account_id", "send the ChatGPT account of the login's token claim as chatgpt-account-id (the Codex backend needs it)")
             .config_key("session_id_from_client", "use the client's session_id/conversation_id header when sent (else the id derived from the conversation)")
-            .config_key("client_version", "Codex CLI version sent as version and in the user agent (a Codex CLI client's own is used when it sends one); empty: the installed Codex CLI's, else 0.114.0")
+            .config_key("client_version", "Codex CLI version sent as version and in the user agent (a Codex CLI client's own is used when it sends one); empty: the installed Codex CLI's, else 0.171.0")
             .config_key("cli_path", "the Codex CLI whose version is detected (codex on PATH); empty: no detection")
             .config_key("detection_interval_seconds", "seconds between detections of the Codex CLI's version (3600)")
             .task_from_config(DETECTION_TASK, "detection_interval_seconds", 3600.0, false)
@@ -1143,8 +1143,8 @@ mod tests {
                 ("chatgpt-account-id", ACCOUNT),
                 ("openai-beta", "responses=experimental"),
                 ("originator", "codex_cli_rs"),
-                ("version", "0.114.0"),
-                ("user-agent", &auth::user_agent("0.114.0")),
+                ("version", "0.171.0"),
+                ("user-agent", &auth::user_agent("0.171.0")),
                 ("session_id", &conversation),
                 ("conversation_id", &conversation),
             ])
@@ -1919,7 +1919,7 @@ mod tests {
         let host = host(json!({}));
         start(&host);
         assert!(host.logged(
-            "codex ready: upstream https://chatgpt.com/backend-api/codex/responses, credentials: oauth.codex service, identifying as codex_cli_rs 0.114.0"
+            "codex ready: upstream https://chatgpt.com/backend-api/codex/responses, credentials: oauth.codex service, identifying as codex_cli_rs 0.171.0"
         ));
     }
 
