@@ -13,7 +13,7 @@ use ccproxy_e2e::{Proxy, ProxyOptions, Reply, http_get, mock::Mock};
 use serde_json::{Value, json};
 
 /// The model of the recorded Anthropic samples.
-const MODEL: &str = "claude-sonnet-4-20250514";
+const MODEL: &str = "claude-sonnet-4-5-20250929";
 
 const KEY_A: &str = "sk-ant-account-a-0000000000000001";
 const KEY_B: &str = "sk-ant-account-b-0000000000000002";

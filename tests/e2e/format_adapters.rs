@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 /// The API key the proxy holds; the mock refuses any other.
 const API_KEY: &str = "test-key";
 /// The model of the recorded Anthropic samples.
-const MODEL: &str = "claude-sonnet-4-20250514";
+const MODEL: &str = "claude-sonnet-4-5-20250929";
 /// The example plugin's library.
 const TINY: &[&str] = &["example_format_tiny"];
 const PROMPT: &str = "Say hello in five words";
@@ -148,7 +148,8 @@ fn a_tiny_request_reaches_claude_as_anthropic_messages_and_comes_back_tiny() {
     assert_eq!(
         answer,
         json!({
-            "model": MODEL,
+            // The model that answered: the recorded sample's, as replayed.
+            "model": recorded["model"],
             "text": claude_text(),
             "tokens": {
                 "in": recorded["usage"]["input_tokens"],

@@ -10,7 +10,7 @@ use ccproxy_e2e::{Proxy, ProxyOptions, mock::Mock};
 use serde_json::{Value, json};
 
 /// In the bundled token_limits.json: 64 000 output tokens.
-const MODEL: &str = "claude-sonnet-4-20250514";
+const MODEL: &str = "claude-sonnet-4-5-20250929";
 
 fn proxy(mock: &Mock, extra_env: &[(&str, &str)]) -> Proxy {
     proxy_with(mock, &["max_tokens", "claude_api"], extra_env)

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 /// The API key the proxy holds; the mock refuses any other.
 const API_KEY: &str = "test-key";
 /// The model of the recorded Anthropic samples.
-const MODEL: &str = "claude-sonnet-4-20250514";
+const MODEL: &str = "claude-sonnet-4-5-20250929";
 
 /// A client format and the endpoint where the plugin serves it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -877,7 +877,10 @@ fn bodies_past_the_body_budget_get_a_503_unread_and_the_budget_comes_back() {
 
 /// Models Anthropic has retired (its deprecation table): none is listed,
 /// and each one a client still sends reaches the upstream as its successor.
-const RETIRED_CLAUDE: [(&str, &str); 6] = [
+const RETIRED_CLAUDE: [(&str, &str); 9] = [
+    ("claude-sonnet-4-20250514", "claude-sonnet-4-6"),
+    ("claude-opus-4-20250514", "claude-opus-4-6"),
+    ("claude-sonnet-4-0", "claude-sonnet-4-6"),
     ("claude-3-5-sonnet-20241022", "claude-sonnet-4-6"),
     ("claude-3-5-haiku-latest", "claude-haiku-4-5-20251001"),
     ("claude-3-7-sonnet-20250219", "claude-sonnet-4-6"),
@@ -928,6 +931,12 @@ fn models_lists_current_models_and_what_each_name_maps_to() {
     assert_eq!(maps_to("opus"), Some(json!("claude-opus-4-6")));
     assert_eq!(maps_to("haiku"), Some(json!("claude-haiku-4-5-20251001")));
     let listed_ids: Vec<&Value> = data.iter().map(|entry| &entry["id"]).collect();
+    for (retired, _) in RETIRED_CLAUDE {
+        assert!(
+            !listed_ids.contains(&&json!(retired)),
+            "the retired {retired} is listed: {listed}"
+        );
+    }
     // Every rule, with a listed current model as its target.
     let rules = listed["mappings"].as_array().expect("the rules");
     let rule_target = |pattern: &str| {

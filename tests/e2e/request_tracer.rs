@@ -21,7 +21,7 @@ use ccproxy_e2e::{
 };
 use serde_json::{Value, json};
 
-const MODEL: &str = "claude-sonnet-4-20250514";
+const MODEL: &str = "claude-sonnet-4-5-20250929";
 /// The Anthropic API key the proxy uses upstream.
 const API_KEY: &str = "sk-ant-api03-PLANTED-api-key-0123456789abcdef";
 /// The token clients must send the proxy.
