@@ -16,12 +16,16 @@ from conftest import API_KEY, AUTH_TOKEN, Mock, Proxy, sample
 PLAIN = sample("claude_messages")
 STREAM = sample("claude_messages_stream")
 TOOLS = sample("claude_messages_tools")
+# A current model: the samples' claude-sonnet-4-20250514 is retired, and the
+# proxy sends it upstream as its successor.
+MODEL = "claude-sonnet-4-5-20250929"
 
 
 def request_of(recorded: dict) -> dict:
     """The keyword arguments of `messages.create` for a recorded request."""
     payload = dict(recorded["request"]["payload"])
     payload.pop("stream", None)
+    payload["model"] = MODEL
     return payload
 
 
@@ -48,7 +52,7 @@ def test_messages(claude: anthropic.Anthropic, mock: Mock) -> None:
     # The client's API version travels on.
     assert upstream["headers"]["anthropic-version"] == claude.default_headers["anthropic-version"]
     assert upstream["body"]["messages"] == PLAIN["request"]["payload"]["messages"]
-    assert upstream["body"]["model"] == PLAIN["model"]
+    assert upstream["body"]["model"] == MODEL
 
 
 def test_messages_stream(claude: anthropic.Anthropic, mock: Mock) -> None:
@@ -106,7 +110,7 @@ def test_tools_stream(claude: anthropic.Anthropic, mock: Mock) -> None:
 
 def test_count_tokens(claude: anthropic.Anthropic, mock: Mock) -> None:
     counted = claude.messages.count_tokens(
-        model=PLAIN["model"], messages=[{"role": "user", "content": "Hello there"}]
+        model=MODEL, messages=[{"role": "user", "content": "Hello there"}]
     )
     # The mock's estimate: characters of "user" and "Hello there", over four.
     assert counted.input_tokens == 3

@@ -17,7 +17,9 @@ from conftest import AUTH_TOKEN, Mock, Proxy, sample
 PLAIN = sample("claude_messages")
 STREAM = sample("claude_messages_stream")
 TOOLS = sample("claude_messages_tools")
-MODEL = PLAIN["model"]
+# A current model: the samples' claude-sonnet-4-20250514 is retired, and the
+# proxy sends it upstream as its successor.
+MODEL = "claude-sonnet-4-5-20250929"
 PLAIN_TEXT = PLAIN["response"]["body"]["content"][0]["text"]
 STREAM_TEXT = "".join(
     event["json"]["delta"].get("text", "")
@@ -67,7 +69,8 @@ def test_chat_completion(chat: openai.OpenAI, mock: Mock) -> None:
     assert choice.message.role == "assistant"
     assert choice.message.content == PLAIN_TEXT
     assert choice.finish_reason == "stop"
-    assert completion.model == MODEL
+    # The model that answered: the replayed sample's.
+    assert completion.model == PLAIN["response"]["body"]["model"]
     assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (24, 40)
     assert completion.usage.total_tokens == 64
     assert_sent_as_anthropic(mock, stream=False)
