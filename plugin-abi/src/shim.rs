@@ -410,6 +410,7 @@ impl<P: Plugin> Instance<P> {
                     query: prepare.request.query,
                     body: input.body.into_vec(),
                     request_id: prepare.request.request_id,
+                    attempt: prepare.attempt,
                 };
                 Box::pin(async move {
                     let upstream = plugin
@@ -419,7 +420,6 @@ impl<P: Plugin> Instance<P> {
                     encode(
                         &protocol::ProviderPrepareOutput {
                             method: upstream.method,
-                    attempt: prepare.attempt,
                             url: upstream.url,
                             headers: upstream.headers.0,
                             stream: upstream.stream,
@@ -427,6 +427,10 @@ impl<P: Plugin> Instance<P> {
                             timeout_ms: upstream
                                 .timeout
                                 .map_or(0, |t| t.as_millis().min(u128::from(u64::MAX)) as u64),
+                            account: upstream.account,
+                            retry: upstream.retry,
+                            delay_ms: upstream.delay.map_or(0, crate::plugin::duration_ms),
+                            exhausted: upstream.exhausted,
                         },
                         upstream.body,
                     )
@@ -436,10 +440,6 @@ impl<P: Plugin> Instance<P> {
                 let plugin = self.initialized()?;
                 let convert: protocol::FormatConvertInput = decode(&input)?;
                 let kind = ConversionKind::from_name(&convert.kind).ok_or_else(|| {
-                            account: upstream.account,
-                            retry: upstream.retry,
-                            delay_ms: upstream.delay.map_or(0, crate::plugin::duration_ms),
-                            exhausted: upstream.exhausted,
                     AbiError::new(
                         ErrorCode::Unsupported,
                         format!(
