@@ -90,6 +90,14 @@ pub fn index_entry(index: &[u8], n: usize) -> Option<[u32; 4]> {
     Some([number(0), number(4), number(8), number(12)])
 }
 
+/// An index as the frame carries it (its count, then its entries): written
+/// once per event by the host and copied as is into each plugin's call.
+pub fn encode_index(index: &[[u32; 4]]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + 16 * index.len());
+    put_index(&mut out, Some(index));
+    out
+}
+
 /// Writes an index (an empty one when `index` is `None`).
 pub fn put_index(out: &mut Vec<u8>, index: Option<&[[u32; 4]]>) {
     let index = index.unwrap_or(&[]);
@@ -110,7 +118,9 @@ pub fn to_indexed_json<T: serde::Serialize + ?Sized>(
 ) -> Result<(String, Index), serde_json::Error> {
     let position = std::cell::Cell::new(0);
     let index = std::cell::RefCell::new(Vec::new());
-    let mut out = Vec::with_capacity(512);
+    // Event data is about 1-2 KB (`request.completed` with its headers):
+    // room for it up front instead of growing through 512 and 1024.
+    let mut out = Vec::with_capacity(2048);
     {
         let writer = Tracked {
             out: &mut out,
@@ -250,7 +260,8 @@ impl CallWriter {
         Self { out }
     }
 
-    /// Appends one entry.
+    /// Appends one entry; `encoded_index` comes from [`encode_index`] (empty:
+    /// no index).
     #[allow(clippy::too_many_arguments)]
     pub fn entry(
         &mut self,
@@ -259,7 +270,7 @@ impl CallWriter {
         timestamp_ms: u64,
         request_id: Option<&str>,
         data: &str,
-        index: Option<&[[u32; 4]]>,
+        encoded_index: &[u8],
         body: &[u8],
     ) {
         let out = &mut self.out;
@@ -274,7 +285,12 @@ impl CallWriter {
             None => out.push(0),
         }
         put_bytes(out, data.as_bytes());
-        put_index(out, index);
+        // An index from `encode_index`, or none.
+        if encoded_index.is_empty() {
+            put_u32(out, 0);
+        } else {
+            out.extend_from_slice(encoded_index);
+        }
         put_bytes(out, body);
     }
 
@@ -486,6 +502,9 @@ impl ReplyWriter {
 
     /// The hook answered new data (and maybe a new body).
     pub fn modify(&mut self, data: &str, index: Option<&[[u32; 4]]>, body: Option<&[u8]>) {
+        let index_len = index.map_or(0, |index| 16 * index.len());
+        let body_len = body.map_or(0, <[u8]>::len);
+        self.out.reserve(13 + data.len() + index_len + body_len);
         self.out.push(if body.is_some() { 2 } else { 1 });
         put_bytes(&mut self.out, data.as_bytes());
         put_index(&mut self.out, index);
@@ -521,10 +540,10 @@ mod tests {
             7,
             Some("r1"),
             r#"{"a":1}"#,
-            Some(&index),
+            &encode_index(&index),
             b"",
         );
-        writer.entry("h2", "custom.x", 8, None, "null", None, b"body");
+        writer.entry("h2", "custom.x", 8, None, "null", &[], b"body");
         let frame = writer.finish();
         let mut reader = Reader::new(&frame);
         assert_eq!(reader.call_header().unwrap(), 2);
@@ -576,7 +595,7 @@ mod tests {
         assert!(Reader::new(&[]).call_header().is_err());
         assert!(Reader::new(&[9, 0, 0, 0, 0]).call_header().is_err());
         let mut writer = CallWriter::new(1, 0);
-        writer.entry("h", "e", 0, None, "{}", None, b"");
+        writer.entry("h", "e", 0, None, "{}", &[], b"");
         let frame = writer.finish();
         // Every cut of a valid frame is an error, never a panic.
         for cut in 0..frame.len() {
@@ -650,7 +669,7 @@ mod sdk_tests {
     fn frame(entries: &[(&str, &[u8])]) -> Vec<u8> {
         let mut writer = CallWriter::new(entries.len(), 0);
         for (data, body) in entries {
-            writer.entry("h", "request.completed", 1, Some("r"), data, None, body);
+            writer.entry("h", "request.completed", 1, Some("r"), data, &[], body);
         }
         writer.finish()
     }
@@ -722,7 +741,15 @@ mod index_tests {
         let (text, index) = to_indexed_json(data).unwrap();
         assert!(!index.is_empty());
         let mut writer = CallWriter::new(1, 0);
-        writer.entry("h", "request.completed", 1, None, &text, Some(&index), b"");
+        writer.entry(
+            "h",
+            "request.completed",
+            1,
+            None,
+            &text,
+            &encode_index(&index),
+            b"",
+        );
         let frame = std::sync::Arc::new(abi_stable::std_types::RVec::from(writer.finish()));
         let mut reader = Reader::new(frame.as_slice());
         reader.call_header().unwrap();
@@ -771,7 +798,15 @@ mod index_tests {
         // Past the end, and a value range that cuts the `é` in two.
         for index in [[2, 6, 8, 99], [2, 6, 8, 12]] {
             let mut writer = CallWriter::new(1, 0);
-            writer.entry("h", "request.completed", 1, None, text, Some(&[index]), b"");
+            writer.entry(
+                "h",
+                "request.completed",
+                1,
+                None,
+                text,
+                &encode_index(&[index]),
+                b"",
+            );
             let frame = std::sync::Arc::new(abi_stable::std_types::RVec::from(writer.finish()));
             let mut reader = Reader::new(frame.as_slice());
             reader.call_header().unwrap();

@@ -97,8 +97,10 @@ struct Observed {
     request_id: Option<String>,
     data: EventData,
     /// Where the data's top-level keys and values are, noted while writing
-    /// it, for plugins that take `hook.batch` (empty: not known).
-    index: hook_wire::Index,
+    /// it, for plugins that take `hook.batch`: encoded once
+    /// (`hook_wire::encode_index`) and copied into each call (empty: not
+    /// known).
+    index: Vec<u8>,
     timestamp_ms: u64,
     body: Option<EventBody>,
 }
@@ -444,7 +446,7 @@ impl HookBus {
         body: Option<EventBody>,
     ) {
         let (data, index) = match hook_wire::to_indexed_json(&data) {
-            Ok(written) => written,
+            Ok((data, index)) => (data, hook_wire::encode_index(&index)),
             Err(error) => {
                 tracing::warn!(%event, %error, "hook data could not be serialised; event dropped");
                 return;
@@ -596,7 +598,7 @@ impl HookBus {
                 observed.timestamp_ms,
                 observed.request_id.as_deref(),
                 observed.data.text(),
-                Some(&observed.index),
+                &observed.index,
                 observed.body_for(subscriber).unwrap_or_default(),
             );
         }
@@ -632,7 +634,7 @@ impl HookBus {
                 // The later hooks of this event see what this one added.
                 Ok(hook_wire::Outcome::Modify { data, index, .. }) => {
                     events[i].data = EventData::Unchecked(data.to_owned());
-                    events[i].index = index;
+                    events[i].index = hook_wire::encode_index(&index);
                 }
                 Ok(hook_wire::Outcome::Failed { code, message }) => {
                     self.counters.failed.fetch_add(1, Ordering::Relaxed);
@@ -670,7 +672,7 @@ impl HookBus {
             return (data, body);
         }
         let (text, index) = match hook_wire::to_indexed_json(&data) {
-            Ok((text, index)) => (Some(text), index),
+            Ok((text, index)) => (Some(text), hook_wire::encode_index(&index)),
             Err(_) => (None, Vec::new()),
         };
         let state = Arc::new(std::sync::Mutex::new(Mutation {
@@ -767,8 +769,9 @@ struct Mutation {
     /// The data's JSON: as the hook that changed it last wrote it, or as the
     /// host wrote it (`None` should writing it have failed).
     text: Option<String>,
-    /// Where `text`'s top-level keys and values are (empty: not known).
-    index: hook_wire::Index,
+    /// Where `text`'s top-level keys and values are, encoded
+    /// (`hook_wire::encode_index`; empty: not known).
+    index: Vec<u8>,
     body: Vec<u8>,
     /// The caller went on without waiting: later changes are not wanted.
     abandoned: bool,
@@ -846,7 +849,7 @@ async fn run_mutating(
                 }
                 if let Some(new_data) = reply.meta.data {
                     (state.text, state.index) = match hook_wire::to_indexed_json(&new_data) {
-                        Ok((text, index)) => (Some(text), index),
+                        Ok((text, index)) => (Some(text), hook_wire::encode_index(&index)),
                         Err(_) => (None, Vec::new()),
                     };
                     state.data = new_data;
@@ -885,7 +888,7 @@ async fn call_batched(
             now_ms(),
             request_id,
             text,
-            Some(&state.index),
+            &state.index,
             &state.body,
         );
         frame.finish()
@@ -912,7 +915,7 @@ async fn call_batched(
             }
             state.data = value;
             state.text = Some(data.to_owned());
-            state.index = index;
+            state.index = hook_wire::encode_index(&index);
             if let Some(body) = body {
                 state.body = body.to_vec();
             }
