@@ -40,10 +40,13 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod accounts;
+
 use std::{collections::BTreeMap, time::Duration};
 
 use ccproxy_plugin_abi::{prelude::*, serde_json};
 use ccproxy_plugin_kit::{
+    accounts::{AccountPool, PoolSettings},
     mapping::{MappingRule, ModelMapper},
     mask::Secret,
 };
@@ -76,6 +79,11 @@ struct Config {
     /// Model rewrite rules, first match wins; none by default, as in the
     /// original (Copilot serves GPT, Claude and Gemini models by their ids).
     model_mappings: Vec<MappingRule>,
+    /// Several GitHub accounts with failover, in priority order; empty: the
+    /// one login of `oauth_copilot`.
+    accounts: Vec<accounts::AccountConfig>,
+    /// How accounts are picked and rested (`kit::accounts`' settings).
+    failover: PoolSettings,
 }
 
 impl Default for Config {
@@ -95,6 +103,8 @@ impl Default for Config {
             .map(|(name, value)| (name.to_owned(), value.to_owned()))
             .collect(),
             model_mappings: Vec::new(),
+            accounts: Vec::new(),
+            failover: PoolSettings::default(),
         }
     }
 }
@@ -128,6 +138,9 @@ struct Copilot {
     ctx: Context,
     config: Config,
     mapper: ModelMapper,
+    /// `[[plugins.copilot.accounts]]`, when configured: used instead of the
+    /// one login.
+    pool: Option<AccountPool<accounts::AccountCredential>>,
 }
 
 /// An OpenAI-shaped error answer.
@@ -145,6 +158,20 @@ fn openai_error(error: &PluginError) -> Response {
     )
 }
 
+/// An `oauth.copilot` error, saying what to do when the service is missing.
+fn service_error(error: PluginError) -> PluginError {
+    match error.kind() {
+        ErrorKind::Unauthorized | ErrorKind::Forbidden | ErrorKind::Upstream => error,
+        ErrorKind::NotFound | ErrorKind::Unavailable | ErrorKind::Unsupported => {
+            PluginError::unauthorized(format!(
+                "{OAUTH_SERVICE} is not available: enable the oauth_copilot plugin ({}); then {LOGIN_HINT}",
+                error.message()
+            ))
+        }
+        _ => error,
+    }
+}
+
 impl Copilot {
     fn configured_base(&self) -> String {
         self.config.base_url.trim_end_matches('/').to_owned()
@@ -157,16 +184,37 @@ impl Copilot {
             .ctx
             .call_service(OAUTH_SERVICE, "access_token", json!({}))
             .await
-            .map_err(|error| match error.kind() {
-                ErrorKind::Unauthorized | ErrorKind::Forbidden | ErrorKind::Upstream => error,
-                ErrorKind::NotFound | ErrorKind::Unavailable | ErrorKind::Unsupported => {
-                    PluginError::unauthorized(format!(
-                        "{OAUTH_SERVICE} is not available: enable the oauth_copilot plugin ({}); then {LOGIN_HINT}",
-                        error.message()
-                    ))
-                }
-                _ => error,
-            })?;
+            .map_err(service_error)?;
+        self.credential_of(answer)
+    }
+
+    /// The credential of an attempt: with accounts, the one the pool picks
+    /// after the previous attempt (`Some((label, wait))`); else the login's.
+    /// `Ok(Err(..))`: every account rests or is disabled.
+    async fn attempt_credential(
+        &self,
+        attempt: Option<&ProviderAttempt>,
+    ) -> Result<
+        Result<(Credential, Option<(String, Duration)>), (String, Option<Duration>)>,
+        PluginError,
+    > {
+        let Some(pool) = &self.pool else {
+            return Ok(Ok((self.credential().await?, None)));
+        };
+        match accounts::choose(pool, &self.ctx, OAUTH_SERVICE, attempt)
+            .await
+            .map_err(service_error)?
+        {
+            Ok(chosen) => Ok(Ok((
+                self.credential_of(chosen.token)?,
+                Some((chosen.label, chosen.delay.unwrap_or_default())),
+            ))),
+            Err(exhausted) => Ok(Err(exhausted)),
+        }
+    }
+
+    /// The credential in an `access_token` answer.
+    fn credential_of(&self, answer: Value) -> Result<Credential, PluginError> {
         let answer: TokenAnswer = serde_json::from_value(answer).map_err(|error| {
             PluginError::internal(format!(
                 "{OAUTH_SERVICE} answered access_token in an unknown shape: {error}"
@@ -219,7 +267,11 @@ impl Copilot {
         body: Vec<u8>,
         request_id: &str,
     ) -> Result<Response, PluginError> {
-        let credential = self.credential().await?;
+        // With accounts, the one a chat request would use now (no failover).
+        let credential = match self.attempt_credential(None).await? {
+            Ok((credential, _)) => credential,
+            Err((message, _)) => return Err(PluginError::new(ErrorKind::RateLimited, message)),
+        };
         let url = format!("{}{path}", credential.base);
         let mut request = if method == "GET" {
             HttpRequest::get(url)
@@ -307,6 +359,8 @@ impl Plugin for Copilot {
             .config_key("account_type", "individual, business or enterprise (informational; the API base comes from the token exchange)")
             .config_key("request_timeout", "timeout in seconds of the embeddings and models requests")
             .config_key("api_headers", "headers sent with every Copilot API request (the Copilot editor plugin's)")
+            .config_key("accounts", "several GitHub accounts with failover, [[plugins.copilot.accounts]] {label, github_token | github_token_env | oauth = true}, in priority order, each with its own Copilot token; empty: the oauth_copilot login (or COPILOT_GITHUB_TOKEN, GH_TOKEN, GITHUB_TOKEN)")
+            .config_key("failover", "how accounts are picked and rested: {strategy = failover|round_robin, cooldown_seconds = 60, max_failures_before_disable = 2, failure_status_codes = [401, 403], cooldown_status_codes = [429, 529], max_retry_wait_seconds = 0, fallback_model = \"\" (the model every retry asks for)}")
             .config_key("model_mappings", "model rewrite rules {kind = exact|prefix|suffix|regex, pattern, target, ignore_case}, first match wins; none by default")
     }
 
@@ -318,10 +372,19 @@ impl Plugin for Copilot {
             )));
         }
         let mapper = ModelMapper::new("copilot", &config.model_mappings)?;
+        let pool = accounts::pool(&config.accounts, &config.failover)?;
+        if let Some(pool) = &pool {
+            info!(
+                "copilot: {} GitHub accounts ({:?})",
+                pool.len(),
+                config.failover.strategy
+            );
+        }
         let plugin = Self {
             ctx,
             config,
             mapper,
+            pool,
         };
         if plugin.configured_base() == DEFAULT_BASE_URL {
             info!(
@@ -365,7 +428,12 @@ impl Plugin for Copilot {
         &self,
         req: ProviderRequest,
     ) -> Result<UpstreamRequest, PluginError> {
-        let credential = self.credential().await?;
+        let (credential, account) = match self.attempt_credential(req.attempt.as_ref()).await? {
+            Ok(chosen) => chosen,
+            Err((message, retry_after)) => {
+                return Ok(UpstreamRequest::exhausted(message, retry_after));
+            }
+        };
         let mut body: Value = serde_json::from_slice(&req.body).map_err(|error| {
             PluginError::invalid(format!("the request body is not JSON: {error}"))
         })?;
@@ -381,7 +449,7 @@ impl Plugin for Copilot {
             "request {}: {} via {} to {}",
             req.request_id, req.client_format, req.endpoint, credential.base
         );
-        Ok(UpstreamRequest {
+        let mut upstream = UpstreamRequest {
             method: "POST".to_owned(),
             url: format!("{}/chat/completions", credential.base),
             headers: self.headers(&credential, &req.request_id, req.stream),
@@ -391,14 +459,40 @@ impl Plugin for Copilot {
             model_alias,
             timeout: None,
             ..UpstreamRequest::default()
+        };
+        // On a retry, the fallback model (`failover.fallback_model`), whose
+        // own id the client then sees.
+        let fallback_model = &self.config.failover.fallback_model;
+        if req.attempt.is_some() && !fallback_model.is_empty() {
+            upstream.body = ccproxy_plugin_kit::accounts::with_model(upstream.body, fallback_model);
+            upstream.model_alias = None;
+        }
+        Ok(match (&self.pool, account) {
+            // One attempt per account, one more per account for a renewed
+            // Copilot token after a 401, and the call that hears of the
+            // last failure.
+            (Some(pool), Some((label, delay))) => upstream
+                .with_account(label)
+                .with_retries(pool.max_attempts().saturating_add(pool.len() as u32))
+                .after(delay),
+            // One login: one more attempt, with the fallback model.
+            _ if !fallback_model.is_empty() => upstream.with_retries(2),
+            _ => upstream,
         })
+    }
+
+    fn provider_retries(&self) -> bool {
+        // Configured accounts are failed over, and a fallback model is asked
+        // for on a retry; the one login alone is not retried.
+        self.pool.is_some() || !self.config.failover.fallback_model.is_empty()
     }
 
     /// A 401 from the Copilot API means its token was revoked or expired
     /// early: the cached one is dropped, so the next request exchanges the
     /// GitHub token again (this request's client gets the 401).
     async fn on_hook_call(&self, call: HookCall) -> Result<HookOutcome, PluginError> {
-        if call.hook == TOKEN_REFUSED_HOOK {
+        // With accounts, a 401 renews that account's token on the retry.
+        if call.hook == TOKEN_REFUSED_HOOK && self.pool.is_none() {
             let data: ResponseReceived<'_> = call.data()?;
             if data.provider == Some("copilot") && data.status_code == Some(401) {
                 warn!(
@@ -413,6 +507,24 @@ impl Plugin for Copilot {
     }
 
     async fn on_health(&self) -> Health {
+        if let Some(pool) = &self.pool {
+            let available = pool.available() > 0;
+            let mut details = json!({
+                "base_url": self.configured_base(),
+                "account_type": self.config.account_type,
+                "credentials": "accounts",
+                "accounts": pool.health(accounts::describe),
+            });
+            if !available {
+                details["reason"] = json!("no account can take a request now");
+            }
+            let status = if available {
+                HealthStatus::Healthy
+            } else {
+                HealthStatus::Degraded
+            };
+            return Health::with(status, details);
+        }
         let (status, details) = self.health_details().await;
         Health::with(status, details)
     }

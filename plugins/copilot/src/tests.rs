@@ -226,3 +226,169 @@ fn manifest_declares_the_provider_its_routes_and_documented_keys() {
         assert!(documented.contains(&key.as_str()), "{key} is undocumented");
     }
 }
+
+// Several GitHub accounts (`[[plugins.copilot.accounts]]`).
+
+const GITHUB_A: &str = "gho_unit-account-a-000000001";
+const GITHUB_B: &str = "gho_unit-account-b-000000002";
+
+/// A service that exchanges each GitHub token for `copilot-<token>` (the
+/// login for `copilot-login`), refuses `gho_no-copilot*` (403), and counts
+/// invalidations per GitHub token.
+fn accounts_host(
+    config: Value,
+    invalidated: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) -> MockHost {
+    MockHost::new()
+        .service(OAUTH_SERVICE, move |method, args| {
+            let github = args["github_token"].as_str().unwrap_or("login").to_owned();
+            match method {
+                "access_token" if github.starts_with("gho_no-copilot") => Err(PluginError::new(
+                    ErrorKind::Forbidden,
+                    "this GitHub account has no GitHub Copilot access",
+                )),
+                "access_token" => Ok(json!({"access_token": format!("copilot-{github}"), "api_base": null})),
+                "invalidate" => {
+                    invalidated.lock().unwrap().push(github);
+                    Ok(json!({"invalidated": true}))
+                }
+                other => Err(PluginError::not_found(other.to_owned())),
+            }
+        })
+        .config(config)
+}
+
+fn attempt(number: u32, status: u16, account: &str) -> ProviderAttempt {
+    ProviderAttempt {
+        number,
+        previous_status: status,
+        previous_account: Some(account.to_owned()),
+        retry_after_ms: Some(30_000),
+    }
+}
+
+fn bearer(upstream: &UpstreamRequest) -> String {
+    upstream
+        .headers
+        .get("authorization")
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn accounts_fail_over_each_with_its_own_copilot_token() {
+    let invalidated = std::sync::Arc::default();
+    let host = accounts_host(
+        json!({"accounts": [
+            {"label": "none", "github_token": "gho_no-copilot-000001"},
+            {"label": "a", "github_token": GITHUB_A},
+            {"oauth": true},
+        ]}),
+        invalidated,
+    );
+    let plugin = start(&host);
+    assert!(plugin.provider_retries());
+    let mut request = provider_request(false);
+    // "none" has no Copilot: skipped before anything is sent.
+    let first = plugin.prepare_upstream(request.clone()).unwrap();
+    assert_eq!(first.account.as_deref(), Some("a"));
+    assert_eq!(bearer(&first), format!("Bearer copilot-{GITHUB_A}"));
+    // Three accounts: one attempt each, one renewal each, and the last call.
+    assert_eq!(first.retry.map(|policy| policy.max_attempts), Some(7));
+    request.attempt = Some(attempt(2, 429, "a"));
+    let second = plugin.prepare_upstream(request.clone()).unwrap();
+    assert_eq!(second.account.as_deref(), Some("account-3"));
+    assert_eq!(bearer(&second), "Bearer copilot-login");
+    request.attempt = Some(attempt(3, 529, "account-3"));
+    let last = plugin.prepare_upstream(request.clone()).unwrap();
+    let exhausted = last.exhausted.expect("exhausted");
+    assert!(
+        exhausted.message.contains("cooling down"),
+        "{}",
+        exhausted.message
+    );
+    let health = plugin.health().unwrap();
+    assert_eq!(health.status, HealthStatus::Degraded);
+    let accounts = &health.details["accounts"]["accounts"];
+    assert_eq!(accounts[0]["last_failure_status"], 403);
+    assert_eq!(accounts[1]["last_failure_status"], 429);
+    assert_eq!(accounts[1]["kind"], "github_token");
+    assert_eq!(accounts[2]["kind"], "oauth");
+    let text = health.details.to_string();
+    assert!(!text.contains(GITHUB_A), "{text}");
+}
+
+#[test]
+fn a_401_renews_the_accounts_copilot_token_once_before_it_counts() {
+    let invalidated = std::sync::Arc::default();
+    let host = accounts_host(
+        json!({"accounts": [
+            {"label": "a", "github_token": GITHUB_A},
+            {"label": "b", "github_token": GITHUB_B},
+        ]}),
+        std::sync::Arc::clone(&invalidated),
+    );
+    let plugin = start(&host);
+    let mut request = provider_request(true);
+    request.attempt = Some(attempt(2, 401, "a"));
+    let renewed = plugin.prepare_upstream(request.clone()).unwrap();
+    assert_eq!(renewed.account.as_deref(), Some("a#renewed"));
+    assert_eq!(bearer(&renewed), format!("Bearer copilot-{GITHUB_A}"));
+    assert_eq!(*invalidated.lock().unwrap(), [GITHUB_A]);
+    // Refused again: now a's failure, and b is asked.
+    request.attempt = Some(attempt(3, 401, "a#renewed"));
+    let next = plugin.prepare_upstream(request.clone()).unwrap();
+    assert_eq!(next.account.as_deref(), Some("b"));
+    assert_eq!(invalidated.lock().unwrap().len(), 1);
+    let health = plugin.health().unwrap();
+    assert_eq!(health.details["accounts"]["accounts"][0]["failures"], 1);
+    assert_eq!(health.details["accounts"]["accounts"][1]["failures"], 0);
+    // With accounts the hook leaves the login's token alone.
+    plugin
+        .hook(
+            HookEvent::ProviderResponseReceived,
+            json!({"request_id": "r", "provider": "copilot", "method": "POST", "url": "u", "status_code": 401, "duration_ms": 1}),
+        )
+        .unwrap();
+    assert_eq!(invalidated.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn bad_accounts_are_refused_at_start_saying_what_to_fix() {
+    for (accounts, expected) in [
+        (
+            json!([{"github_token": GITHUB_A, "oauth": true}]),
+            "exactly one of github_token, github_token_env, oauth",
+        ),
+        (json!([{}]), "exactly one of"),
+        (
+            json!([{"label": "x", "oauth": true}, {"label": "x", "github_token": GITHUB_A}]),
+            "used twice",
+        ),
+        (
+            json!([{"github_token_env": "CCPROXY_UNIT_SURELY_UNSET_VARIABLE"}]),
+            "CCPROXY_UNIT_SURELY_UNSET_VARIABLE is empty or unset",
+        ),
+        (json!([{"label": "a#renewed", "oauth": true}]), "may not contain"),
+    ] {
+        let error = MockHost::new()
+            .config(json!({"accounts": accounts}))
+            .start::<Copilot>()
+            .err()
+            .unwrap_or_else(|| panic!("{accounts} started"));
+        assert!(
+            error.message().contains(expected),
+            "{accounts}: {}",
+            error.message()
+        );
+    }
+}
+
+#[test]
+fn without_accounts_nothing_is_retried_and_the_login_is_used() {
+    let plugin = start(&with_token(None));
+    assert!(!plugin.provider_retries());
+    let upstream = plugin.prepare_upstream(provider_request(false)).unwrap();
+    assert_eq!(upstream.account, None);
+    assert_eq!(upstream.retry, None);
+}

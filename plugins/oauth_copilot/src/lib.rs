@@ -25,12 +25,12 @@
 //! |---|---|---|
 //! | `device_code` | – | `{"device_code", "user_code", "verification_uri", "expires_in", "interval"}` |
 //! | `device_poll` | `device_code` | `{"status": "pending"}`, `{"status": "slow_down", "interval"}`, or the status with `"status": "ok"` (the token is stored) |
-//! | `access_token` | – | `{"access_token" (the Copilot token), "api_base", "expires_at_ms"}` |
+//! | `access_token` | `github_token` (optional) | `{"access_token" (the Copilot token), "api_base", "expires_at_ms"}`; with `github_token`, for that GitHub token instead of the login (an account of the `copilot` plugin's `[[accounts]]`) |
 //! | `refresh` | – | status, after a forced exchange |
 //! | `status` | – | `{"logged_in", "source", "github_token" (masked), "copilot_token" (masked), "expires_at_ms", "api_base", "file"}` |
 //! | `token` | – | the Copilot token's facts, token masked (for `/copilot/token`) |
 //! | `usage` | – | GitHub's `copilot_internal/user` answer (for `/copilot/usage`) |
-//! | `invalidate` | – | `{"invalidated": true}`: the cached Copilot token is dropped (the Copilot API refused it) |
+//! | `invalidate` | `github_token` (optional) | `{"invalidated": true}`: the cached Copilot token (of that GitHub token) is dropped (the Copilot API refused it) |
 //! | `logout` | – | `{"logged_in": false}` |
 //!
 //! `device_poll` fails with a clear message when GitHub answers
@@ -38,11 +38,21 @@
 //! user cancelled). The CLI owns the polling loop (its `interval`, +5 s on
 //! `slow_down`). Only `access_token` ever answers with a token in clear; logs
 //! never show one.
+//!
+//! A GitHub token given with `access_token` (the `copilot` plugin's accounts)
+//! gets its own Copilot token, cached and exchanged again on the same terms
+//! as the login's, with its own single flight: one account's slow or refused
+//! exchange holds up no other. They are kept in memory only, by a
+//! fingerprint of the GitHub token.
 #![forbid(unsafe_code)]
 
 mod store;
 
-use std::{sync::Mutex, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use ccproxy_plugin_abi::{manifest::OAuthSpec, prelude::*, serde_json};
 use ccproxy_plugin_kit::{
@@ -165,6 +175,8 @@ enum Source {
     Login,
     /// An environment variable (its name).
     Env(&'static str),
+    /// A GitHub token given with `access_token` (a `copilot` account).
+    Given,
 }
 
 impl Source {
@@ -172,6 +184,7 @@ impl Source {
         match self {
             Source::Login => "login".to_owned(),
             Source::Env(name) => format!("env {name}"),
+            Source::Given => "given".to_owned(),
         }
     }
 }
@@ -226,6 +239,31 @@ struct OAuthCopilot {
     /// The last Copilot token, in memory only.
     copilot: Mutex<Option<CopilotToken>>,
     flight: SingleFlight,
+    /// The Copilot tokens of GitHub tokens given with `access_token`, by
+    /// [`fingerprint`].
+    given: Mutex<HashMap<String, Arc<GivenAccount>>>,
+}
+
+/// A GitHub token given with `access_token` and its Copilot token.
+struct GivenAccount {
+    github: Secret,
+    copilot: Mutex<Option<CopilotToken>>,
+    flight: SingleFlight,
+}
+
+/// [`TokenSource`] of a given GitHub token: exchanged as the login's is.
+struct GivenSource<'a> {
+    plugin: &'a OAuthCopilot,
+    account: &'a GivenAccount,
+}
+
+/// The `github_token` argument of `access_token` and `invalidate`, when given.
+fn given_token(args: &Value) -> Option<Secret> {
+    args.get("github_token")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+        .map(Secret::new)
 }
 
 /// A short, non-secret tag of a token, to tell whether a cached Copilot
@@ -522,9 +560,38 @@ impl OAuthCopilot {
         })
     }
 
-    /// `access_token`: a Copilot token that is not due for an exchange.
-    async fn access_token(&self) -> Result<Value, PluginError> {
-        let login = self.flight.get(self).await?;
+    /// The entry of a given GitHub token, made on first use.
+    fn given_account(&self, github: &Secret) -> Arc<GivenAccount> {
+        let mut given = self
+            .given
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        given
+            .entry(fingerprint(github))
+            .or_insert_with(|| {
+                Arc::new(GivenAccount {
+                    github: github.clone(),
+                    copilot: Mutex::new(None),
+                    flight: SingleFlight::new(RETRY_EXCHANGE_AFTER),
+                })
+            })
+            .clone()
+    }
+
+    /// `access_token`: a Copilot token that is not due for an exchange, of
+    /// the login or of the GitHub token in `args`.
+    async fn access_token(&self, args: &Value) -> Result<Value, PluginError> {
+        let login = match given_token(args) {
+            Some(github) => {
+                let account = self.given_account(&github);
+                let source = GivenSource {
+                    plugin: self,
+                    account: &account,
+                };
+                account.flight.get(&source).await?
+            }
+            None => self.flight.get(self).await?,
+        };
         let copilot = login
             .copilot
             .ok_or_else(|| PluginError::internal("the Copilot token exchange left no token"))?;
@@ -634,6 +701,51 @@ impl TokenSource for OAuthCopilot {
     }
 }
 
+impl TokenSource for GivenSource<'_> {
+    type Login = Login;
+
+    fn load_login(&self) -> Result<Login, PluginError> {
+        let copilot = self
+            .account
+            .copilot
+            .lock()
+            .ok()
+            .and_then(|cached| cached.clone());
+        Ok(Login {
+            github: self.account.github.clone(),
+            source: Source::Given,
+            copilot,
+        })
+    }
+
+    fn needs_refresh(&self, login: &Login) -> bool {
+        self.plugin.needs_refresh(login)
+    }
+
+    fn still_valid(&self, login: &Login) -> bool {
+        self.plugin.still_valid(login)
+    }
+
+    async fn refresh(&self, current: &Login, answered: Answered<'_>) -> Result<Login, PluginError> {
+        let result = self.plugin.exchange(&current.github).await;
+        answered.now();
+        emit_refresh(&self.plugin.ctx, PROVIDER, result.is_ok());
+        let token = result?;
+        debug!(
+            "exchanged a configured GitHub token ({}) for a Copilot token valid for {} s",
+            current.github.masked(),
+            token.expires_at_ms.saturating_sub(now_ms()) / 1000
+        );
+        if let Ok(mut cached) = self.account.copilot.lock() {
+            *cached = Some(token.clone());
+        }
+        Ok(Login {
+            copilot: Some(token),
+            ..current.clone()
+        })
+    }
+}
+
 impl Plugin for OAuthCopilot {
     type Config = Config;
 
@@ -687,6 +799,7 @@ impl Plugin for OAuthCopilot {
             env_token,
             copilot: Mutex::new(None),
             flight: SingleFlight::new(RETRY_EXCHANGE_AFTER),
+            given: Mutex::new(HashMap::new()),
         })
     }
 
@@ -700,7 +813,7 @@ impl Plugin for OAuthCopilot {
         match call.method.as_str() {
             "device_code" => self.device_code().await,
             "device_poll" => self.device_poll(call.args).await,
-            "access_token" => self.access_token().await,
+            "access_token" => self.access_token(&call.args).await,
             "refresh" => {
                 self.flight.force(self).await?;
                 Ok(self.status_of())
@@ -709,7 +822,20 @@ impl Plugin for OAuthCopilot {
             // The Copilot API refused the token: the next `access_token`
             // exchanges again (through the single flight).
             "invalidate" => {
-                self.set_cached(None);
+                match given_token(&call.args) {
+                    Some(github) => {
+                        if let Some(account) = self
+                            .given
+                            .lock()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner())
+                            .get(&fingerprint(&github))
+                            && let Ok(mut cached) = account.copilot.lock()
+                        {
+                            *cached = None;
+                        }
+                    }
+                    None => self.set_cached(None),
+                }
                 Ok(json!({"invalidated": true}))
             }
             "token" => self.token_info().await,

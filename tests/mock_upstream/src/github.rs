@@ -14,11 +14,16 @@
 //!
 //! Control: `POST /_mock/github` with `{"script": ["pending", "slow_down",
 //! "expired", "denied", …], "interval": 1, "expires_in": 1800, "refresh_in":
-//! 1500, "exchange_delay_ms": 0, "no_copilot": [tokens], "api": URL}` (every
+//! 1500, "exchange_delay_ms": 0, "no_copilot": [tokens], "api": URL,
+//! "copilot_tokens": {GITHUB_TOKEN: COPILOT_TOKEN}}` (every
 //! key optional; counters and recorded polls are reset). `GET /_mock/github`
 //! answers `{"device_codes", "polls_ms": [unix ms of each token poll],
 //! "exchanges", "issued"}`. `endpoints.api` is `api` when set, else this
-//! mock's own address (from the `host` header).
+//! mock's own address (from the `host` header). `copilot_tokens` names the
+//! Copilot token the exchange answers for a GitHub token (instead of
+//! `tid=mock-copilot-N;…`), so a test can arm a fault for one account's
+//! Copilot token (`"credential"`); give it an `exp=` far ahead, as
+//! `tid=mock-copilot-a;exp=9999999999;sku=mock`.
 
 use std::{
     collections::VecDeque,
@@ -50,6 +55,7 @@ struct Settings {
     exchange_delay_ms: u64,
     no_copilot: Vec<String>,
     api: Option<String>,
+    copilot_tokens: std::collections::HashMap<String, String>,
 }
 
 impl Default for Settings {
@@ -62,6 +68,7 @@ impl Default for Settings {
             exchange_delay_ms: 0,
             no_copilot: Vec::new(),
             api: None,
+            copilot_tokens: std::collections::HashMap::new(),
         }
     }
 }
@@ -203,7 +210,11 @@ pub(crate) async fn upstream(
             let mut inner = github.inner();
             let n = inner.issued.len() + 1;
             let expires_at = i64::try_from(now_ms() / 1000).unwrap_or(0) + settings.expires_in;
-            let issued = format!("tid=mock-copilot-{n};exp={expires_at};sku=mock");
+            let issued = settings
+                .copilot_tokens
+                .get(&token)
+                .cloned()
+                .unwrap_or_else(|| format!("tid=mock-copilot-{n};exp={expires_at};sku=mock"));
             inner.issued.push(issued.clone());
             let api = settings.api.clone().unwrap_or_else(|| {
                 let host = parts
@@ -323,6 +334,12 @@ pub(crate) fn control(github: &GitHub, method: &Method, body: &Bytes) -> (u16, V
             .collect();
     }
     settings.api = request["api"].as_str().map(str::to_owned);
+    if let Some(tokens) = request["copilot_tokens"].as_object() {
+        settings.copilot_tokens = tokens
+            .iter()
+            .filter_map(|(github, copilot)| Some((github.clone(), copilot.as_str()?.to_owned())))
+            .collect();
+    }
     *github.inner() = Inner {
         settings,
         ..Inner::default()
