@@ -10,6 +10,10 @@
 //! the Copilot API refuses is exchanged again; every client format reaches the Copilot API as Chat
 //! Completions with Copilot's headers, streamed and not; an account without
 //! Copilot and an expired token get clear errors in the client's format.
+//! Several accounts (`[[plugins.copilot.accounts]]`): one without Copilot and
+//! one answering 429 are skipped before the client sees anything, each
+//! GitHub token with its own Copilot token; a 401 renews that account's
+//! Copilot token once, then counts and moves on; health shows them masked.
 
 use std::{
     io::{Read, Write},
@@ -633,4 +637,183 @@ fn an_unreachable_github_is_a_quick_clear_error() {
         reply.text()
     );
     assert!(started.elapsed() < Duration::from_secs(20), "nothing hangs");
+}
+
+// Several GitHub accounts (`[[plugins.copilot.accounts]]`, issue 12 item 4):
+// each GitHub token gets its own Copilot token (the mock's `copilot_tokens`
+// names them, so a fault can hit one account's).
+
+const GITHUB_A: &str = "gho_account-a-0000000000000001";
+const GITHUB_B: &str = "gho_account-b-0000000000000002";
+const GITHUB_NO_COPILOT: &str = "gho_no-copilot-account-0000003";
+const COPILOT_A: &str = "tid=mock-copilot-a;exp=9999999999;sku=mock";
+const COPILOT_B: &str = "tid=mock-copilot-b;exp=9999999999;sku=mock";
+
+/// The proxy with `copilot` holding `accounts` (TOML of
+/// `[[plugins.copilot.accounts]]` entries), GitHub at `mock`, and account
+/// b's token in `ACCOUNT_B_GITHUB_TOKEN`.
+fn accounts_proxy(mock: &Mock, accounts: &str) -> Proxy {
+    github_settings(
+        mock,
+        json!({"copilot_tokens": {GITHUB_A: COPILOT_A, GITHUB_B: COPILOT_B}}),
+    );
+    let config = format!("[plugins.copilot]\n{accounts}\n");
+    let env = github_env(mock);
+    let mut all = refs(&env);
+    all.push(("ACCOUNT_B_GITHUB_TOKEN", GITHUB_B));
+    Proxy::start_in(
+        Sandbox::new(),
+        ProxyOptions {
+            bundled: &["copilot", "oauth_copilot"],
+            config_toml: Some(&config),
+            env: &all,
+            ..ProxyOptions::default()
+        },
+    )
+}
+
+/// Chat requests per Copilot token the mock has seen.
+fn sent_with(mock: &Mock, copilot_token: &str) -> usize {
+    mock.requests_to("/chat/completions")
+        .iter()
+        .filter(|request| {
+            request["headers"]["authorization"].as_str() == Some(&format!("Bearer {copilot_token}"))
+        })
+        .count()
+}
+
+fn account<'a>(health: &'a Value, label: &str) -> &'a Value {
+    health["details"]["accounts"]["accounts"]
+        .as_array()
+        .and_then(|all| all.iter().find(|account| account["label"] == label))
+        .unwrap_or_else(|| panic!("no account {label} in {health:#}"))
+}
+
+#[test]
+fn accounts_without_copilot_or_rate_limited_are_skipped_before_the_client_sees_them() {
+    let mock = Mock::start(&["--quiet"]);
+    let proxy = accounts_proxy(
+        &mock,
+        &format!(
+            r#"
+[[plugins.copilot.accounts]]
+label = "no-access"
+github_token = "{GITHUB_NO_COPILOT}"
+
+[[plugins.copilot.accounts]]
+label = "a"
+github_token = "{GITHUB_A}"
+
+[[plugins.copilot.accounts]]
+label = "b"
+github_token_env = "ACCOUNT_B_GITHUB_TOKEN"
+"#
+        ),
+    );
+    mock.fault(json!({"kind": "status", "status": 429, "retry_after": "30", "credential": COPILOT_A, "path": "/chat/completions"}));
+    let reply = proxy.post_json("/copilot/v1/messages", &messages_body(false));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["type"], "message", "{}", reply.text());
+    assert_eq!(
+        exchange_tokens(&mock),
+        [
+            format!("Bearer {GITHUB_NO_COPILOT}"),
+            format!("Bearer {GITHUB_A}"),
+            format!("Bearer {GITHUB_B}"),
+        ],
+        "each account exchanges its own GitHub token"
+    );
+    assert_eq!(
+        (sent_with(&mock, COPILOT_A), sent_with(&mock, COPILOT_B)),
+        (1, 1)
+    );
+
+    // Both failed accounts rest: the next request, streamed, goes to b at once.
+    let reply = proxy.post_json("/copilot/v1/chat/completions", &chat_body(true));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(
+        !sse_events(reply.text().as_bytes()).is_empty(),
+        "{}",
+        reply.text()
+    );
+    assert_eq!(
+        (sent_with(&mock, COPILOT_A), sent_with(&mock, COPILOT_B)),
+        (1, 2)
+    );
+    assert_eq!(
+        github_seen(&mock)["exchanges"],
+        3,
+        "Copilot tokens are cached per account"
+    );
+
+    let health = proxy.get("/plugins/copilot/health");
+    assert_eq!(health.status, 200, "{}", health.text());
+    let text = health.text();
+    let health = health.json();
+    assert_eq!(health["details"]["credentials"], "accounts", "{health:#}");
+    let no_access = account(&health, "no-access");
+    assert_eq!(no_access["state"], "cooling", "{health:#}");
+    assert_eq!(no_access["last_failure_status"], 403);
+    let a = account(&health, "a");
+    assert_eq!(a["state"], "cooling", "{health:#}");
+    assert_eq!(a["last_failure_status"], 429);
+    assert!(
+        a["cooling_seconds_left"]
+            .as_u64()
+            .is_some_and(|left| left <= 30)
+    );
+    let b = account(&health, "b");
+    assert_eq!(b["state"], "available");
+    assert_eq!(b["from"], "env ACCOUNT_B_GITHUB_TOKEN");
+    for secret in [GITHUB_A, GITHUB_B, GITHUB_NO_COPILOT, COPILOT_A, COPILOT_B] {
+        assert!(!text.contains(secret), "health shows a secret: {text}");
+    }
+    let logs = proxy.log();
+    for secret in [GITHUB_A, GITHUB_B, COPILOT_A, COPILOT_B] {
+        assert!(!logs.contains(secret), "the log shows a secret");
+    }
+}
+
+#[test]
+fn a_401_renews_that_accounts_copilot_token_once_then_the_next_account_answers() {
+    let mock = Mock::start(&["--quiet"]);
+    let proxy = accounts_proxy(
+        &mock,
+        &format!(
+            r#"
+[[plugins.copilot.accounts]]
+label = "a"
+github_token = "{GITHUB_A}"
+
+[[plugins.copilot.accounts]]
+label = "b"
+github_token_env = "ACCOUNT_B_GITHUB_TOKEN"
+"#
+        ),
+    );
+    // An expired Copilot token: exchanged again, and the same account answers.
+    mock.fault(json!({"kind": "status", "status": 401, "credential": COPILOT_A, "path": "/chat/completions"}));
+    let reply = proxy.post_json("/copilot/v1/chat/completions", &chat_body(false));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(
+        (sent_with(&mock, COPILOT_A), sent_with(&mock, COPILOT_B)),
+        (2, 0)
+    );
+    assert_eq!(
+        exchange_tokens(&mock),
+        [format!("Bearer {GITHUB_A}"), format!("Bearer {GITHUB_A}")]
+    );
+    // Refused again after the renewal: a's failure, b answers.
+    mock.fault(json!({"kind": "status", "status": 401, "count": 2, "credential": COPILOT_A, "path": "/chat/completions"}));
+    let reply = proxy.post_json("/copilot/v1/chat/completions", &chat_body(false));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(
+        (sent_with(&mock, COPILOT_A), sent_with(&mock, COPILOT_B)),
+        (4, 1)
+    );
+    let health = proxy.get("/plugins/copilot/health").json();
+    let a = account(&health, "a");
+    assert_eq!(a["failures"], 1, "{health:#}");
+    assert_eq!(a["last_failure_status"], 401);
+    assert_eq!(account(&health, "b")["state"], "available");
 }
