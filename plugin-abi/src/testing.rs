@@ -1093,26 +1093,40 @@ impl TestPlugin {
     /// assert!(matches!(outcome, HookOutcome::Modify { body: Some(body), .. } if body == b"HI"));
     /// ```
     pub fn hook_with(&self, hook: HookContext) -> Result<HookOutcome, PluginError> {
-        // As the host sends it to a 1.1 plugin: the data in front of the body.
-        let mut body = serde_json::to_vec(&hook.data)?;
-        let data_len = body.len() as u64;
-        body.extend_from_slice(&hook.body);
-        let input = protocol::HookInput {
-            hook: hook.hook,
-            event: hook.event.as_str().to_owned(),
-            timestamp_ms: hook.timestamp_ms,
-            request_id: hook.request_id,
-            data: Value::Null,
-            data_len: Some(data_len),
-        };
-        let (output, body) = self.call::<_, protocol::HookOutput>(op::HOOK, &input, body)?;
-        Ok(match output.data {
-            None => HookOutcome::Continue,
-            Some(data) => HookOutcome::Modify {
-                data,
-                body: output.replace_body.then_some(body),
-            },
-        })
+        use crate::hook_wire::{self, Outcome};
+        // As the host sends it to a plugin of this SDK (plugin API 1.3): a
+        // `hook.batch` of one call, its data indexed.
+        let (data, index) = hook_wire::to_indexed_json(&hook.data)?;
+        let mut frame = hook_wire::CallWriter::new(1, data.len() + hook.body.len() + 64);
+        frame.entry(
+            &hook.hook,
+            hook.event.as_str(),
+            hook.timestamp_ms,
+            hook.request_id.as_deref(),
+            &data,
+            &hook_wire::encode_index(&index),
+            &hook.body,
+        );
+        let (_, reply) =
+            self.call::<_, Value>(hook_wire::BATCH_OP, &Value::Null, frame.finish())?;
+        let malformed = |error: hook_wire::FrameError| PluginError::internal(error.to_string());
+        let mut reader = hook_wire::Reader::new(&reply);
+        if reader.u32().map_err(malformed)? != 1 {
+            return Err(PluginError::internal(
+                "hook.batch answered another number of calls",
+            ));
+        }
+        match reader.outcome().map_err(malformed)? {
+            Outcome::Continue => Ok(HookOutcome::Continue),
+            Outcome::Modify { data, body, .. } => Ok(HookOutcome::Modify {
+                data: serde_json::from_str(data)?,
+                body: body.map(<[u8]>::to_vec),
+            }),
+            Outcome::Failed { code, message } => Err(PluginError::from_abi(raw::AbiError::new(
+                raw::ErrorCode::from_u32(code),
+                message,
+            ))),
+        }
     }
 
     /// Runs task `name` once, as the scheduler does. Fails with
