@@ -165,8 +165,8 @@ fn exchange_status(error: &PluginError) -> u16 {
 /// GitHub token gets a Copilot token (one refused counts as a failed
 /// account and the next one is tried). `Ok(Err(..))`: nothing to send, with
 /// the message and when to come back.
-pub(crate) async fn choose<'a>(
-    pool: &'a AccountPool<AccountCredential>,
+pub(crate) async fn choose(
+    pool: &AccountPool<AccountCredential>,
     ctx: &Context,
     service: &str,
     attempt: Option<&ProviderAttempt>,

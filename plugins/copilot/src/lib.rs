@@ -20,7 +20,9 @@
 //! `COPILOT_GITHUB_TOKEN`, `GH_TOKEN` or `GITHUB_TOKEN`): the short-lived
 //! Copilot token, sent as `authorization: Bearer`, with the Copilot editor
 //! plugin's headers (`api_headers`). The client's own credentials are never
-//! forwarded.
+//! forwarded. Several GitHub accounts with failover:
+//! `[[plugins.copilot.accounts]]` and `[plugins.copilot.failover]` (see
+//! `accounts.rs` and the README's "Several accounts").
 //!
 //! Where requests go: the Copilot API base the token exchange names
 //! (`endpoints.api`, e.g. `https://api.individual.githubcopilot.com`), unless

@@ -247,7 +247,9 @@ fn accounts_host(
                     ErrorKind::Forbidden,
                     "this GitHub account has no GitHub Copilot access",
                 )),
-                "access_token" => Ok(json!({"access_token": format!("copilot-{github}"), "api_base": null})),
+                "access_token" => {
+                    Ok(json!({"access_token": format!("copilot-{github}"), "api_base": null}))
+                }
                 "invalidate" => {
                     invalidated.lock().unwrap().push(github);
                     Ok(json!({"invalidated": true}))
@@ -369,7 +371,10 @@ fn bad_accounts_are_refused_at_start_saying_what_to_fix() {
             json!([{"github_token_env": "CCPROXY_UNIT_SURELY_UNSET_VARIABLE"}]),
             "CCPROXY_UNIT_SURELY_UNSET_VARIABLE is empty or unset",
         ),
-        (json!([{"label": "a#renewed", "oauth": true}]), "may not contain"),
+        (
+            json!([{"label": "a#renewed", "oauth": true}]),
+            "may not contain",
+        ),
     ] {
         let error = MockHost::new()
             .config(json!({"accounts": accounts}))

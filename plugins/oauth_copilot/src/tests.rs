@@ -237,3 +237,64 @@ fn authorize_url_is_the_originals_name_for_the_device_code_url() {
     assert_eq!(started["interval"], 7);
     assert_eq!(started["expires_in"], 900);
 }
+
+#[test]
+fn given_github_tokens_get_their_own_copilot_tokens_apart_from_the_login() {
+    let dir = tempfile::tempdir().unwrap();
+    let exchanged: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let seen = exchanged.clone();
+    let host = MockHost::new().data_dir(dir.path()).http(move |req| {
+        let github = req
+            .headers
+            .get("authorization")
+            .unwrap_or_default()
+            .trim_start_matches("Bearer ")
+            .to_owned();
+        seen.lock().unwrap().push(github.clone());
+        if github.starts_with("gho_no-copilot") {
+            return Ok(json_response(403, &json!({"message": "Not Found"})));
+        }
+        Ok(json_response(
+            200,
+            &json!({"token": format!("copilot-for-{github}"), "expires_at": now_ms() / 1000 + 1800, "refresh_in": 1500}),
+        ))
+    });
+    let plugin = start(&host);
+    let token_of = |github: &str| {
+        plugin
+            .service(SERVICE, "access_token", json!({"github_token": github}))
+            .map(|answer| {
+                answer["access_token"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+    };
+    for _ in 0..2 {
+        assert_eq!(token_of("gho_a").unwrap(), "copilot-for-gho_a");
+        assert_eq!(token_of("gho_b").unwrap(), "copilot-for-gho_b");
+    }
+    assert_eq!(
+        *exchanged.lock().unwrap(),
+        ["gho_a", "gho_b"],
+        "cached per token"
+    );
+    let refused = token_of("gho_no-copilot-1").unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::Forbidden);
+    // Dropping one account's token exchanges that one again, no other.
+    plugin
+        .service(SERVICE, "invalidate", json!({"github_token": "gho_a"}))
+        .unwrap();
+    assert_eq!(token_of("gho_a").unwrap(), "copilot-for-gho_a");
+    assert_eq!(token_of("gho_b").unwrap(), "copilot-for-gho_b");
+    assert_eq!(
+        *exchanged.lock().unwrap(),
+        ["gho_a", "gho_b", "gho_no-copilot-1", "gho_a"]
+    );
+    // The login's Copilot token is untouched: still none.
+    let status = plugin.service(SERVICE, "status", json!({})).unwrap();
+    assert_eq!(status["copilot_token"], Value::Null);
+    for (_, line) in host.logs() {
+        assert!(!line.contains("copilot-for-"), "{line}");
+    }
+}
