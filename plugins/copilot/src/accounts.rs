@@ -191,7 +191,7 @@ pub(crate) async fn choose(
                     }
                     Err(error) => {
                         warn!("account {label}: no new Copilot token: {}", error.message());
-                        pool.report_failure(label, 401, None);
+                        pool.report_failure(label, exchange_status(&error), None);
                         previous_label = Some(label.to_owned());
                     }
                 }
