@@ -750,7 +750,7 @@ mod index_tests {
             &encode_index(&index),
             b"",
         );
-        let frame = std::sync::Arc::new(abi_stable::std_types::RVec::from(writer.finish()));
+        let frame = crate::shim::shared_frame(writer.finish());
         let mut reader = Reader::new(frame.as_slice());
         reader.call_header().unwrap();
         let indexed = HookCall::from_entry(&frame, reader.entry().unwrap());
@@ -807,7 +807,7 @@ mod index_tests {
                 &encode_index(&[index]),
                 b"",
             );
-            let frame = std::sync::Arc::new(abi_stable::std_types::RVec::from(writer.finish()));
+            let frame = crate::shim::shared_frame(writer.finish());
             let mut reader = Reader::new(frame.as_slice());
             reader.call_header().unwrap();
             let call = HookCall::from_entry(&frame, reader.entry().unwrap());

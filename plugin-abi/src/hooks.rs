@@ -206,10 +206,7 @@ enum DataText {
     /// frame's calls rather than copied, and checked to be UTF-8 only when
     /// read (a frame with data that is not UTF-8 reads as `null`; the host
     /// never writes one).
-    Frame(
-        std::sync::Arc<abi_stable::std_types::RVec<u8>>,
-        std::ops::Range<usize>,
-    ),
+    Frame(crate::shim::SharedFrame, std::ops::Range<usize>),
 }
 
 impl DataText {
@@ -275,7 +272,7 @@ impl HookCall {
     /// A call of `hook.batch` frame `frame` (plugin API 1.3), whose data
     /// stays in the frame.
     pub(crate) fn from_entry(
-        frame: &std::sync::Arc<abi_stable::std_types::RVec<u8>>,
+        frame: &crate::shim::SharedFrame,
         entry: crate::hook_wire::Entry<'_>,
     ) -> Self {
         Self {

@@ -36,6 +36,17 @@ use crate::{
 
 type BoxedCall = Pin<Box<dyn Future<Output = Result<Message, AbiError>> + Send>>;
 
+/// A `hook.batch` frame as the host sent it (the raw layer's byte vector),
+/// shared by the frame's calls so their data is never copied. Named here so
+/// the public SDK modules (`hooks`, `hook_wire`) never mention raw types.
+pub(crate) type SharedFrame = Arc<abi_stable::std_types::RVec<u8>>;
+
+/// `bytes` as a [`SharedFrame`] (tests build frames this way).
+#[cfg(test)]
+pub(crate) fn shared_frame(bytes: Vec<u8>) -> SharedFrame {
+    Arc::new(abi_stable::std_types::RVec::from(bytes))
+}
+
 /// The exported form of plugin `P`. Named only by `export_plugin!`.
 pub struct Shim<P>(PhantomData<fn() -> P>);
 
@@ -507,7 +518,7 @@ fn hook_batch<P: Plugin>(plugin: Arc<P>, input: Message) -> Result<BoxedCall, Ab
     let invalid =
         |error: crate::hook_wire::FrameError| AbiError::new(ErrorCode::Invalid, error.to_string());
     // The calls' data stays in the frame, shared, not copied per call.
-    let frame = Arc::new(input.body);
+    let frame: SharedFrame = Arc::new(input.body);
     let mut reader = Reader::new(frame.as_slice());
     let count = reader.call_header().map_err(invalid)?;
     let mut calls = Vec::with_capacity(count.min(1024));
