@@ -2,11 +2,9 @@
 //! (issue 12), on `kit::accounts`. Without accounts the plugin keeps its
 //! one credential (`api_key`, `auth_mode`) exactly as before.
 
-use std::time::Duration;
-
-use ccproxy_plugin_abi::{Context, PluginError, ProviderAttempt, Value, json, warn};
+use ccproxy_plugin_abi::{Context, PluginError, ProviderAttempt, Value, json};
 use ccproxy_plugin_kit::{
-    accounts::{AccountPool, Pick},
+    accounts::{AccountPool, Chosen, Exhausted, Unresolved, env_secret, exactly_one_source},
     mask::mask,
 };
 use serde::{Deserialize, Serialize};
@@ -15,6 +13,9 @@ use crate::{
     auth::{Credential, Credentials},
     config::{AuthMode, Config, Secret},
 };
+
+/// Where errors about the entries point.
+const SECTION: &str = "plugins.claude_api.accounts";
 
 /// One entry of `[[plugins.claude_api.accounts]]`: exactly one of
 /// `api_key`, `api_key_env`, `oauth`.
@@ -42,55 +43,35 @@ pub(crate) enum AccountCredential {
 
 /// The pool, or `None` when no accounts are configured.
 pub(crate) fn pool(config: &Config) -> Result<Option<AccountPool<AccountCredential>>, PluginError> {
-    if config.accounts.is_empty() {
-        return Ok(None);
-    }
-    let mut accounts = Vec::with_capacity(config.accounts.len());
-    for (index, account) in config.accounts.iter().enumerate() {
-        let label = if account.label.trim().is_empty() {
-            format!("account-{}", index + 1)
-        } else {
-            account.label.trim().to_owned()
-        };
-        if accounts.iter().any(|(seen, _)| *seen == label) {
-            return Err(PluginError::invalid(format!(
-                "plugins.claude_api.accounts: label {label:?} is used twice; give each account its own"
-            )));
-        }
-        let sources = [
-            !account.api_key.is_empty(),
-            !account.api_key_env.is_empty(),
-            account.oauth,
-        ];
-        if sources.iter().filter(|set| **set).count() != 1 {
-            return Err(PluginError::invalid(format!(
-                "plugins.claude_api.accounts {label}: set exactly one of api_key, api_key_env, oauth = true"
-            )));
-        }
-        let credential = if account.oauth {
-            AccountCredential::OAuth
-        } else if !account.api_key.is_empty() {
-            AccountCredential::ApiKey(account.api_key.clone())
-        } else {
-            let key = std::env::var(&account.api_key_env).unwrap_or_default();
-            if key.trim().is_empty() {
-                return Err(PluginError::invalid(format!(
-                    "plugins.claude_api.accounts {label}: environment variable {} is empty or unset",
-                    account.api_key_env
-                )));
-            }
-            AccountCredential::ApiKey(Secret::new(key))
-        };
-        accounts.push((label, credential));
-    }
-    Ok(Some(AccountPool::new(accounts, config.failover.clone())))
-}
-
-/// The credential, account label and wait chosen for one attempt.
-pub(crate) struct Chosen {
-    pub(crate) credential: Credential,
-    pub(crate) label: String,
-    pub(crate) delay: Option<Duration>,
+    let entries = config
+        .accounts
+        .iter()
+        .map(|account| (account.label.as_str(), account));
+    AccountPool::from_entries(
+        SECTION,
+        entries,
+        config.failover.clone(),
+        |label, account| {
+            exactly_one_source(
+                SECTION,
+                label,
+                "api_key, api_key_env, oauth = true",
+                &[
+                    !account.api_key.is_empty(),
+                    !account.api_key_env.is_empty(),
+                    account.oauth,
+                ],
+            )?;
+            Ok(if account.oauth {
+                AccountCredential::OAuth
+            } else if !account.api_key.is_empty() {
+                AccountCredential::ApiKey(account.api_key.clone())
+            } else {
+                let key = env_secret(SECTION, label, &account.api_key_env)?;
+                AccountCredential::ApiKey(Secret::new(key))
+            })
+        },
+    )
 }
 
 /// Notes the previous attempt's failure, then picks the next account whose
@@ -101,53 +82,12 @@ pub(crate) async fn choose(
     pool: &AccountPool<AccountCredential>,
     ctx: &Context,
     attempt: Option<&ProviderAttempt>,
-) -> Result<Result<Chosen, (String, Option<Duration>)>, PluginError> {
-    let mut previous = None;
-    if let Some(attempt) = attempt
-        && let Some(label) = attempt.previous_account.as_deref()
-    {
-        let retry_after = attempt.retry_after_ms.map(Duration::from_millis);
-        pool.report_failure(label, attempt.previous_status, retry_after);
-        warn!(
-            "account {label} failed with {} (attempt {}); trying the next",
-            status_text(attempt.previous_status),
-            attempt.number.saturating_sub(1)
-        );
-        previous = Some(label.to_owned());
-    }
-    let mut last_error = None;
-    for _ in 0..pool.len() {
-        match pool.pick(previous.as_deref()) {
-            Pick::Exhausted {
-                retry_after,
-                message,
-            } => {
-                return match last_error {
-                    Some(error) => Err(error),
-                    None => Ok(Err((message, retry_after))),
-                };
-            }
-            Pick::Use { account, delay } => {
-                let label = account.label().to_owned();
-                match resolve(account.credential(), ctx).await {
-                    Ok(credential) => {
-                        return Ok(Ok(Chosen {
-                            credential,
-                            label,
-                            delay,
-                        }));
-                    }
-                    Err(error) => {
-                        warn!("account {label} has no credential: {}", error.message());
-                        pool.report_failure(&label, 401, None);
-                        last_error = Some(error);
-                        previous = Some(label);
-                    }
-                }
-            }
-        }
-    }
-    Err(last_error.unwrap_or_else(|| PluginError::unauthorized("no account has a credential")))
+) -> Result<Result<Chosen<Credential>, Exhausted>, PluginError> {
+    pool.choose(attempt, "credential", |credential| {
+        let credential = credential.clone();
+        async move { resolve(&credential, ctx).await.map_err(Unresolved::refused) }
+    })
+    .await
 }
 
 /// An account's credential for one request.
@@ -172,13 +112,5 @@ pub(crate) fn describe(credential: &AccountCredential) -> Value {
     match credential {
         AccountCredential::ApiKey(key) => json!({"kind": "api_key", "key": mask(key.expose())}),
         AccountCredential::OAuth => json!({"kind": "oauth"}),
-    }
-}
-
-fn status_text(status: u16) -> String {
-    if status == 0 {
-        "no answer".to_owned()
-    } else {
-        format!("status {status}")
     }
 }

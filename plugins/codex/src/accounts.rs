@@ -2,16 +2,17 @@
 //! 12), on `kit::accounts`. Without accounts the plugin keeps its one
 //! credential (the `oauth.codex` login) exactly as before.
 
-use std::time::Duration;
-
-use ccproxy_plugin_abi::{Context, PluginError, ProviderAttempt, Value, json, warn};
+use ccproxy_plugin_abi::{Context, PluginError, ProviderAttempt, Value, json};
 use ccproxy_plugin_kit::{
-    accounts::{AccountPool, Pick},
+    accounts::{AccountPool, Chosen, Exhausted, Unresolved, env_secret, exactly_one_source},
     mask::{Secret, mask},
 };
 use serde::{Deserialize, Serialize};
 
 use crate::{auth, auth::Credential, config::Config};
+
+/// Where errors about the entries point.
+const SECTION: &str = "plugins.codex.accounts";
 
 /// One entry of `[[plugins.codex.accounts]]`: exactly one of
 /// `access_token`, `access_token_env`, `oauth`.
@@ -43,56 +44,36 @@ pub(crate) enum AccountCredential {
 
 /// The pool, or `None` when no accounts are configured.
 pub(crate) fn pool(config: &Config) -> Result<Option<AccountPool<AccountCredential>>, PluginError> {
-    if config.accounts.is_empty() {
-        return Ok(None);
-    }
-    let mut accounts = Vec::with_capacity(config.accounts.len());
-    for (index, account) in config.accounts.iter().enumerate() {
-        let label = if account.label.trim().is_empty() {
-            format!("account-{}", index + 1)
-        } else {
-            account.label.trim().to_owned()
-        };
-        if accounts.iter().any(|(seen, _)| *seen == label) {
-            return Err(PluginError::invalid(format!(
-                "plugins.codex.accounts: label {label:?} is used twice; give each account its own"
-            )));
-        }
-        let sources = [
-            !account.access_token.is_empty(),
-            !account.access_token_env.is_empty(),
-            account.oauth,
-        ];
-        if sources.iter().filter(|set| **set).count() != 1 {
-            return Err(PluginError::invalid(format!(
-                "plugins.codex.accounts {label}: set exactly one of access_token, access_token_env, oauth = true"
-            )));
-        }
-        let account_id = Some(account.account_id.trim().to_owned()).filter(|id| !id.is_empty());
-        let credential = if account.oauth {
-            AccountCredential::OAuth
-        } else if !account.access_token.is_empty() {
-            AccountCredential::Token(account.access_token.clone(), account_id)
-        } else {
-            let token = std::env::var(&account.access_token_env).unwrap_or_default();
-            if token.trim().is_empty() {
-                return Err(PluginError::invalid(format!(
-                    "plugins.codex.accounts {label}: environment variable {} is empty or unset",
-                    account.access_token_env
-                )));
-            }
-            AccountCredential::Token(Secret::new(token), account_id)
-        };
-        accounts.push((label, credential));
-    }
-    Ok(Some(AccountPool::new(accounts, config.failover.clone())))
-}
-
-/// The credential, account label and wait chosen for one attempt.
-pub(crate) struct Chosen {
-    pub(crate) credential: Credential,
-    pub(crate) label: String,
-    pub(crate) delay: Option<Duration>,
+    let entries = config
+        .accounts
+        .iter()
+        .map(|account| (account.label.as_str(), account));
+    AccountPool::from_entries(
+        SECTION,
+        entries,
+        config.failover.clone(),
+        |label, account| {
+            exactly_one_source(
+                SECTION,
+                label,
+                "access_token, access_token_env, oauth = true",
+                &[
+                    !account.access_token.is_empty(),
+                    !account.access_token_env.is_empty(),
+                    account.oauth,
+                ],
+            )?;
+            let account_id = Some(account.account_id.trim().to_owned()).filter(|id| !id.is_empty());
+            Ok(if account.oauth {
+                AccountCredential::OAuth
+            } else if !account.access_token.is_empty() {
+                AccountCredential::Token(account.access_token.clone(), account_id)
+            } else {
+                let token = env_secret(SECTION, label, &account.access_token_env)?;
+                AccountCredential::Token(Secret::new(token), account_id)
+            })
+        },
+    )
 }
 
 /// Notes the previous attempt's failure, then picks the next account whose
@@ -103,64 +84,20 @@ pub(crate) async fn choose(
     pool: &AccountPool<AccountCredential>,
     ctx: &Context,
     attempt: Option<&ProviderAttempt>,
-) -> Result<Result<Chosen, (String, Option<Duration>)>, PluginError> {
-    let mut previous = None;
-    if let Some(attempt) = attempt
-        && let Some(label) = attempt.previous_account.as_deref()
-    {
-        let retry_after = attempt.retry_after_ms.map(Duration::from_millis);
-        pool.report_failure(label, attempt.previous_status, retry_after);
-        warn!(
-            "account {label} failed with {} (attempt {}); trying the next",
-            if attempt.previous_status == 0 {
-                "no answer".to_owned()
-            } else {
-                format!("status {}", attempt.previous_status)
-            },
-            attempt.number.saturating_sub(1)
-        );
-        previous = Some(label.to_owned());
-    }
-    let mut last_error = None;
-    for _ in 0..pool.len() {
-        match pool.pick(previous.as_deref()) {
-            Pick::Exhausted {
-                retry_after,
-                message,
-            } => {
-                return match last_error {
-                    Some(error) => Err(error),
-                    None => Ok(Err((message, retry_after))),
-                };
-            }
-            Pick::Use { account, delay } => {
-                let label = account.label().to_owned();
-                let resolved = match account.credential() {
-                    AccountCredential::Token(token, account_id) => Ok(Credential {
-                        access_token: token.clone(),
-                        account_id: account_id.clone(),
-                    }),
-                    AccountCredential::OAuth => auth::resolve(ctx).await,
-                };
-                match resolved {
-                    Ok(credential) => {
-                        return Ok(Ok(Chosen {
-                            credential,
-                            label,
-                            delay,
-                        }));
-                    }
-                    Err(error) => {
-                        warn!("account {label} has no credential: {}", error.message());
-                        pool.report_failure(&label, 401, None);
-                        last_error = Some(error);
-                        previous = Some(label);
-                    }
-                }
+) -> Result<Result<Chosen<Credential>, Exhausted>, PluginError> {
+    pool.choose(attempt, "credential", |credential| {
+        let credential = credential.clone();
+        async move {
+            match credential {
+                AccountCredential::Token(access_token, account_id) => Ok(Credential {
+                    access_token,
+                    account_id,
+                }),
+                AccountCredential::OAuth => auth::resolve(ctx).await.map_err(Unresolved::refused),
             }
         }
-    }
-    Err(last_error.unwrap_or_else(|| PluginError::unauthorized("no account has a credential")))
+    })
+    .await
 }
 
 /// What health shows of an account's credential: its kind and, for a

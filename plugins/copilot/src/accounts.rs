@@ -5,11 +5,9 @@
 //! keeps its one login (the stored one, else `COPILOT_GITHUB_TOKEN`,
 //! `GH_TOKEN`, `GITHUB_TOKEN`) exactly as before.
 
-use std::time::Duration;
-
 use ccproxy_plugin_abi::{Context, ErrorKind, PluginError, ProviderAttempt, Value, json, warn};
 use ccproxy_plugin_kit::{
-    accounts::{AccountPool, Pick},
+    accounts::{AccountPool, Chosen, Exhausted, Unresolved, env_secret, exactly_one_source},
     mask::{Secret, mask},
 };
 use serde::{Deserialize, Serialize};
@@ -18,6 +16,9 @@ use serde::{Deserialize, Serialize};
 /// freshly exchanged Copilot token: a 401 of that attempt is the account's
 /// failure, not an expired token.
 pub(crate) const RENEWED: &str = "#renewed";
+
+/// Where errors about the entries point.
+const SECTION: &str = "plugins.copilot.accounts";
 
 /// One entry of `[[plugins.copilot.accounts]]`: exactly one of
 /// `github_token`, `github_token_env`, `oauth`.
@@ -59,37 +60,26 @@ pub(crate) fn pool(
     accounts: &[AccountConfig],
     settings: &ccproxy_plugin_kit::accounts::PoolSettings,
 ) -> Result<Option<AccountPool<AccountCredential>>, PluginError> {
-    if accounts.is_empty() {
-        return Ok(None);
-    }
-    let mut pool = Vec::with_capacity(accounts.len());
-    for (index, account) in accounts.iter().enumerate() {
-        let label = if account.label.trim().is_empty() {
-            format!("account-{}", index + 1)
-        } else {
-            account.label.trim().to_owned()
-        };
+    let entries = accounts
+        .iter()
+        .map(|account| (account.label.as_str(), account));
+    AccountPool::from_entries(SECTION, entries, settings.clone(), |label, account| {
         if label.contains(RENEWED) {
             return Err(PluginError::invalid(format!(
-                "plugins.copilot.accounts: label {label:?} may not contain {RENEWED:?}"
+                "{SECTION}: label {label:?} may not contain {RENEWED:?}"
             )));
         }
-        if pool.iter().any(|(seen, _)| *seen == label) {
-            return Err(PluginError::invalid(format!(
-                "plugins.copilot.accounts: label {label:?} is used twice; give each account its own"
-            )));
-        }
-        let sources = [
-            !account.github_token.is_empty(),
-            !account.github_token_env.is_empty(),
-            account.oauth,
-        ];
-        if sources.iter().filter(|set| **set).count() != 1 {
-            return Err(PluginError::invalid(format!(
-                "plugins.copilot.accounts {label}: set exactly one of github_token, github_token_env, oauth = true"
-            )));
-        }
-        let credential = if account.oauth {
+        exactly_one_source(
+            SECTION,
+            label,
+            "github_token, github_token_env, oauth = true",
+            &[
+                !account.github_token.is_empty(),
+                !account.github_token_env.is_empty(),
+                account.oauth,
+            ],
+        )?;
+        Ok(if account.oauth {
             AccountCredential::OAuth
         } else if !account.github_token.is_empty() {
             AccountCredential::GitHubToken {
@@ -97,32 +87,13 @@ pub(crate) fn pool(
                 from: "github_token".to_owned(),
             }
         } else {
-            let token = std::env::var(&account.github_token_env).unwrap_or_default();
-            if token.trim().is_empty() {
-                return Err(PluginError::invalid(format!(
-                    "plugins.copilot.accounts {label}: environment variable {} is empty or unset",
-                    account.github_token_env
-                )));
-            }
+            let token = env_secret(SECTION, label, &account.github_token_env)?;
             AccountCredential::GitHubToken {
                 token: Secret::new(token.trim()),
                 from: format!("env {}", account.github_token_env),
             }
-        };
-        pool.push((label, credential));
-    }
-    Ok(Some(AccountPool::new(pool, settings.clone())))
-}
-
-/// The account chosen for one attempt.
-pub(crate) struct Chosen {
-    /// The label told to the host (with [`RENEWED`] on the attempt after
-    /// a 401).
-    pub(crate) label: String,
-    /// Wait this long first.
-    pub(crate) delay: Option<Duration>,
-    /// The Copilot token it sends, from `oauth.copilot`.
-    pub(crate) token: Value,
+        })
+    })
 }
 
 /// What to do after the previous attempt: its account, and whether it asks
@@ -164,13 +135,14 @@ fn exchange_status(error: &PluginError) -> u16 {
 /// Notes the previous attempt's failure, then picks the next account whose
 /// GitHub token gets a Copilot token (one refused counts as a failed
 /// account and the next one is tried). `Ok(Err(..))`: nothing to send, with
-/// the message and when to come back.
+/// the message and when to come back. The chosen label has [`RENEWED`] on
+/// the attempt after a 401; its credential is the `oauth.copilot` answer.
 pub(crate) async fn choose(
     pool: &AccountPool<AccountCredential>,
     ctx: &Context,
     service: &str,
     attempt: Option<&ProviderAttempt>,
-) -> Result<Result<Chosen, (String, Option<Duration>)>, PluginError> {
+) -> Result<Result<Chosen<Value>, Exhausted>, PluginError> {
     let mut previous_label = None;
     match previous(attempt) {
         Previous::None => {}
@@ -185,63 +157,36 @@ pub(crate) async fn choose(
                     Ok(token) => {
                         return Ok(Ok(Chosen {
                             label: format!("{label}{RENEWED}"),
+                            credential: token,
                             delay: None,
-                            token,
                         }));
                     }
                     Err(error) => {
                         warn!("account {label}: no new Copilot token: {}", error.message());
                         pool.report_failure(label, exchange_status(&error), None);
-                        previous_label = Some(label.to_owned());
+                        previous_label = Some(label);
                     }
                 }
             }
         }
         Previous::Failed(label) => {
             let attempt = attempt.expect("a previous account comes with an attempt");
-            let retry_after = attempt.retry_after_ms.map(Duration::from_millis);
-            pool.report_failure(label, attempt.previous_status, retry_after);
-            warn!(
-                "account {label} failed with {} (attempt {}); trying the next",
-                status_text(attempt.previous_status),
-                attempt.number.saturating_sub(1)
-            );
-            previous_label = Some(label.to_owned());
+            pool.report_attempt(label, attempt);
+            previous_label = Some(label);
         }
     }
-    let mut last_error = None;
-    for _ in 0..pool.len() {
-        match pool.pick(previous_label.as_deref()) {
-            Pick::Exhausted {
-                retry_after,
-                message,
-            } => {
-                return match last_error {
-                    Some(error) => Err(error),
-                    None => Ok(Err((message, retry_after))),
-                };
-            }
-            Pick::Use { account, delay } => {
-                let label = account.label().to_owned();
-                match token(ctx, service, account.credential()).await {
-                    Ok(token) => {
-                        return Ok(Ok(Chosen {
-                            label,
-                            delay,
-                            token,
-                        }));
-                    }
-                    Err(error) => {
-                        warn!("account {label} has no Copilot token: {}", error.message());
-                        pool.report_failure(&label, exchange_status(&error), None);
-                        last_error = Some(error);
-                        previous_label = Some(label);
-                    }
-                }
-            }
+    pool.choose_after(previous_label, "Copilot token", |credential| {
+        let credential = credential.clone();
+        async move {
+            token(ctx, service, &credential)
+                .await
+                .map_err(|error| Unresolved {
+                    status: exchange_status(&error),
+                    error,
+                })
         }
-    }
-    Err(last_error.unwrap_or_else(|| PluginError::unauthorized("no account has a Copilot token")))
+    })
+    .await
 }
 
 /// The `access_token` answer of `service` for an account.
@@ -262,13 +207,5 @@ pub(crate) fn describe(credential: &AccountCredential) -> Value {
             json!({"kind": "github_token", "from": from, "github_token": mask(token.expose())})
         }
         AccountCredential::OAuth => json!({"kind": "oauth"}),
-    }
-}
-
-fn status_text(status: u16) -> String {
-    if status == 0 {
-        "no answer".to_owned()
-    } else {
-        format!("status {status}")
     }
 }

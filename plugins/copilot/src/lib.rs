@@ -208,7 +208,7 @@ impl Copilot {
             .map_err(service_error)?
         {
             Ok(chosen) => Ok(Ok((
-                self.credential_of(chosen.token)?,
+                self.credential_of(chosen.credential)?,
                 Some((chosen.label, chosen.delay.unwrap_or_default())),
             ))),
             Err(exhausted) => Ok(Err(exhausted)),

@@ -40,7 +40,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ccproxy_plugin_abi::{Value, json};
+use ccproxy_plugin_abi::{PluginError, ProviderAttempt, Value, json, warn};
 use serde::{Deserialize, Serialize};
 
 /// How the next account is chosen.
@@ -102,6 +102,59 @@ pub fn with_model(body: Vec<u8>, model: &str) -> Vec<u8> {
         }
         _ => body,
     }
+}
+
+/// The label of entry `index` (from 0) of `section` (`plugins.NAME.accounts`):
+/// its own, trimmed, else `account-N` (from 1). One that an entry before it
+/// (in `earlier`) has is refused, since the host tells failures back by
+/// label and health shows accounts by it.
+fn entry_label<C>(
+    section: &str,
+    index: usize,
+    label: &str,
+    earlier: &[(String, C)],
+) -> Result<String, PluginError> {
+    let label = if label.trim().is_empty() {
+        format!("account-{}", index + 1)
+    } else {
+        label.trim().to_owned()
+    };
+    if earlier.iter().any(|(seen, _)| *seen == label) {
+        return Err(PluginError::invalid(format!(
+            "{section}: label {label:?} is used twice; give each account its own"
+        )));
+    }
+    Ok(label)
+}
+
+/// Refuses an entry that does not set exactly one of its credential sources
+/// (`set`, one flag each, named in `choices`): two would leave it unclear
+/// which one the account uses.
+pub fn exactly_one_source(
+    section: &str,
+    label: &str,
+    choices: &str,
+    set: &[bool],
+) -> Result<(), PluginError> {
+    if set.iter().filter(|set| **set).count() != 1 {
+        return Err(PluginError::invalid(format!(
+            "{section} {label}: set exactly one of {choices}"
+        )));
+    }
+    Ok(())
+}
+
+/// The secret in environment variable `variable` of an entry, read once at
+/// start; unset or blank is refused then rather than sent as an empty
+/// credential per request.
+pub fn env_secret(section: &str, label: &str, variable: &str) -> Result<String, PluginError> {
+    let value = std::env::var(variable).unwrap_or_default();
+    if value.trim().is_empty() {
+        return Err(PluginError::invalid(format!(
+            "{section} {label}: environment variable {variable} is empty or unset"
+        )));
+    }
+    Ok(value)
 }
 
 /// Where the pool reads the time: the real clock, or one a test moves.
@@ -191,6 +244,40 @@ pub enum Pick<'a, C> {
     },
 }
 
+/// The account [`AccountPool::choose`] chose for one attempt.
+#[derive(Debug)]
+pub struct Chosen<R> {
+    /// Its label, for `UpstreamRequest::with_account`.
+    pub label: String,
+    /// What the plugin's `resolve` made of its credential (what is sent).
+    pub credential: R,
+    /// Wait this long first (its rest ends then).
+    pub delay: Option<Duration>,
+}
+
+/// Why the plugin's `resolve` could not have an account's credential: the
+/// error, and the status the account's failure counts as in the pool.
+#[derive(Debug)]
+pub struct Unresolved {
+    /// The error, returned when no account is left to try.
+    pub error: PluginError,
+    /// As in [`AccountPool::report_failure`]: 401 for a refused
+    /// credential, 0 for a failure that says nothing about the account.
+    pub status: u16,
+}
+
+impl Unresolved {
+    /// A credential that cannot be had counts as refused (401): a missing
+    /// login needs the user as much as a rejected key does.
+    pub fn refused(error: PluginError) -> Self {
+        Self { error, status: 401 }
+    }
+}
+
+/// No account can take the attempt: the message for the client and when to
+/// come back (`UpstreamRequest::exhausted`).
+pub type Exhausted = (String, Option<Duration>);
+
 /// Labelled credentials of one provider, picked per attempt. Thread-safe:
 /// shared by every request of the plugin.
 #[derive(Debug)]
@@ -223,6 +310,30 @@ impl<C> AccountPool<C> {
             next: AtomicUsize::new(0),
             clock,
         }
+    }
+
+    /// The pool of a plugin's `[[plugins.NAME.accounts]]` entries (`section`
+    /// names them in errors), `None` when there are none (the plugin keeps
+    /// its single credential then). Each entry comes with its configured
+    /// label; the pool gives it `account-N` when blank and refuses one used
+    /// twice (failures come back by label), then `credential` makes the
+    /// entry's credential, checking what is particular to the plugin.
+    pub fn from_entries<'a, E: 'a>(
+        section: &str,
+        entries: impl IntoIterator<Item = (&'a str, E)>,
+        settings: PoolSettings,
+        mut credential: impl FnMut(&str, E) -> Result<C, PluginError>,
+    ) -> Result<Option<Self>, PluginError> {
+        let mut accounts = Vec::new();
+        for (index, (label, entry)) in entries.into_iter().enumerate() {
+            let label = entry_label(section, index, label, &accounts)?;
+            let credential = credential(&label, entry)?;
+            accounts.push((label, credential));
+        }
+        if accounts.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Self::new(accounts, settings)))
     }
 
     /// How many accounts.
@@ -322,6 +433,98 @@ impl<C> AccountPool<C> {
                 wait.as_secs_f64().ceil() as u64
             ),
         }
+    }
+
+    /// Notes the failure the host tells of in `attempt` (a retry) as the
+    /// failure of account `label`, with a warning naming it. `label` is
+    /// usually `attempt.previous_account`; a plugin that marks its labels
+    /// (copilot's renewed token) passes the account's own.
+    pub fn report_attempt(&self, label: &str, attempt: &ProviderAttempt) {
+        let retry_after = attempt.retry_after_ms.map(Duration::from_millis);
+        self.report_failure(label, attempt.previous_status, retry_after);
+        let status = match attempt.previous_status {
+            0 => "no answer".to_owned(),
+            status => format!("status {status}"),
+        };
+        warn!(
+            "account {label} failed with {status} (attempt {}); trying the next",
+            attempt.number.saturating_sub(1)
+        );
+    }
+
+    /// The account for an attempt: notes the previous attempt's failure
+    /// ([`AccountPool::report_attempt`]), then
+    /// [`AccountPool::choose_after`] it.
+    pub async fn choose<R, Fut>(
+        &self,
+        attempt: Option<&ProviderAttempt>,
+        what: &str,
+        resolve: impl FnMut(&C) -> Fut,
+    ) -> Result<Result<Chosen<R>, Exhausted>, PluginError>
+    where
+        Fut: Future<Output = Result<R, Unresolved>>,
+    {
+        let previous = attempt.and_then(|attempt| {
+            let label = attempt.previous_account.as_deref()?;
+            self.report_attempt(label, attempt);
+            Some(label)
+        });
+        self.choose_after(previous, what, resolve).await
+    }
+
+    /// Picks accounts after `previous` (as [`AccountPool::pick`]) until
+    /// `resolve` has one's credential: one it cannot have (`what`, e.g.
+    /// "credential", names it in the warning) is reported with its
+    /// [`Unresolved::status`] and the next one is tried, so a missing
+    /// login does not fail a request another account can serve.
+    /// `Ok(Err(..))`: every account rests or is disabled; `Err`: the last
+    /// account's error when none could be had. `resolve`'s future owns what
+    /// it needs (clone the credential): an async closure borrowing it fails
+    /// the lifetime bounds of the SDK's handler futures (a rustc limit).
+    pub async fn choose_after<R, Fut>(
+        &self,
+        previous: Option<&str>,
+        what: &str,
+        mut resolve: impl FnMut(&C) -> Fut,
+    ) -> Result<Result<Chosen<R>, Exhausted>, PluginError>
+    where
+        Fut: Future<Output = Result<R, Unresolved>>,
+    {
+        let mut previous = previous.map(str::to_owned);
+        let mut last_error = None;
+        for _ in 0..self.len() {
+            match self.pick(previous.as_deref()) {
+                Pick::Exhausted {
+                    retry_after,
+                    message,
+                } => {
+                    return match last_error {
+                        Some(error) => Err(error),
+                        None => Ok(Err((message, retry_after))),
+                    };
+                }
+                Pick::Use { account, delay } => {
+                    let label = account.label().to_owned();
+                    match resolve(account.credential()).await {
+                        Ok(credential) => {
+                            return Ok(Ok(Chosen {
+                                label,
+                                credential,
+                                delay,
+                            }));
+                        }
+                        Err(Unresolved { error, status }) => {
+                            warn!("account {label} has no {what}: {}", error.message());
+                            self.report_failure(&label, status, None);
+                            last_error = Some(error);
+                            previous = Some(label);
+                        }
+                    }
+                }
+            }
+        }
+        Err(last_error
+            .unwrap_or_else(|| PluginError::unauthorized(format!("no account has a {what}"))))
     }
 
     /// Notes that the attempt with account `label` failed with `status` (0:
@@ -445,6 +648,10 @@ mod tests {
             AccountPool::with_clock(accounts, settings, clock.clone()),
             clock,
         )
+    }
+
+    fn pool_of(labels: &[&str]) -> (AccountPool<String>, Clock) {
+        pool(labels, PoolSettings::default())
     }
 
     fn used(pick: Pick<'_, String>) -> (String, Option<Duration>) {
@@ -588,6 +795,174 @@ mod tests {
         let (retry_after, message) = exhausted(pool.pick(None));
         assert_eq!(retry_after, None);
         assert!(message.contains("no account"));
+    }
+
+    /// `resolve` of the tests: "secret-b" cannot be had (as a missing
+    /// login), "secret-c" fails with a status that says nothing of it.
+    #[expect(clippy::ptr_arg, reason = "the test pool's credential is a String")]
+    fn resolve(secret: &String) -> impl Future<Output = Result<String, Unresolved>> + use<> {
+        let result = match secret.as_str() {
+            "secret-b" => Err(Unresolved::refused(PluginError::unauthorized("no login"))),
+            "secret-c" => Err(Unresolved {
+                error: PluginError::unavailable("GitHub is down"),
+                status: 0,
+            }),
+            secret => Ok(format!("sent-{secret}")),
+        };
+        std::future::ready(result)
+    }
+
+    /// The output of a future that is ready at once (the tests' `resolve`).
+    trait Ready: Future + Sized {
+        fn ready(self) -> Self::Output {
+            use futures_util::FutureExt;
+            self.now_or_never().expect("ready at once")
+        }
+    }
+    impl<F: Future> Ready for F {}
+
+    fn retry(previous: &str, status: u16, retry_after_ms: Option<u64>) -> ProviderAttempt {
+        ProviderAttempt {
+            number: 2,
+            previous_status: status,
+            previous_account: Some(previous.to_owned()),
+            retry_after_ms,
+        }
+    }
+
+    #[test]
+    fn choose_reports_the_retry_and_skips_accounts_without_a_credential() {
+        let (pool, clock) = pool(&["a", "b", "c", "d"], PoolSettings::default());
+        let first = pool.choose(None, "credential", resolve).ready();
+        let chosen = first.unwrap().unwrap();
+        assert_eq!(
+            (
+                chosen.label.as_str(),
+                chosen.credential.as_str(),
+                chosen.delay
+            ),
+            ("a", "sent-secret-a", None)
+        );
+        // "a" answered 429: it rests; "b" has no login (counted as refused),
+        // "c" could not be asked (not counted); "d" is sent.
+        let attempt = retry("a", 429, Some(30_000));
+        let chosen = pool
+            .choose(Some(&attempt), "credential", resolve)
+            .ready()
+            .unwrap()
+            .unwrap();
+        assert_eq!((chosen.label.as_str(), chosen.delay), ("d", None));
+        let health = pool.health(|_| json!({}));
+        assert_eq!(health["accounts"][0]["cooling_seconds_left"], 30);
+        assert_eq!(health["accounts"][1]["state"], "cooling");
+        assert_eq!(health["accounts"][1]["last_failure_status"], 401);
+        assert_eq!(health["accounts"][1]["failures"], 1);
+        assert_eq!(health["accounts"][2]["state"], "available");
+        assert_eq!(health["accounts"][2]["last_failure_status"], 0);
+        // "d" fails too: only "c" is in turn and it cannot be had, so its
+        // error is the answer.
+        let attempt = retry("d", 529, None);
+        let error = pool
+            .choose(Some(&attempt), "credential", resolve)
+            .ready()
+            .unwrap_err();
+        assert_eq!(error.message(), "GitHub is down");
+        // Once the rests are over, "a" is back first.
+        clock.advance(Duration::from_secs(60));
+        let chosen = pool.choose(None, "credential", resolve).ready();
+        assert_eq!(chosen.unwrap().unwrap().label, "a");
+    }
+
+    #[test]
+    fn choose_answers_exhausted_or_waits_for_a_short_rest() {
+        let settings = PoolSettings {
+            max_retry_wait_seconds: 5,
+            ..PoolSettings::default()
+        };
+        let (pool, clock) = pool(&["a"], settings);
+        let attempt = retry("a", 429, Some(3_000));
+        let chosen = pool
+            .choose(Some(&attempt), "credential", resolve)
+            .ready()
+            .unwrap()
+            .unwrap();
+        assert_eq!(chosen.delay, Some(Duration::from_secs(3)));
+        clock.advance(Duration::from_secs(3));
+        let attempt = retry("a", 429, Some(20_000));
+        let (message, retry_after) = pool
+            .choose(Some(&attempt), "credential", resolve)
+            .ready()
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(retry_after, Some(Duration::from_secs(20)));
+        assert!(message.contains("cooling down"), "{message}");
+        // An account the previous attempt used is not asked again at once.
+        let (pool, _) = pool_of(&["a", "e"]);
+        let chosen = pool
+            .choose_after(Some("a"), "credential", resolve)
+            .ready()
+            .unwrap()
+            .unwrap();
+        assert_eq!(chosen.label, "e");
+    }
+
+    #[test]
+    fn choose_with_no_credential_anywhere_answers_the_last_error() {
+        let (pool, _) = pool_of(&["b"]);
+        let error = pool
+            .choose(None, "Copilot token", resolve)
+            .ready()
+            .unwrap_err();
+        assert_eq!(error.message(), "no login");
+        assert_eq!(pool.available(), 0);
+    }
+
+    #[test]
+    fn entries_get_checked_labels_one_source_and_a_set_variable() {
+        let section = "plugins.x.accounts";
+        let earlier = vec![("account-1".to_owned(), ())];
+        assert_eq!(
+            entry_label(section, 1, "  ", &earlier).unwrap(),
+            "account-2"
+        );
+        assert_eq!(entry_label(section, 1, " team ", &earlier).unwrap(), "team");
+        let twice = entry_label(section, 1, "account-1", &earlier).unwrap_err();
+        assert!(
+            twice.message().contains("used twice"),
+            "{}",
+            twice.message()
+        );
+        assert!(exactly_one_source(section, "a", "k, e", &[true, false]).is_ok());
+        let both = exactly_one_source(section, "a", "k, e", &[true, true]).unwrap_err();
+        assert_eq!(
+            both.message(),
+            "plugins.x.accounts a: set exactly one of k, e"
+        );
+        assert!(exactly_one_source(section, "a", "k, e", &[false, false]).is_err());
+        let unset = env_secret(section, "a", "CCPROXY_KIT_TEST_UNSET_VARIABLE").unwrap_err();
+        assert!(unset.message().contains("empty or unset"));
+        let path = env_secret(section, "a", "PATH").unwrap();
+        assert!(!path.is_empty());
+        let entries = [("", 1), (" b ", 2)];
+        let pool =
+            AccountPool::from_entries(section, entries, PoolSettings::default(), |label, n| {
+                Ok(format!("{label}={n}"))
+            })
+            .unwrap()
+            .expect("a pool");
+        assert_eq!(pool.get("account-1").unwrap().credential(), "account-1=1");
+        assert_eq!(pool.get("b").unwrap().credential(), "b=2");
+        let twice = AccountPool::from_entries(
+            section,
+            [("b", ()), ("b", ())],
+            PoolSettings::default(),
+            |_, ()| Ok(()),
+        );
+        assert!(twice.is_err());
+        let none: [(&str, ()); 0] = [];
+        let empty =
+            AccountPool::from_entries(section, none, PoolSettings::default(), |_, ()| Ok(()));
+        assert!(empty.unwrap().is_none());
     }
 
     #[test]
