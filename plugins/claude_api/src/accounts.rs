@@ -4,7 +4,7 @@
 
 use ccproxy_plugin_abi::{Context, PluginError, ProviderAttempt, Value, json};
 use ccproxy_plugin_kit::{
-    accounts::{AccountPool, Chosen, Exhausted, Unresolved, env_secret, exactly_one_source},
+    accounts::{AccountPool, Chosen, Exhausted, Source, Unresolved, entry_source},
     mask::mask,
 };
 use serde::{Deserialize, Serialize};
@@ -52,23 +52,18 @@ pub(crate) fn pool(config: &Config) -> Result<Option<AccountPool<AccountCredenti
         entries,
         config.failover.clone(),
         |label, account| {
-            exactly_one_source(
+            let source = entry_source(
                 SECTION,
                 label,
-                "api_key, api_key_env, oauth = true",
-                &[
-                    !account.api_key.is_empty(),
-                    !account.api_key_env.is_empty(),
-                    account.oauth,
-                ],
+                ["api_key", "api_key_env"],
+                !account.api_key.is_empty(),
+                &account.api_key_env,
+                account.oauth,
             )?;
-            Ok(if account.oauth {
-                AccountCredential::OAuth
-            } else if !account.api_key.is_empty() {
-                AccountCredential::ApiKey(account.api_key.clone())
-            } else {
-                let key = env_secret(SECTION, label, &account.api_key_env)?;
-                AccountCredential::ApiKey(Secret::new(key))
+            Ok(match source {
+                Source::OAuth => AccountCredential::OAuth,
+                Source::Inline => AccountCredential::ApiKey(account.api_key.clone()),
+                Source::Env(key) => AccountCredential::ApiKey(Secret::new(key)),
             })
         },
     )

@@ -4,7 +4,7 @@
 
 use ccproxy_plugin_abi::{Context, PluginError, ProviderAttempt, Value, json};
 use ccproxy_plugin_kit::{
-    accounts::{AccountPool, Chosen, Exhausted, Unresolved, env_secret, exactly_one_source},
+    accounts::{AccountPool, Chosen, Exhausted, Source, Unresolved, entry_source},
     mask::{Secret, mask},
 };
 use serde::{Deserialize, Serialize};
@@ -53,24 +53,21 @@ pub(crate) fn pool(config: &Config) -> Result<Option<AccountPool<AccountCredenti
         entries,
         config.failover.clone(),
         |label, account| {
-            exactly_one_source(
+            let source = entry_source(
                 SECTION,
                 label,
-                "access_token, access_token_env, oauth = true",
-                &[
-                    !account.access_token.is_empty(),
-                    !account.access_token_env.is_empty(),
-                    account.oauth,
-                ],
+                ["access_token", "access_token_env"],
+                !account.access_token.is_empty(),
+                &account.access_token_env,
+                account.oauth,
             )?;
             let account_id = Some(account.account_id.trim().to_owned()).filter(|id| !id.is_empty());
-            Ok(if account.oauth {
-                AccountCredential::OAuth
-            } else if !account.access_token.is_empty() {
-                AccountCredential::Token(account.access_token.clone(), account_id)
-            } else {
-                let token = env_secret(SECTION, label, &account.access_token_env)?;
-                AccountCredential::Token(Secret::new(token), account_id)
+            Ok(match source {
+                Source::OAuth => AccountCredential::OAuth,
+                Source::Inline => {
+                    AccountCredential::Token(account.access_token.clone(), account_id)
+                }
+                Source::Env(token) => AccountCredential::Token(Secret::new(token), account_id),
             })
         },
     )

@@ -145,36 +145,6 @@ struct Shaped {
 }
 
 impl Codex {
-    /// The retry plan of a prepared request: the account it uses and how
-    /// many attempts its accounts allow, a wait for a resting one, and on a
-    /// retry the fallback model (`failover.fallback_model`), whose own id
-    /// the client then sees.
-    fn failover_plan(
-        &self,
-        mut upstream: UpstreamRequest,
-        account: Option<(
-            &AccountPool<accounts::AccountCredential>,
-            String,
-            Option<std::time::Duration>,
-        )>,
-        retry: bool,
-    ) -> UpstreamRequest {
-        let fallback_model = &self.config.failover.fallback_model;
-        if retry && !fallback_model.is_empty() {
-            upstream.body = ccproxy_plugin_kit::accounts::with_model(upstream.body, fallback_model);
-            upstream.model_alias = None;
-        }
-        match account {
-            Some((pool, label, delay)) => upstream
-                .with_account(label)
-                .with_retries(pool.max_attempts())
-                .after(delay.unwrap_or_default()),
-            // One credential: one more attempt, with the fallback model.
-            None if !fallback_model.is_empty() => upstream.with_retries(2),
-            None => upstream,
-        }
-    }
-
     /// Applies every enabled shaping rule to `body`. `client_model` is the id
     /// the client asked for, written back when the model is mapped.
     fn shape(
@@ -553,7 +523,13 @@ impl Plugin for Codex {
         let (mut credential, account) = match &self.pool {
             None => (auth::resolve(&self.ctx).await?, None),
             Some(pool) => match accounts::choose(pool, &self.ctx, req.attempt.as_ref()).await? {
-                Ok(chosen) => (chosen.credential, Some((pool, chosen.label, chosen.delay))),
+                Ok(chosen) => {
+                    let delay = chosen.delay.unwrap_or_default();
+                    (
+                        chosen.credential,
+                        Some((chosen.label, pool.max_attempts(), delay)),
+                    )
+                }
                 Err((message, retry_after)) => {
                     return Ok(UpstreamRequest::exhausted(message, retry_after));
                 }
@@ -587,7 +563,10 @@ impl Plugin for Codex {
                 .then(|| Duration::from_secs(self.config.timeout_seconds)),
             ..UpstreamRequest::default()
         };
-        Ok(self.failover_plan(upstream, account, req.attempt.is_some()))
+        Ok(self
+            .config
+            .failover
+            .plan(upstream, req.attempt.is_some(), account))
     }
 
     async fn on_task(&self, task: String) -> Result<(), PluginError> {

@@ -7,7 +7,7 @@
 
 use ccproxy_plugin_abi::{Context, ErrorKind, PluginError, ProviderAttempt, Value, json, warn};
 use ccproxy_plugin_kit::{
-    accounts::{AccountPool, Chosen, Exhausted, Unresolved, env_secret, exactly_one_source},
+    accounts::{AccountPool, Chosen, Exhausted, Source, Unresolved, entry_source},
     mask::{Secret, mask},
 };
 use serde::{Deserialize, Serialize};
@@ -69,29 +69,24 @@ pub(crate) fn pool(
                 "{SECTION}: label {label:?} may not contain {RENEWED:?}"
             )));
         }
-        exactly_one_source(
+        let source = entry_source(
             SECTION,
             label,
-            "github_token, github_token_env, oauth = true",
-            &[
-                !account.github_token.is_empty(),
-                !account.github_token_env.is_empty(),
-                account.oauth,
-            ],
+            ["github_token", "github_token_env"],
+            !account.github_token.is_empty(),
+            &account.github_token_env,
+            account.oauth,
         )?;
-        Ok(if account.oauth {
-            AccountCredential::OAuth
-        } else if !account.github_token.is_empty() {
-            AccountCredential::GitHubToken {
+        Ok(match source {
+            Source::OAuth => AccountCredential::OAuth,
+            Source::Inline => AccountCredential::GitHubToken {
                 token: Secret::new(account.github_token.expose().trim()),
                 from: "github_token".to_owned(),
-            }
-        } else {
-            let token = env_secret(SECTION, label, &account.github_token_env)?;
-            AccountCredential::GitHubToken {
+            },
+            Source::Env(token) => AccountCredential::GitHubToken {
                 token: Secret::new(token.trim()),
                 from: format!("env {}", account.github_token_env),
-            }
+            },
         })
     })
 }

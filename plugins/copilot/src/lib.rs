@@ -451,7 +451,7 @@ impl Plugin for Copilot {
             "request {}: {} via {} to {}",
             req.request_id, req.client_format, req.endpoint, credential.base
         );
-        let mut upstream = UpstreamRequest {
+        let upstream = UpstreamRequest {
             method: "POST".to_owned(),
             url: format!("{}/chat/completions", credential.base),
             headers: self.headers(&credential, &req.request_id, req.stream),
@@ -462,25 +462,21 @@ impl Plugin for Copilot {
             timeout: None,
             ..UpstreamRequest::default()
         };
-        // On a retry, the fallback model (`failover.fallback_model`), whose
-        // own id the client then sees.
-        let fallback_model = &self.config.failover.fallback_model;
-        if req.attempt.is_some() && !fallback_model.is_empty() {
-            upstream.body = ccproxy_plugin_kit::accounts::with_model(upstream.body, fallback_model);
-            upstream.model_alias = None;
-        }
-        Ok(match (&self.pool, account) {
+        let account = match (&self.pool, account) {
             // One attempt per account, one more per account for a renewed
             // Copilot token after a 401, and the call that hears of the
             // last failure.
-            (Some(pool), Some((label, delay))) => upstream
-                .with_account(label)
-                .with_retries(pool.max_attempts().saturating_add(pool.len() as u32))
-                .after(delay),
-            // One login: one more attempt, with the fallback model.
-            _ if !fallback_model.is_empty() => upstream.with_retries(2),
-            _ => upstream,
-        })
+            (Some(pool), Some((label, delay))) => {
+                let max_attempts = pool.max_attempts().saturating_add(pool.len() as u32);
+                Some((label, max_attempts, delay))
+            }
+            _ => None,
+        };
+        // On a retry, the fallback model (`failover.fallback_model`).
+        Ok(self
+            .config
+            .failover
+            .plan(upstream, req.attempt.is_some(), account))
     }
 
     fn provider_retries(&self) -> bool {

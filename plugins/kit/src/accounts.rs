@@ -40,7 +40,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ccproxy_plugin_abi::{PluginError, ProviderAttempt, Value, json, warn};
+use ccproxy_plugin_abi::{PluginError, ProviderAttempt, UpstreamRequest, Value, json, warn};
 use serde::{Deserialize, Serialize};
 
 /// How the next account is chosen.
@@ -92,6 +92,35 @@ impl Default for PoolSettings {
     }
 }
 
+impl PoolSettings {
+    /// The retry plan of a prepared request. On a retry (`retry`) the body
+    /// asks for `fallback_model` and the client sees that model's own id (no
+    /// alias). With an account (`(label, max_attempts, delay)`: the plugin
+    /// counts its attempts, e.g. copilot adds its token renewals) the host is
+    /// told its label, the attempts and the wait; without one, a fallback
+    /// model still earns one more attempt, else there is nothing to retry.
+    pub fn plan(
+        &self,
+        mut upstream: UpstreamRequest,
+        retry: bool,
+        account: Option<(String, u32, Duration)>,
+    ) -> UpstreamRequest {
+        let fallback_model = &self.fallback_model;
+        if retry && !fallback_model.is_empty() {
+            upstream.body = with_model(upstream.body, fallback_model);
+            upstream.model_alias = None;
+        }
+        match account {
+            Some((label, max_attempts, delay)) => upstream
+                .with_account(label)
+                .with_retries(max_attempts)
+                .after(delay),
+            None if !fallback_model.is_empty() => upstream.with_retries(2),
+            None => upstream,
+        }
+    }
+}
+
 /// `body` (a JSON object) asking for `model` instead: the fallback model of
 /// a retry. A body that is not a JSON object is returned unchanged.
 pub fn with_model(body: Vec<u8>, model: &str) -> Vec<u8> {
@@ -127,34 +156,51 @@ fn entry_label<C>(
     Ok(label)
 }
 
-/// Refuses an entry that does not set exactly one of its credential sources
-/// (`set`, one flag each, named in `choices`): two would leave it unclear
-/// which one the account uses.
-pub fn exactly_one_source(
-    section: &str,
-    label: &str,
-    choices: &str,
-    set: &[bool],
-) -> Result<(), PluginError> {
-    if set.iter().filter(|set| **set).count() != 1 {
-        return Err(PluginError::invalid(format!(
-            "{section} {label}: set exactly one of {choices}"
-        )));
-    }
-    Ok(())
+/// Where an entry's credential comes from, as [`entry_source`] found it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The secret written in the entry (the plugin reads its own field).
+    Inline,
+    /// The secret read from the entry's environment variable (not blank).
+    Env(String),
+    /// The plugin's login (`oauth = true`).
+    OAuth,
 }
 
-/// The secret in environment variable `variable` of an entry, read once at
-/// start; unset or blank is refused then rather than sent as an empty
-/// credential per request.
-pub fn env_secret(section: &str, label: &str, variable: &str) -> Result<String, PluginError> {
-    let value = std::env::var(variable).unwrap_or_default();
-    if value.trim().is_empty() {
+/// The one credential source an entry of `section` (`plugins.NAME.accounts`)
+/// sets: its inline secret (`inline_set`), its environment variable
+/// (`env_variable`, empty: none) or `oauth`; `names` are the first two's
+/// keys, for the error. Two would leave unclear which one the account
+/// uses; the variable is read once now, and unset or blank refused rather
+/// than sent as an empty credential per request.
+pub fn entry_source(
+    section: &str,
+    label: &str,
+    names: [&str; 2],
+    inline_set: bool,
+    env_variable: &str,
+    oauth: bool,
+) -> Result<Source, PluginError> {
+    let set = [inline_set, !env_variable.is_empty(), oauth];
+    if set.iter().filter(|set| **set).count() != 1 {
+        let [inline, env] = names;
         return Err(PluginError::invalid(format!(
-            "{section} {label}: environment variable {variable} is empty or unset"
+            "{section} {label}: set exactly one of {inline}, {env}, oauth = true"
         )));
     }
-    Ok(value)
+    if oauth {
+        return Ok(Source::OAuth);
+    }
+    if inline_set {
+        return Ok(Source::Inline);
+    }
+    let value = std::env::var(env_variable).unwrap_or_default();
+    if value.trim().is_empty() {
+        return Err(PluginError::invalid(format!(
+            "{section} {label}: environment variable {env_variable} is empty or unset"
+        )));
+    }
+    Ok(Source::Env(value))
 }
 
 /// Where the pool reads the time: the real clock, or one a test moves.
@@ -932,17 +978,26 @@ mod tests {
             "{}",
             twice.message()
         );
-        assert!(exactly_one_source(section, "a", "k, e", &[true, false]).is_ok());
-        let both = exactly_one_source(section, "a", "k, e", &[true, true]).unwrap_err();
+        let names = ["key", "key_env"];
+        let source = |inline, env, oauth| entry_source(section, "a", names, inline, env, oauth);
+        assert_eq!(source(true, "", false).unwrap(), Source::Inline);
+        assert_eq!(source(false, "", true).unwrap(), Source::OAuth);
+        assert_eq!(
+            source(false, "PATH", false).unwrap(),
+            Source::Env(std::env::var("PATH").unwrap())
+        );
+        let both = source(true, "PATH", false).unwrap_err();
         assert_eq!(
             both.message(),
-            "plugins.x.accounts a: set exactly one of k, e"
+            "plugins.x.accounts a: set exactly one of key, key_env, oauth = true"
         );
-        assert!(exactly_one_source(section, "a", "k, e", &[false, false]).is_err());
-        let unset = env_secret(section, "a", "CCPROXY_KIT_TEST_UNSET_VARIABLE").unwrap_err();
-        assert!(unset.message().contains("empty or unset"));
-        let path = env_secret(section, "a", "PATH").unwrap();
-        assert!(!path.is_empty());
+        assert!(source(false, "", false).is_err());
+        let unset = source(false, "CCPROXY_KIT_TEST_UNSET_VARIABLE", false).unwrap_err();
+        assert!(
+            unset.message().contains("empty or unset"),
+            "{}",
+            unset.message()
+        );
         let entries = [("", 1), (" b ", 2)];
         let pool =
             AccountPool::from_entries(section, entries, PoolSettings::default(), |label, n| {
@@ -963,6 +1018,41 @@ mod tests {
         let empty =
             AccountPool::from_entries(section, none, PoolSettings::default(), |_, ()| Ok(()));
         assert!(empty.unwrap().is_none());
+    }
+
+    #[test]
+    fn the_plan_names_the_account_and_asks_a_retry_for_the_fallback_model() {
+        let upstream = || UpstreamRequest {
+            body: br#"{"model":"opus"}"#.to_vec(),
+            model_alias: Some("alias".to_owned()),
+            ..UpstreamRequest::default()
+        };
+        let settings = PoolSettings::default();
+        let first = settings.plan(upstream(), false, Some(("a".to_owned(), 3, Duration::ZERO)));
+        assert_eq!(first.account.as_deref(), Some("a"));
+        assert_eq!(first.retry.map(|retry| retry.max_attempts), Some(3));
+        assert_eq!(
+            (first.delay, first.model_alias.as_deref()),
+            (None, Some("alias"))
+        );
+        assert!(settings.plan(upstream(), true, None).retry.is_none());
+        let settings = PoolSettings {
+            fallback_model: "sonnet".to_owned(),
+            ..PoolSettings::default()
+        };
+        let retry = settings.plan(
+            upstream(),
+            true,
+            Some(("b".to_owned(), 3, Duration::from_secs(2))),
+        );
+        assert_eq!(retry.body, br#"{"model":"sonnet"}"#);
+        assert_eq!(
+            (retry.delay, retry.model_alias),
+            (Some(Duration::from_secs(2)), None)
+        );
+        let single = settings.plan(upstream(), false, None);
+        assert_eq!(single.retry.map(|retry| retry.max_attempts), Some(2));
+        assert_eq!(single.body, br#"{"model":"opus"}"#);
     }
 
     #[test]
