@@ -654,17 +654,8 @@ impl Plugin for ClaudeApi {
         let identity =
             identity.unwrap_or_else(|| json!({"source": "bundled", "cli_version": "1.0.113"}));
         if let Some(pool) = &self.pool {
-            let status = if pool.available() == 0 {
-                HealthStatus::Degraded
-            } else {
-                HealthStatus::Healthy
-            };
-            let mut details = json!({"base_url": self.config.base(), "credentials": "accounts", "claude_cli_identity": identity});
-            details["accounts"] = pool.health(accounts::describe);
-            if status == HealthStatus::Degraded {
-                details["reason"] = json!("no account can take a request now");
-            }
-            return Health::with(status, details);
+            let details = json!({"base_url": self.config.base(), "credentials": "accounts", "claude_cli_identity": identity});
+            return pool.plugin_health(details, accounts::describe);
         }
         match self.credentials.resolve(&self.ctx).await {
             Ok(credential) => Health::with(

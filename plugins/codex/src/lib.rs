@@ -586,17 +586,8 @@ impl Plugin for Codex {
         let identity = json!({"originator": auth::ORIGINATOR, "version": version, "source": source,
             "instructions": self.injected_instructions().1});
         if let Some(pool) = &self.pool {
-            let status = if pool.available() == 0 {
-                HealthStatus::Degraded
-            } else {
-                HealthStatus::Healthy
-            };
-            let mut details = json!({"base_url": self.config.base(), "credentials": "accounts", "codex_cli_identity": identity});
-            details["accounts"] = pool.health(accounts::describe);
-            if status == HealthStatus::Degraded {
-                details["reason"] = json!("no account can take a request now");
-            }
-            return Health::with(status, details);
+            let details = json!({"base_url": self.config.base(), "credentials": "accounts", "codex_cli_identity": identity});
+            return pool.plugin_health(details, accounts::describe);
         }
         match auth::resolve(&self.ctx).await {
             Ok(credential) => Health::with(

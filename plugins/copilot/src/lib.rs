@@ -506,22 +506,12 @@ impl Plugin for Copilot {
 
     async fn on_health(&self) -> Health {
         if let Some(pool) = &self.pool {
-            let available = pool.available() > 0;
-            let mut details = json!({
+            let details = json!({
                 "base_url": self.configured_base(),
                 "account_type": self.config.account_type,
                 "credentials": "accounts",
-                "accounts": pool.health(accounts::describe),
             });
-            if !available {
-                details["reason"] = json!("no account can take a request now");
-            }
-            let status = if available {
-                HealthStatus::Healthy
-            } else {
-                HealthStatus::Degraded
-            };
-            return Health::with(status, details);
+            return pool.plugin_health(details, accounts::describe);
         }
         let (status, details) = self.health_details().await;
         Health::with(status, details)

@@ -40,7 +40,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ccproxy_plugin_abi::{PluginError, ProviderAttempt, UpstreamRequest, Value, json, warn};
+use ccproxy_plugin_abi::{
+    Health, HealthStatus, PluginError, ProviderAttempt, UpstreamRequest, Value, json, warn,
+};
 use serde::{Deserialize, Serialize};
 
 /// How the next account is chosen.
@@ -653,6 +655,20 @@ impl<C> AccountPool<C> {
         })
     }
 
+    /// The plugin's `/plugins/{name}/health` while it has accounts:
+    /// `details` with `accounts` ([`AccountPool::health`]). Degraded, saying
+    /// why, when no account can take a request now: not unhealthy, since
+    /// rests end by themselves and clients are told when to come back.
+    pub fn plugin_health(&self, mut details: Value, describe: impl Fn(&C) -> Value) -> Health {
+        let available = self.available() > 0;
+        details["accounts"] = self.health(describe);
+        if available {
+            return Health::with(HealthStatus::Healthy, details);
+        }
+        details["reason"] = json!("no account can take a request now");
+        Health::with(HealthStatus::Degraded, details)
+    }
+
     /// How many accounts can take a request now.
     pub fn available(&self) -> usize {
         let now = self.clock.now();
@@ -789,6 +805,17 @@ mod tests {
         assert_eq!(health["accounts"][0]["failures"], 2);
         assert_eq!(health["accounts"][0]["last_failure_status"], 401);
         assert_eq!(health["accounts"][0]["kind"], "api_key");
+        let plugin = pool.plugin_health(json!({"base_url": "u"}), |_| json!({}));
+        assert_eq!(plugin.status, HealthStatus::Degraded);
+        assert_eq!(plugin.details["base_url"], "u");
+        assert_eq!(
+            plugin.details["accounts"]["accounts"][1]["state"],
+            "disabled"
+        );
+        assert_eq!(
+            plugin.details["reason"],
+            "no account can take a request now"
+        );
     }
 
     #[test]
@@ -831,6 +858,9 @@ mod tests {
         assert_eq!(health["accounts"][1]["state"], "cooling");
         assert_eq!(health["accounts"][1]["cooling_seconds_left"], 30);
         assert_eq!(pool.max_attempts(), 3);
+        let plugin = pool.plugin_health(json!({}), |_| json!({}));
+        assert_eq!(plugin.status, HealthStatus::Healthy);
+        assert!(plugin.details.get("reason").is_none());
     }
 
     #[test]
