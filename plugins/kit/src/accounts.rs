@@ -16,6 +16,13 @@
 //! success path stays free of extra work), so failures are counted since the
 //! start, not in a row.
 //!
+//! A provider plugin builds its pool from `[[plugins.NAME.accounts]]` with
+//! [`AccountPool::from_entries`] and [`entry_source`], has each attempt's
+//! account from [`AccountPool::choose`], gives the host the retry plan with
+//! [`PoolSettings::plan`] and shows the pool with
+//! [`AccountPool::plugin_health`]: what stays in the plugin is its kinds of
+//! credential and how one becomes what a request sends.
+//!
 //! ```
 //! use std::time::Duration;
 //! use ccproxy_plugin_kit::accounts::{AccountPool, Pick, PoolSettings};
