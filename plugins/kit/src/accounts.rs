@@ -812,17 +812,6 @@ mod tests {
         assert_eq!(health["accounts"][0]["failures"], 2);
         assert_eq!(health["accounts"][0]["last_failure_status"], 401);
         assert_eq!(health["accounts"][0]["kind"], "api_key");
-        let plugin = pool.plugin_health(json!({"base_url": "u"}), |_| json!({}));
-        assert_eq!(plugin.status, HealthStatus::Degraded);
-        assert_eq!(plugin.details["base_url"], "u");
-        assert_eq!(
-            plugin.details["accounts"]["accounts"][1]["state"],
-            "disabled"
-        );
-        assert_eq!(
-            plugin.details["reason"],
-            "no account can take a request now"
-        );
     }
 
     #[test]
@@ -865,9 +854,6 @@ mod tests {
         assert_eq!(health["accounts"][1]["state"], "cooling");
         assert_eq!(health["accounts"][1]["cooling_seconds_left"], 30);
         assert_eq!(pool.max_attempts(), 3);
-        let plugin = pool.plugin_health(json!({}), |_| json!({}));
-        assert_eq!(plugin.status, HealthStatus::Healthy);
-        assert!(plugin.details.get("reason").is_none());
     }
 
     #[test]
@@ -1090,6 +1076,35 @@ mod tests {
         let single = settings.plan(upstream(), false, None);
         assert_eq!(single.retry.map(|retry| retry.max_attempts), Some(2));
         assert_eq!(single.body, br#"{"model":"opus"}"#);
+    }
+
+    #[test]
+    fn plugin_health_is_degraded_with_a_reason_while_no_account_can_serve() {
+        let (pool, clock) = pool_of(&["a", "b"]);
+        pool.report_failure("a", 429, Some(Duration::from_secs(10)));
+        let plugin = pool.plugin_health(json!({"base_url": "u"}), |_| json!({}));
+        assert_eq!(plugin.status, HealthStatus::Healthy);
+        assert!(plugin.details.get("reason").is_none());
+        assert_eq!(
+            plugin.details["accounts"]["accounts"][0]["state"],
+            "cooling"
+        );
+        pool.report_failure("b", 401, None);
+        pool.report_failure("b", 401, None);
+        let plugin = pool.plugin_health(json!({"base_url": "u"}), |_| json!({}));
+        assert_eq!(plugin.status, HealthStatus::Degraded);
+        assert_eq!(plugin.details["base_url"], "u");
+        assert_eq!(
+            plugin.details["accounts"]["accounts"][1]["state"],
+            "disabled"
+        );
+        assert_eq!(
+            plugin.details["reason"],
+            "no account can take a request now"
+        );
+        clock.advance(Duration::from_secs(10));
+        let plugin = pool.plugin_health(json!({}), |_| json!({}));
+        assert_eq!(plugin.status, HealthStatus::Healthy);
     }
 
     #[test]
