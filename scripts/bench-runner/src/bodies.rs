@@ -17,7 +17,7 @@ pub(crate) struct Bodies {
     pub(crate) chat_stream: Vec<u8>,
 }
 
-const MODEL: &str = "claude-sonnet-4-20250514";
+const MODEL: &str = "claude-sonnet-4-5-20250929";
 
 /// The small conversation, about 1 KB.
 pub(crate) fn small() -> Bodies {

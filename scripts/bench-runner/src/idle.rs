@@ -140,7 +140,7 @@ struct Answer {
 
 fn answer_from_samples() -> Result<Answer, String> {
     let samples = Samples::load(&default_samples_dir())?;
-    let request = json!({"model": "claude-sonnet-4-20250514", "messages": [], "stream": true});
+    let request = json!({"model": "claude-sonnet-4-5-20250929", "messages": [], "stream": true});
     let selected = samples.select(Format::Anthropic, &request)?;
     let Reply::Events(events) = selected.reply else {
         return Err("the samples have no Anthropic stream".to_owned());
@@ -328,7 +328,7 @@ fn stream_request(proxy: SocketAddr, held: bool) -> Vec<u8> {
         "Warm-up: answer at once.".to_owned()
     };
     let body = json!({
-        "model": "claude-sonnet-4-20250514",
+        "model": "claude-sonnet-4-5-20250929",
         "max_tokens": 64,
         "stream": true,
         "messages": [{"role": "user", "content": text}],

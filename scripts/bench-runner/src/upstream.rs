@@ -46,7 +46,7 @@ struct Answers([[Canned; 2]; 2]);
 
 fn canned(samples: &Samples, tools: bool, stream: bool) -> Result<Canned, String> {
     let mut request =
-        json!({"model": "claude-sonnet-4-20250514", "messages": [], "stream": stream});
+        json!({"model": "claude-sonnet-4-5-20250929", "messages": [], "stream": stream});
     if tools {
         request["tools"] = json!([{"name": "t", "input_schema": {"type": "object"}}]);
     }
