@@ -18,8 +18,6 @@ pub use stream::{AccumulateError, Accumulator, StreamConverter};
 pub use tools::ClientTools;
 pub use usage::{TokenUsage, UsageScanner, response_usage};
 
-use serde_json::Value;
-
 use crate::{Format, sse};
 
 /// Why a body could not be converted.
@@ -199,17 +197,18 @@ pub(crate) fn encode_response(
 /// `response.model` (Responses `response.*` events) where present. A body without a model
 /// field comes back unchanged.
 pub fn rewrite_model(body: &[u8], model: &str) -> Result<Vec<u8>, ConvertError> {
-    let mut value: serde_json::Map<String, Value> =
-        serde_json::from_slice(body).map_err(|error| ConvertError::Invalid {
-            format: Format::AnthropicMessages,
-            path: String::new(),
-            message: format!("not a JSON object: {error}"),
-        })?;
-    if set_model(&mut value, model) {
-        Ok(crate::to_json_vec(&value))
-    } else {
-        Ok(body.to_vec())
-    }
+    let invalid = |error: serde_json::Error| ConvertError::Invalid {
+        format: Format::AnthropicMessages,
+        path: String::new(),
+        message: format!("not a JSON object: {error}"),
+    };
+    let text = std::str::from_utf8(body).map_err(|error| ConvertError::Invalid {
+        format: Format::AnthropicMessages,
+        path: String::new(),
+        message: format!("not a JSON object: {error}"),
+    })?;
+    let spans = model_spans(text).map_err(invalid)?;
+    Ok(splice_model(text, &spans, model).into_bytes())
 }
 
 /// [`rewrite_model`] for a stream event; events without a model (deltas, `[DONE]`) are left
@@ -218,33 +217,130 @@ pub fn rewrite_model_event(event: &mut sse::Event, model: &str) {
     if !event.data.contains("\"model\"") {
         return;
     }
-    let Ok(mut value) = serde_json::from_str::<serde_json::Map<String, Value>>(&event.data) else {
-        return;
-    };
-    if set_model(&mut value, model) {
-        event.data = crate::to_json_string(&value);
+    if let Ok(spans) = model_spans(&event.data)
+        && !spans.is_empty()
+    {
+        event.data = splice_model(&event.data, &spans, model);
     }
 }
 
-fn set_model(value: &mut serde_json::Map<String, Value>, model: &str) -> bool {
-    let mut changed = false;
-    if value.contains_key("model") {
-        value.insert("model".to_owned(), Value::String(model.to_owned()));
-        changed = true;
+/// `text` with each of `spans` (model values, in order) replaced by `model` as a JSON string.
+/// Only those bytes change: the rest of the upstream's answer (key order, numbers, spacing)
+/// is passed on as it came, and nothing is built but the output.
+fn splice_model(text: &str, spans: &[std::ops::Range<usize>], model: &str) -> String {
+    if spans.is_empty() {
+        return text.to_owned();
     }
-    for key in ["message", "response"] {
-        if let Some(Value::Object(inner)) = value.get_mut(key)
-            && inner.contains_key("model")
-        {
-            inner.insert("model".to_owned(), Value::String(model.to_owned()));
-            changed = true;
+    let quoted = serde_json::to_string(model).unwrap_or_else(|_| "\"\"".to_owned());
+    let mut out = String::with_capacity(text.len() + spans.len() * quoted.len());
+    let mut at = 0;
+    for span in spans {
+        out.push_str(&text[at..span.start]);
+        out.push_str(&quoted);
+        at = span.end;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
+/// Where the model values of a JSON object are, in order: its top-level `model`, and
+/// `message.model` / `response.model` (Anthropic `message_start`, Responses `response.*`
+/// events). The object is checked as serde_json parses it, but only those values' places are
+/// kept (a whole parse into a `Map` and back cost about 30,000 instructions per answer).
+/// An error when `text` is not a JSON object.
+fn model_spans(text: &str) -> Result<Vec<std::ops::Range<usize>>, serde_json::Error> {
+    let found: ModelFields<'_> = serde_json::from_str(text)?;
+    let base = text.as_ptr() as usize;
+    let offset = |raw: &serde_json::value::RawValue| {
+        let start = raw.get().as_ptr() as usize - base;
+        start..start + raw.get().len()
+    };
+    let mut spans: Vec<std::ops::Range<usize>> =
+        found.models.iter().map(|raw| offset(raw)).collect();
+    for inner in found.inner {
+        // A `message` or `response` that is not an object has no model to set.
+        if let Ok(nested) = serde_json::from_str::<ModelFields<'_>>(inner.get()) {
+            spans.extend(nested.models.iter().map(|raw| offset(raw)));
         }
     }
-    changed
+    spans.sort_by_key(|span| span.start);
+    Ok(spans)
+}
+
+/// The values of an object's `model` keys and of its `message` and `response` keys, borrowed
+/// from the text; every other value is skipped unbuilt.
+struct ModelFields<'a> {
+    models: Vec<&'a serde_json::value::RawValue>,
+    inner: Vec<&'a serde_json::value::RawValue>,
+}
+
+impl<'de> serde::Deserialize<'de> for ModelFields<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = ModelFields<'de>;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("a JSON object")
+            }
+
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut fields = ModelFields {
+                    models: Vec::new(),
+                    inner: Vec::new(),
+                };
+                while let Some(key) = map.next_key::<FieldKey>()? {
+                    match key {
+                        FieldKey::Model => fields.models.push(map.next_value()?),
+                        FieldKey::Inner => fields.inner.push(map.next_value()?),
+                        FieldKey::Other => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(fields)
+            }
+        }
+        deserializer.deserialize_map(Fields)
+    }
+}
+
+/// A key of [`ModelFields`], told apart without allocating (escaped keys included).
+enum FieldKey {
+    Model,
+    Inner,
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for FieldKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Key;
+        impl serde::de::Visitor<'_> for Key {
+            type Value = FieldKey;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("a key")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<FieldKey, E> {
+                Ok(match key {
+                    "model" => FieldKey::Model,
+                    "message" | "response" => FieldKey::Inner,
+                    _ => FieldKey::Other,
+                })
+            }
+        }
+        deserializer.deserialize_str(Key)
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
     use serde_json::json;
 
@@ -291,5 +387,33 @@ mod tests {
         let mut delta = sse::Event::data("[DONE]");
         rewrite_model_event(&mut delta, "sonnet");
         assert_eq!(delta, sse::Event::done());
+    }
+
+    #[test]
+    fn rewrite_model_changes_only_the_model_bytes() {
+        // Key order, spacing, numbers and escaped keys pass as the upstream wrote them; a
+        // `model` elsewhere (in the content) is not the answer's model.
+        let body = br#"{"id":"x", "model" : "up-1","usage":{"input_tokens":1.50},"content":[{"model":"keep"}],"\u006dodel2":1}"#;
+        let rewritten = rewrite_model(body, r#"my "quoted" model"#).expect("object");
+        assert_eq!(
+            String::from_utf8(rewritten).expect("utf-8"),
+            r#"{"id":"x", "model" : "my \"quoted\" model","usage":{"input_tokens":1.50},"content":[{"model":"keep"}],"\u006dodel2":1}"#
+        );
+        // Both places at once, in order.
+        let both = br#"{"model":"a","response":{"id":"r","model":"b"},"message":"text"}"#;
+        assert_eq!(
+            rewrite_model(both, "m").expect("object"),
+            br#"{"model":"m","response":{"id":"r","model":"m"},"message":"text"}"#
+        );
+        // No model: unchanged; not an object or not JSON: an error (callers keep the body).
+        let plain = br#"{"id":"x"}"#;
+        assert_eq!(rewrite_model(plain, "m").expect("object"), plain);
+        assert!(rewrite_model(b"[1,2]", "m").is_err());
+        assert!(rewrite_model(br#"{"model":"a""#, "m").is_err());
+        assert!(rewrite_model(b"\xff", "m").is_err());
+        // An event that is not JSON is left alone.
+        let mut broken = sse::Event::data(r#"{"model": oops"#);
+        rewrite_model_event(&mut broken, "m");
+        assert_eq!(broken.data, r#"{"model": oops"#);
     }
 }
