@@ -78,11 +78,14 @@ mod shaping;
 use std::sync::{Arc, RwLock};
 
 use ccproxy_plugin_abi::{Value, prelude::*, serde_json};
-use ccproxy_plugin_kit::{accounts::AccountPool, mapping::ModelMapper};
+use ccproxy_plugin_kit::{
+    accounts::AccountPool,
+    mapping::{ListedModel, ModelMapper},
+};
 
 use crate::{
     auth::{Credential, Credentials, OAUTH_SERVICE, upstream_headers},
-    config::{Config, MatchKind, ModelCard},
+    config::Config,
     shaping::Body,
 };
 
@@ -372,77 +375,23 @@ impl ClaudeApi {
 /// upstream instead (a card a rule rewrites has it too). `mappings` lists
 /// every rule, `prefix` and `regex` ones included, in the order they apply.
 fn model_list(config: &Config, mapper: &ModelMapper) -> Value {
-    let card_of = |id: &str| config.models.iter().find(|card| card.id == id);
-    let mut data: Vec<Value> = config
+    let cards: Vec<ListedModel<'_>> = config
         .models
         .iter()
-        .map(|card| model_entry(&card.id, card, mapper.map(&card.id)))
-        .collect();
-    for rule in &config.model_mappings {
-        let alias = rule.pattern.as_str();
-        let listed = data.iter().any(|entry| entry["id"] == alias);
-        if rule.kind != MatchKind::Exact || listed {
-            continue;
-        }
-        // What the alias really becomes: an earlier rule may shadow this one.
-        let Some(target) = mapper.map(alias).filter(|target| *target != alias) else {
-            continue;
-        };
-        let unlisted = ModelCard {
-            id: target.to_owned(),
-            created: 0,
-            owned_by: "anthropic".to_owned(),
-            display_name: String::new(),
-        };
-        let card = card_of(target).unwrap_or(&unlisted);
-        data.push(model_entry(alias, card, Some(target)));
-    }
-    let mappings: Vec<Value> = config
-        .model_mappings
-        .iter()
-        .map(|rule| {
-            json!({
-                "kind": rule.kind,
-                "pattern": rule.pattern,
-                "ignore_case": rule.ignore_case,
-                "maps_to": rule.target,
-            })
+        .map(|card| ListedModel {
+            id: &card.id,
+            created: card.created,
+            owned_by: &card.owned_by,
+            display_name: &card.display_name,
         })
         .collect();
-    let first_id = data.first().map(|entry| entry["id"].clone());
-    let last_id = data.last().map(|entry| entry["id"].clone());
-    json!({
-        "object": "list",
-        "data": data,
-        "has_more": false,
-        "first_id": first_id,
-        "last_id": last_id,
-        "mappings": mappings,
-    })
-}
-
-/// One model entry named `id`, described by `card` (its own, or for an
-/// alias the target's); `maps_to` when the name is rewritten.
-fn model_entry(id: &str, card: &ModelCard, maps_to: Option<&str>) -> Value {
-    let display_name = if card.display_name.is_empty() {
-        id
-    } else {
-        card.display_name.as_str()
-    };
-    let created_ms = i64::try_from(card.created.saturating_mul(1000)).unwrap_or(i64::MAX);
-    let mut entry = json!({
-        "id": id,
-        "object": "model",
-        "created": card.created,
-        "owned_by": card.owned_by,
-        "type": "model",
-        "display_name": display_name,
-        "created_at": ccproxy_plugin_kit::logs::rfc3339(created_ms),
-    });
-    if let Some(target) = maps_to.filter(|target| *target != id) {
-        entry["maps_to"] = json!(target);
-    }
-    entry
+    ccproxy_plugin_kit::mapping::model_list(
+        &cards,
+        &config.model_mappings,
+        mapper,
+        true,
+        "anthropic",
+    )
 }
 
 /// An error as Anthropic writes one, for the plugin's own routes.

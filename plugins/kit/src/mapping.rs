@@ -211,6 +211,112 @@ impl Matcher {
     }
 }
 
+/// A model card as a provider lists it in its `GET …/v1/models`.
+#[derive(Debug, Clone, Copy)]
+pub struct ListedModel<'a> {
+    /// The model id.
+    pub id: &'a str,
+    /// Unix seconds.
+    pub created: u64,
+    /// Owner shown to clients.
+    pub owned_by: &'a str,
+    /// The name the Anthropic SDK shows; empty: the id.
+    pub display_name: &'a str,
+}
+
+/// The model list a provider answers on `GET …/v1/models`, one list both SDKs parse: each
+/// entry has the OpenAI model fields (`id`, `object`, `created`, `owned_by`) and the Anthropic
+/// ones (`type`, `display_name`, `created_at`), and the list Anthropic's paging fields. The
+/// entries are the `cards` (each with `maps_to` when `map_cards` and a rule rewrites it), then
+/// the names of the `exact` rules not listed yet, as aliases with `maps_to`, the model sent
+/// instead (described by its card, or as owned by `owner`); `mappings` lists every rule in the
+/// order it applies.
+pub fn model_list(
+    cards: &[ListedModel<'_>],
+    rules: &[MappingRule],
+    mapper: &ModelMapper,
+    map_cards: bool,
+    owner: &str,
+) -> Value {
+    let mut data: Vec<Value> = cards
+        .iter()
+        .map(|card| {
+            model_entry(
+                card.id,
+                card,
+                map_cards.then(|| mapper.map(card.id)).flatten(),
+            )
+        })
+        .collect();
+    for rule in rules {
+        let alias = rule.pattern.as_str();
+        let listed = data.iter().any(|entry| entry["id"] == alias);
+        if rule.kind != MatchKind::Exact || listed {
+            continue;
+        }
+        // What the alias really becomes: an earlier rule may shadow this one.
+        let Some(target) = mapper.map(alias).filter(|target| *target != alias) else {
+            continue;
+        };
+        let unlisted = ListedModel {
+            id: target,
+            created: 0,
+            owned_by: owner,
+            display_name: "",
+        };
+        let card = cards
+            .iter()
+            .find(|card| card.id == target)
+            .unwrap_or(&unlisted);
+        data.push(model_entry(alias, card, Some(target)));
+    }
+    let mappings: Vec<Value> = rules
+        .iter()
+        .map(|rule| {
+            ccproxy_plugin_abi::json!({
+                "kind": rule.kind,
+                "pattern": rule.pattern,
+                "ignore_case": rule.ignore_case,
+                "maps_to": rule.target,
+            })
+        })
+        .collect();
+    let first_id = data.first().map(|entry| entry["id"].clone());
+    let last_id = data.last().map(|entry| entry["id"].clone());
+    ccproxy_plugin_abi::json!({
+        "object": "list",
+        "data": data,
+        "has_more": false,
+        "first_id": first_id,
+        "last_id": last_id,
+        "mappings": mappings,
+    })
+}
+
+/// One model entry named `id`, described by `card` (its own, or for an alias the target's);
+/// `maps_to` when the name is rewritten.
+fn model_entry(id: &str, card: &ListedModel<'_>, maps_to: Option<&str>) -> Value {
+    let display_name = if card.display_name.is_empty() {
+        id
+    } else {
+        card.display_name
+    };
+    let created_ms = i64::try_from(card.created.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let mut entry = ccproxy_plugin_abi::json!({
+        "id": id,
+        "object": "model",
+        "created": card.created,
+        "owned_by": card.owned_by,
+        "type": "model",
+        "display_name": display_name,
+        "created_at": crate::logs::rfc3339(created_ms),
+    });
+    if let Some(target) = maps_to.filter(|target| *target != id) {
+        entry["maps_to"] = ccproxy_plugin_abi::json!(target);
+    }
+    entry
+}
+
 #[cfg(test)]
 mod tests {
     use ccproxy_plugin_abi::{json, serde_json};
