@@ -152,18 +152,15 @@ fn replayed_curl_commands_reproduce_the_requests() {
     });
     assert_eq!(codex["path"], CODEX_BACKEND_PATH);
 
-    wait_for_files(
-        &folder,
-        &[
-            "plain_curl.sh",
-            "plain_xh.sh",
-            "plain_client_curl.sh",
-            "streamed_curl.sh",
-            "codex_curl.sh",
-            "codex_xh.sh",
-        ],
-        &proxy,
-    );
+    // Every script of the three requests, so none is still being written
+    // (as a `.NAME.tmp` renamed into place) when the folder is read below.
+    let every_script: Vec<String> = ["plain", "streamed", "codex"]
+        .iter()
+        .flat_map(|id| {
+            ["curl", "xh", "client_curl", "client_xh"].map(|kind| format!("{id}_{kind}.sh"))
+        })
+        .collect();
+    wait_for_files(&folder, &every_script, &proxy);
     assert_eq!(mode(&folder), 0o700);
     assert_eq!(mode(&folder.join("plain_curl.sh")), 0o600);
 
