@@ -45,6 +45,11 @@ const MAX_BATCH: usize = 64;
 /// How long one hook call may take before it is abandoned.
 const HOOK_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The caller's own deadline for `hooks` inline hooks run in one hop.
+fn inline_deadline(hooks: usize) -> Duration {
+    HOOK_TIMEOUT * hooks as u32 + Duration::from_secs(1)
+}
+
 /// The most body bytes observed events may hold while they wait in the
 /// queue: the queue bounds events by count, and one event may carry a
 /// request body of many megabytes. An event whose body would pass this is
@@ -372,6 +377,13 @@ impl HookBus {
         !self.subscriptions.load().of(event.as_str()).is_empty()
     }
 
+    /// How long [`HookBus::mutate`] may take on `event` at most: every
+    /// inline hook's timeout, plus a second; `None` when no hook listens.
+    pub fn inline_deadline(&self, event: &HookEvent) -> Option<Duration> {
+        let hooks = self.subscriptions.load().of(event.as_str()).len();
+        (hooks > 0).then(|| inline_deadline(hooks))
+    }
+
     /// Whether any hook on `event` asked for body `kind` with it.
     pub fn wants_body(&self, event: &HookEvent, kind: HookBody) -> bool {
         self.subscriptions
@@ -688,7 +700,7 @@ impl HookBus {
             request_id.map(str::to_owned),
             state.clone(),
         );
-        let deadline = HOOK_TIMEOUT * hooks as u32 + Duration::from_secs(1);
+        let deadline = inline_deadline(hooks);
         let failed = match tokio::time::timeout(deadline, handle::in_one_hop(run)).await {
             Ok(Some(failed)) => failed,
             Ok(None) => {

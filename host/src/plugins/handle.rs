@@ -165,6 +165,17 @@ where
     on_the_plugin_runtime(future).await.ok()
 }
 
+/// The JSON metadata of a call to operation `O` (or a borrowed view writing
+/// the same JSON).
+pub fn encode_input<O: Operation>(meta: &impl InputOf<O>) -> Result<String, CallError> {
+    serde_json::to_string(meta).map_err(|error| {
+        CallError::new(
+            CallErrorKind::BadReply,
+            format!("could not encode {}: {error}", O::NAME),
+        )
+    })
+}
+
 /// `timeout` as the error messages say it: whole seconds as `N s`.
 pub fn duration_text(timeout: Duration) -> String {
     if timeout.subsec_nanos() == 0 {
@@ -309,13 +320,19 @@ impl PluginHandle {
         meta: &impl InputOf<O>,
         body: Vec<u8>,
     ) -> Result<Reply<T>, CallError> {
+        let meta = encode_input::<O>(meta)?;
+        self.call_encoded::<O, T>(meta, body).await
+    }
+
+    /// [`PluginHandle::call_reading`] with the metadata already encoded
+    /// ([`encode_input`]): the call owns everything it needs, so it can be
+    /// moved into a task of its own.
+    pub async fn call_encoded<O: Operation, T: OutputOf<O>>(
+        &self,
+        meta: String,
+        body: Vec<u8>,
+    ) -> Result<Reply<T>, CallError> {
         let op = O::NAME;
-        let meta = serde_json::to_string(meta).map_err(|error| {
-            CallError::new(
-                CallErrorKind::BadReply,
-                format!("could not encode {op}: {error}"),
-            )
-        })?;
         let reply = self.call_raw(op, meta, body).await?;
         let text = if reply.meta.is_empty() {
             "null"
@@ -355,7 +372,19 @@ impl PluginHandle {
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<Reply<T>, CallError> {
-        match tokio::time::timeout(timeout, self.call_reading::<O, T>(meta, body)).await {
+        let meta = encode_input::<O>(meta)?;
+        self.call_encoded_with_timeout::<O, T>(meta, body, timeout)
+            .await
+    }
+
+    /// [`PluginHandle::call_encoded`], giving up after `timeout`.
+    pub async fn call_encoded_with_timeout<O: Operation, T: OutputOf<O>>(
+        &self,
+        meta: String,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Reply<T>, CallError> {
+        match tokio::time::timeout(timeout, self.call_encoded::<O, T>(meta, body)).await {
             Ok(result) => result,
             Err(_) => Err(self.timed_out(O::NAME, timeout)),
         }

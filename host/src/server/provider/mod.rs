@@ -399,7 +399,7 @@ async fn attempts(
             body: upstream_body,
             alias,
             plan,
-        } = prepare::run_prepared_hooks(app, head, (name, route.native), prepared).await;
+        } = prepared;
         let number = attempt.as_ref().map_or(1, |attempt| attempt.number);
         if let Some(delay) = plan.delay {
             // A `Retry-After` honoured, never past the request's own limit.

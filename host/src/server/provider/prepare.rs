@@ -1,8 +1,9 @@
 //! Steps 2 to 4: the request in the provider's native format, the plugin's
 //! `provider.prepare` (URL, credentials, headers, body shaping, model
-//! mapping, timeout), then the mutating `provider.request.prepared` hooks.
+//! mapping, timeout), then the mutating `provider.request.prepared` hooks,
+//! both in one hop to the plugin runtime.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use ccproxy_formats::{Format, convert};
 use ccproxy_plugin_abi::{
@@ -13,9 +14,13 @@ use http::StatusCode;
 use serde::Serialize;
 use serde_json::json;
 
-use super::{ClientRequest, ProviderRoute, ProxyError};
+use super::{ClientRequest, ProviderRoute, ProxyError, Who};
 use crate::{
-    plugins::{handle::CallErrorKind, registry::ActivePlugin},
+    hooks::HookBus,
+    plugins::{
+        handle::{self, CallError, CallErrorKind},
+        registry::ActivePlugin,
+    },
     server::App,
     telemetry::redact_header,
 };
@@ -78,20 +83,24 @@ pub(super) fn to_native(
     converted.map_err(|error| ProxyError::client(StatusCode::BAD_REQUEST, error.to_string()))
 }
 
-/// Step 3: the plugin's `provider.prepare`, under
-/// `server.plugin_call_timeout_seconds`. A failure is the plugin's, with the
-/// status its error maps to.
+/// Steps 3 and 4: the plugin's `provider.prepare`, under
+/// `server.plugin_call_timeout_seconds` (a failure is the plugin's, with the
+/// status its error maps to), then, unless the plugin has nothing to send,
+/// the `provider.request.prepared` hooks. With such hooks both run as one
+/// task on the plugin runtime (`handle::in_one_hop`): a request's inline
+/// plugin calls cost one hop across runtimes, not two. Only the call's
+/// metadata is encoded here; the task owns the rest. A plugin that blocks
+/// its thread cannot be timed out from inside that thread, so the caller
+/// keeps a deadline of its own (the call's timeout plus the hooks').
 pub(super) async fn prepare(
     app: &App,
-    plugin: &ActivePlugin,
+    plugin: &Arc<ActivePlugin>,
     route: &ProviderRoute,
     head: &ClientRequest<'_>,
     native_body: Vec<u8>,
     (stream, model): (bool, Option<&str>),
     attempt: Option<&ProviderAttempt>,
 ) -> Result<Prepared, ProxyError> {
-    let name = &plugin.manifest.name;
-    let who = route.who(name);
     let input = PrepareInput {
         endpoint: &route.path,
         client_format: route.client.id(),
@@ -101,28 +110,68 @@ pub(super) async fn prepare(
         request: head,
         attempt,
     };
+    let who = route.who(&plugin.manifest.name);
+    let meta = handle::encode_input::<ops::ProviderPrepare>(&input)
+        .map_err(|error| call_failure(who, error))?;
+    let timeout = app.shared.config.server.plugin_call_timeout();
+    let Some(hooks_deadline) = app
+        .shared
+        .hooks
+        .inline_deadline(&HookEvent::ProviderRequestPrepared)
+    else {
+        return call_prepare(plugin, who, meta, native_body, timeout).await;
+    };
+    let hooks = app.shared.hooks.clone();
+    let (plugin, upstream) = (plugin.clone(), route.upstream.clone());
+    let (native, request_id) = (route.native, head.request_id.to_owned());
+    let hop = async move {
+        let name = plugin.manifest.name.as_str();
+        let who = ProviderRoute::who_of(name, upstream.as_deref());
+        let prepared = call_prepare(&plugin, who, meta, native_body, timeout).await?;
+        if prepared.plan.exhausted.is_some() {
+            return Ok(prepared);
+        }
+        Ok(run_prepared_hooks(&hooks, &request_id, (name, native), prepared).await)
+    };
+    let deadline = timeout + hooks_deadline;
+    // Boxed: the task's state (the call and every hook's) stays out of the
+    // request's future, which would otherwise hold it several times over
+    // and copy it at each move.
+    match tokio::time::timeout(deadline, handle::in_one_hop(Box::pin(hop))).await {
+        Ok(Some(prepared)) => prepared,
+        Ok(None) => Err(ProxyError::internal(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!(
+                "provider {who}: preparing the request stopped (the plugin runtime stopped or the host panicked)"
+            ),
+        )),
+        Err(_) => Err(ProxyError::plugin(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "provider {who}: preparing the request did not finish within {} (a plugin blocks its thread)",
+                handle::duration_text(deadline)
+            ),
+        )),
+    }
+}
+
+/// The `provider.prepare` call itself, its metadata encoded.
+async fn call_prepare(
+    plugin: &ActivePlugin,
+    who: Who<'_>,
+    meta: String,
+    native_body: Vec<u8>,
+    timeout: Duration,
+) -> Result<Prepared, ProxyError> {
     let prepared = plugin
         .handle
-        .call_with_timeout::<ops::ProviderPrepare>(
-            &input,
+        .call_encoded_with_timeout::<ops::ProviderPrepare, ProviderPrepareOutput>(
+            meta,
             native_body,
-            app.shared.config.server.plugin_call_timeout(),
+            timeout,
         )
         .await
-        .map_err(|error| {
-            let status = StatusCode::from_u16(error.http_status())
-                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let message = match error.kind {
-                CallErrorKind::Panicked => format!(
-                    "provider {who} panicked while preparing the request: {}",
-                    error.message
-                ),
-                // Its message names the plugin and the operation already.
-                CallErrorKind::TimedOut => error.message,
-                _ => format!("provider {who}: {}", error.message),
-            };
-            ProxyError::plugin(status, message)
-        })?;
+        .map_err(|error| call_failure(who, error))?;
     let ProviderPrepareOutput {
         method,
         url,
@@ -154,18 +203,31 @@ pub(super) async fn prepare(
     })
 }
 
+/// A failed `provider.prepare` as the client hears of it.
+fn call_failure(who: Who<'_>, error: CallError) -> ProxyError {
+    let status =
+        StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let message = match error.kind {
+        CallErrorKind::Panicked => format!(
+            "provider {who} panicked while preparing the request: {}",
+            error.message
+        ),
+        // Its message names the plugin and the operation already.
+        CallErrorKind::TimedOut => error.message,
+        _ => format!("provider {who}: {}", error.message),
+    };
+    ProxyError::plugin(status, message)
+}
+
 /// Step 4: the `provider.request.prepared` hooks, inline and mutating, in
 /// priority order; they may change the method, URL, headers and body.
-pub(super) async fn run_prepared_hooks(
-    app: &App,
-    head: &ClientRequest<'_>,
+async fn run_prepared_hooks(
+    hooks: &HookBus,
+    request_id: &str,
     (provider, format): (&str, Format),
     prepared: Prepared,
 ) -> Prepared {
     let event = HookEvent::ProviderRequestPrepared;
-    if !app.shared.hooks.wants(&event) {
-        return prepared;
-    }
     let Prepared {
         request:
             UpstreamRequest {
@@ -187,11 +249,7 @@ pub(super) async fn run_prepared_hooks(
         .collect();
     let data = json!({"method": method, "url": url, "headers": shown, "is_streaming": stream,
         "provider": provider, "format": format.id()});
-    let (mut data, body) = app
-        .shared
-        .hooks
-        .mutate(event, Some(head.request_id), data, body)
-        .await;
+    let (mut data, body) = hooks.mutate(event, Some(request_id), data, body).await;
     let method = match data["method"].as_str() {
         Some(changed) => changed.to_owned(),
         None => method,
