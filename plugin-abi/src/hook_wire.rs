@@ -149,6 +149,61 @@ pub fn to_indexed_json<T: serde::Serialize + ?Sized>(
     Ok((text, index))
 }
 
+/// Event data `data` (a JSON object) with `fields` (`(key, JSON text)`)
+/// added at its end or put in place of its keys of the same name, and the
+/// result's [`Index`]: the other members are copied as they are, using
+/// `index` (the data's index as a frame carries it, 16 bytes an entry), so
+/// nothing is parsed. `None` when that cannot be done (no index, a range
+/// that is not in `data`, a key that needs escapes): the caller parses.
+pub fn with_fields(
+    data: &str,
+    index: &[u8],
+    fields: &[(String, String)],
+) -> Option<(String, Index)> {
+    if index.is_empty() || !data.starts_with('{') || fields.iter().any(|(key, _)| needs_escape(key))
+    {
+        return None;
+    }
+    let added: usize = fields
+        .iter()
+        .map(|(key, json)| key.len() + json.len() + 4)
+        .sum();
+    let mut out = String::with_capacity(data.len() + added);
+    let mut entries = Index::with_capacity(index.len() / 16 + fields.len());
+    out.push('{');
+    let mut member = |out: &mut String, key: &str, value: &str| {
+        if out.len() > 1 {
+            out.push(',');
+        }
+        let key_start = out.len() + 1;
+        out.push('"');
+        out.push_str(key);
+        out.push_str("\":");
+        let value_start = out.len();
+        out.push_str(value);
+        entries.push([key_start, key_start + key.len(), value_start, out.len()].map(|n| n as u32));
+    };
+    for n in 0..index.len() / 16 {
+        let [key_start, key_end, value_start, value_end] = index_entry(index, n)?;
+        let key = data.get(key_start as usize..key_end as usize)?;
+        let value = data.get(value_start as usize..value_end as usize)?;
+        if !fields.iter().any(|(added, _)| added == key) {
+            member(&mut out, key, value);
+        }
+    }
+    for (key, json) in fields {
+        member(&mut out, key, json);
+    }
+    out.push('}');
+    (out.len() <= u32::MAX as usize).then_some((out, entries))
+}
+
+/// Whether a key must be escaped in JSON (then it is not spliced as is).
+fn needs_escape(key: &str) -> bool {
+    key.bytes()
+        .any(|byte| byte == b'"' || byte == b'\\' || byte < 0x20)
+}
+
 /// A writer that tells [`Indexing`] how much has been written.
 struct Tracked<'a> {
     out: &'a mut Vec<u8>,
@@ -657,6 +712,13 @@ mod sdk_tests {
             match data.what {
                 "boom" => panic!("boom"),
                 "fail" => Err(PluginError::invalid("refused")),
+                "annotate" => {
+                    call.annotate("cost_usd", 0.5)?;
+                    call.annotate("note", "first")?;
+                    // Set again: replaced, not added twice.
+                    call.annotate("note", "second")?;
+                    Ok(HookOutcome::Continue)
+                }
                 "enrich" => Ok(HookOutcome::Modify {
                     data: json!({"what": "enrich", "cost": 1, "seen_body": String::from_utf8_lossy(&call.body)}),
                     body: None,
@@ -717,6 +779,68 @@ mod sdk_tests {
     }
 
     #[test]
+    fn annotated_fields_are_spliced_into_the_data_with_an_index_that_fits() {
+        let plugin = MockHost::new().start::<Batched>().unwrap();
+        let indexed =
+            json!({"what": "annotate", "headers": {"a": "b"}, "note": "old", "usage": [1, 2]});
+        let (indexed_text, indexed_index) = to_indexed_json(&indexed).unwrap();
+        let mut writer = CallWriter::new(3, 0);
+        let plain = r#"{"what":"annotate","x":1}"#;
+        for (data, index) in [
+            (indexed_text.as_str(), encode_index(&indexed_index)),
+            (r#"{"what":"quiet"}"#, Vec::new()),
+            // Not indexed: the SDK parses it instead.
+            (plain, Vec::new()),
+        ] {
+            writer.entry("h", "request.completed", 1, None, data, &index, b"");
+        }
+        let (_, reply) = plugin
+            .call_operation(BATCH_OP, Value::Null, writer.finish())
+            .unwrap();
+        let mut reader = Reader::new(&reply);
+        assert_eq!(reader.u32().unwrap(), 3);
+        let Outcome::Modify { data, index, .. } = reader.outcome().unwrap() else {
+            panic!("expected the annotated data");
+        };
+        assert_eq!(
+            data,
+            r#"{"headers":{"a":"b"},"usage":[1,2],"what":"annotate","cost_usd":0.5,"note":"second"}"#
+        );
+        // The index names every member where it is.
+        let mut keys = Vec::new();
+        for [key_start, key_end, value_start, value_end] in index {
+            let key = &data[key_start as usize..key_end as usize];
+            let value: Value =
+                serde_json::from_str(&data[value_start as usize..value_end as usize]).unwrap();
+            let expected: Value = serde_json::from_str::<Value>(data).unwrap()[key].clone();
+            assert_eq!(value, expected, "{key}");
+            keys.push(key.to_owned());
+        }
+        assert_eq!(keys, ["headers", "usage", "what", "cost_usd", "note"]);
+        // The next call's answer is its own: nothing carried over.
+        assert!(matches!(reader.outcome().unwrap(), Outcome::Continue));
+        let Outcome::Modify { data, .. } = reader.outcome().unwrap() else {
+            panic!("expected the annotated data");
+        };
+        assert_eq!(
+            serde_json::from_str::<Value>(data).unwrap(),
+            json!({"what": "annotate", "x": 1, "cost_usd": 0.5, "note": "second"})
+        );
+    }
+
+    #[test]
+    fn with_fields_refuses_what_it_cannot_splice() {
+        let (text, index) = to_indexed_json(&json!({"a": 1})).unwrap();
+        let index = &encode_index(&index)[4..];
+        let field = |key: &str| vec![(key.to_owned(), "2".to_owned())];
+        assert!(with_fields(&text, index, &field("b")).is_some());
+        assert!(with_fields(&text, &[], &field("b")).is_none());
+        assert!(with_fields(&text, index, &field("quo\"te")).is_none());
+        // An index pointing past the data.
+        assert!(with_fields("{}", index, &field("b")).is_none());
+    }
+
+    #[test]
     fn a_malformed_frame_runs_nothing() {
         let plugin = MockHost::new().start::<Batched>().unwrap();
         let mut call = frame(&[(r#"{"what":"boom"}"#, b""), (r#"{"what":"x"}"#, b"")]);
@@ -753,7 +877,11 @@ mod index_tests {
         let frame = crate::shim::shared_frame(writer.finish());
         let mut reader = Reader::new(frame.as_slice());
         reader.call_header().unwrap();
-        let indexed = HookCall::from_entry(&frame, reader.entry().unwrap());
+        let indexed = HookCall::from_entry(
+            &frame,
+            reader.entry().unwrap(),
+            crate::hooks::Annotations::default(),
+        );
         let plain =
             HookCall::new("h", HookEvent::RequestCompleted, 1, None, &text, Vec::new()).unwrap();
         (indexed, plain)
@@ -810,7 +938,11 @@ mod index_tests {
             let frame = crate::shim::shared_frame(writer.finish());
             let mut reader = Reader::new(frame.as_slice());
             reader.call_header().unwrap();
-            let call = HookCall::from_entry(&frame, reader.entry().unwrap());
+            let call = HookCall::from_entry(
+                &frame,
+                reader.entry().unwrap(),
+                crate::hooks::Annotations::default(),
+            );
             assert!(call.data::<Path>().is_err(), "{index:?}");
             assert_eq!(call.data_json(), text);
         }

@@ -194,6 +194,50 @@ pub struct HookCall {
     /// frame (plugin API 1.3, `hook.batch`), read only when the data is;
     /// empty when the host did not say.
     index: std::ops::Range<usize>,
+    /// Fields added with [`HookCall::annotate`], which the SDK takes back
+    /// once the hook has answered.
+    annotations: Annotations,
+}
+
+/// The fields hooks added to their events' data ([`HookCall::annotate`]):
+/// one list shared by the calls of a batch, each field with its call's
+/// number, so a call costs no allocation of its own.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Annotations {
+    fields: std::sync::Arc<std::sync::Mutex<Vec<(usize, String, String)>>>,
+    call: usize,
+}
+
+impl Annotations {
+    /// The list for call `call` of the same batch as `self`.
+    pub(crate) fn for_call(&self, call: usize) -> Self {
+        Self {
+            fields: self.fields.clone(),
+            call,
+        }
+    }
+
+    /// Adds (or replaces) field `key`, its value as JSON text.
+    fn set(&self, key: &str, json: String) {
+        let mut fields = self.fields.lock().unwrap_or_else(|e| e.into_inner());
+        let call = self.call;
+        match fields.iter_mut().find(|(c, k, _)| *c == call && k == key) {
+            Some(field) => field.2 = json,
+            None => fields.push((call, key.to_owned(), json)),
+        }
+    }
+
+    /// Takes this call's fields, `(key, JSON text)` in the order first set.
+    pub(crate) fn take(&self) -> Vec<(String, String)> {
+        let mut fields = self.fields.lock().unwrap_or_else(|e| e.into_inner());
+        if fields.is_empty() {
+            return Vec::new();
+        }
+        let call = self.call;
+        let (mine, others): (Vec<_>, Vec<_>) = fields.drain(..).partition(|(c, ..)| *c == call);
+        *fields = others;
+        mine.into_iter().map(|(_, key, json)| (key, json)).collect()
+    }
 }
 
 /// The event data as the host sent it: inside the call's JSON (plugin API
@@ -242,6 +286,7 @@ impl HookCall {
             body,
             data: DataText::Raw(data),
             index: 0..0,
+            annotations: Annotations::default(),
         })
     }
 
@@ -266,6 +311,7 @@ impl HookCall {
                 Err(text) => DataText::Text(text),
             },
             index: 0..0,
+            annotations: Annotations::default(),
         }
     }
 
@@ -274,6 +320,7 @@ impl HookCall {
     pub(crate) fn from_entry(
         frame: &crate::shim::SharedFrame,
         entry: crate::hook_wire::Entry<'_>,
+        annotations: Annotations,
     ) -> Self {
         Self {
             hook: entry.hook.to_owned(),
@@ -286,7 +333,38 @@ impl HookCall {
                 entry.data_at..entry.data_at + entry.data.len(),
             ),
             index: entry.index_at..entry.index_at + entry.index.len(),
+            annotations,
         }
+    }
+
+    /// Where [`HookCall::annotate`] puts its fields.
+    pub(crate) fn annotations(&self) -> &Annotations {
+        &self.annotations
+    }
+
+    /// The frame ranges of the data and of its index (empty ranges when the
+    /// call did not come in a `hook.batch` frame).
+    pub(crate) fn frame_ranges(&self) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+        match &self.data {
+            DataText::Frame(_, data) => (data.clone(), self.index.clone()),
+            _ => (0..0, 0..0),
+        }
+    }
+
+    /// Adds top-level field `key` (or replaces it) in the event's data, for
+    /// the hooks after this one: an enrichment, such as the cost `pricing`
+    /// adds for the access log and metrics. Unlike answering
+    /// [`HookOutcome::Modify`] with the whole data, nothing is parsed into a
+    /// [`Value`] or written again: the SDK copies the data's other fields
+    /// as they are (plugin API 1.3 frames; otherwise it parses and writes
+    /// the data as `Modify` would). The fields apply when the hook answers
+    /// [`HookOutcome::Continue`]; `Modify` replaces the data whole and they
+    /// are dropped. Call it from the hook call itself, not from a task it
+    /// spawned after answering.
+    pub fn annotate(&self, key: &str, value: impl serde::Serialize) -> Result<(), PluginError> {
+        let json = serde_json::to_string(&value)?;
+        self.annotations.set(key, json);
+        Ok(())
     }
 
     /// The event data as JSON text, exactly as the host sent it.

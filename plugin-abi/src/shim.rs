@@ -285,6 +285,10 @@ impl<P: Plugin> Instance<P> {
                     data,
                     body,
                 );
+                // Kept for the fields a hook annotates (this path is taken
+                // only by hosts that do not send `hook.batch`).
+                let annotations = call.annotations().clone();
+                let data = call.data_json().to_owned();
                 Box::pin(async move {
                     match plugin
                         .on_hook_call(call)
@@ -292,7 +296,20 @@ impl<P: Plugin> Instance<P> {
                         .map_err(PluginError::into_abi)?
                     {
                         HookOutcome::Continue => {
-                            encode(&protocol::HookOutput::default(), Vec::new())
+                            let fields = annotations.take();
+                            if fields.is_empty() {
+                                return encode(&protocol::HookOutput::default(), Vec::new());
+                            }
+                            let data = annotated_value(&data, fields).map_err(|error| {
+                                AbiError::new(ErrorCode::Internal, error.to_string())
+                            })?;
+                            encode(
+                                &protocol::HookOutput {
+                                    data: Some(data),
+                                    replace_body: false,
+                                },
+                                Vec::new(),
+                            )
                         }
                         HookOutcome::Modify { data, body } => {
                             let replace_body = body.is_some();
@@ -522,20 +539,46 @@ fn hook_batch<P: Plugin>(plugin: Arc<P>, input: Message) -> Result<BoxedCall, Ab
     let mut reader = Reader::new(frame.as_slice());
     let count = reader.call_header().map_err(invalid)?;
     let mut calls = Vec::with_capacity(count.min(1024));
-    for _ in 0..count {
+    let annotations = crate::hooks::Annotations::default();
+    for number in 0..count {
         calls.push(HookCall::from_entry(
             &frame,
             reader.entry().map_err(invalid)?,
+            annotations.for_call(number),
         ));
     }
     Ok(Box::pin(async move {
         let mut reply = ReplyWriter::new(calls.len());
-        for call in calls {
+        for (number, call) in calls.into_iter().enumerate() {
+            let (data, index) = call.frame_ranges();
             let outcome = std::panic::AssertUnwindSafe(plugin.on_hook_call(call))
                 .catch_unwind()
                 .await;
             match outcome {
-                Ok(Ok(HookOutcome::Continue)) => reply.proceed(),
+                Ok(Ok(HookOutcome::Continue)) => {
+                    let fields = annotations.for_call(number).take();
+                    if fields.is_empty() {
+                        reply.proceed();
+                        continue;
+                    }
+                    let data = frame
+                        .get(data)
+                        .and_then(|bytes| std::str::from_utf8(bytes).ok())
+                        .unwrap_or("null");
+                    let index = frame.get(index).unwrap_or_default();
+                    let annotated = match crate::hook_wire::with_fields(data, index, &fields) {
+                        Some(spliced) => Ok(spliced),
+                        None => annotated_value(data, fields)
+                            .and_then(|value| crate::hook_wire::to_indexed_json(&value)),
+                    };
+                    match annotated {
+                        Ok((text, index)) => reply.modify(&text, Some(&index), None),
+                        Err(error) => reply.fail(
+                            ErrorCode::Internal as u32,
+                            &format!("annotated hook data could not be written: {error}"),
+                        ),
+                    }
+                }
                 Ok(Ok(HookOutcome::Modify { data, body })) => {
                     // Indexed as the host indexes its own data, so the
                     // later hooks of the event read only what they name.
@@ -565,6 +608,22 @@ fn hook_batch<P: Plugin>(plugin: Arc<P>, input: Message) -> Result<BoxedCall, Ab
             body: reply.finish().into(),
         })
     }))
+}
+
+/// Event data `data` with `fields` (`(key, JSON text)`, from
+/// [`HookCall::annotate`]) set at its top level, through a [`Value`]: for
+/// data without an index (or not an object, which becomes one).
+fn annotated_value(data: &str, fields: Vec<(String, String)>) -> Result<Value, serde_json::Error> {
+    let mut value: Value = serde_json::from_str(data)?;
+    if !value.is_object() {
+        value = Value::Object(serde_json::Map::new());
+    }
+    if let Value::Object(object) = &mut value {
+        for (key, json) in fields {
+            object.insert(key, serde_json::from_str(&json)?);
+        }
+    }
+    Ok(value)
 }
 
 /// [`protocol::HookInput`] with its data kept as text (same JSON).

@@ -436,12 +436,9 @@ impl Plugin for Pricing {
                 return Ok(HookOutcome::Continue);
             }
         };
-        let mut data: Value = serde_json::from_str(call.data_json())?;
-        let Some(object) = data.as_object_mut() else {
-            return Ok(HookOutcome::Continue);
-        };
-        object.insert("cost_usd".to_owned(), Value::from(cost.cost_usd));
-        Ok(HookOutcome::Modify { data, body: None })
+        // Added to the data as it is, not parsed and written again.
+        call.annotate("cost_usd", cost.cost_usd)?;
+        Ok(HookOutcome::Continue)
     }
 
     async fn on_service_call(&self, call: ServiceCall) -> Result<Value, PluginError> {
