@@ -19,11 +19,16 @@ const SECRET_HEADERS: &[&str] = &[
 /// The value of header `name` as it may be logged: secrets keep only a hint
 /// (scheme and last 4 characters) so operators can tell keys apart.
 pub fn redact_header(name: &str, value: &str) -> String {
-    if SECRET_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name)) {
+    if is_secret_header(name) {
         mask(value)
     } else {
         value.to_owned()
     }
+}
+
+/// Whether header `name` carries a secret that logs and hooks see masked.
+pub fn is_secret_header(name: &str) -> bool {
+    SECRET_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
 /// Masks a secret: `Bearer sk-ant-…abcd` becomes `Bearer ***abcd`.

@@ -12,7 +12,6 @@ use ccproxy_plugin_abi::{
 };
 use http::StatusCode;
 use serde::Serialize;
-use serde_json::json;
 
 use super::{ClientRequest, ProviderRoute, ProxyError, Who};
 use crate::{
@@ -22,7 +21,7 @@ use crate::{
         registry::ActivePlugin,
     },
     server::App,
-    telemetry::redact_header,
+    telemetry::{is_secret_header, redact_header},
 };
 
 /// The upstream request as prepared, without its body.
@@ -243,13 +242,29 @@ async fn run_prepared_hooks(
     } = prepared;
     // Hooks see credentials masked, like every other event; a masked value
     // that comes back unchanged is the original secret again.
-    let shown: Vec<(String, String)> = headers
-        .iter()
-        .map(|(name, value)| (name.clone(), redact_header(name, value)))
-        .collect();
-    let data = json!({"method": method, "url": url, "headers": shown, "is_streaming": stream,
-        "provider": provider, "format": format.id()});
-    let (mut data, body) = hooks.mutate(event, Some(request_id), data, body).await;
+    let data = PreparedData {
+        format: format.id(),
+        headers: MaskedPairs(&headers),
+        is_streaming: stream,
+        method: &method,
+        provider,
+        url: &url,
+    };
+    let (changed, body) = hooks.mutate(event, Some(request_id), &data, body).await;
+    let Some(mut data) = changed else {
+        return Prepared {
+            request: UpstreamRequest {
+                method,
+                url,
+                headers,
+                stream,
+                timeout,
+            },
+            body,
+            alias,
+            plan,
+        };
+    };
     let method = match data["method"].as_str() {
         Some(changed) => changed.to_owned(),
         None => method,
@@ -275,6 +290,36 @@ async fn run_prepared_hooks(
         body,
         alias,
         plan,
+    }
+}
+
+/// The data of `provider.request.prepared`, written straight to JSON (keys
+/// in the alphabetical order `json!` writes them in).
+#[derive(Serialize)]
+struct PreparedData<'a> {
+    format: &'a str,
+    headers: MaskedPairs<'a>,
+    is_streaming: bool,
+    method: &'a str,
+    provider: &'a str,
+    url: &'a str,
+}
+
+/// Header pairs written as `[name, value]` arrays, secrets masked.
+struct MaskedPairs<'a>(&'a [(String, String)]);
+
+impl Serialize for MaskedPairs<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for (name, value) in self.0 {
+            if is_secret_header(name) {
+                seq.serialize_element(&(name, redact_header(name, value)))?;
+            } else {
+                seq.serialize_element(&(name, value))?;
+            }
+        }
+        seq.end()
     }
 }
 
@@ -392,6 +437,36 @@ mod tests {
             ..ClientRequest::of_head(&head)
         };
         assert!(!without.accepts_event_stream());
+    }
+
+    #[test]
+    fn prepared_data_is_the_json_hooks_always_saw() {
+        let headers = vec![
+            (
+                "x-api-key".to_owned(),
+                "sk-ant-api03-secret-value-1234".to_owned(),
+            ),
+            ("anthropic-version".to_owned(), "2023-06-01".to_owned()),
+        ];
+        let data = PreparedData {
+            format: "anthropic.messages",
+            headers: MaskedPairs(&headers),
+            is_streaming: true,
+            method: "POST",
+            provider: "claude_api",
+            url: "https://api.anthropic.com/v1/messages",
+        };
+        let shown: Vec<(String, String)> = headers
+            .iter()
+            .map(|(name, value)| (name.clone(), redact_header(name, value)))
+            .collect();
+        let before = serde_json::json!({"method": "POST", "url": "https://api.anthropic.com/v1/messages",
+            "headers": shown, "is_streaming": true, "provider": "claude_api",
+            "format": "anthropic.messages"});
+        assert_eq!(
+            serde_json::to_string(&data).unwrap(),
+            serde_json::to_string(&before).unwrap()
+        );
     }
 
     #[test]
