@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ccproxy_e2e::{Proxy, ProxyOptions, http_get};
+use ccproxy_e2e::{Proxy, ProxyOptions, http_get, mock::Mock};
 
 const STUCK: &str = "test_plugin_stuck";
 
@@ -150,4 +150,51 @@ fn a_route_that_never_answers_times_out_at_the_request_timeout() {
     assert_eq!(reply.json()["error"]["type"], "timeout_error");
     // The server is still serving.
     assert_eq!(proxy.get("/health/live").status, 200);
+}
+
+#[test]
+fn an_inline_hook_blocking_its_thread_fails_the_request_at_the_deadline_not_the_server() {
+    // `provider.prepare` and the `provider.request.prepared` hooks run in one
+    // task on the plugin runtime; a hook that blocks that thread is given up
+    // by the caller after the call's timeout plus the hooks' (1 s + 5 s + 1 s).
+    let mock = Mock::start(&["--quiet"]);
+    let base_url = mock.url();
+    let proxy = Proxy::start(ProxyOptions {
+        plugins: &[STUCK],
+        bundled: &["claude_api"],
+        env: &[
+            ("SERVER__PLUGIN_CALL_TIMEOUT_SECONDS", "1"),
+            ("ANTHROPIC_API_KEY", "test-key"),
+            ("PLUGINS__CLAUDE_API__BASE_URL", &base_url),
+            ("PLUGINS__STUCK__BLOCK_PREPARED_HOOK_MS", "9000"),
+        ],
+        ..ProxyOptions::default()
+    });
+    let address = proxy.address();
+    let started = Instant::now();
+    let request = thread::spawn(move || {
+        let body = serde_json::json!({"model": "claude-sonnet-4-5-20250929", "max_tokens": 16,
+            "messages": [{"role": "user", "content": "hi"}]});
+        ccproxy_e2e::http_post_json(address, "/claude/v1/messages", &body)
+    });
+    thread::sleep(Duration::from_millis(500));
+    // The server answers meanwhile.
+    let live = proxy.get("/health/live");
+    assert_eq!(live.status, 200, "{}", live.text());
+    let reply = request
+        .join()
+        .expect("the client thread ends")
+        .expect("the request is answered");
+    let took = started.elapsed();
+    assert_eq!(reply.status, 504, "{}", reply.text());
+    assert_eq!(
+        error_message(&reply),
+        "provider claude_api: preparing the request did not finish within 7 s (a plugin blocks its thread)"
+    );
+    assert!(
+        took >= Duration::from_secs(7) && took < Duration::from_secs(9),
+        "answered after {took:?}"
+    );
+    // Nothing was sent upstream.
+    assert!(mock.requests_to("/v1/messages").is_empty());
 }

@@ -723,6 +723,23 @@ pub fn http_get(address: SocketAddr, path: &str) -> std::io::Result<Reply> {
     http::request(address, "GET", path, &[], b"")
 }
 
+/// `POST path` with a JSON body on `address` without a [`Proxy`] (for use
+/// from another thread).
+pub fn http_post_json(
+    address: SocketAddr,
+    path: &str,
+    body: &serde_json::Value,
+) -> std::io::Result<Reply> {
+    let bytes = serde_json::to_vec(body).expect("a JSON value serialises");
+    http::request(
+        address,
+        "POST",
+        path,
+        &[("content-type", "application/json")],
+        &bytes,
+    )
+}
+
 /// Sets the permission bits of `path` exactly (ignoring the umask).
 pub fn set_mode(path: &Path, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode))

@@ -8,7 +8,9 @@
 //! - with `hang_middleware = true` its middleware never answers, for every
 //!   request it sees;
 //! - `POST /stuck/v1/messages` (a provider endpoint, `anthropic.messages`):
-//!   `provider.prepare` never answers.
+//!   `provider.prepare` never answers;
+//! - with `block_prepared_hook_ms = N` its inline hook on
+//!   `provider.request.prepared` (any provider's) blocks its thread N ms.
 #![forbid(unsafe_code)]
 
 use ccproxy_plugin_abi::prelude::*;
@@ -20,6 +22,8 @@ use serde::{Deserialize, Serialize};
 struct Config {
     /// The middleware never answers.
     hang_middleware: bool,
+    /// Its `provider.request.prepared` hook blocks its thread this long (0: no).
+    block_prepared_hook_ms: u64,
 }
 
 /// The plugin: only its config.
@@ -37,7 +41,12 @@ impl Plugin for Stuck {
             .route("/stuck", [Route::get("/block"), Route::get("/hang")])
             .provider("anthropic.messages")
             .provider_endpoint("/stuck/v1/messages", "anthropic.messages")
+            .hook("stuck_prepared", ["provider.request.prepared"], 100)
             .config_key("hang_middleware", "the middleware never answers")
+            .config_key(
+                "block_prepared_hook_ms",
+                "the provider.request.prepared hook blocks its thread this long",
+            )
     }
 
     async fn init(_ctx: Context, config: Config) -> Result<Self, PluginError> {
@@ -69,6 +78,16 @@ impl Plugin for Stuck {
         Ok(MiddlewareAction::Continue {
             set_headers: Vec::new(),
         })
+    }
+
+    async fn on_hook_call(&self, _call: HookCall) -> Result<HookOutcome, PluginError> {
+        if self.config.block_prepared_hook_ms > 0 {
+            // On purpose: blocks the thread polling this future.
+            std::thread::sleep(std::time::Duration::from_millis(
+                self.config.block_prepared_hook_ms,
+            ));
+        }
+        Ok(HookOutcome::Continue)
     }
 
     async fn on_prepare_upstream(
