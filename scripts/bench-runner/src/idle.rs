@@ -52,7 +52,7 @@ use tokio::{
 
 use crate::{
     Layout, READY_TIMEOUT, Scratch, active_plugins, machine_info, percentile, probe,
-    procs::{Server, cpu_time, status_kib},
+    procs::{Server, cpu_time, rollup_kib, status_kib},
     proxy_command,
 };
 
@@ -618,29 +618,9 @@ fn snapshot(pid: u32) -> Snapshot {
         rss_kib: status_kib(pid, "VmRSS").unwrap_or(0),
         hwm_kib: status_kib(pid, "VmHWM").unwrap_or(0),
         lazy_free_kib: rollup_kib(pid, "LazyFree").unwrap_or(0),
-        threads: status_field(pid, "Threads").unwrap_or(0),
+        threads: status_kib(pid, "Threads").unwrap_or(0),
         open_files: open_files(pid),
     }
-}
-
-/// A field of `/proc/PID/smaps_rollup` in KiB.
-fn rollup_kib(pid: u32, field: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    text.lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-fn status_field(pid: u32, field: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    text.lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))?
-        .trim()
-        .parse()
-        .ok()
 }
 
 fn open_files(pid: u32) -> usize {

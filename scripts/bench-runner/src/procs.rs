@@ -165,9 +165,21 @@ impl Drop for Server {
     }
 }
 
-/// A field of `/proc/PID/status` in KiB (`VmRSS`, `VmHWM`).
+/// A field of `/proc/PID/status` in KiB (`VmRSS`, `VmHWM`), or a count
+/// (`Threads`).
 pub(crate) fn status_kib(pid: u32, field: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    proc_number(pid, "status", field)
+}
+
+/// A field of `/proc/PID/smaps_rollup` in KiB (`LazyFree`).
+pub(crate) fn rollup_kib(pid: u32, field: &str) -> Option<u64> {
+    proc_number(pid, "smaps_rollup", field)
+}
+
+/// The number of field `field` (`Name:   123 kB`, `Name:  7`) of
+/// `/proc/PID/FILE`.
+fn proc_number(pid: u32, file: &str, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
     text.lines()
         .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))?
         .split_whitespace()

@@ -251,20 +251,32 @@ async fn run_prepared_hooks(
         url: &url,
     };
     let (changed, body) = hooks.mutate(event, Some(request_id), &data, body).await;
-    let Some(mut data) = changed else {
-        return Prepared {
-            request: UpstreamRequest {
-                method,
-                url,
-                headers,
-                stream,
-                timeout,
-            },
-            body,
-            alias,
-            plan,
-        };
+    let (method, url, headers) = match changed {
+        Some(data) => apply_changes(data, method, url, headers),
+        None => (method, url, headers),
     };
+    Prepared {
+        request: UpstreamRequest {
+            method,
+            url,
+            headers,
+            stream,
+            timeout,
+        },
+        body,
+        alias,
+        plan,
+    }
+}
+
+/// The method, URL and headers as the hooks left them in `data` (what they
+/// answered): a key missing or of another type keeps the value it had.
+fn apply_changes(
+    mut data: serde_json::Value,
+    method: String,
+    url: String,
+    headers: Vec<(String, String)>,
+) -> (String, String, Vec<(String, String)>) {
     let method = match data["method"].as_str() {
         Some(changed) => changed.to_owned(),
         None => method,
@@ -279,18 +291,7 @@ async fn run_prepared_hooks(
         Some(returned) => unmask_headers(returned, &headers),
         None => headers,
     };
-    Prepared {
-        request: UpstreamRequest {
-            method,
-            url,
-            headers,
-            stream,
-            timeout,
-        },
-        body,
-        alias,
-        plan,
-    }
+    (method, url, headers)
 }
 
 /// The data of `provider.request.prepared`, written straight to JSON (keys
