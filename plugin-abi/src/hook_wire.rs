@@ -875,13 +875,9 @@ mod index_tests {
             b"",
         );
         let frame = crate::shim::shared_frame(writer.finish());
-        let mut reader = Reader::new(frame.as_slice());
+        let mut reader = Reader::new(&frame);
         reader.call_header().unwrap();
-        let indexed = HookCall::from_entry(
-            &frame,
-            reader.entry().unwrap(),
-            crate::hooks::Annotations::default(),
-        );
+        let indexed = HookCall::from_entry(&frame, reader.entry().unwrap(), 0);
         let plain =
             HookCall::new("h", HookEvent::RequestCompleted, 1, None, &text, Vec::new()).unwrap();
         (indexed, plain)
@@ -936,13 +932,9 @@ mod index_tests {
                 b"",
             );
             let frame = crate::shim::shared_frame(writer.finish());
-            let mut reader = Reader::new(frame.as_slice());
+            let mut reader = Reader::new(&frame);
             reader.call_header().unwrap();
-            let call = HookCall::from_entry(
-                &frame,
-                reader.entry().unwrap(),
-                crate::hooks::Annotations::default(),
-            );
+            let call = HookCall::from_entry(&frame, reader.entry().unwrap(), 0);
             assert!(call.data::<Path>().is_err(), "{index:?}");
             assert_eq!(call.data_json(), text);
         }

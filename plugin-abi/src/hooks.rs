@@ -199,28 +199,38 @@ pub struct HookCall {
     annotations: Annotations,
 }
 
-/// The fields hooks added to their events' data ([`HookCall::annotate`]):
-/// one list shared by the calls of a batch, each field with its call's
-/// number, so a call costs no allocation of its own.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Annotations {
-    fields: std::sync::Arc<std::sync::Mutex<Vec<(usize, String, String)>>>,
-    call: usize,
+/// The fields hooks added to their events' data ([`HookCall::annotate`]),
+/// each with its call's number: `(call, key, JSON text)`.
+pub(crate) type AnnotationList = std::sync::Mutex<Vec<(usize, String, String)>>;
+
+/// Where a call's annotations go.
+#[derive(Debug, Clone)]
+pub(crate) enum Annotations {
+    /// Call `n` of a `hook.batch` frame: the frame's list, so a call
+    /// allocates nothing for annotations it may never make.
+    InFrame(crate::shim::SharedFrame, usize),
+    /// A call on its own (`HookCall::new`, the 1.0 and 1.1 protocol).
+    Own(std::sync::Arc<AnnotationList>),
+}
+
+impl Default for Annotations {
+    fn default() -> Self {
+        Self::Own(std::sync::Arc::default())
+    }
 }
 
 impl Annotations {
-    /// The list for call `call` of the same batch as `self`.
-    pub(crate) fn for_call(&self, call: usize) -> Self {
-        Self {
-            fields: self.fields.clone(),
-            call,
+    fn list(&self) -> (&AnnotationList, usize) {
+        match self {
+            Self::InFrame(frame, call) => (&frame.annotations, *call),
+            Self::Own(list) => (list, 0),
         }
     }
 
     /// Adds (or replaces) field `key`, its value as JSON text.
     fn set(&self, key: &str, json: String) {
-        let mut fields = self.fields.lock().unwrap_or_else(|e| e.into_inner());
-        let call = self.call;
+        let (list, call) = self.list();
+        let mut fields = list.lock().unwrap_or_else(|e| e.into_inner());
         match fields.iter_mut().find(|(c, k, _)| *c == call && k == key) {
             Some(field) => field.2 = json,
             None => fields.push((call, key.to_owned(), json)),
@@ -229,11 +239,11 @@ impl Annotations {
 
     /// Takes this call's fields, `(key, JSON text)` in the order first set.
     pub(crate) fn take(&self) -> Vec<(String, String)> {
-        let mut fields = self.fields.lock().unwrap_or_else(|e| e.into_inner());
+        let (list, call) = self.list();
+        let mut fields = list.lock().unwrap_or_else(|e| e.into_inner());
         if fields.is_empty() {
             return Vec::new();
         }
-        let call = self.call;
         let (mine, others): (Vec<_>, Vec<_>) = fields.drain(..).partition(|(c, ..)| *c == call);
         *fields = others;
         mine.into_iter().map(|(_, key, json)| (key, json)).collect()
@@ -320,7 +330,7 @@ impl HookCall {
     pub(crate) fn from_entry(
         frame: &crate::shim::SharedFrame,
         entry: crate::hook_wire::Entry<'_>,
-        annotations: Annotations,
+        number: usize,
     ) -> Self {
         Self {
             hook: entry.hook.to_owned(),
@@ -333,7 +343,7 @@ impl HookCall {
                 entry.data_at..entry.data_at + entry.data.len(),
             ),
             index: entry.index_at..entry.index_at + entry.index.len(),
-            annotations,
+            annotations: Annotations::InFrame(frame.clone(), number),
         }
     }
 

@@ -39,12 +39,29 @@ type BoxedCall = Pin<Box<dyn Future<Output = Result<Message, AbiError>> + Send>>
 /// A `hook.batch` frame as the host sent it (the raw layer's byte vector),
 /// shared by the frame's calls so their data is never copied. Named here so
 /// the public SDK modules (`hooks`, `hook_wire`) never mention raw types.
-pub(crate) type SharedFrame = Arc<abi_stable::std_types::RVec<u8>>;
+pub(crate) type SharedFrame = Arc<Frame>;
 
-/// `bytes` as a [`SharedFrame`] (tests build frames this way).
-#[cfg(test)]
-pub(crate) fn shared_frame(bytes: Vec<u8>) -> SharedFrame {
-    Arc::new(abi_stable::std_types::RVec::from(bytes))
+/// A frame's bytes, and the fields its calls annotate.
+#[derive(Debug)]
+pub(crate) struct Frame {
+    bytes: abi_stable::std_types::RVec<u8>,
+    pub(crate) annotations: crate::hooks::AnnotationList,
+}
+
+impl std::ops::Deref for Frame {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// `bytes` as a [`SharedFrame`].
+pub(crate) fn shared_frame(bytes: impl Into<abi_stable::std_types::RVec<u8>>) -> SharedFrame {
+    Arc::new(Frame {
+        bytes: bytes.into(),
+        annotations: crate::hooks::AnnotationList::default(),
+    })
 }
 
 /// The exported form of plugin `P`. Named only by `export_plugin!`.
@@ -535,28 +552,28 @@ fn hook_batch<P: Plugin>(plugin: Arc<P>, input: Message) -> Result<BoxedCall, Ab
     let invalid =
         |error: crate::hook_wire::FrameError| AbiError::new(ErrorCode::Invalid, error.to_string());
     // The calls' data stays in the frame, shared, not copied per call.
-    let frame: SharedFrame = Arc::new(input.body);
-    let mut reader = Reader::new(frame.as_slice());
+    let frame = shared_frame(input.body);
+    let mut reader = Reader::new(&frame);
     let count = reader.call_header().map_err(invalid)?;
     let mut calls = Vec::with_capacity(count.min(1024));
-    let annotations = crate::hooks::Annotations::default();
     for number in 0..count {
         calls.push(HookCall::from_entry(
             &frame,
             reader.entry().map_err(invalid)?,
-            annotations.for_call(number),
+            number,
         ));
     }
     Ok(Box::pin(async move {
         let mut reply = ReplyWriter::new(calls.len());
-        for (number, call) in calls.into_iter().enumerate() {
+        for call in calls {
             let (data, index) = call.frame_ranges();
+            let annotations = call.annotations().clone();
             let outcome = std::panic::AssertUnwindSafe(plugin.on_hook_call(call))
                 .catch_unwind()
                 .await;
             match outcome {
                 Ok(Ok(HookOutcome::Continue)) => {
-                    let fields = annotations.for_call(number).take();
+                    let fields = annotations.take();
                     if fields.is_empty() {
                         reply.proceed();
                         continue;
