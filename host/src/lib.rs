@@ -3,6 +3,7 @@
 //! The binary (`main.rs`) only parses arguments and maps errors to exit codes;
 //! everything else lives here. See `docs/ARCHITECTURE.md` for the map.
 
+pub mod allocator;
 pub mod cli;
 pub mod config;
 pub mod hooks;

@@ -2,13 +2,18 @@
 
 use std::process::ExitCode;
 
-// mimalloc instead of the system allocator: per-thread free lists make the
-// proxy's cross-thread frees (a body read on one worker, freed on another)
-// cheap, where glibc's malloc takes arena locks (docs/PERFORMANCE.md). Plugins
-// keep their own allocator; memory never changes hands across the boundary
-// without its allocator (abi_stable's vectors carry their own).
+// mimalloc, for the host and (through the exported table) every plugin built
+// with the SDK's `host-allocator` feature: see `ccproxy::allocator`.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: ccproxy::allocator::MiMalloc = ccproxy::allocator::MiMalloc;
+
+/// The plugins' allocator, under the name the SDK looks up
+/// (`ccproxy_plugin_abi::allocator::HOST_ALLOCATOR_SYMBOL`); `build.rs` puts
+/// it in the executable's dynamic symbol table.
+#[allow(unsafe_code)]
+#[unsafe(export_name = "ccproxy_host_allocator_v1")]
+pub static HOST_ALLOCATOR: ccproxy_plugin_abi::allocator::HostAllocator =
+    ccproxy::allocator::HOST_ALLOCATOR;
 
 fn main() -> ExitCode {
     let cli = ccproxy::cli::Cli::parse_args();

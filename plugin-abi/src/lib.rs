@@ -45,6 +45,8 @@
 //! refused by the host, because a panic in it would end the whole proxy.
 #![deny(missing_docs)]
 
+#[cfg(feature = "host-allocator")]
+pub mod allocator;
 mod blocking;
 mod context;
 mod error;
@@ -113,11 +115,34 @@ pub mod __private {
     };
 }
 
+/// Declares the library's global allocator when the SDK's `host-allocator`
+/// feature is on (a `cfg` inside `export_plugin!` would test the plugin's
+/// features, not the SDK's).
+#[cfg(feature = "host-allocator")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __global_allocator {
+    () => {
+        #[global_allocator]
+        static __CCPROXY_PLUGIN_ALLOCATOR: $crate::allocator::PluginAllocator =
+            $crate::allocator::PluginAllocator;
+    };
+}
+
+#[cfg(not(feature = "host-allocator"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __global_allocator {
+    () => {};
+}
+
 /// Exports `$plugin` (a type implementing [`Plugin`]) as this library's plugin.
 /// Call it once, at the crate root.
 #[macro_export]
 macro_rules! export_plugin {
     ($plugin:ty) => {
+        $crate::__global_allocator!();
+
         /// The plugin API version this library was built against (C string).
         #[doc(hidden)]
         #[unsafe(no_mangle)]

@@ -3,8 +3,8 @@
 //! (the server keeps answering while they sleep), child processes (stdin,
 //! stdout, stderr, exit codes, a missing program, children killed when the
 //! host stops), an upstream SSE answer forwarded by a plugin as it arrives
-//! (and cancelled upstream when the client leaves), the plugins status, and
-//! the capabilities the host announces.
+//! (and cancelled upstream when the client leaves), the plugins status, the
+//! capabilities the host announces, and the allocator plugins share.
 
 use std::{
     io::Write,
@@ -276,4 +276,21 @@ fn the_plugins_status_and_the_capabilities() {
             "format_adapters": true,
         })
     );
+}
+
+/// A plugin built with the SDK's `host-allocator` feature finds the table the
+/// `ccproxy` executable exports and allocates with it; the library's unit
+/// tests (plugin-abi's `allocator`) cover the fallback when there is none.
+#[test]
+fn plugins_allocate_with_the_host_allocator() {
+    let proxy = start(None);
+    for _ in 0..20 {
+        let answer = get_json(&proxy, "/svc/allocator");
+        assert_eq!(
+            answer["host_allocator"], true,
+            "the plugin uses the system allocator"
+        );
+        assert_eq!(answer["filler"].as_str().map(str::len), Some(64 * 1024));
+    }
+    assert_eq!(proxy.get("/health").status, 200);
 }

@@ -208,8 +208,11 @@ fn sdk_dependencies(kind: Kind, sdk_path: Option<&Path>) -> anyhow::Result<(Stri
         .as_ref()
         .map(|folders| path(&folders.abi))
         .unwrap_or_default();
-    let mut dependencies =
-        format!("ccproxy-plugin-abi = {{ {abi_path}version = \"~{abi_version}\" }}\n");
+    let mut dependencies = format!(
+        "# `host-allocator`: allocate with the proxy's allocator (mimalloc), the\n\
+         # system's when not loaded by it. Drop it to declare a global allocator.\n\
+         ccproxy-plugin-abi = {{ {abi_path}version = \"~{abi_version}\", features = [\"host-allocator\"] }}\n"
+    );
     if kind == Kind::Auth {
         let kit_path = match &folders {
             None => String::new(),

@@ -164,6 +164,7 @@ impl Plugin for HostServices {
                 Route::get("/forward"),
                 Route::get("/status"),
                 Route::get("/capabilities"),
+                Route::get("/allocator"),
             ],
         )
     }
@@ -204,6 +205,16 @@ impl Plugin for HostServices {
                 .collect();
                 Ok(Response::json(200, &offered).into())
             }
+            "/svc/allocator" => Ok(Response::json(
+                200,
+                &json!({
+                    "host_allocator": ccproxy_plugin_abi::allocator::uses_host_allocator(),
+                    // Memory made here and freed by the host's side after the
+                    // answer crosses back: a large body exercises the path.
+                    "filler": "x".repeat(64 * 1024),
+                }),
+            )
+            .into()),
             other => Err(PluginError::not_found(format!("no route {other}"))),
         }
     }
