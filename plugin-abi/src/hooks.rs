@@ -588,3 +588,125 @@ pub enum HookOutcome {
         body: Option<Vec<u8>>,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use serde::Deserialize;
+    use serde_json::{Value, json};
+
+    use super::Indexed;
+    use crate::hook_wire;
+
+    /// Every shape a member can have, read into the types plugins read
+    /// them as.
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Shapes<'a> {
+        #[serde(borrow)]
+        plain: Cow<'a, str>,
+        #[serde(borrow)]
+        escaped: Cow<'a, str>,
+        owned: String,
+        unicode: String,
+        missing: Option<String>,
+        null: Option<String>,
+        count: u64,
+        small: u16,
+        negative: i64,
+        zero: u32,
+        float: f64,
+        whole_as_float: f64,
+        exponent: f64,
+        negative_float: f64,
+        huge: u64,
+        flag: bool,
+        off: Option<bool>,
+        nested: Option<Nested>,
+        any: Value,
+        any_number: Value,
+        list: Vec<u32>,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Nested {
+        input_tokens: u64,
+        name: String,
+    }
+
+    fn data() -> Value {
+        json!({
+            "plain": "claude-sonnet-4-5",
+            "escaped": "a \"quoted\" \\ line\nand a tab\t",
+            "owned": "/v1/messages",
+            "unicode": "héllo ✓",
+            "null": null,
+            "count": 12345,
+            "small": 200,
+            "negative": -42,
+            "zero": 0,
+            "float": 12.375,
+            "whole_as_float": 3,
+            "exponent": 1.5e300,
+            "negative_float": -0.25,
+            "huge": u64::MAX,
+            "flag": true,
+            "off": false,
+            "nested": {"input_tokens": 7, "name": "n"},
+            "any": {"k": [1, "two", null]},
+            "any_number": -7,
+            "list": [1, 2, 3],
+            "unread": {"big": ["skipped", 1, 2]},
+        })
+    }
+
+    /// Reading through the index gives what parsing the whole text gives.
+    #[test]
+    fn indexed_members_read_as_the_whole_text_does() {
+        let (text, index) = hook_wire::to_indexed_json(&data()).unwrap();
+        let encoded = hook_wire::encode_index(&index);
+        assert!(!index.is_empty());
+        let whole: Shapes = serde_json::from_str(&text).unwrap();
+        let indexed = Shapes::deserialize(Indexed {
+            text: &text,
+            index: &encoded[4..],
+        })
+        .unwrap();
+        assert_eq!(indexed, whole);
+        assert!(matches!(indexed.plain, Cow::Borrowed(_)));
+        assert_eq!(indexed.escaped, "a \"quoted\" \\ line\nand a tab\t");
+        assert_eq!(indexed.huge, u64::MAX);
+        assert_eq!(indexed.exponent, 1.5e300);
+    }
+
+    /// A member of the wrong type fails as it would with serde_json.
+    #[test]
+    fn a_member_of_the_wrong_type_is_an_error() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Wrong {
+            small: i8,
+        }
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct NotAString {
+            count: String,
+        }
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct NotAnInteger {
+            float: u64,
+        }
+        let (text, index) = hook_wire::to_indexed_json(&data()).unwrap();
+        let encoded = hook_wire::encode_index(&index);
+        let indexed = || Indexed {
+            text: &text,
+            index: &encoded[4..],
+        };
+        let too_big = Wrong::deserialize(indexed()).unwrap_err().to_string();
+        assert!(too_big.contains("200"), "{too_big}");
+        assert!(NotAString::deserialize(indexed()).is_err());
+        assert!(NotAnInteger::deserialize(indexed()).is_err());
+        assert!(serde_json::from_str::<NotAnInteger>(&text).is_err());
+    }
+}
