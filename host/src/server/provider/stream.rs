@@ -109,7 +109,10 @@ pub(super) fn stream_response(
                 request_id,
             }
         });
-    let stream = futures_util::stream::unfold(state, |mut state| async move {
+    // The state is boxed: `unfold` moves it into each step's future and back
+    // out, and the whole state (decoder, converter, scanner) copied twice a
+    // frame cost more than the rest of the step.
+    let stream = futures_util::stream::unfold(Box::new(state), |mut state| async move {
         loop {
             if state.finished {
                 return None;
