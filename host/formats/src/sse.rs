@@ -344,9 +344,7 @@ impl Decoder {
                 }
             }
             b"event" => self.event = Some(text(value).into_owned()),
-            b"id" if !value.contains(&0) => {
-                self.id = Some(text(value).into_owned())
-            }
+            b"id" if !value.contains(&0) => self.id = Some(text(value).into_owned()),
             // `retry:` and unknown fields carry nothing a proxy forwards.
             _ => {}
         }
