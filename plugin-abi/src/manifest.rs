@@ -301,6 +301,55 @@ pub struct HookSpec {
     /// its events (see [`HookBody`]). Nobody pays for what nobody asked.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bodies: Vec<HookBody>,
+    /// Since 1.3: the top-level keys of the event data this subscription
+    /// reads ([`Manifest::reads`], [`Manifest::reads_fields_of`]). When every
+    /// subscriber of an event names its keys, the host may leave out members
+    /// none of them reads (it does for the costly ones, such as `headers`).
+    /// Empty, or holding `"*"`: every key, as subscriptions of 1.0–1.2 get.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reads: Vec<String>,
+}
+
+/// The entry of [`HookSpec::reads`] that stands for every key.
+pub const EVERY_KEY: &str = "*";
+
+/// The field names a `Deserialize` struct asks its deserializer for (after
+/// `rename`), in declaration order: the keys it reads. `None` when `T` is not
+/// read as a plain struct (a map, an enum, a `flatten`ed struct, a `Value`).
+pub fn keys_of<T: Deserialize<'static>>() -> Option<&'static [&'static str]> {
+    let mut keys = None;
+    // The probe answers an error after noting the names: nothing is built.
+    let _ = T::deserialize(KeyProbe { keys: &mut keys });
+    keys
+}
+
+/// A deserializer that notes the field names of the struct asked of it.
+struct KeyProbe<'k> {
+    keys: &'k mut Option<&'static [&'static str]>,
+}
+
+impl<'de> serde::Deserializer<'de> for KeyProbe<'_> {
+    type Error = serde::de::value::Error;
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        _visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        *self.keys = (!fields.is_empty()).then_some(fields);
+        Err(serde::de::Error::custom("only the field names were wanted"))
+    }
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+        Err(serde::de::Error::custom("not a struct"))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map enum identifier ignored_any
+    }
 }
 
 /// A body or stream chunk a hook subscription can ask for (plugin API 1.2).
@@ -477,8 +526,30 @@ impl Manifest {
             events: events.into_iter().map(str::to_owned).collect(),
             priority,
             bodies: Vec::new(),
+            reads: Vec::new(),
         });
         self
+    }
+    /// Names `keys` among the top-level keys of the event data that the hook
+    /// subscribed last reads (plugin API 1.3): when every subscriber of an
+    /// event names its keys, the host may leave out the costly members none
+    /// of them reads, such as `headers`. Call it again to add keys; a hook
+    /// that reads the data whole ([`HookCall::data_json`](crate::HookCall::data_json),
+    /// [`Plugin::on_hook`](crate::Plugin::on_hook)) names none.
+    pub fn reads<'a>(mut self, keys: impl IntoIterator<Item = &'a str>) -> Self {
+        if let Some(spec) = self.hooks.last_mut() {
+            spec.reads.extend(keys.into_iter().map(str::to_owned));
+        }
+        self
+    }
+    /// [`Manifest::reads`] with the fields of `T`, the struct the hook reads
+    /// the data as ([`HookCall::data`](crate::HookCall::data)); every key when
+    /// `T` is not a plain struct. Call it once per struct the hook reads.
+    pub fn reads_fields_of<T: Deserialize<'static>>(self) -> Self {
+        match keys_of::<T>() {
+            Some(keys) => self.reads(keys.iter().copied()),
+            None => self.reads([EVERY_KEY]),
+        }
     }
     /// Subscribes hook `name` to `events` at `priority`, asking for `bodies`
     /// with them (plugin API 1.2; check `Context::has_capability("hook_bodies")`
@@ -630,5 +701,56 @@ impl Manifest {
             .descriptions
             .push((key.to_owned(), description.to_owned()));
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+    use std::collections::HashMap;
+
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Deserialize)]
+    #[allow(dead_code)]
+    struct Reads<'a> {
+        #[serde(borrow)]
+        model: Cow<'a, str>,
+        #[serde(rename = "status_code")]
+        status: Option<u16>,
+        #[serde(default)]
+        usage: Option<Value>,
+    }
+
+    /// A struct's keys are the names serde reads (renames applied); a type
+    /// that is not a plain struct reads every key.
+    #[test]
+    fn a_hook_names_the_fields_of_the_struct_it_reads() {
+        assert_eq!(
+            keys_of::<Reads<'static>>(),
+            Some(&["model", "status_code", "usage"][..])
+        );
+        assert_eq!(keys_of::<Value>(), None);
+        assert_eq!(keys_of::<HashMap<String, Value>>(), None);
+
+        let manifest = Manifest::new("reader", "0.1.0")
+            .hook("early", ["request.completed"], 500)
+            .hook("named", ["request.completed", "request.failed"], 500)
+            .reads_fields_of::<Reads<'static>>()
+            .reads(["error"])
+            .hook("whole", ["request.completed"], 600)
+            .reads_fields_of::<Value>();
+        assert!(manifest.hooks[0].reads.is_empty());
+        assert_eq!(
+            manifest.hooks[1].reads,
+            ["model", "status_code", "usage", "error"]
+        );
+        assert_eq!(manifest.hooks[2].reads, [EVERY_KEY]);
+        // On the wire only when named, so a manifest without it reads as before.
+        let json = serde_json::to_value(&manifest).unwrap();
+        assert!(json["hooks"][0].get("reads").is_none());
+        assert_eq!(json["hooks"][1]["reads"][3], "error");
     }
 }

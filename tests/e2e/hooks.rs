@@ -405,3 +405,60 @@ fn every_declared_event_is_emitted_and_mutating_hooks_shape_the_upstream_request
         );
     }
 }
+
+/// The data keys of `request.completed` as recorded in the proxy's run.
+fn completed_data(proxy: &Proxy, request_id: &str) -> Value {
+    poll(Duration::from_secs(5), || {
+        proxy.get("/recorder/events").json()["events"]
+            .as_array()
+            .and_then(|events| {
+                events
+                    .iter()
+                    .find(|e| e["event"] == "request.completed" && e["request_id"] == request_id)
+                    .map(|e| e["data"].clone())
+            })
+    })
+    .expect("request.completed is recorded")
+}
+
+/// Plugin API 1.3: when every subscriber of an event names the data keys it
+/// reads, the host leaves out the client's headers none of them reads; one
+/// subscriber that names none (the recorder by default) gets them.
+#[test]
+fn the_headers_are_left_out_when_no_subscriber_reads_them() {
+    let ask = |proxy: &Proxy, request_id: &str| {
+        let mut stream = proxy.connect();
+        let request = format!(
+            "GET /recorder/events HTTP/1.1\r\nhost: localhost\r\nx-request-id: {request_id}\r\nx-custom: seen\r\nconnection: close\r\n\r\n"
+        );
+        std::io::Write::write_all(&mut stream, request.as_bytes()).expect("the request is sent");
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut answer).expect("the answer is read");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    };
+
+    let naming = Proxy::start(ProxyOptions {
+        plugins: &["test_plugin_event_recorder"],
+        env: &[(
+            "CCPROXY_TEST_RECORDER_READS",
+            "request_id,status_code,path,method",
+        )],
+        ..ProxyOptions::default()
+    });
+    ask(&naming, "keys-named");
+    let data = completed_data(&naming, "keys-named");
+    assert_eq!(data["status_code"], 200, "{data:#}");
+    assert_eq!(data["path"], "/recorder/events", "{data:#}");
+    assert!(
+        data.get("headers").is_none(),
+        "headers sent anyway: {data:#}"
+    );
+
+    let reading_all = Proxy::start(ProxyOptions {
+        plugins: &["test_plugin_event_recorder"],
+        ..ProxyOptions::default()
+    });
+    ask(&reading_all, "keys-all");
+    let data = completed_data(&reading_all, "keys-all");
+    assert_eq!(data["headers"]["x-custom"], "seen", "{data:#}");
+}

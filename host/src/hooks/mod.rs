@@ -31,6 +31,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use ccproxy_plugin_abi::{
     HookBody, HookEvent, hook_wire,
+    manifest::EVERY_KEY,
     protocol::{InputOf, OutputOf, ops},
 };
 use serde::Serialize;
@@ -263,6 +264,10 @@ struct Subscriptions {
     by_event: EventMap<Vec<Subscriber>>,
     /// Per event, the union of the bodies its subscribers asked for.
     bodies_wanted: EventMap<u8>,
+    /// Per event with subscribers, the union of the data keys they read
+    /// (plugin API 1.3, `HookSpec::reads`); `None`: some subscriber reads
+    /// every key.
+    keys_read: EventMap<Option<Vec<String>>>,
 }
 
 /// A map by event name, looked up several times per request and per stream
@@ -317,9 +322,19 @@ impl HookBus {
     /// after plugins are initialised, and again after each reload.
     pub fn install(self: &Arc<Self>, plugins: &[Arc<ActivePlugin>]) {
         let mut by_event: EventMap<Vec<Subscriber>> = EventMap::default();
+        let mut keys_read: EventMap<Option<Vec<String>>> = EventMap::default();
         for plugin in plugins {
             for spec in &plugin.manifest.hooks {
+                let every_key =
+                    spec.reads.is_empty() || spec.reads.iter().any(|key| key == EVERY_KEY);
                 for event in &spec.events {
+                    let keys = keys_read
+                        .entry(event.clone())
+                        .or_insert_with(|| Some(Vec::new()));
+                    match keys {
+                        Some(keys) if !every_key => keys.extend(spec.reads.iter().cloned()),
+                        _ => *keys = None,
+                    }
                     let api = &plugin.api_version;
                     by_event.entry(event.clone()).or_default().push(Subscriber {
                         plugin: plugin.clone(),
@@ -350,6 +365,7 @@ impl HookBus {
         self.subscriptions.store(Arc::new(Subscriptions {
             by_event,
             bodies_wanted,
+            keys_read,
         }));
         // The observer task starts with the first set; a reload only swaps the set.
         let receiver = self.receiver.lock().ok().and_then(|mut slot| slot.take());
@@ -387,6 +403,17 @@ impl HookBus {
     pub fn inline_deadline(&self, event: &HookEvent) -> Option<Duration> {
         let hooks = self.subscriptions.load().of(event.as_str()).len();
         (hooks > 0).then(|| inline_deadline(hooks))
+    }
+
+    /// Whether a hook on `event` reads its data's top-level `key`: `false`
+    /// when none listens or every one named the keys it reads without it
+    /// (plugin API 1.3), so the member can be left out of the data.
+    pub fn reads_key(&self, event: &HookEvent, key: &str) -> bool {
+        match self.subscriptions.load().keys_read.get(event.as_str()) {
+            None => false,
+            Some(None) => true,
+            Some(Some(keys)) => keys.iter().any(|read| read == key),
+        }
     }
 
     /// Whether any hook on `event` asked for body `kind` with it.

@@ -126,9 +126,10 @@ async fn handle_in_span(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let completed_headers = hooks
-        .wants(&HookEvent::RequestCompleted)
-        .then(|| MaskedHeaders::capture(request.headers()));
+    // Copied for the end-of-request events only when a hook there reads them.
+    let completed_headers = (hooks.reads_key(&HookEvent::RequestCompleted, "headers")
+        || hooks.reads_key(&HookEvent::RequestFailed, "headers"))
+    .then(|| MaskedHeaders::capture(request.headers()));
 
     // The client's body for the hooks that asked for it (plugin API 1.2).
     let mut request_body = (hooks.wants_body(&HookEvent::RequestCompleted, HookBody::RequestBody)
@@ -342,6 +343,8 @@ struct CompletedData<'a> {
     client_ip: &'a str,
     duration_ms: f64,
     error: Option<&'a str>,
+    /// The client's headers, when a hook reads them (`HookBus::reads_key`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     headers: Option<&'a MaskedHeaders>,
     http_version: &'a str,
     method: &'a str,

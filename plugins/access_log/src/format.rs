@@ -76,7 +76,7 @@ struct Usage {
 /// skipped without being built.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-struct EventData<'a> {
+pub(crate) struct EventData<'a> {
     #[serde(borrow)]
     request_id: Option<Cow<'a, str>>,
     #[serde(borrow)]

@@ -188,6 +188,9 @@ impl Plugin for AccessLog {
                 ],
                 750,
             )
+            // Every event is read as this one struct: the host may leave out
+            // the rest (the request's headers).
+            .reads_fields_of::<format::EventData<'static>>()
             // The host runs the task every `flush_interval` seconds.
             .task_from_config("flush", "flush_interval", FLUSH_TICK_SECONDS, false)
             .config_key("client_enabled", "write the client access log")

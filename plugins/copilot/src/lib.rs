@@ -357,6 +357,7 @@ impl Plugin for Copilot {
             )
             .optional_requires(OAUTH_SERVICE)
             .hook(TOKEN_REFUSED_HOOK, ["provider.response.received"], 500)
+            .reads_fields_of::<ResponseReceived<'static>>()
             .config_key("base_url", "the Copilot API; left at its default, the API base the token exchange names (endpoints.api) is used")
             .config_key("account_type", "individual, business or enterprise (informational; the API base comes from the token exchange)")
             .config_key("request_timeout", "timeout in seconds of the embeddings and models requests")

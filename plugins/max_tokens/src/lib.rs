@@ -424,6 +424,8 @@ impl Plugin for MaxTokens {
             .provides("max_tokens")
             .optional_requires("pricing")
             .hook("max_tokens", ["provider.request.prepared"], 500)
+            // The body and these keys: the host may leave out the headers.
+            .reads_fields_of::<Prepared<'static>>()
             .config_key("default_token_limits_file", "limits file merged over the bundled one (token_limits.json: the bundled one alone)")
             .config_key("fallback_max_tokens", "limit set for a missing or invalid value when the model is unknown")
             .config_key("apply_to_all_providers", "check requests to every provider, not only target_providers")
@@ -965,6 +967,11 @@ mod tests {
         let manifest = plugin.manifest();
         assert_eq!(manifest.hooks[0].events, ["provider.request.prepared"]);
         assert_eq!(manifest.hooks[0].priority, 500);
+        // Not the headers: the host may leave them out.
+        assert_eq!(
+            manifest.hooks[0].reads,
+            ["url", "provider", "format", "native_format"]
+        );
         assert_eq!(manifest.provides, ["max_tokens"]);
         let defaults = &manifest.config.defaults;
         assert_eq!(defaults["default_token_limits_file"], "token_limits.json");

@@ -235,6 +235,11 @@ impl Plugin for MetricsPlugin {
                 ],
                 700,
             )
+            // The structs the events are read as: the host may leave out the
+            // rest (the request's headers).
+            .reads_fields_of::<Answered<'static>>()
+            .reads_fields_of::<ProviderFailed<'static>>()
+            .reads_fields_of::<Stream<'static>>()
             // Runs whether or not pushing is on (the manifest is read before
             // the config); without a Pushgateway a run does nothing.
             .task_from_config(

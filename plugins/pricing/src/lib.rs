@@ -345,6 +345,7 @@ impl Plugin for Pricing {
                 ["request.completed", "request.failed", "provider.stream.end"],
                 50,
             )
+            .reads_fields_of::<Priced<'static>>()
             .config_key("source_url", "URL of a price table in LiteLLM's format to download (null: none, offline)")
             .config_key("source_file", "local price table in LiteLLM's format, merged over the bundled one")
             .config_key("update_interval_hours", "hours between checks of source_url")

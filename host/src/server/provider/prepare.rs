@@ -244,7 +244,11 @@ async fn run_prepared_hooks(
     // that comes back unchanged is the original secret again.
     let data = PreparedData {
         format: format.id(),
-        headers: MaskedPairs(&headers),
+        // Left out when every hook here named the keys it reads without it;
+        // a hook's answer without `headers` keeps them as they were.
+        headers: hooks
+            .reads_key(&event, "headers")
+            .then(|| MaskedPairs(&headers)),
         is_streaming: stream,
         method: &method,
         provider,
@@ -299,7 +303,8 @@ fn apply_changes(
 #[derive(Serialize)]
 struct PreparedData<'a> {
     format: &'a str,
-    headers: MaskedPairs<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    headers: Option<MaskedPairs<'a>>,
     is_streaming: bool,
     method: &'a str,
     provider: &'a str,
@@ -451,7 +456,7 @@ mod tests {
         ];
         let data = PreparedData {
             format: "anthropic.messages",
-            headers: MaskedPairs(&headers),
+            headers: Some(MaskedPairs(&headers)),
             is_streaming: true,
             method: "POST",
             provider: "claude_api",

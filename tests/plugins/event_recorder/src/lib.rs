@@ -13,7 +13,10 @@
 //! - `GET /recorder/events` answers what was recorded;
 //! - `POST /recorder/emit` emits `custom.recorder` with `{"n": 1}`;
 //! - `POST /recorder/http-closed?port=N` calls `http://127.0.0.1:N/` through
-//!   the host's client (nothing listens there: an `http.error`).
+//!   the host's client (nothing listens there: an `http.error`);
+//! - with `CCPROXY_TEST_RECORDER_READS` set (comma-separated keys) in the
+//!   host's environment, `record` names those as the data keys it reads
+//!   (plugin API 1.3, `Manifest::reads`).
 #![forbid(unsafe_code)]
 
 use std::sync::Mutex;
@@ -66,6 +69,12 @@ impl Plugin for EventRecorder {
         Manifest::new("event_recorder", "0.1.0")
             .description("records every hook event; two ordered mutating hooks")
             .hook("record", event_names().iter().map(String::as_str), 500)
+            .reads(
+                std::env::var("CCPROXY_TEST_RECORDER_READS")
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter(|key| !key.is_empty()),
+            )
             .hook("prepare_second", ["provider.request.prepared"], 200)
             .hook("prepare_first", ["provider.request.prepared"], 100)
             .route(
