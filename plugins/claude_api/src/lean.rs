@@ -6,7 +6,7 @@
 //! than Anthropic allows, `_*` keys to remove) is shaped whole instead; the
 //! two ways give the same JSON value (tested).
 
-use std::borrow::Cow;
+use std::{borrow::Cow, sync::LazyLock};
 
 use ccproxy_plugin_abi::{Value, serde_json, serde_json::value::RawValue};
 use ccproxy_plugin_kit::json::{ObjectWriter, RawObject};
@@ -53,10 +53,12 @@ impl<'a> Split<'a> {
     /// `cache_control` marks in the kept arrays, counted in their bytes (a
     /// string mentioning it counts too: too many only means shaping whole).
     pub(crate) fn kept_cache_marks(&self) -> usize {
-        let finder = memmem::Finder::new(b"\"cache_control\"");
+        // Built once: building a searcher costs more than a small body's search.
+        static FINDER: LazyLock<memmem::Finder<'static>> =
+            LazyLock::new(|| memmem::Finder::new(b"\"cache_control\""));
         self.kept
             .iter()
-            .map(|(_, raw)| finder.find_iter(raw.get().as_bytes()).count())
+            .map(|(_, raw)| FINDER.find_iter(raw.get().as_bytes()).count())
             .sum()
     }
 
