@@ -47,24 +47,13 @@ pub struct HostAllocator {
 pub struct PluginAllocator;
 
 /// What this library allocates with, decided at its first allocation: null
-/// until then, [`SYSTEM`]'s address for the system allocator, else the
-/// host's table.
+/// until then, [`system`] for the system allocator, else the host's table.
 static CHOSEN: AtomicPtr<HostAllocator> = AtomicPtr::new(std::ptr::null_mut());
 
-/// A marker whose address means "the system allocator" (never called).
-static SYSTEM: HostAllocator = HostAllocator {
-    alloc: unreachable_alloc,
-    alloc_zeroed: unreachable_alloc,
-    dealloc: unreachable_dealloc,
-    realloc: unreachable_realloc,
-};
-
-unsafe extern "C" fn unreachable_alloc(_: usize, _: usize) -> *mut u8 {
-    std::ptr::null_mut()
-}
-unsafe extern "C" fn unreachable_dealloc(_: *mut u8, _: usize, _: usize) {}
-unsafe extern "C" fn unreachable_realloc(_: *mut u8, _: usize, _: usize, _: usize) -> *mut u8 {
-    std::ptr::null_mut()
+/// The value of [`CHOSEN`] that means "the system allocator": an address no
+/// table has, never dereferenced.
+fn system() -> *mut HostAllocator {
+    std::ptr::dangling_mut()
 }
 
 /// The host's table, or `None` for the system allocator.
@@ -74,11 +63,11 @@ fn host() -> Option<&'static HostAllocator> {
     if chosen.is_null() {
         chosen = choose();
     }
-    if std::ptr::eq(chosen, &SYSTEM) {
+    if chosen == system() {
         None
     } else {
-        // Safety: a non-marker value is the address of the host's exported
-        // table, a static that lives as long as the process.
+        // Safety: any other non-null value is the address of the host's
+        // exported table, a static that lives as long as the process.
         Some(unsafe { &*chosen })
     }
 }
@@ -88,11 +77,7 @@ fn host() -> Option<&'static HostAllocator> {
 #[cold]
 fn choose() -> *mut HostAllocator {
     let found = lookup();
-    let candidate = if found.is_null() {
-        std::ptr::from_ref(&SYSTEM).cast_mut()
-    } else {
-        found
-    };
+    let candidate = if found.is_null() { system() } else { found };
     match CHOSEN.compare_exchange(
         std::ptr::null_mut(),
         candidate,

@@ -20,6 +20,12 @@ fn error_message(reply: &ccproxy_e2e::Reply) -> String {
         .to_owned()
 }
 
+/// The proxy gave up on the plugin: a 504 saying `message`.
+fn assert_gave_up(reply: &ccproxy_e2e::Reply, message: &str) {
+    assert_eq!(reply.status, 504, "{}", reply.text());
+    assert_eq!(error_message(reply), message);
+}
+
 #[test]
 fn plugins_blocking_their_threads_leave_health_answering() {
     let proxy = Proxy::start(ProxyOptions {
@@ -84,10 +90,9 @@ fn a_middleware_that_never_answers_times_out_and_health_bypasses_it() {
     let started = Instant::now();
     let reply = proxy.get("/stuck/block?ms=1");
     let took = started.elapsed();
-    assert_eq!(reply.status, 504, "{}", reply.text());
-    assert_eq!(
-        error_message(&reply),
-        "plugin stuck did not answer middleware.request within 1 s"
+    assert_gave_up(
+        &reply,
+        "plugin stuck did not answer middleware.request within 1 s",
     );
     assert!(
         took >= Duration::from_millis(900) && took < Duration::from_secs(3),
@@ -112,15 +117,14 @@ fn a_provider_prepare_that_never_answers_is_a_504_in_the_clients_format() {
         }),
     );
     let took = started.elapsed();
-    assert_eq!(reply.status, 504, "{}", reply.text());
+    assert_gave_up(
+        &reply,
+        "plugin stuck did not answer provider.prepare within 1 s",
+    );
     let body = reply.json();
     // Anthropic's error shape: {"type": "error", "error": {"type", "message"}}.
     assert_eq!(body["type"], "error", "{body}");
     assert!(body["error"]["type"].is_string(), "{body}");
-    assert_eq!(
-        error_message(&reply),
-        "plugin stuck did not answer provider.prepare within 1 s"
-    );
     assert!(took < Duration::from_secs(3), "the timeout took {took:?}");
 
     // Counted, and shown in the plugin's health.
@@ -142,10 +146,9 @@ fn a_route_that_never_answers_times_out_at_the_request_timeout() {
         ..ProxyOptions::default()
     });
     let reply = proxy.get("/stuck/hang");
-    assert_eq!(reply.status, 504, "{}", reply.text());
-    assert_eq!(
-        error_message(&reply),
-        "plugin stuck did not answer route.handle within 1 s"
+    assert_gave_up(
+        &reply,
+        "plugin stuck did not answer route.handle within 1 s",
     );
     assert_eq!(reply.json()["error"]["type"], "timeout_error");
     // The server is still serving.
@@ -186,10 +189,9 @@ fn an_inline_hook_blocking_its_thread_fails_the_request_at_the_deadline_not_the_
         .expect("the client thread ends")
         .expect("the request is answered");
     let took = started.elapsed();
-    assert_eq!(reply.status, 504, "{}", reply.text());
-    assert_eq!(
-        error_message(&reply),
-        "provider claude_api: preparing the request did not finish within 7 s (a plugin blocks its thread)"
+    assert_gave_up(
+        &reply,
+        "provider claude_api: preparing the request did not finish within 7 s (a plugin blocks its thread)",
     );
     assert!(
         took >= Duration::from_secs(7) && took < Duration::from_secs(9),

@@ -224,22 +224,10 @@ async fn run_prepared_hooks(
     hooks: &HookBus,
     request_id: &str,
     (provider, format): (&str, Format),
-    prepared: Prepared,
+    mut prepared: Prepared,
 ) -> Prepared {
     let event = HookEvent::ProviderRequestPrepared;
-    let Prepared {
-        request:
-            UpstreamRequest {
-                method,
-                url,
-                headers,
-                stream,
-                timeout,
-            },
-        body,
-        alias,
-        plan,
-    } = prepared;
+    let request = &prepared.request;
     // Hooks see credentials masked, like every other event; a masked value
     // that comes back unchanged is the original secret again.
     let data = PreparedData {
@@ -248,54 +236,35 @@ async fn run_prepared_hooks(
         // a hook's answer without `headers` keeps them as they were.
         headers: hooks
             .reads_key(&event, "headers")
-            .then(|| MaskedPairs(&headers)),
-        is_streaming: stream,
-        method: &method,
+            .then(|| MaskedPairs(&request.headers)),
+        is_streaming: request.stream,
+        method: &request.method,
         provider,
-        url: &url,
+        url: &request.url,
     };
+    let body = std::mem::take(&mut prepared.body);
     let (changed, body) = hooks.mutate(event, Some(request_id), &data, body).await;
-    let (method, url, headers) = match changed {
-        Some(data) => apply_changes(data, method, url, headers),
-        None => (method, url, headers),
-    };
-    Prepared {
-        request: UpstreamRequest {
-            method,
-            url,
-            headers,
-            stream,
-            timeout,
-        },
-        body,
-        alias,
-        plan,
+    if let Some(data) = changed {
+        apply_changes(data, &mut prepared.request);
     }
+    prepared.body = body;
+    prepared
 }
 
-/// The method, URL and headers as the hooks left them in `data` (what they
-/// answered): a key missing or of another type keeps the value it had.
-fn apply_changes(
-    mut data: serde_json::Value,
-    method: String,
-    url: String,
-    headers: Vec<(String, String)>,
-) -> (String, String, Vec<(String, String)>) {
-    let method = match data["method"].as_str() {
-        Some(changed) => changed.to_owned(),
-        None => method,
-    };
-    let url = match data["url"].as_str() {
-        Some(changed) => changed.to_owned(),
-        None => url,
-    };
+/// Takes the method, URL and headers as the hooks left them in `data` (what
+/// they answered): a key missing or of another type keeps the value it had.
+fn apply_changes(mut data: serde_json::Value, request: &mut UpstreamRequest) {
+    if let Some(changed) = data["method"].as_str() {
+        request.method = changed.to_owned();
+    }
+    if let Some(changed) = data["url"].as_str() {
+        request.url = changed.to_owned();
+    }
     let returned: Option<Vec<(String, String)>> =
         serde_json::from_value(data["headers"].take()).ok();
-    let headers = match returned {
-        Some(returned) => unmask_headers(returned, &headers),
-        None => headers,
-    };
-    (method, url, headers)
+    if let Some(returned) = returned {
+        request.headers = unmask_headers(returned, &request.headers);
+    }
 }
 
 /// The data of `provider.request.prepared`, written straight to JSON (keys
