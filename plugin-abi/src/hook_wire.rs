@@ -307,7 +307,8 @@ pub struct CallWriter {
 }
 
 impl CallWriter {
-    /// A call of `count` entries; `capacity` is a guess of its size.
+    /// A call of `count` entries; `capacity` is the sum of their
+    /// [`entry_size`]s (a guess costs a reallocation when it is short).
     pub fn new(count: usize, capacity: usize) -> Self {
         let mut out = Vec::with_capacity(capacity + 5);
         out.push(VERSION);
@@ -329,6 +330,16 @@ impl CallWriter {
         body: &[u8],
     ) {
         let out = &mut self.out;
+        // At most one reallocation, when the caller's capacity was short (a
+        // growing frame would copy a 64 KB body again at each step).
+        out.reserve(entry_size(
+            hook,
+            event,
+            request_id,
+            data,
+            encoded_index,
+            body,
+        ));
         put_bytes(out, hook.as_bytes());
         put_bytes(out, event.as_bytes());
         out.extend_from_slice(&timestamp_ms.to_le_bytes());
@@ -353,6 +364,28 @@ impl CallWriter {
     pub fn finish(self) -> Vec<u8> {
         self.out
     }
+}
+
+/// The bytes [`CallWriter::entry`] writes for these arguments: callers sum
+/// it for [`CallWriter::new`]'s capacity, so the frame is allocated once
+/// (mimalloc's `realloc` copies the old block whole, not only what is in
+/// use).
+pub fn entry_size(
+    hook: &str,
+    event: &str,
+    request_id: Option<&str>,
+    data: &str,
+    encoded_index: &[u8],
+    body: &[u8],
+) -> usize {
+    // Five lengths, the timestamp and the request id's flag: 4 × 5 + 8 + 1.
+    hook.len()
+        + event.len()
+        + request_id.map_or(0, str::len)
+        + data.len()
+        + encoded_index.len().max(4)
+        + body.len()
+        + 29
 }
 
 /// Reads a frame front to back.

@@ -628,22 +628,36 @@ impl HookBus {
         group: &[usize],
     ) {
         let plugin = &hearers[group[0]][done[group[0]]].plugin;
+        let entry = |i: usize| {
+            let observed = &events[i];
+            let subscriber = hearers[i][done[i]];
+            (
+                subscriber.hook.as_str(),
+                observed.event.as_str(),
+                observed.request_id.as_deref(),
+                observed.data.text(),
+                observed.index.as_slice(),
+                observed.body_for(subscriber).unwrap_or_default(),
+            )
+        };
         let size = group
             .iter()
-            .map(|&i| events[i].data.text().len() + 64)
+            .map(|&i| {
+                let (hook, event, request_id, data, index, body) = entry(i);
+                hook_wire::entry_size(hook, event, request_id, data, index, body)
+            })
             .sum();
         let mut frame = hook_wire::CallWriter::new(group.len(), size);
         for &i in group {
-            let observed = &events[i];
-            let subscriber = hearers[i][done[i]];
+            let (hook, event, request_id, data, index, body) = entry(i);
             frame.entry(
-                &subscriber.hook,
-                observed.event.as_str(),
-                observed.timestamp_ms,
-                observed.request_id.as_deref(),
-                observed.data.text(),
-                &observed.index,
-                observed.body_for(subscriber).unwrap_or_default(),
+                hook,
+                event,
+                events[i].timestamp_ms,
+                request_id,
+                data,
+                index,
+                body,
             );
         }
         let calls = group.len() as u32;
@@ -929,16 +943,10 @@ async fn call_batched(
             return Ok(false);
         }
         let text = state.text.as_deref().unwrap_or("null");
-        let mut frame = hook_wire::CallWriter::new(1, text.len() + state.body.len() + 64);
-        frame.entry(
-            &subscriber.hook,
-            event,
-            now_ms(),
-            request_id,
-            text,
-            &state.index,
-            &state.body,
-        );
+        let (hook, index, body) = (&subscriber.hook, &state.index, &state.body);
+        let size = hook_wire::entry_size(hook, event, request_id, text, index, body);
+        let mut frame = hook_wire::CallWriter::new(1, size);
+        frame.entry(hook, event, now_ms(), request_id, text, index, body);
         frame.finish()
     };
     let handle = &subscriber.plugin.handle;
