@@ -1,8 +1,9 @@
 //! Shaping without parsing the whole body: the shaping rules change the
 //! top-level keys and the system prompt, so for most requests the `messages`
 //! and `tools` arrays (nearly all of a Claude Code request's 64 KB) are left
-//! as the client's bytes, and only the rest is parsed into a [`Body`] for the
-//! rules. A request whose arrays need an edit (more `cache_control` marks
+//! as the client's bytes, and so is the system prompt (15 KB of it) when
+//! the rules would leave it alone; only the rest is parsed into a [`Body`]
+//! for the rules. A request whose arrays need an edit (more `cache_control` marks
 //! than Anthropic allows, `_*` keys to remove) is shaped whole instead; the
 //! two ways give the same JSON value (tested).
 
@@ -19,35 +20,43 @@ const KEPT_AS_IS: [&str; 2] = ["messages", "tools"];
 
 /// A body split for lean shaping: the small keys parsed, the arrays kept.
 pub(crate) struct Split<'a> {
-    /// Every top-level key but `messages` and `tools`, parsed.
+    /// Every top-level key but those kept, parsed.
     pub(crate) small: Body,
+    /// `messages`, `tools` and, when the rules leave it alone, `system`.
     kept: Vec<(Cow<'a, str>, &'a RawValue)>,
+    /// The body's length: the shaped body is about as long.
+    source_len: usize,
 }
 
 impl<'a> Split<'a> {
     /// Splits `body`, or `None` when it must be shaped whole: not an object
     /// (the whole parse says why), a duplicate key, or a `_`-prefixed
-    /// string somewhere (a private key the rules remove).
-    pub(crate) fn of(body: &'a [u8]) -> Option<Self> {
+    /// string somewhere (a private key the rules remove). `system` is kept
+    /// as it is when `keep_system` says the rules leave its text alone.
+    pub(crate) fn of(body: &'a [u8], keep_system: impl Fn(&str) -> bool) -> Option<Self> {
         if has_underscore_string(body) {
             return None;
         }
         let mut small = Body::new();
         let mut kept = Vec::new();
         for (key, raw) in RawObject::parse(body).ok()?.into_entries() {
-            if KEPT_AS_IS.contains(&key.as_ref()) {
-                if kept.iter().any(|(k, _): &(Cow<str>, _)| k == &key) {
-                    return None;
-                }
+            let seen = small.contains_key(key.as_ref())
+                || kept.iter().any(|(k, _): &(Cow<str>, _)| k == &key);
+            if seen {
+                return None;
+            }
+            if KEPT_AS_IS.contains(&key.as_ref()) || (key == "system" && keep_system(raw.get())) {
                 kept.push((key, raw));
             } else {
                 let value: Value = serde_json::from_str(raw.get()).ok()?;
-                if small.insert(key.into_owned(), value).is_some() {
-                    return None;
-                }
+                small.insert(key.into_owned(), value);
             }
         }
-        Some(Self { small, kept })
+        Some(Self {
+            small,
+            kept,
+            source_len: body.len(),
+        })
     }
 
     /// `cache_control` marks in the kept arrays, counted in their bytes (a
@@ -65,8 +74,9 @@ impl<'a> Split<'a> {
     /// The shaped body: the small keys as the rules left them, then the kept
     /// arrays as they came.
     pub(crate) fn into_bytes(self) -> Result<Vec<u8>, serde_json::Error> {
-        let kept_len: usize = self.kept.iter().map(|(_, raw)| raw.get().len() + 16).sum();
-        let mut out = ObjectWriter::with_capacity(kept_len + 1024);
+        // Sized once: a kept array written into a buffer sized for less
+        // would be copied again as it grows.
+        let mut out = ObjectWriter::with_capacity(self.source_len + 1024);
         for (key, value) in &self.small {
             out.value(key, value)?;
         }
@@ -96,7 +106,7 @@ mod tests {
 
     fn split(value: &Value) -> Option<(Value, usize)> {
         let bytes = value.to_string().into_bytes();
-        let split = Split::of(&bytes)?;
+        let split = Split::of(&bytes, |_| false)?;
         let marks = split.kept_cache_marks();
         let rebuilt: Value = serde_json::from_slice(&split.into_bytes().unwrap()).unwrap();
         Some((rebuilt, marks))
@@ -128,9 +138,9 @@ mod tests {
                 .is_some()
         );
         // Not an object, or a duplicate key.
-        assert!(Split::of(b"[1]").is_none());
-        assert!(Split::of(br#"{"messages":[],"messages":[]}"#).is_none());
-        assert!(Split::of(br#"{"model":"a","model":"b"}"#).is_none());
-        assert!(Split::of(b"{").is_none());
+        assert!(Split::of(b"[1]", |_| false).is_none());
+        assert!(Split::of(br#"{"messages":[],"messages":[]}"#, |_| false).is_none());
+        assert!(Split::of(br#"{"model":"a","model":"b"}"#, |_| false).is_none());
+        assert!(Split::of(b"{", |_| false).is_none());
     }
 }

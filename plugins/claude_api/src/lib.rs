@@ -85,7 +85,7 @@ use ccproxy_plugin_kit::{
 
 use crate::{
     auth::{Credential, Credentials, OAUTH_SERVICE, upstream_headers},
-    config::Config,
+    config::{Config, InjectionMode},
     shaping::Body,
 };
 
@@ -195,7 +195,12 @@ impl Shaper<'_> {
         purpose: Purpose,
         client_model: Option<&str>,
     ) -> Result<Option<Shaped>, PluginError> {
-        let Some(mut split) = lean::Split::of(body) else {
+        let inject = match credential {
+            Credential::OAuth(_) => self.config.system_prompt_injection_mode != InjectionMode::None,
+            Credential::ApiKey(_) => false,
+        };
+        let keep_system = |raw: &str| shaping::leaves_raw_system_alone(raw, inject);
+        let Some(mut split) = lean::Split::of(body, keep_system) else {
             return Ok(None);
         };
         let shaped = self.top_level_rules(&mut split.small, credential, purpose, client_model);
@@ -705,6 +710,24 @@ mod tests {
             ),
             (
                 json!({"model": "sonnet", "system": "x-anthropic-billing-header: cch=1\nBe brief.", "stream": false, "messages": []}),
+                true,
+            ),
+            // System prompts kept as the client's text or parsed, each way.
+            (
+                json!({"model": "m", "system": format!("{} Be brief.", shaping::CLAUDE_CODE_IDENTITY), "messages": []}),
+                true,
+            ),
+            (
+                json!({"model": "m", "system": [{"type": "text", "text": "X-Anthropic-Billing-Header: cch=2"}, {"type": "text", "text": shaping::CLAUDE_CODE_IDENTITY}], "messages": []}),
+                true,
+            ),
+            (
+                json!({"model": "m", "system": [{"type": "text", "text": "tab\u{1}"}, "odd"], "messages": []}),
+                true,
+            ),
+            (json!({"model": "m", "system": null, "messages": []}), true),
+            (
+                json!({"model": "m", "system": ["first", {"type": "text", "text": "b"}], "messages": []}),
                 true,
             ),
             (

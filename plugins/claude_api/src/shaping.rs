@@ -5,7 +5,7 @@
 
 use std::cmp::Reverse;
 
-use ccproxy_plugin_abi::{Value, json, serde_json::Map};
+use ccproxy_plugin_abi::{Value, json, serde_json, serde_json::Map};
 
 use crate::config::InjectionMode;
 
@@ -125,7 +125,6 @@ pub(crate) fn injected_blocks(mode: InjectionMode, full_text: &str) -> Vec<Value
 /// prompt becomes a text block after them. Returns how many blocks were
 /// prepended (they are `system[..n]`).
 pub(crate) fn inject_system_prompt(body: &mut Body, blocks: Vec<Value>) -> usize {
-    let opens_with_identity = |text: &str| text.trim_start().starts_with(CLAUDE_CODE_IDENTITY);
     let existing = match body.get("system") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::String(text)) if opens_with_identity(text) => return 0,
@@ -152,6 +151,75 @@ pub(crate) fn inject_system_prompt(body: &mut Body, blocks: Vec<Value>) -> usize
     system.extend(existing);
     body.insert("system".to_owned(), Value::Array(system));
     n_injected
+}
+
+/// Whether a system prompt still as the client's JSON text (`raw`) is one
+/// the system rules leave as it is, so it need not be parsed and written
+/// back (a 15 KB Claude Code prompt costs more to parse and write than the
+/// rest of the request): no billing line can be in it ([`strip_billing_header`])
+/// and, when `inject` is set, it already opens with the Claude Code
+/// identity ([`inject_system_prompt`]). Errs towards `false`: a text with a
+/// `\u` escape, or of a shape this does not read, is parsed.
+pub(crate) fn leaves_raw_system_alone(raw: &str, inject: bool) -> bool {
+    !may_hold_billing_line(raw) && (!inject || raw_opens_with_identity(raw))
+}
+
+/// Whether the billing prefix may occur in `raw` JSON text, in any case;
+/// an escape (`\u`) could spell it, so any escape counts.
+fn may_hold_billing_line(raw: &str) -> bool {
+    let bytes = raw.as_bytes();
+    let prefix = BILLING_HEADER_PREFIX.as_bytes();
+    memchr::memmem::find(bytes, b"\\u").is_some()
+        || memchr::memchr2_iter(b'x', b'X', bytes).any(|at| {
+            bytes
+                .get(at..at + prefix.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+        })
+}
+
+/// Whether a system prompt's JSON text opens with the Claude Code identity,
+/// read as [`inject_system_prompt`] reads it (a string, or the first block's
+/// `text`) without building the prompt.
+fn raw_opens_with_identity(raw: &str) -> bool {
+    use std::{borrow::Cow, fmt};
+
+    use serde::de::{Deserialize, Deserializer, IgnoredAny, SeqAccess, Visitor};
+
+    #[derive(serde::Deserialize)]
+    struct Block<'a> {
+        #[serde(borrow)]
+        text: Option<Cow<'a, str>>,
+    }
+    struct Opening(bool);
+    struct OpeningVisitor;
+    impl<'de> Visitor<'de> for OpeningVisitor {
+        type Value = Opening;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a system prompt")
+        }
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Opening, E> {
+            Ok(Opening(opens_with_identity(text)))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut blocks: A) -> Result<Opening, A::Error> {
+            let first: Option<Block<'de>> = blocks.next_element()?;
+            while blocks.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(Opening(
+                first
+                    .and_then(|block| block.text)
+                    .is_some_and(|text| opens_with_identity(&text)),
+            ))
+        }
+    }
+    impl<'de> Deserialize<'de> for Opening {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_any(OpeningVisitor)
+        }
+    }
+    serde_json::from_str::<Opening>(raw).is_ok_and(|opening| opening.0)
+}
+
+fn opens_with_identity(text: &str) -> bool {
+    text.trim_start().starts_with(CLAUDE_CODE_IDENTITY)
 }
 
 /// Where a block carrying `cache_control` sits.
@@ -311,6 +379,60 @@ pub(crate) fn remove_private_keys(body: &mut Body) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_raw_system_prompt_is_kept_only_when_the_rules_leave_it_alone() {
+        let text = |value: Value| value.to_string();
+        let identity = format!("{CLAUDE_CODE_IDENTITY} Be brief.");
+        let block = |text: &str| json!({"type": "text", "text": text});
+        // Without injection only a billing line (or an escape that could
+        // spell one) needs the rules.
+        assert!(leaves_raw_system_alone(&text(json!("be brief")), false));
+        assert!(leaves_raw_system_alone(
+            &text(json!([block("a"), block("b")])),
+            false
+        ));
+        for billing in [
+            "x-anthropic-billing-header: cch=1",
+            "note\nX-ANTHROPIC-BILLING-HEADER: cch=1",
+        ] {
+            assert!(!leaves_raw_system_alone(&text(json!(billing)), false));
+            assert!(!leaves_raw_system_alone(
+                &text(json!([block(billing)])),
+                true
+            ));
+        }
+        assert!(!leaves_raw_system_alone(
+            r#""x-anthropic-billing-header\u003a cch=1""#,
+            false
+        ));
+        // With injection, only a prompt already opening with the identity.
+        assert!(leaves_raw_system_alone(&text(json!(identity)), true));
+        assert!(leaves_raw_system_alone(
+            &text(json!([block(&identity), block("b"), "x"])),
+            true
+        ));
+        assert!(leaves_raw_system_alone(
+            &text(json!([{"text": format!("  {identity}"), "type": "text"}])),
+            true
+        ));
+        for other in [
+            json!("be brief"),
+            json!([block("b"), block(&identity)]),
+            json!([identity]),
+            json!([{"type": "text", "text": 5}]),
+            json!([]),
+            json!(null),
+            json!({"text": identity}),
+            json!(""),
+        ] {
+            assert!(
+                !leaves_raw_system_alone(&text(other.clone()), true),
+                "{other}"
+            );
+        }
+    }
+
     use super::*;
 
     fn body(value: Value) -> Body {
