@@ -198,6 +198,75 @@ pub fn with_fields(
     (out.len() <= u32::MAX as usize).then_some((out, entries))
 }
 
+/// Reads `json`, which must be one JSON object, as `serde_json::from_slice`
+/// would (every byte of it is validated), and notes its [`Index`] on the
+/// way: the host reads a client's body so once, and hands the index to the
+/// provider plugin with `provider.prepare`
+/// ([`ProviderPrepareInput::body_members`](crate::protocol::ProviderPrepareInput::body_members)),
+/// which then takes the body apart without parsing it again. The index is
+/// empty when a key is written with escapes (it would not read back as
+/// written) or the text is over 4 GiB.
+pub fn index_object(json: &[u8]) -> Result<Index, serde_json::Error> {
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
+    use serde_json::value::RawValue;
+
+    /// Where a borrowed slice of `json` starts and ends in it.
+    fn range_in(json: &[u8], part: &str) -> Option<[u32; 2]> {
+        let start = (part.as_ptr() as usize).checked_sub(json.as_ptr() as usize)?;
+        let end = start + part.len();
+        (end <= json.len()).then_some([u32::try_from(start).ok()?, u32::try_from(end).ok()?])
+    }
+    /// A key, borrowed from the text when it has no escape.
+    struct Key;
+    impl<'de> DeserializeSeed<'de> for Key {
+        type Value = Option<&'de str>;
+        fn deserialize<D: Deserializer<'de>>(
+            self,
+            deserializer: D,
+        ) -> Result<Self::Value, D::Error> {
+            deserializer.deserialize_str(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Key {
+        type Value = Option<&'de str>;
+        fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+            formatter.write_str("a key")
+        }
+        fn visit_borrowed_str<E>(self, key: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(key))
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    struct Members<'j>(&'j [u8]);
+    impl<'de> Visitor<'de> for Members<'_> {
+        type Value = Option<Index>;
+        fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+            formatter.write_str("a JSON object")
+        }
+        fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+            let mut index = Some(Index::new());
+            while let Some(key) = map.next_key_seed(Key)? {
+                let value: &RawValue = map.next_value()?;
+                let entry = key
+                    .and_then(|key| range_in(self.0, key))
+                    .zip(range_in(self.0, value.get()));
+                match (entry, &mut index) {
+                    (Some(([ks, ke], [vs, ve])), Some(entries)) => entries.push([ks, ke, vs, ve]),
+                    // The rest is still read: the text must be valid.
+                    _ => index = None,
+                }
+            }
+            Ok(index)
+        }
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(json);
+    let index = deserializer.deserialize_map(Members(json))?;
+    deserializer.end()?;
+    Ok(index.unwrap_or_default())
+}
+
 /// Whether a key must be escaped in JSON (then it is not spliced as is).
 fn needs_escape(key: &str) -> bool {
     key.bytes()
@@ -942,6 +1011,46 @@ mod index_tests {
         // Not an object: nothing to index.
         assert!(to_indexed_json(&json!([{"a": 1}])).unwrap().1.is_empty());
         assert!(to_indexed_json(&json!("text")).unwrap().1.is_empty());
+    }
+
+    #[test]
+    fn reading_an_object_indexes_it_as_writing_it_does() {
+        let data = json!({"model": "m", "messages": [{"role": "user", "content": "a \"b\""}],
+            "max_tokens": 5, "stream": true, "n": null, "": {"x": [1, 2.5]}});
+        let (text, written) = to_indexed_json(&data).unwrap();
+        assert_eq!(index_object(text.as_bytes()).unwrap(), written);
+        // Spaces anywhere, as a client writes them: the ranges are still
+        // each key inside its quotes and each value's text, in order.
+        let text = " {\n \"b\" : [1,  2] ,\"a\":\"x\\\"y\", \"b\":{}\t} ";
+        let pairs: Vec<(&str, &str)> = index_object(text.as_bytes())
+            .unwrap()
+            .iter()
+            .map(|&[a, b, c, d]| (&text[a as usize..b as usize], &text[c as usize..d as usize]))
+            .collect();
+        assert_eq!(pairs, [("b", "[1,  2]"), ("a", r#""x\"y""#), ("b", "{}")]);
+        // A key with an escape: the text is read, but not indexed.
+        assert!(
+            index_object(br#"{"a\u0041": 1, "b": 2}"#)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(index_object(b"{}").unwrap().is_empty());
+        // What serde_json refuses, this refuses.
+        for bad in [
+            &b"[1]"[..],
+            b"\"x\"",
+            b"{",
+            b"{\"a\":1} x",
+            b"{\"a\":[}",
+            b"",
+            b"{\"a\":\"\xff\"}",
+        ] {
+            assert!(
+                index_object(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]

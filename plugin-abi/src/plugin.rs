@@ -373,12 +373,50 @@ pub struct ProviderRequest {
     /// the client ([`UpstreamRequest::with_retries`]): pick another account,
     /// and note the previous one's failure. `None` on a first attempt.
     pub attempt: Option<crate::protocol::ProviderAttempt>,
+    /// Plugin API 1.3: where the body's top-level members are, as the host
+    /// found them while validating it
+    /// ([`ProviderPrepareInput::body_members`](crate::protocol::ProviderPrepareInput::body_members));
+    /// read it with [`ProviderRequest::body_top_level`]. Empty when unknown.
+    pub body_members: Vec<[u32; 4]>,
 }
 
 impl ProviderRequest {
     /// Whether this is a retry ([`ProviderRequest::attempt`] is set).
     pub fn is_retry(&self) -> bool {
         self.attempt.is_some()
+    }
+
+    /// The body's top-level members in the order written, each key (as
+    /// written, no escapes) with its value's JSON text, taken from
+    /// [`ProviderRequest::body_members`] without parsing the body: the host
+    /// has validated it. `None` when there is no index, or it does not fit
+    /// the body (then parse the body yourself).
+    pub fn body_top_level(&self) -> Option<Vec<(&str, &str)>> {
+        if self.body_members.is_empty() {
+            return None;
+        }
+        // Checked once, so every range below is text or the index is refused.
+        let body = std::str::from_utf8(&self.body).ok()?;
+        let mut end_of_last = 0;
+        self.body_members
+            .iter()
+            .map(|&[key_start, key_end, value_start, value_end]| {
+                let [key_start, key_end, value_start, value_end] =
+                    [key_start, key_end, value_start, value_end].map(|at| at as usize);
+                let in_order = end_of_last < key_start
+                    && key_start <= key_end
+                    && key_end < value_start
+                    && value_start < value_end;
+                end_of_last = value_end;
+                // The key between its quotes, with no escape or quote inside.
+                let quoted = body.get(key_start.checked_sub(1)?..=key_end)?;
+                let key = quoted
+                    .strip_prefix('"')?
+                    .strip_suffix('"')
+                    .filter(|key| !key.contains(['"', '\\']))?;
+                in_order.then_some((key, body.get(value_start..value_end)?))
+            })
+            .collect()
     }
 }
 
@@ -459,4 +497,42 @@ impl UpstreamRequest {
 /// `duration` in whole milliseconds, saturating.
 pub(crate) fn duration_ms(duration: std::time::Duration) -> u64 {
     duration.as_millis().min(u128::from(u64::MAX)) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_body_top_level_comes_from_a_fitting_index_only() {
+        let body = br#"{"model":"m","messages":[1, 2]}"#.to_vec();
+        let mut request = ProviderRequest {
+            body_members: crate::hook_wire::index_object(&body).unwrap(),
+            body,
+            ..ProviderRequest::default()
+        };
+        assert_eq!(
+            request.body_top_level(),
+            Some(vec![("model", r#""m""#), ("messages", "[1, 2]")])
+        );
+        let fitting = request.body_members.clone();
+        for wrong in [
+            vec![],
+            vec![[2, 7, 9, 99]],
+            vec![[2, 7, 9, 12], [2, 7, 9, 12]],
+            vec![[7, 2, 9, 12]],
+            vec![[2, 7, 9, 9]],
+            vec![[1, 7, 9, 12]],
+        ] {
+            request.body_members = wrong.clone();
+            assert_eq!(request.body_top_level(), None, "{wrong:?}");
+        }
+        // A range that cuts a character, or a body that is not text.
+        request.body = "{\"é\":1}".as_bytes().to_vec();
+        request.body_members = vec![[2, 3, 6, 7]];
+        assert_eq!(request.body_top_level(), None);
+        request.body = b"{\"model\":\"\xff\"}".to_vec();
+        request.body_members = fitting;
+        assert_eq!(request.body_top_level(), None);
+    }
 }

@@ -456,6 +456,7 @@ impl<P: Plugin> Instance<P> {
                     body: input.body.into_vec(),
                     request_id: prepare.request.request_id,
                     attempt: prepare.attempt,
+                    body_members: prepare.body_members,
                 };
                 Box::pin(async move {
                     let upstream = plugin

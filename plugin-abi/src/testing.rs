@@ -1367,6 +1367,7 @@ impl TestPlugin {
     ///         body: b"{}".to_vec(),
     ///         request_id: "r1".into(),
     ///         attempt: None,
+    ///         body_members: Vec::new(),
     ///     })
     ///     .unwrap();
     /// assert_eq!(upstream.url, "https://api.example.test/v1/messages");
@@ -1410,6 +1411,13 @@ impl TestPlugin {
                 request_id: req.request_id,
             },
             attempt: req.attempt,
+            // As the host indexes a body it read (an index the test gave
+            // is sent as it is, to try what a plugin makes of a wrong one).
+            body_members: if req.body_members.is_empty() {
+                crate::hook_wire::index_object(&req.body).unwrap_or_default()
+            } else {
+                req.body_members
+            },
         };
         let (output, body) = self.call::<_, protocol::ProviderPrepareOutput>(
             op::PROVIDER_PREPARE,
@@ -2874,6 +2882,7 @@ mod tests {
                 body: Vec::new(),
                 request_id: "r1".into(),
                 attempt: None,
+                body_members: Vec::new(),
             })
             .unwrap_err();
         assert_eq!(error.kind(), ErrorKind::NotFound);

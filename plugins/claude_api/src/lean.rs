@@ -9,7 +9,7 @@
 
 use std::{borrow::Cow, sync::LazyLock};
 
-use ccproxy_plugin_abi::{Value, serde_json, serde_json::value::RawValue};
+use ccproxy_plugin_abi::{Value, serde_json};
 use ccproxy_plugin_kit::json::{ObjectWriter, RawObject};
 use memchr::memmem;
 
@@ -18,12 +18,16 @@ use crate::shaping::{self, Body};
 /// The top-level keys kept as the client's bytes.
 const KEPT_AS_IS: [&str; 2] = ["messages", "tools"];
 
+/// A body to shape: the client's bytes, and their top-level members when
+/// the host found them (`ProviderRequest::body_top_level`).
+pub(crate) type Source<'a> = (&'a [u8], Option<Vec<(&'a str, &'a str)>>);
+
 /// A body split for lean shaping: the small keys parsed, the arrays kept.
 pub(crate) struct Split<'a> {
     /// Every top-level key but those kept, parsed.
     pub(crate) small: Body,
     /// `messages`, `tools` and, when the rules leave it alone, `system`.
-    kept: Vec<(Cow<'a, str>, &'a RawValue)>,
+    kept: Vec<(Cow<'a, str>, &'a str)>,
     /// The body's length: the shaped body is about as long.
     source_len: usize,
 }
@@ -31,24 +35,34 @@ pub(crate) struct Split<'a> {
 impl<'a> Split<'a> {
     /// Splits `body`, or `None` when it must be shaped whole: not an object
     /// (the whole parse says why), a duplicate key, or a `_`-prefixed
-    /// string somewhere (a private key the rules remove). `system` is kept
-    /// as it is when `keep_system` says the rules leave its text alone.
-    pub(crate) fn of(body: &'a [u8], keep_system: impl Fn(&str) -> bool) -> Option<Self> {
+    /// string somewhere (a private key the rules remove). `members` are its
+    /// top-level members when the host found them (then the body is not
+    /// parsed again); `system` is kept as it is when `keep_system` says the
+    /// rules leave its text alone.
+    pub(crate) fn of(
+        body: &'a [u8],
+        members: Option<Vec<(&'a str, &'a str)>>,
+        keep_system: impl Fn(&str) -> bool,
+    ) -> Option<Self> {
         if has_underscore_string(body) {
             return None;
         }
+        let object = match members {
+            Some(members) => RawObject::from_members(members),
+            None => RawObject::parse(body).ok()?,
+        };
         let mut small = Body::new();
         let mut kept = Vec::new();
-        for (key, raw) in RawObject::parse(body).ok()?.into_entries() {
+        for (key, raw) in object.into_entries() {
             let seen = small.contains_key(key.as_ref())
                 || kept.iter().any(|(k, _): &(Cow<str>, _)| k == &key);
             if seen {
                 return None;
             }
-            if KEPT_AS_IS.contains(&key.as_ref()) || (key == "system" && keep_system(raw.get())) {
+            if KEPT_AS_IS.contains(&key.as_ref()) || (key == "system" && keep_system(raw)) {
                 kept.push((key, raw));
             } else {
-                let value: Value = serde_json::from_str(raw.get()).ok()?;
+                let value: Value = serde_json::from_str(raw).ok()?;
                 small.insert(key.into_owned(), value);
             }
         }
@@ -67,7 +81,7 @@ impl<'a> Split<'a> {
             LazyLock::new(|| memmem::Finder::new(b"\"cache_control\""));
         self.kept
             .iter()
-            .map(|(_, raw)| FINDER.find_iter(raw.get().as_bytes()).count())
+            .map(|(_, raw)| FINDER.find_iter(raw.as_bytes()).count())
             .sum()
     }
 
@@ -81,7 +95,7 @@ impl<'a> Split<'a> {
             out.value(key, value)?;
         }
         for (key, raw) in &self.kept {
-            out.raw(key, raw.get());
+            out.raw(key, raw);
         }
         Ok(out.finish())
     }
@@ -106,7 +120,7 @@ mod tests {
 
     fn split(value: &Value) -> Option<(Value, usize)> {
         let bytes = value.to_string().into_bytes();
-        let split = Split::of(&bytes, |_| false)?;
+        let split = Split::of(&bytes, None, |_| false)?;
         let marks = split.kept_cache_marks();
         let rebuilt: Value = serde_json::from_slice(&split.into_bytes().unwrap()).unwrap();
         Some((rebuilt, marks))
@@ -138,9 +152,9 @@ mod tests {
                 .is_some()
         );
         // Not an object, or a duplicate key.
-        assert!(Split::of(b"[1]", |_| false).is_none());
-        assert!(Split::of(br#"{"messages":[],"messages":[]}"#, |_| false).is_none());
-        assert!(Split::of(br#"{"model":"a","model":"b"}"#, |_| false).is_none());
-        assert!(Split::of(b"{", |_| false).is_none());
+        assert!(Split::of(b"[1]", None, |_| false).is_none());
+        assert!(Split::of(br#"{"messages":[],"messages":[]}"#, None, |_| false).is_none());
+        assert!(Split::of(br#"{"model":"a","model":"b"}"#, None, |_| false).is_none());
+        assert!(Split::of(b"{", None, |_| false).is_none());
     }
 }

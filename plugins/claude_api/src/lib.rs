@@ -168,11 +168,12 @@ struct Shaper<'a> {
 }
 
 impl Shaper<'_> {
-    /// Applies every shaping rule for `purpose` to `body`. `client_model` is
-    /// the id the client asked for, written back when the model is mapped.
-    fn shape(
+    /// Applies every shaping rule for `purpose` to `body`, whose top-level
+    /// `members` the host may have found already. `client_model` is the id
+    /// the client asked for, written back when the model is mapped.
+    fn shape<'b>(
         &self,
-        body: &[u8],
+        (body, members): lean::Source<'b>,
         credential: &Credential,
         purpose: Purpose,
         client_model: Option<&str>,
@@ -180,7 +181,7 @@ impl Shaper<'_> {
         // Lean first: the rules below the top level (cache marks beyond the
         // limit, private keys) are rare, and parsing a Claude Code request's
         // messages and tools only to write them back is most of its cost.
-        match self.shape_lean(body, credential, purpose, client_model)? {
+        match self.shape_lean((body, members), credential, purpose, client_model)? {
             Some(shaped) => Ok(shaped),
             None => self.shape_whole(body, credential, purpose, client_model),
         }
@@ -188,9 +189,9 @@ impl Shaper<'_> {
 
     /// [`Self::shape`] on the top level only, or `None` when the body must
     /// be shaped whole.
-    fn shape_lean(
+    fn shape_lean<'b>(
         &self,
-        body: &[u8],
+        (body, members): lean::Source<'b>,
         credential: &Credential,
         purpose: Purpose,
         client_model: Option<&str>,
@@ -200,7 +201,7 @@ impl Shaper<'_> {
             Credential::ApiKey(_) => false,
         };
         let keep_system = |raw: &str| shaping::leaves_raw_system_alone(raw, inject);
-        let Some(mut split) = lean::Split::of(body, keep_system) else {
+        let Some(mut split) = lean::Split::of(body, members, keep_system) else {
             return Ok(None);
         };
         let shaped = self.top_level_rules(&mut split.small, credential, purpose, client_model);
@@ -327,9 +328,9 @@ impl ClaudeApi {
             },
         };
         // A count has no model in its answer, so no alias to write back.
-        let shaped = self
-            .shaper()
-            .shape(&req.body, &credential, Purpose::CountTokens, None)?;
+        let shaped =
+            self.shaper()
+                .shape((&req.body, None), &credential, Purpose::CountTokens, None)?;
         let url = format!("{}/v1/messages/count_tokens", self.config.base());
         let request = HttpRequest {
             method: "POST".to_owned(),
@@ -564,7 +565,7 @@ impl Plugin for ClaudeApi {
             },
         };
         let shaped = self.shaper().shape(
-            &req.body,
+            (&req.body, req.body_top_level()),
             &credential,
             Purpose::Messages { stream: req.stream },
             req.model.as_deref(),
@@ -751,6 +752,12 @@ mod tests {
         ];
         for (body, lean_expected) in &bodies {
             let bytes = body.to_string().into_bytes();
+            let indexed = ProviderRequest {
+                body_members: ccproxy_plugin_abi::hook_wire::index_object(&bytes).unwrap(),
+                body: bytes.clone(),
+                ..ProviderRequest::default()
+            };
+            assert!(indexed.body_top_level().is_some());
             for credential in &credentials {
                 for purpose in [
                     Purpose::Messages { stream: true },
@@ -761,8 +768,21 @@ mod tests {
                         .shape_whole(&bytes, credential, purpose, Some("alias"))
                         .unwrap();
                     let lean = shaper
-                        .shape_lean(&bytes, credential, purpose, Some("alias"))
+                        .shape_lean((&bytes, None), credential, purpose, Some("alias"))
                         .unwrap();
+                    // The host's index of the body gives the same bytes.
+                    let indexed = shaper
+                        .shape_lean(
+                            (&bytes, indexed.body_top_level()),
+                            credential,
+                            purpose,
+                            Some("alias"),
+                        )
+                        .unwrap();
+                    assert_eq!(
+                        indexed.as_ref().map(|shaped| &shaped.body),
+                        lean.as_ref().map(|shaped| &shaped.body)
+                    );
                     // Injection can push the marks over the limit: then whole.
                     let Some(lean) = lean else {
                         assert!(
@@ -790,7 +810,12 @@ mod tests {
         for credential in &credentials {
             assert!(
                 shaper
-                    .shape_lean(&bytes, credential, Purpose::Messages { stream: true }, None)
+                    .shape_lean(
+                        (&bytes, None),
+                        credential,
+                        Purpose::Messages { stream: true },
+                        None
+                    )
                     .unwrap()
                     .is_some()
             );
@@ -830,6 +855,7 @@ mod tests {
             body: body.to_string().into_bytes(),
             request_id: "req-1".into(),
             attempt: None,
+            body_members: Vec::new(),
         }
     }
 

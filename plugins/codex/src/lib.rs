@@ -661,6 +661,7 @@ mod tests {
             body: body.to_string().into_bytes(),
             request_id: "req-1".into(),
             attempt: None,
+            body_members: Vec::new(),
         }
     }
 

@@ -103,6 +103,7 @@ fn provider_request(endpoint: &str, body: &Value, headers: &[(&str, &str)]) -> P
         body: body.to_string().into_bytes(),
         request_id: "req-1".into(),
         attempt: None,
+        body_members: Vec::new(),
     }
 }
 

@@ -22,6 +22,7 @@ fn provider_request(stream: bool) -> ProviderRequest {
         body: br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"stream_options":{"include_usage":true}}"#.to_vec(),
         request_id: "req-1".to_owned(),
         attempt: None,
+        body_members: Vec::new(),
     }
 }
 

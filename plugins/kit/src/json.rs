@@ -40,9 +40,9 @@ pub fn kind(value: &Value) -> &'static str {
 }
 
 /// A JSON object's top-level entries in the order written, each value
-/// unparsed (its bytes as they came); a repeated key is kept each time.
+/// unparsed (its JSON text as it came); a repeated key is kept each time.
 #[derive(Debug)]
-pub struct RawObject<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+pub struct RawObject<'a>(Vec<(Cow<'a, str>, &'a str)>);
 
 impl<'a> RawObject<'a> {
     /// The top level of `json`, or serde_json's error when it is not an
@@ -51,9 +51,21 @@ impl<'a> RawObject<'a> {
         serde_json::from_slice(json)
     }
 
+    /// The members another reader found, in order, each key as written
+    /// with its value's JSON text: the host's, which validated the body
+    /// ([`ProviderRequest::body_top_level`](ccproxy_plugin_abi::ProviderRequest::body_top_level)).
+    pub fn from_members(members: Vec<(&'a str, &'a str)>) -> Self {
+        Self(
+            members
+                .into_iter()
+                .map(|(key, value)| (Cow::Borrowed(key), value))
+                .collect(),
+        )
+    }
+
     /// The value of `key`; the last one when it is repeated (as a whole
     /// parse keeps it).
-    pub fn get(&self, key: &str) -> Option<&'a RawValue> {
+    pub fn get(&self, key: &str) -> Option<&'a str> {
         self.0
             .iter()
             .rev()
@@ -62,12 +74,12 @@ impl<'a> RawObject<'a> {
     }
 
     /// The entries, in the order written.
-    pub fn entries(&self) -> &[(Cow<'a, str>, &'a RawValue)] {
+    pub fn entries(&self) -> &[(Cow<'a, str>, &'a str)] {
         &self.0
     }
 
     /// The entries, in the order written.
-    pub fn into_entries(self) -> Vec<(Cow<'a, str>, &'a RawValue)> {
+    pub fn into_entries(self) -> Vec<(Cow<'a, str>, &'a str)> {
         self.0
     }
 }
@@ -82,8 +94,8 @@ impl<'de> Deserialize<'de> for RawObject<'de> {
             }
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<RawObject<'de>, M::Error> {
                 let mut entries = Vec::new();
-                while let Some(entry) = map.next_entry::<Cow<'de, str>, &'de RawValue>()? {
-                    entries.push(entry);
+                while let Some((key, raw)) = map.next_entry::<Cow<'de, str>, &'de RawValue>()? {
+                    entries.push((key, raw.get()));
                 }
                 Ok(RawObject(entries))
             }
@@ -118,7 +130,7 @@ impl ObjectWriter {
         self.out.push(b':');
     }
 
-    /// Adds `key` with `json`, JSON text (a [`RawValue`]'s, a number's)
+    /// Adds `key` with `json`, JSON text (a [`RawObject`] value's, a number's)
     /// written as it is.
     pub fn raw(&mut self, key: &str, json: &str) {
         self.key(key);
@@ -176,10 +188,10 @@ mod tests {
         let object = RawObject::parse(body).unwrap();
         let keys: Vec<&str> = object.entries().iter().map(|(k, _)| k.as_ref()).collect();
         assert_eq!(keys, ["b", "aA", "b"]);
-        assert_eq!(object.get("b").unwrap().get(), r#"{"x" :1}"#);
-        assert_eq!(object.get("aA").unwrap().get(), r#""\u00e9""#);
+        assert_eq!(object.get("b").unwrap(), r#"{"x" :1}"#);
+        assert_eq!(object.get("aA").unwrap(), r#""\u00e9""#);
         assert!(object.get("c").is_none());
-        assert_eq!(object.into_entries()[0].1.get(), "[1,  2]");
+        assert_eq!(object.into_entries()[0].1, "[1,  2]");
         for not_an_object in [&b"[1]"[..], b"1", b"{", b""] {
             assert!(RawObject::parse(not_an_object).is_err());
         }
@@ -193,7 +205,7 @@ mod tests {
         for (key, raw) in object.entries() {
             match key.as_ref() {
                 "change" => writer.value(key, &json!({"to": "\"2\""})).unwrap(),
-                _ => writer.raw(key, raw.get()),
+                _ => writer.raw(key, raw),
             }
         }
         writer.raw("k\"ey", "3");

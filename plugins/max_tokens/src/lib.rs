@@ -210,14 +210,14 @@ fn rewrite(body: &RawObject<'_>, changes: &[Change]) -> Vec<u8> {
     let entries = body.entries();
     let capacity = entries
         .iter()
-        .map(|(k, v)| k.len() + v.get().len() + 4)
+        .map(|(k, v)| k.len() + v.len() + 4)
         .sum::<usize>()
         + 32;
     let mut out = ObjectWriter::with_capacity(capacity);
     for (key, raw) in entries {
         match changes.iter().find(|change| change.key == key) {
             Some(change) => out.raw(key, &change.new.to_string()),
-            None => out.raw(key, raw.get()),
+            None => out.raw(key, raw),
         }
     }
     for change in changes {

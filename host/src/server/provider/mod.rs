@@ -338,8 +338,7 @@ async fn attempts(
     route: &ProviderRoute,
     head: &ClientRequest<'_>,
     body: Bytes,
-    stream: bool,
-    model: Option<&str>,
+    asked: prepare::Asked<'_>,
 ) -> Result<Attempted, ProxyError> {
     let name = &plugin.manifest.name;
     // The client's body, kept for a second preparation (a shared `Bytes`,
@@ -363,7 +362,7 @@ async fn attempts(
             route,
             head,
             native_body,
-            (stream, model),
+            asked,
             attempt.as_ref(),
         )
         .await;
@@ -411,7 +410,7 @@ async fn attempts(
             head.request_id,
             &request,
             upstream_body,
-            stream,
+            asked.stream,
         )
         .await;
         let may_retry = kept.is_some() && number < plan.max_attempts.min(MAX_ATTEMPTS);
@@ -613,6 +612,11 @@ async fn answer(
     let model = peek.model;
     facts.model = model.clone();
     let stream = peek.stream.unwrap_or(false) || head.accepts_event_stream();
+    let asked = prepare::Asked {
+        stream,
+        model: model.as_deref(),
+        members: &peek.members,
+    };
 
     if app.shared.config.server.bypass_mode {
         return bypass::bypass(route, stream, model.as_deref().unwrap_or("bypass"));
@@ -622,7 +626,7 @@ async fn answer(
     // handle on the body; the others pay one scan of an empty list.
     let fallback = fallback_target(app, plugin, route);
     let spare = fallback.as_ref().map(|_| body.clone());
-    let primary = attempts(app, plugin, route, head, body, stream, model.as_deref()).await;
+    let primary = attempts(app, plugin, route, head, body, asked).await;
     let (plugin, route, attempted) = match (fallback, spare) {
         (Some((fallback, fallback_route)), Some(spare)) if failed_retryably(&primary) => {
             let status = match &primary {
@@ -631,16 +635,7 @@ async fn answer(
             };
             tracing::warn!(provider = %plugin.manifest.name, fallback = %fallback.manifest.name, status, "provider failed before the client saw anything; sending the request to its fallback");
             set_aside(app, &plugin.manifest.name, head.request_id, Some(primary));
-            let attempted = attempts(
-                app,
-                &fallback,
-                &fallback_route,
-                head,
-                spare,
-                stream,
-                model.as_deref(),
-            )
-            .await;
+            let attempted = attempts(app, &fallback, &fallback_route, head, spare, asked).await;
             facts.answered_by = Some(fallback.manifest.name.clone());
             (Cow::Owned(fallback), Cow::Owned(fallback_route), attempted)
         }

@@ -8,7 +8,7 @@ use std::{sync::Arc, time::Duration};
 use ccproxy_formats::{Format, convert};
 use ccproxy_plugin_abi::{
     HookEvent,
-    protocol::{ProviderAttempt, ProviderExhausted, ProviderPrepareOutput, ops},
+    protocol::{ProviderAttempt, ProviderExhausted, ProviderPrepareOutput, members_text, ops},
 };
 use http::StatusCode;
 use serde::Serialize;
@@ -33,6 +33,18 @@ pub(super) struct UpstreamRequest {
     pub(super) stream: bool,
     /// The plugin's own limit for the upstream's answer, if it set one.
     pub(super) timeout: Option<Duration>,
+}
+
+/// What the host read of the client's body (step 1), for the steps after.
+#[derive(Clone, Copy)]
+pub(super) struct Asked<'a> {
+    /// The client asked for a stream (in its body or its `Accept`).
+    pub(super) stream: bool,
+    /// The model the client asked for.
+    pub(super) model: Option<&'a str>,
+    /// Where the body's top-level members are (`peek::Peek::members`):
+    /// sent to a plugin that gets the body in the client's format.
+    pub(super) members: &'a [[u32; 4]],
 }
 
 /// What `provider.prepare` and the hooks after it made of the request.
@@ -97,17 +109,23 @@ pub(super) async fn prepare(
     route: &ProviderRoute,
     head: &ClientRequest<'_>,
     native_body: Vec<u8>,
-    (stream, model): (bool, Option<&str>),
+    asked: Asked<'_>,
     attempt: Option<&ProviderAttempt>,
 ) -> Result<Prepared, ProxyError> {
     let input = PrepareInput {
         endpoint: &route.path,
         client_format: route.client.id(),
         native_format: route.native.id(),
-        stream,
-        model,
+        stream: asked.stream,
+        model: asked.model,
         request: head,
         attempt,
+        // The index is of the client's body: a converted body has none.
+        body_members: if route.client == route.native {
+            asked.members
+        } else {
+            &[]
+        },
     };
     let who = route.who(&plugin.manifest.name);
     let meta = handle::encode_input::<ops::ProviderPrepare>(&input)
@@ -331,6 +349,11 @@ struct PrepareInput<'a> {
     request: &'a ClientRequest<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     attempt: Option<&'a ProviderAttempt>,
+    #[serde(
+        skip_serializing_if = "<[_]>::is_empty",
+        serialize_with = "members_text::serialize"
+    )]
+    body_members: &'a [[u32; 4]],
 }
 
 impl ccproxy_plugin_abi::protocol::InputOf<ops::ProviderPrepare> for PrepareInput<'_> {}
@@ -389,6 +412,7 @@ mod tests {
                 model: model.map(str::to_owned),
                 request: head.clone(),
                 attempt: None,
+                body_members: vec![[2, 7, 9, 12]],
             };
             for request in [&from_map, &from_head] {
                 let borrowed = PrepareInput {
@@ -399,6 +423,7 @@ mod tests {
                     model,
                     request,
                     attempt: None,
+                    body_members: &[[2, 7, 9, 12]],
                 };
                 assert_eq!(
                     serde_json::to_string(&borrowed).unwrap(),
