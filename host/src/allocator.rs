@@ -19,9 +19,29 @@
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ccproxy_plugin_abi::allocator::HostAllocator;
 use libmimalloc_sys as mi;
+
+/// Set by the executable that declares [`MiMalloc`] its global allocator
+/// and exports [`HOST_ALLOCATOR`] ([`MiMalloc::share_with_plugins`]): only
+/// then is a plugin's buffer, made through the table, one of this
+/// process's own (tests that link this library keep their allocator).
+static SHARED: AtomicBool = AtomicBool::new(false);
+
+impl MiMalloc {
+    /// Says that [`MiMalloc`] is the process's global allocator and
+    /// [`HOST_ALLOCATOR`] is exported: `main` calls it first thing.
+    pub fn share_with_plugins() {
+        SHARED.store(true, Ordering::Release);
+    }
+}
+
+/// Whether buffers made through [`HOST_ALLOCATOR`] are this process's own.
+pub fn heap_is_shared() -> bool {
+    SHARED.load(Ordering::Acquire)
+}
 
 /// The alignment every mimalloc block has: blocks are whole machine words
 /// from a page start aligned to at least 16 bytes.

@@ -16,6 +16,7 @@ pub static HOST_ALLOCATOR: ccproxy_plugin_abi::allocator::HostAllocator =
     ccproxy::allocator::HOST_ALLOCATOR;
 
 fn main() -> ExitCode {
+    ccproxy::allocator::MiMalloc::share_with_plugins();
     let cli = ccproxy::cli::Cli::parse_args();
     match ccproxy::cli::run(cli) {
         Ok(code) => ExitCode::from(code),

@@ -19,10 +19,14 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ffi::CStr;
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 /// The name under which a host exports its [`HostAllocator`] (a dynamic
 /// symbol of the executable). Part of plugin API 1.3: later hosts keep it.
+/// A host exports it only when the table's functions are its own global
+/// allocator's: every buffer it hands a plugin was made by them, so a plugin
+/// allocating through the table may keep such a buffer as its own (the
+/// SDK does, [`shares_host_heap`]), and the host a plugin's.
 pub const HOST_ALLOCATOR_SYMBOL: &CStr = c"ccproxy_host_allocator_v1";
 
 /// The allocation functions a host offers its plugins, with the contract of
@@ -50,18 +54,26 @@ pub struct PluginAllocator;
 /// until then, [`system`] for the system allocator, else the host's table.
 static CHOSEN: AtomicPtr<HostAllocator> = AtomicPtr::new(std::ptr::null_mut());
 
+/// Set when [`PluginAllocator`] itself made the choice, at an allocation:
+/// it is then this library's global allocator, not merely compiled in.
+static SERVES: AtomicBool = AtomicBool::new(false);
+
 /// The value of [`CHOSEN`] that means "the system allocator": an address no
 /// table has, never dereferenced.
 fn system() -> *mut HostAllocator {
     std::ptr::dangling_mut()
 }
 
-/// The host's table, or `None` for the system allocator.
+/// The host's table, or `None` for the system allocator; `allocating`:
+/// asked by [`PluginAllocator`] for an allocation.
 #[inline]
-fn host() -> Option<&'static HostAllocator> {
+fn host(allocating: bool) -> Option<&'static HostAllocator> {
     let mut chosen = CHOSEN.load(Ordering::Acquire);
     if chosen.is_null() {
         chosen = choose();
+        if allocating {
+            SERVES.store(true, Ordering::Release);
+        }
     }
     if chosen == system() {
         None
@@ -105,7 +117,17 @@ fn lookup() -> *mut HostAllocator {
 /// Whether this library allocates with the host's allocator (`false`: the
 /// system's). Decides it if nothing was allocated yet.
 pub fn uses_host_allocator() -> bool {
-    host().is_some()
+    host(false).is_some()
+}
+
+/// Whether this library's vectors and the host's come from the same
+/// allocation functions, so a buffer can change hands without a copy: this
+/// library's global allocator is [`PluginAllocator`] (it made the choice at
+/// its first allocation) and it allocates through the host's table. A host
+/// exports the table only if it allocates everything it hands a plugin
+/// with the same functions (part of [`HOST_ALLOCATOR_SYMBOL`]'s contract).
+pub fn shares_host_heap() -> bool {
+    SERVES.load(Ordering::Acquire) && uses_host_allocator()
 }
 
 // Safety: each call goes to the allocator chosen once for the library's whole
@@ -115,7 +137,7 @@ pub fn uses_host_allocator() -> bool {
 unsafe impl GlobalAlloc for PluginAllocator {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        match host() {
+        match host(true) {
             // Safety: `layout` is valid (GlobalAlloc's contract).
             Some(host) => unsafe { (host.alloc)(layout.size(), layout.align()) },
             None => unsafe { System.alloc(layout) },
@@ -124,7 +146,7 @@ unsafe impl GlobalAlloc for PluginAllocator {
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        match host() {
+        match host(true) {
             // Safety: as `alloc`.
             Some(host) => unsafe { (host.alloc_zeroed)(layout.size(), layout.align()) },
             None => unsafe { System.alloc_zeroed(layout) },
@@ -133,7 +155,7 @@ unsafe impl GlobalAlloc for PluginAllocator {
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        match host() {
+        match host(true) {
             // Safety: `ptr` came from this allocator with `layout`.
             Some(host) => unsafe { (host.dealloc)(ptr, layout.size(), layout.align()) },
             None => unsafe { System.dealloc(ptr, layout) },
@@ -142,7 +164,7 @@ unsafe impl GlobalAlloc for PluginAllocator {
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        match host() {
+        match host(true) {
             // Safety: `ptr` came from this allocator with `layout`.
             Some(host) => unsafe { (host.realloc)(ptr, layout.size(), layout.align(), new_size) },
             None => unsafe { System.realloc(ptr, layout, new_size) },
@@ -169,5 +191,7 @@ mod tests {
             assert_eq!(*grown.add(99), 7);
             PluginAllocator.dealloc(grown, Layout::from_size_align(5000, 8).unwrap());
         }
+        // No shared heap: a buffer crossing over is copied.
+        assert!(!shares_host_heap());
     }
 }

@@ -321,7 +321,9 @@ pub(crate) fn call_host<O: Operation>(
             body: body.into(),
         };
         match host.call(RString::from(O::NAME), message).await {
-            RResult::ROk(reply) => Ok((parse_meta(&reply.meta)?, reply.body.into_vec())),
+            RResult::ROk(reply) => {
+                Ok((parse_meta(&reply.meta)?, crate::shim::body_vec(reply.body)))
+            }
             RResult::RErr(error) => Err(PluginError::from_abi(error)),
         }
     }

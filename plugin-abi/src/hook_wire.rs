@@ -41,6 +41,12 @@ pub const FEATURES_OP: &str = "plugin.features";
 /// The feature: the SDK takes hook calls as `hook.batch`.
 pub const HOOK_BATCH: &str = "hook_batch";
 
+/// The feature: this plugin library's vectors and the host's come from the
+/// same allocation functions (the SDK's `host-allocator`, resolved to the
+/// host's table), so the host takes the buffers the plugin answers without
+/// copying them (`allocator::shares_host_heap`).
+pub const SHARED_HEAP: &str = "shared_heap";
+
 /// The batched hook operation.
 pub const BATCH_OP: &str = "hook.batch";
 

@@ -57,6 +57,32 @@ impl std::ops::Deref for Frame {
 }
 
 /// `bytes` as a [`SharedFrame`].
+/// Whether this library and the host allocate with the same functions
+/// (never without the `host-allocator` feature).
+fn shares_host_heap() -> bool {
+    #[cfg(feature = "host-allocator")]
+    return crate::allocator::shares_host_heap();
+    #[cfg(not(feature = "host-allocator"))]
+    false
+}
+
+/// A message body as this library's `Vec`: taken as it is when the host's
+/// heap is this library's too ([`shares_host_heap`]), copied otherwise
+/// (abi_stable's own conversion).
+#[allow(unsafe_code)]
+pub(crate) fn body_vec(body: abi_stable::std_types::RVec<u8>) -> Vec<u8> {
+    if !shares_host_heap() {
+        return body.into_vec();
+    }
+    let mut body = std::mem::ManuallyDrop::new(body);
+    // Safety: the host made the buffer with the functions of the table it
+    // exports (the table's contract, `allocator::HOST_ALLOCATOR_SYMBOL`),
+    // which this library's global allocator calls too (`shares_host_heap`):
+    // the `Vec` frees or grows it with the functions that made it. Its
+    // length and capacity are the `RVec`'s, which is not dropped.
+    unsafe { Vec::from_raw_parts(body.as_mut_ptr(), body.len(), body.capacity()) }
+}
+
 pub(crate) fn shared_frame(bytes: impl Into<abi_stable::std_types::RVec<u8>>) -> SharedFrame {
     Arc::new(Frame {
         bytes: bytes.into(),
@@ -193,12 +219,8 @@ impl<P: Plugin> Instance<P> {
             op::ROUTE => {
                 let plugin = self.initialized()?;
                 let route: protocol::RouteInput = decode(&input)?;
-                let req = Request::from_head(
-                    route.head,
-                    route.route,
-                    route.params,
-                    input.body.into_vec(),
-                );
+                let req =
+                    Request::from_head(route.head, route.route, route.params, body_vec(input.body));
                 let streams = self.streams.clone();
                 let stream_usage = self.stream_usage.clone();
                 Box::pin(async move {
@@ -273,7 +295,7 @@ impl<P: Plugin> Instance<P> {
                 let plugin = self.initialized()?;
                 // The data stays JSON text until the plugin reads it.
                 let hook: HookInputText = decode(&input)?;
-                let mut body = input.body.into_vec();
+                let mut body = body_vec(input.body);
                 let data = match hook.data_len {
                     // 1.1: the data is the front of the body.
                     Some(length) => {
@@ -343,9 +365,11 @@ impl<P: Plugin> Instance<P> {
             }
             crate::hook_wire::FEATURES_OP => {
                 // Asked before `plugin.initialize`: what this SDK speaks.
-                let features = crate::hook_wire::Features {
-                    features: vec![crate::hook_wire::HOOK_BATCH.to_owned()],
-                };
+                let mut features = vec![crate::hook_wire::HOOK_BATCH.to_owned()];
+                if shares_host_heap() {
+                    features.push(crate::hook_wire::SHARED_HEAP.to_owned());
+                }
+                let features = crate::hook_wire::Features { features };
                 let reply = encode(&features, Vec::new());
                 Box::pin(async move { reply })
             }
@@ -453,7 +477,7 @@ impl<P: Plugin> Instance<P> {
                     model: prepare.model,
                     headers: Headers(prepare.request.headers),
                     query: prepare.request.query,
-                    body: input.body.into_vec(),
+                    body: body_vec(input.body),
                     request_id: prepare.request.request_id,
                     attempt: prepare.attempt,
                     body_members: prepare.body_members,
@@ -499,7 +523,7 @@ impl<P: Plugin> Instance<P> {
                     to: convert.to,
                     kind,
                     stream: convert.stream,
-                    body: input.body.into_vec(),
+                    body: body_vec(input.body),
                 };
                 Box::pin(async move {
                     let body = plugin

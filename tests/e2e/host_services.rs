@@ -279,17 +279,29 @@ fn the_plugins_status_and_the_capabilities() {
 }
 
 /// A plugin built with the SDK's `host-allocator` feature finds the table the
-/// `ccproxy` executable exports and allocates with it; the library's unit
-/// tests (plugin-abi's `allocator`) cover the fallback when there is none.
+/// `ccproxy` executable exports and allocates with it, so buffers change
+/// hands without copies both ways (the heap is shared): a body the host
+/// read is kept and freed by the plugin, an answer the plugin made is sent
+/// and freed by the host. The library's unit tests (plugin-abi's
+/// `allocator`) cover the fallback when there is no table.
 #[test]
 fn plugins_allocate_with_the_host_allocator() {
     let proxy = start(None);
-    for _ in 0..20 {
+    for round in 0..20_u8 {
         let answer = get_json(&proxy, "/svc/allocator");
         assert_eq!(
             answer["host_allocator"], true,
             "the plugin uses the system allocator"
         );
+        assert_eq!(answer["shared_heap"], true, "{answer}");
+        assert_eq!(answer["filler"].as_str().map(str::len), Some(64 * 1024));
+        let mut body = vec![round; 200 * 1024];
+        body[0] = 7;
+        let reply = proxy.request("POST", "/svc/allocator", &[], &body);
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let answer = reply.json();
+        assert_eq!(answer["received"], 200 * 1024);
+        assert_eq!(answer["received_ends"], json!([7, round]));
         assert_eq!(answer["filler"].as_str().map(str::len), Some(64 * 1024));
     }
     assert_eq!(proxy.get("/health").status, 200);

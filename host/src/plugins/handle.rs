@@ -213,6 +213,9 @@ pub struct PluginHandle {
     /// The plugin's SDK takes hook calls as `hook.batch` (plugin API 1.3,
     /// asked once with `plugin.features`).
     hook_batch: bool,
+    /// The plugin's buffers come from the host's allocator (feature
+    /// `shared_heap`): the bodies it answers are taken without a copy.
+    shared_heap: bool,
     /// Counters for `/plugins/status` and health.
     pub stats: CallStats,
 }
@@ -254,12 +257,11 @@ impl PluginHandle {
             }
         };
         let features = probe_features(&object);
+        let speaks = |name: &str| features.features.iter().any(|feature| feature == name);
         Ok(Self {
             name: library.manifest.name.clone(),
-            hook_batch: features
-                .features
-                .iter()
-                .any(|feature| feature == hook_wire::HOOK_BATCH),
+            hook_batch: speaks(hook_wire::HOOK_BATCH),
+            shared_heap: speaks(hook_wire::SHARED_HEAP),
             object,
             stats: CallStats::default(),
         })
@@ -350,7 +352,7 @@ impl PluginHandle {
         })?;
         Ok(Reply {
             meta,
-            body: reply.body.into_vec(),
+            body: take_body(reply.body, self.shared_heap),
         })
     }
 
@@ -456,6 +458,22 @@ impl PluginHandle {
         self.stats.hook_nanos.fetch_add(nanos, Ordering::Relaxed);
         self.stats.hook_calls.fetch_add(calls, Ordering::Relaxed);
     }
+}
+
+/// A plugin's buffer as a `Vec` of the host: taken without a copy from a
+/// plugin that said its buffers come from the host's allocator (`shared`,
+/// feature `shared_heap`) in a process where that allocator is the global
+/// one (`allocator::heap_is_shared`); copied otherwise.
+fn take_body(bytes: RVec<u8>, shared: bool) -> Vec<u8> {
+    if !(shared && crate::allocator::heap_is_shared()) {
+        return bytes.into_vec();
+    }
+    let mut bytes = std::mem::ManuallyDrop::new(bytes);
+    // Safety: the plugin made the buffer (or got it from the host) through
+    // the exported table, that is with mimalloc, this process's global
+    // allocator (`heap_is_shared`); the `Vec` takes its length and capacity,
+    // and the `RVec`, which would free it through the plugin, is not dropped.
+    unsafe { Vec::from_raw_parts(bytes.as_mut_ptr(), bytes.len(), bytes.capacity()) }
 }
 
 /// Asks a just-instantiated plugin which call protocols beyond 1.0's its SDK

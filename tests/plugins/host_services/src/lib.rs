@@ -165,6 +165,7 @@ impl Plugin for HostServices {
                 Route::get("/status"),
                 Route::get("/capabilities"),
                 Route::get("/allocator"),
+                Route::post("/allocator"),
             ],
         )
     }
@@ -209,6 +210,11 @@ impl Plugin for HostServices {
                 200,
                 &json!({
                     "host_allocator": ccproxy_plugin_abi::allocator::uses_host_allocator(),
+                    "shared_heap": ccproxy_plugin_abi::allocator::shares_host_heap(),
+                    // The host's buffer, kept by this library without a copy
+                    // when the heap is shared, and freed here.
+                    "received": req.body.len(),
+                    "received_ends": [req.body.first(), req.body.last()],
                     // Memory made here and freed by the host's side after the
                     // answer crosses back: a large body exercises the path.
                     "filler": "x".repeat(64 * 1024),
