@@ -88,3 +88,45 @@ fn each_configured_upstream_is_served_in_its_own_format() {
         "{entry:#}"
     );
 }
+
+/// The host's index of a client's body reaches the provider with the body
+/// (`ProviderRequest::body_top_level`, plugin API 1.3) when the body goes
+/// as the client wrote it, and not when the host converted it or could
+/// not index it (a key written with an escape).
+#[test]
+fn the_provider_gets_the_hosts_index_of_an_unconverted_body() {
+    let mock = Mock::start(&[]);
+    let proxy = proxy(&mock);
+    let sent_header = |path: &str| {
+        let sent = mock.requests_to(path);
+        sent.last().unwrap()["headers"]["x-body-top-level"].clone()
+    };
+    let spaced = br#" { "model" : "claude-sonnet-4-20250514" ,
+        "max_tokens":64, "messages": [{"role": "user", "content": "a \"quoted\" hi"}] } "#;
+    let reply = proxy.request(
+        "POST",
+        "/alpha/v1/messages",
+        &[("content-type", "application/json")],
+        spaced,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(sent_header("/v1/messages"), "model,max_tokens,messages");
+
+    let escaped = br#"{"mod\u0065l": "claude-sonnet-4-20250514", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}"#;
+    let reply = proxy.request(
+        "POST",
+        "/alpha/v1/messages",
+        &[("content-type", "application/json")],
+        escaped,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(sent_header("/v1/messages"), "none");
+
+    let chat = proxy.post_json(
+        "/alpha/v1/chat/completions",
+        &json!({"model": "claude-sonnet-4-20250514", "max_tokens": 64,
+                "messages": [{"role": "user", "content": "Say hello"}]}),
+    );
+    assert_eq!(chat.status, 200, "{}", chat.text());
+    assert_eq!(sent_header("/v1/messages"), "none");
+}

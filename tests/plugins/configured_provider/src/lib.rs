@@ -100,6 +100,16 @@ impl Plugin for ConfiguredProvider {
         headers.set("x-api-key", "test-key");
         headers.set("anthropic-version", "2023-06-01");
         headers.set("x-configured-upstream", upstream.name.clone());
+        // What the host's index of the body gave (plugin API 1.3): the
+        // top-level keys in order, or `none` (a converted body, no index).
+        let top_level = req.body_top_level().map_or_else(
+            || "none".to_owned(),
+            |members| {
+                let keys: Vec<&str> = members.iter().map(|(key, _)| *key).collect();
+                keys.join(",")
+            },
+        );
+        headers.set("x-body-top-level", top_level);
         Ok(UpstreamRequest {
             method: "POST".to_owned(),
             url: format!("{}{path}", upstream.base_url.trim_end_matches('/')),
