@@ -73,6 +73,11 @@ impl<'a> Split<'a> {
         })
     }
 
+    /// Whether the system prompt is kept as the client's text.
+    pub(crate) fn keeps_system(&self) -> bool {
+        self.kept.iter().any(|(key, _)| key == "system")
+    }
+
     /// `cache_control` marks in the kept arrays, counted in their bytes (a
     /// string mentioning it counts too: too many only means shaping whole).
     pub(crate) fn kept_cache_marks(&self) -> usize {

@@ -204,7 +204,13 @@ impl Shaper<'_> {
         let Some(mut split) = lean::Split::of(body, members, keep_system) else {
             return Ok(None);
         };
-        let shaped = self.top_level_rules(&mut split.small, credential, purpose, client_model);
+        let system_kept = split.keeps_system();
+        let shaped = self.top_level_rules(
+            &mut split.small,
+            credential,
+            (purpose, client_model),
+            system_kept,
+        );
         let marks = lean::small_cache_marks(&split.small) + split.kept_cache_marks();
         if marks > shaping::MAX_CACHE_CONTROL_BLOCKS {
             return Ok(None);
@@ -225,7 +231,7 @@ impl Shaper<'_> {
         client_model: Option<&str>,
     ) -> Result<Shaped, PluginError> {
         let mut body: Body = ccproxy_plugin_kit::json::request_object(body)?;
-        let shaped = self.top_level_rules(&mut body, credential, purpose, client_model);
+        let shaped = self.top_level_rules(&mut body, credential, (purpose, client_model), false);
         let removed = shaping::cap_cache_control(&mut body, shaped.n_injected);
         if removed > 0 {
             debug!(
@@ -242,13 +248,16 @@ impl Shaper<'_> {
     }
 
     /// The rules that change only top-level keys and the system prompt, in
-    /// their order; the same for a whole body and a lean one.
+    /// their order; the same for a whole body and a lean one. `system_kept`:
+    /// the system prompt is not in `body` but kept as the client's text,
+    /// which the system rules leave alone (`shaping::leaves_raw_system_alone`),
+    /// so they are not run (injection would find no prompt and add one).
     fn top_level_rules(
         &self,
         body: &mut Body,
         credential: &Credential,
-        purpose: Purpose,
-        client_model: Option<&str>,
+        (purpose, client_model): (Purpose, Option<&str>),
+        system_kept: bool,
     ) -> TopLevelShaped {
         let mut stream = false;
         if let Purpose::Messages {
@@ -260,6 +269,13 @@ impl Shaper<'_> {
             stream = shaping::ensure_stream(body, client_wants_stream);
         }
         let model_alias = self.map_model(body, client_model);
+        if system_kept {
+            return TopLevelShaped {
+                stream,
+                model_alias,
+                n_injected: 0,
+            };
+        }
         shaping::strip_billing_header(body);
         let n_injected = match credential {
             Credential::OAuth(_) => shaping::inject_system_prompt(
@@ -640,6 +656,8 @@ mod tests {
     };
 
     use super::*;
+    use ccproxy_plugin_kit::json::RawObject;
+
     use crate::shaping::CLAUDE_CODE_IDENTITY;
 
     /// An environment variable nobody sets, so `ANTHROPIC_API_KEY` in the
@@ -795,6 +813,17 @@ mod tests {
                         lean_expected,
                         "shaped lean, but needs a change below the top level: {body}"
                     );
+                    // Each key once (a Value would hide a repeated one).
+                    let written = RawObject::parse(&lean.body).unwrap();
+                    let mut keys: Vec<&str> = written
+                        .entries()
+                        .iter()
+                        .map(|(key, _)| key.as_ref())
+                        .collect();
+                    keys.sort_unstable();
+                    let written_keys = keys.join(",");
+                    keys.dedup();
+                    assert_eq!(keys.join(","), written_keys, "{credential:?} {purpose:?}");
                     let lean_value: Value = serde_json::from_slice(&lean.body).unwrap();
                     let whole_value: Value = serde_json::from_slice(&whole.body).unwrap();
                     assert_eq!(lean_value, whole_value, "{purpose:?} {body}");

@@ -32,8 +32,8 @@ pub(super) fn peek(body: &[u8]) -> Result<Peek, ProxyError> {
     let members = hook_wire::index_object(body).map_err(not_json)?;
     if members.is_empty() {
         // `{}`, or a key written with escapes (which could spell `model`):
-        // the fields are read the ordinary way.
-        // The body is a valid object by now: only a field can be wrong.
+        // the fields are read the ordinary way. The body is a valid object
+        // by now, so only a field can be wrong.
         return serde_json::from_slice(body)
             .map_err(|error| bad_body(format!("request body has a bad field: {error}")));
     }
@@ -108,19 +108,43 @@ mod tests {
     }
 
     #[test]
-    fn what_a_whole_read_refuses_is_refused() {
-        for body in [
-            r#"{"stream": "yes"}"#,
-            r#"{"model": 5}"#,
-            r#"{"model": "a", "model": "b"}"#,
-            r#"{"stream": true, "stream": true}"#,
-            r#"{"model": "m""#,
-            r#"{"model": "m"} trailing"#,
-            r#"not json"#,
-            r#"["model"]"#,
+    fn what_a_whole_read_refuses_is_refused_and_says_why() {
+        for (body, says) in [
+            (
+                r#"{"stream": "yes"}"#,
+                "request body has a bad `stream`: invalid type",
+            ),
+            (
+                r#"{"model": 5}"#,
+                "request body has a bad `model`: invalid type",
+            ),
+            (
+                r#"{"model": "a", "model": "b"}"#,
+                "request body has `model` twice",
+            ),
+            (
+                r#"{"stream": true, "stream": true}"#,
+                "request body has `stream` twice",
+            ),
+            (
+                r#"{"mod\u0065l": 5}"#,
+                "request body has a bad field: invalid type",
+            ),
+            (r#"{"model": "m""#, "request body is not valid JSON: EOF"),
+            (
+                r#"{"model": "m"} trailing"#,
+                "request body is not valid JSON: trailing",
+            ),
+            ("not json", "request body is not valid JSON: expected"),
+            (
+                r#"["model"]"#,
+                "request body must be a JSON object: invalid type: sequence",
+            ),
         ] {
             let error = peek(body.as_bytes()).err().unwrap();
             assert_eq!(error.status(), StatusCode::BAD_REQUEST, "{body}");
+            let message = error.message();
+            assert!(message.contains(says), "{body}: {message}");
             assert!(read_whole(body).is_err() || body.starts_with('['), "{body}");
         }
     }
