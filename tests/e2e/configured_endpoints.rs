@@ -101,26 +101,23 @@ fn the_provider_gets_the_hosts_index_of_an_unconverted_body() {
         let sent = mock.requests_to(path);
         sent.last().unwrap()["headers"]["x-body-top-level"].clone()
     };
+    // A body as the client wrote it, on the Anthropic endpoint: the keys the
+    // provider was handed.
+    let handed = |body: &[u8]| {
+        let reply = proxy.request(
+            "POST",
+            "/alpha/v1/messages",
+            &[("content-type", "application/json")],
+            body,
+        );
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        sent_header("/v1/messages")
+    };
     let spaced = br#" { "model" : "claude-sonnet-4-20250514" ,
         "max_tokens":64, "messages": [{"role": "user", "content": "a \"quoted\" hi"}] } "#;
-    let reply = proxy.request(
-        "POST",
-        "/alpha/v1/messages",
-        &[("content-type", "application/json")],
-        spaced,
-    );
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    assert_eq!(sent_header("/v1/messages"), "model,max_tokens,messages");
-
+    assert_eq!(handed(spaced), "model,max_tokens,messages");
     let escaped = br#"{"mod\u0065l": "claude-sonnet-4-20250514", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}"#;
-    let reply = proxy.request(
-        "POST",
-        "/alpha/v1/messages",
-        &[("content-type", "application/json")],
-        escaped,
-    );
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    assert_eq!(sent_header("/v1/messages"), "none");
+    assert_eq!(handed(escaped), "none");
 
     let chat = proxy.post_json(
         "/alpha/v1/chat/completions",
