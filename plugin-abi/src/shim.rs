@@ -56,7 +56,6 @@ impl std::ops::Deref for Frame {
     }
 }
 
-/// `bytes` as a [`SharedFrame`].
 /// Whether this library and the host allocate with the same functions
 /// (never without the `host-allocator` feature).
 fn shares_host_heap() -> bool {
@@ -74,15 +73,30 @@ pub(crate) fn body_vec(body: abi_stable::std_types::RVec<u8>) -> Vec<u8> {
     if !shares_host_heap() {
         return body.into_vec();
     }
-    let mut body = std::mem::ManuallyDrop::new(body);
     // Safety: the host made the buffer with the functions of the table it
     // exports (the table's contract, `allocator::HOST_ALLOCATOR_SYMBOL`),
-    // which this library's global allocator calls too (`shares_host_heap`):
-    // the `Vec` frees or grows it with the functions that made it. Its
-    // length and capacity are the `RVec`'s, which is not dropped.
-    unsafe { Vec::from_raw_parts(body.as_mut_ptr(), body.len(), body.capacity()) }
+    // which this library's global allocator calls too (`shares_host_heap`).
+    unsafe { adopt_buffer(body) }
 }
 
+/// `bytes` as a `Vec` of the caller, without a copy: the one place a buffer
+/// changes hands across the boundary with its allocation (the SDK's
+/// [`body_vec`], and the host's answers from `shared_heap` plugins).
+///
+/// # Safety
+///
+/// The caller's global allocator must be able to free and grow the buffer:
+/// it was made by the same allocation functions (the host's exported table
+/// on both sides of the boundary).
+#[allow(unsafe_code)]
+pub unsafe fn adopt_buffer(bytes: abi_stable::std_types::RVec<u8>) -> Vec<u8> {
+    let mut bytes = std::mem::ManuallyDrop::new(bytes);
+    // Safety: the caller's promise; the `Vec` takes the `RVec`'s length and
+    // capacity (alignment 1), and the `RVec`, not dropped, frees nothing.
+    unsafe { Vec::from_raw_parts(bytes.as_mut_ptr(), bytes.len(), bytes.capacity()) }
+}
+
+/// `bytes` as a [`SharedFrame`].
 pub(crate) fn shared_frame(bytes: impl Into<abi_stable::std_types::RVec<u8>>) -> SharedFrame {
     Arc::new(Frame {
         bytes: bytes.into(),

@@ -468,12 +468,10 @@ fn take_body(bytes: RVec<u8>, shared: bool) -> Vec<u8> {
     if !(shared && crate::allocator::heap_is_shared()) {
         return bytes.into_vec();
     }
-    let mut bytes = std::mem::ManuallyDrop::new(bytes);
     // Safety: the plugin made the buffer (or got it from the host) through
     // the exported table, that is with mimalloc, this process's global
-    // allocator (`heap_is_shared`); the `Vec` takes its length and capacity,
-    // and the `RVec`, which would free it through the plugin, is not dropped.
-    unsafe { Vec::from_raw_parts(bytes.as_mut_ptr(), bytes.len(), bytes.capacity()) }
+    // allocator (`heap_is_shared`).
+    unsafe { ccproxy_plugin_abi::shim::adopt_buffer(bytes) }
 }
 
 /// Asks a just-instantiated plugin which call protocols beyond 1.0's its SDK
