@@ -313,6 +313,11 @@ pub struct HookSpec {
 /// The entry of [`HookSpec::reads`] that stands for every key.
 pub const EVERY_KEY: &str = "*";
 
+/// The entry of [`HookSpec::reads`] that stands for no key: no event's data
+/// has an empty key, so a hook whose list is only this reads nothing
+/// ([`Manifest::reads_nothing`]).
+pub const NO_KEY: &str = "";
+
 /// The field names a `Deserialize` struct asks its deserializer for (after
 /// `rename`), in declaration order: the keys it reads. `None` when `T` is not
 /// read as a plain struct (a map, an enum, a `flatten`ed struct, a `Value`).
@@ -542,6 +547,13 @@ impl Manifest {
         }
         self
     }
+    /// Says the hook subscribed last reads none of the event data (plugin
+    /// API 1.3): it acts on the event alone (its name, the request id, a
+    /// body it asked for). With no key of its own it never makes the host
+    /// write a member for it; hosts before 1.3 send the data whole anyway.
+    pub fn reads_nothing(self) -> Self {
+        self.reads([NO_KEY])
+    }
     /// [`Manifest::reads`] with the fields of `T`, the struct the hook reads
     /// the data as ([`HookCall::data`](crate::HookCall::data)); every key when
     /// `T` is not a plain struct. Call it once per struct the hook reads.
@@ -741,13 +753,16 @@ mod tests {
             .reads_fields_of::<Reads<'static>>()
             .reads(["error"])
             .hook("whole", ["request.completed"], 600)
-            .reads_fields_of::<Value>();
+            .reads_fields_of::<Value>()
+            .hook("none", ["request.completed"], 700)
+            .reads_nothing();
         assert!(manifest.hooks[0].reads.is_empty());
         assert_eq!(
             manifest.hooks[1].reads,
             ["model", "status_code", "usage", "error"]
         );
         assert_eq!(manifest.hooks[2].reads, [EVERY_KEY]);
+        assert_eq!(manifest.hooks[3].reads, [NO_KEY]);
         // On the wire only when named, so a manifest without it reads as before.
         let json = serde_json::to_value(&manifest).unwrap();
         assert!(json["hooks"][0].get("reads").is_none());

@@ -422,8 +422,9 @@ fn completed_data(proxy: &Proxy, request_id: &str) -> Value {
 }
 
 /// Plugin API 1.3: when every subscriber of an event names the data keys it
-/// reads, the host leaves out the client's headers none of them reads; one
-/// subscriber that names none (the recorder by default) gets them.
+/// reads, the host leaves out the client's headers none of them reads (a
+/// hook that reads nothing at all included); one subscriber that names none
+/// (the recorder by default) gets them.
 #[test]
 fn the_headers_are_left_out_when_no_subscriber_reads_them() {
     let ask = |proxy: &Proxy, request_id: &str| {
@@ -449,6 +450,20 @@ fn the_headers_are_left_out_when_no_subscriber_reads_them() {
     let data = completed_data(&naming, "keys-named");
     assert_eq!(data["status_code"], 200, "{data:#}");
     assert_eq!(data["path"], "/recorder/events", "{data:#}");
+    assert!(
+        data.get("headers").is_none(),
+        "headers sent anyway: {data:#}"
+    );
+
+    // A hook that reads nothing still gets the event and its cheap members.
+    let reading_nothing = Proxy::start(ProxyOptions {
+        plugins: &["test_plugin_event_recorder"],
+        env: &[("CCPROXY_TEST_RECORDER_READS", "none")],
+        ..ProxyOptions::default()
+    });
+    ask(&reading_nothing, "keys-none");
+    let data = completed_data(&reading_nothing, "keys-none");
+    assert_eq!(data["status_code"], 200, "{data:#}");
     assert!(
         data.get("headers").is_none(),
         "headers sent anyway: {data:#}"

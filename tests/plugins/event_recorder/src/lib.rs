@@ -16,7 +16,8 @@
 //!   the host's client (nothing listens there: an `http.error`);
 //! - with `CCPROXY_TEST_RECORDER_READS` set (comma-separated keys) in the
 //!   host's environment, `record` names those as the data keys it reads
-//!   (plugin API 1.3, `Manifest::reads`).
+//!   (plugin API 1.3, `Manifest::reads`); set to `none`, it reads nothing
+//!   (`Manifest::reads_nothing`).
 #![forbid(unsafe_code)]
 
 use std::sync::Mutex;
@@ -66,15 +67,16 @@ impl Plugin for EventRecorder {
     type Config = ();
 
     fn manifest() -> Manifest {
-        Manifest::new("event_recorder", "0.1.0")
+        // The data keys `record` names: a list, `none`, or (unset) every key.
+        let reads = std::env::var("CCPROXY_TEST_RECORDER_READS").unwrap_or_default();
+        let manifest = Manifest::new("event_recorder", "0.1.0")
             .description("records every hook event; two ordered mutating hooks")
-            .hook("record", event_names().iter().map(String::as_str), 500)
-            .reads(
-                std::env::var("CCPROXY_TEST_RECORDER_READS")
-                    .unwrap_or_default()
-                    .split(',')
-                    .filter(|key| !key.is_empty()),
-            )
+            .hook("record", event_names().iter().map(String::as_str), 500);
+        let manifest = match reads.as_str() {
+            "none" => manifest.reads_nothing(),
+            keys => manifest.reads(keys.split(',').filter(|key| !key.is_empty())),
+        };
+        manifest
             .hook("prepare_second", ["provider.request.prepared"], 200)
             .hook("prepare_first", ["provider.request.prepared"], 100)
             .route(

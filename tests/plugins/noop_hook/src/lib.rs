@@ -59,6 +59,8 @@ impl Plugin for NoopHook {
                 ["request.completed", "provider.request.prepared"],
                 100,
             )
+            // It reads no data: the host writes no member for it.
+            .reads_nothing()
     }
 
     async fn init(_ctx: Context, _config: ()) -> Result<Self, PluginError> {
