@@ -68,7 +68,8 @@ enum Commands {
         #[arg(long, default_value_t = 0)]
         port: u16,
     },
-    /// Counts the proxy's instructions per request with callgrind (`scripts/profile`).
+    /// Counts the proxy's instructions per request with callgrind, or samples
+    /// its CPU with perf (`scripts/profile`).
     Instructions {
         /// `messages`, `stream` (passed through) or `chat` (converted to a stream).
         #[arg(long, default_value = "messages")]
@@ -97,8 +98,15 @@ enum Commands {
         env: Vec<(String, String)>,
         /// Where to copy callgrind's dump of the measured requests, for
         /// `callgrind_annotate` (the scratch folder is removed at the end).
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "perf_out")]
         callgrind_out: Option<PathBuf>,
+        /// Sample the proxy's real CPU time with `perf record -e cpu-clock`
+        /// instead of counting instructions (the kernel's share included,
+        /// and a copy weighed by its time, where callgrind counts a byte of
+        /// `rep movsb` as an instruction); perf's data goes to FILE, for
+        /// `perf report -i FILE`.
+        #[arg(long, value_name = "FILE")]
+        perf_out: Option<PathBuf>,
         /// Count the bare forwarder instead of the proxy (`messages` or
         /// `stream`, passed through), the floor the proxy is compared with.
         #[arg(long)]
@@ -199,6 +207,7 @@ fn main() -> ExitCode {
             disable_plugin,
             env,
             callgrind_out,
+            perf_out,
             forwarder,
         } => match instructions::run(&instructions::Setting {
             scenario,
@@ -210,6 +219,7 @@ fn main() -> ExitCode {
             disabled: disable_plugin,
             env,
             callgrind_out,
+            perf_out,
             forwarder,
         }) {
             Ok(()) => ExitCode::SUCCESS,

@@ -139,14 +139,7 @@ impl Server {
         if !self.alive() {
             return;
         }
-        let pid = libc::pid_t::try_from(self.child.id()).unwrap_or(0);
-        if pid > 0 {
-            // SAFETY: kill(2) on our own child's pid; no memory is involved.
-            #[allow(unsafe_code)]
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
-        }
+        signal(&self.child, libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if !self.alive() {
@@ -156,6 +149,18 @@ impl Server {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Sends `signal` to `child`, one of ours.
+pub(crate) fn signal(child: &Child, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(child.id()).unwrap_or(0);
+    if pid > 0 {
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(pid, signal);
+        }
     }
 }
 
@@ -174,6 +179,21 @@ pub(crate) fn status_kib(pid: u32, field: &str) -> Option<u64> {
 /// A field of `/proc/PID/smaps_rollup` in KiB (`LazyFree`).
 pub(crate) fn rollup_kib(pid: u32, field: &str) -> Option<u64> {
     proc_number(pid, "smaps_rollup", field)
+}
+
+/// Context switches of all of a process's threads so far, voluntary (a
+/// thread parked or waited) and not (it was preempted).
+pub(crate) fn context_switches(pid: u32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = 0;
+    for task in tasks.flatten() {
+        let tid = task.file_name();
+        let file = format!("task/{}/status", tid.to_string_lossy());
+        for field in ["voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"] {
+            total += proc_number(pid, &file, field).unwrap_or(0);
+        }
+    }
+    Some(total)
 }
 
 /// The number of field `field` (`Name:   123 kB`, `Name:  7`) of
