@@ -845,12 +845,15 @@ mod sdk_tests {
     }
 
     #[test]
-    fn the_sdk_announces_hook_batch() {
+    fn the_sdk_announces_hook_batch_and_prepare_fields() {
         let plugin = MockHost::new().start::<Batched>().unwrap();
         let (meta, _) = plugin
             .call_operation(FEATURES_OP, Value::Null, Vec::new())
             .unwrap();
-        assert_eq!(meta, json!({"features": [HOOK_BATCH]}));
+        assert_eq!(
+            meta,
+            json!({"features": [HOOK_BATCH, crate::fields::PREPARE_FIELDS]})
+        );
     }
 
     #[test]

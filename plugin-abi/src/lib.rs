@@ -50,6 +50,7 @@ pub mod allocator;
 mod blocking;
 mod context;
 mod error;
+pub mod fields;
 mod format;
 #[doc(hidden)]
 pub mod hook_wire;

@@ -674,6 +674,11 @@ pub mod members_text {
         members: &[[u32; 4]],
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&text(members))
+    }
+
+    /// The string of `members`.
+    pub(crate) fn text(members: &[[u32; 4]]) -> String {
         let mut text = String::with_capacity(members.len() * 16);
         let mut digits = itoa::Buffer::new();
         for number in members.iter().flatten() {
@@ -682,7 +687,7 @@ pub mod members_text {
             }
             text.push_str(digits.format(*number));
         }
-        serializer.serialize_str(&text)
+        text
     }
 
     /// Reads the string back; anything else is no index.
@@ -702,7 +707,8 @@ pub mod members_text {
         deserializer.deserialize_str(Text)
     }
 
-    fn parse(text: &str) -> Option<Vec<[u32; 4]>> {
+    /// The entries of a string [`text`] wrote (`None`: not whole entries).
+    pub(crate) fn parse(text: &str) -> Option<Vec<[u32; 4]>> {
         // By hand: `split` and `str::parse` cost several times more here.
         let mut members = Vec::with_capacity(text.len() / 16 + 1);
         let mut entry = [0_u32; 4];

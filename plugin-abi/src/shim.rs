@@ -379,7 +379,10 @@ impl<P: Plugin> Instance<P> {
             }
             crate::hook_wire::FEATURES_OP => {
                 // Asked before `plugin.initialize`: what this SDK speaks.
-                let mut features = vec![crate::hook_wire::HOOK_BATCH.to_owned()];
+                let mut features = vec![
+                    crate::hook_wire::HOOK_BATCH.to_owned(),
+                    crate::fields::PREPARE_FIELDS.to_owned(),
+                ];
                 if shares_host_heap() {
                     features.push(crate::hook_wire::SHARED_HEAP.to_owned());
                 }
@@ -482,7 +485,14 @@ impl<P: Plugin> Instance<P> {
             }
             op::PROVIDER_PREPARE => {
                 let plugin = self.initialized()?;
-                let prepare: protocol::ProviderPrepareInput = decode(&input)?;
+                // Netstrings from a host that knows this SDK reads them, JSON otherwise.
+                let prepare: protocol::ProviderPrepareInput =
+                    if input.meta.starts_with(crate::fields::MARK) {
+                        crate::fields::read_prepare(&input.meta)
+                            .map_err(|error| AbiError::new(ErrorCode::Invalid, error.to_string()))?
+                    } else {
+                        decode(&input)?
+                    };
                 let req = ProviderRequest {
                     endpoint: prepare.endpoint,
                     client_format: prepare.client_format,

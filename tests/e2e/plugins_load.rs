@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ccproxy_e2e::{Proxy, ProxyOptions, Reply, Sandbox, library, poll, workspace_root};
+use ccproxy_e2e::{Proxy, ProxyOptions, Reply, Sandbox, library, mock::Mock, poll, workspace_root};
 use serde_json::Value;
 
 /// The plugin API version this host speaks: the SDK crate's version.
@@ -510,6 +510,66 @@ fn a_plugin_built_against_the_frozen_1_0_interface_loads_and_works() {
         count.is_some(),
         "the hook never counted; log:\n{}",
         proxy.log()
+    );
+}
+
+/// A provider built against plugin API 1.2 gets its request as it always did:
+/// since 1.3 the host writes `provider.prepare`'s metadata as netstrings for
+/// plugins whose SDK reads them, and as JSON for the others.
+#[test]
+fn a_provider_built_against_the_frozen_1_2_interface_gets_its_request_as_before() {
+    let mock = Mock::start(&[]);
+    let sandbox = Sandbox::new();
+    sandbox.install_frozen("hello_v1_2");
+    let upstream = mock.url();
+    let proxy = Proxy::start_in(
+        sandbox,
+        ProxyOptions {
+            env: &[("CCPROXY_TEST_HELLO_UPSTREAM", &upstream)],
+            ..ProxyOptions::default()
+        },
+    );
+    let body = serde_json::json!({
+        "model": "claude-sonnet-4-20250514",
+        "max_tokens": 32,
+        "messages": [{"role": "user", "content": "hi"}],
+    })
+    .to_string();
+    let reply = proxy.request(
+        "POST",
+        "/v1_2/provider/v1/messages?beta=true",
+        &[
+            ("content-type", "application/json"),
+            ("x-hello", "from the client, with: a colon"),
+            ("x-request-id", "frozen-provider-1"),
+        ],
+        body.as_bytes(),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["type"], "message", "{}", reply.text());
+
+    let received = mock.requests_to("/v1/messages");
+    assert_eq!(received.len(), 1, "{received:#?}");
+    assert_eq!(received[0]["body_text"], body.as_str());
+    let seen: Value = serde_json::from_str(
+        received[0]["headers"]["x-seen"]
+            .as_str()
+            .expect("the provider's x-seen header reached the upstream"),
+    )
+    .expect("x-seen is JSON");
+    assert_eq!(
+        seen,
+        serde_json::json!({
+            "endpoint": "/v1_2/provider/v1/messages",
+            "client_format": "anthropic.messages",
+            "native_format": "anthropic.messages",
+            "model": "claude-sonnet-4-20250514",
+            "stream": false,
+            "query": "beta=true",
+            "request_id": "frozen-provider-1",
+            "hello": "from the client, with: a colon",
+            "body_bytes": body.len(),
+        })
     );
 }
 

@@ -216,6 +216,9 @@ pub struct PluginHandle {
     /// The plugin's buffers come from the host's allocator (feature
     /// `shared_heap`): the bodies it answers are taken without a copy.
     shared_heap: bool,
+    /// The plugin's SDK reads `provider.prepare`'s metadata as netstrings
+    /// (feature `prepare_fields`, `ccproxy_plugin_abi::fields`).
+    prepare_fields: bool,
     /// Counters for `/plugins/status` and health.
     pub stats: CallStats,
 }
@@ -262,6 +265,7 @@ impl PluginHandle {
             name: library.manifest.name.clone(),
             hook_batch: speaks(hook_wire::HOOK_BATCH),
             shared_heap: speaks(hook_wire::SHARED_HEAP),
+            prepare_fields: speaks(ccproxy_plugin_abi::fields::PREPARE_FIELDS),
             object,
             stats: CallStats::default(),
         })
@@ -270,6 +274,11 @@ impl PluginHandle {
     /// Whether the plugin takes hook calls as `hook.batch`.
     pub fn speaks_hook_batch(&self) -> bool {
         self.hook_batch
+    }
+
+    /// Whether the plugin reads `provider.prepare`'s metadata as netstrings.
+    pub fn speaks_prepare_fields(&self) -> bool {
+        self.prepare_fields
     }
 
     /// Calls operation `op` with no metadata and `frame` as the body,

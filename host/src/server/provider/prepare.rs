@@ -3,17 +3,18 @@
 //! mapping, timeout), then the mutating `provider.request.prepared` hooks,
 //! both in one hop to the plugin runtime.
 
-use std::{sync::Arc, time::Duration};
+use std::{borrow::Cow, sync::Arc, time::Duration};
 
 use ccproxy_formats::{Format, convert};
 use ccproxy_plugin_abi::{
     HookEvent,
+    fields::PrepareFields,
     protocol::{ProviderAttempt, ProviderExhausted, ProviderPrepareOutput, members_text, ops},
 };
 use http::StatusCode;
 use serde::Serialize;
 
-use super::{ClientRequest, ProviderRoute, ProxyError, Who};
+use super::{ClientHeaders, ClientRequest, ProviderRoute, ProxyError, Who};
 use crate::{
     hooks::HookBus,
     plugins::{
@@ -128,8 +129,12 @@ pub(super) async fn prepare(
         },
     };
     let who = route.who(&plugin.manifest.name);
-    let meta = handle::encode_input::<ops::ProviderPrepare>(&input)
-        .map_err(|error| call_failure(who, error))?;
+    let meta = if plugin.handle.speaks_prepare_fields() {
+        input.fields()
+    } else {
+        handle::encode_input::<ops::ProviderPrepare>(&input)
+            .map_err(|error| call_failure(who, error))?
+    };
     let timeout = app.shared.config.server.plugin_call_timeout();
     let Some(hooks_deadline) = app
         .shared
@@ -358,6 +363,41 @@ struct PrepareInput<'a> {
 
 impl ccproxy_plugin_abi::protocol::InputOf<ops::ProviderPrepare> for PrepareInput<'_> {}
 
+impl PrepareInput<'_> {
+    /// The same metadata as netstrings (`ccproxy_plugin_abi::fields`), for
+    /// plugins whose SDK reads them: nothing escaped on either side.
+    fn fields(&self) -> String {
+        let request = self.request;
+        let fields = PrepareFields {
+            endpoint: self.endpoint,
+            client_format: self.client_format,
+            native_format: self.native_format,
+            stream: self.stream,
+            model: self.model,
+            method: request.method,
+            path: request.path,
+            query: request.query,
+            request_id: request.request_id,
+            attempt: self.attempt,
+            body_members: self.body_members,
+        };
+        match request.headers {
+            ClientHeaders::Map(map) => fields.write(
+                map.len(),
+                map.iter().map(|(name, value)| {
+                    (name.as_str(), String::from_utf8_lossy(value.as_bytes()))
+                }),
+            ),
+            ClientHeaders::Pairs(pairs) => fields.write(
+                pairs.len(),
+                pairs
+                    .iter()
+                    .map(|(name, value)| (name.as_str(), Cow::Borrowed(value.as_str()))),
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use ccproxy_plugin_abi::protocol::{ProviderPrepareInput, RequestHead};
@@ -367,7 +407,7 @@ mod tests {
     use crate::server::provider::ClientHeaders;
 
     #[test]
-    fn borrowed_prepare_input_is_the_protocol_json() {
+    fn borrowed_prepare_input_is_the_protocol_json_and_its_fields() {
         let mut map = http::HeaderMap::new();
         map.append(
             header::ACCEPT,
@@ -427,6 +467,12 @@ mod tests {
                 };
                 assert_eq!(
                     serde_json::to_string(&borrowed).unwrap(),
+                    serde_json::to_string(&owned).unwrap()
+                );
+                // The netstrings read back as the same input the JSON is.
+                let read = ccproxy_plugin_abi::fields::read_prepare(&borrowed.fields()).unwrap();
+                assert_eq!(
+                    serde_json::to_string(&read).unwrap(),
                     serde_json::to_string(&owned).unwrap()
                 );
             }

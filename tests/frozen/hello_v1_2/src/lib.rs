@@ -15,7 +15,14 @@
 //!   host's blocking threads (`Context::blocking`) and says whether that was
 //!   another thread than the route's;
 //! - `GET /v1_2/count`, a public route (`Route::public`, no client token needed):
-//!   what the hook saw and what the streams sent.
+//!   what the hook saw and what the streams sent;
+//! - a provider endpoint, `POST /v1_2/provider/v1/messages` (Anthropic
+//!   Messages, passed through): `on_prepare_upstream` sends the body to
+//!   `$CCPROXY_TEST_HELLO_UPSTREAM/v1/messages` with header `x-seen`, the
+//!   JSON of what it was handed (the request's model, stream, query, request
+//!   id, endpoint, formats and its `x-hello` header): a host that writes
+//!   `provider.prepare`'s metadata another way for newer SDKs must still
+//!   hand a 1.2 provider the same request.
 #![forbid(unsafe_code)]
 
 use std::{
@@ -75,6 +82,8 @@ impl Plugin for HelloV12 {
                     Route::get("/count").public(),
                 ],
             )
+            .provider("anthropic.messages")
+            .provider_endpoint("/v1_2/provider/v1/messages", "anthropic.messages")
             .hook_with_bodies(
                 "request_bodies",
                 [HookEvent::RequestCompleted.as_str()],
@@ -104,6 +113,37 @@ impl Plugin for HelloV12 {
             "/v1_2/count" => Ok(self.count().into()),
             other => Err(PluginError::not_found(format!("no handler for {other}"))),
         }
+    }
+
+    async fn on_prepare_upstream(
+        &self,
+        req: ProviderRequest,
+    ) -> Result<UpstreamRequest, PluginError> {
+        let upstream = std::env::var("CCPROXY_TEST_HELLO_UPSTREAM").map_err(|_| {
+            PluginError::unavailable("set CCPROXY_TEST_HELLO_UPSTREAM to the upstream's URL")
+        })?;
+        let seen = json!({
+            "endpoint": req.endpoint,
+            "client_format": req.client_format,
+            "native_format": req.native_format,
+            "model": req.model,
+            "stream": req.stream,
+            "query": req.query,
+            "request_id": req.request_id,
+            "hello": req.headers.get("x-hello"),
+            "body_bytes": req.body.len(),
+        });
+        Ok(UpstreamRequest {
+            method: "POST".to_owned(),
+            url: format!("{upstream}/v1/messages"),
+            headers: Headers(vec![
+                ("content-type".to_owned(), "application/json".to_owned()),
+                ("x-seen".to_owned(), seen.to_string()),
+            ]),
+            body: req.body,
+            stream: req.stream,
+            ..UpstreamRequest::default()
+        })
     }
 
     async fn on_hook_call(&self, call: HookCall) -> Result<HookOutcome, PluginError> {

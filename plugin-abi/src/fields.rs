@@ -1,0 +1,329 @@
+//! `provider.prepare`'s metadata without JSON (plugin API 1.3): netstrings.
+//!
+//! Why: the host calls `provider.prepare` on every provider request, and its
+//! metadata is mostly the client's headers (twenty or so from Claude Code).
+//! As JSON the host escapes every name and value as it writes them and the
+//! SDK scans and unescapes every one as it reads them: about 19 k
+//! instructions of a small request's 300 k. A plugin built with this SDK
+//! announces [`PREPARE_FIELDS`] in its answer to `plugin.features`; the host
+//! then writes the metadata as [`MARK`] followed by netstrings
+//! (`<decimal length>:<text>,`, D. J. Bernstein's format) in the order
+//! below. The metadata is text, checked to be UTF-8 once as a whole, so the
+//! SDK only slices it: nothing is escaped or scanned for escapes. Plugins of
+//! older SDKs keep getting the JSON of [`ProviderPrepareInput`].
+//!
+//! ```text
+//! ~ endpoint client_format native_format stream has_model [model]
+//!   method path query request_id header_count (name value)×header_count
+//!   has_attempt [attempt] body_members
+//! ```
+//!
+//! Every item is one netstring: flags (`stream`, `has_*`) are `0` or `1`,
+//! `header_count` is decimal, `attempt` is the JSON of [`ProviderAttempt`]
+//! (retries only), `body_members` is the text of
+//! [`ProviderPrepareInput::body_members`] (`protocol::members_text`; empty:
+//! no index).
+
+use std::borrow::Cow;
+
+use crate::protocol::{ProviderAttempt, ProviderPrepareInput, RequestHead, members_text};
+
+/// The feature: the SDK reads `provider.prepare`'s metadata as netstrings.
+pub const PREPARE_FIELDS: &str = "prepare_fields";
+
+/// The first character of metadata written as netstrings (JSON metadata
+/// starts with `{`).
+pub const MARK: char = '~';
+
+/// Metadata that does not read as the fields of `provider.prepare`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError(pub &'static str);
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "malformed provider.prepare fields: {}", self.0)
+    }
+}
+
+impl std::error::Error for FieldError {}
+
+/// What `provider.prepare` says besides the body and the headers, borrowed
+/// (the host writes it from its own request; see [`PrepareFields::write`]).
+#[derive(Debug, Clone, Copy)]
+pub struct PrepareFields<'a> {
+    /// [`ProviderPrepareInput::endpoint`].
+    pub endpoint: &'a str,
+    /// [`ProviderPrepareInput::client_format`].
+    pub client_format: &'a str,
+    /// [`ProviderPrepareInput::native_format`].
+    pub native_format: &'a str,
+    /// [`ProviderPrepareInput::stream`].
+    pub stream: bool,
+    /// [`ProviderPrepareInput::model`].
+    pub model: Option<&'a str>,
+    /// [`RequestHead::method`].
+    pub method: &'a str,
+    /// [`RequestHead::path`].
+    pub path: &'a str,
+    /// [`RequestHead::query`].
+    pub query: &'a str,
+    /// [`RequestHead::request_id`].
+    pub request_id: &'a str,
+    /// [`ProviderPrepareInput::attempt`].
+    pub attempt: Option<&'a ProviderAttempt>,
+    /// [`ProviderPrepareInput::body_members`].
+    pub body_members: &'a [[u32; 4]],
+}
+
+impl PrepareFields<'_> {
+    /// The metadata, with the `count` header pairs of `headers` (names lower
+    /// case, in arrival order). A count that does not match the pairs makes
+    /// metadata the SDK refuses, never a wrong request.
+    pub fn write<'h>(
+        &self,
+        count: usize,
+        headers: impl Iterator<Item = (&'h str, Cow<'h, str>)>,
+    ) -> String {
+        let mut out = Writer(String::with_capacity(256 + count * 64));
+        out.0.push(MARK);
+        out.text(self.endpoint);
+        out.text(self.client_format);
+        out.text(self.native_format);
+        out.flag(self.stream);
+        out.flag(self.model.is_some());
+        if let Some(model) = self.model {
+            out.text(model);
+        }
+        out.text(self.method);
+        out.text(self.path);
+        out.text(self.query);
+        out.text(self.request_id);
+        out.text(itoa::Buffer::new().format(count));
+        for (name, value) in headers {
+            out.text(name);
+            out.text(&value);
+        }
+        out.flag(self.attempt.is_some());
+        if let Some(attempt) = self.attempt {
+            // Plain numbers and an account name: writing it cannot fail.
+            out.text(&serde_json::to_string(attempt).unwrap_or_default());
+        }
+        out.text(&members_text::text(self.body_members));
+        out.0
+    }
+}
+
+/// Reads metadata [`PrepareFields::write`] wrote (starting with [`MARK`]).
+pub fn read_prepare(meta: &str) -> Result<ProviderPrepareInput, FieldError> {
+    let mut fields = Reader(
+        meta.strip_prefix(MARK)
+            .ok_or(FieldError("no leading mark"))?,
+    );
+    let endpoint = fields.text()?.to_owned();
+    let client_format = fields.text()?.to_owned();
+    let native_format = fields.text()?.to_owned();
+    let stream = fields.flag()?;
+    let model = if fields.flag()? {
+        Some(fields.text()?.to_owned())
+    } else {
+        None
+    };
+    let method = fields.text()?.to_owned();
+    let path = fields.text()?.to_owned();
+    let query = fields.text()?.to_owned();
+    let request_id = fields.text()?.to_owned();
+    let count: usize = fields
+        .text()?
+        .parse()
+        .map_err(|_| FieldError("header count"))?;
+    // Each pair takes at least six bytes (`0:,0:,`): a count past that is a lie.
+    if count > fields.0.len() / 6 {
+        return Err(FieldError("header count"));
+    }
+    let mut headers = Vec::with_capacity(count);
+    for _ in 0..count {
+        let name = fields.text()?.to_owned();
+        headers.push((name, fields.text()?.to_owned()));
+    }
+    let attempt = if fields.flag()? {
+        Some(serde_json::from_str(fields.text()?).map_err(|_| FieldError("attempt"))?)
+    } else {
+        None
+    };
+    let body_members = members_text::parse(fields.text()?).unwrap_or_default();
+    if !fields.0.is_empty() {
+        return Err(FieldError("text after the last field"));
+    }
+    Ok(ProviderPrepareInput {
+        endpoint,
+        client_format,
+        native_format,
+        stream,
+        model,
+        request: RequestHead {
+            method,
+            path,
+            query,
+            headers,
+            request_id,
+        },
+        attempt,
+        body_members,
+    })
+}
+
+/// Netstrings written one after another.
+struct Writer(String);
+
+impl Writer {
+    fn text(&mut self, text: &str) {
+        self.0.push_str(itoa::Buffer::new().format(text.len()));
+        self.0.push(':');
+        self.0.push_str(text);
+        self.0.push(',');
+    }
+
+    fn flag(&mut self, flag: bool) {
+        self.0.push_str(if flag { "1:1," } else { "1:0," });
+    }
+}
+
+/// The netstrings not read yet.
+struct Reader<'a>(&'a str);
+
+impl<'a> Reader<'a> {
+    fn text(&mut self) -> Result<&'a str, FieldError> {
+        let colon = self.0.as_bytes()[..self.0.len().min(11)]
+            .iter()
+            .position(|&byte| byte == b':')
+            .ok_or(FieldError("a length"))?;
+        let digits = &self.0[..colon];
+        if digits.is_empty() || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+            return Err(FieldError("a length"));
+        }
+        let len: usize = digits.parse().map_err(|_| FieldError("a length"))?;
+        let start = colon + 1;
+        let end = start
+            .checked_add(len)
+            .ok_or(FieldError("a length past the end"))?;
+        // `get` refuses a range past the end or through a character.
+        let text = self
+            .0
+            .get(start..end)
+            .ok_or(FieldError("a length past the end"))?;
+        self.0 = self.0[end..]
+            .strip_prefix(',')
+            .ok_or(FieldError("a field not closed by a comma"))?;
+        Ok(text)
+    }
+
+    fn flag(&mut self) -> Result<bool, FieldError> {
+        match self.text()? {
+            "0" => Ok(false),
+            "1" => Ok(true),
+            _ => Err(FieldError("a flag")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields<'a>(
+        model: Option<&'a str>,
+        attempt: Option<&'a ProviderAttempt>,
+    ) -> PrepareFields<'a> {
+        PrepareFields {
+            endpoint: "/claude/v1/messages",
+            client_format: "anthropic.messages",
+            native_format: "anthropic.messages",
+            stream: true,
+            model,
+            method: "POST",
+            path: "/claude/v1/messages",
+            query: "beta=true&x=1,2:3",
+            request_id: "r-1",
+            attempt,
+            body_members: &[[2, 7, 9, 12], [14, 20, 22, 26]],
+        }
+    }
+
+    #[test]
+    fn fields_read_back_as_written_whatever_the_text_holds() {
+        let headers = [
+            ("content-type", "application/json"),
+            ("x-odd", "1:2,3~\"quoted\" \\ é ✓ 𝄞"),
+            ("x-empty", ""),
+            ("authorization", "Bearer sk-ant-secret"),
+        ];
+        let attempt = ProviderAttempt {
+            number: 2,
+            previous_status: 529,
+            previous_account: Some("work".to_owned()),
+            retry_after_ms: Some(1500),
+        };
+        for (model, attempt) in [
+            (Some("claude-sonnet-4"), None),
+            (None, Some(&attempt)),
+            (Some(""), None),
+        ] {
+            let written = fields(model, attempt).write(
+                headers.len(),
+                headers
+                    .iter()
+                    .map(|&(name, value)| (name, Cow::Borrowed(value))),
+            );
+            assert!(written.starts_with(MARK), "{written}");
+            let read = read_prepare(&written).unwrap();
+            assert_eq!(read.endpoint, "/claude/v1/messages");
+            assert_eq!(read.client_format, "anthropic.messages");
+            assert!(read.stream);
+            assert_eq!(read.model.as_deref(), model);
+            assert_eq!(read.request.method, "POST");
+            assert_eq!(read.request.query, "beta=true&x=1,2:3");
+            assert_eq!(read.request.request_id, "r-1");
+            let pairs: Vec<(&str, &str)> = read
+                .request
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_str()))
+                .collect();
+            assert_eq!(pairs, headers);
+            assert_eq!(
+                read.attempt.as_ref().map(|a| (a.number, a.previous_status)),
+                attempt.map(|a| (a.number, a.previous_status))
+            );
+            assert_eq!(read.body_members, [[2, 7, 9, 12], [14, 20, 22, 26]]);
+        }
+    }
+
+    #[test]
+    fn malformed_fields_are_refused_and_say_why() {
+        let written = fields(Some("m"), None).write(1, [("a", Cow::Borrowed("b"))].into_iter());
+        // A count of pairs that does not match them.
+        let miscounted = fields(None, None).write(3, [("a", Cow::Borrowed("b"))].into_iter());
+        let cases = [
+            ("{\"endpoint\": \"x\"}".to_owned(), "no leading mark"),
+            (
+                written[..written.len() - 1].to_owned(),
+                "not closed by a comma",
+            ),
+            (
+                written[..written.len() / 2].to_owned(),
+                "malformed provider.prepare fields",
+            ),
+            (format!("{written}1:x,"), "text after the last field"),
+            ("~99:short,".to_owned(), "past the end"),
+            ("~x:a,".to_owned(), "a length"),
+            ("~99999999999999999999:a,".to_owned(), "a length"),
+            // A length that ends inside a character.
+            ("~1:é,".to_owned(), "past the end"),
+            (miscounted, "malformed provider.prepare fields"),
+        ];
+        for (meta, says) in cases {
+            let error = read_prepare(&meta).unwrap_err().to_string();
+            assert!(error.contains(says), "{meta:?}: {error}");
+        }
+    }
+}
