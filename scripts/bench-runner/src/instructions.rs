@@ -246,12 +246,8 @@ pub(crate) fn run(setting: &Setting) -> Result<(), String> {
         return Ok(());
     }
     println!(
-        "{} {} ({} no-op hook plugins, access log {}; bundled plugins active: {}): {:.1} k instructions per request ({} requests after {} warm-up, callgrind)",
-        if setting.large { "large" } else { "small" },
-        setting.scenario,
-        setting.noop_plugins,
-        if setting.no_access_log { "off" } else { "on" },
-        active.join(", "),
+        "{}: {:.1} k instructions per request ({} requests after {} warm-up, callgrind)",
+        measured(setting, &active),
         total as f64 / setting.requests.max(1) as f64 / 1000.0,
         setting.requests,
         setting.warmup
@@ -364,6 +360,19 @@ fn dumped_total(dir: &Path, out_file: &Path) -> Result<(PathBuf, u64), String> {
     Ok((dump.clone(), total))
 }
 
+/// What was measured, for the result line: the body, the scenario and the
+/// proxy's plugins.
+fn measured(setting: &Setting, active: &[String]) -> String {
+    format!(
+        "{} {} ({} no-op hook plugins, access log {}; bundled plugins active: {})",
+        if setting.large { "large" } else { "small" },
+        setting.scenario,
+        setting.noop_plugins,
+        if setting.no_access_log { "off" } else { "on" },
+        active.join(", "),
+    )
+}
+
 /// `perf record -e cpu-clock` attached to the proxy.
 struct PerfRecord {
     child: std::process::Child,
@@ -425,12 +434,8 @@ fn report_samples(
     let shares = String::from_utf8_lossy(&output.stdout);
     let requests = setting.requests.max(1) as f64;
     println!(
-        "{} {} ({} no-op hook plugins, access log {}; bundled plugins active: {}): {} of CPU and {} context switches per request ({} requests after {} warm-up, one at a time; /proc, 10 ms ticks)",
-        if setting.large { "large" } else { "small" },
-        setting.scenario,
-        setting.noop_plugins,
-        if setting.no_access_log { "off" } else { "on" },
-        active.join(", "),
+        "{}: {} of CPU and {} context switches per request ({} requests after {} warm-up, one at a time; /proc, 10 ms ticks)",
+        measured(setting, active),
         spent.cpu.map_or("?".to_owned(), |cpu| format!(
             "{:.1} µs",
             cpu.as_secs_f64() * 1e6 / requests
