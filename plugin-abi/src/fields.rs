@@ -298,6 +298,26 @@ mod tests {
         }
     }
 
+    /// Every cut and every one-character change of good metadata reads as
+    /// an error or as some input, never as a panic.
+    #[test]
+    fn no_cut_or_change_of_the_text_panics() {
+        let written = fields(Some("m"), None).write(
+            2,
+            [("a", Cow::Borrowed("b:1,")), ("é", Cow::Borrowed("ü"))].into_iter(),
+        );
+        for (at, _) in written.char_indices() {
+            let _ = read_prepare(&written[..at]);
+            for replacement in ["9", ":", ",", "~", "", "é"] {
+                let mut changed = written.clone();
+                let end = at + changed[at..].chars().next().map_or(0, char::len_utf8);
+                changed.replace_range(at..end, replacement);
+                let _ = read_prepare(&changed);
+            }
+        }
+        assert!(read_prepare(&written).is_ok());
+    }
+
     #[test]
     fn malformed_fields_are_refused_and_say_why() {
         let written = fields(Some("m"), None).write(1, [("a", Cow::Borrowed("b"))].into_iter());
