@@ -23,10 +23,26 @@
 //! (retries only), `body_members` is the text of
 //! [`ProviderPrepareInput::body_members`] (`protocol::members_text`; empty:
 //! no index).
+//!
+//! The SDK answers a call that came so in kind ([`write_prepare_output`]),
+//! and the host reads an answer that starts with [`MARK`] so
+//! ([`read_prepare_output`]):
+//!
+//! ```text
+//! ~ method url header_count (name value)×header_count stream
+//!   has_model_alias [model_alias] timeout_ms has_account [account]
+//!   has_retry [retry] delay_ms has_exhausted [exhausted]
+//! ```
+//!
+//! `timeout_ms` and `delay_ms` are decimal; `retry` and `exhausted` are the
+//! JSON of [`RetryPolicy`] and [`ProviderExhausted`] (rare).
 
 use std::borrow::Cow;
 
-use crate::protocol::{ProviderAttempt, ProviderPrepareInput, RequestHead, members_text};
+use crate::protocol::{
+    ProviderAttempt, ProviderExhausted, ProviderPrepareInput, ProviderPrepareOutput, RequestHead,
+    RetryPolicy, members_text,
+};
 
 /// The feature: the SDK reads `provider.prepare`'s metadata as netstrings.
 pub const PREPARE_FIELDS: &str = "prepare_fields";
@@ -90,10 +106,7 @@ impl PrepareFields<'_> {
         out.text(self.client_format);
         out.text(self.native_format);
         out.flag(self.stream);
-        out.flag(self.model.is_some());
-        if let Some(model) = self.model {
-            out.text(model);
-        }
+        out.optional(self.model);
         out.text(self.method);
         out.text(self.path);
         out.text(self.query);
@@ -103,11 +116,7 @@ impl PrepareFields<'_> {
             out.text(name);
             out.text(&value);
         }
-        out.flag(self.attempt.is_some());
-        if let Some(attempt) = self.attempt {
-            // Plain numbers and an account name: writing it cannot fail.
-            out.text(&serde_json::to_string(attempt).unwrap_or_default());
-        }
+        out.optional(self.attempt.map(json_of).as_deref());
         out.text(&members_text::text(self.body_members));
         out.0
     }
@@ -123,37 +132,19 @@ pub fn read_prepare(meta: &str) -> Result<ProviderPrepareInput, FieldError> {
     let client_format = fields.text()?.to_owned();
     let native_format = fields.text()?.to_owned();
     let stream = fields.flag()?;
-    let model = if fields.flag()? {
-        Some(fields.text()?.to_owned())
-    } else {
-        None
-    };
+    let model = fields.optional()?.map(str::to_owned);
     let method = fields.text()?.to_owned();
     let path = fields.text()?.to_owned();
     let query = fields.text()?.to_owned();
     let request_id = fields.text()?.to_owned();
-    let count: usize = fields
-        .text()?
-        .parse()
-        .map_err(|_| FieldError("header count"))?;
-    // Each pair takes at least six bytes (`0:,0:,`): a count past that is a lie.
-    if count > fields.0.len() / 6 {
-        return Err(FieldError("header count"));
-    }
-    let mut headers = Vec::with_capacity(count);
-    for _ in 0..count {
-        let name = fields.text()?.to_owned();
-        headers.push((name, fields.text()?.to_owned()));
-    }
-    let attempt = if fields.flag()? {
-        Some(serde_json::from_str(fields.text()?).map_err(|_| FieldError("attempt"))?)
-    } else {
-        None
-    };
+    let headers = fields.pairs()?;
+    let attempt: Option<ProviderAttempt> = fields
+        .optional()?
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(|_| FieldError("attempt"))?;
     let body_members = members_text::parse(fields.text()?).unwrap_or_default();
-    if !fields.0.is_empty() {
-        return Err(FieldError("text after the last field"));
-    }
+    fields.end()?;
     Ok(ProviderPrepareInput {
         endpoint,
         client_format,
@@ -172,6 +163,78 @@ pub fn read_prepare(meta: &str) -> Result<ProviderPrepareInput, FieldError> {
     })
 }
 
+/// `provider.prepare`'s answer as netstrings, for a host that called in
+/// them.
+pub fn write_prepare_output(output: &ProviderPrepareOutput) -> String {
+    let text_bytes: usize = output
+        .headers
+        .iter()
+        .map(|(name, value)| name.len() + value.len() + 12)
+        .sum();
+    let mut out = Writer(String::with_capacity(64 + output.url.len() + text_bytes));
+    out.0.push(MARK);
+    out.text(&output.method);
+    out.text(&output.url);
+    out.text(itoa::Buffer::new().format(output.headers.len()));
+    for (name, value) in &output.headers {
+        out.text(name);
+        out.text(value);
+    }
+    out.flag(output.stream);
+    out.optional(output.model_alias.as_deref());
+    out.text(itoa::Buffer::new().format(output.timeout_ms));
+    out.optional(output.account.as_deref());
+    out.optional(output.retry.as_ref().map(json_of).as_deref());
+    out.text(itoa::Buffer::new().format(output.delay_ms));
+    out.optional(output.exhausted.as_ref().map(json_of).as_deref());
+    out.0
+}
+
+/// Reads an answer [`write_prepare_output`] wrote.
+pub fn read_prepare_output(meta: &str) -> Result<ProviderPrepareOutput, FieldError> {
+    let mut fields = Reader(
+        meta.strip_prefix(MARK)
+            .ok_or(FieldError("no leading mark"))?,
+    );
+    let method = fields.text()?.to_owned();
+    let url = fields.text()?.to_owned();
+    let headers = fields.pairs()?;
+    let stream = fields.flag()?;
+    let model_alias = fields.optional()?.map(str::to_owned);
+    let timeout_ms = fields.number()?;
+    let account = fields.optional()?.map(str::to_owned);
+    let retry: Option<RetryPolicy> = fields
+        .optional()?
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(|_| FieldError("retry"))?;
+    let delay_ms = fields.number()?;
+    let exhausted: Option<ProviderExhausted> = fields
+        .optional()?
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(|_| FieldError("exhausted"))?;
+    fields.end()?;
+    Ok(ProviderPrepareOutput {
+        method,
+        url,
+        headers,
+        stream,
+        model_alias,
+        timeout_ms,
+        account,
+        retry,
+        delay_ms,
+        exhausted,
+    })
+}
+
+/// The JSON of a rare nested field (plain numbers and strings: writing it
+/// cannot fail).
+fn json_of(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
 /// Netstrings written one after another.
 struct Writer(String);
 
@@ -185,6 +248,14 @@ impl Writer {
 
     fn flag(&mut self, flag: bool) {
         self.0.push_str(if flag { "1:1," } else { "1:0," });
+    }
+
+    /// A flag, then the text when there is one.
+    fn optional(&mut self, text: Option<&str>) {
+        self.flag(text.is_some());
+        if let Some(text) = text {
+            self.text(text);
+        }
     }
 }
 
@@ -222,6 +293,41 @@ impl<'a> Reader<'a> {
             "0" => Ok(false),
             "1" => Ok(true),
             _ => Err(FieldError("a flag")),
+        }
+    }
+
+    fn optional(&mut self) -> Result<Option<&'a str>, FieldError> {
+        Ok(if self.flag()? {
+            Some(self.text()?)
+        } else {
+            None
+        })
+    }
+
+    fn number<N: std::str::FromStr>(&mut self) -> Result<N, FieldError> {
+        self.text()?.parse().map_err(|_| FieldError("a number"))
+    }
+
+    /// A count, then that many name/value pairs.
+    fn pairs(&mut self) -> Result<Vec<(String, String)>, FieldError> {
+        let count: usize = self.number()?;
+        // Each pair takes at least six bytes (`0:,0:,`): a count past that is a lie.
+        if count > self.0.len() / 6 {
+            return Err(FieldError("a header count past the end"));
+        }
+        let mut pairs = Vec::with_capacity(count);
+        for _ in 0..count {
+            let name = self.text()?.to_owned();
+            pairs.push((name, self.text()?.to_owned()));
+        }
+        Ok(pairs)
+    }
+
+    fn end(&self) -> Result<(), FieldError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(FieldError("text after the last field"))
         }
     }
 }
@@ -295,6 +401,45 @@ mod tests {
                 attempt.map(|a| (a.number, a.previous_status))
             );
             assert_eq!(read.body_members, [[2, 7, 9, 12], [14, 20, 22, 26]]);
+        }
+    }
+
+    #[test]
+    fn answers_read_back_as_written() {
+        let plain = ProviderPrepareOutput {
+            method: "POST".to_owned(),
+            url: "https://api.anthropic.com/v1/messages?beta=true".to_owned(),
+            headers: vec![
+                ("x-api-key".to_owned(), "sk-ant-1:2,3".to_owned()),
+                ("anthropic-beta".to_owned(), "a,b é".to_owned()),
+            ],
+            stream: true,
+            ..ProviderPrepareOutput::default()
+        };
+        let full = ProviderPrepareOutput {
+            model_alias: Some("sonnet".to_owned()),
+            timeout_ms: 30_000,
+            account: Some("work".to_owned()),
+            retry: Some(RetryPolicy { max_attempts: 3 }),
+            delay_ms: 250,
+            exhausted: Some(ProviderExhausted {
+                message: "every account rests".to_owned(),
+                retry_after_ms: Some(60_000),
+            }),
+            ..plain.clone()
+        };
+        for output in [plain, full] {
+            let written = write_prepare_output(&output);
+            assert!(written.starts_with(MARK), "{written}");
+            let read = read_prepare_output(&written).unwrap();
+            // Same fields, as the JSON of each shows.
+            assert_eq!(
+                serde_json::to_value(&read).unwrap(),
+                serde_json::to_value(&output).unwrap()
+            );
+            for at in (0..written.len()).filter(|&at| written.is_char_boundary(at)) {
+                assert!(read_prepare_output(&written[..at]).is_err(), "cut at {at}");
+            }
         }
     }
 

@@ -485,14 +485,15 @@ impl<P: Plugin> Instance<P> {
             }
             op::PROVIDER_PREPARE => {
                 let plugin = self.initialized()?;
-                // Netstrings from a host that knows this SDK reads them, JSON otherwise.
-                let prepare: protocol::ProviderPrepareInput =
-                    if input.meta.starts_with(crate::fields::MARK) {
-                        crate::fields::read_prepare(&input.meta)
-                            .map_err(|error| AbiError::new(ErrorCode::Invalid, error.to_string()))?
-                    } else {
-                        decode(&input)?
-                    };
+                // Netstrings from a host that knows this SDK reads them (it
+                // reads the answer so too), JSON otherwise.
+                let in_fields = input.meta.starts_with(crate::fields::MARK);
+                let prepare: protocol::ProviderPrepareInput = if in_fields {
+                    crate::fields::read_prepare(&input.meta)
+                        .map_err(|error| AbiError::new(ErrorCode::Invalid, error.to_string()))?
+                } else {
+                    decode(&input)?
+                };
                 let req = ProviderRequest {
                     endpoint: prepare.endpoint,
                     client_format: prepare.client_format,
@@ -511,23 +512,27 @@ impl<P: Plugin> Instance<P> {
                         .on_prepare_upstream(req)
                         .await
                         .map_err(PluginError::into_abi)?;
-                    encode(
-                        &protocol::ProviderPrepareOutput {
-                            method: upstream.method,
-                            url: upstream.url,
-                            headers: upstream.headers.0,
-                            stream: upstream.stream,
-                            model_alias: upstream.model_alias,
-                            timeout_ms: upstream
-                                .timeout
-                                .map_or(0, |t| t.as_millis().min(u128::from(u64::MAX)) as u64),
-                            account: upstream.account,
-                            retry: upstream.retry,
-                            delay_ms: upstream.delay.map_or(0, crate::plugin::duration_ms),
-                            exhausted: upstream.exhausted,
-                        },
-                        upstream.body,
-                    )
+                    let output = protocol::ProviderPrepareOutput {
+                        method: upstream.method,
+                        url: upstream.url,
+                        headers: upstream.headers.0,
+                        stream: upstream.stream,
+                        model_alias: upstream.model_alias,
+                        timeout_ms: upstream
+                            .timeout
+                            .map_or(0, |t| t.as_millis().min(u128::from(u64::MAX)) as u64),
+                        account: upstream.account,
+                        retry: upstream.retry,
+                        delay_ms: upstream.delay.map_or(0, crate::plugin::duration_ms),
+                        exhausted: upstream.exhausted,
+                    };
+                    if !in_fields {
+                        return encode(&output, upstream.body);
+                    }
+                    Ok(Message {
+                        meta: crate::fields::write_prepare_output(&output).into(),
+                        body: upstream.body.into(),
+                    })
                 })
             }
             <ops::FormatConvert as Operation>::NAME => {

@@ -350,19 +350,41 @@ impl PluginHandle {
         } else {
             reply.meta.as_str()
         };
-        let meta = serde_json::from_str(text).map_err(|error| {
-            CallError::new(
-                CallErrorKind::BadReply,
-                format!(
-                    "plugin {} answered {op} with malformed data: {error}",
-                    self.name
-                ),
-            )
-        })?;
+        let meta = serde_json::from_str(text).map_err(|error| self.bad_reply(op, error))?;
         Ok(Reply {
             meta,
             body: take_body(reply.body, self.shared_heap),
         })
+    }
+
+    /// Calls `op` with metadata `meta` written by the caller and `body`,
+    /// giving up after `timeout`; answers the reply's metadata as text, for
+    /// a caller that reads it itself (`provider.prepare`'s netstrings).
+    pub async fn call_text_with_timeout(
+        &self,
+        op: &'static str,
+        meta: String,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Reply<RString>, CallError> {
+        match tokio::time::timeout(timeout, self.call_raw(op, meta, body)).await {
+            Ok(reply) => reply.map(|reply| Reply {
+                meta: reply.meta,
+                body: take_body(reply.body, self.shared_heap),
+            }),
+            Err(_) => Err(self.timed_out(op, timeout)),
+        }
+    }
+
+    /// The error of an answer to `op` whose metadata does not read.
+    pub fn bad_reply(&self, op: &str, error: impl std::fmt::Display) -> CallError {
+        CallError::new(
+            CallErrorKind::BadReply,
+            format!(
+                "plugin {} answered {op} with malformed data: {error}",
+                self.name
+            ),
+        )
     }
 
     /// Like [`PluginHandle::call`], giving up after `timeout`.

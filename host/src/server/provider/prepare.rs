@@ -8,8 +8,10 @@ use std::{borrow::Cow, sync::Arc, time::Duration};
 use ccproxy_formats::{Format, convert};
 use ccproxy_plugin_abi::{
     HookEvent,
-    fields::PrepareFields,
-    protocol::{ProviderAttempt, ProviderExhausted, ProviderPrepareOutput, members_text, ops},
+    fields::{self, PrepareFields},
+    protocol::{
+        Operation, ProviderAttempt, ProviderExhausted, ProviderPrepareOutput, members_text, ops,
+    },
 };
 use http::StatusCode;
 use serde::Serialize;
@@ -185,15 +187,20 @@ async fn call_prepare(
     native_body: Vec<u8>,
     timeout: Duration,
 ) -> Result<Prepared, ProxyError> {
-    let prepared = plugin
-        .handle
-        .call_encoded_with_timeout::<ops::ProviderPrepare, ProviderPrepareOutput>(
-            meta,
-            native_body,
-            timeout,
-        )
+    let handle = &plugin.handle;
+    let op = <ops::ProviderPrepare as Operation>::NAME;
+    let reply = handle
+        .call_text_with_timeout(op, meta, native_body, timeout)
         .await
         .map_err(|error| call_failure(who, error))?;
+    // Netstrings from an SDK that was called in them, JSON otherwise.
+    let output = if reply.meta.starts_with(fields::MARK) {
+        fields::read_prepare_output(&reply.meta).map_err(|error| handle.bad_reply(op, error))
+    } else {
+        serde_json::from_str::<ProviderPrepareOutput>(&reply.meta)
+            .map_err(|error| handle.bad_reply(op, error))
+    }
+    .map_err(|error| call_failure(who, error))?;
     let ProviderPrepareOutput {
         method,
         url,
@@ -205,7 +212,7 @@ async fn call_prepare(
         retry,
         delay_ms,
         exhausted,
-    } = prepared.meta;
+    } = output;
     Ok(Prepared {
         request: UpstreamRequest {
             method,
@@ -214,7 +221,7 @@ async fn call_prepare(
             stream: upstream_streams,
             timeout: (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms)),
         },
-        body: prepared.body,
+        body: reply.body,
         alias,
         plan: AttemptPlan {
             account,
