@@ -290,10 +290,9 @@ impl PluginHandle {
         frame: Vec<u8>,
         timeout: Duration,
     ) -> Result<RVec<u8>, CallError> {
-        match tokio::time::timeout(timeout, self.call_raw(op, String::new(), frame)).await {
-            Ok(result) => result.map(|reply| reply.body),
-            Err(_) => Err(self.timed_out(op, timeout)),
-        }
+        self.call_raw_within(op, String::new(), frame, timeout)
+            .await
+            .map(|reply| reply.body)
     }
 
     /// Counts a failure the plugin reported for one entry of a batch (error
@@ -367,11 +366,23 @@ impl PluginHandle {
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<Reply<RString>, CallError> {
+        let reply = self.call_raw_within(op, meta, body, timeout).await?;
+        Ok(Reply {
+            meta: reply.meta,
+            body: take_body(reply.body, self.shared_heap),
+        })
+    }
+
+    /// [`PluginHandle::call_raw`], giving up after `timeout`.
+    async fn call_raw_within(
+        &self,
+        op: &'static str,
+        meta: String,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Message, CallError> {
         match tokio::time::timeout(timeout, self.call_raw(op, meta, body)).await {
-            Ok(reply) => reply.map(|reply| Reply {
-                meta: reply.meta,
-                body: take_body(reply.body, self.shared_heap),
-            }),
+            Ok(reply) => reply,
             Err(_) => Err(self.timed_out(op, timeout)),
         }
     }

@@ -261,22 +261,39 @@ impl<'a> ClientRequest<'a> {
     }
 }
 
+impl<'a> ClientHeaders<'a> {
+    /// How many name/value pairs there are.
+    pub fn pair_count(&self) -> usize {
+        match self {
+            ClientHeaders::Map(headers) => headers.len(),
+            ClientHeaders::Pairs(pairs) => pairs.len(),
+        }
+    }
+
+    /// The name/value pairs in arrival order, values that are not UTF-8
+    /// lossily (as `RequestHead` holds them).
+    pub fn pairs(&self) -> impl Iterator<Item = (&'a str, Cow<'a, str>)> + 'a {
+        let (map, pairs) = match *self {
+            ClientHeaders::Map(headers) => (Some(headers), None),
+            ClientHeaders::Pairs(pairs) => (None, Some(pairs)),
+        };
+        let from_map = map.into_iter().flat_map(|headers| {
+            headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), String::from_utf8_lossy(value.as_bytes())))
+        });
+        let from_pairs = pairs.into_iter().flat_map(|pairs| {
+            pairs
+                .iter()
+                .map(|(name, value)| (name.as_str(), Cow::Borrowed(value.as_str())))
+        });
+        from_map.chain(from_pairs)
+    }
+}
+
 impl Serialize for ClientHeaders<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeSeq;
-        match self {
-            ClientHeaders::Pairs(pairs) => pairs.serialize(serializer),
-            ClientHeaders::Map(headers) => {
-                let mut seq = serializer.serialize_seq(Some(headers.len()))?;
-                for (name, value) in headers.iter() {
-                    seq.serialize_element(&(
-                        name.as_str(),
-                        &*String::from_utf8_lossy(value.as_bytes()),
-                    ))?;
-                }
-                seq.end()
-            }
-        }
+        serializer.collect_seq(self.pairs())
     }
 }
 

@@ -3,7 +3,7 @@
 //! mapping, timeout), then the mutating `provider.request.prepared` hooks,
 //! both in one hop to the plugin runtime.
 
-use std::{borrow::Cow, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use ccproxy_formats::{Format, convert};
 use ccproxy_plugin_abi::{
@@ -16,7 +16,7 @@ use ccproxy_plugin_abi::{
 use http::StatusCode;
 use serde::Serialize;
 
-use super::{ClientHeaders, ClientRequest, ProviderRoute, ProxyError, Who};
+use super::{ClientRequest, ProviderRoute, ProxyError, Who};
 use crate::{
     hooks::HookBus,
     plugins::{
@@ -388,20 +388,7 @@ impl PrepareInput<'_> {
             attempt: self.attempt,
             body_members: self.body_members,
         };
-        match request.headers {
-            ClientHeaders::Map(map) => fields.write(
-                map.len(),
-                map.iter().map(|(name, value)| {
-                    (name.as_str(), String::from_utf8_lossy(value.as_bytes()))
-                }),
-            ),
-            ClientHeaders::Pairs(pairs) => fields.write(
-                pairs.len(),
-                pairs
-                    .iter()
-                    .map(|(name, value)| (name.as_str(), Cow::Borrowed(value.as_str()))),
-            ),
-        }
+        fields.write(request.headers.pair_count(), request.headers.pairs())
     }
 }
 
