@@ -728,6 +728,7 @@ pub(crate) fn run(args: &IdleArgs) -> Result<bool, String> {
         }
         layout.preload = Some(library.clone());
     }
+    layout.disabled.clone_from(&args.disable_plugin);
     let streams = args.streams.max(1);
     // The proxy: two sockets a stream and its own files (plugins' logs and
     // databases, the listener, pipes); this runner and the upstream need one
@@ -806,9 +807,6 @@ pub(crate) fn run(args: &IdleArgs) -> Result<bool, String> {
         let mut command = proxy_command(&layout, &sandbox, &upstream_url, None);
         if multiplexed {
             command.env("HTTP__EXTRA_CA_FILE", &ca_file);
-        }
-        for name in &args.disable_plugin {
-            command.arg("--disable-plugin").arg(name);
         }
         // The automatic cap is at most 4096 connections; room for the health
         // checks beside the streams.

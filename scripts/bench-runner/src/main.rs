@@ -168,6 +168,11 @@ struct RunArgs {
     /// malloc such as `/usr/lib/x86_64-linux-gnu/libjemalloc.so.2`.
     #[arg(long, value_name = "LIB")]
     preload: Option<PathBuf>,
+    /// A bundled plugin every ccproxy under test leaves out (`ccproxy serve
+    /// --disable-plugin`), e.g. all but `claude_api` for the host's own floor;
+    /// repeatable.
+    #[arg(long, value_name = "NAME")]
+    disable_plugin: Vec<String>,
     /// Where the report goes (default TARGET/bench).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -301,6 +306,8 @@ struct Layout {
     release: PathBuf,
     /// `LD_PRELOAD` for the proxy (`--preload`).
     preload: Option<PathBuf>,
+    /// Bundled plugins the proxy leaves out (`--disable-plugin`).
+    disabled: Vec<String>,
     /// The core the proxies under test are pinned to (`--pinned`).
     proxy_core: Option<usize>,
 }
@@ -340,6 +347,7 @@ impl Layout {
             target,
             release,
             preload: None,
+            disabled: Vec::new(),
             proxy_core: None,
         }
     }
@@ -480,6 +488,9 @@ fn proxy_command(
     if let Some(dir) = extra_plugins {
         command.arg("--plugin-dir").arg(dir);
     }
+    for name in &layout.disabled {
+        command.arg("--disable-plugin").arg(name);
+    }
     command.current_dir(sandbox).env_clear();
     if let Some(path) = std::env::var_os("PATH") {
         command.env("PATH", path);
@@ -596,6 +607,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
         }
         layout.preload = Some(library.clone());
     }
+    layout.disabled.clone_from(&args.disable_plugin);
     // Before pinning, which leaves this process one core to count.
     let machine = machine_info(&layout);
     if args.pinned {
@@ -713,7 +725,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
             .await
     })?;
     let plugin_status: Value = serde_json::from_slice(&plugin_status).unwrap_or(Value::Null);
-    let active = active_plugins(&layout, &plugin_status, &[])
+    let active = active_plugins(&layout, &plugin_status, &layout.disabled)
         .map_err(|error| format!("{error}; the proxy's log:\n{}", proxy.log_tail()))?;
     eprintln!(
         "==> proxy {} (pid {}), active plugins: {}; idle RSS {:.1} MiB",
@@ -1207,8 +1219,8 @@ fn report(r: &mut Report<'_>) -> String {
         out,
         "Upstream: {}. {} round(s) of {:.1} s per setting and target, direct and proxied alternating; \
          RPS counts 2xx answers over the rounds' total time; p50/p99 are the median of the rounds' \
-         percentiles, max the largest. Proxy: the bundled plugins on by default active ({}), access log on (client and \
-         provider, to a temporary file), log level info{}. Whole run: {:.0} s.\n",
+         percentiles, max the largest. Proxy: the bundled plugins on by default active ({}){}, {}, log level info{}. \
+         Whole run: {:.0} s.\n",
         if r.args.shared_mock {
             "the end-to-end mock (`ccproxy-mock-upstream`), reset after every round"
         } else {
@@ -1217,6 +1229,16 @@ fn report(r: &mut Report<'_>) -> String {
         s.rounds,
         s.round.as_secs_f64(),
         r.active.join(", "),
+        if r.args.disable_plugin.is_empty() {
+            String::new()
+        } else {
+            format!(" but those left out ({})", r.args.disable_plugin.join(", "))
+        },
+        if r.active.iter().any(|name| name == "access_log") {
+            "access log on (client and provider, to a temporary file)"
+        } else {
+            "no access log"
+        },
         r.args
             .preload
             .as_ref()
