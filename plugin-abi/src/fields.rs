@@ -111,11 +111,7 @@ impl PrepareFields<'_> {
         out.text(self.path);
         out.text(self.query);
         out.text(self.request_id);
-        out.text(itoa::Buffer::new().format(count));
-        for (name, value) in headers {
-            out.text(name);
-            out.text(&value);
-        }
+        out.pairs(count, headers);
         out.optional(self.attempt.map(json_of).as_deref());
         out.text(&members_text::text(self.body_members));
         out.0
@@ -124,10 +120,7 @@ impl PrepareFields<'_> {
 
 /// Reads metadata [`PrepareFields::write`] wrote (starting with [`MARK`]).
 pub fn read_prepare(meta: &str) -> Result<ProviderPrepareInput, FieldError> {
-    let mut fields = Reader(
-        meta.strip_prefix(MARK)
-            .ok_or(FieldError("no leading mark"))?,
-    );
+    let mut fields = Reader::after_mark(meta)?;
     let endpoint = fields.text()?.to_owned();
     let client_format = fields.text()?.to_owned();
     let native_format = fields.text()?.to_owned();
@@ -138,11 +131,7 @@ pub fn read_prepare(meta: &str) -> Result<ProviderPrepareInput, FieldError> {
     let query = fields.text()?.to_owned();
     let request_id = fields.text()?.to_owned();
     let headers = fields.pairs()?;
-    let attempt: Option<ProviderAttempt> = fields
-        .optional()?
-        .map(serde_json::from_str)
-        .transpose()
-        .map_err(|_| FieldError("attempt"))?;
+    let attempt: Option<ProviderAttempt> = fields.optional_json("attempt")?;
     let body_members = members_text::parse(fields.text()?).unwrap_or_default();
     fields.end()?;
     Ok(ProviderPrepareInput {
@@ -175,11 +164,13 @@ pub fn write_prepare_output(output: &ProviderPrepareOutput) -> String {
     out.0.push(MARK);
     out.text(&output.method);
     out.text(&output.url);
-    out.text(itoa::Buffer::new().format(output.headers.len()));
-    for (name, value) in &output.headers {
-        out.text(name);
-        out.text(value);
-    }
+    out.pairs(
+        output.headers.len(),
+        output
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), Cow::Borrowed(value.as_str()))),
+    );
     out.flag(output.stream);
     out.optional(output.model_alias.as_deref());
     out.text(itoa::Buffer::new().format(output.timeout_ms));
@@ -192,10 +183,7 @@ pub fn write_prepare_output(output: &ProviderPrepareOutput) -> String {
 
 /// Reads an answer [`write_prepare_output`] wrote.
 pub fn read_prepare_output(meta: &str) -> Result<ProviderPrepareOutput, FieldError> {
-    let mut fields = Reader(
-        meta.strip_prefix(MARK)
-            .ok_or(FieldError("no leading mark"))?,
-    );
+    let mut fields = Reader::after_mark(meta)?;
     let method = fields.text()?.to_owned();
     let url = fields.text()?.to_owned();
     let headers = fields.pairs()?;
@@ -203,17 +191,9 @@ pub fn read_prepare_output(meta: &str) -> Result<ProviderPrepareOutput, FieldErr
     let model_alias = fields.optional()?.map(str::to_owned);
     let timeout_ms = fields.number()?;
     let account = fields.optional()?.map(str::to_owned);
-    let retry: Option<RetryPolicy> = fields
-        .optional()?
-        .map(serde_json::from_str)
-        .transpose()
-        .map_err(|_| FieldError("retry"))?;
+    let retry: Option<RetryPolicy> = fields.optional_json("retry")?;
     let delay_ms = fields.number()?;
-    let exhausted: Option<ProviderExhausted> = fields
-        .optional()?
-        .map(serde_json::from_str)
-        .transpose()
-        .map_err(|_| FieldError("exhausted"))?;
+    let exhausted: Option<ProviderExhausted> = fields.optional_json("exhausted")?;
     fields.end()?;
     Ok(ProviderPrepareOutput {
         method,
@@ -257,12 +237,28 @@ impl Writer {
             self.text(text);
         }
     }
+
+    /// `count`, then the `count` name/value pairs (what [`Reader::pairs`] reads).
+    fn pairs<'h>(&mut self, count: usize, pairs: impl Iterator<Item = (&'h str, Cow<'h, str>)>) {
+        self.text(itoa::Buffer::new().format(count));
+        for (name, value) in pairs {
+            self.text(name);
+            self.text(&value);
+        }
+    }
 }
 
 /// The netstrings not read yet.
 struct Reader<'a>(&'a str);
 
 impl<'a> Reader<'a> {
+    /// The netstrings after [`MARK`], which `meta` must start with.
+    fn after_mark(meta: &'a str) -> Result<Self, FieldError> {
+        meta.strip_prefix(MARK)
+            .map(Self)
+            .ok_or(FieldError("no leading mark"))
+    }
+
     fn text(&mut self) -> Result<&'a str, FieldError> {
         let colon = self.0.as_bytes()[..self.0.len().min(11)]
             .iter()
@@ -302,6 +298,18 @@ impl<'a> Reader<'a> {
         } else {
             None
         })
+    }
+
+    /// An optional rare field written as embedded JSON ([`json_of`]);
+    /// `what` names it in the error.
+    fn optional_json<T: serde::de::DeserializeOwned>(
+        &mut self,
+        what: &'static str,
+    ) -> Result<Option<T>, FieldError> {
+        self.optional()?
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|_| FieldError(what))
     }
 
     fn number<N: std::str::FromStr>(&mut self) -> Result<N, FieldError> {
